@@ -1,0 +1,408 @@
+//! Decode: bytes → JSON documents → records, with containers unwrapped.
+//!
+//! A *chunk* is what a source hands over: one line of a JSON-lines file, or a
+//! whole multi-line document (a pretty-printed object, a JSON array, several
+//! concatenated objects). The decoder reads every JSON value in the chunk,
+//! resynchronising at the next line after a syntax error, and unwraps the
+//! containers the clouds use: CloudTrail `{"Records": [...]}`, CTS ListTraces
+//! `{"traces": [...]}`, Tencent LookUpEvents `{"Response": {"Events": [...]}}`
+//! with the raw event double-encoded in `CloudAuditEvent`, AWS LookupEvents
+//! (`CloudTrailEvent`), FunctionGraph `{"cts": {...}}`, EventBridge
+//! (`detail`) and CloudEvents (`data`) envelopes, and plain arrays.
+//!
+//! Nothing here panics on input; every record that cannot be read becomes a
+//! `DeadLetter` with its origin and the reason.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{Map, Value};
+
+use super::lenient::{Obj, time_of};
+use super::model::Provider;
+use super::origin::{Origin, Position};
+
+/// How deep containers may nest before we give up on a document.
+const MAX_CONTAINER_DEPTH: usize = 6;
+/// How much of a bad record is kept in the dead-letter table.
+pub const EXCERPT_BYTES: usize = 512;
+
+/// A record found in a chunk, with its cloud already recognised.
+#[derive(Debug)]
+pub struct Candidate {
+    pub provider: Provider,
+    pub record: Map<String, Value>,
+    pub origin: Origin,
+    /// Time of the envelope the record came in, used when the record has none.
+    pub envelope_time: Option<DateTime<Utc>>,
+}
+
+/// A record that could not be read, kept with where it came from and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    pub origin: Origin,
+    pub reason: String,
+    /// The start of the offending bytes, lossily decoded (binary shown as U+FFFD).
+    pub excerpt: String,
+}
+
+impl DeadLetter {
+    pub fn new(origin: Origin, reason: impl Into<String>, bytes: &[u8]) -> DeadLetter {
+        DeadLetter {
+            origin,
+            reason: reason.into(),
+            excerpt: excerpt(bytes),
+        }
+    }
+}
+
+/// The first `EXCERPT_BYTES` of `bytes`, as text.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let end = bytes.len().min(EXCERPT_BYTES);
+    let mut text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    if bytes.len() > end {
+        text.push('…');
+    }
+    text
+}
+
+/// Output of decoding one chunk.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub candidates: Vec<Candidate>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Decode every JSON value in `bytes`. `origin` is the chunk's origin: for a
+/// JSON-lines chunk its line; for a document its first line, which is advanced
+/// to the line where each value starts.
+pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
+    let mut offset = skip_blank(bytes, 0);
+    // Line-based position tracking for documents that hold several values.
+    let mut line = match origin.position {
+        Position::Line(line) => line,
+        _ => 1,
+    };
+    let mut line_counted_to = 0usize;
+    while offset < bytes.len() {
+        line += count_newlines(&bytes[line_counted_to..offset]);
+        line_counted_to = offset;
+        let value_origin = match origin.position {
+            Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
+            _ => Origin::new(origin.source.clone(), Position::Line(line)),
+        };
+        let rest = &bytes[offset..];
+        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(value)) => {
+                let consumed = stream.byte_offset();
+                expand(value, &value_origin, None, 0, out);
+                offset = skip_blank(bytes, offset + consumed.max(1));
+            }
+            Some(Err(error)) => {
+                let error_at = byte_offset_of(rest, error.line(), error.column());
+                let resume = next_line_start(rest, error_at);
+                let reason = if error.is_eof() {
+                    format!("truncated JSON: {error}")
+                } else {
+                    format!("invalid JSON: {error}")
+                };
+                out.dead_letters
+                    .push(DeadLetter::new(value_origin, reason, &rest[..resume.max(1).min(rest.len())]));
+                offset = skip_blank(bytes, offset + resume.max(1));
+            }
+            None => break,
+        }
+    }
+}
+
+fn skip_blank(bytes: &[u8], mut offset: usize) -> usize {
+    loop {
+        match bytes.get(offset..) {
+            Some([b' ' | b'\t' | b'\r' | b'\n', ..]) => offset += 1,
+            Some([0xEF, 0xBB, 0xBF, ..]) => offset += 3, // UTF-8 byte order mark
+            _ => return offset.min(bytes.len()),
+        }
+    }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|byte| **byte == b'\n').count() as u64
+}
+
+/// Byte offset of a 1-based line / column reported by serde_json.
+fn byte_offset_of(bytes: &[u8], line: usize, column: usize) -> usize {
+    let mut current_line = 1;
+    let mut line_start = 0;
+    if line > 1 {
+        for (index, byte) in bytes.iter().enumerate() {
+            if *byte == b'\n' {
+                current_line += 1;
+                if current_line == line {
+                    line_start = index + 1;
+                    break;
+                }
+            }
+        }
+    }
+    // Column 0 means "at the newline that ended the previous line".
+    if column == 0 {
+        return line_start.saturating_sub(1).min(bytes.len());
+    }
+    (line_start + column - 1).min(bytes.len())
+}
+
+/// The start of the line after `from`, where a new document may begin.
+fn next_line_start(bytes: &[u8], from: usize) -> usize {
+    match bytes.get(from..).and_then(|rest| rest.iter().position(|byte| *byte == b'\n')) {
+        Some(newline) => from + newline + 1,
+        None => bytes.len(),
+    }
+}
+
+/// Unwrap containers and envelopes until records remain.
+fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, depth: usize, out: &mut Decoded) {
+    if depth > MAX_CONTAINER_DEPTH {
+        out.dead_letters.push(DeadLetter::new(
+            origin.clone(),
+            format!("containers nested deeper than {MAX_CONTAINER_DEPTH} levels"),
+            value.to_string().as_bytes(),
+        ));
+        return;
+    }
+    match value {
+        Value::Array(items) => {
+            for (index, item) in items.into_iter().enumerate() {
+                expand(item, &origin.with_index(index), envelope_time, depth + 1, out);
+            }
+        }
+        Value::Object(map) => expand_object(map, origin, envelope_time, depth, out),
+        Value::String(text) => {
+            // A record double-encoded as a JSON string (some shippers do this).
+            let trimmed = text.trim_start();
+            match serde_json::from_str::<Value>(trimmed) {
+                Ok(inner @ (Value::Object(_) | Value::Array(_))) if trimmed.starts_with(['{', '[']) => {
+                    expand(inner, origin, envelope_time, depth + 1, out)
+                }
+                _ => out.dead_letters.push(DeadLetter::new(
+                    origin.clone(),
+                    "a JSON string, not an audit record",
+                    text.as_bytes(),
+                )),
+            }
+        }
+        other => out.dead_letters.push(DeadLetter::new(
+            origin.clone(),
+            format!("a JSON {}, not an audit record", json_type_name(&other)),
+            other.to_string().as_bytes(),
+        )),
+    }
+}
+
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn utc() -> FixedOffset {
+    FixedOffset::east_opt(0).expect("zero offset is valid")
+}
+
+fn expand_object(
+    mut map: Map<String, Value>,
+    origin: &Origin,
+    envelope_time: Option<DateTime<Utc>>,
+    depth: usize,
+    out: &mut Decoded,
+) {
+    // CloudTrail S3 delivery file: {"Records": [...]}.
+    if matches!(map.get("Records"), Some(Value::Array(_))) {
+        if let Some(records) = map.remove("Records") {
+            expand(records, origin, envelope_time, depth + 1, out);
+        }
+        return;
+    }
+    // CTS ListTraces response: {"traces": [...], "meta_data": {...}}.
+    if matches!(map.get("traces"), Some(Value::Array(_))) {
+        if let Some(traces) = map.remove("traces") {
+            expand(traces, origin, envelope_time, depth + 1, out);
+        }
+        return;
+    }
+    // Tencent API 3.0 responses wrap everything in {"Response": {...}}.
+    if map.len() == 1 && matches!(map.get("Response"), Some(Value::Object(_))) {
+        if let Some(response) = map.remove("Response") {
+            expand(response, origin, envelope_time, depth + 1, out);
+        }
+        return;
+    }
+    // Tencent LookUpEvents / AWS LookupEvents: {"Events": [{..., "CloudAuditEvent"|"CloudTrailEvent": "<json>"}]}.
+    if let Some(Value::Array(events)) = map.get_mut("Events") {
+        let events = std::mem::take(events);
+        for (index, event) in events.into_iter().enumerate() {
+            let event_origin = origin.with_index(index);
+            expand_lookup_event(event, &event_origin, depth + 1, out);
+        }
+        return;
+    }
+    // FunctionGraph CTS trigger: {"cts": {...}}.
+    if matches!(map.get("cts"), Some(Value::Object(_))) && !looks_like_record(&map) {
+        if let Some(trace) = map.remove("cts") {
+            expand(trace, origin, envelope_time, depth + 1, out);
+        }
+        return;
+    }
+    // EventBridge (AWS): {"detail-type": ..., "detail": {...}, "time": "..."}.
+    if map.contains_key("detail-type") && map.contains_key("detail") {
+        let time = map.get("time").and_then(|time| time_of(time, utc())).or(envelope_time);
+        if let Some(detail) = map.remove("detail") {
+            expand(detail, origin, time, depth + 1, out);
+        }
+        return;
+    }
+    // CloudEvents 1.0 (Tencent EventBridge): {"specversion": "1.0", "data": ..., "time": ms}.
+    if map.contains_key("specversion") && map.contains_key("data") {
+        let time = map.get("time").and_then(|time| time_of(time, utc())).or(envelope_time);
+        if let Some(data) = map.remove("data") {
+            expand(data, origin, time, depth + 1, out);
+        }
+        return;
+    }
+    match detect_provider(&map) {
+        Some(provider) => out.candidates.push(Candidate {
+            provider,
+            record: map,
+            origin: origin.clone(),
+            envelope_time,
+        }),
+        None => {
+            let text = Value::Object(map).to_string();
+            out.dead_letters.push(DeadLetter::new(
+                origin.clone(),
+                "not a CTS trace, CloudAudit event or CloudTrail record (no recognisable fields)",
+                text.as_bytes(),
+            ));
+        }
+    }
+}
+
+/// One item of a LookUpEvents / LookupEvents response.
+fn expand_lookup_event(event: Value, origin: &Origin, depth: usize, out: &mut Decoded) {
+    let Value::Object(mut map) = event else {
+        return expand(event, origin, None, depth, out);
+    };
+    for key in ["CloudAuditEvent", "CloudTrailEvent"] {
+        if let Some(Value::String(inner)) = map.remove(key) {
+            match serde_json::from_str::<Value>(&inner) {
+                Ok(value) => expand(value, origin, None, depth + 1, out),
+                Err(error) => out.dead_letters.push(DeadLetter::new(
+                    origin.clone(),
+                    format!("invalid JSON in {key}: {error}"),
+                    inner.as_bytes(),
+                )),
+            }
+            return;
+        }
+    }
+    expand(Value::Object(map), origin, None, depth + 1, out);
+}
+
+/// True when the object itself is a record (so a `cts` key is just a field).
+fn looks_like_record(map: &Map<String, Value>) -> bool {
+    map.contains_key("trace_name") || map.contains_key("eventName")
+}
+
+/// Recognise the cloud of a record from its keys.
+pub fn detect_provider(map: &Map<String, Value>) -> Option<Provider> {
+    if map.contains_key("trace_name") || map.contains_key("trace_id") || map.contains_key("trace_type") {
+        return Some(Provider::Huawei);
+    }
+    // Some pipelines lower-case every key; read those case-insensitively.
+    let obj = Obj::with_case_insensitive(map, true);
+    let event_source = obj.text("eventSource");
+    let source = event_source.as_deref().unwrap_or("");
+    if source.ends_with("amazonaws.com") || obj.contains_key("awsRegion") {
+        return Some(Provider::Aws);
+    }
+    if source.contains("tencent") || obj.contains_key("eventRegion") || obj.contains_key("resourceType") {
+        return Some(Provider::Tencent);
+    }
+    let identity = obj.obj("userIdentity");
+    if identity.is_some_and(|identity| identity.contains_key("secretId")) {
+        return Some(Provider::Tencent);
+    }
+    if identity.is_some_and(|identity| identity.contains_key("arn") || identity.contains_key("accessKeyId")) {
+        return Some(Provider::Aws);
+    }
+    if obj.contains_key("eventVersion") && obj.contains_key("eventName") {
+        return Some(Provider::Aws);
+    }
+    // Tencent LookUpEvents items without the raw event: PascalCase summary fields.
+    if map.contains_key("EventName") && (map.contains_key("SecretId") || map.contains_key("EventRegion")) {
+        return Some(Provider::Tencent);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn origin() -> Origin {
+        Origin::new(Arc::from("test"), Position::Line(1))
+    }
+
+    fn decode(text: &str) -> Decoded {
+        let mut out = Decoded::default();
+        decode_chunk(text.as_bytes(), &origin(), &mut out);
+        out
+    }
+
+    #[test]
+    fn concatenated_documents_get_their_own_lines() {
+        let out = decode("{\"trace_name\":\"a\"}\n\n{\n \"trace_name\": \"b\"\n}\n");
+        assert_eq!(out.candidates.len(), 2);
+        assert_eq!(out.candidates[0].origin.line(), Some(1));
+        assert_eq!(out.candidates[1].origin.line(), Some(3));
+    }
+
+    #[test]
+    fn a_syntax_error_resynchronises_at_the_next_line() {
+        let out = decode("{\"trace_name\": \"a\", \"x\n{\"trace_name\":\"b\"}\n");
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.candidates.len(), 1);
+        assert_eq!(out.candidates[0].origin.line(), Some(2));
+    }
+
+    #[test]
+    fn containers_are_unwrapped_with_indexes() {
+        let out = decode(r#"{"Records":[{"eventSource":"iam.amazonaws.com","eventName":"A"},{"eventSource":"s3.amazonaws.com","eventName":"B"}]}"#);
+        assert_eq!(out.candidates.len(), 2);
+        assert_eq!(out.candidates[1].origin.to_string(), "test:1[1]");
+        assert!(out.candidates.iter().all(|candidate| candidate.provider == Provider::Aws));
+    }
+
+    #[test]
+    fn scalars_and_unknown_objects_are_dead_letters() {
+        let out = decode("[1, \"hello\", {\"foo\": \"bar\"}]");
+        assert!(out.candidates.is_empty());
+        assert_eq!(out.dead_letters.len(), 3);
+        assert!(out.dead_letters[2].reason.contains("not a CTS trace"));
+    }
+
+    #[test]
+    fn envelopes_carry_their_time() {
+        let out = decode(r#"{"specversion":"1.0","time":1767225600000,"data":{"eventName":"X","eventSource":"cvm.tencentcloudapi.com"}}"#);
+        assert_eq!(out.candidates.len(), 1);
+        assert_eq!(out.candidates[0].provider, Provider::Tencent);
+        assert_eq!(
+            out.candidates[0].envelope_time.unwrap().to_rfc3339(),
+            "2026-01-01T00:00:00+00:00"
+        );
+    }
+}

@@ -1,0 +1,398 @@
+//! Lenient readers for the fields of real audit records.
+//!
+//! The three clouds (and the pipelines in front of them) send numbers as
+//! strings, strings as numbers, JSON inside strings, booleans as `"true"`,
+//! epoch seconds or milliseconds or several date formats, IPv4 addresses with
+//! leading zeros, and keys in another case than documented. Everything here
+//! accepts all of those and never panics; a value it cannot read is `None`.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use super::model::{IpKind, SourceAddress};
+
+/// A JSON object read with optional case-insensitive key fallback (some
+/// pipelines lower-case every CloudTrail key: `eventname`, `useridentity` …).
+#[derive(Clone, Copy)]
+pub struct Obj<'a> {
+    pub map: &'a Map<String, Value>,
+    /// Look keys up case-insensitively when the exact spelling is absent.
+    pub case_insensitive: bool,
+}
+
+impl<'a> Obj<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Obj<'a> {
+        Obj {
+            map,
+            case_insensitive: false,
+        }
+    }
+
+    pub fn with_case_insensitive(map: &'a Map<String, Value>, case_insensitive: bool) -> Obj<'a> {
+        Obj {
+            map,
+            case_insensitive,
+        }
+    }
+
+    /// The value under `key`; `null` counts as absent.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        let found = match self.map.get(key) {
+            Some(value) => Some(value),
+            None if self.case_insensitive => self
+                .map
+                .iter()
+                .find(|(candidate, _)| candidate.eq_ignore_ascii_case(key))
+                .map(|(_, value)| value),
+            None => None,
+        };
+        found.filter(|value| !value.is_null())
+    }
+
+    /// A nested object (also when it arrived as a JSON string).
+    pub fn obj(&self, key: &str) -> Option<Obj<'a>> {
+        match self.get(key)? {
+            Value::Object(map) => Some(Obj::with_case_insensitive(map, self.case_insensitive)),
+            _ => None,
+        }
+    }
+
+    /// A scalar as text: strings trimmed, numbers and booleans printed;
+    /// empty strings, objects and arrays are `None`.
+    pub fn text(&self, key: &str) -> Option<Cow<'a, str>> {
+        self.get(key).and_then(text_of)
+    }
+
+    /// Like `text`, owned.
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.text(key).map(Cow::into_owned)
+    }
+
+    pub fn boolean(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(bool_of)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+/// A scalar JSON value as text. Strings are trimmed; empty text is `None`.
+pub fn text_of(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::String(text) => {
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                None
+            } else {
+                Some(Cow::Borrowed(trimmed))
+            }
+        }
+        Value::Number(number) => Some(Cow::Owned(number.to_string())),
+        Value::Bool(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+/// A boolean from `true`, `"true"`, `"True"`, `1`, `"1"`, `"yes"` (and the negatives).
+pub fn bool_of(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(flag) => Some(*flag),
+        Value::Number(number) => number.as_f64().map(|n| n != 0.0),
+        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "y" => Some(true),
+            "false" | "0" | "no" | "n" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An integer from a number or a numeric string.
+pub fn i64_of(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(number) => number
+            .as_i64()
+            .or_else(|| number.as_f64().filter(|n| n.is_finite()).map(|n| n as i64)),
+        Value::String(text) => {
+            let text = text.trim();
+            text.parse::<i64>()
+                .ok()
+                .or_else(|| text.parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n as i64))
+        }
+        _ => None,
+    }
+}
+
+/// If `value` is a string holding a JSON object or array, replace it by the
+/// parsed document. Anything else is left alone. Returns whether it changed.
+pub fn expand_json_string(value: &mut Value) -> bool {
+    let Value::String(text) = value else {
+        return false;
+    };
+    let trimmed = text.trim_start();
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        return false;
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(parsed @ (Value::Object(_) | Value::Array(_))) => {
+            *value = parsed;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Expand JSON-inside-string fields of an object in place, for the named keys.
+pub fn expand_json_fields(map: &mut Map<String, Value>, keys: &[&str]) {
+    for key in keys {
+        if let Some(value) = map.get_mut(*key) {
+            expand_json_string(value);
+        }
+    }
+}
+
+/// Epoch numbers: which unit, judged by magnitude (seconds until the year
+/// 5138, then milliseconds, then microseconds).
+fn datetime_from_epoch(number: f64) -> Option<DateTime<Utc>> {
+    if !number.is_finite() || number < 0.0 {
+        return None;
+    }
+    let millis = if number < 1e11 {
+        number * 1000.0
+    } else if number < 1e14 {
+        number
+    } else if number < 1e17 {
+        number / 1000.0
+    } else {
+        number / 1_000_000.0
+    };
+    DateTime::<Utc>::from_timestamp_millis(millis as i64)
+}
+
+/// A time from any of the shapes the clouds use:
+/// - epoch seconds / milliseconds / microseconds, as a number or a numeric string;
+/// - RFC 3339 / ISO 8601 (`2026-01-01T00:00:00Z`, with or without fraction or offset);
+/// - `YYYY-MM-DD HH:MM:SS[.fraction]` without a zone, read in `naive_offset`;
+/// - the old CTS form `2016/12/08 11:07:28 GMT+08:00`.
+pub fn time_of(value: &Value, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {
+    match value {
+        Value::Number(number) => datetime_from_epoch(number.as_f64()?),
+        Value::String(text) => parse_time_text(text.trim(), naive_offset),
+        _ => None,
+    }
+}
+
+pub fn parse_time_text(text: &str, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {
+    if text.is_empty() {
+        return None;
+    }
+    if text.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.') {
+        return datetime_from_epoch(text.parse::<f64>().ok()?);
+    }
+    if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+        return Some(parsed.with_timezone(&Utc));
+    }
+    // ISO with a space instead of `T`, or with an offset and no colon.
+    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(parsed) = DateTime::parse_from_str(text, format) {
+            return Some(parsed.with_timezone(&Utc));
+        }
+    }
+    // Old CTS: `2016/12/08 11:07:28 GMT+08:00`.
+    if let Some((local, zone)) = text.split_once(" GMT") {
+        let offset = parse_offset(zone)?;
+        let naive = NaiveDateTime::parse_from_str(local, "%Y/%m/%d %H:%M:%S").ok()?;
+        return offset
+            .from_local_datetime(&naive)
+            .single()
+            .map(|time| time.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y/%m/%d %H:%M:%S%.f",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            let zone = if text.contains('T') {
+                FixedOffset::east_opt(0)?
+            } else {
+                naive_offset
+            };
+            return zone
+                .from_local_datetime(&naive)
+                .single()
+                .map(|time| time.with_timezone(&Utc));
+        }
+    }
+    None
+}
+
+/// `+08:00`, `+0800`, `-5`, `` (UTC).
+fn parse_offset(text: &str) -> Option<FixedOffset> {
+    let text = text.trim();
+    if text.is_empty() {
+        return FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => (1, text),
+    };
+    let (hours, minutes) = match rest.split_once(':') {
+        Some((hours, minutes)) => (hours.parse::<i32>().ok()?, minutes.parse::<i32>().ok()?),
+        None if rest.len() == 4 => (rest[..2].parse().ok()?, rest[2..].parse().ok()?),
+        None => (rest.parse().ok()?, 0),
+    };
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
+}
+
+/// Parse an IP best-effort: IPv6, IPv4, and IPv4 with leading zeros
+/// (`075.050.255.067`, which `Ipv4Addr::from_str` rejects) read as decimal.
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    // `[::1]` and `1.2.3.4:5678` forms.
+    let unbracketed = text.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *octet = part.parse::<u8>().ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(IpAddr::V4(Ipv4Addr::from(octets)))
+}
+
+/// Classify an address: public, LAN-ish private, or neither.
+pub fn ip_kind(ip: &IpAddr) -> IpKind {
+    let private = match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link local fe80::/10
+                || v6.to_ipv4_mapped().is_some_and(|v4| ip_kind(&IpAddr::V4(v4)) == IpKind::Private)
+        }
+    };
+    if private { IpKind::Private } else { IpKind::Public }
+}
+
+/// The source address of a record: kept as given, parsed where it is an IP.
+pub fn source_address(text: Option<Cow<'_, str>>) -> Option<SourceAddress> {
+    let text = text?;
+    let ip = parse_ip(&text);
+    let kind = match &ip {
+        Some(ip) => ip_kind(ip),
+        None => IpKind::Hostname,
+    };
+    Some(SourceAddress {
+        text: text.into_owned(),
+        ip,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn utc8() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    #[test]
+    fn epoch_units_are_judged_by_magnitude() {
+        let seconds = time_of(&json!(1767225600), utc8()).unwrap();
+        let millis = time_of(&json!(1767225600000_i64), utc8()).unwrap();
+        let millis_text = time_of(&json!("1767225600000"), utc8()).unwrap();
+        let float_seconds = time_of(&json!(1767225600.0), utc8()).unwrap();
+        assert_eq!(seconds.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert_eq!(seconds, millis);
+        assert_eq!(seconds, millis_text);
+        assert_eq!(seconds, float_seconds);
+    }
+
+    #[test]
+    fn date_strings_in_every_documented_shape() {
+        let expected = "2016-12-08T03:07:28+00:00";
+        for text in [
+            "2016/12/08 11:07:28 GMT+08:00",
+            "2016-12-08 11:07:28",
+            "2016-12-08T03:07:28Z",
+            "2016-12-08T11:07:28+08:00",
+            "2016-12-08T03:07:28.000Z",
+        ] {
+            let parsed = parse_time_text(text, utc8()).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(parsed.to_rfc3339(), expected, "{text}");
+        }
+        // Panther's enrichment time is UTC with nanoseconds and no zone marker,
+        // but it is read with the naive offset the caller chooses.
+        let panther = parse_time_text("2016-12-08 03:07:28.000000000", FixedOffset::east_opt(0).unwrap());
+        assert_eq!(panther.unwrap().to_rfc3339(), expected);
+        assert!(parse_time_text("not-a-date", utc8()).is_none());
+        assert!(time_of(&json!(-5), utc8()).is_none());
+        assert!(time_of(&json!({"a": 1}), utc8()).is_none());
+    }
+
+    #[test]
+    fn ips_with_leading_zeros_and_non_ips() {
+        assert_eq!(parse_ip("075.050.255.067"), Some("75.50.255.67".parse().unwrap()));
+        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(parse_ip("ec2.amazonaws.com"), None);
+        assert_eq!(parse_ip("1.2.3"), None);
+        assert_eq!(parse_ip("1.2.3.4.5"), None);
+        assert_eq!(parse_ip("256.1.1.1"), None);
+        let source = source_address(Some(Cow::Borrowed("AWS Internal"))).unwrap();
+        assert_eq!(source.kind, IpKind::Hostname);
+        let lan = source_address(Some(Cow::Borrowed("10.1.2.3"))).unwrap();
+        assert_eq!(lan.kind, IpKind::Private);
+        let public = source_address(Some(Cow::Borrowed("203.0.113.9"))).unwrap();
+        assert_eq!(public.kind, IpKind::Public);
+    }
+
+    #[test]
+    fn scalars_of_the_wrong_type_are_read() {
+        assert_eq!(bool_of(&json!("true")), Some(true));
+        assert_eq!(bool_of(&json!(0)), Some(false));
+        assert_eq!(bool_of(&json!("maybe")), None);
+        assert_eq!(i64_of(&json!("42")), Some(42));
+        assert_eq!(i64_of(&json!(42.9)), Some(42));
+        assert_eq!(text_of(&json!(100012345678_i64)).as_deref(), Some("100012345678"));
+        assert_eq!(text_of(&json!("  ")), None);
+    }
+
+    #[test]
+    fn json_inside_strings_is_expanded_only_when_it_is_json() {
+        let mut value = json!("{\"Name\":\"crossfire\"}");
+        assert!(expand_json_string(&mut value));
+        assert_eq!(value, json!({"Name": "crossfire"}));
+        let mut broken = json!("{not json");
+        assert!(!expand_json_string(&mut broken));
+        let mut plain = json!("hello");
+        assert!(!expand_json_string(&mut plain));
+    }
+}

@@ -1,0 +1,47 @@
+//! The event side: decoding records from bytes, normalizing them into one
+//! `AuditEvent`, and presenting events as JSON.
+
+pub mod decode;
+pub mod lenient;
+pub mod model;
+pub mod normalize;
+pub mod origin;
+
+use serde_json::{Value, json};
+
+use crate::rules::OperationCatalog;
+use model::AuditEvent;
+
+/// The normalized event as JSON (what `trailwarden normalize` prints and what
+/// alarms keep as samples). `raw` is included when asked.
+pub fn event_json(event: &AuditEvent, catalog: &OperationCatalog, include_raw: bool) -> Value {
+    let operations: Vec<&str> = event.operations.iter().map(|index| catalog.name(*index)).collect();
+    let mut value = json!({
+        "provider": event.provider,
+        "event_id": event.event_id,
+        "request_id": event.request_id,
+        "time": event.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "time_source": event.time_source,
+        "account_id": event.account_id,
+        "account_name": event.account_name,
+        "principal": event.principal,
+        "access_key": event.access_key,
+        "source_ip": event.source_ip_text(),
+        "source_ip_kind": event.source_ip_kind(),
+        "user_agent": event.user_agent,
+        "service": event.service,
+        "action": event.action,
+        "operations": operations,
+        "region": event.region,
+        "call_method": event.call_method,
+        "outcome": event.outcome,
+        "read_only": event.read_only,
+        "resource": event.resource,
+        "mfa": event.mfa,
+        "origin": event.origin,
+    });
+    if include_raw && let Value::Object(map) = &mut value {
+        map.insert("raw".to_string(), event.raw.clone());
+    }
+    value
+}

@@ -1,0 +1,307 @@
+//! The normalized event model: one `AuditEvent` for every cloud.
+//!
+//! This struct is the contract between the normalizers (which fill it from a
+//! Huawei CTS trace, a Tencent CloudAudit event or an AWS CloudTrail record)
+//! and the rule engine (which reads it through compiled field references).
+//! Everything a rule may need that the model does not carry stays reachable
+//! through `raw`.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::origin::Origin;
+
+/// Which cloud produced an event. A closed set: adding a cloud is a code change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Huawei,
+    Tencent,
+    Aws,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 3] = [Provider::Huawei, Provider::Tencent, Provider::Aws];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Huawei => "huawei",
+            Provider::Tencent => "tencent",
+            Provider::Aws => "aws",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Provider> {
+        Provider::ALL
+            .into_iter()
+            .find(|provider| provider.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of identity made the call, in one vocabulary for all clouds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// The account itself (AWS root, Tencent main account, Huawei account).
+    Root,
+    /// A long-lived sub-user (IAM user, CAM sub-user, Huawei IAM user).
+    User,
+    /// A role / agency session with temporary credentials.
+    AssumedRole,
+    /// A user from an external identity provider (SAML, OIDC, federation token).
+    Federated,
+    /// A cloud service acting on its own behalf.
+    Service,
+    /// The record did not say, or said something we do not recognise.
+    #[default]
+    Unknown,
+}
+
+impl PrincipalKind {
+    pub const ALL: [PrincipalKind; 6] = [
+        PrincipalKind::Root,
+        PrincipalKind::User,
+        PrincipalKind::AssumedRole,
+        PrincipalKind::Federated,
+        PrincipalKind::Service,
+        PrincipalKind::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Root => "root",
+            PrincipalKind::User => "user",
+            PrincipalKind::AssumedRole => "assumed_role",
+            PrincipalKind::Federated => "federated",
+            PrincipalKind::Service => "service",
+            PrincipalKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the call reached the cloud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMethod {
+    Console,
+    Api,
+    System,
+    #[default]
+    Other,
+}
+
+impl CallMethod {
+    pub const ALL: [CallMethod; 4] = [
+        CallMethod::Console,
+        CallMethod::Api,
+        CallMethod::System,
+        CallMethod::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallMethod::Console => "console",
+            CallMethod::Api => "api",
+            CallMethod::System => "system",
+            CallMethod::Other => "other",
+        }
+    }
+}
+
+/// Whether the call succeeded. Every cloud says so in its own way; the
+/// normalizers turn that into this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeResult {
+    #[default]
+    Success,
+    Failure,
+}
+
+impl OutcomeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeResult::Success => "success",
+            OutcomeResult::Failure => "failure",
+        }
+    }
+}
+
+/// A class of source address, used by rules and shown in alarm call records
+/// (seeds/003 "IP type": within the account, outside, LAN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpKind {
+    /// A routable public address.
+    Public,
+    /// RFC 1918 / RFC 4193 / CGNAT / link-local / loopback: a LAN address.
+    Private,
+    /// Not an IP at all: a service name such as `ec2.amazonaws.com` or `AWS Internal`.
+    Hostname,
+    /// No address in the record (system-triggered traces).
+    #[default]
+    None,
+}
+
+impl IpKind {
+    pub const ALL: [IpKind; 4] = [IpKind::Public, IpKind::Private, IpKind::Hostname, IpKind::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpKind::Public => "public",
+            IpKind::Private => "private",
+            IpKind::Hostname => "hostname",
+            IpKind::None => "none",
+        }
+    }
+}
+
+/// The identity that made the call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    /// The cloud's stable id for the identity (AWS principalId, Tencent sub-uin, Huawei user id).
+    pub id: Option<String>,
+    /// The human-readable name (user name, `role/session`, `root`).
+    pub name: Option<String>,
+    /// ARN / URN where the cloud gives one.
+    pub arn: Option<String>,
+}
+
+/// The access key the call was signed with, if any.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AccessKey {
+    pub id: String,
+    /// Session credentials (AWS `ASIA…`, Huawei `HSTA…`, role sessions): these
+    /// expire, so "idle key" logic does not apply to them.
+    pub temporary: bool,
+}
+
+/// The address the call came from, kept as given and parsed where possible.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceAddress {
+    /// Exactly what the record said (may be a service name or have leading zeros).
+    pub text: String,
+    /// The parsed address, when the text is an IP (leading zeros tolerated).
+    pub ip: Option<IpAddr>,
+    pub kind: IpKind,
+}
+
+/// The call's result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Outcome {
+    pub result: OutcomeResult,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// What the call acted on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Resource {
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
+    pub names: Vec<String>,
+}
+
+/// One audit event from any cloud.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEvent {
+    pub provider: Provider,
+    /// The cloud's event id; a deterministic `tw-<hash>` when the record has none.
+    pub event_id: String,
+    pub request_id: Option<String>,
+    /// Event time in UTC: when the call happened, not when we read it.
+    pub time: DateTime<Utc>,
+    /// Set when the record had no usable event time and `time` came from a
+    /// documented fallback (see `TimeSource`).
+    pub time_source: TimeSource,
+    /// The account (AWS account id, Tencent root uin, Huawei domain id).
+    pub account_id: Option<String>,
+    /// The account's display name where the record has one (Huawei domain name).
+    pub account_name: Option<String>,
+    pub principal: Principal,
+    pub access_key: Option<AccessKey>,
+    pub source: Option<SourceAddress>,
+    pub user_agent: Option<String>,
+    /// Lower-case short service name: `iam`, `cam`, `ecs`, `cvm`, `ec2` …
+    pub service: String,
+    /// The API / event / trace name as the cloud spells it.
+    pub action: String,
+    /// Cross-cloud operation ids; filled by the rule set's operation catalog
+    /// just before evaluation (indexes into that catalog).
+    pub operations: Vec<u16>,
+    pub region: Option<String>,
+    pub call_method: CallMethod,
+    pub outcome: Outcome,
+    pub read_only: Option<bool>,
+    pub resource: Resource,
+    /// Whether the session was MFA-authenticated, where the record says.
+    pub mfa: Option<bool>,
+    /// The original record, with JSON-inside-string fields expanded in place.
+    pub raw: Value,
+    /// Where the record came from (file:line, topic/partition/offset …).
+    pub origin: Origin,
+}
+
+/// Where `AuditEvent::time` came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The record's own event-time field.
+    #[default]
+    Event,
+    /// CTS `record_time`, when `time` is missing.
+    RecordTime,
+    /// `@timestamp`, which some pipelines add after dropping `eventTime`.
+    Timestamp,
+    /// Panther's `p_event_time` enrichment.
+    EnrichmentTime,
+    /// The time of the envelope the record came in (EventBridge / CloudEvents).
+    Envelope,
+    /// No time anywhere in the record: the time the source delivered it
+    /// (file modification time, Kafka message timestamp, or reading time for stdin).
+    Ingest,
+}
+
+impl AuditEvent {
+    /// The source address text, if any.
+    pub fn source_ip_text(&self) -> Option<&str> {
+        self.source.as_ref().map(|source| source.text.as_str())
+    }
+
+    pub fn source_ip_kind(&self) -> IpKind {
+        self.source.as_ref().map_or(IpKind::None, |source| source.kind)
+    }
+
+    pub fn access_key_id(&self) -> Option<&str> {
+        self.access_key.as_ref().map(|key| key.id.as_str())
+    }
+
+    /// "root" for the account itself, "sub_account" for anything acting inside it.
+    pub fn account_identity(&self) -> &'static str {
+        match self.principal.kind {
+            PrincipalKind::Root => "root",
+            PrincipalKind::Unknown => "unknown",
+            _ => "sub_account",
+        }
+    }
+
+    /// A short display name for the principal: name, else id, else kind.
+    pub fn principal_display(&self) -> &str {
+        self.principal
+            .name
+            .as_deref()
+            .or(self.principal.id.as_deref())
+            .unwrap_or(self.principal.kind.as_str())
+    }
+}

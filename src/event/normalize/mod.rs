@@ -1,0 +1,141 @@
+//! Normalize: one recognised record → one `AuditEvent`.
+//!
+//! Each cloud has its own module; this one holds what they share: the
+//! context (fallback time, zone of naive timestamps), the error type, and the
+//! rules for ids and times that apply to every cloud.
+
+mod cloudaudit;
+mod cloudtrail;
+mod cts;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::decode::Candidate;
+use super::model::{AuditEvent, Provider};
+
+/// Settings and per-source facts the normalizers need.
+#[derive(Clone, Copy, Debug)]
+pub struct NormalizeContext {
+    /// Last-resort event time for records that carry none anywhere: the time
+    /// the source delivered them (file mtime, Kafka timestamp, read time).
+    pub ingest_time: DateTime<Utc>,
+    /// Zone of Tencent `"YYYY-MM-DD HH:MM:SS"` times, which carry none
+    /// (the console shows UTC+8).
+    pub naive_time_offset: FixedOffset,
+}
+
+impl NormalizeContext {
+    pub fn new(ingest_time: DateTime<Utc>) -> NormalizeContext {
+        NormalizeContext {
+            ingest_time,
+            naive_time_offset: FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset"),
+        }
+    }
+}
+
+/// Why a recognised record still could not become an event.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum NormalizeError {
+    #[error("{provider} record has no `{field}`")]
+    MissingField { provider: Provider, field: &'static str },
+    #[error("{provider} record: `{field}` is a JSON {found}, expected {expected}")]
+    WrongType {
+        provider: Provider,
+        field: &'static str,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("{provider} record: `{field}` is not a time we can read: {text}")]
+    BadTime {
+        provider: Provider,
+        field: &'static str,
+        text: String,
+    },
+}
+
+/// Normalize a decoded candidate.
+pub fn normalize(candidate: Candidate, context: &NormalizeContext) -> Result<AuditEvent, NormalizeError> {
+    let Candidate {
+        provider,
+        record,
+        origin,
+        envelope_time,
+    } = candidate;
+    let mut event = match provider {
+        Provider::Aws => cloudtrail::normalize(record, context, envelope_time)?,
+        Provider::Tencent => cloudaudit::normalize(record, context, envelope_time)?,
+        Provider::Huawei => cts::normalize(record, context, envelope_time)?,
+    };
+    event.origin = origin;
+    Ok(event)
+}
+
+/// A deterministic id for a record that has none: the same record always gets
+/// the same id, so replays agree.
+pub(crate) fn synthetic_event_id(record: &Map<String, Value>) -> String {
+    let text = serde_json::to_string(record).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
+    format!("tw-{}", hex::encode(&digest[..12]))
+}
+
+/// The required action name, reporting a clear error when absent or not text.
+pub(crate) fn required_text(
+    provider: Provider,
+    field: &'static str,
+    value: Option<&Value>,
+) -> Result<String, NormalizeError> {
+    match value {
+        None | Some(Value::Null) => Err(NormalizeError::MissingField { provider, field }),
+        Some(value @ (Value::Object(_) | Value::Array(_))) => Err(NormalizeError::WrongType {
+            provider,
+            field,
+            found: super::decode::json_type_name(value),
+            expected: "a string",
+        }),
+        Some(value) => super::lenient::text_of(value)
+            .map(|text| text.into_owned())
+            .ok_or(NormalizeError::MissingField { provider, field }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Pick the event time: the record's own field, else the documented
+/// fallbacks in order, else the envelope's time, else the ingest time.
+/// A primary field that is present but unreadable, with no fallback in the
+/// record, is an error (the record claims a time we cannot read, so we do not
+/// invent one).
+pub(crate) fn resolve_time(
+    provider: Provider,
+    field: &'static str,
+    primary: Option<&Value>,
+    fallbacks: &[(super::model::TimeSource, Option<&Value>, FixedOffset)],
+    naive_offset: FixedOffset,
+    envelope_time: Option<DateTime<Utc>>,
+    context: &NormalizeContext,
+) -> Result<(DateTime<Utc>, super::model::TimeSource), NormalizeError> {
+    use super::lenient::time_of;
+    use super::model::TimeSource;
+    if let Some(time) = primary.and_then(|value| time_of(value, naive_offset)) {
+        return Ok((time, TimeSource::Event));
+    }
+    for (source, value, offset) in fallbacks {
+        if let Some(time) = value.and_then(|value| time_of(value, *offset)) {
+            return Ok((time, *source));
+        }
+    }
+    if let Some(time) = envelope_time {
+        return Ok((time, TimeSource::Envelope));
+    }
+    match primary {
+        Some(value) if !value.is_null() => Err(NormalizeError::BadTime {
+            provider,
+            field,
+            text: super::decode::excerpt(value.to_string().as_bytes()),
+        }),
+        _ => Ok((context.ingest_time, TimeSource::Ingest)),
+    }
+}

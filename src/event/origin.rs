@@ -1,0 +1,89 @@
+//! Where a record came from: enough to find it again by hand.
+//!
+//! Every event, dead letter and log line carries an `Origin`, printed as
+//! `path:line`, `path@byte` or `path:line[index]` for the n-th record of a
+//! container (a CloudTrail `Records` array, a JSON array …).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// The position of a record inside its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// Nothing more precise than the source (e.g. an in-memory test event).
+    #[default]
+    Whole,
+    /// 1-based line of a JSON-lines input.
+    Line(u64),
+    /// Byte offset of the start of a document in a multi-line input.
+    Byte(u64),
+}
+
+/// A record's source and position, plus its index inside a container when the
+/// document held several records.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// File path, `stdin`, or a Kafka `topic/partition@offset`.
+    pub source: Arc<str>,
+    pub position: Position,
+    /// 0-based index inside an array / `Records` / `traces` container.
+    pub index: Option<u32>,
+}
+
+impl Origin {
+    pub fn new(source: Arc<str>, position: Position) -> Origin {
+        Origin {
+            source,
+            position,
+            index: None,
+        }
+    }
+
+    pub fn with_index(&self, index: usize) -> Origin {
+        Origin {
+            source: self.source.clone(),
+            position: self.position,
+            index: Some(u32::try_from(index).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// The 1-based line, when the record came from a JSON-lines input.
+    pub fn line(&self) -> Option<u64> {
+        match self.position {
+            Position::Line(line) => Some(line),
+            _ => None,
+        }
+    }
+
+    /// The byte offset, when the record came from a multi-line document.
+    pub fn byte_offset(&self) -> Option<u64> {
+        match self.position {
+            Position::Byte(offset) => Some(offset),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)?;
+        match self.position {
+            Position::Whole => {}
+            Position::Line(line) => write!(f, ":{line}")?,
+            Position::Byte(offset) => write!(f, "@{offset}")?,
+        }
+        if let Some(index) = self.index {
+            write!(f, "[{index}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}

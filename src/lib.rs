@@ -1,0 +1,10 @@
+//! trailwarden: a streaming detection daemon for cloud audit logs.
+//!
+//! Records from Huawei Cloud CTS, Tencent Cloud CloudAudit and AWS CloudTrail
+//! are decoded and normalized into one `AuditEvent`, evaluated against YAML
+//! rules, and aggregated into alarms in SQLite. The binary (`src/main.rs`) is
+//! a thin CLI over this library.
+
+pub mod event;
+pub mod rules;
+pub mod text;

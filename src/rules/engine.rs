@@ -1,0 +1,170 @@
+//! Evaluation: one event against the rule set, meeting only the rules that
+//! can match it.
+//!
+//! Rules whose condition requires certain operations or actions are indexed
+//! under them; an event is checked against the rules of its operations, of
+//! its action, and the unindexed rest. Evaluation is pure and synchronous:
+//! it reads the event (after classifying its operations) and returns matches.
+
+use std::collections::HashMap;
+
+use super::field::Field;
+use super::{Rule, RuleSet};
+use crate::event::model::AuditEvent;
+use crate::text::with_ascii_lowercase;
+
+/// Rule indexes by operation and action.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    by_operation: Vec<Vec<u32>>,
+    by_action: HashMap<String, Vec<u32>>,
+    /// Rules with no operation/action constraint: checked for every event.
+    always: Vec<u32>,
+}
+
+impl RuleIndex {
+    pub fn build(rules: &[Rule], operation_count: usize) -> RuleIndex {
+        let mut index = RuleIndex {
+            by_operation: vec![Vec::new(); operation_count],
+            ..RuleIndex::default()
+        };
+        for (position, rule) in rules.iter().enumerate() {
+            let position = u32::try_from(position).unwrap_or(u32::MAX);
+            if !rule.enabled {
+                continue;
+            }
+            match rule.condition.index_keys() {
+                Some(keys) => {
+                    for operation in keys.operations {
+                        if let Some(slot) = index.by_operation.get_mut(usize::from(operation)) {
+                            slot.push(position);
+                        }
+                    }
+                    for action in keys.actions {
+                        index.by_action.entry(action).or_default().push(position);
+                    }
+                }
+                None => index.always.push(position),
+            }
+        }
+        index
+    }
+
+    /// How many rules are indexed vs checked for every event (for `rules list`).
+    pub fn summary(&self) -> (usize, usize) {
+        let mut indexed: Vec<u32> = self
+            .by_operation
+            .iter()
+            .flatten()
+            .chain(self.by_action.values().flatten())
+            .copied()
+            .collect();
+        indexed.sort_unstable();
+        indexed.dedup();
+        (indexed.len(), self.always.len())
+    }
+}
+
+/// Buffers reused across evaluations so the hot path does not allocate.
+#[derive(Debug, Default)]
+pub struct EvalScratch {
+    candidates: Vec<u32>,
+    values: Vec<String>,
+}
+
+/// One rule matching one event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleMatch {
+    /// Position of the rule in `RuleSet::rules`.
+    pub rule: u32,
+    /// The alarm aggregation key (rule + this key = one open alarm).
+    pub group_key: String,
+    /// The rendered output template.
+    pub output: String,
+}
+
+impl RuleSet {
+    /// Classify the event's operations with this set's catalog, then evaluate.
+    pub fn evaluate(&self, event: &mut AuditEvent, scratch: &mut EvalScratch, out: &mut Vec<RuleMatch>) {
+        self.catalog.classify_event(event);
+        self.evaluate_classified(event, scratch, out);
+    }
+
+    /// Evaluate an event whose operations are already classified.
+    pub fn evaluate_classified(&self, event: &AuditEvent, scratch: &mut EvalScratch, out: &mut Vec<RuleMatch>) {
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend_from_slice(&self.index.always);
+        for operation in &event.operations {
+            if let Some(rules) = self.index.by_operation.get(usize::from(*operation)) {
+                candidates.extend_from_slice(rules);
+            }
+        }
+        with_ascii_lowercase(&event.action, |action| {
+            if let Some(rules) = self.index.by_action.get(action) {
+                candidates.extend_from_slice(rules);
+            }
+        });
+        candidates.sort_unstable();
+        candidates.dedup();
+        for position in candidates.iter().copied() {
+            let Some(rule) = self.rules.get(position as usize) else { continue };
+            if !rule.condition.evaluate(event) {
+                continue;
+            }
+            let group_key = group_key(rule, event, self, &mut scratch.values);
+            let output = rule.output.render(&rule.title, event, &self.catalog, &mut scratch.values);
+            out.push(RuleMatch {
+                rule: position,
+                group_key,
+                output,
+            });
+        }
+    }
+
+    pub fn rule(&self, position: u32) -> Option<&Rule> {
+        self.rules.get(position as usize)
+    }
+
+    pub fn rule_by_id(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|rule| rule.id == id)
+    }
+
+    pub fn index_summary(&self) -> (usize, usize) {
+        self.index.summary()
+    }
+}
+
+/// `access_key.id=AKID…` by default; `principal=<account>/<name>` without a
+/// key; `field=v1,v2|field=…` for an explicit `group_by`.
+fn group_key(rule: &Rule, event: &AuditEvent, set: &RuleSet, values: &mut Vec<String>) -> String {
+    if rule.group_by.is_empty() {
+        return default_group_key(event);
+    }
+    let mut key = String::new();
+    for (position, field) in rule.group_by.iter().enumerate() {
+        if position > 0 {
+            key.push('|');
+        }
+        field.collect_text(event, &set.catalog, values);
+        key.push_str(&field.name());
+        key.push('=');
+        if values.is_empty() {
+            key.push('-');
+        } else {
+            key.push_str(&values.join(","));
+        }
+    }
+    key
+}
+
+pub fn default_group_key(event: &AuditEvent) -> String {
+    match event.access_key_id() {
+        Some(key) => format!("{}={key}", Field::AccessKeyId.name()),
+        None => format!(
+            "principal={}/{}",
+            event.account_id.as_deref().unwrap_or("-"),
+            event.principal.id.as_deref().unwrap_or(event.principal_display())
+        ),
+    }
+}

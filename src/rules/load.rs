@@ -1,0 +1,489 @@
+//! Reading rule files: reader → collector → compiler.
+//!
+//! A rules directory holds `operations.yaml` (the catalog) and any number of
+//! `*.yaml` / `*.yml` files with `lists`, `macros` and `rules` sections. Lists
+//! and macros are shared across files. Every problem is collected with its
+//! location; the set is only returned when there are none.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
+
+use super::condition::{CompileEnv, Cond, ListDef, MacroDef};
+use super::diag::{Diagnostics, FileCtx, Problem};
+use super::engine::RuleIndex;
+use super::field::Field;
+use super::operations::{OperationCatalog, load_catalog};
+use super::template::{DEFAULT_OUTPUT, Template};
+use super::yaml::{self, Loc, Node};
+use super::{Level, Rule, RuleSet};
+use crate::event::model::Provider;
+
+/// The catalog's file name inside a rules directory.
+pub const OPERATIONS_FILE: &str = "operations.yaml";
+
+/// Settings that shape a compile.
+#[derive(Clone, Debug)]
+pub struct RuleOptions {
+    /// Zone of `time` windows that name none (config `rules.timezone`).
+    pub default_timezone: Tz,
+}
+
+impl Default for RuleOptions {
+    fn default() -> RuleOptions {
+        RuleOptions {
+            default_timezone: chrono_tz::Asia::Shanghai,
+        }
+    }
+}
+
+const FILE_KEYS: &[&str] = &["lists", "macros", "rules"];
+const RULE_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "level",
+    "description",
+    "rationale",
+    "false_positives",
+    "mitre",
+    "references",
+    "tags",
+    "enabled",
+    "match",
+    "group_by",
+    "output",
+];
+
+/// A rule's node, waiting for compilation once every file is read.
+struct PendingRule {
+    file: Arc<str>,
+    node: Node,
+}
+
+/// Load and compile every rule file under `dir`.
+pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    let files = match rule_files(dir) {
+        Ok(files) => files,
+        Err(error) => {
+            diagnostics.push(&Arc::from(dir.display().to_string()), Loc::default(), Problem::Io, error);
+            return Err(diagnostics);
+        }
+    };
+    let catalog_path = dir.join(OPERATIONS_FILE);
+    let catalog = match std::fs::read_to_string(&catalog_path) {
+        Ok(text) => load_catalog(&catalog_path.display().to_string(), &text, &mut diagnostics),
+        Err(error) => {
+            diagnostics.push(
+                &Arc::from(catalog_path.display().to_string()),
+                Loc::default(),
+                Problem::Io,
+                format!("cannot read the operations catalog: {error}"),
+            );
+            OperationCatalog::default()
+        }
+    };
+    let mut sources = Vec::new();
+    for path in files {
+        let name: Arc<str> = Arc::from(path.display().to_string());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push((name, text)),
+            Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
+        }
+    }
+    let result = compile_sources(&sources, catalog, options, &mut diagnostics);
+    if diagnostics.is_empty() {
+        result.ok_or(diagnostics)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Rule files under `dir`, recursively, sorted, without the catalog.
+pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    collect_files(dir, &mut out).map_err(|error| format!("cannot read rules directory: {error}"))?;
+    out.retain(|path| path.file_name().and_then(|name| name.to_str()) != Some(OPERATIONS_FILE));
+    out.sort();
+    Ok(out)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Compile rule sources (name, text) against a catalog. Returns `None` only
+/// when nothing could be compiled at all; check `diagnostics` either way.
+pub fn compile_sources(
+    sources: &[(Arc<str>, String)],
+    catalog: OperationCatalog,
+    options: &RuleOptions,
+    diagnostics: &mut Diagnostics,
+) -> Option<RuleSet> {
+    let mut lists: HashMap<String, ListDef> = HashMap::new();
+    let mut macros: HashMap<String, MacroDef> = HashMap::new();
+    let mut pending: Vec<PendingRule> = Vec::new();
+    let mut trees = Vec::new();
+
+    // Reader: parse every file.
+    for (name, text) in sources {
+        match yaml::parse(text) {
+            Ok(tree) => trees.push((name.clone(), tree)),
+            Err(error) => diagnostics.push(name, error.loc, Problem::Syntax, format!("YAML syntax: {}", error.message)),
+        }
+    }
+    // Collector: lists, macros and rule nodes from every file.
+    for (name, tree) in &trees {
+        let mut ctx = FileCtx {
+            file: name.clone(),
+            diagnostics: &mut *diagnostics,
+        };
+        collect_file(&mut ctx, tree, &mut lists, &mut macros, &mut pending);
+    }
+    // Compiler.
+    let mut env = CompileEnv {
+        lists: &lists,
+        macros: &macros,
+        catalog: &catalog,
+        default_timezone: options.default_timezone,
+        compiled_macros: HashMap::new(),
+        used: Vec::new(),
+    };
+    let mut rules = Vec::new();
+    let mut seen_ids: HashMap<String, (Arc<str>, Loc)> = HashMap::new();
+    for pending_rule in &pending {
+        let mut ctx = FileCtx {
+            file: pending_rule.file.clone(),
+            diagnostics: &mut *diagnostics,
+        };
+        if let Some(rule) = compile_rule(&mut ctx, &mut env, &pending_rule.node) {
+            if let Some((first_file, first_loc)) = seen_ids.get(&rule.id) {
+                ctx.error(
+                    rule.loc,
+                    Problem::Duplicate,
+                    format!("rule id `{}` is already defined at {first_file}:{first_loc}", rule.id),
+                );
+                continue;
+            }
+            seen_ids.insert(rule.id.clone(), (rule.file.clone(), rule.loc));
+            rules.push(rule);
+        }
+    }
+    // Report problems in macros no rule used.
+    let mut unused: Vec<&MacroDef> = macros
+        .values()
+        .filter(|definition| !env.compiled_macros.contains_key(&definition.name))
+        .collect();
+    unused.sort_by_key(|definition| (definition.file.clone(), definition.loc));
+    for definition in unused {
+        let mut ctx = FileCtx {
+            file: definition.file.clone(),
+            diagnostics: &mut *diagnostics,
+        };
+        env.compile(&mut ctx, &Node {
+            value: yaml::NodeValue::Map(vec![(
+                Node {
+                    value: yaml::NodeValue::Str("macro".into()),
+                    loc: definition.loc,
+                },
+                Node {
+                    value: yaml::NodeValue::Str(definition.name.clone()),
+                    loc: definition.loc,
+                },
+            )]),
+            loc: definition.loc,
+        });
+    }
+    let index = RuleIndex::build(&rules, catalog.len());
+    let version = {
+        let mut hasher = Sha256::new();
+        for rule in &rules {
+            hasher.update(rule.id.as_bytes());
+            hasher.update(rule.hash.as_bytes());
+            hasher.update([u8::from(rule.enabled)]);
+        }
+        hex::encode(&hasher.finalize()[..8])
+    };
+    Some(RuleSet {
+        rules,
+        catalog,
+        index,
+        version,
+    })
+}
+
+fn collect_file(
+    ctx: &mut FileCtx<'_>,
+    tree: &Node,
+    lists: &mut HashMap<String, ListDef>,
+    macros: &mut HashMap<String, MacroDef>,
+    pending: &mut Vec<PendingRule>,
+) {
+    if matches!(tree.value, yaml::NodeValue::Null) {
+        return;
+    }
+    let Some(mut top) = ctx.map(tree, "a rules file") else { return };
+    let list_nodes = top.get("lists");
+    let macro_nodes = top.get("macros");
+    let rule_nodes = top.get("rules");
+    top.finish(ctx, FILE_KEYS);
+
+    for node in section(ctx, list_nodes, "lists") {
+        let Some(mut map) = ctx.map(node, "a list") else { continue };
+        let name = map.required(ctx, "list").and_then(|node| ctx.text(node, "`list`"));
+        let items = map
+            .required(ctx, "items")
+            .map(|node| ctx.text_list(node, "`items`"))
+            .unwrap_or_default();
+        map.finish(ctx, &["list", "items"]);
+        let Some(name) = name else { continue };
+        if let Some(existing) = lists.get(&name) {
+            ctx.error(
+                node.loc,
+                Problem::Duplicate,
+                format!("list `{name}` is already defined at {}:{}", existing.file, existing.loc),
+            );
+            continue;
+        }
+        lists.insert(
+            name.clone(),
+            ListDef {
+                name,
+                items,
+                file: ctx.file.clone(),
+                loc: node.loc,
+            },
+        );
+    }
+    for node in section(ctx, macro_nodes, "macros") {
+        let Some(mut map) = ctx.map(node, "a macro") else { continue };
+        let name = map.required(ctx, "macro").and_then(|node| ctx.text(node, "`macro`"));
+        let condition = map.required(ctx, "condition");
+        map.finish(ctx, &["macro", "condition"]);
+        let (Some(name), Some(condition)) = (name, condition) else { continue };
+        if let Some(existing) = macros.get(&name) {
+            ctx.error(
+                node.loc,
+                Problem::Duplicate,
+                format!("macro `{name}` is already defined at {}:{}", existing.file, existing.loc),
+            );
+            continue;
+        }
+        macros.insert(
+            name.clone(),
+            MacroDef {
+                name,
+                condition: condition.clone(),
+                file: ctx.file.clone(),
+                loc: node.loc,
+            },
+        );
+    }
+    for node in section(ctx, rule_nodes, "rules") {
+        pending.push(PendingRule {
+            file: ctx.file.clone(),
+            node: node.clone(),
+        });
+    }
+}
+
+fn section<'n>(ctx: &mut FileCtx<'_>, node: Option<&'n Node>, name: &str) -> &'n [Node] {
+    match node {
+        None => &[],
+        Some(node) => match &node.value {
+            yaml::NodeValue::Seq(items) => items,
+            yaml::NodeValue::Null => &[],
+            _ => {
+                ctx.error(node.loc, Problem::WrongType, format!("`{name}` must be a list, found {}", node.kind_name()));
+                &[]
+            }
+        },
+    }
+}
+
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'-' | b'_' | b'.'))
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) -> Option<Rule> {
+    let mut map = ctx.map(node, "a rule")?;
+    let id = map.required(ctx, "id").and_then(|value| {
+        let id = ctx.text(value, "`id`")?;
+        if !is_valid_id(&id) {
+            ctx.error(
+                value.loc,
+                Problem::BadValue,
+                format!("rule id `{id}` must be lower-case letters, digits, `-`, `_` or `.`"),
+            );
+        }
+        Some(id)
+    });
+    let title = map.required(ctx, "title").and_then(|value| ctx.text(value, "`title`"));
+    let level = map.required(ctx, "level").and_then(|value| {
+        let text = ctx.text(value, "`level`")?;
+        let level = Level::parse(&text);
+        if level.is_none() {
+            ctx.error(
+                value.loc,
+                Problem::BadValue,
+                format!("level `{text}` is not one of info, low, medium, high"),
+            );
+        }
+        level
+    });
+    let description = map
+        .required(ctx, "description")
+        .and_then(|value| ctx.text(value, "`description`"));
+    let rationale = map.get("rationale").and_then(|value| ctx.text(value, "`rationale`"));
+    let false_positives = map
+        .get("false_positives")
+        .and_then(|value| ctx.text(value, "`false_positives`"));
+    let mitre: Vec<String> = map
+        .get("mitre")
+        .map(|value| ctx.text_list(value, "`mitre`"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(technique, loc)| {
+            let valid = technique.starts_with('T')
+                && technique[1..].split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+            if !valid {
+                ctx.error(loc, Problem::BadValue, format!("`{technique}` is not a MITRE ATT&CK technique id (T1078 or T1078.004)"));
+            }
+            technique
+        })
+        .collect();
+    map.get("references");
+    let tags: Vec<String> = map
+        .get("tags")
+        .map(|value| ctx.text_list(value, "`tags`"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(tag, _)| tag)
+        .collect();
+    let enabled = map
+        .get("enabled")
+        .and_then(|value| ctx.boolean(value, "`enabled`"))
+        .unwrap_or(true);
+    env.used.clear();
+    let condition = map.required(ctx, "match").map(|value| env.compile(ctx, value));
+    let group_by: Vec<Field> = map
+        .get("group_by")
+        .map(|value| ctx.text_list(value, "`group_by`"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, loc)| {
+            let field = Field::parse(&name);
+            if field.is_none() {
+                ctx.error(loc, Problem::UnknownField, format!("unknown field `{name}` in group_by"));
+            }
+            field
+        })
+        .collect();
+    let output = match map.get("output") {
+        Some(value) => ctx
+            .text(value, "`output`")
+            .map(|text| Template::compile(ctx, &text, value.loc)),
+        None => Some(Template::compile(ctx, DEFAULT_OUTPUT, node.loc)),
+    };
+    map.finish(ctx, RULE_KEYS);
+
+    let (id, title, level, description, condition, output) = (id?, title?, level?, description?, condition?, output?);
+    let clouds = clouds_of(&condition, &env.catalog_coverage());
+    let hash = {
+        let mut used = env.used.clone();
+        used.sort();
+        used.dedup();
+        let mut hasher = Sha256::new();
+        hasher.update(node.to_json().to_string().as_bytes());
+        for name in &used {
+            let definition = if let Some(list) = name.strip_prefix("list:") {
+                env.lists.get(list).map(|list| {
+                    list.items
+                        .iter()
+                        .map(|(item, _)| item.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+            } else if let Some(name) = name.strip_prefix("macro:") {
+                env.macros
+                    .get(name)
+                    .map(|definition| definition.condition.to_json().to_string())
+            } else {
+                None
+            };
+            hasher.update(name.as_bytes());
+            hasher.update(definition.unwrap_or_default().as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..8])
+    };
+    Some(Rule {
+        id,
+        title,
+        level,
+        description,
+        rationale,
+        false_positives,
+        mitre,
+        tags,
+        enabled,
+        condition,
+        group_by,
+        output,
+        clouds,
+        file: ctx.file.clone(),
+        loc: node.loc,
+        hash,
+    })
+}
+
+impl CompileEnv<'_> {
+    /// Per operation, the clouds that have a mapping.
+    fn catalog_coverage(&self) -> Vec<Vec<Provider>> {
+        self.catalog
+            .operations()
+            .iter()
+            .map(|info| info.coverage.iter().map(|(provider, _)| *provider).collect())
+            .collect()
+    }
+}
+
+/// Clouds a rule can fire on: its `provider` constraint, intersected with
+/// the clouds covered by the operations it requires.
+fn clouds_of(condition: &Cond, coverage: &[Vec<Provider>]) -> Vec<Provider> {
+    let mut clouds: Vec<Provider> = match condition.providers() {
+        Some(names) => names.iter().filter_map(|name| Provider::parse(name)).collect(),
+        None => Provider::ALL.to_vec(),
+    };
+    if let Some(keys) = condition.index_keys()
+        && keys.actions.is_empty()
+    {
+        clouds.retain(|provider| {
+            keys.operations
+                .iter()
+                .any(|operation| coverage.get(usize::from(*operation)).is_some_and(|clouds| clouds.contains(provider)))
+        });
+    }
+    clouds
+}

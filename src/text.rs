@@ -1,0 +1,90 @@
+//! Small text helpers for the hot path: case-insensitive lookups without
+//! allocating a lower-cased copy of every field value.
+
+use std::collections::HashSet;
+
+/// Longest text lower-cased on the stack; longer text is lower-cased on the heap.
+const STACK_LOWERCASE: usize = 128;
+
+/// Call `f` with the ASCII-lower-cased `text`, without allocating for text up
+/// to 128 bytes (lower-casing ASCII keeps UTF-8 valid).
+pub fn with_ascii_lowercase<R>(text: &str, f: impl FnOnce(&str) -> R) -> R {
+    if !text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return f(text);
+    }
+    if text.len() <= STACK_LOWERCASE {
+        let mut buffer = [0u8; STACK_LOWERCASE];
+        let slot = &mut buffer[..text.len()];
+        slot.copy_from_slice(text.as_bytes());
+        slot.make_ascii_lowercase();
+        match std::str::from_utf8(slot) {
+            Ok(lower) => f(lower),
+            Err(_) => f(&text.to_ascii_lowercase()),
+        }
+    } else {
+        f(&text.to_ascii_lowercase())
+    }
+}
+
+/// A set of strings compared ASCII-case-insensitively.
+#[derive(Clone, Debug, Default)]
+pub struct CaseInsensitiveSet {
+    lower: HashSet<String>,
+}
+
+impl CaseInsensitiveSet {
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> CaseInsensitiveSet {
+        CaseInsensitiveSet {
+            lower: items.into_iter().map(|item| item.as_ref().to_ascii_lowercase()).collect(),
+        }
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        with_ascii_lowercase(text, |lower| self.lower.contains(lower))
+    }
+
+    pub fn len(&self) -> usize {
+        self.lower.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lower.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.lower.iter().map(String::as_str)
+    }
+}
+
+/// ASCII-case-insensitive `starts_with`.
+pub fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len() && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// ASCII-case-insensitive `ends_with`.
+pub fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len() && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowercase_lookup_without_allocation_matches_any_case() {
+        let set = CaseInsensitiveSet::new(["DeleteUser", "createServer"]);
+        assert!(set.contains("deleteuser"));
+        assert!(set.contains("CREATESERVER"));
+        assert!(!set.contains("CreateUser"));
+        let long = "A".repeat(300);
+        assert_eq!(with_ascii_lowercase(&long, |lower| lower.len()), 300);
+        assert!(with_ascii_lowercase("ÄBC", |lower| lower == "Äbc"));
+    }
+
+    #[test]
+    fn affixes_ignore_case() {
+        assert!(starts_with_ignore_case("DeleteBucket", "delete"));
+        assert!(!starts_with_ignore_case("Del", "delete"));
+        assert!(ends_with_ignore_case("aws-cli/2 kali", "KALI"));
+    }
+}
