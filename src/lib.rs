@@ -8,3 +8,8 @@
 pub mod event;
 pub mod rules;
 pub mod text;
+pub mod alarm;
+pub mod source;
+pub mod config;
+pub mod pipeline;
+pub mod app;

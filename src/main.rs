@@ -1,1 +1,455 @@
-fn main() {}
+//! The `trailwarden` command line: a thin layer of argument parsing over the
+//! library. Exit status: 0 on success, 1 when the command could not run
+//! (bad config, rules that do not load, missing path, store failure), 2 on
+//! usage errors (from clap).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use trailwarden::alarm::store::AlarmFilter;
+use trailwarden::app::{self, MatchFormat, ReplayRequest};
+use trailwarden::config::Settings;
+use trailwarden::rules::Level;
+
+#[derive(Parser)]
+#[command(
+    name = "trailwarden",
+    version,
+    about = "Streaming detection for Huawei Cloud CTS, Tencent CloudAudit and AWS CloudTrail audit logs",
+    long_about = "trailwarden reads cloud audit records (files, directories, stdin), normalizes the three \
+clouds into one event model, evaluates YAML detection rules, and keeps alarms in SQLite.\n\n\
+Configuration: --config FILE, else config/default.toml in the working directory, else built-in \
+defaults; any key can be overridden as TRAILWARDEN_<SECTION>__<KEY>."
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: read the configured sources, keep watching them, store alarms.
+    ///
+    /// With no arguments it uses config/default.toml: it processes the sample traces in
+    /// examples/, keeps watching that directory, and writes alarms to data/trailwarden.db.
+    /// Ctrl-C or SIGTERM stops it cleanly (intake stops, in-flight batches commit).
+    Run {
+        /// Store file, overriding `store.path`.
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Read the sources once and exit instead of watching.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Process files, directories or stdin (`-`) once, in order, and print every rule match.
+    ///
+    /// Without --db the run uses a throw-away in-memory store and leaves the configured one
+    /// untouched; with --db it aggregates into that store like the daemon. A summary goes to
+    /// stderr. Exit status is 0 when the run completed, even if records were malformed.
+    Replay {
+        /// Files, directories, or `-` for stdin.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Aggregate into this store file.
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// Print the normalized events of files, directories or stdin (`-`) as JSON lines.
+    Normalize {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Include the original record under `raw`.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Inspect alarms.
+    Alarms {
+        #[command(subcommand)]
+        command: AlarmsCommand,
+    },
+    /// Inspect records that could not be read.
+    DeadLetters {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Work with rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlarmsCommand {
+    /// List alarms, most recent first.
+    List {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// unprocessed, processed or ignored.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this level and above: info, low, medium, high.
+        #[arg(long)]
+        level: Option<String>,
+        /// Only this rule id.
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one alarm with its call records per source IP and its sample events.
+    Show {
+        id: i64,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check rule files and report every problem with file:line:col; non-zero exit on any.
+    Validate {
+        /// Rules directory (default: `rules.dir`).
+        path: Option<PathBuf>,
+    },
+    /// List rules: id, level, clouds covered, enabled, tags.
+    List {
+        path: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Jsonl,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log.json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    init_logging(&settings);
+    match cli.command {
+        Command::Run { db, once } => run_daemon(settings, db, once),
+        Command::Replay { paths, format, db } => {
+            let format = match format {
+                Format::Table => MatchFormat::Table,
+                Format::Json | Format::Jsonl => MatchFormat::Jsonl,
+            };
+            let report = app::replay(&settings, ReplayRequest { paths, format, db })?;
+            eprintln!("{}", app::summary_line(&report));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Normalize { paths, raw } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let (events, malformed) = app::normalize_paths(&settings, &paths, raw, &mut out)?;
+            let _ = out.flush();
+            eprintln!("normalize: {events} events, {malformed} malformed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alarms { command } => alarms(&settings, command),
+        Command::DeadLetters { db, limit, format } => {
+            let store = app::open_store(&settings, db.as_deref())?;
+            let letters = store.list_dead_letters(limit)?;
+            if format == Format::Table {
+                for letter in &letters {
+                    println!("{:>6}  {}  {}", letter.id, letter.origin, letter.reason);
+                }
+            } else {
+                for letter in &letters {
+                    println!("{}", serde_json::to_string(letter)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { command } => rules(&settings, command),
+    }
+}
+
+fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<ExitCode> {
+    let mut settings = settings;
+    if once {
+        settings.files.watch = false;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        tracing::info!(config = %settings.origin, "trailwarden starting");
+        let daemon = app::Daemon::start(&settings, db.as_deref())?;
+        if once {
+            while !daemon.source_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        } else {
+            wait_for_signal().await;
+            tracing::info!("shutting down: stopping intake, draining, committing");
+        }
+        let shutdown = tokio::task::spawn_blocking(move || daemon.shutdown());
+        match tokio::time::timeout(app::SHUTDOWN_DEADLINE, shutdown).await {
+            Ok(Ok(report)) => {
+                let stats = report.stats;
+                tracing::info!(
+                    records = stats.records,
+                    events = stats.events,
+                    malformed = stats.malformed,
+                    matches = stats.matches,
+                    alarms_new = stats.alarms_created,
+                    alarms_updated = stats.alarms_updated,
+                    "stopped"
+                );
+                if let Some(error) = report.store_error {
+                    return Err(anyhow::Error::from(error).context("the store failed"));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(Err(join_error)) => Err(anyhow::anyhow!("shutdown failed: {join_error}")),
+            Err(_) => {
+                tracing::error!(deadline = ?app::SHUTDOWN_DEADLINE, "shutdown did not finish in time; exiting (uncommitted batches will be re-read on restart)");
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
+    match command {
+        AlarmsCommand::List {
+            db,
+            format,
+            status,
+            level,
+            rule,
+            limit,
+        } => {
+            let min_level = match level {
+                Some(text) => Some(Level::parse(&text).with_context(|| format!("--level {text}: use info, low, medium or high"))?),
+                None => None,
+            };
+            if let Some(status) = &status
+                && !["unprocessed", "processed", "ignored"].contains(&status.as_str())
+            {
+                anyhow::bail!("--status {status}: use unprocessed, processed or ignored");
+            }
+            let store = app::open_store(settings, db.as_deref())?;
+            let filter = AlarmFilter {
+                status,
+                min_level,
+                rule,
+                limit,
+            };
+            let rows = app::list_alarms(&store, &filter)?;
+            match format {
+                Format::Table => {
+                    println!(
+                        "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  GROUP",
+                        "ID", "LEVEL", "STATUS", "RULE", "COUNT", "FIRST SEEN", "LAST SEEN"
+                    );
+                    for row in rows {
+                        println!(
+                            "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  {}",
+                            row.id, row.level, row.status, row.rule, row.count, row.first_seen, row.last_seen, row.group_key
+                        );
+                    }
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Format::Jsonl => {
+                    for row in rows {
+                        println!("{}", serde_json::to_string(&row)?);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AlarmsCommand::Show { id, db, format } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let detail = app::show_alarm(&store, id)?;
+            if format != Format::Table {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let alarm = &detail.alarm;
+            let identity = &alarm.identity;
+            println!("alarm {}: {} [{}]", alarm.id, alarm.title, alarm.level);
+            println!("  rule:        {} (version {})", alarm.rule, alarm.rule_hash);
+            println!("  status:      {}", alarm.status);
+            println!(
+                "  account:     {} {} ({})",
+                identity.provider,
+                identity.account_id.as_deref().unwrap_or("-"),
+                identity.account_identity
+            );
+            println!(
+                "  principal:   {} [{}] {}",
+                identity.principal_name.as_deref().unwrap_or("-"),
+                identity.principal_kind,
+                identity.principal_arn.as_deref().unwrap_or("")
+            );
+            println!("  access key:  {}", identity.access_key_id.as_deref().map(mask_key).unwrap_or_else(|| "-".into()));
+            println!("  seen:        {} .. {} ({} times)", alarm.first_seen, alarm.last_seen, alarm.count);
+            println!("  group key:   {}", alarm.group_key);
+            println!("  last output: {}", alarm.output);
+            println!("  calls:");
+            println!(
+                "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
+                "SOURCE IP", "IP TYPE", "METHOD", "API", "OK", "FAIL", "FIRST CALL", "LAST CALL"
+            );
+            for call in &detail.calls {
+                println!(
+                    "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
+                    if call.source_ip.is_empty() { "-" } else { &call.source_ip },
+                    call.ip_kind,
+                    call.call_method,
+                    format!("{}.{}", call.service, call.action),
+                    call.success_count,
+                    call.failure_count,
+                    call.first_call,
+                    call.last_call
+                );
+            }
+            println!("  samples: {} kept (see --format json)", detail.samples.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// First 6 and last 4 characters of an access key (the console shows keys masked).
+fn mask_key(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 12 {
+        return key.to_string();
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
+    match command {
+        RulesCommand::Validate { path } => {
+            let dir = path.unwrap_or_else(|| settings.rules.dir.clone());
+            match app::load_rule_set(settings, Some(&dir)) {
+                Ok(rules) => {
+                    let (indexed, always) = rules.index_summary();
+                    println!(
+                        "{}: {} rules ({} indexed by operation/action, {} checked on every event), {} operations, version {}: OK",
+                        dir.display(),
+                        rules.rules.len(),
+                        indexed,
+                        always,
+                        rules.catalog.len(),
+                        rules.version
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(app::AppError::Rules { diagnostics, .. }) => {
+                    let count = diagnostics.len();
+                    for diagnostic in diagnostics.sorted() {
+                        println!("{diagnostic}");
+                    }
+                    println!("{count} problem{}", if count == 1 { "" } else { "s" });
+                    Ok(ExitCode::from(1))
+                }
+                Err(other) => Err(other.into()),
+            }
+        }
+        RulesCommand::List { path, format } => {
+            let rules = app::load_rule_set(settings, path.as_deref())?;
+            if format != Format::Table {
+                for rule in &rules.rules {
+                    let line = serde_json::json!({
+                        "id": rule.id,
+                        "title": rule.title,
+                        "level": rule.level,
+                        "clouds": rule.clouds,
+                        "enabled": rule.enabled,
+                        "tags": rule.tags,
+                        "mitre": rule.mitre,
+                        "hash": rule.hash,
+                        "file": rule.file.as_ref(),
+                    });
+                    println!("{line}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<38} {:<6} {:<22} {:<7} TAGS", "ID", "LEVEL", "CLOUDS", "ENABLED");
+            for rule in &rules.rules {
+                let clouds: Vec<&str> = rule.clouds.iter().map(|cloud| cloud.as_str()).collect();
+                println!(
+                    "{:<38} {:<6} {:<22} {:<7} {}",
+                    rule.id,
+                    rule.level.as_str(),
+                    clouds.join(","),
+                    if rule.enabled { "yes" } else { "no" },
+                    rule.tags.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -169,6 +169,15 @@ fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, d
         return;
     }
     match value {
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_plain_scalar) => {
+            // `[1, 2, 3]`: one unreadable document, not N unreadable records.
+            let text = Value::Array(items).to_string();
+            out.dead_letters.push(DeadLetter::new(
+                origin.clone(),
+                "a JSON array of scalars, not audit records",
+                text.as_bytes(),
+            ));
+        }
         Value::Array(items) => {
             for (index, item) in items.into_iter().enumerate() {
                 expand(item, &origin.with_index(index), envelope_time, depth + 1, out);
@@ -194,6 +203,15 @@ fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, d
             format!("a JSON {}, not an audit record", json_type_name(&other)),
             other.to_string().as_bytes(),
         )),
+    }
+}
+
+/// Numbers, booleans, null and strings that do not hold JSON.
+fn is_plain_scalar(value: &Value) -> bool {
+    match value {
+        Value::Object(_) | Value::Array(_) => false,
+        Value::String(text) => !text.trim_start().starts_with(['{', '[']),
+        _ => true,
     }
 }
 
@@ -393,6 +411,9 @@ mod tests {
         assert!(out.candidates.is_empty());
         assert_eq!(out.dead_letters.len(), 3);
         assert!(out.dead_letters[2].reason.contains("not a CTS trace"));
+        let out = decode("[1, 2, 3]");
+        assert_eq!(out.dead_letters.len(), 1);
+        assert!(out.dead_letters[0].reason.contains("array of scalars"));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! Versioned migrations of the SQLite store.
+//!
+//! `PRAGMA user_version` holds the applied version; each step runs in a
+//! transaction. Add a step at the end, never edit one that has shipped.
+
+use rusqlite::Connection;
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: alarms with per-source-IP call records and samples; dead letters; file progress.
+    r#"
+    CREATE TABLE alarms (
+        id INTEGER PRIMARY KEY,
+        rule_id TEXT NOT NULL,
+        rule_hash TEXT NOT NULL,
+        level TEXT NOT NULL CHECK (level IN ('info', 'low', 'medium', 'high')),
+        title TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'unprocessed' CHECK (status IN ('unprocessed', 'processed', 'ignored')),
+        group_key TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        account_id TEXT,
+        account_name TEXT,
+        account_identity TEXT NOT NULL,
+        principal_kind TEXT NOT NULL,
+        principal_id TEXT,
+        principal_name TEXT,
+        principal_arn TEXT,
+        access_key_id TEXT,
+        access_key_temporary INTEGER,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        sample_count INTEGER NOT NULL DEFAULT 0,
+        last_output TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX alarms_open_key ON alarms (rule_id, group_key) WHERE status = 'unprocessed';
+    CREATE INDEX alarms_last_seen ON alarms (last_seen);
+    CREATE INDEX alarms_status_level ON alarms (status, level);
+
+    CREATE TABLE alarm_calls (
+        alarm_id INTEGER NOT NULL REFERENCES alarms (id) ON DELETE CASCADE,
+        source_ip TEXT NOT NULL,
+        ip_kind TEXT NOT NULL,
+        call_method TEXT NOT NULL,
+        service TEXT NOT NULL,
+        action TEXT NOT NULL,
+        success_count INTEGER NOT NULL,
+        failure_count INTEGER NOT NULL,
+        first_call TEXT NOT NULL,
+        last_call TEXT NOT NULL,
+        PRIMARY KEY (alarm_id, source_ip, call_method, service, action)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE alarm_samples (
+        alarm_id INTEGER NOT NULL REFERENCES alarms (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        event_time TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (alarm_id, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        line INTEGER,
+        byte_offset INTEGER,
+        record_index INTEGER,
+        origin TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        excerpt TEXT NOT NULL
+    );
+    CREATE INDEX dead_letters_source ON dead_letters (source);
+
+    CREATE TABLE source_files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ms INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        completed INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    "#,
+];
+
+/// Bring the database to the latest version. Returns (from, to).
+pub fn migrate(connection: &mut Connection) -> rusqlite::Result<(usize, usize)> {
+    let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let current = usize::try_from(current).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(sql)?;
+        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+        transaction.commit()?;
+    }
+    Ok((current, MIGRATIONS.len()))
+}

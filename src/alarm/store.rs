@@ -1,0 +1,554 @@
+//! The alarm store: SQLite (bundled, WAL), one transaction per batch.
+//!
+//! A batch carries alarm updates (already aggregated per rule + group key),
+//! dead letters and source checkpoints; all of it commits together, so a
+//! crash never leaves alarms without the progress that produced them (or the
+//! reverse). One open alarm exists per (rule, group key): the unique partial
+//! index `alarms_open_key` enforces it; a processed or ignored alarm is closed
+//! and the next match opens a new one.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use super::schema;
+use crate::event::decode::DeadLetter;
+use crate::event::origin::Position;
+use crate::rules::Level;
+use crate::source::FileCheckpoint;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create the store's directory {path}: {source}")]
+    Directory { path: PathBuf, source: std::io::Error },
+    #[error("cannot migrate the store at {path}: {source}")]
+    Migrate { path: PathBuf, source: rusqlite::Error },
+    #[error("store write failed: {0}")]
+    Write(rusqlite::Error),
+    #[error("store query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// Event times are stored as fixed-width RFC 3339 UTC, so text order is time order.
+pub fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Who an alarm is about (seeds/003: account identity, AK).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AlarmIdentity {
+    pub provider: String,
+    pub account_id: Option<String>,
+    pub account_name: Option<String>,
+    /// `root`, `sub_account` or `unknown`.
+    pub account_identity: String,
+    pub principal_kind: String,
+    pub principal_id: Option<String>,
+    pub principal_name: Option<String>,
+    pub principal_arn: Option<String>,
+    pub access_key_id: Option<String>,
+    pub access_key_temporary: Option<bool>,
+}
+
+/// Calls from one source IP, by method, service and API (seeds/003 "Alarm Details").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallRecord {
+    pub source_ip: String,
+    pub ip_kind: String,
+    pub call_method: String,
+    pub service: String,
+    pub action: String,
+    pub success_count: u64,
+    pub failure_count: u64,
+    pub first_call: String,
+    pub last_call: String,
+}
+
+/// One event kept as evidence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub event_id: String,
+    pub event_time: String,
+    pub origin: String,
+    /// The normalized event with its raw record, as JSON text.
+    pub event: String,
+}
+
+/// Matches of one rule and group key within a batch, ready to merge.
+#[derive(Clone, Debug)]
+pub struct AlarmUpdate {
+    pub rule_id: String,
+    pub rule_hash: String,
+    pub level: Level,
+    pub title: String,
+    pub group_key: String,
+    pub identity: AlarmIdentity,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub last_output: String,
+    pub calls: Vec<CallRecord>,
+    pub samples: Vec<Sample>,
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub alarms: Vec<AlarmUpdate>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub checkpoints: Vec<FileCheckpoint>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.alarms.is_empty() && self.dead_letters.is_empty() && self.checkpoints.is_empty()
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub alarms_created: u64,
+    pub alarms_updated: u64,
+    pub dead_letters: u64,
+}
+
+/// An alarm as listed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlarmRow {
+    pub id: i64,
+    pub rule: String,
+    pub rule_hash: String,
+    pub level: String,
+    pub title: String,
+    pub status: String,
+    pub group_key: String,
+    #[serde(flatten)]
+    pub identity: AlarmIdentity,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub output: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An alarm with its call records and samples.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlarmDetail {
+    #[serde(flatten)]
+    pub alarm: AlarmRow,
+    pub calls: Vec<CallRecord>,
+    pub samples: Vec<serde_json::Value>,
+}
+
+/// A stored dead letter.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub received_at: String,
+    pub origin: String,
+    pub line: Option<i64>,
+    pub byte_offset: Option<i64>,
+    pub record_index: Option<i64>,
+    pub reason: String,
+    pub excerpt: String,
+}
+
+/// Filters for `list_alarms`.
+#[derive(Clone, Debug, Default)]
+pub struct AlarmFilter {
+    pub status: Option<String>,
+    pub min_level: Option<Level>,
+    pub rule: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Samples kept per alarm (the first ones seen).
+    pub samples_per_alarm: u32,
+    /// `PRAGMA synchronous`: FULL fsyncs each batch commit; NORMAL may lose the
+    /// last batch on power loss (never on a process crash).
+    pub synchronous_full: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            samples_per_alarm: 10,
+            synchronous_full: true,
+        }
+    }
+}
+
+pub struct Store {
+    connection: Connection,
+    options: StoreOptions,
+    path: PathBuf,
+}
+
+const ALARM_COLUMNS: &str = "id, rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
+     account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
+     access_key_temporary, first_seen, last_seen, count, last_output, created_at, updated_at";
+
+impl Store {
+    /// Open (creating directories and the file as needed) and migrate.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut connection = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let configure = |connection: &Connection| -> rusqlite::Result<()> {
+            connection.busy_timeout(std::time::Duration::from_secs(10))?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", if options.synchronous_full { "FULL" } else { "NORMAL" })?;
+            connection.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(())
+        };
+        configure(&connection).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        schema::migrate(&mut connection).map_err(|source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Store {
+            connection,
+            options,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write a batch in one transaction.
+    pub fn write(&mut self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
+        let now = timestamp(Utc::now());
+        let samples_per_alarm = i64::from(self.options.samples_per_alarm);
+        let transaction = self.connection.transaction().map_err(StoreError::Write)?;
+        let outcome = write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
+        transaction.commit().map_err(StoreError::Write)?;
+        Ok(outcome)
+    }
+
+    /// Progress recorded for a file, if any.
+    pub fn file_checkpoint(&self, path: &str) -> Result<Option<FileCheckpoint>, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT path, size, mtime_ms, offset, line, completed FROM source_files WHERE path = ?1",
+                [path],
+                |row| {
+                    Ok(FileCheckpoint {
+                        path: row.get(0)?,
+                        size: row.get::<_, i64>(1)? as u64,
+                        mtime_ms: row.get(2)?,
+                        offset: row.get::<_, i64>(3)? as u64,
+                        line: row.get::<_, i64>(4)? as u64,
+                        completed: row.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn list_alarms(&self, filter: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
+        let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1 = 1");
+        let mut values: Vec<String> = Vec::new();
+        if let Some(status) = &filter.status {
+            values.push(status.clone());
+            sql.push_str(&format!(" AND status = ?{}", values.len()));
+        }
+        if let Some(rule) = &filter.rule {
+            values.push(rule.clone());
+            sql.push_str(&format!(" AND rule_id = ?{}", values.len()));
+        }
+        if let Some(min_level) = filter.min_level {
+            let levels: Vec<String> = Level::ALL
+                .iter()
+                .filter(|level| **level >= min_level)
+                .map(|level| format!("'{}'", level.as_str()))
+                .collect();
+            sql.push_str(&format!(" AND level IN ({})", levels.join(", ")));
+        }
+        sql.push_str(" ORDER BY last_seen DESC, id DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut statement = self.connection.prepare(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), alarm_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn get_alarm(&self, id: i64) -> Result<Option<AlarmDetail>, StoreError> {
+        let alarm = self
+            .connection
+            .query_row(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1"), [id], alarm_row)
+            .optional()?;
+        let Some(alarm) = alarm else { return Ok(None) };
+        let mut statement = self.connection.prepare(
+            "SELECT source_ip, ip_kind, call_method, service, action, success_count, failure_count, first_call, last_call \
+             FROM alarm_calls WHERE alarm_id = ?1 ORDER BY last_call DESC, source_ip",
+        )?;
+        let calls = statement
+            .query_map([id], |row| {
+                Ok(CallRecord {
+                    source_ip: row.get(0)?,
+                    ip_kind: row.get(1)?,
+                    call_method: row.get(2)?,
+                    service: row.get(3)?,
+                    action: row.get(4)?,
+                    success_count: row.get::<_, i64>(5)? as u64,
+                    failure_count: row.get::<_, i64>(6)? as u64,
+                    first_call: row.get(7)?,
+                    last_call: row.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT event FROM alarm_samples WHERE alarm_id = ?1 ORDER BY seq")?;
+        let samples = statement
+            .query_map([id], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+            .collect();
+        Ok(Some(AlarmDetail { alarm, calls, samples }))
+    }
+
+    pub fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT id, received_at, origin, line, byte_offset, record_index, reason, excerpt \
+             FROM dead_letters ORDER BY id LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit], |row| {
+            Ok(DeadLetterRow {
+                id: row.get(0)?,
+                received_at: row.get(1)?,
+                origin: row.get(2)?,
+                line: row.get(3)?,
+                byte_offset: row.get(4)?,
+                record_index: row.get(5)?,
+                reason: row.get(6)?,
+                excerpt: row.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Row counts, for summaries and health output.
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let count = |sql: &str| -> rusqlite::Result<u64> {
+            self.connection.query_row(sql, [], |row| row.get::<_, i64>(0)).map(|n| n as u64)
+        };
+        Ok(StoreCounts {
+            alarms: count("SELECT COUNT(*) FROM alarms")?,
+            open_alarms: count("SELECT COUNT(*) FROM alarms WHERE status = 'unprocessed'")?,
+            dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    pub alarms: u64,
+    pub open_alarms: u64,
+    pub dead_letters: u64,
+}
+
+fn alarm_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
+    Ok(AlarmRow {
+        id: row.get(0)?,
+        rule: row.get(1)?,
+        rule_hash: row.get(2)?,
+        level: row.get(3)?,
+        title: row.get(4)?,
+        status: row.get(5)?,
+        group_key: row.get(6)?,
+        identity: AlarmIdentity {
+            provider: row.get(7)?,
+            account_id: row.get(8)?,
+            account_name: row.get(9)?,
+            account_identity: row.get(10)?,
+            principal_kind: row.get(11)?,
+            principal_id: row.get(12)?,
+            principal_name: row.get(13)?,
+            principal_arn: row.get(14)?,
+            access_key_id: row.get(15)?,
+            access_key_temporary: row.get(16)?,
+        },
+        first_seen: row.get(17)?,
+        last_seen: row.get(18)?,
+        count: row.get::<_, i64>(19)? as u64,
+        output: row.get(20)?,
+        created_at: row.get(21)?,
+        updated_at: row.get(22)?,
+    })
+}
+
+fn write_in(
+    transaction: &Transaction<'_>,
+    batch: &WriteBatch,
+    now: &str,
+    samples_per_alarm: i64,
+) -> rusqlite::Result<WriteOutcome> {
+    let mut outcome = WriteOutcome::default();
+    let mut find_open =
+        transaction.prepare_cached("SELECT id, sample_count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'")?;
+    let mut insert_alarm = transaction.prepare_cached(
+        "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
+         account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
+         access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0, 0, ?18, ?19, ?19)",
+    )?;
+    let mut update_alarm = transaction.prepare_cached(
+        "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
+         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9 WHERE id = ?1",
+    )?;
+    let mut upsert_call = transaction.prepare_cached(
+        "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
+         failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
+         success_count = success_count + excluded.success_count, failure_count = failure_count + excluded.failure_count, \
+         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call)",
+    )?;
+    let mut insert_sample = transaction.prepare_cached(
+        "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
+    for update in &batch.alarms {
+        let existing: Option<(i64, i64)> = find_open
+            .query_row(params![update.rule_id, update.group_key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let (alarm_id, mut sample_count) = match existing {
+            Some(found) => {
+                outcome.alarms_updated += 1;
+                found
+            }
+            None => {
+                let identity = &update.identity;
+                insert_alarm.execute(params![
+                    update.rule_id,
+                    update.rule_hash,
+                    update.level.as_str(),
+                    update.title,
+                    update.group_key,
+                    identity.provider,
+                    identity.account_id,
+                    identity.account_name,
+                    identity.account_identity,
+                    identity.principal_kind,
+                    identity.principal_id,
+                    identity.principal_name,
+                    identity.principal_arn,
+                    identity.access_key_id,
+                    identity.access_key_temporary,
+                    update.first_seen,
+                    update.last_seen,
+                    update.last_output,
+                    now,
+                ])?;
+                outcome.alarms_created += 1;
+                (transaction.last_insert_rowid(), 0)
+            }
+        };
+        update_alarm.execute(params![
+            alarm_id,
+            update.count as i64,
+            update.first_seen,
+            update.last_seen,
+            update.last_output,
+            update.level.as_str(),
+            update.rule_hash,
+            update.title,
+            now,
+        ])?;
+        for call in &update.calls {
+            upsert_call.execute(params![
+                alarm_id,
+                call.source_ip,
+                call.ip_kind,
+                call.call_method,
+                call.service,
+                call.action,
+                call.success_count as i64,
+                call.failure_count as i64,
+                call.first_call,
+                call.last_call,
+            ])?;
+        }
+        let before = sample_count;
+        for sample in &update.samples {
+            if sample_count >= samples_per_alarm {
+                break;
+            }
+            insert_sample.execute(params![
+                alarm_id,
+                sample_count,
+                sample.event_id,
+                sample.event_time,
+                sample.origin,
+                sample.event,
+            ])?;
+            sample_count += 1;
+        }
+        if sample_count != before {
+            set_sample_count.execute(params![alarm_id, sample_count])?;
+        }
+    }
+    let mut insert_dead = transaction.prepare_cached(
+        "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for letter in &batch.dead_letters {
+        let (line, offset) = match letter.origin.position {
+            Position::Line(line) => (Some(line as i64), None),
+            Position::Byte(offset) => (None, Some(offset as i64)),
+            Position::Whole => (None, None),
+        };
+        insert_dead.execute(params![
+            now,
+            letter.origin.source.as_ref(),
+            line,
+            offset,
+            letter.origin.index.map(i64::from),
+            letter.origin.to_string(),
+            letter.reason,
+            letter.excerpt,
+        ])?;
+        outcome.dead_letters += 1;
+    }
+    let mut upsert_file = transaction.prepare_cached(
+        "INSERT INTO source_files (path, size, mtime_ms, offset, line, completed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, offset = excluded.offset, \
+         line = excluded.line, completed = excluded.completed, updated_at = excluded.updated_at",
+    )?;
+    for checkpoint in &batch.checkpoints {
+        upsert_file.execute(params![
+            checkpoint.path,
+            checkpoint.size as i64,
+            checkpoint.mtime_ms,
+            checkpoint.offset as i64,
+            checkpoint.line as i64,
+            checkpoint.completed,
+            now,
+        ])?;
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,480 @@
+//! Wiring: what each CLI command does, built from settings.
+//!
+//! `main.rs` parses arguments and calls into here. Shutdown order for the
+//! daemon: stop intake (the source stops at a batch boundary), drain the
+//! pipeline, commit, then exit — within a deadline.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::OptionalExtension;
+
+use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
+use crate::config::{ConfigError, Settings};
+use crate::event::decode::{Decoded, decode_chunk};
+use crate::event::event_json;
+use crate::event::model::AuditEvent;
+use crate::event::normalize::{NormalizeContext, normalize};
+use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, shared_rules};
+use crate::rules::diag::Diagnostics;
+use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
+use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
+use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
+use crate::source::{ChunkBatch, FileCheckpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("rules in {dir} did not load ({} problem{}):\n{diagnostics}", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
+    Rules { dir: String, diagnostics: Diagnostics },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: no such file or directory")]
+    MissingPath { path: PathBuf },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("alarm {0} not found")]
+    AlarmNotFound(i64),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Load the configured rule set (or the one in `dir`).
+pub fn load_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet, AppError> {
+    let dir = dir.unwrap_or(&settings.rules.dir);
+    let options = RuleOptions {
+        default_timezone: settings.rules.timezone,
+    };
+    load_rules(dir, &options).map_err(|diagnostics| AppError::Rules {
+        dir: dir.display().to_string(),
+        diagnostics,
+    })
+}
+
+fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        samples_per_alarm: settings.store.samples_per_alarm,
+        synchronous_full: settings.store.synchronous_full,
+    }
+}
+
+fn pipeline_options(settings: &Settings) -> PipelineOptions {
+    PipelineOptions {
+        batch_events: settings.pipeline.batch_events,
+        channel_batches: settings.pipeline.channel_batches,
+        samples_per_alarm: settings.store.samples_per_alarm as usize,
+        naive_time_offset: settings.naive_time_offset,
+        store_retries: settings.pipeline.store_retries,
+    }
+}
+
+fn read_options(settings: &Settings) -> ReadOptions {
+    ReadOptions {
+        max_document_bytes: settings.files.max_document_bytes,
+        ..ReadOptions::default()
+    }
+}
+
+/// Output format of `replay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchFormat {
+    Jsonl,
+    Table,
+}
+
+/// Prints matches to stdout.
+struct PrintSink {
+    format: MatchFormat,
+    out: std::io::BufWriter<std::io::Stdout>,
+    broken: bool,
+    header_done: bool,
+}
+
+impl MatchSink for PrintSink {
+    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) {
+        if self.broken {
+            return;
+        }
+        let result = match self.format {
+            MatchFormat::Jsonl => {
+                let line = match_json(rule, rule_match, event, rules);
+                writeln!(self.out, "{line}")
+            }
+            MatchFormat::Table => {
+                let header = if self.header_done {
+                    Ok(())
+                } else {
+                    self.header_done = true;
+                    writeln!(
+                        self.out,
+                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} {}",
+                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACTION", "SOURCE IP"
+                    )
+                };
+                header.and_then(|_| {
+                    writeln!(
+                        self.out,
+                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} {}",
+                        crate::alarm::store::timestamp(event.time),
+                        rule.level.as_str(),
+                        rule.id,
+                        event.provider.as_str(),
+                        truncate(event.principal_display(), 28),
+                        truncate(&format!("{}.{}", event.service, event.action), 34),
+                        event.source_ip_text().unwrap_or("-")
+                    )
+                })
+            }
+        };
+        if result.is_err() {
+            self.broken = true;
+        }
+    }
+
+    fn on_commit(&mut self) {
+        if self.out.flush().is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+impl Drop for PrintSink {
+    fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// One match as a JSON object (the `replay --format jsonl` line).
+pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) -> serde_json::Value {
+    let operations: Vec<&str> = event.operations.iter().map(|index| rules.catalog.name(*index)).collect();
+    serde_json::json!({
+        "rule": rule.id,
+        "rule_hash": rule.hash,
+        "level": rule.level,
+        "title": rule.title,
+        "event_id": event.event_id,
+        "provider": event.provider,
+        "time": crate::alarm::store::timestamp(event.time),
+        "account_id": event.account_id,
+        "principal": event.principal_display(),
+        "principal_kind": event.principal.kind,
+        "access_key_id": event.access_key_id(),
+        "service": event.service,
+        "action": event.action,
+        "operations": operations,
+        "source_ip": event.source_ip_text(),
+        "call_method": event.call_method,
+        "outcome": event.outcome.result,
+        "group_key": rule_match.group_key,
+        "output": rule_match.output,
+        "origin": event.origin,
+    })
+}
+
+/// `trailwarden replay`.
+pub struct ReplayRequest {
+    pub paths: Vec<String>,
+    pub format: MatchFormat,
+    /// Aggregate into this store (else a throw-away in-memory one).
+    pub db: Option<PathBuf>,
+}
+
+pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineReport, AppError> {
+    for path in &request.paths {
+        if path != "-" && !Path::new(path).exists() {
+            return Err(AppError::MissingPath { path: PathBuf::from(path) });
+        }
+    }
+    let rules = load_rule_set(settings, None)?;
+    let store_path = request.db.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
+    let store = Store::open(&store_path, store_options(settings))?;
+    let sink = PrintSink {
+        format: request.format,
+        out: std::io::BufWriter::new(std::io::stdout()),
+        broken: false,
+        header_done: false,
+    };
+    let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings), Box::new(sink));
+    let sender = pipeline.sender();
+    let options = read_options(settings);
+    let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
+    'paths: for path in &request.paths {
+        if path == "-" {
+            if read_stdin(&options, &mut send).is_err() {
+                break;
+            }
+            continue;
+        }
+        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
+            context: path.clone(),
+            source,
+        })?;
+        for file in files {
+            match read_file(&file, StartAt::default(), &options, false, &mut send) {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "cannot read"),
+                Err(Stopped) => break 'paths,
+            }
+        }
+    }
+    drop(sender);
+    let report = pipeline.finish();
+    if let Some(error) = report.store_error {
+        return Err(AppError::Store(error));
+    }
+    Ok(report)
+}
+
+/// The one-line summary printed to stderr after a replay.
+pub fn summary_line(report: &PipelineReport) -> String {
+    let stats = report.stats;
+    format!(
+        "replay: {} records, {} events, {} malformed, {} matches, {} alarms ({} new, {} updated), {:.2} s, {:.0} events/s",
+        stats.records,
+        stats.events,
+        stats.malformed,
+        stats.matches,
+        stats.alarms_created + stats.alarms_updated,
+        stats.alarms_created,
+        stats.alarms_updated,
+        report.elapsed.as_secs_f64(),
+        report.events_per_second()
+    )
+}
+
+/// `trailwarden normalize`: normalized events as JSON lines; unreadable
+/// records are reported on stderr. Returns (events, malformed).
+pub fn normalize_paths(
+    settings: &Settings,
+    paths: &[String],
+    include_raw: bool,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), AppError> {
+    for path in paths {
+        if path != "-" && !Path::new(path).exists() {
+            return Err(AppError::MissingPath { path: PathBuf::from(path) });
+        }
+    }
+    // The catalog names operations; fall back to none if the rules do not load.
+    let catalog = match load_rule_set(settings, None) {
+        Ok(rules) => rules.catalog,
+        Err(error) => {
+            tracing::warn!("operations will be empty: {error}");
+            Default::default()
+        }
+    };
+    let options = read_options(settings);
+    let mut events = 0u64;
+    let mut malformed = 0u64;
+    let mut decoded = Decoded::default();
+    let mut write_error = None;
+    let mut handle = |batch: ChunkBatch| -> Result<(), Stopped> {
+        let mut context = NormalizeContext::new(batch.ingest_time);
+        context.naive_time_offset = settings.naive_time_offset;
+        for letter in &batch.source_errors {
+            malformed += 1;
+            eprintln!("{}: {}", letter.origin, letter.reason);
+        }
+        for chunk in batch.chunks {
+            if chunk.oversized {
+                malformed += 1;
+                eprintln!("{}: document larger than max_document_bytes", chunk.origin);
+                continue;
+            }
+            decode_chunk(&chunk.bytes, &chunk.origin, &mut decoded);
+            for candidate in decoded.candidates.drain(..) {
+                let origin = candidate.origin.clone();
+                match normalize(candidate, &context) {
+                    Ok(mut event) => {
+                        catalog.classify_event(&mut event);
+                        events += 1;
+                        if let Err(error) = writeln!(out, "{}", event_json(&event, &catalog, include_raw)) {
+                            write_error = Some(error);
+                            return Err(Stopped);
+                        }
+                    }
+                    Err(error) => {
+                        malformed += 1;
+                        eprintln!("{origin}: {error}");
+                    }
+                }
+            }
+            for letter in decoded.dead_letters.drain(..) {
+                malformed += 1;
+                eprintln!("{}: {}", letter.origin, letter.reason);
+            }
+        }
+        Ok(())
+    };
+    'paths: for path in paths {
+        if path == "-" {
+            if read_stdin(&options, &mut handle).is_err() {
+                break;
+            }
+            continue;
+        }
+        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
+            context: path.clone(),
+            source,
+        })?;
+        for file in files {
+            match read_file(&file, StartAt::default(), &options, false, &mut handle) {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => eprintln!("{error}"),
+                Err(Stopped) => break 'paths,
+            }
+        }
+    }
+    match write_error {
+        Some(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(AppError::Io {
+            context: "stdout".into(),
+            source: error,
+        }),
+        _ => Ok((events, malformed)),
+    }
+}
+
+/// Open the store a command reads (`--db` or the configured one).
+pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
+    let path = db.unwrap_or(&settings.store.path);
+    Ok(Store::open(path, store_options(settings))?)
+}
+
+pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<crate::alarm::store::AlarmRow>, AppError> {
+    Ok(store.list_alarms(filter)?)
+}
+
+pub fn show_alarm(store: &Store, id: i64) -> Result<crate::alarm::store::AlarmDetail, AppError> {
+    store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pipeline: Pipeline,
+    source: std::thread::JoinHandle<()>,
+    wake: std::sync::mpsc::Sender<WatchMessage>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Daemon {
+    pub fn start(settings: &Settings, db: Option<&Path>) -> Result<Daemon, AppError> {
+        let rules = load_rule_set(settings, None)?;
+        tracing::info!(
+            rules = rules.rules.len(),
+            operations = rules.catalog.len(),
+            version = %rules.version,
+            dir = %settings.rules.dir.display(),
+            "rules loaded"
+        );
+        let store_path = db.unwrap_or(&settings.store.path).to_path_buf();
+        let store = Store::open(&store_path, store_options(settings))?;
+        tracing::info!(path = %store_path.display(), "alarm store open");
+        let reader = rusqlite::Connection::open_with_flags(
+            &store_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: store_path.clone(),
+            source,
+        })?;
+        let reader = std::sync::Mutex::new(reader);
+        let checkpoints = Box::new(move |path: &str| -> Option<FileCheckpoint> {
+            let connection = reader.lock().ok()?;
+            connection
+                .query_row(
+                    "SELECT path, size, mtime_ms, offset, line, completed FROM source_files WHERE path = ?1",
+                    [path],
+                    |row| {
+                        Ok(FileCheckpoint {
+                            path: row.get(0)?,
+                            size: row.get::<_, i64>(1)? as u64,
+                            mtime_ms: row.get(2)?,
+                            offset: row.get::<_, i64>(3)? as u64,
+                            line: row.get::<_, i64>(4)? as u64,
+                            completed: row.get(5)?,
+                        })
+                    },
+                )
+                .optional()
+                .ok()
+                .flatten()
+        });
+        let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings), Box::new(LogSink));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake_sender, wake_receiver) = channel();
+        let options = WatchOptions {
+            paths: settings.files.paths.clone(),
+            watch: settings.files.watch,
+            poll_interval: settings.files.poll_interval,
+            settle: settings.files.settle,
+            read: read_options(settings),
+        };
+        for path in &options.paths {
+            if !path.exists() {
+                tracing::warn!(path = %path.display(), "source path does not exist (yet); it will be picked up when it appears");
+            }
+        }
+        let source = {
+            let sender = pipeline.sender();
+            let stop = stop.clone();
+            let wake_sender = wake_sender.clone();
+            std::thread::Builder::new()
+                .name("tw-files".into())
+                .spawn(move || run_file_source(options, sender, checkpoints, wake_sender, wake_receiver, stop))
+                .map_err(|source| AppError::Io {
+                    context: "starting the file source".into(),
+                    source,
+                })?
+        };
+        Ok(Daemon {
+            pipeline,
+            source,
+            wake: wake_sender,
+            stop,
+        })
+    }
+
+    pub fn stats(&self) -> crate::pipeline::StatsSnapshot {
+        self.pipeline.stats.snapshot()
+    }
+
+    /// Whether the source has finished (only without `watch`).
+    pub fn source_finished(&self) -> bool {
+        self.source.is_finished()
+    }
+
+    /// Stop intake, drain and commit. Blocking: call from a blocking context.
+    pub fn shutdown(self) -> PipelineReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.wake.send(WatchMessage::Shutdown);
+        let _ = self.source.join();
+        self.pipeline.finish()
+    }
+}
+
+/// The daemon's sink: matches are logged at debug level (alarms are in the store).
+struct LogSink;
+
+impl MatchSink for LogSink {
+    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, _: &RuleSet) {
+        tracing::debug!(rule = %rule.id, level = %rule.level, event = %event.event_id, origin = %event.origin, "{}", rule_match.output);
+    }
+}
+
+/// How long shutdown may take before the process exits anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);

@@ -1,0 +1,50 @@
+//! Sources: where raw records come from, with their origin.
+//!
+//! A source produces `ChunkBatch`es: framed documents (a JSON line, a
+//! pretty-printed document …) with their origin, plus a checkpoint saying how
+//! far the source got, which the store persists in the same transaction as
+//! the alarms the batch produced. Files, directories and stdin share one
+//! reader (`file.rs`); the daemon's directory watcher lives in `watch.rs`.
+
+pub mod file;
+pub mod framer;
+pub mod watch;
+
+use chrono::{DateTime, Utc};
+
+use crate::event::origin::Origin;
+
+/// One framed document from a source.
+#[derive(Debug)]
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+    pub origin: Origin,
+    /// The document exceeded the size limit; `bytes` is only its start.
+    pub oversized: bool,
+}
+
+/// Progress of a file source, stored with the batch that reached it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileCheckpoint {
+    pub path: String,
+    /// File size and modification time (ms) when reading started: the file's identity.
+    pub size: u64,
+    pub mtime_ms: i64,
+    /// Decoded byte offset and line just after the last chunk of the batch.
+    pub offset: u64,
+    pub line: u64,
+    /// The whole file has been read.
+    pub completed: bool,
+}
+
+/// A batch of chunks from one source.
+#[derive(Debug, Default)]
+pub struct ChunkBatch {
+    pub chunks: Vec<Chunk>,
+    /// Last-resort event time for records with none (file mtime, read time).
+    pub ingest_time: DateTime<Utc>,
+    /// Where the source will resume after this batch (file sources in the daemon).
+    pub checkpoint: Option<FileCheckpoint>,
+    /// Problems reading the source itself (gzip corruption, I/O errors).
+    pub source_errors: Vec<crate::event::decode::DeadLetter>,
+}
