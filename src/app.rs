@@ -6,16 +6,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::OptionalExtension;
 
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
 use crate::config::{ConfigError, Settings};
-use crate::event::decode::{Decoded, decode_chunk};
+use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
@@ -31,13 +31,19 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("rules in {dir} did not load ({} problem{}):\n{diagnostics}", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
-    Rules { dir: String, diagnostics: Diagnostics },
+    Rules {
+        dir: String,
+        diagnostics: Diagnostics,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: no such file or directory")]
     MissingPath { path: PathBuf },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("alarm {0} not found")]
     AlarmNotFound(i64),
     #[error("{0}")]
@@ -96,7 +102,13 @@ struct PrintSink {
 }
 
 impl MatchSink for PrintSink {
-    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) {
+    fn on_match(
+        &mut self,
+        rule: &Rule,
+        rule_match: &RuleMatch,
+        event: &AuditEvent,
+        rules: &RuleSet,
+    ) {
         if self.broken {
             return;
         }
@@ -160,8 +172,17 @@ fn truncate(text: &str, width: usize) -> String {
 }
 
 /// One match as a JSON object (the `replay --format jsonl` line).
-pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) -> serde_json::Value {
-    let operations: Vec<&str> = event.operations.iter().map(|index| rules.catalog.name(*index)).collect();
+pub fn match_json(
+    rule: &Rule,
+    rule_match: &RuleMatch,
+    event: &AuditEvent,
+    rules: &RuleSet,
+) -> serde_json::Value {
+    let operations: Vec<&str> = event
+        .operations
+        .iter()
+        .map(|index| rules.catalog.name(*index))
+        .collect();
     serde_json::json!({
         "rule": rule.id,
         "rule_hash": rule.hash,
@@ -197,11 +218,16 @@ pub struct ReplayRequest {
 pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineReport, AppError> {
     for path in &request.paths {
         if path != "-" && !Path::new(path).exists() {
-            return Err(AppError::MissingPath { path: PathBuf::from(path) });
+            return Err(AppError::MissingPath {
+                path: PathBuf::from(path),
+            });
         }
     }
     let rules = load_rule_set(settings, None)?;
-    let store_path = request.db.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
+    let store_path = request
+        .db
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(":memory:"));
     let store = Store::open(&store_path, store_options(settings))?;
     let sink = PrintSink {
         format: request.format,
@@ -209,7 +235,12 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         broken: false,
         header_done: false,
     };
-    let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings), Box::new(sink));
+    let pipeline = Pipeline::start(
+        shared_rules(rules),
+        store,
+        pipeline_options(settings),
+        Box::new(sink),
+    );
     let sender = pipeline.sender();
     let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
@@ -257,43 +288,38 @@ pub fn summary_line(report: &PipelineReport) -> String {
     )
 }
 
-/// `trailwarden normalize`: normalized events as JSON lines; unreadable
-/// records are reported on stderr. Returns (events, malformed).
-pub fn normalize_paths(
-    settings: &Settings,
+/// Read, decode and normalize `paths` (files, directories or `-`), calling
+/// `on_event` for each event (operations classified with `catalog`) and
+/// `on_dead_letter` for each unreadable record. `on_event` returns false to stop.
+pub fn normalize_files(
     paths: &[String],
-    include_raw: bool,
-    out: &mut dyn Write,
-) -> Result<(u64, u64), AppError> {
+    read_options: &ReadOptions,
+    naive_time_offset: chrono::FixedOffset,
+    catalog: &crate::rules::OperationCatalog,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> Result<(), AppError> {
     for path in paths {
         if path != "-" && !Path::new(path).exists() {
-            return Err(AppError::MissingPath { path: PathBuf::from(path) });
+            return Err(AppError::MissingPath {
+                path: PathBuf::from(path),
+            });
         }
     }
-    // The catalog names operations; fall back to none if the rules do not load.
-    let catalog = match load_rule_set(settings, None) {
-        Ok(rules) => rules.catalog,
-        Err(error) => {
-            tracing::warn!("operations will be empty: {error}");
-            Default::default()
-        }
-    };
-    let options = read_options(settings);
-    let mut events = 0u64;
-    let mut malformed = 0u64;
     let mut decoded = Decoded::default();
-    let mut write_error = None;
     let mut handle = |batch: ChunkBatch| -> Result<(), Stopped> {
         let mut context = NormalizeContext::new(batch.ingest_time);
-        context.naive_time_offset = settings.naive_time_offset;
-        for letter in &batch.source_errors {
-            malformed += 1;
-            eprintln!("{}: {}", letter.origin, letter.reason);
+        context.naive_time_offset = naive_time_offset;
+        for letter in batch.source_errors {
+            on_dead_letter(letter);
         }
         for chunk in batch.chunks {
             if chunk.oversized {
-                malformed += 1;
-                eprintln!("{}: document larger than max_document_bytes", chunk.origin);
+                on_dead_letter(DeadLetter::new(
+                    chunk.origin,
+                    "document larger than the configured max_document_bytes",
+                    &chunk.bytes,
+                ));
                 continue;
             }
             decode_chunk(&chunk.bytes, &chunk.origin, &mut decoded);
@@ -302,28 +328,24 @@ pub fn normalize_paths(
                 match normalize(candidate, &context) {
                     Ok(mut event) => {
                         catalog.classify_event(&mut event);
-                        events += 1;
-                        if let Err(error) = writeln!(out, "{}", event_json(&event, &catalog, include_raw)) {
-                            write_error = Some(error);
+                        if !on_event(event) {
                             return Err(Stopped);
                         }
                     }
                     Err(error) => {
-                        malformed += 1;
-                        eprintln!("{origin}: {error}");
+                        on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes))
                     }
                 }
             }
             for letter in decoded.dead_letters.drain(..) {
-                malformed += 1;
-                eprintln!("{}: {}", letter.origin, letter.reason);
+                on_dead_letter(letter);
             }
         }
         Ok(())
     };
     'paths: for path in paths {
         if path == "-" {
-            if read_stdin(&options, &mut handle).is_err() {
+            if read_stdin(read_options, &mut handle).is_err() {
                 break;
             }
             continue;
@@ -333,13 +355,55 @@ pub fn normalize_paths(
             source,
         })?;
         for file in files {
-            match read_file(&file, StartAt::default(), &options, false, &mut handle) {
+            match read_file(&file, StartAt::default(), read_options, false, &mut handle) {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => eprintln!("{error}"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot read"),
                 Err(Stopped) => break 'paths,
             }
         }
     }
+    Ok(())
+}
+
+/// `trailwarden normalize`: normalized events as JSON lines to `out`;
+/// unreadable records are reported on stderr. Returns (events, malformed).
+pub fn normalize_paths(
+    settings: &Settings,
+    paths: &[String],
+    include_raw: bool,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), AppError> {
+    // The catalog names operations; without loadable rules they stay empty.
+    let catalog = match load_rule_set(settings, None) {
+        Ok(rules) => rules.catalog,
+        Err(error) => {
+            tracing::warn!("operations will be empty: {error}");
+            Default::default()
+        }
+    };
+    let mut events = 0u64;
+    let mut malformed = 0u64;
+    let mut write_error = None;
+    normalize_files(
+        paths,
+        &read_options(settings),
+        settings.naive_time_offset,
+        &catalog,
+        &mut |event| match writeln!(out, "{}", event_json(&event, &catalog, include_raw)) {
+            Ok(()) => {
+                events += 1;
+                true
+            }
+            Err(error) => {
+                write_error = Some(error);
+                false
+            }
+        },
+        &mut |letter| {
+            malformed += 1;
+            eprintln!("{}: {}", letter.origin, letter.reason);
+        },
+    )?;
     match write_error {
         Some(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(AppError::Io {
             context: "stdout".into(),
@@ -355,7 +419,10 @@ pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppEr
     Ok(Store::open(path, store_options(settings))?)
 }
 
-pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<crate::alarm::store::AlarmRow>, AppError> {
+pub fn list_alarms(
+    store: &Store,
+    filter: &AlarmFilter,
+) -> Result<Vec<crate::alarm::store::AlarmRow>, AppError> {
     Ok(store.list_alarms(filter)?)
 }
 
@@ -414,7 +481,12 @@ impl Daemon {
                 .ok()
                 .flatten()
         });
-        let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings), Box::new(LogSink));
+        let pipeline = Pipeline::start(
+            shared_rules(rules),
+            store,
+            pipeline_options(settings),
+            Box::new(LogSink),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_sender, wake_receiver) = channel();
         let options = WatchOptions {
@@ -435,7 +507,16 @@ impl Daemon {
             let wake_sender = wake_sender.clone();
             std::thread::Builder::new()
                 .name("tw-files".into())
-                .spawn(move || run_file_source(options, sender, checkpoints, wake_sender, wake_receiver, stop))
+                .spawn(move || {
+                    run_file_source(
+                        options,
+                        sender,
+                        checkpoints,
+                        wake_sender,
+                        wake_receiver,
+                        stop,
+                    )
+                })
                 .map_err(|source| AppError::Io {
                     context: "starting the file source".into(),
                     source,

@@ -5,11 +5,11 @@
 //! rules, and aggregated into alarms in SQLite. The binary (`src/main.rs`) is
 //! a thin CLI over this library.
 
-pub mod event;
-pub mod rules;
-pub mod text;
 pub mod alarm;
-pub mod source;
-pub mod config;
-pub mod pipeline;
 pub mod app;
+pub mod config;
+pub mod event;
+pub mod pipeline;
+pub mod rules;
+pub mod source;
+pub mod text;

@@ -158,7 +158,9 @@ fn main() -> ExitCode {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if settings.log.json {
         let _ = builder.json().try_init();
     } else {
@@ -287,10 +289,13 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             rule,
             limit,
         } => {
-            let min_level = match level {
-                Some(text) => Some(Level::parse(&text).with_context(|| format!("--level {text}: use info, low, medium or high"))?),
-                None => None,
-            };
+            let min_level =
+                match level {
+                    Some(text) => Some(Level::parse(&text).with_context(|| {
+                        format!("--level {text}: use info, low, medium or high")
+                    })?),
+                    None => None,
+                };
             if let Some(status) = &status
                 && !["unprocessed", "processed", "ignored"].contains(&status.as_str())
             {
@@ -313,7 +318,14 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                     for row in rows {
                         println!(
                             "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  {}",
-                            row.id, row.level, row.status, row.rule, row.count, row.first_seen, row.last_seen, row.group_key
+                            row.id,
+                            row.level,
+                            row.status,
+                            row.rule,
+                            row.count,
+                            row.first_seen,
+                            row.last_seen,
+                            row.group_key
                         );
                     }
                 }
@@ -336,7 +348,10 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             let alarm = &detail.alarm;
             let identity = &alarm.identity;
             println!("alarm {}: {} [{}]", alarm.id, alarm.title, alarm.level);
-            println!("  rule:        {} (version {})", alarm.rule, alarm.rule_hash);
+            println!(
+                "  rule:        {} (version {})",
+                alarm.rule, alarm.rule_hash
+            );
             println!("  status:      {}", alarm.status);
             println!(
                 "  account:     {} {} ({})",
@@ -350,8 +365,18 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 identity.principal_kind,
                 identity.principal_arn.as_deref().unwrap_or("")
             );
-            println!("  access key:  {}", identity.access_key_id.as_deref().map(mask_key).unwrap_or_else(|| "-".into()));
-            println!("  seen:        {} .. {} ({} times)", alarm.first_seen, alarm.last_seen, alarm.count);
+            println!(
+                "  access key:  {}",
+                identity
+                    .access_key_id
+                    .as_deref()
+                    .map(mask_key)
+                    .unwrap_or_else(|| "-".into())
+            );
+            println!(
+                "  seen:        {} .. {} ({} times)",
+                alarm.first_seen, alarm.last_seen, alarm.count
+            );
             println!("  group key:   {}", alarm.group_key);
             println!("  last output: {}", alarm.output);
             println!("  calls:");
@@ -362,7 +387,11 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             for call in &detail.calls {
                 println!(
                     "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
-                    if call.source_ip.is_empty() { "-" } else { &call.source_ip },
+                    if call.source_ip.is_empty() {
+                        "-"
+                    } else {
+                        &call.source_ip
+                    },
                     call.ip_kind,
                     call.call_method,
                     format!("{}.{}", call.service, call.action),
@@ -372,7 +401,10 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                     call.last_call
                 );
             }
-            println!("  samples: {} kept (see --format json)", detail.samples.len());
+            println!(
+                "  samples: {} kept (see --format json)",
+                detail.samples.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -437,7 +469,10 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<38} {:<6} {:<22} {:<7} TAGS", "ID", "LEVEL", "CLOUDS", "ENABLED");
+            println!(
+                "{:<38} {:<6} {:<22} {:<7} TAGS",
+                "ID", "LEVEL", "CLOUDS", "ENABLED"
+            );
             for rule in &rules.rules {
                 let clouds: Vec<&str> = rule.clouds.iter().map(|cloud| cloud.as_str()).collect();
                 println!(

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::alarm::store::{Store, StoreError, WriteBatch};
 use crate::alarm::Aggregator;
+use crate::alarm::store::{Store, StoreError, WriteBatch};
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
@@ -72,7 +72,13 @@ impl Stats {
 
 /// Receives every match as it is found (replay prints them; the daemon logs).
 pub trait MatchSink: Send {
-    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet);
+    fn on_match(
+        &mut self,
+        rule: &Rule,
+        rule_match: &RuleMatch,
+        event: &AuditEvent,
+        rules: &RuleSet,
+    );
     /// Called after each committed transaction.
     fn on_commit(&mut self) {}
 }
@@ -213,7 +219,10 @@ const LOG_PER_SOURCE: u64 = 20;
 
 impl DeadLetterLog {
     fn log(&mut self, letter: &DeadLetter) {
-        let count = self.per_source.entry(letter.origin.source.clone()).or_insert(0);
+        let count = self
+            .per_source
+            .entry(letter.origin.source.clone())
+            .or_insert(0);
         *count += 1;
         if *count <= LOG_PER_SOURCE {
             tracing::warn!(origin = %letter.origin, reason = %letter.reason, "unreadable record kept in dead letters");
@@ -258,9 +267,11 @@ fn normalize_stage(
                 let origin = candidate.origin.clone();
                 match normalize(candidate, &context) {
                     Ok(event) => out.events.push(event),
-                    Err(error) => out
-                        .dead_letters
-                        .push(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
+                    Err(error) => out.dead_letters.push(DeadLetter::new(
+                        origin,
+                        error.to_string(),
+                        &chunk.bytes,
+                    )),
                 }
             }
             out.dead_letters.append(&mut decoded.dead_letters);
@@ -269,11 +280,16 @@ fn normalize_stage(
             log.log(letter);
         }
         stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        stats.events.fetch_add(out.events.len() as u64, Ordering::Relaxed);
-        stats.malformed.fetch_add(out.dead_letters.len() as u64, Ordering::Relaxed);
         stats
-            .records
-            .fetch_add((out.events.len() + out.dead_letters.len()) as u64, Ordering::Relaxed);
+            .events
+            .fetch_add(out.events.len() as u64, Ordering::Relaxed);
+        stats
+            .malformed
+            .fetch_add(out.dead_letters.len() as u64, Ordering::Relaxed);
+        stats.records.fetch_add(
+            (out.events.len() + out.dead_letters.len()) as u64,
+            Ordering::Relaxed,
+        );
         if sender.send(out).is_err() {
             return;
         }
@@ -293,7 +309,9 @@ fn engine_stage(
     let mut aggregator = Aggregator::new(options.samples_per_alarm);
     loop {
         // Block for one batch, then take whatever else is queued, up to the limit.
-        let Ok(first) = receiver.recv() else { return Ok(()) };
+        let Ok(first) = receiver.recv() else {
+            return Ok(());
+        };
         let rule_set = rules.load_full();
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
@@ -313,7 +331,9 @@ fn engine_stage(
             write.dead_letters.append(&mut batch.dead_letters);
             if let Some(checkpoint) = batch.checkpoint {
                 // Only the latest checkpoint per file matters.
-                write.checkpoints.retain(|existing| existing.path != checkpoint.path);
+                write
+                    .checkpoints
+                    .retain(|existing| existing.path != checkpoint.path);
                 write.checkpoints.push(checkpoint);
             }
             if events_in_transaction < options.batch_events {
@@ -323,15 +343,21 @@ fn engine_stage(
                 };
             }
         }
-        stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
+        stats
+            .matches
+            .fetch_add(aggregator.match_count(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         if write.is_empty() {
             continue;
         }
         let outcome = write_with_retry(&mut store, &write, options.store_retries)?;
         stats.transactions.fetch_add(1, Ordering::Relaxed);
-        stats.alarms_created.fetch_add(outcome.alarms_created, Ordering::Relaxed);
-        stats.alarms_updated.fetch_add(outcome.alarms_updated, Ordering::Relaxed);
+        stats
+            .alarms_created
+            .fetch_add(outcome.alarms_created, Ordering::Relaxed);
+        stats
+            .alarms_updated
+            .fetch_add(outcome.alarms_updated, Ordering::Relaxed);
         sink.on_commit();
     }
 }

@@ -35,7 +35,10 @@ pub struct CaseInsensitiveSet {
 impl CaseInsensitiveSet {
     pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> CaseInsensitiveSet {
         CaseInsensitiveSet {
-            lower: items.into_iter().map(|item| item.as_ref().to_ascii_lowercase()).collect(),
+            lower: items
+                .into_iter()
+                .map(|item| item.as_ref().to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -58,12 +61,14 @@ impl CaseInsensitiveSet {
 
 /// ASCII-case-insensitive `starts_with`.
 pub fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
-    text.len() >= prefix.len() && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// ASCII-case-insensitive `ends_with`.
 pub fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
-    text.len() >= suffix.len() && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 #[cfg(test)]

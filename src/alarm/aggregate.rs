@@ -49,7 +49,9 @@ impl Aggregator {
     }
 
     pub fn add(&mut self, rules: &RuleSet, rule_match: &RuleMatch, event: &AuditEvent) {
-        let Some(rule) = rules.rule(rule_match.rule) else { return };
+        let Some(rule) = rules.rule(rule_match.rule) else {
+            return;
+        };
         self.matches += 1;
         let key = (rule.id.clone(), rule_match.group_key.clone());
         let time = timestamp(event.time);
@@ -103,17 +105,20 @@ impl Aggregator {
             action: event.action.clone(),
         };
         let failed = event.outcome.result == OutcomeResult::Failure;
-        let call = pending.calls.entry(call_key).or_insert_with_key(|key| CallRecord {
-            source_ip: key.source_ip.clone(),
-            ip_kind: event.source_ip_kind().as_str().to_string(),
-            call_method: key.call_method.to_string(),
-            service: key.service.clone(),
-            action: key.action.clone(),
-            success_count: 0,
-            failure_count: 0,
-            first_call: time.clone(),
-            last_call: time.clone(),
-        });
+        let call = pending
+            .calls
+            .entry(call_key)
+            .or_insert_with_key(|key| CallRecord {
+                source_ip: key.source_ip.clone(),
+                ip_kind: event.source_ip_kind().as_str().to_string(),
+                call_method: key.call_method.to_string(),
+                service: key.service.clone(),
+                action: key.action.clone(),
+                success_count: 0,
+                failure_count: 0,
+                first_call: time.clone(),
+                last_call: time.clone(),
+            });
         if failed {
             call.failure_count += 1;
         } else {
@@ -139,7 +144,14 @@ impl Aggregator {
         for key in self.order.drain(..) {
             if let Some(mut pending) = self.pending.remove(&key) {
                 let mut calls: Vec<CallRecord> = pending.calls.into_values().collect();
-                calls.sort_by(|a, b| (&a.source_ip, &a.call_method, &a.service, &a.action).cmp(&(&b.source_ip, &b.call_method, &b.service, &b.action)));
+                calls.sort_by(|a, b| {
+                    (&a.source_ip, &a.call_method, &a.service, &a.action).cmp(&(
+                        &b.source_ip,
+                        &b.call_method,
+                        &b.service,
+                        &b.action,
+                    ))
+                });
                 pending.update.calls = calls;
                 out.push(pending.update);
             }

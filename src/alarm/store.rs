@@ -22,11 +22,20 @@ use crate::source::FileCheckpoint;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot create the store's directory {path}: {source}")]
-    Directory { path: PathBuf, source: std::io::Error },
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot migrate the store at {path}: {source}")]
-    Migrate { path: PathBuf, source: rusqlite::Error },
+    Migrate {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("store write failed: {0}")]
     Write(rusqlite::Error),
     #[error("store query failed: {0}")]
@@ -200,7 +209,10 @@ const ALARM_COLUMNS: &str = "id, rule_id, rule_hash, level, title, status, group
 impl Store {
     /// Open (creating directories and the file as needed) and migrate.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
                 path: parent.to_path_buf(),
                 source,
@@ -213,7 +225,15 @@ impl Store {
         let configure = |connection: &Connection| -> rusqlite::Result<()> {
             connection.busy_timeout(std::time::Duration::from_secs(10))?;
             connection.pragma_update(None, "journal_mode", "WAL")?;
-            connection.pragma_update(None, "synchronous", if options.synchronous_full { "FULL" } else { "NORMAL" })?;
+            connection.pragma_update(
+                None,
+                "synchronous",
+                if options.synchronous_full {
+                    "FULL"
+                } else {
+                    "NORMAL"
+                },
+            )?;
             connection.pragma_update(None, "foreign_keys", "ON")?;
             Ok(())
         };
@@ -241,7 +261,8 @@ impl Store {
         let now = timestamp(Utc::now());
         let samples_per_alarm = i64::from(self.options.samples_per_alarm);
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        let outcome = write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
+        let outcome =
+            write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
         transaction.commit().map_err(StoreError::Write)?;
         Ok(outcome)
     }
@@ -298,7 +319,11 @@ impl Store {
     pub fn get_alarm(&self, id: i64) -> Result<Option<AlarmDetail>, StoreError> {
         let alarm = self
             .connection
-            .query_row(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1"), [id], alarm_row)
+            .query_row(
+                &format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1"),
+                [id],
+                alarm_row,
+            )
             .optional()?;
         let Some(alarm) = alarm else { return Ok(None) };
         let mut statement = self.connection.prepare(
@@ -329,7 +354,11 @@ impl Store {
             .into_iter()
             .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
             .collect();
-        Ok(Some(AlarmDetail { alarm, calls, samples }))
+        Ok(Some(AlarmDetail {
+            alarm,
+            calls,
+            samples,
+        }))
     }
 
     pub fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>, StoreError> {
@@ -355,7 +384,9 @@ impl Store {
     /// Row counts, for summaries and health output.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         let count = |sql: &str| -> rusqlite::Result<u64> {
-            self.connection.query_row(sql, [], |row| row.get::<_, i64>(0)).map(|n| n as u64)
+            self.connection
+                .query_row(sql, [], |row| row.get::<_, i64>(0))
+                .map(|n| n as u64)
         };
         Ok(StoreCounts {
             alarms: count("SELECT COUNT(*) FROM alarms")?,
@@ -431,10 +462,13 @@ fn write_in(
     let mut insert_sample = transaction.prepare_cached(
         "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
+    let mut set_sample_count =
+        transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
     for update in &batch.alarms {
         let existing: Option<(i64, i64)> = find_open
-            .query_row(params![update.rule_id, update.group_key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_row(params![update.rule_id, update.group_key], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?;
         let (alarm_id, mut sample_count) = match existing {
             Some(found) => {

@@ -86,7 +86,9 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
         line += count_newlines(&bytes[line_counted_to..offset]);
         line_counted_to = offset;
         let value_origin = match origin.position {
-            Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
+            Position::Byte(base) => {
+                Origin::new(origin.source.clone(), Position::Byte(base + offset as u64))
+            }
             _ => Origin::new(origin.source.clone(), Position::Line(line)),
         };
         let rest = &bytes[offset..];
@@ -105,8 +107,11 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
                 } else {
                     format!("invalid JSON: {error}")
                 };
-                out.dead_letters
-                    .push(DeadLetter::new(value_origin, reason, &rest[..resume.max(1).min(rest.len())]));
+                out.dead_letters.push(DeadLetter::new(
+                    value_origin,
+                    reason,
+                    &rest[..resume.max(1).min(rest.len())],
+                ));
                 offset = skip_blank(bytes, offset + resume.max(1));
             }
             None => break,
@@ -152,14 +157,23 @@ fn byte_offset_of(bytes: &[u8], line: usize, column: usize) -> usize {
 
 /// The start of the line after `from`, where a new document may begin.
 fn next_line_start(bytes: &[u8], from: usize) -> usize {
-    match bytes.get(from..).and_then(|rest| rest.iter().position(|byte| *byte == b'\n')) {
+    match bytes
+        .get(from..)
+        .and_then(|rest| rest.iter().position(|byte| *byte == b'\n'))
+    {
         Some(newline) => from + newline + 1,
         None => bytes.len(),
     }
 }
 
 /// Unwrap containers and envelopes until records remain.
-fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, depth: usize, out: &mut Decoded) {
+fn expand(
+    value: Value,
+    origin: &Origin,
+    envelope_time: Option<DateTime<Utc>>,
+    depth: usize,
+    out: &mut Decoded,
+) {
     if depth > MAX_CONTAINER_DEPTH {
         out.dead_letters.push(DeadLetter::new(
             origin.clone(),
@@ -180,7 +194,13 @@ fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, d
         }
         Value::Array(items) => {
             for (index, item) in items.into_iter().enumerate() {
-                expand(item, &origin.with_index(index), envelope_time, depth + 1, out);
+                expand(
+                    item,
+                    &origin.with_index(index),
+                    envelope_time,
+                    depth + 1,
+                    out,
+                );
             }
         }
         Value::Object(map) => expand_object(map, origin, envelope_time, depth, out),
@@ -188,7 +208,9 @@ fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, d
             // A record double-encoded as a JSON string (some shippers do this).
             let trimmed = text.trim_start();
             match serde_json::from_str::<Value>(trimmed) {
-                Ok(inner @ (Value::Object(_) | Value::Array(_))) if trimmed.starts_with(['{', '[']) => {
+                Ok(inner @ (Value::Object(_) | Value::Array(_)))
+                    if trimmed.starts_with(['{', '[']) =>
+                {
                     expand(inner, origin, envelope_time, depth + 1, out)
                 }
                 _ => out.dead_letters.push(DeadLetter::new(
@@ -276,7 +298,10 @@ fn expand_object(
     }
     // EventBridge (AWS): {"detail-type": ..., "detail": {...}, "time": "..."}.
     if map.contains_key("detail-type") && map.contains_key("detail") {
-        let time = map.get("time").and_then(|time| time_of(time, utc())).or(envelope_time);
+        let time = map
+            .get("time")
+            .and_then(|time| time_of(time, utc()))
+            .or(envelope_time);
         if let Some(detail) = map.remove("detail") {
             expand(detail, origin, time, depth + 1, out);
         }
@@ -284,7 +309,10 @@ fn expand_object(
     }
     // CloudEvents 1.0 (Tencent EventBridge): {"specversion": "1.0", "data": ..., "time": ms}.
     if map.contains_key("specversion") && map.contains_key("data") {
-        let time = map.get("time").and_then(|time| time_of(time, utc())).or(envelope_time);
+        let time = map
+            .get("time")
+            .and_then(|time| time_of(time, utc()))
+            .or(envelope_time);
         if let Some(data) = map.remove("data") {
             expand(data, origin, time, depth + 1, out);
         }
@@ -336,7 +364,10 @@ fn looks_like_record(map: &Map<String, Value>) -> bool {
 
 /// Recognise the cloud of a record from its keys.
 pub fn detect_provider(map: &Map<String, Value>) -> Option<Provider> {
-    if map.contains_key("trace_name") || map.contains_key("trace_id") || map.contains_key("trace_type") {
+    if map.contains_key("trace_name")
+        || map.contains_key("trace_id")
+        || map.contains_key("trace_type")
+    {
         return Some(Provider::Huawei);
     }
     // Some pipelines lower-case every key; read those case-insensitively.
@@ -346,21 +377,28 @@ pub fn detect_provider(map: &Map<String, Value>) -> Option<Provider> {
     if source.ends_with("amazonaws.com") || obj.contains_key("awsRegion") {
         return Some(Provider::Aws);
     }
-    if source.contains("tencent") || obj.contains_key("eventRegion") || obj.contains_key("resourceType") {
+    if source.contains("tencent")
+        || obj.contains_key("eventRegion")
+        || obj.contains_key("resourceType")
+    {
         return Some(Provider::Tencent);
     }
     let identity = obj.obj("userIdentity");
     if identity.is_some_and(|identity| identity.contains_key("secretId")) {
         return Some(Provider::Tencent);
     }
-    if identity.is_some_and(|identity| identity.contains_key("arn") || identity.contains_key("accessKeyId")) {
+    if identity.is_some_and(|identity| {
+        identity.contains_key("arn") || identity.contains_key("accessKeyId")
+    }) {
         return Some(Provider::Aws);
     }
     if obj.contains_key("eventVersion") && obj.contains_key("eventName") {
         return Some(Provider::Aws);
     }
     // Tencent LookUpEvents items without the raw event: PascalCase summary fields.
-    if map.contains_key("EventName") && (map.contains_key("SecretId") || map.contains_key("EventRegion")) {
+    if map.contains_key("EventName")
+        && (map.contains_key("SecretId") || map.contains_key("EventRegion"))
+    {
         return Some(Provider::Tencent);
     }
     None
@@ -399,10 +437,16 @@ mod tests {
 
     #[test]
     fn containers_are_unwrapped_with_indexes() {
-        let out = decode(r#"{"Records":[{"eventSource":"iam.amazonaws.com","eventName":"A"},{"eventSource":"s3.amazonaws.com","eventName":"B"}]}"#);
+        let out = decode(
+            r#"{"Records":[{"eventSource":"iam.amazonaws.com","eventName":"A"},{"eventSource":"s3.amazonaws.com","eventName":"B"}]}"#,
+        );
         assert_eq!(out.candidates.len(), 2);
         assert_eq!(out.candidates[1].origin.to_string(), "test:1[1]");
-        assert!(out.candidates.iter().all(|candidate| candidate.provider == Provider::Aws));
+        assert!(
+            out.candidates
+                .iter()
+                .all(|candidate| candidate.provider == Provider::Aws)
+        );
     }
 
     #[test]
@@ -418,7 +462,9 @@ mod tests {
 
     #[test]
     fn envelopes_carry_their_time() {
-        let out = decode(r#"{"specversion":"1.0","time":1767225600000,"data":{"eventName":"X","eventSource":"cvm.tencentcloudapi.com"}}"#);
+        let out = decode(
+            r#"{"specversion":"1.0","time":1767225600000,"data":{"eventName":"X","eventSource":"cvm.tencentcloudapi.com"}}"#,
+        );
         assert_eq!(out.candidates.len(), 1);
         assert_eq!(out.candidates[0].provider, Provider::Tencent);
         assert_eq!(

@@ -47,7 +47,10 @@ pub enum Cond {
 #[derive(Clone, Debug)]
 pub enum Test {
     /// equals / in: ASCII-case-insensitive, numbers compared numerically.
-    In { texts: CaseInsensitiveSet, numbers: Vec<f64> },
+    In {
+        texts: CaseInsensitiveSet,
+        numbers: Vec<f64>,
+    },
     Contains(Arc<AhoCorasick>),
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
@@ -86,7 +89,8 @@ impl TimeWindow {
             return false;
         }
         if let Some((start, end)) = self.between {
-            let now = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second()).unwrap_or_default();
+            let now = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second())
+                .unwrap_or_default();
             let inside = if start <= end {
                 now >= start && now < end
             } else {
@@ -131,25 +135,33 @@ impl Test {
                 Val::Num(number) => numbers.contains(&number),
                 other => other.as_str().is_some_and(|text| texts.contains(text)),
             },
-            Test::Contains(automaton) => value.as_str().is_some_and(|text| automaton.is_match(text)),
-            Test::StartsWith(prefixes) => value
-                .as_str()
-                .is_some_and(|text| prefixes.iter().any(|prefix| starts_with_ignore_case(text, prefix))),
-            Test::EndsWith(suffixes) => value
-                .as_str()
-                .is_some_and(|text| suffixes.iter().any(|suffix| ends_with_ignore_case(text, suffix))),
+            Test::Contains(automaton) => {
+                value.as_str().is_some_and(|text| automaton.is_match(text))
+            }
+            Test::StartsWith(prefixes) => value.as_str().is_some_and(|text| {
+                prefixes
+                    .iter()
+                    .any(|prefix| starts_with_ignore_case(text, prefix))
+            }),
+            Test::EndsWith(suffixes) => value.as_str().is_some_and(|text| {
+                suffixes
+                    .iter()
+                    .any(|suffix| ends_with_ignore_case(text, suffix))
+            }),
             Test::Glob(globs) => value.as_str().is_some_and(|text| globs.is_match(text)),
             Test::Regex(set) => value.as_str().is_some_and(|text| set.is_match(text)),
             Test::Cidr(networks) => value
                 .as_ip()
                 .is_some_and(|ip| networks.iter().any(|network| network.contains(&ip))),
             Test::Exists(_) => true,
-            Test::Compare(comparison, bound) => value.as_number().is_some_and(|number| match comparison {
-                Comparison::Greater => number > *bound,
-                Comparison::GreaterOrEqual => number >= *bound,
-                Comparison::Less => number < *bound,
-                Comparison::LessOrEqual => number <= *bound,
-            }),
+            Test::Compare(comparison, bound) => {
+                value.as_number().is_some_and(|number| match comparison {
+                    Comparison::Greater => number > *bound,
+                    Comparison::GreaterOrEqual => number >= *bound,
+                    Comparison::Less => number < *bound,
+                    Comparison::LessOrEqual => number <= *bound,
+                })
+            }
             Test::Operations(set) => match value {
                 Val::Operation(index) => set.get(usize::from(index)).copied().unwrap_or(false),
                 _ => false,
@@ -246,12 +258,17 @@ impl<'a> CompileEnv<'a> {
 
     fn compile_list(&mut self, ctx: &mut FileCtx<'_>, node: &Node, what: &str) -> Vec<Cond> {
         match &node.value {
-            NodeValue::Seq(items) if !items.is_empty() => items.iter().map(|item| self.compile(ctx, item)).collect(),
+            NodeValue::Seq(items) if !items.is_empty() => {
+                items.iter().map(|item| self.compile(ctx, item)).collect()
+            }
             _ => {
                 ctx.error(
                     node.loc,
                     Problem::WrongType,
-                    format!("`{what}` takes a non-empty list of conditions, found {}", node.kind_name()),
+                    format!(
+                        "`{what}` takes a non-empty list of conditions, found {}",
+                        node.kind_name()
+                    ),
                 );
                 Vec::new()
             }
@@ -260,7 +277,11 @@ impl<'a> CompileEnv<'a> {
 
     fn compile_entry(&mut self, ctx: &mut FileCtx<'_>, key: &Node, value: &Node) -> Cond {
         let Some(name) = key.as_str() else {
-            ctx.error(key.loc, Problem::WrongType, "a condition key must be a string");
+            ctx.error(
+                key.loc,
+                Problem::WrongType,
+                "a condition key must be a string",
+            );
             return Cond::Const(false);
         };
         match name {
@@ -278,9 +299,15 @@ impl<'a> CompileEnv<'a> {
             field_name => match Field::parse(field_name) {
                 Some(field) => self.compile_field(ctx, field, value),
                 None => {
-                    let hint = suggest(field_name, FIELD_NAMES.iter().copied().chain(CONDITION_KEYS.iter().copied()))
-                        .map(|best| format!(" (did you mean `{best}`?)"))
-                        .unwrap_or_default();
+                    let hint = suggest(
+                        field_name,
+                        FIELD_NAMES
+                            .iter()
+                            .copied()
+                            .chain(CONDITION_KEYS.iter().copied()),
+                    )
+                    .map(|best| format!(" (did you mean `{best}`?)"))
+                    .unwrap_or_default();
                     ctx.error(
                         key.loc,
                         Problem::UnknownField,
@@ -301,7 +328,11 @@ impl<'a> CompileEnv<'a> {
                     cond.clone()
                 }
                 None => {
-                    ctx.error(loc, Problem::MacroCycle, format!("macro `{name}` refers to itself"));
+                    ctx.error(
+                        loc,
+                        Problem::MacroCycle,
+                        format!("macro `{name}` refers to itself"),
+                    );
                     Cond::Const(false)
                 }
             };
@@ -310,7 +341,11 @@ impl<'a> CompileEnv<'a> {
             let hint = suggest(name, self.macros.keys().map(String::as_str))
                 .map(|best| format!(" (did you mean `{best}`?)"))
                 .unwrap_or_default();
-            ctx.error(loc, Problem::UnknownMacro, format!("unknown macro `{name}`{hint}"));
+            ctx.error(
+                loc,
+                Problem::UnknownMacro,
+                format!("unknown macro `{name}`{hint}"),
+            );
             return Cond::Const(false);
         };
         let definition = definition.clone();
@@ -321,7 +356,8 @@ impl<'a> CompileEnv<'a> {
             diagnostics: &mut *ctx.diagnostics,
         };
         let cond = self.compile(&mut macro_ctx, &definition.condition);
-        self.compiled_macros.insert(name.to_string(), Some(cond.clone()));
+        self.compiled_macros
+            .insert(name.to_string(), Some(cond.clone()));
         self.used.push(format!("macro:{name}"));
         cond
     }
@@ -337,7 +373,10 @@ impl<'a> CompileEnv<'a> {
                         ctx.error(
                             item.loc,
                             Problem::WrongType,
-                            format!("`{operator}` values must be scalars, found {}", item.kind_name()),
+                            format!(
+                                "`{operator}` values must be scalars, found {}",
+                                item.kind_name()
+                            ),
                         );
                         None
                     }
@@ -349,7 +388,10 @@ impl<'a> CompileEnv<'a> {
                     ctx.error(
                         node.loc,
                         Problem::WrongType,
-                        format!("`{operator}` takes a value or a list of values, found {}", node.kind_name()),
+                        format!(
+                            "`{operator}` takes a value or a list of values, found {}",
+                            node.kind_name()
+                        ),
                     );
                     Vec::new()
                 }
@@ -362,7 +404,13 @@ impl<'a> CompileEnv<'a> {
         out
     }
 
-    fn expand_list_item(&mut self, text: String, loc: Loc, out: &mut Vec<(String, Loc)>, depth: usize) {
+    fn expand_list_item(
+        &mut self,
+        text: String,
+        loc: Loc,
+        out: &mut Vec<(String, Loc)>,
+        depth: usize,
+    ) {
         match self.lists.get(&text) {
             Some(list) if depth < 16 => {
                 self.used.push(format!("list:{text}"));
@@ -390,7 +438,10 @@ impl<'a> CompileEnv<'a> {
                         ctx.error(
                             key.loc,
                             Problem::UnknownKey,
-                            format!("unknown operator `{operator}`{hint}; operators are {}", OPERATORS.join(", ")),
+                            format!(
+                                "unknown operator `{operator}`{hint}; operators are {}",
+                                OPERATORS.join(", ")
+                            ),
                         );
                         continue;
                     }
@@ -401,10 +452,17 @@ impl<'a> CompileEnv<'a> {
                 tests
             }
             NodeValue::Null => {
-                ctx.error(value.loc, Problem::BadValue, format!("no value given for `{}`", field.name()));
+                ctx.error(
+                    value.loc,
+                    Problem::BadValue,
+                    format!("no value given for `{}`", field.name()),
+                );
                 Vec::new()
             }
-            _ => self.compile_test(ctx, &field, "in", value).into_iter().collect(),
+            _ => self
+                .compile_test(ctx, &field, "in", value)
+                .into_iter()
+                .collect(),
         };
         let mut conds: Vec<Cond> = tests
             .into_iter()
@@ -420,7 +478,13 @@ impl<'a> CompileEnv<'a> {
         }
     }
 
-    fn compile_test(&mut self, ctx: &mut FileCtx<'_>, field: &Field, operator: &str, operand: &Node) -> Option<Test> {
+    fn compile_test(
+        &mut self,
+        ctx: &mut FileCtx<'_>,
+        field: &Field,
+        operator: &str,
+        operand: &Node,
+    ) -> Option<Test> {
         if operator == "exists" {
             return ctx.boolean(operand, "`exists`").map(Test::Exists);
         }
@@ -437,7 +501,11 @@ impl<'a> CompileEnv<'a> {
                 NodeValue::Str(text) => match text.trim().parse::<f64>() {
                     Ok(number) => Some(Test::Compare(comparison, number)),
                     Err(_) => {
-                        ctx.error(operand.loc, Problem::BadValue, format!("`{operator}` takes a number, found `{text}`"));
+                        ctx.error(
+                            operand.loc,
+                            Problem::BadValue,
+                            format!("`{operator}` takes a number, found `{text}`"),
+                        );
                         None
                     }
                 },
@@ -453,7 +521,11 @@ impl<'a> CompileEnv<'a> {
         }
         let values = self.values(ctx, operand, operator);
         if values.is_empty() {
-            ctx.error(operand.loc, Problem::BadValue, format!("`{operator}` needs at least one value"));
+            ctx.error(
+                operand.loc,
+                Problem::BadValue,
+                format!("`{operator}` needs at least one value"),
+            );
             return None;
         }
         if *field == Field::Operation {
@@ -463,7 +535,10 @@ impl<'a> CompileEnv<'a> {
             && let Some(allowed) = field.allowed_values()
         {
             for (value, loc) in &values {
-                if !allowed.iter().any(|candidate| candidate.eq_ignore_ascii_case(value)) {
+                if !allowed
+                    .iter()
+                    .any(|candidate| candidate.eq_ignore_ascii_case(value))
+                {
                     let hint = suggest(value, allowed.iter().copied())
                         .map(|best| format!(" (did you mean `{best}`?)"))
                         .unwrap_or_default();
@@ -482,7 +557,10 @@ impl<'a> CompileEnv<'a> {
         let texts: Vec<String> = values.iter().map(|(text, _)| text.clone()).collect();
         match operator {
             "equals" | "in" => Some(Test::In {
-                numbers: texts.iter().filter_map(|text| text.trim().parse::<f64>().ok()).collect(),
+                numbers: texts
+                    .iter()
+                    .filter_map(|text| text.trim().parse::<f64>().ok())
+                    .collect(),
                 texts: CaseInsensitiveSet::new(&texts),
             }),
             "contains" => match AhoCorasickBuilder::new()
@@ -492,7 +570,11 @@ impl<'a> CompileEnv<'a> {
             {
                 Ok(automaton) => Some(Test::Contains(Arc::new(automaton))),
                 Err(error) => {
-                    ctx.error(operand.loc, Problem::BadValue, format!("cannot build `contains` matcher: {error}"));
+                    ctx.error(
+                        operand.loc,
+                        Problem::BadValue,
+                        format!("cannot build `contains` matcher: {error}"),
+                    );
                     None
                 }
             },
@@ -502,13 +584,21 @@ impl<'a> CompileEnv<'a> {
                 let mut builder = GlobSetBuilder::new();
                 let mut ok = true;
                 for (pattern, loc) in &values {
-                    match GlobBuilder::new(pattern).case_insensitive(true).literal_separator(false).build() {
+                    match GlobBuilder::new(pattern)
+                        .case_insensitive(true)
+                        .literal_separator(false)
+                        .build()
+                    {
                         Ok(glob) => {
                             builder.add(glob);
                         }
                         Err(error) => {
                             ok = false;
-                            ctx.error(*loc, Problem::BadGlob, format!("bad glob `{pattern}`: {}", error.kind()));
+                            ctx.error(
+                                *loc,
+                                Problem::BadGlob,
+                                format!("bad glob `{pattern}`: {}", error.kind()),
+                            );
                         }
                     }
                 }
@@ -516,7 +606,11 @@ impl<'a> CompileEnv<'a> {
                     Ok(set) if ok => Some(Test::Glob(Arc::new(set))),
                     Ok(_) => None,
                     Err(error) => {
-                        ctx.error(operand.loc, Problem::BadGlob, format!("bad glob set: {error}"));
+                        ctx.error(
+                            operand.loc,
+                            Problem::BadGlob,
+                            format!("bad glob set: {error}"),
+                        );
                         None
                     }
                 }
@@ -526,8 +620,18 @@ impl<'a> CompileEnv<'a> {
                 for (pattern, loc) in &values {
                     if let Err(error) = regex::Regex::new(pattern) {
                         ok = false;
-                        let detail = error.to_string().lines().last().unwrap_or("invalid").trim().to_string();
-                        ctx.error(*loc, Problem::BadRegex, format!("bad regex `{pattern}`: {detail}"));
+                        let detail = error
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("invalid")
+                            .trim()
+                            .to_string();
+                        ctx.error(
+                            *loc,
+                            Problem::BadRegex,
+                            format!("bad regex `{pattern}`: {detail}"),
+                        );
                     }
                 }
                 if !ok {
@@ -536,7 +640,11 @@ impl<'a> CompileEnv<'a> {
                 match RegexSet::new(&texts) {
                     Ok(set) => Some(Test::Regex(Arc::new(set))),
                     Err(error) => {
-                        ctx.error(operand.loc, Problem::BadRegex, format!("bad regex set: {error}"));
+                        ctx.error(
+                            operand.loc,
+                            Problem::BadRegex,
+                            format!("bad regex set: {error}"),
+                        );
                         None
                     }
                 }
@@ -561,17 +669,35 @@ impl<'a> CompileEnv<'a> {
 
     /// Operation names are checked against the catalog; string operators
     /// select catalog entries at compile time.
-    fn compile_operation_test(&mut self, ctx: &mut FileCtx<'_>, operator: &str, values: &[(String, Loc)]) -> Option<Test> {
+    fn compile_operation_test(
+        &mut self,
+        ctx: &mut FileCtx<'_>,
+        operator: &str,
+        values: &[(String, Loc)],
+    ) -> Option<Test> {
         let mut set = vec![false; self.catalog.len()];
-        let names: Vec<&str> = self.catalog.operations().iter().map(|info| info.id.as_str()).collect();
+        let names: Vec<&str> = self
+            .catalog
+            .operations()
+            .iter()
+            .map(|info| info.id.as_str())
+            .collect();
         for (value, loc) in values {
             let lower = value.to_ascii_lowercase();
             let selected: Vec<usize> = match operator {
                 "equals" | "in" | "glob" => {
                     if lower.contains('*') {
-                        self.catalog.matching(&lower).into_iter().map(usize::from).collect()
+                        self.catalog
+                            .matching(&lower)
+                            .into_iter()
+                            .map(usize::from)
+                            .collect()
                     } else {
-                        self.catalog.index_of(&lower).map(usize::from).into_iter().collect()
+                        self.catalog
+                            .index_of(&lower)
+                            .map(usize::from)
+                            .into_iter()
+                            .collect()
                     }
                 }
                 "contains" => select(&names, |name| name.contains(&lower)),
@@ -580,12 +706,20 @@ impl<'a> CompileEnv<'a> {
                 "regex" => match regex::Regex::new(value) {
                     Ok(pattern) => select(&names, |name| pattern.is_match(name)),
                     Err(error) => {
-                        ctx.error(*loc, Problem::BadRegex, format!("bad regex `{value}`: {error}"));
+                        ctx.error(
+                            *loc,
+                            Problem::BadRegex,
+                            format!("bad regex `{value}`: {error}"),
+                        );
                         continue;
                     }
                 },
                 _ => {
-                    ctx.error(*loc, Problem::BadValue, format!("`{operator}` does not apply to `operation`"));
+                    ctx.error(
+                        *loc,
+                        Problem::BadValue,
+                        format!("`{operator}` does not apply to `operation`"),
+                    );
                     continue;
                 }
             };
@@ -636,7 +770,11 @@ impl<'a> CompileEnv<'a> {
         if let Some(between) = map.get("between") {
             let bounds = ctx.text_list(between, "`between`");
             if bounds.len() != 2 {
-                ctx.error(between.loc, Problem::BadTime, "`between` takes two times: [\"22:00\", \"06:00\"]");
+                ctx.error(
+                    between.loc,
+                    Problem::BadTime,
+                    "`between` takes two times: [\"22:00\", \"06:00\"]",
+                );
             } else {
                 let parsed: Vec<Option<NaiveTime>> = bounds
                     .iter()
@@ -645,7 +783,11 @@ impl<'a> CompileEnv<'a> {
                             .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
                             .ok();
                         if time.is_none() {
-                            ctx.error(*loc, Problem::BadTime, format!("`{text}` is not a time of day (HH:MM)"));
+                            ctx.error(
+                                *loc,
+                                Problem::BadTime,
+                                format!("`{text}` is not a time of day (HH:MM)"),
+                            );
                         }
                         time
                     })
@@ -660,14 +802,22 @@ impl<'a> CompileEnv<'a> {
             for (text, loc) in ctx.text_list(days, "`weekdays`") {
                 match text.parse::<Weekday>() {
                     Ok(day) => weekdays.push(day),
-                    Err(_) => ctx.error(loc, Problem::BadValue, format!("`{text}` is not a weekday (mon … sun)")),
+                    Err(_) => ctx.error(
+                        loc,
+                        Problem::BadValue,
+                        format!("`{text}` is not a weekday (mon … sun)"),
+                    ),
                 }
             }
             window.weekdays = Some(weekdays);
         }
         map.finish(ctx, &["between", "weekdays", "timezone"]);
         if window.between.is_none() && window.weekdays.is_none() {
-            ctx.error(node.loc, Problem::BadValue, "`time` needs `between`, `weekdays`, or both");
+            ctx.error(
+                node.loc,
+                Problem::BadValue,
+                "`time` needs `between`, `weekdays`, or both",
+            );
             return Cond::Const(false);
         }
         Cond::Time(window)

@@ -46,7 +46,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -57,7 +61,13 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn push(&mut self, file: &Arc<str>, loc: Loc, problem: Problem, message: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        file: &Arc<str>,
+        loc: Loc,
+        problem: Problem,
+        message: impl Into<String>,
+    ) {
         self.items.push(Diagnostic {
             file: file.clone(),
             line: loc.line,
@@ -130,10 +140,16 @@ impl FileCtx<'_> {
         match &node.value {
             NodeValue::Seq(items) => items
                 .iter()
-                .filter_map(|item| self.text(item, &format!("each item of {what}")).map(|text| (text, item.loc)))
+                .filter_map(|item| {
+                    self.text(item, &format!("each item of {what}"))
+                        .map(|text| (text, item.loc))
+                })
                 .collect(),
             NodeValue::Null => Vec::new(),
-            _ => self.text(node, what).map(|text| vec![(text, node.loc)]).unwrap_or_default(),
+            _ => self
+                .text(node, what)
+                .map(|text| vec![(text, node.loc)])
+                .unwrap_or_default(),
         }
     }
 
@@ -215,7 +231,9 @@ impl<'n> MapReader<'n> {
     }
 
     pub fn has(&self, key: &str) -> bool {
-        self.entries.iter().any(|(candidate, _)| candidate.as_str() == Some(key))
+        self.entries
+            .iter()
+            .any(|(candidate, _)| candidate.as_str() == Some(key))
     }
 
     /// All entries, for readers that treat keys as data (field conditions).
@@ -260,7 +278,12 @@ pub fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) ->
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| (edit_distance(&word, &candidate.to_ascii_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                edit_distance(&word, &candidate.to_ascii_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)

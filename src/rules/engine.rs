@@ -85,13 +85,23 @@ pub struct RuleMatch {
 
 impl RuleSet {
     /// Classify the event's operations with this set's catalog, then evaluate.
-    pub fn evaluate(&self, event: &mut AuditEvent, scratch: &mut EvalScratch, out: &mut Vec<RuleMatch>) {
+    pub fn evaluate(
+        &self,
+        event: &mut AuditEvent,
+        scratch: &mut EvalScratch,
+        out: &mut Vec<RuleMatch>,
+    ) {
         self.catalog.classify_event(event);
         self.evaluate_classified(event, scratch, out);
     }
 
     /// Evaluate an event whose operations are already classified.
-    pub fn evaluate_classified(&self, event: &AuditEvent, scratch: &mut EvalScratch, out: &mut Vec<RuleMatch>) {
+    pub fn evaluate_classified(
+        &self,
+        event: &AuditEvent,
+        scratch: &mut EvalScratch,
+        out: &mut Vec<RuleMatch>,
+    ) {
         let candidates = &mut scratch.candidates;
         candidates.clear();
         candidates.extend_from_slice(&self.index.always);
@@ -108,12 +118,16 @@ impl RuleSet {
         candidates.sort_unstable();
         candidates.dedup();
         for position in candidates.iter().copied() {
-            let Some(rule) = self.rules.get(position as usize) else { continue };
+            let Some(rule) = self.rules.get(position as usize) else {
+                continue;
+            };
             if !rule.condition.evaluate(event) {
                 continue;
             }
             let group_key = group_key(rule, event, self, &mut scratch.values);
-            let output = rule.output.render(&rule.title, event, &self.catalog, &mut scratch.values);
+            let output = rule
+                .output
+                .render(&rule.title, event, &self.catalog, &mut scratch.values);
             out.push(RuleMatch {
                 rule: position,
                 group_key,
@@ -164,7 +178,11 @@ pub fn default_group_key(event: &AuditEvent) -> String {
         None => format!(
             "principal={}/{}",
             event.account_id.as_deref().unwrap_or("-"),
-            event.principal.id.as_deref().unwrap_or(event.principal_display())
+            event
+                .principal
+                .id
+                .as_deref()
+                .unwrap_or(event.principal_display())
         ),
     }
 }

@@ -155,7 +155,10 @@ impl Field {
     pub fn allowed_values(&self) -> Option<Vec<&'static str>> {
         Some(match self {
             Field::Provider => Provider::ALL.iter().map(|value| value.as_str()).collect(),
-            Field::PrincipalKind => PrincipalKind::ALL.iter().map(|value| value.as_str()).collect(),
+            Field::PrincipalKind => PrincipalKind::ALL
+                .iter()
+                .map(|value| value.as_str())
+                .collect(),
             Field::CallMethod => CallMethod::ALL.iter().map(|value| value.as_str()).collect(),
             Field::SourceIpKind => IpKind::ALL.iter().map(|value| value.as_str()).collect(),
             Field::Outcome => vec!["success", "failure"],
@@ -167,7 +170,9 @@ impl Field {
     /// Call `test` on each value of the field until it returns true.
     /// Returns whether any value passed. Missing fields have no values.
     pub fn any_value(&self, event: &AuditEvent, test: &mut dyn FnMut(Val<'_>) -> bool) -> bool {
-        let text = |value: Option<&str>, test: &mut dyn FnMut(Val<'_>) -> bool| value.is_some_and(|text| test(Val::Str(text)));
+        let text = |value: Option<&str>, test: &mut dyn FnMut(Val<'_>) -> bool| {
+            value.is_some_and(|text| test(Val::Str(text)))
+        };
         match self {
             Field::Provider => test(Val::Str(event.provider.as_str())),
             Field::EventId => test(Val::Str(&event.event_id)),
@@ -179,7 +184,10 @@ impl Field {
             Field::PrincipalName => text(event.principal.name.as_deref(), test),
             Field::PrincipalArn => text(event.principal.arn.as_deref(), test),
             Field::AccessKeyId => text(event.access_key_id(), test),
-            Field::AccessKeyTemporary => event.access_key.as_ref().is_some_and(|key| test(Val::Bool(key.temporary))),
+            Field::AccessKeyTemporary => event
+                .access_key
+                .as_ref()
+                .is_some_and(|key| test(Val::Bool(key.temporary))),
             Field::SourceIp => event.source.as_ref().is_some_and(|source| {
                 test(Val::Addr {
                     text: &source.text,
@@ -190,7 +198,10 @@ impl Field {
             Field::UserAgent => text(event.user_agent.as_deref(), test),
             Field::Service => (!event.service.is_empty()) && test(Val::Str(&event.service)),
             Field::Action => test(Val::Str(&event.action)),
-            Field::Operation => event.operations.iter().any(|operation| test(Val::Operation(*operation))),
+            Field::Operation => event
+                .operations
+                .iter()
+                .any(|operation| test(Val::Operation(*operation))),
             Field::Region => text(event.region.as_deref(), test),
             Field::CallMethod => test(Val::Str(event.call_method.as_str())),
             Field::Outcome => test(Val::Str(event.outcome.result.as_str())),
@@ -205,7 +216,12 @@ impl Field {
     }
 
     /// The field's values as text, for group keys and output templates.
-    pub fn collect_text(&self, event: &AuditEvent, catalog: &crate::rules::operations::OperationCatalog, out: &mut Vec<String>) {
+    pub fn collect_text(
+        &self,
+        event: &AuditEvent,
+        catalog: &crate::rules::operations::OperationCatalog,
+        out: &mut Vec<String>,
+    ) {
         out.clear();
         self.any_value(event, &mut |value| {
             out.push(match value {
@@ -235,7 +251,10 @@ pub enum Val<'a> {
     Bool(bool),
     Num(f64),
     /// A source address: the text as given and the parsed IP.
-    Addr { text: &'a str, ip: Option<IpAddr> },
+    Addr {
+        text: &'a str,
+        ip: Option<IpAddr>,
+    },
     Operation(u16),
 }
 
@@ -283,7 +302,9 @@ fn raw_any(value: &Value, path: &[String], test: &mut dyn FnMut(Val<'_>) -> bool
             child.is_some_and(|child| raw_any(child, rest, test))
         }
         Value::Array(items) => match head.parse::<usize>() {
-            Ok(index) => items.get(index).is_some_and(|item| raw_any(item, rest, test)),
+            Ok(index) => items
+                .get(index)
+                .is_some_and(|item| raw_any(item, rest, test)),
             Err(_) => items.iter().any(|item| raw_any(item, path, test)),
         },
         Value::String(text) if text.trim_start().starts_with(['{', '[']) => {

@@ -69,7 +69,12 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
     let files = match rule_files(dir) {
         Ok(files) => files,
         Err(error) => {
-            diagnostics.push(&Arc::from(dir.display().to_string()), Loc::default(), Problem::Io, error);
+            diagnostics.push(
+                &Arc::from(dir.display().to_string()),
+                Loc::default(),
+                Problem::Io,
+                error,
+            );
             return Err(diagnostics);
         }
     };
@@ -91,7 +96,12 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
         let name: Arc<str> = Arc::from(path.display().to_string());
         match std::fs::read_to_string(&path) {
             Ok(text) => sources.push((name, text)),
-            Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
+            Err(error) => diagnostics.push(
+                &name,
+                Loc::default(),
+                Problem::Io,
+                format!("cannot read: {error}"),
+            ),
         }
     }
     let result = compile_sources(&sources, catalog, options, &mut diagnostics);
@@ -105,7 +115,8 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
 /// Rule files under `dir`, recursively, sorted, without the catalog.
 pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
-    collect_files(dir, &mut out).map_err(|error| format!("cannot read rules directory: {error}"))?;
+    collect_files(dir, &mut out)
+        .map_err(|error| format!("cannot read rules directory: {error}"))?;
     out.retain(|path| path.file_name().and_then(|name| name.to_str()) != Some(OPERATIONS_FILE));
     out.sort();
     Ok(out)
@@ -123,7 +134,10 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
         if path.is_dir() {
             collect_files(&path, out)?;
-        } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|ext| ext.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -147,7 +161,12 @@ pub fn compile_sources(
     for (name, text) in sources {
         match yaml::parse(text) {
             Ok(tree) => trees.push((name.clone(), tree)),
-            Err(error) => diagnostics.push(name, error.loc, Problem::Syntax, format!("YAML syntax: {}", error.message)),
+            Err(error) => diagnostics.push(
+                name,
+                error.loc,
+                Problem::Syntax,
+                format!("YAML syntax: {}", error.message),
+            ),
         }
     }
     // Collector: lists, macros and rule nodes from every file.
@@ -179,7 +198,10 @@ pub fn compile_sources(
                 ctx.error(
                     rule.loc,
                     Problem::Duplicate,
-                    format!("rule id `{}` is already defined at {first_file}:{first_loc}", rule.id),
+                    format!(
+                        "rule id `{}` is already defined at {first_file}:{first_loc}",
+                        rule.id
+                    ),
                 );
                 continue;
             }
@@ -198,19 +220,22 @@ pub fn compile_sources(
             file: definition.file.clone(),
             diagnostics: &mut *diagnostics,
         };
-        env.compile(&mut ctx, &Node {
-            value: yaml::NodeValue::Map(vec![(
-                Node {
-                    value: yaml::NodeValue::Str("macro".into()),
-                    loc: definition.loc,
-                },
-                Node {
-                    value: yaml::NodeValue::Str(definition.name.clone()),
-                    loc: definition.loc,
-                },
-            )]),
-            loc: definition.loc,
-        });
+        env.compile(
+            &mut ctx,
+            &Node {
+                value: yaml::NodeValue::Map(vec![(
+                    Node {
+                        value: yaml::NodeValue::Str("macro".into()),
+                        loc: definition.loc,
+                    },
+                    Node {
+                        value: yaml::NodeValue::Str(definition.name.clone()),
+                        loc: definition.loc,
+                    },
+                )]),
+                loc: definition.loc,
+            },
+        );
     }
     let index = RuleIndex::build(&rules, catalog.len());
     let version = {
@@ -240,15 +265,21 @@ fn collect_file(
     if matches!(tree.value, yaml::NodeValue::Null) {
         return;
     }
-    let Some(mut top) = ctx.map(tree, "a rules file") else { return };
+    let Some(mut top) = ctx.map(tree, "a rules file") else {
+        return;
+    };
     let list_nodes = top.get("lists");
     let macro_nodes = top.get("macros");
     let rule_nodes = top.get("rules");
     top.finish(ctx, FILE_KEYS);
 
     for node in section(ctx, list_nodes, "lists") {
-        let Some(mut map) = ctx.map(node, "a list") else { continue };
-        let name = map.required(ctx, "list").and_then(|node| ctx.text(node, "`list`"));
+        let Some(mut map) = ctx.map(node, "a list") else {
+            continue;
+        };
+        let name = map
+            .required(ctx, "list")
+            .and_then(|node| ctx.text(node, "`list`"));
         let items = map
             .required(ctx, "items")
             .map(|node| ctx.text_list(node, "`items`"))
@@ -259,7 +290,10 @@ fn collect_file(
             ctx.error(
                 node.loc,
                 Problem::Duplicate,
-                format!("list `{name}` is already defined at {}:{}", existing.file, existing.loc),
+                format!(
+                    "list `{name}` is already defined at {}:{}",
+                    existing.file, existing.loc
+                ),
             );
             continue;
         }
@@ -274,16 +308,25 @@ fn collect_file(
         );
     }
     for node in section(ctx, macro_nodes, "macros") {
-        let Some(mut map) = ctx.map(node, "a macro") else { continue };
-        let name = map.required(ctx, "macro").and_then(|node| ctx.text(node, "`macro`"));
+        let Some(mut map) = ctx.map(node, "a macro") else {
+            continue;
+        };
+        let name = map
+            .required(ctx, "macro")
+            .and_then(|node| ctx.text(node, "`macro`"));
         let condition = map.required(ctx, "condition");
         map.finish(ctx, &["macro", "condition"]);
-        let (Some(name), Some(condition)) = (name, condition) else { continue };
+        let (Some(name), Some(condition)) = (name, condition) else {
+            continue;
+        };
         if let Some(existing) = macros.get(&name) {
             ctx.error(
                 node.loc,
                 Problem::Duplicate,
-                format!("macro `{name}` is already defined at {}:{}", existing.file, existing.loc),
+                format!(
+                    "macro `{name}` is already defined at {}:{}",
+                    existing.file, existing.loc
+                ),
             );
             continue;
         }
@@ -312,7 +355,11 @@ fn section<'n>(ctx: &mut FileCtx<'_>, node: Option<&'n Node>, name: &str) -> &'n
             yaml::NodeValue::Seq(items) => items,
             yaml::NodeValue::Null => &[],
             _ => {
-                ctx.error(node.loc, Problem::WrongType, format!("`{name}` must be a list, found {}", node.kind_name()));
+                ctx.error(
+                    node.loc,
+                    Problem::WrongType,
+                    format!("`{name}` must be a list, found {}", node.kind_name()),
+                );
                 &[]
             }
         },
@@ -321,9 +368,9 @@ fn section<'n>(ctx: &mut FileCtx<'_>, node: Option<&'n Node>, name: &str) -> &'n
 
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
-        && id
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'-' | b'_' | b'.'))
+        && id.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'-' | b'_' | b'.')
+        })
         && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -340,7 +387,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         }
         Some(id)
     });
-    let title = map.required(ctx, "title").and_then(|value| ctx.text(value, "`title`"));
+    let title = map
+        .required(ctx, "title")
+        .and_then(|value| ctx.text(value, "`title`"));
     let level = map.required(ctx, "level").and_then(|value| {
         let text = ctx.text(value, "`level`")?;
         let level = Level::parse(&text);
@@ -356,7 +405,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
     let description = map
         .required(ctx, "description")
         .and_then(|value| ctx.text(value, "`description`"));
-    let rationale = map.get("rationale").and_then(|value| ctx.text(value, "`rationale`"));
+    let rationale = map
+        .get("rationale")
+        .and_then(|value| ctx.text(value, "`rationale`"));
     let false_positives = map
         .get("false_positives")
         .and_then(|value| ctx.text(value, "`false_positives`"));
@@ -367,9 +418,17 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .into_iter()
         .map(|(technique, loc)| {
             let valid = technique.starts_with('T')
-                && technique[1..].split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+                && technique[1..]
+                    .split('.')
+                    .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
             if !valid {
-                ctx.error(loc, Problem::BadValue, format!("`{technique}` is not a MITRE ATT&CK technique id (T1078 or T1078.004)"));
+                ctx.error(
+                    loc,
+                    Problem::BadValue,
+                    format!(
+                        "`{technique}` is not a MITRE ATT&CK technique id (T1078 or T1078.004)"
+                    ),
+                );
             }
             technique
         })
@@ -387,7 +446,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .and_then(|value| ctx.boolean(value, "`enabled`"))
         .unwrap_or(true);
     env.used.clear();
-    let condition = map.required(ctx, "match").map(|value| env.compile(ctx, value));
+    let condition = map
+        .required(ctx, "match")
+        .map(|value| env.compile(ctx, value));
     let group_by: Vec<Field> = map
         .get("group_by")
         .map(|value| ctx.text_list(value, "`group_by`"))
@@ -396,7 +457,11 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .filter_map(|(name, loc)| {
             let field = Field::parse(&name);
             if field.is_none() {
-                ctx.error(loc, Problem::UnknownField, format!("unknown field `{name}` in group_by"));
+                ctx.error(
+                    loc,
+                    Problem::UnknownField,
+                    format!("unknown field `{name}` in group_by"),
+                );
             }
             field
         })
@@ -409,7 +474,8 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
     };
     map.finish(ctx, RULE_KEYS);
 
-    let (id, title, level, description, condition, output) = (id?, title?, level?, description?, condition?, output?);
+    let (id, title, level, description, condition, output) =
+        (id?, title?, level?, description?, condition?, output?);
     let clouds = clouds_of(&condition, &env.catalog_coverage());
     let hash = {
         let mut used = env.used.clone();
@@ -464,7 +530,12 @@ impl CompileEnv<'_> {
         self.catalog
             .operations()
             .iter()
-            .map(|info| info.coverage.iter().map(|(provider, _)| *provider).collect())
+            .map(|info| {
+                info.coverage
+                    .iter()
+                    .map(|(provider, _)| *provider)
+                    .collect()
+            })
             .collect()
     }
 }
@@ -473,16 +544,21 @@ impl CompileEnv<'_> {
 /// the clouds covered by the operations it requires.
 fn clouds_of(condition: &Cond, coverage: &[Vec<Provider>]) -> Vec<Provider> {
     let mut clouds: Vec<Provider> = match condition.providers() {
-        Some(names) => names.iter().filter_map(|name| Provider::parse(name)).collect(),
+        Some(names) => names
+            .iter()
+            .filter_map(|name| Provider::parse(name))
+            .collect(),
         None => Provider::ALL.to_vec(),
     };
     if let Some(keys) = condition.index_keys()
         && keys.actions.is_empty()
     {
         clouds.retain(|provider| {
-            keys.operations
-                .iter()
-                .any(|operation| coverage.get(usize::from(*operation)).is_some_and(|clouds| clouds.contains(provider)))
+            keys.operations.iter().any(|operation| {
+                coverage
+                    .get(usize::from(*operation))
+                    .is_some_and(|clouds| clouds.contains(provider))
+            })
         });
     }
     clouds

@@ -85,10 +85,18 @@ impl OperationCatalog {
     }
 
     /// The operations an event's (provider, service, action) maps to.
-    pub fn classify(&self, provider: Provider, service: &str, action: &str, out: &mut Vec<OpIndex>) {
+    pub fn classify(
+        &self,
+        provider: Provider,
+        service: &str,
+        action: &str,
+        out: &mut Vec<OpIndex>,
+    ) {
         out.clear();
         let table = &self.by_action[provider_slot(provider)];
-        let found = with_ascii_lowercase(action, |action| table.get(action).map(|mappings| (mappings, action.len())));
+        let found = with_ascii_lowercase(action, |action| {
+            table.get(action).map(|mappings| (mappings, action.len()))
+        });
         let mappings = match found {
             Some((mappings, _)) => Some(mappings),
             // Lambda appends an API version: `UpdateFunctionCode20150331v2`.
@@ -112,7 +120,12 @@ impl OperationCatalog {
     /// Fill `event.operations`.
     pub fn classify_event(&self, event: &mut AuditEvent) {
         let mut operations = std::mem::take(&mut event.operations);
-        self.classify(event.provider, &event.service, &event.action, &mut operations);
+        self.classify(
+            event.provider,
+            &event.service,
+            &event.action,
+            &mut operations,
+        );
         event.operations = operations;
     }
 
@@ -146,12 +159,16 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     let mut rest = text;
     for (index, part) in parts.iter().enumerate() {
         if index == 0 {
-            let Some(after) = rest.strip_prefix(part) else { return false };
+            let Some(after) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = after;
         } else if index == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(position) = rest.find(part) else { return false };
+            let Some(position) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[position + part.len()..];
         }
     }
@@ -178,13 +195,23 @@ pub fn load_catalog(file: &str, text: &str, diagnostics: &mut Diagnostics) -> Op
     if let Some(version) = top.required(&mut ctx, "version")
         && version.scalar_text().as_deref() != Some("1")
     {
-        ctx.error(version.loc, Problem::BadValue, "unsupported operations file version (expected 1)");
+        ctx.error(
+            version.loc,
+            Problem::BadValue,
+            "unsupported operations file version (expected 1)",
+        );
     }
     let operations = top.required(&mut ctx, "operations");
     top.finish(&mut ctx, &["version", "operations"]);
-    let Some(operations) = operations else { return catalog };
+    let Some(operations) = operations else {
+        return catalog;
+    };
     let Some(items) = operations.as_seq() else {
-        ctx.error(operations.loc, Problem::WrongType, "`operations` must be a list");
+        ctx.error(
+            operations.loc,
+            Problem::WrongType,
+            "`operations` must be a list",
+        );
         return catalog;
     };
     for item in items {
@@ -194,8 +221,12 @@ pub fn load_catalog(file: &str, text: &str, diagnostics: &mut Diagnostics) -> Op
 }
 
 fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCatalog) {
-    let Some(mut map) = ctx.map(node, "an operation") else { return };
-    let id = map.required(ctx, "id").and_then(|node| ctx.text(node, "`id`").map(|id| (id, node.loc)));
+    let Some(mut map) = ctx.map(node, "an operation") else {
+        return;
+    };
+    let id = map
+        .required(ctx, "id")
+        .and_then(|node| ctx.text(node, "`id`").map(|id| (id, node.loc)));
     let title = map
         .required(ctx, "title")
         .and_then(|node| ctx.text(node, "`title`"))
@@ -209,24 +240,38 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
     let Some((id, id_loc)) = id else { return };
     let id = id.to_ascii_lowercase();
     if catalog.by_id.contains_key(&id) {
-        ctx.error(id_loc, Problem::Duplicate, format!("operation `{id}` is defined twice"));
+        ctx.error(
+            id_loc,
+            Problem::Duplicate,
+            format!("operation `{id}` is defined twice"),
+        );
         return;
     }
     let Ok(index) = OpIndex::try_from(catalog.operations.len()) else {
-        ctx.error(id_loc, Problem::BadValue, "too many operations (the limit is 65535)");
+        ctx.error(
+            id_loc,
+            Problem::BadValue,
+            "too many operations (the limit is 65535)",
+        );
         return;
     };
     let mut coverage = Vec::new();
     for (provider, entries) in clouds {
         let Some(entries) = entries else { continue };
         let Some(entries) = entries.as_seq() else {
-            ctx.error(entries.loc, Problem::WrongType, format!("`{provider}` must be a list of mappings"));
+            ctx.error(
+                entries.loc,
+                Problem::WrongType,
+                format!("`{provider}` must be a list of mappings"),
+            );
             continue;
         };
         let mut any_verified = false;
         let mut any = false;
         for entry in entries {
-            let Some(mut entry_map) = ctx.map(entry, "a mapping entry") else { continue };
+            let Some(mut entry_map) = ctx.map(entry, "a mapping entry") else {
+                continue;
+            };
             let services = entry_map
                 .required(ctx, "service")
                 .map(|node| ctx.text_list(node, "`service`"))
@@ -243,7 +288,11 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
             entry_map.get("note");
             entry_map.finish(ctx, &["service", "actions", "ref", "unverified", "note"]);
             if actions.is_empty() {
-                ctx.error(entry.loc, Problem::BadValue, "a mapping entry needs at least one action");
+                ctx.error(
+                    entry.loc,
+                    Problem::BadValue,
+                    "a mapping entry needs at least one action",
+                );
                 continue;
             }
             let services: Vec<String> = services
@@ -255,10 +304,13 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
             any_verified |= !unverified;
             let table = &mut catalog.by_action[provider_slot(provider)];
             for (action, _) in actions {
-                table.entry(action.to_ascii_lowercase()).or_default().push(Mapping {
-                    services: services.clone(),
-                    operation: index,
-                });
+                table
+                    .entry(action.to_ascii_lowercase())
+                    .or_default()
+                    .push(Mapping {
+                        services: services.clone(),
+                        operation: index,
+                    });
             }
         }
         if any {
@@ -273,7 +325,11 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
         }
     }
     catalog.by_id.insert(id.clone(), index);
-    catalog.operations.push(OperationInfo { id, title, coverage });
+    catalog.operations.push(OperationInfo {
+        id,
+        title,
+        coverage,
+    });
 }
 
 #[cfg(test)]
@@ -310,10 +366,17 @@ operations:
         catalog
     }
 
-    fn names(catalog: &OperationCatalog, provider: Provider, service: &str, action: &str) -> Vec<String> {
+    fn names(
+        catalog: &OperationCatalog,
+        provider: Provider,
+        service: &str,
+        action: &str,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         catalog.classify(provider, service, action, &mut out);
-        out.into_iter().map(|index| catalog.name(index).to_string()).collect()
+        out.into_iter()
+            .map(|index| catalog.name(index).to_string())
+            .collect()
     }
 
     #[test]
@@ -323,17 +386,33 @@ operations:
             names(&catalog, Provider::Aws, "ec2", "RunInstances"),
             ["compute.instance.create", "cost.instance.create"]
         );
-        assert_eq!(names(&catalog, Provider::Tencent, "cvm", "RunInstances"), ["compute.instance.create"]);
+        assert_eq!(
+            names(&catalog, Provider::Tencent, "cvm", "RunInstances"),
+            ["compute.instance.create"]
+        );
     }
 
     #[test]
     fn names_match_case_insensitively_and_by_service() {
         let catalog = catalog();
         assert_eq!(
-            names(&catalog, Provider::Huawei, "vpc", "CREATESECURITY-GROUP-RULE"),
+            names(
+                &catalog,
+                Provider::Huawei,
+                "vpc",
+                "CREATESECURITY-GROUP-RULE"
+            ),
             ["net.sg.rule_add"]
         );
-        assert!(names(&catalog, Provider::Huawei, "obs", "createSecurity-group-rule").is_empty());
+        assert!(
+            names(
+                &catalog,
+                Provider::Huawei,
+                "obs",
+                "createSecurity-group-rule"
+            )
+            .is_empty()
+        );
         assert!(names(&catalog, Provider::Aws, "ec2", "createSecurity-group-rule").is_empty());
     }
 
@@ -341,7 +420,12 @@ operations:
     fn lambda_api_versions_are_stripped() {
         let catalog = catalog();
         assert_eq!(
-            names(&catalog, Provider::Aws, "lambda", "UpdateFunctionCode20150331v2"),
+            names(
+                &catalog,
+                Provider::Aws,
+                "lambda",
+                "UpdateFunctionCode20150331v2"
+            ),
             ["compute.function.code_update"]
         );
         assert_eq!(strip_api_version("GetObject"), None);

@@ -23,8 +23,7 @@ pub struct Template {
 }
 
 /// Used when a rule has no `output`.
-pub const DEFAULT_OUTPUT: &str =
-    "{title}: {principal.name} ({principal.kind}, account {account_id}) called {service}.{action} from {source_ip}";
+pub const DEFAULT_OUTPUT: &str = "{title}: {principal.name} ({principal.kind}, account {account_id}) called {service}.{action} from {source_ip}";
 
 impl Template {
     pub fn compile(ctx: &mut FileCtx<'_>, text: &str, loc: Loc) -> Template {
@@ -59,7 +58,11 @@ impl Template {
                         let hint = suggest(name, FIELD_NAMES.iter().copied())
                             .map(|best| format!(" (did you mean `{best}`?)"))
                             .unwrap_or_default();
-                        ctx.error(loc, Problem::UnknownField, format!("unknown field `{{{name}}}` in output template{hint}"));
+                        ctx.error(
+                            loc,
+                            Problem::UnknownField,
+                            format!("unknown field `{{{name}}}` in output template{hint}"),
+                        );
                     }
                 }
             }
@@ -72,7 +75,13 @@ impl Template {
         Template { segments }
     }
 
-    pub fn render(&self, title: &str, event: &AuditEvent, catalog: &OperationCatalog, scratch: &mut Vec<String>) -> String {
+    pub fn render(
+        &self,
+        title: &str,
+        event: &AuditEvent,
+        catalog: &OperationCatalog,
+        scratch: &mut Vec<String>,
+    ) -> String {
         let mut out = String::with_capacity(128);
         for segment in &self.segments {
             match segment {

@@ -73,7 +73,8 @@ pub fn read_stream(
     send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
 ) -> Result<StreamSummary, Stopped> {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
-    let mut framer = Framer::starting_at(options.max_document_bytes, start.line.max(1), start.offset);
+    let mut framer =
+        Framer::starting_at(options.max_document_bytes, start.line.max(1), start.offset);
     let mut frames: Vec<Frame> = Vec::new();
     let mut batch = ChunkBatch {
         ingest_time,
@@ -199,7 +200,16 @@ pub fn read_file(
             completed,
         })
     };
-    read_stream(reader, &name, start, modified, options, &make_checkpoint, send).map(Ok)
+    read_stream(
+        reader,
+        &name,
+        start,
+        modified,
+        options,
+        &make_checkpoint,
+        send,
+    )
+    .map(Ok)
 }
 
 /// Read stdin to its end. Records without a time get the time reading started.
@@ -217,7 +227,15 @@ pub fn read_stdin(
     } else {
         Box::new(reader)
     };
-    read_stream(boxed, &name, StartAt::default(), Utc::now(), options, &|_, _, _| None, send)
+    read_stream(
+        boxed,
+        &name,
+        StartAt::default(),
+        Utc::now(),
+        options,
+        &|_, _, _| None,
+        send,
+    )
 }
 
 /// Whether a file in a watched or replayed directory holds audit data.
@@ -318,12 +336,26 @@ mod tests {
         assert_eq!(batches[0].chunks.len(), 2);
         assert!(!first.completed);
         // Resume from the first checkpoint: only the third record remains.
-        let (resumed, _) = collect(text, StartAt { offset: first.offset, line: first.line });
+        let (resumed, _) = collect(
+            text,
+            StartAt {
+                offset: first.offset,
+                line: first.line,
+            },
+        );
         let chunks: Vec<&Chunk> = resumed.iter().flat_map(|batch| &batch.chunks).collect();
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].bytes, b"{\"n\":3}");
         assert_eq!(chunks[0].origin.line(), Some(3));
-        assert!(resumed.last().unwrap().checkpoint.as_ref().unwrap().completed);
+        assert!(
+            resumed
+                .last()
+                .unwrap()
+                .checkpoint
+                .as_ref()
+                .unwrap()
+                .completed
+        );
     }
 
     #[test]
@@ -338,17 +370,33 @@ mod tests {
         let path = dir.path().join("cut.json.gz");
         std::fs::write(&path, cut).unwrap();
         let mut batches = Vec::new();
-        let result = read_file(&path, StartAt::default(), &ReadOptions::default(), false, &mut |batch| {
-            batches.push(batch);
-            Ok(())
-        })
+        let result = read_file(
+            &path,
+            StartAt::default(),
+            &ReadOptions::default(),
+            false,
+            &mut |batch| {
+                batches.push(batch);
+                Ok(())
+            },
+        )
         .unwrap()
         .unwrap();
-        let chunks = batches.iter().map(|batch| batch.chunks.len()).sum::<usize>();
-        let errors: Vec<_> = batches.iter().flat_map(|batch| &batch.source_errors).collect();
+        let chunks = batches
+            .iter()
+            .map(|batch| batch.chunks.len())
+            .sum::<usize>();
+        let errors: Vec<_> = batches
+            .iter()
+            .flat_map(|batch| &batch.source_errors)
+            .collect();
         assert!(chunks > 10, "kept {chunks} chunks");
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].reason.contains("read error"), "{}", errors[0].reason);
+        assert!(
+            errors[0].reason.contains("read error"),
+            "{}",
+            errors[0].reason
+        );
         assert!(result.chunks as usize == chunks);
     }
 

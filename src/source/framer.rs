@@ -31,7 +31,9 @@ pub struct Frame {
 enum State {
     Idle,
     /// Inside a value that started with `{`, `[` or `"`.
-    Value { depth: u32 },
+    Value {
+        depth: u32,
+    },
     /// Inside something that is not JSON-shaped, until the end of the line.
     Bare,
 }
@@ -101,7 +103,10 @@ impl Framer {
     /// Emit the current frame; `end` is the decoded offset just after it.
     fn emit(&mut self, end: u64, out: &mut Vec<Frame>) {
         let bytes = std::mem::take(&mut self.current);
-        let keep_trailing_space = bytes.iter().rposition(|byte| !byte.is_ascii_whitespace()).map_or(0, |last| last + 1);
+        let keep_trailing_space = bytes
+            .iter()
+            .rposition(|byte| !byte.is_ascii_whitespace())
+            .map_or(0, |last| last + 1);
         let mut bytes = bytes;
         bytes.truncate(keep_trailing_space);
         if !bytes.is_empty() {
@@ -222,7 +227,12 @@ mod tests {
         }
         framer.finish(&mut out);
         out.into_iter()
-            .map(|frame| (String::from_utf8_lossy(&frame.bytes).into_owned(), frame.line))
+            .map(|frame| {
+                (
+                    String::from_utf8_lossy(&frame.bytes).into_owned(),
+                    frame.line,
+                )
+            })
             .collect()
     }
 

@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use notify::Watcher;
@@ -50,7 +50,12 @@ pub enum Plan {
 }
 
 /// Decide how to read a file whose size / mtime / kind is known.
-pub fn plan(checkpoint: Option<&FileCheckpoint>, size: u64, mtime_ms: i64, compressed: bool) -> Plan {
+pub fn plan(
+    checkpoint: Option<&FileCheckpoint>,
+    size: u64,
+    mtime_ms: i64,
+    compressed: bool,
+) -> Plan {
     let Some(checkpoint) = checkpoint else {
         return Plan::Read(StartAt::default());
     };
@@ -60,7 +65,11 @@ pub fn plan(checkpoint: Option<&FileCheckpoint>, size: u64, mtime_ms: i64, compr
         line: checkpoint.line,
     };
     if unchanged {
-        return if checkpoint.completed { Plan::Skip } else { Plan::Read(resume) };
+        return if checkpoint.completed {
+            Plan::Skip
+        } else {
+            Plan::Read(resume)
+        };
     }
     if !compressed && size > checkpoint.size {
         // A JSON-lines file that grew: read the new tail.
@@ -168,7 +177,9 @@ fn scan(
                 return pending;
             }
             let key = path.display().to_string();
-            let Ok((size, mtime_ms, modified)) = file_identity(&path) else { continue };
+            let Ok((size, mtime_ms, modified)) = file_identity(&path) else {
+                continue;
+            };
             let age = SystemTime::now()
                 .duration_since(SystemTime::from(modified))
                 .unwrap_or_default();
@@ -226,11 +237,26 @@ mod tests {
     #[test]
     fn plans_follow_the_checkpoint() {
         assert_eq!(plan(None, 10, 1, false), Plan::Read(StartAt::default()));
-        assert_eq!(plan(Some(&checkpoint(100, 1, true)), 100, 1, false), Plan::Skip);
-        let resume = Plan::Read(StartAt { offset: 40, line: 3 });
-        assert_eq!(plan(Some(&checkpoint(100, 1, false)), 100, 1, false), resume);
+        assert_eq!(
+            plan(Some(&checkpoint(100, 1, true)), 100, 1, false),
+            Plan::Skip
+        );
+        let resume = Plan::Read(StartAt {
+            offset: 40,
+            line: 3,
+        });
+        assert_eq!(
+            plan(Some(&checkpoint(100, 1, false)), 100, 1, false),
+            resume
+        );
         assert_eq!(plan(Some(&checkpoint(100, 1, true)), 150, 2, false), resume);
-        assert_eq!(plan(Some(&checkpoint(100, 1, true)), 150, 2, true), Plan::Read(StartAt::default()));
-        assert_eq!(plan(Some(&checkpoint(100, 1, true)), 50, 2, false), Plan::Read(StartAt::default()));
+        assert_eq!(
+            plan(Some(&checkpoint(100, 1, true)), 150, 2, true),
+            Plan::Read(StartAt::default())
+        );
+        assert_eq!(
+            plan(Some(&checkpoint(100, 1, true)), 50, 2, false),
+            Plan::Read(StartAt::default())
+        );
     }
 }

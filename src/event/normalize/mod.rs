@@ -39,7 +39,10 @@ impl NormalizeContext {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum NormalizeError {
     #[error("{provider} record has no `{field}`")]
-    MissingField { provider: Provider, field: &'static str },
+    MissingField {
+        provider: Provider,
+        field: &'static str,
+    },
     #[error("{provider} record: `{field}` is a JSON {found}, expected {expected}")]
     WrongType {
         provider: Provider,
@@ -47,16 +50,13 @@ pub enum NormalizeError {
         found: &'static str,
         expected: &'static str,
     },
-    #[error("{provider} record: `{field}` is not a time we can read: {text}")]
-    BadTime {
-        provider: Provider,
-        field: &'static str,
-        text: String,
-    },
 }
 
 /// Normalize a decoded candidate.
-pub fn normalize(candidate: Candidate, context: &NormalizeContext) -> Result<AuditEvent, NormalizeError> {
+pub fn normalize(
+    candidate: Candidate,
+    context: &NormalizeContext,
+) -> Result<AuditEvent, NormalizeError> {
     let Candidate {
         provider,
         record,
@@ -104,38 +104,29 @@ pub(crate) fn required_text(
 mod tests;
 
 /// Pick the event time: the record's own field, else the documented
-/// fallbacks in order, else the envelope's time, else the ingest time.
-/// A primary field that is present but unreadable, with no fallback in the
-/// record, is an error (the record claims a time we cannot read, so we do not
-/// invent one).
+/// fallbacks in order, else the envelope's time, else the ingest time. A time
+/// field that is present but unreadable (placeholders such as "redacted" are
+/// common in shared samples) is treated like a missing one: the event still
+/// normalizes, marked with the `TimeSource` that was used.
 pub(crate) fn resolve_time(
-    provider: Provider,
-    field: &'static str,
     primary: Option<&Value>,
     fallbacks: &[(super::model::TimeSource, Option<&Value>, FixedOffset)],
     naive_offset: FixedOffset,
     envelope_time: Option<DateTime<Utc>>,
     context: &NormalizeContext,
-) -> Result<(DateTime<Utc>, super::model::TimeSource), NormalizeError> {
+) -> (DateTime<Utc>, super::model::TimeSource) {
     use super::lenient::time_of;
     use super::model::TimeSource;
     if let Some(time) = primary.and_then(|value| time_of(value, naive_offset)) {
-        return Ok((time, TimeSource::Event));
+        return (time, TimeSource::Event);
     }
     for (source, value, offset) in fallbacks {
         if let Some(time) = value.and_then(|value| time_of(value, *offset)) {
-            return Ok((time, *source));
+            return (time, *source);
         }
     }
-    if let Some(time) = envelope_time {
-        return Ok((time, TimeSource::Envelope));
-    }
-    match primary {
-        Some(value) if !value.is_null() => Err(NormalizeError::BadTime {
-            provider,
-            field,
-            text: super::decode::excerpt(value.to_string().as_bytes()),
-        }),
-        _ => Ok((context.ingest_time, TimeSource::Ingest)),
+    match envelope_time {
+        Some(time) => (time, TimeSource::Envelope),
+        None => (context.ingest_time, TimeSource::Ingest),
     }
 }
