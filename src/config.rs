@@ -190,17 +190,15 @@ impl Settings {
     }
 
     fn validate(origin: &str, raw: RawConfig) -> Result<Settings, String> {
-        let duration = |key: &str,
-                        value: Option<String>,
-                        default: &str|
-         -> Result<Duration, String> {
-            let text = value.unwrap_or_else(|| default.to_string());
-            humantime::parse_duration(&text).map_err(|error| {
+        let duration =
+            |key: &str, value: Option<String>, default: &str| -> Result<Duration, String> {
+                let text = value.unwrap_or_else(|| default.to_string());
+                humantime::parse_duration(&text).map_err(|error| {
                 format!(
                     "`{key}` = \"{text}\" is not a duration ({error}); use e.g. \"2s\", \"500ms\""
                 )
             })
-        };
+            };
         let files = FileSourceSettings {
             paths: raw
                 .sources

@@ -12,4 +12,5 @@ pub mod event;
 pub mod pipeline;
 pub mod rules;
 pub mod source;
+pub mod synth;
 pub mod text;

@@ -15,6 +15,8 @@ enum Segment {
     Field(Field),
     /// `{title}`: the rule's title.
     Title,
+    /// `{time}`: the event time, RFC 3339 UTC.
+    Time,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +53,8 @@ impl Template {
             }
             if name == "title" {
                 segments.push(Segment::Title);
+            } else if name == "time" {
+                segments.push(Segment::Time);
             } else {
                 match Field::parse(name) {
                     Some(field) => segments.push(Segment::Field(field)),
@@ -87,6 +91,7 @@ impl Template {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Title => out.push_str(title),
+                Segment::Time => out.push_str(&crate::alarm::store::timestamp(event.time)),
                 Segment::Field(field) => {
                     field.collect_text(event, catalog, scratch);
                     if scratch.is_empty() {

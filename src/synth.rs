@@ -1,0 +1,1 @@
+//! Synthetic audit corpora (placeholder until the generator lands).
