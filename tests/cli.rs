@@ -1,0 +1,498 @@
+//! End-to-end tests of the `trailwarden` binary: replay, normalize, alarms,
+//! dead letters and the daemon, as an operator would run them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const RECORDS: &str = "tests/fixtures/records";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config file in `dir` using the repository's rules and a store in `dir`.
+fn config(dir: &Path, watch_paths: &[&Path], extra: &str) -> PathBuf {
+    let paths: Vec<String> = watch_paths
+        .iter()
+        .map(|path| format!("{:?}", path.display().to_string()))
+        .collect();
+    let text = format!(
+        "[sources.files]\npaths = [{}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\ntimezone = \"Asia/Shanghai\"\n\n[log]\nlevel = \"warn\"\n{extra}",
+        paths.join(", "),
+        dir.join("store.db").display().to_string(),
+        repo().join("rules").display().to_string(),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn jsonl(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+        .collect()
+}
+
+fn rules_of(matches: &[Value]) -> BTreeSet<String> {
+    matches
+        .iter()
+        .map(|line| line["rule"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn replay_jsonl_raises_the_expected_rules_per_cloud() {
+    // Documented sample records (see tests/fixtures/records/MANIFEST.md) and what they must raise.
+    let expectations: &[(&str, &[&str])] = &[
+        (
+            "tencent_lookup_events_response.json",
+            &["root-key-high-risk-api", "remote-command-execution"],
+        ),
+        (
+            "tencent_console_root.json",
+            &["admin-policy-attached", "privilege-escalation"],
+        ),
+        (
+            "tencent_api_add_user.json",
+            &["non-console-high-risk-api", "sec09-high-risk-operation"],
+        ),
+        (
+            "tencent_cos_delivery.json.gz",
+            &[
+                "access-key-created",
+                "off-hours-sensitive-operation",
+                "resource-created-via-api",
+            ],
+        ),
+        (
+            "tencent_variants.jsonl",
+            &["github-webhook-egress-call", "cos-browser-api-call"],
+        ),
+        (
+            "cts_obs_delivery.json.gz",
+            &["access-key-created", "sec09-high-risk-operation"],
+        ),
+        (
+            "cts_console_delete_user.json",
+            &["sec09-high-risk-operation"],
+        ),
+        (
+            "aws_records_file.json.gz",
+            &["access-key-created", "resource-created-via-api"],
+        ),
+        ("aws_single_record.json", &["admin-policy-attached"]),
+        ("aws_variants.jsonl", &["remote-command-execution"]),
+    ];
+    for (file, expected) in expectations {
+        let path = format!("{RECORDS}/{file}");
+        let output = run(&["replay", "--format", "jsonl", &path]);
+        assert!(
+            output.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let matches = jsonl(&output);
+        let raised = rules_of(&matches);
+        for rule in *expected {
+            assert!(
+                raised.contains(*rule),
+                "{file} should raise {rule}; raised {raised:?}"
+            );
+        }
+        for line in &matches {
+            for key in [
+                "rule",
+                "level",
+                "event_id",
+                "provider",
+                "time",
+                "account_id",
+                "principal",
+                "action",
+                "source_ip",
+            ] {
+                assert!(
+                    line.get(key).is_some(),
+                    "{file}: match lacks `{key}`: {line}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ordinary_reads_raise_nothing_at_medium_or_above() {
+    // Read-only calls by ordinary users in working hours (Asia/Shanghai).
+    let output = run(&[
+        "replay",
+        "--format",
+        "jsonl",
+        &format!("{RECORDS}/tencent_failed_unauthorized.json"),
+    ]);
+    assert!(output.status.success());
+    let serious: Vec<Value> = jsonl(&output)
+        .into_iter()
+        .filter(|line| matches!(line["level"].as_str(), Some("medium" | "high")))
+        .collect();
+    assert!(serious.is_empty(), "{serious:?}");
+}
+
+#[test]
+fn malformed_input_is_kept_in_dead_letters_with_its_line_and_good_records_are_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[], "");
+    let db = dir.path().join("replay.db");
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "replay",
+            "--format",
+            "jsonl",
+            "--db",
+        ])
+        .arg(&db)
+        .arg(format!("{RECORDS}/mixed_malformed.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "malformed records are not a failed run"
+    );
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("15 records, 8 events, 7 malformed"),
+        "{summary}"
+    );
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut statement = connection
+        .prepare("SELECT line, reason, origin FROM dead_letters ORDER BY line")
+        .unwrap();
+    let rows: Vec<(i64, String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let lines: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    assert_eq!(lines, [3, 5, 8, 9, 11, 14, 15]);
+    assert!(
+        rows.iter()
+            .all(|row| row.2.contains("mixed_malformed.jsonl:"))
+    );
+    assert!(rows[0].1.contains("truncated JSON"), "{}", rows[0].1);
+    // The good records raised their alarms.
+    let alarms: i64 = connection
+        .query_row("SELECT COUNT(*) FROM alarms", [], |row| row.get(0))
+        .unwrap();
+    assert!(alarms > 0);
+}
+
+#[test]
+fn replay_without_db_leaves_the_configured_store_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[], "");
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["--config", config.to_str().unwrap(), "replay", RECORDS])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !dir.path().join("store.db").exists(),
+        "replay without --db must not create the configured store"
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.starts_with("TIME"),
+        "table output has a header: {table}"
+    );
+}
+
+#[test]
+fn replay_reads_stdin() {
+    let data = std::fs::read(format!("{RECORDS}/aws_single_record.json")).unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(repo())
+        .args(["replay", "--format", "jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let matches = jsonl(&output);
+    assert!(rules_of(&matches).contains("admin-policy-attached"));
+    assert!(matches[0]["origin"].as_str().unwrap().starts_with("stdin:"));
+}
+
+#[test]
+fn replay_fails_only_when_it_cannot_run() {
+    let output = run(&["replay", "does/not/exist.json"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does/not/exist.json"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[store]\npaht = \"x\"\n").unwrap();
+    let output = run(&["--config", bad.to_str().unwrap(), "replay", RECORDS]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("paht"),
+        "{stderr}"
+    );
+
+    // Rules that do not load: the error names the file, line and column.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::copy(
+        repo().join("rules/operations.yaml"),
+        rules.join("operations.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("broken.yaml"),
+        "rules:\n  - id: x\n    title: X\n    level: severe\n    description: d\n    match: {action: A}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("rules.toml");
+    std::fs::write(
+        &config,
+        format!("[rules]\ndir = {:?}\n", rules.display().to_string()),
+    )
+    .unwrap();
+    let output = run(&["--config", config.to_str().unwrap(), "replay", RECORDS]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("broken.yaml:4:12") && stderr.contains("severe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn alarms_are_aggregated_and_listed_with_call_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[], "");
+    let db = dir.path().join("alarms.db");
+    let config_arg = config.to_str().unwrap();
+    let db_arg = db.to_str().unwrap();
+    // Replaying the same file twice aggregates into the same open alarms.
+    for _ in 0..2 {
+        let output = run(&[
+            "--config",
+            config_arg,
+            "replay",
+            "--db",
+            db_arg,
+            &format!("{RECORDS}/tencent_cos_delivery.json.gz"),
+        ]);
+        assert!(output.status.success());
+    }
+    let output = run(&[
+        "--config", config_arg, "alarms", "list", "--db", db_arg, "--format", "json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let alarms: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(!alarms.is_empty());
+    for alarm in &alarms {
+        for key in [
+            "id",
+            "rule",
+            "level",
+            "status",
+            "count",
+            "group_key",
+            "first_seen",
+            "last_seen",
+        ] {
+            assert!(alarm.get(key).is_some(), "alarm lacks {key}: {alarm}");
+        }
+        assert_eq!(alarm["status"], "unprocessed");
+        assert_eq!(
+            alarm["count"].as_u64().unwrap() % 2,
+            0,
+            "each match counted once per replay: {alarm}"
+        );
+    }
+    let key_alarm = alarms
+        .iter()
+        .find(|alarm| alarm["rule"] == "access-key-created")
+        .unwrap();
+    assert_eq!(key_alarm["account_identity"], "sub_account");
+    assert!(
+        key_alarm["group_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("access_key.id=AKID")
+    );
+    let id = key_alarm["id"].as_i64().unwrap().to_string();
+    let output = run(&[
+        "--config", config_arg, "alarms", "show", &id, "--db", db_arg, "--format", "json",
+    ]);
+    let detail: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let calls = detail["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["action"], "CreateAccessKey");
+    assert_eq!(calls[0]["success_count"], 2);
+    assert_eq!(calls[0]["call_method"], "api");
+    assert!(!detail["samples"].as_array().unwrap().is_empty());
+    // The table view works too.
+    let output = run(&[
+        "--config", config_arg, "alarms", "show", &id, "--db", db_arg,
+    ]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("CreateAccessKey"));
+    let output = run(&[
+        "--config", config_arg, "alarms", "list", "--db", db_arg, "--level", "high",
+    ]);
+    assert!(output.status.success());
+}
+
+#[test]
+fn normalize_prints_events_and_reports_bad_records() {
+    let output = run(&["normalize", &format!("{RECORDS}/mixed_malformed.jsonl")]);
+    assert!(output.status.success());
+    let events = jsonl(&output);
+    assert_eq!(events.len(), 8);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("mixed_malformed.jsonl:5:"), "{stderr}");
+    assert!(stderr.contains("8 events, 7 malformed"), "{stderr}");
+}
+
+fn alarm_count(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|connection| {
+            connection.query_row("SELECT COALESCE(SUM(count), 0) FROM alarms", [], |row| {
+                row.get(0)
+            })
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_daemon_resumes_from_checkpoints_and_does_not_double_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("incoming");
+    std::fs::create_dir(&watched).unwrap();
+    std::fs::copy(
+        format!("{RECORDS}/tencent_cos_delivery.json.gz"),
+        watched.join("a.json.gz"),
+    )
+    .unwrap();
+    let config = config(dir.path(), &[&watched], "");
+    let db = dir.path().join("store.db");
+    let once = |expect_ok: bool| {
+        let output = run(&["--config", config.to_str().unwrap(), "run", "--once"]);
+        assert_eq!(
+            output.status.success(),
+            expect_ok,
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    once(true);
+    let first = alarm_count(&db);
+    assert!(first > 0);
+    once(true);
+    assert_eq!(alarm_count(&db), first, "a finished file is not read again");
+    // A JSON-lines file that grows: only the new tail is read.
+    let lines = std::fs::read_to_string(format!("{RECORDS}/tencent_variants.jsonl")).unwrap();
+    let mut parts = lines.lines();
+    let head: Vec<&str> = parts.by_ref().take(4).collect();
+    std::fs::write(watched.join("b.jsonl"), head.join("\n") + "\n").unwrap();
+    once(true);
+    let after_head = alarm_count(&db);
+    let rest: Vec<&str> = parts.collect();
+    let mut grown = head.join("\n") + "\n";
+    grown.push_str(&(rest.join("\n") + "\n"));
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(watched.join("b.jsonl"), grown).unwrap();
+    once(true);
+    let after_tail = alarm_count(&db);
+    // Compare with reading the whole grown file in one go.
+    let reference = dir.path().join("reference.db");
+    let output = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "replay",
+        "--db",
+        reference.to_str().unwrap(),
+        watched.join("a.json.gz").to_str().unwrap(),
+        watched.join("b.jsonl").to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    assert!(after_tail > after_head);
+    assert_eq!(
+        after_tail,
+        alarm_count(&reference),
+        "incremental reads equal one full read"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_daemon_watches_for_new_files_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("incoming");
+    std::fs::create_dir(&watched).unwrap();
+    let config = config(dir.path(), &[&watched], "");
+    let db = dir.path().join("store.db");
+    let mut child = Command::new(BIN)
+        .current_dir(repo())
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::copy(
+        format!("{RECORDS}/aws_records_file.json.gz"),
+        watched.join("new.json.gz"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alarm_count(&db) == 0 {
+        assert!(Instant::now() < deadline, "the new file was not processed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "clean exit on SIGTERM");
+            break;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
