@@ -124,8 +124,8 @@ impl MatchSink for PrintSink {
                     self.header_done = true;
                     writeln!(
                         self.out,
-                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} {}",
-                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACTION", "SOURCE IP"
+                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} SOURCE IP",
+                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACTION"
                     )
                 };
                 header.and_then(|_| {

@@ -381,8 +381,8 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             println!("  last output: {}", alarm.output);
             println!("  calls:");
             println!(
-                "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
-                "SOURCE IP", "IP TYPE", "METHOD", "API", "OK", "FAIL", "FIRST CALL", "LAST CALL"
+                "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} LAST CALL",
+                "SOURCE IP", "IP TYPE", "METHOD", "API", "OK", "FAIL", "FIRST CALL"
             );
             for call in &detail.calls {
                 println!(

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -337,10 +337,7 @@ fn engine_stage(
                 write.checkpoints.push(checkpoint);
             }
             if events_in_transaction < options.batch_events {
-                next = match receiver.try_recv() {
-                    Ok(batch) => Some(batch),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                next = receiver.try_recv().ok();
             }
         }
         stats

@@ -755,16 +755,18 @@ impl<'a> CompileEnv<'a> {
             between: None,
             weekdays: None,
         };
-        if let Some(zone) = map.get("timezone") {
-            if let Some(name) = ctx.text(zone, "`timezone`") {
-                match name.parse::<Tz>() {
-                    Ok(timezone) => window.timezone = timezone,
-                    Err(_) => ctx.error(
-                        zone.loc,
-                        Problem::BadTimeZone,
-                        format!("unknown time zone `{name}` (use an IANA name such as Asia/Shanghai or UTC)"),
+        if let Some(zone) = map.get("timezone")
+            && let Some(name) = ctx.text(zone, "`timezone`")
+        {
+            match name.parse::<Tz>() {
+                Ok(timezone) => window.timezone = timezone,
+                Err(_) => ctx.error(
+                    zone.loc,
+                    Problem::BadTimeZone,
+                    format!(
+                        "unknown time zone `{name}` (use an IANA name such as Asia/Shanghai or UTC)"
                     ),
-                }
+                ),
             }
         }
         if let Some(between) = map.get("between") {
