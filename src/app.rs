@@ -31,19 +31,13 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("rules in {dir} did not load ({} problem{}):\n{diagnostics}", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
-    Rules {
-        dir: String,
-        diagnostics: Diagnostics,
-    },
+    Rules { dir: String, diagnostics: Diagnostics },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: no such file or directory")]
     MissingPath { path: PathBuf },
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("alarm {0} not found")]
     AlarmNotFound(i64),
     #[error("{0}")]
@@ -102,13 +96,7 @@ struct PrintSink {
 }
 
 impl MatchSink for PrintSink {
-    fn on_match(
-        &mut self,
-        rule: &Rule,
-        rule_match: &RuleMatch,
-        event: &AuditEvent,
-        rules: &RuleSet,
-    ) {
+    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) {
         if self.broken {
             return;
         }
@@ -172,12 +160,7 @@ fn truncate(text: &str, width: usize) -> String {
 }
 
 /// One match as a JSON object (the `replay --format jsonl` line).
-pub fn match_json(
-    rule: &Rule,
-    rule_match: &RuleMatch,
-    event: &AuditEvent,
-    rules: &RuleSet,
-) -> serde_json::Value {
+pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) -> serde_json::Value {
     let operations: Vec<&str> = event
         .operations
         .iter()
@@ -224,10 +207,7 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         }
     }
     let rules = load_rule_set(settings, None)?;
-    let store_path = request
-        .db
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(":memory:"));
+    let store_path = request.db.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
     let store = Store::open(&store_path, store_options(settings))?;
     let sink = PrintSink {
         format: request.format,
@@ -235,12 +215,7 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         broken: false,
         header_done: false,
     };
-    let pipeline = Pipeline::start(
-        shared_rules(rules),
-        store,
-        pipeline_options(settings),
-        Box::new(sink),
-    );
+    let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings), Box::new(sink));
     let sender = pipeline.sender();
     let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
@@ -332,9 +307,7 @@ pub fn normalize_files(
                             return Err(Stopped);
                         }
                     }
-                    Err(error) => {
-                        on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes))
-                    }
+                    Err(error) => on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
                 }
             }
             for letter in decoded.dead_letters.drain(..) {
@@ -419,10 +392,7 @@ pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppEr
     Ok(Store::open(path, store_options(settings))?)
 }
 
-pub fn list_alarms(
-    store: &Store,
-    filter: &AlarmFilter,
-) -> Result<Vec<crate::alarm::store::AlarmRow>, AppError> {
+pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<crate::alarm::store::AlarmRow>, AppError> {
     Ok(store.list_alarms(filter)?)
 }
 
@@ -507,16 +477,7 @@ impl Daemon {
             let wake_sender = wake_sender.clone();
             std::thread::Builder::new()
                 .name("tw-files".into())
-                .spawn(move || {
-                    run_file_source(
-                        options,
-                        sender,
-                        checkpoints,
-                        wake_sender,
-                        wake_receiver,
-                        stop,
-                    )
-                })
+                .spawn(move || run_file_source(options, sender, checkpoints, wake_sender, wake_receiver, stop))
                 .map_err(|source| AppError::Io {
                     context: "starting the file source".into(),
                     source,

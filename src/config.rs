@@ -170,8 +170,7 @@ impl Settings {
             origin: origin.to_string(),
             message,
         };
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        let mut builder = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
         if environment {
             builder = builder.add_source(
                 config::Environment::with_prefix("TRAILWARDEN")
@@ -190,15 +189,12 @@ impl Settings {
     }
 
     fn validate(origin: &str, raw: RawConfig) -> Result<Settings, String> {
-        let duration =
-            |key: &str, value: Option<String>, default: &str| -> Result<Duration, String> {
-                let text = value.unwrap_or_else(|| default.to_string());
-                humantime::parse_duration(&text).map_err(|error| {
-                format!(
-                    "`{key}` = \"{text}\" is not a duration ({error}); use e.g. \"2s\", \"500ms\""
-                )
+        let duration = |key: &str, value: Option<String>, default: &str| -> Result<Duration, String> {
+            let text = value.unwrap_or_else(|| default.to_string());
+            humantime::parse_duration(&text).map_err(|error| {
+                format!("`{key}` = \"{text}\" is not a duration ({error}); use e.g. \"2s\", \"500ms\"")
             })
-            };
+        };
         let files = FileSourceSettings {
             paths: raw
                 .sources
@@ -209,16 +205,10 @@ impl Settings {
                 .map(PathBuf::from)
                 .collect(),
             watch: raw.sources.files.watch.unwrap_or(true),
-            poll_interval: duration(
-                "sources.files.poll_interval",
-                raw.sources.files.poll_interval,
-                "2s",
-            )?,
+            poll_interval: duration("sources.files.poll_interval", raw.sources.files.poll_interval, "2s")?,
             settle: duration("sources.files.settle", raw.sources.files.settle, "1s")?,
-            max_document_bytes: usize::try_from(
-                raw.sources.files.max_document_bytes.unwrap_or(256 << 20),
-            )
-            .map_err(|_| "`sources.files.max_document_bytes` is too large".to_string())?,
+            max_document_bytes: usize::try_from(raw.sources.files.max_document_bytes.unwrap_or(256 << 20))
+                .map_err(|_| "`sources.files.max_document_bytes` is too large".to_string())?,
         };
         if files.max_document_bytes < 1024 {
             return Err("`sources.files.max_document_bytes` must be at least 1024".into());
@@ -234,11 +224,7 @@ impl Settings {
             }
         };
         let store = StoreSettings {
-            path: PathBuf::from(
-                raw.store
-                    .path
-                    .unwrap_or_else(|| "data/trailwarden.db".into()),
-            ),
+            path: PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
             samples_per_alarm: raw.store.samples_per_alarm.unwrap_or(10),
             synchronous_full,
         };
@@ -248,30 +234,22 @@ impl Settings {
             store_retries: raw.pipeline.store_retries.unwrap_or(5),
         };
         let zone_name = raw.rules.timezone.unwrap_or_else(|| "Asia/Shanghai".into());
-        let timezone = zone_name
-            .parse::<Tz>()
-            .map_err(|_| format!("`rules.timezone` = \"{zone_name}\" is not an IANA time zone (e.g. Asia/Shanghai, UTC)"))?;
+        let timezone = zone_name.parse::<Tz>().map_err(|_| {
+            format!("`rules.timezone` = \"{zone_name}\" is not an IANA time zone (e.g. Asia/Shanghai, UTC)")
+        })?;
         let rules = RuleSettings {
             dir: PathBuf::from(raw.rules.dir.unwrap_or_else(|| "rules".into())),
             timezone,
         };
-        let offset_text = raw
-            .normalize
-            .naive_time_offset
-            .unwrap_or_else(|| "+08:00".into());
-        let naive_time_offset = parse_offset(&offset_text).ok_or_else(|| {
-            format!(
-                "`normalize.naive_time_offset` = \"{offset_text}\" is not an offset like +08:00"
-            )
-        })?;
+        let offset_text = raw.normalize.naive_time_offset.unwrap_or_else(|| "+08:00".into());
+        let naive_time_offset = parse_offset(&offset_text)
+            .ok_or_else(|| format!("`normalize.naive_time_offset` = \"{offset_text}\" is not an offset like +08:00"))?;
         let format = raw.log.format.unwrap_or_else(|| "text".into());
         let json = match format.as_str() {
             "text" => false,
             "json" => true,
             other => {
-                return Err(format!(
-                    "`log.format` = \"{other}\" must be \"text\" or \"json\""
-                ));
+                return Err(format!("`log.format` = \"{other}\" must be \"text\" or \"json\""));
             }
         };
         let level = raw.log.level.unwrap_or_else(|| "info".into());
@@ -327,10 +305,7 @@ mod tests {
         let error = Settings::from_toml("x.toml", "[store]\npaht = \"a\"\n", false)
             .unwrap_err()
             .to_string();
-        assert!(
-            error.contains("x.toml") && error.contains("paht"),
-            "{error}"
-        );
+        assert!(error.contains("x.toml") && error.contains("paht"), "{error}");
         let error = Settings::from_toml("x.toml", "[rules]\ntimezone = \"Mars/Base\"\n", false)
             .unwrap_err()
             .to_string();
@@ -338,23 +313,16 @@ mod tests {
             error.contains("rules.timezone") && error.contains("Mars/Base"),
             "{error}"
         );
-        let error = Settings::from_toml(
-            "x.toml",
-            "[sources.files]\npoll_interval = \"soon\"\n",
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = Settings::from_toml("x.toml", "[sources.files]\npoll_interval = \"soon\"\n", false)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("poll_interval"), "{error}");
     }
 
     #[test]
     fn offsets() {
         assert_eq!(parse_offset("+08:00"), FixedOffset::east_opt(8 * 3600));
-        assert_eq!(
-            parse_offset("-05:30"),
-            FixedOffset::east_opt(-(5 * 3600 + 1800))
-        );
+        assert_eq!(parse_offset("-05:30"), FixedOffset::east_opt(-(5 * 3600 + 1800)));
         assert_eq!(parse_offset("8"), None);
     }
 }

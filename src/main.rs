@@ -289,13 +289,12 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             rule,
             limit,
         } => {
-            let min_level =
-                match level {
-                    Some(text) => Some(Level::parse(&text).with_context(|| {
-                        format!("--level {text}: use info, low, medium or high")
-                    })?),
-                    None => None,
-                };
+            let min_level = match level {
+                Some(text) => Some(
+                    Level::parse(&text).with_context(|| format!("--level {text}: use info, low, medium or high"))?,
+                ),
+                None => None,
+            };
             if let Some(status) = &status
                 && !["unprocessed", "processed", "ignored"].contains(&status.as_str())
             {
@@ -348,10 +347,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             let alarm = &detail.alarm;
             let identity = &alarm.identity;
             println!("alarm {}: {} [{}]", alarm.id, alarm.title, alarm.level);
-            println!(
-                "  rule:        {} (version {})",
-                alarm.rule, alarm.rule_hash
-            );
+            println!("  rule:        {} (version {})", alarm.rule, alarm.rule_hash);
             println!("  status:      {}", alarm.status);
             println!(
                 "  account:     {} {} ({})",
@@ -401,10 +397,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                     call.last_call
                 );
             }
-            println!(
-                "  samples: {} kept (see --format json)",
-                detail.samples.len()
-            );
+            println!("  samples: {} kept (see --format json)", detail.samples.len());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -469,10 +462,7 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "{:<38} {:<6} {:<22} {:<7} TAGS",
-                "ID", "LEVEL", "CLOUDS", "ENABLED"
-            );
+            println!("{:<38} {:<6} {:<22} {:<7} TAGS", "ID", "LEVEL", "CLOUDS", "ENABLED");
             for rule in &rules.rules {
                 let clouds: Vec<&str> = rule.clouds.iter().map(|cloud| cloud.as_str()).collect();
                 println!(

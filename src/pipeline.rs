@@ -72,13 +72,7 @@ impl Stats {
 
 /// Receives every match as it is found (replay prints them; the daemon logs).
 pub trait MatchSink: Send {
-    fn on_match(
-        &mut self,
-        rule: &Rule,
-        rule_match: &RuleMatch,
-        event: &AuditEvent,
-        rules: &RuleSet,
-    );
+    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet);
     /// Called after each committed transaction.
     fn on_commit(&mut self) {}
 }
@@ -219,10 +213,7 @@ const LOG_PER_SOURCE: u64 = 20;
 
 impl DeadLetterLog {
     fn log(&mut self, letter: &DeadLetter) {
-        let count = self
-            .per_source
-            .entry(letter.origin.source.clone())
-            .or_insert(0);
+        let count = self.per_source.entry(letter.origin.source.clone()).or_insert(0);
         *count += 1;
         if *count <= LOG_PER_SOURCE {
             tracing::warn!(origin = %letter.origin, reason = %letter.reason, "unreadable record kept in dead letters");
@@ -267,11 +258,9 @@ fn normalize_stage(
                 let origin = candidate.origin.clone();
                 match normalize(candidate, &context) {
                     Ok(event) => out.events.push(event),
-                    Err(error) => out.dead_letters.push(DeadLetter::new(
-                        origin,
-                        error.to_string(),
-                        &chunk.bytes,
-                    )),
+                    Err(error) => out
+                        .dead_letters
+                        .push(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
                 }
             }
             out.dead_letters.append(&mut decoded.dead_letters);
@@ -280,16 +269,13 @@ fn normalize_stage(
             log.log(letter);
         }
         stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        stats
-            .events
-            .fetch_add(out.events.len() as u64, Ordering::Relaxed);
+        stats.events.fetch_add(out.events.len() as u64, Ordering::Relaxed);
         stats
             .malformed
             .fetch_add(out.dead_letters.len() as u64, Ordering::Relaxed);
-        stats.records.fetch_add(
-            (out.events.len() + out.dead_letters.len()) as u64,
-            Ordering::Relaxed,
-        );
+        stats
+            .records
+            .fetch_add((out.events.len() + out.dead_letters.len()) as u64, Ordering::Relaxed);
         if sender.send(out).is_err() {
             return;
         }
@@ -331,18 +317,14 @@ fn engine_stage(
             write.dead_letters.append(&mut batch.dead_letters);
             if let Some(checkpoint) = batch.checkpoint {
                 // Only the latest checkpoint per file matters.
-                write
-                    .checkpoints
-                    .retain(|existing| existing.path != checkpoint.path);
+                write.checkpoints.retain(|existing| existing.path != checkpoint.path);
                 write.checkpoints.push(checkpoint);
             }
             if events_in_transaction < options.batch_events {
                 next = receiver.try_recv().ok();
             }
         }
-        stats
-            .matches
-            .fetch_add(aggregator.match_count(), Ordering::Relaxed);
+        stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         if write.is_empty() {
             continue;

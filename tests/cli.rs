@@ -86,10 +86,7 @@ fn replay_jsonl_raises_the_expected_rules_per_cloud() {
             "cts_obs_delivery.json.gz",
             &["access-key-created", "sec09-high-risk-operation"],
         ),
-        (
-            "cts_console_delete_user.json",
-            &["sec09-high-risk-operation"],
-        ),
+        ("cts_console_delete_user.json", &["sec09-high-risk-operation"]),
         (
             "aws_records_file.json.gz",
             &["access-key-created", "resource-created-via-api"],
@@ -108,10 +105,7 @@ fn replay_jsonl_raises_the_expected_rules_per_cloud() {
         let matches = jsonl(&output);
         let raised = rules_of(&matches);
         for rule in *expected {
-            assert!(
-                raised.contains(*rule),
-                "{file} should raise {rule}; raised {raised:?}"
-            );
+            assert!(raised.contains(*rule), "{file} should raise {rule}; raised {raised:?}");
         }
         for line in &matches {
             for key in [
@@ -125,10 +119,7 @@ fn replay_jsonl_raises_the_expected_rules_per_cloud() {
                 "action",
                 "source_ip",
             ] {
-                assert!(
-                    line.get(key).is_some(),
-                    "{file}: match lacks `{key}`: {line}"
-                );
+                assert!(line.get(key).is_some(), "{file}: match lacks `{key}`: {line}");
             }
         }
     }
@@ -170,15 +161,9 @@ fn malformed_input_is_kept_in_dead_letters_with_its_line_and_good_records_are_pr
         .arg(format!("{RECORDS}/mixed_malformed.jsonl"))
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "malformed records are not a failed run"
-    );
+    assert!(output.status.success(), "malformed records are not a failed run");
     let summary = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        summary.contains("15 records, 8 events, 7 malformed"),
-        "{summary}"
-    );
+    assert!(summary.contains("15 records, 8 events, 7 malformed"), "{summary}");
     let connection = rusqlite::Connection::open(&db).unwrap();
     let mut statement = connection
         .prepare("SELECT line, reason, origin FROM dead_letters ORDER BY line")
@@ -190,10 +175,7 @@ fn malformed_input_is_kept_in_dead_letters_with_its_line_and_good_records_are_pr
         .collect();
     let lines: Vec<i64> = rows.iter().map(|row| row.0).collect();
     assert_eq!(lines, [3, 5, 8, 9, 11, 14, 15]);
-    assert!(
-        rows.iter()
-            .all(|row| row.2.contains("mixed_malformed.jsonl:"))
-    );
+    assert!(rows.iter().all(|row| row.2.contains("mixed_malformed.jsonl:")));
     assert!(rows[0].1.contains("truncated JSON"), "{}", rows[0].1);
     // The good records raised their alarms.
     let alarms: i64 = connection
@@ -211,20 +193,13 @@ fn replay_without_db_leaves_the_configured_store_untouched() {
         .args(["--config", config.to_str().unwrap(), "replay", RECORDS])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         !dir.path().join("store.db").exists(),
         "replay without --db must not create the configured store"
     );
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        table.starts_with("TIME"),
-        "table output has a header: {table}"
-    );
+    assert!(table.starts_with("TIME"), "table output has a header: {table}");
 }
 
 #[test]
@@ -259,30 +234,19 @@ fn replay_fails_only_when_it_cannot_run() {
     let output = run(&["--config", bad.to_str().unwrap(), "replay", RECORDS]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("bad.toml") && stderr.contains("paht"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("bad.toml") && stderr.contains("paht"), "{stderr}");
 
     // Rules that do not load: the error names the file, line and column.
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    std::fs::copy(
-        repo().join("rules/operations.yaml"),
-        rules.join("operations.yaml"),
-    )
-    .unwrap();
+    std::fs::copy(repo().join("rules/operations.yaml"), rules.join("operations.yaml")).unwrap();
     std::fs::write(
         rules.join("broken.yaml"),
         "rules:\n  - id: x\n    title: X\n    level: severe\n    description: d\n    match: {action: A}\n",
     )
     .unwrap();
     let config = dir.path().join("rules.toml");
-    std::fs::write(
-        &config,
-        format!("[rules]\ndir = {:?}\n", rules.display().to_string()),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("[rules]\ndir = {:?}\n", rules.display().to_string())).unwrap();
     let output = run(&["--config", config.to_str().unwrap(), "replay", RECORDS]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -314,11 +278,7 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
     let output = run(&[
         "--config", config_arg, "alarms", "list", "--db", db_arg, "--format", "json",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let alarms: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert!(!alarms.is_empty());
     for alarm in &alarms {
@@ -364,9 +324,7 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
     assert_eq!(calls[0]["call_method"], "api");
     assert!(!detail["samples"].as_array().unwrap().is_empty());
     // The table view works too.
-    let output = run(&[
-        "--config", config_arg, "alarms", "show", &id, "--db", db_arg,
-    ]);
+    let output = run(&["--config", config_arg, "alarms", "show", &id, "--db", db_arg]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("CreateAccessKey"));
     let output = run(&[
         "--config", config_arg, "alarms", "list", "--db", db_arg, "--level", "high",
@@ -387,11 +345,7 @@ fn normalize_prints_events_and_reports_bad_records() {
 
 fn alarm_count(db: &Path) -> i64 {
     rusqlite::Connection::open(db)
-        .and_then(|connection| {
-            connection.query_row("SELECT COALESCE(SUM(count), 0) FROM alarms", [], |row| {
-                row.get(0)
-            })
-        })
+        .and_then(|connection| connection.query_row("SELECT COALESCE(SUM(count), 0) FROM alarms", [], |row| row.get(0)))
         .unwrap_or(0)
 }
 

@@ -16,9 +16,7 @@ use trailwarden::source::framer::Framer;
 
 fn rules() -> &'static RuleSet {
     static RULES: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
-    RULES.get_or_init(|| {
-        load_rules(Path::new("rules"), &RuleOptions::default()).expect("rule pack loads")
-    })
+    RULES.get_or_init(|| load_rules(Path::new("rules"), &RuleOptions::default()).expect("rule pack loads"))
 }
 
 /// Frame, decode, normalize and evaluate; count what came out.
@@ -125,8 +123,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_map(|n| serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)),
+        any::<f64>().prop_map(|n| serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)),
         "[a-zA-Z0-9 .:/{}\\[\\]\"-]{0,24}".prop_map(Value::String),
         prop_oneof![
             Just("1767225600000"),

@@ -31,10 +31,7 @@ fn utc8() -> chrono::FixedOffset {
 }
 
 /// Events and dead letters of one path.
-fn read(
-    path: &str,
-    catalog: &OperationCatalog,
-) -> (Vec<AuditEvent>, Vec<trailwarden::event::decode::DeadLetter>) {
+fn read(path: &str, catalog: &OperationCatalog) -> (Vec<AuditEvent>, Vec<trailwarden::event::decode::DeadLetter>) {
     let mut events = Vec::new();
     let mut dead = Vec::new();
     normalize_files(
@@ -91,9 +88,8 @@ fn every_fixture_matches_its_golden_output() {
             std::fs::write(&golden, &actual).unwrap();
             continue;
         }
-        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
-            panic!("{} is missing: run with UPDATE_GOLDEN=1", golden.display())
-        });
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_GOLDEN=1", golden.display()));
         if expected != actual {
             let first_difference = expected
                 .lines()
@@ -120,10 +116,7 @@ fn find<'a>(events: &'a [AuditEvent], action: &str) -> &'a AuditEvent {
 
 #[test]
 fn cts_success_is_judged_by_rating_not_http_code() {
-    let (events, dead) = read(
-        "tests/fixtures/records/cts_failed_delete_eip.json",
-        &catalog(),
-    );
+    let (events, dead) = read("tests/fixtures/records/cts_failed_delete_eip.json", &catalog());
     assert!(dead.is_empty());
     let event = find(&events, "deleteEip");
     assert_eq!(event.provider, Provider::Huawei);
@@ -132,40 +125,21 @@ fn cts_success_is_judged_by_rating_not_http_code() {
         OutcomeResult::Failure,
         "code 200 with rating warning is a failure"
     );
-    assert!(
-        event
-            .outcome
-            .error_message
-            .as_deref()
-            .unwrap_or("")
-            .contains("unbind")
-    );
+    assert!(event.outcome.error_message.as_deref().unwrap_or("").contains("unbind"));
 }
 
 #[test]
 fn cts_root_console_and_system_traces() {
     let catalog = catalog();
-    let (events, _) = read(
-        "tests/fixtures/records/cts_console_delete_user.json",
-        &catalog,
-    );
+    let (events, _) = read("tests/fixtures/records/cts_console_delete_user.json", &catalog);
     let event = find(&events, "deleteUser");
     assert_eq!(event.principal.kind, PrincipalKind::Root);
     assert_eq!(event.call_method, CallMethod::Console);
-    assert!(
-        event.access_key.as_ref().unwrap().temporary,
-        "HSTA keys are temporary"
-    );
-    let (events, _) = read(
-        "tests/fixtures/records/cts_system_action_no_user.json",
-        &catalog,
-    );
+    assert!(event.access_key.as_ref().unwrap().temporary, "HSTA keys are temporary");
+    let (events, _) = read("tests/fixtures/records/cts_system_action_no_user.json", &catalog);
     assert_eq!(events[0].principal.kind, PrincipalKind::Service);
     assert_eq!(events[0].call_method, CallMethod::System);
-    assert!(
-        events[0].source.is_none(),
-        "empty source_ip means no source"
-    );
+    assert!(events[0].source.is_none(), "empty source_ip means no source");
 }
 
 #[test]
@@ -184,10 +158,7 @@ fn cts_variants_are_all_read() {
         .iter()
         .find(|event| event.source_ip_text() == Some("075.050.255.067"))
         .expect("leading-zero IP kept as text");
-    assert_eq!(
-        zeros.source.as_ref().unwrap().ip,
-        Some("75.50.255.67".parse().unwrap())
-    );
+    assert_eq!(zeros.source.as_ref().unwrap().ip, Some("75.50.255.67".parse().unwrap()));
     // (d) assumed agency with a temporary key; (i) external user.
     assert!(
         events
@@ -214,11 +185,7 @@ fn tencent_events_in_every_container() {
         json!("crossfire"),
         "JSON inside strings is expanded"
     );
-    let names: Vec<&str> = event
-        .operations
-        .iter()
-        .map(|op| catalog.name(*op))
-        .collect();
+    let names: Vec<&str> = event.operations.iter().map(|op| catalog.name(*op)).collect();
     assert!(names.contains(&"iam.user.create"), "{names:?}");
 
     let (events, _) = read("tests/fixtures/records/tencent_console_root.json", &catalog);
@@ -230,10 +197,7 @@ fn tencent_events_in_every_container() {
     );
     assert_eq!(events[0].call_method, CallMethod::Console);
 
-    let (events, _) = read(
-        "tests/fixtures/records/tencent_failed_unauthorized.json",
-        &catalog,
-    );
+    let (events, _) = read("tests/fixtures/records/tencent_failed_unauthorized.json", &catalog);
     assert_eq!(events[0].outcome.result, OutcomeResult::Failure);
     assert!(
         events[0]
@@ -244,30 +208,22 @@ fn tencent_events_in_every_container() {
             .contains("UnauthorizedOperation")
     );
 
-    let (events, _) = read(
-        "tests/fixtures/records/tencent_lookup_events_response.json",
-        &catalog,
-    );
+    let (events, _) = read("tests/fixtures/records/tencent_lookup_events_response.json", &catalog);
     assert_eq!(events.len(), 3);
     assert!(events.iter().any(|event| event.service == "tat"));
 
-    let (events, _) = read(
-        "tests/fixtures/records/tencent_eventbridge_cloudevent.json",
-        &catalog,
-    );
+    let (events, _) = read("tests/fixtures/records/tencent_eventbridge_cloudevent.json", &catalog);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].provider, Provider::Tencent);
 
     let (events, dead) = read("tests/fixtures/records/tencent_variants.jsonl", &catalog);
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(events.len(), 9);
-    assert!(events.iter().any(|event| {
-        event
-            .user_agent
-            .as_deref()
-            .unwrap_or("")
-            .contains("cos-browser")
-    }));
+    assert!(
+        events
+            .iter()
+            .any(|event| { event.user_agent.as_deref().unwrap_or("").contains("cos-browser") })
+    );
 }
 
 #[test]
@@ -285,10 +241,7 @@ fn cloudtrail_in_every_container() {
         let (events, dead) = read(&format!("{RECORDS}/{file}"), &catalog);
         assert!(dead.is_empty(), "{file}: {dead:?}");
         assert_eq!(events.len(), count, "{file}");
-        assert!(
-            events.iter().all(|event| event.provider == Provider::Aws),
-            "{file}"
-        );
+        assert!(events.iter().all(|event| event.provider == Provider::Aws), "{file}");
     }
     let (events, _) = read(&format!("{RECORDS}/aws_records_file.json.gz"), &catalog);
     let service = events
@@ -306,11 +259,7 @@ fn cloudtrail_in_every_container() {
         .find(|event| event.action.starts_with("UpdateFunctionCode"))
         .unwrap();
     assert_eq!(
-        lambda
-            .operations
-            .iter()
-            .map(|op| catalog.name(*op))
-            .collect::<Vec<_>>(),
+        lambda.operations.iter().map(|op| catalog.name(*op)).collect::<Vec<_>>(),
         ["compute.function.code_update"]
     );
 }
@@ -318,35 +267,20 @@ fn cloudtrail_in_every_container() {
 #[test]
 fn malformed_lines_are_dead_letters_with_their_line_and_the_rest_is_read() {
     let (events, dead) = read(&format!("{RECORDS}/mixed_malformed.jsonl"), &catalog());
-    let good_lines: Vec<u64> = events
-        .iter()
-        .filter_map(|event| event.origin.line())
-        .collect();
-    let bad_lines: Vec<u64> = dead
-        .iter()
-        .filter_map(|letter| letter.origin.line())
-        .collect();
+    let good_lines: Vec<u64> = events.iter().filter_map(|event| event.origin.line()).collect();
+    let bad_lines: Vec<u64> = dead.iter().filter_map(|letter| letter.origin.line()).collect();
     assert_eq!(good_lines, [1, 2, 4, 7, 10, 12, 13, 16]);
     assert_eq!(bad_lines, [3, 5, 8, 9, 11, 14, 15]);
     // Line 12's eventTime is "not-a-date": it still normalizes, on the ingest time.
-    let undated = events
-        .iter()
-        .find(|event| event.origin.line() == Some(12))
-        .unwrap();
-    assert_eq!(
-        undated.time_source,
-        trailwarden::event::model::TimeSource::Ingest
-    );
+    let undated = events.iter().find(|event| event.origin.line() == Some(12)).unwrap();
+    assert_eq!(undated.time_source, trailwarden::event::model::TimeSource::Ingest);
 }
 
 #[test]
 fn a_truncated_gzip_keeps_its_complete_records() {
     let (events, dead) = read(&format!("{RECORDS}/truncated.json.gz"), &catalog());
     assert_eq!(events.len(), 4);
-    assert!(
-        dead.iter()
-            .any(|letter| letter.reason.contains("read error"))
-    );
+    assert!(dead.iter().any(|letter| letter.reason.contains("read error")));
 }
 
 #[test]
@@ -364,9 +298,6 @@ fn every_panther_cloudtrail_record_normalizes() {
     );
     assert_eq!(events.len(), 461);
     let catalog = catalog();
-    let value: Vec<Value> = events
-        .iter()
-        .map(|event| event_json(event, &catalog, false))
-        .collect();
+    let value: Vec<Value> = events.iter().map(|event| event_json(event, &catalog, false)).collect();
     assert_eq!(value.len(), 461);
 }

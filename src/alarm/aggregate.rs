@@ -105,20 +105,17 @@ impl Aggregator {
             action: event.action.clone(),
         };
         let failed = event.outcome.result == OutcomeResult::Failure;
-        let call = pending
-            .calls
-            .entry(call_key)
-            .or_insert_with_key(|key| CallRecord {
-                source_ip: key.source_ip.clone(),
-                ip_kind: event.source_ip_kind().as_str().to_string(),
-                call_method: key.call_method.to_string(),
-                service: key.service.clone(),
-                action: key.action.clone(),
-                success_count: 0,
-                failure_count: 0,
-                first_call: time.clone(),
-                last_call: time.clone(),
-            });
+        let call = pending.calls.entry(call_key).or_insert_with_key(|key| CallRecord {
+            source_ip: key.source_ip.clone(),
+            ip_kind: event.source_ip_kind().as_str().to_string(),
+            call_method: key.call_method.to_string(),
+            service: key.service.clone(),
+            action: key.action.clone(),
+            success_count: 0,
+            failure_count: 0,
+            first_call: time.clone(),
+            last_call: time.clone(),
+        });
         if failed {
             call.failure_count += 1;
         } else {

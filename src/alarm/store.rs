@@ -22,20 +22,11 @@ use crate::source::FileCheckpoint;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error("cannot create the store's directory {path}: {source}")]
-    Directory {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Directory { path: PathBuf, source: std::io::Error },
     #[error("cannot migrate the store at {path}: {source}")]
-    Migrate {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Migrate { path: PathBuf, source: rusqlite::Error },
     #[error("store write failed: {0}")]
     Write(rusqlite::Error),
     #[error("store query failed: {0}")]
@@ -209,10 +200,7 @@ const ALARM_COLUMNS: &str = "id, rule_id, rule_hash, level, title, status, group
 impl Store {
     /// Open (creating directories and the file as needed) and migrate.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
                 path: parent.to_path_buf(),
                 source,
@@ -228,11 +216,7 @@ impl Store {
             connection.pragma_update(
                 None,
                 "synchronous",
-                if options.synchronous_full {
-                    "FULL"
-                } else {
-                    "NORMAL"
-                },
+                if options.synchronous_full { "FULL" } else { "NORMAL" },
             )?;
             connection.pragma_update(None, "foreign_keys", "ON")?;
             Ok(())
@@ -261,8 +245,7 @@ impl Store {
         let now = timestamp(Utc::now());
         let samples_per_alarm = i64::from(self.options.samples_per_alarm);
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        let outcome =
-            write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
+        let outcome = write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
         transaction.commit().map_err(StoreError::Write)?;
         Ok(outcome)
     }
@@ -354,11 +337,7 @@ impl Store {
             .into_iter()
             .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
             .collect();
-        Ok(Some(AlarmDetail {
-            alarm,
-            calls,
-            samples,
-        }))
+        Ok(Some(AlarmDetail { alarm, calls, samples }))
     }
 
     pub fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>, StoreError> {
@@ -440,8 +419,9 @@ fn write_in(
     samples_per_alarm: i64,
 ) -> rusqlite::Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
-    let mut find_open =
-        transaction.prepare_cached("SELECT id, sample_count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'")?;
+    let mut find_open = transaction.prepare_cached(
+        "SELECT id, sample_count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'",
+    )?;
     let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
          account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
@@ -462,8 +442,7 @@ fn write_in(
     let mut insert_sample = transaction.prepare_cached(
         "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut set_sample_count =
-        transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
+    let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
     for update in &batch.alarms {
         let existing: Option<(i64, i64)> = find_open
             .query_row(params![update.rule_id, update.group_key], |row| {

@@ -86,9 +86,7 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
         line += count_newlines(&bytes[line_counted_to..offset]);
         line_counted_to = offset;
         let value_origin = match origin.position {
-            Position::Byte(base) => {
-                Origin::new(origin.source.clone(), Position::Byte(base + offset as u64))
-            }
+            Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
             _ => Origin::new(origin.source.clone(), Position::Line(line)),
         };
         let rest = &bytes[offset..];
@@ -167,13 +165,7 @@ fn next_line_start(bytes: &[u8], from: usize) -> usize {
 }
 
 /// Unwrap containers and envelopes until records remain.
-fn expand(
-    value: Value,
-    origin: &Origin,
-    envelope_time: Option<DateTime<Utc>>,
-    depth: usize,
-    out: &mut Decoded,
-) {
+fn expand(value: Value, origin: &Origin, envelope_time: Option<DateTime<Utc>>, depth: usize, out: &mut Decoded) {
     if depth > MAX_CONTAINER_DEPTH {
         out.dead_letters.push(DeadLetter::new(
             origin.clone(),
@@ -194,13 +186,7 @@ fn expand(
         }
         Value::Array(items) => {
             for (index, item) in items.into_iter().enumerate() {
-                expand(
-                    item,
-                    &origin.with_index(index),
-                    envelope_time,
-                    depth + 1,
-                    out,
-                );
+                expand(item, &origin.with_index(index), envelope_time, depth + 1, out);
             }
         }
         Value::Object(map) => expand_object(map, origin, envelope_time, depth, out),
@@ -208,9 +194,7 @@ fn expand(
             // A record double-encoded as a JSON string (some shippers do this).
             let trimmed = text.trim_start();
             match serde_json::from_str::<Value>(trimmed) {
-                Ok(inner @ (Value::Object(_) | Value::Array(_)))
-                    if trimmed.starts_with(['{', '[']) =>
-                {
+                Ok(inner @ (Value::Object(_) | Value::Array(_))) if trimmed.starts_with(['{', '[']) => {
                     expand(inner, origin, envelope_time, depth + 1, out)
                 }
                 _ => out.dead_letters.push(DeadLetter::new(
@@ -298,10 +282,7 @@ fn expand_object(
     }
     // EventBridge (AWS): {"detail-type": ..., "detail": {...}, "time": "..."}.
     if map.contains_key("detail-type") && map.contains_key("detail") {
-        let time = map
-            .get("time")
-            .and_then(|time| time_of(time, utc()))
-            .or(envelope_time);
+        let time = map.get("time").and_then(|time| time_of(time, utc())).or(envelope_time);
         if let Some(detail) = map.remove("detail") {
             expand(detail, origin, time, depth + 1, out);
         }
@@ -309,10 +290,7 @@ fn expand_object(
     }
     // CloudEvents 1.0 (Tencent EventBridge): {"specversion": "1.0", "data": ..., "time": ms}.
     if map.contains_key("specversion") && map.contains_key("data") {
-        let time = map
-            .get("time")
-            .and_then(|time| time_of(time, utc()))
-            .or(envelope_time);
+        let time = map.get("time").and_then(|time| time_of(time, utc())).or(envelope_time);
         if let Some(data) = map.remove("data") {
             expand(data, origin, time, depth + 1, out);
         }
@@ -364,10 +342,7 @@ fn looks_like_record(map: &Map<String, Value>) -> bool {
 
 /// Recognise the cloud of a record from its keys.
 pub fn detect_provider(map: &Map<String, Value>) -> Option<Provider> {
-    if map.contains_key("trace_name")
-        || map.contains_key("trace_id")
-        || map.contains_key("trace_type")
-    {
+    if map.contains_key("trace_name") || map.contains_key("trace_id") || map.contains_key("trace_type") {
         return Some(Provider::Huawei);
     }
     // Some pipelines lower-case every key; read those case-insensitively.
@@ -377,28 +352,21 @@ pub fn detect_provider(map: &Map<String, Value>) -> Option<Provider> {
     if source.ends_with("amazonaws.com") || obj.contains_key("awsRegion") {
         return Some(Provider::Aws);
     }
-    if source.contains("tencent")
-        || obj.contains_key("eventRegion")
-        || obj.contains_key("resourceType")
-    {
+    if source.contains("tencent") || obj.contains_key("eventRegion") || obj.contains_key("resourceType") {
         return Some(Provider::Tencent);
     }
     let identity = obj.obj("userIdentity");
     if identity.is_some_and(|identity| identity.contains_key("secretId")) {
         return Some(Provider::Tencent);
     }
-    if identity.is_some_and(|identity| {
-        identity.contains_key("arn") || identity.contains_key("accessKeyId")
-    }) {
+    if identity.is_some_and(|identity| identity.contains_key("arn") || identity.contains_key("accessKeyId")) {
         return Some(Provider::Aws);
     }
     if obj.contains_key("eventVersion") && obj.contains_key("eventName") {
         return Some(Provider::Aws);
     }
     // Tencent LookUpEvents items without the raw event: PascalCase summary fields.
-    if map.contains_key("EventName")
-        && (map.contains_key("SecretId") || map.contains_key("EventRegion"))
-    {
+    if map.contains_key("EventName") && (map.contains_key("SecretId") || map.contains_key("EventRegion")) {
         return Some(Provider::Tencent);
     }
     None

@@ -32,10 +32,7 @@ impl<'a> Obj<'a> {
     }
 
     pub fn with_case_insensitive(map: &'a Map<String, Value>, case_insensitive: bool) -> Obj<'a> {
-        Obj {
-            map,
-            case_insensitive,
-        }
+        Obj { map, case_insensitive }
     }
 
     /// The value under `key`; `null` counts as absent.
@@ -119,12 +116,9 @@ pub fn i64_of(value: &Value) -> Option<i64> {
             .or_else(|| number.as_f64().filter(|n| n.is_finite()).map(|n| n as i64)),
         Value::String(text) => {
             let text = text.trim();
-            text.parse::<i64>().ok().or_else(|| {
-                text.parse::<f64>()
-                    .ok()
-                    .filter(|n| n.is_finite())
-                    .map(|n| n as i64)
-            })
+            text.parse::<i64>()
+                .ok()
+                .or_else(|| text.parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n as i64))
         }
         _ => None,
     }
@@ -193,10 +187,7 @@ pub fn parse_time_text(text: &str, naive_offset: FixedOffset) -> Option<DateTime
     if text.is_empty() {
         return None;
     }
-    if text
-        .bytes()
-        .all(|byte| byte.is_ascii_digit() || byte == b'.')
-    {
+    if text.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.') {
         return datetime_from_epoch(text.parse::<f64>().ok()?);
     }
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
@@ -221,11 +212,7 @@ pub fn parse_time_text(text: &str, naive_offset: FixedOffset) -> Option<DateTime
             .single()
             .map(|time| time.with_timezone(&Utc));
     }
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y/%m/%d %H:%M:%S%.f",
-    ] {
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
             let zone = if text.contains('T') {
                 FixedOffset::east_opt(0)?
@@ -307,11 +294,7 @@ pub fn ip_kind(ip: &IpAddr) -> IpKind {
                 || v6.to_ipv4_mapped().is_some_and(|v4| ip_kind(&IpAddr::V4(v4)) == IpKind::Private)
         }
     };
-    if private {
-        IpKind::Private
-    } else {
-        IpKind::Public
-    }
+    if private { IpKind::Private } else { IpKind::Public }
 }
 
 /// The source address of a record: kept as given, parsed where it is an IP.
@@ -365,10 +348,7 @@ mod tests {
         }
         // Panther's enrichment time is UTC with nanoseconds and no zone marker,
         // but it is read with the naive offset the caller chooses.
-        let panther = parse_time_text(
-            "2016-12-08 03:07:28.000000000",
-            FixedOffset::east_opt(0).unwrap(),
-        );
+        let panther = parse_time_text("2016-12-08 03:07:28.000000000", FixedOffset::east_opt(0).unwrap());
         assert_eq!(panther.unwrap().to_rfc3339(), expected);
         assert!(parse_time_text("not-a-date", utc8()).is_none());
         assert!(time_of(&json!(-5), utc8()).is_none());
@@ -377,14 +357,8 @@ mod tests {
 
     #[test]
     fn ips_with_leading_zeros_and_non_ips() {
-        assert_eq!(
-            parse_ip("075.050.255.067"),
-            Some("75.50.255.67".parse().unwrap())
-        );
-        assert_eq!(
-            parse_ip("2001:db8::1"),
-            Some("2001:db8::1".parse().unwrap())
-        );
+        assert_eq!(parse_ip("075.050.255.067"), Some("75.50.255.67".parse().unwrap()));
+        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(parse_ip("ec2.amazonaws.com"), None);
         assert_eq!(parse_ip("1.2.3"), None);
         assert_eq!(parse_ip("1.2.3.4.5"), None);
@@ -404,10 +378,7 @@ mod tests {
         assert_eq!(bool_of(&json!("maybe")), None);
         assert_eq!(i64_of(&json!("42")), Some(42));
         assert_eq!(i64_of(&json!(42.9)), Some(42));
-        assert_eq!(
-            text_of(&json!(100012345678_i64)).as_deref(),
-            Some("100012345678")
-        );
+        assert_eq!(text_of(&json!(100012345678_i64)).as_deref(), Some("100012345678"));
         assert_eq!(text_of(&json!("  ")), None);
     }
 

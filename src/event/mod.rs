@@ -15,11 +15,7 @@ use model::AuditEvent;
 /// The normalized event as JSON (what `trailwarden normalize` prints and what
 /// alarms keep as samples). `raw` is included when asked.
 pub fn event_json(event: &AuditEvent, catalog: &OperationCatalog, include_raw: bool) -> Value {
-    let operations: Vec<&str> = event
-        .operations
-        .iter()
-        .map(|index| catalog.name(*index))
-        .collect();
+    let operations: Vec<&str> = event.operations.iter().map(|index| catalog.name(*index)).collect();
     let mut value = json!({
         "provider": event.provider,
         "event_id": event.event_id,

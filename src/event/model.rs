@@ -154,12 +154,7 @@ pub enum IpKind {
 }
 
 impl IpKind {
-    pub const ALL: [IpKind; 4] = [
-        IpKind::Public,
-        IpKind::Private,
-        IpKind::Hostname,
-        IpKind::None,
-    ];
+    pub const ALL: [IpKind; 4] = [IpKind::Public, IpKind::Private, IpKind::Hostname, IpKind::None];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -285,9 +280,7 @@ impl AuditEvent {
     }
 
     pub fn source_ip_kind(&self) -> IpKind {
-        self.source
-            .as_ref()
-            .map_or(IpKind::None, |source| source.kind)
+        self.source.as_ref().map_or(IpKind::None, |source| source.kind)
     }
 
     pub fn access_key_id(&self) -> Option<&str> {

@@ -89,8 +89,7 @@ impl TimeWindow {
             return false;
         }
         if let Some((start, end)) = self.between {
-            let now = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second())
-                .unwrap_or_default();
+            let now = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second()).unwrap_or_default();
             let inside = if start <= end {
                 now >= start && now < end
             } else {
@@ -135,33 +134,25 @@ impl Test {
                 Val::Num(number) => numbers.contains(&number),
                 other => other.as_str().is_some_and(|text| texts.contains(text)),
             },
-            Test::Contains(automaton) => {
-                value.as_str().is_some_and(|text| automaton.is_match(text))
-            }
-            Test::StartsWith(prefixes) => value.as_str().is_some_and(|text| {
-                prefixes
-                    .iter()
-                    .any(|prefix| starts_with_ignore_case(text, prefix))
-            }),
-            Test::EndsWith(suffixes) => value.as_str().is_some_and(|text| {
-                suffixes
-                    .iter()
-                    .any(|suffix| ends_with_ignore_case(text, suffix))
-            }),
+            Test::Contains(automaton) => value.as_str().is_some_and(|text| automaton.is_match(text)),
+            Test::StartsWith(prefixes) => value
+                .as_str()
+                .is_some_and(|text| prefixes.iter().any(|prefix| starts_with_ignore_case(text, prefix))),
+            Test::EndsWith(suffixes) => value
+                .as_str()
+                .is_some_and(|text| suffixes.iter().any(|suffix| ends_with_ignore_case(text, suffix))),
             Test::Glob(globs) => value.as_str().is_some_and(|text| globs.is_match(text)),
             Test::Regex(set) => value.as_str().is_some_and(|text| set.is_match(text)),
             Test::Cidr(networks) => value
                 .as_ip()
                 .is_some_and(|ip| networks.iter().any(|network| network.contains(&ip))),
             Test::Exists(_) => true,
-            Test::Compare(comparison, bound) => {
-                value.as_number().is_some_and(|number| match comparison {
-                    Comparison::Greater => number > *bound,
-                    Comparison::GreaterOrEqual => number >= *bound,
-                    Comparison::Less => number < *bound,
-                    Comparison::LessOrEqual => number <= *bound,
-                })
-            }
+            Test::Compare(comparison, bound) => value.as_number().is_some_and(|number| match comparison {
+                Comparison::Greater => number > *bound,
+                Comparison::GreaterOrEqual => number >= *bound,
+                Comparison::Less => number < *bound,
+                Comparison::LessOrEqual => number <= *bound,
+            }),
             Test::Operations(set) => match value {
                 Val::Operation(index) => set.get(usize::from(index)).copied().unwrap_or(false),
                 _ => false,
@@ -258,9 +249,7 @@ impl<'a> CompileEnv<'a> {
 
     fn compile_list(&mut self, ctx: &mut FileCtx<'_>, node: &Node, what: &str) -> Vec<Cond> {
         match &node.value {
-            NodeValue::Seq(items) if !items.is_empty() => {
-                items.iter().map(|item| self.compile(ctx, item)).collect()
-            }
+            NodeValue::Seq(items) if !items.is_empty() => items.iter().map(|item| self.compile(ctx, item)).collect(),
             _ => {
                 ctx.error(
                     node.loc,
@@ -277,11 +266,7 @@ impl<'a> CompileEnv<'a> {
 
     fn compile_entry(&mut self, ctx: &mut FileCtx<'_>, key: &Node, value: &Node) -> Cond {
         let Some(name) = key.as_str() else {
-            ctx.error(
-                key.loc,
-                Problem::WrongType,
-                "a condition key must be a string",
-            );
+            ctx.error(key.loc, Problem::WrongType, "a condition key must be a string");
             return Cond::Const(false);
         };
         match name {
@@ -301,10 +286,7 @@ impl<'a> CompileEnv<'a> {
                 None => {
                     let hint = suggest(
                         field_name,
-                        FIELD_NAMES
-                            .iter()
-                            .copied()
-                            .chain(CONDITION_KEYS.iter().copied()),
+                        FIELD_NAMES.iter().copied().chain(CONDITION_KEYS.iter().copied()),
                     )
                     .map(|best| format!(" (did you mean `{best}`?)"))
                     .unwrap_or_default();
@@ -328,11 +310,7 @@ impl<'a> CompileEnv<'a> {
                     cond.clone()
                 }
                 None => {
-                    ctx.error(
-                        loc,
-                        Problem::MacroCycle,
-                        format!("macro `{name}` refers to itself"),
-                    );
+                    ctx.error(loc, Problem::MacroCycle, format!("macro `{name}` refers to itself"));
                     Cond::Const(false)
                 }
             };
@@ -341,11 +319,7 @@ impl<'a> CompileEnv<'a> {
             let hint = suggest(name, self.macros.keys().map(String::as_str))
                 .map(|best| format!(" (did you mean `{best}`?)"))
                 .unwrap_or_default();
-            ctx.error(
-                loc,
-                Problem::UnknownMacro,
-                format!("unknown macro `{name}`{hint}"),
-            );
+            ctx.error(loc, Problem::UnknownMacro, format!("unknown macro `{name}`{hint}"));
             return Cond::Const(false);
         };
         let definition = definition.clone();
@@ -356,8 +330,7 @@ impl<'a> CompileEnv<'a> {
             diagnostics: &mut *ctx.diagnostics,
         };
         let cond = self.compile(&mut macro_ctx, &definition.condition);
-        self.compiled_macros
-            .insert(name.to_string(), Some(cond.clone()));
+        self.compiled_macros.insert(name.to_string(), Some(cond.clone()));
         self.used.push(format!("macro:{name}"));
         cond
     }
@@ -373,10 +346,7 @@ impl<'a> CompileEnv<'a> {
                         ctx.error(
                             item.loc,
                             Problem::WrongType,
-                            format!(
-                                "`{operator}` values must be scalars, found {}",
-                                item.kind_name()
-                            ),
+                            format!("`{operator}` values must be scalars, found {}", item.kind_name()),
                         );
                         None
                     }
@@ -404,13 +374,7 @@ impl<'a> CompileEnv<'a> {
         out
     }
 
-    fn expand_list_item(
-        &mut self,
-        text: String,
-        loc: Loc,
-        out: &mut Vec<(String, Loc)>,
-        depth: usize,
-    ) {
+    fn expand_list_item(&mut self, text: String, loc: Loc, out: &mut Vec<(String, Loc)>, depth: usize) {
         match self.lists.get(&text) {
             Some(list) if depth < 16 => {
                 self.used.push(format!("list:{text}"));
@@ -459,10 +423,7 @@ impl<'a> CompileEnv<'a> {
                 );
                 Vec::new()
             }
-            _ => self
-                .compile_test(ctx, &field, "in", value)
-                .into_iter()
-                .collect(),
+            _ => self.compile_test(ctx, &field, "in", value).into_iter().collect(),
         };
         let mut conds: Vec<Cond> = tests
             .into_iter()
@@ -478,13 +439,7 @@ impl<'a> CompileEnv<'a> {
         }
     }
 
-    fn compile_test(
-        &mut self,
-        ctx: &mut FileCtx<'_>,
-        field: &Field,
-        operator: &str,
-        operand: &Node,
-    ) -> Option<Test> {
+    fn compile_test(&mut self, ctx: &mut FileCtx<'_>, field: &Field, operator: &str, operand: &Node) -> Option<Test> {
         if operator == "exists" {
             return ctx.boolean(operand, "`exists`").map(Test::Exists);
         }
@@ -535,10 +490,7 @@ impl<'a> CompileEnv<'a> {
             && let Some(allowed) = field.allowed_values()
         {
             for (value, loc) in &values {
-                if !allowed
-                    .iter()
-                    .any(|candidate| candidate.eq_ignore_ascii_case(value))
-                {
+                if !allowed.iter().any(|candidate| candidate.eq_ignore_ascii_case(value)) {
                     let hint = suggest(value, allowed.iter().copied())
                         .map(|best| format!(" (did you mean `{best}`?)"))
                         .unwrap_or_default();
@@ -606,11 +558,7 @@ impl<'a> CompileEnv<'a> {
                     Ok(set) if ok => Some(Test::Glob(Arc::new(set))),
                     Ok(_) => None,
                     Err(error) => {
-                        ctx.error(
-                            operand.loc,
-                            Problem::BadGlob,
-                            format!("bad glob set: {error}"),
-                        );
+                        ctx.error(operand.loc, Problem::BadGlob, format!("bad glob set: {error}"));
                         None
                     }
                 }
@@ -620,18 +568,8 @@ impl<'a> CompileEnv<'a> {
                 for (pattern, loc) in &values {
                     if let Err(error) = regex::Regex::new(pattern) {
                         ok = false;
-                        let detail = error
-                            .to_string()
-                            .lines()
-                            .last()
-                            .unwrap_or("invalid")
-                            .trim()
-                            .to_string();
-                        ctx.error(
-                            *loc,
-                            Problem::BadRegex,
-                            format!("bad regex `{pattern}`: {detail}"),
-                        );
+                        let detail = error.to_string().lines().last().unwrap_or("invalid").trim().to_string();
+                        ctx.error(*loc, Problem::BadRegex, format!("bad regex `{pattern}`: {detail}"));
                     }
                 }
                 if !ok {
@@ -640,11 +578,7 @@ impl<'a> CompileEnv<'a> {
                 match RegexSet::new(&texts) {
                     Ok(set) => Some(Test::Regex(Arc::new(set))),
                     Err(error) => {
-                        ctx.error(
-                            operand.loc,
-                            Problem::BadRegex,
-                            format!("bad regex set: {error}"),
-                        );
+                        ctx.error(operand.loc, Problem::BadRegex, format!("bad regex set: {error}"));
                         None
                     }
                 }
@@ -676,28 +610,15 @@ impl<'a> CompileEnv<'a> {
         values: &[(String, Loc)],
     ) -> Option<Test> {
         let mut set = vec![false; self.catalog.len()];
-        let names: Vec<&str> = self
-            .catalog
-            .operations()
-            .iter()
-            .map(|info| info.id.as_str())
-            .collect();
+        let names: Vec<&str> = self.catalog.operations().iter().map(|info| info.id.as_str()).collect();
         for (value, loc) in values {
             let lower = value.to_ascii_lowercase();
             let selected: Vec<usize> = match operator {
                 "equals" | "in" | "glob" => {
                     if lower.contains('*') {
-                        self.catalog
-                            .matching(&lower)
-                            .into_iter()
-                            .map(usize::from)
-                            .collect()
+                        self.catalog.matching(&lower).into_iter().map(usize::from).collect()
                     } else {
-                        self.catalog
-                            .index_of(&lower)
-                            .map(usize::from)
-                            .into_iter()
-                            .collect()
+                        self.catalog.index_of(&lower).map(usize::from).into_iter().collect()
                     }
                 }
                 "contains" => select(&names, |name| name.contains(&lower)),
@@ -706,11 +627,7 @@ impl<'a> CompileEnv<'a> {
                 "regex" => match regex::Regex::new(value) {
                     Ok(pattern) => select(&names, |name| pattern.is_match(name)),
                     Err(error) => {
-                        ctx.error(
-                            *loc,
-                            Problem::BadRegex,
-                            format!("bad regex `{value}`: {error}"),
-                        );
+                        ctx.error(*loc, Problem::BadRegex, format!("bad regex `{value}`: {error}"));
                         continue;
                     }
                 },
@@ -763,9 +680,7 @@ impl<'a> CompileEnv<'a> {
                 Err(_) => ctx.error(
                     zone.loc,
                     Problem::BadTimeZone,
-                    format!(
-                        "unknown time zone `{name}` (use an IANA name such as Asia/Shanghai or UTC)"
-                    ),
+                    format!("unknown time zone `{name}` (use an IANA name such as Asia/Shanghai or UTC)"),
                 ),
             }
         }
@@ -785,11 +700,7 @@ impl<'a> CompileEnv<'a> {
                             .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
                             .ok();
                         if time.is_none() {
-                            ctx.error(
-                                *loc,
-                                Problem::BadTime,
-                                format!("`{text}` is not a time of day (HH:MM)"),
-                            );
+                            ctx.error(*loc, Problem::BadTime, format!("`{text}` is not a time of day (HH:MM)"));
                         }
                         time
                     })
@@ -804,11 +715,7 @@ impl<'a> CompileEnv<'a> {
             for (text, loc) in ctx.text_list(days, "`weekdays`") {
                 match text.parse::<Weekday>() {
                     Ok(day) => weekdays.push(day),
-                    Err(_) => ctx.error(
-                        loc,
-                        Problem::BadValue,
-                        format!("`{text}` is not a weekday (mon … sun)"),
-                    ),
+                    Err(_) => ctx.error(loc, Problem::BadValue, format!("`{text}` is not a weekday (mon … sun)")),
                 }
             }
             window.weekdays = Some(weekdays);

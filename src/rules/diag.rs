@@ -46,11 +46,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -61,13 +57,7 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn push(
-        &mut self,
-        file: &Arc<str>,
-        loc: Loc,
-        problem: Problem,
-        message: impl Into<String>,
-    ) {
+    pub fn push(&mut self, file: &Arc<str>, loc: Loc, problem: Problem, message: impl Into<String>) {
         self.items.push(Diagnostic {
             file: file.clone(),
             line: loc.line,
@@ -278,12 +268,7 @@ pub fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) ->
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| {
-            (
-                edit_distance(&word, &candidate.to_ascii_lowercase()),
-                candidate,
-            )
-        })
+        .map(|candidate| (edit_distance(&word, &candidate.to_ascii_lowercase()), candidate))
         .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)

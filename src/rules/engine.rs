@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 
 use super::field::Field;
+use super::state::EngineState;
+use super::stateful::record_event;
 use super::{Rule, RuleSet};
 use crate::event::model::AuditEvent;
 use crate::text::with_ascii_lowercase;
@@ -84,21 +86,36 @@ pub struct RuleMatch {
 }
 
 impl RuleSet {
-    /// Classify the event's operations with this set's catalog, then evaluate.
-    pub fn evaluate(
+    /// Classify the event's operations with this set's catalog and evaluate
+    /// the stateless rules only (rules with a `state:` block never match here).
+    pub fn evaluate(&self, event: &mut AuditEvent, scratch: &mut EvalScratch, out: &mut Vec<RuleMatch>) {
+        self.catalog.classify_event(event);
+        self.evaluate_classified(event, None, scratch, out);
+    }
+
+    /// Classify and evaluate every rule, stateful ones against `state`, then
+    /// record the event in the state (key last seen, principals created).
+    /// Events must come in event-time order for stateful results to be exact.
+    pub fn evaluate_with_state(
         &self,
         event: &mut AuditEvent,
+        state: &mut EngineState,
         scratch: &mut EvalScratch,
         out: &mut Vec<RuleMatch>,
     ) {
         self.catalog.classify_event(event);
-        self.evaluate_classified(event, scratch, out);
+        self.evaluate_classified(event, Some(&mut *state), scratch, out);
+        let creates_principal = self
+            .user_create_operation
+            .is_some_and(|operation| event.operations.contains(&operation));
+        record_event(state, event, creates_principal);
     }
 
     /// Evaluate an event whose operations are already classified.
-    pub fn evaluate_classified(
+    fn evaluate_classified(
         &self,
         event: &AuditEvent,
+        mut state: Option<&mut EngineState>,
         scratch: &mut EvalScratch,
         out: &mut Vec<RuleMatch>,
     ) {
@@ -123,6 +140,12 @@ impl RuleSet {
             };
             if !rule.condition.evaluate(event) {
                 continue;
+            }
+            if let Some(spec) = &rule.state {
+                let Some(state) = state.as_deref_mut() else { continue };
+                if !spec.evaluate(&rule.id, event, state, &self.catalog, &mut scratch.values) {
+                    continue;
+                }
             }
             let group_key = group_key(rule, event, self, &mut scratch.values);
             let output = rule
@@ -178,11 +201,7 @@ pub fn default_group_key(event: &AuditEvent) -> String {
         None => format!(
             "principal={}/{}",
             event.account_id.as_deref().unwrap_or("-"),
-            event
-                .principal
-                .id
-                .as_deref()
-                .unwrap_or(event.principal_display())
+            event.principal.id.as_deref().unwrap_or(event.principal_display())
         ),
     }
 }

@@ -155,10 +155,7 @@ impl Field {
     pub fn allowed_values(&self) -> Option<Vec<&'static str>> {
         Some(match self {
             Field::Provider => Provider::ALL.iter().map(|value| value.as_str()).collect(),
-            Field::PrincipalKind => PrincipalKind::ALL
-                .iter()
-                .map(|value| value.as_str())
-                .collect(),
+            Field::PrincipalKind => PrincipalKind::ALL.iter().map(|value| value.as_str()).collect(),
             Field::CallMethod => CallMethod::ALL.iter().map(|value| value.as_str()).collect(),
             Field::SourceIpKind => IpKind::ALL.iter().map(|value| value.as_str()).collect(),
             Field::Outcome => vec!["success", "failure"],
@@ -170,9 +167,8 @@ impl Field {
     /// Call `test` on each value of the field until it returns true.
     /// Returns whether any value passed. Missing fields have no values.
     pub fn any_value(&self, event: &AuditEvent, test: &mut dyn FnMut(Val<'_>) -> bool) -> bool {
-        let text = |value: Option<&str>, test: &mut dyn FnMut(Val<'_>) -> bool| {
-            value.is_some_and(|text| test(Val::Str(text)))
-        };
+        let text =
+            |value: Option<&str>, test: &mut dyn FnMut(Val<'_>) -> bool| value.is_some_and(|text| test(Val::Str(text)));
         match self {
             Field::Provider => test(Val::Str(event.provider.as_str())),
             Field::EventId => test(Val::Str(&event.event_id)),
@@ -302,17 +298,13 @@ fn raw_any(value: &Value, path: &[String], test: &mut dyn FnMut(Val<'_>) -> bool
             child.is_some_and(|child| raw_any(child, rest, test))
         }
         Value::Array(items) => match head.parse::<usize>() {
-            Ok(index) => items
-                .get(index)
-                .is_some_and(|item| raw_any(item, rest, test)),
+            Ok(index) => items.get(index).is_some_and(|item| raw_any(item, rest, test)),
             Err(_) => items.iter().any(|item| raw_any(item, path, test)),
         },
-        Value::String(text) if text.trim_start().starts_with(['{', '[']) => {
-            match serde_json::from_str::<Value>(text) {
-                Ok(parsed) => raw_any(&parsed, path, test),
-                Err(_) => false,
-            }
-        }
+        Value::String(text) if text.trim_start().starts_with(['{', '[']) => match serde_json::from_str::<Value>(text) {
+            Ok(parsed) => raw_any(&parsed, path, test),
+            Err(_) => false,
+        },
         _ => false,
     }
 }

@@ -53,6 +53,7 @@ const RULE_KEYS: &[&str] = &[
     "tags",
     "enabled",
     "match",
+    "state",
     "group_by",
     "output",
 ];
@@ -96,12 +97,7 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
         let name: Arc<str> = Arc::from(path.display().to_string());
         match std::fs::read_to_string(&path) {
             Ok(text) => sources.push((name, text)),
-            Err(error) => diagnostics.push(
-                &name,
-                Loc::default(),
-                Problem::Io,
-                format!("cannot read: {error}"),
-            ),
+            Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
         }
     }
     let result = compile_sources(&sources, catalog, options, &mut diagnostics);
@@ -115,8 +111,7 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
 /// Rule files under `dir`, recursively, sorted, without the catalog.
 pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
-    collect_files(dir, &mut out)
-        .map_err(|error| format!("cannot read rules directory: {error}"))?;
+    collect_files(dir, &mut out).map_err(|error| format!("cannot read rules directory: {error}"))?;
     out.retain(|path| path.file_name().and_then(|name| name.to_str()) != Some(OPERATIONS_FILE));
     out.sort();
     Ok(out)
@@ -134,10 +129,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
         if path.is_dir() {
             collect_files(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|ext| ext.to_str()),
-            Some("yaml" | "yml")
-        ) {
+        } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
             out.push(path);
         }
     }
@@ -198,10 +190,7 @@ pub fn compile_sources(
                 ctx.error(
                     rule.loc,
                     Problem::Duplicate,
-                    format!(
-                        "rule id `{}` is already defined at {first_file}:{first_loc}",
-                        rule.id
-                    ),
+                    format!("rule id `{}` is already defined at {first_file}:{first_loc}", rule.id),
                 );
                 continue;
             }
@@ -247,11 +236,13 @@ pub fn compile_sources(
         }
         hex::encode(&hasher.finalize()[..8])
     };
+    let user_create_operation = catalog.index_of("iam.user.create");
     Some(RuleSet {
         rules,
         catalog,
         index,
         version,
+        user_create_operation,
     })
 }
 
@@ -277,9 +268,7 @@ fn collect_file(
         let Some(mut map) = ctx.map(node, "a list") else {
             continue;
         };
-        let name = map
-            .required(ctx, "list")
-            .and_then(|node| ctx.text(node, "`list`"));
+        let name = map.required(ctx, "list").and_then(|node| ctx.text(node, "`list`"));
         let items = map
             .required(ctx, "items")
             .map(|node| ctx.text_list(node, "`items`"))
@@ -290,10 +279,7 @@ fn collect_file(
             ctx.error(
                 node.loc,
                 Problem::Duplicate,
-                format!(
-                    "list `{name}` is already defined at {}:{}",
-                    existing.file, existing.loc
-                ),
+                format!("list `{name}` is already defined at {}:{}", existing.file, existing.loc),
             );
             continue;
         }
@@ -311,9 +297,7 @@ fn collect_file(
         let Some(mut map) = ctx.map(node, "a macro") else {
             continue;
         };
-        let name = map
-            .required(ctx, "macro")
-            .and_then(|node| ctx.text(node, "`macro`"));
+        let name = map.required(ctx, "macro").and_then(|node| ctx.text(node, "`macro`"));
         let condition = map.required(ctx, "condition");
         map.finish(ctx, &["macro", "condition"]);
         let (Some(name), Some(condition)) = (name, condition) else {
@@ -368,9 +352,9 @@ fn section<'n>(ctx: &mut FileCtx<'_>, node: Option<&'n Node>, name: &str) -> &'n
 
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
-        && id.bytes().all(|byte| {
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'-' | b'_' | b'.')
-        })
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'-' | b'_' | b'.'))
         && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -387,9 +371,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         }
         Some(id)
     });
-    let title = map
-        .required(ctx, "title")
-        .and_then(|value| ctx.text(value, "`title`"));
+    let title = map.required(ctx, "title").and_then(|value| ctx.text(value, "`title`"));
     let level = map.required(ctx, "level").and_then(|value| {
         let text = ctx.text(value, "`level`")?;
         let level = Level::parse(&text);
@@ -405,9 +387,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
     let description = map
         .required(ctx, "description")
         .and_then(|value| ctx.text(value, "`description`"));
-    let rationale = map
-        .get("rationale")
-        .and_then(|value| ctx.text(value, "`rationale`"));
+    let rationale = map.get("rationale").and_then(|value| ctx.text(value, "`rationale`"));
     let false_positives = map
         .get("false_positives")
         .and_then(|value| ctx.text(value, "`false_positives`"));
@@ -425,9 +405,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
                 ctx.error(
                     loc,
                     Problem::BadValue,
-                    format!(
-                        "`{technique}` is not a MITRE ATT&CK technique id (T1078 or T1078.004)"
-                    ),
+                    format!("`{technique}` is not a MITRE ATT&CK technique id (T1078 or T1078.004)"),
                 );
             }
             technique
@@ -446,9 +424,8 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .and_then(|value| ctx.boolean(value, "`enabled`"))
         .unwrap_or(true);
     env.used.clear();
-    let condition = map
-        .required(ctx, "match")
-        .map(|value| env.compile(ctx, value));
+    let condition = map.required(ctx, "match").map(|value| env.compile(ctx, value));
+    let state = map.get("state").and_then(|value| super::stateful::compile_state(ctx, value));
     let group_by: Vec<Field> = map
         .get("group_by")
         .map(|value| ctx.text_list(value, "`group_by`"))
@@ -474,8 +451,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
     };
     map.finish(ctx, RULE_KEYS);
 
-    let (id, title, level, description, condition, output) =
-        (id?, title?, level?, description?, condition?, output?);
+    let (id, title, level, description, condition, output) = (id?, title?, level?, description?, condition?, output?);
     let clouds = clouds_of(&condition, &env.catalog_coverage());
     let hash = {
         let mut used = env.used.clone();
@@ -515,6 +491,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         tags,
         enabled,
         condition,
+        state,
         group_by,
         output,
         clouds,
@@ -530,12 +507,7 @@ impl CompileEnv<'_> {
         self.catalog
             .operations()
             .iter()
-            .map(|info| {
-                info.coverage
-                    .iter()
-                    .map(|(provider, _)| *provider)
-                    .collect()
-            })
+            .map(|info| info.coverage.iter().map(|(provider, _)| *provider).collect())
             .collect()
     }
 }
@@ -544,10 +516,7 @@ impl CompileEnv<'_> {
 /// the clouds covered by the operations it requires.
 fn clouds_of(condition: &Cond, coverage: &[Vec<Provider>]) -> Vec<Provider> {
     let mut clouds: Vec<Provider> = match condition.providers() {
-        Some(names) => names
-            .iter()
-            .filter_map(|name| Provider::parse(name))
-            .collect(),
+        Some(names) => names.iter().filter_map(|name| Provider::parse(name)).collect(),
         None => Provider::ALL.to_vec(),
     };
     if let Some(keys) = condition.index_keys()

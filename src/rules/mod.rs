@@ -12,6 +12,8 @@ pub mod engine;
 pub mod field;
 pub mod load;
 pub mod operations;
+pub mod state;
+pub mod stateful;
 pub mod template;
 pub mod yaml;
 
@@ -82,6 +84,8 @@ pub struct Rule {
     pub tags: Vec<String>,
     pub enabled: bool,
     pub condition: Cond,
+    /// Stateful predicates (`state:`), evaluated after `condition` holds.
+    pub state: Option<stateful::StateSpec>,
     /// Fields forming the alarm aggregation key; empty = access key, else principal.
     pub group_by: Vec<Field>,
     pub output: Template,
@@ -102,4 +106,6 @@ pub struct RuleSet {
     index: engine::RuleIndex,
     /// Hash over every rule hash: changes whenever any rule changes.
     pub version: String,
+    /// The catalog's user-creation operation, which feeds principal ages.
+    pub(crate) user_create_operation: Option<operations::OpIndex>,
 }

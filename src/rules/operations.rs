@@ -85,13 +85,7 @@ impl OperationCatalog {
     }
 
     /// The operations an event's (provider, service, action) maps to.
-    pub fn classify(
-        &self,
-        provider: Provider,
-        service: &str,
-        action: &str,
-        out: &mut Vec<OpIndex>,
-    ) {
+    pub fn classify(&self, provider: Provider, service: &str, action: &str, out: &mut Vec<OpIndex>) {
         out.clear();
         let table = &self.by_action[provider_slot(provider)];
         let found = with_ascii_lowercase(action, |action| {
@@ -100,8 +94,9 @@ impl OperationCatalog {
         let mappings = match found {
             Some((mappings, _)) => Some(mappings),
             // Lambda appends an API version: `UpdateFunctionCode20150331v2`.
-            None if provider == Provider::Aws => strip_api_version(action)
-                .and_then(|base| with_ascii_lowercase(base, |base| table.get(base))),
+            None if provider == Provider::Aws => {
+                strip_api_version(action).and_then(|base| with_ascii_lowercase(base, |base| table.get(base)))
+            }
             None => None,
         };
         let Some(mappings) = mappings else { return };
@@ -120,12 +115,7 @@ impl OperationCatalog {
     /// Fill `event.operations`.
     pub fn classify_event(&self, event: &mut AuditEvent) {
         let mut operations = std::mem::take(&mut event.operations);
-        self.classify(
-            event.provider,
-            &event.service,
-            &event.action,
-            &mut operations,
-        );
+        self.classify(event.provider, &event.service, &event.action, &mut operations);
         event.operations = operations;
     }
 
@@ -207,11 +197,7 @@ pub fn load_catalog(file: &str, text: &str, diagnostics: &mut Diagnostics) -> Op
         return catalog;
     };
     let Some(items) = operations.as_seq() else {
-        ctx.error(
-            operations.loc,
-            Problem::WrongType,
-            "`operations` must be a list",
-        );
+        ctx.error(operations.loc, Problem::WrongType, "`operations` must be a list");
         return catalog;
     };
     for item in items {
@@ -240,19 +226,11 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
     let Some((id, id_loc)) = id else { return };
     let id = id.to_ascii_lowercase();
     if catalog.by_id.contains_key(&id) {
-        ctx.error(
-            id_loc,
-            Problem::Duplicate,
-            format!("operation `{id}` is defined twice"),
-        );
+        ctx.error(id_loc, Problem::Duplicate, format!("operation `{id}` is defined twice"));
         return;
     }
     let Ok(index) = OpIndex::try_from(catalog.operations.len()) else {
-        ctx.error(
-            id_loc,
-            Problem::BadValue,
-            "too many operations (the limit is 65535)",
-        );
+        ctx.error(id_loc, Problem::BadValue, "too many operations (the limit is 65535)");
         return;
     };
     let mut coverage = Vec::new();
@@ -304,13 +282,10 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
             any_verified |= !unverified;
             let table = &mut catalog.by_action[provider_slot(provider)];
             for (action, _) in actions {
-                table
-                    .entry(action.to_ascii_lowercase())
-                    .or_default()
-                    .push(Mapping {
-                        services: services.clone(),
-                        operation: index,
-                    });
+                table.entry(action.to_ascii_lowercase()).or_default().push(Mapping {
+                    services: services.clone(),
+                    operation: index,
+                });
             }
         }
         if any {
@@ -325,11 +300,7 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
         }
     }
     catalog.by_id.insert(id.clone(), index);
-    catalog.operations.push(OperationInfo {
-        id,
-        title,
-        coverage,
-    });
+    catalog.operations.push(OperationInfo { id, title, coverage });
 }
 
 #[cfg(test)]
@@ -366,17 +337,10 @@ operations:
         catalog
     }
 
-    fn names(
-        catalog: &OperationCatalog,
-        provider: Provider,
-        service: &str,
-        action: &str,
-    ) -> Vec<String> {
+    fn names(catalog: &OperationCatalog, provider: Provider, service: &str, action: &str) -> Vec<String> {
         let mut out = Vec::new();
         catalog.classify(provider, service, action, &mut out);
-        out.into_iter()
-            .map(|index| catalog.name(index).to_string())
-            .collect()
+        out.into_iter().map(|index| catalog.name(index).to_string()).collect()
     }
 
     #[test]
@@ -396,23 +360,10 @@ operations:
     fn names_match_case_insensitively_and_by_service() {
         let catalog = catalog();
         assert_eq!(
-            names(
-                &catalog,
-                Provider::Huawei,
-                "vpc",
-                "CREATESECURITY-GROUP-RULE"
-            ),
+            names(&catalog, Provider::Huawei, "vpc", "CREATESECURITY-GROUP-RULE"),
             ["net.sg.rule_add"]
         );
-        assert!(
-            names(
-                &catalog,
-                Provider::Huawei,
-                "obs",
-                "createSecurity-group-rule"
-            )
-            .is_empty()
-        );
+        assert!(names(&catalog, Provider::Huawei, "obs", "createSecurity-group-rule").is_empty());
         assert!(names(&catalog, Provider::Aws, "ec2", "createSecurity-group-rule").is_empty());
     }
 
@@ -420,12 +371,7 @@ operations:
     fn lambda_api_versions_are_stripped() {
         let catalog = catalog();
         assert_eq!(
-            names(
-                &catalog,
-                Provider::Aws,
-                "lambda",
-                "UpdateFunctionCode20150331v2"
-            ),
+            names(&catalog, Provider::Aws, "lambda", "UpdateFunctionCode20150331v2"),
             ["compute.function.code_update"]
         );
         assert_eq!(strip_api_version("GetObject"), None);

@@ -25,7 +25,8 @@ pub struct Template {
 }
 
 /// Used when a rule has no `output`.
-pub const DEFAULT_OUTPUT: &str = "{title}: {principal.name} ({principal.kind}, account {account_id}) called {service}.{action} from {source_ip}";
+pub const DEFAULT_OUTPUT: &str =
+    "{title}: {principal.name} ({principal.kind}, account {account_id}) called {service}.{action} from {source_ip}";
 
 impl Template {
     pub fn compile(ctx: &mut FileCtx<'_>, text: &str, loc: Loc) -> Template {

@@ -96,9 +96,7 @@ impl Node {
             NodeValue::Null => Value::Null,
             NodeValue::Bool(flag) => Value::Bool(*flag),
             NodeValue::Int(number) => Value::from(*number),
-            NodeValue::Float(number) => {
-                serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number)
-            }
+            NodeValue::Float(number) => serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number),
             NodeValue::Str(text) => Value::String(text.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeValue::Map(entries) => Value::Object(
@@ -279,13 +277,7 @@ mod tests {
         let rule = &entries[0].1.as_seq().unwrap()[0];
         let (key, value) = &rule.as_map().unwrap()[1];
         assert_eq!(key.as_str(), Some("level"));
-        assert_eq!(
-            value.loc,
-            Loc {
-                line: 3,
-                column: 12
-            }
-        );
+        assert_eq!(value.loc, Loc { line: 3, column: 12 });
     }
 
     #[test]

@@ -73,8 +73,7 @@ pub fn read_stream(
     send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
 ) -> Result<StreamSummary, Stopped> {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
-    let mut framer =
-        Framer::starting_at(options.max_document_bytes, start.line.max(1), start.offset);
+    let mut framer = Framer::starting_at(options.max_document_bytes, start.line.max(1), start.offset);
     let mut frames: Vec<Frame> = Vec::new();
     let mut batch = ChunkBatch {
         ingest_time,
@@ -200,16 +199,7 @@ pub fn read_file(
             completed,
         })
     };
-    read_stream(
-        reader,
-        &name,
-        start,
-        modified,
-        options,
-        &make_checkpoint,
-        send,
-    )
-    .map(Ok)
+    read_stream(reader, &name, start, modified, options, &make_checkpoint, send).map(Ok)
 }
 
 /// Read stdin to its end. Records without a time get the time reading started.
@@ -347,15 +337,7 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].bytes, b"{\"n\":3}");
         assert_eq!(chunks[0].origin.line(), Some(3));
-        assert!(
-            resumed
-                .last()
-                .unwrap()
-                .checkpoint
-                .as_ref()
-                .unwrap()
-                .completed
-        );
+        assert!(resumed.last().unwrap().checkpoint.as_ref().unwrap().completed);
     }
 
     #[test]
@@ -382,21 +364,11 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let chunks = batches
-            .iter()
-            .map(|batch| batch.chunks.len())
-            .sum::<usize>();
-        let errors: Vec<_> = batches
-            .iter()
-            .flat_map(|batch| &batch.source_errors)
-            .collect();
+        let chunks = batches.iter().map(|batch| batch.chunks.len()).sum::<usize>();
+        let errors: Vec<_> = batches.iter().flat_map(|batch| &batch.source_errors).collect();
         assert!(chunks > 10, "kept {chunks} chunks");
         assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].reason.contains("read error"),
-            "{}",
-            errors[0].reason
-        );
+        assert!(errors[0].reason.contains("read error"), "{}", errors[0].reason);
         assert!(result.chunks as usize == chunks);
     }
 

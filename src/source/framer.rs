@@ -227,12 +227,7 @@ mod tests {
         }
         framer.finish(&mut out);
         out.into_iter()
-            .map(|frame| {
-                (
-                    String::from_utf8_lossy(&frame.bytes).into_owned(),
-                    frame.line,
-                )
-            })
+            .map(|frame| (String::from_utf8_lossy(&frame.bytes).into_owned(), frame.line))
             .collect()
     }
 

@@ -50,12 +50,7 @@ pub enum Plan {
 }
 
 /// Decide how to read a file whose size / mtime / kind is known.
-pub fn plan(
-    checkpoint: Option<&FileCheckpoint>,
-    size: u64,
-    mtime_ms: i64,
-    compressed: bool,
-) -> Plan {
+pub fn plan(checkpoint: Option<&FileCheckpoint>, size: u64, mtime_ms: i64, compressed: bool) -> Plan {
     let Some(checkpoint) = checkpoint else {
         return Plan::Read(StartAt::default());
     };
@@ -237,18 +232,9 @@ mod tests {
     #[test]
     fn plans_follow_the_checkpoint() {
         assert_eq!(plan(None, 10, 1, false), Plan::Read(StartAt::default()));
-        assert_eq!(
-            plan(Some(&checkpoint(100, 1, true)), 100, 1, false),
-            Plan::Skip
-        );
-        let resume = Plan::Read(StartAt {
-            offset: 40,
-            line: 3,
-        });
-        assert_eq!(
-            plan(Some(&checkpoint(100, 1, false)), 100, 1, false),
-            resume
-        );
+        assert_eq!(plan(Some(&checkpoint(100, 1, true)), 100, 1, false), Plan::Skip);
+        let resume = Plan::Read(StartAt { offset: 40, line: 3 });
+        assert_eq!(plan(Some(&checkpoint(100, 1, false)), 100, 1, false), resume);
         assert_eq!(plan(Some(&checkpoint(100, 1, true)), 150, 2, false), resume);
         assert_eq!(
             plan(Some(&checkpoint(100, 1, true)), 150, 2, true),

@@ -12,16 +12,10 @@ use serde_json::{Map, Value};
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
 use crate::event::lenient::{Obj, expand_json_fields, expand_json_string, source_address, text_of};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider,
-    Resource,
+    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource,
 };
 
-const JSON_FIELDS: &[&str] = &[
-    "requestParameters",
-    "responseElements",
-    "resources",
-    "userIdentity",
-];
+const JSON_FIELDS: &[&str] = &["requestParameters", "responseElements", "resources", "userIdentity"];
 
 pub(super) fn normalize(
     mut record: Map<String, Value>,
@@ -127,14 +121,8 @@ pub(super) fn normalize(
         }
     }
 
-    let mfa = session.and_then(|session| {
-        session
-            .boolean("mfa")
-            .or_else(|| session.boolean("mfaAuthenticated"))
-    });
-    let event_id = obj
-        .string("eventID")
-        .unwrap_or_else(|| synthetic_event_id(&record));
+    let mfa = session.and_then(|session| session.boolean("mfa").or_else(|| session.boolean("mfaAuthenticated")));
+    let event_id = obj.string("eventID").unwrap_or_else(|| synthetic_event_id(&record));
     let request_id = obj.string("requestID");
     let source = source_address(obj.text("sourceIPAddress"));
     let user_agent = obj.string("userAgent");
@@ -178,9 +166,7 @@ fn principal_kind(
     let lower = identity_type.map(str::to_ascii_lowercase);
     match lower.as_deref() {
         Some("root") => return PrincipalKind::Root,
-        Some(kind)
-            if kind.contains("federat") || kind.contains("saml") || kind.contains("oidc") =>
-        {
+        Some(kind) if kind.contains("federat") || kind.contains("saml") || kind.contains("oidc") => {
             return PrincipalKind::Federated;
         }
         Some(kind) if kind.contains("role") || kind.contains("assumed") => {
@@ -207,17 +193,14 @@ fn principal_kind(
 
 /// `errorCode` 0 / "0" / empty is success; `apiErrorCode` can still say failure.
 fn outcome(obj: &Obj<'_>) -> Outcome {
-    let is_error =
-        |code: &str| !(code.is_empty() || code == "0" || code.eq_ignore_ascii_case("success"));
+    let is_error = |code: &str| !(code.is_empty() || code == "0" || code.eq_ignore_ascii_case("success"));
     let error_code = obj.text("errorCode").filter(|code| is_error(code));
     let api_error_code = obj.text("apiErrorCode").filter(|code| is_error(code));
     match error_code.or(api_error_code) {
         Some(code) => Outcome {
             result: OutcomeResult::Failure,
             error_code: Some(code.into_owned()),
-            error_message: obj
-                .string("apiErrorMessage")
-                .or_else(|| obj.string("errorMessage")),
+            error_message: obj.string("apiErrorMessage").or_else(|| obj.string("errorMessage")),
         },
         None => Outcome::default(),
     }
@@ -262,9 +245,7 @@ fn normalize_summary(
         },
         None => Outcome::default(),
     };
-    let event_id = obj
-        .string("EventId")
-        .unwrap_or_else(|| synthetic_event_id(&record));
+    let event_id = obj.string("EventId").unwrap_or_else(|| synthetic_event_id(&record));
     Ok(AuditEvent {
         provider,
         event_id,
@@ -279,18 +260,13 @@ fn normalize_summary(
             name: user_name,
             arn: None,
         },
-        access_key: obj.string("SecretId").map(|id| AccessKey {
-            id,
-            temporary: false,
-        }),
+        access_key: obj.string("SecretId").map(|id| AccessKey { id, temporary: false }),
         source: source_address(obj.text("SourceIPAddress")),
         user_agent: None,
         service,
         action,
         operations: Vec::new(),
-        region: obj
-            .string("EventRegion")
-            .or_else(|| obj.string("ResourceRegion")),
+        region: obj.string("EventRegion").or_else(|| obj.string("ResourceRegion")),
         call_method: CallMethod::Other,
         outcome,
         read_only: None,

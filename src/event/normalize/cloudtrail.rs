@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
 use crate::event::lenient::{Obj, expand_json_fields, source_address};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider,
-    Resource, TimeSource,
+    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource, TimeSource,
 };
 
 /// Fields that some shippers send as JSON inside a string.
@@ -49,13 +48,7 @@ pub(super) fn normalize(
     let event_source = obj.text("eventSource");
     let service = event_source
         .as_deref()
-        .map(|source| {
-            source
-                .split('.')
-                .next()
-                .unwrap_or(source)
-                .to_ascii_lowercase()
-        })
+        .map(|source| source.split('.').next().unwrap_or(source).to_ascii_lowercase())
         .unwrap_or_default();
 
     let identity = obj.obj("userIdentity");
@@ -65,9 +58,7 @@ pub(super) fn normalize(
         Some("Root") => PrincipalKind::Root,
         Some("IAMUser") => PrincipalKind::User,
         Some("AssumedRole") => PrincipalKind::AssumedRole,
-        Some("FederatedUser" | "SAMLUser" | "WebIdentityUser" | "IdentityCenterUser") => {
-            PrincipalKind::Federated
-        }
+        Some("FederatedUser" | "SAMLUser" | "WebIdentityUser" | "IdentityCenterUser") => PrincipalKind::Federated,
         Some("AWSService") => PrincipalKind::Service,
         _ => PrincipalKind::Unknown,
     };
@@ -76,9 +67,7 @@ pub(super) fn normalize(
         .and_then(|identity| identity.string("userName"))
         .or_else(|| match kind {
             // `arn:aws:sts::123:assumed-role/Role/session` → `Role/session`.
-            PrincipalKind::AssumedRole | PrincipalKind::Federated => {
-                arn.as_deref().and_then(arn_resource_name)
-            }
+            PrincipalKind::AssumedRole | PrincipalKind::Federated => arn.as_deref().and_then(arn_resource_name),
             PrincipalKind::Root => Some("root".to_string()),
             PrincipalKind::Service => identity.and_then(|identity| identity.string("invokedBy")),
             _ => None,
@@ -93,8 +82,7 @@ pub(super) fn normalize(
     let access_key = identity
         .and_then(|identity| identity.string("accessKeyId"))
         .map(|id| AccessKey {
-            temporary: id.starts_with("ASIA")
-                || matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
+            temporary: id.starts_with("ASIA") || matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
             id,
         });
 
@@ -157,9 +145,7 @@ pub(super) fn normalize(
                 .map(|used| used.eq_ignore_ascii_case("yes"))
         });
 
-    let event_id = obj
-        .string("eventID")
-        .unwrap_or_else(|| synthetic_event_id(&record));
+    let event_id = obj.string("eventID").unwrap_or_else(|| synthetic_event_id(&record));
     let request_id = obj.string("requestID");
     let source = source_address(obj.text("sourceIPAddress"));
     let region = obj.string("awsRegion");

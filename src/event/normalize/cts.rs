@@ -12,8 +12,7 @@ use serde_json::{Map, Value};
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
 use crate::event::lenient::{Obj, expand_json_fields, i64_of, source_address};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider,
-    Resource, TimeSource,
+    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource, TimeSource,
 };
 
 const JSON_FIELDS: &[&str] = &["request", "response", "user"];
@@ -67,20 +66,15 @@ pub(super) fn normalize(
         name: user_name,
         arn: urn,
     };
-    let access_key = user
-        .and_then(|user| user.string("access_key_id"))
-        .map(|id| AccessKey {
-            temporary: id.starts_with("HSTA")
-                || matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
-            id,
-        });
+    let access_key = user.and_then(|user| user.string("access_key_id")).map(|id| AccessKey {
+        temporary: id.starts_with("HSTA") || matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
+        id,
+    });
 
     let via_console = user
         .and_then(|user| user.get("invoked_by"))
         .is_some_and(|invoked_by| match invoked_by {
-            Value::Array(items) => items
-                .iter()
-                .any(|item| item.as_str() == Some("service.console")),
+            Value::Array(items) => items.iter().any(|item| item.as_str() == Some("service.console")),
             Value::String(text) => text.contains("service.console"),
             _ => false,
         });
@@ -92,9 +86,7 @@ pub(super) fn normalize(
         _ => CallMethod::Other,
     };
 
-    let rating = obj
-        .text("trace_rating")
-        .or_else(|| obj.text("trace_status"));
+    let rating = obj.text("trace_rating").or_else(|| obj.text("trace_status"));
     let code = obj.get("code").and_then(i64_of);
     let failed = match rating.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("normal") => false,
@@ -119,10 +111,7 @@ pub(super) fn normalize(
         names: Vec::new(),
     };
     for key in ["resource_name", "resource_id"] {
-        if let Some(name) = obj
-            .string(key)
-            .filter(|name| !resource.names.contains(name))
-        {
+        if let Some(name) = obj.string(key).filter(|name| !resource.names.contains(name)) {
             resource.names.push(name);
         }
     }
@@ -133,20 +122,12 @@ pub(super) fn normalize(
         .and_then(|attributes| attributes.boolean("mfa_authenticated"));
 
     let request_id = obj.string("request_id").filter(|id| id != "null");
-    let event_id = obj
-        .string("trace_id")
-        .unwrap_or_else(|| synthetic_event_id(&record));
+    let event_id = obj.string("trace_id").unwrap_or_else(|| synthetic_event_id(&record));
     let region = obj
         .string("region_id")
         .or_else(|| obj.string("region"))
-        .or_else(|| {
-            obj.text("endpoint")
-                .and_then(|endpoint| region_in_host(&endpoint))
-        })
-        .or_else(|| {
-            obj.text("resource_url")
-                .and_then(|url| region_in_host(&url))
-        });
+        .or_else(|| obj.text("endpoint").and_then(|endpoint| region_in_host(&endpoint)))
+        .or_else(|| obj.text("resource_url").and_then(|url| region_in_host(&url)));
     let source = source_address(obj.text("source_ip"));
     let user_agent = obj.string("user_agent");
     let read_only = obj.boolean("read_only");

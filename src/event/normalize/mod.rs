@@ -39,10 +39,7 @@ impl NormalizeContext {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum NormalizeError {
     #[error("{provider} record has no `{field}`")]
-    MissingField {
-        provider: Provider,
-        field: &'static str,
-    },
+    MissingField { provider: Provider, field: &'static str },
     #[error("{provider} record: `{field}` is a JSON {found}, expected {expected}")]
     WrongType {
         provider: Provider,
@@ -53,10 +50,7 @@ pub enum NormalizeError {
 }
 
 /// Normalize a decoded candidate.
-pub fn normalize(
-    candidate: Candidate,
-    context: &NormalizeContext,
-) -> Result<AuditEvent, NormalizeError> {
+pub fn normalize(candidate: Candidate, context: &NormalizeContext) -> Result<AuditEvent, NormalizeError> {
     let Candidate {
         provider,
         record,

@@ -1,0 +1,334 @@
+//! Engine state: what stateful predicates remember, bounded in memory and
+//! persisted with the alarms it produced.
+//!
+//! Five tables, each a hash map from a 64-bit key (FNV-1a of the identifying
+//! text, stable across versions) to a small value, all on **event time**:
+//! - `keys`: when each access key was first and last seen (idle keys);
+//! - `principals`: when a principal was created, by account + user name and by
+//!   account + principal id (new users);
+//! - `first_seen`: tuples a rule has seen (first-seen predicates);
+//! - `windows`: event times per rule and group (sliding counts);
+//! - `distinct`: value hashes with times per rule and group (distinct counts).
+//!
+//! Every table has a cap and a time-to-live; when a table grows past its cap
+//! the least recently touched tenth is evicted (counted, logged). Changes are
+//! tracked and written by the store in the same transaction as the alarms of
+//! the batch that caused them.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// FNV-1a 64 over several parts, with a separator so ("ab","c") ≠ ("a","bc").
+pub fn state_key(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes() {
+            hash ^= u64::from(byte.to_ascii_lowercase());
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Limits of the state tables.
+#[derive(Clone, Debug)]
+pub struct StateLimits {
+    /// Most entries per table.
+    pub max_entries: usize,
+    /// How long an access key's last-seen time is kept (must exceed every idle window in the rules).
+    pub key_ttl_ms: i64,
+    /// How long a principal's creation time is kept.
+    pub principal_ttl_ms: i64,
+    /// How long a first-seen tuple is remembered.
+    pub first_seen_ttl_ms: i64,
+}
+
+impl Default for StateLimits {
+    fn default() -> StateLimits {
+        const DAY: i64 = 86_400_000;
+        StateLimits {
+            max_entries: 500_000,
+            key_ttl_ms: 400 * DAY,
+            principal_ttl_ms: 30 * DAY,
+            first_seen_ttl_ms: 90 * DAY,
+        }
+    }
+}
+
+/// Last and first use of an access key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySeen {
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// A table with a cap and eviction of the least recently touched entries.
+#[derive(Debug)]
+pub struct BoundedTable<V> {
+    entries: HashMap<u64, (V, i64)>,
+    cap: usize,
+    /// Keys changed or removed since the last `take_changes`.
+    dirty: HashSet<u64>,
+    pub evictions: u64,
+    pub expirations: u64,
+}
+
+impl<V: Clone> BoundedTable<V> {
+    pub fn new(cap: usize) -> BoundedTable<V> {
+        BoundedTable {
+            entries: HashMap::new(),
+            cap: cap.max(16),
+            dirty: HashSet::new(),
+            evictions: 0,
+            expirations: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, key: u64) -> Option<&V> {
+        self.entries.get(&key).map(|(value, _)| value)
+    }
+
+    pub fn get_mut(&mut self, key: u64, touched_ms: i64) -> Option<&mut V> {
+        self.dirty.insert(key);
+        self.entries.get_mut(&key).map(|(value, touched)| {
+            *touched = (*touched).max(touched_ms);
+            value
+        })
+    }
+
+    /// Insert or replace; `touched_ms` orders eviction and expiry.
+    pub fn put(&mut self, key: u64, value: V, touched_ms: i64) {
+        self.dirty.insert(key);
+        let touched = self
+            .entries
+            .get(&key)
+            .map_or(touched_ms, |(_, old)| (*old).max(touched_ms));
+        self.entries.insert(key, (value, touched));
+        if self.entries.len() > self.cap {
+            self.evict();
+        }
+    }
+
+    /// Load without marking dirty (restoring from the store).
+    pub fn restore(&mut self, key: u64, value: V, touched_ms: i64) {
+        self.entries.insert(key, (value, touched_ms));
+        if self.entries.len() > self.cap {
+            self.evict();
+        }
+    }
+
+    pub fn remove(&mut self, key: u64) {
+        if self.entries.remove(&key).is_some() {
+            self.dirty.insert(key);
+        }
+    }
+
+    /// Drop the least recently touched tenth.
+    fn evict(&mut self) {
+        let excess = self.entries.len().saturating_sub(self.cap) + self.cap / 10;
+        let mut touched: Vec<i64> = self.entries.values().map(|(_, touched)| *touched).collect();
+        let nth = excess.min(touched.len().saturating_sub(1));
+        let (_, threshold, _) = touched.select_nth_unstable(nth);
+        let threshold = *threshold;
+        let mut removed = 0usize;
+        let dirty = &mut self.dirty;
+        self.entries.retain(|key, (_, touched)| {
+            if removed < excess && *touched <= threshold {
+                removed += 1;
+                dirty.insert(*key);
+                false
+            } else {
+                true
+            }
+        });
+        self.evictions += removed as u64;
+        tracing::warn!(
+            evicted = removed,
+            cap = self.cap,
+            "state table full: least recently seen entries evicted"
+        );
+    }
+
+    /// Remove entries not touched since `before_ms`.
+    pub fn expire(&mut self, before_ms: i64) {
+        let dirty = &mut self.dirty;
+        let mut expired = 0u64;
+        self.entries.retain(|key, (_, touched)| {
+            if *touched < before_ms {
+                dirty.insert(*key);
+                expired += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.expirations += expired;
+    }
+
+    /// Changed entries (`Some`) and removed ones (`None`) since the last call.
+    pub fn take_changes(&mut self) -> Vec<(u64, Option<(V, i64)>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|key| (key, self.entries.get(&key).cloned()))
+            .collect()
+    }
+}
+
+/// Event times of one rule's group within its window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Window {
+    pub times: VecDeque<i64>,
+}
+
+/// Distinct values of one rule's group within its window: (value hash, last time).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DistinctWindow {
+    pub values: VecDeque<(u64, i64)>,
+}
+
+/// Most events remembered per window (a burst counter never needs more).
+pub const MAX_WINDOW_EVENTS: usize = 4096;
+
+/// All engine state.
+#[derive(Debug)]
+pub struct EngineState {
+    pub limits: StateLimits,
+    pub keys: BoundedTable<KeySeen>,
+    pub principals: BoundedTable<i64>,
+    pub first_seen: BoundedTable<i64>,
+    pub windows: BoundedTable<Window>,
+    pub distinct: BoundedTable<DistinctWindow>,
+    /// Newest event time applied; drives expiry.
+    pub high_water_ms: i64,
+    events_since_expiry: u64,
+}
+
+impl EngineState {
+    pub fn new(limits: StateLimits) -> EngineState {
+        EngineState {
+            keys: BoundedTable::new(limits.max_entries),
+            principals: BoundedTable::new(limits.max_entries),
+            first_seen: BoundedTable::new(limits.max_entries),
+            windows: BoundedTable::new(limits.max_entries),
+            distinct: BoundedTable::new(limits.max_entries),
+            limits,
+            high_water_ms: i64::MIN,
+            events_since_expiry: 0,
+        }
+    }
+
+    pub fn entries(&self) -> usize {
+        self.keys.len() + self.principals.len() + self.first_seen.len() + self.windows.len() + self.distinct.len()
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.keys.evictions
+            + self.principals.evictions
+            + self.first_seen.evictions
+            + self.windows.evictions
+            + self.distinct.evictions
+    }
+
+    /// Advance the clock; every 10 000 events, drop entries past their TTL.
+    pub fn advance(&mut self, time_ms: i64) {
+        self.high_water_ms = self.high_water_ms.max(time_ms);
+        self.events_since_expiry += 1;
+        if self.events_since_expiry >= 10_000 {
+            self.events_since_expiry = 0;
+            let now = self.high_water_ms;
+            self.keys.expire(now.saturating_sub(self.limits.key_ttl_ms));
+            self.principals.expire(now.saturating_sub(self.limits.principal_ttl_ms));
+            self.first_seen
+                .expire(now.saturating_sub(self.limits.first_seen_ttl_ms));
+            // Windows are trimmed as they are used; drop the ones idle for a day.
+            self.windows.expire(now.saturating_sub(86_400_000));
+            self.distinct.expire(now.saturating_sub(86_400_000));
+        }
+    }
+}
+
+/// Record `time_ms` in a window of `window_ms` and return how many events it holds.
+pub fn window_count(window: &mut Window, time_ms: i64, window_ms: i64) -> usize {
+    let position = window.times.partition_point(|existing| *existing <= time_ms);
+    window.times.insert(position, time_ms);
+    while window.times.front().is_some_and(|oldest| *oldest < time_ms - window_ms) {
+        window.times.pop_front();
+    }
+    while window.times.len() > MAX_WINDOW_EVENTS {
+        window.times.pop_front();
+    }
+    window.times.len()
+}
+
+/// Record a value at `time_ms` and return how many distinct values the window holds.
+pub fn distinct_count(window: &mut DistinctWindow, value: u64, time_ms: i64, window_ms: i64) -> usize {
+    window.values.retain(|(existing, _)| *existing != value);
+    window.values.push_back((value, time_ms));
+    window.values.retain(|(_, seen)| *seen >= time_ms - window_ms);
+    while window.values.len() > MAX_WINDOW_EVENTS {
+        window.values.pop_front();
+    }
+    window.values.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_and_separated() {
+        assert_eq!(state_key(&["a", "b"]), state_key(&["A", "B"]));
+        assert_ne!(state_key(&["ab", "c"]), state_key(&["a", "bc"]));
+        // Pinned: persisted keys must not change between versions.
+        assert_eq!(state_key(&["aws", "AKIAEXAMPLE"]), 0x7f65_e15c_8565_d926);
+    }
+
+    #[test]
+    fn tables_stay_under_their_cap_and_count_evictions() {
+        let mut table: BoundedTable<i64> = BoundedTable::new(100);
+        for key in 0..1000u64 {
+            table.put(key, 0, key as i64);
+        }
+        assert!(table.len() <= 100);
+        assert!(table.evictions >= 900);
+        // The most recently touched survive.
+        assert!(table.get(999).is_some());
+        assert!(table.get(0).is_none());
+    }
+
+    #[test]
+    fn windows_count_within_their_span_even_out_of_order() {
+        let mut window = Window::default();
+        assert_eq!(window_count(&mut window, 1000, 300), 1);
+        assert_eq!(window_count(&mut window, 1200, 300), 2);
+        assert_eq!(window_count(&mut window, 1100, 300), 3);
+        assert_eq!(window_count(&mut window, 1500, 300), 2, "1000 and 1100 fall out");
+        let mut distinct = DistinctWindow::default();
+        assert_eq!(distinct_count(&mut distinct, 1, 0, 100), 1);
+        assert_eq!(distinct_count(&mut distinct, 1, 10, 100), 1);
+        assert_eq!(distinct_count(&mut distinct, 2, 20, 100), 2);
+        assert_eq!(distinct_count(&mut distinct, 3, 200, 100), 1);
+    }
+
+    #[test]
+    fn changes_are_tracked_for_persistence() {
+        let mut table: BoundedTable<i64> = BoundedTable::new(100);
+        table.put(1, 10, 10);
+        table.put(2, 20, 20);
+        table.remove(2);
+        let mut changes = table.take_changes();
+        changes.sort_by_key(|(key, _)| *key);
+        assert_eq!(changes, vec![(1, Some((10, 10))), (2, None)]);
+        assert!(table.take_changes().is_empty());
+    }
+}
