@@ -21,6 +21,7 @@ use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
 use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, shared_rules};
 use crate::rules::diag::Diagnostics;
+use crate::rules::state::StateLimits;
 use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
@@ -63,14 +64,29 @@ fn store_options(settings: &Settings) -> StoreOptions {
     }
 }
 
-fn pipeline_options(settings: &Settings) -> PipelineOptions {
+/// Pipeline settings; `daemon` adds the wall-clock bound on reordering.
+fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
+    let max_hold = settings.pipeline.max_hold;
     PipelineOptions {
         batch_events: settings.pipeline.batch_events,
         channel_batches: settings.pipeline.channel_batches,
         samples_per_alarm: settings.store.samples_per_alarm as usize,
         naive_time_offset: settings.naive_time_offset,
         store_retries: settings.pipeline.store_retries,
+        allowed_lateness: settings.pipeline.allowed_lateness,
+        max_hold: (daemon && !max_hold.is_zero()).then_some(max_hold),
+        max_buffered_events: settings.pipeline.max_buffered_events,
+        state_limits: StateLimits {
+            max_entries: settings.state.max_entries,
+            key_ttl_ms: millis(settings.state.key_ttl),
+            principal_ttl_ms: millis(settings.state.principal_ttl),
+            first_seen_ttl_ms: millis(settings.state.first_seen_ttl),
+        },
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn read_options(settings: &Settings) -> ReadOptions {
@@ -215,7 +231,7 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         broken: false,
         header_done: false,
     };
-    let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings), Box::new(sink));
+    let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings, false), Box::new(sink));
     let sender = pipeline.sender();
     let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
@@ -454,7 +470,7 @@ impl Daemon {
         let pipeline = Pipeline::start(
             shared_rules(rules),
             store,
-            pipeline_options(settings),
+            pipeline_options(settings, true),
             Box::new(LogSink),
         );
         let stop = Arc::new(AtomicBool::new(false));

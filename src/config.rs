@@ -36,6 +36,8 @@ struct RawConfig {
     #[serde(default)]
     normalize: RawNormalize,
     #[serde(default)]
+    state: RawState,
+    #[serde(default)]
     log: RawLog,
 }
 
@@ -70,6 +72,18 @@ struct RawPipeline {
     batch_events: Option<usize>,
     channel_batches: Option<usize>,
     store_retries: Option<u32>,
+    allowed_lateness: Option<String>,
+    max_hold: Option<String>,
+    max_buffered_events: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    max_entries: Option<usize>,
+    key_ttl: Option<String>,
+    principal_ttl: Option<String>,
+    first_seen_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -77,6 +91,11 @@ struct RawPipeline {
 struct RawRules {
     dir: Option<String>,
     timezone: Option<String>,
+    disabled: Option<Vec<String>>,
+    disabled_tags: Option<Vec<String>>,
+    enabled: Option<Vec<String>>,
+    overrides: Option<Vec<String>>,
+    watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -100,6 +119,7 @@ pub struct Settings {
     pub files: FileSourceSettings,
     pub store: StoreSettings,
     pub pipeline: PipelineSettings,
+    pub state: StateSettings,
     pub rules: RuleSettings,
     pub naive_time_offset: FixedOffset,
     pub log: LogSettings,
@@ -130,12 +150,35 @@ pub struct PipelineSettings {
     pub batch_events: usize,
     pub channel_batches: usize,
     pub store_retries: u32,
+    /// Events are evaluated in event-time order within this lateness.
+    pub allowed_lateness: Duration,
+    /// Daemon: the longest an event waits for reordering (0 = event time only).
+    pub max_hold: Duration,
+    pub max_buffered_events: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateSettings {
+    pub max_entries: usize,
+    pub key_ttl: Duration,
+    pub principal_ttl: Duration,
+    pub first_seen_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
 pub struct RuleSettings {
     pub dir: PathBuf,
     pub timezone: Tz,
+    /// Rule ids switched off.
+    pub disabled: Vec<String>,
+    /// Rules with any of these tags switched off.
+    pub disabled_tags: Vec<String>,
+    /// Rule ids switched on even if disabled by the pack, a tag or an override.
+    pub enabled: Vec<String>,
+    /// Operator override files, applied in order after the rule directory.
+    pub overrides: Vec<PathBuf>,
+    /// Reload when the rule directory or an override file changes (SIGHUP always reloads).
+    pub watch: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +221,10 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("sources.files.paths")
+                    .with_list_parse_key("rules.disabled")
+                    .with_list_parse_key("rules.disabled_tags")
+                    .with_list_parse_key("rules.enabled")
+                    .with_list_parse_key("rules.overrides")
                     .try_parsing(true),
             );
         }
@@ -232,6 +279,15 @@ impl Settings {
             batch_events: raw.pipeline.batch_events.unwrap_or(2000).max(1),
             channel_batches: raw.pipeline.channel_batches.unwrap_or(8).max(1),
             store_retries: raw.pipeline.store_retries.unwrap_or(5),
+            allowed_lateness: duration("pipeline.allowed_lateness", raw.pipeline.allowed_lateness, "5m")?,
+            max_hold: duration("pipeline.max_hold", raw.pipeline.max_hold, "30s")?,
+            max_buffered_events: raw.pipeline.max_buffered_events.unwrap_or(100_000).max(1),
+        };
+        let state = StateSettings {
+            max_entries: raw.state.max_entries.unwrap_or(500_000).max(100),
+            key_ttl: duration("state.key_ttl", raw.state.key_ttl, "400d")?,
+            principal_ttl: duration("state.principal_ttl", raw.state.principal_ttl, "30d")?,
+            first_seen_ttl: duration("state.first_seen_ttl", raw.state.first_seen_ttl, "90d")?,
         };
         let zone_name = raw.rules.timezone.unwrap_or_else(|| "Asia/Shanghai".into());
         let timezone = zone_name.parse::<Tz>().map_err(|_| {
@@ -240,6 +296,11 @@ impl Settings {
         let rules = RuleSettings {
             dir: PathBuf::from(raw.rules.dir.unwrap_or_else(|| "rules".into())),
             timezone,
+            disabled: raw.rules.disabled.unwrap_or_default(),
+            disabled_tags: raw.rules.disabled_tags.unwrap_or_default(),
+            enabled: raw.rules.enabled.unwrap_or_default(),
+            overrides: raw.rules.overrides.unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            watch: raw.rules.watch.unwrap_or(true),
         };
         let offset_text = raw.normalize.naive_time_offset.unwrap_or_else(|| "+08:00".into());
         let naive_time_offset = parse_offset(&offset_text)
@@ -263,6 +324,7 @@ impl Settings {
             files,
             store,
             pipeline,
+            state,
             rules,
             naive_time_offset,
             log: LogSettings { level, json },

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,10 +22,12 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::alarm::Aggregator;
-use crate::alarm::store::{Store, StoreError, WriteBatch};
+use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatch};
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
+use crate::reorder::{Held, ReorderBuffer};
+use crate::rules::state::{EngineState, StateLimits};
 use crate::rules::{EvalScratch, Rule, RuleMatch, RuleSet};
 use crate::source::{ChunkBatch, FileCheckpoint};
 
@@ -40,6 +42,14 @@ pub struct Stats {
     pub alarms_updated: AtomicU64,
     pub transactions: AtomicU64,
     pub bytes: AtomicU64,
+    /// Events that arrived after a later event had already been evaluated.
+    pub late_events: AtomicU64,
+    /// Events released before the watermark because the buffer was full.
+    pub forced_releases: AtomicU64,
+    /// Events waiting in the reorder buffer.
+    pub buffered: AtomicU64,
+    pub state_entries: AtomicU64,
+    pub state_evictions: AtomicU64,
 }
 
 /// A snapshot of `Stats`.
@@ -53,6 +63,11 @@ pub struct StatsSnapshot {
     pub alarms_updated: u64,
     pub transactions: u64,
     pub bytes: u64,
+    pub late_events: u64,
+    pub forced_releases: u64,
+    pub buffered: u64,
+    pub state_entries: u64,
+    pub state_evictions: u64,
 }
 
 impl Stats {
@@ -66,6 +81,11 @@ impl Stats {
             alarms_updated: self.alarms_updated.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            late_events: self.late_events.load(Ordering::Relaxed),
+            forced_releases: self.forced_releases.load(Ordering::Relaxed),
+            buffered: self.buffered.load(Ordering::Relaxed),
+            state_entries: self.state_entries.load(Ordering::Relaxed),
+            state_evictions: self.state_evictions.load(Ordering::Relaxed),
         }
     }
 }
@@ -96,6 +116,13 @@ pub struct PipelineOptions {
     pub naive_time_offset: chrono::FixedOffset,
     /// How often a failing store write is retried before the pipeline stops.
     pub store_retries: u32,
+    /// Events are evaluated in event-time order within this lateness.
+    pub allowed_lateness: Duration,
+    /// Daemon only: the longest an event waits for the watermark, in wall-clock time.
+    pub max_hold: Option<Duration>,
+    /// Most events held for reordering; past it the oldest go early.
+    pub max_buffered_events: usize,
+    pub state_limits: StateLimits,
 }
 
 impl Default for PipelineOptions {
@@ -106,6 +133,10 @@ impl Default for PipelineOptions {
             samples_per_alarm: 10,
             naive_time_offset: chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             store_retries: 5,
+            allowed_lateness: Duration::from_secs(300),
+            max_hold: None,
+            max_buffered_events: 100_000,
+            state_limits: StateLimits::default(),
         }
     }
 }
@@ -282,6 +313,71 @@ fn normalize_stage(
     }
 }
 
+/// Everything the engine stage needs to evaluate released events.
+struct Evaluator<'a> {
+    rule_set: &'a RuleSet,
+    state: &'a mut EngineState,
+    scratch: &'a mut EvalScratch,
+    matches: &'a mut Vec<RuleMatch>,
+    sink: &'a mut dyn MatchSink,
+    aggregator: &'a mut Aggregator,
+    pending_delete: &'a mut Vec<i64>,
+}
+
+impl Evaluator<'_> {
+    fn release(&mut self, held: Held) {
+        let Held {
+            mut event, seq, persisted, ..
+        } = held;
+        if persisted {
+            self.pending_delete.push(seq as i64);
+        }
+        self.matches.clear();
+        self.rule_set
+            .evaluate_with_state(&mut event, self.state, self.scratch, self.matches);
+        for rule_match in self.matches.iter() {
+            if let Some(rule) = self.rule_set.rule(rule_match.rule) {
+                self.sink.on_match(rule, rule_match, &event, self.rule_set);
+            }
+            self.aggregator.add(self.rule_set, rule_match, &event);
+        }
+    }
+}
+
+/// Rebuild buffered events persisted by an earlier run.
+fn restore_pending(store: &Store, buffer: &mut ReorderBuffer, offset: chrono::FixedOffset) -> Result<usize, StoreError> {
+    let rows = store.load_pending()?;
+    let count = rows.len();
+    for row in rows {
+        let record = match serde_json::from_str::<serde_json::Value>(&row.raw) {
+            Ok(serde_json::Value::Object(record)) => record,
+            _ => {
+                tracing::error!(seq = row.seq, origin = %row.origin, "a persisted buffered event is unreadable; dropped");
+                continue;
+            }
+        };
+        let Some(provider) = crate::event::model::Provider::parse(&row.provider) else { continue };
+        let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(row.time_ms).unwrap_or_default();
+        let mut context = NormalizeContext::new(time);
+        context.naive_time_offset = offset;
+        let candidate = crate::event::decode::Candidate {
+            provider,
+            record,
+            origin: crate::event::origin::Origin::new(Arc::from(row.origin.as_str()), Default::default()),
+            envelope_time: None,
+        };
+        match normalize(candidate, &context) {
+            Ok(mut event) => {
+                event.time = time;
+                event.time_source = crate::event::model::TimeSource::parse(&row.time_source).unwrap_or_default();
+                buffer.push(event, Some(row.seq as u64));
+            }
+            Err(error) => tracing::error!(seq = row.seq, %error, "a persisted buffered event no longer normalizes; dropped"),
+        }
+    }
+    Ok(count)
+}
+
 fn engine_stage(
     receiver: Receiver<EventBatch>,
     rules: Arc<ArcSwap<RuleSet>>,
@@ -293,27 +389,62 @@ fn engine_stage(
     let mut scratch = EvalScratch::default();
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm);
-    loop {
-        // Block for one batch, then take whatever else is queued, up to the limit.
-        let Ok(first) = receiver.recv() else {
-            return Ok(());
+    let mut state = EngineState::new(options.state_limits.clone());
+    store.load_state(&mut state)?;
+    let mut buffer = ReorderBuffer::new(options.allowed_lateness, options.max_hold, options.max_buffered_events);
+    if let Some(max_time) = store.meta("max_time_ms")? {
+        buffer.max_time_ms = max_time;
+    }
+    if let Some(last) = store.meta("last_released_ms")? {
+        buffer.last_released_ms = last;
+    }
+    let restored = restore_pending(&store, &mut buffer, options.naive_time_offset)?;
+    if restored > 0 || state.entries() > 0 {
+        tracing::info!(state_entries = state.entries(), buffered = restored, "engine state restored");
+    }
+    let mut closed = false;
+    while !closed {
+        // Block for one batch (or, in the daemon, until held events are due),
+        // then take whatever else is queued, up to the batch limit.
+        let first = match options.max_hold {
+            Some(hold) => match receiver.recv_timeout(hold.max(Duration::from_millis(50))) {
+                Ok(batch) => Some(batch),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    None
+                }
+            },
+            None => match receiver.recv() {
+                Ok(batch) => Some(batch),
+                Err(_) => {
+                    closed = true;
+                    None
+                }
+            },
         };
         let rule_set = rules.load_full();
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
-        let mut next = Some(first);
+        let mut next = first;
+        let mut evaluator = Evaluator {
+            rule_set: &rule_set,
+            state: &mut state,
+            scratch: &mut scratch,
+            matches: &mut matches,
+            sink: sink.as_mut(),
+            aggregator: &mut aggregator,
+            pending_delete: &mut write.pending_delete,
+        };
         while let Some(mut batch) = next.take() {
-            for event in &mut batch.events {
-                matches.clear();
-                rule_set.evaluate(event, &mut scratch, &mut matches);
-                for rule_match in &matches {
-                    if let Some(rule) = rule_set.rule(rule_match.rule) {
-                        sink.on_match(rule, rule_match, event, &rule_set);
-                    }
-                    aggregator.add(&rule_set, rule_match, event);
+            events_in_transaction += batch.events.len();
+            for event in batch.events.drain(..) {
+                buffer.push(event, None);
+                // Release as we go, so memory holds only the lateness window.
+                while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+                    evaluator.release(held);
                 }
             }
-            events_in_transaction += batch.events.len();
             write.dead_letters.append(&mut batch.dead_letters);
             if let Some(checkpoint) = batch.checkpoint {
                 // Only the latest checkpoint per file matters.
@@ -321,24 +452,62 @@ fn engine_stage(
                 write.checkpoints.push(checkpoint);
             }
             if events_in_transaction < options.batch_events {
-                next = receiver.try_recv().ok();
+                next = match receiver.try_recv() {
+                    Ok(batch) => Some(batch),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                };
             }
         }
+        while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+            evaluator.release(held);
+        }
+        if closed {
+            for held in buffer.drain_all() {
+                evaluator.release(held);
+            }
+        }
+        drop(evaluator);
+        // Events still waiting are persisted with this transaction, so a
+        // restart resumes them instead of losing or re-reading them.
+        for held in buffer.unpersisted() {
+            write.pending_insert.push(PendingRow {
+                seq: held.seq as i64,
+                provider: held.event.provider.as_str().to_string(),
+                time_ms: held.event.time.timestamp_millis(),
+                time_source: held.event.time_source.as_str().to_string(),
+                origin: held.event.origin.to_string(),
+                raw: held.event.raw.to_string(),
+            });
+        }
+        write.state = StateChanges::take(&mut state);
+        if !write.state.is_empty() || !write.pending_insert.is_empty() || !write.pending_delete.is_empty() {
+            write.meta = vec![
+                ("max_time_ms", buffer.max_time_ms),
+                ("last_released_ms", buffer.last_released_ms),
+                ("high_water_ms", state.high_water_ms),
+            ];
+        }
         stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
+        stats.late_events.store(buffer.late, Ordering::Relaxed);
+        stats.forced_releases.store(buffer.forced, Ordering::Relaxed);
+        stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
+        stats.state_entries.store(state.entries() as u64, Ordering::Relaxed);
+        stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         if write.is_empty() {
             continue;
         }
         let outcome = write_with_retry(&mut store, &write, options.store_retries)?;
         stats.transactions.fetch_add(1, Ordering::Relaxed);
-        stats
-            .alarms_created
-            .fetch_add(outcome.alarms_created, Ordering::Relaxed);
-        stats
-            .alarms_updated
-            .fetch_add(outcome.alarms_updated, Ordering::Relaxed);
+        stats.alarms_created.fetch_add(outcome.alarms_created, Ordering::Relaxed);
+        stats.alarms_updated.fetch_add(outcome.alarms_updated, Ordering::Relaxed);
         sink.on_commit();
     }
+    Ok(())
 }
 
 fn write_with_retry(

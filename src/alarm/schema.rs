@@ -85,6 +85,48 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     "#,
+    // 2: engine state (persisted with the alarms it produced) and the events
+    //    still waiting in the reorder buffer.
+    r#"
+    CREATE TABLE state_keys (
+        key INTEGER PRIMARY KEY,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        touched_ms INTEGER NOT NULL
+    );
+    CREATE TABLE state_principals (
+        key INTEGER PRIMARY KEY,
+        created_ms INTEGER NOT NULL,
+        touched_ms INTEGER NOT NULL
+    );
+    CREATE TABLE state_first_seen (
+        key INTEGER PRIMARY KEY,
+        first_ms INTEGER NOT NULL,
+        touched_ms INTEGER NOT NULL
+    );
+    CREATE TABLE state_windows (
+        key INTEGER PRIMARY KEY,
+        times BLOB NOT NULL,
+        touched_ms INTEGER NOT NULL
+    );
+    CREATE TABLE state_distinct (
+        key INTEGER PRIMARY KEY,
+        entries BLOB NOT NULL,
+        touched_ms INTEGER NOT NULL
+    );
+    CREATE TABLE pending_events (
+        seq INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        time_source TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        raw TEXT NOT NULL
+    );
+    CREATE TABLE engine_meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Bring the database to the latest version. Returns (from, to).

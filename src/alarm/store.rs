@@ -17,6 +17,7 @@ use super::schema;
 use crate::event::decode::DeadLetter;
 use crate::event::origin::Position;
 use crate::rules::Level;
+use crate::rules::state::{DistinctWindow, EngineState, KeySeen, Window};
 use crate::source::FileCheckpoint;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,18 +96,110 @@ pub struct AlarmUpdate {
     pub samples: Vec<Sample>,
 }
 
+/// An event waiting in the reorder buffer, persisted so a restart (or a
+/// crash) resumes the buffer instead of losing or re-reading it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingRow {
+    pub seq: i64,
+    pub provider: String,
+    pub time_ms: i64,
+    pub time_source: String,
+    pub origin: String,
+    /// The raw record (JSON), re-normalized on restore.
+    pub raw: String,
+}
+
+/// State entries changed (`Some`) or removed (`None`) since the last write.
+#[derive(Debug, Default)]
+pub struct StateChanges {
+    pub keys: Vec<(u64, Option<(KeySeen, i64)>)>,
+    pub principals: Vec<(u64, Option<(i64, i64)>)>,
+    pub first_seen: Vec<(u64, Option<(i64, i64)>)>,
+    pub windows: Vec<(u64, Option<(Window, i64)>)>,
+    pub distinct: Vec<(u64, Option<(DistinctWindow, i64)>)>,
+}
+
+impl StateChanges {
+    pub fn take(state: &mut EngineState) -> StateChanges {
+        StateChanges {
+            keys: state.keys.take_changes(),
+            principals: state.principals.take_changes(),
+            first_seen: state.first_seen.take_changes(),
+            windows: state.windows.take_changes(),
+            distinct: state.distinct.take_changes(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+            && self.principals.is_empty()
+            && self.first_seen.is_empty()
+            && self.windows.is_empty()
+            && self.distinct.is_empty()
+    }
+}
+
 /// Everything one transaction writes.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     pub alarms: Vec<AlarmUpdate>,
     pub dead_letters: Vec<DeadLetter>,
     pub checkpoints: Vec<FileCheckpoint>,
+    pub state: StateChanges,
+    pub pending_insert: Vec<PendingRow>,
+    pub pending_delete: Vec<i64>,
+    /// Engine counters that must survive restarts (high-water event time …).
+    pub meta: Vec<(&'static str, i64)>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.alarms.is_empty() && self.dead_letters.is_empty() && self.checkpoints.is_empty()
+        self.alarms.is_empty()
+            && self.dead_letters.is_empty()
+            && self.checkpoints.is_empty()
+            && self.state.is_empty()
+            && self.pending_insert.is_empty()
+            && self.pending_delete.is_empty()
+            && self.meta.is_empty()
     }
+}
+
+/// u64 state keys are stored as SQLite integers bit for bit.
+fn key_to_sql(key: u64) -> i64 {
+    key as i64
+}
+
+fn key_from_sql(key: i64) -> u64 {
+    key as u64
+}
+
+fn encode_times(times: &std::collections::VecDeque<i64>) -> Vec<u8> {
+    times.iter().flat_map(|time| time.to_le_bytes()).collect()
+}
+
+fn decode_times(bytes: &[u8]) -> std::collections::VecDeque<i64> {
+    bytes
+        .chunks_exact(8)
+        .map(|chunk| i64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+fn encode_distinct(values: &std::collections::VecDeque<(u64, i64)>) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|(value, time)| value.to_le_bytes().into_iter().chain(time.to_le_bytes()))
+        .collect()
+}
+
+fn decode_distinct(bytes: &[u8]) -> std::collections::VecDeque<(u64, i64)> {
+    bytes
+        .chunks_exact(16)
+        .map(|chunk| {
+            let value = u64::from_le_bytes(chunk[..8].try_into().unwrap_or([0; 8]));
+            let time = i64::from_le_bytes(chunk[8..].try_into().unwrap_or([0; 8]));
+            (value, time)
+        })
+        .collect()
 }
 
 /// What a write did.
@@ -248,6 +341,77 @@ impl Store {
         let outcome = write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
         transaction.commit().map_err(StoreError::Write)?;
         Ok(outcome)
+    }
+
+    /// Load the persisted engine state into `state` (without marking it dirty).
+    pub fn load_state(&self, state: &mut EngineState) -> Result<(), StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT key, first_ms, last_ms, touched_ms FROM state_keys")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let seen = KeySeen {
+                first_ms: row.get(1)?,
+                last_ms: row.get(2)?,
+            };
+            state.keys.restore(key_from_sql(row.get(0)?), seen, row.get(3)?);
+        }
+        for (table, target) in [
+            ("SELECT key, created_ms, touched_ms FROM state_principals", &mut state.principals),
+            ("SELECT key, first_ms, touched_ms FROM state_first_seen", &mut state.first_seen),
+        ] {
+            let mut statement = self.connection.prepare(table)?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                target.restore(key_from_sql(row.get(0)?), row.get(1)?, row.get(2)?);
+            }
+        }
+        let mut statement = self.connection.prepare("SELECT key, times, touched_ms FROM state_windows")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let window = Window {
+                times: decode_times(&row.get::<_, Vec<u8>>(1)?),
+            };
+            state.windows.restore(key_from_sql(row.get(0)?), window, row.get(2)?);
+        }
+        let mut statement = self.connection.prepare("SELECT key, entries, touched_ms FROM state_distinct")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let window = DistinctWindow {
+                values: decode_distinct(&row.get::<_, Vec<u8>>(1)?),
+            };
+            state.distinct.restore(key_from_sql(row.get(0)?), window, row.get(2)?);
+        }
+        if let Some(high_water) = self.meta("high_water_ms")? {
+            state.high_water_ms = high_water;
+        }
+        Ok(())
+    }
+
+    /// Events that were waiting in the reorder buffer at the last commit.
+    pub fn load_pending(&self) -> Result<Vec<PendingRow>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT seq, provider, time_ms, time_source, origin, raw FROM pending_events ORDER BY seq")?;
+        let rows = statement.query_map([], |row| {
+            Ok(PendingRow {
+                seq: row.get(0)?,
+                provider: row.get(1)?,
+                time_ms: row.get(2)?,
+                time_source: row.get(3)?,
+                origin: row.get(4)?,
+                raw: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// A persisted engine counter.
+    pub fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .connection
+            .query_row("SELECT value FROM engine_meta WHERE name = ?1", [name], |row| row.get(0))
+            .optional()?)
     }
 
     /// Progress recorded for a file, if any.
@@ -563,5 +727,89 @@ fn write_in(
             now,
         ])?;
     }
+    write_state(transaction, &batch.state)?;
+    let mut insert_pending = transaction.prepare_cached(
+        "INSERT OR REPLACE INTO pending_events (seq, provider, time_ms, time_source, origin, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for row in &batch.pending_insert {
+        insert_pending.execute(params![row.seq, row.provider, row.time_ms, row.time_source, row.origin, row.raw])?;
+    }
+    let mut delete_pending = transaction.prepare_cached("DELETE FROM pending_events WHERE seq = ?1")?;
+    for seq in &batch.pending_delete {
+        delete_pending.execute([seq])?;
+    }
+    let mut upsert_meta = transaction.prepare_cached(
+        "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?;
+    for (name, value) in &batch.meta {
+        upsert_meta.execute(params![name, value])?;
+    }
     Ok(outcome)
+}
+
+fn write_state(transaction: &Transaction<'_>, changes: &StateChanges) -> rusqlite::Result<()> {
+    {
+        let mut upsert = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO state_keys (key, first_ms, last_ms, touched_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut delete = transaction.prepare_cached("DELETE FROM state_keys WHERE key = ?1")?;
+        for (key, change) in &changes.keys {
+            match change {
+                Some((seen, touched)) => {
+                    upsert.execute(params![key_to_sql(*key), seen.first_ms, seen.last_ms, touched])?;
+                }
+                None => {
+                    delete.execute([key_to_sql(*key)])?;
+                }
+            }
+        }
+    }
+    for (table, column, changes) in [
+        ("state_principals", "created_ms", &changes.principals),
+        ("state_first_seen", "first_ms", &changes.first_seen),
+    ] {
+        let mut upsert = transaction.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {table} (key, {column}, touched_ms) VALUES (?1, ?2, ?3)"
+        ))?;
+        let mut delete = transaction.prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))?;
+        for (key, change) in changes {
+            match change {
+                Some((value, touched)) => {
+                    upsert.execute(params![key_to_sql(*key), value, touched])?;
+                }
+                None => {
+                    delete.execute([key_to_sql(*key)])?;
+                }
+            }
+        }
+    }
+    {
+        let mut upsert = transaction
+            .prepare_cached("INSERT OR REPLACE INTO state_windows (key, times, touched_ms) VALUES (?1, ?2, ?3)")?;
+        let mut delete = transaction.prepare_cached("DELETE FROM state_windows WHERE key = ?1")?;
+        for (key, change) in &changes.windows {
+            match change {
+                Some((window, touched)) => {
+                    upsert.execute(params![key_to_sql(*key), encode_times(&window.times), touched])?;
+                }
+                None => {
+                    delete.execute([key_to_sql(*key)])?;
+                }
+            }
+        }
+    }
+    let mut upsert = transaction
+        .prepare_cached("INSERT OR REPLACE INTO state_distinct (key, entries, touched_ms) VALUES (?1, ?2, ?3)")?;
+    let mut delete = transaction.prepare_cached("DELETE FROM state_distinct WHERE key = ?1")?;
+    for (key, change) in &changes.distinct {
+        match change {
+            Some((window, touched)) => {
+                upsert.execute(params![key_to_sql(*key), encode_distinct(&window.values), touched])?;
+            }
+            None => {
+                delete.execute([key_to_sql(*key)])?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -273,6 +273,32 @@ pub enum TimeSource {
     Ingest,
 }
 
+impl TimeSource {
+    pub const ALL: [TimeSource; 6] = [
+        TimeSource::Event,
+        TimeSource::RecordTime,
+        TimeSource::Timestamp,
+        TimeSource::EnrichmentTime,
+        TimeSource::Envelope,
+        TimeSource::Ingest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::Event => "event",
+            TimeSource::RecordTime => "record_time",
+            TimeSource::Timestamp => "timestamp",
+            TimeSource::EnrichmentTime => "enrichment_time",
+            TimeSource::Envelope => "envelope",
+            TimeSource::Ingest => "ingest",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TimeSource> {
+        TimeSource::ALL.into_iter().find(|source| source.as_str() == text)
+    }
+}
+
 impl AuditEvent {
     /// The source address text, if any.
     pub fn source_ip_text(&self) -> Option<&str> {

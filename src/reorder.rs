@@ -1,0 +1,270 @@
+//! The reorder buffer: events are evaluated in event-time order, within an
+//! allowed lateness.
+//!
+//! Audit logs arrive minutes late and unordered. Stateful rules (idle keys,
+//! new users, bursts) only give the same answer on shuffled input if they see
+//! events in time order, so the engine holds each event until the watermark —
+//! the newest event time seen minus the allowed lateness — passes it, and
+//! releases events sorted by (time, event id). Ties broken by event id make the
+//! order independent of arrival order. In the daemon an event is also released
+//! once it has waited `max_hold` of wall-clock time (so alarms are not held back
+//! when the stream goes quiet); a replay uses event time only. A cap on the
+//! number of held events bounds memory: past it, the oldest are released early.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::event::model::AuditEvent;
+
+/// Sort key: event time, event id, arrival number (unique).
+type Key = (i64, String, u64);
+
+/// An event held in the buffer.
+pub struct Held {
+    pub event: AuditEvent,
+    /// Arrival number; also the row id when persisted.
+    pub seq: u64,
+    /// Already written to `pending_events`.
+    pub persisted: bool,
+}
+
+/// Why an event left the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// The watermark passed it (the normal case).
+    Watermark,
+    /// It waited `max_hold` of wall-clock time.
+    Held,
+    /// The buffer was full.
+    Full,
+    /// End of input / shutdown.
+    Flush,
+}
+
+pub struct ReorderBuffer {
+    lateness_ms: i64,
+    max_hold: Option<Duration>,
+    max_events: usize,
+    entries: BTreeMap<Key, Held>,
+    arrivals: VecDeque<(Instant, Key)>,
+    /// Newest event time seen (future times beyond one hour of the wall clock are not trusted).
+    pub max_time_ms: i64,
+    /// Time of the last released event; an arrival older than it is late.
+    pub last_released_ms: i64,
+    next_seq: u64,
+    pub late: u64,
+    pub forced: u64,
+}
+
+impl ReorderBuffer {
+    pub fn new(lateness: Duration, max_hold: Option<Duration>, max_events: usize) -> ReorderBuffer {
+        ReorderBuffer {
+            lateness_ms: i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX),
+            max_hold,
+            max_events: max_events.max(1),
+            entries: BTreeMap::new(),
+            arrivals: VecDeque::new(),
+            max_time_ms: i64::MIN,
+            last_released_ms: i64::MIN,
+            next_seq: 0,
+            late: 0,
+            forced: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Add an event. `persisted_seq` restores one loaded from the store.
+    pub fn push(&mut self, event: AuditEvent, persisted_seq: Option<u64>) {
+        let time = event.time.timestamp_millis();
+        let trusted_limit = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        if time <= trusted_limit {
+            self.max_time_ms = self.max_time_ms.max(time);
+        }
+        if time < self.last_released_ms {
+            self.late += 1;
+        }
+        let seq = match persisted_seq {
+            Some(seq) => {
+                self.next_seq = self.next_seq.max(seq + 1);
+                seq
+            }
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                seq
+            }
+        };
+        let key = (time, event.event_id.clone(), seq);
+        if self.max_hold.is_some() {
+            self.arrivals.push_back((Instant::now(), key.clone()));
+        }
+        self.entries.insert(
+            key,
+            Held {
+                event,
+                seq,
+                persisted: persisted_seq.is_some(),
+            },
+        );
+    }
+
+    fn watermark(&self) -> i64 {
+        self.max_time_ms.saturating_sub(self.lateness_ms)
+    }
+
+    /// The next event that may leave, if any.
+    pub fn pop_ready(&mut self, now: Instant) -> Option<(Held, Release)> {
+        let (first_key, _) = self.entries.first_key_value()?;
+        let reason = if first_key.0 <= self.watermark() {
+            Some(Release::Watermark)
+        } else if self.entries.len() > self.max_events {
+            self.forced += 1;
+            Some(Release::Full)
+        } else {
+            self.held_too_long(now).then_some(Release::Held)
+        };
+        let reason = reason?;
+        let (_, held) = self.entries.pop_first()?;
+        self.last_released_ms = self.last_released_ms.max(held.event.time.timestamp_millis());
+        Some((held, reason))
+    }
+
+    /// Whether the longest-waiting event still in the buffer has waited
+    /// `max_hold`; if so everything up to its time may go.
+    fn held_too_long(&mut self, now: Instant) -> bool {
+        let Some(hold) = self.max_hold else { return false };
+        while let Some((arrived, key)) = self.arrivals.front() {
+            if !self.entries.contains_key(key) {
+                self.arrivals.pop_front();
+                continue;
+            }
+            if now.duration_since(*arrived) < hold {
+                return false;
+            }
+            // Release in time order up to (and including) this event.
+            let release_to = key.0;
+            self.max_time_ms = self.max_time_ms.max(release_to.saturating_add(self.lateness_ms));
+            return true;
+        }
+        false
+    }
+
+    /// Everything, in order (end of input, shutdown).
+    pub fn drain_all(&mut self) -> Vec<Held> {
+        self.arrivals.clear();
+        let entries = std::mem::take(&mut self.entries);
+        let held: Vec<Held> = entries.into_values().collect();
+        if let Some(last) = held.last() {
+            self.last_released_ms = self.last_released_ms.max(last.event.time.timestamp_millis());
+        }
+        held
+    }
+
+    /// Held events not yet persisted; marks them persisted.
+    pub fn unpersisted(&mut self) -> impl Iterator<Item = &Held> {
+        self.entries.values_mut().filter(|held| !held.persisted).map(|held| {
+            held.persisted = true;
+            &*held
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::model::*;
+    use chrono::TimeZone;
+
+    fn event(id: &str, seconds: i64) -> AuditEvent {
+        AuditEvent {
+            provider: Provider::Aws,
+            event_id: id.to_string(),
+            request_id: None,
+            time: chrono::Utc.timestamp_opt(1_767_225_600 + seconds, 0).unwrap(),
+            time_source: TimeSource::Event,
+            account_id: None,
+            account_name: None,
+            principal: Principal::default(),
+            access_key: None,
+            source: None,
+            user_agent: None,
+            service: "iam".into(),
+            action: "A".into(),
+            operations: vec![],
+            region: None,
+            call_method: CallMethod::Api,
+            outcome: Outcome::default(),
+            read_only: None,
+            resource: Resource::default(),
+            mfa: None,
+            raw: serde_json::Value::Null,
+            origin: Default::default(),
+        }
+    }
+
+    fn released(buffer: &mut ReorderBuffer) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+            out.push(held.event.event_id);
+        }
+        out
+    }
+
+    #[test]
+    fn events_leave_in_time_order_once_the_watermark_passes() {
+        let mut buffer = ReorderBuffer::new(Duration::from_secs(60), None, 1000);
+        buffer.push(event("b", 30), None);
+        buffer.push(event("a", 10), None);
+        assert!(released(&mut buffer).is_empty(), "nothing is older than newest - 60 s yet");
+        buffer.push(event("c", 100), None);
+        assert_eq!(released(&mut buffer), ["a", "b"]);
+        buffer.push(event("late", 20), None);
+        assert_eq!(buffer.late, 1);
+        assert_eq!(released(&mut buffer), ["late"]);
+        let rest: Vec<String> = buffer.drain_all().into_iter().map(|held| held.event.event_id).collect();
+        assert_eq!(rest, ["c"]);
+    }
+
+    #[test]
+    fn shuffled_arrivals_release_in_the_same_order() {
+        let order = |ids: &[(&str, i64)]| {
+            let mut buffer = ReorderBuffer::new(Duration::from_secs(300), None, 1000);
+            let mut out = Vec::new();
+            for (id, seconds) in ids {
+                buffer.push(event(id, *seconds), None);
+                out.extend(released(&mut buffer));
+            }
+            out.extend(buffer.drain_all().into_iter().map(|held| held.event.event_id));
+            out
+        };
+        let sorted = [("a", 0), ("b", 60), ("c", 60), ("d", 200), ("e", 500), ("f", 900)];
+        let shuffled = [("b", 60), ("d", 200), ("a", 0), ("c", 60), ("f", 900), ("e", 500)];
+        assert_eq!(order(&sorted), order(&shuffled));
+    }
+
+    #[test]
+    fn a_full_buffer_releases_the_oldest() {
+        let mut buffer = ReorderBuffer::new(Duration::from_secs(3600), None, 2);
+        for (id, seconds) in [("a", 1), ("b", 2), ("c", 3)] {
+            buffer.push(event(id, seconds), None);
+        }
+        assert_eq!(released(&mut buffer), ["a"]);
+        assert_eq!(buffer.forced, 1);
+    }
+
+    #[test]
+    fn max_hold_releases_when_the_stream_is_quiet() {
+        let mut buffer = ReorderBuffer::new(Duration::from_secs(3600), Some(Duration::from_millis(0)), 1000);
+        buffer.push(event("b", 2), None);
+        buffer.push(event("a", 1), None);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(released(&mut buffer), ["a", "b"]);
+    }
+}
