@@ -22,6 +22,7 @@ use crate::event::normalize::{NormalizeContext, normalize};
 use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, shared_rules};
 use crate::rules::diag::Diagnostics;
 use crate::rules::state::StateLimits;
+use crate::rules::testing::run_tests;
 use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
@@ -45,16 +46,77 @@ pub enum AppError {
     Usage(String),
 }
 
+/// Rule options from the settings (zone, switches, overrides).
+pub fn rule_options(settings: &Settings) -> RuleOptions {
+    RuleOptions {
+        default_timezone: settings.rules.timezone,
+        disabled: settings.rules.disabled.clone(),
+        disabled_tags: settings.rules.disabled_tags.clone(),
+        enabled: settings.rules.enabled.clone(),
+        overrides: settings.rules.overrides.clone(),
+        enable_all: false,
+    }
+}
+
 /// Load the configured rule set (or the one in `dir`).
 pub fn load_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet, AppError> {
     let dir = dir.unwrap_or(&settings.rules.dir);
-    let options = RuleOptions {
-        default_timezone: settings.rules.timezone,
-    };
-    load_rules(dir, &options).map_err(|diagnostics| AppError::Rules {
+    load_rules(dir, &rule_options(settings)).map_err(|diagnostics| AppError::Rules {
         dir: dir.display().to_string(),
         diagnostics,
     })
+}
+
+/// Load a rule set and check it completely: every load problem, and every
+/// embedded test (run with all rules enabled). Returns the set to install
+/// only when there are no problems.
+pub fn check_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet, AppError> {
+    let dir_path = dir.unwrap_or(&settings.rules.dir);
+    let rules = load_rule_set(settings, Some(dir_path))?;
+    let mut test_options = rule_options(settings);
+    test_options.enable_all = true;
+    let test_set = load_rules(dir_path, &test_options).map_err(|diagnostics| AppError::Rules {
+        dir: dir_path.display().to_string(),
+        diagnostics,
+    })?;
+    let mut diagnostics = Diagnostics::default();
+    for outcome in run_tests(&test_set, settings.naive_time_offset, None) {
+        if !outcome.passed {
+            diagnostics.push(
+                &outcome.file,
+                outcome.loc,
+                crate::rules::diag::Problem::FailingTest,
+                format!(
+                    "test `{}` of rule `{}` fails: {}",
+                    outcome.name, outcome.rule, outcome.detail
+                ),
+            );
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(rules)
+    } else {
+        Err(AppError::Rules {
+            dir: dir_path.display().to_string(),
+            diagnostics,
+        })
+    }
+}
+
+/// Run embedded rule tests (all rules enabled).
+pub fn test_rules(
+    settings: &Settings,
+    dir: Option<&Path>,
+    filter: Option<&str>,
+) -> Result<Vec<crate::rules::testing::TestOutcome>, AppError> {
+    let dir = dir.unwrap_or(&settings.rules.dir);
+    let mut options = rule_options(settings);
+    options.enable_all = true;
+    let set = load_rules(dir, &options).map_err(|diagnostics| AppError::Rules {
+        dir: dir.display().to_string(),
+        diagnostics,
+    })?;
+    Ok(run_tests(&set, settings.naive_time_offset, filter))
 }
 
 fn store_options(settings: &Settings) -> StoreOptions {
@@ -231,7 +293,12 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         broken: false,
         header_done: false,
     };
-    let pipeline = Pipeline::start(shared_rules(rules), store, pipeline_options(settings, false), Box::new(sink));
+    let pipeline = Pipeline::start(
+        shared_rules(rules),
+        store,
+        pipeline_options(settings, false),
+        Box::new(sink),
+    );
     let sender = pipeline.sender();
     let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);

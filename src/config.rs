@@ -299,7 +299,13 @@ impl Settings {
             disabled: raw.rules.disabled.unwrap_or_default(),
             disabled_tags: raw.rules.disabled_tags.unwrap_or_default(),
             enabled: raw.rules.enabled.unwrap_or_default(),
-            overrides: raw.rules.overrides.unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            overrides: raw
+                .rules
+                .overrides
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             watch: raw.rules.watch.unwrap_or(true),
         };
         let offset_text = raw.normalize.naive_time_offset.unwrap_or_else(|| "+08:00".into());

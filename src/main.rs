@@ -124,10 +124,19 @@ enum AlarmsCommand {
 
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// Check rule files and report every problem with file:line:col; non-zero exit on any.
+    /// Check rule files and report every problem with file:line:col (including failing
+    /// embedded tests); non-zero exit on any.
     Validate {
         /// Rules directory (default: `rules.dir`).
         path: Option<PathBuf>,
+    },
+    /// Run the rules' embedded tests and report like a test runner.
+    Test {
+        /// Rules directory (default: `rules.dir`).
+        path: Option<PathBuf>,
+        /// Only rules whose id contains this text.
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// List rules: id, level, clouds covered, enabled, tags.
     List {
@@ -418,7 +427,7 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
     match command {
         RulesCommand::Validate { path } => {
             let dir = path.unwrap_or_else(|| settings.rules.dir.clone());
-            match app::load_rule_set(settings, Some(&dir)) {
+            match app::check_rule_set(settings, Some(&dir)) {
                 Ok(rules) => {
                     let (indexed, always) = rules.index_summary();
                     println!(
@@ -442,6 +451,42 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 }
                 Err(other) => Err(other.into()),
             }
+        }
+        RulesCommand::Test { path, filter } => {
+            let outcomes = app::test_rules(settings, path.as_deref(), filter.as_deref())?;
+            let mut passed = 0;
+            let mut failed = Vec::new();
+            for outcome in &outcomes {
+                if outcome.passed {
+                    passed += 1;
+                    println!("test {} :: {} ... ok", outcome.rule, outcome.name);
+                } else {
+                    println!("test {} :: {} ... FAILED", outcome.rule, outcome.name);
+                    failed.push(outcome);
+                }
+            }
+            if !failed.is_empty() {
+                println!("\nfailures:");
+                for outcome in &failed {
+                    println!(
+                        "\n  {} :: {} ({}:{})\n    {}",
+                        outcome.rule, outcome.name, outcome.file, outcome.loc, outcome.detail
+                    );
+                }
+            }
+            let rules_with_tests: std::collections::BTreeSet<&str> =
+                outcomes.iter().map(|outcome| outcome.rule.as_str()).collect();
+            println!(
+                "\ntest result: {}. {passed} passed; {} failed; {} rules tested",
+                if failed.is_empty() { "ok" } else { "FAILED" },
+                failed.len(),
+                rules_with_tests.len()
+            );
+            Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         RulesCommand::List { path, format } => {
             let rules = app::load_rule_set(settings, path.as_deref())?;

@@ -327,7 +327,10 @@ struct Evaluator<'a> {
 impl Evaluator<'_> {
     fn release(&mut self, held: Held) {
         let Held {
-            mut event, seq, persisted, ..
+            mut event,
+            seq,
+            persisted,
+            ..
         } = held;
         if persisted {
             self.pending_delete.push(seq as i64);
@@ -345,7 +348,11 @@ impl Evaluator<'_> {
 }
 
 /// Rebuild buffered events persisted by an earlier run.
-fn restore_pending(store: &Store, buffer: &mut ReorderBuffer, offset: chrono::FixedOffset) -> Result<usize, StoreError> {
+fn restore_pending(
+    store: &Store,
+    buffer: &mut ReorderBuffer,
+    offset: chrono::FixedOffset,
+) -> Result<usize, StoreError> {
     let rows = store.load_pending()?;
     let count = rows.len();
     for row in rows {
@@ -356,7 +363,9 @@ fn restore_pending(store: &Store, buffer: &mut ReorderBuffer, offset: chrono::Fi
                 continue;
             }
         };
-        let Some(provider) = crate::event::model::Provider::parse(&row.provider) else { continue };
+        let Some(provider) = crate::event::model::Provider::parse(&row.provider) else {
+            continue;
+        };
         let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(row.time_ms).unwrap_or_default();
         let mut context = NormalizeContext::new(time);
         context.naive_time_offset = offset;
@@ -372,7 +381,9 @@ fn restore_pending(store: &Store, buffer: &mut ReorderBuffer, offset: chrono::Fi
                 event.time_source = crate::event::model::TimeSource::parse(&row.time_source).unwrap_or_default();
                 buffer.push(event, Some(row.seq as u64));
             }
-            Err(error) => tracing::error!(seq = row.seq, %error, "a persisted buffered event no longer normalizes; dropped"),
+            Err(error) => {
+                tracing::error!(seq = row.seq, %error, "a persisted buffered event no longer normalizes; dropped")
+            }
         }
     }
     Ok(count)
@@ -400,7 +411,11 @@ fn engine_stage(
     }
     let restored = restore_pending(&store, &mut buffer, options.naive_time_offset)?;
     if restored > 0 || state.entries() > 0 {
-        tracing::info!(state_entries = state.entries(), buffered = restored, "engine state restored");
+        tracing::info!(
+            state_entries = state.entries(),
+            buffered = restored,
+            "engine state restored"
+        );
     }
     let mut closed = false;
     while !closed {
@@ -503,8 +518,12 @@ fn engine_stage(
         }
         let outcome = write_with_retry(&mut store, &write, options.store_retries)?;
         stats.transactions.fetch_add(1, Ordering::Relaxed);
-        stats.alarms_created.fetch_add(outcome.alarms_created, Ordering::Relaxed);
-        stats.alarms_updated.fetch_add(outcome.alarms_updated, Ordering::Relaxed);
+        stats
+            .alarms_created
+            .fetch_add(outcome.alarms_created, Ordering::Relaxed);
+        stats
+            .alarms_updated
+            .fetch_add(outcome.alarms_updated, Ordering::Relaxed);
         sink.on_commit();
     }
     Ok(())

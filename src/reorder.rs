@@ -222,7 +222,10 @@ mod tests {
         let mut buffer = ReorderBuffer::new(Duration::from_secs(60), None, 1000);
         buffer.push(event("b", 30), None);
         buffer.push(event("a", 10), None);
-        assert!(released(&mut buffer).is_empty(), "nothing is older than newest - 60 s yet");
+        assert!(
+            released(&mut buffer).is_empty(),
+            "nothing is older than newest - 60 s yet"
+        );
         buffer.push(event("c", 100), None);
         assert_eq!(released(&mut buffer), ["a", "b"]);
         buffer.push(event("late", 20), None);

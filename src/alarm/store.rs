@@ -357,8 +357,14 @@ impl Store {
             state.keys.restore(key_from_sql(row.get(0)?), seen, row.get(3)?);
         }
         for (table, target) in [
-            ("SELECT key, created_ms, touched_ms FROM state_principals", &mut state.principals),
-            ("SELECT key, first_ms, touched_ms FROM state_first_seen", &mut state.first_seen),
+            (
+                "SELECT key, created_ms, touched_ms FROM state_principals",
+                &mut state.principals,
+            ),
+            (
+                "SELECT key, first_ms, touched_ms FROM state_first_seen",
+                &mut state.first_seen,
+            ),
         ] {
             let mut statement = self.connection.prepare(table)?;
             let mut rows = statement.query([])?;
@@ -366,7 +372,9 @@ impl Store {
                 target.restore(key_from_sql(row.get(0)?), row.get(1)?, row.get(2)?);
             }
         }
-        let mut statement = self.connection.prepare("SELECT key, times, touched_ms FROM state_windows")?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT key, times, touched_ms FROM state_windows")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let window = Window {
@@ -374,7 +382,9 @@ impl Store {
             };
             state.windows.restore(key_from_sql(row.get(0)?), window, row.get(2)?);
         }
-        let mut statement = self.connection.prepare("SELECT key, entries, touched_ms FROM state_distinct")?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT key, entries, touched_ms FROM state_distinct")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let window = DistinctWindow {
@@ -410,7 +420,9 @@ impl Store {
     pub fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .connection
-            .query_row("SELECT value FROM engine_meta WHERE name = ?1", [name], |row| row.get(0))
+            .query_row("SELECT value FROM engine_meta WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
             .optional()?)
     }
 
@@ -732,7 +744,14 @@ fn write_in(
         "INSERT OR REPLACE INTO pending_events (seq, provider, time_ms, time_source, origin, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for row in &batch.pending_insert {
-        insert_pending.execute(params![row.seq, row.provider, row.time_ms, row.time_source, row.origin, row.raw])?;
+        insert_pending.execute(params![
+            row.seq,
+            row.provider,
+            row.time_ms,
+            row.time_source,
+            row.origin,
+            row.raw
+        ])?;
     }
     let mut delete_pending = transaction.prepare_cached("DELETE FROM pending_events WHERE seq = ?1")?;
     for seq in &batch.pending_delete {

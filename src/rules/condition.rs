@@ -439,7 +439,13 @@ impl<'a> CompileEnv<'a> {
         }
     }
 
-    fn compile_test(&mut self, ctx: &mut FileCtx<'_>, field: &Field, operator: &str, operand: &Node) -> Option<Test> {
+    pub(crate) fn compile_test(
+        &mut self,
+        ctx: &mut FileCtx<'_>,
+        field: &Field,
+        operator: &str,
+        operand: &Node,
+    ) -> Option<Test> {
         if operator == "exists" {
             return ctx.boolean(operand, "`exists`").map(Test::Exists);
         }

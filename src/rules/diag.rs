@@ -28,6 +28,7 @@ pub enum Problem {
     UnknownList,
     UnknownMacro,
     UnknownOperation,
+    UnknownRule,
     Duplicate,
     MacroCycle,
     Io,

@@ -141,6 +141,13 @@ impl RuleSet {
             if !rule.condition.evaluate(event) {
                 continue;
             }
+            if rule
+                .exceptions
+                .iter()
+                .any(|exception| exception.condition.evaluate(event))
+            {
+                continue;
+            }
             if let Some(spec) = &rule.state {
                 let Some(state) = state.as_deref_mut() else { continue };
                 if !spec.evaluate(&rule.id, event, state, &self.catalog, &mut scratch.values) {

@@ -30,12 +30,27 @@ pub const OPERATIONS_FILE: &str = "operations.yaml";
 pub struct RuleOptions {
     /// Zone of `time` windows that name none (config `rules.timezone`).
     pub default_timezone: Tz,
+    /// Rule ids switched off (config `rules.disabled`).
+    pub disabled: Vec<String>,
+    /// Rules with any of these tags switched off.
+    pub disabled_tags: Vec<String>,
+    /// Rule ids switched on whatever else says (config `rules.enabled`).
+    pub enabled: Vec<String>,
+    /// Operator override files, applied in order after the rule directory.
+    pub overrides: Vec<PathBuf>,
+    /// Enable every rule (for running embedded tests of disabled rules too).
+    pub enable_all: bool,
 }
 
 impl Default for RuleOptions {
     fn default() -> RuleOptions {
         RuleOptions {
             default_timezone: chrono_tz::Asia::Shanghai,
+            disabled: Vec::new(),
+            disabled_tags: Vec::new(),
+            enabled: Vec::new(),
+            overrides: Vec::new(),
+            enable_all: false,
         }
     }
 }
@@ -56,7 +71,11 @@ const RULE_KEYS: &[&str] = &[
     "state",
     "group_by",
     "output",
+    "exceptions",
+    "tests",
 ];
+
+const OVERRIDE_KEYS: &[&str] = &["rule", "level", "enabled", "title", "output", "tags", "exceptions"];
 
 /// A rule's node, waiting for compilation once every file is read.
 struct PendingRule {
@@ -100,7 +119,20 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
             Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
         }
     }
-    let result = compile_sources(&sources, catalog, options, &mut diagnostics);
+    let mut override_sources = Vec::new();
+    for path in &options.overrides {
+        let name: Arc<str> = Arc::from(path.display().to_string());
+        match std::fs::read_to_string(path) {
+            Ok(text) => override_sources.push((name, text)),
+            Err(error) => diagnostics.push(
+                &name,
+                Loc::default(),
+                Problem::Io,
+                format!("cannot read override file: {error}"),
+            ),
+        }
+    }
+    let result = compile_sources(&sources, &override_sources, catalog, options, &mut diagnostics);
     if diagnostics.is_empty() {
         result.ok_or(diagnostics)
     } else {
@@ -140,6 +172,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// when nothing could be compiled at all; check `diagnostics` either way.
 pub fn compile_sources(
     sources: &[(Arc<str>, String)],
+    overrides: &[(Arc<str>, String)],
     catalog: OperationCatalog,
     options: &RuleOptions,
     diagnostics: &mut Diagnostics,
@@ -168,6 +201,35 @@ pub fn compile_sources(
             diagnostics: &mut *diagnostics,
         };
         collect_file(&mut ctx, tree, &mut lists, &mut macros, &mut pending);
+    }
+    // Override files: replace or extend lists and macros, add rules, and
+    // collect changes to existing rules (applied once they are compiled).
+    let mut rule_overrides: Vec<(Arc<str>, Node)> = Vec::new();
+    for (name, text) in overrides {
+        let tree = match yaml::parse(text) {
+            Ok(tree) => tree,
+            Err(error) => {
+                diagnostics.push(
+                    name,
+                    error.loc,
+                    Problem::Syntax,
+                    format!("YAML syntax: {}", error.message),
+                );
+                continue;
+            }
+        };
+        let mut ctx = FileCtx {
+            file: name.clone(),
+            diagnostics: &mut *diagnostics,
+        };
+        collect_overrides(
+            &mut ctx,
+            &tree,
+            &mut lists,
+            &mut macros,
+            &mut pending,
+            &mut rule_overrides,
+        );
     }
     // Compiler.
     let mut env = CompileEnv {
@@ -198,6 +260,14 @@ pub fn compile_sources(
             rules.push(rule);
         }
     }
+    for (file, node) in &rule_overrides {
+        let mut ctx = FileCtx {
+            file: file.clone(),
+            diagnostics: &mut *diagnostics,
+        };
+        apply_rule_override(&mut ctx, &mut env, node, &mut rules);
+    }
+    apply_switches(&mut rules, options, diagnostics);
     // Report problems in macros no rule used.
     let mut unused: Vec<&MacroDef> = macros
         .values()
@@ -425,7 +495,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .unwrap_or(true);
     env.used.clear();
     let condition = map.required(ctx, "match").map(|value| env.compile(ctx, value));
-    let state = map.get("state").and_then(|value| super::stateful::compile_state(ctx, value));
+    let state = map
+        .get("state")
+        .and_then(|value| super::stateful::compile_state(ctx, value));
     let group_by: Vec<Field> = map
         .get("group_by")
         .map(|value| ctx.text_list(value, "`group_by`"))
@@ -443,6 +515,14 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
             field
         })
         .collect();
+    let exceptions = map
+        .get("exceptions")
+        .map(|value| super::exceptions::compile_exceptions(ctx, env, value))
+        .unwrap_or_default();
+    let tests = map
+        .get("tests")
+        .map(|value| super::testing::compile_tests(ctx, value))
+        .unwrap_or_default();
     let output = match map.get("output") {
         Some(value) => ctx
             .text(value, "`output`")
@@ -458,7 +538,12 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         used.sort();
         used.dedup();
         let mut hasher = Sha256::new();
-        hasher.update(node.to_json().to_string().as_bytes());
+        // Tests document the rule; they are not part of its behaviour.
+        let mut source = node.to_json();
+        if let serde_json::Value::Object(map) = &mut source {
+            map.remove("tests");
+        }
+        hasher.update(source.to_string().as_bytes());
         for name in &used {
             let definition = if let Some(list) = name.strip_prefix("list:") {
                 env.lists.get(list).map(|list| {
@@ -492,6 +577,8 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         enabled,
         condition,
         state,
+        exceptions,
+        tests,
         group_by,
         output,
         clouds,
@@ -531,4 +618,185 @@ fn clouds_of(condition: &Cond, coverage: &[Vec<Provider>]) -> Vec<Provider> {
         });
     }
     clouds
+}
+
+/// Read an override file: `lists` (`items` replaces, `append` extends),
+/// `macros` (replace or add), `rules` (an `id` adds a rule; a `rule` changes a
+/// shipped one: level, enabled, title, output, tags, more exceptions).
+fn collect_overrides(
+    ctx: &mut FileCtx<'_>,
+    tree: &Node,
+    lists: &mut HashMap<String, ListDef>,
+    macros: &mut HashMap<String, MacroDef>,
+    pending: &mut Vec<PendingRule>,
+    rule_overrides: &mut Vec<(Arc<str>, Node)>,
+) {
+    if matches!(tree.value, yaml::NodeValue::Null) {
+        return;
+    }
+    let Some(mut top) = ctx.map(tree, "an override file") else {
+        return;
+    };
+    let list_nodes = top.get("lists");
+    let macro_nodes = top.get("macros");
+    let rule_nodes = top.get("rules");
+    top.finish(ctx, FILE_KEYS);
+    for node in section(ctx, list_nodes, "lists") {
+        let Some(mut map) = ctx.map(node, "a list override") else {
+            continue;
+        };
+        let name = map.required(ctx, "list").and_then(|value| ctx.text(value, "`list`"));
+        let items = map.get("items").map(|value| ctx.text_list(value, "`items`"));
+        let append = map.get("append").map(|value| ctx.text_list(value, "`append`"));
+        map.finish(ctx, &["list", "items", "append"]);
+        let Some(name) = name else { continue };
+        match (items, append) {
+            (Some(items), None) => {
+                lists.insert(
+                    name.clone(),
+                    ListDef {
+                        name,
+                        items,
+                        file: ctx.file.clone(),
+                        loc: node.loc,
+                    },
+                );
+            }
+            (None, Some(extra)) => match lists.get_mut(&name) {
+                Some(list) => list.items.extend(extra),
+                None => ctx.error(
+                    node.loc,
+                    Problem::UnknownList,
+                    format!("cannot append to unknown list `{name}`"),
+                ),
+            },
+            _ => ctx.error(
+                node.loc,
+                Problem::BadValue,
+                "a list override needs exactly one of `items` (replace) or `append`",
+            ),
+        }
+    }
+    for node in section(ctx, macro_nodes, "macros") {
+        let Some(mut map) = ctx.map(node, "a macro override") else {
+            continue;
+        };
+        let name = map.required(ctx, "macro").and_then(|value| ctx.text(value, "`macro`"));
+        let condition = map.required(ctx, "condition");
+        map.finish(ctx, &["macro", "condition"]);
+        let (Some(name), Some(condition)) = (name, condition) else {
+            continue;
+        };
+        macros.insert(
+            name.clone(),
+            MacroDef {
+                name,
+                condition: condition.clone(),
+                file: ctx.file.clone(),
+                loc: node.loc,
+            },
+        );
+    }
+    for node in section(ctx, rule_nodes, "rules") {
+        let is_override = node
+            .as_map()
+            .is_some_and(|entries| entries.iter().any(|(key, _)| key.as_str() == Some("rule")));
+        if is_override {
+            rule_overrides.push((ctx.file.clone(), node.clone()));
+        } else {
+            pending.push(PendingRule {
+                file: ctx.file.clone(),
+                node: node.clone(),
+            });
+        }
+    }
+}
+
+/// Apply one `rule:` override to a compiled rule.
+fn apply_rule_override(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node, rules: &mut [Rule]) {
+    let Some(mut map) = ctx.map(node, "a rule override") else {
+        return;
+    };
+    let id_node = map.required(ctx, "rule");
+    let id = id_node.and_then(|value| ctx.text(value, "`rule`"));
+    let level = map.get("level");
+    let enabled = map.get("enabled");
+    let title = map.get("title");
+    let output = map.get("output");
+    let tags = map.get("tags");
+    let exceptions = map.get("exceptions");
+    map.finish(ctx, OVERRIDE_KEYS);
+    let (Some(id), Some(id_node)) = (id, id_node) else {
+        return;
+    };
+    let Some(rule) = rules.iter_mut().find(|rule| rule.id == id) else {
+        let known: Vec<&str> = rules.iter().map(|rule| rule.id.as_str()).collect();
+        let hint = super::diag::suggest(&id, known)
+            .map(|best| format!(" (did you mean `{best}`?)"))
+            .unwrap_or_default();
+        ctx.error(
+            id_node.loc,
+            Problem::UnknownRule,
+            format!("override of unknown rule `{id}`{hint}"),
+        );
+        return;
+    };
+    if let Some(level) = level
+        && let Some(text) = ctx.text(level, "`level`")
+    {
+        match Level::parse(&text) {
+            Some(parsed) => rule.level = parsed,
+            None => ctx.error(
+                level.loc,
+                Problem::BadValue,
+                format!("level `{text}` is not one of info, low, medium, high"),
+            ),
+        }
+    }
+    if let Some(flag) = enabled.and_then(|value| ctx.boolean(value, "`enabled`")) {
+        rule.enabled = flag;
+    }
+    if let Some(text) = title.and_then(|value| ctx.text(value, "`title`")) {
+        rule.title = text;
+    }
+    if let Some(value) = output
+        && let Some(text) = ctx.text(value, "`output`")
+    {
+        rule.output = Template::compile(ctx, &text, value.loc);
+    }
+    if let Some(value) = tags {
+        rule.tags = ctx.text_list(value, "`tags`").into_iter().map(|(tag, _)| tag).collect();
+    }
+    if let Some(value) = exceptions {
+        let added = super::exceptions::compile_exceptions(ctx, env, value);
+        rule.exceptions.extend(added);
+    }
+    // The override is part of the rule's effective version.
+    let mut hasher = Sha256::new();
+    hasher.update(rule.hash.as_bytes());
+    hasher.update(node.to_json().to_string().as_bytes());
+    rule.hash = hex::encode(&hasher.finalize()[..8]);
+}
+
+/// Config switches: `disabled` ids and tags off, `enabled` ids on.
+fn apply_switches(rules: &mut [Rule], options: &RuleOptions, diagnostics: &mut Diagnostics) {
+    let known = |id: &String| rules.iter().any(|rule| &rule.id == id);
+    for id in options.disabled.iter().chain(&options.enabled) {
+        if !known(id) {
+            diagnostics.push(
+                &Arc::from("config rules.disabled / rules.enabled"),
+                Loc::default(),
+                Problem::UnknownRule,
+                format!("no rule has the id `{id}`"),
+            );
+        }
+    }
+    for rule in rules.iter_mut() {
+        if options.disabled.contains(&rule.id) || rule.tags.iter().any(|tag| options.disabled_tags.contains(tag)) {
+            rule.enabled = false;
+        }
+        if options.enabled.contains(&rule.id) || options.enable_all {
+            rule.enabled = true;
+        }
+    }
 }

@@ -9,12 +9,14 @@
 pub mod condition;
 pub mod diag;
 pub mod engine;
+pub mod exceptions;
 pub mod field;
 pub mod load;
 pub mod operations;
 pub mod state;
 pub mod stateful;
 pub mod template;
+pub mod testing;
 pub mod yaml;
 
 use std::fmt;
@@ -86,6 +88,10 @@ pub struct Rule {
     pub condition: Cond,
     /// Stateful predicates (`state:`), evaluated after `condition` holds.
     pub state: Option<stateful::StateSpec>,
+    /// Allow tuples: a match is dropped when any of them matches.
+    pub exceptions: Vec<exceptions::Exception>,
+    /// Embedded tests (`trailwarden rules test`).
+    pub tests: Vec<testing::RuleTest>,
     /// Fields forming the alarm aggregation key; empty = access key, else principal.
     pub group_by: Vec<Field>,
     pub output: Template,
