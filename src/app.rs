@@ -489,11 +489,12 @@ pub struct Daemon {
     source: std::thread::JoinHandle<()>,
     wake: std::sync::mpsc::Sender<WatchMessage>,
     stop: Arc<AtomicBool>,
+    reloader: crate::reload::Reloader,
 }
 
 impl Daemon {
     pub fn start(settings: &Settings, db: Option<&Path>) -> Result<Daemon, AppError> {
-        let rules = load_rule_set(settings, None)?;
+        let rules = check_rule_set(settings, None)?;
         tracing::info!(
             rules = rules.rules.len(),
             operations = rules.catalog.len(),
@@ -534,12 +535,9 @@ impl Daemon {
                 .ok()
                 .flatten()
         });
-        let pipeline = Pipeline::start(
-            shared_rules(rules),
-            store,
-            pipeline_options(settings, true),
-            Box::new(LogSink),
-        );
+        let rules = shared_rules(rules);
+        let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone());
+        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink));
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_sender, wake_receiver) = channel();
         let options = WatchOptions {
@@ -571,6 +569,7 @@ impl Daemon {
             source,
             wake: wake_sender,
             stop,
+            reloader,
         })
     }
 
@@ -583,8 +582,23 @@ impl Daemon {
         self.source.is_finished()
     }
 
+    /// Reload the rules now (SIGHUP).
+    pub fn reload(&self) {
+        self.reloader.request();
+    }
+
+    /// The rule set's reload status.
+    pub fn reload_status(&self) -> crate::reload::ReloadStatus {
+        self.reloader
+            .status
+            .lock()
+            .map(|status| status.clone())
+            .unwrap_or_default()
+    }
+
     /// Stop intake, drain and commit. Blocking: call from a blocking context.
     pub fn shutdown(self) -> PipelineReport {
+        self.reloader.stop();
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.wake.send(WatchMessage::Shutdown);
         let _ = self.source.join();

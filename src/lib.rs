@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod pipeline;
+pub mod reload;
 pub mod reorder;
 pub mod rules;
 pub mod source;

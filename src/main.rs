@@ -236,7 +236,7 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         } else {
-            wait_for_signal().await;
+            wait_for_signal(&daemon).await;
             tracing::info!("shutting down: stopping intake, draining, committing");
         }
         let shutdown = tokio::task::spawn_blocking(move || daemon.shutdown());
@@ -266,25 +266,29 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
     })
 }
 
+/// Wait for Ctrl-C or SIGTERM; SIGHUP reloads the rules and keeps waiting.
 #[cfg(unix)]
-async fn wait_for_signal() {
+async fn wait_for_signal(daemon: &app::Daemon) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let (Ok(mut terminate), Ok(mut hangup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        tracing::warn!("cannot listen for SIGTERM / SIGHUP; only Ctrl-C stops the daemon");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = terminate.recv() => return,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading rules");
+                daemon.reload();
+            }
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+async fn wait_for_signal(_daemon: &app::Daemon) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

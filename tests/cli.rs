@@ -450,3 +450,124 @@ fn the_daemon_watches_for_new_files_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn alarms_of(db: &Path, rule: &str) -> Vec<(i64, String)> {
+    let Ok(connection) = rusqlite::Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut statement) = connection.prepare("SELECT count, rule_hash FROM alarms WHERE rule_id = ?1") else {
+        return Vec::new();
+    };
+    statement
+        .query_map([rule], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(unix)]
+#[test]
+fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(&repo().join("rules"), &rules);
+    let watched = dir.path().join("incoming");
+    std::fs::create_dir(&watched).unwrap();
+    let db = dir.path().join("store.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.files]\npaths = [{:?}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n[store]\npath = {:?}\nsynchronous = \"normal\"\n[rules]\ndir = {:?}\nwatch = false\n[pipeline]\nmax_hold = \"100ms\"\n[log]\nlevel = \"info\"\n",
+            watched.display().to_string(),
+            db.display().to_string(),
+            rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = Command::new(BIN)
+        .current_dir(repo())
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let hup = |child: &std::process::Child| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("daemon start", || log_text().contains("rules loaded"));
+
+    // 1. A broken rule file: the reload fails with a located error, the running set stays.
+    std::fs::write(
+        rules.join("custom.yaml"),
+        "rules:\n  - id: custom-describe\n    title: Describe\n    level: hihg\n    description: d\n    match: {action: DescribeInstances}\n",
+    )
+    .unwrap();
+    hup(&child);
+    wait_until("the failed reload is logged", || {
+        log_text().contains("rule reload failed")
+    });
+    assert!(log_text().contains("custom.yaml:4:12"), "{}", log_text());
+    std::fs::copy(
+        format!("{RECORDS}/aws_records_file.json.gz"),
+        watched.join("one.json.gz"),
+    )
+    .unwrap();
+    wait_until("alarms from the running rules", || {
+        !alarms_of(&db, "access-key-created").is_empty()
+    });
+    assert!(alarms_of(&db, "custom-describe").is_empty());
+
+    // 2. Fixed: the new rule is compiled, tested and swapped in.
+    std::fs::write(
+        rules.join("custom.yaml"),
+        "rules:\n  - id: custom-describe\n    title: Describe\n    level: low\n    description: d\n    match: {action: DescribeInstances}\n",
+    )
+    .unwrap();
+    hup(&child);
+    wait_until("the reload succeeds", || log_text().contains("rules reloaded"));
+    std::fs::copy(format!("{RECORDS}/truncated.json.gz"), watched.join("two.json.gz")).unwrap();
+    wait_until("an alarm of the new rule", || {
+        !alarms_of(&db, "custom-describe").is_empty()
+    });
+    let (count, hash) = alarms_of(&db, "custom-describe").remove(0);
+    assert_eq!(
+        count, 1,
+        "DescribeInstances of the second file only: the first file is not evaluated again"
+    );
+    assert_eq!(hash.len(), 16, "alarms record the rule version");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}

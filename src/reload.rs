@@ -1,0 +1,163 @@
+//! Hot reload of the rule set.
+//!
+//! A dedicated thread waits for a trigger — a change in the rules directory
+//! or an override file (filesystem notifications), or SIGHUP — then loads and
+//! fully checks the new set off the hot path (every load problem, every
+//! embedded test). Only a set with no problems is swapped in, atomically
+//! (`ArcSwap`); otherwise the running set stays and the error is logged and
+//! kept in `ReloadStatus` for the API. The engine takes the current set once
+//! per transaction, so every event is evaluated exactly once, by one version.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::Watcher;
+use serde::Serialize;
+
+use crate::app::check_rule_set;
+use crate::config::Settings;
+use crate::pipeline::SharedRules;
+
+/// What asked for a reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    FileChange,
+    Signal,
+    Shutdown,
+}
+
+/// The state of the rule set, for logs and (later) the API.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Version (hash) of the running set.
+    pub version: String,
+    pub rules: usize,
+    /// Successful reloads since start.
+    pub reloads: u64,
+    pub failures: u64,
+    /// The last failed reload's problems, cleared by the next success.
+    pub last_error: Option<String>,
+    /// Wall-clock time of the last attempt (RFC 3339).
+    pub last_attempt: Option<String>,
+}
+
+/// A running reloader.
+pub struct Reloader {
+    trigger: Sender<Trigger>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub status: Arc<Mutex<ReloadStatus>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Reloader {
+    pub fn start(settings: Settings, rules: SharedRules) -> Reloader {
+        let (trigger, receiver) = std::sync::mpsc::channel();
+        let current = rules.load();
+        let status = Arc::new(Mutex::new(ReloadStatus {
+            version: current.version.clone(),
+            rules: current.rules.len(),
+            ..ReloadStatus::default()
+        }));
+        let watcher = if settings.rules.watch {
+            watch_paths(&settings, trigger.clone())
+        } else {
+            None
+        };
+        let thread = {
+            let status = status.clone();
+            std::thread::Builder::new()
+                .name("tw-reload".into())
+                .spawn(move || reload_loop(settings, rules, receiver, status))
+                .ok()
+        };
+        Reloader {
+            trigger,
+            thread,
+            status,
+            _watcher: watcher,
+        }
+    }
+
+    /// Ask for a reload (SIGHUP).
+    pub fn request(&self) {
+        let _ = self.trigger.send(Trigger::Signal);
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.trigger.send(Trigger::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn watch_paths(settings: &Settings, trigger: Sender<Trigger>) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = match notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        if let Ok(event) = result
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            let _ = trigger.send(Trigger::FileChange);
+        }
+    }) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the rules; reload with SIGHUP");
+            return None;
+        }
+    };
+    let mut paths: Vec<PathBuf> = vec![settings.rules.dir.clone()];
+    paths.extend(settings.rules.overrides.iter().cloned());
+    for path in paths {
+        if let Err(error) = watcher.watch(&path, notify::RecursiveMode::Recursive) {
+            tracing::warn!(path = %path.display(), %error, "cannot watch; reload with SIGHUP");
+        }
+    }
+    Some(watcher)
+}
+
+fn reload_loop(settings: Settings, rules: SharedRules, receiver: Receiver<Trigger>, status: Arc<Mutex<ReloadStatus>>) {
+    while let Ok(trigger) = receiver.recv() {
+        if trigger == Trigger::Shutdown {
+            return;
+        }
+        // Editors write files in several steps: wait for the burst to end.
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(300)) {
+                Ok(Trigger::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+            }
+        }
+        reload_once(&settings, &rules, &status, trigger);
+    }
+}
+
+/// Load, check and (when clean and different) install a new rule set.
+pub fn reload_once(settings: &Settings, rules: &SharedRules, status: &Arc<Mutex<ReloadStatus>>, trigger: Trigger) {
+    let attempt = crate::alarm::store::timestamp(chrono::Utc::now());
+    let result = check_rule_set(settings, None);
+    let Ok(mut status) = status.lock() else { return };
+    status.last_attempt = Some(attempt);
+    match result {
+        Ok(new_set) => {
+            status.last_error = None;
+            if new_set.version == rules.load().version {
+                tracing::info!(version = %new_set.version, ?trigger, "rules unchanged");
+                return;
+            }
+            status.version = new_set.version.clone();
+            status.rules = new_set.rules.len();
+            status.reloads += 1;
+            tracing::info!(version = %new_set.version, rules = new_set.rules.len(), ?trigger, "rules reloaded");
+            rules.store(Arc::new(new_set));
+        }
+        Err(error) => {
+            status.failures += 1;
+            let text = error.to_string();
+            tracing::error!(?trigger, "rule reload failed; the running rules stay in place:\n{text}");
+            status.last_error = Some(text);
+        }
+    }
+}
