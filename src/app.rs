@@ -21,6 +21,7 @@ use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
 use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, shared_rules};
 use crate::rules::diag::Diagnostics;
+use crate::rules::load::load_rules_partial;
 use crate::rules::state::StateLimits;
 use crate::rules::testing::run_tests;
 use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
@@ -72,34 +73,32 @@ pub fn load_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet,
 /// only when there are no problems.
 pub fn check_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet, AppError> {
     let dir_path = dir.unwrap_or(&settings.rules.dir);
-    let rules = load_rule_set(settings, Some(dir_path))?;
+    let (rules, mut diagnostics) = load_rules_partial(dir_path, &rule_options(settings));
+    // Tests run with every rule enabled, and also when other rules failed to
+    // load, so one pass reports every problem.
     let mut test_options = rule_options(settings);
     test_options.enable_all = true;
-    let test_set = load_rules(dir_path, &test_options).map_err(|diagnostics| AppError::Rules {
-        dir: dir_path.display().to_string(),
-        diagnostics,
-    })?;
-    let mut diagnostics = Diagnostics::default();
-    for outcome in run_tests(&test_set, settings.naive_time_offset, None) {
-        if !outcome.passed {
-            diagnostics.push(
-                &outcome.file,
-                outcome.loc,
-                crate::rules::diag::Problem::FailingTest,
-                format!(
-                    "test `{}` of rule `{}` fails: {}",
-                    outcome.name, outcome.rule, outcome.detail
-                ),
-            );
+    if let (Some(test_set), _) = load_rules_partial(dir_path, &test_options) {
+        for outcome in run_tests(&test_set, settings.naive_time_offset, None) {
+            if !outcome.passed {
+                diagnostics.push(
+                    &outcome.file,
+                    outcome.loc,
+                    crate::rules::diag::Problem::FailingTest,
+                    format!(
+                        "test `{}` of rule `{}` fails: {}",
+                        outcome.name, outcome.rule, outcome.detail
+                    ),
+                );
+            }
         }
     }
-    if diagnostics.is_empty() {
-        Ok(rules)
-    } else {
-        Err(AppError::Rules {
+    match rules {
+        Some(rules) if diagnostics.is_empty() => Ok(rules),
+        _ => Err(AppError::Rules {
             dir: dir_path.display().to_string(),
             diagnostics,
-        })
+        }),
     }
 }
 

@@ -336,7 +336,30 @@ impl<'a> CompileEnv<'a> {
     }
 
     /// Values of an operator: a scalar, a list, or list names that expand.
-    fn values(&mut self, ctx: &mut FileCtx<'_>, node: &Node, operator: &str) -> Vec<(String, Loc)> {
+    /// `list_check`: report a bare, list-name-shaped value that names no list
+    /// (a typo would otherwise silently become a literal).
+    fn values(
+        &mut self,
+        ctx: &mut FileCtx<'_>,
+        node: &Node,
+        operator: &str,
+        list_check: bool,
+    ) -> Option<Vec<(String, Loc)>> {
+        if list_check
+            && let NodeValue::Str(text) = &node.value
+            && looks_like_list_name(text)
+            && !self.lists.contains_key(text)
+        {
+            let hint = suggest(text, self.lists.keys().map(String::as_str))
+                .map(|best| format!(" (did you mean `{best}`?)"))
+                .unwrap_or_default();
+            ctx.error(
+                node.loc,
+                Problem::UnknownList,
+                format!("unknown list `{text}`{hint}; to match this literal text, write it as a list: [{text}]"),
+            );
+            return None;
+        }
         let raw: Vec<(String, Loc)> = match &node.value {
             NodeValue::Seq(items) => items
                 .iter()
@@ -371,7 +394,7 @@ impl<'a> CompileEnv<'a> {
         for (text, loc) in raw {
             self.expand_list_item(text, loc, &mut out, 0);
         }
-        out
+        Some(out)
     }
 
     fn expand_list_item(&mut self, text: String, loc: Loc, out: &mut Vec<(String, Loc)>, depth: usize) {
@@ -480,7 +503,8 @@ impl<'a> CompileEnv<'a> {
                 }
             };
         }
-        let values = self.values(ctx, operand, operator);
+        let list_check = *field != Field::Operation && field.allowed_values().is_none();
+        let values = self.values(ctx, operand, operator, list_check)?;
         if values.is_empty() {
             ctx.error(
                 operand.loc,
@@ -574,7 +598,14 @@ impl<'a> CompileEnv<'a> {
                 for (pattern, loc) in &values {
                     if let Err(error) = regex::Regex::new(pattern) {
                         ok = false;
-                        let detail = error.to_string().lines().last().unwrap_or("invalid").trim().to_string();
+                        let detail = error
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("invalid")
+                            .trim()
+                            .trim_start_matches("error: ")
+                            .to_string();
                         ctx.error(*loc, Problem::BadRegex, format!("bad regex `{pattern}`: {detail}"));
                     }
                 }
@@ -737,6 +768,15 @@ impl<'a> CompileEnv<'a> {
         }
         Cond::Time(window)
     }
+}
+
+/// `snake_case_with_underscore`: the shape of a list name.
+fn looks_like_list_name(text: &str) -> bool {
+    text.contains('_')
+        && text.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
 fn select(names: &[&str], predicate: impl Fn(&str) -> bool) -> Vec<usize> {

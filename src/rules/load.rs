@@ -85,6 +85,15 @@ struct PendingRule {
 
 /// Load and compile every rule file under `dir`.
 pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnostics> {
+    match load_rules_partial(dir, options) {
+        (Some(set), diagnostics) if diagnostics.is_empty() => Ok(set),
+        (_, diagnostics) => Err(diagnostics),
+    }
+}
+
+/// Like `load_rules`, but also returns the rules that did compile when
+/// others did not (for reporting every problem, failing tests included).
+pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>, Diagnostics) {
     let mut diagnostics = Diagnostics::default();
     let files = match rule_files(dir) {
         Ok(files) => files,
@@ -95,7 +104,7 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
                 Problem::Io,
                 error,
             );
-            return Err(diagnostics);
+            return (None, diagnostics);
         }
     };
     let catalog_path = dir.join(OPERATIONS_FILE);
@@ -133,11 +142,7 @@ pub fn load_rules(dir: &Path, options: &RuleOptions) -> Result<RuleSet, Diagnost
         }
     }
     let result = compile_sources(&sources, &override_sources, catalog, options, &mut diagnostics);
-    if diagnostics.is_empty() {
-        result.ok_or(diagnostics)
-    } else {
-        Err(diagnostics)
-    }
+    (result, diagnostics)
 }
 
 /// Rule files under `dir`, recursively, sorted, without the catalog.

@@ -144,12 +144,17 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 /// serde-saphyr renders errors with a source snippet; keep the message line.
 fn first_line(text: &str) -> String {
-    text.lines()
+    let line = text
+        .lines()
         .map(str::trim)
         .find(|line| !line.is_empty())
         .unwrap_or("invalid YAML")
-        .trim_start_matches("error: ")
-        .to_string()
+        .trim_start_matches("error: ");
+    // The location is reported separately: drop "line 4 column 10: ".
+    match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, message)) if position.contains(" column ") => message.to_string(),
+        _ => line.to_string(),
+    }
 }
 
 fn into_node(spanned: Spanned<RawNode>) -> Node {

@@ -1,0 +1,260 @@
+//! `trailwarden rules validate` on a directory with ten different kinds of
+//! mistakes reports all ten, each with file:line:col, and exits non-zero.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const RULE_HEAD: &str = "rules:\n  - id: {id}\n    title: T\n    level: low\n    description: d\n";
+
+fn rule(id: &str, rest: &str) -> String {
+    RULE_HEAD.replace("{id}", id) + rest
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn ten_kinds_of_mistakes_are_all_reported_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path();
+    std::fs::copy(repo().join("rules/operations.yaml"), rules.join("operations.yaml")).unwrap();
+    write(
+        rules,
+        "shared.yaml",
+        "lists:\n  - list: tool_agents\n    items: [kali]\nmacros:\n  - macro: off_hours\n    condition:\n      time: {between: [\"22:00\", \"06:00\"]}\n",
+    );
+    // 1. YAML syntax (an unclosed flow sequence).
+    write(
+        rules,
+        "a_syntax.yaml",
+        "rules:\n  - id: x\n    tags: [a, b\n    level: low\n",
+    );
+    // 2. Unknown key (typo of `level`).
+    write(
+        rules,
+        "b_unknown_key.yaml",
+        "rules:\n  - id: b\n    title: T\n    levle: low\n    level: low\n    description: d\n    match: {action: A}\n",
+    );
+    // 3. Unknown field.
+    write(
+        rules,
+        "c_unknown_field.yaml",
+        &rule("c", "    match:\n      principle.kind: root\n"),
+    );
+    // 4. Bad regex.
+    write(
+        rules,
+        "d_bad_regex.yaml",
+        &rule("d", "    match:\n      user_agent: {regex: \"(unclosed\"}\n"),
+    );
+    // 5. Bad CIDR.
+    write(
+        rules,
+        "e_bad_cidr.yaml",
+        &rule("e", "    match:\n      source_ip: {cidr: [10.0.0.0/8, 10.0.0.0/33]}\n"),
+    );
+    // 6. Unknown time zone.
+    write(
+        rules,
+        "f_bad_zone.yaml",
+        &rule(
+            "f",
+            "    match:\n      time: {between: [\"22:00\", \"06:00\"], timezone: Mars/Olympus}\n",
+        ),
+    );
+    // 7. Unknown list (a typo of `tool_agents`).
+    write(
+        rules,
+        "g_unknown_list.yaml",
+        &rule("g", "    match:\n      user_agent: {contains: tool_agnets}\n"),
+    );
+    // 8. Unknown macro.
+    write(
+        rules,
+        "h_unknown_macro.yaml",
+        &rule("h", "    match:\n      macro: of_hours\n"),
+    );
+    // 9. Duplicate id (the second `i` in another file).
+    write(rules, "i_duplicate_1.yaml", &rule("i", "    match: {action: A}\n"));
+    write(rules, "i_duplicate_2.yaml", &rule("i", "    match: {action: B}\n"));
+    // 10. A failing embedded test.
+    write(
+        rules,
+        "j_failing_test.yaml",
+        &rule(
+            "j",
+            "    match: {action: DeleteUser}\n    tests:\n      - name: expects a match it cannot get\n        expect: match\n        events:\n          - {eventSource: iam.amazonaws.com, eventName: CreateUser, eventTime: \"2026-03-02T03:00:00Z\", awsRegion: us-east-1}\n",
+        ),
+    );
+
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["rules", "validate"])
+        .arg(rules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "validate must fail:\n{text}");
+    let path = |name: &str| rules.join(name).display().to_string();
+    let expected = [
+        (path("a_syntax.yaml"), ":4:10:", "YAML syntax: illegal placement"),
+        (path("b_unknown_key.yaml"), ":4:5:", "unknown key `levle`"),
+        (path("c_unknown_field.yaml"), ":7:7:", "unknown field `principle.kind`"),
+        (path("d_bad_regex.yaml"), ":7:27:", "bad regex `(unclosed`"),
+        (path("e_bad_cidr.yaml"), ":7:38:", "bad CIDR `10.0.0.0/33`"),
+        (path("f_bad_zone.yaml"), ":7:", "unknown time zone `Mars/Olympus`"),
+        (
+            path("g_unknown_list.yaml"),
+            ":7:",
+            "unknown list `tool_agnets` (did you mean `tool_agents`?)",
+        ),
+        (
+            path("h_unknown_macro.yaml"),
+            ":7:14:",
+            "unknown macro `of_hours` (did you mean `off_hours`?)",
+        ),
+        (path("i_duplicate_2.yaml"), ":2:", "rule id `i` is already defined"),
+        (
+            path("j_failing_test.yaml"),
+            ":8:9:",
+            "test `expects a match it cannot get` of rule `j` fails",
+        ),
+    ];
+    for (file, location, message) in expected {
+        let found = text
+            .lines()
+            .any(|line| line.starts_with(&format!("{file}{location}")) && line.contains(message));
+        assert!(found, "missing `{file}{location} … {message}` in:\n{text}");
+    }
+    assert!(text.contains("\n10 problems"), "exactly ten problems:\n{text}");
+}
+
+#[test]
+fn the_shipped_pack_validates_and_its_tests_pass() {
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["rules", "validate"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["rules", "test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("test result: ok."), "{text}");
+}
+
+#[test]
+fn overrides_change_levels_extend_lists_add_exceptions_and_disable_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &overrides,
+        r#"
+lists:
+  - list: hacker_tool_agents
+    append: [mytool]
+rules:
+  - rule: access-key-created
+    level: high
+    exceptions:
+      - name: onboarding_robot
+        fields: [principal.name]
+        values: [[ops-sync]]
+  - rule: sec09-cost-sensitive-operation
+    enabled: false
+  - id: custom-tencent-describe
+    title: Custom rule from the operator file
+    level: info
+    description: An operator's own rule lives in the override file too.
+    match:
+      all:
+        - provider: tencent
+        - action: DescribeInstances
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rules]\ndir = {:?}\noverrides = [{:?}]\ndisabled_tags = [\"network\"]\n",
+            repo().join("rules").display().to_string(),
+            overrides.display().to_string()
+        ),
+    )
+    .unwrap();
+    let list = Command::new(BIN)
+        .current_dir(repo())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "rules",
+            "list",
+            "--format",
+            "jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let rules: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let find = |id: &str| rules.iter().find(|rule| rule["id"] == id).unwrap().clone();
+    assert_eq!(find("access-key-created")["level"], "high");
+    assert_eq!(find("sec09-cost-sensitive-operation")["enabled"], false);
+    assert_eq!(find("sec09-network-change")["enabled"], false, "disabled by tag");
+    assert_eq!(find("custom-tencent-describe")["level"], "info");
+    // The exception suppresses the match of the fixture's `ops-sync` key creation.
+    let replay = Command::new(BIN)
+        .current_dir(repo())
+        .args(["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
+        .arg("tests/fixtures/records/tencent_cos_delivery.json.gz")
+        .arg("tests/fixtures/records/truncated.json.gz")
+        .output()
+        .unwrap();
+    let matched: Vec<String> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["rule"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(!matched.iter().any(|rule| rule == "access-key-created"), "{matched:?}");
+    assert!(
+        !matched.iter().any(|rule| rule == "sec09-cost-sensitive-operation"),
+        "{matched:?}"
+    );
+    assert!(
+        matched.iter().any(|rule| rule == "custom-tencent-describe"),
+        "{matched:?}"
+    );
+    // An override of a rule that does not exist is reported with its location.
+    std::fs::write(&overrides, "rules:\n  - rule: acces-key-created\n    level: high\n").unwrap();
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["--config", config.to_str().unwrap(), "rules", "validate"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        text.contains(
+            "overrides.yaml:2:11: override of unknown rule `acces-key-created` (did you mean `access-key-created`?)"
+        ),
+        "{text}"
+    );
+}
