@@ -1,0 +1,453 @@
+//! Stateful detection gives the same alarms whether a weeks-long sequence is
+//! replayed in one run, split across two runs with a restart between (state
+//! persisted in the store), or shuffled within the allowed lateness.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const DAY: i64 = 86_400;
+/// 2026-03-02T00:00:00Z, a Monday.
+const START: i64 = 1_772_409_600;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tencent(
+    id: &str,
+    at: i64,
+    action: &str,
+    service: &str,
+    key: &str,
+    user: &str,
+    error: Option<&str>,
+    params: Value,
+) -> Value {
+    json!({
+        "eventVersion": 2,
+        "eventID": id,
+        "requestID": format!("req-{id}"),
+        "eventTime": at,
+        "eventName": action,
+        "eventSource": format!("{service}.tencentcloudapi.com"),
+        "resourceType": service,
+        "eventType": "ApiCall",
+        "eventRegion": "ap-guangzhou",
+        "actionType": if action.starts_with("Describe") || action.starts_with("List") { "Read" } else { "Write" },
+        "errorCode": error.map_or(json!(0), |code| json!(code)),
+        "errorMessage": error.map_or("permission verify".to_string(), |code| format!("{code}: not authorized")),
+        "sourceIPAddress": "45.76.218.92",
+        "userAgent": "SDK_GO_1.0.374",
+        "requestParameters": params.to_string(),
+        "userIdentity": {
+            "type": "CAMUser",
+            "principalId": format!("1000{}", user.len() * 1111),
+            "accountId": 100012345678_i64,
+            "secretId": key,
+            "userName": user,
+        },
+    })
+}
+
+fn huawei(
+    id: &str,
+    at: i64,
+    action: &str,
+    service: &str,
+    key: &str,
+    user: &str,
+    rating: &str,
+    code: &str,
+    request: Value,
+) -> Value {
+    json!({
+        "trace_id": id,
+        "trace_name": action,
+        "trace_rating": rating,
+        "trace_type": "ApiCall",
+        "service_type": service,
+        "resource_type": "resource",
+        "time": at * 1000,
+        "code": code,
+        "source_ip": "116.228.71.34",
+        "request": request.to_string(),
+        "user": {
+            "id": format!("id-{user}"),
+            "name": user,
+            "domain": {"id": "6d4e2f1a8b9c40d7a5e3f21c0b9d8e7f", "name": "corp"},
+            "access_key_id": key,
+            "principal_urn": format!("iam::6d4e2f1a8b9c40d7a5e3f21c0b9d8e7f:user:{user}"),
+            "principal_is_root_user": "false",
+        },
+    })
+}
+
+/// The sequence, in time order, every timestamp distinct.
+fn sequence() -> Vec<(i64, Value)> {
+    let mut events: Vec<(i64, Value)> = Vec::new();
+    let mut push = |at: i64, record: Value| events.push((at, record));
+    // Background: three keys read every working day for five weeks.
+    for day in 0..35 {
+        for (slot, (key, user)) in [
+            ("AKIDdaily1000000000000000000000000001", "report"),
+            ("AKIDdaily2000000000000000000000000002", "sync"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = START + day * DAY + 3 * 3600 + slot as i64 * 60 + 7;
+            push(
+                at,
+                tencent(
+                    &format!("bg-t-{day}-{slot}"),
+                    at,
+                    "DescribeInstances",
+                    "cvm",
+                    key,
+                    user,
+                    None,
+                    json!({}),
+                ),
+            );
+        }
+        let at = START + day * DAY + 4 * 3600 + 11;
+        push(
+            at,
+            huawei(
+                &format!("bg-h-{day}"),
+                at,
+                "startServer",
+                "ECS",
+                "HPUADAILY00000000001",
+                "ops",
+                "normal",
+                "200",
+                json!({}),
+            ),
+        );
+    }
+    // Week 1: a user created, then its key lists access keys two hours later.
+    let created = START + 2 * DAY + 2 * 3600 + 13;
+    push(
+        created,
+        tencent(
+            "nu-1",
+            created,
+            "AddUser",
+            "cam",
+            "AKIDadmin0000000000000000000000000001",
+            "admin",
+            None,
+            json!({"Name": "mallory"}),
+        ),
+    );
+    push(
+        created + 7200,
+        tencent(
+            "nu-2",
+            created + 7200,
+            "ListAccessKeys",
+            "cam",
+            "AKIDmallory00000000000000000000000001",
+            "mallory",
+            None,
+            json!({}),
+        ),
+    );
+    // Huawei: a user created, then it creates an access key three hours later.
+    let created = START + 3 * DAY + 5 * 3600 + 17;
+    push(
+        created,
+        huawei(
+            "nu-h-1",
+            created,
+            "createUser",
+            "IAM",
+            "HPUAADMIN00000000001",
+            "admin",
+            "normal",
+            "201",
+            json!({"user": {"name": "eve"}}),
+        ),
+    );
+    push(
+        created + 10800,
+        huawei(
+            "nu-h-2",
+            created + 10800,
+            "createCredential",
+            "IAM",
+            "HPUAEVE0000000000001",
+            "eve",
+            "normal",
+            "201",
+            json!({}),
+        ),
+    );
+    // A key used on day 1, silent for 45 days, then used again.
+    let first = START + DAY + 6 * 3600 + 19;
+    push(
+        first,
+        tencent(
+            "idle-1",
+            first,
+            "DescribeInstances",
+            "cvm",
+            "AKIDforgotten000000000000000000000001",
+            "old-bot",
+            None,
+            json!({}),
+        ),
+    );
+    let again = first + 45 * DAY + 23;
+    push(
+        again,
+        tencent(
+            "idle-2",
+            again,
+            "DescribeInstances",
+            "cvm",
+            "AKIDforgotten000000000000000000000001",
+            "old-bot",
+            None,
+            json!({}),
+        ),
+    );
+    let first = START + 2 * DAY + 6 * 3600 + 29;
+    push(
+        first,
+        huawei(
+            "idle-h-1",
+            first,
+            "stopServer",
+            "ECS",
+            "HPUAFORGOTTEN0000001",
+            "old-ops",
+            "normal",
+            "200",
+            json!({}),
+        ),
+    );
+    let again = first + 42 * DAY + 31;
+    push(
+        again,
+        huawei(
+            "idle-h-2",
+            again,
+            "startServer",
+            "ECS",
+            "HPUAFORGOTTEN0000001",
+            "old-ops",
+            "normal",
+            "200",
+            json!({}),
+        ),
+    );
+    // Bursts of denied calls: 12 on Tencent within three minutes, 10 on Huawei within two.
+    let burst = START + 9 * DAY + 10 * 3600 + 37;
+    for n in 0..12 {
+        let at = burst + n * 15;
+        push(
+            at,
+            tencent(
+                &format!("deny-t-{n:02}"),
+                at,
+                "DescribeDBInstances",
+                "cdb",
+                "AKIDprobe00000000000000000000000000001",
+                "probe",
+                Some("AuthFailure.UnauthorizedOperation"),
+                json!({}),
+            ),
+        );
+    }
+    let burst = START + 16 * DAY + 11 * 3600 + 41;
+    for n in 0..10 {
+        let at = burst + n * 11;
+        push(
+            at,
+            huawei(
+                &format!("deny-h-{n:02}"),
+                at,
+                "deleteServer",
+                "ECS",
+                "HPUAPROBE00000000001",
+                "probe",
+                "warning",
+                "403",
+                json!({}),
+            ),
+        );
+    }
+    // Off-hours deletes (Asia/Shanghai): 02:30 and 23:15 local.
+    let night = START + 20 * DAY + 18 * 3600 + 30 * 60 + 43;
+    push(
+        night,
+        tencent(
+            "night-t",
+            night,
+            "TerminateInstances",
+            "cvm",
+            "AKIDdaily2000000000000000000000000002",
+            "sync",
+            None,
+            json!({"InstanceIds": ["ins-1"]}),
+        ),
+    );
+    let night = START + 27 * DAY + 15 * 3600 + 15 * 60 + 47;
+    push(
+        night,
+        huawei(
+            "night-h",
+            night,
+            "deleteServer",
+            "ECS",
+            "HPUADAILY00000000001",
+            "ops",
+            "normal",
+            "200",
+            json!({}),
+        ),
+    );
+    events.sort_by_key(|(at, _)| *at);
+    events
+}
+
+fn write_lines(path: &Path, events: &[(i64, Value)]) {
+    let text: String = events.iter().map(|(_, record)| record.to_string() + "\n").collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Replay `files` in one invocation each into `db`; return the printed matches.
+fn replay(db: &Path, runs: &[&[&Path]]) -> Vec<(String, String)> {
+    let mut matches = Vec::new();
+    for files in runs {
+        let output = Command::new(BIN)
+            .current_dir(repo())
+            .args(["replay", "--format", "jsonl", "--db"])
+            .arg(db)
+            .args(files.iter().copied())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let value: Value = serde_json::from_str(line).unwrap();
+            matches.push((
+                value["rule"].as_str().unwrap().to_string(),
+                value["event_id"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    matches.sort();
+    matches
+}
+
+/// Alarms without their wall-clock columns, keyed by rule and group.
+fn alarms(db: &Path) -> BTreeMap<(String, String), (i64, String, String, String)> {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    let mut statement = connection
+        .prepare(
+            "SELECT a.rule_id, a.group_key, a.count, a.first_seen, a.last_seen, \
+             (SELECT group_concat(event_id, ',') FROM (SELECT event_id FROM alarm_samples s WHERE s.alarm_id = a.id ORDER BY seq)) \
+             FROM alarms a",
+        )
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok((
+                (row.get(0)?, row.get(1)?),
+                (
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                ),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn the_same_alarms_in_one_run_across_a_restart_and_shuffled() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = sequence();
+    let all = dir.path().join("all.jsonl");
+    write_lines(&all, &events);
+    let (first_half, second_half) = events.split_at(events.len() / 2);
+    let part1 = dir.path().join("part1.jsonl");
+    let part2 = dir.path().join("part2.jsonl");
+    write_lines(&part1, first_half);
+    write_lines(&part2, second_half);
+    // Shuffle inside 2-minute slices (the allowed lateness is 5 minutes) with a fixed permutation.
+    let mut shuffled = events.clone();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut start = 0;
+    while start < shuffled.len() {
+        let slot = shuffled[start].0 / 120;
+        let end = start + shuffled[start..].iter().take_while(|(at, _)| at / 120 == slot).count();
+        for index in (start + 1..end).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let other = start + (state as usize) % (index - start + 1);
+            shuffled.swap(index, other);
+        }
+        start = end;
+    }
+    assert_ne!(
+        shuffled.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+        events.iter().map(|(at, _)| *at).collect::<Vec<_>>()
+    );
+    let shuffled_path = dir.path().join("shuffled.jsonl");
+    write_lines(&shuffled_path, &shuffled);
+
+    let one = dir.path().join("one.db");
+    let split = dir.path().join("split.db");
+    let mixed = dir.path().join("mixed.db");
+    let matches_one = replay(&one, &[&[&all]]);
+    let matches_split = replay(&split, &[&[&part1], &[&part2]]);
+    let matches_mixed = replay(&mixed, &[&[&shuffled_path]]);
+
+    for (rule, event) in [
+        ("new-user-high-risk-api", "nu-2"),
+        ("new-user-high-risk-api", "nu-h-2"),
+        ("idle-key-reused", "idle-2"),
+        ("idle-key-reused", "idle-h-2"),
+        ("denied-call-burst", "deny-t-09"),
+        ("denied-call-burst", "deny-h-09"),
+        ("off-hours-sensitive-operation", "night-t"),
+        ("off-hours-sensitive-operation", "night-h"),
+    ] {
+        assert!(
+            matches_one.contains(&(rule.to_string(), event.to_string())),
+            "{rule} should match {event}; matches: {matches_one:?}"
+        );
+    }
+    // Only the long-idle keys are idle; daily keys and first sightings are not.
+    let idle: Vec<&String> = matches_one
+        .iter()
+        .filter(|(rule, _)| rule == "idle-key-reused")
+        .map(|(_, event)| event)
+        .collect();
+    assert_eq!(idle, ["idle-2", "idle-h-2"]);
+    // Bursts: the 10th, 11th and 12th Tencent denial, the 10th Huawei one.
+    let bursts: Vec<&String> = matches_one
+        .iter()
+        .filter(|(rule, _)| rule == "denied-call-burst")
+        .map(|(_, event)| event)
+        .collect();
+    assert_eq!(bursts, ["deny-h-09", "deny-t-09", "deny-t-10", "deny-t-11"]);
+
+    assert_eq!(matches_one, matches_split, "split across a restart");
+    assert_eq!(matches_one, matches_mixed, "shuffled within the allowed lateness");
+    let alarms_one = alarms(&one);
+    assert!(!alarms_one.is_empty());
+    assert_eq!(alarms_one, alarms(&split), "alarms across a restart");
+    assert_eq!(alarms_one, alarms(&mixed), "alarms when shuffled");
+}
