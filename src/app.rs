@@ -332,14 +332,13 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
 pub fn summary_line(report: &PipelineReport) -> String {
     let stats = report.stats;
     format!(
-        "replay: {} records, {} events, {} malformed, {} matches, {} alarms ({} new, {} updated), {:.2} s, {:.0} events/s",
+        "replay: {} records, {} events, {} malformed, {} matches, {} alarms ({} new), {:.2} s, {:.0} events/s",
         stats.records,
         stats.events,
         stats.malformed,
         stats.matches,
-        stats.alarms_created + stats.alarms_updated,
+        stats.alarms_touched,
         stats.alarms_created,
-        stats.alarms_updated,
         report.elapsed.as_secs_f64(),
         report.events_per_second()
     )

@@ -39,7 +39,8 @@ pub struct Stats {
     pub malformed: AtomicU64,
     pub matches: AtomicU64,
     pub alarms_created: AtomicU64,
-    pub alarms_updated: AtomicU64,
+    /// Distinct alarms (rule + group key) this run raised or updated.
+    pub alarms_touched: AtomicU64,
     pub transactions: AtomicU64,
     pub bytes: AtomicU64,
     /// Events that arrived after a later event had already been evaluated.
@@ -60,7 +61,7 @@ pub struct StatsSnapshot {
     pub malformed: u64,
     pub matches: u64,
     pub alarms_created: u64,
-    pub alarms_updated: u64,
+    pub alarms_touched: u64,
     pub transactions: u64,
     pub bytes: u64,
     pub late_events: u64,
@@ -78,7 +79,7 @@ impl Stats {
             malformed: self.malformed.load(Ordering::Relaxed),
             matches: self.matches.load(Ordering::Relaxed),
             alarms_created: self.alarms_created.load(Ordering::Relaxed),
-            alarms_updated: self.alarms_updated.load(Ordering::Relaxed),
+            alarms_touched: self.alarms_touched.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             late_events: self.late_events.load(Ordering::Relaxed),
@@ -417,6 +418,7 @@ fn engine_stage(
             "engine state restored"
         );
     }
+    let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut closed = false;
     while !closed {
         // Block for one batch (or, in the daemon, until held events are due),
@@ -521,9 +523,10 @@ fn engine_stage(
         stats
             .alarms_created
             .fetch_add(outcome.alarms_created, Ordering::Relaxed);
-        stats
-            .alarms_updated
-            .fetch_add(outcome.alarms_updated, Ordering::Relaxed);
+        for update in &write.alarms {
+            touched.insert((update.rule_id.clone(), update.group_key.clone()));
+        }
+        stats.alarms_touched.store(touched.len() as u64, Ordering::Relaxed);
         sink.on_commit();
     }
     Ok(())

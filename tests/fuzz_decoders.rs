@@ -208,6 +208,32 @@ proptest! {
     }
 
     #[test]
+    fn block_boundaries_never_change_the_frames(
+        pieces in prop::collection::vec(prop_oneof![
+            Just(b"{\"a\": \"x\\\"}\"}\n".to_vec()),
+            Just(b"[\n {\"b\": [1, {\"c\": \"}\"}]}\n]\n".to_vec()),
+            Just(b"junk line\n".to_vec()),
+            Just(b"{\"open\": \"unterminated\n".to_vec()),
+            Just(b"{\"deep\": {\"x\": 1\n".to_vec()),
+            Just(b"\"top-level string\"\n".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ], 1..20),
+        block in 1usize..64,
+    ) {
+        let input: Vec<u8> = pieces.concat();
+        let frames_of = |block: usize| {
+            let mut framer = Framer::new(1 << 20);
+            let mut frames = Vec::new();
+            for chunk in input.chunks(block) {
+                framer.feed(chunk, &mut frames);
+            }
+            framer.finish(&mut frames);
+            frames
+        };
+        prop_assert_eq!(frames_of(input.len().max(1)), frames_of(block));
+    }
+
+    #[test]
     fn truncating_a_good_file_anywhere_keeps_the_records_before_the_cut(cut in 0usize..4000) {
         let text = std::fs::read("tests/fixtures/records/tencent_variants.jsonl").unwrap();
         let cut = cut.min(text.len());

@@ -226,6 +226,7 @@ impl Field {
                 Val::Bool(flag) => flag.to_string(),
                 Val::Num(number) => format_number(number),
                 Val::Operation(index) => catalog.name(index).to_string(),
+                Val::Composite => return false,
             });
             false
         });
@@ -252,6 +253,9 @@ pub enum Val<'a> {
         ip: Option<IpAddr>,
     },
     Operation(u16),
+    /// A non-empty object or array under a `raw.` path: present, but not a
+    /// scalar to compare.
+    Composite,
 }
 
 impl<'a> Val<'a> {
@@ -315,8 +319,9 @@ fn leaf_any(value: &Value, test: &mut dyn FnMut(Val<'_>) -> bool) -> bool {
         Value::Bool(flag) => test(Val::Bool(*flag)),
         Value::Number(number) => number.as_f64().is_some_and(|number| test(Val::Num(number))),
         Value::String(text) => test(Val::Str(text)),
+        Value::Array(items) if items.is_empty() => false,
         Value::Array(items) => items.iter().any(|item| leaf_any(item, test)),
         // An object exists, but has no scalar value to compare.
-        Value::Object(map) => !map.is_empty() && test(Val::Str("")),
+        Value::Object(map) => !map.is_empty() && test(Val::Composite),
     }
 }

@@ -304,6 +304,7 @@ pub fn compile_sources(
     let index = RuleIndex::build(&rules, catalog.len());
     let version = {
         let mut hasher = Sha256::new();
+        hasher.update(catalog.digest.as_bytes());
         for rule in &rules {
             hasher.update(rule.id.as_bytes());
             hasher.update(rule.hash.as_bytes());

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::condition::{CompileEnv, Cond};
 use super::diag::{Diagnostics, FileCtx, Problem};
 use super::yaml::{self, Node};
 use crate::event::model::{AuditEvent, Provider};
@@ -40,6 +41,10 @@ struct Mapping {
     /// Lower-case services, or empty for "any service of this cloud".
     services: Vec<String>,
     operation: OpIndex,
+    /// A condition on the record (`when:`) for names that mean this
+    /// operation only with certain request parameters (AWS
+    /// `ModifyInstanceAttribute` is a user-data change only with `userData`).
+    when: Option<Arc<Cond>>,
 }
 
 /// The loaded catalog.
@@ -49,6 +54,8 @@ pub struct OperationCatalog {
     by_id: HashMap<String, OpIndex>,
     /// provider → lower-case action → mappings.
     by_action: [HashMap<String, Vec<Mapping>>; 3],
+    /// Hash of the catalog's text: part of the rule set's version.
+    pub digest: String,
 }
 
 fn provider_slot(provider: Provider) -> usize {
@@ -85,7 +92,20 @@ impl OperationCatalog {
     }
 
     /// The operations an event's (provider, service, action) maps to.
+    /// Operations of (provider, service, action). Mappings with a `when:`
+    /// condition need the event: without one they are left out.
     pub fn classify(&self, provider: Provider, service: &str, action: &str, out: &mut Vec<OpIndex>) {
+        self.classify_with(provider, service, action, None, out);
+    }
+
+    fn classify_with(
+        &self,
+        provider: Provider,
+        service: &str,
+        action: &str,
+        event: Option<&AuditEvent>,
+        out: &mut Vec<OpIndex>,
+    ) {
         out.clear();
         let table = &self.by_action[provider_slot(provider)];
         let found = with_ascii_lowercase(action, |action| {
@@ -106,7 +126,12 @@ impl OperationCatalog {
                     .services
                     .iter()
                     .any(|candidate| candidate.eq_ignore_ascii_case(service));
-            if service_matches && !out.contains(&mapping.operation) {
+            let condition_holds = match (&mapping.when, event) {
+                (None, _) => true,
+                (Some(condition), Some(event)) => condition.evaluate(event),
+                (Some(_), None) => false,
+            };
+            if service_matches && condition_holds && !out.contains(&mapping.operation) {
                 out.push(mapping.operation);
             }
         }
@@ -115,7 +140,13 @@ impl OperationCatalog {
     /// Fill `event.operations`.
     pub fn classify_event(&self, event: &mut AuditEvent) {
         let mut operations = std::mem::take(&mut event.operations);
-        self.classify(event.provider, &event.service, &event.action, &mut operations);
+        self.classify_with(
+            event.provider,
+            &event.service,
+            &event.action,
+            Some(event),
+            &mut operations,
+        );
         event.operations = operations;
     }
 
@@ -165,6 +196,23 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// Compile a mapping's `when:` condition. It may test any field but
+/// `operation` (which it helps decide); lists and macros are not available.
+fn compile_when(ctx: &mut FileCtx<'_>, node: &Node) -> Cond {
+    let lists = HashMap::new();
+    let macros = HashMap::new();
+    let no_catalog = OperationCatalog::default();
+    let mut env = CompileEnv {
+        lists: &lists,
+        macros: &macros,
+        catalog: &no_catalog,
+        default_timezone: chrono_tz::UTC,
+        compiled_macros: HashMap::new(),
+        used: Vec::new(),
+    };
+    env.compile(ctx, node)
+}
+
 /// Load the catalog from YAML text; every problem goes to `diagnostics`.
 pub fn load_catalog(file: &str, text: &str, diagnostics: &mut Diagnostics) -> OperationCatalog {
     let mut ctx = FileCtx {
@@ -178,7 +226,13 @@ pub fn load_catalog(file: &str, text: &str, diagnostics: &mut Diagnostics) -> Op
             return OperationCatalog::default();
         }
     };
-    let mut catalog = OperationCatalog::default();
+    let mut catalog = OperationCatalog {
+        digest: {
+            use sha2::{Digest, Sha256};
+            hex::encode(&Sha256::digest(text.as_bytes())[..8])
+        },
+        ..OperationCatalog::default()
+    };
     let Some(mut top) = ctx.map(&root, "the operations file") else {
         return catalog;
     };
@@ -264,7 +318,8 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
                 .and_then(|node| ctx.boolean(node, "`unverified`"))
                 .unwrap_or(false);
             entry_map.get("note");
-            entry_map.finish(ctx, &["service", "actions", "ref", "unverified", "note"]);
+            let when = entry_map.get("when").map(|node| Arc::new(compile_when(ctx, node)));
+            entry_map.finish(ctx, &["service", "actions", "ref", "unverified", "note", "when"]);
             if actions.is_empty() {
                 ctx.error(
                     entry.loc,
@@ -285,6 +340,7 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
                 table.entry(action.to_ascii_lowercase()).or_default().push(Mapping {
                     services: services.clone(),
                     operation: index,
+                    when: when.clone(),
                 });
             }
         }
@@ -375,6 +431,41 @@ operations:
             ["compute.function.code_update"]
         );
         assert_eq!(strip_api_version("GetObject"), None);
+    }
+
+    #[test]
+    fn when_conditions_decide_ambiguous_names() {
+        let mut diagnostics = Diagnostics::default();
+        let catalog = load_catalog(
+            "ops.yaml",
+            "version: 1\noperations:\n  - id: compute.instance.userdata_modify\n    title: U\n    aws:\n      - {service: ec2, actions: [ModifyInstanceAttribute], ref: A1, when: {raw.requestParameters.userData: {exists: true}}}\n",
+            &mut diagnostics,
+        );
+        assert!(diagnostics.is_empty(), "{diagnostics}");
+        let event = |parameters: serde_json::Value| {
+            let record = serde_json::json!({"eventSource": "ec2.amazonaws.com", "eventName": "ModifyInstanceAttribute",
+                "eventTime": "2026-03-02T03:00:00Z", "awsRegion": "us-east-1", "requestParameters": parameters});
+            let serde_json::Value::Object(record) = record else {
+                unreachable!()
+            };
+            let candidate = crate::event::decode::Candidate {
+                provider: Provider::Aws,
+                record,
+                origin: Default::default(),
+                envelope_time: None,
+            };
+            crate::event::normalize::normalize(
+                candidate,
+                &crate::event::normalize::NormalizeContext::new(chrono::Utc::now()),
+            )
+            .unwrap()
+        };
+        let mut with_user_data = event(serde_json::json!({"instanceId": "i-1", "userData": "<sensitive>"}));
+        catalog.classify_event(&mut with_user_data);
+        assert_eq!(with_user_data.operations.len(), 1);
+        let mut termination = event(serde_json::json!({"instanceId": "i-1", "disableApiTermination": {"value": true}}));
+        catalog.classify_event(&mut termination);
+        assert!(termination.operations.is_empty());
     }
 
     #[test]

@@ -124,82 +124,131 @@ impl Framer {
         self.oversized = false;
     }
 
+    /// Append a run of bytes to the current frame (respecting the size limit).
+    fn push_slice(&mut self, bytes: &[u8]) {
+        let room = self.max_frame_bytes.saturating_sub(self.current.len());
+        if bytes.len() <= room {
+            self.current.extend_from_slice(bytes);
+        } else {
+            self.current.extend_from_slice(&bytes[..room]);
+            if !self.oversized {
+                self.current.truncate(OVERSIZED_KEEP);
+            }
+            self.oversized = true;
+        }
+    }
+
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Frame>) {
-        for &byte in data {
-            self.offset += 1;
-            let column_zero = self.at_line_start;
-            self.at_line_start = byte == b'\n';
+        let mut position = 0;
+        while position < data.len() {
+            // Fast paths: runs of string content and of bare text are copied
+            // in bulk (string bytes are most of an audit record).
             match self.state {
-                State::Idle => match byte {
-                    b'\n' => self.line += 1,
-                    b' ' | b'\t' | b'\r' | 0xEF | 0xBB | 0xBF => {}
-                    b'{' | b'[' => self.start(byte, State::Value { depth: 1 }),
-                    b'"' => {
-                        self.start(byte, State::Value { depth: 0 });
-                        self.in_string = true;
+                State::Value { .. } if self.in_string && !self.escape => {
+                    let rest = &data[position..];
+                    let run = memchr::memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+                    if run > 0 {
+                        self.push_slice(&rest[..run]);
+                        self.offset += run as u64;
+                        self.at_line_start = false;
+                        position += run;
+                        continue;
                     }
-                    _ => self.start(byte, State::Bare),
-                },
+                }
                 State::Bare => {
-                    if byte == b'\n' {
+                    let rest = &data[position..];
+                    let run = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                    if run > 0 {
+                        self.push_slice(&rest[..run]);
+                        self.offset += run as u64;
+                        self.at_line_start = false;
+                        position += run;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let byte = data[position];
+            position += 1;
+            self.step(byte, out);
+        }
+    }
+
+    /// Advance the state machine by one byte.
+    fn step(&mut self, byte: u8, out: &mut Vec<Frame>) {
+        self.offset += 1;
+        let column_zero = self.at_line_start;
+        self.at_line_start = byte == b'\n';
+        match self.state {
+            State::Idle => match byte {
+                b'\n' => self.line += 1,
+                b' ' | b'\t' | b'\r' | 0xEF | 0xBB | 0xBF => {}
+                b'{' | b'[' => self.start(byte, State::Value { depth: 1 }),
+                b'"' => {
+                    self.start(byte, State::Value { depth: 0 });
+                    self.in_string = true;
+                }
+                _ => self.start(byte, State::Bare),
+            },
+            State::Bare => {
+                if byte == b'\n' {
+                    self.emit(self.offset - 1, out);
+                    self.line += 1;
+                } else {
+                    self.push(byte);
+                }
+            }
+            State::Value { depth } => {
+                if self.in_string {
+                    if self.escape {
+                        self.escape = false;
+                        self.push(byte);
+                    } else if byte == b'\\' {
+                        self.escape = true;
+                        self.push(byte);
+                    } else if byte == b'"' {
+                        self.in_string = false;
+                        self.push(byte);
+                        if depth == 0 {
+                            self.emit(self.offset, out);
+                        }
+                    } else if byte == b'\n' {
+                        // JSON strings cannot hold a raw newline: the value is broken.
                         self.emit(self.offset - 1, out);
                         self.line += 1;
                     } else {
                         self.push(byte);
                     }
+                    return;
                 }
-                State::Value { depth } => {
-                    if self.in_string {
-                        if self.escape {
-                            self.escape = false;
-                            self.push(byte);
-                        } else if byte == b'\\' {
-                            self.escape = true;
-                            self.push(byte);
-                        } else if byte == b'"' {
-                            self.in_string = false;
-                            self.push(byte);
-                            if depth == 0 {
-                                self.emit(self.offset, out);
-                            }
-                        } else if byte == b'\n' {
-                            // JSON strings cannot hold a raw newline: the value is broken.
-                            self.emit(self.offset - 1, out);
-                            self.line += 1;
+                match byte {
+                    b'"' => {
+                        self.in_string = true;
+                        self.push(byte);
+                    }
+                    b'{' | b'[' if column_zero => {
+                        // A new document starts while the last one is open: it was truncated.
+                        self.emit(self.offset - 1, out);
+                        self.start(byte, State::Value { depth: 1 });
+                    }
+                    b'{' | b'[' => {
+                        self.state = State::Value { depth: depth + 1 };
+                        self.push(byte);
+                    }
+                    b'}' | b']' => {
+                        self.push(byte);
+                        let depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            self.emit(self.offset, out);
                         } else {
-                            self.push(byte);
+                            self.state = State::Value { depth };
                         }
-                        continue;
                     }
-                    match byte {
-                        b'"' => {
-                            self.in_string = true;
-                            self.push(byte);
-                        }
-                        b'{' | b'[' if column_zero => {
-                            // A new document starts while the last one is open: it was truncated.
-                            self.emit(self.offset - 1, out);
-                            self.start(byte, State::Value { depth: 1 });
-                        }
-                        b'{' | b'[' => {
-                            self.state = State::Value { depth: depth + 1 };
-                            self.push(byte);
-                        }
-                        b'}' | b']' => {
-                            self.push(byte);
-                            let depth = depth.saturating_sub(1);
-                            if depth == 0 {
-                                self.emit(self.offset, out);
-                            } else {
-                                self.state = State::Value { depth };
-                            }
-                        }
-                        b'\n' => {
-                            self.push(byte);
-                            self.line += 1;
-                        }
-                        _ => self.push(byte),
+                    b'\n' => {
+                        self.push(byte);
+                        self.line += 1;
                     }
+                    _ => self.push(byte),
                 }
             }
         }
