@@ -444,50 +444,52 @@ fn engine_stage(
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
         let mut next = first;
-        let mut evaluator = Evaluator {
-            rule_set: &rule_set,
-            state: &mut state,
-            scratch: &mut scratch,
-            matches: &mut matches,
-            sink: sink.as_mut(),
-            aggregator: &mut aggregator,
-            pending_delete: &mut write.pending_delete,
-        };
-        while let Some(mut batch) = next.take() {
-            events_in_transaction += batch.events.len();
-            for event in batch.events.drain(..) {
-                buffer.push(event, None);
-                // Release as we go, so memory holds only the lateness window.
-                while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+        {
+            // The evaluator borrows the state and the write batch until the releases are done.
+            let mut evaluator = Evaluator {
+                rule_set: &rule_set,
+                state: &mut state,
+                scratch: &mut scratch,
+                matches: &mut matches,
+                sink: sink.as_mut(),
+                aggregator: &mut aggregator,
+                pending_delete: &mut write.pending_delete,
+            };
+            while let Some(mut batch) = next.take() {
+                events_in_transaction += batch.events.len();
+                for event in batch.events.drain(..) {
+                    buffer.push(event, None);
+                    // Release as we go, so memory holds only the lateness window.
+                    while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+                        evaluator.release(held);
+                    }
+                }
+                write.dead_letters.append(&mut batch.dead_letters);
+                if let Some(checkpoint) = batch.checkpoint {
+                    // Only the latest checkpoint per file matters.
+                    write.checkpoints.retain(|existing| existing.path != checkpoint.path);
+                    write.checkpoints.push(checkpoint);
+                }
+                if events_in_transaction < options.batch_events {
+                    next = match receiver.try_recv() {
+                        Ok(batch) => Some(batch),
+                        Err(TryRecvError::Empty) => None,
+                        Err(TryRecvError::Disconnected) => {
+                            closed = true;
+                            None
+                        }
+                    };
+                }
+            }
+            while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+                evaluator.release(held);
+            }
+            if closed {
+                for held in buffer.drain_all() {
                     evaluator.release(held);
                 }
             }
-            write.dead_letters.append(&mut batch.dead_letters);
-            if let Some(checkpoint) = batch.checkpoint {
-                // Only the latest checkpoint per file matters.
-                write.checkpoints.retain(|existing| existing.path != checkpoint.path);
-                write.checkpoints.push(checkpoint);
-            }
-            if events_in_transaction < options.batch_events {
-                next = match receiver.try_recv() {
-                    Ok(batch) => Some(batch),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Disconnected) => {
-                        closed = true;
-                        None
-                    }
-                };
-            }
         }
-        while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
-            evaluator.release(held);
-        }
-        if closed {
-            for held in buffer.drain_all() {
-                evaluator.release(held);
-            }
-        }
-        drop(evaluator);
         // Events still waiting are persisted with this transaction, so a
         // restart resumes them instead of losing or re-reading them.
         for held in buffer.unpersisted() {

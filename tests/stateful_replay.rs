@@ -17,16 +17,25 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tencent(
-    id: &str,
+/// Who did what, when: the parts shared by the records of both clouds.
+struct Call<'a> {
+    id: &'a str,
     at: i64,
-    action: &str,
-    service: &str,
-    key: &str,
-    user: &str,
-    error: Option<&str>,
-    params: Value,
-) -> Value {
+    action: &'a str,
+    service: &'a str,
+    key: &'a str,
+    user: &'a str,
+}
+
+fn tencent(call: Call<'_>, error: Option<&str>, params: Value) -> Value {
+    let Call {
+        id,
+        at,
+        action,
+        service,
+        key,
+        user,
+    } = call;
     json!({
         "eventVersion": 2,
         "eventID": id,
@@ -53,17 +62,15 @@ fn tencent(
     })
 }
 
-fn huawei(
-    id: &str,
-    at: i64,
-    action: &str,
-    service: &str,
-    key: &str,
-    user: &str,
-    rating: &str,
-    code: &str,
-    request: Value,
-) -> Value {
+fn huawei(call: Call<'_>, rating: &str, code: &str, request: Value) -> Value {
+    let Call {
+        id,
+        at,
+        action,
+        service,
+        key,
+        user,
+    } = call;
     json!({
         "trace_id": id,
         "trace_name": action,
@@ -103,12 +110,14 @@ fn sequence() -> Vec<(i64, Value)> {
             push(
                 at,
                 tencent(
-                    &format!("bg-t-{day}-{slot}"),
-                    at,
-                    "DescribeInstances",
-                    "cvm",
-                    key,
-                    user,
+                    Call {
+                        id: &format!("bg-t-{day}-{slot}"),
+                        at,
+                        action: "DescribeInstances",
+                        service: "cvm",
+                        key,
+                        user,
+                    },
                     None,
                     json!({}),
                 ),
@@ -118,12 +127,14 @@ fn sequence() -> Vec<(i64, Value)> {
         push(
             at,
             huawei(
-                &format!("bg-h-{day}"),
-                at,
-                "startServer",
-                "ECS",
-                "HPUADAILY00000000001",
-                "ops",
+                Call {
+                    id: &format!("bg-h-{day}"),
+                    at,
+                    action: "startServer",
+                    service: "ECS",
+                    key: "HPUADAILY00000000001",
+                    user: "ops",
+                },
                 "normal",
                 "200",
                 json!({}),
@@ -135,12 +146,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         created,
         tencent(
-            "nu-1",
-            created,
-            "AddUser",
-            "cam",
-            "AKIDadmin0000000000000000000000000001",
-            "admin",
+            Call {
+                id: "nu-1",
+                at: created,
+                action: "AddUser",
+                service: "cam",
+                key: "AKIDadmin0000000000000000000000000001",
+                user: "admin",
+            },
             None,
             json!({"Name": "mallory"}),
         ),
@@ -148,12 +161,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         created + 7200,
         tencent(
-            "nu-2",
-            created + 7200,
-            "ListAccessKeys",
-            "cam",
-            "AKIDmallory00000000000000000000000001",
-            "mallory",
+            Call {
+                id: "nu-2",
+                at: created + 7200,
+                action: "ListAccessKeys",
+                service: "cam",
+                key: "AKIDmallory00000000000000000000000001",
+                user: "mallory",
+            },
             None,
             json!({}),
         ),
@@ -163,12 +178,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         created,
         huawei(
-            "nu-h-1",
-            created,
-            "createUser",
-            "IAM",
-            "HPUAADMIN00000000001",
-            "admin",
+            Call {
+                id: "nu-h-1",
+                at: created,
+                action: "createUser",
+                service: "IAM",
+                key: "HPUAADMIN00000000001",
+                user: "admin",
+            },
             "normal",
             "201",
             json!({"user": {"name": "eve"}}),
@@ -177,12 +194,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         created + 10800,
         huawei(
-            "nu-h-2",
-            created + 10800,
-            "createCredential",
-            "IAM",
-            "HPUAEVE0000000000001",
-            "eve",
+            Call {
+                id: "nu-h-2",
+                at: created + 10800,
+                action: "createCredential",
+                service: "IAM",
+                key: "HPUAEVE0000000000001",
+                user: "eve",
+            },
             "normal",
             "201",
             json!({}),
@@ -193,12 +212,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         first,
         tencent(
-            "idle-1",
-            first,
-            "DescribeInstances",
-            "cvm",
-            "AKIDforgotten000000000000000000000001",
-            "old-bot",
+            Call {
+                id: "idle-1",
+                at: first,
+                action: "DescribeInstances",
+                service: "cvm",
+                key: "AKIDforgotten000000000000000000000001",
+                user: "old-bot",
+            },
             None,
             json!({}),
         ),
@@ -207,12 +228,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         again,
         tencent(
-            "idle-2",
-            again,
-            "DescribeInstances",
-            "cvm",
-            "AKIDforgotten000000000000000000000001",
-            "old-bot",
+            Call {
+                id: "idle-2",
+                at: again,
+                action: "DescribeInstances",
+                service: "cvm",
+                key: "AKIDforgotten000000000000000000000001",
+                user: "old-bot",
+            },
             None,
             json!({}),
         ),
@@ -221,12 +244,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         first,
         huawei(
-            "idle-h-1",
-            first,
-            "stopServer",
-            "ECS",
-            "HPUAFORGOTTEN0000001",
-            "old-ops",
+            Call {
+                id: "idle-h-1",
+                at: first,
+                action: "stopServer",
+                service: "ECS",
+                key: "HPUAFORGOTTEN0000001",
+                user: "old-ops",
+            },
             "normal",
             "200",
             json!({}),
@@ -236,12 +261,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         again,
         huawei(
-            "idle-h-2",
-            again,
-            "startServer",
-            "ECS",
-            "HPUAFORGOTTEN0000001",
-            "old-ops",
+            Call {
+                id: "idle-h-2",
+                at: again,
+                action: "startServer",
+                service: "ECS",
+                key: "HPUAFORGOTTEN0000001",
+                user: "old-ops",
+            },
             "normal",
             "200",
             json!({}),
@@ -254,12 +281,14 @@ fn sequence() -> Vec<(i64, Value)> {
         push(
             at,
             tencent(
-                &format!("deny-t-{n:02}"),
-                at,
-                "DescribeDBInstances",
-                "cdb",
-                "AKIDprobe00000000000000000000000000001",
-                "probe",
+                Call {
+                    id: &format!("deny-t-{n:02}"),
+                    at,
+                    action: "DescribeDBInstances",
+                    service: "cdb",
+                    key: "AKIDprobe00000000000000000000000000001",
+                    user: "probe",
+                },
                 Some("AuthFailure.UnauthorizedOperation"),
                 json!({}),
             ),
@@ -271,12 +300,14 @@ fn sequence() -> Vec<(i64, Value)> {
         push(
             at,
             huawei(
-                &format!("deny-h-{n:02}"),
-                at,
-                "deleteServer",
-                "ECS",
-                "HPUAPROBE00000000001",
-                "probe",
+                Call {
+                    id: &format!("deny-h-{n:02}"),
+                    at,
+                    action: "deleteServer",
+                    service: "ECS",
+                    key: "HPUAPROBE00000000001",
+                    user: "probe",
+                },
                 "warning",
                 "403",
                 json!({}),
@@ -288,12 +319,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         night,
         tencent(
-            "night-t",
-            night,
-            "TerminateInstances",
-            "cvm",
-            "AKIDdaily2000000000000000000000000002",
-            "sync",
+            Call {
+                id: "night-t",
+                at: night,
+                action: "TerminateInstances",
+                service: "cvm",
+                key: "AKIDdaily2000000000000000000000000002",
+                user: "sync",
+            },
             None,
             json!({"InstanceIds": ["ins-1"]}),
         ),
@@ -302,12 +335,14 @@ fn sequence() -> Vec<(i64, Value)> {
     push(
         night,
         huawei(
-            "night-h",
-            night,
-            "deleteServer",
-            "ECS",
-            "HPUADAILY00000000001",
-            "ops",
+            Call {
+                id: "night-h",
+                at: night,
+                action: "deleteServer",
+                service: "ECS",
+                key: "HPUADAILY00000000001",
+                user: "ops",
+            },
             "normal",
             "200",
             json!({}),

@@ -362,7 +362,7 @@ const CREATED_ID_PATHS: &[&[&str]] = &[
     &["response", "user", "id"],
 ];
 
-fn path_text<'a>(value: &'a Value, path: &[&str]) -> Option<String> {
+fn path_text(value: &Value, path: &[&str]) -> Option<String> {
     let mut current = value;
     for segment in path {
         current = current.get(segment)?;
