@@ -112,6 +112,10 @@ enum Command {
         /// Write a directory in the clouds' delivery layouts (gzip, Records, arrays …).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// With --dir: how much time each file covers (default: the clouds' own
+        /// delivery intervals, one hour or five minutes).
+        #[arg(long, value_name = "DURATION", requires = "dir")]
+        file_span: Option<humantime::Duration>,
     },
     /// Work with rule files.
     Rules {
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             distinct_ips,
             out,
             dir,
+            file_span,
         } => {
             let options = trailwarden::synth::SynthOptions {
                 seed,
@@ -263,8 +268,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ..Default::default()
             };
             let summary = match (out.as_deref(), dir) {
-                (_, Some(dir)) => trailwarden::synth::write_example_dir(options, &dir)
-                    .with_context(|| format!("writing {}", dir.display()))?,
+                (_, Some(dir)) => {
+                    let span = file_span
+                        .map(|span| chrono::Duration::from_std(span.into()))
+                        .transpose()
+                        .context("--file-span is too long")?;
+                    trailwarden::synth::write_example_dir_with_span(options, &dir, span)
+                        .with_context(|| format!("writing {}", dir.display()))?
+                }
                 (Some("-") | None, None) => {
                     trailwarden::synth::write_jsonl(options, &mut std::io::stdout().lock()).context("writing stdout")?
                 }

@@ -290,7 +290,19 @@ pub fn write_jsonl(options: SynthOptions, out: &mut dyn Write) -> io::Result<Syn
 ///
 /// Every record goes to exactly one file. Returns counts (`bytes` = bytes on disk).
 pub fn write_example_dir(options: SynthOptions, dir: &Path) -> io::Result<SynthSummary> {
-    let mut writer = ExampleDir::new(dir, options.seed);
+    write_example_dir_with_span(options, dir, None)
+}
+
+/// Like [`write_example_dir`], with every file covering `file_span` instead
+/// of the clouds' own delivery intervals (fewer, larger files: the shipped
+/// `examples/` directory uses 12 hours).
+pub fn write_example_dir_with_span(
+    options: SynthOptions,
+    dir: &Path,
+    file_span: Option<Duration>,
+) -> io::Result<SynthSummary> {
+    let span_ms = file_span.map(|span| span.num_milliseconds().max(MINUTE_MS));
+    let mut writer = ExampleDir::new(dir, options.seed, span_ms);
     let mut summary = SynthSummary::default();
     for record in generate(options) {
         let len = serde_json::to_vec(&record.record)?.len();
@@ -3342,11 +3354,19 @@ struct ExampleDir {
     huawei_plain_done: bool,
     bytes: u64,
     files: usize,
+    /// How much time one delivery file covers, per cloud (real deliveries:
+    /// an hour for CloudTrail and CTS, five minutes for CloudAudit).
+    aws_span_ms: i64,
+    tencent_span_ms: i64,
+    huawei_span_ms: i64,
 }
 
 impl ExampleDir {
-    fn new(root: &Path, seed: u64) -> ExampleDir {
+    fn new(root: &Path, seed: u64, file_span_ms: Option<i64>) -> ExampleDir {
         ExampleDir {
+            aws_span_ms: file_span_ms.unwrap_or(HOUR_MS),
+            tencent_span_ms: file_span_ms.unwrap_or(5 * MINUTE_MS),
+            huawei_span_ms: file_span_ms.unwrap_or(HOUR_MS),
             root: root.to_path_buf(),
             rng: Rng::new(seed ^ 0xD1_5EC7),
             aws_hour: None,
@@ -3366,7 +3386,7 @@ impl ExampleDir {
         let ms = record.time.timestamp_millis();
         match record.provider {
             Provider::Aws => {
-                let hour = ms.div_euclid(HOUR_MS);
+                let hour = ms.div_euclid(self.aws_span_ms);
                 if self.aws_hour != Some(hour) {
                     self.flush_aws()?;
                     self.aws_hour = Some(hour);
@@ -3376,7 +3396,7 @@ impl ExampleDir {
                 self.aws.entry((account, region)).or_default().push(record.record);
             }
             Provider::Tencent => {
-                let bucket = ms.div_euclid(5 * MINUTE_MS);
+                let bucket = ms.div_euclid(self.tencent_span_ms);
                 if self.tencent_bucket != Some(bucket) {
                     self.flush_tencent()?;
                     self.tencent_bucket = Some(bucket);
@@ -3384,7 +3404,7 @@ impl ExampleDir {
                 self.tencent.push(record.record);
             }
             Provider::Huawei => {
-                let hour = ms.div_euclid(HOUR_MS);
+                let hour = ms.div_euclid(self.huawei_span_ms);
                 if self.huawei_hour != Some(hour) {
                     self.flush_huawei()?;
                     self.huawei_hour = Some(hour);
@@ -3428,7 +3448,7 @@ impl ExampleDir {
         };
         let groups = std::mem::take(&mut self.aws);
         for ((account, region), records) in groups {
-            let stamp = utc(hour * HOUR_MS + 55 * MINUTE_MS).format("%Y%m%dT%H%MZ");
+            let stamp = utc(hour * self.aws_span_ms + self.aws_span_ms - 5 * MINUTE_MS).format("%Y%m%dT%H%MZ");
             let name = format!(
                 "{account}_CloudTrail_{region}_{stamp}_{}.json.gz",
                 self.rng.chars(B62, 16)
@@ -3448,7 +3468,7 @@ impl ExampleDir {
             return Ok(());
         }
         let records = std::mem::take(&mut self.tencent);
-        let start = bucket * 5 * MINUTE_MS;
+        let start = bucket * self.tencent_span_ms;
         let local_time = utc(start).with_timezone(&Shanghai);
         let directory = local_time.format("%Y%m%d%H").to_string();
         let index = local_time.minute() / 5;
@@ -3474,7 +3494,7 @@ impl ExampleDir {
         };
         let groups = std::mem::take(&mut self.huawei);
         for ((region, service), records) in groups {
-            let delivered = utc(hour * HOUR_MS + 59 * MINUTE_MS + 30_000);
+            let delivered = utc(hour * self.huawei_span_ms + self.huawei_span_ms - 30_000);
             let plain = !self.huawei_plain_done;
             self.huawei_plain_done = true;
             let name = format!(
