@@ -21,6 +21,10 @@ use trailwarden::rules::state::{EngineState, StateLimits};
 use trailwarden::rules::{EvalScratch, RuleOptions, RuleSet, load_rules};
 use trailwarden::synth::{SynthOptions, generate};
 
+/// The same allocator as the `trailwarden` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: usize = 20_000;
 
 fn corpus() -> Vec<Vec<u8>> {

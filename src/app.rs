@@ -284,8 +284,21 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         }
     }
     let rules = load_rule_set(settings, None)?;
-    let store_path = request.db.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
-    let store = Store::open(&store_path, store_options(settings))?;
+    // Without --db: a throw-away store in a temporary file (not in memory, so
+    // a replay of any size keeps memory bounded), removed at the end.
+    let scratch = request.db.is_none().then(ScratchStore::new);
+    let (store_path, options) = match (&request.db, &scratch) {
+        (Some(db), _) => (db.clone(), store_options(settings)),
+        (None, Some(scratch)) => (
+            scratch.path.clone(),
+            StoreOptions {
+                synchronous_full: false,
+                ..store_options(settings)
+            },
+        ),
+        (None, None) => unreachable!("scratch exists without --db"),
+    };
+    let store = Store::open(&store_path, options)?;
     let sink = PrintSink {
         format: request.format,
         out: std::io::BufWriter::new(std::io::stdout()),
@@ -328,17 +341,47 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
     Ok(report)
 }
 
+/// A temporary store file for `replay` without `--db`; removed on drop.
+struct ScratchStore {
+    path: PathBuf,
+}
+
+impl ScratchStore {
+    fn new() -> ScratchStore {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        let name = format!("trailwarden-replay-{}-{nanos}.db", std::process::id());
+        ScratchStore {
+            path: std::env::temp_dir().join(name),
+        }
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The one-line summary printed to stderr after a replay.
 pub fn summary_line(report: &PipelineReport) -> String {
     let stats = report.stats;
     format!(
-        "replay: {} records, {} events, {} malformed, {} matches, {} alarms ({} new), {:.2} s, {:.0} events/s",
+        "replay: {} records, {} events, {} malformed, {} matches, {} alarms ({} new), state {} entries ({} evicted), {} late, {:.2} s, {:.0} events/s",
         stats.records,
         stats.events,
         stats.malformed,
         stats.matches,
         stats.alarms_touched,
         stats.alarms_created,
+        stats.state_entries,
+        stats.state_evictions,
+        stats.late_events,
         report.elapsed.as_secs_f64(),
         report.events_per_second()
     )

@@ -72,6 +72,9 @@ pub struct BoundedTable<V> {
     dirty: HashSet<u64>,
     pub evictions: u64,
     pub expirations: u64,
+    /// When evictions were last logged (at most once a minute).
+    last_logged: Option<std::time::Instant>,
+    evictions_logged: u64,
 }
 
 impl<V: Clone> BoundedTable<V> {
@@ -82,6 +85,8 @@ impl<V: Clone> BoundedTable<V> {
             dirty: HashSet::new(),
             evictions: 0,
             expirations: 0,
+            last_logged: None,
+            evictions_logged: 0,
         }
     }
 
@@ -151,11 +156,19 @@ impl<V: Clone> BoundedTable<V> {
             }
         });
         self.evictions += removed as u64;
-        tracing::warn!(
-            evicted = removed,
-            cap = self.cap,
-            "state table full: least recently seen entries evicted"
-        );
+        if self
+            .last_logged
+            .is_none_or(|logged| logged.elapsed() >= std::time::Duration::from_secs(60))
+        {
+            tracing::warn!(
+                evicted = self.evictions - self.evictions_logged,
+                total = self.evictions,
+                cap = self.cap,
+                "state table full: least recently seen entries evicted (raise state.max_entries to keep more)"
+            );
+            self.last_logged = Some(std::time::Instant::now());
+            self.evictions_logged = self.evictions;
+        }
     }
 
     /// Remove entries not touched since `before_ms`.
