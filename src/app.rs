@@ -11,15 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-use rusqlite::OptionalExtension;
-
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
 use crate::config::{ConfigError, Settings};
-use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
+use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
-use crate::event::normalize::{NormalizeContext, normalize};
-use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, shared_rules};
+use crate::event::normalize::NormalizeContext;
+use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, normalize_chunk, shared_rules};
 use crate::rules::diag::Diagnostics;
 use crate::rules::load::load_rules_partial;
 use crate::rules::state::StateLimits;
@@ -276,13 +274,7 @@ pub struct ReplayRequest {
 }
 
 pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineReport, AppError> {
-    for path in &request.paths {
-        if path != "-" && !Path::new(path).exists() {
-            return Err(AppError::MissingPath {
-                path: PathBuf::from(path),
-            });
-        }
-    }
+    check_paths(&request.paths)?;
     let rules = load_rule_set(settings, None)?;
     // Without --db: a throw-away store in a temporary file (not in memory, so
     // a replay of any size keeps memory bounded), removed at the end.
@@ -314,25 +306,7 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
     let sender = pipeline.sender();
     let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
-    'paths: for path in &request.paths {
-        if path == "-" {
-            if read_stdin(&options, &mut send).is_err() {
-                break;
-            }
-            continue;
-        }
-        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
-            context: path.clone(),
-            source,
-        })?;
-        for file in files {
-            match read_file(&file, StartAt::default(), &options, false, &mut send) {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "cannot read"),
-                Err(Stopped) => break 'paths,
-            }
-        }
-    }
+    read_paths(&request.paths, &options, &mut send)?;
     drop(sender);
     let report = pipeline.finish();
     if let Some(error) = report.store_error {
@@ -398,13 +372,7 @@ pub fn normalize_files(
     on_event: &mut dyn FnMut(AuditEvent) -> bool,
     on_dead_letter: &mut dyn FnMut(DeadLetter),
 ) -> Result<(), AppError> {
-    for path in paths {
-        if path != "-" && !Path::new(path).exists() {
-            return Err(AppError::MissingPath {
-                path: PathBuf::from(path),
-            });
-        }
-    }
+    check_paths(paths)?;
     let mut decoded = Decoded::default();
     let mut handle = |batch: ChunkBatch| -> Result<(), Stopped> {
         let mut context = NormalizeContext::new(batch.ingest_time);
@@ -413,37 +381,46 @@ pub fn normalize_files(
             on_dead_letter(letter);
         }
         for chunk in batch.chunks {
-            if chunk.oversized {
-                on_dead_letter(DeadLetter::new(
-                    chunk.origin,
-                    "document larger than the configured max_document_bytes",
-                    &chunk.bytes,
-                ));
-                continue;
-            }
-            decode_chunk(&chunk.bytes, &chunk.origin, &mut decoded);
-            for candidate in decoded.candidates.drain(..) {
-                let origin = candidate.origin.clone();
-                match normalize(candidate, &context) {
-                    Ok(mut event) => {
-                        catalog.classify_event(&mut event);
-                        if !on_event(event) {
-                            return Err(Stopped);
-                        }
-                    }
-                    Err(error) => on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
-                }
-            }
-            for letter in decoded.dead_letters.drain(..) {
-                on_dead_letter(letter);
+            let keep_going = normalize_chunk(
+                chunk,
+                &context,
+                &mut decoded,
+                &mut |mut event| {
+                    catalog.classify_event(&mut event);
+                    on_event(event)
+                },
+                on_dead_letter,
+            );
+            if !keep_going {
+                return Err(Stopped);
             }
         }
         Ok(())
     };
-    'paths: for path in paths {
+    read_paths(paths, read_options, &mut handle)
+}
+
+/// Fail early, before any work, when a path does not exist.
+fn check_paths(paths: &[String]) -> Result<(), AppError> {
+    match paths.iter().find(|path| *path != "-" && !Path::new(path).exists()) {
+        Some(missing) => Err(AppError::MissingPath {
+            path: PathBuf::from(missing),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Read files, directories (recursively, in path order) and stdin (`-`) in
+/// order, handing batches to `send` until it stops.
+fn read_paths(
+    paths: &[String],
+    options: &ReadOptions,
+    send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
+) -> Result<(), AppError> {
+    for path in paths {
         if path == "-" {
-            if read_stdin(read_options, &mut handle).is_err() {
-                break;
+            if read_stdin(options, send).is_err() {
+                return Ok(());
             }
             continue;
         }
@@ -452,10 +429,10 @@ pub fn normalize_files(
             source,
         })?;
         for file in files {
-            match read_file(&file, StartAt::default(), read_options, false, &mut handle) {
+            match read_file(&file, StartAt::default(), options, false, send) {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::warn!(%error, "cannot read"),
-                Err(Stopped) => break 'paths,
+                Err(Stopped) => return Ok(()),
             }
         }
     }
@@ -557,22 +534,7 @@ impl Daemon {
         let reader = std::sync::Mutex::new(reader);
         let checkpoints = Box::new(move |path: &str| -> Option<FileCheckpoint> {
             let connection = reader.lock().ok()?;
-            connection
-                .query_row(
-                    "SELECT path, size, mtime_ms, offset, line, completed FROM source_files WHERE path = ?1",
-                    [path],
-                    |row| {
-                        Ok(FileCheckpoint {
-                            path: row.get(0)?,
-                            size: row.get::<_, i64>(1)? as u64,
-                            mtime_ms: row.get(2)?,
-                            offset: row.get::<_, i64>(3)? as u64,
-                            line: row.get::<_, i64>(4)? as u64,
-                            completed: row.get(5)?,
-                        })
-                    },
-                )
-                .optional()
+            crate::alarm::store::read_file_checkpoint(&connection, path)
                 .ok()
                 .flatten()
         });

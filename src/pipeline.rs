@@ -29,7 +29,7 @@ use crate::event::normalize::{NormalizeContext, normalize};
 use crate::reorder::{Held, ReorderBuffer};
 use crate::rules::state::{EngineState, StateLimits};
 use crate::rules::{EvalScratch, Rule, RuleMatch, RuleSet};
-use crate::source::{ChunkBatch, FileCheckpoint};
+use crate::source::{Chunk, ChunkBatch, FileCheckpoint};
 
 /// Counters of a run, shared by the stages.
 #[derive(Debug, Default)]
@@ -256,6 +256,42 @@ impl DeadLetterLog {
     }
 }
 
+/// Decode and normalize one chunk: every event goes to `on_event` (which
+/// returns false to stop), every unreadable record to `on_dead_letter`.
+/// Returns false when `on_event` asked to stop.
+pub fn normalize_chunk(
+    chunk: Chunk,
+    context: &NormalizeContext,
+    decoded: &mut Decoded,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> bool {
+    if chunk.oversized {
+        on_dead_letter(DeadLetter::new(
+            chunk.origin,
+            "document larger than the configured max_document_bytes",
+            &chunk.bytes,
+        ));
+        return true;
+    }
+    decode_chunk(&chunk.bytes, &chunk.origin, decoded);
+    let mut keep_going = true;
+    for candidate in decoded.candidates.drain(..) {
+        if !keep_going {
+            continue;
+        }
+        let origin = candidate.origin.clone();
+        match normalize(candidate, context) {
+            Ok(event) => keep_going = on_event(event),
+            Err(error) => on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
+        }
+    }
+    for letter in decoded.dead_letters.drain(..) {
+        on_dead_letter(letter);
+    }
+    keep_going
+}
+
 fn normalize_stage(
     receiver: Receiver<ChunkBatch>,
     sender: SyncSender<EventBatch>,
@@ -277,25 +313,16 @@ fn normalize_stage(
         let mut bytes = 0u64;
         for chunk in batch.chunks {
             bytes += chunk.bytes.len() as u64;
-            if chunk.oversized {
-                out.dead_letters.push(DeadLetter::new(
-                    chunk.origin,
-                    "document larger than the configured max_document_bytes",
-                    &chunk.bytes,
-                ));
-                continue;
-            }
-            decode_chunk(&chunk.bytes, &chunk.origin, &mut decoded);
-            for candidate in decoded.candidates.drain(..) {
-                let origin = candidate.origin.clone();
-                match normalize(candidate, &context) {
-                    Ok(event) => out.events.push(event),
-                    Err(error) => out
-                        .dead_letters
-                        .push(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
-                }
-            }
-            out.dead_letters.append(&mut decoded.dead_letters);
+            normalize_chunk(
+                chunk,
+                &context,
+                &mut decoded,
+                &mut |event| {
+                    out.events.push(event);
+                    true
+                },
+                &mut |letter| out.dead_letters.push(letter),
+            );
         }
         for letter in &out.dead_letters {
             log.log(letter);

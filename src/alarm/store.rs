@@ -428,23 +428,7 @@ impl Store {
 
     /// Progress recorded for a file, if any.
     pub fn file_checkpoint(&self, path: &str) -> Result<Option<FileCheckpoint>, StoreError> {
-        Ok(self
-            .connection
-            .query_row(
-                "SELECT path, size, mtime_ms, offset, line, completed FROM source_files WHERE path = ?1",
-                [path],
-                |row| {
-                    Ok(FileCheckpoint {
-                        path: row.get(0)?,
-                        size: row.get::<_, i64>(1)? as u64,
-                        mtime_ms: row.get(2)?,
-                        offset: row.get::<_, i64>(3)? as u64,
-                        line: row.get::<_, i64>(4)? as u64,
-                        completed: row.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+        Ok(read_file_checkpoint(&self.connection, path)?)
     }
 
     pub fn list_alarms(&self, filter: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
@@ -556,6 +540,27 @@ pub struct StoreCounts {
     pub alarms: u64,
     pub open_alarms: u64,
     pub dead_letters: u64,
+}
+
+/// The checkpoint of a file, read from any connection to the store (the
+/// daemon's file source reads through its own read-only connection).
+pub fn read_file_checkpoint(connection: &Connection, path: &str) -> rusqlite::Result<Option<FileCheckpoint>> {
+    connection
+        .query_row(
+            "SELECT path, size, mtime_ms, offset, line, completed FROM source_files WHERE path = ?1",
+            [path],
+            |row| {
+                Ok(FileCheckpoint {
+                    path: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    mtime_ms: row.get(2)?,
+                    offset: row.get::<_, i64>(3)? as u64,
+                    line: row.get::<_, i64>(4)? as u64,
+                    completed: row.get(5)?,
+                })
+            },
+        )
+        .optional()
 }
 
 fn alarm_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {

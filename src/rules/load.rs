@@ -200,16 +200,24 @@ pub fn compile_sources(
         }
     }
     // Collector: lists, macros and rule nodes from every file.
+    let mut rule_overrides: Vec<(Arc<str>, Node)> = Vec::new();
     for (name, tree) in &trees {
         let mut ctx = FileCtx {
             file: name.clone(),
             diagnostics: &mut *diagnostics,
         };
-        collect_file(&mut ctx, tree, &mut lists, &mut macros, &mut pending);
+        collect_file(
+            &mut ctx,
+            tree,
+            FileKind::Pack,
+            &mut lists,
+            &mut macros,
+            &mut pending,
+            &mut rule_overrides,
+        );
     }
     // Override files: replace or extend lists and macros, add rules, and
     // collect changes to existing rules (applied once they are compiled).
-    let mut rule_overrides: Vec<(Arc<str>, Node)> = Vec::new();
     for (name, text) in overrides {
         let tree = match yaml::parse(text) {
             Ok(tree) => tree,
@@ -227,9 +235,10 @@ pub fn compile_sources(
             file: name.clone(),
             diagnostics: &mut *diagnostics,
         };
-        collect_overrides(
+        collect_file(
             &mut ctx,
             &tree,
+            FileKind::Override,
             &mut lists,
             &mut macros,
             &mut pending,
@@ -322,19 +331,35 @@ pub fn compile_sources(
     })
 }
 
+/// Whether a file is part of the pack or an operator's override file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    /// Lists, macros and rules; a name defined twice is an error.
+    Pack,
+    /// Lists may be replaced (`items`) or extended (`append`), macros
+    /// replaced, rules added (`id:`) or changed (`rule:`).
+    Override,
+}
+
+/// Read one file's lists, macros and rules into the shared definitions.
 fn collect_file(
     ctx: &mut FileCtx<'_>,
     tree: &Node,
+    kind: FileKind,
     lists: &mut HashMap<String, ListDef>,
     macros: &mut HashMap<String, MacroDef>,
     pending: &mut Vec<PendingRule>,
+    rule_overrides: &mut Vec<(Arc<str>, Node)>,
 ) {
     if matches!(tree.value, yaml::NodeValue::Null) {
         return;
     }
-    let Some(mut top) = ctx.map(tree, "a rules file") else {
-        return;
+    let what = if kind == FileKind::Pack {
+        "a rules file"
+    } else {
+        "an override file"
     };
+    let Some(mut top) = ctx.map(tree, what) else { return };
     let list_nodes = top.get("lists");
     let macro_nodes = top.get("macros");
     let rule_nodes = top.get("rules");
@@ -344,42 +369,72 @@ fn collect_file(
         let Some(mut map) = ctx.map(node, "a list") else {
             continue;
         };
-        let name = map.required(ctx, "list").and_then(|node| ctx.text(node, "`list`"));
-        let items = map
-            .required(ctx, "items")
-            .map(|node| ctx.text_list(node, "`items`"))
-            .unwrap_or_default();
-        map.finish(ctx, &["list", "items"]);
-        let Some(name) = name else { continue };
-        if let Some(existing) = lists.get(&name) {
-            ctx.error(
-                node.loc,
-                Problem::Duplicate,
-                format!("list `{name}` is already defined at {}:{}", existing.file, existing.loc),
-            );
-            continue;
-        }
-        lists.insert(
-            name.clone(),
-            ListDef {
-                name,
-                items,
-                file: ctx.file.clone(),
-                loc: node.loc,
+        let name = map.required(ctx, "list").and_then(|value| ctx.text(value, "`list`"));
+        let (items, append) = match kind {
+            FileKind::Pack => (map.required(ctx, "items"), None),
+            FileKind::Override => (map.get("items"), map.get("append")),
+        };
+        let items = items.map(|value| ctx.text_list(value, "`items`"));
+        let append = append.map(|value| ctx.text_list(value, "`append`"));
+        map.finish(
+            ctx,
+            if kind == FileKind::Pack {
+                &["list", "items"]
+            } else {
+                &["list", "items", "append"]
             },
         );
+        let Some(name) = name else { continue };
+        match (items, append) {
+            (Some(_), None) if kind == FileKind::Pack && lists.contains_key(&name) => {
+                let existing = &lists[&name];
+                ctx.error(
+                    node.loc,
+                    Problem::Duplicate,
+                    format!("list `{name}` is already defined at {}:{}", existing.file, existing.loc),
+                );
+            }
+            (Some(items), None) => {
+                let file = ctx.file.clone();
+                lists.insert(
+                    name.clone(),
+                    ListDef {
+                        name,
+                        items,
+                        file,
+                        loc: node.loc,
+                    },
+                );
+            }
+            (None, Some(extra)) => match lists.get_mut(&name) {
+                Some(list) => list.items.extend(extra),
+                None => ctx.error(
+                    node.loc,
+                    Problem::UnknownList,
+                    format!("cannot append to unknown list `{name}`"),
+                ),
+            },
+            (None, None) if kind == FileKind::Pack => {}
+            _ => ctx.error(
+                node.loc,
+                Problem::BadValue,
+                "a list override needs exactly one of `items` (replace) or `append`",
+            ),
+        }
     }
     for node in section(ctx, macro_nodes, "macros") {
         let Some(mut map) = ctx.map(node, "a macro") else {
             continue;
         };
-        let name = map.required(ctx, "macro").and_then(|node| ctx.text(node, "`macro`"));
+        let name = map.required(ctx, "macro").and_then(|value| ctx.text(value, "`macro`"));
         let condition = map.required(ctx, "condition");
         map.finish(ctx, &["macro", "condition"]);
         let (Some(name), Some(condition)) = (name, condition) else {
             continue;
         };
-        if let Some(existing) = macros.get(&name) {
+        if kind == FileKind::Pack
+            && let Some(existing) = macros.get(&name)
+        {
             ctx.error(
                 node.loc,
                 Problem::Duplicate,
@@ -390,21 +445,31 @@ fn collect_file(
             );
             continue;
         }
+        let file = ctx.file.clone();
+        let condition = condition.clone();
         macros.insert(
             name.clone(),
             MacroDef {
                 name,
-                condition: condition.clone(),
-                file: ctx.file.clone(),
+                condition,
+                file,
                 loc: node.loc,
             },
         );
     }
     for node in section(ctx, rule_nodes, "rules") {
-        pending.push(PendingRule {
-            file: ctx.file.clone(),
-            node: node.clone(),
-        });
+        let changes_a_rule = kind == FileKind::Override
+            && node
+                .as_map()
+                .is_some_and(|entries| entries.iter().any(|(key, _)| key.as_str() == Some("rule")));
+        if changes_a_rule {
+            rule_overrides.push((ctx.file.clone(), node.clone()));
+        } else {
+            pending.push(PendingRule {
+                file: ctx.file.clone(),
+                node: node.clone(),
+            });
+        }
     }
 }
 
@@ -624,98 +689,6 @@ fn clouds_of(condition: &Cond, coverage: &[Vec<Provider>]) -> Vec<Provider> {
         });
     }
     clouds
-}
-
-/// Read an override file: `lists` (`items` replaces, `append` extends),
-/// `macros` (replace or add), `rules` (an `id` adds a rule; a `rule` changes a
-/// shipped one: level, enabled, title, output, tags, more exceptions).
-fn collect_overrides(
-    ctx: &mut FileCtx<'_>,
-    tree: &Node,
-    lists: &mut HashMap<String, ListDef>,
-    macros: &mut HashMap<String, MacroDef>,
-    pending: &mut Vec<PendingRule>,
-    rule_overrides: &mut Vec<(Arc<str>, Node)>,
-) {
-    if matches!(tree.value, yaml::NodeValue::Null) {
-        return;
-    }
-    let Some(mut top) = ctx.map(tree, "an override file") else {
-        return;
-    };
-    let list_nodes = top.get("lists");
-    let macro_nodes = top.get("macros");
-    let rule_nodes = top.get("rules");
-    top.finish(ctx, FILE_KEYS);
-    for node in section(ctx, list_nodes, "lists") {
-        let Some(mut map) = ctx.map(node, "a list override") else {
-            continue;
-        };
-        let name = map.required(ctx, "list").and_then(|value| ctx.text(value, "`list`"));
-        let items = map.get("items").map(|value| ctx.text_list(value, "`items`"));
-        let append = map.get("append").map(|value| ctx.text_list(value, "`append`"));
-        map.finish(ctx, &["list", "items", "append"]);
-        let Some(name) = name else { continue };
-        match (items, append) {
-            (Some(items), None) => {
-                lists.insert(
-                    name.clone(),
-                    ListDef {
-                        name,
-                        items,
-                        file: ctx.file.clone(),
-                        loc: node.loc,
-                    },
-                );
-            }
-            (None, Some(extra)) => match lists.get_mut(&name) {
-                Some(list) => list.items.extend(extra),
-                None => ctx.error(
-                    node.loc,
-                    Problem::UnknownList,
-                    format!("cannot append to unknown list `{name}`"),
-                ),
-            },
-            _ => ctx.error(
-                node.loc,
-                Problem::BadValue,
-                "a list override needs exactly one of `items` (replace) or `append`",
-            ),
-        }
-    }
-    for node in section(ctx, macro_nodes, "macros") {
-        let Some(mut map) = ctx.map(node, "a macro override") else {
-            continue;
-        };
-        let name = map.required(ctx, "macro").and_then(|value| ctx.text(value, "`macro`"));
-        let condition = map.required(ctx, "condition");
-        map.finish(ctx, &["macro", "condition"]);
-        let (Some(name), Some(condition)) = (name, condition) else {
-            continue;
-        };
-        macros.insert(
-            name.clone(),
-            MacroDef {
-                name,
-                condition: condition.clone(),
-                file: ctx.file.clone(),
-                loc: node.loc,
-            },
-        );
-    }
-    for node in section(ctx, rule_nodes, "rules") {
-        let is_override = node
-            .as_map()
-            .is_some_and(|entries| entries.iter().any(|(key, _)| key.as_str() == Some("rule")));
-        if is_override {
-            rule_overrides.push((ctx.file.clone(), node.clone()));
-        } else {
-            pending.push(PendingRule {
-                file: ctx.file.clone(),
-                node: node.clone(),
-            });
-        }
-    }
 }
 
 /// Apply one `rule:` override to a compiled rule.
