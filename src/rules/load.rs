@@ -147,30 +147,11 @@ pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>
 
 /// Rule files under `dir`, recursively, sorted, without the catalog.
 pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    collect_files(dir, &mut out).map_err(|error| format!("cannot read rules directory: {error}"))?;
-    out.retain(|path| path.file_name().and_then(|name| name.to_str()) != Some(OPERATIONS_FILE));
-    out.sort();
-    Ok(out)
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let hidden = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
-            out.push(path);
-        }
-    }
-    Ok(())
+    let accept = |path: &Path| {
+        matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml"))
+            && path.file_name().and_then(|name| name.to_str()) != Some(OPERATIONS_FILE)
+    };
+    crate::source::file::walk_files(dir, &accept).map_err(|error| format!("cannot read rules directory: {error}"))
 }
 
 /// Compile rule sources (name, text) against a catalog. Returns `None` only

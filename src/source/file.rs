@@ -255,31 +255,35 @@ pub fn list_files(path: &Path) -> io::Result<Vec<PathBuf>> {
     if metadata.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut out = Vec::new();
-    walk(path, &mut out)?;
-    out.sort();
-    Ok(out)
+    walk_files(path, &is_data_file)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let file_type = entry.file_type()?;
-        let hidden = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with('.'));
-        if hidden {
-            continue;
+/// Files under `dir` (recursively, hidden entries skipped) that `accept`
+/// takes, sorted by path.
+pub fn walk_files(dir: &Path, accept: &dyn Fn(&Path) -> bool) -> io::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, accept: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let hidden = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                walk(&path, accept, out)?;
+            } else if accept(&path) {
+                out.push(path);
+            }
         }
-        if file_type.is_dir() {
-            walk(&path, out)?;
-        } else if is_data_file(&path) {
-            out.push(path);
-        }
+        Ok(())
     }
-    Ok(())
+    let mut out = Vec::new();
+    walk(dir, accept, &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]
