@@ -241,7 +241,7 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
     };
     let (hours, minutes) = match rest.split_once(':') {
         Some((hours, minutes)) => (hours.parse::<i32>().ok()?, minutes.parse::<i32>().ok()?),
-        None if rest.len() == 4 => (rest[..2].parse().ok()?, rest[2..].parse().ok()?),
+        None if rest.len() == 4 => (rest.get(..2)?.parse().ok()?, rest.get(2..)?.parse().ok()?),
         None => (rest.parse().ok()?, 0),
     };
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
@@ -351,6 +351,9 @@ mod tests {
         let panther = parse_time_text("2016-12-08 03:07:28.000000000", FixedOffset::east_opt(0).unwrap());
         assert_eq!(panther.unwrap().to_rfc3339(), expected);
         assert!(parse_time_text("not-a-date", utc8()).is_none());
+        // A four-byte offset that is not four characters must not split a character.
+        assert!(parse_time_text("2016/12/08 11:07:28 GMT+€1", utc8()).is_none());
+        assert!(parse_time_text("2016/12/08 11:07:28 GMT+0800", utc8()).is_some());
         assert!(time_of(&json!(-5), utc8()).is_none());
         assert!(time_of(&json!({"a": 1}), utc8()).is_none());
     }
