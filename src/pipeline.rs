@@ -12,9 +12,9 @@
 //! between batches, so no event is evaluated twice or skipped).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -590,19 +590,4 @@ pub type SharedRules = Arc<ArcSwap<RuleSet>>;
 /// Wrap a rule set for the pipeline.
 pub fn shared_rules(rules: RuleSet) -> SharedRules {
     Arc::new(ArcSwap::from_pointee(rules))
-}
-
-/// A sink collecting matches in memory (tests and `rules test`).
-#[derive(Clone, Default)]
-pub struct CollectingSink {
-    pub matches: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl MatchSink for CollectingSink {
-    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, _: &RuleSet) {
-        if let Ok(mut matches) = self.matches.lock() {
-            matches.push((rule.id.clone(), event.event_id.clone()));
-        }
-        let _ = rule_match;
-    }
 }

@@ -1643,28 +1643,22 @@ impl Generator {
     }
 
     fn console_read(&mut self, provider: Provider, time_ms: i64) -> Call {
-        let (account, who) = self.human(provider);
-        let region = self.region(provider, account);
-        let op = self.read_op(provider, account, &region);
-        let key = self.console_session_key(provider, account, &who, time_ms);
-        let mut call = self.call(provider, time_ms, account, who, op);
-        call.method = Method::Console;
-        call.agent = match provider {
-            Provider::Aws => "AWS Internal".to_string(),
-            Provider::Tencent => TENCENT_CONSOLE_AGENT.to_string(),
-            Provider::Huawei => self.rng.pick(BROWSERS).to_string(),
-        };
-        call.ip = self.office_ip();
-        call.region = region;
-        call.mfa = true;
-        call.key = Some(key);
-        call
+        self.console_call(provider, time_ms, false)
     }
 
     fn console_write(&mut self, provider: Provider, time_ms: i64) -> Call {
+        self.console_call(provider, time_ms, true)
+    }
+
+    /// A call by a person in the console, with MFA; writes may be denied.
+    fn console_call(&mut self, provider: Provider, time_ms: i64, write: bool) -> Call {
         let (account, who) = self.human(provider);
         let region = self.region(provider, account);
-        let op = self.write_op(provider, account, &region);
+        let op = if write {
+            self.write_op(provider, account, &region)
+        } else {
+            self.read_op(provider, account, &region)
+        };
         let key = self.console_session_key(provider, account, &who, time_ms);
         let mut call = self.call(provider, time_ms, account, who, op);
         call.method = Method::Console;
@@ -1676,7 +1670,9 @@ impl Generator {
         call.ip = self.office_ip();
         call.region = region;
         call.mfa = true;
-        call.denied = self.rng.chance(FAILURE_RATE) && self.may_fail(Some(&key), time_ms);
+        if write {
+            call.denied = self.rng.chance(FAILURE_RATE) && self.may_fail(Some(&key), time_ms);
+        }
         call.key = Some(key);
         call
     }
