@@ -17,7 +17,9 @@ use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
 use crate::event::normalize::NormalizeContext;
-use crate::pipeline::{MatchSink, Pipeline, PipelineOptions, PipelineReport, normalize_chunk, shared_rules};
+use crate::pipeline::{
+    MatchSink, Pipeline, PipelineHooks, PipelineOptions, PipelineReport, normalize_chunk, shared_rules,
+};
 use crate::rules::diag::Diagnostics;
 use crate::rules::load::load_rules_partial;
 use crate::rules::state::StateLimits;
@@ -43,6 +45,8 @@ pub enum AppError {
     AlarmNotFound(i64),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Kafka(#[from] crate::source::kafka::KafkaSourceError),
 }
 
 /// Rule options from the settings (zone, switches, overrides).
@@ -160,6 +164,8 @@ fn read_options(settings: &Settings) -> ReadOptions {
 pub enum MatchFormat {
     Jsonl,
     Table,
+    /// Print nothing but the summary (`--db` runs that only fill a store).
+    None,
 }
 
 /// Prints matches to stdout.
@@ -176,6 +182,7 @@ impl MatchSink for PrintSink {
             return;
         }
         let result = match self.format {
+            MatchFormat::None => Ok(()),
             MatchFormat::Jsonl => {
                 let line = match_json(rule, rule_match, event, rules);
                 writeln!(self.out, "{line}")
@@ -302,6 +309,7 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         store,
         pipeline_options(settings, false),
         Box::new(sink),
+        PipelineHooks::default(),
     );
     let sender = pipeline.sender();
     let options = read_options(settings);
@@ -380,7 +388,7 @@ pub fn normalize_files(
         for letter in batch.source_errors {
             on_dead_letter(letter);
         }
-        for chunk in batch.chunks {
+        for chunk in &batch.chunks {
             let keep_going = normalize_chunk(
                 chunk,
                 &context,
@@ -504,14 +512,24 @@ pub fn show_alarm(store: &Store, id: i64) -> Result<crate::alarm::store::AlarmDe
 /// A running daemon.
 pub struct Daemon {
     pipeline: Pipeline,
-    source: std::thread::JoinHandle<()>,
-    wake: std::sync::mpsc::Sender<WatchMessage>,
-    stop: Arc<AtomicBool>,
+    source: DaemonSource,
     reloader: crate::reload::Reloader,
 }
 
+/// The daemon's source: watched files or a Kafka consumer.
+enum DaemonSource {
+    Files {
+        thread: std::thread::JoinHandle<()>,
+        wake: std::sync::mpsc::Sender<WatchMessage>,
+        stop: Arc<AtomicBool>,
+    },
+    Kafka(crate::source::kafka::KafkaSource),
+}
+
 impl Daemon {
-    pub fn start(settings: &Settings, db: Option<&Path>) -> Result<Daemon, AppError> {
+    /// Start the daemon. With `once`, the file source reads what is there
+    /// and stops; the Kafka source stops when every partition is read to its end.
+    pub fn start(settings: &Settings, db: Option<&Path>, once: bool) -> Result<Daemon, AppError> {
         let rules = check_rule_set(settings, None)?;
         tracing::info!(
             rules = rules.rules.len(),
@@ -523,6 +541,12 @@ impl Daemon {
         let store_path = db.unwrap_or(&settings.store.path).to_path_buf();
         let store = Store::open(&store_path, store_options(settings))?;
         tracing::info!(path = %store_path.display(), "alarm store open");
+        let rules = shared_rules(rules);
+        let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        if settings.source == crate::config::SourceKind::Kafka {
+            return Daemon::start_kafka(settings, &store_path, store, rules, reloader, metrics, once);
+        }
         let reader = rusqlite::Connection::open_with_flags(
             &store_path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -538,14 +562,16 @@ impl Daemon {
                 .ok()
                 .flatten()
         });
-        let rules = shared_rules(rules);
-        let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone());
-        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink));
+        let hooks = PipelineHooks {
+            metrics: Some(metrics),
+            ..PipelineHooks::default()
+        };
+        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_sender, wake_receiver) = channel();
         let options = WatchOptions {
             paths: settings.files.paths.clone(),
-            watch: settings.files.watch,
+            watch: settings.files.watch && !once,
             poll_interval: settings.files.poll_interval,
             settle: settings.files.settle,
             read: read_options(settings),
@@ -569,9 +595,53 @@ impl Daemon {
         };
         Ok(Daemon {
             pipeline,
-            source,
-            wake: wake_sender,
-            stop,
+            source: DaemonSource::Files {
+                thread: source,
+                wake: wake_sender,
+                stop,
+            },
+            reloader,
+        })
+    }
+
+    fn start_kafka(
+        settings: &Settings,
+        store_path: &Path,
+        store: Store,
+        rules: crate::pipeline::SharedRules,
+        reloader: crate::reload::Reloader,
+        metrics: Arc<crate::metrics::Metrics>,
+        once: bool,
+    ) -> Result<Daemon, AppError> {
+        use crate::source::kafka::{DeadLetterProducer, KafkaSource};
+        let kafka = &settings.kafka;
+        let on_dead_letters: Option<crate::pipeline::DeadLetterHook> = match &kafka.dead_letter_topic {
+            Some(topic) => {
+                let mut producer = DeadLetterProducer::new(kafka, topic, metrics.clone())?;
+                Some(Box::new(move |chunk, letters, events| {
+                    producer.copy(chunk, letters, events)
+                }))
+            }
+            None => None,
+        };
+        let (committed_sender, committed_receiver) = channel();
+        let hooks = PipelineHooks {
+            metrics: Some(metrics.clone()),
+            committed_offsets: Some(committed_sender),
+            on_dead_letters,
+        };
+        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
+        let source = match KafkaSource::start(kafka, store_path, pipeline.sender(), committed_receiver, metrics, once) {
+            Ok(source) => source,
+            Err(error) => {
+                reloader.stop();
+                pipeline.finish();
+                return Err(error.into());
+            }
+        };
+        Ok(Daemon {
+            pipeline,
+            source: DaemonSource::Kafka(source),
             reloader,
         })
     }
@@ -580,9 +650,17 @@ impl Daemon {
         self.pipeline.stats.snapshot()
     }
 
-    /// Whether the source has finished (only without `watch`).
+    /// The daemon's metrics registry.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.pipeline.metrics.clone()
+    }
+
+    /// Whether the source has finished (`once`, or the pipeline stopped).
     pub fn source_finished(&self) -> bool {
-        self.source.is_finished()
+        match &self.source {
+            DaemonSource::Files { thread, .. } => thread.is_finished(),
+            DaemonSource::Kafka(source) => source.is_finished(),
+        }
     }
 
     /// Reload the rules now (SIGHUP).
@@ -602,9 +680,14 @@ impl Daemon {
     /// Stop intake, drain and commit. Blocking: call from a blocking context.
     pub fn shutdown(self) -> PipelineReport {
         self.reloader.stop();
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.wake.send(WatchMessage::Shutdown);
-        let _ = self.source.join();
+        match self.source {
+            DaemonSource::Files { thread, wake, stop } => {
+                stop.store(true, Ordering::SeqCst);
+                let _ = wake.send(WatchMessage::Shutdown);
+                let _ = thread.join();
+            }
+            DaemonSource::Kafka(source) => source.stop(),
+        }
         self.pipeline.finish()
     }
 }
@@ -617,6 +700,3 @@ impl MatchSink for LogSink {
         tracing::debug!(rule = %rule.id, level = %rule.level, event = %event.event_id, origin = %event.origin, "{}", rule_match.output);
     }
 }
-
-/// How long shutdown may take before the process exits anyway.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);

@@ -1,9 +1,10 @@
-//! Configuration: TOML file + `TRAILWARDEN_*` environment overrides → validated `Settings`.
+//! Configuration: TOML file + `TRAILWARDEN__*` environment overrides → validated `Settings`.
 //!
 //! The raw form mirrors the file (every key optional, unknown keys are
 //! errors); `Settings` is what the program uses, with durations, zones and
 //! offsets parsed. Every error names the key and the file it came from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    sources: RawSources,
+    source: RawSource,
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
@@ -43,9 +44,28 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawSources {
+struct RawSource {
+    kind: Option<String>,
     #[serde(default)]
     files: RawFiles,
+    #[serde(default)]
+    kafka: RawKafka,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    brokers: Option<String>,
+    topics: Option<Vec<String>>,
+    group_id: Option<String>,
+    start: Option<String>,
+    batch_messages: Option<usize>,
+    batch_wait: Option<String>,
+    max_message_bytes: Option<u64>,
+    dead_letter_topic: Option<String>,
+    rebalance_timeout: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -75,6 +95,7 @@ struct RawPipeline {
     allowed_lateness: Option<String>,
     max_hold: Option<String>,
     max_buffered_events: Option<usize>,
+    shutdown_deadline: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -116,13 +137,61 @@ struct RawLog {
 pub struct Settings {
     /// Where the settings came from (a path, or "built-in defaults").
     pub origin: String,
+    pub source: SourceKind,
     pub files: FileSourceSettings,
+    pub kafka: KafkaSettings,
     pub store: StoreSettings,
     pub pipeline: PipelineSettings,
     pub state: StateSettings,
     pub rules: RuleSettings,
     pub naive_time_offset: FixedOffset,
     pub log: LogSettings,
+}
+
+/// Which source the daemon reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Files,
+    Kafka,
+}
+
+/// Where a new consumer group starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+}
+
+impl StartPosition {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Where a group with no stored or committed offset starts.
+    pub start: StartPosition,
+    /// Most messages per micro-batch.
+    pub batch_messages: usize,
+    /// Longest a micro-batch waits to fill up.
+    pub batch_wait: Duration,
+    /// Larger messages are dead letters.
+    pub max_message_bytes: usize,
+    /// Poison messages are also copied here when set.
+    pub dead_letter_topic: Option<String>,
+    /// How long a revocation waits for the in-flight batch to commit.
+    pub rebalance_timeout: Duration,
+    /// librdkafka properties passed through as is (security.protocol, sasl.*, ssl.* …).
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -155,6 +224,8 @@ pub struct PipelineSettings {
     /// Daemon: the longest an event waits for reordering (0 = event time only).
     pub max_hold: Duration,
     pub max_buffered_events: usize,
+    /// Shutdown (stop intake, drain, commit) must finish within this.
+    pub shutdown_deadline: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -189,7 +260,7 @@ pub struct LogSettings {
 
 impl Settings {
     /// Load settings: the given file, else `config/default.toml` if present,
-    /// else the built-in default; then `TRAILWARDEN_<SECTION>__<KEY>` overrides.
+    /// else the built-in default; then `TRAILWARDEN__<SECTION>__<KEY>` overrides.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
         let (origin, text) = match path {
             Some(path) => {
@@ -217,10 +288,11 @@ impl Settings {
         if environment {
             builder = builder.add_source(
                 config::Environment::with_prefix("TRAILWARDEN")
-                    .prefix_separator("_")
+                    .prefix_separator("__")
                     .separator("__")
                     .list_separator(",")
-                    .with_list_parse_key("sources.files.paths")
+                    .with_list_parse_key("source.files.paths")
+                    .with_list_parse_key("source.kafka.topics")
                     .with_list_parse_key("rules.disabled")
                     .with_list_parse_key("rules.disabled_tags")
                     .with_list_parse_key("rules.enabled")
@@ -244,22 +316,28 @@ impl Settings {
         };
         let files = FileSourceSettings {
             paths: raw
-                .sources
+                .source
                 .files
                 .paths
                 .unwrap_or_else(|| vec!["examples".to_string()])
                 .into_iter()
                 .map(PathBuf::from)
                 .collect(),
-            watch: raw.sources.files.watch.unwrap_or(true),
-            poll_interval: duration("sources.files.poll_interval", raw.sources.files.poll_interval, "2s")?,
-            settle: duration("sources.files.settle", raw.sources.files.settle, "1s")?,
-            max_document_bytes: usize::try_from(raw.sources.files.max_document_bytes.unwrap_or(256 << 20))
-                .map_err(|_| "`sources.files.max_document_bytes` is too large".to_string())?,
+            watch: raw.source.files.watch.unwrap_or(true),
+            poll_interval: duration("source.files.poll_interval", raw.source.files.poll_interval, "2s")?,
+            settle: duration("source.files.settle", raw.source.files.settle, "1s")?,
+            max_document_bytes: usize::try_from(raw.source.files.max_document_bytes.unwrap_or(256 << 20))
+                .map_err(|_| "`source.files.max_document_bytes` is too large".to_string())?,
         };
         if files.max_document_bytes < 1024 {
-            return Err("`sources.files.max_document_bytes` must be at least 1024".into());
+            return Err("`source.files.max_document_bytes` must be at least 1024".into());
         }
+        let source = match raw.source.kind.as_deref().unwrap_or("files") {
+            "files" => SourceKind::Files,
+            "kafka" => SourceKind::Kafka,
+            other => return Err(format!("`source.kind` = \"{other}\" must be \"files\" or \"kafka\"")),
+        };
+        let kafka = kafka_settings(raw.source.kafka, source == SourceKind::Kafka, &duration)?;
         let synchronous = raw.store.synchronous.unwrap_or_else(|| "full".into());
         let synchronous_full = match synchronous.to_ascii_lowercase().as_str() {
             "full" => true,
@@ -282,6 +360,7 @@ impl Settings {
             allowed_lateness: duration("pipeline.allowed_lateness", raw.pipeline.allowed_lateness, "5m")?,
             max_hold: duration("pipeline.max_hold", raw.pipeline.max_hold, "30s")?,
             max_buffered_events: raw.pipeline.max_buffered_events.unwrap_or(100_000).max(1),
+            shutdown_deadline: duration("pipeline.shutdown_deadline", raw.pipeline.shutdown_deadline, "30s")?,
         };
         let state = StateSettings {
             max_entries: raw.state.max_entries.unwrap_or(500_000).max(100),
@@ -327,7 +406,9 @@ impl Settings {
         }
         Ok(Settings {
             origin: origin.to_string(),
+            source,
             files,
+            kafka,
             store,
             pipeline,
             state,
@@ -336,6 +417,91 @@ impl Settings {
             log: LogSettings { level, json },
         })
     }
+}
+
+type DurationParser<'a> = dyn Fn(&str, Option<String>, &str) -> Result<Duration, String> + 'a;
+
+/// Validate `[source.kafka]`; the required keys only when Kafka is the source.
+fn kafka_settings(raw: RawKafka, required: bool, duration: &DurationParser<'_>) -> Result<KafkaSettings, String> {
+    let brokers = raw.brokers.unwrap_or_default().trim().to_string();
+    let topics: Vec<String> = raw
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|topic| topic.trim().to_string())
+        .filter(|topic| !topic.is_empty())
+        .collect();
+    let group_id = raw.group_id.unwrap_or_else(|| "trailwarden".into()).trim().to_string();
+    if required {
+        if brokers.is_empty() {
+            return Err(
+                "`source.kafka.brokers` is required when `source.kind` = \"kafka\" (e.g. \"kafka1:9092,kafka2:9092\")"
+                    .into(),
+            );
+        }
+        if topics.is_empty() {
+            return Err(
+                "`source.kafka.topics` is required when `source.kind` = \"kafka\" (a list of topic names)".into(),
+            );
+        }
+        if group_id.is_empty() {
+            return Err("`source.kafka.group_id` must not be empty".into());
+        }
+    }
+    let start = match raw.start.as_deref().unwrap_or("earliest") {
+        "earliest" => StartPosition::Earliest,
+        "latest" => StartPosition::Latest,
+        other => {
+            return Err(format!(
+                "`source.kafka.start` = \"{other}\" must be \"earliest\" or \"latest\""
+            ));
+        }
+    };
+    let max_message_bytes = usize::try_from(raw.max_message_bytes.unwrap_or(8 << 20))
+        .map_err(|_| "`source.kafka.max_message_bytes` is too large".to_string())?;
+    if max_message_bytes < 1024 {
+        return Err("`source.kafka.max_message_bytes` must be at least 1024".into());
+    }
+    // Environment overrides cannot carry dots in names: `sasl_password` means `sasl.password`
+    // (librdkafka property names have no underscores). They win over the file's.
+    let mut properties = BTreeMap::new();
+    let (from_environment, from_file): (Vec<_>, Vec<_>) = raw
+        .properties
+        .into_iter()
+        .partition(|(name, _)| name.contains('_') && !name.contains('.'));
+    for (name, value) in from_file {
+        properties.insert(name, value);
+    }
+    for (name, value) in from_environment {
+        properties.insert(name.replace('_', "."), value);
+    }
+    for reserved in [
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+    ] {
+        if properties.contains_key(reserved) {
+            return Err(format!(
+                "`source.kafka.properties` sets \"{reserved}\", which trailwarden manages (use brokers / group_id; offsets are committed after the store)"
+            ));
+        }
+    }
+    Ok(KafkaSettings {
+        brokers,
+        topics,
+        group_id,
+        start,
+        batch_messages: raw.batch_messages.unwrap_or(2000).max(1),
+        batch_wait: duration("source.kafka.batch_wait", raw.batch_wait, "500ms")?,
+        max_message_bytes,
+        dead_letter_topic: raw
+            .dead_letter_topic
+            .map(|topic| topic.trim().to_string())
+            .filter(|topic| !topic.is_empty()),
+        rebalance_timeout: duration("source.kafka.rebalance_timeout", raw.rebalance_timeout, "60s")?,
+        properties,
+    })
 }
 
 fn parse_offset(text: &str) -> Option<FixedOffset> {
@@ -381,10 +547,43 @@ mod tests {
             error.contains("rules.timezone") && error.contains("Mars/Base"),
             "{error}"
         );
-        let error = Settings::from_toml("x.toml", "[sources.files]\npoll_interval = \"soon\"\n", false)
+        let error = Settings::from_toml("x.toml", "[source.files]\npoll_interval = \"soon\"\n", false)
             .unwrap_err()
             .to_string();
         assert!(error.contains("poll_interval"), "{error}");
+    }
+
+    #[test]
+    fn kafka_settings_are_validated_and_properties_pass_through() {
+        let text = "[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"k1:9092\"\ntopics = [\"audit\"]\n\
+                    [source.kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n";
+        let settings = Settings::from_toml("k.toml", text, false).unwrap();
+        assert_eq!(settings.source, SourceKind::Kafka);
+        assert_eq!(settings.kafka.topics, vec!["audit".to_string()]);
+        assert_eq!(settings.kafka.start, StartPosition::Earliest);
+        assert_eq!(
+            settings.kafka.properties.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(
+            settings.kafka.properties.get("sasl.mechanism").map(String::as_str),
+            Some("SCRAM-SHA-512")
+        );
+        let error = Settings::from_toml("k.toml", "[source]\nkind = \"kafka\"\n", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("k.toml") && error.contains("source.kafka.brokers"),
+            "{error}"
+        );
+        let error = Settings::from_toml("k.toml", "[source]\nkind = \"kinesis\"\n", false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("source.kind") && error.contains("kinesis"), "{error}");
+        let error = Settings::from_toml("k.toml", "[source.kafka.properties]\n\"group.id\" = \"x\"\n", false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("group.id"), "{error}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     long_about = "trailwarden reads cloud audit records (files, directories, stdin), normalizes the three \
 clouds into one event model, evaluates YAML detection rules, and keeps alarms in SQLite.\n\n\
 Configuration: --config FILE, else config/default.toml in the working directory, else built-in \
-defaults; any key can be overridden as TRAILWARDEN_<SECTION>__<KEY>."
+defaults; any key can be overridden as TRAILWARDEN__<SECTION>__<KEY>."
 )]
 struct Cli {
     /// Configuration file (TOML).
@@ -307,28 +307,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<ExitCode> {
-    let mut settings = settings;
-    if once {
-        settings.files.watch = false;
-    }
+    let deadline = settings.pipeline.shutdown_deadline;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         tracing::info!(config = %settings.origin, "trailwarden starting");
-        let daemon = app::Daemon::start(&settings, db.as_deref())?;
+        let daemon = app::Daemon::start(&settings, db.as_deref(), once)?;
         if once {
-            while !daemon.source_finished() {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let finished = async {
+                while !daemon.source_finished() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                _ = finished => {}
+                _ = wait_for_signal(&daemon) => tracing::info!("shutting down: stopping intake, draining, committing"),
             }
         } else {
             wait_for_signal(&daemon).await;
             tracing::info!("shutting down: stopping intake, draining, committing");
         }
         let shutdown = tokio::task::spawn_blocking(move || daemon.shutdown());
-        match tokio::time::timeout(app::SHUTDOWN_DEADLINE, shutdown).await {
+        match tokio::time::timeout(deadline, shutdown).await {
             Ok(Ok(report)) => {
                 let stats = report.stats;
                 tracing::info!(
@@ -347,11 +350,17 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
             }
             Ok(Err(join_error)) => Err(anyhow::anyhow!("shutdown failed: {join_error}")),
             Err(_) => {
-                tracing::error!(deadline = ?app::SHUTDOWN_DEADLINE, "shutdown did not finish in time; exiting (uncommitted batches will be re-read on restart)");
+                tracing::error!(
+                    ?deadline,
+                    "shutdown did not finish in time; exiting (uncommitted batches will be re-read on restart)"
+                );
                 Ok(ExitCode::from(1))
             }
         }
-    })
+    });
+    // A shutdown past its deadline is still running: do not wait for it.
+    runtime.shutdown_background();
+    result
 }
 
 /// Wait for Ctrl-C or SIGTERM; SIGHUP reloads the rules and keeps waiting.

@@ -8,6 +8,9 @@
 //! ```
 //! Both hops are bounded channels, so a slow store slows the sources instead
 //! of growing memory. The two stages use the two cores of a small machine.
+//! A batch's source progress (file checkpoints, Kafka offsets) commits in the
+//! same transaction as its effects; a batch can carry a flush barrier, which
+//! the engine acknowledges once everything before it is committed.
 //! The engine loads the current rule set once per batch (hot reload swaps it
 //! between batches, so no event is evaluated twice or skipped).
 
@@ -26,10 +29,11 @@ use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatc
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
+use crate::metrics::Metrics;
 use crate::reorder::{Held, ReorderBuffer};
 use crate::rules::state::{EngineState, StateLimits};
 use crate::rules::{EvalScratch, Rule, RuleMatch, RuleSet};
-use crate::source::{Chunk, ChunkBatch, FileCheckpoint};
+use crate::source::{Chunk, ChunkBatch, FileCheckpoint, KafkaOffset};
 
 /// Counters of a run, shared by the stages.
 #[derive(Debug, Default)]
@@ -142,11 +146,29 @@ impl Default for PipelineOptions {
     }
 }
 
+/// Called for each chunk that produced dead letters, with the number of
+/// events it still produced (the Kafka source copies such messages to its
+/// dead-letter topic).
+pub type DeadLetterHook = Box<dyn FnMut(&Chunk, &[DeadLetter], usize) + Send>;
+
+/// Optional connections between the pipeline and the rest of the daemon.
+#[derive(Default)]
+pub struct PipelineHooks {
+    /// Where the counters go (a new registry when not given).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Receives the Kafka offsets of every committed transaction.
+    pub committed_offsets: Option<std::sync::mpsc::Sender<Vec<KafkaOffset>>>,
+    pub on_dead_letters: Option<DeadLetterHook>,
+}
+
 /// Events of one chunk batch, normalized.
 struct EventBatch {
     events: Vec<AuditEvent>,
     dead_letters: Vec<DeadLetter>,
     checkpoint: Option<FileCheckpoint>,
+    kafka_offsets: Vec<KafkaOffset>,
+    flush: Option<SyncSender<()>>,
+    started: Option<Instant>,
 }
 
 /// A running pipeline. Send chunk batches with `sender()`, then `finish()`.
@@ -155,6 +177,7 @@ pub struct Pipeline {
     normalizer: Option<JoinHandle<()>>,
     engine: Option<JoinHandle<Result<(), StoreError>>>,
     pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
     started: Instant,
 }
 
@@ -184,23 +207,27 @@ impl Pipeline {
         store: Store,
         options: PipelineOptions,
         sink: Box<dyn MatchSink>,
+        hooks: PipelineHooks,
     ) -> Pipeline {
-        let stats = Arc::new(Stats::default());
+        let metrics = hooks.metrics.unwrap_or_default();
+        let stats = metrics.stats.clone();
         let (chunk_sender, chunk_receiver) = sync_channel::<ChunkBatch>(options.channel_batches);
         let (event_sender, event_receiver) = sync_channel::<EventBatch>(options.channel_batches);
         let normalizer = {
             let stats = stats.clone();
             let offset = options.naive_time_offset;
+            let hook = hooks.on_dead_letters;
             std::thread::Builder::new()
                 .name("tw-normalize".into())
-                .spawn(move || normalize_stage(chunk_receiver, event_sender, stats, offset))
+                .spawn(move || normalize_stage(chunk_receiver, event_sender, stats, offset, hook))
                 .expect("spawning a thread")
         };
         let engine = {
-            let stats = stats.clone();
+            let metrics = metrics.clone();
+            let committed = hooks.committed_offsets;
             std::thread::Builder::new()
                 .name("tw-engine".into())
-                .spawn(move || engine_stage(event_receiver, rules, store, options, sink, stats))
+                .spawn(move || engine_stage(event_receiver, rules, store, options, sink, metrics, committed))
                 .expect("spawning a thread")
         };
         Pipeline {
@@ -208,6 +235,7 @@ impl Pipeline {
             normalizer: Some(normalizer),
             engine: Some(engine),
             stats,
+            metrics,
             started: Instant::now(),
         }
     }
@@ -260,7 +288,7 @@ impl DeadLetterLog {
 /// returns false to stop), every unreadable record to `on_dead_letter`.
 /// Returns false when `on_event` asked to stop.
 pub fn normalize_chunk(
-    chunk: Chunk,
+    chunk: &Chunk,
     context: &NormalizeContext,
     decoded: &mut Decoded,
     on_event: &mut dyn FnMut(AuditEvent) -> bool,
@@ -268,7 +296,7 @@ pub fn normalize_chunk(
 ) -> bool {
     if chunk.oversized {
         on_dead_letter(DeadLetter::new(
-            chunk.origin,
+            chunk.origin.clone(),
             "document larger than the configured max_document_bytes",
             &chunk.bytes,
         ));
@@ -297,6 +325,7 @@ fn normalize_stage(
     sender: SyncSender<EventBatch>,
     stats: Arc<Stats>,
     naive_time_offset: chrono::FixedOffset,
+    mut on_dead_letters: Option<DeadLetterHook>,
 ) {
     let mut log = DeadLetterLog {
         per_source: HashMap::new(),
@@ -309,10 +338,14 @@ fn normalize_stage(
             events: Vec::with_capacity(batch.chunks.len()),
             dead_letters: batch.source_errors,
             checkpoint: batch.checkpoint,
+            kafka_offsets: batch.kafka_offsets,
+            flush: batch.flush,
+            started: batch.started,
         };
         let mut bytes = 0u64;
-        for chunk in batch.chunks {
+        for chunk in &batch.chunks {
             bytes += chunk.bytes.len() as u64;
+            let (events_before, letters_before) = (out.events.len(), out.dead_letters.len());
             normalize_chunk(
                 chunk,
                 &context,
@@ -323,6 +356,15 @@ fn normalize_stage(
                 },
                 &mut |letter| out.dead_letters.push(letter),
             );
+            if let Some(hook) = on_dead_letters.as_mut()
+                && out.dead_letters.len() > letters_before
+            {
+                hook(
+                    chunk,
+                    &out.dead_letters[letters_before..],
+                    out.events.len() - events_before,
+                );
+            }
         }
         for letter in &out.dead_letters {
             log.log(letter);
@@ -423,8 +465,10 @@ fn engine_stage(
     mut store: Store,
     options: PipelineOptions,
     mut sink: Box<dyn MatchSink>,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
+    committed_offsets: Option<std::sync::mpsc::Sender<Vec<KafkaOffset>>>,
 ) -> Result<(), StoreError> {
+    let stats = metrics.stats.clone();
     let mut scratch = EvalScratch::default();
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm);
@@ -470,6 +514,8 @@ fn engine_stage(
         let rule_set = rules.load_full();
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
+        let mut flush_acks: Vec<SyncSender<()>> = Vec::new();
+        let mut oldest_batch: Option<Instant> = None;
         let mut next = first;
         {
             // The evaluator borrows the state and the write batch until the releases are done.
@@ -497,7 +543,16 @@ fn engine_stage(
                     write.checkpoints.retain(|existing| existing.path != checkpoint.path);
                     write.checkpoints.push(checkpoint);
                 }
-                if events_in_transaction < options.batch_events {
+                for position in batch.kafka_offsets.drain(..) {
+                    merge_offset(&mut write.kafka_offsets, position);
+                }
+                if let Some(started) = batch.started {
+                    oldest_batch = Some(oldest_batch.map_or(started, |oldest| oldest.min(started)));
+                }
+                if let Some(ack) = batch.flush.take() {
+                    // A barrier: commit now, acknowledge after the commit.
+                    flush_acks.push(ack);
+                } else if events_in_transaction < options.batch_events {
                     next = match receiver.try_recv() {
                         Ok(batch) => Some(batch),
                         Err(TryRecvError::Empty) => None,
@@ -545,9 +600,23 @@ fn engine_stage(
         stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         if write.is_empty() {
+            for ack in flush_acks {
+                let _ = ack.send(());
+            }
             continue;
         }
         let outcome = write_with_retry(&mut store, &write, options.store_retries)?;
+        if let Some(started) = oldest_batch {
+            metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        if let Some(committed) = &committed_offsets
+            && !write.kafka_offsets.is_empty()
+        {
+            let _ = committed.send(std::mem::take(&mut write.kafka_offsets));
+        }
+        for ack in flush_acks {
+            let _ = ack.send(());
+        }
         stats.transactions.fetch_add(1, Ordering::Relaxed);
         stats
             .alarms_created
@@ -559,6 +628,16 @@ fn engine_stage(
         sink.on_commit();
     }
     Ok(())
+}
+
+/// Keep the furthest offset per group, topic and partition.
+fn merge_offset(offsets: &mut Vec<KafkaOffset>, position: KafkaOffset) {
+    match offsets.iter_mut().find(|existing| {
+        existing.partition == position.partition && existing.topic == position.topic && existing.group == position.group
+    }) {
+        Some(existing) => existing.next_offset = existing.next_offset.max(position.next_offset),
+        None => offsets.push(position),
+    }
 }
 
 fn write_with_retry(

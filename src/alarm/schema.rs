@@ -127,6 +127,22 @@ pub const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     "#,
+    // 3: Kafka: the next offset to consume per group, topic and partition
+    //    (written in the same transaction as the effects of the messages
+    //    before it), and where a dead letter came from in Kafka.
+    r#"
+    CREATE TABLE kafka_offsets (
+        group_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        next_offset INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (group_id, topic, partition)
+    ) WITHOUT ROWID;
+    ALTER TABLE dead_letters ADD COLUMN topic TEXT;
+    ALTER TABLE dead_letters ADD COLUMN partition INTEGER;
+    ALTER TABLE dead_letters ADD COLUMN kafka_offset INTEGER;
+    "#,
 ];
 
 /// Bring the database to the latest version. Returns (from, to).

@@ -18,7 +18,7 @@ use crate::event::decode::DeadLetter;
 use crate::event::origin::Position;
 use crate::rules::Level;
 use crate::rules::state::{DistinctWindow, EngineState, KeySeen, Window};
-use crate::source::FileCheckpoint;
+use crate::source::{FileCheckpoint, KafkaOffset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -145,6 +145,8 @@ pub struct WriteBatch {
     pub alarms: Vec<AlarmUpdate>,
     pub dead_letters: Vec<DeadLetter>,
     pub checkpoints: Vec<FileCheckpoint>,
+    /// Next offsets of the Kafka partitions whose messages this batch holds.
+    pub kafka_offsets: Vec<KafkaOffset>,
     pub state: StateChanges,
     pub pending_insert: Vec<PendingRow>,
     pub pending_delete: Vec<i64>,
@@ -157,6 +159,7 @@ impl WriteBatch {
         self.alarms.is_empty()
             && self.dead_letters.is_empty()
             && self.checkpoints.is_empty()
+            && self.kafka_offsets.is_empty()
             && self.state.is_empty()
             && self.pending_insert.is_empty()
             && self.pending_delete.is_empty()
@@ -248,6 +251,10 @@ pub struct DeadLetterRow {
     pub line: Option<i64>,
     pub byte_offset: Option<i64>,
     pub record_index: Option<i64>,
+    /// Kafka dead letters: where the message is.
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub kafka_offset: Option<i64>,
     pub reason: String,
     pub excerpt: String,
 }
@@ -502,8 +509,8 @@ impl Store {
 
     pub fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>, StoreError> {
         let mut statement = self.connection.prepare(
-            "SELECT id, received_at, origin, line, byte_offset, record_index, reason, excerpt \
-             FROM dead_letters ORDER BY id LIMIT ?1",
+            "SELECT id, received_at, origin, line, byte_offset, record_index, reason, excerpt, topic, partition, \
+             kafka_offset FROM dead_letters ORDER BY id LIMIT ?1",
         )?;
         let rows = statement.query_map([limit], |row| {
             Ok(DeadLetterRow {
@@ -515,6 +522,9 @@ impl Store {
                 record_index: row.get(5)?,
                 reason: row.get(6)?,
                 excerpt: row.get(7)?,
+                topic: row.get(8)?,
+                partition: row.get(9)?,
+                kafka_offset: row.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -540,6 +550,23 @@ pub struct StoreCounts {
     pub alarms: u64,
     pub open_alarms: u64,
     pub dead_letters: u64,
+}
+
+/// The stored next offset of each partition of `group`, read from any
+/// connection (the Kafka source reads through its own read-only connection).
+pub fn read_kafka_offsets(connection: &Connection, group: &str) -> rusqlite::Result<Vec<KafkaOffset>> {
+    let mut statement =
+        connection.prepare("SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = ?1")?;
+    let group: std::sync::Arc<str> = std::sync::Arc::from(group);
+    let rows = statement.query_map([group.as_ref()], |row| {
+        Ok(KafkaOffset {
+            group: group.clone(),
+            topic: std::sync::Arc::from(row.get::<_, String>(0)?.as_str()),
+            partition: row.get(1)?,
+            next_offset: row.get(2)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// The checkpoint of a file, read from any connection to the store (the
@@ -707,15 +734,24 @@ fn write_in(
         }
     }
     let mut insert_dead = transaction.prepare_cached(
-        "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
+         topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for letter in &batch.dead_letters {
-        let (line, offset) = match letter.origin.position {
-            Position::Line(line) => (Some(line as i64), None),
-            Position::Byte(offset) => (None, Some(offset as i64)),
-            Position::Whole => (None, None),
-        };
+        let (mut line, mut offset, mut topic, mut partition, mut kafka_offset) = (None, None, None, None, None);
+        match letter.origin.position {
+            Position::Line(number) => line = Some(number as i64),
+            Position::Byte(byte) => offset = Some(byte as i64),
+            Position::Whole => {}
+            Position::Message {
+                partition: number,
+                offset: message,
+            } => {
+                topic = Some(letter.origin.source.as_ref());
+                partition = Some(number);
+                kafka_offset = Some(message);
+            }
+        }
         insert_dead.execute(params![
             now,
             letter.origin.source.as_ref(),
@@ -725,6 +761,9 @@ fn write_in(
             letter.origin.to_string(),
             letter.reason,
             letter.excerpt,
+            topic,
+            partition,
+            kafka_offset,
         ])?;
         outcome.dead_letters += 1;
     }
@@ -741,6 +780,20 @@ fn write_in(
             checkpoint.offset as i64,
             checkpoint.line as i64,
             checkpoint.completed,
+            now,
+        ])?;
+    }
+    let mut upsert_offset = transaction.prepare_cached(
+        "INSERT INTO kafka_offsets (group_id, topic, partition, next_offset, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, \
+         updated_at = excluded.updated_at",
+    )?;
+    for position in &batch.kafka_offsets {
+        upsert_offset.execute(params![
+            position.group.as_ref(),
+            position.topic.as_ref(),
+            position.partition,
+            position.next_offset,
             now,
         ])?;
     }

@@ -87,6 +87,7 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
         line_counted_to = offset;
         let value_origin = match origin.position {
             Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
+            Position::Message { .. } => origin.clone(),
             _ => Origin::new(origin.source.clone(), Position::Line(line)),
         };
         let rest = &bytes[offset..];

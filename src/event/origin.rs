@@ -2,7 +2,8 @@
 //!
 //! Every event, dead letter and log line carries an `Origin`, printed as
 //! `path:line`, `path@byte` or `path:line[index]` for the n-th record of a
-//! container (a CloudTrail `Records` array, a JSON array …).
+//! container (a CloudTrail `Records` array, a JSON array …), and
+//! `kafka:topic/partition#offset` for a Kafka message.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,13 +21,15 @@ pub enum Position {
     Line(u64),
     /// Byte offset of the start of a document in a multi-line input.
     Byte(u64),
+    /// A Kafka message: the source is the topic.
+    Message { partition: i32, offset: i64 },
 }
 
 /// A record's source and position, plus its index inside a container when the
 /// document held several records.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Origin {
-    /// File path, `stdin`, or a Kafka `topic/partition@offset`.
+    /// File path, `stdin`, or a Kafka topic.
     pub source: Arc<str>,
     pub position: Position,
     /// 0-based index inside an array / `Records` / `traces` container.
@@ -69,11 +72,11 @@ impl Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)?;
         match self.position {
-            Position::Whole => {}
-            Position::Line(line) => write!(f, ":{line}")?,
-            Position::Byte(offset) => write!(f, "@{offset}")?,
+            Position::Whole => f.write_str(&self.source)?,
+            Position::Line(line) => write!(f, "{}:{line}", self.source)?,
+            Position::Byte(offset) => write!(f, "{}@{offset}", self.source)?,
+            Position::Message { partition, offset } => write!(f, "kafka:{}/{partition}#{offset}", self.source)?,
         }
         if let Some(index) = self.index {
             write!(f, "[{index}]")?;

@@ -8,7 +8,12 @@
 
 pub mod file;
 pub mod framer;
+pub mod kafka;
 pub mod watch;
+
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
@@ -37,6 +42,16 @@ pub struct FileCheckpoint {
     pub completed: bool,
 }
 
+/// Progress of a Kafka partition: the next offset to consume, stored with the
+/// batch holding the messages before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaOffset {
+    pub group: Arc<str>,
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
 /// A batch of chunks from one source.
 #[derive(Debug, Default)]
 pub struct ChunkBatch {
@@ -47,4 +62,11 @@ pub struct ChunkBatch {
     pub checkpoint: Option<FileCheckpoint>,
     /// Problems reading the source itself (gzip corruption, I/O errors).
     pub source_errors: Vec<crate::event::decode::DeadLetter>,
+    /// Kafka sources: where each partition resumes after this batch.
+    pub kafka_offsets: Vec<KafkaOffset>,
+    /// A barrier: the engine commits everything up to and including this
+    /// batch, then sends `()` here (rebalances and shutdown wait for it).
+    pub flush: Option<SyncSender<()>>,
+    /// When the source started the batch (for the batch latency metric).
+    pub started: Option<Instant>,
 }

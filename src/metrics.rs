@@ -1,0 +1,239 @@
+//! The metrics registry: what ingestion, the pipeline and the store did, kept
+//! as Prometheus counters, gauges and histograms and rendered in the text
+//! exposition format (served at `/metrics` by the API).
+//!
+//! The pipeline's own counters (`pipeline::Stats`, also used for summaries)
+//! are read at scrape time by a collector, so they are counted once. Kafka
+//! has its own family of metrics, filled by the Kafka source.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::Stats;
+
+/// Labels of a per-partition metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// What the Kafka source counts.
+#[derive(Debug, Default)]
+pub struct KafkaMetrics {
+    /// Messages taken from Kafka (including poison and skipped ones).
+    pub messages: Counter,
+    pub message_bytes: Counter,
+    /// Messages below a partition's stored offset (already processed before a restart).
+    pub skipped: Counter,
+    /// Messages that went to the dead-letter topic.
+    pub dead_letters_produced: Counter,
+    pub dead_letter_produce_failures: Counter,
+    pub rebalances: Counter,
+    pub commit_failures: Counter,
+    /// 1 while the brokers answer, 0 during an outage.
+    pub connected: Gauge,
+    /// Messages in each partition not yet committed by this group.
+    pub lag: Family<PartitionLabels, Gauge>,
+}
+
+/// All metrics of one daemon.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub stats: Arc<Stats>,
+    pub kafka: Arc<KafkaMetrics>,
+    /// Seconds from a source starting a batch to its store commit.
+    pub batch_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let stats = Arc::new(Stats::default());
+        let kafka = Arc::new(KafkaMetrics::default());
+        let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let mut registry = Registry::with_prefix("trailwarden");
+        registry.register_collector(Box::new(StatsCollector(stats.clone())));
+        registry.register(
+            "batch_seconds",
+            "Seconds from a source starting a batch to the store committing it",
+            batch_seconds.clone(),
+        );
+        let kafka_registry = registry.sub_registry_with_prefix("kafka");
+        kafka_registry.register("messages", "Kafka messages consumed", kafka.messages.clone());
+        kafka_registry.register(
+            "message_bytes",
+            "Bytes of Kafka message payloads consumed",
+            kafka.message_bytes.clone(),
+        );
+        kafka_registry.register(
+            "skipped_messages",
+            "Messages below the stored offset of their partition (already processed)",
+            kafka.skipped.clone(),
+        );
+        kafka_registry.register(
+            "dead_letter_messages",
+            "Poison messages copied to the dead-letter topic",
+            kafka.dead_letters_produced.clone(),
+        );
+        kafka_registry.register(
+            "dead_letter_failures",
+            "Poison messages that could not be copied to the dead-letter topic",
+            kafka.dead_letter_produce_failures.clone(),
+        );
+        kafka_registry.register(
+            "rebalances",
+            "Partition assignments and revocations",
+            kafka.rebalances.clone(),
+        );
+        kafka_registry.register(
+            "commit_failures",
+            "Offset commits to Kafka that failed (the store keeps the offsets regardless)",
+            kafka.commit_failures.clone(),
+        );
+        kafka_registry.register("connected", "1 while the brokers answer", kafka.connected.clone());
+        kafka_registry.register(
+            "partition_lag",
+            "Messages in a partition after the group's committed offset",
+            kafka.lag.clone(),
+        );
+        Metrics {
+            registry,
+            stats,
+            kafka,
+            batch_seconds,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Reads the pipeline counters at scrape time.
+#[derive(Debug)]
+struct StatsCollector(Arc<Stats>);
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &self.0;
+        let counters: [(&str, &str, u64); 10] = [
+            (
+                "records",
+                "Records read from sources",
+                stats.records.load(Ordering::Relaxed),
+            ),
+            (
+                "events",
+                "Events decoded and normalized",
+                stats.events.load(Ordering::Relaxed),
+            ),
+            (
+                "malformed",
+                "Records that could not be read (kept in dead letters)",
+                stats.malformed.load(Ordering::Relaxed),
+            ),
+            (
+                "input_bytes",
+                "Bytes of input read",
+                stats.bytes.load(Ordering::Relaxed),
+            ),
+            ("rule_matches", "Rule matches", stats.matches.load(Ordering::Relaxed)),
+            (
+                "alarms_created",
+                "Alarms opened",
+                stats.alarms_created.load(Ordering::Relaxed),
+            ),
+            (
+                "batches",
+                "Store transactions (one per micro-batch)",
+                stats.transactions.load(Ordering::Relaxed),
+            ),
+            (
+                "late_events",
+                "Events that arrived after a later event was evaluated",
+                stats.late_events.load(Ordering::Relaxed),
+            ),
+            (
+                "forced_releases",
+                "Events evaluated early because the reorder buffer was full",
+                stats.forced_releases.load(Ordering::Relaxed),
+            ),
+            (
+                "state_evictions",
+                "Rule-state entries evicted to stay within state.max_entries",
+                stats.state_evictions.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        let gauges: [(&str, &str, u64); 2] = [
+            (
+                "buffered_events",
+                "Events waiting in the event-time reorder buffer",
+                stats.buffered.load(Ordering::Relaxed),
+            ),
+            (
+                "state_entries",
+                "Entries in the rule-state tables",
+                stats.state_entries.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_counters_and_kafka_metrics_are_rendered_with_their_values() {
+        let metrics = Metrics::new();
+        metrics.stats.events.fetch_add(42, Ordering::Relaxed);
+        metrics.stats.buffered.store(7, Ordering::Relaxed);
+        metrics.kafka.messages.inc_by(5);
+        metrics
+            .kafka
+            .lag
+            .get_or_create(&PartitionLabels {
+                topic: "audit".into(),
+                partition: 2,
+            })
+            .set(13);
+        metrics.batch_seconds.observe(0.02);
+        let text = metrics.render();
+        assert!(text.contains("trailwarden_events_total 42"), "{text}");
+        assert!(text.contains("trailwarden_buffered_events 7"), "{text}");
+        assert!(text.contains("trailwarden_kafka_messages_total 5"), "{text}");
+        assert!(
+            text.contains("trailwarden_kafka_partition_lag{topic=\"audit\",partition=\"2\"} 13"),
+            "{text}"
+        );
+        assert!(text.contains("trailwarden_batch_seconds_count 1"), "{text}");
+    }
+}

@@ -1,0 +1,373 @@
+//! End to end against a real Kafka-protocol broker (tansu, started here):
+//! the `trailwarden run` binary consumes a mixed three-cloud stream over
+//! three partitions; killed with SIGKILL at random moments and restarted
+//! several times it ends with exactly the alarms, counts and dead letters of
+//! an uninterrupted run; a broker restart mid-stream loses nothing.
+//!
+//! `scripts/test` installs tansu (`cargo install tansu --features
+//! dynostore,libsql`); set `TANSU` to use another binary.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const TOPIC: &str = "audit";
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TANSU") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    for candidate in [format!("{home}/.cargo/bin/tansu"), "/usr/local/bin/tansu".to_string()] {
+        if Path::new(&candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("tansu is not installed: run scripts/test (it installs it) or set TANSU=/path/to/tansu");
+}
+
+/// A tansu broker on a free loopback port; killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    storage: String,
+    log: PathBuf,
+}
+
+impl Broker {
+    fn start(storage: &str, log: &Path) -> Broker {
+        let port = free_port();
+        let mut broker = Broker {
+            child: spawn_tansu(port, storage, log),
+            port,
+            storage: storage.to_string(),
+            log: log.to_path_buf(),
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "tansu exited ({status}): {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "tansu did not start listening");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = Command::new(tansu_binary())
+                .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+                .args(["--broker", &format!("tcp://{}", self.address())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running tansu topic create");
+            if status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "could not create topic {name}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Kill the broker and start it again on the same port and storage.
+    fn restart(&mut self, down_for: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down_for);
+        self.child = spawn_tansu(self.port, &self.storage, &self.log);
+        self.wait_ready();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_tansu(port: u16, storage: &str, log_path: &Path) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("the broker log");
+    // The broker runs in the test's directory: tansu reads sqlite:// paths relative to it.
+    let dir = log_path.parent().unwrap_or(Path::new("."));
+    Command::new(tansu_binary())
+        .current_dir(dir)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", storage])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting tansu")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A daemon config for the binary; short sessions so a killed member's
+/// partitions come back quickly.
+fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, db: &Path) -> PathBuf {
+    let extra = "batch_messages = 200\n\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+                 \"heartbeat.interval.ms\" = \"1000\"\n";
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, kafka_config(brokers, TOPIC, group, db, extra)).expect("writing a config");
+    path
+}
+
+fn daemon(config: &Path, once: bool, log: &Path) -> Child {
+    let mut command = Command::new(BIN);
+    command.arg("--config").arg(config).arg("run");
+    if once {
+        command.arg("--once");
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the daemon log");
+    command
+        .env("TRAILWARDEN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting trailwarden")
+}
+
+fn run_to_end(config: &Path, log: &Path) {
+    let mut child = daemon(config, true, log);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+            assert!(status.success(), "run --once failed: {status}\n{}", tail(log));
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run --once did not finish\n{}", tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Messages the store has marked consumed (sum of stored next offsets).
+fn progress(db: &Path, group: &str) -> i64 {
+    if !db.exists() {
+        return 0;
+    }
+    let Ok(connection) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    connection
+        .query_row(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM kafka_offsets WHERE group_id = ?1",
+            [group],
+            |row| row.get(0),
+        )
+        .unwrap_or(0)
+}
+
+/// A small deterministic generator for kill moments (seed printed on failure).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn stream() -> (Vec<Message>, usize) {
+    let mut messages = corpus(23, 12_000);
+    let poison: Vec<Message> = poison(65_536).into_iter().map(|(message, _)| message).collect();
+    let poison_count = poison.len();
+    // Spread the poison through the stream.
+    for (index, message) in poison.into_iter().enumerate() {
+        messages.insert(1000 + index * 2500, message);
+    }
+    (messages, poison_count)
+}
+
+#[test]
+fn killed_at_random_moments_and_restarted_it_ends_with_the_alarms_of_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
+    broker.create_topic(TOPIC, 3);
+    let (messages, poison_count) = stream();
+    produce(&broker.address(), TOPIC, &messages);
+    let total = messages.len() as i64;
+
+    // The uninterrupted run.
+    let reference_db = dir.path().join("reference.db");
+    let reference = write_config(dir.path(), "reference", &broker.address(), "reference", &reference_db);
+    run_to_end(&reference, &dir.path().join("reference.log"));
+    assert_eq!(progress(&reference_db, "reference"), total);
+    assert!(match_total(&reference_db) > 50, "the stream plants attacks");
+
+    // The same stream in another group, killed with SIGKILL at random moments.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+        | 1;
+    eprintln!("kill moments seed: {seed}");
+    let mut random = Random(seed);
+    let chaos_db = dir.path().join("chaos.db");
+    let chaos = write_config(dir.path(), "chaos", &broker.address(), "chaos", &chaos_db);
+    let log = dir.path().join("chaos.log");
+    let mut kills = 0;
+    for round in 0..8 {
+        let done = progress(&chaos_db, "chaos");
+        if done >= total {
+            break;
+        }
+        // Kill once the store has moved past a random point of what is left.
+        let target = done + 1 + (random.next() % ((total - done) as u64 / 4).max(1)) as i64;
+        let mut child = daemon(&chaos, false, &log);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while progress(&chaos_db, "chaos") < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(random.next() % 150));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        if progress(&chaos_db, "chaos") < total {
+            kills += 1;
+        }
+        eprintln!(
+            "round {round}: killed at {} of {total} stored",
+            progress(&chaos_db, "chaos")
+        );
+    }
+    run_to_end(&chaos, &log);
+    assert!(kills >= 3, "the daemon was killed mid-stream {kills} times");
+    assert_eq!(progress(&chaos_db, "chaos"), total);
+
+    let expected = alarm_fingerprint(&reference_db);
+    let got = alarm_fingerprint(&chaos_db);
+    let missing: Vec<&String> = expected.iter().filter(|row| !got.contains(row)).take(5).collect();
+    let extra: Vec<&String> = got.iter().filter(|row| !expected.contains(row)).take(5).collect();
+    assert!(
+        expected == got,
+        "seed {seed}: alarms differ from the uninterrupted run\nmissing: {missing:#?}\nextra: {extra:#?}"
+    );
+    assert_eq!(match_total(&chaos_db), match_total(&reference_db));
+    let letters = kafka_dead_letters(&chaos_db);
+    assert_eq!(letters.len(), poison_count, "each poison message once: {letters:?}");
+    let positions = |letters: &[(String, i32, i64, String)]| -> Vec<(i32, i64)> {
+        letters
+            .iter()
+            .map(|(_, partition, offset, _)| (*partition, *offset))
+            .collect()
+    };
+    assert_eq!(positions(&letters), positions(&kafka_dead_letters(&reference_db)));
+    // And both equal a replay of the same records from a file.
+    assert_eq!(expected, replay_file(dir.path(), &chaos, &messages));
+}
+
+/// Alarms of `replay --db` over the messages written as a JSON-lines file.
+fn replay_file(dir: &Path, config: &Path, messages: &[Message]) -> Vec<String> {
+    let corpus_file = dir.join("reference.jsonl");
+    write_jsonl(&corpus_file, messages);
+    let db = dir.join("file-replay.db");
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(["replay", "--format", "jsonl", "--db"])
+        .arg(&db)
+        .arg(&corpus_file)
+        .stdout(Stdio::null())
+        .output()
+        .expect("replay");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    alarm_fingerprint(&db)
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start("sqlite://broker.sqlite", &dir.path().join("tansu.log"));
+    broker.create_topic(TOPIC, 3);
+    let messages = corpus(29, 8000);
+    let (first, second) = messages.split_at(4000);
+    produce(&broker.address(), TOPIC, first);
+    let db = dir.path().join("restart.db");
+    let config = write_config(dir.path(), "restart", &broker.address(), "restart", &db);
+    let log = dir.path().join("restart.log");
+    let mut child = daemon(&config, false, &log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while progress(&db, "restart") < 1500 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker.restart(Duration::from_secs(3));
+    produce(&broker.address(), TOPIC, second);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while progress(&db, "restart") < messages.len() as i64 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "stored {} of {} after the broker restart\n{}",
+                progress(&db, "restart"),
+                messages.len(),
+                tail(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM: a clean stop.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let status = child.wait().expect("the daemon exits");
+    assert!(status.success(), "{status}\n{}", tail(&log));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("kafka unreachable") && logged.contains("kafka reachable again"),
+        "the outage is logged once as it starts and once as it ends\n{}",
+        tail(&log)
+    );
+    assert!(
+        logged.matches("kafka unreachable").count() <= 2,
+        "not logged per message or per retry\n{}",
+        tail(&log)
+    );
+
+    // The reference: the same records replayed from a file.
+    assert_eq!(alarm_fingerprint(&db), replay_file(dir.path(), &config, &messages));
+}
