@@ -8,6 +8,9 @@ COPY config ./config
 RUN cargo build --release --locked --bin trailwarden
 
 FROM debian:bookworm-slim
+# librdkafka links OpenSSL (SASL_SSL clusters); CA certificates for ssl.ca.location.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin trailwarden
 WORKDIR /app
 COPY --from=build /src/target/release/trailwarden /usr/local/bin/trailwarden

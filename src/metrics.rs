@@ -74,37 +74,38 @@ impl Metrics {
             batch_seconds.clone(),
         );
         let kafka_registry = registry.sub_registry_with_prefix("kafka");
-        kafka_registry.register("messages", "Kafka messages consumed", kafka.messages.clone());
-        kafka_registry.register(
-            "message_bytes",
-            "Bytes of Kafka message payloads consumed",
-            kafka.message_bytes.clone(),
-        );
-        kafka_registry.register(
-            "skipped_messages",
-            "Messages below the stored offset of their partition (already processed)",
-            kafka.skipped.clone(),
-        );
-        kafka_registry.register(
-            "dead_letter_messages",
-            "Poison messages copied to the dead-letter topic",
-            kafka.dead_letters_produced.clone(),
-        );
-        kafka_registry.register(
-            "dead_letter_failures",
-            "Poison messages that could not be copied to the dead-letter topic",
-            kafka.dead_letter_produce_failures.clone(),
-        );
-        kafka_registry.register(
-            "rebalances",
-            "Partition assignments and revocations",
-            kafka.rebalances.clone(),
-        );
-        kafka_registry.register(
-            "commit_failures",
-            "Offset commits to Kafka that failed (the store keeps the offsets regardless)",
-            kafka.commit_failures.clone(),
-        );
+        let counters: [(&str, &str, &Counter); 7] = [
+            ("messages", "Kafka messages consumed", &kafka.messages),
+            (
+                "message_bytes",
+                "Bytes of Kafka message payloads consumed",
+                &kafka.message_bytes,
+            ),
+            (
+                "skipped_messages",
+                "Messages below the stored offset of their partition (already processed)",
+                &kafka.skipped,
+            ),
+            (
+                "dead_letter_messages",
+                "Poison messages copied to the dead-letter topic",
+                &kafka.dead_letters_produced,
+            ),
+            (
+                "dead_letter_failures",
+                "Poison messages that could not be copied to the dead-letter topic",
+                &kafka.dead_letter_produce_failures,
+            ),
+            ("rebalances", "Partition assignments and revocations", &kafka.rebalances),
+            (
+                "commit_failures",
+                "Offset commits to Kafka that failed (the store keeps the offsets regardless)",
+                &kafka.commit_failures,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            kafka_registry.register(name, help, counter.clone());
+        }
         kafka_registry.register("connected", "1 while the brokers answer", kafka.connected.clone());
         kafka_registry.register(
             "partition_lag",

@@ -22,7 +22,7 @@ fn config(dir: &Path, watch_paths: &[&Path], extra: &str) -> PathBuf {
         .map(|path| format!("{:?}", path.display().to_string()))
         .collect();
     let text = format!(
-        "[sources.files]\npaths = [{}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\ntimezone = \"Asia/Shanghai\"\n\n[log]\nlevel = \"warn\"\n{extra}",
+        "[source.files]\npaths = [{}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\ntimezone = \"Asia/Shanghai\"\n\n[log]\nlevel = \"warn\"\n{extra}",
         paths.join(", "),
         dir.join("store.db").display().to_string(),
         repo().join("rules").display().to_string(),
@@ -220,6 +220,60 @@ fn replay_reads_stdin() {
     let matches = jsonl(&output);
     assert!(rules_of(&matches).contains("admin-policy-attached"));
     assert!(matches[0]["origin"].as_str().unwrap().starts_with("stdin:"));
+}
+
+#[test]
+fn environment_overrides_any_key_and_bad_kafka_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[], "");
+    let run_with = |environment: &[(&str, &str)]| -> Output {
+        Command::new(BIN)
+            .current_dir(repo())
+            .envs(environment.iter().copied())
+            .args(["--config", config.to_str().unwrap(), "run", "--once"])
+            .output()
+            .expect("binary runs")
+    };
+    // TRAILWARDEN__<SECTION>__<KEY> overrides the file: the store goes where the environment says.
+    let elsewhere = dir.path().join("from-env.db");
+    let output = run_with(&[
+        ("TRAILWARDEN__STORE__PATH", elsewhere.to_str().unwrap()),
+        ("TRAILWARDEN__SOURCE__FILES__PATHS", RECORDS),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(elsewhere.exists(), "the store path came from the environment");
+    assert!(!dir.path().join("store.db").exists());
+
+    // A Kafka source without brokers, an unknown source kind, a librdkafka
+    // property librdkafka does not know: each refused at start, named.
+    type Environment<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Environment<'_>, &[&str]); 3] = [
+        (
+            &[
+                ("TRAILWARDEN__SOURCE__KIND", "kafka"),
+                ("TRAILWARDEN__SOURCE__KAFKA__BROKERS", ""),
+            ],
+            &["source.kafka.brokers"],
+        ),
+        (&[("TRAILWARDEN__SOURCE__KIND", "kinesis")], &["source.kind", "kinesis"]),
+        (
+            &[
+                ("TRAILWARDEN__SOURCE__KIND", "kafka"),
+                ("TRAILWARDEN__SOURCE__KAFKA__BROKERS", "127.0.0.1:1"),
+                ("TRAILWARDEN__SOURCE__KAFKA__TOPICS", "audit"),
+                ("TRAILWARDEN__SOURCE__KAFKA__PROPERTIES__NOT_A_PROPERTY", "1"),
+            ],
+            &["source.kafka", "not.a.property"],
+        ),
+    ];
+    for (environment, expected) in cases {
+        let output = run_with(environment);
+        assert!(!output.status.success(), "{environment:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for text in expected {
+            assert!(stderr.contains(text), "{environment:?}: {stderr}");
+        }
+    }
 }
 
 #[test]
@@ -495,7 +549,7 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
     std::fs::write(
         &config,
         format!(
-            "[sources.files]\npaths = [{:?}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n[store]\npath = {:?}\nsynchronous = \"normal\"\n[rules]\ndir = {:?}\nwatch = false\n[pipeline]\nmax_hold = \"100ms\"\n[log]\nlevel = \"info\"\n",
+            "[source.files]\npaths = [{:?}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n[store]\npath = {:?}\nsynchronous = \"normal\"\n[rules]\ndir = {:?}\nwatch = false\n[pipeline]\nmax_hold = \"100ms\"\n[log]\nlevel = \"info\"\n",
             watched.display().to_string(),
             db.display().to_string(),
             rules.display().to_string()

@@ -371,3 +371,80 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     // The reference: the same records replayed from a file.
     assert_eq!(alarm_fingerprint(&db), replay_file(dir.path(), &config, &messages));
 }
+
+/// The end-to-end Kafka benchmark (not a test: it asserts nothing about
+/// speed). `cargo test --release --test kafka_broker -- --ignored --nocapture
+/// throughput`; `TW_BENCH_EVENTS` sets the stream length (default 200 000),
+/// `TW_BENCH_PROPERTIES` adds librdkafka properties (TOML lines). tansu 0.6
+/// answers every fetch only after `fetch.wait.max.ms` (500 ms by default),
+/// which caps a consumer at about 20 000 events/s; with
+/// `"fetch.wait.max.ms" = "5"` the figure is trailwarden's own.
+#[test]
+#[ignore]
+fn throughput() {
+    let events: usize = std::env::var("TW_BENCH_EVENTS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
+    broker.create_topic(TOPIC, 3);
+    let options = trailwarden::synth::SynthOptions {
+        events,
+        distinct_keys: 2000,
+        distinct_ips: 3000,
+        ..trailwarden::synth::SynthOptions::default()
+    };
+    let messages: Vec<Message> = trailwarden::synth::generate(options)
+        .map(|record| Message {
+            key: account_of(&record.record),
+            payload: serde_json::to_vec(&record.record).expect("serializes"),
+        })
+        .collect();
+    let bytes: usize = messages.iter().map(|message| message.payload.len()).sum();
+    produce_with(&broker.address(), TOPIC, &messages, 1000);
+    let db = dir.path().join("bench.db");
+    let config = write_config(dir.path(), "bench", &broker.address(), "bench", &db);
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("batch_messages = 200", "batch_messages = 2000")
+            .replace(
+                "[source.kafka.properties]",
+                &format!(
+                    "[source.kafka.properties]\n{}",
+                    std::env::var("TW_BENCH_PROPERTIES").unwrap_or_default()
+                ),
+            ),
+    )
+    .unwrap();
+    let log = dir.path().join("bench.log");
+    let started = Instant::now();
+    run_to_end(&config, &log);
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(progress(&db, "bench"), events as i64);
+    // Consumption proper: from the partition assignment to the last stored batch
+    // (the group join before, and --once's 3 s of quiet after, are not work).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let stamp = |needle: &str| -> f64 {
+        let line = text.lines().find(|line| line.contains(needle)).expect("a log line");
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        let stamp: String = stamp
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && *c != '\u{1b}')
+            .collect();
+        let stamp = stamp.trim_start_matches("[2m").trim_end_matches("[0m");
+        chrono::DateTime::parse_from_rfc3339(stamp).map_or(0.0, |time| time.timestamp_millis() as f64 / 1000.0)
+    };
+    let consuming = if text.contains("every assigned partition is read to its end") {
+        stamp("every assigned partition is read to its end") - stamp("kafka partitions assigned")
+    } else {
+        stamp("nothing more to read") - 3.0 - stamp("kafka partitions assigned")
+    };
+    eprintln!(
+        "kafka end to end: {events} events ({:.0} MB): {:.0} events/s while consuming ({consuming:.2} s); {wall:.1} s wall with group join and the quiet end",
+        bytes as f64 / 1e6,
+        events as f64 / consuming
+    );
+}

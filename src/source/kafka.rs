@@ -206,8 +206,13 @@ fn consume(
             tracing::error!("the pipeline stopped; the kafka consumer stops too");
             return;
         }
-        if until_caught_up && batcher.caught_up(batcher.last_activity.elapsed() >= IDLE_END) {
-            tracing::info!("every assigned partition is read to its end; stopping (--once)");
+        let idle = batcher.last_activity.elapsed() >= IDLE_END;
+        if until_caught_up && batcher.caught_up(idle) {
+            if idle {
+                tracing::info!(quiet = ?IDLE_END, "nothing more to read; stopping (--once)");
+            } else {
+                tracing::info!("every assigned partition is read to its end; stopping (--once)");
+            }
             break;
         }
     }

@@ -106,10 +106,15 @@ pub fn poison(max_message_bytes: usize) -> Vec<(Message, &'static str)> {
 /// skipping the rest of the one asked for (trailwarden logs such gaps as
 /// "kafka offsets skipped by the broker"); real Kafka does not.
 pub fn produce(brokers: &str, topic: &str, messages: &[Message]) {
+    produce_with(brokers, topic, messages, 1);
+}
+
+/// Produce with up to `per_batch` messages per record batch.
+pub fn produce_with(brokers: &str, topic: &str, messages: &[Message], per_batch: usize) {
     let producer: ThreadedProducer<_> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
-        .set("batch.num.messages", "1")
+        .set("batch.num.messages", per_batch.to_string())
         .set("message.max.bytes", "10000000")
         .create()
         .expect("a producer");
