@@ -177,6 +177,16 @@ fn a_second_instance_takes_partitions_over_without_repeating_or_skipping() {
         || a.stats().events + b.stats().events >= messages.len() as u64,
         "both instances together read everything",
     );
+    // The metrics registry saw it: messages, batches and (from librdkafka's
+    // statistics, every 5 s) the lag of the partitions this instance holds.
+    wait_until(
+        || a.metrics().render().contains("trailwarden_kafka_partition_lag{"),
+        "partition lag reported",
+    );
+    let text = a.metrics().render();
+    assert!(!text.contains("trailwarden_kafka_messages_total 0\n"), "{text}");
+    assert!(!text.contains("trailwarden_batch_seconds_count 0\n"), "{text}");
+    assert!(text.contains("trailwarden_kafka_rebalances_total"), "{text}");
     // Let a late duplicate, if there were one, arrive before stopping.
     std::thread::sleep(Duration::from_secs(2));
     let report_a = a.shutdown();
