@@ -124,6 +124,7 @@ fn store_options(settings: &Settings) -> StoreOptions {
     StoreOptions {
         samples_per_alarm: settings.store.samples_per_alarm,
         synchronous_full: settings.store.synchronous_full,
+        count_on_ignored: settings.store.count_on_ignored,
     }
 }
 
@@ -145,7 +146,92 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             principal_ttl_ms: millis(settings.state.principal_ttl),
             first_seen_ttl_ms: millis(settings.state.first_seen_ttl),
         },
+        chain_log_interval: daemon.then_some(settings.store.chain_log_interval),
     }
+}
+
+/// Scheduled online backups: every `interval`, a copy named
+/// `trailwarden-<UTC time>.db` in `dir`; the newest `keep` are kept.
+pub struct BackupScheduler {
+    thread: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl BackupScheduler {
+    pub fn start(
+        store_path: PathBuf,
+        options: StoreOptions,
+        backup: crate::config::BackupSettings,
+    ) -> Result<BackupScheduler, AppError> {
+        std::fs::create_dir_all(&backup.dir).map_err(|source| AppError::Io {
+            context: format!("creating the backup directory {}", backup.dir.display()),
+            source,
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("tw-backup".into())
+                .spawn(move || {
+                    let mut last = std::time::Instant::now();
+                    while !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(200));
+                        if last.elapsed() < backup.interval {
+                            continue;
+                        }
+                        last = std::time::Instant::now();
+                        match backup_once(&store_path, options.clone(), &backup) {
+                            Ok(path) => tracing::info!(path = %path.display(), "store backed up"),
+                            Err(error) => {
+                                tracing::error!(%error, "scheduled backup failed; retried at the next interval")
+                            }
+                        }
+                    }
+                })
+                .map_err(|source| AppError::Io {
+                    context: "starting the backup thread".into(),
+                    source,
+                })?
+        };
+        Ok(BackupScheduler { thread, stop })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+/// One backup into `backup.dir`, then prune beyond `backup.keep`.
+pub fn backup_once(
+    store_path: &Path,
+    options: StoreOptions,
+    backup: &crate::config::BackupSettings,
+) -> Result<PathBuf, AppError> {
+    let store = Store::open(store_path, options)?;
+    let name = format!("trailwarden-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let path = backup.dir.join(name);
+    store.backup_to(&path)?;
+    let mut existing: Vec<PathBuf> = std::fs::read_dir(&backup.dir)
+        .map_err(|source| AppError::Io {
+            context: format!("listing {}", backup.dir.display()),
+            source,
+        })?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("trailwarden-") && name.ends_with(".db"))
+        })
+        .collect();
+    existing.sort();
+    let excess = existing.len().saturating_sub(backup.keep);
+    for old in existing.into_iter().take(excess) {
+        if let Err(error) = std::fs::remove_file(&old) {
+            tracing::warn!(path = %old.display(), %error, "cannot remove an old backup");
+        }
+    }
+    Ok(path)
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -514,6 +600,7 @@ pub struct Daemon {
     pipeline: Pipeline,
     source: DaemonSource,
     reloader: crate::reload::Reloader,
+    backups: Option<BackupScheduler>,
 }
 
 /// The daemon's source: watched files or a Kafka consumer.
@@ -544,8 +631,18 @@ impl Daemon {
         let rules = shared_rules(rules);
         let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let backups = match &settings.store.backup {
+            Some(backup) if !once => Some(BackupScheduler::start(
+                store_path.clone(),
+                store_options(settings),
+                backup.clone(),
+            )?),
+            _ => None,
+        };
         if settings.source == crate::config::SourceKind::Kafka {
-            return Daemon::start_kafka(settings, &store_path, store, rules, reloader, metrics, once);
+            let mut daemon = Daemon::start_kafka(settings, &store_path, store, rules, reloader, metrics, once)?;
+            daemon.backups = backups;
+            return Ok(daemon);
         }
         let reader = rusqlite::Connection::open_with_flags(
             &store_path,
@@ -601,6 +698,7 @@ impl Daemon {
                 stop,
             },
             reloader,
+            backups,
         })
     }
 
@@ -643,6 +741,7 @@ impl Daemon {
             pipeline,
             source: DaemonSource::Kafka(source),
             reloader,
+            backups: None,
         })
     }
 
@@ -680,6 +779,9 @@ impl Daemon {
     /// Stop intake, drain and commit. Blocking: call from a blocking context.
     pub fn shutdown(self) -> PipelineReport {
         self.reloader.stop();
+        if let Some(backups) = self.backups {
+            backups.stop();
+        }
         match self.source {
             DaemonSource::Files { thread, wake, stop } => {
                 stop.store(true, Ordering::SeqCst);

@@ -40,6 +40,22 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    alarms: RawAlarms,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlarms {
+    count_on_ignored: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    dir: Option<String>,
+    interval: Option<String>,
+    keep: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -84,6 +100,9 @@ struct RawStore {
     path: Option<String>,
     samples_per_alarm: Option<u32>,
     synchronous: Option<String>,
+    chain_log_interval: Option<String>,
+    #[serde(default)]
+    backup: RawBackup,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -212,6 +231,20 @@ pub struct StoreSettings {
     pub path: PathBuf,
     pub samples_per_alarm: u32,
     pub synchronous_full: bool,
+    /// The daemon logs the hash chain's head this often (for anchoring elsewhere).
+    pub chain_log_interval: Duration,
+    /// Scheduled online backups, when a directory is set.
+    pub backup: Option<BackupSettings>,
+    /// New matches for an ignored alarm are counted on it instead of opening a new one.
+    pub count_on_ignored: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    pub interval: Duration,
+    /// Backups kept; older ones are deleted.
+    pub keep: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -348,10 +381,21 @@ impl Settings {
                 ));
             }
         };
+        let backup = match raw.store.backup.dir.map(|dir| dir.trim().to_string()) {
+            Some(dir) if !dir.is_empty() => Some(BackupSettings {
+                dir: PathBuf::from(dir),
+                interval: duration("store.backup.interval", raw.store.backup.interval, "24h")?,
+                keep: raw.store.backup.keep.unwrap_or(7).max(1),
+            }),
+            _ => None,
+        };
         let store = StoreSettings {
             path: PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
             samples_per_alarm: raw.store.samples_per_alarm.unwrap_or(10),
             synchronous_full,
+            chain_log_interval: duration("store.chain_log_interval", raw.store.chain_log_interval, "1h")?,
+            backup,
+            count_on_ignored: raw.alarms.count_on_ignored.unwrap_or(true),
         };
         let pipeline = PipelineSettings {
             batch_events: raw.pipeline.batch_events.unwrap_or(2000).max(1),

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use trailwarden::alarm::store::AlarmFilter;
+use trailwarden::alarm::workflow::Status;
 use trailwarden::app::{self, MatchFormat, ReplayRequest};
 use trailwarden::config::Settings;
 use trailwarden::rules::Level;
@@ -77,10 +78,15 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Inspect alarms.
+    /// List, inspect and triage alarms.
     Alarms {
         #[command(subcommand)]
         command: AlarmsCommand,
+    },
+    /// The alarm store: verify the hash chain, show its head, back it up.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Inspect records that could not be read.
     DeadLetters {
@@ -147,8 +153,36 @@ enum AlarmsCommand {
         /// Only this rule id.
         #[arg(long)]
         rule: Option<String>,
+        /// Only this account (ID or name).
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this access key (the full key).
+        #[arg(long)]
+        key: Option<String>,
+        /// Active since: RFC 3339 time, or an age like 24h, 7d.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Started before: RFC 3339 time, or an age like 1h.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Order: time (most recent first) or level (highest first).
+        #[arg(long, value_enum, default_value_t = SortBy::Time)]
+        sort: SortBy,
         #[arg(long)]
         limit: Option<u32>,
+    },
+    /// Mark an alarm processed or ignored, or reopen it (unprocessed); the
+    /// change is recorded with actor, time and reason.
+    SetStatus {
+        id: i64,
+        /// unprocessed, processed or ignored.
+        status: String,
+        #[arg(long)]
+        actor: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
     },
     /// Show one alarm with its call records per source IP and its sample events.
     Show {
@@ -157,6 +191,38 @@ enum AlarmsCommand {
         db: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SortBy {
+    Time,
+    Level,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Check the hash chain over alarms and status changes; names the first
+    /// bad link and exits 1 when anything was edited, deleted or inserted.
+    Verify {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// A head recorded earlier (`SEQ:HASH`, as logged or printed by `store head`)
+        /// that must still be in the chain.
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+    },
+    /// Print the chain's head (`SEQ:HASH`), to anchor it elsewhere.
+    Head {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// An online, consistent copy of the store (safe while the daemon runs).
+    Backup {
+        /// Where to write it (must not exist).
+        path: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
     },
 }
 
@@ -240,6 +306,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Alarms { command } => alarms(&settings, command),
+        Command::Store { command } => store_command(&settings, command),
         Command::DeadLetters { db, limit, format } => {
             let store = app::open_store(&settings, db.as_deref())?;
             let letters = store.list_dead_letters(limit)?;
@@ -399,6 +466,11 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             status,
             level,
             rule,
+            account,
+            key,
+            since,
+            until,
+            sort,
             limit,
         } => {
             let min_level = match level {
@@ -417,6 +489,14 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 status,
                 min_level,
                 rule,
+                account,
+                access_key: key,
+                since: since.as_deref().map(|text| parse_time("--since", text)).transpose()?,
+                until: until.as_deref().map(|text| parse_time("--until", text)).transpose()?,
+                sort: match sort {
+                    SortBy::Time => trailwarden::alarm::store::AlarmSort::Time,
+                    SortBy::Level => trailwarden::alarm::store::AlarmSort::Level,
+                },
                 limit,
             };
             let rows = app::list_alarms(&store, &filter)?;
@@ -510,6 +590,101 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 );
             }
             println!("  samples: {} kept (see --format json)", detail.samples.len());
+            if detail.history.is_empty() {
+                println!("  history: none (never triaged)");
+            } else {
+                println!("  history:");
+                for change in &detail.history {
+                    println!(
+                        "    {}  {} → {}  by {}: {}",
+                        change.at, change.from_status, change.to_status, change.actor, change.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AlarmsCommand::SetStatus {
+            id,
+            status,
+            actor,
+            reason,
+            db,
+        } => {
+            let to = Status::parse(&status)
+                .with_context(|| format!("status {status:?}: use unprocessed, processed or ignored"))?;
+            let mut store = app::open_store(settings, db.as_deref())?;
+            let change = store.set_status(id, to, &actor, &reason)?;
+            println!(
+                "alarm {id}: {} → {} by {} at {}",
+                change.from_status, change.to_status, change.actor, change.at
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// An RFC 3339 time, or an age (`24h`, `7d`) counted back from now, as the
+/// store's timestamp text.
+fn parse_time(flag: &str, text: &str) -> Result<String> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(trailwarden::alarm::store::timestamp(time.with_timezone(&chrono::Utc)));
+    }
+    let age = humantime::parse_duration(text)
+        .ok()
+        .and_then(|age| chrono::Duration::from_std(age).ok())
+        .with_context(|| format!("{flag} {text:?}: use an RFC 3339 time (2026-03-02T08:00:00Z) or an age (24h, 7d)"))?;
+    Ok(trailwarden::alarm::store::timestamp(chrono::Utc::now() - age))
+}
+
+fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode> {
+    match command {
+        StoreCommand::Verify { db, head } => {
+            let anchor = match head.as_deref() {
+                Some(text) => {
+                    let (seq, hash) = text
+                        .split_once(':')
+                        .and_then(|(seq, hash)| Some((seq.parse::<i64>().ok()?, hash)))
+                        .with_context(|| format!("--head {text:?}: expected SEQ:HASH as printed by `store head`"))?;
+                    Some((seq, hash.to_string()))
+                }
+                None => None,
+            };
+            let store = app::open_store(settings, db.as_deref())?;
+            let report = store.verify_chain(anchor.as_ref().map(|(seq, hash)| (*seq, hash.as_str())))?;
+            let head = report
+                .head
+                .as_ref()
+                .map_or_else(|| "empty".to_string(), |(seq, hash)| format!("{seq}:{hash}"));
+            if report.ok() {
+                println!(
+                    "chain ok: {} links sealing {} alarms and {} status changes; head {head}",
+                    report.links, report.alarms, report.transitions
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let first = &report.problems[0];
+            println!("chain BROKEN: first bad link: {first}");
+            for problem in &report.problems[1..] {
+                println!("  also: {problem}");
+            }
+            println!(
+                "({} links, {} alarms, {} status changes; head {head})",
+                report.links, report.alarms, report.transitions
+            );
+            Ok(ExitCode::from(1))
+        }
+        StoreCommand::Head { db } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            match store.chain_head()? {
+                Some((seq, hash)) => println!("{seq}:{hash}"),
+                None => println!("empty"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Backup { path, db } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            store.backup_to(&path)?;
+            println!("backup written to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
     }

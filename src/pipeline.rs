@@ -128,6 +128,8 @@ pub struct PipelineOptions {
     /// Most events held for reordering; past it the oldest go early.
     pub max_buffered_events: usize,
     pub state_limits: StateLimits,
+    /// Daemon: log the hash chain's head this often (for anchoring elsewhere).
+    pub chain_log_interval: Option<Duration>,
 }
 
 impl Default for PipelineOptions {
@@ -142,6 +144,7 @@ impl Default for PipelineOptions {
             max_hold: None,
             max_buffered_events: 100_000,
             state_limits: StateLimits::default(),
+            chain_log_interval: None,
         }
     }
 }
@@ -491,6 +494,10 @@ fn engine_stage(
     }
     let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut closed = false;
+    let mut chain_logged = Instant::now();
+    if options.chain_log_interval.is_some() {
+        log_chain_head(&store);
+    }
     while !closed {
         // Block for one batch (or, in the daemon, until held events are due),
         // then take whatever else is queued, up to the batch limit.
@@ -617,6 +624,12 @@ fn engine_stage(
         for ack in flush_acks {
             let _ = ack.send(());
         }
+        if let Some(interval) = options.chain_log_interval
+            && (chain_logged.elapsed() >= interval || closed)
+        {
+            chain_logged = Instant::now();
+            log_chain_head(&store);
+        }
         stats.transactions.fetch_add(1, Ordering::Relaxed);
         stats
             .alarms_created
@@ -628,6 +641,15 @@ fn engine_stage(
         sink.on_commit();
     }
     Ok(())
+}
+
+/// Log the hash chain's head, so it can be anchored outside the store.
+fn log_chain_head(store: &Store) {
+    match store.chain_head() {
+        Ok(Some((seq, hash))) => tracing::info!(head = %format!("{seq}:{hash}"), "alarm chain head"),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the alarm chain head"),
+    }
 }
 
 /// Keep the furthest offset per group, topic and partition.

@@ -1,8 +1,10 @@
 //! Alarms: aggregation of rule matches and the SQLite store that keeps them.
 
 pub mod aggregate;
+pub mod chain;
 pub mod schema;
 pub mod store;
+pub mod workflow;
 
 pub use aggregate::Aggregator;
 pub use store::{AlarmFilter, Store, StoreError, StoreOptions, WriteBatch};

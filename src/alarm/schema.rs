@@ -143,7 +143,34 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE dead_letters ADD COLUMN partition INTEGER;
     ALTER TABLE dead_letters ADD COLUMN kafka_offset INTEGER;
     "#,
+    // 4: the triage workflow (status transitions with actor, time and reason)
+    //    and the hash chain sealing alarms and transitions (see chain.rs).
+    r#"
+    CREATE TABLE alarm_transitions (
+        id INTEGER PRIMARY KEY,
+        alarm_id INTEGER NOT NULL,
+        from_status TEXT NOT NULL,
+        to_status TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX alarm_transitions_alarm ON alarm_transitions (alarm_id);
+    CREATE TABLE chain (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ref_id INTEGER NOT NULL,
+        row_hash TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    "#,
 ];
+
+/// The migration that adds the hash chain: rows older than it are sealed
+/// once when it runs.
+pub const CHAIN_MIGRATION: usize = 4;
 
 /// Bring the database to the latest version. Returns (from, to).
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<(usize, usize)> {

@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use super::chain::{self, LinkKind};
 use super::schema;
 use crate::event::decode::DeadLetter;
 use crate::event::origin::Position;
@@ -32,6 +33,12 @@ pub enum StoreError {
     Write(rusqlite::Error),
     #[error("store query failed: {0}")]
     Query(#[from] rusqlite::Error),
+    #[error("alarm {0} not found")]
+    AlarmNotFound(i64),
+    #[error("{0}")]
+    Workflow(String),
+    #[error("backup to {path} failed: {source}")]
+    Backup { path: PathBuf, source: rusqlite::Error },
 }
 
 /// Event times are stored as fixed-width RFC 3339 UTC, so text order is time order.
@@ -210,6 +217,8 @@ fn decode_distinct(bytes: &[u8]) -> std::collections::VecDeque<(u64, i64)> {
 pub struct WriteOutcome {
     pub alarms_created: u64,
     pub alarms_updated: u64,
+    /// Matches counted on an ignored alarm (not raised again).
+    pub counted_on_ignored: u64,
     pub dead_letters: u64,
 }
 
@@ -240,6 +249,8 @@ pub struct AlarmDetail {
     pub alarm: AlarmRow,
     pub calls: Vec<CallRecord>,
     pub samples: Vec<serde_json::Value>,
+    /// Status transitions, oldest first.
+    pub history: Vec<super::workflow::Transition>,
 }
 
 /// A stored dead letter.
@@ -265,7 +276,24 @@ pub struct AlarmFilter {
     pub status: Option<String>,
     pub min_level: Option<Level>,
     pub rule: Option<String>,
+    pub account: Option<String>,
+    pub access_key: Option<String>,
+    /// Alarms active at or after this time (last seen ≥ since), RFC 3339.
+    pub since: Option<String>,
+    /// Alarms that started before this time (first seen < until), RFC 3339.
+    pub until: Option<String>,
+    pub sort: AlarmSort,
     pub limit: Option<u32>,
+}
+
+/// Order of `list_alarms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AlarmSort {
+    /// Most recent activity first.
+    #[default]
+    Time,
+    /// Highest level first, then most recent.
+    Level,
 }
 
 /// Store settings.
@@ -276,6 +304,9 @@ pub struct StoreOptions {
     /// `PRAGMA synchronous`: FULL fsyncs each batch commit; NORMAL may lose the
     /// last batch on power loss (never on a process crash).
     pub synchronous_full: bool,
+    /// New matches for an ignored alarm are counted on it (no new alarm);
+    /// when false they open a new alarm.
+    pub count_on_ignored: bool,
 }
 
 impl Default for StoreOptions {
@@ -283,6 +314,7 @@ impl Default for StoreOptions {
         StoreOptions {
             samples_per_alarm: 10,
             synchronous_full: true,
+            count_on_ignored: true,
         }
     }
 }
@@ -325,10 +357,26 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        schema::migrate(&mut connection).map_err(|source| StoreError::Migrate {
+        let (from, to) = schema::migrate(&mut connection).map_err(|source| StoreError::Migrate {
             path: path.to_path_buf(),
             source,
         })?;
+        if from < schema::CHAIN_MIGRATION && to >= schema::CHAIN_MIGRATION {
+            // Rows from before the chain existed are sealed as they are now.
+            let mut seal = || -> rusqlite::Result<usize> {
+                let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let sealed = chain::seal_existing(&transaction, &timestamp(Utc::now()))?;
+                transaction.commit()?;
+                Ok(sealed)
+            };
+            let sealed = seal().map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            if sealed > 0 {
+                tracing::info!(rows = sealed, "existing alarms sealed into the new hash chain");
+            }
+        }
         Ok(Store {
             connection,
             options,
@@ -344,8 +392,20 @@ impl Store {
     pub fn write(&mut self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
         let now = timestamp(Utc::now());
         let samples_per_alarm = i64::from(self.options.samples_per_alarm);
-        let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        let outcome = write_in(&transaction, batch, &now, samples_per_alarm).map_err(StoreError::Write)?;
+        // IMMEDIATE: the chain head is read and extended in the same write lock,
+        // also when the CLI changes an alarm's status at the same time.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::Write)?;
+        let outcome = write_in(
+            &transaction,
+            batch,
+            &now,
+            samples_per_alarm,
+            self.options.count_on_ignored,
+        )
+        .map_err(StoreError::Write)?;
         transaction.commit().map_err(StoreError::Write)?;
         Ok(outcome)
     }
@@ -449,6 +509,25 @@ impl Store {
             values.push(rule.clone());
             sql.push_str(&format!(" AND rule_id = ?{}", values.len()));
         }
+        if let Some(account) = &filter.account {
+            values.push(account.clone());
+            sql.push_str(&format!(
+                " AND (account_id = ?{0} OR account_name = ?{0})",
+                values.len()
+            ));
+        }
+        if let Some(key) = &filter.access_key {
+            values.push(key.clone());
+            sql.push_str(&format!(" AND access_key_id = ?{}", values.len()));
+        }
+        if let Some(since) = &filter.since {
+            values.push(since.clone());
+            sql.push_str(&format!(" AND last_seen >= ?{}", values.len()));
+        }
+        if let Some(until) = &filter.until {
+            values.push(until.clone());
+            sql.push_str(&format!(" AND first_seen < ?{}", values.len()));
+        }
         if let Some(min_level) = filter.min_level {
             let levels: Vec<String> = Level::ALL
                 .iter()
@@ -457,7 +536,13 @@ impl Store {
                 .collect();
             sql.push_str(&format!(" AND level IN ({})", levels.join(", ")));
         }
-        sql.push_str(" ORDER BY last_seen DESC, id DESC");
+        sql.push_str(match filter.sort {
+            AlarmSort::Time => " ORDER BY last_seen DESC, id DESC",
+            AlarmSort::Level => {
+                " ORDER BY CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END DESC, \
+                 last_seen DESC, id DESC"
+            }
+        });
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
@@ -504,7 +589,61 @@ impl Store {
             .into_iter()
             .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
             .collect();
-        Ok(Some(AlarmDetail { alarm, calls, samples }))
+        let history = super::workflow::history(&self.connection, id)?;
+        Ok(Some(AlarmDetail {
+            alarm,
+            calls,
+            samples,
+            history,
+        }))
+    }
+
+    /// Change an alarm's status (processed, ignored, back to unprocessed),
+    /// recording actor, time and reason, sealed into the chain.
+    pub fn set_status(
+        &mut self,
+        id: i64,
+        to: super::workflow::Status,
+        actor: &str,
+        reason: &str,
+    ) -> Result<super::workflow::Transition, StoreError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let transition = super::workflow::set_status(&transaction, id, to, actor, reason, &timestamp(Utc::now()))?;
+        transaction.commit()?;
+        Ok(transition)
+    }
+
+    /// Check the hash chain and every sealed row (see `chain::verify`).
+    pub fn verify_chain(&self, anchor: Option<(i64, &str)>) -> Result<chain::Verification, StoreError> {
+        Ok(chain::verify(&self.connection, anchor)?)
+    }
+
+    /// The chain's last link: (seq, hash).
+    pub fn chain_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(chain::head(&self.connection)?)
+    }
+
+    /// An online copy of the whole store (SQLite's backup API), consistent
+    /// even while the daemon writes.
+    pub fn backup_to(&self, destination: &Path) -> Result<(), StoreError> {
+        let failed = |source| StoreError::Backup {
+            path: destination.to_path_buf(),
+            source,
+        };
+        if destination.exists() {
+            return Err(StoreError::Workflow(format!(
+                "{} already exists; a backup never overwrites a file",
+                destination.display()
+            )));
+        }
+        let mut target = Connection::open(destination).map_err(failed)?;
+        let backup = rusqlite::backup::Backup::new(&self.connection, &mut target).map_err(failed)?;
+        backup
+            .run_to_completion(1024, std::time::Duration::from_millis(5), None)
+            .map_err(failed)?;
+        Ok(())
     }
 
     pub fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>, StoreError> {
@@ -625,11 +764,19 @@ fn write_in(
     batch: &WriteBatch,
     now: &str,
     samples_per_alarm: i64,
+    count_on_ignored: bool,
 ) -> rusqlite::Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
-    let mut find_open = transaction.prepare_cached(
-        "SELECT id, sample_count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'",
-    )?;
+    // The alarm a match counts on: the open (unprocessed) one, else — when
+    // configured — an ignored one (counted there, not raised again); a
+    // processed alarm never takes new matches: they open a new alarm.
+    let mut find_open = transaction.prepare_cached(if count_on_ignored {
+        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
+         AND status IN ('unprocessed', 'ignored') ORDER BY status = 'ignored', id DESC LIMIT 1"
+    } else {
+        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'"
+    })?;
+    let mut touched: Vec<i64> = Vec::with_capacity(batch.alarms.len());
     let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
          account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
@@ -652,15 +799,19 @@ fn write_in(
     )?;
     let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
     for update in &batch.alarms {
-        let existing: Option<(i64, i64)> = find_open
+        let existing: Option<(i64, i64, String)> = find_open
             .query_row(params![update.rule_id, update.group_key], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .optional()?;
         let (alarm_id, mut sample_count) = match existing {
-            Some(found) => {
-                outcome.alarms_updated += 1;
-                found
+            Some((id, samples, status)) => {
+                if status == "ignored" {
+                    outcome.counted_on_ignored += 1;
+                } else {
+                    outcome.alarms_updated += 1;
+                }
+                (id, samples)
             }
             None => {
                 let identity = &update.identity;
@@ -732,7 +883,12 @@ fn write_in(
         if sample_count != before {
             set_sample_count.execute(params![alarm_id, sample_count])?;
         }
+        if !touched.contains(&alarm_id) {
+            touched.push(alarm_id);
+        }
     }
+    // Seal every alarm this batch created or changed, in this transaction.
+    chain::append(transaction, LinkKind::Alarm, &touched, now)?;
     let mut insert_dead = transaction.prepare_cached(
         "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
          topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",

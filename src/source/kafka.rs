@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -119,6 +119,11 @@ impl KafkaSource {
                 metrics: metrics.kafka.clone(),
             },
             rebalance_timeout: settings.rebalance_timeout,
+            cooperative: settings
+                .properties
+                .get("partition.assignment.strategy")
+                .is_some_and(|strategy| strategy.contains("cooperative")),
+            closing: AtomicBool::new(false),
         };
         let mut config = client_config(settings);
         config
@@ -222,6 +227,9 @@ fn consume(
         let offsets = context.lock().sent_offsets(None);
         commit_to_kafka(&consumer, &offsets, CommitMode::Sync, &context);
     }
+    // Closing revokes the partitions once more: everything is committed
+    // already, and librdkafka must not be asked to block while it closes.
+    context.closing.store(true, Ordering::SeqCst);
     drop(consumer);
     commit_drain(&committed);
 }
@@ -529,6 +537,12 @@ struct SourceContext {
     metrics: Arc<KafkaMetrics>,
     link: Link,
     rebalance_timeout: Duration,
+    /// The cooperative (incremental) protocol is in use. Known from the
+    /// configuration: asking librdkafka inside a rebalance callback while the
+    /// consumer closes deadlocks.
+    cooperative: bool,
+    /// Set once the consumer is closing.
+    closing: AtomicBool,
 }
 
 impl SourceContext {
@@ -598,9 +612,10 @@ impl SourceContext {
         batcher.last_activity = Instant::now();
         drop(batcher);
         tracing::info!(partitions = %starts.join(" "), "kafka partitions assigned");
-        let result = match consumer.rebalance_protocol() {
-            RebalanceProtocol::Cooperative => consumer.incremental_assign(&list),
-            _ => consumer.assign(&list),
+        let result = if self.cooperative {
+            consumer.incremental_assign(&list)
+        } else {
+            consumer.assign(&list)
         };
         if let Err(error) = result {
             tracing::error!(%error, "assigning partitions failed");
@@ -629,7 +644,9 @@ impl SourceContext {
             batcher.sent.remove(key);
         }
         drop(batcher);
-        if consumer.assignment_lost() {
+        if self.closing.load(Ordering::SeqCst) {
+            // Shutdown committed these already, before closing.
+        } else if consumer.assignment_lost() {
             tracing::warn!(
                 "kafka partitions were lost (session timed out); the store has their effects, Kafka may not"
             );
@@ -637,9 +654,10 @@ impl SourceContext {
             commit_to_kafka(consumer, &offsets, CommitMode::Sync, self);
         }
         tracing::info!(partitions = keys.len(), flushed, "kafka partitions revoked");
-        let result = match consumer.rebalance_protocol() {
-            RebalanceProtocol::Cooperative => consumer.incremental_unassign(revoked),
-            _ => consumer.unassign(),
+        let result = if self.cooperative {
+            consumer.incremental_unassign(revoked)
+        } else {
+            consumer.unassign()
         };
         if let Err(error) = result {
             tracing::error!(%error, "releasing partitions failed");

@@ -1,0 +1,310 @@
+//! Tamper evidence: alarms and workflow transitions are linked in a hash chain.
+//!
+//! Every transaction that creates or changes an alarm, and every status
+//! transition, appends a link to the `chain` table: the SHA-256 of the row's
+//! canonical content (`row_hash`), chained to the link before it
+//! (`hash = SHA-256(prev_hash, seq, kind, ref_id, row_hash, at)`). The links
+//! are written in the same transaction as the rows they seal.
+//!
+//! `verify` walks the chain, then compares every alarm and transition row
+//! with the last link that sealed it: a row edited, deleted or inserted
+//! behind trailwarden's back, or a link altered, is named. Rewriting the
+//! whole chain after an edit is only caught against a head anchored
+//! elsewhere — the daemon logs the head periodically for that, and
+//! `verify` accepts an anchored head to check.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The hash before the first link.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What a link seals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    Alarm,
+    Transition,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Alarm => "alarm",
+            LinkKind::Transition => "transition",
+        }
+    }
+
+    fn parse(text: &str) -> Option<LinkKind> {
+        match text {
+            "alarm" => Some(LinkKind::Alarm),
+            "transition" => Some(LinkKind::Transition),
+            _ => None,
+        }
+    }
+}
+
+/// The columns of an alarm that the chain seals (everything but the evidence
+/// tables, which hang off it).
+const ALARM_SEALED: &str = "id, rule_id, rule_hash, level, title, status, group_key, provider, account_id, \
+     account_name, account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
+     access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at";
+const TRANSITION_SEALED: &str = "id, alarm_id, from_status, to_status, actor, reason, at";
+
+/// Canonical hash of one row: each value tagged with its type and length, so
+/// no two different rows hash alike.
+fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<String> {
+    let mut hasher = Sha256::new();
+    for index in 0..columns {
+        match row.get_ref(index)? {
+            rusqlite::types::ValueRef::Null => hasher.update(b"N;"),
+            rusqlite::types::ValueRef::Integer(value) => hasher.update(format!("I{value};").as_bytes()),
+            rusqlite::types::ValueRef::Real(value) => hasher.update(format!("R{value};").as_bytes()),
+            rusqlite::types::ValueRef::Text(text) => {
+                hasher.update(format!("T{}:", text.len()).as_bytes());
+                hasher.update(text);
+                hasher.update(b";");
+            }
+            rusqlite::types::ValueRef::Blob(blob) => {
+                hasher.update(format!("B{}:", blob.len()).as_bytes());
+                hasher.update(blob);
+                hasher.update(b";");
+            }
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn sealed(kind: LinkKind) -> (&'static str, &'static str, usize) {
+    match kind {
+        LinkKind::Alarm => ("alarms", ALARM_SEALED, 24),
+        LinkKind::Transition => ("alarm_transitions", TRANSITION_SEALED, 7),
+    }
+}
+
+/// The current hash of a row, if it exists.
+pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::Result<Option<String>> {
+    let (table, columns, count) = sealed(kind);
+    let mut statement = connection.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id = ?1"))?;
+    statement.query_row([id], |row| hash_row(row, count)).optional()
+}
+
+fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str, at: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{prev_hash}|{seq}|{kind}|{ref_id}|{row_hash}|{at}").as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// The last link: (seq, hash).
+pub fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    connection
+        .query_row("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+}
+
+/// Seal the current state of rows in a write transaction (one link each).
+pub fn append(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) -> rusqlite::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (mut seq, mut prev) = head(connection)?.unwrap_or((0, GENESIS.to_string()));
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for &id in ids {
+        let Some(row_hash) = row_hash(connection, kind, id)? else {
+            continue;
+        };
+        seq += 1;
+        let hash = link_hash(&prev, seq, kind.as_str(), id, &row_hash, at);
+        insert.execute(params![seq, at, kind.as_str(), id, row_hash, prev, hash])?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+/// Seal rows that predate the chain (a store created before it existed).
+/// Called once, when the migration that adds the chain runs.
+pub fn seal_existing(connection: &Connection, at: &str) -> rusqlite::Result<usize> {
+    let mut sealed_rows = 0;
+    for kind in [LinkKind::Alarm, LinkKind::Transition] {
+        let (table, _, _) = sealed(kind);
+        let ids: Vec<i64> = connection
+            .prepare(&format!("SELECT id FROM {table} ORDER BY id"))?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        sealed_rows += ids.len();
+        append(connection, kind, &ids, at)?;
+    }
+    Ok(sealed_rows)
+}
+
+/// One problem `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The link it concerns (the first link after the damage for a broken chain).
+    pub seq: Option<i64>,
+    pub kind: Option<LinkKind>,
+    pub ref_id: Option<i64>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(seq) = self.seq {
+            write!(f, "link {seq}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The outcome of `verify`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Verification {
+    pub links: u64,
+    pub alarms: u64,
+    pub transitions: u64,
+    pub head: Option<(i64, String)>,
+    /// Ordered by link: the first is the first bad link.
+    pub problems: Vec<Problem>,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Check the whole chain and every sealed row; with `anchor` (seq, hash),
+/// also that the chain still contains that head.
+pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite::Result<Verification> {
+    let mut report = Verification::default();
+    let mut latest: HashMap<(LinkKind, i64), (i64, String)> = HashMap::new();
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 1;
+    let mut chain_broken = false;
+    {
+        let mut statement =
+            connection.prepare("SELECT seq, at, kind, ref_id, row_hash, prev_hash, hash FROM chain ORDER BY seq")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let at: String = row.get(1)?;
+            let kind_text: String = row.get(2)?;
+            let ref_id: i64 = row.get(3)?;
+            let row_hash: String = row.get(4)?;
+            let prev_hash: String = row.get(5)?;
+            let hash: String = row.get(6)?;
+            report.links += 1;
+            let kind = LinkKind::parse(&kind_text);
+            if !chain_broken {
+                let problem = if seq != expected_seq {
+                    Some(format!(
+                        "expected link {expected_seq} here: links were deleted or inserted"
+                    ))
+                } else if prev_hash != prev {
+                    Some("does not follow the link before it (links were removed, reordered or rewritten)".into())
+                } else if link_hash(&prev_hash, seq, &kind_text, ref_id, &row_hash, &at) != hash {
+                    Some("its hash does not match its contents (the link was edited)".into())
+                } else {
+                    None
+                };
+                if let Some(message) = problem {
+                    report.problems.push(Problem {
+                        seq: Some(seq),
+                        kind,
+                        ref_id: Some(ref_id),
+                        message: format!("the chain is broken: {message}"),
+                    });
+                    // Past a break, link-level checks would only repeat it.
+                    chain_broken = true;
+                }
+            }
+            if let Some((anchor_seq, anchor_hash)) = anchor
+                && anchor_seq == seq
+                && anchor_hash != hash
+            {
+                report.problems.push(Problem {
+                    seq: Some(seq),
+                    kind,
+                    ref_id: Some(ref_id),
+                    message: format!("the anchored head {anchor_hash} is not this link's hash {hash}"),
+                });
+            }
+            prev = hash.clone();
+            expected_seq = seq + 1;
+            match kind {
+                Some(kind) => {
+                    latest.insert((kind, ref_id), (seq, row_hash));
+                }
+                None => report.problems.push(Problem {
+                    seq: Some(seq),
+                    kind: None,
+                    ref_id: Some(ref_id),
+                    message: format!("unknown link kind \"{kind_text}\""),
+                }),
+            }
+        }
+    }
+    report.head = head(connection)?;
+    if let Some((anchor_seq, _)) = anchor
+        && report.head.as_ref().is_none_or(|(seq, _)| *seq < anchor_seq)
+    {
+        report.problems.push(Problem {
+            seq: Some(anchor_seq),
+            kind: None,
+            ref_id: None,
+            message: "the anchored head is no longer in the chain (links were removed from its end)".into(),
+        });
+    }
+    // Every row against the last link that sealed it.
+    for kind in [LinkKind::Alarm, LinkKind::Transition] {
+        let (table, columns, count) = sealed(kind);
+        let mut statement = connection.prepare(&format!("SELECT {columns} FROM {table} ORDER BY id"))?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            match kind {
+                LinkKind::Alarm => report.alarms += 1,
+                LinkKind::Transition => report.transitions += 1,
+            }
+            let current = hash_row(row, count)?;
+            match latest.remove(&(kind, id)) {
+                None => report.problems.push(Problem {
+                    seq: None,
+                    kind: Some(kind),
+                    ref_id: Some(id),
+                    message: format!(
+                        "{} {id} is not in the chain (inserted behind trailwarden's back)",
+                        kind.as_str()
+                    ),
+                }),
+                Some((seq, sealed_hash)) if sealed_hash != current => report.problems.push(Problem {
+                    seq: Some(seq),
+                    kind: Some(kind),
+                    ref_id: Some(id),
+                    message: format!("{} {id} was changed after this link sealed it", kind.as_str()),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+    for ((kind, id), (seq, _)) in latest {
+        report.problems.push(Problem {
+            seq: Some(seq),
+            kind: Some(kind),
+            ref_id: Some(id),
+            message: format!("{} {id} was deleted (this link sealed it)", kind.as_str()),
+        });
+    }
+    report
+        .problems
+        .sort_by_key(|problem| (problem.seq.unwrap_or(i64::MAX), problem.ref_id.unwrap_or(0)));
+    Ok(report)
+}

@@ -1,0 +1,476 @@
+//! The triage workflow and tamper evidence, through the binary:
+//! status changes with actor, time and reason kept as history; what new
+//! matches do to processed and ignored alarms; the list filters; and the
+//! hash chain — editing, deleting or inserting any alarm or transition row
+//! with the sqlite3 shell makes `store verify` fail and name it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const CORPUS: &str = "tests/fixtures/records/tencent_cos_delivery.json.gz";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+    db: PathBuf,
+}
+
+impl Env {
+    fn new(extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let db = root.join("alarms.db");
+        let config = root.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[source.files]\npaths = []\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n{extra}",
+                db.display().to_string(),
+                repo().join("rules").display().to_string()
+            ),
+        )
+        .unwrap();
+        Env {
+            _dir: dir,
+            root,
+            config,
+            db,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .current_dir(repo())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("binary runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn replay(&self) {
+        self.ok(&["replay", "--format", "jsonl", "--db", self.db.to_str().unwrap(), CORPUS]);
+    }
+
+    fn alarms(&self, filters: &[&str]) -> Vec<Value> {
+        let mut args = vec!["alarms", "list", "--format", "json"];
+        args.extend_from_slice(filters);
+        serde_json::from_str(&self.ok(&args)).expect("alarms as JSON")
+    }
+
+    fn alarm(&self, id: i64) -> Value {
+        serde_json::from_str(&self.ok(&["alarms", "show", &id.to_string(), "--format", "json"])).expect("alarm JSON")
+    }
+}
+
+fn sqlite(db: &Path, sql: &str) {
+    let output = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell (scripts/test installs it)");
+    assert!(
+        output.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn id_of(alarm: &Value) -> i64 {
+    alarm["id"].as_i64().unwrap()
+}
+
+#[test]
+fn status_changes_are_recorded_and_decide_what_new_matches_do() {
+    let env = Env::new("");
+    env.replay();
+    let alarms = env.alarms(&[]);
+    assert!(alarms.len() >= 3, "{alarms:?}");
+    let (processed, ignored) = (&alarms[0], &alarms[1]);
+    let (processed_id, ignored_id) = (id_of(processed), id_of(ignored));
+    let ignored_count = ignored["count"].as_i64().unwrap();
+
+    let said = env.ok(&[
+        "alarms",
+        "set-status",
+        &processed_id.to_string(),
+        "processed",
+        "--actor",
+        "alice",
+        "--reason",
+        "key rotated",
+    ]);
+    assert!(said.contains("unprocessed → processed by alice"), "{said}");
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &ignored_id.to_string(),
+        "ignored",
+        "--actor",
+        "bob",
+        "--reason",
+        "known scanner",
+    ]);
+
+    // The history is kept, with actor, time and reason.
+    let detail = env.alarm(processed_id);
+    assert_eq!(detail["status"], "processed");
+    let history = detail["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["actor"], "alice");
+    assert_eq!(history[0]["reason"], "key rotated");
+    assert_eq!(history[0]["from_status"], "unprocessed");
+    assert!(history[0]["at"].as_str().unwrap().ends_with('Z'));
+
+    // Refused changes say why and change nothing.
+    let processed_text = processed_id.to_string();
+    for (args, expected) in [
+        (
+            vec!["processed", "--actor", "alice", "--reason", "again"],
+            "already processed",
+        ),
+        (
+            vec!["unknown", "--actor", "alice", "--reason", "x"],
+            "unprocessed, processed or ignored",
+        ),
+        (vec!["ignored", "--actor", "alice", "--reason", " "], "reason"),
+    ] {
+        let mut full = vec!["alarms", "set-status", processed_text.as_str()];
+        full.extend(args);
+        let output = env.run(&full);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{full:?}: {stderr}");
+    }
+    let output = env.run(&[
+        "alarms",
+        "set-status",
+        "999999",
+        "processed",
+        "--actor",
+        "a",
+        "--reason",
+        "b",
+    ]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("999999"));
+
+    // The same matches again: the processed alarm stays closed and a new one
+    // opens; the ignored alarm counts them without a new alarm.
+    env.replay();
+    let detail = env.alarm(processed_id);
+    assert_eq!(
+        detail["count"], processed["count"],
+        "a processed alarm takes no new matches"
+    );
+    let reopened: Vec<Value> = env
+        .alarms(&["--rule", processed["rule"].as_str().unwrap()])
+        .into_iter()
+        .filter(|alarm| alarm["group_key"] == processed["group_key"] && id_of(alarm) != processed_id)
+        .collect();
+    assert_eq!(reopened.len(), 1, "a new alarm opened for the processed one");
+    assert_eq!(reopened[0]["status"], "unprocessed");
+    let detail = env.alarm(ignored_id);
+    assert_eq!(
+        detail["count"].as_i64().unwrap(),
+        ignored_count * 2,
+        "counted on the ignored alarm"
+    );
+    let same_key: Vec<Value> = env
+        .alarms(&["--rule", ignored["rule"].as_str().unwrap()])
+        .into_iter()
+        .filter(|alarm| alarm["group_key"] == ignored["group_key"])
+        .collect();
+    assert_eq!(same_key.len(), 1, "no new alarm for an ignored one");
+
+    // Reopening the processed alarm while its successor is open is refused.
+    let output = env.run(&[
+        "alarms",
+        "set-status",
+        &processed_id.to_string(),
+        "unprocessed",
+        "--actor",
+        "alice",
+        "--reason",
+        "again",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already open") && stderr.contains(&id_of(&reopened[0]).to_string()),
+        "{stderr}"
+    );
+    // Back to unprocessed is allowed for the ignored one.
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &ignored_id.to_string(),
+        "unprocessed",
+        "--actor",
+        "bob",
+        "--reason",
+        "not a scanner",
+    ]);
+    assert_eq!(env.alarm(ignored_id)["history"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn counting_on_ignored_alarms_can_be_switched_off() {
+    let env = Env::new("\n[alarms]\ncount_on_ignored = false\n");
+    env.replay();
+    let alarm = env.alarms(&[]).remove(0);
+    let id = id_of(&alarm);
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &id.to_string(),
+        "ignored",
+        "--actor",
+        "bob",
+        "--reason",
+        "noise",
+    ]);
+    env.replay();
+    assert_eq!(env.alarm(id)["count"], alarm["count"]);
+    let same_key = env
+        .alarms(&["--rule", alarm["rule"].as_str().unwrap()])
+        .into_iter()
+        .filter(|other| other["group_key"] == alarm["group_key"])
+        .count();
+    assert_eq!(same_key, 2, "a new alarm opened beside the ignored one");
+}
+
+#[test]
+fn the_list_filters_and_sorts() {
+    let env = Env::new("");
+    env.replay();
+    let all = env.alarms(&[]);
+    let first = &all[0];
+    let id = id_of(first);
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &id.to_string(),
+        "processed",
+        "--actor",
+        "a",
+        "--reason",
+        "done",
+    ]);
+    let processed = env.alarms(&["--status", "processed"]);
+    assert_eq!(processed.iter().map(id_of).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(env.alarms(&["--status", "unprocessed"]).len(), all.len() - 1);
+    let rule = first["rule"].as_str().unwrap();
+    assert!(env.alarms(&["--rule", rule]).iter().all(|alarm| alarm["rule"] == rule));
+    let account = first["account_id"].as_str().unwrap();
+    let by_account = env.alarms(&["--account", account]);
+    assert!(!by_account.is_empty() && by_account.iter().all(|alarm| alarm["account_id"] == account));
+    assert!(env.alarms(&["--account", "no-such-account"]).is_empty());
+    if let Some(key) = all.iter().find_map(|alarm| alarm["access_key_id"].as_str()) {
+        let by_key = env.alarms(&["--key", key]);
+        assert!(!by_key.is_empty() && by_key.iter().all(|alarm| alarm["access_key_id"] == key));
+    }
+    // Time range: the fixture's events are all in the past.
+    assert!(env.alarms(&["--since", "1h"]).is_empty());
+    assert_eq!(env.alarms(&["--since", "2000-01-01T00:00:00Z"]).len(), all.len());
+    assert!(env.alarms(&["--until", "2000-01-01T00:00:00Z"]).is_empty());
+    let output = env.run(&["alarms", "list", "--since", "yesterday-ish"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--since"));
+    // By level: highest first.
+    let rank = |alarm: &Value| match alarm["level"].as_str().unwrap() {
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    };
+    let by_level: Vec<i32> = env.alarms(&["--sort", "level"]).iter().map(rank).collect();
+    let mut sorted = by_level.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(by_level, sorted);
+}
+
+#[test]
+fn any_edit_delete_or_insert_behind_the_stores_back_fails_verification_and_is_named() {
+    let env = Env::new("");
+    env.replay();
+    let alarms = env.alarms(&[]);
+    let (a, b) = (id_of(&alarms[0]), id_of(&alarms[1]));
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &a.to_string(),
+        "processed",
+        "--actor",
+        "alice",
+        "--reason",
+        "ok",
+    ]);
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &b.to_string(),
+        "ignored",
+        "--actor",
+        "bob",
+        "--reason",
+        "noise",
+    ]);
+    env.replay();
+    let said = env.ok(&["store", "verify"]);
+    assert!(said.starts_with("chain ok"), "{said}");
+    let head = env.ok(&["store", "head"]).trim().to_string();
+    assert!(env.ok(&["store", "verify", "--head", &head]).starts_with("chain ok"));
+
+    let transition: i64 = 1;
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "edited alarm",
+            format!("UPDATE alarms SET count = count + 1 WHERE id = {a}"),
+            format!("alarm {a} was changed"),
+        ),
+        (
+            "edited status",
+            format!("UPDATE alarms SET status = 'unprocessed' WHERE id = {b}"),
+            format!("alarm {b} was changed"),
+        ),
+        (
+            "deleted alarm",
+            format!("DELETE FROM alarms WHERE id = {a}"),
+            format!("alarm {a} was deleted"),
+        ),
+        (
+            "inserted alarm",
+            format!(
+                "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_identity, \
+                 principal_kind, first_seen, last_seen, count, last_output, created_at, updated_at) SELECT rule_id, \
+                 rule_hash, level, title, 'processed', group_key || 'x', provider, account_identity, principal_kind, \
+                 first_seen, last_seen, count, last_output, created_at, updated_at FROM alarms WHERE id = {a}"
+            ),
+            "is not in the chain".to_string(),
+        ),
+        (
+            "edited transition",
+            format!("UPDATE alarm_transitions SET actor = 'mallory' WHERE id = {transition}"),
+            format!("transition {transition} was changed"),
+        ),
+        (
+            "deleted transition",
+            format!("DELETE FROM alarm_transitions WHERE id = {transition}"),
+            format!("transition {transition} was deleted"),
+        ),
+        (
+            "inserted transition",
+            format!(
+                "INSERT INTO alarm_transitions (alarm_id, from_status, to_status, actor, reason, at) \
+                 VALUES ({a}, 'processed', 'unprocessed', 'mallory', 'x', '2026-01-01T00:00:00.000Z')"
+            ),
+            "is not in the chain".to_string(),
+        ),
+        (
+            "edited link",
+            "UPDATE chain SET ref_id = ref_id + 1000 WHERE seq = 2".to_string(),
+            "link 2: the chain is broken".to_string(),
+        ),
+    ];
+    for (name, sql, expected) in cases {
+        let copy = env.root.join(format!("{}.db", name.replace(' ', "-")));
+        env.ok(&["store", "backup", copy.to_str().unwrap()]);
+        let output = env.run(&["store", "verify", "--db", copy.to_str().unwrap()]);
+        assert!(output.status.success(), "{name}: the backup verifies before tampering");
+        sqlite(&copy, &sql);
+        let output = env.run(&["store", "verify", "--db", copy.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stdout}");
+        assert!(
+            stdout.contains("first bad link") && stdout.contains(&expected),
+            "{name}: expected {expected:?} in\n{stdout}"
+        );
+    }
+
+    // A whole rewritten chain still fails against an anchored head.
+    let copy = env.root.join("rewritten.db");
+    env.ok(&["store", "backup", copy.to_str().unwrap()]);
+    sqlite(&copy, "DELETE FROM chain WHERE seq = (SELECT MAX(seq) FROM chain)");
+    let output = env.run(&["store", "verify", "--db", copy.to_str().unwrap(), "--head", &head]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("anchored head"));
+    // The untouched store still verifies; a backup never overwrites.
+    assert!(env.ok(&["store", "verify"]).starts_with("chain ok"));
+    let output = env.run(&["store", "backup", copy.to_str().unwrap()]);
+    assert!(!output.status.success());
+}
+
+#[test]
+fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("daemon.db");
+    let backups = dir.path().join("backups");
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source.files]\npaths = [{:?}]\nwatch = true\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n\
+             [store]\npath = {:?}\nsynchronous = \"normal\"\nchain_log_interval = \"1s\"\n\n\
+             [store.backup]\ndir = {:?}\ninterval = \"700ms\"\nkeep = 2\n\n\
+             [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"info\"\n",
+            repo().join(CORPUS).display().to_string(),
+            db.display().to_string(),
+            backups.display().to_string(),
+            repo().join("rules").display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("alarm chain head"), "{log}");
+    assert!(log.contains("store backed up"), "{log}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 2, "the newest two are kept: {kept:?}");
+    for backup in kept {
+        let output = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["store", "verify", "--db"])
+            .arg(&backup)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.starts_with("chain ok"), "{stdout}");
+    }
+}
