@@ -156,6 +156,8 @@ pub const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
     );
     CREATE INDEX alarm_transitions_alarm ON alarm_transitions (alarm_id);
+    -- Matches look up the alarm of their rule and key whatever its status.
+    CREATE INDEX alarms_rule_group ON alarms (rule_id, group_key, status);
     CREATE TABLE chain (
         seq INTEGER PRIMARY KEY,
         at TEXT NOT NULL,
