@@ -1,8 +1,12 @@
-//! Alarms: aggregation of rule matches and the SQLite store that keeps them.
+//! Alarms: aggregation of rule matches and the SQLite store that keeps them,
+//! allowlist policies, remarks and assets, and the masked views for output.
 
 pub mod aggregate;
+pub mod allowlist;
+pub mod assets;
 pub mod schema;
 pub mod store;
+pub mod view;
 
 pub use aggregate::Aggregator;
 pub use store::{AlarmFilter, Store, StoreError, StoreOptions, WriteBatch};

@@ -152,6 +152,8 @@ pub struct WriteBatch {
     pub pending_delete: Vec<i64>,
     /// Engine counters that must survive restarts (high-water event time …).
     pub meta: Vec<(&'static str, i64)>,
+    /// Allowlist policy hits of this batch, one entry per policy.
+    pub allowlist_hits: Vec<super::allowlist::PolicyHit>,
 }
 
 impl WriteBatch {
@@ -164,6 +166,7 @@ impl WriteBatch {
             && self.pending_insert.is_empty()
             && self.pending_delete.is_empty()
             && self.meta.is_empty()
+            && self.allowlist_hits.is_empty()
     }
 }
 
@@ -338,6 +341,24 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, for the allowlist, remark and asset tables (their SQL
+    /// lives in `allowlist.rs` and `assets.rs`).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+
+    /// `PRAGMA data_version`: changes when another connection (the CLI) has
+    /// committed, so the engine knows when to reload policies. One cheap call.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .connection
+            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
     }
 
     /// Write a batch in one transaction.
@@ -821,6 +842,7 @@ fn write_in(
     for (name, value) in &batch.meta {
         upsert_meta.execute(params![name, value])?;
     }
+    super::allowlist::write_hits(transaction, &batch.allowlist_hits)?;
     Ok(outcome)
 }
 
