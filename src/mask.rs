@@ -57,7 +57,7 @@ pub fn mask_key_in_text(text: &str, key: &str) -> String {
 }
 
 /// A group key (`field=v1,v2|field=…`) with the values of its
-/// `access_key.id` field masked.
+/// `access_key.id` field masked (values masked already are left as they are).
 pub fn mask_group_key(group_key: &str) -> String {
     if !group_key.contains("access_key.id=") {
         return group_key.to_string();
@@ -68,7 +68,14 @@ pub fn mask_group_key(group_key: &str) -> String {
             Some(values) => {
                 let masked: Vec<String> = values
                     .split(',')
-                    .map(|value| if value == "-" { value.to_string() } else { mask_access_key(value) })
+                    .map(|value| {
+                        // `-` is "no value"; a value with the marker is masked already.
+                        if value == "-" || value.contains(MASK) {
+                            value.to_string()
+                        } else {
+                            mask_access_key(value)
+                        }
+                    })
                     .collect();
                 format!("access_key.id={}", masked.join(","))
             }
@@ -110,7 +117,7 @@ mod tests {
     fn tencent_keys_keep_the_first_6_and_last_11() {
         let key = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA";
         assert_eq!(key.len(), 36);
-        assert_eq!(mask_access_key(key), "AKIDz8****mLPx3gnPhESA");
+        assert_eq!(mask_access_key(key), "AKIDz8****LPx3gnPhESA");
     }
 
     #[test]
@@ -155,23 +162,25 @@ mod tests {
         let key = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA";
         assert_eq!(
             mask_key_in_text(&format!("Root key {key} called cam.AddUser"), key),
-            "Root key AKIDz8****mLPx3gnPhESA called cam.AddUser"
+            "Root key AKIDz8****LPx3gnPhESA called cam.AddUser"
         );
         assert_eq!(mask_key_in_text("nothing here", key), "nothing here");
         assert_eq!(
             mask_group_key(&format!("access_key.id={key}")),
-            "access_key.id=AKIDz8****mLPx3gnPhESA"
+            "access_key.id=AKIDz8****LPx3gnPhESA"
         );
         assert_eq!(
             mask_group_key("principal.name=alice|access_key.id=AKIAIOSFODNN7EXAMPLE,-"),
             "principal.name=alice|access_key.id=AKIAI****AMPLE,-"
         );
         assert_eq!(mask_group_key("principal=123/alice"), "principal=123/alice");
+        let once = mask_group_key(&format!("access_key.id={key}"));
+        assert_eq!(mask_group_key(&once), once);
         let mut value = serde_json::json!({"a": [format!("x{key}y")], "b": {"c": key}, "d": 1});
         mask_keys_in_json(&mut value, &[key]);
         assert_eq!(
             value,
-            serde_json::json!({"a": ["xAKIDz8****mLPx3gnPhESAy"], "b": {"c": "AKIDz8****mLPx3gnPhESA"}, "d": 1})
+            serde_json::json!({"a": ["xAKIDz8****LPx3gnPhESAy"], "b": {"c": "AKIDz8****LPx3gnPhESA"}, "d": 1})
         );
     }
 }
