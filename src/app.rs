@@ -15,12 +15,12 @@ use crate::alarm::allowlist::{self, AllowlistError, NewPolicy, Policy, PolicyMat
 use crate::alarm::assets::{self, AssetsError, Directory};
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
 use crate::alarm::view::{AlarmDetailView, AlarmView, alarm_view, detail_view};
-use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
 use crate::config::{ConfigError, Settings};
 use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
 use crate::event::normalize::NormalizeContext;
+use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
 use crate::pipeline::{
     MatchSink, Pipeline, PipelineHooks, PipelineOptions, PipelineReport, normalize_chunk, shared_rules,
 };
@@ -567,9 +567,12 @@ pub fn allowlist_add(store: &Store, request: AllowlistAdd) -> Result<(Policy, Op
         .as_deref()
         .map(|text| allowlist::parse_expiry(text, now))
         .transpose()?;
-    let warning = expires_at
-        .filter(|expires| *expires <= now)
-        .map(|expires| format!("the policy expired already ({}): it will not match anything", crate::alarm::store::timestamp(expires)));
+    let warning = expires_at.filter(|expires| *expires <= now).map(|expires| {
+        format!(
+            "the policy expired already ({}): it will not match anything",
+            crate::alarm::store::timestamp(expires)
+        )
+    });
     let policy = allowlist::add(
         store.connection(),
         NewPolicy {

@@ -145,6 +145,8 @@ enum Command {
     },
 }
 
+// Parsed once per process: the size of the `add` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum AllowlistCommand {
     /// Add a policy: every field given must match (absent = any); at least one is required.
@@ -664,7 +666,19 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
 fn print_policies(policies: &[app::PolicyView]) {
     println!(
         "{:>4}  {:<7}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:<24}  {:<24}  {:<12}  REASON",
-        "ID", "STATE", "KEY", "IP", "API", "OPERATION", "METHOD", "ERROR", "RULE", "HITS", "LAST HIT", "EXPIRES", "OWNER"
+        "ID",
+        "STATE",
+        "KEY",
+        "IP",
+        "API",
+        "OPERATION",
+        "METHOD",
+        "ERROR",
+        "RULE",
+        "HITS",
+        "LAST HIT",
+        "EXPIRES",
+        "OWNER"
     );
     for view in policies {
         let policy = &view.policy;

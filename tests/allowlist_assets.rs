@@ -2,7 +2,8 @@
 //! access-key masking, through the `trailwarden` binary as an operator runs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -57,13 +58,18 @@ impl Fixture {
     /// Key A creates keys three times from one public IP; key B twice, from a
     /// LAN address and from an address of the organisation.
     fn new() -> Fixture {
+        Fixture::with_config("")
+    }
+
+    /// `extra` is appended to the config (TOML).
+    fn with_config(extra: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n",
-                dir.path().join("default.db").display().to_string(),
+                "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n{extra}",
+                dir.path().join("store.db").display().to_string(),
                 repo().join("rules").display().to_string()
             ),
         )
@@ -89,12 +95,11 @@ impl Fixture {
 
     fn run(&self, args: &[&str]) -> Output {
         let mut command = Command::new(BIN);
-        command
-            .current_dir(repo())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args);
-        if args.first().is_some_and(|first| ["allowlist", "alarms", "remark", "assets"].contains(first)) {
+        command.current_dir(repo()).arg("--config").arg(&self.config).args(args);
+        if args
+            .first()
+            .is_some_and(|first| ["allowlist", "alarms", "remark", "assets"].contains(first))
+        {
             command.arg("--db").arg(&self.db);
         }
         command.output().expect("binary runs")
@@ -202,11 +207,8 @@ fn an_allowlisted_pattern_stops_alarms_and_counts_its_hits() {
     // Other rules on the same key, and the same rule on another key, still alarm.
     assert!(fixture.alarm(RULE, KEY_B).is_some());
     assert!(
-        fixture
-            .alarms()
-            .iter()
-            .any(|alarm| alarm["rule"] != RULE
-                && alarm["access_key_id"] == trailwarden::mask::mask_access_key(KEY_A).as_str())
+        fixture.alarms().iter().any(|alarm| alarm["rule"] != RULE
+            && alarm["access_key_id"] == trailwarden::mask::mask_access_key(KEY_A).as_str())
     );
     let policy = fixture.policy(id);
     assert_eq!(policy["hit_count"], suppressible as u64);
@@ -235,7 +237,9 @@ fn policies_by_ip_api_and_method_combine() {
     let console = fixture.add_policy(&["--ip", "45.76.218.0/24", "--method", "console"]);
     fixture.replay();
     assert_eq!(lan["source_ip"], "10.0.0.0/8");
-    let lan_hits = fixture.policy(lan["id"].as_i64().unwrap())["hit_count"].as_u64().unwrap();
+    let lan_hits = fixture.policy(lan["id"].as_i64().unwrap())["hit_count"]
+        .as_u64()
+        .unwrap();
     assert!(lan_hits >= 1, "every rule matching b1 counts: {lan_hits}");
     assert_eq!(fixture.policy(console["id"].as_i64().unwrap())["hit_count"], 0);
     let alarm = fixture.alarm(RULE, KEY_B).unwrap();
@@ -276,8 +280,15 @@ fn a_policy_stops_matching_after_its_expiry() {
     assert!(stderr(&output).contains("expired already"), "{}", stderr(&output));
     let before = fixture.alarm(RULE, KEY_B).unwrap()["count"].as_u64().unwrap();
     fixture.replay();
-    assert_eq!(fixture.alarm(RULE, KEY_B).unwrap()["count"].as_u64().unwrap(), before + 2);
-    let past = fixture.policies().into_iter().find(|policy| policy["id"] != id).unwrap();
+    assert_eq!(
+        fixture.alarm(RULE, KEY_B).unwrap()["count"].as_u64().unwrap(),
+        before + 2
+    );
+    let past = fixture
+        .policies()
+        .into_iter()
+        .find(|policy| policy["id"] != id)
+        .unwrap();
     assert_eq!(past["hit_count"], 0);
     assert_eq!(past["state"], "expired");
 }
@@ -342,7 +353,10 @@ fn the_report_lists_never_hit_and_expired_policies() {
     assert_eq!(ids("expired"), vec![expired]);
     assert!(!ids("never_hit").contains(&hit));
     let table = String::from_utf8_lossy(&fixture.ok(&["allowlist", "report"]).stdout).into_owned();
-    assert!(table.contains("never hit (2):") && table.contains("expired (1):"), "{table}");
+    assert!(
+        table.contains("never hit (2):") && table.contains("expired (1):"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -355,7 +369,11 @@ fn a_policy_must_match_something() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--ip \"10.0.0\""), "{}", stderr(&output));
     let output = fixture.run(&["allowlist", "add", "--method", "phone", "--owner", "a", "--reason", "b"]);
-    assert!(stderr(&output).contains("use console, api, system or other"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("use console, api, system or other"),
+        "{}",
+        stderr(&output)
+    );
     assert!(fixture.policies().is_empty());
 }
 
@@ -364,7 +382,11 @@ fn remarks_are_at_most_20_characters_and_list_masked_keys() {
     let fixture = Fixture::new();
     let output = fixture.run(&["remark", "set", "key", KEY_A, "123456789012345678901"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("21 characters long; at most 20"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("21 characters long; at most 20"),
+        "{}",
+        stderr(&output)
+    );
     fixture.ok(&["remark", "set", "key", KEY_A, "财务部门的自动化同步密钥一号"]);
     fixture.ok(&["remark", "set", "ip", "45.76.218.92", "vendor scanner"]);
     let output = fixture.run(&["remark", "set", "ip", "not-an-ip", "x"]);
@@ -375,7 +397,12 @@ fn remarks_are_at_most_20_characters_and_list_masked_keys() {
     assert!(text.contains(&trailwarden::mask::mask_access_key(KEY_A)), "{text}");
     assert_eq!(remarks.as_array().unwrap().len(), 2);
     fixture.ok(&["remark", "remove", "ip", "45.76.218.92"]);
-    assert!(!fixture.run(&["remark", "remove", "ip", "45.76.218.92"]).status.success());
+    assert!(
+        !fixture
+            .run(&["remark", "remove", "ip", "45.76.218.92"])
+            .status
+            .success()
+    );
     assert_eq!(fixture.json(&["remark", "list"]).as_array().unwrap().len(), 1);
 }
 
@@ -444,7 +471,10 @@ fn alarm_calls_carry_their_ip_types() {
     // The table shows the seed's wording.
     let id = fixture.alarm(RULE, KEY_B).unwrap()["id"].as_i64().unwrap().to_string();
     let table = String::from_utf8_lossy(&fixture.ok(&["alarms", "show", &id]).stdout).into_owned();
-    assert!(table.contains("LAN (with remark)") && table.contains("jump host"), "{table}");
+    assert!(
+        table.contains("LAN (with remark)") && table.contains("jump host"),
+        "{table}"
+    );
     assert!(table.contains("203.0.113.7 (office egress)"), "{table}");
 }
 
@@ -486,4 +516,76 @@ fn access_keys_are_masked_wherever_they_leave_the_store() {
         .unwrap();
     assert_eq!(stored, KEY_A);
     assert!(!Path::new(&fixture.corpus).as_os_str().is_empty());
+}
+
+/// The daemon picks up a policy added while it runs, at its next batch.
+#[cfg(unix)]
+#[test]
+fn the_running_daemon_picks_up_a_new_policy() {
+    let watch_dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::with_config(&format!(
+        "\n[source.files]\npaths = [{:?}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[pipeline]\nmax_hold = \"100ms\"\n",
+        watch_dir.path().display().to_string()
+    ));
+    let query = |sql: &str| -> i64 {
+        rusqlite::Connection::open(&fixture.db)
+            .and_then(|connection| connection.query_row(sql, [], |row| row.get(0)))
+            .unwrap_or(-1)
+    };
+    let alarm_count =
+        format!("SELECT COALESCE(SUM(count), 0) FROM alarms WHERE rule_id = '{RULE}' AND access_key_id = '{KEY_A}'");
+    let wait_for = |what: &str, sql: &str, expected: i64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while query(sql) != expected {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} instead of {expected}",
+                query(sql)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut child = Command::new(BIN)
+        .current_dir(repo())
+        .args(["--config", fixture.config.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let write = |name: &str, records: &[Value]| {
+        let text: Vec<String> = records.iter().map(Value::to_string).collect();
+        let temporary = fixture.path(name);
+        std::fs::write(&temporary, text.join("\n") + "\n").unwrap();
+        std::fs::rename(&temporary, watch_dir.path().join(name)).unwrap();
+    };
+    write(
+        "first.jsonl",
+        &[
+            tencent_create_key("d1", START, KEY_A, "45.76.218.92"),
+            tencent_create_key("d2", START + 60, KEY_A, "45.76.218.92"),
+        ],
+    );
+    wait_for("alarm before the policy", &alarm_count, 2);
+    let policy = fixture.add_policy(&["--key", KEY_A, "--rule", RULE]);
+    let hits = format!("SELECT hit_count FROM allowlist WHERE id = {}", policy["id"]);
+    write(
+        "second.jsonl",
+        &[
+            tencent_create_key("d3", START + 120, KEY_A, "45.76.218.92"),
+            tencent_create_key("d4", START + 180, KEY_A, "45.76.218.92"),
+            tencent_create_key("d5", START + 240, KEY_A, "45.76.218.92"),
+        ],
+    );
+    wait_for("hits of the policy added while the daemon runs", &hits, 3);
+    assert_eq!(query(&alarm_count), 2, "matches after the policy are not alarmed");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

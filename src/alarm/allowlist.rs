@@ -579,7 +579,12 @@ mod tests {
             Some(1)
         );
         assert_eq!(
-            allowlist.allowing("any", &event("AKIDone", "1.2.3.4", "cvm", "RunInstances"), &catalog, now),
+            allowlist.allowing(
+                "any",
+                &event("AKIDone", "1.2.3.4", "cvm", "RunInstances"),
+                &catalog,
+                now
+            ),
             None
         );
         assert_eq!(
@@ -672,7 +677,10 @@ mod tests {
         let at = |text: &str| parse_expiry(text, now).map(timestamp).ok();
         assert_eq!(at("2026-04-01").as_deref(), Some("2026-04-01T00:00:00.000Z"));
         assert_eq!(at("2026-04-01 12:30:00").as_deref(), Some("2026-04-01T12:30:00.000Z"));
-        assert_eq!(at("2026-04-01T12:30:00+08:00").as_deref(), Some("2026-04-01T04:30:00.000Z"));
+        assert_eq!(
+            at("2026-04-01T12:30:00+08:00").as_deref(),
+            Some("2026-04-01T04:30:00.000Z")
+        );
         assert_eq!(at("7d").as_deref(), Some("2026-03-09T00:00:00.000Z"));
         assert!(parse_expiry("next week", now).is_err());
     }

@@ -167,7 +167,8 @@ pub fn remove_remark(connection: &Connection, kind: RemarkKind, value: &str) -> 
 }
 
 pub fn list_remarks(connection: &Connection) -> Result<Vec<Remark>, AssetsError> {
-    let mut statement = connection.prepare("SELECT kind, value, remark, updated_at FROM remarks ORDER BY kind, value")?;
+    let mut statement =
+        connection.prepare("SELECT kind, value, remark, updated_at FROM remarks ORDER BY kind, value")?;
     let rows = statement.query_map([], |row| {
         let kind: String = row.get(0)?;
         Ok(Remark {
@@ -185,9 +186,9 @@ fn parse_cidr(text: &str) -> Result<IpNet, AssetsError> {
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    parse_ip(text).map(IpNet::from).ok_or_else(|| AssetsError::BadCidr {
-        cidr: text.to_string(),
-    })
+    parse_ip(text)
+        .map(IpNet::from)
+        .ok_or_else(|| AssetsError::BadCidr { cidr: text.to_string() })
 }
 
 /// Add (or rename) an asset range.
@@ -233,7 +234,11 @@ pub struct ImportReport {
 /// /32 or /128); blank lines and lines starting with `#` are skipped; the
 /// name is everything after the first comma. Bad lines are reported with
 /// `file:line` and skipped; the good ones are written in one transaction.
-pub fn import_assets(connection: &mut Connection, path: &Path, now: DateTime<Utc>) -> Result<ImportReport, AssetsError> {
+pub fn import_assets(
+    connection: &mut Connection,
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, AssetsError> {
     let text = std::fs::read(path).map_err(|source| AssetsError::Io {
         path: path.display().to_string(),
         source,
@@ -381,7 +386,10 @@ mod tests {
     fn remarks_are_at_most_20_characters() {
         assert!(check_remark("部门一的密钥部门一的密钥部门一的密钥部门").is_ok()); // 20 characters, 60 bytes
         let error = check_remark("123456789012345678901").unwrap_err().to_string();
-        assert!(error.contains("21 characters") && error.contains("at most 20"), "{error}");
+        assert!(
+            error.contains("21 characters") && error.contains("at most 20"),
+            "{error}"
+        );
         assert!(check_remark("  ").is_err());
         assert!(check_remark("a\nb").is_err());
     }
@@ -401,13 +409,19 @@ mod tests {
         assert_eq!(within.ip_type, IpType::WithinAccount);
         assert_eq!(within.asset.as_deref(), Some("build server"));
         assert_eq!(within.ip_type_label, "within the account (no remark)");
-        assert_eq!(directory.classify("203.0.113.8").asset.as_deref(), Some("office egress"));
+        assert_eq!(
+            directory.classify("203.0.113.8").asset.as_deref(),
+            Some("office egress")
+        );
         let partner = directory.classify("198.51.100.9");
         assert_eq!(partner.ip_type, IpType::Outside);
         assert_eq!(partner.ip_remark.as_deref(), Some("partner"));
         assert_eq!(partner.ip_type_label, "outside the account (with remark)");
         let lan = directory.classify("10.1.1.1");
-        assert_eq!((lan.ip_type, lan.ip_remark.as_deref()), (IpType::Lan, Some("jump host")));
+        assert_eq!(
+            (lan.ip_type, lan.ip_remark.as_deref()),
+            (IpType::Lan, Some("jump host"))
+        );
         assert_eq!(directory.classify("192.168.0.1").ip_type_label, "LAN (no remark)");
         assert_eq!(directory.classify("ec2.amazonaws.com").ip_type, IpType::None);
         assert_eq!(directory.classify("").ip_type, IpType::None);

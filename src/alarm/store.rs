@@ -356,9 +356,7 @@ impl Store {
     /// `PRAGMA data_version`: changes when another connection (the CLI) has
     /// committed, so the engine knows when to reload policies. One cheap call.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .connection
-            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
+        Ok(self.connection.query_row("PRAGMA data_version", [], |row| row.get(0))?)
     }
 
     /// Write a batch in one transaction.
