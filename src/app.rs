@@ -11,12 +11,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
+use crate::alarm::allowlist::{self, AllowlistError, NewPolicy, Policy, PolicyMatch};
+use crate::alarm::assets::{self, AssetsError, Directory};
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
+use crate::alarm::view::{AlarmDetailView, AlarmView, alarm_view, detail_view};
 use crate::config::{ConfigError, Settings};
 use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
 use crate::event::normalize::NormalizeContext;
+use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
 use crate::pipeline::{
     MatchSink, Pipeline, PipelineHooks, PipelineOptions, PipelineReport, normalize_chunk, shared_rules,
 };
@@ -47,6 +51,10 @@ pub enum AppError {
     Usage(String),
     #[error(transparent)]
     Kafka(#[from] crate::source::kafka::KafkaSourceError),
+    #[error(transparent)]
+    Allowlist(#[from] AllowlistError),
+    #[error(transparent)]
+    Assets(#[from] AssetsError),
 }
 
 /// Rule options from the settings (zone, switches, overrides).
@@ -327,13 +335,19 @@ fn truncate(text: &str, width: usize) -> String {
     }
 }
 
-/// One match as a JSON object (the `replay --format jsonl` line).
+/// One match as a JSON object (the `replay --format jsonl` line). The
+/// access key is masked, in its field and in the group key and output.
 pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) -> serde_json::Value {
     let operations: Vec<&str> = event
         .operations
         .iter()
         .map(|index| rules.catalog.name(*index))
         .collect();
+    let key = event.access_key_id();
+    let masked = |text: &str| match key {
+        Some(key) => mask_key_in_text(text, key),
+        None => text.to_string(),
+    };
     serde_json::json!({
         "rule": rule.id,
         "rule_hash": rule.hash,
@@ -345,15 +359,15 @@ pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules
         "account_id": event.account_id,
         "principal": event.principal_display(),
         "principal_kind": event.principal.kind,
-        "access_key_id": event.access_key_id(),
+        "access_key_id": key.map(mask_access_key),
         "service": event.service,
         "action": event.action,
         "operations": operations,
         "source_ip": event.source_ip_text(),
         "call_method": event.call_method,
         "outcome": event.outcome.result,
-        "group_key": rule_match.group_key,
-        "output": rule_match.output,
+        "group_key": mask_group_key(&masked(&rule_match.group_key)),
+        "output": masked(&rule_match.output),
         "origin": event.origin,
     })
 }
@@ -440,11 +454,12 @@ impl Drop for ScratchStore {
 pub fn summary_line(report: &PipelineReport) -> String {
     let stats = report.stats;
     format!(
-        "replay: {} records, {} events, {} malformed, {} matches, {} alarms ({} new), state {} entries ({} evicted), {} late, {:.2} s, {:.0} events/s",
+        "replay: {} records, {} events, {} malformed, {} matches, {} allowlisted, {} alarms ({} new), state {} entries ({} evicted), {} late, {:.2} s, {:.0} events/s",
         stats.records,
         stats.events,
         stats.malformed,
         stats.matches,
+        stats.allowlisted,
         stats.alarms_touched,
         stats.alarms_created,
         stats.state_entries,
@@ -587,12 +602,138 @@ pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppEr
     Ok(Store::open(path, store_options(settings))?)
 }
 
-pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<crate::alarm::store::AlarmRow>, AppError> {
-    Ok(store.list_alarms(filter)?)
+/// Alarms for output: keys masked, key remarks attached.
+pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<AlarmView>, AppError> {
+    let directory = Directory::load(store.connection())?;
+    Ok(store
+        .list_alarms(filter)?
+        .into_iter()
+        .map(|alarm| alarm_view(alarm, &directory))
+        .collect())
 }
 
-pub fn show_alarm(store: &Store, id: i64) -> Result<crate::alarm::store::AlarmDetail, AppError> {
-    store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))
+/// One alarm for output: keys masked, call records with their IP types.
+pub fn show_alarm(store: &Store, id: i64) -> Result<AlarmDetailView, AppError> {
+    let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
+    let directory = Directory::load(store.connection())?;
+    Ok(detail_view(detail, &directory))
+}
+
+/// `allowlist add`: the fields given, else (with `from_alarm`) the alarm's
+/// rule, access key and — when all its calls came from one IP — that IP.
+pub struct AllowlistAdd {
+    pub matches: PolicyMatch,
+    pub from_alarm: Option<i64>,
+    pub owner: String,
+    pub reason: String,
+    pub expires: Option<String>,
+}
+
+/// Add a policy. Returns it, and a warning when it is already expired.
+pub fn allowlist_add(store: &Store, request: AllowlistAdd) -> Result<(Policy, Option<String>), AppError> {
+    let now = chrono::Utc::now();
+    let mut matches = request.matches;
+    if let Some(id) = request.from_alarm {
+        let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
+        let ips: std::collections::BTreeSet<&str> = detail
+            .calls
+            .iter()
+            .map(|call| call.source_ip.as_str())
+            .filter(|ip| crate::event::lenient::parse_ip(ip).is_some())
+            .collect();
+        let only_ip = (ips.len() == 1 && detail.calls.iter().all(|call| ips.contains(call.source_ip.as_str())))
+            .then(|| ips.iter().next().map(|ip| ip.to_string()))
+            .flatten();
+        matches.rule_id = matches.rule_id.or(Some(detail.alarm.rule.clone()));
+        matches.access_key = matches.access_key.or(detail.alarm.identity.access_key_id.clone());
+        matches.source_ip = matches.source_ip.or(only_ip);
+    }
+    let expires_at = request
+        .expires
+        .as_deref()
+        .map(|text| allowlist::parse_expiry(text, now))
+        .transpose()?;
+    let warning = expires_at.filter(|expires| *expires <= now).map(|expires| {
+        format!(
+            "the policy expired already ({}): it will not match anything",
+            crate::alarm::store::timestamp(expires)
+        )
+    });
+    let policy = allowlist::add(
+        store.connection(),
+        NewPolicy {
+            matches,
+            owner: request.owner,
+            reason: request.reason,
+            expires_at,
+        },
+        now,
+    )?;
+    Ok((policy, warning))
+}
+
+/// A policy for output: key masked, and whether it is in force.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PolicyView {
+    #[serde(flatten)]
+    pub policy: Policy,
+    /// `active` or `expired` (by the wall clock).
+    pub state: &'static str,
+}
+
+pub fn policy_view(mut policy: Policy, now: chrono::DateTime<chrono::Utc>) -> PolicyView {
+    let state = if policy.expired_at(now) { "expired" } else { "active" };
+    policy.matches.access_key = policy.matches.access_key.as_deref().map(mask_access_key);
+    PolicyView { policy, state }
+}
+
+pub fn allowlist_list(store: &Store) -> Result<Vec<PolicyView>, AppError> {
+    let now = chrono::Utc::now();
+    Ok(allowlist::list(store.connection())?
+        .into_iter()
+        .map(|policy| policy_view(policy, now))
+        .collect())
+}
+
+/// `allowlist report`: policies never hit, and policies expired.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AllowlistReport {
+    pub never_hit: Vec<PolicyView>,
+    pub expired: Vec<PolicyView>,
+}
+
+pub fn allowlist_report(store: &Store) -> Result<AllowlistReport, AppError> {
+    let now = chrono::Utc::now();
+    let mut report = AllowlistReport {
+        never_hit: Vec::new(),
+        expired: Vec::new(),
+    };
+    for policy in allowlist::list(store.connection())? {
+        if policy.expired_at(now) {
+            report.expired.push(policy_view(policy.clone(), now));
+        }
+        if policy.hit_count == 0 {
+            report.never_hit.push(policy_view(policy, now));
+        }
+    }
+    Ok(report)
+}
+
+pub fn allowlist_remove(store: &Store, id: i64) -> Result<(), AppError> {
+    Ok(allowlist::remove(store.connection(), id)?)
+}
+
+/// A remark for output (access keys masked).
+pub fn remark_list(store: &Store) -> Result<Vec<assets::Remark>, AppError> {
+    Ok(assets::list_remarks(store.connection())?
+        .into_iter()
+        .map(|mut remark| {
+            if remark.kind == assets::RemarkKind::Key {
+                remark.value = mask_access_key(&remark.value);
+            }
+            remark
+        })
+        .collect())
 }
 
 /// A running daemon.
@@ -794,11 +935,19 @@ impl Daemon {
     }
 }
 
-/// The daemon's sink: matches are logged at debug level (alarms are in the store).
+/// The daemon's sink: matches are logged at debug level (alarms are in the
+/// store), with the access key masked in the output text.
 struct LogSink;
 
 impl MatchSink for LogSink {
     fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, _: &RuleSet) {
-        tracing::debug!(rule = %rule.id, level = %rule.level, event = %event.event_id, origin = %event.origin, "{}", rule_match.output);
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let output = match event.access_key_id() {
+            Some(key) => mask_key_in_text(&rule_match.output, key),
+            None => rule_match.output.clone(),
+        };
+        tracing::debug!(rule = %rule.id, level = %rule.level, event = %event.event_id, origin = %event.origin, "{output}");
     }
 }

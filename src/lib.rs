@@ -9,6 +9,7 @@ pub mod alarm;
 pub mod app;
 pub mod config;
 pub mod event;
+pub mod mask;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;

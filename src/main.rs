@@ -134,6 +134,147 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Allowlist policies: known-good patterns counted instead of alarmed.
+    Allowlist {
+        #[command(subcommand)]
+        command: AllowlistCommand,
+    },
+    /// Remarks (at most 20 characters) on access keys and IP addresses.
+    Remark {
+        #[command(subcommand)]
+        command: RemarkCommand,
+    },
+    /// The organisation's own IPs and CIDRs ("within the account" addresses).
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+}
+
+// Parsed once per process: the size of the `add` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum AllowlistCommand {
+    /// Add a policy: every field given must match (absent = any); at least one is required.
+    ///
+    /// A rule match whose event matches an active policy is counted on the policy (hit count,
+    /// last hit) instead of raising or updating an alarm. The running daemon picks the policy
+    /// up at its next batch. Expiry is by the wall clock.
+    Add {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Prefill from this alarm: its rule, its access key and, when all its calls came from
+        /// one IP, that IP. Fields given explicitly override.
+        #[arg(long, value_name = "ALARM_ID")]
+        from_alarm: Option<i64>,
+        /// Access key (exact).
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Source IP or CIDR.
+        #[arg(long, value_name = "IP|CIDR")]
+        ip: Option<String>,
+        /// API as service.action, glob, case-insensitive (`cam.*`, `*.Describe*`).
+        #[arg(long, value_name = "GLOB")]
+        api: Option<String>,
+        /// Operation id, glob (`iam.access_key.*`).
+        #[arg(long, value_name = "GLOB")]
+        operation: Option<String>,
+        /// Call method: console, api, system or other.
+        #[arg(long, value_name = "METHOD")]
+        method: Option<String>,
+        /// Response / error code (case-insensitive).
+        #[arg(long, value_name = "CODE")]
+        error_code: Option<String>,
+        /// Rule id.
+        #[arg(long, value_name = "ID")]
+        rule: Option<String>,
+        /// Who is responsible for the policy.
+        #[arg(long)]
+        owner: String,
+        /// Why the pattern is allowed.
+        #[arg(long)]
+        reason: String,
+        /// When the policy stops matching: RFC 3339, YYYY-MM-DD[ HH:MM:SS] (UTC), or a
+        /// duration from now (`30d`).
+        #[arg(long, value_name = "TIME|DURATION")]
+        expires: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List policies with their hit counts (keys masked).
+    List {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Remove a policy.
+    Remove {
+        id: i64,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// Policies never hit, and expired policies: candidates for removal.
+    Report {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum RemarkCommand {
+    /// Set (or replace) the remark on an access key or an IP address.
+    Set {
+        #[arg(value_parser = ["key", "ip"])]
+        kind: String,
+        value: String,
+        /// At most 20 characters.
+        text: String,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// Remove a remark.
+    Remove {
+        #[arg(value_parser = ["key", "ip"])]
+        kind: String,
+        value: String,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// List remarks (keys masked).
+    List {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum AssetsCommand {
+    /// Add (or rename) an asset: an IP or CIDR and its name.
+    Add {
+        cidr: String,
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// Import `cidr,name` lines (`#` comments and blank lines skipped). Bad lines are
+    /// reported with file:line and skipped; exit 1 if there was any.
+    Import {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// List assets.
+    List {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,7 +297,7 @@ enum AlarmsCommand {
         /// Only this account (ID or name).
         #[arg(long)]
         account: Option<String>,
-        /// Only this access key (the full key).
+        /// Only this access key: the full key, or its masked form as printed.
         #[arg(long)]
         key: Option<String>,
         /// Active since: RFC 3339 time, or an age like 24h, 7d.
@@ -322,6 +463,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules { command } => rules(&settings, command),
+        Command::Allowlist { command } => allowlist_command(&settings, command),
+        Command::Remark { command } => remark_command(&settings, command),
+        Command::Assets { command } => assets_command(&settings, command),
         Command::Generate {
             events,
             seed,
@@ -506,7 +650,8 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                         "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  GROUP",
                         "ID", "LEVEL", "STATUS", "RULE", "COUNT", "FIRST SEEN", "LAST SEEN"
                     );
-                    for row in rows {
+                    for view in rows {
+                        let row = &view.alarm;
                         println!(
                             "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  {}",
                             row.id,
@@ -536,7 +681,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let alarm = &detail.alarm;
+            let alarm = &detail.alarm.alarm;
             let identity = &alarm.identity;
             println!("alarm {}: {} [{}]", alarm.id, alarm.title, alarm.level);
             println!("  rule:        {} (version {})", alarm.rule, alarm.rule_hash);
@@ -554,12 +699,9 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 identity.principal_arn.as_deref().unwrap_or("")
             );
             println!(
-                "  access key:  {}",
-                identity
-                    .access_key_id
-                    .as_deref()
-                    .map(mask_key)
-                    .unwrap_or_else(|| "-".into())
+                "  access key:  {} / {}",
+                identity.access_key_id.as_deref().unwrap_or("-"),
+                detail.alarm.access_key_remark.as_deref().unwrap_or("-")
             );
             println!(
                 "  seen:        {} .. {} ({} times)",
@@ -569,18 +711,24 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             println!("  last output: {}", alarm.output);
             println!("  calls:");
             println!(
-                "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} LAST CALL",
-                "SOURCE IP", "IP TYPE", "METHOD", "API", "OK", "FAIL", "FIRST CALL"
+                "    {:<40} {:<34} {:<20} {:<8} {:<34} {:>4} {:>4}  {:<24} LAST CALL",
+                "SOURCE IP (ASSET)", "IP TYPE", "REMARK", "METHOD", "API", "OK", "FAIL", "FIRST CALL"
             );
-            for call in &detail.calls {
+            for view in &detail.calls {
+                let call = &view.call;
+                let mut address = if call.source_ip.is_empty() {
+                    "-".to_string()
+                } else {
+                    call.source_ip.clone()
+                };
+                if let Some(asset) = &view.ip.asset {
+                    address.push_str(&format!(" ({asset})"));
+                }
                 println!(
-                    "    {:<40} {:<9} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
-                    if call.source_ip.is_empty() {
-                        "-"
-                    } else {
-                        &call.source_ip
-                    },
-                    call.ip_kind,
+                    "    {:<40} {:<34} {:<20} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
+                    address,
+                    view.ip.ip_type_label,
+                    view.ip.ip_remark.as_deref().unwrap_or("-"),
                     call.call_method,
                     format!("{}.{}", call.service, call.action),
                     call.success_count,
@@ -690,15 +838,221 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
     }
 }
 
-/// First 6 and last 4 characters of an access key (the console shows keys masked).
-fn mask_key(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() <= 12 {
-        return key.to_string();
+fn print_policies(policies: &[app::PolicyView]) {
+    println!(
+        "{:>4}  {:<7}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:<24}  {:<24}  {:<12}  REASON",
+        "ID",
+        "STATE",
+        "KEY",
+        "IP",
+        "API",
+        "OPERATION",
+        "METHOD",
+        "ERROR",
+        "RULE",
+        "HITS",
+        "LAST HIT",
+        "EXPIRES",
+        "OWNER"
+    );
+    for view in policies {
+        let policy = &view.policy;
+        let field = |value: &Option<String>| value.clone().unwrap_or_else(|| "*".into());
+        println!(
+            "{:>4}  {:<7}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:<24}  {:<24}  {:<12}  {}",
+            policy.id,
+            view.state,
+            field(&policy.matches.access_key),
+            field(&policy.matches.source_ip),
+            field(&policy.matches.api),
+            field(&policy.matches.operation),
+            field(&policy.matches.call_method),
+            field(&policy.matches.error_code),
+            field(&policy.matches.rule_id),
+            policy.hit_count,
+            policy.last_hit.as_deref().unwrap_or("-"),
+            policy.expires_at.as_deref().unwrap_or("never"),
+            policy.owner,
+            policy.reason
+        );
     }
-    let head: String = chars[..6].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
+}
+
+fn print_json_rows<T: serde::Serialize>(rows: &[T], format: Format) -> Result<()> {
+    match format {
+        Format::Jsonl => {
+            for row in rows {
+                println!("{}", serde_json::to_string(row)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(rows)?),
+    }
+    Ok(())
+}
+
+fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<ExitCode> {
+    match command {
+        AllowlistCommand::Add {
+            db,
+            from_alarm,
+            key,
+            ip,
+            api,
+            operation,
+            method,
+            error_code,
+            rule,
+            owner,
+            reason,
+            expires,
+            format,
+        } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let request = app::AllowlistAdd {
+                matches: trailwarden::alarm::allowlist::PolicyMatch {
+                    access_key: key,
+                    source_ip: ip,
+                    api,
+                    operation,
+                    call_method: method,
+                    error_code,
+                    rule_id: rule,
+                },
+                from_alarm,
+                owner,
+                reason,
+                expires,
+            };
+            let (policy, warning) = app::allowlist_add(&store, request)?;
+            if let Some(warning) = warning {
+                eprintln!("warning: {warning}");
+            }
+            let view = app::policy_view(policy, chrono::Utc::now());
+            if format == Format::Table {
+                println!("allowlist policy {} added", view.policy.id);
+                print_policies(std::slice::from_ref(&view));
+            } else {
+                println!("{}", serde_json::to_string(&view)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AllowlistCommand::List { db, format } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let policies = app::allowlist_list(&store)?;
+            if format == Format::Table {
+                print_policies(&policies);
+            } else {
+                print_json_rows(&policies, format)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AllowlistCommand::Remove { id, db } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            app::allowlist_remove(&store, id)?;
+            println!("allowlist policy {id} removed");
+            Ok(ExitCode::SUCCESS)
+        }
+        AllowlistCommand::Report { db, format } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let report = app::allowlist_report(&store)?;
+            if format != Format::Table {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("never hit ({}):", report.never_hit.len());
+            print_policies(&report.never_hit);
+            println!("\nexpired ({}):", report.expired.len());
+            print_policies(&report.expired);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn remark_kind(kind: &str) -> Result<trailwarden::alarm::assets::RemarkKind> {
+    trailwarden::alarm::assets::RemarkKind::parse(kind).with_context(|| format!("{kind}: use key or ip"))
+}
+
+fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<ExitCode> {
+    use trailwarden::alarm::assets;
+    match command {
+        RemarkCommand::Set { kind, value, text, db } => {
+            let kind = remark_kind(&kind)?;
+            let store = app::open_store(settings, db.as_deref())?;
+            let remark = assets::set_remark(store.connection(), kind, &value, &text, chrono::Utc::now())
+                .map_err(app::AppError::from)?;
+            println!("remark on {} set: {}", kind.as_str(), remark.remark);
+            Ok(ExitCode::SUCCESS)
+        }
+        RemarkCommand::Remove { kind, value, db } => {
+            let kind = remark_kind(&kind)?;
+            let store = app::open_store(settings, db.as_deref())?;
+            assets::remove_remark(store.connection(), kind, &value).map_err(app::AppError::from)?;
+            println!("remark on {} removed", kind.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        RemarkCommand::List { db, format } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let remarks = app::remark_list(&store)?;
+            if format != Format::Table {
+                return print_json_rows(&remarks, format).map(|_| ExitCode::SUCCESS);
+            }
+            println!("{:<4}  {:<40}  {:<20}  UPDATED", "KIND", "VALUE", "REMARK");
+            for remark in &remarks {
+                println!(
+                    "{:<4}  {:<40}  {:<20}  {}",
+                    remark.kind.as_str(),
+                    remark.value,
+                    remark.remark,
+                    remark.updated_at
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCode> {
+    use trailwarden::alarm::assets;
+    match command {
+        AssetsCommand::Add { cidr, name, db } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let asset =
+                assets::add_asset(store.connection(), &cidr, &name, chrono::Utc::now()).map_err(app::AppError::from)?;
+            println!("asset {} added: {}", asset.cidr, asset.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        AssetsCommand::Import { file, db } => {
+            let mut store = app::open_store(settings, db.as_deref())?;
+            let report = assets::import_assets(store.connection_mut(), &file, chrono::Utc::now())
+                .map_err(app::AppError::from)?;
+            for problem in &report.problems {
+                eprintln!("{problem}");
+            }
+            println!(
+                "assets import: {} imported, {} bad line{}",
+                report.imported,
+                report.problems.len(),
+                if report.problems.len() == 1 { "" } else { "s" }
+            );
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AssetsCommand::List { db, format } => {
+            let store = app::open_store(settings, db.as_deref())?;
+            let assets = assets::list_assets(store.connection()).map_err(app::AppError::from)?;
+            if format != Format::Table {
+                return print_json_rows(&assets, format).map(|_| ExitCode::SUCCESS);
+            }
+            println!("{:<43}  {:<30}  UPDATED", "CIDR", "NAME");
+            for asset in &assets {
+                println!("{:<43}  {:<30}  {}", asset.cidr, asset.name, asset.updated_at);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {

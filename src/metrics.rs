@@ -136,7 +136,7 @@ struct StatsCollector(Arc<Stats>);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0;
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "records",
                 "Records read from sources",
@@ -158,6 +158,11 @@ impl Collector for StatsCollector {
                 stats.bytes.load(Ordering::Relaxed),
             ),
             ("rule_matches", "Rule matches", stats.matches.load(Ordering::Relaxed)),
+            (
+                "allowlisted_matches",
+                "Rule matches suppressed by an allowlist policy (counted on the policy)",
+                stats.allowlisted.load(Ordering::Relaxed),
+            ),
             (
                 "alarms_created",
                 "Alarms opened",

@@ -12,7 +12,11 @@
 //! same transaction as its effects; a batch can carry a flush barrier, which
 //! the engine acknowledges once everything before it is committed.
 //! The engine loads the current rule set once per batch (hot reload swaps it
-//! between batches, so no event is evaluated twice or skipped).
+//! between batches, so no event is evaluated twice or skipped). It also checks
+//! once per batch whether another connection changed the store (`PRAGMA
+//! data_version`) and then reloads the allowlist policies; a match an active
+//! policy allows is counted on the policy (in the same transaction) instead
+//! of reaching the aggregator or the sink.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::alarm::Aggregator;
+use crate::alarm::allowlist::{Allowlist, HitCounter};
 use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatch};
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
@@ -42,6 +47,8 @@ pub struct Stats {
     pub events: AtomicU64,
     pub malformed: AtomicU64,
     pub matches: AtomicU64,
+    /// Rule matches an allowlist policy suppressed (counted on the policy).
+    pub allowlisted: AtomicU64,
     pub alarms_created: AtomicU64,
     /// Distinct alarms (rule + group key) this run raised or updated.
     pub alarms_touched: AtomicU64,
@@ -64,6 +71,7 @@ pub struct StatsSnapshot {
     pub events: u64,
     pub malformed: u64,
     pub matches: u64,
+    pub allowlisted: u64,
     pub alarms_created: u64,
     pub alarms_touched: u64,
     pub transactions: u64,
@@ -82,6 +90,7 @@ impl Stats {
             events: self.events.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             matches: self.matches.load(Ordering::Relaxed),
+            allowlisted: self.allowlisted.load(Ordering::Relaxed),
             alarms_created: self.alarms_created.load(Ordering::Relaxed),
             alarms_touched: self.alarms_touched.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
@@ -395,6 +404,10 @@ struct Evaluator<'a> {
     sink: &'a mut dyn MatchSink,
     aggregator: &'a mut Aggregator,
     pending_delete: &'a mut Vec<i64>,
+    allowlist: &'a Allowlist,
+    hits: &'a mut HitCounter,
+    /// Wall-clock time of this batch (policy expiry), Unix milliseconds.
+    now_ms: i64,
 }
 
 impl Evaluator<'_> {
@@ -412,9 +425,17 @@ impl Evaluator<'_> {
         self.rule_set
             .evaluate_with_state(&mut event, self.state, self.scratch, self.matches);
         for rule_match in self.matches.iter() {
-            if let Some(rule) = self.rule_set.rule(rule_match.rule) {
-                self.sink.on_match(rule, rule_match, &event, self.rule_set);
+            let Some(rule) = self.rule_set.rule(rule_match.rule) else {
+                continue;
+            };
+            if let Some(policy) = self
+                .allowlist
+                .allowing(&rule.id, &event, &self.rule_set.catalog, self.now_ms)
+            {
+                self.hits.record(policy, &crate::alarm::store::timestamp(event.time));
+                continue;
             }
+            self.sink.on_match(rule, rule_match, &event, self.rule_set);
             self.aggregator.add(self.rule_set, rule_match, &event);
         }
     }
@@ -492,6 +513,11 @@ fn engine_stage(
             "engine state restored"
         );
     }
+    // The version is read before the policies, so a change committed in
+    // between is picked up at the next batch rather than missed.
+    let mut data_version = store.data_version()?;
+    let mut allowlist = load_allowlist(&store).unwrap_or_default();
+    let mut hits = HitCounter::default();
     let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut closed = false;
     let mut chain_logged = Instant::now();
@@ -519,6 +545,14 @@ fn engine_stage(
             },
         };
         let rule_set = rules.load_full();
+        let version = store.data_version()?;
+        if version != data_version {
+            data_version = version;
+            if let Some(reloaded) = load_allowlist(&store) {
+                allowlist = reloaded;
+            }
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
         let mut flush_acks: Vec<SyncSender<()>> = Vec::new();
@@ -534,6 +568,9 @@ fn engine_stage(
                 sink: sink.as_mut(),
                 aggregator: &mut aggregator,
                 pending_delete: &mut write.pending_delete,
+                allowlist: &allowlist,
+                hits: &mut hits,
+                now_ms,
             };
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
@@ -600,6 +637,8 @@ fn engine_stage(
             ];
         }
         stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
+        stats.allowlisted.fetch_add(hits.total(), Ordering::Relaxed);
+        write.allowlist_hits = hits.drain();
         stats.late_events.store(buffer.late, Ordering::Relaxed);
         stats.forced_releases.store(buffer.forced, Ordering::Relaxed);
         stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
@@ -649,6 +688,20 @@ fn log_chain_head(store: &Store) {
         Ok(Some((seq, hash))) => tracing::info!(head = %format!("{seq}:{hash}"), "alarm chain head"),
         Ok(None) => {}
         Err(error) => tracing::warn!(%error, "cannot read the alarm chain head"),
+    }
+}
+
+/// Load the allowlist policies; on failure keep what the engine has (logged).
+fn load_allowlist(store: &Store) -> Option<Allowlist> {
+    match Allowlist::load(store.connection()) {
+        Ok(allowlist) => {
+            tracing::debug!(policies = allowlist.len(), "allowlist loaded");
+            Some(allowlist)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot load the allowlist policies; keeping the ones loaded before");
+            None
+        }
     }
 }
 

@@ -1,9 +1,13 @@
-//! Alarms: aggregation of rule matches and the SQLite store that keeps them.
+//! Alarms: aggregation of rule matches and the SQLite store that keeps them,
+//! allowlist policies, remarks and assets, and the masked views for output.
 
 pub mod aggregate;
+pub mod allowlist;
+pub mod assets;
 pub mod chain;
 pub mod schema;
 pub mod store;
+pub mod view;
 pub mod workflow;
 
 pub use aggregate::Aggregator;

@@ -168,6 +168,39 @@ pub const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     "#,
+    // 5: allowlist policies (hits counted in the batch transactions), remarks
+    //    on access keys and IPs, and the organisation's own addresses (assets).
+    r#"
+    CREATE TABLE allowlist (
+        id INTEGER PRIMARY KEY,
+        access_key TEXT,
+        source_ip TEXT,
+        api TEXT,
+        operation TEXT,
+        call_method TEXT,
+        error_code TEXT,
+        rule_id TEXT,
+        owner TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        hit_count INTEGER NOT NULL DEFAULT 0,
+        last_hit TEXT,
+        CHECK (COALESCE(access_key, source_ip, api, operation, call_method, error_code, rule_id) IS NOT NULL)
+    );
+    CREATE TABLE remarks (
+        kind TEXT NOT NULL CHECK (kind IN ('key', 'ip')),
+        value TEXT NOT NULL,
+        remark TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE assets (
+        cidr TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

@@ -159,6 +159,8 @@ pub struct WriteBatch {
     pub pending_delete: Vec<i64>,
     /// Engine counters that must survive restarts (high-water event time …).
     pub meta: Vec<(&'static str, i64)>,
+    /// Allowlist policy hits of this batch, one entry per policy.
+    pub allowlist_hits: Vec<super::allowlist::PolicyHit>,
 }
 
 impl WriteBatch {
@@ -171,6 +173,7 @@ impl WriteBatch {
             && self.pending_insert.is_empty()
             && self.pending_delete.is_empty()
             && self.meta.is_empty()
+            && self.allowlist_hits.is_empty()
     }
 }
 
@@ -388,6 +391,22 @@ impl Store {
         &self.path
     }
 
+    /// The connection, for the allowlist, remark and asset tables (their SQL
+    /// lives in `allowlist.rs` and `assets.rs`).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+
+    /// `PRAGMA data_version`: changes when another connection (the CLI) has
+    /// committed, so the engine knows when to reload policies. One cheap call.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self.connection.query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    }
+
     /// Write a batch in one transaction.
     pub fn write(&mut self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
         let now = timestamp(Utc::now());
@@ -517,8 +536,24 @@ impl Store {
             ));
         }
         if let Some(key) = &filter.access_key {
-            values.push(key.clone());
-            sql.push_str(&format!(" AND access_key_id = ?{}", values.len()));
+            // A masked key as printed (`AKIDz8****LPx3gnPhESA`) matches by its two ends.
+            match key.split_once("****") {
+                Some((head, tail)) => {
+                    values.push(head.to_string());
+                    let head_index = values.len();
+                    values.push(tail.to_string());
+                    sql.push_str(&format!(
+                        " AND substr(access_key_id, 1, length(?{head_index})) = ?{head_index} \
+                         AND substr(access_key_id, -length(?{0})) = ?{0} \
+                         AND length(access_key_id) >= length(?{head_index}) + length(?{0}) + 4",
+                        values.len()
+                    ));
+                }
+                None => {
+                    values.push(key.clone());
+                    sql.push_str(&format!(" AND access_key_id = ?{}", values.len()));
+                }
+            }
         }
         if let Some(since) = &filter.since {
             values.push(since.clone());
@@ -977,6 +1012,7 @@ fn write_in(
     for (name, value) in &batch.meta {
         upsert_meta.execute(params![name, value])?;
     }
+    super::allowlist::write_hits(transaction, &batch.allowlist_hits)?;
     Ok(outcome)
 }
 

@@ -1,0 +1,452 @@
+//! Remarks and assets: what the organisation knows about its keys and addresses.
+//!
+//! - **Remarks** (seeds/003: "no more than 20 characters") on access keys and
+//!   on IP addresses, table `remarks`.
+//! - **Assets**: the organisation's own IPs and CIDRs with a name (the "within
+//!   the account" addresses of seeds/003), table `assets`, added one by one or
+//!   imported from a file of `cidr,name` lines.
+//! - **IP type** of a call record, computed when reading (remarks and assets
+//!   change after the alarm was written): `within_account` (the address is in
+//!   an asset), `lan` (private, loopback, link-local, CGNAT, unique-local),
+//!   `outside` (any other address), each with or without a remark; `none`
+//!   when the call has no address (a service name such as
+//!   `ec2.amazonaws.com`, or nothing).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::store::timestamp;
+use crate::event::lenient::{ip_kind, parse_ip};
+use crate::event::model::IpKind;
+
+/// Longest remark, in characters (seeds/003).
+pub const MAX_REMARK_CHARS: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssetsError {
+    #[error("remark {text:?} is {chars} characters long; at most {MAX_REMARK_CHARS} are allowed")]
+    RemarkTooLong { text: String, chars: usize },
+    #[error("remark must not be empty (use `remark remove` to delete one)")]
+    EmptyRemark,
+    #[error("remark {text:?}: control characters (line breaks, tabs) are not allowed")]
+    RemarkControl { text: String },
+    #[error("remark target {value:?}: {reason}")]
+    BadTarget { value: String, reason: &'static str },
+    #[error("no remark on {kind} {value:?}")]
+    NoRemark { kind: &'static str, value: String },
+    #[error("asset {cidr:?}: not an IP address or CIDR")]
+    BadCidr { cidr: String },
+    #[error("asset {cidr}: the name must not be empty")]
+    EmptyName { cidr: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("remarks / assets tables: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// What a remark is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemarkKind {
+    Key,
+    Ip,
+}
+
+impl RemarkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemarkKind::Key => "key",
+            RemarkKind::Ip => "ip",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RemarkKind> {
+        match text {
+            "key" => Some(RemarkKind::Key),
+            "ip" => Some(RemarkKind::Ip),
+            _ => None,
+        }
+    }
+}
+
+/// A stored remark (`value` is the full key or the normalized address).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Remark {
+    pub kind: RemarkKind,
+    pub value: String,
+    pub remark: String,
+    pub updated_at: String,
+}
+
+/// One of the organisation's own address ranges.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Asset {
+    pub cidr: String,
+    pub name: String,
+    pub updated_at: String,
+}
+
+/// Check a remark's text: trimmed, 1 to 20 characters, no control characters.
+pub fn check_remark(text: &str) -> Result<String, AssetsError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(AssetsError::EmptyRemark);
+    }
+    let chars = text.chars().count();
+    if chars > MAX_REMARK_CHARS {
+        return Err(AssetsError::RemarkTooLong {
+            text: text.to_string(),
+            chars,
+        });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(AssetsError::RemarkControl { text: text.to_string() });
+    }
+    Ok(text.to_string())
+}
+
+/// The stored form of a remark target: the key as given, the address normalized.
+fn target(kind: RemarkKind, value: &str) -> Result<String, AssetsError> {
+    let value = value.trim();
+    match kind {
+        RemarkKind::Key if value.is_empty() => Err(AssetsError::BadTarget {
+            value: value.to_string(),
+            reason: "an empty access key",
+        }),
+        RemarkKind::Key => Ok(value.to_string()),
+        RemarkKind::Ip => parse_ip(value)
+            .map(|ip| ip.to_string())
+            .ok_or_else(|| AssetsError::BadTarget {
+                value: value.to_string(),
+                reason: "not an IP address",
+            }),
+    }
+}
+
+pub fn set_remark(
+    connection: &Connection,
+    kind: RemarkKind,
+    value: &str,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<Remark, AssetsError> {
+    let remark = check_remark(text)?;
+    let value = target(kind, value)?;
+    let updated_at = timestamp(now);
+    connection.execute(
+        "INSERT INTO remarks (kind, value, remark, updated_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (kind, value) DO UPDATE SET remark = excluded.remark, updated_at = excluded.updated_at",
+        params![kind.as_str(), value, remark, updated_at],
+    )?;
+    Ok(Remark {
+        kind,
+        value,
+        remark,
+        updated_at,
+    })
+}
+
+pub fn remove_remark(connection: &Connection, kind: RemarkKind, value: &str) -> Result<(), AssetsError> {
+    let value = target(kind, value)?;
+    match connection.execute(
+        "DELETE FROM remarks WHERE kind = ?1 AND value = ?2",
+        params![kind.as_str(), value],
+    )? {
+        0 => Err(AssetsError::NoRemark {
+            kind: kind.as_str(),
+            value,
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub fn list_remarks(connection: &Connection) -> Result<Vec<Remark>, AssetsError> {
+    let mut statement =
+        connection.prepare("SELECT kind, value, remark, updated_at FROM remarks ORDER BY kind, value")?;
+    let rows = statement.query_map([], |row| {
+        let kind: String = row.get(0)?;
+        Ok(Remark {
+            kind: RemarkKind::parse(&kind).unwrap_or(RemarkKind::Key),
+            value: row.get(1)?,
+            remark: row.get(2)?,
+            updated_at: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, AssetsError> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    parse_ip(text)
+        .map(IpNet::from)
+        .ok_or_else(|| AssetsError::BadCidr { cidr: text.to_string() })
+}
+
+/// Add (or rename) an asset range.
+pub fn add_asset(connection: &Connection, cidr: &str, name: &str, now: DateTime<Utc>) -> Result<Asset, AssetsError> {
+    let net = parse_cidr(cidr)?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AssetsError::EmptyName { cidr: net.to_string() });
+    }
+    let asset = Asset {
+        cidr: net.to_string(),
+        name: name.to_string(),
+        updated_at: timestamp(now),
+    };
+    connection.execute(
+        "INSERT INTO assets (cidr, name, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (cidr) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+        params![asset.cidr, asset.name, asset.updated_at],
+    )?;
+    Ok(asset)
+}
+
+pub fn list_assets(connection: &Connection) -> Result<Vec<Asset>, AssetsError> {
+    let mut statement = connection.prepare("SELECT cidr, name, updated_at FROM assets ORDER BY cidr")?;
+    let rows = statement.query_map([], |row| {
+        Ok(Asset {
+            cidr: row.get(0)?,
+            name: row.get(1)?,
+            updated_at: row.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// What an import did: assets written, and one `file:line: problem` per bad line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub problems: Vec<String>,
+}
+
+/// Import assets from a file: one `cidr,name` per line (an IP alone is a
+/// /32 or /128); blank lines and lines starting with `#` are skipped; the
+/// name is everything after the first comma. Bad lines are reported with
+/// `file:line` and skipped; the good ones are written in one transaction.
+pub fn import_assets(
+    connection: &mut Connection,
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, AssetsError> {
+    let text = std::fs::read(path).map_err(|source| AssetsError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    let mut report = ImportReport::default();
+    let transaction = connection.transaction()?;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim().trim_start_matches('\u{feff}');
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let location = format!("{}:{}", path.display(), index + 1);
+        let Some((cidr, name)) = line.split_once(',') else {
+            report
+                .problems
+                .push(format!("{location}: expected `cidr,name`, found {line:?}"));
+            continue;
+        };
+        match add_asset(&transaction, cidr, name, now) {
+            Ok(_) => report.imported += 1,
+            Err(error) => report.problems.push(format!("{location}: {error}")),
+        }
+    }
+    transaction.commit()?;
+    Ok(report)
+}
+
+/// The IP type of a call record (seeds/003).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpType {
+    WithinAccount,
+    Lan,
+    Outside,
+    /// No address: a service name, or nothing.
+    None,
+}
+
+impl IpType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpType::WithinAccount => "within_account",
+            IpType::Lan => "lan",
+            IpType::Outside => "outside",
+            IpType::None => "none",
+        }
+    }
+
+    /// The seed's wording: "within the account (with remark)" …
+    pub fn label(self, with_remark: bool) -> String {
+        let kind = match self {
+            IpType::WithinAccount => "within the account",
+            IpType::Lan => "LAN",
+            IpType::Outside => "outside the account",
+            IpType::None => "no address",
+        };
+        format!("{kind} ({})", if with_remark { "with remark" } else { "no remark" })
+    }
+}
+
+/// An address classified against assets and remarks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IpInfo {
+    pub ip_type: IpType,
+    pub ip_type_label: String,
+    pub ip_remark: Option<String>,
+    /// The name of the (most specific) asset holding the address.
+    pub asset: Option<String>,
+}
+
+/// Assets and remarks loaded once to classify many addresses.
+#[derive(Debug, Default)]
+pub struct Directory {
+    /// Most specific (longest prefix) first.
+    assets: Vec<(IpNet, String)>,
+    ip_remarks: HashMap<String, String>,
+    key_remarks: HashMap<String, String>,
+}
+
+impl Directory {
+    pub fn load(connection: &Connection) -> Result<Directory, AssetsError> {
+        let mut directory = Directory::default();
+        for asset in list_assets(connection)? {
+            if let Ok(net) = parse_cidr(&asset.cidr) {
+                directory.assets.push((net, asset.name));
+            }
+        }
+        directory
+            .assets
+            .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        for remark in list_remarks(connection)? {
+            match remark.kind {
+                RemarkKind::Ip => directory.ip_remarks.insert(remark.value, remark.remark),
+                RemarkKind::Key => directory.key_remarks.insert(remark.value, remark.remark),
+            };
+        }
+        Ok(directory)
+    }
+
+    pub fn key_remark(&self, key: &str) -> Option<&str> {
+        self.key_remarks.get(key).map(String::as_str)
+    }
+
+    /// Classify an address as recorded (`source_ip` text of a call record).
+    pub fn classify(&self, text: &str) -> IpInfo {
+        let ip: Option<IpAddr> = parse_ip(text.trim());
+        let remark = match ip {
+            Some(ip) => self.ip_remarks.get(&ip.to_string()),
+            None => self.ip_remarks.get(text.trim()),
+        }
+        .cloned();
+        let asset = ip.and_then(|ip| {
+            self.assets
+                .iter()
+                .find(|(net, _)| net.contains(&ip))
+                .map(|(_, name)| name.clone())
+        });
+        let ip_type = match ip {
+            None => IpType::None,
+            Some(_) if asset.is_some() => IpType::WithinAccount,
+            Some(ip) if ip_kind(&ip) == IpKind::Private => IpType::Lan,
+            Some(_) => IpType::Outside,
+        };
+        IpInfo {
+            ip_type,
+            ip_type_label: ip_type.label(remark.is_some()),
+            ip_remark: remark,
+            asset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Connection {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::alarm::schema::migrate(&mut connection).unwrap();
+        connection
+    }
+
+    #[test]
+    fn remarks_are_at_most_20_characters() {
+        assert!(check_remark("部门一的密钥部门一的密钥部门一的密钥部门").is_ok()); // 20 characters, 60 bytes
+        let error = check_remark("123456789012345678901").unwrap_err().to_string();
+        assert!(
+            error.contains("21 characters") && error.contains("at most 20"),
+            "{error}"
+        );
+        assert!(check_remark("  ").is_err());
+        assert!(check_remark("a\nb").is_err());
+    }
+
+    #[test]
+    fn ip_types_with_and_without_remarks() {
+        let connection = store();
+        let now = Utc::now();
+        add_asset(&connection, "203.0.113.0/24", "office egress", now).unwrap();
+        add_asset(&connection, "203.0.113.7", "build server", now).unwrap();
+        set_remark(&connection, RemarkKind::Ip, "198.51.100.9", "partner", now).unwrap();
+        set_remark(&connection, RemarkKind::Ip, "10.1.1.1", "jump host", now).unwrap();
+        set_remark(&connection, RemarkKind::Key, "AKIDx", "Department 1 AK", now).unwrap();
+        assert!(set_remark(&connection, RemarkKind::Ip, "not-an-ip", "x", now).is_err());
+        let directory = Directory::load(&connection).unwrap();
+        let within = directory.classify("203.0.113.7");
+        assert_eq!(within.ip_type, IpType::WithinAccount);
+        assert_eq!(within.asset.as_deref(), Some("build server"));
+        assert_eq!(within.ip_type_label, "within the account (no remark)");
+        assert_eq!(
+            directory.classify("203.0.113.8").asset.as_deref(),
+            Some("office egress")
+        );
+        let partner = directory.classify("198.51.100.9");
+        assert_eq!(partner.ip_type, IpType::Outside);
+        assert_eq!(partner.ip_remark.as_deref(), Some("partner"));
+        assert_eq!(partner.ip_type_label, "outside the account (with remark)");
+        let lan = directory.classify("10.1.1.1");
+        assert_eq!(
+            (lan.ip_type, lan.ip_remark.as_deref()),
+            (IpType::Lan, Some("jump host"))
+        );
+        assert_eq!(directory.classify("192.168.0.1").ip_type_label, "LAN (no remark)");
+        assert_eq!(directory.classify("ec2.amazonaws.com").ip_type, IpType::None);
+        assert_eq!(directory.classify("").ip_type, IpType::None);
+        assert_eq!(directory.key_remark("AKIDx"), Some("Department 1 AK"));
+        remove_remark(&connection, RemarkKind::Key, "AKIDx").unwrap();
+        assert!(remove_remark(&connection, RemarkKind::Key, "AKIDx").is_err());
+    }
+
+    #[test]
+    fn import_reports_bad_lines_and_keeps_going() {
+        let mut connection = store();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assets.csv");
+        std::fs::write(
+            &path,
+            "# our ranges\n10.0.0.0/8,datacenter\n\nnot-a-cidr,broken\n203.0.113.5,bastion, eu\nno comma here\n",
+        )
+        .unwrap();
+        let report = import_assets(&mut connection, &path, Utc::now()).unwrap();
+        assert_eq!(report.imported, 2);
+        assert_eq!(report.problems.len(), 2);
+        assert!(report.problems[0].ends_with("assets.csv:4: asset \"not-a-cidr\": not an IP address or CIDR"));
+        assert!(report.problems[1].contains("assets.csv:6:"), "{:?}", report.problems);
+        let assets = list_assets(&connection).unwrap();
+        assert_eq!(assets[1].cidr, "203.0.113.5/32");
+        assert_eq!(assets[1].name, "bastion, eu");
+    }
+}

@@ -1,0 +1,186 @@
+//! Masking of access keys wherever they leave the store.
+//!
+//! The store keeps every key in full (allowlists and rules match on it); CLI
+//! tables, JSON output, `replay` match lines and log lines show it masked.
+//! The rule (seeds/003 keeps "the first 6 and last 11" of Tencent's 36-char
+//! `AKID…` keys) is: **at least half of a key is always hidden**.
+//!
+//! - 34 characters or more: the first 6 and the last 11 are kept (17 kept, at
+//!   least 17 hidden), as in the seed;
+//! - 8 to 33 characters: at most a quarter of the key at each end, and never
+//!   more than 6 at the start or 11 at the end (a 20-character AWS / Huawei
+//!   key keeps 5 + 5 and hides 10);
+//! - fewer than 8 characters: nothing is kept (`****`);
+//! - the empty string stays empty.
+//!
+//! The hidden middle is always written `****`, whatever its length, so the
+//! mask does not reveal the key's length. Counting is by characters, never
+//! bytes, so no key, however odd, can make it panic.
+
+/// The marker written in place of the hidden middle.
+pub const MASK: &str = "****";
+
+/// Keys at least this long keep the seed's 6 + 11 characters.
+const FULL_RULE_LENGTH: usize = 34;
+/// Keys shorter than this are hidden completely.
+const SHORTEST_PARTIAL: usize = 8;
+
+/// The masked form of an access key (see the module documentation for the rule).
+pub fn mask_access_key(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    let length = chars.len();
+    if length == 0 {
+        return String::new();
+    }
+    if length < SHORTEST_PARTIAL {
+        return MASK.to_string();
+    }
+    let (head, tail) = if length >= FULL_RULE_LENGTH {
+        (6, 11)
+    } else {
+        ((length / 4).min(6), (length / 4).min(11))
+    };
+    let mut out: String = chars[..head].iter().collect();
+    out.push_str(MASK);
+    out.extend(&chars[length - tail..]);
+    out
+}
+
+/// `text` with every occurrence of `key` replaced by its masked form (output
+/// templates and raw records quote the key). Keys shorter than 4 characters
+/// are left alone: replacing them would mangle ordinary words.
+pub fn mask_key_in_text(text: &str, key: &str) -> String {
+    if key.chars().count() < 4 || !text.contains(key) {
+        return text.to_string();
+    }
+    text.replace(key, &mask_access_key(key))
+}
+
+/// A group key (`field=v1,v2|field=…`) with the values of its
+/// `access_key.id` field masked (values masked already are left as they are).
+pub fn mask_group_key(group_key: &str) -> String {
+    if !group_key.contains("access_key.id=") {
+        return group_key.to_string();
+    }
+    group_key
+        .split('|')
+        .map(|part| match part.strip_prefix("access_key.id=") {
+            Some(values) => {
+                let masked: Vec<String> = values
+                    .split(',')
+                    .map(|value| {
+                        // `-` is "no value"; a value with the marker is masked already.
+                        if value == "-" || value.contains(MASK) {
+                            value.to_string()
+                        } else {
+                            mask_access_key(value)
+                        }
+                    })
+                    .collect();
+                format!("access_key.id={}", masked.join(","))
+            }
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Mask every occurrence of each key in `keys` inside every string of a JSON value.
+pub fn mask_keys_in_json(value: &mut serde_json::Value, keys: &[&str]) {
+    match value {
+        serde_json::Value::String(text) => {
+            for key in keys {
+                if text.contains(key) {
+                    *text = mask_key_in_text(text, key);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                mask_keys_in_json(item, keys);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values_mut() {
+                mask_keys_in_json(item, keys);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tencent_keys_keep_the_first_6_and_last_11() {
+        let key = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA";
+        assert_eq!(key.len(), 36);
+        assert_eq!(mask_access_key(key), "AKIDz8****LPx3gnPhESA");
+    }
+
+    #[test]
+    fn twenty_character_keys_hide_half() {
+        // AWS long-term key and a Huawei AK: 20 characters each.
+        assert_eq!(mask_access_key("AKIAIOSFODNN7EXAMPLE"), "AKIAI****AMPLE");
+        assert_eq!(mask_access_key("HPUA9RTE2N6KXQ4ZMV8C"), "HPUA9****ZMV8C");
+    }
+
+    #[test]
+    fn at_least_half_is_hidden_at_every_length() {
+        for length in 0..80 {
+            let key: String = std::iter::repeat_n('k', length).collect();
+            let masked = mask_access_key(&key);
+            let kept = masked.chars().filter(|c| *c == 'k').count();
+            assert!(kept * 2 <= length, "length {length}: {masked}");
+            assert!(kept <= 17, "length {length}: {masked}");
+            if length > 0 {
+                assert!(masked.contains(MASK), "length {length}: {masked}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_and_empty_keys() {
+        assert_eq!(mask_access_key(""), "");
+        assert_eq!(mask_access_key("A"), "****");
+        assert_eq!(mask_access_key("AKID123"), "****");
+        assert_eq!(mask_access_key("AKID1234"), "AK****34");
+    }
+
+    #[test]
+    fn non_ascii_does_not_panic() {
+        let masked = mask_access_key("密钥密钥密钥密钥密钥密钥");
+        assert_eq!(masked, "密钥密****钥密钥");
+        assert_eq!(mask_access_key("ééééééééé"), "éé****éé");
+        assert_eq!(mask_access_key("🔑"), "****");
+    }
+
+    #[test]
+    fn keys_inside_text_group_keys_and_json() {
+        let key = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA";
+        assert_eq!(
+            mask_key_in_text(&format!("Root key {key} called cam.AddUser"), key),
+            "Root key AKIDz8****LPx3gnPhESA called cam.AddUser"
+        );
+        assert_eq!(mask_key_in_text("nothing here", key), "nothing here");
+        assert_eq!(
+            mask_group_key(&format!("access_key.id={key}")),
+            "access_key.id=AKIDz8****LPx3gnPhESA"
+        );
+        assert_eq!(
+            mask_group_key("principal.name=alice|access_key.id=AKIAIOSFODNN7EXAMPLE,-"),
+            "principal.name=alice|access_key.id=AKIAI****AMPLE,-"
+        );
+        assert_eq!(mask_group_key("principal=123/alice"), "principal=123/alice");
+        let once = mask_group_key(&format!("access_key.id={key}"));
+        assert_eq!(mask_group_key(&once), once);
+        let mut value = serde_json::json!({"a": [format!("x{key}y")], "b": {"c": key}, "d": 1});
+        mask_keys_in_json(&mut value, &[key]);
+        assert_eq!(
+            value,
+            serde_json::json!({"a": ["xAKIDz8****LPx3gnPhESAy"], "b": {"c": "AKIDz8****LPx3gnPhESA"}, "d": 1})
+        );
+    }
+}
