@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
+use crate::alarm::rollup::{ActivityOptions, ActivityQuery, ActivityReport, Trace, TraceFilter};
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
 use crate::config::{ConfigError, Settings};
 use crate::event::decode::{DeadLetter, Decoded};
@@ -144,6 +145,13 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             key_ttl_ms: millis(settings.state.key_ttl),
             principal_ttl_ms: millis(settings.state.principal_ttl),
             first_seen_ttl_ms: millis(settings.state.first_seen_ttl),
+        },
+        activity: ActivityOptions {
+            rollups: settings.activity.enabled,
+            traces: settings.traces.enabled,
+            trace_retention: settings.traces.retention,
+            prune_every: settings.traces.prune_every,
+            trace_tag: settings.traces.rule_tag.clone(),
         },
     }
 }
@@ -507,6 +515,41 @@ pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<crate::ala
 
 pub fn show_alarm(store: &Store, id: i64) -> Result<crate::alarm::store::AlarmDetail, AppError> {
     store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))
+}
+
+/// `trailwarden activity`: the god view over a time range.
+pub fn activity_report(store: &Store, query: &ActivityQuery) -> Result<ActivityReport, AppError> {
+    Ok(store.activity_report(query)?)
+}
+
+/// `trailwarden traces`: key-operation traces, most recent first.
+pub fn list_traces(store: &Store, filter: &TraceFilter) -> Result<Vec<Trace>, AppError> {
+    Ok(store.list_traces(filter)?)
+}
+
+/// A time argument: RFC 3339 (`2026-03-02T10:00:00Z`, `2026-03-02T18:00:00+08:00`),
+/// a UTC date (`2026-03-02`), or a duration before `now` (`24h`, `7d`, `90m`).
+pub fn parse_time_arg(
+    flag: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, AppError> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let ago = humantime::parse_duration(text)
+        .ok()
+        .and_then(|duration| chrono::Duration::from_std(duration).ok())
+        .and_then(|duration| now.checked_sub_signed(duration));
+    ago.ok_or_else(|| {
+        AppError::Usage(format!(
+            "{flag} {text}: not a time; use RFC 3339 (2026-03-02T10:00:00Z), a date (2026-03-02) or a duration ago (24h, 7d)"
+        ))
+    })
 }
 
 /// A running daemon.

@@ -25,6 +25,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::alarm::Aggregator;
+use crate::alarm::rollup::{Activity, ActivityOptions};
 use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatch};
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
@@ -128,6 +129,8 @@ pub struct PipelineOptions {
     /// Most events held for reordering; past it the oldest go early.
     pub max_buffered_events: usize,
     pub state_limits: StateLimits,
+    /// Hourly rollups and key-operation traces.
+    pub activity: ActivityOptions,
 }
 
 impl Default for PipelineOptions {
@@ -142,6 +145,7 @@ impl Default for PipelineOptions {
             max_hold: None,
             max_buffered_events: 100_000,
             state_limits: StateLimits::default(),
+            activity: ActivityOptions::default(),
         }
     }
 }
@@ -392,6 +396,7 @@ struct Evaluator<'a> {
     sink: &'a mut dyn MatchSink,
     aggregator: &'a mut Aggregator,
     pending_delete: &'a mut Vec<i64>,
+    activity: &'a mut Activity,
 }
 
 impl Evaluator<'_> {
@@ -414,6 +419,7 @@ impl Evaluator<'_> {
             }
             self.aggregator.add(self.rule_set, rule_match, &event);
         }
+        self.activity.observe(&event, self.rule_set);
     }
 }
 
@@ -472,6 +478,7 @@ fn engine_stage(
     let mut scratch = EvalScratch::default();
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm);
+    let mut activity = Activity::new(options.activity.clone());
     let mut state = EngineState::new(options.state_limits.clone());
     store.load_state(&mut state)?;
     let mut buffer = ReorderBuffer::new(options.allowed_lateness, options.max_hold, options.max_buffered_events);
@@ -512,6 +519,7 @@ fn engine_stage(
             },
         };
         let rule_set = rules.load_full();
+        activity.use_rules(&rule_set);
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
         let mut flush_acks: Vec<SyncSender<()>> = Vec::new();
@@ -527,6 +535,7 @@ fn engine_stage(
                 sink: sink.as_mut(),
                 aggregator: &mut aggregator,
                 pending_delete: &mut write.pending_delete,
+                activity: &mut activity,
             };
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
@@ -599,6 +608,7 @@ fn engine_stage(
         stats.state_entries.store(state.entries() as u64, Ordering::Relaxed);
         stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
+        write.activity = activity.take(closed);
         if write.is_empty() {
             for ack in flush_acks {
                 let _ = ack.send(());

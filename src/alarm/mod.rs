@@ -1,6 +1,7 @@
 //! Alarms: aggregation of rule matches and the SQLite store that keeps them.
 
 pub mod aggregate;
+pub mod rollup;
 pub mod schema;
 pub mod store;
 

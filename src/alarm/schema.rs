@@ -143,6 +143,62 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE dead_letters ADD COLUMN partition INTEGER;
     ALTER TABLE dead_letters ADD COLUMN kafka_offset INTEGER;
     "#,
+    // 4: the god view (hourly counts of every event, first-seen access key /
+    //    source IP pairs) and key-operation traces with their raw records.
+    r#"
+    CREATE TABLE activity_hourly (
+        hour TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        source_ip TEXT NOT NULL,
+        service TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        call_method TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        PRIMARY KEY (hour, provider, account_id, principal, source_ip, service, action, resource_type, error_code, call_method)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE activity_key_ips (
+        access_key_id TEXT NOT NULL,
+        source_ip TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (access_key_id, source_ip)
+    ) WITHOUT ROWID;
+    CREATE INDEX activity_key_ips_first_seen ON activity_key_ips (first_seen);
+
+    CREATE TABLE key_traces (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        account_id TEXT,
+        operator TEXT NOT NULL,
+        principal_id TEXT,
+        principal_kind TEXT NOT NULL,
+        access_key_id TEXT,
+        call_method TEXT NOT NULL,
+        trace_type TEXT,
+        service TEXT NOT NULL,
+        resource_type TEXT,
+        resource_names TEXT NOT NULL,
+        action TEXT NOT NULL,
+        operations TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('success', 'failure')),
+        error_code TEXT,
+        source_ip TEXT,
+        raw TEXT NOT NULL,
+        UNIQUE (provider, event_id)
+    );
+    CREATE INDEX key_traces_time ON key_traces (time_ms);
+    "#,
 ];
 
 /// Bring the database to the latest version. Returns (from, to).

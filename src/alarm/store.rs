@@ -152,6 +152,8 @@ pub struct WriteBatch {
     pub pending_delete: Vec<i64>,
     /// Engine counters that must survive restarts (high-water event time …).
     pub meta: Vec<(&'static str, i64)>,
+    /// Hourly rollups, first-seen (key, IP) pairs and key-operation traces.
+    pub activity: super::rollup::ActivityBatch,
 }
 
 impl WriteBatch {
@@ -164,6 +166,7 @@ impl WriteBatch {
             && self.pending_insert.is_empty()
             && self.pending_delete.is_empty()
             && self.meta.is_empty()
+            && self.activity.is_empty()
     }
 }
 
@@ -530,6 +533,19 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// The god view over a time range (`trailwarden activity`).
+    pub fn activity_report(
+        &self,
+        query: &super::rollup::ActivityQuery,
+    ) -> Result<super::rollup::ActivityReport, StoreError> {
+        Ok(super::rollup::activity_report(&self.connection, query)?)
+    }
+
+    /// Key-operation traces, most recent first (`trailwarden traces`).
+    pub fn list_traces(&self, filter: &super::rollup::TraceFilter) -> Result<Vec<super::rollup::Trace>, StoreError> {
+        Ok(super::rollup::list_traces(&self.connection, filter)?)
+    }
+
     /// Row counts, for summaries and health output.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         let count = |sql: &str| -> rusqlite::Result<u64> {
@@ -821,6 +837,7 @@ fn write_in(
     for (name, value) in &batch.meta {
         upsert_meta.execute(params![name, value])?;
     }
+    super::rollup::write(transaction, &batch.activity)?;
     Ok(outcome)
 }
 
