@@ -479,6 +479,9 @@ fn engine_stage(
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm);
     let mut activity = Activity::new(options.activity.clone());
+    if options.activity.rollups {
+        store.load_activity(&mut activity)?;
+    }
     let mut state = EngineState::new(options.state_limits.clone());
     store.load_state(&mut state)?;
     let mut buffer = ReorderBuffer::new(options.allowed_lateness, options.max_hold, options.max_buffered_events);

@@ -11,7 +11,8 @@
 //! Cost per event is one hash of borrowed fields and a counter bump: counts
 //! are aggregated in memory per batch (a row is allocated only for a key not
 //! yet seen in the batch) and upserted in the batch's one transaction. Known
-//! (key, IP) pairs are remembered, so a pair is written only when it is new.
+//! (key, IP) pairs are remembered (loaded from the store at start), so a pair
+//! is written only when it is new, appended in event-time order.
 //! Traces are pruned by event time (the newest event time seen, capped at
 //! wall-clock now + 1 day against clock-skewed records), at most once per
 //! `prune_every` of event time, inside a batch transaction.
@@ -34,7 +35,7 @@ use crate::rules::operations::OpIndex;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// Known (key, IP) pairs remembered in memory; past this the memory starts
-/// over (pairs are then written again, which the store's upsert absorbs).
+/// over (a pair seen again is then appended again; readers take the earliest).
 const MAX_KNOWN_PAIRS: usize = 1_000_000;
 
 /// Settings of the god view and the key-operation traces.
@@ -307,6 +308,14 @@ pub struct KeyIpPair {
     pub account_id: String,
     pub principal: String,
     pub first_seen: String,
+    #[serde(skip)]
+    pub first_ms: i64,
+}
+
+fn pair_hash(key: &str, ip: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (key, ip).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// First sightings of (key, IP) pairs.
@@ -329,9 +338,7 @@ impl PairTracker {
         ) else {
             return;
         };
-        let mut hasher = std::hash::DefaultHasher::new();
-        (key, ip).hash(&mut hasher);
-        let hash = hasher.finish();
+        let hash = pair_hash(key, ip);
         let time = event.time.timestamp_millis();
         match self.known.get_mut(&hash) {
             Some(first) if *first <= time => return,
@@ -350,6 +357,7 @@ impl PairTracker {
             account_id: event.account_id.clone().unwrap_or_default(),
             principal: event.principal_display().to_string(),
             first_seen: timestamp(event.time),
+            first_ms: time,
         };
         match self.batch.get(&hash).and_then(|position| self.rows.get_mut(*position)) {
             Some(existing) => *existing = row,
@@ -363,6 +371,15 @@ impl PairTracker {
     fn take(&mut self) -> Vec<KeyIpPair> {
         self.batch.clear();
         std::mem::take(&mut self.rows)
+    }
+
+    /// Remember a pair already in the store.
+    fn remember(&mut self, key: &str, ip: &str, first_ms: i64) {
+        if self.known.len() >= MAX_KNOWN_PAIRS {
+            return;
+        }
+        let first = self.known.entry(pair_hash(key, ip)).or_insert(first_ms);
+        *first = (*first).min(first_ms);
     }
 }
 
@@ -395,12 +412,19 @@ pub struct Trace {
     pub status: String,
     pub error_code: Option<String>,
     pub source_ip: Option<String>,
-    /// The original record.
+    /// The original record (`Null` until read back; a batch carries it as text).
     pub raw: Value,
 }
 
+/// A trace to write: the trace and its raw record as JSON text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTrace {
+    pub trace: Trace,
+    pub raw: String,
+}
+
 impl Trace {
-    fn of(event: &AuditEvent, rules: &RuleSet) -> Trace {
+    fn of(event: &AuditEvent, rules: &RuleSet) -> NewTrace {
         let trace_type_fields: &[&str] = match event.provider {
             Provider::Huawei => &["trace_type"],
             Provider::Tencent | Provider::Aws => &["eventType", "eventtype"],
@@ -412,7 +436,7 @@ impl Trace {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         });
-        Trace {
+        let trace = Trace {
             id: 0,
             provider: event.provider.as_str().to_string(),
             event_id: event.event_id.clone(),
@@ -437,7 +461,11 @@ impl Trace {
             status: event.outcome.result.as_str().to_string(),
             error_code: event.outcome.error_code.clone(),
             source_ip: event.source_ip_text().map(str::to_string),
-            raw: event.raw.clone(),
+            raw: Value::Null,
+        };
+        NewTrace {
+            trace,
+            raw: event.raw.to_string(),
         }
     }
 }
@@ -447,7 +475,7 @@ impl Trace {
 pub struct ActivityBatch {
     pub hourly: Vec<HourlyCount>,
     pub key_ips: Vec<KeyIpPair>,
-    pub traces: Vec<Trace>,
+    pub traces: Vec<NewTrace>,
     /// Delete traces older than this (epoch milliseconds of event time).
     pub prune_before_ms: Option<i64>,
 }
@@ -465,7 +493,7 @@ pub struct Activity {
     key_operations: KeyOperations,
     hourly: HourlyCounts,
     pairs: PairTracker,
-    traces: Vec<Trace>,
+    traces: Vec<NewTrace>,
     newest_ms: Option<i64>,
     last_prune_ms: Option<i64>,
 }
@@ -485,6 +513,11 @@ impl Activity {
             newest_ms: None,
             last_prune_ms: None,
         }
+    }
+
+    /// Remember a (key, IP) pair already stored (read at start).
+    pub fn remember_pair(&mut self, key: &str, ip: &str, first_ms: i64) {
+        self.pairs.remember(key, ip, first_ms);
     }
 
     /// Derive the key operations from `rules` (again only when the set changed).
@@ -571,20 +604,19 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
         }
     }
     if !batch.key_ips.is_empty() {
-        let mut upsert = transaction.prepare_cached(
-            "INSERT INTO activity_key_ips (access_key_id, source_ip, provider, account_id, principal, first_seen) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (access_key_id, source_ip) DO UPDATE SET \
-             provider = excluded.provider, account_id = excluded.account_id, principal = excluded.principal, \
-             first_seen = excluded.first_seen WHERE excluded.first_seen < activity_key_ips.first_seen",
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO activity_key_ips (access_key_id, source_ip, provider, account_id, principal, first_seen, \
+             first_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for pair in &batch.key_ips {
-            upsert.execute(params![
+            insert.execute(params![
                 pair.access_key_id,
                 pair.source_ip,
                 pair.provider,
                 pair.account_id,
                 pair.principal,
                 pair.first_seen,
+                pair.first_ms,
             ])?;
         }
     }
@@ -595,7 +627,7 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
              operations, status, error_code, source_ip, raw) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?;
-        for trace in &batch.traces {
+        for NewTrace { trace, raw } in &batch.traces {
             let names = serde_json::to_string(&trace.resource_names).unwrap_or_else(|_| "[]".into());
             insert.execute(params![
                 trace.provider,
@@ -617,7 +649,7 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
                 trace.status,
                 trace.error_code,
                 trace.source_ip,
-                trace.raw.to_string(),
+                raw,
             ])?;
         }
     }
@@ -764,15 +796,19 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let (low, high) = bounds(since.clone(), until.clone());
+    // A pair is new in the range when its earliest sighting is; SQLite takes
+    // the other columns from the row holding MIN(first_seen).
+    let earliest = "SELECT access_key_id, source_ip, provider, account_id, principal, MIN(first_seen) AS first_at, \
+                    first_ms FROM activity_key_ips WHERE first_seen < ?2 GROUP BY access_key_id, source_ip \
+                    HAVING first_at >= ?1";
     let new_key_ips_total = connection.query_row(
-        "SELECT COUNT(*) FROM activity_key_ips WHERE first_seen >= ?1 AND first_seen < ?2",
+        &format!("SELECT COUNT(*) FROM ({earliest})"),
         params![low, high],
         |row| Ok(count(row.get(0)?)),
     )?;
-    let mut statement = connection.prepare(
-        "SELECT access_key_id, source_ip, provider, account_id, principal, first_seen FROM activity_key_ips \
-         WHERE first_seen >= ?1 AND first_seen < ?2 ORDER BY first_seen, access_key_id, source_ip LIMIT ?3",
-    )?;
+    let mut statement = connection.prepare(&format!(
+        "{earliest} ORDER BY first_at, access_key_id, source_ip LIMIT ?3"
+    ))?;
     let new_key_ips = statement
         .query_map(params![low, high, top], |row| {
             Ok(KeyIpPair {
@@ -782,6 +818,7 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
                 account_id: row.get(3)?,
                 principal: row.get(4)?,
                 first_seen: row.get(5)?,
+                first_ms: row.get(6)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -796,6 +833,22 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         new_key_ips,
         new_key_ips_total,
     })
+}
+
+/// Feed the pairs already stored (the most recent first, up to the memory's
+/// size) to `remember`, so a restarted engine does not write them again.
+pub fn load_pairs(connection: &Connection, remember: &mut dyn FnMut(&str, &str, i64)) -> rusqlite::Result<usize> {
+    let mut statement = connection
+        .prepare("SELECT access_key_id, source_ip, first_ms FROM activity_key_ips ORDER BY id DESC LIMIT ?1")?;
+    let mut rows = statement.query([i64::try_from(MAX_KNOWN_PAIRS).unwrap_or(i64::MAX)])?;
+    let mut loaded = 0;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let ip: String = row.get(1)?;
+        remember(&key, &ip, row.get(2)?);
+        loaded += 1;
+    }
+    Ok(loaded)
 }
 
 /// Filters of `trailwarden traces`; text filters are case-insensitive.
@@ -1121,7 +1174,13 @@ mod tests {
         let traces = activity.take(false).traces;
         let summary: Vec<(&str, &str, &str)> = traces
             .iter()
-            .map(|trace| (trace.action.as_str(), trace.operator.as_str(), trace.status.as_str()))
+            .map(|new| {
+                (
+                    new.trace.action.as_str(),
+                    new.trace.operator.as_str(),
+                    new.trace.status.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -1130,9 +1189,10 @@ mod tests {
                 ("StopInstances", "intern", "failure")
             ]
         );
-        assert_eq!(traces[0].trace_type.as_deref(), Some("ConsoleCall"));
-        assert_eq!(traces[0].raw["eventName"], "RebootInstances");
-        assert_eq!(traces[0].operations, vec!["compute.instance.reboot".to_string()]);
+        assert_eq!(traces[0].trace.trace_type.as_deref(), Some("ConsoleCall"));
+        let raw: Value = serde_json::from_str(&traces[0].raw).unwrap();
+        assert_eq!(raw["eventName"], "RebootInstances");
+        assert_eq!(traces[0].trace.operations, vec!["compute.instance.reboot".to_string()]);
 
         let mut off = Activity::new(ActivityOptions {
             traces: false,
@@ -1253,7 +1313,10 @@ mod tests {
         write(
             &transaction,
             &ActivityBatch {
-                traces: vec![traces[0].clone()],
+                traces: vec![NewTrace {
+                    trace: traces[0].clone(),
+                    raw: traces[0].raw.to_string(),
+                }],
                 prune_before_ms: Some((START + 21) * 1000),
                 ..ActivityBatch::default()
             },
@@ -1270,5 +1333,60 @@ mod tests {
         .unwrap();
         assert_eq!(left.len(), 1, "no duplicate, and the older trace is pruned");
         assert_eq!(left[0].raw["eventName"], "RebootInstances");
+
+        // A restarted engine knows the stored pairs and does not append them again.
+        let mut restarted = Activity::new(ActivityOptions::default());
+        restarted.use_rules(&rules);
+        let loaded = load_pairs(&connection, &mut |key, ip, first_ms| {
+            restarted.remember_pair(key, ip, first_ms)
+        })
+        .unwrap();
+        assert_eq!(loaded, 2);
+        restarted.observe(&event(&rules, call(500, "DescribeInstances", "ops", "1.2.3.4")), &rules);
+        assert!(restarted.take(false).key_ips.is_empty());
+        // A late, earlier sighting is appended; readers take the earliest row of a pair.
+        let mut late = call(5, "DescribeInstances", "early-bird", "1.2.3.4");
+        late.key = Some("AKIDexample000000000000000000000000001");
+        restarted.observe(&event(&rules, late), &rules);
+        let written = restarted.take(false);
+        assert_eq!(written.key_ips.len(), 1);
+        let transaction = connection.transaction().unwrap();
+        write(&transaction, &written).unwrap();
+        transaction.commit().unwrap();
+        let rows: i64 = connection
+            .query_row("SELECT COUNT(*) FROM activity_key_ips", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 3);
+        let report = activity_report(
+            &connection,
+            &ActivityQuery {
+                top: 10,
+                ..ActivityQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(report.new_key_ips_total, 2, "one pair, however many rows");
+        let first = &report.new_key_ips[0];
+        assert_eq!(
+            (
+                first.source_ip.as_str(),
+                first.principal.as_str(),
+                first.first_seen.as_str()
+            ),
+            ("1.2.3.4", "early-bird", "2026-03-02T00:00:05.000Z")
+        );
+        let after_early = activity_report(
+            &connection,
+            &ActivityQuery {
+                since: Some(Utc.timestamp_opt(START + 6, 0).unwrap()),
+                top: 10,
+                ..ActivityQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            after_early.new_key_ips_total, 1,
+            "1.2.3.4 was first seen before the range, 5.6.7.8 in it"
+        );
     }
 }

@@ -162,15 +162,21 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hour, provider, account_id, principal, source_ip, service, action, resource_type, error_code, call_method)
     ) WITHOUT ROWID;
 
+    -- Append-only, in event-time order (a unique index on the pair would be
+    -- written at random places: most of the cost of the god view). A pair
+    -- has one row per sighting that was earlier than any known to the engine
+    -- (a late event, or a restart past the engine's memory); readers take
+    -- the earliest.
     CREATE TABLE activity_key_ips (
+        id INTEGER PRIMARY KEY,
         access_key_id TEXT NOT NULL,
         source_ip TEXT NOT NULL,
         provider TEXT NOT NULL,
         account_id TEXT NOT NULL,
         principal TEXT NOT NULL,
         first_seen TEXT NOT NULL,
-        PRIMARY KEY (access_key_id, source_ip)
-    ) WITHOUT ROWID;
+        first_ms INTEGER NOT NULL
+    );
     CREATE INDEX activity_key_ips_first_seen ON activity_key_ips (first_seen);
 
     CREATE TABLE key_traces (

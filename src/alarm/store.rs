@@ -533,6 +533,14 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Give the engine's activity accumulator the (key, IP) pairs already stored.
+    pub fn load_activity(&self, activity: &mut super::rollup::Activity) -> Result<usize, StoreError> {
+        Ok(super::rollup::load_pairs(
+            &self.connection,
+            &mut |key, ip, first_ms| activity.remember_pair(key, ip, first_ms),
+        )?)
+    }
+
     /// The god view over a time range (`trailwarden activity`).
     pub fn activity_report(
         &self,
