@@ -134,6 +134,8 @@ pub struct HourlyCount {
     pub call_method: CallMethod,
     pub count: u64,
     pub failures: u64,
+    /// Hash of the key fields: the row's place within its hour in the table.
+    pub hash: u32,
 }
 
 /// The fields of an hourly count, borrowed from an event.
@@ -198,6 +200,7 @@ impl<'a> HourKey<'a> {
             call_method: self.call_method,
             count: 0,
             failures: 0,
+            hash: 0,
         }
     }
 }
@@ -287,6 +290,7 @@ impl HourlyCounts {
         let mut row = key.to_row();
         row.count = 1;
         row.failures = u64::from(failed);
+        row.hash = ((hash >> 32) ^ hash) as u32;
         self.rows.push(row);
         self.chain.push(head);
         self.index.insert(hash, position);
@@ -574,33 +578,65 @@ impl Activity {
     }
 }
 
+/// Keys tried for one hourly row before giving up (collisions need one).
+const MAX_PROBES: u32 = 1024;
+
+/// The first key of the hour holding `time_ms`.
+fn hour_key(time_ms: i64) -> i64 {
+    time_ms.div_euclid(HOUR_MS).saturating_mul(1 << 32)
+}
+
+/// The first key of the first hour starting at or after `time_ms`.
+fn hour_key_ceil(time_ms: i64) -> i64 {
+    let hour = time_ms.div_euclid(HOUR_MS) + i64::from(time_ms.rem_euclid(HOUR_MS) != 0);
+    hour.saturating_mul(1 << 32)
+}
+
 /// Write a batch's rollups, pairs and traces, and prune, inside `transaction`.
 pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rusqlite::Result<()> {
     if !batch.hourly.is_empty() {
+        // Adds to the row with the same key columns; a different row on the
+        // key (a hash collision) leaves nothing changed, and the next key is tried.
         let mut upsert = transaction.prepare_cached(
-            "INSERT INTO activity_hourly (hour, provider, account_id, principal, source_ip, service, action, \
+            "INSERT INTO activity_hourly (key, hour, provider, account_id, principal, source_ip, service, action, \
              resource_type, error_code, call_method, count, failures) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (hour, provider, account_id, principal, source_ip, service, action, resource_type, \
-             error_code, call_method) DO UPDATE SET count = count + excluded.count, \
-             failures = failures + excluded.failures",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (key) DO UPDATE SET count = count + excluded.count, failures = failures + excluded.failures \
+             WHERE action = excluded.action AND principal = excluded.principal AND source_ip = excluded.source_ip \
+             AND account_id = excluded.account_id AND provider = excluded.provider AND service = excluded.service \
+             AND resource_type = excluded.resource_type AND error_code = excluded.error_code \
+             AND call_method = excluded.call_method AND hour = excluded.hour",
         )?;
         for row in &batch.hourly {
-            let hour = DateTime::<Utc>::from_timestamp_millis(row.hour_ms).unwrap_or_default();
-            upsert.execute(params![
-                timestamp(hour),
-                row.provider.as_str(),
-                row.account_id,
-                row.principal,
-                row.source_ip,
-                row.service,
-                row.action,
-                row.resource_type,
-                row.error_code,
-                row.call_method.as_str(),
-                row.count as i64,
-                row.failures as i64,
-            ])?;
+            let hour = timestamp(DateTime::<Utc>::from_timestamp_millis(row.hour_ms).unwrap_or_default());
+            let base = hour_key(row.hour_ms);
+            let mut probe = row.hash;
+            let mut written = false;
+            for _ in 0..MAX_PROBES {
+                let changed = upsert.execute(params![
+                    base + i64::from(probe),
+                    hour,
+                    row.provider.as_str(),
+                    row.account_id,
+                    row.principal,
+                    row.source_ip,
+                    row.service,
+                    row.action,
+                    row.resource_type,
+                    row.error_code,
+                    row.call_method.as_str(),
+                    row.count as i64,
+                    row.failures as i64,
+                ])?;
+                if changed > 0 {
+                    written = true;
+                    break;
+                }
+                probe = probe.wrapping_add(1);
+            }
+            if !written {
+                tracing::error!(hour = %hour, principal = %row.principal, action = %row.action, count = row.count, "activity rollup: no free key in this hour after {MAX_PROBES} tries; count dropped");
+            }
         }
     }
     if !batch.key_ips.is_empty() {
@@ -728,27 +764,27 @@ fn count(value: i64) -> u64 {
 }
 
 pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqlite::Result<ActivityReport> {
-    let hour_since = query.since.map(|since| {
-        let millis = since.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
-        timestamp(DateTime::from_timestamp_millis(millis).unwrap_or(since))
-    });
+    // Hours that start before `until` and end after the start of `since`'s hour.
+    let key_low = query.since.map_or(i64::MIN, |since| hour_key(since.timestamp_millis()));
+    let key_high = query
+        .until
+        .map_or(i64::MAX, |until| hour_key_ceil(until.timestamp_millis()));
     let since = query.since.map(timestamp);
     let until = query.until.map(timestamp);
-    let (hour_low, high) = bounds(hour_since, until.clone());
     let top = i64::from(query.top);
     let (events, failures) = connection.query_row(
         "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(failures), 0) FROM activity_hourly \
-         WHERE hour >= ?1 AND hour < ?2",
-        params![hour_low, high],
+         WHERE key >= ?1 AND key < ?2",
+        params![key_low, key_high],
         |row| Ok((count(row.get(0)?), count(row.get(1)?))),
     )?;
     let mut statement = connection.prepare(
         "SELECT provider, account_id, principal, SUM(count) AS events, SUM(failures) FROM activity_hourly \
-         WHERE hour >= ?1 AND hour < ?2 GROUP BY provider, account_id, principal \
+         WHERE key >= ?1 AND key < ?2 GROUP BY provider, account_id, principal \
          ORDER BY events DESC, provider, account_id, principal LIMIT ?3",
     )?;
     let busiest_principals = statement
-        .query_map(params![hour_low, high, top], |row| {
+        .query_map(params![key_low, key_high, top], |row| {
             Ok(PrincipalActivity {
                 provider: row.get(0)?,
                 account_id: row.get(1)?,
@@ -760,11 +796,11 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         .collect::<Result<Vec<_>, _>>()?;
     let mut statement = connection.prepare(
         "SELECT source_ip, SUM(count) AS events, SUM(failures), COUNT(DISTINCT provider || '/' || account_id || '/' || principal) \
-         FROM activity_hourly WHERE hour >= ?1 AND hour < ?2 AND source_ip != '' GROUP BY source_ip \
+         FROM activity_hourly WHERE key >= ?1 AND key < ?2 AND source_ip != '' GROUP BY source_ip \
          ORDER BY events DESC, source_ip LIMIT ?3",
     )?;
     let busiest_source_ips = statement
-        .query_map(params![hour_low, high, top], |row| {
+        .query_map(params![key_low, key_high, top], |row| {
             Ok(SourceIpActivity {
                 source_ip: row.get(0)?,
                 events: count(row.get(1)?),
@@ -775,11 +811,11 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         .collect::<Result<Vec<_>, _>>()?;
     let mut statement = connection.prepare(
         "SELECT provider, account_id, SUM(count) AS events, SUM(failures) AS failed FROM activity_hourly \
-         WHERE hour >= ?1 AND hour < ?2 GROUP BY provider, account_id \
+         WHERE key >= ?1 AND key < ?2 GROUP BY provider, account_id \
          ORDER BY CAST(failed AS REAL) / events DESC, events DESC, provider, account_id LIMIT ?3",
     )?;
     let failure_rates = statement
-        .query_map(params![hour_low, high, top], |row| {
+        .query_map(params![key_low, key_high, top], |row| {
             let events = count(row.get(2)?);
             let failures = count(row.get(3)?);
             Ok(AccountFailures {
@@ -1246,6 +1282,62 @@ mod tests {
             &rules,
         );
         assert_eq!(activity.prune_due(false, now), Some(now + DAY_MS - week_ms));
+    }
+
+    #[test]
+    fn hourly_rows_with_colliding_hashes_stay_apart() {
+        let rules = rules();
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::alarm::schema::migrate(&mut connection).unwrap();
+        let mut activity = Activity::new(ActivityOptions::default());
+        activity.use_rules(&rules);
+        activity.observe(&event(&rules, call(10, "DescribeInstances", "ops", "1.2.3.4")), &rules);
+        activity.observe(&event(&rules, call(20, "DescribeInstances", "dev", "1.2.3.4")), &rules);
+        activity.observe(&event(&rules, call(30, "DescribeInstances", "dev", "1.2.3.4")), &rules);
+        let mut batch = activity.take(false);
+        assert_eq!(batch.hourly.len(), 2);
+        for row in &mut batch.hourly {
+            row.hash = 7;
+        }
+        for _ in 0..2 {
+            let transaction = connection.transaction().unwrap();
+            write(&transaction, &batch).unwrap();
+            transaction.commit().unwrap();
+        }
+        let mut statement = connection
+            .prepare("SELECT key - ?1, principal, count FROM activity_hourly ORDER BY key")
+            .unwrap();
+        let rows: Vec<(i64, String, i64)> = statement
+            .query_map([hour_key(START * 1000)], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![(7, "ops".to_string(), 2), (8, "dev".to_string(), 4)]);
+        let report = activity_report(
+            &connection,
+            &ActivityQuery {
+                since: Some(Utc.timestamp_opt(START + 1800, 0).unwrap()),
+                until: Some(Utc.timestamp_opt(START + 1, 0).unwrap() + chrono::Duration::hours(1)),
+                top: 10,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            report.events, 6,
+            "the hour holding --since counts whole; until 01:00:01 includes 01:00's hour"
+        );
+        let report = activity_report(
+            &connection,
+            &ActivityQuery {
+                until: Some(Utc.timestamp_opt(START, 0).unwrap()),
+                top: 10,
+                ..ActivityQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(report.events, 0, "until is exclusive");
     }
 
     #[test]

@@ -146,7 +146,11 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: the god view (hourly counts of every event, first-seen access key /
     //    source IP pairs) and key-operation traces with their raw records.
     r#"
+    -- key: the hour's number since the epoch × 2^32 + a 32-bit hash of the
+    -- other key columns (the next free value on a collision), so rows are in
+    -- hour order and a range of hours is a range of keys. Readers sum rows.
     CREATE TABLE activity_hourly (
+        key INTEGER PRIMARY KEY,
         hour TEXT NOT NULL,
         provider TEXT NOT NULL,
         account_id TEXT NOT NULL,
@@ -158,9 +162,8 @@ pub const MIGRATIONS: &[&str] = &[
         error_code TEXT NOT NULL,
         call_method TEXT NOT NULL,
         count INTEGER NOT NULL,
-        failures INTEGER NOT NULL,
-        PRIMARY KEY (hour, provider, account_id, principal, source_ip, service, action, resource_type, error_code, call_method)
-    ) WITHOUT ROWID;
+        failures INTEGER NOT NULL
+    );
 
     -- Append-only, in event-time order (a unique index on the pair would be
     -- written at random places: most of the cost of the god view). A pair
