@@ -598,24 +598,23 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
         // Adds to the row with the same key columns; a different row on the
         // key (a hash collision) leaves nothing changed, and the next key is tried.
         let mut upsert = transaction.prepare_cached(
-            "INSERT INTO activity_hourly (key, hour, provider, account_id, principal, source_ip, service, action, \
+            "INSERT INTO activity_hourly (key, hour_ms, provider, account_id, principal, source_ip, service, action, \
              resource_type, error_code, call_method, count, failures) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
              ON CONFLICT (key) DO UPDATE SET count = count + excluded.count, failures = failures + excluded.failures \
              WHERE action = excluded.action AND principal = excluded.principal AND source_ip = excluded.source_ip \
              AND account_id = excluded.account_id AND provider = excluded.provider AND service = excluded.service \
              AND resource_type = excluded.resource_type AND error_code = excluded.error_code \
-             AND call_method = excluded.call_method AND hour = excluded.hour",
+             AND call_method = excluded.call_method AND hour_ms = excluded.hour_ms",
         )?;
         for row in &batch.hourly {
-            let hour = timestamp(DateTime::<Utc>::from_timestamp_millis(row.hour_ms).unwrap_or_default());
             let base = hour_key(row.hour_ms);
             let mut probe = row.hash;
             let mut written = false;
             for _ in 0..MAX_PROBES {
                 let changed = upsert.execute(params![
                     base + i64::from(probe),
-                    hour,
+                    row.hour_ms,
                     row.provider.as_str(),
                     row.account_id,
                     row.principal,
@@ -635,14 +634,14 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
                 probe = probe.wrapping_add(1);
             }
             if !written {
-                tracing::error!(hour = %hour, principal = %row.principal, action = %row.action, count = row.count, "activity rollup: no free key in this hour after {MAX_PROBES} tries; count dropped");
+                tracing::error!(hour_ms = row.hour_ms, principal = %row.principal, action = %row.action, count = row.count, "activity rollup: no free key in this hour after {MAX_PROBES} tries; count dropped");
             }
         }
     }
     if !batch.key_ips.is_empty() {
         let mut insert = transaction.prepare_cached(
-            "INSERT INTO activity_key_ips (access_key_id, source_ip, provider, account_id, principal, first_seen, \
-             first_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO activity_key_ips (access_key_id, source_ip, provider, account_id, principal, first_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for pair in &batch.key_ips {
             insert.execute(params![
@@ -651,7 +650,6 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
                 pair.provider,
                 pair.account_id,
                 pair.principal,
-                pair.first_seen,
                 pair.first_ms,
             ])?;
         }
@@ -754,11 +752,6 @@ pub struct ActivityReport {
     pub new_key_ips_total: u64,
 }
 
-/// Text bounds that include everything when a side is open.
-fn bounds(since: Option<String>, until: Option<String>) -> (String, String) {
-    (since.unwrap_or_default(), until.unwrap_or_else(|| "~".to_string()))
-}
-
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -831,11 +824,12 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let (low, high) = bounds(since.clone(), until.clone());
+    let low = query.since.map_or(i64::MIN, |since| since.timestamp_millis());
+    let high = query.until.map_or(i64::MAX, |until| until.timestamp_millis());
     // A pair is new in the range when its earliest sighting is; SQLite takes
-    // the other columns from the row holding MIN(first_seen).
-    let earliest = "SELECT access_key_id, source_ip, provider, account_id, principal, MIN(first_seen) AS first_at, \
-                    first_ms FROM activity_key_ips WHERE first_seen < ?2 GROUP BY access_key_id, source_ip \
+    // the other columns from the row holding MIN(first_ms).
+    let earliest = "SELECT access_key_id, source_ip, provider, account_id, principal, MIN(first_ms) AS first_at \
+                    FROM activity_key_ips WHERE first_ms < ?2 GROUP BY access_key_id, source_ip \
                     HAVING first_at >= ?1";
     let new_key_ips_total = connection.query_row(
         &format!("SELECT COUNT(*) FROM ({earliest})"),
@@ -853,8 +847,12 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
                 provider: row.get(2)?,
                 account_id: row.get(3)?,
                 principal: row.get(4)?,
-                first_seen: row.get(5)?,
-                first_ms: row.get(6)?,
+                first_seen: String::new(),
+                first_ms: row.get(5)?,
+            })
+            .map(|mut pair| {
+                pair.first_seen = timestamp(DateTime::from_timestamp_millis(pair.first_ms).unwrap_or_default());
+                pair
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -151,7 +151,7 @@ pub const MIGRATIONS: &[&str] = &[
     -- hour order and a range of hours is a range of keys. Readers sum rows.
     CREATE TABLE activity_hourly (
         key INTEGER PRIMARY KEY,
-        hour TEXT NOT NULL,
+        hour_ms INTEGER NOT NULL,
         provider TEXT NOT NULL,
         account_id TEXT NOT NULL,
         principal TEXT NOT NULL,
@@ -177,10 +177,8 @@ pub const MIGRATIONS: &[&str] = &[
         provider TEXT NOT NULL,
         account_id TEXT NOT NULL,
         principal TEXT NOT NULL,
-        first_seen TEXT NOT NULL,
         first_ms INTEGER NOT NULL
     );
-    CREATE INDEX activity_key_ips_first_seen ON activity_key_ips (first_seen);
 
     CREATE TABLE key_traces (
         id INTEGER PRIMARY KEY,
