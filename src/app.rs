@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::alarm::allowlist::{self, AllowlistError, NewPolicy, Policy, PolicyMatch};
 use crate::alarm::assets::{self, AssetsError, Directory};
+use crate::alarm::rollup::{ActivityOptions, ActivityQuery, ActivityReport, Trace, TraceFilter};
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
 use crate::alarm::view::{AlarmDetailView, AlarmView, alarm_view, detail_view};
 use crate::config::{ConfigError, Settings};
@@ -155,6 +156,13 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             first_seen_ttl_ms: millis(settings.state.first_seen_ttl),
         },
         chain_log_interval: daemon.then_some(settings.store.chain_log_interval),
+        activity: ActivityOptions {
+            rollups: settings.activity.enabled,
+            traces: settings.traces.enabled,
+            trace_retention: settings.traces.retention,
+            prune_every: settings.traces.prune_every,
+            trace_tag: settings.traces.rule_tag.clone(),
+        },
     }
 }
 
@@ -734,6 +742,41 @@ pub fn remark_list(store: &Store) -> Result<Vec<assets::Remark>, AppError> {
             remark
         })
         .collect())
+}
+
+/// `trailwarden activity`: the god view over a time range.
+pub fn activity_report(store: &Store, query: &ActivityQuery) -> Result<ActivityReport, AppError> {
+    Ok(store.activity_report(query)?)
+}
+
+/// `trailwarden traces`: key-operation traces, most recent first.
+pub fn list_traces(store: &Store, filter: &TraceFilter) -> Result<Vec<Trace>, AppError> {
+    Ok(store.list_traces(filter)?)
+}
+
+/// A time argument: RFC 3339 (`2026-03-02T10:00:00Z`, `2026-03-02T18:00:00+08:00`),
+/// a UTC date (`2026-03-02`), or a duration before `now` (`24h`, `7d`, `90m`).
+pub fn parse_time_arg(
+    flag: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, AppError> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let ago = humantime::parse_duration(text)
+        .ok()
+        .and_then(|duration| chrono::Duration::from_std(duration).ok())
+        .and_then(|duration| now.checked_sub_signed(duration));
+    ago.ok_or_else(|| {
+        AppError::Usage(format!(
+            "{flag} {text}: not a time; use RFC 3339 (2026-03-02T10:00:00Z), a date (2026-03-02) or a duration ago (24h, 7d)"
+        ))
+    })
 }
 
 /// A running daemon.

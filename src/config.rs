@@ -42,6 +42,10 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     alarms: RawAlarms,
+    #[serde(default)]
+    activity: RawActivity,
+    #[serde(default)]
+    traces: RawTraces,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -52,10 +56,25 @@ struct RawAlarms {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawActivity {
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawBackup {
     dir: Option<String>,
     interval: Option<String>,
     keep: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTraces {
+    enabled: Option<bool>,
+    retention: Option<String>,
+    prune_every: Option<String>,
+    rule_tag: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -165,6 +184,27 @@ pub struct Settings {
     pub rules: RuleSettings,
     pub naive_time_offset: FixedOffset,
     pub log: LogSettings,
+    pub activity: ActivitySettings,
+    pub traces: TraceSettings,
+}
+
+/// `[activity]`: the god view.
+#[derive(Clone, Debug)]
+pub struct ActivitySettings {
+    /// Hourly rollups of every event and first-seen (access key, source IP) pairs.
+    pub enabled: bool,
+}
+
+/// `[traces]`: key-operation traces.
+#[derive(Clone, Debug)]
+pub struct TraceSettings {
+    pub enabled: bool,
+    /// Traces older than this, behind the newest event time seen, are deleted.
+    pub retention: Duration,
+    /// Pruning runs at most once per this much event time.
+    pub prune_every: Duration,
+    /// Rules with this tag name the key operations.
+    pub rule_tag: String,
 }
 
 /// Which source the daemon reads.
@@ -448,6 +488,38 @@ impl Settings {
                 "`log.level` = \"{level}\" is not a log filter (e.g. info, debug, trailwarden=debug)"
             ));
         }
+        let activity = ActivitySettings {
+            enabled: raw.activity.enabled.unwrap_or(true),
+        };
+        let traces = TraceSettings {
+            enabled: raw.traces.enabled.unwrap_or(true),
+            retention: duration("traces.retention", raw.traces.retention, "7d")?,
+            prune_every: duration("traces.prune_every", raw.traces.prune_every, "10m")?,
+            rule_tag: raw
+                .traces
+                .rule_tag
+                .unwrap_or_else(|| "sec09-03".into())
+                .trim()
+                .to_string(),
+        };
+        if traces.retention < Duration::from_secs(60) {
+            return Err(format!(
+                "`traces.retention` = \"{}\" is too short; keep traces at least 1m (e.g. \"7d\")",
+                humantime::format_duration(traces.retention)
+            ));
+        }
+        if traces.prune_every.is_zero() || traces.prune_every > traces.retention {
+            return Err(format!(
+                "`traces.prune_every` = \"{}\" must be more than 0 and at most `traces.retention` (\"{}\")",
+                humantime::format_duration(traces.prune_every),
+                humantime::format_duration(traces.retention)
+            ));
+        }
+        if traces.rule_tag.is_empty() {
+            return Err(
+                "`traces.rule_tag` must not be empty (the shipped key-operation rules carry \"sec09-03\")".into(),
+            );
+        }
         Ok(Settings {
             origin: origin.to_string(),
             source,
@@ -459,6 +531,8 @@ impl Settings {
             rules,
             naive_time_offset,
             log: LogSettings { level, json },
+            activity,
+            traces,
         })
     }
 }
@@ -628,6 +702,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("group.id"), "{error}");
+    }
+
+    #[test]
+    fn activity_and_trace_settings_are_validated() {
+        let settings = Settings::from_toml("default", DEFAULT_CONFIG, false).unwrap();
+        assert!(settings.activity.enabled && settings.traces.enabled);
+        assert_eq!(settings.traces.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(settings.traces.rule_tag, "sec09-03");
+        let settings = Settings::from_toml(
+            "t.toml",
+            "[traces]\nretention = \"2d\"\n[activity]\nenabled = false\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(settings.traces.retention, Duration::from_secs(2 * 86_400));
+        assert!(!settings.activity.enabled);
+        for (text, key) in [
+            ("[traces]\nretention = \"forever\"\n", "traces.retention"),
+            ("[traces]\nretention = \"10s\"\n", "traces.retention"),
+            ("[traces]\nprune_every = \"8d\"\n", "traces.prune_every"),
+            ("[traces]\nrule_tag = \" \"\n", "traces.rule_tag"),
+            ("[traces]\nretension = \"7d\"\n", "retension"),
+            ("[activity]\nenable = true\n", "enable"),
+        ] {
+            let error = Settings::from_toml("t.toml", text, false).unwrap_err().to_string();
+            assert!(error.contains("t.toml") && error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -10,10 +10,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use trailwarden::alarm::rollup::{ActivityQuery, ActivityReport, Trace, TraceFilter};
 use trailwarden::alarm::store::AlarmFilter;
 use trailwarden::alarm::workflow::Status;
 use trailwarden::app::{self, MatchFormat, ReplayRequest};
 use trailwarden::config::Settings;
+use trailwarden::event::model::OutcomeResult;
 use trailwarden::rules::Level;
 
 /// mimalloc: audit records become many small allocations (JSON values) that
@@ -149,6 +151,57 @@ enum Command {
         #[command(subcommand)]
         command: AssetsCommand,
     },
+    /// The god view: busiest principals and source IPs, failure rates by account, and
+    /// (access key, source IP) pairs first seen in a time range.
+    ///
+    /// Counts come from hourly rollups of every event (matching a rule or not), so the
+    /// range is widened to whole hours at its start; new pairs use exact times.
+    /// TIME is RFC 3339 (2026-03-02T10:00:00Z), a date (2026-03-02) or a duration ago (24h, 7d).
+    Activity {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Start of the range (inclusive).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// End of the range (exclusive).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Rows per list.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        top: u32,
+        #[arg(long, value_enum, default_value_t = ActivityFormat::Table)]
+        format: ActivityFormat,
+    },
+    /// Query key-operation traces (the operations of the SEC09-03 rules), most recent first,
+    /// with their raw records.
+    ///
+    /// Text filters are case-insensitive. TIME is RFC 3339, a date or a duration ago (24h, 7d).
+    Traces {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Call method (console, api, system, other) or the cloud's trace type
+        /// (ConsoleAction, ApiCall, AwsConsoleAction …).
+        #[arg(long, value_name = "M")]
+        call_method: Option<String>,
+        /// Service: ecs, cvm, iam, cam, ec2 …
+        #[arg(long, value_name = "S")]
+        service: Option<String>,
+        #[arg(long, value_name = "T")]
+        resource_type: Option<String>,
+        /// Operator name or principal id.
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<TraceStatus>,
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = TraceFormat::Table)]
+        format: TraceFormat,
+    },
 }
 
 // Parsed once per process: the size of the `add` variant costs nothing.
@@ -275,6 +328,24 @@ enum AssetsCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ActivityFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TraceFormat {
+    Table,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TraceStatus {
+    Success,
+    Failure,
 }
 
 #[derive(Subcommand)]
@@ -466,6 +537,89 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Allowlist { command } => allowlist_command(&settings, command),
         Command::Remark { command } => remark_command(&settings, command),
         Command::Assets { command } => assets_command(&settings, command),
+        Command::Activity {
+            db,
+            since,
+            until,
+            top,
+            format,
+        } => {
+            let now = chrono::Utc::now();
+            let query = ActivityQuery {
+                since: since
+                    .map(|text| app::parse_time_arg("--since", &text, now))
+                    .transpose()?,
+                until: until
+                    .map(|text| app::parse_time_arg("--until", &text, now))
+                    .transpose()?,
+                top: top.max(1),
+            };
+            let store = app::open_store(&settings, db.as_deref())?;
+            let mut report = app::activity_report(&store, &query)?;
+            // Keys leave the store masked.
+            for pair in &mut report.new_key_ips {
+                pair.access_key_id = trailwarden::mask::mask_access_key(&pair.access_key_id);
+            }
+            match format {
+                ActivityFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                ActivityFormat::Table => print_activity(&report),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Traces {
+            db,
+            call_method,
+            service,
+            resource_type,
+            operator,
+            status,
+            since,
+            until,
+            limit,
+            format,
+        } => {
+            let now = chrono::Utc::now();
+            let filter = TraceFilter {
+                call_method,
+                service,
+                resource_type,
+                operator,
+                status: status.map(|status| match status {
+                    TraceStatus::Success => OutcomeResult::Success,
+                    TraceStatus::Failure => OutcomeResult::Failure,
+                }),
+                since: since
+                    .map(|text| app::parse_time_arg("--since", &text, now))
+                    .transpose()?,
+                until: until
+                    .map(|text| app::parse_time_arg("--until", &text, now))
+                    .transpose()?,
+                limit,
+            };
+            let store = app::open_store(&settings, db.as_deref())?;
+            let mut traces = app::list_traces(&store, &filter)?;
+            // Keys leave the store masked, in the trace and in its raw record.
+            for trace in &mut traces {
+                if let Some(key) = trace.access_key_id.take() {
+                    trailwarden::mask::mask_keys_in_json(&mut trace.raw, &[key.as_str()]);
+                    trace.access_key_id = Some(trailwarden::mask::mask_access_key(&key));
+                }
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let written = match format {
+                TraceFormat::Jsonl => traces
+                    .iter()
+                    .try_for_each(|trace| writeln!(out, "{}", serde_json::to_string(trace).unwrap_or_default())),
+                TraceFormat::Table => print_traces(&mut out, &traces),
+            };
+            match written.and_then(|_| out.flush()) {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::from(error).context("writing stdout"))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
         Command::Generate {
             events,
             seed,
@@ -1053,6 +1207,104 @@ fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_activity(report: &ActivityReport) {
+    println!(
+        "activity {} .. {}: {} events, {} failed",
+        report.since.as_deref().unwrap_or("(start)"),
+        report.until.as_deref().unwrap_or("(end)"),
+        report.events,
+        report.failures
+    );
+    println!("\nbusiest principals");
+    println!(
+        "  {:<8} {:<34} {:<40} {:>10} {:>8}",
+        "CLOUD", "ACCOUNT", "PRINCIPAL", "EVENTS", "FAILED"
+    );
+    for row in &report.busiest_principals {
+        println!(
+            "  {:<8} {:<34} {:<40} {:>10} {:>8}",
+            row.provider,
+            dash(&row.account_id),
+            row.principal,
+            row.events,
+            row.failures
+        );
+    }
+    println!("\nbusiest source IPs");
+    println!(
+        "  {:<40} {:>10} {:>8} {:>10}",
+        "SOURCE IP", "EVENTS", "FAILED", "PRINCIPALS"
+    );
+    for row in &report.busiest_source_ips {
+        println!(
+            "  {:<40} {:>10} {:>8} {:>10}",
+            row.source_ip, row.events, row.failures, row.principals
+        );
+    }
+    println!("\nfailure rates by account");
+    println!(
+        "  {:<8} {:<34} {:>10} {:>8} {:>7}",
+        "CLOUD", "ACCOUNT", "EVENTS", "FAILED", "RATE"
+    );
+    for row in &report.failure_rates {
+        println!(
+            "  {:<8} {:<34} {:>10} {:>8} {:>6.1}%",
+            row.provider,
+            dash(&row.account_id),
+            row.events,
+            row.failures,
+            row.failure_rate * 100.0
+        );
+    }
+    println!(
+        "\nnew (access key, source IP) pairs: {}{}",
+        report.new_key_ips_total,
+        if report.new_key_ips_total > report.new_key_ips.len() as u64 {
+            format!(" (first {} shown)", report.new_key_ips.len())
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  {:<24} {:<22} {:<40} {:<8} PRINCIPAL",
+        "FIRST SEEN", "ACCESS KEY", "SOURCE IP", "CLOUD"
+    );
+    for pair in &report.new_key_ips {
+        println!(
+            "  {:<24} {:<22} {:<40} {:<8} {}",
+            pair.first_seen, &pair.access_key_id, pair.source_ip, pair.provider, pair.principal
+        );
+    }
+}
+
+fn print_traces(out: &mut dyn Write, traces: &[Trace]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<24} {:<7} {:<24} {:<8} {:<16} {:<34} {:<20} {:<7} SOURCE IP",
+        "TIME", "CLOUD", "OPERATOR", "METHOD", "TRACE TYPE", "ACTION", "RESOURCE TYPE", "STATUS"
+    )?;
+    for trace in traces {
+        writeln!(
+            out,
+            "{:<24} {:<7} {:<24} {:<8} {:<16} {:<34} {:<20} {:<7} {}",
+            trace.time,
+            trace.provider,
+            trace.operator,
+            trace.call_method,
+            trace.trace_type.as_deref().unwrap_or("-"),
+            format!("{}.{}", trace.service, trace.action),
+            trace.resource_type.as_deref().unwrap_or("-"),
+            trace.status,
+            trace.source_ip.as_deref().filter(|ip| !ip.is_empty()).unwrap_or("-")
+        )?;
+    }
+    Ok(())
+}
+
+fn dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
 }
 
 fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {

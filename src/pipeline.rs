@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::alarm::Aggregator;
 use crate::alarm::allowlist::{Allowlist, HitCounter};
+use crate::alarm::rollup::{Activity, ActivityOptions};
 use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatch};
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
@@ -139,6 +140,8 @@ pub struct PipelineOptions {
     pub state_limits: StateLimits,
     /// Daemon: log the hash chain's head this often (for anchoring elsewhere).
     pub chain_log_interval: Option<Duration>,
+    /// Hourly rollups and key-operation traces.
+    pub activity: ActivityOptions,
 }
 
 impl Default for PipelineOptions {
@@ -154,6 +157,7 @@ impl Default for PipelineOptions {
             max_buffered_events: 100_000,
             state_limits: StateLimits::default(),
             chain_log_interval: None,
+            activity: ActivityOptions::default(),
         }
     }
 }
@@ -408,6 +412,7 @@ struct Evaluator<'a> {
     hits: &'a mut HitCounter,
     /// Wall-clock time of this batch (policy expiry), Unix milliseconds.
     now_ms: i64,
+    activity: &'a mut Activity,
 }
 
 impl Evaluator<'_> {
@@ -438,6 +443,7 @@ impl Evaluator<'_> {
             self.sink.on_match(rule, rule_match, &event, self.rule_set);
             self.aggregator.add(self.rule_set, rule_match, &event);
         }
+        self.activity.observe(&event, self.rule_set);
     }
 }
 
@@ -496,6 +502,10 @@ fn engine_stage(
     let mut scratch = EvalScratch::default();
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm);
+    let mut activity = Activity::new(options.activity.clone());
+    if options.activity.rollups {
+        store.load_activity(&mut activity)?;
+    }
     let mut state = EngineState::new(options.state_limits.clone());
     store.load_state(&mut state)?;
     let mut buffer = ReorderBuffer::new(options.allowed_lateness, options.max_hold, options.max_buffered_events);
@@ -553,6 +563,7 @@ fn engine_stage(
             }
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
+        activity.use_rules(&rule_set);
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
         let mut flush_acks: Vec<SyncSender<()>> = Vec::new();
@@ -571,6 +582,7 @@ fn engine_stage(
                 allowlist: &allowlist,
                 hits: &mut hits,
                 now_ms,
+                activity: &mut activity,
             };
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
@@ -645,6 +657,7 @@ fn engine_stage(
         stats.state_entries.store(state.entries() as u64, Ordering::Relaxed);
         stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
+        write.activity = activity.take(closed);
         if write.is_empty() {
             for ack in flush_acks {
                 let _ = ack.send(());

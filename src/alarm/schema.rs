@@ -201,6 +201,69 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 6: the god view (hourly counts of every event, first-seen access key /
+    //    source IP pairs) and key-operation traces with their raw records.
+    r#"
+    -- key: the hour's number since the epoch × 2^32 + a 32-bit hash of the
+    -- other key columns (the next free value on a collision), so rows are in
+    -- hour order and a range of hours is a range of keys. Readers sum rows.
+    CREATE TABLE activity_hourly (
+        key INTEGER PRIMARY KEY,
+        hour_ms INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        source_ip TEXT NOT NULL,
+        service TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        call_method TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        failures INTEGER NOT NULL
+    );
+
+    -- Append-only, in event-time order (a unique index on the pair would be
+    -- written at random places: most of the cost of the god view). A pair
+    -- has one row per sighting that was earlier than any known to the engine
+    -- (a late event, or a restart past the engine's memory); readers take
+    -- the earliest.
+    CREATE TABLE activity_key_ips (
+        id INTEGER PRIMARY KEY,
+        access_key_id TEXT NOT NULL,
+        source_ip TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        first_ms INTEGER NOT NULL
+    );
+
+    CREATE TABLE key_traces (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        account_id TEXT,
+        operator TEXT NOT NULL,
+        principal_id TEXT,
+        principal_kind TEXT NOT NULL,
+        access_key_id TEXT,
+        call_method TEXT NOT NULL,
+        trace_type TEXT,
+        service TEXT NOT NULL,
+        resource_type TEXT,
+        resource_names TEXT NOT NULL,
+        action TEXT NOT NULL,
+        operations TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('success', 'failure')),
+        error_code TEXT,
+        source_ip TEXT,
+        raw TEXT NOT NULL,
+        UNIQUE (provider, event_id)
+    );
+    CREATE INDEX key_traces_time ON key_traces (time_ms);
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

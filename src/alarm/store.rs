@@ -161,6 +161,8 @@ pub struct WriteBatch {
     pub meta: Vec<(&'static str, i64)>,
     /// Allowlist policy hits of this batch, one entry per policy.
     pub allowlist_hits: Vec<super::allowlist::PolicyHit>,
+    /// Hourly rollups, first-seen (key, IP) pairs and key-operation traces.
+    pub activity: super::rollup::ActivityBatch,
 }
 
 impl WriteBatch {
@@ -174,6 +176,7 @@ impl WriteBatch {
             && self.pending_delete.is_empty()
             && self.meta.is_empty()
             && self.allowlist_hits.is_empty()
+            && self.activity.is_empty()
     }
 }
 
@@ -704,6 +707,27 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Give the engine's activity accumulator the (key, IP) pairs already stored.
+    pub fn load_activity(&self, activity: &mut super::rollup::Activity) -> Result<usize, StoreError> {
+        Ok(super::rollup::load_pairs(
+            &self.connection,
+            &mut |key, ip, first_ms| activity.remember_pair(key, ip, first_ms),
+        )?)
+    }
+
+    /// The god view over a time range (`trailwarden activity`).
+    pub fn activity_report(
+        &self,
+        query: &super::rollup::ActivityQuery,
+    ) -> Result<super::rollup::ActivityReport, StoreError> {
+        Ok(super::rollup::activity_report(&self.connection, query)?)
+    }
+
+    /// Key-operation traces, most recent first (`trailwarden traces`).
+    pub fn list_traces(&self, filter: &super::rollup::TraceFilter) -> Result<Vec<super::rollup::Trace>, StoreError> {
+        Ok(super::rollup::list_traces(&self.connection, filter)?)
+    }
+
     /// Row counts, for summaries and health output.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         let count = |sql: &str| -> rusqlite::Result<u64> {
@@ -1013,6 +1037,7 @@ fn write_in(
         upsert_meta.execute(params![name, value])?;
     }
     super::allowlist::write_hits(transaction, &batch.allowlist_hits)?;
+    super::rollup::write(transaction, &batch.activity)?;
     Ok(outcome)
 }
 
