@@ -521,7 +521,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store { command } => store_command(&settings, command),
         Command::DeadLetters { db, limit, format } => {
             let store = app::open_store(&settings, db.as_deref())?;
-            let letters = store.list_dead_letters(limit)?;
+            let mut letters = store.list_dead_letters(limit)?;
+            // Unreadable records can quote access keys: mask the ones recognisable by prefix.
+            for letter in &mut letters {
+                letter.excerpt = trailwarden::mask::mask_recognisable_keys(&letter.excerpt);
+                letter.reason = trailwarden::mask::mask_recognisable_keys(&letter.reason);
+            }
             if format == Format::Table {
                 for letter in &letters {
                     println!("{:>6}  {}  {}", letter.id, letter.origin, letter.reason);

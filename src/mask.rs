@@ -25,6 +25,21 @@ const FULL_RULE_LENGTH: usize = 34;
 /// Keys shorter than this are hidden completely.
 const SHORTEST_PARTIAL: usize = 8;
 
+/// Mask every AWS (`AKIA…`, `ASIA…`) and Tencent (`AKID…`) access key found
+/// in free text — dead-letter excerpts, whose JSON could not be read, so the
+/// key's field is unknown. Huawei keys have no prefix to recognise them by
+/// and are left as they are.
+pub fn mask_recognisable_keys(text: &str) -> String {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b|\bAKID[A-Za-z0-9]{32}\b").ok());
+    match PATTERN.as_ref() {
+        Some(pattern) => pattern
+            .replace_all(text, |found: &regex::Captures<'_>| mask_access_key(&found[0]))
+            .into_owned(),
+        None => text.to_string(),
+    }
+}
+
 /// The masked form of an access key (see the module documentation for the rule).
 pub fn mask_access_key(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
@@ -181,6 +196,20 @@ mod tests {
         assert_eq!(
             value,
             serde_json::json!({"a": ["xAKIDz8****LPx3gnPhESAy"], "b": {"c": "AKIDz8****LPx3gnPhESA"}, "d": 1})
+        );
+    }
+
+    #[test]
+    fn keys_in_free_text_are_masked_by_their_prefix() {
+        let text =
+            r#"{"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretId": "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA", "x": "AKIA"#;
+        let masked = mask_recognisable_keys(text);
+        assert!(!masked.contains("AKIAIOSFODNN7EXAMPLE") && !masked.contains("AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA"));
+        assert!(masked.contains(&mask_access_key("AKIAIOSFODNN7EXAMPLE")));
+        assert!(masked.contains(&mask_access_key("AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA")));
+        assert!(
+            masked.ends_with(r#""x": "AKIA"#),
+            "a truncated prefix is left alone: {masked}"
         );
     }
 }
