@@ -912,33 +912,22 @@ pub fn list_traces(connection: &Connection, filter: &TraceFilter) -> rusqlite::R
         values.push(value);
         sql.push_str(&clause.replace("?N", &format!("?{}", values.len())));
     };
-    if let Some(method) = &filter.call_method {
-        push(
-            &mut sql,
+    let text_filters: [(Option<&String>, &str); 4] = [
+        (
+            filter.call_method.as_ref(),
             " AND (call_method = ?N COLLATE NOCASE OR trace_type = ?N COLLATE NOCASE)",
-            SqlValue::Text(method.clone()),
-        );
-    }
-    if let Some(service) = &filter.service {
-        push(
-            &mut sql,
-            " AND service = ?N COLLATE NOCASE",
-            SqlValue::Text(service.clone()),
-        );
-    }
-    if let Some(resource_type) = &filter.resource_type {
-        push(
-            &mut sql,
-            " AND resource_type = ?N COLLATE NOCASE",
-            SqlValue::Text(resource_type.clone()),
-        );
-    }
-    if let Some(operator) = &filter.operator {
-        push(
-            &mut sql,
+        ),
+        (filter.service.as_ref(), " AND service = ?N COLLATE NOCASE"),
+        (filter.resource_type.as_ref(), " AND resource_type = ?N COLLATE NOCASE"),
+        (
+            filter.operator.as_ref(),
             " AND (operator = ?N COLLATE NOCASE OR principal_id = ?N)",
-            SqlValue::Text(operator.clone()),
-        );
+        ),
+    ];
+    for (value, clause) in text_filters {
+        if let Some(value) = value {
+            push(&mut sql, clause, SqlValue::Text(value.clone()));
+        }
     }
     if let Some(status) = filter.status {
         push(
