@@ -829,12 +829,15 @@ fn write_in(
     // The alarm a match counts on: the open (unprocessed) one, else — when
     // configured — an ignored one (counted there, not raised again); a
     // processed alarm never takes new matches: they open a new alarm.
-    let mut find_open = transaction.prepare_cached(if count_on_ignored {
-        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
-         AND status IN ('unprocessed', 'ignored') ORDER BY status = 'ignored', id DESC LIMIT 1"
-    } else {
-        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'"
-    })?;
+    // The open alarm first, by the partial unique index; an ignored one only
+    // when there is none (most matches find an open alarm).
+    let mut find_open = transaction.prepare_cached(
+        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'",
+    )?;
+    let mut find_ignored = transaction.prepare_cached(
+        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'ignored' \
+         ORDER BY id DESC LIMIT 1",
+    )?;
     let mut touched: Vec<i64> = Vec::with_capacity(batch.alarms.len());
     let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
@@ -858,11 +861,15 @@ fn write_in(
     )?;
     let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
     for update in &batch.alarms {
-        let existing: Option<(i64, i64, String)> = find_open
-            .query_row(params![update.rule_id, update.group_key], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
+        let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?));
+        let mut existing: Option<(i64, i64, String)> = find_open
+            .query_row(params![update.rule_id, update.group_key], read)
             .optional()?;
+        if existing.is_none() && count_on_ignored {
+            existing = find_ignored
+                .query_row(params![update.rule_id, update.group_key], read)
+                .optional()?;
+        }
         let (alarm_id, mut sample_count) = match existing {
             Some((id, samples, status)) => {
                 if status == "ignored" {
