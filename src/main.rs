@@ -471,12 +471,28 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` must never die of a closed socket, and `replay` finishes filling its
+    // store even when the reader of its output has gone.
+    if !matches!(cli.command, Command::Run { .. } | Command::Replay { .. }) {
+        restore_default_sigpipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Commands that print (`alarms list | head`) end quietly when the reader goes
+/// away, like any Unix tool, instead of panicking on a broken pipe.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

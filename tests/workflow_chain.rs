@@ -474,3 +474,24 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
         assert!(output.status.success() && stdout.starts_with("chain ok"), "{stdout}");
     }
 }
+
+#[test]
+fn a_listing_piped_into_a_reader_that_stops_early_ends_quietly() {
+    let env = Env::new("");
+    env.replay();
+    let output = Command::new("sh")
+        .current_dir(repo())
+        .arg("-c")
+        // `true` exits without reading: every write meets a closed pipe.
+        .arg(format!(
+            "for i in 1 2 3; do {BIN} --config {} alarms list --format jsonl | true; done",
+            env.config.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
