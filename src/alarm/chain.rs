@@ -79,11 +79,13 @@ fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<String>
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The table, the sealed columns and how many there are.
 fn sealed(kind: LinkKind) -> (&'static str, &'static str, usize) {
-    match kind {
-        LinkKind::Alarm => ("alarms", ALARM_SEALED, 24),
-        LinkKind::Transition => ("alarm_transitions", TRANSITION_SEALED, 7),
-    }
+    let (table, columns) = match kind {
+        LinkKind::Alarm => ("alarms", ALARM_SEALED),
+        LinkKind::Transition => ("alarm_transitions", TRANSITION_SEALED),
+    };
+    (table, columns, columns.split(',').count())
 }
 
 /// The current hash of a row, if it exists.
