@@ -56,6 +56,8 @@ pub enum AppError {
     Allowlist(#[from] AllowlistError),
     #[error(transparent)]
     Assets(#[from] AssetsError),
+    #[error("{0}")]
+    Notify(String),
 }
 
 /// Rule options from the settings (zone, switches, overrides).
@@ -134,6 +136,7 @@ fn store_options(settings: &Settings) -> StoreOptions {
         samples_per_alarm: settings.store.samples_per_alarm,
         synchronous_full: settings.store.synchronous_full,
         count_on_ignored: settings.store.count_on_ignored,
+        notify: crate::notify::Router::new(settings.notify.clone()),
     }
 }
 
@@ -395,11 +398,19 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
     // a replay of any size keeps memory bounded), removed at the end.
     let scratch = request.db.is_none().then(ScratchStore::new);
     let (store_path, options) = match (&request.db, &scratch) {
-        (Some(db), _) => (db.clone(), store_options(settings)),
+        // A replay is a backtest: it never notifies anyone.
+        (Some(db), _) => (
+            db.clone(),
+            StoreOptions {
+                notify: None,
+                ..store_options(settings)
+            },
+        ),
         (None, Some(scratch)) => (
             scratch.path.clone(),
             StoreOptions {
                 synchronous_full: false,
+                notify: None,
                 ..store_options(settings)
             },
         ),
@@ -782,6 +793,8 @@ pub fn parse_time_arg(
 /// A running daemon.
 pub struct Daemon {
     pipeline: Pipeline,
+    rules: crate::pipeline::SharedRules,
+    store_path: PathBuf,
     source: DaemonSource,
     reloader: crate::reload::Reloader,
     backups: Option<BackupScheduler>,
@@ -828,6 +841,7 @@ impl Daemon {
             daemon.backups = backups;
             return Ok(daemon);
         }
+        let shared = rules.clone();
         let reader = rusqlite::Connection::open_with_flags(
             &store_path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -876,6 +890,8 @@ impl Daemon {
         };
         Ok(Daemon {
             pipeline,
+            rules: shared,
+            store_path,
             source: DaemonSource::Files {
                 thread: source,
                 wake: wake_sender,
@@ -912,6 +928,7 @@ impl Daemon {
             committed_offsets: Some(committed_sender),
             on_dead_letters,
         };
+        let shared = rules.clone();
         let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
         let source = match KafkaSource::start(kafka, store_path, pipeline.sender(), committed_receiver, metrics, once) {
             Ok(source) => source,
@@ -923,10 +940,35 @@ impl Daemon {
         };
         Ok(Daemon {
             pipeline,
+            rules: shared,
+            store_path: store_path.to_path_buf(),
             source: DaemonSource::Kafka(source),
             reloader,
             backups: None,
         })
+    }
+
+    /// Start the notification worker on the current tokio runtime, when
+    /// `[notify]` has topics.
+    pub fn start_notifier(&self, settings: &Settings) -> Result<Option<crate::notify::worker::Notifier>, AppError> {
+        if !settings.notify.active() {
+            return Ok(None);
+        }
+        let subscriptions: usize = settings.notify.topics.iter().map(|topic| topic.subscriptions.len()).sum();
+        let notifier = crate::notify::worker::Notifier::start(
+            settings.notify.clone(),
+            self.store_path.clone(),
+            store_options(settings),
+            Some(self.rules.clone()),
+            self.metrics(),
+        )
+        .map_err(|error| AppError::Notify(error.to_string()))?;
+        tracing::info!(
+            topics = settings.notify.topics.len(),
+            subscriptions,
+            "notifications on"
+        );
+        Ok(Some(notifier))
     }
 
     pub fn stats(&self) -> crate::pipeline::StatsSnapshot {

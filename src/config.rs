@@ -46,6 +46,8 @@ struct RawConfig {
     activity: RawActivity,
     #[serde(default)]
     traces: RawTraces,
+    #[serde(default)]
+    notify: crate::notify::config::RawNotify,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -186,6 +188,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub activity: ActivitySettings,
     pub traces: TraceSettings,
+    /// `[notify]`: topics, subscriptions, SMTP.
+    pub notify: std::sync::Arc<crate::notify::NotifySettings>,
 }
 
 /// `[activity]`: the god view.
@@ -520,7 +524,9 @@ impl Settings {
                 "`traces.rule_tag` must not be empty (the shipped key-operation rules carry \"sec09-03\")".into(),
             );
         }
+        let notify = std::sync::Arc::new(crate::notify::config::validate(raw.notify, &duration)?);
         Ok(Settings {
+            notify,
             origin: origin.to_string(),
             source,
             files,

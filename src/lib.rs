@@ -11,6 +11,7 @@ pub mod config;
 pub mod event;
 pub mod mask;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod reload;
 pub mod reorder;

@@ -45,12 +45,34 @@ pub struct KafkaMetrics {
     pub lag: Family<PartitionLabels, Gauge>,
 }
 
+/// Labels of a notification delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// `email` or `webhook`.
+    pub channel: String,
+    /// `delivered`, `retry` or `failed`.
+    pub result: String,
+}
+
+/// What the notification worker counts.
+#[derive(Debug, Default)]
+pub struct NotifyMetrics {
+    pub attempts: Family<DeliveryLabels, Counter>,
+    /// Notifications over a topic's rate limit, folded into digests.
+    pub folded: Counter,
+    pub digests: Counter,
+    /// Deliveries waiting (pending), and given up (failed), at the last round.
+    pub pending: Gauge,
+    pub failed: Gauge,
+}
+
 /// All metrics of one daemon.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub stats: Arc<Stats>,
     pub kafka: Arc<KafkaMetrics>,
+    pub notify: Arc<NotifyMetrics>,
     /// Seconds from a source starting a batch to its store commit.
     pub batch_seconds: Histogram,
 }
@@ -65,6 +87,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let stats = Arc::new(Stats::default());
         let kafka = Arc::new(KafkaMetrics::default());
+        let notify = Arc::new(NotifyMetrics::default());
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let mut registry = Registry::with_prefix("trailwarden");
         registry.register_collector(Box::new(StatsCollector(stats.clone())));
@@ -112,10 +135,25 @@ impl Metrics {
             "Messages in a partition after the group's committed offset",
             kafka.lag.clone(),
         );
+        let notify_registry = registry.sub_registry_with_prefix("notify");
+        notify_registry.register(
+            "attempts",
+            "Notification delivery attempts by channel and result",
+            notify.attempts.clone(),
+        );
+        notify_registry.register(
+            "folded",
+            "Notifications over a topic's rate limit, folded into a digest",
+            notify.folded.clone(),
+        );
+        notify_registry.register("digests", "Digest messages queued", notify.digests.clone());
+        notify_registry.register("pending", "Deliveries waiting to be sent", notify.pending.clone());
+        notify_registry.register("failed", "Deliveries given up (see `notify deliveries --failed`)", notify.failed.clone());
         Metrics {
             registry,
             stats,
             kafka,
+            notify,
             batch_seconds,
         }
     }

@@ -65,6 +65,7 @@ impl Aggregator {
                         rule_hash: rule.hash.clone(),
                         level: rule.level,
                         title: rule.title.clone(),
+                        tags: rule.tags.clone(),
                         group_key: rule_match.group_key.clone(),
                         identity: identity_of(event),
                         first_seen: time.clone(),

@@ -264,6 +264,50 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX key_traces_time ON key_traces (time_ms);
     "#,
+    // 7: the notification outbox. A message is one alarm event (opened,
+    // escalated, status change) for one topic, or a digest; a delivery is one
+    // message to one subscription, with the id receivers deduplicate on. Both
+    // are written in the transaction that changes the alarm.
+    r#"
+    ALTER TABLE alarms ADD COLUMN tags TEXT NOT NULL DEFAULT '';
+
+    CREATE TABLE notify_messages (
+        id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        alarm_id INTEGER REFERENCES alarms (id),
+        kind TEXT NOT NULL CHECK (kind IN ('opened', 'escalated', 'status', 'digest')),
+        detail TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL CHECK (state IN ('queued', 'admitted', 'folded')),
+        digest_id INTEGER REFERENCES notify_messages (id),
+        created_at TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        admitted_ms INTEGER
+    );
+    CREATE INDEX notify_messages_queued ON notify_messages (id) WHERE state = 'queued';
+    CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
+    CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';
+
+    CREATE TABLE notify_deliveries (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES notify_messages (id),
+        topic TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+        delivery_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'folded')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        age_from_ms INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_attempt_at TEXT,
+        last_error TEXT,
+        last_status INTEGER
+    );
+    CREATE INDEX notify_deliveries_due ON notify_deliveries (next_attempt_ms) WHERE status = 'pending';
+    CREATE INDEX notify_deliveries_status ON notify_deliveries (status, id);
+    CREATE INDEX notify_deliveries_message ON notify_deliveries (message_id);
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

@@ -93,6 +93,8 @@ pub struct AlarmUpdate {
     pub rule_hash: String,
     pub level: Level,
     pub title: String,
+    /// The rule's tags (notification topics filter on them).
+    pub tags: Vec<String>,
     pub group_key: String,
     pub identity: AlarmIdentity,
     pub first_seen: String,
@@ -313,6 +315,9 @@ pub struct StoreOptions {
     /// New matches for an ignored alarm are counted on it (no new alarm);
     /// when false they open a new alarm.
     pub count_on_ignored: bool,
+    /// Notification topics: alarm changes queue outbox rows in the same
+    /// transaction (`None`: no notifications, as in replays).
+    pub notify: Option<std::sync::Arc<crate::notify::Router>>,
 }
 
 impl Default for StoreOptions {
@@ -321,6 +326,7 @@ impl Default for StoreOptions {
             samples_per_alarm: 10,
             synchronous_full: true,
             count_on_ignored: true,
+            notify: None,
         }
     }
 }
@@ -426,6 +432,7 @@ impl Store {
             &now,
             samples_per_alarm,
             self.options.count_on_ignored,
+            self.options.notify.as_deref(),
         )
         .map_err(StoreError::Write)?;
         transaction.commit().map_err(StoreError::Write)?;
@@ -649,6 +656,26 @@ impl Store {
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let transition = super::workflow::set_status(&transaction, id, to, actor, reason, &timestamp(Utc::now()))?;
+        if let Some(router) = &self.options.notify {
+            let facts: (String, String, String, Option<String>, Option<String>) = transaction.query_row(
+                "SELECT rule_id, level, tags, account_id, account_name FROM alarms WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            )?;
+            let tags: Vec<String> = facts.2.split(',').filter(|tag| !tag.is_empty()).map(str::to_string).collect();
+            router.status_changed(
+                &transaction,
+                &crate::notify::AlarmFacts {
+                    alarm_id: id,
+                    rule_id: &facts.0,
+                    level: Level::parse(&facts.1).unwrap_or(Level::Info),
+                    tags: &tags,
+                    account_id: facts.3.as_deref(),
+                    account_name: facts.4.as_deref(),
+                },
+                &transition,
+            )?;
+        }
         transaction.commit()?;
         Ok(transition)
     }
@@ -824,6 +851,7 @@ fn write_in(
     now: &str,
     samples_per_alarm: i64,
     count_on_ignored: bool,
+    notify: Option<&crate::notify::Router>,
 ) -> rusqlite::Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
     // The alarm a match counts on: the open (unprocessed) one, else — when
@@ -832,18 +860,19 @@ fn write_in(
     // The open alarm first, by the partial unique index; an ignored one only
     // when there is none (most matches find an open alarm).
     let mut find_open = transaction.prepare_cached(
-        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed'",
+        "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
+         AND status = 'unprocessed'",
     )?;
     let mut find_ignored = transaction.prepare_cached(
-        "SELECT id, sample_count, status FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'ignored' \
-         ORDER BY id DESC LIMIT 1",
+        "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
+         AND status = 'ignored' ORDER BY id DESC LIMIT 1",
     )?;
     let mut touched: Vec<i64> = Vec::with_capacity(batch.alarms.len());
     let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
          account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
-         access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0, 0, ?18, ?19, ?19)",
+         access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at, tags) \
+         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0, 0, ?18, ?19, ?19, ?20)",
     )?;
     let mut update_alarm = transaction.prepare_cached(
         "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
@@ -861,8 +890,16 @@ fn write_in(
     )?;
     let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
     for update in &batch.alarms {
-        let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?));
-        let mut existing: Option<(i64, i64, String)> = find_open
+        let read = |row: &rusqlite::Row<'_>| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        };
+        let mut existing: Option<(i64, i64, String, String, i64)> = find_open
             .query_row(params![update.rule_id, update.group_key], read)
             .optional()?;
         if existing.is_none() && count_on_ignored {
@@ -870,12 +907,30 @@ fn write_in(
                 .query_row(params![update.rule_id, update.group_key], read)
                 .optional()?;
         }
+        let facts = |alarm_id| crate::notify::AlarmFacts {
+            alarm_id,
+            rule_id: &update.rule_id,
+            level: update.level,
+            tags: &update.tags,
+            account_id: update.identity.account_id.as_deref(),
+            account_name: update.identity.account_name.as_deref(),
+        };
         let (alarm_id, mut sample_count) = match existing {
-            Some((id, samples, status)) => {
+            Some((id, samples, status, level, count)) => {
                 if status == "ignored" {
                     outcome.counted_on_ignored += 1;
                 } else {
                     outcome.alarms_updated += 1;
+                    if let Some(router) = notify {
+                        let old_count = count.max(0) as u64;
+                        router.updated(
+                            transaction,
+                            &facts(id),
+                            Level::parse(&level),
+                            old_count,
+                            old_count + update.count,
+                        )?;
+                    }
                 }
                 (id, samples)
             }
@@ -901,9 +956,14 @@ fn write_in(
                     update.last_seen,
                     update.last_output,
                     now,
+                    update.tags.join(","),
                 ])?;
                 outcome.alarms_created += 1;
-                (transaction.last_insert_rowid(), 0)
+                let id = transaction.last_insert_rowid();
+                if let Some(router) = notify {
+                    router.opened(transaction, &facts(id))?;
+                }
+                (id, 0)
             }
         };
         update_alarm.execute(params![

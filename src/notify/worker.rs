@@ -1,0 +1,342 @@
+//! The delivery worker: a task on the daemon's runtime that, every
+//! `notify.poll_interval`, admits queued messages (rate limits, digests),
+//! sends what is due — subscriptions in parallel, each subscription's
+//! deliveries in order — and records the results. SQLite work runs on the
+//! blocking pool. A transient failure reschedules the delivery with backoff
+//! and defers the rest of that subscription's queue for this round; a
+//! stopping daemon drains what is due for at most `notify.drain_timeout`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::NotifyError;
+use super::config::{NotifySettings, Subscription, Target};
+use super::email::Mailer;
+use super::outbox::{self, Due, Outcome};
+use super::render::{Notice, Templates, load_notice};
+use super::webhook::WebhookSender;
+use crate::alarm::store::{Store, StoreOptions};
+use crate::metrics::{DeliveryLabels, Metrics};
+use crate::pipeline::SharedRules;
+
+/// Deliveries taken per round.
+const ROUND_LIMIT: u32 = 200;
+
+/// The senders for every channel, shared by the worker and `notify test`.
+pub struct Channels {
+    pub templates: Templates,
+    pub mailer: Option<Mailer>,
+    pub webhooks: WebhookSender,
+}
+
+impl Channels {
+    /// Build the channels and check the templates.
+    pub fn new(settings: &NotifySettings) -> Result<Channels, NotifyError> {
+        let mailer = match &settings.smtp {
+            Some(smtp) => Some(Mailer::new(smtp)?),
+            None => None,
+        };
+        Ok(Channels {
+            templates: Templates::load(settings)?,
+            mailer,
+            webhooks: WebhookSender::new()?,
+        })
+    }
+
+    /// Send a notice to one subscription.
+    pub async fn send(&self, settings: &NotifySettings, subscription: &Subscription, notice: &Notice) -> Outcome {
+        match &subscription.target {
+            Target::Email { to } => {
+                let Some(mailer) = &self.mailer else {
+                    return Outcome::Failed {
+                        error: "email subscription but no [notify.smtp]".into(),
+                        status: None,
+                        permanent: true,
+                    };
+                };
+                match self.templates.render(notice, settings) {
+                    Ok(email) => mailer.send(to, &email, &notice.delivery_id).await,
+                    Err(error) => Outcome::Failed {
+                        error: error.to_string(),
+                        status: None,
+                        permanent: true,
+                    },
+                }
+            }
+            Target::Webhook(hook) => self.webhooks.send(hook, notice).await,
+        }
+    }
+}
+
+struct Context {
+    settings: Arc<NotifySettings>,
+    store: Arc<Mutex<Store>>,
+    rules: Option<SharedRules>,
+    channels: Channels,
+    metrics: Arc<Metrics>,
+}
+
+/// The running worker.
+pub struct Notifier {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Start the worker on the current tokio runtime.
+    pub fn start(
+        settings: Arc<NotifySettings>,
+        store_path: PathBuf,
+        store_options: StoreOptions,
+        rules: Option<SharedRules>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Notifier, NotifyError> {
+        let channels = Channels::new(&settings)?;
+        let store = Store::open(&store_path, store_options).map_err(|error| NotifyError::Setup(error.to_string()))?;
+        let context = Arc::new(Context {
+            settings,
+            store: Arc::new(Mutex::new(store)),
+            rules,
+            channels,
+            metrics,
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run(context, stopped));
+        Ok(Notifier { stop, task })
+    }
+
+    /// Stop: send what is due (for at most `notify.drain_timeout`), then end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(context: Arc<Context>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let poll = context.settings.poll_interval;
+    let mut failing = false;
+    loop {
+        match round(&context, false).await {
+            Ok(_) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "notification round failed; retrying every poll interval");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    let drain = async {
+        loop {
+            match round(&context, true).await {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "notification drain failed");
+                    break;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(context.settings.drain_timeout, drain).await.is_err() {
+        tracing::warn!(
+            timeout = ?context.settings.drain_timeout,
+            "notifications still being sent at shutdown; pending ones are sent after the restart"
+        );
+    }
+}
+
+/// One round: admit, send what is due, record. Returns the attempts made.
+async fn round(context: &Arc<Context>, flush: bool) -> Result<usize, NotifyError> {
+    let prepared = {
+        let context = context.clone();
+        tokio::task::spawn_blocking(move || prepare(&context, flush))
+            .await
+            .map_err(|error| NotifyError::Setup(format!("notification worker: {error}")))??
+    };
+    if prepared.is_empty() {
+        return Ok(0);
+    }
+    // Subscriptions in parallel; each subscription's deliveries in order.
+    let mut groups: Vec<((String, String), Vec<(Due, Result<Notice, String>)>)> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for (due, notice) in prepared {
+        let key = (due.topic.clone(), due.subscription.clone());
+        let slot = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push((due, notice));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for ((topic, subscription), items) in groups {
+        let context = context.clone();
+        tasks.spawn(async move { send_group(&context, &topic, &subscription, items).await });
+    }
+    let mut results: Vec<(Due, Outcome)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(group) => results.extend(group),
+            Err(error) => tracing::error!(%error, "a notification task failed"),
+        }
+    }
+    let attempts = results
+        .iter()
+        .filter(|(_, outcome)| !matches!(outcome, Outcome::Deferred { .. }))
+        .count();
+    let recorder = context.clone();
+    tokio::task::spawn_blocking(move || record(&recorder, results))
+        .await
+        .map_err(|error| NotifyError::Setup(format!("notification worker: {error}")))??;
+    Ok(attempts)
+}
+
+/// Admit and digest, then load the due deliveries with their notices.
+fn prepare(context: &Context, flush: bool) -> Result<Vec<(Due, Result<Notice, String>)>, NotifyError> {
+    let mut store = context
+        .store
+        .lock()
+        .map_err(|_| NotifyError::Setup("the notification store lock is poisoned".into()))?;
+    let admission = outbox::admit(store.connection_mut(), &context.settings, flush)?;
+    context.metrics.notify.folded.inc_by(admission.folded);
+    context.metrics.notify.digests.inc_by(admission.digests);
+    if admission.folded > 0 || admission.digests > 0 {
+        tracing::info!(
+            admitted = admission.admitted,
+            folded = admission.folded,
+            digests = admission.digests,
+            "notifications over a topic's rate limit are folded into digests"
+        );
+    }
+    let due = outbox::due(store.connection(), ROUND_LIMIT)?;
+    let rules = context.rules.as_ref().map(|rules| rules.load_full());
+    Ok(due
+        .into_iter()
+        .map(|due| {
+            let notice =
+                load_notice(&store, &due, &context.settings, rules.as_deref()).map_err(|error| error.to_string());
+            (due, notice)
+        })
+        .collect())
+}
+
+async fn send_group(
+    context: &Context,
+    topic: &str,
+    subscription: &str,
+    items: Vec<(Due, Result<Notice, String>)>,
+) -> Vec<(Due, Outcome)> {
+    let settings = &context.settings;
+    let target = settings
+        .topic(topic)
+        .and_then(|topic| topic.subscriptions.iter().find(|candidate| candidate.name == subscription));
+    let mut results = Vec::with_capacity(items.len());
+    let mut deferred_until: Option<i64> = None;
+    for (due, notice) in items {
+        if let Some(until_ms) = deferred_until {
+            results.push((due, Outcome::Deferred { until_ms }));
+            continue;
+        }
+        let outcome = match (target, notice) {
+            (None, _) => Outcome::Failed {
+                error: format!("subscription \"{subscription}\" of topic \"{topic}\" is no longer configured"),
+                status: None,
+                permanent: true,
+            },
+            (Some(_), Err(error)) => Outcome::Failed {
+                error: format!("cannot build the notification: {error}"),
+                status: None,
+                permanent: true,
+            },
+            (Some(target), Ok(notice)) => context.channels.send(settings, target, &notice).await,
+        };
+        let channel = target.map(Subscription::channel).unwrap_or("webhook");
+        let result = match &outcome {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Failed { permanent: true, .. } => "failed",
+            Outcome::Failed { .. } => "retry",
+            Outcome::Deferred { .. } => "deferred",
+        };
+        context
+            .metrics
+            .notify
+            .attempts
+            .get_or_create(&DeliveryLabels {
+                channel: channel.into(),
+                result: result.into(),
+            })
+            .inc();
+        if let Outcome::Failed {
+            error, permanent: false, ..
+        } = &outcome
+        {
+            let delay = outbox::backoff_ms(settings, due.attempts + 1, &due.delivery_id);
+            deferred_until = Some(Utc::now().timestamp_millis() + delay);
+            tracing::warn!(
+                topic,
+                subscription,
+                delivery = %due.delivery_id,
+                attempt = due.attempts + 1,
+                retry_in = ?Duration::from_millis(delay.max(0) as u64),
+                "notification not delivered: {error}"
+            );
+        } else if let Outcome::Failed { error, .. } = &outcome {
+            tracing::error!(topic, subscription, delivery = %due.delivery_id, "notification failed for good: {error}");
+        } else {
+            tracing::debug!(topic, subscription, delivery = %due.delivery_id, "notification delivered");
+        }
+        results.push((due, outcome));
+    }
+    results
+}
+
+fn record(context: &Context, results: Vec<(Due, Outcome)>) -> Result<(), NotifyError> {
+    let mut store = context
+        .store
+        .lock()
+        .map_err(|_| NotifyError::Setup("the notification store lock is poisoned".into()))?;
+    outbox::record(store.connection_mut(), &context.settings, &results)?;
+    let counts = outbox::counts(store.connection())?;
+    let count = |status: &str| {
+        counts
+            .iter()
+            .find(|(name, _)| name == status)
+            .map(|(_, count)| *count)
+            .unwrap_or(0)
+    };
+    context.metrics.notify.pending.set(count("pending"));
+    context.metrics.notify.failed.set(count("failed"));
+    Ok(())
+}
+
+/// `trailwarden notify test TOPIC`: send a sample alarm through every
+/// subscription of the topic, directly (not through the outbox).
+pub async fn send_test(settings: &NotifySettings, topic: &str) -> Result<Vec<(String, Outcome)>, NotifyError> {
+    let topic = settings.topic(topic).ok_or_else(|| {
+        let names: Vec<&str> = settings.topics.iter().map(|topic| topic.name.as_str()).collect();
+        NotifyError::Setup(format!(
+            "there is no topic \"{topic}\" (configured: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })?;
+    let channels = Channels::new(settings)?;
+    let mut results = Vec::new();
+    for subscription in &topic.subscriptions {
+        let delivery_id = format!("tw-test-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        let notice = super::render::sample_notice(settings, &topic.name, delivery_id);
+        let outcome = channels.send(settings, subscription, &notice).await;
+        results.push((subscription.name.clone(), outcome));
+    }
+    Ok(results)
+}

@@ -1,0 +1,1012 @@
+//! End-to-end tests of notifications, through the `trailwarden` binary
+//! against a real SMTP server (aiosmtpd, `tests/support/smtp_sink.py`) and a
+//! real HTTP server on loopback: mail and payload content, signatures,
+//! an outage with a crash followed by recovery, rate limit → digest,
+//! failed deliveries resent by hand, `notify test`, STARTTLS with a private
+//! CA, and configuration errors.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const PYTHON: &str = "/usr/bin/python3";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+// ---------------------------------------------------------------- HTTP receiver
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    target: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the webhook body is JSON")
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// A small real HTTP/1.1 server: records every request and answers with the
+/// status currently set (and a body chat robots would send on success).
+struct Receiver {
+    port: u16,
+    requests: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
+        let port = listener.local_addr().expect("address").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let (shared, code) = (requests.clone(), status.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (shared, code) = (shared.clone(), code.clone());
+                std::thread::spawn(move || serve(stream, &shared, &code));
+            }
+        });
+        Receiver {
+            port,
+            requests,
+            status,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    fn on(&self, path: &str) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.target.split('?').next() == Some(path))
+            .collect()
+    }
+}
+
+fn serve(stream: TcpStream, requests: &Mutex<Vec<Received>>, status: &AtomicU16) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            return;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    requests.lock().expect("lock").push(Received {
+        target,
+        headers,
+        body,
+    });
+    let code = status.load(Ordering::SeqCst);
+    let answer = if code == 200 {
+        r#"{"errcode":0,"errmsg":"ok","code":0,"msg":"success"}"#
+    } else {
+        r#"{"error":"refused by the test"}"#
+    };
+    let mut stream = reader.into_inner();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+}
+
+// ---------------------------------------------------------------- SMTP server
+
+/// aiosmtpd writing every accepted message to a directory.
+struct SmtpSink {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl SmtpSink {
+    fn start(port: u16, extra: &[&str]) -> SmtpSink {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut child = Command::new(PYTHON)
+            .arg(repo().join("tests/support/smtp_sink.py"))
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs (scripts/test installs python3-aiosmtpd)");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut ready)
+            .expect("read");
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "the SMTP sink did not start: is python3-aiosmtpd installed? (scripts/test installs it)"
+        );
+        SmtpSink { child, dir, port }
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|path| serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json"))
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- the daemon
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    db: PathBuf,
+}
+
+impl Fixture {
+    /// A config over the bundled examples with `notify` appended.
+    fn new(notify: &str) -> Fixture {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("config.toml");
+        let db = dir.path().join("store.db");
+        std::fs::write(
+            &config,
+            format!(
+                "[source.files]\npaths = [{:?}]\nwatch = false\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n\
+                 [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n{notify}",
+                repo().join("examples").display().to_string(),
+                db.display().to_string(),
+                repo().join("rules").display().to_string()
+            ),
+        )
+        .expect("write config");
+        Fixture { dir, config, db }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(&self.config).args(args).current_dir(self.dir.path());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run trailwarden")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "trailwarden {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).expect("JSON output")
+    }
+
+    fn deliveries(&self, status: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["notify", "deliveries", "--format", "json", "--limit", "100000"];
+        if let Some(status) = status {
+            args.extend(["--status", status]);
+        }
+        self.json(&args).as_array().cloned().unwrap_or_default()
+    }
+
+    /// Alarms at `level` and above.
+    fn alarms(&self, level: &str) -> Vec<Value> {
+        self.json(&["alarms", "list", "--level", level, "--format", "json", "--limit", "100000"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every full access key in the store.
+    fn full_keys(&self) -> Vec<String> {
+        let connection = rusqlite::Connection::open(&self.db).expect("open store");
+        let mut statement = connection
+            .prepare("SELECT DISTINCT access_key_id FROM alarms WHERE access_key_id IS NOT NULL")
+            .expect("prepare");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn hmac_base64(key: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(message);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn query_param(target: &str, name: &str) -> Option<String> {
+    let query = target.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| {
+            // Percent-decoding of what the DingTalk signer encodes (base64 characters).
+            value.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+        })
+    })
+}
+
+fn no_full_key(text: &str, keys: &[String], place: &str) {
+    for key in keys {
+        assert!(!text.contains(key.as_str()), "{place} quotes the full access key {key}");
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn alarms_reach_email_and_every_webhook_format_signed_and_masked() {
+    let smtp = SmtpSink::start(free_port(), &["--auth", "tw-alerts:mail-pass"]);
+    let http = Receiver::start(0);
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+public_url = "https://tw.example.com/"
+poll_interval = "200ms"
+
+[notify.smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "plain"
+username = "tw-alerts"
+password = "mail-pass"
+from = "trailwarden <alerts@example.com>"
+
+[[notify.topics]]
+name = "high"
+min_level = "high"
+on = ["opened", "status"]
+
+[[notify.topics.subscriptions]]
+name = "soc-mail"
+email = ["soc@example.com", "oncall@example.com"]
+
+[[notify.topics.subscriptions]]
+name = "siem"
+webhook = "{generic}"
+secret = "s3cret-signing-key"
+headers = {{ "X-Team" = "soc" }}
+
+[[notify.topics.subscriptions]]
+name = "slack"
+webhook = "{slack}"
+format = "slack"
+
+[[notify.topics]]
+name = "chat"
+min_level = "high"
+rules = ["root-key-high-risk-api"]
+on = ["opened"]
+
+[[notify.topics.subscriptions]]
+name = "dingtalk"
+webhook = "{dingtalk}"
+format = "dingtalk"
+secret = "SECding"
+
+[[notify.topics.subscriptions]]
+name = "wecom"
+webhook = "{wecom}"
+format = "wecom"
+
+[[notify.topics.subscriptions]]
+name = "feishu"
+webhook = "{feishu}"
+format = "feishu"
+secret = "feishu-secret"
+"#,
+        smtp = smtp.port,
+        generic = http.url("/generic"),
+        slack = http.url("/slack"),
+        dingtalk = http.url("/dingtalk?access_token=robot-token"),
+        wecom = http.url("/wecom?key=robot-key"),
+        feishu = http.url("/feishu"),
+    ));
+    fixture.ok(&["run", "--once"]);
+
+    let high = fixture.alarms("high");
+    assert!(high.len() >= 3, "the examples raise several high alarms: {}", high.len());
+    let root: Vec<&Value> = high
+        .iter()
+        .filter(|alarm| alarm["rule"] == "root-key-high-risk-api")
+        .collect();
+    assert!(!root.is_empty(), "the examples raise root-key-high-risk-api");
+    let keys = fixture.full_keys();
+    let high_ids: BTreeSet<i64> = high.iter().map(|alarm| alarm["id"].as_i64().expect("id")).collect();
+
+    // Email: one per high alarm, authenticated, subject with level, rule title and account.
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), high.len(), "one mail per high alarm");
+    let mut mailed: BTreeSet<i64> = BTreeSet::new();
+    for mail in &mails {
+        assert_eq!(mail["auth_user"], "tw-alerts");
+        assert_eq!(mail["mail_from"], "alerts@example.com");
+        assert_eq!(mail["rcpt_tos"], serde_json::json!(["soc@example.com", "oncall@example.com"]));
+        let text = mail["text"].as_str().expect("a plain-text part");
+        let html = mail["html"].as_str().expect("an HTML part");
+        let url = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Open in the console: "))
+            .expect("a console link");
+        let id: i64 = url
+            .strip_prefix("https://tw.example.com/#/alarms/")
+            .and_then(|id| id.parse().ok())
+            .expect("a link to the alarm");
+        let alarm = high.iter().find(|alarm| alarm["id"] == id).expect("a high alarm");
+        let subject = mail["subject"].as_str().expect("subject");
+        let account = alarm["account_name"].as_str().or(alarm["account_id"].as_str()).expect("account");
+        assert_eq!(
+            subject,
+            format!("[HIGH] {} — {account}", alarm["title"].as_str().expect("title")),
+            "subject"
+        );
+        assert!(text.contains(&format!("Rule:         {}", alarm["rule"].as_str().expect("rule"))));
+        if let Some(masked) = alarm["access_key_id"].as_str() {
+            assert!(text.contains(masked), "the mail shows the masked key {masked}");
+            assert!(html.contains(masked));
+        }
+        assert!(html.contains(&format!("href=\"https://tw.example.com/#/alarms/{id}\"")));
+        assert!(mail["message_id"].as_str().expect("message id").starts_with("<tw-"));
+        no_full_key(&mail["data"].to_string(), &keys, "a mail");
+        mailed.insert(id);
+    }
+    assert_eq!(mailed, high_ids, "every high alarm was mailed once");
+
+    // Generic webhook: signed over timestamp and body, delivery id, custom header.
+    let generic = http.on("/generic");
+    assert_eq!(generic.len(), high.len());
+    let mut delivery_ids = BTreeSet::new();
+    for request in &generic {
+        let body = request.json();
+        let timestamp = request.header("X-Trailwarden-Timestamp");
+        let mut signed = timestamp.as_bytes().to_vec();
+        signed.push(b'.');
+        signed.extend_from_slice(&request.body);
+        assert_eq!(
+            request.header("X-Trailwarden-Signature"),
+            format!("v1={}", hmac_hex(b"s3cret-signing-key", &signed)),
+            "the signature verifies"
+        );
+        assert_eq!(request.header("X-Team"), "soc");
+        assert_eq!(request.header("Content-Type"), "application/json");
+        assert_eq!(request.header("X-Trailwarden-Delivery"), body["delivery_id"].as_str().expect("id"));
+        assert!(delivery_ids.insert(body["delivery_id"].as_str().expect("id").to_string()));
+        assert_eq!(body["schema"], "trailwarden.notification.v1");
+        assert_eq!(body["kind"], "opened");
+        assert_eq!(body["topic"], "high");
+        assert_eq!(body["alarm"]["level"], "high");
+        let id = body["alarm"]["id"].as_i64().expect("alarm id");
+        assert!(high_ids.contains(&id));
+        assert_eq!(body["url"], format!("https://tw.example.com/#/alarms/{id}"));
+        assert!(body["alarm"]["calls"].as_array().is_some_and(|calls| !calls.is_empty()));
+        assert!(body["alarm"]["calls"][0]["ip_type"].is_string());
+        no_full_key(&String::from_utf8_lossy(&request.body), &keys, "a webhook body");
+    }
+
+    // Slack: text + blocks.
+    let slack = http.on("/slack");
+    assert_eq!(slack.len(), high.len());
+    for request in &slack {
+        let body = request.json();
+        assert!(body["text"].as_str().expect("text").starts_with("[HIGH] "));
+        assert_eq!(body["blocks"][0]["type"], "header");
+        assert!(body["blocks"][1]["text"]["text"].as_str().expect("mrkdwn").contains("*Rule:*"));
+        assert!(request.header("X-Trailwarden-Signature").is_empty(), "no secret, no signature");
+    }
+
+    // DingTalk, WeCom, Feishu: only the root-key rule, each signed its own way.
+    let dingtalk = http.on("/dingtalk");
+    assert_eq!(dingtalk.len(), root.len());
+    for request in &dingtalk {
+        assert_eq!(query_param(&request.target, "access_token").as_deref(), Some("robot-token"));
+        let timestamp = query_param(&request.target, "timestamp").expect("timestamp");
+        let sign = query_param(&request.target, "sign").expect("sign");
+        assert_eq!(sign, hmac_base64(b"SECding", format!("{timestamp}\nSECding").as_bytes()));
+        let body = request.json();
+        assert_eq!(body["msgtype"], "markdown");
+        assert!(body["markdown"]["text"].as_str().expect("text").contains("root-key-high-risk-api"));
+    }
+    let wecom = http.on("/wecom");
+    assert_eq!(wecom.len(), root.len());
+    for request in &wecom {
+        let body = request.json();
+        assert_eq!(body["msgtype"], "markdown");
+        assert!(body["markdown"]["content"].as_str().expect("content").contains("**Rule:**"));
+    }
+    let feishu = http.on("/feishu");
+    assert_eq!(feishu.len(), root.len());
+    for request in &feishu {
+        let body = request.json();
+        assert_eq!(body["msg_type"], "interactive");
+        assert_eq!(body["card"]["header"]["template"], "red");
+        let timestamp = body["timestamp"].as_str().expect("timestamp");
+        assert_eq!(
+            body["sign"].as_str().expect("sign"),
+            hmac_base64(format!("{timestamp}\nfeishu-secret").as_bytes(), b"")
+        );
+    }
+
+    let deliveries = fixture.deliveries(None);
+    assert_eq!(deliveries.len(), 3 * high.len() + 3 * root.len());
+    assert!(deliveries.iter().all(|delivery| delivery["status"] == "delivered"));
+
+    // A status change queues a "status" notification for the topics that want one.
+    let target = high_ids.iter().next().copied().expect("an alarm");
+    fixture.ok(&[
+        "alarms",
+        "set-status",
+        &target.to_string(),
+        "processed",
+        "--actor",
+        "alice",
+        "--reason",
+        "key rotated",
+    ]);
+    fixture.ok(&["run", "--once"]);
+    let status: Vec<Value> = http
+        .on("/generic")
+        .iter()
+        .map(Received::json)
+        .filter(|body| body["kind"] == "status")
+        .collect();
+    assert_eq!(status.len(), 1, "one status notification on the generic webhook");
+    assert_eq!(status[0]["alarm"]["id"], target);
+    assert_eq!(status[0]["alarm"]["status"], "processed");
+    assert_eq!(status[0]["transition"]["actor"], "alice");
+    assert_eq!(status[0]["transition"]["to_status"], "processed");
+    let mails = smtp.messages();
+    let last = mails.last().expect("a status mail");
+    assert!(
+        last["subject"].as_str().expect("subject").starts_with("Processed: [HIGH] "),
+        "{}",
+        last["subject"]
+    );
+    assert_eq!(http.on("/dingtalk").len(), root.len(), "the chat topic does not want status changes");
+}
+
+#[test]
+fn an_outage_and_a_crash_delay_notifications_but_each_arrives_once_per_subscription() {
+    let http_port = free_port();
+    let smtp_port = free_port();
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+poll_interval = "100ms"
+backoff_initial = "200ms"
+backoff_max = "1s"
+timeout = "2s"
+
+[notify.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "plain"
+
+[[notify.topics]]
+name = "medium"
+min_level = "medium"
+on = ["opened"]
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "http://127.0.0.1:{http_port}/hook"
+secret = "k"
+
+[[notify.topics.subscriptions]]
+name = "mail"
+email = ["soc@example.com"]
+"#
+    ));
+    // Both receivers are down: the daemon retries with backoff.
+    let mut daemon = fixture.command(&["run"]).stderr(Stdio::null()).spawn().expect("start");
+    wait_until("retries during the outage", Duration::from_secs(60), || {
+        let pending = fixture.deliveries(Some("pending"));
+        !pending.is_empty()
+            && pending
+                .iter()
+                .any(|delivery| delivery["subscription"] == "hook" && delivery["attempts"].as_u64() >= Some(2))
+            && pending
+                .iter()
+                .any(|delivery| delivery["subscription"] == "mail" && delivery["attempts"].as_u64() >= Some(1))
+    });
+    let pending = fixture.deliveries(Some("pending"));
+    assert!(
+        pending
+            .iter()
+            .all(|delivery| delivery["last_error"].is_null() || delivery["last_error"].is_string())
+    );
+    assert!(
+        pending
+            .iter()
+            .filter_map(|delivery| delivery["last_error"].as_str())
+            .any(|error| error.contains("/hook")),
+        "the error names the endpoint: {pending:?}"
+    );
+    // A crash in the middle of the outage (and, likely, of reading the examples).
+    daemon.kill().expect("kill -9");
+    daemon.wait().expect("reap");
+    assert!(
+        fixture.deliveries(None).iter().all(|delivery| delivery["status"] == "pending"),
+        "nothing was delivered during the outage"
+    );
+
+    // Restart, then the receivers come back.
+    let mut daemon = fixture.command(&["run"]).stderr(Stdio::null()).spawn().expect("restart");
+    std::thread::sleep(Duration::from_millis(500));
+    let http = Receiver::start(http_port);
+    let smtp = SmtpSink::start(smtp_port, &[]);
+    wait_until("every delivery after recovery", Duration::from_secs(90), || {
+        fixture.deliveries(Some("pending")).is_empty()
+    });
+    // SIGTERM: a clean stop.
+    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
+    let status = daemon.wait().expect("wait");
+    assert!(status.success(), "clean exit on SIGTERM");
+
+    let medium = fixture.alarms("medium");
+    let expected = fixture.deliveries(None);
+    assert_eq!(expected.len(), 2 * medium.len(), "one delivery per alarm and subscription");
+    let delivered = fixture.deliveries(Some("delivered"));
+    assert_eq!(delivered.len(), expected.len(), "every delivery is delivered");
+    let hook_ids: BTreeSet<String> = delivered
+        .iter()
+        .filter(|delivery| delivery["subscription"] == "hook")
+        .map(|delivery| delivery["delivery_id"].as_str().expect("id").to_string())
+        .collect();
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    for request in http.on("/hook") {
+        *received
+            .entry(request.header("X-Trailwarden-Delivery").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        received.keys().cloned().collect::<BTreeSet<_>>(),
+        hook_ids,
+        "the webhook got every delivery id"
+    );
+    assert!(received.values().all(|count| *count == 1), "and each exactly once");
+    let alarms: BTreeSet<i64> = http
+        .on("/hook")
+        .iter()
+        .map(|request| request.json()["alarm"]["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(alarms.len(), medium.len(), "one webhook per medium-or-higher alarm");
+
+    let mails = smtp.messages();
+    let mut message_ids: BTreeMap<String, usize> = BTreeMap::new();
+    for mail in &mails {
+        *message_ids
+            .entry(mail["message_id"].as_str().expect("message id").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(mails.len(), medium.len(), "one mail per medium-or-higher alarm");
+    assert!(message_ids.values().all(|count| *count == 1), "each mail once");
+}
+
+#[test]
+fn over_the_rate_limit_alarms_are_folded_into_a_digest() {
+    let http = Receiver::start(0);
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+poll_interval = "100ms"
+public_url = "https://tw.example.com"
+
+[[notify.topics]]
+name = "burst"
+min_level = "medium"
+on = ["opened"]
+rate_limit = 3
+rate_window = "1h"
+digest_interval = "1h"
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "{}"
+"#,
+        http.url("/hook")
+    ));
+    fixture.ok(&["run", "--once"]);
+    let medium: BTreeSet<i64> = fixture
+        .alarms("medium")
+        .iter()
+        .map(|alarm| alarm["id"].as_i64().expect("id"))
+        .collect();
+    assert!(medium.len() > 10, "the examples raise many medium alarms");
+    let bodies: Vec<Value> = http.on("/hook").iter().map(Received::json).collect();
+    let single: BTreeSet<i64> = bodies
+        .iter()
+        .filter(|body| body["kind"] == "opened")
+        .map(|body| body["alarm"]["id"].as_i64().expect("id"))
+        .collect();
+    let digests: Vec<&Value> = bodies.iter().filter(|body| body["kind"] == "digest").collect();
+    assert_eq!(single.len(), 3, "the first three alarms are sent on their own");
+    assert_eq!(digests.len(), 1, "the rest is one digest (sent when the daemon stops)");
+    let digest = &digests[0]["digest"];
+    assert_eq!(digest["alarms_total"].as_u64(), Some((medium.len() - 3) as u64));
+    assert_eq!(digest["messages"].as_u64(), Some((medium.len() - 3) as u64));
+    let listed: BTreeSet<i64> = digest["alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .map(|alarm| alarm["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(listed.len(), (medium.len() - 3).min(50));
+    assert!(listed.is_disjoint(&single));
+    assert!(listed.iter().chain(single.iter()).all(|id| medium.contains(id)));
+    assert_eq!(digests[0]["url"], "https://tw.example.com/#/alarms");
+    let by_level: u64 = digest["by_level"]
+        .as_object()
+        .expect("by level")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(by_level, (medium.len() - 3) as u64);
+    let folded = fixture.deliveries(Some("folded"));
+    assert_eq!(folded.len(), medium.len() - 3);
+    assert!(folded.iter().all(|delivery| delivery["digest_message"].is_i64()));
+}
+
+#[test]
+fn refused_deliveries_are_listed_as_failed_and_resent_with_the_same_ids() {
+    let http = Receiver::start(0);
+    http.status.store(400, Ordering::SeqCst);
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+poll_interval = "100ms"
+
+[[notify.topics]]
+name = "high"
+min_level = "high"
+on = ["opened"]
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "{}"
+"#,
+        http.url("/hook")
+    ));
+    fixture.ok(&["run", "--once"]);
+    let high = fixture.alarms("high");
+    let failed = fixture.deliveries(Some("failed"));
+    assert_eq!(failed.len(), high.len(), "a 400 is a permanent failure");
+    for delivery in &failed {
+        assert_eq!(delivery["last_status"], 400);
+        assert!(
+            delivery["last_error"]
+                .as_str()
+                .is_some_and(|error| error.contains("HTTP 400") && error.contains("refused by the test")),
+            "{delivery}"
+        );
+    }
+    let table = fixture.ok(&["notify", "deliveries", "--failed"]);
+    assert!(table.contains("HTTP 400"), "{table}");
+    assert_eq!(http.on("/hook").len(), high.len(), "each tried once, no retries");
+
+    // Resending a delivered or unknown id is refused, and says why.
+    let output = fixture.run(&["notify", "resend", "999999"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("delivery 999999 does not exist"));
+
+    http.status.store(200, Ordering::SeqCst);
+    let out = fixture.ok(&["notify", "resend", "--all-failed"]);
+    assert!(out.starts_with(&format!("{} deliver", high.len())), "{out}");
+    fixture.ok(&["run", "--once"]);
+    assert!(fixture.deliveries(Some("failed")).is_empty());
+    let failed_ids: BTreeSet<String> = failed
+        .iter()
+        .map(|delivery| delivery["delivery_id"].as_str().expect("id").to_string())
+        .collect();
+    let requests = http.on("/hook");
+    assert_eq!(requests.len(), 2 * high.len());
+    let resent: BTreeSet<String> = requests[high.len()..]
+        .iter()
+        .map(|request| request.header("X-Trailwarden-Delivery").to_string())
+        .collect();
+    assert_eq!(resent, failed_ids, "the resend used the same delivery ids");
+    let delivered = fixture.deliveries(Some("delivered"));
+    let id = delivered[0]["id"].as_i64().expect("id").to_string();
+    let output = fixture.run(&["notify", "resend", &id]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is delivered, not failed"));
+}
+
+#[test]
+fn notify_test_sends_a_sample_through_every_subscription_and_reports_each() {
+    let http = Receiver::start(0);
+    let smtp = SmtpSink::start(free_port(), &[]);
+    let down = free_port();
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+timeout = "2s"
+
+[notify.smtp]
+host = "127.0.0.1"
+port = {}
+security = "plain"
+
+[[notify.topics]]
+name = "soc"
+
+[[notify.topics.subscriptions]]
+name = "hook-ok"
+webhook = "{}"
+
+[[notify.topics.subscriptions]]
+name = "hook-down"
+webhook = "http://127.0.0.1:{down}/x?token=robot-secret-token"
+
+[[notify.topics.subscriptions]]
+name = "mail"
+email = ["soc@example.com"]
+"#,
+        smtp.port,
+        http.url("/ok")
+    ));
+    let output = fixture.run(&["notify", "test", "soc"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "one subscription failed: {stdout}");
+    assert!(stdout.contains("ok      hook-ok (200)"), "{stdout}");
+    assert!(stdout.contains("ok      mail (250)"), "{stdout}");
+    assert!(stdout.contains("FAILED  hook-down: POST http://127.0.0.1:"), "{stdout}");
+    assert!(!stdout.contains("robot-secret-token"), "the URL's token is not shown: {stdout}");
+    assert!(stdout.contains("2 of 3 subscription(s) of topic soc"), "{stdout}");
+    let body = http.on("/ok")[0].json();
+    assert_eq!(body["kind"], "test");
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0]["subject"].as_str().expect("subject").starts_with("Test: [HIGH] "));
+    let output = fixture.run(&["notify", "test", "nope"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("there is no topic \"nope\" (configured: soc)"));
+    let topics = fixture.ok(&["notify", "topics"]);
+    assert!(topics.contains("hook-down  webhook  generic  http://127.0.0.1:"), "{topics}");
+    assert!(!topics.contains("robot-secret-token"), "{topics}");
+}
+
+/// A private CA and a server certificate for `localhost` signed by it:
+/// (CA certificate, server certificate, server key).
+fn openssl_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write extensions");
+    let steps: [Vec<String>; 3] = [
+        vec![
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=trailwarden test CA",
+            "-keyout", &path("ca.key"), "-out", &path("ca.pem"),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", &path("server.key"), "-out",
+            &path("server.csr"),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "x509", "-req", "-in", &path("server.csr"), "-CA", &path("ca.pem"), "-CAkey", &path("ca.key"),
+            "-CAcreateserial", "-days", "1", "-extfile", &path("server.ext"), "-out", &path("server.pem"),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    for step in steps {
+        let status = Command::new("openssl")
+            .args(&step)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {step:?}");
+    }
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+#[test]
+fn starttls_with_a_private_ca_and_authentication() {
+    let certificates = tempfile::tempdir().expect("dir");
+    let (ca, cert, key) = openssl_certificates(certificates.path());
+    let port = free_port();
+    let smtp = SmtpSink::start(
+        port,
+        &[
+            "--cert",
+            cert.to_str().expect("path"),
+            "--key",
+            key.to_str().expect("path"),
+            "--auth",
+            "tw:tls-pass",
+        ],
+    );
+    let config = |ca: &str| {
+        format!(
+            r#"[notify]
+timeout = "5s"
+
+[notify.smtp]
+host = "localhost"
+port = {port}
+security = "starttls"
+username = "tw"
+password_env = "TW_TEST_SMTP_PASSWORD"
+{ca}
+
+[[notify.topics]]
+name = "mail"
+
+[[notify.topics.subscriptions]]
+name = "mail"
+email = ["soc@example.com"]
+"#
+        )
+    };
+    // Without the private CA the certificate is refused.
+    let untrusted = Fixture::new(&config(""));
+    let output = untrusted
+        .command(&["notify", "test", "mail"])
+        .env("TW_TEST_SMTP_PASSWORD", "tls-pass")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED  mail: SMTP localhost:"), "{stdout}");
+    let trusted = Fixture::new(&config(&format!("ca_file = {:?}", ca.display().to_string())));
+    let output = trusted
+        .command(&["notify", "test", "mail"])
+        .env("TW_TEST_SMTP_PASSWORD", "tls-pass")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["tls"], true, "the session was upgraded with STARTTLS");
+    assert_eq!(mails[0]["auth_user"], "tw");
+    // A wrong password is a permanent SMTP error, reported.
+    let output = trusted
+        .command(&["notify", "test", "mail"])
+        .env("TW_TEST_SMTP_PASSWORD", "wrong")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED  mail: SMTP"));
+}
+
+#[test]
+fn bad_notification_config_is_named_at_start() {
+    let cases: [(&str, &str); 8] = [
+        (
+            "[[notify.topics]]\nname = \"a\"\n[[notify.topics.subscriptions]]\nname = \"m\"\nemail = [\"soc@example.com\"]\n",
+            "`notify.topics[\"a\"].subscriptions[\"m\"]` sends email, but there is no `[notify.smtp]` section",
+        ),
+        (
+            "[[notify.topics]]\nname = \"a\"\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"http://x/\"\nformat = \"teams\"\n",
+            "`notify.topics[\"a\"].subscriptions[\"h\"].format` = \"teams\" must be generic, slack, dingtalk, wecom or feishu",
+        ),
+        (
+            "[[notify.topics]]\nname = \"a\"\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"ftp://x/?token=t0ken\"\n",
+            "`notify.topics[\"a\"].subscriptions[\"h\"].webhook` = \"ftp://x/?…\" is not an http(s) URL",
+        ),
+        (
+            "[[notify.topics]]\nname = \"a\"\nmin_level = \"critical\"\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"http://x/\"\n",
+            "`notify.topics[\"a\"].min_level` = \"critical\" is not a level (info, low, medium, high)",
+        ),
+        (
+            "[[notify.topics]]\nname = \"a\"\n",
+            "`notify.topics[\"a\"]` has no subscriptions",
+        ),
+        (
+            "[notify.smtp]\nhost = \"mail\"\nsecurity = \"ssl\"\n",
+            "`notify.smtp.security` = \"ssl\" must be \"starttls\", \"tls\" or \"plain\"",
+        ),
+        (
+            "[notify]\nbackoff_initial = \"soon\"\n",
+            "`notify.backoff_initial` = \"soon\" is not a duration",
+        ),
+        (
+            "[[notify.topics]]\nname = \"a\"\non = [\"closed\"]\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"http://x/\"\n",
+            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\" or \"status\"",
+        ),
+    ];
+    for (config, expected) in cases {
+        let fixture = Fixture::new(config);
+        let output = fixture.run(&["notify", "topics"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{config} was accepted");
+        assert!(stderr.contains(expected), "{config}\nexpected: {expected}\ngot: {stderr}");
+        assert!(!stderr.contains("t0ken"), "the URL's token is not echoed: {stderr}");
+    }
+}
