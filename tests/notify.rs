@@ -914,7 +914,7 @@ fn starttls_with_a_private_ca_and_authentication() {
     let config = |ca: &str| {
         format!(
             r#"[notify]
-timeout = "5s"
+timeout = "3s"
 
 [notify.smtp]
 host = "localhost"
@@ -955,14 +955,22 @@ email = ["soc@example.com"]
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0]["tls"], true, "the session was upgraded with STARTTLS");
     assert_eq!(mails[0]["auth_user"], "tw");
-    // A wrong password is a permanent SMTP error, reported.
+    // With a wrong password this server never answers the AUTH command:
+    // the whole conversation is cut off at `notify.smtp.timeout`.
+    let started = Instant::now();
     let output = trusted
         .command(&["notify", "test", "mail"])
         .env("TW_TEST_SMTP_PASSWORD", "wrong")
         .output()
         .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("FAILED  mail: SMTP"));
+    assert!(
+        stdout.contains("FAILED  mail: SMTP localhost:") && stdout.contains("no answer within 3s"),
+        "{stdout}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "the deadline held");
+    assert_eq!(smtp.messages().len(), 1, "nothing more was accepted");
 }
 
 #[test]

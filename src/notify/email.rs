@@ -18,6 +18,8 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     relay: String,
+    /// Deadline of one whole SMTP conversation (lettre's timeout is per read/write).
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -69,6 +71,7 @@ impl Mailer {
             transport: builder.build(),
             from,
             relay: format!("{}:{}", smtp.host, smtp.port),
+            timeout: smtp.timeout,
         })
     }
 
@@ -103,7 +106,21 @@ impl Mailer {
                 };
             }
         };
-        match self.transport.send(message).await {
+        let sent = match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                return Outcome::Failed {
+                    error: format!(
+                        "SMTP {}: no answer within {} (notify.smtp.timeout)",
+                        self.relay,
+                        humantime::format_duration(self.timeout)
+                    ),
+                    status: None,
+                    permanent: false,
+                };
+            }
+        };
+        match sent {
             Ok(response) => Outcome::Delivered {
                 status: response.code().to_string().parse().ok(),
             },
