@@ -131,7 +131,7 @@ pub fn test_rules(
     Ok(run_tests(&set, settings.naive_time_offset, filter))
 }
 
-fn store_options(settings: &Settings) -> StoreOptions {
+pub fn store_options(settings: &Settings) -> StoreOptions {
     StoreOptions {
         samples_per_alarm: settings.store.samples_per_alarm,
         synchronous_full: settings.store.synchronous_full,
@@ -790,14 +790,59 @@ pub fn parse_time_arg(
     })
 }
 
+/// Dead letters for output: access keys recognisable by their prefix masked
+/// (unreadable records can quote them).
+pub fn list_dead_letters(store: &Store, limit: u32) -> Result<Vec<crate::alarm::store::DeadLetterRow>, AppError> {
+    let mut letters = store.list_dead_letters(limit)?;
+    for letter in &mut letters {
+        letter.excerpt = crate::mask::mask_recognisable_keys(&letter.excerpt);
+        letter.reason = crate::mask::mask_recognisable_keys(&letter.reason);
+    }
+    Ok(letters)
+}
+
+/// Mask the access keys of an activity report (new key/IP pairs).
+pub fn mask_activity_report(report: &mut ActivityReport) {
+    for pair in &mut report.new_key_ips {
+        pair.access_key_id = mask_access_key(&pair.access_key_id);
+    }
+}
+
+/// Mask the access key of traces, in the trace and in its raw record.
+pub fn mask_traces(traces: &mut [Trace]) {
+    for trace in traces {
+        if let Some(key) = trace.access_key_id.take() {
+            crate::mask::mask_keys_in_json(&mut trace.raw, &[key.as_str()]);
+            trace.access_key_id = Some(mask_access_key(&key));
+        }
+        // Keys the record quotes besides its own (one it created, in its response).
+        crate::mask::mask_unknown_keys_in_json(&mut trace.raw);
+    }
+}
+
 /// A running daemon.
 pub struct Daemon {
     pipeline: Pipeline,
-    rules: crate::pipeline::SharedRules,
-    store_path: PathBuf,
     source: DaemonSource,
     reloader: crate::reload::Reloader,
     backups: Option<BackupScheduler>,
+    /// The running rule set (the reloader swaps it), for the API's rule list.
+    rules: crate::pipeline::SharedRules,
+    /// The store the daemon writes, for the API's own connections.
+    store_path: PathBuf,
+}
+
+/// What the HTTP API needs from a running daemon; cheap to clone, safe to
+/// share between tasks, and it does not keep the daemon from shutting down.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub rules: crate::pipeline::SharedRules,
+    pub reload_status: Arc<std::sync::Mutex<crate::reload::ReloadStatus>>,
+    pub reload: crate::reload::ReloadRequester,
+    /// True while the engine thread runs.
+    pub engine_alive: Arc<AtomicBool>,
+    pub store_path: PathBuf,
 }
 
 /// The daemon's source: watched files or a Kafka consumer.
@@ -841,7 +886,6 @@ impl Daemon {
             daemon.backups = backups;
             return Ok(daemon);
         }
-        let shared = rules.clone();
         let reader = rusqlite::Connection::open_with_flags(
             &store_path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -861,7 +905,13 @@ impl Daemon {
             metrics: Some(metrics),
             ..PipelineHooks::default()
         };
-        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
+        let pipeline = Pipeline::start(
+            rules.clone(),
+            store,
+            pipeline_options(settings, true),
+            Box::new(LogSink),
+            hooks,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_sender, wake_receiver) = channel();
         let options = WatchOptions {
@@ -890,8 +940,6 @@ impl Daemon {
         };
         Ok(Daemon {
             pipeline,
-            rules: shared,
-            store_path,
             source: DaemonSource::Files {
                 thread: source,
                 wake: wake_sender,
@@ -899,6 +947,8 @@ impl Daemon {
             },
             reloader,
             backups,
+            rules,
+            store_path,
         })
     }
 
@@ -928,8 +978,13 @@ impl Daemon {
             committed_offsets: Some(committed_sender),
             on_dead_letters,
         };
-        let shared = rules.clone();
-        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
+        let pipeline = Pipeline::start(
+            rules.clone(),
+            store,
+            pipeline_options(settings, true),
+            Box::new(LogSink),
+            hooks,
+        );
         let source = match KafkaSource::start(kafka, store_path, pipeline.sender(), committed_receiver, metrics, once) {
             Ok(source) => source,
             Err(error) => {
@@ -940,11 +995,11 @@ impl Daemon {
         };
         Ok(Daemon {
             pipeline,
-            rules: shared,
-            store_path: store_path.to_path_buf(),
             source: DaemonSource::Kafka(source),
             reloader,
             backups: None,
+            rules,
+            store_path: store_path.to_path_buf(),
         })
     }
 
@@ -969,6 +1024,18 @@ impl Daemon {
             "notifications on"
         );
         Ok(Some(notifier))
+    }
+
+    /// A handle for the HTTP API.
+    pub fn api_handle(&self) -> DaemonHandle {
+        DaemonHandle {
+            metrics: self.pipeline.metrics.clone(),
+            rules: self.rules.clone(),
+            reload_status: self.reloader.status.clone(),
+            reload: self.reloader.requester(),
+            engine_alive: self.pipeline.engine_alive(),
+            store_path: self.store_path.clone(),
+        }
     }
 
     pub fn stats(&self) -> crate::pipeline::StatsSnapshot {
