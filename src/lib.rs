@@ -6,6 +6,7 @@
 //! a thin CLI over this library.
 
 pub mod alarm;
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod event;
