@@ -129,7 +129,7 @@ pub fn test_rules(
     Ok(run_tests(&set, settings.naive_time_offset, filter))
 }
 
-fn store_options(settings: &Settings) -> StoreOptions {
+pub fn store_options(settings: &Settings) -> StoreOptions {
     StoreOptions {
         samples_per_alarm: settings.store.samples_per_alarm,
         synchronous_full: settings.store.synchronous_full,
@@ -779,12 +779,57 @@ pub fn parse_time_arg(
     })
 }
 
+/// Dead letters for output: access keys recognisable by their prefix masked
+/// (unreadable records can quote them).
+pub fn list_dead_letters(store: &Store, limit: u32) -> Result<Vec<crate::alarm::store::DeadLetterRow>, AppError> {
+    let mut letters = store.list_dead_letters(limit)?;
+    for letter in &mut letters {
+        letter.excerpt = crate::mask::mask_recognisable_keys(&letter.excerpt);
+        letter.reason = crate::mask::mask_recognisable_keys(&letter.reason);
+    }
+    Ok(letters)
+}
+
+/// Mask the access keys of an activity report (new key/IP pairs).
+pub fn mask_activity_report(report: &mut ActivityReport) {
+    for pair in &mut report.new_key_ips {
+        pair.access_key_id = mask_access_key(&pair.access_key_id);
+    }
+}
+
+/// Mask the access key of traces, in the trace and in its raw record.
+pub fn mask_traces(traces: &mut [Trace]) {
+    for trace in traces {
+        if let Some(key) = trace.access_key_id.take() {
+            crate::mask::mask_keys_in_json(&mut trace.raw, &[key.as_str()]);
+            trace.access_key_id = Some(mask_access_key(&key));
+        }
+    }
+}
+
 /// A running daemon.
 pub struct Daemon {
     pipeline: Pipeline,
     source: DaemonSource,
     reloader: crate::reload::Reloader,
     backups: Option<BackupScheduler>,
+    /// The running rule set (the reloader swaps it), for the API's rule list.
+    rules: crate::pipeline::SharedRules,
+    /// The store the daemon writes, for the API's own connections.
+    store_path: PathBuf,
+}
+
+/// What the HTTP API needs from a running daemon; cheap to clone, safe to
+/// share between tasks, and it does not keep the daemon from shutting down.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub rules: crate::pipeline::SharedRules,
+    pub reload_status: Arc<std::sync::Mutex<crate::reload::ReloadStatus>>,
+    pub reload: crate::reload::ReloadRequester,
+    /// True while the engine thread runs.
+    pub engine_alive: Arc<AtomicBool>,
+    pub store_path: PathBuf,
 }
 
 /// The daemon's source: watched files or a Kafka consumer.
@@ -847,7 +892,13 @@ impl Daemon {
             metrics: Some(metrics),
             ..PipelineHooks::default()
         };
-        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
+        let pipeline = Pipeline::start(
+            rules.clone(),
+            store,
+            pipeline_options(settings, true),
+            Box::new(LogSink),
+            hooks,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_sender, wake_receiver) = channel();
         let options = WatchOptions {
@@ -883,6 +934,8 @@ impl Daemon {
             },
             reloader,
             backups,
+            rules,
+            store_path,
         })
     }
 
@@ -912,7 +965,13 @@ impl Daemon {
             committed_offsets: Some(committed_sender),
             on_dead_letters,
         };
-        let pipeline = Pipeline::start(rules, store, pipeline_options(settings, true), Box::new(LogSink), hooks);
+        let pipeline = Pipeline::start(
+            rules.clone(),
+            store,
+            pipeline_options(settings, true),
+            Box::new(LogSink),
+            hooks,
+        );
         let source = match KafkaSource::start(kafka, store_path, pipeline.sender(), committed_receiver, metrics, once) {
             Ok(source) => source,
             Err(error) => {
@@ -926,7 +985,21 @@ impl Daemon {
             source: DaemonSource::Kafka(source),
             reloader,
             backups: None,
+            rules,
+            store_path: store_path.to_path_buf(),
         })
+    }
+
+    /// A handle for the HTTP API.
+    pub fn api_handle(&self) -> DaemonHandle {
+        DaemonHandle {
+            metrics: self.pipeline.metrics.clone(),
+            rules: self.rules.clone(),
+            reload_status: self.reloader.status.clone(),
+            reload: self.reloader.requester(),
+            engine_alive: self.pipeline.engine_alive(),
+            store_path: self.store_path.clone(),
+        }
     }
 
     pub fn stats(&self) -> crate::pipeline::StatsSnapshot {

@@ -46,6 +46,27 @@ struct RawConfig {
     activity: RawActivity,
     #[serde(default)]
     traces: RawTraces,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    enabled: Option<bool>,
+    bind: Option<String>,
+    public_url: Option<String>,
+    body_limit: Option<usize>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Option<String>,
+    role: Option<String>,
+    sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -186,6 +207,60 @@ pub struct Settings {
     pub log: LogSettings,
     pub activity: ActivitySettings,
     pub traces: TraceSettings,
+    pub api: ApiSettings,
+}
+
+/// `[api]`: the operator HTTP API (and the console it serves).
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Whether `run` starts the HTTP server at all.
+    pub enabled: bool,
+    /// Where it listens (127.0.0.1:8080 by default: local only).
+    pub bind: std::net::SocketAddr,
+    /// The external URL printed in links (behind a proxy), else built from `bind`.
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    pub body_limit: usize,
+    /// Bearer tokens; empty = `run` makes a one-off admin token in a file.
+    pub tokens: Vec<ApiToken>,
+}
+
+/// A role of an API token: each includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every GET.
+    Viewer,
+    /// + status changes, allowlist, remarks and assets changes, notification resends.
+    Operator,
+    /// + rule reloads.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text.trim())
+    }
+}
+
+/// A configured API token: only the SHA-256 of the secret is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Shown by `/api/v1/me` and recorded as the actor of every change made with it.
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the token text.
+    pub sha256: [u8; 32],
 }
 
 /// `[activity]`: the god view.
@@ -520,6 +595,7 @@ impl Settings {
                 "`traces.rule_tag` must not be empty (the shipped key-operation rules carry \"sec09-03\")".into(),
             );
         }
+        let api = api_settings(raw.api)?;
         Ok(Settings {
             origin: origin.to_string(),
             source,
@@ -533,8 +609,83 @@ impl Settings {
             log: LogSettings { level, json },
             activity,
             traces,
+            api,
         })
     }
+}
+
+/// Longest token name (it becomes the actor of changes, at most 100 characters there).
+const MAX_TOKEN_NAME: usize = 64;
+
+/// Validate `[api]` and its `[[api.tokens]]`.
+fn api_settings(raw: RawApi) -> Result<ApiSettings, String> {
+    let bind_text = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let bind = bind_text.trim().parse::<std::net::SocketAddr>().map_err(|_| {
+        format!("`api.bind` = \"{bind_text}\" is not an address:port (e.g. \"127.0.0.1:8080\", \"[::1]:8080\")")
+    })?;
+    let public_url = raw
+        .public_url
+        .map(|url| url.trim().trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty());
+    if let Some(url) = &public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(format!(
+            "`api.public_url` = \"{url}\" must start with http:// or https://"
+        ));
+    }
+    let body_limit = raw.body_limit.unwrap_or(65536);
+    if !(1024..=64 << 20).contains(&body_limit) {
+        return Err(format!(
+            "`api.body_limit` = {body_limit} must be between 1024 and 67108864 bytes"
+        ));
+    }
+    let mut tokens: Vec<ApiToken> = Vec::new();
+    for (index, token) in raw.tokens.into_iter().enumerate() {
+        let key = |field: &str| format!("`api.tokens[{index}].{field}`");
+        let name = token.name.unwrap_or_default().trim().to_string();
+        if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME || name.chars().any(char::is_control) {
+            return Err(format!(
+                "{} = \"{name}\" must be a name of 1 to {MAX_TOKEN_NAME} characters (it is the actor of changes)",
+                key("name")
+            ));
+        }
+        if tokens.iter().any(|other| other.name == name) {
+            return Err(format!(
+                "{} = \"{name}\" is used by two tokens; names must be unique",
+                key("name")
+            ));
+        }
+        let role_text = token.role.unwrap_or_default();
+        let role = Role::parse(&role_text).ok_or_else(|| {
+            format!(
+                "{} = \"{role_text}\" is not a role (expected viewer, operator or admin)",
+                key("role")
+            )
+        })?;
+        let hash_text = token.sha256.unwrap_or_default().trim().to_ascii_lowercase();
+        let sha256: [u8; 32] = hex::decode(&hash_text)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| {
+                format!(
+                    "{} must be 64 hex characters (the SHA-256 of the token; `trailwarden api hash-token` prints it), not {} characters",
+                    key("sha256"),
+                    hash_text.chars().count()
+                )
+            })?;
+        if tokens.iter().any(|other| other.sha256 == sha256) {
+            return Err(format!("{} is the hash of another token too", key("sha256")));
+        }
+        tokens.push(ApiToken { name, role, sha256 });
+    }
+    Ok(ApiSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        bind,
+        public_url,
+        body_limit,
+        tokens,
+    })
 }
 
 type DurationParser<'a> = dyn Fn(&str, Option<String>, &str) -> Result<Duration, String> + 'a;
@@ -728,6 +879,45 @@ mod tests {
         ] {
             let error = Settings::from_toml("t.toml", text, false).unwrap_err().to_string();
             assert!(error.contains("t.toml") && error.contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn api_settings_are_validated_with_named_keys() {
+        let settings = Settings::from_toml("default", DEFAULT_CONFIG, false).unwrap();
+        assert!(settings.api.enabled);
+        assert_eq!(settings.api.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.api.body_limit, 65536);
+        assert!(settings.api.tokens.is_empty());
+        let hash = "a".repeat(64);
+        let text = format!(
+            "[api]\nbind = \"0.0.0.0:9000\"\npublic_url = \"https://tw.example.com/\"\n[[api.tokens]]\nname = \"alice\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n"
+        );
+        let settings = Settings::from_toml("a.toml", &text, false).unwrap();
+        assert_eq!(settings.api.public_url.as_deref(), Some("https://tw.example.com"));
+        assert_eq!(settings.api.tokens.len(), 1);
+        assert_eq!(settings.api.tokens[0].role, Role::Operator);
+        assert_eq!(settings.api.tokens[0].sha256, [0xaa; 32]);
+        for (text, key) in [
+            ("[api]\nbind = \"localhost\"\n".to_string(), "api.bind"),
+            ("[api]\nbody_limit = 10\n".to_string(), "api.body_limit"),
+            ("[api]\npublic_url = \"tw.example.com\"\n".to_string(), "api.public_url"),
+            (
+                format!("[[api.tokens]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"{hash}\"\n"),
+                "api.tokens[0].role",
+            ),
+            (
+                "[[api.tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"abc\"\n".to_string(),
+                "api.tokens[0].sha256",
+            ),
+            (
+                format!("[[api.tokens]]\nrole = \"admin\"\nsha256 = \"{hash}\"\n"),
+                "api.tokens[0].name",
+            ),
+            ("[api]\nbnid = \"x\"\n".to_string(), "bnid"),
+        ] {
+            let error = Settings::from_toml("a.toml", &text, false).unwrap_err().to_string();
+            assert!(error.contains("a.toml") && error.contains(key), "{text}: {error}");
         }
     }
 

@@ -136,6 +136,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// HTTP API tokens: make one, or hash one for `[[api.tokens]]`.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
     /// Allowlist policies: known-good patterns counted instead of alarmed.
     Allowlist {
         #[command(subcommand)]
@@ -274,6 +279,22 @@ enum AllowlistCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+#[derive(Subcommand)]
+enum ApiCommand {
+    /// Print a fresh random token (once: only its hash is kept) and the
+    /// `[[api.tokens]]` snippet to paste into the configuration.
+    NewToken {
+        /// The token's name: the actor recorded for every change made with it.
+        #[arg(long)]
+        name: String,
+        /// viewer (every GET), operator (+ triage, allowlist, remarks, assets) or admin (+ rule reloads).
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
+    /// Read a token on stdin and print its SHA-256 (the `sha256` of `[[api.tokens]]`).
+    HashToken,
 }
 
 #[derive(Subcommand)]
@@ -511,6 +532,34 @@ fn init_logging(settings: &Settings) {
     }
 }
 
+fn api_command(command: ApiCommand) -> Result<ExitCode> {
+    use trailwarden::api::auth;
+    match command {
+        ApiCommand::NewToken { name, role } => {
+            let name = name.trim().to_string();
+            anyhow::ensure!(
+                !name.is_empty() && name.chars().count() <= 64 && !name.chars().any(char::is_control),
+                "--name {name:?}: use 1 to 64 characters"
+            );
+            let role = trailwarden::config::Role::parse(&role)
+                .with_context(|| format!("--role {role}: use viewer, operator or admin"))?;
+            let token = auth::new_token().map_err(|error| anyhow::anyhow!("no random numbers: {error}"))?;
+            println!("token (shown once; only its hash is stored):\n\n  {token}\n");
+            println!("add to the configuration:\n");
+            print!("{}", auth::token_snippet(&name, role, &token));
+            Ok(ExitCode::SUCCESS)
+        }
+        ApiCommand::HashToken => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+            let token = text.trim();
+            anyhow::ensure!(!token.is_empty(), "stdin: no token to hash");
+            println!("{}", hex::encode(auth::hash_token(token)));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
     init_logging(&settings);
@@ -537,12 +586,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store { command } => store_command(&settings, command),
         Command::DeadLetters { db, limit, format } => {
             let store = app::open_store(&settings, db.as_deref())?;
-            let mut letters = store.list_dead_letters(limit)?;
-            // Unreadable records can quote access keys: mask the ones recognisable by prefix.
-            for letter in &mut letters {
-                letter.excerpt = trailwarden::mask::mask_recognisable_keys(&letter.excerpt);
-                letter.reason = trailwarden::mask::mask_recognisable_keys(&letter.reason);
-            }
+            // Unreadable records can quote access keys: the ones recognisable by prefix are masked.
+            let letters = app::list_dead_letters(&store, limit)?;
             if format == Format::Table {
                 for letter in &letters {
                     println!("{:>6}  {}  {}", letter.id, letter.origin, letter.reason);
@@ -555,6 +600,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules { command } => rules(&settings, command),
+        Command::Api { command } => api_command(command),
         Command::Allowlist { command } => allowlist_command(&settings, command),
         Command::Remark { command } => remark_command(&settings, command),
         Command::Assets { command } => assets_command(&settings, command),
@@ -578,9 +624,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = app::open_store(&settings, db.as_deref())?;
             let mut report = app::activity_report(&store, &query)?;
             // Keys leave the store masked.
-            for pair in &mut report.new_key_ips {
-                pair.access_key_id = trailwarden::mask::mask_access_key(&pair.access_key_id);
-            }
+            app::mask_activity_report(&mut report);
             match format {
                 ActivityFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 ActivityFormat::Table => print_activity(&report),
@@ -620,12 +664,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = app::open_store(&settings, db.as_deref())?;
             let mut traces = app::list_traces(&store, &filter)?;
             // Keys leave the store masked, in the trace and in its raw record.
-            for trace in &mut traces {
-                if let Some(key) = trace.access_key_id.take() {
-                    trailwarden::mask::mask_keys_in_json(&mut trace.raw, &[key.as_str()]);
-                    trace.access_key_id = Some(trailwarden::mask::mask_access_key(&key));
-                }
-            }
+            app::mask_traces(&mut traces);
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let written = match format {
@@ -704,6 +743,28 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
     let result = runtime.block_on(async move {
         tracing::info!(config = %settings.origin, "trailwarden starting");
         let daemon = app::Daemon::start(&settings, db.as_deref(), once)?;
+        let api = if settings.api.enabled {
+            match trailwarden::api::ApiServer::start(&settings, daemon.api_handle()).await {
+                Ok(api) => {
+                    tracing::info!(url = api.url(), address = %api.local_addr(), "HTTP API listening");
+                    eprintln!("console: {}", api.url());
+                    if let Some(path) = api.token_file() {
+                        eprintln!(
+                            "console: no [[api.tokens]] configured; an admin token is in {} (owner-only); \
+                             `trailwarden api new-token` makes named ones",
+                            path.display()
+                        );
+                    }
+                    Some(api)
+                }
+                Err(error) => {
+                    let _ = tokio::task::spawn_blocking(move || daemon.shutdown()).await;
+                    return Err(anyhow::Error::from(error).context("starting the HTTP API"));
+                }
+            }
+        } else {
+            None
+        };
         if once {
             let finished = async {
                 while !daemon.source_finished() {
@@ -717,6 +778,10 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
         } else {
             wait_for_signal(&daemon).await;
             tracing::info!("shutting down: stopping intake, draining, committing");
+        }
+        // The API goes first: readiness turns 503, requests in flight finish.
+        if let Some(api) = api {
+            api.stop(std::time::Duration::from_secs(5)).await;
         }
         let shutdown = tokio::task::spawn_blocking(move || daemon.shutdown());
         match tokio::time::timeout(deadline, shutdown).await {
@@ -817,6 +882,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                     SortBy::Level => trailwarden::alarm::store::AlarmSort::Level,
                 },
                 limit,
+                ..AlarmFilter::default()
             };
             let rows = app::list_alarms(&store, &filter)?;
             match format {

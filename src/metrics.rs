@@ -26,6 +26,15 @@ pub struct PartitionLabels {
     pub partition: i32,
 }
 
+/// Labels of an API request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub method: String,
+    /// The route's pattern (`/api/v1/alarms/{id}`), never the concrete path.
+    pub route: String,
+    pub status: u16,
+}
+
 /// What the Kafka source counts.
 #[derive(Debug, Default)]
 pub struct KafkaMetrics {
@@ -53,6 +62,8 @@ pub struct Metrics {
     pub kafka: Arc<KafkaMetrics>,
     /// Seconds from a source starting a batch to its store commit.
     pub batch_seconds: Histogram,
+    /// HTTP API requests by method, route and status.
+    pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -112,11 +123,18 @@ impl Metrics {
             "Messages in a partition after the group's committed offset",
             kafka.lag.clone(),
         );
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "HTTP API requests by method, route and status",
+            api_requests.clone(),
+        );
         Metrics {
             registry,
             stats,
             kafka,
             batch_seconds,
+            api_requests,
         }
     }
 

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -195,6 +195,18 @@ pub struct Pipeline {
     pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
     started: Instant,
+    /// True while the engine thread runs (cleared when it returns or panics):
+    /// the API's readiness check reads it.
+    engine_alive: Arc<AtomicBool>,
+}
+
+/// Clears the engine's liveness flag when the engine thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The outcome of a finished pipeline.
@@ -238,12 +250,17 @@ impl Pipeline {
                 .spawn(move || normalize_stage(chunk_receiver, event_sender, stats, offset, hook))
                 .expect("spawning a thread")
         };
+        let engine_alive = Arc::new(AtomicBool::new(true));
         let engine = {
             let metrics = metrics.clone();
             let committed = hooks.committed_offsets;
+            let guard = AliveGuard(engine_alive.clone());
             std::thread::Builder::new()
                 .name("tw-engine".into())
-                .spawn(move || engine_stage(event_receiver, rules, store, options, sink, metrics, committed))
+                .spawn(move || {
+                    let _guard = guard;
+                    engine_stage(event_receiver, rules, store, options, sink, metrics, committed)
+                })
                 .expect("spawning a thread")
         };
         Pipeline {
@@ -253,7 +270,13 @@ impl Pipeline {
             stats,
             metrics,
             started: Instant::now(),
+            engine_alive,
         }
+    }
+
+    /// A flag that is true while the engine thread runs.
+    pub fn engine_alive(&self) -> Arc<AtomicBool> {
+        self.engine_alive.clone()
     }
 
     /// A handle for sources. Sending fails once the pipeline has stopped.

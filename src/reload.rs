@@ -25,6 +25,8 @@ use crate::pipeline::SharedRules;
 pub enum Trigger {
     FileChange,
     Signal,
+    /// `POST /api/v1/rules/reload`.
+    Api,
     Shutdown,
 }
 
@@ -34,6 +36,8 @@ pub struct ReloadStatus {
     /// Version (hash) of the running set.
     pub version: String,
     pub rules: usize,
+    /// Reload attempts since start (successful, unchanged or failed).
+    pub attempts: u64,
     /// Successful reloads since start.
     pub reloads: u64,
     pub failures: u64,
@@ -85,11 +89,27 @@ impl Reloader {
         let _ = self.trigger.send(Trigger::Signal);
     }
 
+    /// A handle that asks for reloads from elsewhere (the HTTP API).
+    pub fn requester(&self) -> ReloadRequester {
+        ReloadRequester(self.trigger.clone())
+    }
+
     pub fn stop(mut self) {
         let _ = self.trigger.send(Trigger::Shutdown);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Asks the reloader for a reload; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReloadRequester(Sender<Trigger>);
+
+impl ReloadRequester {
+    /// Ask for a reload; false when the reloader has stopped.
+    pub fn request(&self, trigger: Trigger) -> bool {
+        self.0.send(trigger).is_ok()
     }
 }
 
@@ -140,6 +160,7 @@ pub fn reload_once(settings: &Settings, rules: &SharedRules, status: &Arc<Mutex<
     let result = check_rule_set(settings, None);
     let Ok(mut status) = status.lock() else { return };
     status.last_attempt = Some(attempt);
+    status.attempts += 1;
     match result {
         Ok(new_set) => {
             status.last_error = None;

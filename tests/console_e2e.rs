@@ -142,8 +142,33 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&
     request.push_str("\r\n");
     request.push_str(&payload);
     stream.write_all(request.as_bytes())?;
+    // Read until the body is complete (a server may keep the connection open
+    // despite `Connection: close`, as chromedriver does).
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buffer = [0u8; 16384];
+    loop {
+        if let Some(end) = find(&raw, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok());
+            let body = &raw[end + 4..];
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None if head.contains("transfer-encoding: chunked") => find(body, b"0\r\n\r\n").is_some(),
+                None => false,
+            };
+            if complete {
+                break;
+            }
+        }
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+    }
     let text = String::from_utf8(raw).context("the response is not UTF-8")?;
     let (head, rest) = text
         .split_once("\r\n\r\n")
@@ -158,6 +183,10 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&
         .any(|line| line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.contains("chunked"));
     let body = if chunked { dechunk(rest)? } else { rest.to_string() };
     Ok(HttpResponse { status, body })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 fn dechunk(mut rest: &str) -> Result<String> {

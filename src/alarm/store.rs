@@ -289,7 +289,13 @@ pub struct AlarmFilter {
     /// Alarms that started before this time (first seen < until), RFC 3339.
     pub until: Option<String>,
     pub sort: AlarmSort,
+    /// Oldest / lowest first instead of most recent / highest first.
+    pub ascending: bool,
     pub limit: Option<u32>,
+    /// Rows skipped (pagination).
+    pub offset: Option<u32>,
+    /// Free text searched in the rule id, title, account and principal (case-insensitive).
+    pub text: Option<String>,
 }
 
 /// Order of `list_alarms`.
@@ -300,6 +306,8 @@ pub enum AlarmSort {
     Time,
     /// Highest level first, then most recent.
     Level,
+    /// Most matches first, then most recent.
+    Count,
 }
 
 /// Store settings.
@@ -521,72 +529,36 @@ impl Store {
     }
 
     pub fn list_alarms(&self, filter: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
-        let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1 = 1");
-        let mut values: Vec<String> = Vec::new();
-        if let Some(status) = &filter.status {
-            values.push(status.clone());
-            sql.push_str(&format!(" AND status = ?{}", values.len()));
-        }
-        if let Some(rule) = &filter.rule {
-            values.push(rule.clone());
-            sql.push_str(&format!(" AND rule_id = ?{}", values.len()));
-        }
-        if let Some(account) = &filter.account {
-            values.push(account.clone());
-            sql.push_str(&format!(
-                " AND (account_id = ?{0} OR account_name = ?{0})",
-                values.len()
-            ));
-        }
-        if let Some(key) = &filter.access_key {
-            // A masked key as printed (`AKIDz8****LPx3gnPhESA`) matches by its two ends.
-            match key.split_once("****") {
-                Some((head, tail)) => {
-                    values.push(head.to_string());
-                    let head_index = values.len();
-                    values.push(tail.to_string());
-                    sql.push_str(&format!(
-                        " AND substr(access_key_id, 1, length(?{head_index})) = ?{head_index} \
-                         AND substr(access_key_id, -length(?{0})) = ?{0} \
-                         AND length(access_key_id) >= length(?{head_index}) + length(?{0}) + 4",
-                        values.len()
-                    ));
-                }
-                None => {
-                    values.push(key.clone());
-                    sql.push_str(&format!(" AND access_key_id = ?{}", values.len()));
-                }
-            }
-        }
-        if let Some(since) = &filter.since {
-            values.push(since.clone());
-            sql.push_str(&format!(" AND last_seen >= ?{}", values.len()));
-        }
-        if let Some(until) = &filter.until {
-            values.push(until.clone());
-            sql.push_str(&format!(" AND first_seen < ?{}", values.len()));
-        }
-        if let Some(min_level) = filter.min_level {
-            let levels: Vec<String> = Level::ALL
-                .iter()
-                .filter(|level| **level >= min_level)
-                .map(|level| format!("'{}'", level.as_str()))
-                .collect();
-            sql.push_str(&format!(" AND level IN ({})", levels.join(", ")));
-        }
-        sql.push_str(match filter.sort {
-            AlarmSort::Time => " ORDER BY last_seen DESC, id DESC",
-            AlarmSort::Level => {
-                " ORDER BY CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END DESC, \
-                 last_seen DESC, id DESC"
-            }
-        });
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+        let (conditions, values) = alarm_conditions(filter);
+        let direction = if filter.ascending { "ASC" } else { "DESC" };
+        let order = match filter.sort {
+            AlarmSort::Time => format!("last_seen {direction}, id {direction}"),
+            AlarmSort::Level => format!(
+                "CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END {direction}, \
+                 last_seen {direction}, id {direction}"
+            ),
+            AlarmSort::Count => format!("count {direction}, last_seen {direction}, id {direction}"),
+        };
+        let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE {conditions} ORDER BY {order}");
+        match (filter.limit, filter.offset) {
+            (Some(limit), offset) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", offset.unwrap_or(0))),
+            (None, Some(offset)) => sql.push_str(&format!(" LIMIT -1 OFFSET {offset}")),
+            (None, None) => {}
         }
         let mut statement = self.connection.prepare(&sql)?;
         let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), alarm_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// How many alarms match `filter` (its sort, limit and offset aside).
+    pub fn count_alarms(&self, filter: &AlarmFilter) -> Result<u64, StoreError> {
+        let (conditions, values) = alarm_conditions(filter);
+        let count: i64 = self.connection.query_row(
+            &format!("SELECT COUNT(*) FROM alarms WHERE {conditions}"),
+            rusqlite::params_from_iter(values.iter()),
+            |row| row.get(0),
+        )?;
+        Ok(count.max(0) as u64)
     }
 
     pub fn get_alarm(&self, id: i64) -> Result<Option<AlarmDetail>, StoreError> {
@@ -741,6 +713,75 @@ impl Store {
             dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
         })
     }
+}
+
+/// The WHERE clause of `filter` (`1 = 1` when empty) and its parameters.
+fn alarm_conditions(filter: &AlarmFilter) -> (String, Vec<String>) {
+    let mut sql = String::from("1 = 1");
+    let mut values: Vec<String> = Vec::new();
+    if let Some(status) = &filter.status {
+        values.push(status.clone());
+        sql.push_str(&format!(" AND status = ?{}", values.len()));
+    }
+    if let Some(rule) = &filter.rule {
+        values.push(rule.clone());
+        sql.push_str(&format!(" AND rule_id = ?{}", values.len()));
+    }
+    if let Some(account) = &filter.account {
+        values.push(account.clone());
+        sql.push_str(&format!(
+            " AND (account_id = ?{0} OR account_name = ?{0})",
+            values.len()
+        ));
+    }
+    if let Some(key) = &filter.access_key {
+        // A masked key as printed (`AKIDz8****LPx3gnPhESA`) matches by its two ends.
+        match key.split_once("****") {
+            Some((head, tail)) => {
+                values.push(head.to_string());
+                let head_index = values.len();
+                values.push(tail.to_string());
+                sql.push_str(&format!(
+                    " AND substr(access_key_id, 1, length(?{head_index})) = ?{head_index} \
+                     AND substr(access_key_id, -length(?{0})) = ?{0} \
+                     AND length(access_key_id) >= length(?{head_index}) + length(?{0}) + 4",
+                    values.len()
+                ));
+            }
+            None => {
+                values.push(key.clone());
+                sql.push_str(&format!(" AND access_key_id = ?{}", values.len()));
+            }
+        }
+    }
+    if let Some(since) = &filter.since {
+        values.push(since.clone());
+        sql.push_str(&format!(" AND last_seen >= ?{}", values.len()));
+    }
+    if let Some(until) = &filter.until {
+        values.push(until.clone());
+        sql.push_str(&format!(" AND first_seen < ?{}", values.len()));
+    }
+    if let Some(min_level) = filter.min_level {
+        let levels: Vec<String> = Level::ALL
+            .iter()
+            .filter(|level| **level >= min_level)
+            .map(|level| format!("'{}'", level.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND level IN ({})", levels.join(", ")));
+    }
+    if let Some(text) = filter.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        // Case-insensitive (ASCII) substring search; `%`, `_` and `\` are literal.
+        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        values.push(format!("%{escaped}%"));
+        sql.push_str(&format!(
+            " AND (rule_id LIKE ?{0} ESCAPE '\\' OR title LIKE ?{0} ESCAPE '\\' OR account_id LIKE ?{0} ESCAPE '\\' \
+             OR account_name LIKE ?{0} ESCAPE '\\' OR principal_name LIKE ?{0} ESCAPE '\\' \
+             OR principal_id LIKE ?{0} ESCAPE '\\' OR principal_arn LIKE ?{0} ESCAPE '\\')",
+            values.len()
+        ));
+    }
+    (sql, values)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
