@@ -188,7 +188,7 @@
   function identityText(alarm) {
     const owner = alarm.account_name || alarm.account_id || '?';
     if (alarm.account_identity === 'root') return 'Root account';
-    if (alarm.account_identity === 'sub_account') return `Sub-account (belongs to root account ${owner})`;
+    if (alarm.account_identity === 'sub_account') return `Sub-account of root ${owner}`;
     return 'Identity unknown';
   }
 
@@ -765,6 +765,7 @@
       h('h3', null, 'Rule'),
       h('p', { class: 'description' }, rule.description || rule.title),
       rule.advice ? h('div', { class: 'advice', id: 'detail-advice' }, h('strong', null, 'Advice'), rule.advice) : null,
+      rule.false_positives ? h('div', { class: 'advice fp' }, h('strong', null, 'Known false positives'), rule.false_positives) : null,
       rule.tags && rule.tags.length ? h('div', { class: 'line2' }, rule.tags.map((tag) => h('span', { class: 'chip' }, tag))) : null);
   }
 
@@ -774,7 +775,9 @@
       h('h3', null, 'Alarm information'),
       h('dl', { class: 'grid' },
         row('Access key', maskedKey(alarm.access_key_id, alarm.access_key_remark, alarm.access_key_temporary)),
-        row('Account', h('div', null, alarm.account_name || '-', h('div', { class: 'line2 mono' }, alarm.account_id || ''))),
+        row('Account', alarm.account_name
+          ? h('div', null, alarm.account_name, h('div', { class: 'line2 mono' }, alarm.account_id || ''))
+          : h('span', { class: 'mono' }, alarm.account_id || '-')),
         row('Identity', identityText(alarm)),
         row('Principal', h('div', null, alarm.principal_name || alarm.principal_id || '-',
           h('div', { class: 'line2' }, [alarm.principal_kind, alarm.principal_id].filter(Boolean).join(' · ')))),
@@ -1037,12 +1040,13 @@
           h('td', { class: 'title-cell' }, h('div', { class: 'title' }, rule.title), h('div', { class: 'rule' }, rule.id),
             rule.description ? h('div', { class: 'line2' }, rule.description) : null),
           h('td', null, levelBadge(rule.level)),
+          h('td', null, (rule.clouds || []).map((cloud) => providerChip(cloud))),
           h('td', null, (rule.tags || []).map((tag) => h('span', { class: 'chip' }, tag))),
           h('td', { class: 'nowrap' }, failed ? h('span', { class: 'fail' }, `${failed} failed`) : null, failed ? ' · ' : null,
             h('span', { class: passed ? 'ok' : 'zero' }, `${passed} passed`)),
           h('td', null, h('a', { href: `#/alarms?rule=${encodeURIComponent(rule.id)}` }, 'Alarms')));
       }));
-      if (!shown.length) tbody.append(h('tr', null, h('td', { colspan: 6, class: 'empty' }, 'No rule matches the filter.')));
+      if (!shown.length) tbody.append(h('tr', null, h('td', { colspan: 7, class: 'empty' }, 'No rule matches the filter.')));
     };
     filter.addEventListener('input', debounce(draw, 150));
     draw();
@@ -1050,7 +1054,7 @@
       h('div', { class: 'panel' },
         h('div', { class: 'panel-head' }, h('h2', null, 'Rule set'), h('span', { class: 'spacer' }), filter),
         h('div', { class: 'table-wrap' }, h('table', { id: 'rules-table' },
-          h('thead', null, h('tr', null, h('th', null, 'State'), h('th', null, 'Rule'), h('th', null, 'Level'), h('th', null, 'Tags'),
+          h('thead', null, h('tr', null, h('th', null, 'State'), h('th', null, 'Rule'), h('th', null, 'Level'), h('th', null, 'Clouds'), h('th', null, 'Tags'),
             h('th', null, 'Embedded tests'), h('th', null, ''))),
           tbody))));
   }
@@ -1058,7 +1062,7 @@
   function reloadPanel(page, body, reload) {
     const stat = (label, value, id) => h('span', { class: 'stat', id }, h('span', { class: 'label' }, label), value);
     const lastError = reload.last_error || reload.error || null;
-    const when = reload.last_reload || reload.last_reload_at || reload.loaded_at || reload.at || null;
+    const when = reload.last_attempt || reload.last_reload || reload.at || null;
     const button = isAdmin() ? h('button', {
       type: 'button', class: 'primary', id: 'rules-reload',
       onclick: async () => {
@@ -1079,11 +1083,12 @@
       h('div', { class: 'panel-head' }, h('h2', null, 'Last reload'), h('span', { class: 'spacer' }), button),
       h('div', { class: 'panel-body reload-line' },
         stat('Result', lastError ? h('span', { class: 'fail' }, 'failed — running rule set kept') : h('span', { class: 'ok' }, 'ok')),
-        reload.version !== undefined ? stat('Version', fmtInt(reload.version)) : null,
-        reload.rules !== undefined ? stat('Rules', fmtInt(reload.rules)) : null,
-        reload.reloads !== undefined ? stat('Reloads', fmtInt(reload.reloads)) : null,
-        reload.failures !== undefined ? stat('Failures', fmtInt(reload.failures)) : null,
-        when ? stat('At', timeCell(when, true)) : null,
+        reload.version !== undefined && reload.version !== null ? stat('Rule set', h('span', { class: 'mono' }, String(reload.version))) : null,
+        reload.rules !== undefined ? stat('Rules loaded', fmtInt(reload.rules)) : null,
+        reload.attempts !== undefined ? stat('Reload attempts', fmtInt(reload.attempts)) : null,
+        reload.reloads !== undefined ? stat('Reloads applied', fmtInt(reload.reloads)) : null,
+        reload.failures !== undefined ? stat('Failed', h('span', { class: reload.failures ? 'fail' : null }, fmtInt(reload.failures))) : null,
+        stat('Last attempt', when ? timeCell(when, true) : 'none since start'),
         lastError ? h('div', { class: 'error-box', id: 'reload-error' }, String(lastError)) : null));
   }
 
