@@ -804,6 +804,8 @@ pub fn mask_traces(traces: &mut [Trace]) {
             crate::mask::mask_keys_in_json(&mut trace.raw, &[key.as_str()]);
             trace.access_key_id = Some(mask_access_key(&key));
         }
+        // Keys the record quotes besides its own (one it created, in its response).
+        crate::mask::mask_unknown_keys_in_json(&mut trace.raw);
     }
 }
 

@@ -124,9 +124,107 @@ pub fn mask_keys_in_json(value: &mut serde_json::Value, keys: &[&str]) {
     }
 }
 
+/// Names of JSON fields that hold an access key in the clouds' records
+/// (compared lower-case, without `_` and `-`): `accessKeyId` (CloudTrail,
+/// CloudAudit), `access_key_id`, `ak` and `access` (CTS), `SecretId` (Tencent).
+const KEY_FIELD_NAMES: &[&str] = &["accesskeyid", "accesskey", "ak", "access", "secretid"];
+
+/// Words shaped like a 20-character AWS or Huawei access key: upper-case
+/// letters and digits (the Huawei AK has no fixed prefix; CTS records name a
+/// credential they create as its `resource_id`).
+fn mask_key_shaped_words(text: &str) -> String {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\b[A-Z0-9]{20}\b").ok());
+    match PATTERN.as_ref() {
+        Some(pattern) => pattern
+            .replace_all(text, |found: &regex::Captures<'_>| {
+                let word = &found[0];
+                let has_digit = word.bytes().any(|byte| byte.is_ascii_digit());
+                let has_letter = word.bytes().any(|byte| byte.is_ascii_uppercase());
+                if has_digit && has_letter {
+                    mask_access_key(word)
+                } else {
+                    word.to_string()
+                }
+            })
+            .into_owned(),
+        None => text.to_string(),
+    }
+}
+
+/// Mask, anywhere in a JSON value, the keys it quotes that are not known in
+/// advance: values of fields named like an access key (a key created by the
+/// recorded call, in its response), AWS / Tencent keys recognisable by their
+/// prefix, and words shaped like a 20-character AWS / Huawei key, in any
+/// string. Values already masked stay as they are.
+pub fn mask_unknown_keys_in_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if text.contains("AKIA") || text.contains("ASIA") || text.contains("AKID") {
+                *text = mask_recognisable_keys(text);
+            }
+            if text.len() >= 20 {
+                *text = mask_key_shaped_words(text);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_unknown_keys_in_json),
+        serde_json::Value::Object(map) => {
+            for (name, item) in map.iter_mut() {
+                let normalized: String = name
+                    .chars()
+                    .filter(|c| *c != '_' && *c != '-')
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                if let serde_json::Value::String(text) = item
+                    && KEY_FIELD_NAMES.contains(&normalized.as_str())
+                    && text.chars().count() >= 16
+                    && !text.contains(MASK)
+                {
+                    *text = mask_access_key(text);
+                    continue;
+                }
+                mask_unknown_keys_in_json(item);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_created_by_a_recorded_call_are_masked_too() {
+        let mut value = serde_json::json!({
+            "responseElements": {"accessKey": {"accessKeyId": "AKIASIXR5TEOOEMPZK5U", "status": "Active"}},
+            "response": {"credential": {"access": "HPUAMZ2KXQ7VLTYGCWPN", "status": "active"}},
+            "note": "made AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA today",
+            "userName": "support-tmp91",
+            "resource_id": "HPUAGD41G8OO7BSVC28F",
+            "request_id": "44fd39eef30c04d4e9318a4c0daeacac",
+            "words": "DESCRIBEINSTANCESNOW and 2026030208",
+            "masked": {"accessKeyId": "AKIAS****PZK5U"}
+        });
+        mask_unknown_keys_in_json(&mut value);
+        let text = value.to_string();
+        for key in [
+            "AKIASIXR5TEOOEMPZK5U",
+            "HPUAMZ2KXQ7VLTYGCWPN",
+            "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA",
+            "HPUAGD41G8OO7BSVC28F",
+        ] {
+            assert!(!text.contains(key), "{text}");
+        }
+        for kept in [
+            "support-tmp91",
+            "AKIAS****PZK5U",
+            "44fd39eef30c04d4e9318a4c0daeacac",
+            "DESCRIBEINSTANCESNOW",
+        ] {
+            assert!(text.contains(kept), "{kept}: {text}");
+        }
+    }
 
     #[test]
     fn tencent_keys_keep_the_first_6_and_last_11() {

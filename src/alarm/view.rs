@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::assets::{Directory, IpInfo};
 use super::store::{AlarmDetail, AlarmRow, CallRecord};
-use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text, mask_keys_in_json};
+use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text, mask_keys_in_json, mask_unknown_keys_in_json};
 
 /// An alarm for output: keys masked, the key's remark attached.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -80,6 +80,8 @@ pub fn detail_view(detail: AlarmDetail, directory: &Directory) -> AlarmDetailVie
                 .map(str::to_string);
             let keys: Vec<&str> = alarm_key.iter().chain(sample_key.iter()).map(String::as_str).collect();
             mask_keys_in_json(&mut sample, &keys);
+            // Keys the event quotes besides its own (one it created, in its response).
+            mask_unknown_keys_in_json(&mut sample);
             sample
         })
         .collect();
