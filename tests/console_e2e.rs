@@ -665,6 +665,12 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     .await?;
     screenshot(client, "08-rules").await?;
 
+    // Nothing the pages did was blocked by the Content-Security-Policy.
+    let violations = client
+        .execute("return window.trailwardenCspViolations;", vec![])
+        .await?;
+    assert_eq!(violations, json!([]), "the console broke its own CSP");
+
     // Signing out forgets the token.
     css(client, "#signout").await?.click().await?;
     css(client, "#signin-token").await?;

@@ -17,6 +17,16 @@
   const MAX_LIMIT = 100;
   const LIST_KEYS = ['status', 'level', 'rule', 'account', 'key', 'q', 'since', 'until', 'sort', 'order', 'limit', 'offset'];
 
+  // Anything the Content-Security-Policy blocks is a bug in this file: say so in
+  // the browser console and keep a list the end-to-end test checks is empty.
+  const cspViolations = [];
+  window.trailwardenCspViolations = cspViolations;
+  document.addEventListener('securitypolicyviolation', (event) => {
+    const text = `${event.violatedDirective} blocked ${event.blockedURI || 'inline code'}`;
+    cspViolations.push(text);
+    console.error(`Content-Security-Policy: ${text}`);
+  });
+
   const app = document.getElementById('app');
   const toasts = document.getElementById('toasts');
 
