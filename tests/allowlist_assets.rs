@@ -546,6 +546,7 @@ fn the_running_daemon_picks_up_a_new_policy() {
         }
     };
     let mut child = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args(["--config", fixture.config.to_str().unwrap(), "run"])
         .stdout(Stdio::null())

@@ -34,6 +34,7 @@ fn config(dir: &Path, watch_paths: &[&Path], extra: &str) -> PathBuf {
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args(args)
         .output()
@@ -148,6 +149,7 @@ fn malformed_input_is_kept_in_dead_letters_with_its_line_and_good_records_are_pr
     let config = config(dir.path(), &[], "");
     let db = dir.path().join("replay.db");
     let output = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args([
             "--config",
@@ -189,6 +191,7 @@ fn replay_without_db_leaves_the_configured_store_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[], "");
     let output = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args(["--config", config.to_str().unwrap(), "replay", RECORDS])
         .output()
@@ -206,6 +209,7 @@ fn replay_without_db_leaves_the_configured_store_untouched() {
 fn replay_reads_stdin() {
     let data = std::fs::read(format!("{RECORDS}/aws_single_record.json")).unwrap();
     let mut child = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args(["replay", "--format", "jsonl", "-"])
         .stdin(Stdio::piped())
@@ -228,6 +232,7 @@ fn environment_overrides_any_key_and_bad_kafka_settings_are_named() {
     let config = config(dir.path(), &[], "");
     let run_with = |environment: &[(&str, &str)]| -> Output {
         Command::new(BIN)
+            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
             .current_dir(repo())
             .envs(environment.iter().copied())
             .args(["--config", config.to_str().unwrap(), "run", "--once"])
@@ -472,6 +477,7 @@ fn the_daemon_watches_for_new_files_and_stops_cleanly_on_sigterm() {
     let config = config(dir.path(), &[&watched], "");
     let db = dir.path().join("store.db");
     let mut child = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args(["--config", config.to_str().unwrap(), "run"])
         .stdout(Stdio::null())
@@ -558,6 +564,7 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
     .unwrap();
     let log = dir.path().join("daemon.log");
     let mut child = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .current_dir(repo())
         .args(["--config", config.to_str().unwrap(), "run"])
         .stdout(Stdio::null())

@@ -144,6 +144,8 @@ fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, db: &Path) -
 
 fn daemon(config: &Path, once: bool, log: &Path) -> Child {
     let mut command = Command::new(BIN);
+    // The API on a free port: tests run daemons side by side.
+    command.env("TRAILWARDEN__API__BIND", "127.0.0.1:0");
     command.arg("--config").arg(config).arg("run");
     if once {
         command.arg("--once");

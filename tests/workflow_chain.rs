@@ -48,6 +48,7 @@ impl Env {
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
+            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
             .current_dir(repo())
             .arg("--config")
             .arg(&self.config)
@@ -439,6 +440,7 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
     )
     .unwrap();
     let child = Command::new(BIN)
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .arg("--config")
         .arg(&config)
         .arg("run")
@@ -464,6 +466,7 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
     assert_eq!(kept.len(), 2, "the newest two are kept: {kept:?}");
     for backup in kept {
         let output = Command::new(BIN)
+            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
             .arg("--config")
             .arg(&config)
             .args(["store", "verify", "--db"])
