@@ -490,6 +490,20 @@ fn activity_counts_every_event_by_principal_ip_and_account() {
     );
     assert_eq!(hour["events"], 5, "the Huawei hour");
     assert_eq!(principals(&hour)[0], ("ops-deploy".to_string(), 4, 1));
+    // The hourly series (the console's chart) is that one hour.
+    assert_eq!(
+        hour["hourly"],
+        serde_json::json!([{"hour": "2026-03-02T03:00:00.000Z", "events": 5, "failures": 1}])
+    );
+    // Over everything, the hours add up to the totals, oldest first.
+    let hours = everything["hourly"].as_array().unwrap();
+    let sum = |field: &str| hours.iter().map(|row| row[field].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(
+        (sum("events"), sum("failures")),
+        (28, everything["failures"].as_u64().unwrap())
+    );
+    let starts: Vec<&str> = hours.iter().map(|row| row["hour"].as_str().unwrap()).collect();
+    assert!(starts.windows(2).all(|pair| pair[0] < pair[1]), "{starts:?}");
 }
 
 #[test]

@@ -68,7 +68,7 @@ impl Fixture {
         std::fs::write(
             &config,
             format!(
-                "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n{extra}",
+                "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
                 dir.path().join("store.db").display().to_string(),
                 repo().join("rules").display().to_string()
             ),

@@ -22,7 +22,7 @@ fn config(dir: &Path, watch_paths: &[&Path], extra: &str) -> PathBuf {
         .map(|path| format!("{:?}", path.display().to_string()))
         .collect();
     let text = format!(
-        "[source.files]\npaths = [{}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\ntimezone = \"Asia/Shanghai\"\n\n[log]\nlevel = \"warn\"\n{extra}",
+        "[source.files]\npaths = [{}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\ntimezone = \"Asia/Shanghai\"\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
         paths.join(", "),
         dir.join("store.db").display().to_string(),
         repo().join("rules").display().to_string(),

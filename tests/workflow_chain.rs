@@ -32,7 +32,7 @@ impl Env {
         std::fs::write(
             &config,
             format!(
-                "[source.files]\npaths = []\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n{extra}",
+                "[source.files]\npaths = []\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
                 db.display().to_string(),
                 repo().join("rules").display().to_string()
             ),
@@ -431,7 +431,7 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
             "[source.files]\npaths = [{:?}]\nwatch = true\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n\
              [store]\npath = {:?}\nsynchronous = \"normal\"\nchain_log_interval = \"1s\"\n\n\
              [store.backup]\ndir = {:?}\ninterval = \"700ms\"\nkeep = 2\n\n\
-             [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"info\"\n",
+             [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"info\"\n\n[api]\nbind = \"127.0.0.1:0\"\n",
             repo().join(CORPUS).display().to_string(),
             db.display().to_string(),
             backups.display().to_string(),

@@ -737,6 +737,15 @@ pub struct AccountFailures {
     pub failure_rate: f64,
 }
 
+/// One hour of the range: what the console's activity chart draws.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HourActivity {
+    /// Start of the hour (UTC, RFC 3339).
+    pub hour: String,
+    pub events: u64,
+    pub failures: u64,
+}
+
 /// `trailwarden activity`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ActivityReport {
@@ -744,6 +753,9 @@ pub struct ActivityReport {
     pub until: Option<String>,
     pub events: u64,
     pub failures: u64,
+    /// Events and failures per hour with any activity, oldest first (hours
+    /// without events are left out).
+    pub hourly: Vec<HourActivity>,
     pub busiest_principals: Vec<PrincipalActivity>,
     pub busiest_source_ips: Vec<SourceIpActivity>,
     pub failure_rates: Vec<AccountFailures>,
@@ -771,6 +783,20 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         params![key_low, key_high],
         |row| Ok((count(row.get(0)?), count(row.get(1)?))),
     )?;
+    let mut statement = connection.prepare(
+        "SELECT hour_ms, SUM(count), SUM(failures) FROM activity_hourly WHERE key >= ?1 AND key < ?2 \
+         GROUP BY hour_ms ORDER BY hour_ms",
+    )?;
+    let hourly = statement
+        .query_map(params![key_low, key_high], |row| {
+            let hour_ms: i64 = row.get(0)?;
+            Ok(HourActivity {
+                hour: timestamp(DateTime::from_timestamp_millis(hour_ms).unwrap_or_default()),
+                events: count(row.get(1)?),
+                failures: count(row.get(2)?),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     let mut statement = connection.prepare(
         "SELECT provider, account_id, principal, SUM(count) AS events, SUM(failures) FROM activity_hourly \
          WHERE key >= ?1 AND key < ?2 GROUP BY provider, account_id, principal \
@@ -861,6 +887,7 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         until,
         events,
         failures,
+        hourly,
         busiest_principals,
         busiest_source_ips,
         failure_rates,

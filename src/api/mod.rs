@@ -1,5 +1,7 @@
 //! The operator HTTP API (axum): JSON under `/api/v1`, Prometheus `/metrics`,
-//! `/healthz` and `/readyz`, and an OpenAPI document.
+//! `/healthz` and `/readyz`, an OpenAPI document, and the web console
+//! (`console`: static files at `/`, which sign in with a token and call
+//! `/api/v1` like any other client).
 //!
 //! `trailwarden run` starts it on the daemon's tokio runtime (`ApiServer::start`)
 //! and stops it first on shutdown. Every route but the two health checks
@@ -15,6 +17,7 @@
 
 pub mod alarms;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod manage;
@@ -143,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(open)
         .merge(authenticated)
+        .merge(console::router())
         .fallback(fallback)
         .layer(middleware::from_fn(shape_errors))
         .layer(DefaultBodyLimit::max(state.settings.api.body_limit))

@@ -444,6 +444,9 @@ fn schemas() -> Value {
         "ActivityReport": object(&["events", "failures"], json!({
             "since": nullable("string"), "until": nullable("string"),
             "events": {"type": "integer"}, "failures": {"type": "integer"},
+            "hourly": {"type": "array", "description": "Hours of the range with events, oldest first (the console's chart)",
+                "items": object(&["hour", "events", "failures"], json!({
+                "hour": string(), "events": {"type": "integer"}, "failures": {"type": "integer"}}))},
             "busiest_principals": {"type": "array", "items": object(&[], json!({
                 "provider": string(), "account_id": string(), "principal": string(),
                 "events": {"type": "integer"}, "failures": {"type": "integer"}}))},

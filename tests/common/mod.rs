@@ -225,7 +225,7 @@ pub fn kafka_config(brokers: &str, topic: &str, group: &str, db: &Path, extra: &
         "[source]\nkind = \"kafka\"\n\n[source.kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{topic}\"]\n\
          group_id = \"{group}\"\nbatch_wait = \"50ms\"\nmax_message_bytes = 65536\n{extra}\n\n\
          [store]\npath = \"{db}\"\nsynchronous = \"normal\"\n\n[rules]\ndir = \"{rules}\"\nwatch = false\n\n\
-         [log]\nlevel = \"warn\"\n",
+         [log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n",
         db = db.display(),
         rules = repo().join("rules").display(),
     )

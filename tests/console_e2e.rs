@@ -1,0 +1,682 @@
+//! The web console end to end, in headless Chromium: the real `trailwarden
+//! run` binary on the bundled example traces (temporary store, free port, an
+//! operator token configured by its hash), driven through chromedriver.
+//!
+//! It signs in with the token, filters the alarm list by level and by rule and
+//! compares the rows with the API, opens an alarm and checks the rule's advice
+//! and the call records per source IP, marks it processed with a reason, and
+//! checks through the API that the alarm is processed with the token's name as
+//! the actor. Screenshots of every step go to
+//! `target/test-artifacts/console/*.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs
+//! them); `CHROMIUM` and `CHROMEDRIVER` override the binaries. Without them
+//! the test fails and says so: a skipped browser test would look like a pass.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const TOKEN: &str = "e2e-console-token-3f9a1c7d5b2e8046";
+const TOKEN_NAME: &str = "e2e-operator";
+const REASON: &str = "e2e: key owner confirmed the calls, key rotated";
+/// Longest wait for anything the browser or the daemon does.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
+    let target = if target.is_absolute() {
+        target
+    } else {
+        repo().join(target)
+    };
+    target.join("test-artifacts").join("console")
+}
+
+/// The browser and its driver, or a failure saying how to get them.
+fn browser_binaries() -> (PathBuf, PathBuf) {
+    let find = |variable: &str, candidates: &[&str]| -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os(variable) {
+            return Some(PathBuf::from(path));
+        }
+        candidates.iter().map(PathBuf::from).find(|path| path.is_file())
+    };
+    let chromium = find("CHROMIUM", &["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+    let chromedriver = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+    match (chromium, chromedriver) {
+        (Some(chromium), Some(chromedriver)) => (chromium, chromedriver),
+        (chromium, chromedriver) => panic!(
+            "the console end-to-end test needs headless Chromium and chromedriver, and {} missing.\n\
+             Install Debian's packages (scripts/test does): apt-get install chromium chromium-driver\n\
+             or point CHROMIUM / CHROMEDRIVER at the binaries.",
+            match (chromium.is_none(), chromedriver.is_none()) {
+                (true, true) => "both are",
+                (true, false) => "chromium (/usr/bin/chromium) is",
+                _ => "chromedriver (/usr/bin/chromedriver) is",
+            }
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free local port")
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Running {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn ensure_alive(&mut self) -> Result<()> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            bail!("{} exited ({status}); its log:\n{}", self.name, self.log_tail());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Running {
+    let file = std::fs::File::create(&log).expect("a log file in the temporary directory");
+    let error_file = file.try_clone().expect("a second handle on the log file");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(error_file)
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+    Running { name, child, log }
+}
+
+// ---------- a plain HTTP/1.1 client for the API checks ----------
+
+struct HttpResponse {
+    status: u16,
+    body: String,
+}
+
+fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<HttpResponse> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("connecting to port {port}"))?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if body.is_some() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(&payload);
+    stream.write_all(request.as_bytes())?;
+    // Read until the body is complete (a server may keep the connection open
+    // despite `Connection: close`, as chromedriver does).
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16384];
+    loop {
+        if let Some(end) = find(&raw, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok());
+            let body = &raw[end + 4..];
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None if head.contains("transfer-encoding: chunked") => find(body, b"0\r\n\r\n").is_some(),
+                None => false,
+            };
+            if complete {
+                break;
+            }
+        }
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8(raw).context("the response is not UTF-8")?;
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("no end of headers in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow!("no status in {head:?}"))?;
+    let chunked = head
+        .lines()
+        .any(|line| line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.contains("chunked"));
+    let body = if chunked { dechunk(rest)? } else { rest.to_string() };
+    Ok(HttpResponse { status, body })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
+}
+
+fn dechunk(mut rest: &str) -> Result<String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or_else(|| anyhow!("a broken chunk"))?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)?;
+        if size == 0 {
+            return Ok(body);
+        }
+        body.push_str(after.get(..size).ok_or_else(|| anyhow!("a short chunk"))?);
+        rest = after.get(size + 2..).unwrap_or("");
+    }
+}
+
+fn api_get(port: u16, path: &str) -> Result<Value> {
+    let response = http(port, "GET", path, Some(TOKEN), None)?;
+    if response.status != 200 {
+        bail!("GET {path}: {} {}", response.status, response.body);
+    }
+    serde_json::from_str(&response.body).with_context(|| format!("GET {path}: not JSON: {}", response.body))
+}
+
+// ---------- browser helpers ----------
+
+/// Runs `script` (a function body) in the page until it returns something
+/// truthy, and returns that.
+async fn wait_js(client: &Client, what: &str, script: &str) -> Result<Value> {
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < PATIENCE {
+        match client.execute(script, vec![]).await {
+            Ok(value) => {
+                let truthy = match &value {
+                    Value::Null => false,
+                    Value::Bool(flag) => *flag,
+                    Value::Number(number) => number.as_f64() != Some(0.0),
+                    Value::String(text) => !text.is_empty(),
+                    _ => true,
+                };
+                if truthy {
+                    return Ok(value);
+                }
+                last = value;
+            }
+            Err(error) => last = Value::String(error.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("timed out after {PATIENCE:?} waiting for {what} (last answer: {last})")
+}
+
+async fn screenshot(client: &Client, name: &str) -> Result<()> {
+    let png = client
+        .screenshot()
+        .await
+        .with_context(|| format!("screenshot {name}"))?;
+    let path = artifacts().join(format!("{name}.png"));
+    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+async fn css(client: &Client, selector: &str) -> Result<fantoccini::elements::Element> {
+    client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(selector))
+        .await
+        .with_context(|| format!("no element {selector}"))
+}
+
+/// The ids of the alarm rows on screen, in order.
+async fn row_ids(client: &Client) -> Result<Vec<i64>> {
+    let value = client
+        .execute(
+            "return [...document.querySelectorAll('#alarm-table tbody tr[data-id]')].map(row => Number(row.dataset.id));",
+            vec![],
+        )
+        .await?;
+    serde_json::from_value(value).context("row ids")
+}
+
+fn ids_of(page: &Value) -> Vec<i64> {
+    page["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|item| item["id"].as_i64()).collect())
+        .unwrap_or_default()
+}
+
+fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+// ---------- the test ----------
+
+struct Daemon {
+    process: Running,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn start_daemon() -> Daemon {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
+    let config = format!(
+        r#"[source]
+kind = "files"
+
+[source.files]
+paths = [{examples:?}]
+watch = true
+poll_interval = "1s"
+
+[store]
+path = {store:?}
+synchronous = "normal"
+
+[rules]
+dir = {rules:?}
+watch = false
+
+[log]
+level = "info"
+
+[api]
+bind = "127.0.0.1:{port}"
+
+[[api.tokens]]
+name = "{TOKEN_NAME}"
+role = "operator"
+sha256 = "{hash}"
+"#,
+        examples = repo().join("examples").display().to_string(),
+        store = dir.path().join("trailwarden.db").display().to_string(),
+        rules = repo().join("rules").display().to_string(),
+    );
+    let config_path = dir.path().join("trailwarden.toml");
+    std::fs::write(&config_path, config).expect("writing the config");
+    let process = spawn(
+        "trailwarden run",
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .current_dir(repo())
+            .env("NO_COLOR", "1"),
+        dir.path().join("daemon.log"),
+    );
+    Daemon {
+        process,
+        port,
+        _dir: dir,
+    }
+}
+
+/// Waits until the API answers and the alarm count has stopped growing (the
+/// example traces are all read).
+fn wait_for_alarms(daemon: &mut Daemon) -> Result<u64> {
+    let start = Instant::now();
+    let mut last = None;
+    let mut stable_since = Instant::now();
+    while start.elapsed() < PATIENCE * 4 {
+        daemon.process.ensure_alive()?;
+        if let Ok(page) = api_get(daemon.port, "/api/v1/alarms?limit=1") {
+            let total = page["total"].as_u64().unwrap_or(0);
+            if last != Some(total) {
+                last = Some(total);
+                stable_since = Instant::now();
+            } else if total > 0 && stable_since.elapsed() > Duration::from_millis(2500) {
+                return Ok(total);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!(
+        "the daemon did not settle on a number of alarms (last: {last:?}); its log:\n{}",
+        daemon.process.log_tail()
+    )
+}
+
+async fn start_browser(chromium: &Path, chromedriver: &Path, dir: &Path) -> Result<(Running, Client)> {
+    let port = free_port();
+    let mut driver = spawn(
+        "chromedriver",
+        Command::new(chromedriver).arg(format!("--port={port}")),
+        dir.join("chromedriver.log"),
+    );
+    let start = Instant::now();
+    loop {
+        driver.ensure_alive()?;
+        if http(port, "GET", "/status", None, None).is_ok_and(|response| response.status == 200) {
+            break;
+        }
+        if start.elapsed() > PATIENCE {
+            bail!(
+                "chromedriver did not answer on port {port}; its log:\n{}",
+                driver.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1440,900", "--lang=en-US"],
+        },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object literal")
+    };
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .with_context(|| {
+            format!(
+                "starting a Chromium session; chromedriver's log:\n{}",
+                driver.log_tail()
+            )
+        })?;
+    Ok((driver, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_signs_in_filters_opens_and_processes_an_alarm() {
+    let (chromium, chromedriver) = browser_binaries();
+    std::fs::create_dir_all(artifacts()).expect("creating target/test-artifacts/console");
+    let mut daemon = start_daemon();
+    let total = wait_for_alarms(&mut daemon).unwrap_or_else(|error| panic!("{error:#}"));
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let (_driver, client) = start_browser(&chromium, &chromedriver, scratch.path())
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    let outcome = scenario(&client, daemon.port, total).await;
+    if outcome.is_err() {
+        let _ = screenshot(&client, "failure").await;
+    }
+    let _ = client.close().await;
+    if let Err(error) = outcome {
+        panic!(
+            "{error:#}\n(screenshots in {}; the daemon's log ends:\n{})",
+            artifacts().display(),
+            daemon.process.log_tail()
+        );
+    }
+}
+
+async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
+    let base = format!("http://127.0.0.1:{port}/");
+
+    // The page and its assets come with a strict policy.
+    let page = http(port, "GET", "/", None, None)?;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/console/app.js"), "{}", page.body);
+
+    // Sign-in.
+    client.goto(&base).await?;
+    css(client, "#signin-token").await?;
+    screenshot(client, "01-sign-in").await?;
+    // A wrong token is refused with the API's message.
+    css(client, "#signin-token").await?.send_keys("not-a-token").await?;
+    css(client, "#signin-submit").await?.click().await?;
+    let refusal = wait_js(
+        client,
+        "the refusal of a wrong token",
+        "const box = document.querySelector('#signin-error'); \
+         return box && !box.classList.contains('hidden') ? box.textContent : '';",
+    )
+    .await?;
+    assert!(!refusal.as_str().unwrap_or("").is_empty());
+    let field = css(client, "#signin-token").await?;
+    field.clear().await?;
+    field.send_keys(TOKEN).await?;
+    css(client, "#signin-submit").await?.click().await?;
+    wait_js(
+        client,
+        "the alarm list",
+        "return document.querySelectorAll('#alarm-table tbody tr[data-id]').length;",
+    )
+    .await?;
+    let me = css(client, "#me-name").await?.text().await?;
+    assert_eq!(me, TOKEN_NAME);
+    let shown_total = css(client, "#alarm-total").await?.text().await?;
+    assert_eq!(shown_total, format!("{total} alarms"));
+    let first_page = api_get(port, "/api/v1/alarms?limit=50&offset=0")?;
+    assert_eq!(
+        row_ids(client).await?,
+        ids_of(&first_page),
+        "the first page is the API's first page"
+    );
+    screenshot(client, "02-alarm-list").await?;
+
+    // Filter by level: the rows are the API's high alarms, and the URL says so.
+    css(client, "#f-level").await?.select_by_value("high").await?;
+    let high = api_get(port, "/api/v1/alarms?level=high&limit=50")?;
+    let high_total = high["total"].as_u64().context("total")?;
+    assert!(high_total > 0, "the examples have high alarms");
+    wait_js(
+        client,
+        "the list filtered to high alarms",
+        &format!(
+            "return location.hash.includes('level=high') && \
+             document.querySelector('#alarm-total').textContent === '{high_total} alarm{}';",
+            if high_total == 1 { "" } else { "s" }
+        ),
+    )
+    .await?;
+    assert_eq!(row_ids(client).await?, ids_of(&high));
+    let levels = client
+        .execute(
+            "return [...document.querySelectorAll('#alarm-table tbody tr[data-id]')].map(row => row.dataset.level);",
+            vec![],
+        )
+        .await?;
+    assert!(
+        levels
+            .as_array()
+            .is_some_and(|levels| levels.iter().all(|level| level == "high")),
+        "{levels}"
+    );
+
+    // Then by rule, from the rule select: pick the rule with most high alarms on the page.
+    let mut rules: Vec<String> = high["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|item| item["rule"].as_str().map(str::to_string))
+        .collect();
+    rules.sort();
+    let rule = rules
+        .iter()
+        .max_by_key(|rule| rules.iter().filter(|other| other == rule).count())
+        .cloned()
+        .context("a rule")?;
+    wait_js(
+        client,
+        "the rule options",
+        &format!("return [...document.querySelectorAll('#f-rule option')].some(o => o.value === '{rule}');"),
+    )
+    .await?;
+    css(client, "#f-rule").await?.select_by_value(&rule).await?;
+    let by_rule = api_get(port, &format!("/api/v1/alarms?level=high&rule={rule}&limit=50"))?;
+    let expected = ids_of(&by_rule);
+    wait_js(
+        client,
+        "the list filtered by rule",
+        &format!(
+            "const rows = [...document.querySelectorAll('#alarm-table tbody tr[data-id]')]; \
+             return location.hash.includes('rule={rule}') && rows.length === {} && rows.every(r => r.dataset.rule === '{rule}');",
+            expected.len()
+        ),
+    )
+    .await?;
+    assert_eq!(row_ids(client).await?, expected);
+    screenshot(client, "03-alarm-list-filtered").await?;
+
+    // Open the first alarm of the filtered list: the drawer shows the rule's advice and the calls per IP.
+    let id = expected[0];
+    css(client, &format!("#alarm-table tr[data-id='{id}'] a.title"))
+        .await?
+        .click()
+        .await?;
+    let detail = api_get(port, &format!("/api/v1/alarms/{id}"))?;
+    wait_js(
+        client,
+        "the alarm detail drawer",
+        &format!(
+            "return location.hash.startsWith('#/alarms/{id}') && \
+             !!document.querySelector('#drawer[data-id=\"{id}\"] #detail-calls .ip-group');"
+        ),
+    )
+    .await?;
+    let advice = detail["rule"]["advice"]
+        .as_str()
+        .context("the rule's advice in the API")?;
+    let shown_advice = css(client, "#detail-advice").await?.text().await?;
+    assert!(
+        squash(&shown_advice).contains(&squash(advice)),
+        "advice shown: {shown_advice:?}, rule's: {advice:?}"
+    );
+    let title = css(client, "#detail-title").await?.text().await?;
+    assert_eq!(title, detail["title"].as_str().unwrap_or_default());
+    let ips: Vec<String> = serde_json::from_value(
+        client
+            .execute(
+                "return [...document.querySelectorAll('#detail-calls .ip-group')].map(g => g.dataset.ip);",
+                vec![],
+            )
+            .await?,
+    )?;
+    let api_ips: Vec<String> = detail["ip_groups"]
+        .as_array()
+        .context("ip_groups")?
+        .iter()
+        .map(|group| group["source_ip"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        ips, api_ips,
+        "one block of call records per source IP, as the API groups them"
+    );
+    let calls_text = css(client, "#detail-calls").await?.text().await?;
+    let first_group = &detail["ip_groups"][0];
+    for needle in [
+        first_group["ip_label"].as_str().unwrap_or_default().to_string(),
+        format!("Successful {}", first_group["success_count"]),
+    ] {
+        assert!(
+            calls_text.contains(&needle),
+            "{needle:?} not in the call records:\n{calls_text}"
+        );
+    }
+    screenshot(client, "04-alarm-detail").await?;
+
+    // Mark it processed, with a reason, through the confirm dialog.
+    css(client, "#act-processed").await?.click().await?;
+    css(client, "dialog#confirm[open] #confirm-reason")
+        .await?
+        .send_keys(REASON)
+        .await?;
+    screenshot(client, "05-confirm-processed").await?;
+    css(client, "#confirm-ok").await?.click().await?;
+    wait_js(
+        client,
+        "the drawer to show the alarm processed",
+        "return !!document.querySelector('#drawer .drawer-head .pill[data-status=\"processed\"]') && \
+         document.querySelectorAll('#detail-history .timeline li').length > 0 && !document.querySelector('dialog[open]');",
+    )
+    .await?;
+    wait_js(
+        client,
+        "the list row to show the alarm processed",
+        &format!("const row = document.querySelector('#alarm-table tr[data-id=\"{id}\"]'); return !!row && row.dataset.status === 'processed';"),
+    )
+    .await?;
+    let history_text = css(client, "#detail-history").await?.text().await?;
+    assert!(
+        history_text.contains(REASON) && history_text.contains(TOKEN_NAME),
+        "{history_text}"
+    );
+    screenshot(client, "06-after-processing").await?;
+
+    // The change, through the API: processed, by the token's name, with the reason.
+    let after = api_get(port, &format!("/api/v1/alarms/{id}"))?;
+    assert_eq!(after["status"], "processed", "{after}");
+    let last = after["history"]
+        .as_array()
+        .and_then(|history| history.last())
+        .context("a history entry")?;
+    assert_eq!(last["to_status"], "processed", "{last}");
+    assert_eq!(last["actor"], TOKEN_NAME, "{last}");
+    assert_eq!(last["reason"], REASON, "{last}");
+
+    // The god view: the hourly chart and the top tables.
+    css(client, "#nav-activity").await?.click().await?;
+    wait_js(
+        client,
+        "the god view",
+        "return document.querySelectorAll('#activity-chart svg rect').length > 0 && \
+         document.querySelectorAll('#top-principals tbody tr').length > 0;",
+    )
+    .await?;
+    screenshot(client, "07-god-view").await?;
+
+    // The rules page: every rule of the API, with its test results.
+    let rules = api_get(port, "/api/v1/rules")?;
+    let rule_count = rules["rules"].as_array().map_or(0, Vec::len);
+    assert!(rule_count > 0);
+    css(client, "#nav-rules").await?.click().await?;
+    wait_js(
+        client,
+        "the rules table",
+        &format!("return document.querySelectorAll('#rules-table tbody tr[data-id]').length === {rule_count};"),
+    )
+    .await?;
+    screenshot(client, "08-rules").await?;
+
+    // Nothing the pages did was blocked by the Content-Security-Policy.
+    let violations = client
+        .execute("return window.trailwardenCspViolations;", vec![])
+        .await?;
+    assert_eq!(violations, json!([]), "the console broke its own CSP");
+
+    // Signing out forgets the token.
+    css(client, "#signout").await?.click().await?;
+    css(client, "#signin-token").await?;
+    let kept = client
+        .execute("return sessionStorage.getItem('trailwarden.token');", vec![])
+        .await?;
+    assert_eq!(kept, Value::Null);
+    Ok(())
+}
