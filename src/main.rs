@@ -1584,6 +1584,7 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             let rows = outbox::list(
                 store.connection(),
                 &outbox::DeliveryFilter {
+                    id: None,
                     status,
                     topic,
                     alarm_id: alarm,

@@ -278,6 +278,8 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("GET", "/api/v1/activity", None),
         ("GET", "/api/v1/traces", None),
         ("GET", "/api/v1/dead-letters", None),
+        ("GET", "/api/v1/notifications/deliveries", None),
+        ("POST", "/api/v1/notifications/deliveries/1/resend", None),
     ]
 }
 
@@ -1244,4 +1246,90 @@ fn without_tokens_run_makes_a_private_admin_token_file() {
         server.get("/api/v1/me", Some(&token)).json(),
         json!({"name": "console", "role": "admin"})
     );
+}
+
+#[test]
+fn notification_deliveries_are_listed_and_failed_ones_resent() {
+    // A topic that wants status changes, sent to a port nobody listens on, given up at once.
+    let server = Server::start_with(
+        "\n[notify]\npoll_interval = \"100ms\"\nbackoff_initial = \"10ms\"\nmax_age = \"1ms\"\n\n\
+         [[notify.topics]]\nname = \"triage\"\nmin_level = \"info\"\non = [\"status\"]\n\n\
+         [[notify.topics.subscriptions]]\nname = \"down\"\nwebhook = \"http://127.0.0.1:9/hook?token=robot-secret\"\n",
+    );
+    assert_eq!(server.ok("/api/v1/notifications/deliveries"), json!([]));
+    let alarm = server.ok("/api/v1/alarms?limit=1")["items"][0]["id"].as_i64().unwrap();
+    let changed = server.send(
+        "POST",
+        &format!("/api/v1/alarms/{alarm}/status"),
+        OPERATOR,
+        &json!({"status": "processed", "reason": "handled"}),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    // The status change queued a delivery in its transaction; the worker tries it and gives up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let rows = server.ok("/api/v1/notifications/deliveries?status=failed");
+        if !rows.as_array().unwrap().is_empty() {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "the delivery never failed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let row = &failed[0];
+    assert_eq!(row["kind"], "status");
+    assert_eq!(row["alarm_id"], alarm);
+    assert_eq!(row["topic"], "triage");
+    assert_eq!(row["subscription"], "down");
+    assert_eq!(row["channel"], "webhook");
+    assert_eq!(row["attempts"], 1);
+    let error = row["last_error"].as_str().unwrap();
+    assert!(error.contains("POST http://127.0.0.1:9/hook?…") && error.contains("gave up"), "{error}");
+    assert!(!failed.to_string().contains("robot-secret"), "the robot token is not shown");
+    let id = row["id"].as_i64().unwrap();
+    let by_alarm = server.ok(&format!("/api/v1/notifications/deliveries?alarm={alarm}"));
+    assert_eq!(by_alarm.as_array().unwrap().len(), 1);
+    assert_eq!(server.ok("/api/v1/notifications/deliveries?status=delivered"), json!([]));
+    // Bad input and roles.
+    server
+        .get("/api/v1/notifications/deliveries?status=lost", Some(VIEWER))
+        .error(400, &["status", "lost"]);
+    server
+        .get("/api/v1/notifications/deliveries?alarm=x", Some(VIEWER))
+        .error(400, &["alarm"]);
+    server
+        .get("/api/v1/notifications/deliveries?color=red", Some(VIEWER))
+        .error(400, &["color"]);
+    let path = format!("/api/v1/notifications/deliveries/{id}/resend");
+    server
+        .request("POST", &path, Some(VIEWER), None)
+        .error(403, &["vera", "viewer"]);
+    server
+        .request("POST", "/api/v1/notifications/deliveries/999999/resend", Some(OPERATOR), None)
+        .error(404, &["999999"]);
+    server
+        .request("POST", "/api/v1/notifications/deliveries/abc/resend", Some(OPERATOR), None)
+        .error(400, &["id"]);
+    // Resend: pending again, same delivery id; resending it twice is a conflict until it fails again.
+    let resent = server.request("POST", &path, Some(OPERATOR), None);
+    assert_eq!(resent.status, 200, "{}", resent.body);
+    let resent = resent.json();
+    assert_eq!(resent["delivery_id"], row["delivery_id"]);
+    assert!(["pending", "failed"].contains(&resent["status"].as_str().unwrap()), "{resent}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = server.ok(&format!("/api/v1/notifications/deliveries?alarm={alarm}"));
+        if rows[0]["status"] == "failed" && rows[0]["last_attempt_at"] != row["last_attempt_at"] {
+            assert_eq!(rows[0]["delivery_id"], row["delivery_id"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the resent delivery was not tried again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = server.get("/metrics", Some(VIEWER)).body;
+    assert!(
+        metrics.contains("trailwarden_notify_attempts_total{channel=\"webhook\",result=\"retry\"}")
+            || metrics.contains("trailwarden_notify_attempts_total{channel=\"webhook\",result=\"failed\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("trailwarden_notify_failed 1"), "{metrics}");
 }

@@ -222,7 +222,7 @@ impl Fixture {
             &config,
             format!(
                 "[source.files]\npaths = [{:?}]\nwatch = false\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n\
-                 [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n{notify}",
+                 [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n\n{notify}",
                 repo().join("examples").display().to_string(),
                 db.display().to_string(),
                 repo().join("rules").display().to_string()

@@ -184,6 +184,8 @@ pub fn api_routes() -> Router<ApiState> {
         .route("/api/v1/activity", get(reports::activity))
         .route("/api/v1/traces", get(reports::traces))
         .route("/api/v1/dead-letters", get(reports::dead_letters))
+        .route("/api/v1/notifications/deliveries", get(reports::deliveries))
+        .route("/api/v1/notifications/deliveries/{id}/resend", post(reports::resend))
 }
 
 /// Unknown paths: 401 under the authenticated prefixes without a token (so

@@ -271,6 +271,22 @@ pub fn spec() -> Value {
             vec![query("limit", "Most rows", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}))],
             None, json!({"200": ok("Dead letters", array_of("DeadLetter"))}),
         )},
+        "/api/v1/notifications/deliveries": {"get": operation(
+            "Notification deliveries (one per alarm event and subscription, digests included), newest first",
+            "viewer",
+            vec![
+                query("status", "Only this status", json!({"type": "string", "enum": ["pending", "delivered", "failed", "folded"]})),
+                query("topic", "Only this topic", string()),
+                query("alarm", "Only this alarm's deliveries", json!({"type": "integer", "minimum": 1})),
+                query("limit", "Most rows", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})),
+            ],
+            None, json!({"200": ok("Deliveries", array_of("Delivery"))}),
+        )},
+        "/api/v1/notifications/deliveries/{id}/resend": {"post": with(with(operation(
+            "Queue a failed delivery again, with the same delivery id (the daemon sends it within notify.poll_interval)",
+            "operator", vec![id_param("delivery")], None,
+            json!({"200": ok("The delivery, pending again", schema_ref("Delivery"))}),
+        ), "404", error("No such delivery")), "409", error("The delivery is not failed (the message says what it is)"))},
     });
     json!({
         "openapi": "3.1.0",
@@ -470,6 +486,17 @@ fn schemas() -> Value {
             "action": string(), "operations": {"type": "array", "items": string()},
             "status": {"type": "string", "enum": ["success", "failure"]}, "error_code": nullable("string"),
             "source_ip": nullable("string"), "raw": {"type": "object", "description": "The record (keys masked)"}
+        })),
+        "Delivery": object(&["id", "delivery_id", "topic", "subscription", "channel", "kind", "status", "attempts"], json!({
+            "id": {"type": "integer"}, "delivery_id": {"type": "string", "description": "The id receivers deduplicate on (X-Trailwarden-Delivery)"},
+            "topic": string(), "subscription": string(), "channel": {"type": "string", "enum": ["email", "webhook"]},
+            "kind": {"type": "string", "enum": ["opened", "escalated", "status", "digest"]},
+            "alarm_id": nullable("integer"),
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed", "folded"]},
+            "attempts": {"type": "integer"}, "created_at": string(), "last_attempt_at": nullable("string"),
+            "delivered_at": nullable("string"), "next_attempt_at": nullable("string"),
+            "last_status": nullable("integer"), "last_error": nullable("string"),
+            "digest_message": nullable("integer")
         })),
         "DeadLetter": object(&["id", "origin", "reason"], json!({
             "id": {"type": "integer"}, "received_at": string(), "origin": string(),

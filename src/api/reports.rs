@@ -4,12 +4,12 @@
 //! `dead-letters --format json` print.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::auth::Viewer;
-use super::error::{ApiError, Params};
+use super::auth::{Operator, Viewer};
+use super::error::{ApiError, Params, parse_id};
 use crate::alarm::rollup::{ActivityQuery, TraceFilter};
 use crate::event::model::OutcomeResult;
 
@@ -86,4 +86,77 @@ pub async fn dead_letters(
         .run(move |store| Ok(crate::app::list_dead_letters(store, limit)?))
         .await?;
     Ok(Json(json!(letters)))
+}
+
+/// `GET /api/v1/notifications/deliveries`: the notification outbox, newest first.
+pub async fn deliveries(
+    Viewer(_): Viewer,
+    State(state): State<ApiState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&["status", "topic", "alarm", "limit"])?;
+    let status = params.choice("status", &crate::notify::outbox::STATUSES)?;
+    let alarm_id = match params.text("alarm") {
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| ApiError::bad_request(format!("alarm: {text:?} is not an alarm id (a positive integer)")))?,
+        ),
+        None => None,
+    };
+    let filter = crate::notify::outbox::DeliveryFilter {
+        id: None,
+        status,
+        topic: params.text("topic"),
+        alarm_id,
+        limit: params.integer("limit", 100, 1..=1000)?,
+    };
+    let rows = state
+        .store
+        .run(move |store| {
+            crate::notify::outbox::list(store.connection(), &filter)
+                .map_err(|error| ApiError::internal("listing deliveries", error))
+        })
+        .await?;
+    Ok(Json(json!(rows)))
+}
+
+/// `POST /api/v1/notifications/deliveries/{id}/resend`: queue a failed
+/// delivery again, with its delivery id.
+pub async fn resend(
+    Operator(caller): Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id("a delivery", &id)?;
+    let row = state
+        .store
+        .run(move |store| {
+            let requeued = crate::notify::outbox::resend(store.connection_mut(), &[id], false)
+                .map_err(|error| ApiError::internal("resending a delivery", error))?;
+            if requeued.is_empty() {
+                return match crate::notify::outbox::status_of(store.connection(), id)
+                    .map_err(|error| ApiError::internal("reading a delivery", error))?
+                {
+                    Some(status) => Err(ApiError::conflict(format!(
+                        "id: delivery {id} is {status}; only failed deliveries are resent"
+                    ))),
+                    None => Err(ApiError::not_found(format!("id: delivery {id} not found"))),
+                };
+            }
+            let rows = crate::notify::outbox::list(
+                store.connection(),
+                &crate::notify::outbox::DeliveryFilter {
+                    id: Some(id),
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .map_err(|error| ApiError::internal("reading a delivery", error))?;
+            Ok(rows.into_iter().next())
+        })
+        .await?;
+    tracing::info!(actor = %caller.name, delivery = id, "notification delivery queued again");
+    Ok(Json(json!(row)))
 }

@@ -367,6 +367,8 @@ pub struct DeliveryRow {
 /// Filter for `list`.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryFilter {
+    /// One delivery row.
+    pub id: Option<i64>,
     pub status: Option<String>,
     pub topic: Option<String>,
     pub alarm_id: Option<i64>,
@@ -383,6 +385,10 @@ pub fn list(connection: &Connection, filter: &DeliveryFilter) -> rusqlite::Resul
          FROM notify_deliveries d JOIN notify_messages m ON m.id = d.message_id WHERE 1 = 1",
     );
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(id) = filter.id {
+        values.push(id.into());
+        sql.push_str(&format!(" AND d.id = ?{}", values.len()));
+    }
     if let Some(status) = &filter.status {
         values.push(status.clone().into());
         sql.push_str(&format!(" AND d.status = ?{}", values.len()));
