@@ -1009,7 +1009,12 @@ impl Daemon {
         if !settings.notify.active() {
             return Ok(None);
         }
-        let subscriptions: usize = settings.notify.topics.iter().map(|topic| topic.subscriptions.len()).sum();
+        let subscriptions: usize = settings
+            .notify
+            .topics
+            .iter()
+            .map(|topic| topic.subscriptions.len())
+            .sum();
         let notifier = crate::notify::worker::Notifier::start(
             settings.notify.clone(),
             self.store_path.clone(),
@@ -1018,11 +1023,7 @@ impl Daemon {
             self.metrics(),
         )
         .map_err(|error| AppError::Notify(error.to_string()))?;
-        tracing::info!(
-            topics = settings.notify.topics.len(),
-            subscriptions,
-            "notifications on"
-        );
+        tracing::info!(topics = settings.notify.topics.len(), subscriptions, "notifications on");
         Ok(Some(notifier))
     }
 

@@ -789,6 +789,7 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
         .context("starting the async runtime")?;
     let result = runtime.block_on(async move {
         tracing::info!(config = %settings.origin, "trailwarden starting");
+        let mut signals = Signals::install();
         let daemon = app::Daemon::start(&settings, db.as_deref(), once)?;
         let api = if settings.api.enabled {
             match trailwarden::api::ApiServer::start(&settings, daemon.api_handle()).await {
@@ -830,10 +831,10 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
             };
             tokio::select! {
                 _ = finished => {}
-                _ = wait_for_signal(&daemon) => tracing::info!("shutting down: stopping intake, draining, committing"),
+                _ = signals.wait(&daemon) => tracing::info!("shutting down: stopping intake, draining, committing"),
             }
         } else {
-            wait_for_signal(&daemon).await;
+            signals.wait(&daemon).await;
             tracing::info!("shutting down: stopping intake, draining, committing");
         }
         // The API goes first: readiness turns 503, requests in flight finish.
@@ -880,30 +881,58 @@ fn run_daemon(settings: Settings, db: Option<PathBuf>, once: bool) -> Result<Exi
     result
 }
 
-/// Wait for Ctrl-C or SIGTERM; SIGHUP reloads the rules and keeps waiting.
-#[cfg(unix)]
-async fn wait_for_signal(daemon: &app::Daemon) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut hangup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-        tracing::warn!("cannot listen for SIGTERM / SIGHUP; only Ctrl-C stops the daemon");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = terminate.recv() => return,
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading rules");
-                daemon.reload();
-            }
-        }
-    }
+/// The daemon's signal handlers, installed before anything starts: a SIGHUP
+/// or SIGTERM that arrives while the daemon is still starting is then
+/// handled, not fatal (the default action of both is to end the process).
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal(_daemon: &app::Daemon) {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(terminate), Ok(hangup), Ok(interrupt)) => Some((terminate, hangup, interrupt)),
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM / SIGHUP; only Ctrl-C stops the daemon");
+                    None
+                }
+            };
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Wait for Ctrl-C or SIGTERM; SIGHUP reloads the rules and keeps waiting.
+    async fn wait(&mut self, daemon: &app::Daemon) {
+        #[cfg(unix)]
+        if let Some((terminate, hangup, interrupt)) = &mut self.streams {
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => return,
+                    _ = terminate.recv() => return,
+                    _ = hangup.recv() => {
+                        tracing::info!("SIGHUP: reloading rules");
+                        daemon.reload();
+                    }
+                }
+            }
+        }
+        let _ = daemon;
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
@@ -1394,6 +1423,21 @@ fn print_activity(report: &ActivityReport) {
             row.source_ip, row.events, row.failures, row.principals
         );
     }
+    println!("\nbusiest APIs");
+    println!(
+        "  {:<8} {:<48} {:>10} {:>8} {:>10}",
+        "CLOUD", "SERVICE.ACTION", "EVENTS", "FAILED", "PRINCIPALS"
+    );
+    for row in &report.busiest_apis {
+        println!(
+            "  {:<8} {:<48} {:>10} {:>8} {:>10}",
+            row.provider,
+            format!("{}.{}", row.service, row.action),
+            row.events,
+            row.failures,
+            row.principals
+        );
+    }
     println!("\nfailure rates by account");
     println!(
         "  {:<8} {:<34} {:>10} {:>8} {:>7}",
@@ -1575,10 +1619,7 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             if let Some(status) = &status
                 && !outbox::STATUSES.contains(&status.as_str())
             {
-                anyhow::bail!(
-                    "--status {status}: expected one of {}",
-                    outbox::STATUSES.join(", ")
-                );
+                anyhow::bail!("--status {status}: expected one of {}", outbox::STATUSES.join(", "));
             }
             let store = app::open_store(settings, db.as_deref())?;
             let rows = outbox::list(
@@ -1683,7 +1724,11 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
                 results.len() - failed,
                 results.len()
             );
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         NotifyCommand::Topics => {
             let notify = &settings.notify;

@@ -159,7 +159,11 @@ impl Metrics {
         );
         notify_registry.register("digests", "Digest messages queued", notify.digests.clone());
         notify_registry.register("pending", "Deliveries waiting to be sent", notify.pending.clone());
-        notify_registry.register("failed", "Deliveries given up (see `notify deliveries --failed`)", notify.failed.clone());
+        notify_registry.register(
+            "failed",
+            "Deliveries given up (see `notify deliveries --failed`)",
+            notify.failed.clone(),
+        );
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
         registry.register(
             "api_requests",

@@ -432,6 +432,21 @@ fn activity_counts_every_event_by_principal_ip_and_account() {
             ("net-admin".to_string(), 1, 0),
         ]
     );
+    // Busiest APIs: every event counted once under its cloud, service and action.
+    let apis = report["busiest_apis"].as_array().unwrap();
+    assert!(!apis.is_empty());
+    let api_events: u64 = apis.iter().map(|row| row["events"].as_u64().unwrap()).sum();
+    assert!(api_events <= report["events"].as_u64().unwrap());
+    assert!(
+        apis.windows(2)
+            .all(|pair| pair[0]["events"].as_u64() >= pair[1]["events"].as_u64()),
+        "busiest first: {apis:?}"
+    );
+    assert!(
+        apis.iter().all(|row| row["service"].is_string()
+            && row["action"].is_string()
+            && row["principals"].as_u64() >= Some(1))
+    );
     let ips: Vec<(String, u64)> = report["busiest_source_ips"]
         .as_array()
         .unwrap()

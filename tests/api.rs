@@ -1283,12 +1283,21 @@ fn notification_deliveries_are_listed_and_failed_ones_resent() {
     assert_eq!(row["channel"], "webhook");
     assert_eq!(row["attempts"], 1);
     let error = row["last_error"].as_str().unwrap();
-    assert!(error.contains("POST http://127.0.0.1:9/hook?…") && error.contains("gave up"), "{error}");
-    assert!(!failed.to_string().contains("robot-secret"), "the robot token is not shown");
+    assert!(
+        error.contains("POST http://127.0.0.1:9/hook?…") && error.contains("gave up"),
+        "{error}"
+    );
+    assert!(
+        !failed.to_string().contains("robot-secret"),
+        "the robot token is not shown"
+    );
     let id = row["id"].as_i64().unwrap();
     let by_alarm = server.ok(&format!("/api/v1/notifications/deliveries?alarm={alarm}"));
     assert_eq!(by_alarm.as_array().unwrap().len(), 1);
-    assert_eq!(server.ok("/api/v1/notifications/deliveries?status=delivered"), json!([]));
+    assert_eq!(
+        server.ok("/api/v1/notifications/deliveries?status=delivered"),
+        json!([])
+    );
     // Bad input and roles.
     server
         .get("/api/v1/notifications/deliveries?status=lost", Some(VIEWER))
@@ -1304,17 +1313,30 @@ fn notification_deliveries_are_listed_and_failed_ones_resent() {
         .request("POST", &path, Some(VIEWER), None)
         .error(403, &["vera", "viewer"]);
     server
-        .request("POST", "/api/v1/notifications/deliveries/999999/resend", Some(OPERATOR), None)
+        .request(
+            "POST",
+            "/api/v1/notifications/deliveries/999999/resend",
+            Some(OPERATOR),
+            None,
+        )
         .error(404, &["999999"]);
     server
-        .request("POST", "/api/v1/notifications/deliveries/abc/resend", Some(OPERATOR), None)
+        .request(
+            "POST",
+            "/api/v1/notifications/deliveries/abc/resend",
+            Some(OPERATOR),
+            None,
+        )
         .error(400, &["id"]);
     // Resend: pending again, same delivery id; resending it twice is a conflict until it fails again.
     let resent = server.request("POST", &path, Some(OPERATOR), None);
     assert_eq!(resent.status, 200, "{}", resent.body);
     let resent = resent.json();
     assert_eq!(resent["delivery_id"], row["delivery_id"]);
-    assert!(["pending", "failed"].contains(&resent["status"].as_str().unwrap()), "{resent}");
+    assert!(
+        ["pending", "failed"].contains(&resent["status"].as_str().unwrap()),
+        "{resent}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rows = server.ok(&format!("/api/v1/notifications/deliveries?alarm={alarm}"));

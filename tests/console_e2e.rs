@@ -647,7 +647,10 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
         client,
         "the god view",
         "return document.querySelectorAll('#activity-chart svg rect').length > 0 && \
-         document.querySelectorAll('#top-principals tbody tr').length > 0;",
+         document.querySelectorAll('#top-principals tbody tr').length > 0 && \
+         document.querySelectorAll('#top-ips tbody tr').length > 0 && \
+         document.querySelectorAll('#top-apis tbody tr').length > 0 && \
+         document.querySelectorAll('#top-failures tbody tr').length > 0;",
     )
     .await?;
     screenshot(client, "07-god-view").await?;

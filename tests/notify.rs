@@ -78,11 +78,7 @@ impl Receiver {
                 std::thread::spawn(move || serve(stream, &shared, &code));
             }
         });
-        Receiver {
-            port,
-            requests,
-            status,
-        }
+        Receiver { port, requests, status }
     }
 
     fn url(&self, path: &str) -> String {
@@ -131,11 +127,7 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Received>>, status: &AtomicU16)
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    requests.lock().expect("lock").push(Received {
-        target,
-        headers,
-        body,
-    });
+    requests.lock().expect("lock").push(Received { target, headers, body });
     let code = status.load(Ordering::SeqCst);
     let answer = if code == 200 {
         r#"{"errcode":0,"errmsg":"ok","code":0,"msg":"success"}"#
@@ -234,7 +226,11 @@ impl Fixture {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
-        command.arg("--config").arg(&self.config).args(args).current_dir(self.dir.path());
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path());
         command
     }
 
@@ -267,10 +263,12 @@ impl Fixture {
 
     /// Alarms at `level` and above.
     fn alarms(&self, level: &str) -> Vec<Value> {
-        self.json(&["alarms", "list", "--level", level, "--format", "json", "--limit", "100000"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.json(&[
+            "alarms", "list", "--level", level, "--format", "json", "--limit", "100000",
+        ])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
     }
 
     /// Every full access key in the store.
@@ -396,7 +394,11 @@ secret = "feishu-secret"
     fixture.ok(&["run", "--once"]);
 
     let high = fixture.alarms("high");
-    assert!(high.len() >= 3, "the examples raise several high alarms: {}", high.len());
+    assert!(
+        high.len() >= 3,
+        "the examples raise several high alarms: {}",
+        high.len()
+    );
     let root: Vec<&Value> = high
         .iter()
         .filter(|alarm| alarm["rule"] == "root-key-high-risk-api")
@@ -412,7 +414,10 @@ secret = "feishu-secret"
     for mail in &mails {
         assert_eq!(mail["auth_user"], "tw-alerts");
         assert_eq!(mail["mail_from"], "alerts@example.com");
-        assert_eq!(mail["rcpt_tos"], serde_json::json!(["soc@example.com", "oncall@example.com"]));
+        assert_eq!(
+            mail["rcpt_tos"],
+            serde_json::json!(["soc@example.com", "oncall@example.com"])
+        );
         let text = mail["text"].as_str().expect("a plain-text part");
         let html = mail["html"].as_str().expect("an HTML part");
         let url = text
@@ -425,7 +430,10 @@ secret = "feishu-secret"
             .expect("a link to the alarm");
         let alarm = high.iter().find(|alarm| alarm["id"] == id).expect("a high alarm");
         let subject = mail["subject"].as_str().expect("subject");
-        let account = alarm["account_name"].as_str().or(alarm["account_id"].as_str()).expect("account");
+        let account = alarm["account_name"]
+            .as_str()
+            .or(alarm["account_id"].as_str())
+            .expect("account");
         assert_eq!(
             subject,
             format!("[HIGH] {} — {account}", alarm["title"].as_str().expect("title")),
@@ -460,7 +468,10 @@ secret = "feishu-secret"
         );
         assert_eq!(request.header("X-Team"), "soc");
         assert_eq!(request.header("Content-Type"), "application/json");
-        assert_eq!(request.header("X-Trailwarden-Delivery"), body["delivery_id"].as_str().expect("id"));
+        assert_eq!(
+            request.header("X-Trailwarden-Delivery"),
+            body["delivery_id"].as_str().expect("id")
+        );
         assert!(delivery_ids.insert(body["delivery_id"].as_str().expect("id").to_string()));
         assert_eq!(body["schema"], "trailwarden.notification.v1");
         assert_eq!(body["kind"], "opened");
@@ -481,28 +492,52 @@ secret = "feishu-secret"
         let body = request.json();
         assert!(body["text"].as_str().expect("text").starts_with("[HIGH] "));
         assert_eq!(body["blocks"][0]["type"], "header");
-        assert!(body["blocks"][1]["text"]["text"].as_str().expect("mrkdwn").contains("*Rule:*"));
-        assert!(request.header("X-Trailwarden-Signature").is_empty(), "no secret, no signature");
+        assert!(
+            body["blocks"][1]["text"]["text"]
+                .as_str()
+                .expect("mrkdwn")
+                .contains("*Rule:*")
+        );
+        assert!(
+            request.header("X-Trailwarden-Signature").is_empty(),
+            "no secret, no signature"
+        );
     }
 
     // DingTalk, WeCom, Feishu: only the root-key rule, each signed its own way.
     let dingtalk = http.on("/dingtalk");
     assert_eq!(dingtalk.len(), root.len());
     for request in &dingtalk {
-        assert_eq!(query_param(&request.target, "access_token").as_deref(), Some("robot-token"));
+        assert_eq!(
+            query_param(&request.target, "access_token").as_deref(),
+            Some("robot-token")
+        );
         let timestamp = query_param(&request.target, "timestamp").expect("timestamp");
         let sign = query_param(&request.target, "sign").expect("sign");
-        assert_eq!(sign, hmac_base64(b"SECding", format!("{timestamp}\nSECding").as_bytes()));
+        assert_eq!(
+            sign,
+            hmac_base64(b"SECding", format!("{timestamp}\nSECding").as_bytes())
+        );
         let body = request.json();
         assert_eq!(body["msgtype"], "markdown");
-        assert!(body["markdown"]["text"].as_str().expect("text").contains("root-key-high-risk-api"));
+        assert!(
+            body["markdown"]["text"]
+                .as_str()
+                .expect("text")
+                .contains("root-key-high-risk-api")
+        );
     }
     let wecom = http.on("/wecom");
     assert_eq!(wecom.len(), root.len());
     for request in &wecom {
         let body = request.json();
         assert_eq!(body["msgtype"], "markdown");
-        assert!(body["markdown"]["content"].as_str().expect("content").contains("**Rule:**"));
+        assert!(
+            body["markdown"]["content"]
+                .as_str()
+                .expect("content")
+                .contains("**Rule:**")
+        );
     }
     let feishu = http.on("/feishu");
     assert_eq!(feishu.len(), root.len());
@@ -548,11 +583,18 @@ secret = "feishu-secret"
     let mails = smtp.messages();
     let last = mails.last().expect("a status mail");
     assert!(
-        last["subject"].as_str().expect("subject").starts_with("Processed: [HIGH] "),
+        last["subject"]
+            .as_str()
+            .expect("subject")
+            .starts_with("Processed: [HIGH] "),
         "{}",
         last["subject"]
     );
-    assert_eq!(http.on("/dingtalk").len(), root.len(), "the chat topic does not want status changes");
+    assert_eq!(
+        http.on("/dingtalk").len(),
+        root.len(),
+        "the chat topic does not want status changes"
+    );
 }
 
 #[test]
@@ -615,12 +657,19 @@ email = ["soc@example.com"]
     daemon.kill().expect("kill -9");
     daemon.wait().expect("reap");
     assert!(
-        fixture.deliveries(None).iter().all(|delivery| delivery["status"] == "pending"),
+        fixture
+            .deliveries(None)
+            .iter()
+            .all(|delivery| delivery["status"] == "pending"),
         "nothing was delivered during the outage"
     );
 
     // Restart, then the receivers come back.
-    let mut daemon = fixture.command(&["run"]).stderr(Stdio::null()).spawn().expect("restart");
+    let mut daemon = fixture
+        .command(&["run"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart");
     std::thread::sleep(Duration::from_millis(500));
     let http = Receiver::start(http_port);
     let smtp = SmtpSink::start(smtp_port, &[]);
@@ -634,7 +683,11 @@ email = ["soc@example.com"]
 
     let medium = fixture.alarms("medium");
     let expected = fixture.deliveries(None);
-    assert_eq!(expected.len(), 2 * medium.len(), "one delivery per alarm and subscription");
+    assert_eq!(
+        expected.len(),
+        2 * medium.len(),
+        "one delivery per alarm and subscription"
+    );
     let delivered = fixture.deliveries(Some("delivered"));
     assert_eq!(delivered.len(), expected.len(), "every delivery is delivered");
     let hook_ids: BTreeSet<String> = delivered
@@ -837,17 +890,28 @@ email = ["soc@example.com"]
     assert!(stdout.contains("ok      hook-ok (200)"), "{stdout}");
     assert!(stdout.contains("ok      mail (250)"), "{stdout}");
     assert!(stdout.contains("FAILED  hook-down: POST http://127.0.0.1:"), "{stdout}");
-    assert!(!stdout.contains("robot-secret-token"), "the URL's token is not shown: {stdout}");
+    assert!(
+        !stdout.contains("robot-secret-token"),
+        "the URL's token is not shown: {stdout}"
+    );
     assert!(stdout.contains("2 of 3 subscription(s) of topic soc"), "{stdout}");
     let body = http.on("/ok")[0].json();
     assert_eq!(body["kind"], "test");
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
-    assert!(mails[0]["subject"].as_str().expect("subject").starts_with("Test: [HIGH] "));
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .expect("subject")
+            .starts_with("Test: [HIGH] ")
+    );
     let output = fixture.run(&["notify", "test", "nope"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("there is no topic \"nope\" (configured: soc)"));
     let topics = fixture.ok(&["notify", "topics"]);
-    assert!(topics.contains("hook-down  webhook  generic  http://127.0.0.1:"), "{topics}");
+    assert!(
+        topics.contains("hook-down  webhook  generic  http://127.0.0.1:"),
+        "{topics}"
+    );
     assert!(!topics.contains("robot-secret-token"), "{topics}");
 }
 
@@ -862,22 +926,54 @@ fn openssl_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     .expect("write extensions");
     let steps: [Vec<String>; 3] = [
         vec![
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=trailwarden test CA",
-            "-keyout", &path("ca.key"), "-out", &path("ca.pem"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=trailwarden test CA",
+            "-keyout",
+            &path("ca.key"),
+            "-out",
+            &path("ca.pem"),
         ]
         .into_iter()
         .map(String::from)
         .collect(),
         vec![
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", &path("server.key"), "-out",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &path("server.key"),
+            "-out",
             &path("server.csr"),
         ]
         .into_iter()
         .map(String::from)
         .collect(),
         vec![
-            "x509", "-req", "-in", &path("server.csr"), "-CA", &path("ca.pem"), "-CAkey", &path("ca.key"),
-            "-CAcreateserial", "-days", "1", "-extfile", &path("server.ext"), "-out", &path("server.pem"),
+            "x509",
+            "-req",
+            "-in",
+            &path("server.csr"),
+            "-CA",
+            &path("ca.pem"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &path("server.ext"),
+            "-out",
+            &path("server.pem"),
         ]
         .into_iter()
         .map(String::from)
@@ -950,7 +1046,11 @@ email = ["soc@example.com"]
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0]["tls"], true, "the session was upgraded with STARTTLS");
@@ -1014,7 +1114,10 @@ fn bad_notification_config_is_named_at_start() {
         let output = fixture.run(&["notify", "topics"]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{config} was accepted");
-        assert!(stderr.contains(expected), "{config}\nexpected: {expected}\ngot: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{config}\nexpected: {expected}\ngot: {stderr}"
+        );
         assert!(!stderr.contains("t0ken"), "the URL's token is not echoed: {stderr}");
     }
 }

@@ -727,6 +727,18 @@ pub struct SourceIpActivity {
     pub principals: u64,
 }
 
+/// Calls of one API (service and action) of one cloud.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApiActivity {
+    pub provider: String,
+    pub service: String,
+    pub action: String,
+    pub events: u64,
+    pub failures: u64,
+    /// Distinct principals calling it.
+    pub principals: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AccountFailures {
     pub provider: String,
@@ -758,6 +770,7 @@ pub struct ActivityReport {
     pub hourly: Vec<HourActivity>,
     pub busiest_principals: Vec<PrincipalActivity>,
     pub busiest_source_ips: Vec<SourceIpActivity>,
+    pub busiest_apis: Vec<ApiActivity>,
     pub failure_rates: Vec<AccountFailures>,
     /// Pairs first seen in the range (at most `top`), earliest first.
     pub new_key_ips: Vec<KeyIpPair>,
@@ -829,6 +842,23 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut statement = connection.prepare(
+        "SELECT provider, service, action, SUM(count) AS events, SUM(failures), \
+         COUNT(DISTINCT account_id || '/' || principal) FROM activity_hourly WHERE key >= ?1 AND key < ?2 \
+         GROUP BY provider, service, action ORDER BY events DESC, provider, service, action LIMIT ?3",
+    )?;
+    let busiest_apis = statement
+        .query_map(params![key_low, key_high, top], |row| {
+            Ok(ApiActivity {
+                provider: row.get(0)?,
+                service: row.get(1)?,
+                action: row.get(2)?,
+                events: count(row.get(3)?),
+                failures: count(row.get(4)?),
+                principals: count(row.get(5)?),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut statement = connection.prepare(
         "SELECT provider, account_id, SUM(count) AS events, SUM(failures) AS failed FROM activity_hourly \
          WHERE key >= ?1 AND key < ?2 GROUP BY provider, account_id \
          ORDER BY CAST(failed AS REAL) / events DESC, events DESC, provider, account_id LIMIT ?3",
@@ -890,6 +920,7 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
         hourly,
         busiest_principals,
         busiest_source_ips,
+        busiest_apis,
         failure_rates,
         new_key_ips,
         new_key_ips_total,

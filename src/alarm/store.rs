@@ -634,7 +634,12 @@ impl Store {
                 [id],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
             )?;
-            let tags: Vec<String> = facts.2.split(',').filter(|tag| !tag.is_empty()).map(str::to_string).collect();
+            let tags: Vec<String> = facts
+                .2
+                .split(',')
+                .filter(|tag| !tag.is_empty())
+                .map(str::to_string)
+                .collect();
             router.status_changed(
                 &transaction,
                 &crate::notify::AlarmFacts {

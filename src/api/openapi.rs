@@ -469,6 +469,9 @@ fn schemas() -> Value {
             "busiest_source_ips": {"type": "array", "items": object(&[], json!({
                 "source_ip": string(), "events": {"type": "integer"}, "failures": {"type": "integer"},
                 "principals": {"type": "integer"}}))},
+            "busiest_apis": {"type": "array", "items": object(&[], json!({
+                "provider": string(), "service": string(), "action": string(), "events": {"type": "integer"},
+                "failures": {"type": "integer"}, "principals": {"type": "integer"}}))},
             "failure_rates": {"type": "array", "items": object(&[], json!({
                 "provider": string(), "account_id": string(), "events": {"type": "integer"},
                 "failures": {"type": "integer"}, "failure_rate": {"type": "number"}}))},

@@ -97,12 +97,9 @@ pub async fn deliveries(
     params.only(&["status", "topic", "alarm", "limit"])?;
     let status = params.choice("status", &crate::notify::outbox::STATUSES)?;
     let alarm_id = match params.text("alarm") {
-        Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| ApiError::bad_request(format!("alarm: {text:?} is not an alarm id (a positive integer)")))?,
-        ),
+        Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request(format!("alarm: {text:?} is not an alarm id (a positive integer)"))
+        })?),
         None => None,
     };
     let filter = crate::notify::outbox::DeliveryFilter {

@@ -272,7 +272,10 @@ impl std::fmt::Debug for WebhookSettings {
             .field("url", &redact_url(&self.url))
             .field("format", &self.format)
             .field("secret", &self.secret.as_ref().map(|_| "…"))
-            .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -340,12 +343,18 @@ pub fn validate(raw: RawNotify, duration: &DurationParser<'_>) -> Result<NotifyS
     if let Some(dir) = &settings.templates_dir
         && !dir.is_dir()
     {
-        return Err(format!("`notify.templates_dir` = \"{}\" is not a directory", dir.display()));
+        return Err(format!(
+            "`notify.templates_dir` = \"{}\" is not a directory",
+            dir.display()
+        ));
     }
     for (index, topic) in raw.topics.into_iter().enumerate() {
         let topic = topic_settings(topic, index, &settings, duration)?;
         if settings.topic(&topic.name).is_some() {
-            return Err(format!("`notify.topics`: the topic name \"{}\" is used twice", topic.name));
+            return Err(format!(
+                "`notify.topics`: the topic name \"{}\" is used twice",
+                topic.name
+            ));
         }
         settings.topics.push(topic);
     }
@@ -526,14 +535,18 @@ fn subscription_settings(
         (None, None) => return Err(format!("`{place}` needs an `email` list or a `webhook` URL")),
         (Some(addresses), None) => {
             if settings.smtp.is_none() {
-                return Err(format!("`{place}` sends email, but there is no `[notify.smtp]` section"));
+                return Err(format!(
+                    "`{place}` sends email, but there is no `[notify.smtp]` section"
+                ));
             }
             if addresses.is_empty() {
                 return Err(format!("`{place}.email` is empty"));
             }
             for address in &addresses {
                 if address.parse::<lettre::message::Mailbox>().is_err() {
-                    return Err(format!("`{place}.email` lists \"{address}\", which is not an email address"));
+                    return Err(format!(
+                        "`{place}.email` lists \"{address}\", which is not an email address"
+                    ));
                 }
             }
             if raw.format.is_some() || raw.secret.is_some() || raw.secret_env.is_some() || !raw.headers.is_empty() {
@@ -547,7 +560,12 @@ fn subscription_settings(
             let url = url.trim().to_string();
             match reqwest::Url::parse(&url) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-                _ => return Err(format!("`{place}.webhook` = \"{}\" is not an http(s) URL", redact_url(&url))),
+                _ => {
+                    return Err(format!(
+                        "`{place}.webhook` = \"{}\" is not an http(s) URL",
+                        redact_url(&url)
+                    ));
+                }
             }
             let format = match raw.format.as_deref().unwrap_or("generic") {
                 "generic" | "json" => WebhookFormat::Generic,

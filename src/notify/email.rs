@@ -149,4 +149,3 @@ pub(crate) fn describe_error(error: &dyn std::error::Error) -> String {
     }
     text
 }
-

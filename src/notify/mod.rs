@@ -53,20 +53,17 @@ impl Router {
     }
 
     fn matching<'a>(&'a self, facts: &'a AlarmFacts<'a>) -> impl Iterator<Item = &'a TopicSettings> + 'a {
-        self.settings.topics.iter().filter(move |topic| topic_matches(topic, facts))
+        self.settings
+            .topics
+            .iter()
+            .filter(move |topic| topic_matches(topic, facts))
     }
 
     /// A new alarm: queue it for every topic that wants new alarms.
     pub fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize> {
         let mut queued = 0;
         for topic in self.matching(facts).filter(|topic| topic.on_opened) {
-            outbox::enqueue(
-                connection,
-                topic,
-                Some(facts.alarm_id),
-                NoticeKind::Opened,
-                &json!({}),
-            )?;
+            outbox::enqueue(connection, topic, Some(facts.alarm_id), NoticeKind::Opened, &json!({}))?;
             queued += 1;
         }
         Ok(queued)

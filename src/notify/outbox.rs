@@ -26,7 +26,11 @@ pub fn enqueue(
     detail: &serde_json::Value,
 ) -> rusqlite::Result<i64> {
     let now = Utc::now();
-    let state = if kind == NoticeKind::Digest { "admitted" } else { "queued" };
+    let state = if kind == NoticeKind::Digest {
+        "admitted"
+    } else {
+        "queued"
+    };
     let admitted_ms = (kind == NoticeKind::Digest).then_some(now.timestamp_millis());
     connection
         .prepare_cached(
@@ -100,14 +104,16 @@ pub fn admit(connection: &mut Connection, settings: &NotifySettings, flush: bool
             "SELECT count(*) FROM notify_messages WHERE topic = ?1 AND state = 'admitted' AND kind != 'digest' \
              AND admitted_ms > ?2",
         )?;
-        let mut set_admitted =
-            transaction.prepare_cached("UPDATE notify_messages SET state = 'admitted', admitted_ms = ?2 WHERE id = ?1")?;
+        let mut set_admitted = transaction
+            .prepare_cached("UPDATE notify_messages SET state = 'admitted', admitted_ms = ?2 WHERE id = ?1")?;
         let mut set_folded = transaction.prepare_cached("UPDATE notify_messages SET state = 'folded' WHERE id = ?1")?;
         let mut fold_deliveries = transaction.prepare_cached(
             "UPDATE notify_deliveries SET status = 'folded' WHERE message_id = ?1 AND status = 'pending'",
         )?;
         for (id, topic_name) in queued {
-            let limit = settings.topic(&topic_name).map(|topic| (topic.rate_limit, topic.rate_window));
+            let limit = settings
+                .topic(&topic_name)
+                .map(|topic| (topic.rate_limit, topic.rate_window));
             let admit = match limit {
                 Some((limit, window)) if limit > 0 => {
                     let count = match in_window.get(&topic_name) {
@@ -153,7 +159,9 @@ fn queue_digest(connection: &Connection, topic: &TopicSettings, now_ms: i64, flu
             "SELECT id, alarm_id, kind, created_ms FROM notify_messages \
              WHERE topic = ?1 AND state = 'folded' AND digest_id IS NULL ORDER BY id",
         )?
-        .query_map([&topic.name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+        .query_map([&topic.name], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
     let Some(first) = folded.first() else {
         return Ok(0);
@@ -244,7 +252,9 @@ pub fn due(connection: &Connection, limit: u32) -> rusqlite::Result<Vec<Due>> {
 /// The result of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { status: Option<u16> },
+    Delivered {
+        status: Option<u16>,
+    },
     /// Failed; `permanent` when retrying cannot help (a 4xx, an SMTP 5xx).
     Failed {
         error: String,
@@ -252,7 +262,9 @@ pub enum Outcome {
         permanent: bool,
     },
     /// Not attempted: an earlier delivery to the same subscription just failed.
-    Deferred { until_ms: i64 },
+    Deferred {
+        until_ms: i64,
+    },
 }
 
 /// What `record` did.
@@ -303,8 +315,8 @@ pub fn record(
             "UPDATE notify_deliveries SET status = 'failed', attempts = attempts + 1, last_attempt_at = ?2, \
              last_error = ?3, last_status = ?4 WHERE id = ?1 AND status = 'pending'",
         )?;
-        let mut defer =
-            transaction.prepare_cached("UPDATE notify_deliveries SET next_attempt_ms = ?2 WHERE id = ?1 AND status = 'pending'")?;
+        let mut defer = transaction
+            .prepare_cached("UPDATE notify_deliveries SET next_attempt_ms = ?2 WHERE id = ?1 AND status = 'pending'")?;
         for (due, outcome) in results {
             match outcome {
                 Outcome::Delivered { status } => {
@@ -464,7 +476,9 @@ pub fn resend(connection: &mut Connection, ids: &[i64], all_failed: bool) -> rus
 /// The status of one delivery (to explain why a resend did nothing).
 pub fn status_of(connection: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
     connection
-        .query_row("SELECT status FROM notify_deliveries WHERE id = ?1", [id], |row| row.get(0))
+        .query_row("SELECT status FROM notify_deliveries WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
         .optional()
 }
 

@@ -141,7 +141,11 @@ pub fn load_notice(
         topic: due.topic.clone(),
         queued_at: due.created_at.clone(),
         sent_at: timestamp(Utc::now()),
-        reason: due.detail.get("reason").and_then(|reason| reason.as_str()).map(str::to_string),
+        reason: due
+            .detail
+            .get("reason")
+            .and_then(|reason| reason.as_str())
+            .map(str::to_string),
         transition: due.detail.get("transition").cloned(),
         url: None,
         alarm: None,
@@ -225,7 +229,11 @@ pub fn load_notice(
         };
         notice.url = settings.public_url.as_ref().map(|base| format!("{base}/#/alarms"));
         notice.digest = Some(DigestNotice {
-            messages: due.detail.get("messages").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            messages: due
+                .detail
+                .get("messages")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
             alarms_total: ids.len(),
             more: ids.len().saturating_sub(alarms.len()),
             alarms,
@@ -481,7 +489,13 @@ fn capitalize(text: &str) -> String {
 /// The body of chat messages, in Markdown (DingTalk, WeCom, Feishu) or
 /// Slack's mrkdwn (`slack`: bold is `*x*`, links are `<url|text>`).
 pub fn markdown(notice: &Notice, slack: bool) -> String {
-    let bold = |text: &str| if slack { format!("*{text}*") } else { format!("**{text}**") };
+    let bold = |text: &str| {
+        if slack {
+            format!("*{text}*")
+        } else {
+            format!("**{text}**")
+        }
+    };
     let link = |url: &str, text: &str| {
         if slack {
             format!("<{url}|{text}>")
@@ -589,7 +603,11 @@ mod tests {
             "Test: [HIGH] Root account access key used (sample) — example-account"
         );
         assert!(email.text.contains("https://tw.example.com/#/alarms"));
-        assert!(email.html.contains("<strong style=\"font-size: 16px;\">Root account access key used (sample)</strong>"));
+        assert!(
+            email
+                .html
+                .contains("<strong style=\"font-size: 16px;\">Root account access key used (sample)</strong>")
+        );
         assert!(!email.text.contains("HPUAEXAMPLEKEY000000"));
     }
 

@@ -178,7 +178,11 @@ impl WebhookSender {
         if !status.is_success() {
             let code = status.as_u16();
             return Outcome::Failed {
-                error: format!("POST {}: HTTP {code} {}", redact_url(&hook.url), truncate(text.trim(), 200)),
+                error: format!(
+                    "POST {}: HTTP {code} {}",
+                    redact_url(&hook.url),
+                    truncate(text.trim(), 200)
+                ),
                 status: Some(code),
                 permanent: status.is_client_error() && !matches!(code, 408 | 425 | 429),
             };
@@ -244,10 +248,16 @@ mod tests {
 
     #[test]
     fn robots_report_their_error_codes() {
-        assert_eq!(robot_error(WebhookFormat::DingTalk, r#"{"errcode":0,"errmsg":"ok"}"#), None);
+        assert_eq!(
+            robot_error(WebhookFormat::DingTalk, r#"{"errcode":0,"errmsg":"ok"}"#),
+            None
+        );
         assert!(
-            robot_error(WebhookFormat::WeCom, r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#)
-                .is_some_and(|error| error.contains("93000"))
+            robot_error(
+                WebhookFormat::WeCom,
+                r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#
+            )
+            .is_some_and(|error| error.contains("93000"))
         );
         assert!(robot_error(WebhookFormat::Feishu, r#"{"code":19021,"msg":"sign match fail"}"#).is_some());
         assert_eq!(robot_error(WebhookFormat::Feishu, r#"{"StatusCode":0}"#), None);

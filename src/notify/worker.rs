@@ -23,6 +23,9 @@ use crate::alarm::store::{Store, StoreOptions};
 use crate::metrics::{DeliveryLabels, Metrics};
 use crate::pipeline::SharedRules;
 
+/// A due delivery with its notice (or why it could not be built).
+type Prepared = (Due, Result<Notice, String>);
+
 /// Deliveries taken per round.
 const ROUND_LIMIT: u32 = 200;
 
@@ -145,7 +148,10 @@ async fn run(context: Arc<Context>, mut stopped: tokio::sync::watch::Receiver<bo
             }
         }
     };
-    if tokio::time::timeout(context.settings.drain_timeout, drain).await.is_err() {
+    if tokio::time::timeout(context.settings.drain_timeout, drain)
+        .await
+        .is_err()
+    {
         tracing::warn!(
             timeout = ?context.settings.drain_timeout,
             "notifications still being sent at shutdown; pending ones are sent after the restart"
@@ -165,7 +171,7 @@ async fn round(context: &Arc<Context>, flush: bool) -> Result<usize, NotifyError
         return Ok(0);
     }
     // Subscriptions in parallel; each subscription's deliveries in order.
-    let mut groups: Vec<((String, String), Vec<(Due, Result<Notice, String>)>)> = Vec::new();
+    let mut groups: Vec<((String, String), Vec<Prepared>)> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     for (due, notice) in prepared {
         let key = (due.topic.clone(), due.subscription.clone());
@@ -199,7 +205,7 @@ async fn round(context: &Arc<Context>, flush: bool) -> Result<usize, NotifyError
 }
 
 /// Admit and digest, then load the due deliveries with their notices.
-fn prepare(context: &Context, flush: bool) -> Result<Vec<(Due, Result<Notice, String>)>, NotifyError> {
+fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError> {
     let mut store = context
         .store
         .lock()
@@ -227,16 +233,14 @@ fn prepare(context: &Context, flush: bool) -> Result<Vec<(Due, Result<Notice, St
         .collect())
 }
 
-async fn send_group(
-    context: &Context,
-    topic: &str,
-    subscription: &str,
-    items: Vec<(Due, Result<Notice, String>)>,
-) -> Vec<(Due, Outcome)> {
+async fn send_group(context: &Context, topic: &str, subscription: &str, items: Vec<Prepared>) -> Vec<(Due, Outcome)> {
     let settings = &context.settings;
-    let target = settings
-        .topic(topic)
-        .and_then(|topic| topic.subscriptions.iter().find(|candidate| candidate.name == subscription));
+    let target = settings.topic(topic).and_then(|topic| {
+        topic
+            .subscriptions
+            .iter()
+            .find(|candidate| candidate.name == subscription)
+    });
     let mut results = Vec::with_capacity(items.len());
     let mut deferred_until: Option<i64> = None;
     for (due, notice) in items {
@@ -274,7 +278,9 @@ async fn send_group(
             })
             .inc();
         if let Outcome::Failed {
-            error, permanent: false, ..
+            error,
+            permanent: false,
+            ..
         } = &outcome
         {
             let delay = outbox::backoff_ms(settings, due.attempts + 1, &due.delivery_id);

@@ -1143,6 +1143,7 @@
     const hourly = hourlySeries(data);
     const principals = data.busiest_principals || [];
     const ips = data.busiest_source_ips || [];
+    const apis = data.busiest_apis || [];
     const rates = data.failure_rates || [];
     const pairs = data.new_key_ips || [];
     const maxOf = (rows) => rows.reduce((m, row) => Math.max(m, Number(row.events) || 0), 0);
@@ -1156,6 +1157,7 @@
 
     const maxP = maxOf(principals);
     const maxI = maxOf(ips);
+    const maxA = maxOf(apis);
     clear(body).append(
       h('div', { class: 'cards' },
         card('Events', fmtInt(events)),
@@ -1176,6 +1178,11 @@
           h('td', null, h('span', { class: 'key' }, row.source_ip, copyButton(row.source_ip, 'IP address'))),
           h('td', { class: 'num' }, fmtInt(row.principals)),
           h('td', { class: 'num' }, fmtInt(row.events)), h('td', null, meter(row.events, maxI)),
+          h('td', { class: 'num' }, h('span', { class: row.failures ? 'fail' : 'zero' }, fmtInt(row.failures)))]),
+        topTable('top-apis', 'Busiest APIs', ['API', 'Principals', 'Events', '', 'Failures'], apis, (row) => [
+          h('td', null, providerChip(row.provider), ' ', h('span', { class: 'mono' }, `${row.service}.${row.action}`)),
+          h('td', { class: 'num' }, fmtInt(row.principals)),
+          h('td', { class: 'num' }, fmtInt(row.events)), h('td', null, meter(row.events, maxA)),
           h('td', { class: 'num' }, h('span', { class: row.failures ? 'fail' : 'zero' }, fmtInt(row.failures)))]),
         topTable('top-failures', 'Failures by account', ['Account', 'Events', 'Failures', 'Rate', ''], rates, (row) => [
           h('td', null, providerChip(row.provider), ' ', h('span', { class: 'mono' }, row.account_id || '-')),
