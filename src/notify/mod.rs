@@ -195,6 +195,145 @@ mod tests {
         }
     }
 
+    fn update(count: u64, level: Level) -> crate::alarm::store::AlarmUpdate {
+        crate::alarm::store::AlarmUpdate {
+            rule_id: "root-key-used".into(),
+            rule_hash: "h".into(),
+            level,
+            title: "Root key used".into(),
+            tags: vec!["sec09-03".into()],
+            group_key: "access_key.id=AKIAEXAMPLE".into(),
+            identity: crate::alarm::store::AlarmIdentity {
+                provider: "aws".into(),
+                account_id: Some("1234".into()),
+                account_identity: "root".into(),
+                principal_kind: "root".into(),
+                ..Default::default()
+            },
+            first_seen: "2026-03-02T02:00:00.000Z".into(),
+            last_seen: "2026-03-02T02:00:00.000Z".into(),
+            count,
+            last_output: "x".into(),
+            calls: vec![],
+            samples: vec![],
+        }
+    }
+
+    /// (kind, detail) of every queued message, oldest first.
+    fn messages(store: &crate::alarm::store::Store) -> Vec<(String, String)> {
+        store
+            .connection()
+            .prepare("SELECT kind, detail FROM notify_messages ORDER BY id")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("messages")
+    }
+
+    #[test]
+    fn the_store_queues_opened_escalated_and_status_messages_in_its_transactions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut topic = topic();
+        topic.on_status = true;
+        topic.escalate_counts = vec![3, 10];
+        topic.subscriptions = vec![
+            Subscription {
+                name: "a".into(),
+                target: Target::Email {
+                    to: vec!["soc@example.com".into()],
+                },
+            },
+            Subscription {
+                name: "b".into(),
+                target: Target::Email {
+                    to: vec!["oncall@example.com".into()],
+                },
+            },
+        ];
+        let settings = NotifySettings {
+            topics: vec![topic],
+            ..NotifySettings::default()
+        };
+        let options = crate::alarm::store::StoreOptions {
+            notify: Router::new(Arc::new(settings)),
+            ..Default::default()
+        };
+        let mut store = crate::alarm::store::Store::open(&dir.path().join("s.db"), options).expect("store");
+        let write = |store: &mut crate::alarm::store::Store, count, level| {
+            store
+                .write(&crate::alarm::store::WriteBatch {
+                    alarms: vec![update(count, level)],
+                    ..Default::default()
+                })
+                .expect("write");
+        };
+        write(&mut store, 1, Level::Medium);
+        assert_eq!(messages(&store), vec![("opened".to_string(), "{}".to_string())]);
+        // 1 → 2: no mark crossed; 2 → 5 crosses 3; 5 → 6 nothing; 6 → 40 crosses 10 (one message, the highest mark).
+        write(&mut store, 1, Level::Medium);
+        write(&mut store, 3, Level::Medium);
+        write(&mut store, 1, Level::Medium);
+        write(&mut store, 34, Level::Medium);
+        let kinds = messages(&store);
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert_eq!(kinds[1].0, "escalated");
+        assert!(kinds[1].1.contains("count reached 3 (now 5)"), "{kinds:?}");
+        assert!(kinds[2].1.contains("count reached 10 (now 40)"), "{kinds:?}");
+        // The rule's level is raised (an override, a reload): escalated again.
+        write(&mut store, 1, Level::High);
+        let kinds = messages(&store);
+        assert_eq!(kinds.len(), 4);
+        assert!(kinds[3].1.contains("level raised from medium to high"), "{kinds:?}");
+        // A status change queues a status message with the transition.
+        store
+            .set_status(1, crate::alarm::workflow::Status::Processed, "alice", "done")
+            .expect("status");
+        let kinds = messages(&store);
+        assert_eq!(kinds.len(), 5);
+        assert_eq!(kinds[4].0, "status");
+        assert!(kinds[4].1.contains("\"actor\":\"alice\""), "{kinds:?}");
+        // Every message has one delivery per subscription, each with its own id.
+        let (deliveries, distinct): (i64, i64) = store
+            .connection()
+            .query_row(
+                "SELECT count(*), count(DISTINCT delivery_id) FROM notify_deliveries",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("count");
+        assert_eq!((deliveries, distinct), (10, 10));
+        // Below the topic's level nothing is queued.
+        let mut low = update(1, Level::Low);
+        low.group_key = "other".into();
+        store
+            .write(&crate::alarm::store::WriteBatch {
+                alarms: vec![low],
+                ..Default::default()
+            })
+            .expect("write");
+        assert_eq!(messages(&store).len(), 5);
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let settings = NotifySettings {
+            backoff_initial: std::time::Duration::from_secs(10),
+            backoff_max: std::time::Duration::from_secs(600),
+            ..NotifySettings::default()
+        };
+        for attempts in 1..12 {
+            let delay = outbox::backoff_ms(&settings, attempts, "tw-x");
+            let full = (10_000.0 * 2f64.powi(attempts as i32 - 1)).min(600_000.0) as i64;
+            assert!(delay >= full / 2 && delay <= full, "attempt {attempts}: {delay} of {full}");
+        }
+        let spread: std::collections::BTreeSet<i64> = (0..20)
+            .map(|n| outbox::backoff_ms(&settings, 3, &format!("tw-{n}")))
+            .collect();
+        assert!(spread.len() > 10, "deliveries do not retry in step: {spread:?}");
+    }
+
     #[test]
     fn level_rules_tags_and_accounts_filter() {
         let tags = vec!["sec09-03".to_string()];
