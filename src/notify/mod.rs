@@ -326,7 +326,10 @@ mod tests {
         for attempts in 1..12 {
             let delay = outbox::backoff_ms(&settings, attempts, "tw-x");
             let full = (10_000.0 * 2f64.powi(attempts as i32 - 1)).min(600_000.0) as i64;
-            assert!(delay >= full / 2 && delay <= full, "attempt {attempts}: {delay} of {full}");
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "attempt {attempts}: {delay} of {full}"
+            );
         }
         let spread: std::collections::BTreeSet<i64> = (0..20)
             .map(|n| outbox::backoff_ms(&settings, 3, &format!("tw-{n}")))
