@@ -127,25 +127,11 @@ impl Mailer {
             Err(error) => {
                 let status = error.status().and_then(|code| code.to_string().parse().ok());
                 Outcome::Failed {
-                    error: format!("SMTP {}: {}", self.relay, describe_error(&error)),
+                    error: format!("SMTP {}: {}", self.relay, super::describe_error(&error)),
                     status,
                     permanent: error.is_permanent(),
                 }
             }
         }
     }
-}
-
-pub(crate) fn describe_error(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

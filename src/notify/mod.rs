@@ -151,6 +151,22 @@ pub fn topic_matches(topic: &TopicSettings, facts: &AlarmFacts<'_>) -> bool {
     true
 }
 
+/// An error with its chain of causes (transport errors keep the useful part
+/// — "connection refused", "invalid peer certificate" — in their sources).
+pub(crate) fn describe_error(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Errors of the notification side (setup, templates, `notify` commands).
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

@@ -90,6 +90,17 @@ pub struct Admission {
 /// queue a digest for every topic whose folded messages are due (`flush`:
 /// due now, as when the daemon stops). One transaction.
 pub fn admit(connection: &mut Connection, settings: &NotifySettings, flush: bool) -> rusqlite::Result<Admission> {
+    // Most rounds have nothing to admit or fold: answer from the partial
+    // indexes without taking the write lock the engine needs.
+    let work: bool = connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM notify_messages WHERE state = 'queued') \
+             OR EXISTS (SELECT 1 FROM notify_messages WHERE state = 'folded' AND digest_id IS NULL)",
+        )?
+        .query_row([], |row| row.get(0))?;
+    if !work {
+        return Ok(Admission::default());
+    }
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -125,11 +136,7 @@ pub fn admit(connection: &mut Connection, settings: &NotifySettings, flush: bool
                         }
                     };
                     let admit = count < u64::from(limit);
-                    if admit {
-                        in_window.insert(topic_name.clone(), count + 1);
-                    } else {
-                        in_window.insert(topic_name.clone(), count);
-                    }
+                    in_window.insert(topic_name.clone(), count + u64::from(admit));
                     admit
                 }
                 // No limit, or a topic no longer configured (its deliveries fail with that reason).

@@ -126,14 +126,15 @@ fn account_label(alarm: &AlarmView) -> Option<String> {
     }
 }
 
-/// Build the notice for a due delivery from the store (masked like the CLI).
+/// Build the notice for a due delivery from the store (masked like the CLI;
+/// `directory` classifies the call records' IPs).
 pub fn load_notice(
     store: &Store,
+    directory: &Directory,
     due: &Due,
     settings: &NotifySettings,
     rules: Option<&RuleSet>,
 ) -> Result<Notice, NotifyError> {
-    let directory = Directory::load(store.connection()).map_err(|error| NotifyError::Setup(error.to_string()))?;
     let mut notice = Notice {
         schema: SCHEMA,
         delivery_id: due.delivery_id.clone(),
@@ -156,7 +157,7 @@ pub fn load_notice(
             .get_alarm(id)
             .map_err(|error| NotifyError::Setup(error.to_string()))?
             .ok_or_else(|| NotifyError::Setup(format!("alarm {id} is not in the store")))?;
-        let view = detail_view(detail, &directory);
+        let view = detail_view(detail, directory);
         let rule = rules.and_then(|rules| rules.rules.iter().find(|rule| rule.id == view.alarm.alarm.rule));
         let total = view.calls.len();
         let calls = view
@@ -202,7 +203,7 @@ pub fn load_notice(
             else {
                 continue;
             };
-            let view = crate::alarm::view::alarm_view(row.alarm, &directory);
+            let view = crate::alarm::view::alarm_view(row.alarm, directory);
             *by_level.entry(view.alarm.level.clone()).or_default() += 1;
             if alarms.len() < MAX_DIGEST_ALARMS {
                 alarms.push(AlarmBrief {

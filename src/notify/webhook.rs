@@ -23,24 +23,29 @@ pub const DELIVERY_HEADER: &str = "X-Trailwarden-Delivery";
 pub const TIMESTAMP_HEADER: &str = "X-Trailwarden-Timestamp";
 pub const SIGNATURE_HEADER: &str = "X-Trailwarden-Signature";
 
-/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable_hmac());
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+/// HMAC-SHA256 of the concatenated `parts` under `key`.
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
 }
 
-/// HMAC accepts keys of any length; this is never reached.
-fn unreachable_hmac() -> HmacSha256 {
-    HmacSha256::new_from_slice(b"k").unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let timestamp = timestamp.to_string();
+    format!(
+        "v1={}",
+        hex::encode(hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]))
+    )
 }
 
 fn base64_hmac(key: &[u8], message: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
-    mac.update(message);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    base64::engine::general_purpose::STANDARD.encode(hmac(key, &[message]))
 }
 
 /// The JSON body for a format.
@@ -163,11 +168,7 @@ impl WebhookSender {
                 // reqwest errors quote the URL, which may hold a robot's token.
                 let error = error.without_url();
                 return Outcome::Failed {
-                    error: format!(
-                        "POST {}: {}",
-                        redact_url(&hook.url),
-                        super::email::describe_error(&error)
-                    ),
+                    error: format!("POST {}: {}", redact_url(&hook.url), super::describe_error(&error)),
                     status: None,
                     permanent: false,
                 };

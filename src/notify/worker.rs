@@ -19,6 +19,7 @@ use super::email::Mailer;
 use super::outbox::{self, Due, Outcome};
 use super::render::{Notice, Templates, load_notice};
 use super::webhook::WebhookSender;
+use crate::alarm::assets::Directory;
 use crate::alarm::store::{Store, StoreOptions};
 use crate::metrics::{DeliveryLabels, Metrics};
 use crate::pipeline::SharedRules;
@@ -222,12 +223,27 @@ fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError>
         );
     }
     let due = outbox::due(store.connection(), ROUND_LIMIT)?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
     let rules = context.rules.as_ref().map(|rules| rules.load_full());
+    let directory = Directory::load(store.connection()).map_err(|error| NotifyError::Setup(error.to_string()))?;
+    // A message goes to every subscription of its topic: build its notice once.
+    let mut notices: HashMap<i64, Result<Notice, String>> = HashMap::new();
     Ok(due
         .into_iter()
         .map(|due| {
-            let notice =
-                load_notice(&store, &due, &context.settings, rules.as_deref()).map_err(|error| error.to_string());
+            let notice = notices
+                .entry(due.message_id)
+                .or_insert_with(|| {
+                    load_notice(&store, &directory, &due, &context.settings, rules.as_deref())
+                        .map_err(|error| error.to_string())
+                })
+                .clone()
+                .map(|mut notice| {
+                    notice.delivery_id = due.delivery_id.clone();
+                    notice
+                });
             (due, notice)
         })
         .collect())
