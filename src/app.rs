@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::alarm::allowlist::{self, AllowlistError, NewPolicy, Policy, PolicyMatch};
 use crate::alarm::assets::{self, AssetsError, Directory};
+use crate::alarm::changes::{Actor, Change, ChangeFilter};
 use crate::alarm::rollup::{ActivityOptions, ActivityQuery, ActivityReport, Trace, TraceFilter};
 use crate::alarm::store::{AlarmFilter, Store, StoreError, StoreOptions};
 use crate::alarm::view::{AlarmDetailView, AlarmView, alarm_view, detail_view};
@@ -58,6 +59,16 @@ pub enum AppError {
     Assets(#[from] AssetsError),
     #[error("{0}")]
     Notify(String),
+    #[error(transparent)]
+    Actor(#[from] crate::alarm::changes::BadActor),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(error: rusqlite::Error) -> AppError {
+        AppError::Store(StoreError::Query(error))
+    }
 }
 
 /// Rule options from the settings (zone, switches, overrides).
@@ -473,12 +484,13 @@ impl Drop for ScratchStore {
 pub fn summary_line(report: &PipelineReport) -> String {
     let stats = report.stats;
     format!(
-        "replay: {} records, {} events, {} malformed, {} matches, {} allowlisted, {} alarms ({} new), state {} entries ({} evicted), {} late, {:.2} s, {:.0} events/s",
+        "replay: {} records, {} events, {} malformed, {} matches, {} allowlisted ({} high), {} alarms ({} new), state {} entries ({} evicted), {} late, {:.2} s, {:.0} events/s",
         stats.records,
         stats.events,
         stats.malformed,
         stats.matches,
         stats.allowlisted,
+        stats.allowlisted_high,
         stats.alarms_touched,
         stats.alarms_created,
         stats.state_entries,
@@ -643,13 +655,20 @@ pub fn show_alarm(store: &Store, id: i64) -> Result<AlarmDetailView, AppError> {
 pub struct AllowlistAdd {
     pub matches: PolicyMatch,
     pub from_alarm: Option<i64>,
-    pub owner: String,
     pub reason: String,
     pub expires: Option<String>,
+    /// An explicit override for a broad policy (admins only; recorded).
+    pub allow_broad: bool,
 }
 
-/// Add a policy. Returns it, and a warning when it is already expired.
-pub fn allowlist_add(store: &Store, request: AllowlistAdd) -> Result<(Policy, Option<String>), AppError> {
+/// Add a policy as `actor`. Returns it, and a warning when it is already
+/// expired. The policy, its change-log entry, its chain links and the
+/// `policy` notifications commit in one transaction.
+pub fn allowlist_add(
+    store: &mut Store,
+    request: AllowlistAdd,
+    actor: &Actor,
+) -> Result<(Policy, Option<String>), AppError> {
     let now = chrono::Utc::now();
     let mut matches = request.matches;
     if let Some(id) = request.from_alarm {
@@ -678,17 +697,69 @@ pub fn allowlist_add(store: &Store, request: AllowlistAdd) -> Result<(Policy, Op
             crate::alarm::store::timestamp(expires)
         )
     });
-    let policy = allowlist::add(
-        store.connection(),
-        NewPolicy {
-            matches,
-            owner: request.owner,
-            reason: request.reason,
-            expires_at,
-        },
-        now,
-    )?;
+    let policy = store.change(|transaction, router| -> Result<Policy, AppError> {
+        let policy = allowlist::add(
+            transaction,
+            NewPolicy {
+                matches,
+                reason: request.reason,
+                expires_at,
+                allow_broad: request.allow_broad,
+            },
+            actor,
+            now,
+        )?;
+        if let Some(router) = router {
+            router.policy_changed(transaction, &policy_notice(&policy, "added", actor, now))?;
+        }
+        Ok(policy)
+    })?;
+    if let Some(broad) = &policy.broad {
+        tracing::warn!(policy = policy.id, actor = %actor.name, via = %actor.via, %broad, "broad allowlist policy added by override");
+    }
     Ok((policy, warning))
+}
+
+/// The notification detail of a policy change (key masked).
+fn policy_notice(
+    policy: &Policy,
+    action: &str,
+    actor: &Actor,
+    now: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let matches = &policy.matches;
+    let mut parts = Vec::new();
+    let masked = matches.access_key.as_deref().map(mask_access_key);
+    for (label, value) in [
+        ("key", &masked),
+        ("ip", &matches.source_ip),
+        ("api", &matches.api),
+        ("operation", &matches.operation),
+        ("method", &matches.call_method),
+        ("error code", &matches.error_code),
+        ("rule", &matches.rule_id),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{label} {value}"));
+        }
+    }
+    let mut masked_matches = matches.clone();
+    masked_matches.access_key = masked;
+    serde_json::json!(crate::notify::render::PolicyNotice {
+        action: action.to_string(),
+        id: policy.id,
+        actor: actor.name.clone(),
+        via: actor.via.clone(),
+        at: crate::alarm::store::timestamp(now),
+        summary: parts.join(", "),
+        matches: serde_json::json!(masked_matches),
+        reason: policy.reason.clone(),
+        expires_at: policy.expires_at.clone(),
+        broad: policy.broad.clone(),
+        approved_by: policy.approved_by.clone(),
+        hit_count: policy.hit_count,
+        high_hits: policy.high_hits,
+    })
 }
 
 /// A policy for output: key masked, and whether it is in force.
@@ -738,8 +809,69 @@ pub fn allowlist_report(store: &Store) -> Result<AllowlistReport, AppError> {
     Ok(report)
 }
 
-pub fn allowlist_remove(store: &Store, id: i64) -> Result<(), AppError> {
-    Ok(allowlist::remove(store.connection(), id)?)
+/// Remove a policy as `actor` (change log, chain and `policy`
+/// notifications in the same transaction). Returns it as it was.
+pub fn allowlist_remove(store: &mut Store, id: i64, actor: &Actor) -> Result<Policy, AppError> {
+    let now = chrono::Utc::now();
+    store.change(|transaction, router| -> Result<Policy, AppError> {
+        let policy = allowlist::remove(transaction, id, actor, now)?;
+        if let Some(router) = router {
+            router.policy_changed(transaction, &policy_notice(&policy, "removed", actor, now))?;
+        }
+        Ok(policy)
+    })
+}
+
+/// Set a remark as `actor` (change log and chain in the same transaction).
+pub fn remark_set(
+    store: &mut Store,
+    kind: assets::RemarkKind,
+    value: &str,
+    text: &str,
+    actor: &Actor,
+) -> Result<assets::Remark, AppError> {
+    store.change(|transaction, _| -> Result<assets::Remark, AppError> {
+        Ok(assets::set_remark(
+            transaction,
+            kind,
+            value,
+            text,
+            actor,
+            chrono::Utc::now(),
+        )?)
+    })
+}
+
+/// Remove a remark as `actor`.
+pub fn remark_remove(store: &mut Store, kind: assets::RemarkKind, value: &str, actor: &Actor) -> Result<(), AppError> {
+    store.change(|transaction, _| -> Result<(), AppError> {
+        Ok(assets::remove_remark(
+            transaction,
+            kind,
+            value,
+            actor,
+            chrono::Utc::now(),
+        )?)
+    })
+}
+
+/// Add (or rename) an asset as `actor`.
+pub fn asset_add(store: &mut Store, cidr: &str, name: &str, actor: &Actor) -> Result<assets::Asset, AppError> {
+    store.change(|transaction, _| -> Result<assets::Asset, AppError> {
+        Ok(assets::add_asset(transaction, cidr, name, actor, chrono::Utc::now())?)
+    })
+}
+
+/// Import assets from a file as `actor` (one transaction for the good lines).
+pub fn assets_import(store: &mut Store, path: &Path, actor: &Actor) -> Result<assets::ImportReport, AppError> {
+    store.change(|transaction, _| -> Result<assets::ImportReport, AppError> {
+        Ok(assets::import_assets(transaction, path, actor, chrono::Utc::now())?)
+    })
+}
+
+/// The change log, most recent first.
+pub fn list_changes(store: &Store, filter: &ChangeFilter) -> Result<Vec<Change>, AppError> {
+    Ok(crate::alarm::changes::list(store.connection(), filter)?)
 }
 
 /// A remark for output (access keys masked).

@@ -156,6 +156,22 @@ enum Command {
         #[command(subcommand)]
         command: AssetsCommand,
     },
+    /// The change log: who added or removed an allowlist policy, set or removed a remark,
+    /// added an asset — when and through what (sealed by the hash chain).
+    Changes {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Only changes of policies, remarks or assets.
+        #[arg(long, value_parser = ["policy", "remark", "asset"])]
+        subject: Option<String>,
+        /// Only changes by this actor.
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// The god view: busiest principals and source IPs, failure rates by account, and
     /// (access key, source IP) pairs first seen in a time range.
     ///
@@ -292,12 +308,18 @@ enum AllowlistCommand {
         /// Rule id.
         #[arg(long, value_name = "ID")]
         rule: Option<String>,
-        /// Who is responsible for the policy.
-        #[arg(long)]
-        owner: String,
+        /// Who adds it: recorded with the policy, in the change log and in notifications
+        /// (default: the Unix user; the channel always records the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
         /// Why the pattern is allowed.
         #[arg(long)]
         reason: String,
+        /// Store a broad policy (one that matches every API or operation, covers a whole
+        /// address space, or narrows nothing beyond a rule or call method): an explicit,
+        /// recorded admin override.
+        #[arg(long)]
+        allow_broad: bool,
         /// When the policy stops matching: RFC 3339, YYYY-MM-DD[ HH:MM:SS] (UTC), or a
         /// duration from now (`30d`).
         #[arg(long, value_name = "TIME|DURATION")]
@@ -312,11 +334,14 @@ enum AllowlistCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Remove a policy.
+    /// Remove a policy (recorded in the change log, notified).
     Remove {
         id: i64,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// Who removes it (default: the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
     },
     /// Policies never hit, and expired policies: candidates for removal.
     Report {
@@ -354,6 +379,9 @@ enum RemarkCommand {
         text: String,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// Who sets it (default: the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
     },
     /// Remove a remark.
     Remove {
@@ -362,6 +390,9 @@ enum RemarkCommand {
         value: String,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// Who removes it (default: the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
     },
     /// List remarks (keys masked).
     List {
@@ -380,6 +411,9 @@ enum AssetsCommand {
         name: String,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// Who adds it (default: the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
     },
     /// Import `cidr,name` lines (`#` comments and blank lines skipped). Bad lines are
     /// reported with file:line and skipped; exit 1 if there was any.
@@ -387,6 +421,9 @@ enum AssetsCommand {
         file: PathBuf,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// Who imports them (default: the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
     },
     /// List assets.
     List {
@@ -650,6 +687,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Allowlist { command } => allowlist_command(&settings, command),
         Command::Remark { command } => remark_command(&settings, command),
         Command::Assets { command } => assets_command(&settings, command),
+        Command::Changes {
+            db,
+            subject,
+            actor,
+            limit,
+            format,
+        } => changes_command(&settings, db, subject, actor, limit, format),
         Command::Activity {
             db,
             since,
@@ -1138,10 +1182,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
                 .as_ref()
                 .map_or_else(|| "empty".to_string(), |(seq, hash)| format!("{seq}:{hash}"));
             if report.ok() {
-                println!(
-                    "chain ok: {} links sealing {} alarms and {} status changes; head {head}",
-                    report.links, report.alarms, report.transitions
-                );
+                println!("chain ok: {}; head {head}", report.summary());
                 return Ok(ExitCode::SUCCESS);
             }
             let first = &report.problems[0];
@@ -1149,10 +1190,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
             for problem in &report.problems[1..] {
                 println!("  also: {problem}");
             }
-            println!(
-                "({} links, {} alarms, {} status changes; head {head})",
-                report.links, report.alarms, report.transitions
-            );
+            println!("({}; head {head})", report.summary());
             Ok(ExitCode::from(1))
         }
         StoreCommand::Head { db } => {
@@ -1174,7 +1212,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
 
 fn print_policies(policies: &[app::PolicyView]) {
     println!(
-        "{:>4}  {:<7}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:<24}  {:<24}  {:<12}  REASON",
+        "{:>4}  {:<13}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:>4}  {:<24}  {:<24}  {:<12}  REASON",
         "ID",
         "STATE",
         "KEY",
@@ -1185,17 +1223,23 @@ fn print_policies(policies: &[app::PolicyView]) {
         "ERROR",
         "RULE",
         "HITS",
+        "HIGH",
         "LAST HIT",
         "EXPIRES",
-        "OWNER"
+        "BY"
     );
     for view in policies {
         let policy = &view.policy;
         let field = |value: &Option<String>| value.clone().unwrap_or_else(|| "*".into());
+        let state = if policy.broad.is_some() {
+            format!("{} BROAD", view.state)
+        } else {
+            view.state.to_string()
+        };
         println!(
-            "{:>4}  {:<7}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:<24}  {:<24}  {:<12}  {}",
+            "{:>4}  {:<13}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:>4}  {:<24}  {:<24}  {:<12}  {}",
             policy.id,
-            view.state,
+            state,
             field(&policy.matches.access_key),
             field(&policy.matches.source_ip),
             field(&policy.matches.api),
@@ -1204,12 +1248,55 @@ fn print_policies(policies: &[app::PolicyView]) {
             field(&policy.matches.error_code),
             field(&policy.matches.rule_id),
             policy.hit_count,
+            policy.high_hits,
             policy.last_hit.as_deref().unwrap_or("-"),
             policy.expires_at.as_deref().unwrap_or("never"),
-            policy.owner,
+            policy.created_by,
             policy.reason
         );
     }
+}
+
+fn changes_command(
+    settings: &Settings,
+    db: Option<PathBuf>,
+    subject: Option<String>,
+    actor: Option<String>,
+    limit: u32,
+    format: Format,
+) -> Result<ExitCode> {
+    use trailwarden::alarm::changes::{ChangeFilter, Subject};
+    let store = app::open_store(settings, db.as_deref())?;
+    let filter = ChangeFilter {
+        subject: subject.as_deref().and_then(Subject::parse),
+        subject_id: None,
+        actor,
+        limit,
+    };
+    let changes = app::list_changes(&store, &filter)?;
+    if format != Format::Table {
+        return print_json_rows(&changes, format).map(|_| ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5}  {:<24}  {:<16}  {:<24}  {:<14}  {:<8}  DETAIL",
+        "ID", "AT", "ACTOR", "VIA", "SUBJECT", "ACTION"
+    );
+    for change in &changes {
+        println!(
+            "{:>5}  {:<24}  {:<16}  {:<24}  {:<14}  {:<8}  {}",
+            change.id,
+            change.at,
+            change.actor,
+            change.via,
+            format!("{} {}", change.subject.as_str(), change.subject_id),
+            change.action,
+            change.detail
+        );
+    }
+    if changes.is_empty() {
+        println!("no changes recorded");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_json_rows<T: serde::Serialize>(rows: &[T], format: Format) -> Result<()> {
@@ -1236,12 +1323,14 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
             method,
             error_code,
             rule,
-            owner,
+            actor,
             reason,
+            allow_broad,
             expires,
             format,
         } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let mut store = app::open_store(settings, db.as_deref())?;
             let request = app::AllowlistAdd {
                 matches: trailwarden::alarm::allowlist::PolicyMatch {
                     access_key: key,
@@ -1253,11 +1342,17 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
                     rule_id: rule,
                 },
                 from_alarm,
-                owner,
                 reason,
                 expires,
+                allow_broad,
             };
-            let (policy, warning) = app::allowlist_add(&store, request)?;
+            let (policy, warning) = app::allowlist_add(&mut store, request, &actor)?;
+            if let Some(broad) = &policy.broad {
+                eprintln!(
+                    "warning: broad policy stored by override ({broad}); recorded as approved by {}",
+                    actor.name
+                );
+            }
             if let Some(warning) = warning {
                 eprintln!("warning: {warning}");
             }
@@ -1280,10 +1375,14 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
             }
             Ok(ExitCode::SUCCESS)
         }
-        AllowlistCommand::Remove { id, db } => {
-            let store = app::open_store(settings, db.as_deref())?;
-            app::allowlist_remove(&store, id)?;
-            println!("allowlist policy {id} removed");
+        AllowlistCommand::Remove { id, db, actor } => {
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let mut store = app::open_store(settings, db.as_deref())?;
+            let policy = app::allowlist_remove(&mut store, id, &actor)?;
+            println!(
+                "allowlist policy {id} removed by {} (it had suppressed {} matches, {} of high-level rules)",
+                actor.name, policy.hit_count, policy.high_hits
+            );
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Report { db, format } => {
@@ -1307,20 +1406,26 @@ fn remark_kind(kind: &str) -> Result<trailwarden::alarm::assets::RemarkKind> {
 }
 
 fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<ExitCode> {
-    use trailwarden::alarm::assets;
     match command {
-        RemarkCommand::Set { kind, value, text, db } => {
+        RemarkCommand::Set {
+            kind,
+            value,
+            text,
+            db,
+            actor,
+        } => {
             let kind = remark_kind(&kind)?;
-            let store = app::open_store(settings, db.as_deref())?;
-            let remark = assets::set_remark(store.connection(), kind, &value, &text, chrono::Utc::now())
-                .map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let mut store = app::open_store(settings, db.as_deref())?;
+            let remark = app::remark_set(&mut store, kind, &value, &text, &actor)?;
             println!("remark on {} set: {}", kind.as_str(), remark.remark);
             Ok(ExitCode::SUCCESS)
         }
-        RemarkCommand::Remove { kind, value, db } => {
+        RemarkCommand::Remove { kind, value, db, actor } => {
             let kind = remark_kind(&kind)?;
-            let store = app::open_store(settings, db.as_deref())?;
-            assets::remove_remark(store.connection(), kind, &value).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let mut store = app::open_store(settings, db.as_deref())?;
+            app::remark_remove(&mut store, kind, &value, &actor)?;
             println!("remark on {} removed", kind.as_str());
             Ok(ExitCode::SUCCESS)
         }
@@ -1348,17 +1453,17 @@ fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<ExitCod
 fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCode> {
     use trailwarden::alarm::assets;
     match command {
-        AssetsCommand::Add { cidr, name, db } => {
-            let store = app::open_store(settings, db.as_deref())?;
-            let asset =
-                assets::add_asset(store.connection(), &cidr, &name, chrono::Utc::now()).map_err(app::AppError::from)?;
+        AssetsCommand::Add { cidr, name, db, actor } => {
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let mut store = app::open_store(settings, db.as_deref())?;
+            let asset = app::asset_add(&mut store, &cidr, &name, &actor)?;
             println!("asset {} added: {}", asset.cidr, asset.name);
             Ok(ExitCode::SUCCESS)
         }
-        AssetsCommand::Import { file, db } => {
+        AssetsCommand::Import { file, db, actor } => {
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
             let mut store = app::open_store(settings, db.as_deref())?;
-            let report = assets::import_assets(store.connection_mut(), &file, chrono::Utc::now())
-                .map_err(app::AppError::from)?;
+            let report = app::assets_import(&mut store, &file, &actor)?;
             for problem in &report.problems {
                 eprintln!("{problem}");
             }
@@ -1745,6 +1850,9 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
                 }
                 if topic.on_status {
                     on.push("status");
+                }
+                if topic.on_policy {
+                    on.push("policy");
                 }
                 println!(
                     "{}: level >= {}, rules {}, tags {}, accounts {}, on {}, rate limit {}",

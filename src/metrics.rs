@@ -75,6 +75,24 @@ pub struct NotifyMetrics {
     pub failed: Gauge,
 }
 
+/// Labels of the allowlist policy gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// `active` or `expired`.
+    pub state: String,
+    /// `true` for a broad policy an admin allowed by override.
+    pub broad: String,
+}
+
+/// What the store says about allowlist policies, read at scrape time.
+#[derive(Debug, Default)]
+pub struct AllowlistMetrics {
+    pub policies: Family<PolicyLabels, Gauge>,
+    /// Matches of high-level rules all stored policies have suppressed
+    /// (survives restarts, unlike `allowlisted_high_matches`).
+    pub high_hits: Gauge,
+}
+
 /// All metrics of one daemon.
 #[derive(Debug)]
 pub struct Metrics {
@@ -82,6 +100,7 @@ pub struct Metrics {
     pub stats: Arc<Stats>,
     pub kafka: Arc<KafkaMetrics>,
     pub notify: Arc<NotifyMetrics>,
+    pub allowlist: Arc<AllowlistMetrics>,
     /// Seconds from a source starting a batch to its store commit.
     pub batch_seconds: Histogram,
     /// HTTP API requests by method, route and status.
@@ -99,6 +118,7 @@ impl Metrics {
         let stats = Arc::new(Stats::default());
         let kafka = Arc::new(KafkaMetrics::default());
         let notify = Arc::new(NotifyMetrics::default());
+        let allowlist = Arc::new(AllowlistMetrics::default());
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let mut registry = Registry::with_prefix("trailwarden");
         registry.register_collector(Box::new(StatsCollector(stats.clone())));
@@ -164,6 +184,17 @@ impl Metrics {
             "Deliveries given up (see `notify deliveries --failed`)",
             notify.failed.clone(),
         );
+        let allowlist_registry = registry.sub_registry_with_prefix("allowlist");
+        allowlist_registry.register(
+            "policies",
+            "Allowlist policies in the store by state and breadth",
+            allowlist.policies.clone(),
+        );
+        allowlist_registry.register(
+            "high_hits",
+            "Matches of high-level rules suppressed by the stored allowlist policies",
+            allowlist.high_hits.clone(),
+        );
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
         registry.register(
             "api_requests",
@@ -175,6 +206,7 @@ impl Metrics {
             stats,
             kafka,
             notify,
+            allowlist,
             batch_seconds,
             api_requests,
         }
@@ -196,7 +228,7 @@ struct StatsCollector(Arc<Stats>);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0;
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "records",
                 "Records read from sources",
@@ -222,6 +254,11 @@ impl Collector for StatsCollector {
                 "allowlisted_matches",
                 "Rule matches suppressed by an allowlist policy (counted on the policy)",
                 stats.allowlisted.load(Ordering::Relaxed),
+            ),
+            (
+                "allowlisted_high_matches",
+                "Matches of high-level rules suppressed by an allowlist policy (see allowlist list: high_hits)",
+                stats.allowlisted_high.load(Ordering::Relaxed),
             ),
             (
                 "alarms_created",

@@ -50,6 +50,8 @@ pub struct Stats {
     pub matches: AtomicU64,
     /// Rule matches an allowlist policy suppressed (counted on the policy).
     pub allowlisted: AtomicU64,
+    /// Of those, matches of high-level rules (never silent: logged, exported).
+    pub allowlisted_high: AtomicU64,
     pub alarms_created: AtomicU64,
     /// Distinct alarms (rule + group key) this run raised or updated.
     pub alarms_touched: AtomicU64,
@@ -73,6 +75,7 @@ pub struct StatsSnapshot {
     pub malformed: u64,
     pub matches: u64,
     pub allowlisted: u64,
+    pub allowlisted_high: u64,
     pub alarms_created: u64,
     pub alarms_touched: u64,
     pub transactions: u64,
@@ -92,6 +95,7 @@ impl Stats {
             malformed: self.malformed.load(Ordering::Relaxed),
             matches: self.matches.load(Ordering::Relaxed),
             allowlisted: self.allowlisted.load(Ordering::Relaxed),
+            allowlisted_high: self.allowlisted_high.load(Ordering::Relaxed),
             alarms_created: self.alarms_created.load(Ordering::Relaxed),
             alarms_touched: self.alarms_touched.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
@@ -460,7 +464,11 @@ impl Evaluator<'_> {
                 .allowlist
                 .allowing(&rule.id, &event, &self.rule_set.catalog, self.now_ms)
             {
-                self.hits.record(policy, &crate::alarm::store::timestamp(event.time));
+                self.hits.record(
+                    policy,
+                    &crate::alarm::store::timestamp(event.time),
+                    rule.level == crate::rules::Level::High,
+                );
                 continue;
             }
             self.sink.on_match(rule, rule_match, &event, self.rule_set);
@@ -673,7 +681,23 @@ fn engine_stage(
         }
         stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
         stats.allowlisted.fetch_add(hits.total(), Ordering::Relaxed);
+        let high = hits.high();
+        stats.allowlisted_high.fetch_add(high, Ordering::Relaxed);
         write.allowlist_hits = hits.drain();
+        if high > 0 {
+            // A policy silencing a high-level rule is never silent itself.
+            let policies: Vec<String> = write
+                .allowlist_hits
+                .iter()
+                .filter(|hit| hit.high > 0)
+                .map(|hit| format!("{}×{}", hit.id, hit.high))
+                .collect();
+            tracing::warn!(
+                matches = high,
+                policies = %policies.join(", "),
+                "allowlist policies suppressed matches of high-level rules (policy×matches)"
+            );
+        }
         stats.late_events.store(buffer.late, Ordering::Relaxed);
         stats.forced_releases.store(buffer.forced, Ordering::Relaxed);
         stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);

@@ -164,7 +164,7 @@ impl Fixture {
 
     /// `allowlist add … --format json`; returns the policy.
     fn add_policy(&self, fields: &[&str]) -> Value {
-        let mut args = vec!["allowlist", "add", "--owner", "secops", "--reason", "known automation"];
+        let mut args = vec!["allowlist", "add", "--actor", "secops", "--reason", "known automation"];
         args.extend(fields);
         self.json(&args)
     }
@@ -269,7 +269,7 @@ fn a_policy_stops_matching_after_its_expiry() {
         "add",
         "--key",
         KEY_B,
-        "--owner",
+        "--actor",
         "secops",
         "--reason",
         "old exception",
@@ -320,7 +320,7 @@ fn from_alarm_prefills_rule_key_and_the_single_ip() {
         "add",
         "--from-alarm",
         "999",
-        "--owner",
+        "--actor",
         "a",
         "--reason",
         "b",
@@ -362,13 +362,13 @@ fn the_report_lists_never_hit_and_expired_policies() {
 #[test]
 fn a_policy_must_match_something() {
     let fixture = Fixture::new();
-    let output = fixture.run(&["allowlist", "add", "--owner", "a", "--reason", "b"]);
+    let output = fixture.run(&["allowlist", "add", "--actor", "a", "--reason", "b"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("at least one of --key"), "{}", stderr(&output));
-    let output = fixture.run(&["allowlist", "add", "--ip", "10.0.0", "--owner", "a", "--reason", "b"]);
+    let output = fixture.run(&["allowlist", "add", "--ip", "10.0.0", "--actor", "a", "--reason", "b"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--ip \"10.0.0\""), "{}", stderr(&output));
-    let output = fixture.run(&["allowlist", "add", "--method", "phone", "--owner", "a", "--reason", "b"]);
+    let output = fixture.run(&["allowlist", "add", "--method", "phone", "--actor", "a", "--reason", "b"]);
     assert!(
         stderr(&output).contains("use console, api, system or other"),
         "{}",

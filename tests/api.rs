@@ -260,6 +260,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/api/v1/allowlist", Some(json!({"rule": "x", "reason": "y"}))),
         ("GET", "/api/v1/allowlist/report", None),
         ("DELETE", "/api/v1/allowlist/1", None),
+        ("GET", "/api/v1/changes", None),
         ("GET", "/api/v1/remarks", None),
         (
             "PUT",
@@ -698,7 +699,8 @@ fn allowlist_remarks_and_assets() {
     let policy = created.json();
     assert_eq!(policy["rule_id"], alarm["rule"]);
     assert_eq!(policy["access_key"], masked.as_str());
-    assert_eq!(policy["owner"], "otto");
+    assert_eq!(policy["created_by"], "otto");
+    assert_eq!(policy["via"], "api");
     assert_eq!(policy["state"], "active");
     assert!(policy["expires_at"].is_string());
     // Explicit fields, with the key given in its masked form.
@@ -706,7 +708,7 @@ fn allowlist_remarks_and_assets() {
         "POST",
         "/api/v1/allowlist",
         OPERATOR,
-        &json!({"key": masked, "ip": "10.0.0.0/8", "api": "cam.*", "call_method": "API", "rule": "x", "owner": "sec", "reason": "lab"}),
+        &json!({"key": masked, "ip": "10.0.0.0/8", "api": "cam.*", "call_method": "API", "rule": "x", "reason": "lab"}),
     );
     assert_eq!(explicit.status, 201, "{}", explicit.body);
     let explicit = explicit.json();
@@ -714,10 +716,10 @@ fn allowlist_remarks_and_assets() {
         (
             &explicit["source_ip"],
             &explicit["call_method"],
-            &explicit["owner"],
+            &explicit["created_by"],
             &explicit["access_key"]
         ),
-        (&json!("10.0.0.0/8"), &json!("api"), &json!("sec"), &json!(masked))
+        (&json!("10.0.0.0/8"), &json!("api"), &json!("otto"), &json!(masked))
     );
     let list = server.ok("/api/v1/allowlist");
     assert_eq!(list.as_array().unwrap().len(), 2);
@@ -1354,4 +1356,136 @@ fn notification_deliveries_are_listed_and_failed_ones_resent() {
         "{metrics}"
     );
     assert!(metrics.contains("trailwarden_notify_failed 1"), "{metrics}");
+}
+
+#[test]
+fn allowlist_policies_record_their_token_and_broad_ones_need_a_recorded_admin_override() {
+    let server = Server::start();
+    // The creator is the token, never a name the caller sends.
+    server
+        .send(
+            "POST",
+            "/api/v1/allowlist",
+            OPERATOR,
+            &json!({"api": "cam.List*", "reason": "inventory", "owner": "someone-else"}),
+        )
+        .error(400, &["owner", "otto"]);
+    // Policies that match everything, or whole address spaces, are refused...
+    for body in [
+        json!({"api": "*", "reason": "r"}),
+        json!({"operation": "*", "reason": "r"}),
+        json!({"ip": "0.0.0.0/0", "reason": "r"}),
+        json!({"ip": "::/0", "rule": "root-key-high-risk-api", "reason": "r"}),
+        json!({"rule": "root-key-high-risk-api", "call_method": "api", "reason": "r"}),
+    ] {
+        server
+            .send("POST", "/api/v1/allowlist", OPERATOR, &body)
+            .error(400, &["broad", "allow_broad"]);
+    }
+    // ... an operator cannot override, an admin can, and the override is recorded.
+    let broad = json!({"ip": "0.0.0.0/0", "reason": "pen test week", "allow_broad": true, "expires": "7d"});
+    server
+        .send("POST", "/api/v1/allowlist", OPERATOR, &broad)
+        .error(403, &["allow_broad", "admin"]);
+    server
+        .send(
+            "POST",
+            "/api/v1/allowlist",
+            ADMIN,
+            &json!({"api": "cam.*", "reason": "r", "allow_broad": "yes"}),
+        )
+        .error(400, &["allow_broad", "true or false"]);
+    let created = server.send("POST", "/api/v1/allowlist", ADMIN, &broad);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let policy = created.json();
+    assert_eq!(
+        (policy["created_by"].as_str(), policy["via"].as_str()),
+        (Some("ada"), Some("api"))
+    );
+    assert_eq!(policy["approved_by"], "ada");
+    assert!(
+        policy["broad"]
+            .as_str()
+            .is_some_and(|why| why.contains("whole address space")),
+        "{policy}"
+    );
+    let narrow = server.send(
+        "POST",
+        "/api/v1/allowlist",
+        OPERATOR,
+        &json!({"api": "cam.List*", "reason": "inventory"}),
+    );
+    assert_eq!(narrow.status, 201, "{}", narrow.body);
+    let narrow_id = narrow.json()["id"].as_i64().unwrap();
+    assert_eq!(narrow.json()["broad"], Value::Null);
+    let removed = server.request(
+        "DELETE",
+        &format!("/api/v1/allowlist/{narrow_id}"),
+        Some(OPERATOR),
+        None,
+    );
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let remark = server.send(
+        "PUT",
+        "/api/v1/remarks",
+        OPERATOR,
+        &json!({"kind": "ip", "value": "203.0.113.9", "remark": "vpn"}),
+    );
+    assert_eq!(remark.status, 200, "{}", remark.body);
+    assert_eq!(remark.json()["updated_by"], "otto");
+    // The change log names the token behind every change, most recent first.
+    let changes = server.ok("/api/v1/changes");
+    let rows: Vec<(String, String, String)> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| {
+            (
+                change["actor"].as_str().unwrap().to_string(),
+                change["subject"].as_str().unwrap().to_string(),
+                change["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("otto", "remark", "set"),
+        ("otto", "policy", "removed"),
+        ("otto", "policy", "added"),
+        ("ada", "policy", "added"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(
+        server
+            .ok("/api/v1/changes?subject=policy&actor=ada")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    server
+        .get("/api/v1/changes?subject=alarm", Some(VIEWER))
+        .error(400, &["subject"]);
+    // The store's chain covers the policies and the log.
+    let verify = Command::new(BIN)
+        .args(["store", "verify", "--db", server.store().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        said.starts_with("chain ok") && said.contains("1 allowlist policies"),
+        "{said}"
+    );
+    // /metrics shows the policies by breadth.
+    let metrics = server.get("/metrics", Some(VIEWER)).body;
+    assert!(
+        metrics.contains("trailwarden_allowlist_policies{state=\"active\",broad=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trailwarden_allowlisted_high_matches_total"),
+        "{metrics}"
+    );
 }

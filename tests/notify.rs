@@ -1116,3 +1116,99 @@ fn bad_notification_config_is_named_at_start() {
         assert!(!stderr.contains("t0ken"), "the URL's token is not echoed: {stderr}");
     }
 }
+
+#[test]
+fn allowlist_policy_changes_are_notified_with_their_actor_and_broad_ones_flagged() {
+    let http = Receiver::start(0);
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+poll_interval = "100ms"
+public_url = "https://tw.example.com"
+
+[[notify.topics]]
+name = "policies"
+min_level = "high"
+on = ["policy"]
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "{}"
+"#,
+        http.url("/hook")
+    ));
+    // A broad policy is refused without the override, and the refusal queues nothing.
+    let refused = fixture.run(&["allowlist", "add", "--api", "*", "--reason", "silence everything"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("broad"));
+    fixture.ok(&[
+        "allowlist",
+        "add",
+        "--api",
+        "*",
+        "--allow-broad",
+        "--actor",
+        "alice",
+        "--reason",
+        "maintenance window",
+    ]);
+    fixture.ok(&[
+        "allowlist",
+        "add",
+        "--api",
+        "cam.List*",
+        "--actor",
+        "bob",
+        "--reason",
+        "inventory",
+    ]);
+    fixture.ok(&["allowlist", "remove", "2", "--actor", "carol"]);
+    fixture.ok(&["run", "--once"]);
+    let bodies: Vec<Value> = http.on("/hook").iter().map(Received::json).collect();
+    let kinds: Vec<&str> = bodies.iter().filter_map(|body| body["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["policy", "policy", "policy"],
+        "only the policy changes: {bodies:?}"
+    );
+    let policy = |index: usize| &bodies[index]["policy"];
+    assert_eq!(
+        (
+            policy(0)["action"].as_str(),
+            policy(0)["actor"].as_str(),
+            policy(0)["approved_by"].as_str()
+        ),
+        (Some("added"), Some("alice"), Some("alice"))
+    );
+    assert!(
+        policy(0)["broad"]
+            .as_str()
+            .is_some_and(|why| why.contains("matches every name")),
+        "{}",
+        policy(0)
+    );
+    assert!(
+        policy(0)["via"]
+            .as_str()
+            .is_some_and(|via| via.starts_with("cli (unix user "))
+    );
+    assert_eq!(
+        (policy(1)["actor"].as_str(), policy(1)["broad"].is_null()),
+        (Some("bob"), true)
+    );
+    assert_eq!(
+        (
+            policy(2)["action"].as_str(),
+            policy(2)["actor"].as_str(),
+            policy(2)["id"].as_i64()
+        ),
+        (Some("removed"), Some("carol"), Some(2))
+    );
+    assert_eq!(bodies[0]["url"], "https://tw.example.com/#/allowlist");
+    // The broad policy swallowed every match, high ones included: counted, never silent.
+    assert!(fixture.alarms("info").is_empty(), "every match was allowlisted");
+    let policies = fixture.json(&["allowlist", "list", "--format", "json"]);
+    let broad = &policies.as_array().expect("policies")[0];
+    let high = broad["high_hits"].as_u64().expect("high_hits");
+    assert!(high > 0, "the examples' high matches are counted as such: {broad}");
+    assert!(broad["hit_count"].as_u64().expect("hit_count") > high);
+}

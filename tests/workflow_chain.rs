@@ -335,8 +335,43 @@ fn any_edit_delete_or_insert_behind_the_stores_back_fails_verification_and_is_na
         "noise",
     ]);
     env.replay();
+    // What an operator maintains is sealed too: a policy, a removed policy,
+    // a remark and an asset, each with its change-log entry.
+    env.ok(&[
+        "allowlist",
+        "add",
+        "--api",
+        "cam.List*",
+        "--actor",
+        "carol",
+        "--reason",
+        "inventory job",
+    ]);
+    env.ok(&[
+        "allowlist",
+        "add",
+        "--api",
+        "cvm.Describe*",
+        "--actor",
+        "carol",
+        "--reason",
+        "monitoring",
+    ]);
+    env.ok(&["allowlist", "remove", "2", "--actor", "dave"]);
+    env.ok(&["remark", "set", "ip", "203.0.113.9", "vpn exit", "--actor", "erin"]);
+    env.ok(&["assets", "add", "198.51.100.0/24", "office", "--actor", "erin"]);
     let said = env.ok(&["store", "verify"]);
     assert!(said.starts_with("chain ok"), "{said}");
+    for sealed in [
+        "call records",
+        "samples",
+        "1 allowlist policies",
+        "1 remarks",
+        "1 assets",
+        "5 change-log entries",
+    ] {
+        assert!(said.contains(sealed), "{sealed:?} in {said}");
+    }
     let head = env.ok(&["store", "head"]).trim().to_string();
     assert!(env.ok(&["store", "verify", "--head", &head]).starts_with("chain ok"));
 
@@ -384,6 +419,62 @@ fn any_edit_delete_or_insert_behind_the_stores_back_fails_verification_and_is_na
                  VALUES ({a}, 'processed', 'unprocessed', 'mallory', 'x', '2026-01-01T00:00:00.000Z')"
             ),
             "is not in the chain".to_string(),
+        ),
+        (
+            "deleted call record",
+            format!("DELETE FROM alarm_calls WHERE id = (SELECT MIN(id) FROM alarm_calls WHERE alarm_id = {a})"),
+            "call record".to_string(),
+        ),
+        (
+            "edited call record",
+            "UPDATE alarm_calls SET failure_count = failure_count + 1 WHERE id = 1".to_string(),
+            "call record 1 was changed".to_string(),
+        ),
+        (
+            "deleted sample",
+            "DELETE FROM alarm_samples WHERE id = 1".to_string(),
+            "sample event 1 was deleted".to_string(),
+        ),
+        (
+            "edited sample",
+            "UPDATE alarm_samples SET event = event || ' ' WHERE id = 1".to_string(),
+            "sample event 1 was changed".to_string(),
+        ),
+        (
+            "edited policy",
+            "UPDATE allowlist SET api = '*' WHERE id = 1".to_string(),
+            "allowlist policy 1 was changed".to_string(),
+        ),
+        (
+            "deleted policy",
+            "DELETE FROM allowlist WHERE id = 1".to_string(),
+            "allowlist policy 1 was deleted".to_string(),
+        ),
+        (
+            "inserted policy",
+            "INSERT INTO allowlist (id, api, created_by, reason, created_at) VALUES (2, '*', 'x', 'y', 'z')"
+                .to_string(),
+            "allowlist policy 2 was removed through trailwarden at this link and is back".to_string(),
+        ),
+        (
+            "edited remark",
+            "UPDATE remarks SET remark = 'our office' WHERE id = 1".to_string(),
+            "remark 1 was changed".to_string(),
+        ),
+        (
+            "edited asset",
+            "UPDATE assets SET cidr = '0.0.0.0/0' WHERE id = 1".to_string(),
+            "asset 1 was changed".to_string(),
+        ),
+        (
+            "edited change log",
+            "UPDATE changes SET actor = 'someone else' WHERE id = 1".to_string(),
+            "change-log entry 1 was changed".to_string(),
+        ),
+        (
+            "deleted change log",
+            "DELETE FROM changes WHERE id = 3".to_string(),
+            "change-log entry 3 was deleted".to_string(),
         ),
         (
             "edited link",

@@ -16,6 +16,15 @@
 //! the clock once per batch. A match suppressed by several policies counts on
 //! the oldest (lowest id) only, so the policies' hits add up to the number of
 //! suppressed matches; `last_hit` is the event time of the last suppressed call.
+//!
+//! A policy can switch detection off, so it is guarded: one that matches
+//! every API or operation, covers a whole address space, or narrows nothing
+//! (no key, address, API, operation or error code) is **broad**, refused
+//! unless an admin overrides it explicitly — the override is recorded with
+//! the policy (`broad`, `approved_by`). Every policy records its actor and
+//! channel (`created_by`, `via`), every change goes to the sealed change log
+//! (`changes.rs`), and high-level matches a policy suppresses are counted on
+//! their own (`high_hits`), shown in the console and exported as a metric.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,8 +35,10 @@ use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::changes::{self, Actor, Subject};
 use super::store::timestamp;
 use crate::event::model::{AuditEvent, CallMethod};
+use crate::mask::mask_access_key;
 use crate::rules::OperationCatalog;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +55,14 @@ pub enum AllowlistError {
     MatchesEverything,
     #[error("allowlist policy: {field} must not be empty")]
     Empty { field: &'static str },
+    #[error(
+        "allowlist policy refused: it is broad ({}); narrow it, or have an admin allow it explicitly \
+         (`allowlist add --allow-broad`, API `\"allow_broad\": true` with an admin token) — the override is recorded",
+        reasons.join("; ")
+    )]
+    Broad { reasons: Vec<String> },
+    #[error("allowlist policy: {0}")]
+    Actor(#[from] changes::BadActor),
     #[error("allowlist policy {0} not found")]
     NotFound(i64),
     #[error("allowlist policy {id} (stored) is invalid: {reason}")]
@@ -73,9 +92,10 @@ pub struct PolicyMatch {
 #[derive(Clone, Debug, Default)]
 pub struct NewPolicy {
     pub matches: PolicyMatch,
-    pub owner: String,
     pub reason: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// An admin's explicit permission to store a broad policy.
+    pub allow_broad: bool,
 }
 
 /// A stored policy.
@@ -84,13 +104,23 @@ pub struct Policy {
     pub id: i64,
     #[serde(flatten)]
     pub matches: PolicyMatch,
-    pub owner: String,
+    /// Who added it: the API token's name or the command line's `--actor`.
+    pub created_by: String,
+    /// The channel it was added through (`api`, `cli (unix user …)`).
+    pub via: String,
     pub reason: String,
     pub created_at: String,
     pub expires_at: Option<String>,
+    /// Why the policy is broad, when an admin allowed it anyway.
+    pub broad: Option<String>,
+    /// The admin who allowed a broad policy.
+    pub approved_by: Option<String>,
     pub hit_count: u64,
     /// Event time of the last call the policy suppressed.
     pub last_hit: Option<String>,
+    /// Suppressed matches of high-level rules (never silent: shown and exported).
+    pub high_hits: u64,
+    pub last_high_hit: Option<String>,
 }
 
 impl Policy {
@@ -108,6 +138,9 @@ pub struct PolicyHit {
     pub id: i64,
     pub count: u64,
     pub last_hit: String,
+    /// Of `count`, matches of high-level rules.
+    pub high: u64,
+    pub last_high_hit: Option<String>,
 }
 
 /// Check and normalize the fields of a policy to add.
@@ -159,13 +192,94 @@ pub fn validate(policy: &mut NewPolicy) -> Result<(), AllowlistError> {
         })?;
         *method = parsed.as_str().to_string();
     }
-    for (field, value) in [("--owner", &mut policy.owner), ("--reason", &mut policy.reason)] {
-        *value = value.trim().to_string();
-        if value.is_empty() {
-            return Err(AllowlistError::Empty { field });
-        }
+    policy.reason = policy.reason.trim().to_string();
+    if policy.reason.is_empty() {
+        return Err(AllowlistError::Empty { field: "--reason" });
     }
     Ok(())
+}
+
+/// The narrowest IPv4 and IPv6 prefixes a policy may give without an
+/// override: a shorter one covers a sizeable part of the whole address space.
+pub const MIN_PREFIX_V4: u8 = 8;
+pub const MIN_PREFIX_V6: u8 = 16;
+
+/// Names no narrow glob matches all of: service.action names (`api`) and
+/// operation ids (`operation`) of different shapes. A glob matching every
+/// one of them (`*`, `*.*`, `?*`, `[!z]*`) is taken to match everything.
+const API_PROBES: &[&str] = &[
+    "iam.CreateUser",
+    "ec2.RunInstances",
+    "q.z",
+    "trailwarden-probe-7f3a.NoSuchAction9",
+];
+const OPERATION_PROBES: &[&str] = &[
+    "iam.user.create",
+    "compute.instance.delete",
+    "q.z",
+    "trailwarden.probe.none",
+];
+
+fn matches_every(glob: &str, probes: &[&str]) -> bool {
+    compile_glob(glob).is_ok_and(|glob| probes.iter().all(|probe| glob.is_match(probe)))
+}
+
+/// Why a (validated) policy is broad; empty when it is not. A broad policy
+/// matches every API or operation, covers a whole address space (a prefix
+/// shorter than /8 for IPv4, /16 for IPv6), or narrows nothing: without a
+/// key, an address, an API, an operation or an error code it allows every
+/// match of its rule (or of every rule).
+pub fn breadth(matches: &PolicyMatch) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let mut narrows = matches.access_key.is_some() || matches.error_code.is_some();
+    for (field, glob, probes) in [
+        ("--api", &matches.api, API_PROBES),
+        ("--operation", &matches.operation, OPERATION_PROBES),
+    ] {
+        if let Some(glob) = glob {
+            if matches_every(glob, probes) {
+                reasons.push(format!("{field} {glob:?} matches every name"));
+            } else {
+                narrows = true;
+            }
+        }
+    }
+    if let Some(ip) = &matches.source_ip
+        && let Ok(net) = parse_net(ip)
+    {
+        let (prefix, minimum) = match net {
+            IpNet::V4(net) => (net.prefix_len(), MIN_PREFIX_V4),
+            IpNet::V6(net) => (net.prefix_len(), MIN_PREFIX_V6),
+        };
+        if prefix == 0 {
+            reasons.push(format!("--ip {ip} is the whole address space"));
+        } else if prefix < minimum {
+            reasons.push(format!(
+                "--ip {ip} covers a whole region of the address space (shorter than /{minimum})"
+            ));
+        } else {
+            narrows = true;
+        }
+    }
+    if !narrows {
+        let scope = match &matches.rule_id {
+            Some(rule) => format!("every match of rule {rule}"),
+            None => "every match of every rule".to_string(),
+        };
+        let scope = match &matches.call_method {
+            Some(method) => format!("{scope} by the {method} call method"),
+            None => scope,
+        };
+        reasons.push(format!(
+            "no key, address, API, operation or error code narrows it: it allows {scope}{}",
+            if matches.rule_id.is_some() {
+                " (to stop a rule, switch it off in a rule override file)"
+            } else {
+                ""
+            }
+        ));
+    }
+    reasons
 }
 
 fn parse_net(text: &str) -> Result<IpNet, String> {
@@ -220,8 +334,8 @@ pub fn parse_expiry(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, All
         .ok_or_else(|| invalid("too far in the future".into()))
 }
 
-const POLICY_COLUMNS: &str = "id, access_key, source_ip, api, operation, call_method, error_code, rule_id, owner, reason, \
-     created_at, expires_at, hit_count, last_hit";
+const POLICY_COLUMNS: &str = "id, access_key, source_ip, api, operation, call_method, error_code, rule_id, created_by, \
+     via, reason, created_at, expires_at, broad, approved_by, hit_count, last_hit, high_hits, last_high_hit";
 
 fn policy_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Policy> {
     Ok(Policy {
@@ -235,22 +349,58 @@ fn policy_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Policy> {
             error_code: row.get(6)?,
             rule_id: row.get(7)?,
         },
-        owner: row.get(8)?,
-        reason: row.get(9)?,
-        created_at: row.get(10)?,
-        expires_at: row.get(11)?,
-        hit_count: row.get::<_, i64>(12)?.max(0) as u64,
-        last_hit: row.get(13)?,
+        created_by: row.get(8)?,
+        via: row.get(9)?,
+        reason: row.get(10)?,
+        created_at: row.get(11)?,
+        expires_at: row.get(12)?,
+        broad: row.get(13)?,
+        approved_by: row.get(14)?,
+        hit_count: row.get::<_, i64>(15)?.max(0) as u64,
+        last_hit: row.get(16)?,
+        high_hits: row.get::<_, i64>(17)?.max(0) as u64,
+        last_high_hit: row.get(18)?,
     })
 }
 
-/// Validate and store a policy; returns it as stored.
-pub fn add(connection: &Connection, mut policy: NewPolicy, now: DateTime<Utc>) -> Result<Policy, AllowlistError> {
+/// A policy as the change log and notifications show it (key masked).
+pub fn policy_detail(policy: &Policy) -> serde_json::Value {
+    let mut matches = policy.matches.clone();
+    matches.access_key = matches.access_key.as_deref().map(mask_access_key);
+    serde_json::json!({
+        "matches": matches,
+        "reason": policy.reason,
+        "expires_at": policy.expires_at,
+        "broad": policy.broad,
+        "approved_by": policy.approved_by,
+    })
+}
+
+/// Validate and store a policy in the caller's transaction, with its change-
+/// log entry and chain links; returns it as stored. A broad policy needs
+/// `allow_broad` (the caller checks the actor may give it).
+pub fn add(
+    connection: &Connection,
+    mut policy: NewPolicy,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Policy, AllowlistError> {
     validate(&mut policy)?;
+    let reasons = breadth(&policy.matches);
+    if !reasons.is_empty() && !policy.allow_broad {
+        return Err(AllowlistError::Broad { reasons });
+    }
+    let (broad, approved_by) = if reasons.is_empty() {
+        (None, None)
+    } else {
+        (Some(reasons.join("; ")), Some(actor.name.clone()))
+    };
     let matches = &policy.matches;
+    let at = timestamp(now);
     connection.execute(
-        "INSERT INTO allowlist (access_key, source_ip, api, operation, call_method, error_code, rule_id, owner, \
-         reason, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO allowlist (access_key, source_ip, api, operation, call_method, error_code, rule_id, created_by, \
+         via, reason, created_at, expires_at, broad, approved_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             matches.access_key,
             matches.source_ip,
@@ -259,14 +409,27 @@ pub fn add(connection: &Connection, mut policy: NewPolicy, now: DateTime<Utc>) -
             matches.call_method,
             matches.error_code,
             matches.rule_id,
-            policy.owner,
+            actor.name,
+            actor.via,
             policy.reason,
-            timestamp(now),
+            at,
             policy.expires_at.map(timestamp),
+            broad,
+            approved_by,
         ],
     )?;
     let id = connection.last_insert_rowid();
-    get(connection, id)?.ok_or(AllowlistError::NotFound(id))
+    let stored = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
+    changes::record(
+        connection,
+        actor,
+        Subject::Policy,
+        id,
+        "added",
+        &policy_detail(&stored),
+        &at,
+    )?;
+    Ok(stored)
 }
 
 pub fn get(connection: &Connection, id: i64) -> Result<Option<Policy>, AllowlistError> {
@@ -286,11 +449,21 @@ pub fn list(connection: &Connection) -> Result<Vec<Policy>, AllowlistError> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-pub fn remove(connection: &Connection, id: i64) -> Result<(), AllowlistError> {
-    match connection.execute("DELETE FROM allowlist WHERE id = ?1", [id])? {
-        0 => Err(AllowlistError::NotFound(id)),
-        _ => Ok(()),
-    }
+/// Remove a policy in the caller's transaction, with its change-log entry
+/// and removal link; returns the policy as it was.
+pub fn remove(connection: &Connection, id: i64, actor: &Actor, now: DateTime<Utc>) -> Result<Policy, AllowlistError> {
+    let policy = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
+    connection.execute("DELETE FROM allowlist WHERE id = ?1", [id])?;
+    changes::record(
+        connection,
+        actor,
+        Subject::Policy,
+        id,
+        "removed",
+        &policy_detail(&policy),
+        &timestamp(now),
+    )?;
+    Ok(policy)
 }
 
 /// Add a batch's hits (inside the batch transaction): one UPDATE per policy.
@@ -300,10 +473,19 @@ pub fn write_hits(connection: &Connection, hits: &[PolicyHit]) -> rusqlite::Resu
     }
     let mut update = connection.prepare_cached(
         "UPDATE allowlist SET hit_count = hit_count + ?2, \
-         last_hit = CASE WHEN last_hit IS NULL OR last_hit < ?3 THEN ?3 ELSE last_hit END WHERE id = ?1",
+         last_hit = CASE WHEN last_hit IS NULL OR last_hit < ?3 THEN ?3 ELSE last_hit END, \
+         high_hits = high_hits + ?4, \
+         last_high_hit = CASE WHEN ?5 IS NOT NULL AND (last_high_hit IS NULL OR last_high_hit < ?5) THEN ?5 \
+         ELSE last_high_hit END WHERE id = ?1",
     )?;
     for hit in hits {
-        update.execute(params![hit.id, hit.count as i64, hit.last_hit])?;
+        update.execute(params![
+            hit.id,
+            hit.count as i64,
+            hit.last_hit,
+            hit.high as i64,
+            hit.last_high_hit
+        ])?;
     }
     Ok(())
 }
@@ -471,15 +653,25 @@ pub struct HitCounter {
 }
 
 impl HitCounter {
-    pub fn record(&mut self, id: i64, event_time: &str) {
+    /// Count one suppressed match on policy `id`; `high` when its rule's
+    /// level is high.
+    pub fn record(&mut self, id: i64, event_time: &str, high: bool) {
         let hit = self.hits.entry(id).or_insert_with(|| PolicyHit {
             id,
             count: 0,
             last_hit: event_time.to_string(),
+            high: 0,
+            last_high_hit: None,
         });
         hit.count += 1;
         if event_time > hit.last_hit.as_str() {
             hit.last_hit = event_time.to_string();
+        }
+        if high {
+            hit.high += 1;
+            if hit.last_high_hit.as_deref().is_none_or(|last| event_time > last) {
+                hit.last_high_hit = Some(event_time.to_string());
+            }
         }
     }
 
@@ -492,6 +684,11 @@ impl HitCounter {
 
     pub fn total(&self) -> u64 {
         self.hits.values().map(|hit| hit.count).sum()
+    }
+
+    /// Suppressed matches of high-level rules so far in the batch.
+    pub fn high(&self) -> u64 {
+        self.hits.values().map(|hit| hit.high).sum()
     }
 }
 
@@ -538,12 +735,17 @@ mod tests {
         Policy {
             id,
             matches,
-            owner: "ops".into(),
+            created_by: "ops".into(),
+            via: "api".into(),
             reason: "known".into(),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             expires_at: expires_at.map(str::to_string),
+            broad: None,
+            approved_by: None,
             hit_count: 0,
             last_hit: None,
+            high_hits: 0,
+            last_high_hit: None,
         }
     }
 
@@ -628,7 +830,6 @@ mod tests {
     #[test]
     fn validation_refuses_empty_and_bad_policies() {
         let mut empty = NewPolicy {
-            owner: "a".into(),
             reason: "b".into(),
             ..Default::default()
         };
@@ -638,7 +839,6 @@ mod tests {
                 source_ip: Some("10.0.0".into()),
                 ..Default::default()
             },
-            owner: "a".into(),
             reason: "b".into(),
             ..Default::default()
         };
@@ -650,7 +850,6 @@ mod tests {
                 call_method: Some("API".into()),
                 ..Default::default()
             },
-            owner: "a".into(),
             reason: "b".into(),
             ..Default::default()
         };
@@ -662,7 +861,6 @@ mod tests {
                 api: Some("cam.[".into()),
                 ..Default::default()
             },
-            owner: "a".into(),
             reason: "b".into(),
             ..Default::default()
         };
@@ -688,10 +886,11 @@ mod tests {
     #[test]
     fn hits_accumulate_per_policy() {
         let mut counter = HitCounter::default();
-        counter.record(2, "2026-01-01T00:00:02.000Z");
-        counter.record(1, "2026-01-01T00:00:01.000Z");
-        counter.record(2, "2026-01-01T00:00:00.000Z");
+        counter.record(2, "2026-01-01T00:00:02.000Z", false);
+        counter.record(1, "2026-01-01T00:00:01.000Z", true);
+        counter.record(2, "2026-01-01T00:00:00.000Z", true);
         assert_eq!(counter.total(), 3);
+        assert_eq!(counter.high(), 2);
         let hits = counter.drain();
         assert_eq!(
             hits,
@@ -699,15 +898,104 @@ mod tests {
                 PolicyHit {
                     id: 1,
                     count: 1,
-                    last_hit: "2026-01-01T00:00:01.000Z".into()
+                    last_hit: "2026-01-01T00:00:01.000Z".into(),
+                    high: 1,
+                    last_high_hit: Some("2026-01-01T00:00:01.000Z".into()),
                 },
                 PolicyHit {
                     id: 2,
                     count: 2,
-                    last_hit: "2026-01-01T00:00:02.000Z".into()
+                    last_hit: "2026-01-01T00:00:02.000Z".into(),
+                    high: 1,
+                    last_high_hit: Some("2026-01-01T00:00:00.000Z".into()),
                 },
             ]
         );
         assert_eq!(counter.total(), 0);
+    }
+
+    fn broad(matches: PolicyMatch) -> Vec<String> {
+        breadth(&matches)
+    }
+
+    #[test]
+    fn policies_that_match_everything_or_whole_address_spaces_are_broad() {
+        for glob in ["*", "*.*", "**", "?*", "[!z]*"] {
+            let reasons = broad(PolicyMatch {
+                api: Some(glob.into()),
+                ..Default::default()
+            });
+            assert!(
+                reasons.iter().any(|reason| reason.contains("matches every name")),
+                "{glob}: {reasons:?}"
+            );
+            let reasons = broad(PolicyMatch {
+                operation: Some(glob.into()),
+                rule_id: Some("root-key-used".into()),
+                ..Default::default()
+            });
+            assert!(
+                reasons.iter().any(|reason| reason.contains("matches every name")),
+                "{glob}: {reasons:?}"
+            );
+        }
+        for ip in ["0.0.0.0/0", "::/0"] {
+            let reasons = broad(PolicyMatch {
+                source_ip: Some(ip.into()),
+                ..Default::default()
+            });
+            assert!(
+                reasons.iter().any(|reason| reason.contains("whole address space")),
+                "{ip}: {reasons:?}"
+            );
+        }
+        for ip in ["0.0.0.0/1", "10.0.0.0/7", "2000::/3"] {
+            assert!(
+                !broad(PolicyMatch {
+                    source_ip: Some(ip.into()),
+                    ..Default::default()
+                })
+                .is_empty(),
+                "{ip}"
+            );
+        }
+        // Rule or call method alone: nothing narrows it.
+        let reasons = broad(PolicyMatch {
+            rule_id: Some("root-key-used".into()),
+            call_method: Some("api".into()),
+            ..Default::default()
+        });
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(reasons[0].contains("every match of rule root-key-used"), "{reasons:?}");
+        // Narrow policies.
+        for matches in [
+            PolicyMatch {
+                access_key: Some("AKIDx".into()),
+                ..Default::default()
+            },
+            PolicyMatch {
+                source_ip: Some("10.0.0.0/8".into()),
+                ..Default::default()
+            },
+            PolicyMatch {
+                source_ip: Some("2001:db8::/32".into()),
+                rule_id: Some("r".into()),
+                ..Default::default()
+            },
+            PolicyMatch {
+                api: Some("*.Describe*".into()),
+                ..Default::default()
+            },
+            PolicyMatch {
+                operation: Some("iam.access_key.*".into()),
+                ..Default::default()
+            },
+            PolicyMatch {
+                error_code: Some("AccessDenied".into()),
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(breadth(&matches), Vec::<String>::new(), "{matches:?}");
+        }
     }
 }

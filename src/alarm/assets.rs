@@ -5,6 +5,9 @@
 //! - **Assets**: the organisation's own IPs and CIDRs with a name (the "within
 //!   the account" addresses of seeds/003), table `assets`, added one by one or
 //!   imported from a file of `cidr,name` lines.
+//! - Every remark and asset change records its actor and goes to the sealed
+//!   change log (`changes.rs`); the functions that change them run in the
+//!   caller's transaction (`Store::change`).
 //! - **IP type** of a call record, computed when reading (remarks and assets
 //!   change after the alarm was written): `within_account` (the address is in
 //!   an asset), `lan` (private, loopback, link-local, CGNAT, unique-local),
@@ -18,9 +21,10 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::changes::{self, Actor, Subject};
 use super::store::timestamp;
 use crate::event::lenient::{ip_kind, parse_ip};
 use crate::event::model::IpKind;
@@ -82,6 +86,8 @@ pub struct Remark {
     pub value: String,
     pub remark: String,
     pub updated_at: String,
+    /// Who set it (API token name or the command line's actor).
+    pub updated_by: String,
 }
 
 /// One of the organisation's own address ranges.
@@ -90,6 +96,8 @@ pub struct Asset {
     pub cidr: String,
     pub name: String,
     pub updated_at: String,
+    /// Who added or renamed it.
+    pub updated_by: String,
 }
 
 /// Check a remark's text: trimmed, 1 to 20 characters, no control characters.
@@ -129,46 +137,98 @@ fn target(kind: RemarkKind, value: &str) -> Result<String, AssetsError> {
     }
 }
 
+/// Set (or replace) a remark, in the caller's transaction, with its change-log entry.
 pub fn set_remark(
     connection: &Connection,
     kind: RemarkKind,
     value: &str,
     text: &str,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Remark, AssetsError> {
     let remark = check_remark(text)?;
     let value = target(kind, value)?;
     let updated_at = timestamp(now);
-    connection.execute(
-        "INSERT INTO remarks (kind, value, remark, updated_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (kind, value) DO UPDATE SET remark = excluded.remark, updated_at = excluded.updated_at",
-        params![kind.as_str(), value, remark, updated_at],
+    let id: i64 = connection.query_row(
+        "INSERT INTO remarks (kind, value, remark, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (kind, value) DO UPDATE SET remark = excluded.remark, updated_at = excluded.updated_at, \
+         updated_by = excluded.updated_by RETURNING id",
+        params![kind.as_str(), value, remark, updated_at, actor.name],
+        |row| row.get(0),
     )?;
-    Ok(Remark {
+    let remark = Remark {
         kind,
         value,
         remark,
         updated_at,
-    })
+        updated_by: actor.name.clone(),
+    };
+    changes::record(
+        connection,
+        actor,
+        Subject::Remark,
+        id,
+        "set",
+        &remark_detail(&remark),
+        &remark.updated_at,
+    )?;
+    Ok(remark)
 }
 
-pub fn remove_remark(connection: &Connection, kind: RemarkKind, value: &str) -> Result<(), AssetsError> {
+/// A remark as the change log shows it (a key masked).
+fn remark_detail(remark: &Remark) -> serde_json::Value {
+    let value = match remark.kind {
+        RemarkKind::Key => crate::mask::mask_access_key(&remark.value),
+        RemarkKind::Ip => remark.value.clone(),
+    };
+    serde_json::json!({ "kind": remark.kind, "value": value, "remark": remark.remark })
+}
+
+/// Remove a remark, in the caller's transaction, with its change-log entry.
+pub fn remove_remark(
+    connection: &Connection,
+    kind: RemarkKind,
+    value: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), AssetsError> {
     let value = target(kind, value)?;
-    match connection.execute(
-        "DELETE FROM remarks WHERE kind = ?1 AND value = ?2",
-        params![kind.as_str(), value],
-    )? {
-        0 => Err(AssetsError::NoRemark {
+    let found: Option<(i64, String, String, String)> = connection
+        .query_row(
+            "SELECT id, remark, updated_at, updated_by FROM remarks WHERE kind = ?1 AND value = ?2",
+            params![kind.as_str(), value],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()?;
+    let Some((id, remark, updated_at, updated_by)) = found else {
+        return Err(AssetsError::NoRemark {
             kind: kind.as_str(),
             value,
-        }),
-        _ => Ok(()),
-    }
+        });
+    };
+    connection.execute("DELETE FROM remarks WHERE id = ?1", [id])?;
+    let removed = Remark {
+        kind,
+        value,
+        remark,
+        updated_at,
+        updated_by,
+    };
+    changes::record(
+        connection,
+        actor,
+        Subject::Remark,
+        id,
+        "removed",
+        &remark_detail(&removed),
+        &timestamp(now),
+    )?;
+    Ok(())
 }
 
 pub fn list_remarks(connection: &Connection) -> Result<Vec<Remark>, AssetsError> {
     let mut statement =
-        connection.prepare("SELECT kind, value, remark, updated_at FROM remarks ORDER BY kind, value")?;
+        connection.prepare("SELECT kind, value, remark, updated_at, updated_by FROM remarks ORDER BY kind, value")?;
     let rows = statement.query_map([], |row| {
         let kind: String = row.get(0)?;
         Ok(Remark {
@@ -176,6 +236,7 @@ pub fn list_remarks(connection: &Connection) -> Result<Vec<Remark>, AssetsError>
             value: row.get(1)?,
             remark: row.get(2)?,
             updated_at: row.get(3)?,
+            updated_by: row.get(4)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -191,8 +252,15 @@ fn parse_cidr(text: &str) -> Result<IpNet, AssetsError> {
         .ok_or_else(|| AssetsError::BadCidr { cidr: text.to_string() })
 }
 
-/// Add (or rename) an asset range.
-pub fn add_asset(connection: &Connection, cidr: &str, name: &str, now: DateTime<Utc>) -> Result<Asset, AssetsError> {
+/// Add (or rename) an asset range, in the caller's transaction, with its
+/// change-log entry.
+pub fn add_asset(
+    connection: &Connection,
+    cidr: &str,
+    name: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Asset, AssetsError> {
     let net = parse_cidr(cidr)?;
     let name = name.trim();
     if name.is_empty() {
@@ -202,22 +270,35 @@ pub fn add_asset(connection: &Connection, cidr: &str, name: &str, now: DateTime<
         cidr: net.to_string(),
         name: name.to_string(),
         updated_at: timestamp(now),
+        updated_by: actor.name.clone(),
     };
-    connection.execute(
-        "INSERT INTO assets (cidr, name, updated_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (cidr) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
-        params![asset.cidr, asset.name, asset.updated_at],
+    let id: i64 = connection.query_row(
+        "INSERT INTO assets (cidr, name, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (cidr) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at, \
+         updated_by = excluded.updated_by RETURNING id",
+        params![asset.cidr, asset.name, asset.updated_at, asset.updated_by],
+        |row| row.get(0),
+    )?;
+    changes::record(
+        connection,
+        actor,
+        Subject::Asset,
+        id,
+        "set",
+        &serde_json::json!({ "cidr": asset.cidr, "name": asset.name }),
+        &asset.updated_at,
     )?;
     Ok(asset)
 }
 
 pub fn list_assets(connection: &Connection) -> Result<Vec<Asset>, AssetsError> {
-    let mut statement = connection.prepare("SELECT cidr, name, updated_at FROM assets ORDER BY cidr")?;
+    let mut statement = connection.prepare("SELECT cidr, name, updated_at, updated_by FROM assets ORDER BY cidr")?;
     let rows = statement.query_map([], |row| {
         Ok(Asset {
             cidr: row.get(0)?,
             name: row.get(1)?,
             updated_at: row.get(2)?,
+            updated_by: row.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -233,10 +314,12 @@ pub struct ImportReport {
 /// Import assets from a file: one `cidr,name` per line (an IP alone is a
 /// /32 or /128); blank lines and lines starting with `#` are skipped; the
 /// name is everything after the first comma. Bad lines are reported with
-/// `file:line` and skipped; the good ones are written in one transaction.
+/// `file:line` and skipped; the good ones are written in the caller's
+/// transaction (one change-log entry each).
 pub fn import_assets(
-    connection: &mut Connection,
+    connection: &Connection,
     path: &Path,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<ImportReport, AssetsError> {
     let text = std::fs::read(path).map_err(|source| AssetsError::Io {
@@ -245,7 +328,6 @@ pub fn import_assets(
     })?;
     let text = String::from_utf8_lossy(&text);
     let mut report = ImportReport::default();
-    let transaction = connection.transaction()?;
     for (index, line) in text.lines().enumerate() {
         let line = line.trim().trim_start_matches('\u{feff}');
         if line.is_empty() || line.starts_with('#') {
@@ -258,12 +340,12 @@ pub fn import_assets(
                 .push(format!("{location}: expected `cidr,name`, found {line:?}"));
             continue;
         };
-        match add_asset(&transaction, cidr, name, now) {
+        match add_asset(connection, cidr, name, actor, now) {
             Ok(_) => report.imported += 1,
+            Err(AssetsError::Sql(error)) => return Err(AssetsError::Sql(error)),
             Err(error) => report.problems.push(format!("{location}: {error}")),
         }
     }
-    transaction.commit()?;
     Ok(report)
 }
 
@@ -382,6 +464,10 @@ mod tests {
         connection
     }
 
+    fn actor() -> Actor {
+        Actor::cli(Some("tester")).unwrap()
+    }
+
     #[test]
     fn remarks_are_at_most_20_characters() {
         assert!(check_remark("部门一的密钥部门一的密钥部门一的密钥部门").is_ok()); // 20 characters, 60 bytes
@@ -398,12 +484,12 @@ mod tests {
     fn ip_types_with_and_without_remarks() {
         let connection = store();
         let now = Utc::now();
-        add_asset(&connection, "203.0.113.0/24", "office egress", now).unwrap();
-        add_asset(&connection, "203.0.113.7", "build server", now).unwrap();
-        set_remark(&connection, RemarkKind::Ip, "198.51.100.9", "partner", now).unwrap();
-        set_remark(&connection, RemarkKind::Ip, "10.1.1.1", "jump host", now).unwrap();
-        set_remark(&connection, RemarkKind::Key, "AKIDx", "Department 1 AK", now).unwrap();
-        assert!(set_remark(&connection, RemarkKind::Ip, "not-an-ip", "x", now).is_err());
+        add_asset(&connection, "203.0.113.0/24", "office egress", &actor(), now).unwrap();
+        add_asset(&connection, "203.0.113.7", "build server", &actor(), now).unwrap();
+        set_remark(&connection, RemarkKind::Ip, "198.51.100.9", "partner", &actor(), now).unwrap();
+        set_remark(&connection, RemarkKind::Ip, "10.1.1.1", "jump host", &actor(), now).unwrap();
+        set_remark(&connection, RemarkKind::Key, "AKIDx", "Department 1 AK", &actor(), now).unwrap();
+        assert!(set_remark(&connection, RemarkKind::Ip, "not-an-ip", "x", &actor(), now).is_err());
         let directory = Directory::load(&connection).unwrap();
         let within = directory.classify("203.0.113.7");
         assert_eq!(within.ip_type, IpType::WithinAccount);
@@ -426,13 +512,13 @@ mod tests {
         assert_eq!(directory.classify("ec2.amazonaws.com").ip_type, IpType::None);
         assert_eq!(directory.classify("").ip_type, IpType::None);
         assert_eq!(directory.key_remark("AKIDx"), Some("Department 1 AK"));
-        remove_remark(&connection, RemarkKind::Key, "AKIDx").unwrap();
-        assert!(remove_remark(&connection, RemarkKind::Key, "AKIDx").is_err());
+        remove_remark(&connection, RemarkKind::Key, "AKIDx", &actor(), Utc::now()).unwrap();
+        assert!(remove_remark(&connection, RemarkKind::Key, "AKIDx", &actor(), Utc::now()).is_err());
     }
 
     #[test]
     fn import_reports_bad_lines_and_keeps_going() {
-        let mut connection = store();
+        let connection = store();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("assets.csv");
         std::fs::write(
@@ -440,7 +526,7 @@ mod tests {
             "# our ranges\n10.0.0.0/8,datacenter\n\nnot-a-cidr,broken\n203.0.113.5,bastion, eu\nno comma here\n",
         )
         .unwrap();
-        let report = import_assets(&mut connection, &path, Utc::now()).unwrap();
+        let report = import_assets(&connection, &path, &actor(), Utc::now()).unwrap();
         assert_eq!(report.imported, 2);
         assert_eq!(report.problems.len(), 2);
         assert!(report.problems[0].ends_with("assets.csv:4: asset \"not-a-cidr\": not an IP address or CIDR"));

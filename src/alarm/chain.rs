@@ -1,17 +1,23 @@
-//! Tamper evidence: alarms and workflow transitions are linked in a hash chain.
+//! Tamper evidence: everything an operator or an auditor relies on is linked
+//! in a hash chain.
 //!
-//! Every transaction that creates or changes an alarm, and every status
-//! transition, appends a link to the `chain` table: the SHA-256 of the row's
-//! canonical content (`row_hash`), chained to the link before it
+//! Every transaction that creates or changes a sealed row appends a link to
+//! the `chain` table: the SHA-256 of the row's canonical content
+//! (`row_hash`), chained to the link before it
 //! (`hash = SHA-256(prev_hash, seq, kind, ref_id, row_hash, at)`). The links
-//! are written in the same transaction as the rows they seal.
+//! are written in the same transaction as the rows they seal. Sealed are
+//! alarms and their status changes, each alarm's evidence (its call records
+//! and its sample events), the allowlist policies (their definitions; hit
+//! counts change with every batch and are not evidence), remarks, assets and
+//! the change log that says who changed a policy, remark or asset. A row
+//! removed through trailwarden gets a removal link (`row_hash` = `removed`).
 //!
-//! `verify` walks the chain, then compares every alarm and transition row
-//! with the last link that sealed it: a row edited, deleted or inserted
-//! behind trailwarden's back, or a link altered, is named. Rewriting the
-//! whole chain after an edit is only caught against a head anchored
-//! elsewhere — the daemon logs the head periodically for that, and
-//! `verify` accepts an anchored head to check.
+//! `verify` walks the chain, then compares every sealed row with the last
+//! link that sealed it: a row edited, deleted or inserted behind
+//! trailwarden's back, or a link altered, is named. Rewriting the whole chain
+//! after an edit is only caught against a head anchored elsewhere — the
+//! daemon logs the head periodically for that, and `verify` accepts an
+//! anchored head to check.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,37 +29,164 @@ use sha2::{Digest, Sha256};
 /// The hash before the first link.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The `row_hash` of a link that records a row's removal through trailwarden.
+pub const REMOVED: &str = "removed";
+
 /// What a link seals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkKind {
     Alarm,
     Transition,
+    /// An alarm's call record (per source IP, method, service and API).
+    Call,
+    /// An event kept as an alarm's evidence.
+    Sample,
+    /// An allowlist policy's definition.
+    Policy,
+    Remark,
+    Asset,
+    /// An entry of the change log (who changed a policy, remark or asset).
+    Change,
 }
 
 impl LinkKind {
+    /// Every kind, in the order `verify` reports them.
+    pub const ALL: [LinkKind; 8] = [
+        LinkKind::Alarm,
+        LinkKind::Transition,
+        LinkKind::Call,
+        LinkKind::Sample,
+        LinkKind::Policy,
+        LinkKind::Remark,
+        LinkKind::Asset,
+        LinkKind::Change,
+    ];
+
+    /// The kinds sealed since the first chain migration.
+    pub const FIRST: [LinkKind; 2] = [LinkKind::Alarm, LinkKind::Transition];
+
+    /// The kinds added by the evidence migration.
+    pub const EVIDENCE: [LinkKind; 6] = [
+        LinkKind::Call,
+        LinkKind::Sample,
+        LinkKind::Policy,
+        LinkKind::Remark,
+        LinkKind::Asset,
+        LinkKind::Change,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LinkKind::Alarm => "alarm",
             LinkKind::Transition => "transition",
+            LinkKind::Call => "call",
+            LinkKind::Sample => "sample",
+            LinkKind::Policy => "policy",
+            LinkKind::Remark => "remark",
+            LinkKind::Asset => "asset",
+            LinkKind::Change => "change",
+        }
+    }
+
+    /// How a problem names a row of this kind.
+    fn noun(self) -> &'static str {
+        match self {
+            LinkKind::Alarm => "alarm",
+            LinkKind::Transition => "transition",
+            LinkKind::Call => "call record",
+            LinkKind::Sample => "sample event",
+            LinkKind::Policy => "allowlist policy",
+            LinkKind::Remark => "remark",
+            LinkKind::Asset => "asset",
+            LinkKind::Change => "change-log entry",
         }
     }
 
     fn parse(text: &str) -> Option<LinkKind> {
-        match text {
-            "alarm" => Some(LinkKind::Alarm),
-            "transition" => Some(LinkKind::Transition),
-            _ => None,
+        LinkKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// The table and the sealed columns (the first is always `id`).
+    fn sealed(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            LinkKind::Alarm => ("alarms", ALARM_SEALED),
+            LinkKind::Transition => ("alarm_transitions", TRANSITION_SEALED),
+            LinkKind::Call => ("alarm_calls", CALL_SEALED),
+            LinkKind::Sample => ("alarm_samples", SAMPLE_SEALED),
+            LinkKind::Policy => ("allowlist", POLICY_SEALED),
+            LinkKind::Remark => ("remarks", REMARK_SEALED),
+            LinkKind::Asset => ("assets", ASSET_SEALED),
+            LinkKind::Change => ("changes", CHANGE_SEALED),
         }
     }
 }
 
-/// The columns of an alarm that the chain seals (everything but the evidence
-/// tables, which hang off it).
-const ALARM_SEALED: &str = "id, rule_id, rule_hash, level, title, status, group_key, provider, account_id, \
-     account_name, account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
-     access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at";
-const TRANSITION_SEALED: &str = "id, alarm_id, from_status, to_status, actor, reason, at";
+/// The columns of an alarm that the chain seals (its evidence rows are
+/// sealed on their own: `Call` and `Sample`).
+const ALARM_SEALED: &[&str] = &[
+    "id",
+    "rule_id",
+    "rule_hash",
+    "level",
+    "title",
+    "status",
+    "group_key",
+    "provider",
+    "account_id",
+    "account_name",
+    "account_identity",
+    "principal_kind",
+    "principal_id",
+    "principal_name",
+    "principal_arn",
+    "access_key_id",
+    "access_key_temporary",
+    "first_seen",
+    "last_seen",
+    "count",
+    "sample_count",
+    "last_output",
+    "created_at",
+    "updated_at",
+];
+const TRANSITION_SEALED: &[&str] = &["id", "alarm_id", "from_status", "to_status", "actor", "reason", "at"];
+const CALL_SEALED: &[&str] = &[
+    "id",
+    "alarm_id",
+    "source_ip",
+    "ip_kind",
+    "call_method",
+    "service",
+    "action",
+    "success_count",
+    "failure_count",
+    "first_call",
+    "last_call",
+];
+const SAMPLE_SEALED: &[&str] = &["id", "alarm_id", "seq", "event_id", "event_time", "origin", "event"];
+/// A policy's definition; `hit_count`, `last_hit`, `high_hits` and
+/// `last_high_hit` change with every batch and are left out.
+const POLICY_SEALED: &[&str] = &[
+    "id",
+    "access_key",
+    "source_ip",
+    "api",
+    "operation",
+    "call_method",
+    "error_code",
+    "rule_id",
+    "created_by",
+    "via",
+    "reason",
+    "created_at",
+    "expires_at",
+    "broad",
+    "approved_by",
+];
+const REMARK_SEALED: &[&str] = &["id", "kind", "value", "remark", "updated_at", "updated_by"];
+const ASSET_SEALED: &[&str] = &["id", "cidr", "name", "updated_at", "updated_by"];
+const CHANGE_SEALED: &[&str] = &["id", "at", "actor", "via", "subject", "subject_id", "action", "detail"];
 
 /// Canonical hash of one row: each value tagged with its type and length, so
 /// no two different rows hash alike.
@@ -79,20 +212,22 @@ fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<String>
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The table, the sealed columns and how many there are.
-fn sealed(kind: LinkKind) -> (&'static str, &'static str, usize) {
-    let (table, columns) = match kind {
-        LinkKind::Alarm => ("alarms", ALARM_SEALED),
-        LinkKind::Transition => ("alarm_transitions", TRANSITION_SEALED),
-    };
-    (table, columns, columns.split(',').count())
-}
-
 /// The current hash of a row, if it exists.
 pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::Result<Option<String>> {
-    let (table, columns, count) = sealed(kind);
-    let mut statement = connection.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id = ?1"))?;
-    statement.query_row([id], |row| hash_row(row, count)).optional()
+    static SELECTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let selects = SELECTS.get_or_init(|| {
+        LinkKind::ALL
+            .iter()
+            .map(|kind| {
+                let (table, columns) = kind.sealed();
+                format!("SELECT {} FROM {table} WHERE id = ?1", columns.join(", "))
+            })
+            .collect()
+    });
+    let index = LinkKind::ALL.iter().position(|each| *each == kind).unwrap_or(0);
+    let columns = kind.sealed().1.len();
+    let mut statement = connection.prepare_cached(&selects[index])?;
+    statement.query_row([id], |row| hash_row(row, columns)).optional()
 }
 
 fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str, at: &str) -> String {
@@ -131,12 +266,28 @@ pub fn append(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) ->
     Ok(())
 }
 
-/// Seal rows that predate the chain (a store created before it existed).
-/// Called once, when the migration that adds the chain runs.
-pub fn seal_existing(connection: &Connection, at: &str) -> rusqlite::Result<usize> {
+/// Record, in a write transaction, that a row was removed through
+/// trailwarden (after the `DELETE`): its last link then says `removed`, and
+/// `verify` expects it gone.
+pub fn append_removal(connection: &Connection, kind: LinkKind, id: i64, at: &str) -> rusqlite::Result<()> {
+    let (seq, prev) = head(connection)?.unwrap_or((0, GENESIS.to_string()));
+    let seq = seq + 1;
+    let hash = link_hash(&prev, seq, kind.as_str(), id, REMOVED, at);
+    connection
+        .prepare_cached(
+            "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![seq, at, kind.as_str(), id, REMOVED, prev, hash])?;
+    Ok(())
+}
+
+/// Seal rows of `kinds` that predate their sealing (a store created before
+/// the chain, or before it covered these kinds). Called once, when the
+/// migration that starts sealing them runs.
+pub fn seal_existing(connection: &Connection, kinds: &[LinkKind], at: &str) -> rusqlite::Result<usize> {
     let mut sealed_rows = 0;
-    for kind in [LinkKind::Alarm, LinkKind::Transition] {
-        let (table, _, _) = sealed(kind);
+    for &kind in kinds {
+        let (table, _) = kind.sealed();
         let ids: Vec<i64> = connection
             .prepare(&format!("SELECT id FROM {table} ORDER BY id"))?
             .query_map([], |row| row.get(0))?
@@ -172,6 +323,12 @@ pub struct Verification {
     pub links: u64,
     pub alarms: u64,
     pub transitions: u64,
+    pub calls: u64,
+    pub samples: u64,
+    pub policies: u64,
+    pub remarks: u64,
+    pub assets: u64,
+    pub changes: u64,
     pub head: Option<(i64, String)>,
     /// Ordered by link: the first is the first bad link.
     pub problems: Vec<Problem>,
@@ -180,6 +337,36 @@ pub struct Verification {
 impl Verification {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    fn count_of(&mut self, kind: LinkKind) -> &mut u64 {
+        match kind {
+            LinkKind::Alarm => &mut self.alarms,
+            LinkKind::Transition => &mut self.transitions,
+            LinkKind::Call => &mut self.calls,
+            LinkKind::Sample => &mut self.samples,
+            LinkKind::Policy => &mut self.policies,
+            LinkKind::Remark => &mut self.remarks,
+            LinkKind::Asset => &mut self.assets,
+            LinkKind::Change => &mut self.changes,
+        }
+    }
+
+    /// What the chain seals, for a summary line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} links sealing {} alarms, {} status changes, {} call records, {} samples, {} allowlist policies, \
+             {} remarks, {} assets and {} change-log entries",
+            self.links,
+            self.alarms,
+            self.transitions,
+            self.calls,
+            self.samples,
+            self.policies,
+            self.remarks,
+            self.assets,
+            self.changes
+        )
     }
 }
 
@@ -266,43 +453,50 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
         });
     }
     // Every row against the last link that sealed it.
-    for kind in [LinkKind::Alarm, LinkKind::Transition] {
-        let (table, columns, count) = sealed(kind);
-        let mut statement = connection.prepare(&format!("SELECT {columns} FROM {table} ORDER BY id"))?;
+    for kind in LinkKind::ALL {
+        let (table, columns) = kind.sealed();
+        let mut statement = connection.prepare(&format!("SELECT {} FROM {table} ORDER BY id", columns.join(", ")))?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
-            match kind {
-                LinkKind::Alarm => report.alarms += 1,
-                LinkKind::Transition => report.transitions += 1,
-            }
-            let current = hash_row(row, count)?;
-            match latest.remove(&(kind, id)) {
-                None => report.problems.push(Problem {
-                    seq: None,
-                    kind: Some(kind),
-                    ref_id: Some(id),
-                    message: format!(
-                        "{} {id} is not in the chain (inserted behind trailwarden's back)",
-                        kind.as_str()
+            *report.count_of(kind) += 1;
+            let current = hash_row(row, columns.len())?;
+            let noun = kind.noun();
+            let problem = match latest.remove(&(kind, id)) {
+                None => Some((
+                    None,
+                    format!("{noun} {id} is not in the chain (inserted behind trailwarden's back)"),
+                )),
+                Some((seq, sealed_hash)) if sealed_hash == REMOVED => Some((
+                    Some(seq),
+                    format!(
+                        "{noun} {id} was removed through trailwarden at this link and is back (inserted behind its back)"
                     ),
-                }),
-                Some((seq, sealed_hash)) if sealed_hash != current => report.problems.push(Problem {
-                    seq: Some(seq),
+                )),
+                Some((seq, sealed_hash)) if sealed_hash != current => {
+                    Some((Some(seq), format!("{noun} {id} was changed after this link sealed it")))
+                }
+                Some(_) => None,
+            };
+            if let Some((seq, message)) = problem {
+                report.problems.push(Problem {
+                    seq,
                     kind: Some(kind),
                     ref_id: Some(id),
-                    message: format!("{} {id} was changed after this link sealed it", kind.as_str()),
-                }),
-                Some(_) => {}
+                    message,
+                });
             }
         }
     }
-    for ((kind, id), (seq, _)) in latest {
+    for ((kind, id), (seq, sealed_hash)) in latest {
+        if sealed_hash == REMOVED {
+            continue;
+        }
         report.problems.push(Problem {
             seq: Some(seq),
             kind: Some(kind),
             ref_id: Some(id),
-            message: format!("{} {id} was deleted (this link sealed it)", kind.as_str()),
+            message: format!("{} {id} was deleted (this link sealed it)", kind.noun()),
         });
     }
     report

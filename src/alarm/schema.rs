@@ -3,7 +3,7 @@
 //! `PRAGMA user_version` holds the applied version; each step runs in a
 //! transaction. Add a step at the end, never edit one that has shipped.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: alarms with per-source-IP call records and samples; dead letters; file progress.
@@ -308,21 +308,250 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX notify_deliveries_status ON notify_deliveries (status, id);
     CREATE INDEX notify_deliveries_message ON notify_deliveries (message_id);
     "#,
+    // 8: who changed what, provably. Policies record the actor (the API
+    // token's name, the CLI's --actor) and the channel instead of a free-text
+    // owner, why a broad policy was allowed and by whom, and the high-level
+    // matches they suppressed. Remarks and assets get row ids and actors;
+    // call records and samples get row ids, so the hash chain can seal each
+    // of them; `changes` is the append-only log of every policy, remark and
+    // asset change; notifications gain the `policy` kind. (Foreign keys are
+    // off while migrations run: the rebuilt tables are checked at the end.)
+    r#"
+    ALTER TABLE allowlist RENAME COLUMN owner TO created_by;
+    ALTER TABLE allowlist ADD COLUMN via TEXT NOT NULL DEFAULT 'unknown';
+    ALTER TABLE allowlist ADD COLUMN broad TEXT;
+    ALTER TABLE allowlist ADD COLUMN approved_by TEXT;
+    ALTER TABLE allowlist ADD COLUMN high_hits INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE allowlist ADD COLUMN last_high_hit TEXT;
+
+    CREATE TABLE remarks_new (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('key', 'ip')),
+        value TEXT NOT NULL,
+        remark TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL DEFAULT 'unknown',
+        UNIQUE (kind, value)
+    );
+    INSERT INTO remarks_new (kind, value, remark, updated_at) SELECT kind, value, remark, updated_at FROM remarks ORDER BY kind, value;
+    DROP TABLE remarks;
+    ALTER TABLE remarks_new RENAME TO remarks;
+
+    CREATE TABLE assets_new (
+        id INTEGER PRIMARY KEY,
+        cidr TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL DEFAULT 'unknown'
+    );
+    INSERT INTO assets_new (cidr, name, updated_at) SELECT cidr, name, updated_at FROM assets ORDER BY cidr;
+    DROP TABLE assets;
+    ALTER TABLE assets_new RENAME TO assets;
+
+    CREATE TABLE alarm_calls_new (
+        id INTEGER PRIMARY KEY,
+        alarm_id INTEGER NOT NULL REFERENCES alarms (id) ON DELETE CASCADE,
+        source_ip TEXT NOT NULL,
+        ip_kind TEXT NOT NULL,
+        call_method TEXT NOT NULL,
+        service TEXT NOT NULL,
+        action TEXT NOT NULL,
+        success_count INTEGER NOT NULL,
+        failure_count INTEGER NOT NULL,
+        first_call TEXT NOT NULL,
+        last_call TEXT NOT NULL,
+        UNIQUE (alarm_id, source_ip, call_method, service, action)
+    );
+    INSERT INTO alarm_calls_new (alarm_id, source_ip, ip_kind, call_method, service, action, success_count,
+        failure_count, first_call, last_call)
+        SELECT alarm_id, source_ip, ip_kind, call_method, service, action, success_count, failure_count,
+        first_call, last_call FROM alarm_calls ORDER BY alarm_id, source_ip, call_method, service, action;
+    DROP TABLE alarm_calls;
+    ALTER TABLE alarm_calls_new RENAME TO alarm_calls;
+
+    CREATE TABLE alarm_samples_new (
+        id INTEGER PRIMARY KEY,
+        alarm_id INTEGER NOT NULL REFERENCES alarms (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        event_time TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        event TEXT NOT NULL,
+        UNIQUE (alarm_id, seq)
+    );
+    INSERT INTO alarm_samples_new (alarm_id, seq, event_id, event_time, origin, event)
+        SELECT alarm_id, seq, event_id, event_time, origin, event FROM alarm_samples ORDER BY alarm_id, seq;
+    DROP TABLE alarm_samples;
+    ALTER TABLE alarm_samples_new RENAME TO alarm_samples;
+
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        subject TEXT NOT NULL CHECK (subject IN ('policy', 'remark', 'asset')),
+        subject_id INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+
+    CREATE TABLE notify_messages_new (
+        id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        alarm_id INTEGER REFERENCES alarms (id),
+        kind TEXT NOT NULL CHECK (kind IN ('opened', 'escalated', 'status', 'digest', 'policy')),
+        detail TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL CHECK (state IN ('queued', 'admitted', 'folded')),
+        digest_id INTEGER REFERENCES notify_messages (id),
+        created_at TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        admitted_ms INTEGER
+    );
+    INSERT INTO notify_messages_new SELECT id, topic, alarm_id, kind, detail, state, digest_id, created_at, created_ms,
+        admitted_ms FROM notify_messages;
+    DROP TABLE notify_messages;
+    ALTER TABLE notify_messages_new RENAME TO notify_messages;
+    CREATE INDEX notify_messages_queued ON notify_messages (id) WHERE state = 'queued';
+    CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
+    CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed
 /// once when it runs.
 pub const CHAIN_MIGRATION: usize = 4;
+/// The migration after which the chain also seals policies, remarks, assets,
+/// call records, samples and the change log: rows older than it are sealed
+/// once when it runs.
+pub const EVIDENCE_CHAIN_MIGRATION: usize = 8;
 
 /// Bring the database to the latest version. Returns (from, to).
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<(usize, usize)> {
     let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let current = usize::try_from(current).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let transaction = connection.transaction()?;
-        transaction.execute_batch(sql)?;
-        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
-        transaction.commit()?;
+    if current >= MIGRATIONS.len() {
+        return Ok((current, MIGRATIONS.len()));
     }
+    // Steps that rebuild a table (SQLite cannot change a constraint in place)
+    // drop a table others reference: foreign keys are off while they run,
+    // as SQLite's documented procedure says, and checked before each commit.
+    let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    connection.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = (|| {
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let transaction = connection.transaction()?;
+            transaction.execute_batch(sql)?;
+            let violation: Option<String> = transaction
+                .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+                .optional()?;
+            if let Some(table) = violation {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                    Some(format!(
+                        "migration {}: a foreign key in table {table} is broken",
+                        index + 1
+                    )),
+                ));
+            }
+            transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+            transaction.commit()?;
+        }
+        Ok(())
+    })();
+    connection.pragma_update(None, "foreign_keys", foreign_keys)?;
+    result?;
     Ok((current, MIGRATIONS.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::chain::{self, LinkKind};
+    use crate::alarm::store::{Store, StoreOptions};
+
+    /// A store written by the version before the evidence migration (7
+    /// steps, chain over alarms and transitions only) opens with every row
+    /// kept, policies' owners become their creators, and everything the new
+    /// chain covers is sealed so that `verify` passes — and then catches
+    /// evidence deleted behind trailwarden's back.
+    #[test]
+    fn a_version_7_store_migrates_keeps_its_rows_and_seals_its_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut connection = Connection::open(&path).unwrap();
+            for (index, sql) in MIGRATIONS[..7].iter().enumerate() {
+                connection.execute_batch(sql).unwrap();
+                connection
+                    .pragma_update(None, "user_version", (index + 1) as i64)
+                    .unwrap();
+            }
+            let transaction = connection.transaction().unwrap();
+            transaction
+                .execute_batch(
+                    "INSERT INTO alarms (id, rule_id, rule_hash, level, title, group_key, provider, account_identity, \
+                     principal_kind, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at) \
+                     VALUES (1, 'r', 'h', 'high', 't', 'g', 'aws', 'root', 'root', 'a', 'b', 2, 1, 'o', 'c', 'u');
+                     INSERT INTO alarm_calls VALUES (1, '203.0.113.7', 'public', 'api', 'iam', 'CreateUser', 2, 0, 'a', 'b');
+                     INSERT INTO alarm_samples VALUES (1, 0, 'e1', 'a', 'f:1', '{\"x\":1}');
+                     INSERT INTO allowlist (access_key, owner, reason, created_at) VALUES ('AKIAEXAMPLE', 'secops', 'r', 'c');
+                     INSERT INTO remarks VALUES ('ip', '203.0.113.7', 'office', 'c');
+                     INSERT INTO assets VALUES ('10.0.0.0/8', 'dc', 'c');
+                     INSERT INTO notify_messages (topic, alarm_id, kind, state, created_at, created_ms) \
+                     VALUES ('soc', 1, 'opened', 'queued', 'c', 0);
+                     INSERT INTO notify_deliveries (message_id, topic, subscription, channel, delivery_id, status, \
+                     next_attempt_ms, age_from_ms, created_at) VALUES (1, 'soc', 's', 'webhook', 'tw-1', 'pending', 0, 0, 'c');",
+                )
+                .unwrap();
+            chain::seal_existing(&transaction, &LinkKind::FIRST, "c").unwrap();
+            transaction.commit().unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let connection = store.connection();
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let foreign_keys: i64 = connection
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(foreign_keys, 1, "foreign keys are back on after migrating");
+        let (created_by, via): (String, String) = connection
+            .query_row("SELECT created_by, via FROM allowlist", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((created_by.as_str(), via.as_str()), ("secops", "unknown"));
+        let delivery: String = connection
+            .query_row(
+                "SELECT d.delivery_id FROM notify_deliveries d JOIN notify_messages m ON m.id = d.message_id",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(delivery, "tw-1");
+        let report = store.verify_chain(None).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!(
+            (
+                report.alarms,
+                report.calls,
+                report.samples,
+                report.policies,
+                report.remarks,
+                report.assets
+            ),
+            (1, 1, 1, 1, 1, 1)
+        );
+        connection.execute("DELETE FROM alarm_samples", []).unwrap();
+        let report = store.verify_chain(None).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|problem| problem.message == "sample event 1 was deleted (this link sealed it)"),
+            "{:?}",
+            report.problems
+        );
+    }
 }

@@ -381,11 +381,19 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
+        // Rows from before the chain (or before it sealed their kind) are
+        // sealed as they are now.
+        let mut kinds: Vec<LinkKind> = Vec::new();
         if from < schema::CHAIN_MIGRATION && to >= schema::CHAIN_MIGRATION {
-            // Rows from before the chain existed are sealed as they are now.
+            kinds.extend(LinkKind::FIRST);
+        }
+        if from < schema::EVIDENCE_CHAIN_MIGRATION && to >= schema::EVIDENCE_CHAIN_MIGRATION {
+            kinds.extend(LinkKind::EVIDENCE);
+        }
+        if !kinds.is_empty() {
             let mut seal = || -> rusqlite::Result<usize> {
                 let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let sealed = chain::seal_existing(&transaction, &timestamp(Utc::now()))?;
+                let sealed = chain::seal_existing(&transaction, &kinds, &timestamp(Utc::now()))?;
                 transaction.commit()?;
                 Ok(sealed)
             };
@@ -394,7 +402,7 @@ impl Store {
                 source,
             })?;
             if sealed > 0 {
-                tracing::info!(rows = sealed, "existing alarms sealed into the new hash chain");
+                tracing::info!(rows = sealed, "existing rows sealed into the hash chain");
             }
         }
         Ok(Store {
@@ -655,6 +663,21 @@ impl Store {
         }
         transaction.commit()?;
         Ok(transition)
+    }
+
+    /// Run an operator's change (a policy, remark or asset) in one immediate
+    /// write transaction, with the notification router: the change, its
+    /// change-log entry, its chain links and its notifications commit together.
+    pub fn change<T, E: From<rusqlite::Error>>(
+        &mut self,
+        change: impl FnOnce(&Transaction<'_>, Option<&crate::notify::Router>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = change(&transaction, self.options.notify.as_deref())?;
+        transaction.commit()?;
+        Ok(value)
     }
 
     /// Check the hash chain and every sealed row (see `chain::verify`).
@@ -929,8 +952,12 @@ fn write_in(
          failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
          success_count = success_count + excluded.success_count, failure_count = failure_count + excluded.failure_count, \
-         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call)",
+         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call) \
+         RETURNING id",
     )?;
+    // Call records and samples written here are sealed with the alarms.
+    let mut touched_calls: Vec<i64> = Vec::new();
+    let mut new_samples: Vec<i64> = Vec::new();
     let mut insert_sample = transaction.prepare_cached(
         "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -1024,18 +1051,22 @@ fn write_in(
             now,
         ])?;
         for call in &update.calls {
-            upsert_call.execute(params![
-                alarm_id,
-                call.source_ip,
-                call.ip_kind,
-                call.call_method,
-                call.service,
-                call.action,
-                call.success_count as i64,
-                call.failure_count as i64,
-                call.first_call,
-                call.last_call,
-            ])?;
+            let call_id: i64 = upsert_call.query_row(
+                params![
+                    alarm_id,
+                    call.source_ip,
+                    call.ip_kind,
+                    call.call_method,
+                    call.service,
+                    call.action,
+                    call.success_count as i64,
+                    call.failure_count as i64,
+                    call.first_call,
+                    call.last_call,
+                ],
+                |row| row.get(0),
+            )?;
+            touched_calls.push(call_id);
         }
         let before = sample_count;
         for sample in &update.samples {
@@ -1050,6 +1081,7 @@ fn write_in(
                 sample.origin,
                 sample.event,
             ])?;
+            new_samples.push(transaction.last_insert_rowid());
             sample_count += 1;
         }
         if sample_count != before {
@@ -1061,6 +1093,10 @@ fn write_in(
     }
     // Seal every alarm this batch created or changed, in this transaction.
     chain::append(transaction, LinkKind::Alarm, &touched, now)?;
+    touched_calls.sort_unstable();
+    touched_calls.dedup();
+    chain::append(transaction, LinkKind::Call, &touched_calls, now)?;
+    chain::append(transaction, LinkKind::Sample, &new_samples, now)?;
     let mut insert_dead = transaction.prepare_cached(
         "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
          topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",

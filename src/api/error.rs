@@ -104,6 +104,7 @@ impl From<AppError> for ApiError {
             AppError::Allowlist(error) => allowlist_error(error),
             AppError::Assets(error) => assets_error(error),
             AppError::Usage(message) => ApiError::bad_request(message),
+            AppError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
             other => ApiError::internal("the store", other),
         }
     }
@@ -139,6 +140,18 @@ fn allowlist_error(error: AllowlistError) -> ApiError {
             ApiError::bad_request(format!("{}: must not be empty", allowlist_field(field)))
         }
         AllowlistError::NotFound(id) => ApiError::not_found(format!("id: allowlist policy {id} not found")),
+        AllowlistError::Broad { reasons } => ApiError::bad_request(format!(
+            "body: the policy is broad ({}); narrow it, or send \"allow_broad\": true with an admin token \
+             (the override is recorded and notified)",
+            reasons
+                .iter()
+                .map(|reason| reason
+                    .replace("--method", "call_method")
+                    .replace("--error-code", "error_code")
+                    .replace("--", ""))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
         other => ApiError::internal("the allowlist", other),
     }
 }
@@ -347,6 +360,23 @@ impl JsonBody {
     pub fn required_string(&self, name: &str) -> Result<String, ApiError> {
         self.string(name)?
             .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
+    }
+
+    /// Whether the body has the field at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.fields.contains_key(name)
+    }
+
+    /// An optional boolean field (null counts as absent).
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(value)) => Ok(Some(*value)),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "{name}: expected true or false, got {}",
+                kind_of(other)
+            ))),
+        }
     }
 
     /// An optional positive integer field (ids).

@@ -49,6 +49,22 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
 
 /// Prometheus text exposition: ingestion, pipeline, store, Kafka and API metrics.
 pub async fn metrics(Viewer(_): Viewer, State(state): State<ApiState>) -> Response {
+    // The allowlist gauges come from the store (policies change through any
+    // connection); a store that cannot answer leaves them as they were.
+    if let Ok(policies) = state.store.run(|store| Ok(crate::app::allowlist_list(store)?)).await {
+        let allowlist = &state.daemon.metrics.allowlist;
+        allowlist.policies.clear();
+        let mut high_hits = 0u64;
+        for view in &policies {
+            let labels = crate::metrics::PolicyLabels {
+                state: view.state.to_string(),
+                broad: view.policy.broad.is_some().to_string(),
+            };
+            allowlist.policies.get_or_create(&labels).inc();
+            high_hits += view.policy.high_hits;
+        }
+        allowlist.high_hits.set(i64::try_from(high_hits).unwrap_or(i64::MAX));
+    }
     let text = state.daemon.metrics.render();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -14,10 +14,11 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::auth::{Operator, Viewer};
+use super::auth::{Caller, Operator, Role, Viewer};
 use super::error::{ApiError, JsonBody, Params, parse_id};
 use crate::alarm::allowlist::PolicyMatch;
 use crate::alarm::assets::{self, RemarkKind};
+use crate::alarm::changes::{Actor, ChangeFilter, Subject};
 use crate::mask::{MASK, mask_access_key};
 
 /// `GET /api/v1/allowlist`.
@@ -53,11 +54,16 @@ const POLICY_FIELDS: &[&str] = &[
     "call_method",
     "error_code",
     "rule",
-    "owner",
     "reason",
     "expires",
     "from_alarm",
+    "allow_broad",
 ];
+
+/// The actor of a change made with this token: the token's name.
+fn actor(caller: &Caller) -> Result<Actor, ApiError> {
+    Actor::api(&caller.name).map_err(|error| ApiError::bad_request(format!("token name: {error}")))
+}
 
 /// `POST /api/v1/allowlist`: 201 with the policy (key masked).
 pub async fn allowlist_add(
@@ -65,7 +71,21 @@ pub async fn allowlist_add(
     State(state): State<ApiState>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
+    if body.has("owner") {
+        return Err(ApiError::bad_request(format!(
+            "owner: not accepted: a policy records the token that adds it ({:?}) as its creator",
+            caller.name
+        )));
+    }
     body.only(POLICY_FIELDS)?;
+    let allow_broad = body.boolean("allow_broad")?.unwrap_or(false);
+    if allow_broad && caller.role < Role::Admin {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "allow_broad: only an admin token may allow a broad policy",
+        ));
+    }
+    let actor = actor(&caller)?;
     let key = body.string("key")?;
     let matches = PolicyMatch {
         access_key: None,
@@ -78,7 +98,6 @@ pub async fn allowlist_add(
     };
     let from_alarm = body.id("from_alarm")?;
     let reason = body.required_string("reason")?;
-    let owner = body.string("owner")?.unwrap_or_else(|| caller.name.clone());
     let expires = body.string("expires")?;
     let (policy, warning) = state
         .store
@@ -95,11 +114,11 @@ pub async fn allowlist_add(
             let request = crate::app::AllowlistAdd {
                 matches: PolicyMatch { access_key, ..matches },
                 from_alarm,
-                owner,
                 reason,
                 expires,
+                allow_broad,
             };
-            Ok(crate::app::allowlist_add(store, request)?)
+            Ok(crate::app::allowlist_add(store, request, &actor)?)
         })
         .await?;
     tracing::info!(policy = policy.id, actor = %caller.name, "allowlist policy added through the API");
@@ -117,9 +136,10 @@ pub async fn allowlist_remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("a policy", &id)?;
+    let actor = actor(&caller)?;
     state
         .store
-        .run(move |store| Ok(crate::app::allowlist_remove(store, id)?))
+        .run(move |store| Ok(crate::app::allowlist_remove(store, id, &actor)?))
         .await?;
     tracing::info!(policy = id, actor = %caller.name, "allowlist policy removed through the API");
     Ok(StatusCode::NO_CONTENT)
@@ -151,6 +171,7 @@ pub async fn remark_set(
     let kind = remark_kind(&body.required_string("kind")?)?;
     let value = body.required_string("value")?;
     let text = body.required_string("remark")?;
+    let actor = actor(&caller)?;
     let mut remark = state
         .store
         .run(move |store| {
@@ -158,8 +179,7 @@ pub async fn remark_set(
                 RemarkKind::Key => resolve_key(store.connection(), "value", &value)?,
                 RemarkKind::Ip => value,
             };
-            assets::set_remark(store.connection(), kind, &value, &text, chrono::Utc::now())
-                .map_err(|error| ApiError::from(crate::app::AppError::from(error)))
+            Ok(crate::app::remark_set(store, kind, &value, &text, &actor)?)
         })
         .await?;
     if remark.kind == RemarkKind::Key {
@@ -184,6 +204,7 @@ pub async fn remark_remove(
     let value = params
         .text("value")
         .ok_or_else(|| ApiError::bad_request("value: required"))?;
+    let actor = actor(&caller)?;
     state
         .store
         .run(move |store| {
@@ -191,8 +212,7 @@ pub async fn remark_remove(
                 RemarkKind::Key => resolve_key(store.connection(), "value", &value)?,
                 RemarkKind::Ip => value,
             };
-            assets::remove_remark(store.connection(), kind, &value)
-                .map_err(|error| ApiError::from(crate::app::AppError::from(error)))
+            Ok(crate::app::remark_remove(store, kind, &value, &actor)?)
         })
         .await?;
     tracing::info!(kind = kind.as_str(), actor = %caller.name, "remark removed through the API");
@@ -224,15 +244,38 @@ pub async fn asset_add(
     body.only(&["cidr", "name"])?;
     let cidr = body.required_string("cidr")?;
     let name = body.required_string("name")?;
+    let actor = actor(&caller)?;
     let asset = state
         .store
-        .run(move |store| {
-            assets::add_asset(store.connection(), &cidr, &name, chrono::Utc::now())
-                .map_err(|error| ApiError::from(crate::app::AppError::from(error)))
-        })
+        .run(move |store| Ok(crate::app::asset_add(store, &cidr, &name, &actor)?))
         .await?;
     tracing::info!(cidr = %asset.cidr, actor = %caller.name, "asset added through the API");
     Ok((StatusCode::CREATED, Json(json!(asset))).into_response())
+}
+
+/// `GET /api/v1/changes?subject=&id=&actor=&limit=`: the change log (who
+/// added or removed a policy, set a remark, added an asset), most recent first.
+pub async fn change_list(
+    Viewer(_): Viewer,
+    State(state): State<ApiState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&["subject", "id", "actor", "limit"])?;
+    let subject = params
+        .choice("subject", &["policy", "remark", "asset"])?
+        .and_then(|text| Subject::parse(&text));
+    let subject_id = params.text("id").map(|text| parse_id("a subject", &text)).transpose()?;
+    let filter = ChangeFilter {
+        subject,
+        subject_id,
+        actor: params.text("actor"),
+        limit: params.integer("limit", 100, 1..=1000)?,
+    };
+    let changes = state
+        .store
+        .run(move |store| Ok(crate::app::list_changes(store, &filter)?))
+        .await?;
+    Ok(Json(json!(changes)))
 }
 
 /// A key as given, or the one stored key a masked form stands for. `field`

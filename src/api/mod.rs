@@ -168,6 +168,7 @@ pub fn api_routes() -> Router<ApiState> {
             get(manage::allowlist_list).post(manage::allowlist_add),
         )
         .route("/api/v1/allowlist/report", get(manage::allowlist_report))
+        .route("/api/v1/changes", get(manage::change_list))
         .route(
             "/api/v1/allowlist/{id}",
             axum::routing::delete(manage::allowlist_remove),

@@ -208,11 +208,26 @@ pub fn spec() -> Value {
             "get": operation("Allowlist policies with hit counts (keys masked)", "viewer", vec![], None,
                 json!({"200": ok("Policies, oldest first", array_of("Policy"))})),
             "post": with(with(operation(
-                "Add a policy (fields given match; absent ones match anything), or prefill it from an alarm",
+                "Add a policy (fields given match; absent ones match anything), or prefill it from an alarm. \
+                 The token's name is recorded as its creator. A broad policy (one matching every API or operation, \
+                 a whole address space, or nothing narrower than a rule or call method) is refused unless an admin \
+                 sends `allow_broad: true`; the override is recorded and notified",
                 "operator", vec![], Some(schema_ref("PolicyInput")),
                 json!({"201": ok("The policy (with `warning` when it is already expired)", schema_ref("Policy"))}),
             ), "404", error("`from_alarm` names no alarm")), "409", error("A masked `key` matches several keys"))
         },
+        "/api/v1/changes": {"get": operation(
+            "The change log: who added or removed a policy, set or removed a remark, added an asset (most recent first)",
+            "viewer",
+            vec![
+                query("subject", "policy, remark or asset", json!({"type": "string", "enum": ["policy", "remark", "asset"]})),
+                query("id", "The subject's id", json!({"type": "integer", "minimum": 1})),
+                query("actor", "Changes by this actor (token name or CLI actor)", string()),
+                query("limit", "At most this many (1-1000, default 100)", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+            ],
+            None,
+            json!({"200": ok("Changes", array_of("Change"))}),
+        )},
         "/api/v1/allowlist/report": {"get": operation(
             "Policies never hit, and expired policies", "viewer", vec![], None,
             json!({"200": ok("The report", schema_ref("AllowlistReport"))}),
@@ -420,12 +435,18 @@ fn schemas() -> Value {
             "version": string(), "rules": array_of("Rule"), "reload": schema_ref("ReloadStatus"),
             "tests_error": {"type": ["string", "null"], "description": "Why the embedded tests could not run"}
         })),
-        "Policy": object(&["id", "owner", "reason", "state"], json!({
+        "Policy": object(&["id", "created_by", "via", "reason", "state"], json!({
             "id": {"type": "integer"}, "access_key": {"type": ["string", "null"], "description": "Masked"},
             "source_ip": nullable("string"), "api": nullable("string"), "operation": nullable("string"),
             "call_method": nullable("string"), "error_code": nullable("string"), "rule_id": nullable("string"),
-            "owner": string(), "reason": string(), "created_at": string(), "expires_at": nullable("string"),
+            "created_by": {"type": "string", "description": "The token's name, or the command line's actor"},
+            "via": {"type": "string", "description": "api, or cli (unix user NAME)"},
+            "reason": string(), "created_at": string(), "expires_at": nullable("string"),
+            "broad": {"type": ["string", "null"], "description": "Why the policy is broad, when an admin allowed it"},
+            "approved_by": {"type": ["string", "null"], "description": "The admin who allowed a broad policy"},
             "hit_count": {"type": "integer"}, "last_hit": nullable("string"),
+            "high_hits": {"type": "integer", "description": "Suppressed matches of high-level rules"},
+            "last_high_hit": nullable("string"),
             "state": {"type": "string", "enum": ["active", "expired"]}, "warning": string()
         })),
         "PolicyInput": object(&["reason"], json!({
@@ -435,8 +456,8 @@ fn schemas() -> Value {
             "operation": {"type": "string", "description": "Glob over operation ids (iam.access_key.*)"},
             "call_method": {"type": "string", "enum": ["console", "api", "system", "other"]},
             "error_code": string(), "rule": {"type": "string", "description": "Rule id"},
-            "owner": {"type": "string", "description": "Default: the token's name"},
             "reason": string(),
+            "allow_broad": {"type": "boolean", "description": "Store a broad policy anyway (admin tokens only; recorded)"},
             "expires": {"type": "string", "description": "RFC 3339, YYYY-MM-DD[ HH:MM:SS] (UTC) or a duration from now (30d)"},
             "from_alarm": {"type": "integer", "description": "Prefill rule, key and (when single) IP from this alarm"}
         })),
@@ -446,14 +467,23 @@ fn schemas() -> Value {
         "Remark": object(&["kind", "value", "remark"], json!({
             "kind": {"type": "string", "enum": ["key", "ip"]},
             "value": {"type": "string", "description": "The IP, or the key masked"},
-            "remark": string(), "updated_at": string()
+            "remark": string(), "updated_at": string(), "updated_by": string()
         })),
         "RemarkInput": object(&["kind", "value", "remark"], json!({
             "kind": {"type": "string", "enum": ["key", "ip"]},
             "value": {"type": "string", "description": "The IP, or the key (full or masked as shown)"},
             "remark": {"type": "string", "minLength": 1, "maxLength": 20}
         })),
-        "Asset": object(&["cidr", "name"], json!({"cidr": string(), "name": string(), "updated_at": string()})),
+        "Asset": object(&["cidr", "name"], json!({
+            "cidr": string(), "name": string(), "updated_at": string(), "updated_by": string()
+        })),
+        "Change": object(&["id", "at", "actor", "via", "subject", "subject_id", "action", "detail"], json!({
+            "id": {"type": "integer"}, "at": string(), "actor": string(), "via": string(),
+            "subject": {"type": "string", "enum": ["policy", "remark", "asset"]},
+            "subject_id": {"type": "integer"},
+            "action": {"type": "string", "enum": ["added", "removed", "set"]},
+            "detail": {"type": "object", "description": "What changed (access keys masked)"}
+        })),
         "AssetInput": object(&["cidr", "name"], json!({
             "cidr": {"type": "string", "description": "An IP or CIDR"}, "name": string()
         })),

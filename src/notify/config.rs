@@ -163,6 +163,8 @@ pub enum NoticeKind {
     Digest,
     /// `trailwarden notify test`.
     Test,
+    /// An allowlist policy was added or removed (not about one alarm).
+    Policy,
 }
 
 impl NoticeKind {
@@ -173,6 +175,7 @@ impl NoticeKind {
             NoticeKind::Status => "status",
             NoticeKind::Digest => "digest",
             NoticeKind::Test => "test",
+            NoticeKind::Policy => "policy",
         }
     }
 
@@ -183,6 +186,7 @@ impl NoticeKind {
             "status" => Some(NoticeKind::Status),
             "digest" => Some(NoticeKind::Digest),
             "test" => Some(NoticeKind::Test),
+            "policy" => Some(NoticeKind::Policy),
             _ => None,
         }
     }
@@ -201,6 +205,9 @@ pub struct TopicSettings {
     pub on_opened: bool,
     pub on_escalated: bool,
     pub on_status: bool,
+    /// Allowlist policy changes (sent whatever the topic's alarm filters say:
+    /// a policy can silence any alarm).
+    pub on_policy: bool,
     /// Counts whose crossing re-sends an alarm as escalated.
     pub escalate_counts: Vec<u64>,
     /// Alarm notifications per `rate_window` (0: unlimited); the rest go into digests.
@@ -448,10 +455,12 @@ fn topic_settings(
     let mut kinds = Vec::new();
     for item in &on {
         match NoticeKind::parse(item.trim()) {
-            Some(kind @ (NoticeKind::Opened | NoticeKind::Escalated | NoticeKind::Status)) => kinds.push(kind),
+            Some(kind @ (NoticeKind::Opened | NoticeKind::Escalated | NoticeKind::Status | NoticeKind::Policy)) => {
+                kinds.push(kind)
+            }
             _ => {
                 return Err(format!(
-                    "`{}` lists \"{item}\"; expected \"opened\", \"escalated\" or \"status\"",
+                    "`{}` lists \"{item}\"; expected \"opened\", \"escalated\", \"status\" or \"policy\"",
                     key("on")
                 ));
             }
@@ -505,6 +514,7 @@ fn topic_settings(
         on_opened: kinds.contains(&NoticeKind::Opened),
         on_escalated: kinds.contains(&NoticeKind::Escalated),
         on_status: kinds.contains(&NoticeKind::Status),
+        on_policy: kinds.contains(&NoticeKind::Policy),
         escalate_counts,
         rate_limit: raw.rate_limit.unwrap_or(0),
         rate_window,

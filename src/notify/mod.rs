@@ -104,6 +104,24 @@ impl Router {
         Ok(queued)
     }
 
+    /// An allowlist policy was added or removed: queue it for every topic
+    /// that lists `policy` in `on` (whatever its alarm filters: a policy can
+    /// silence any alarm). `detail` is the change (`notify::render::PolicyNotice`).
+    pub fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize> {
+        let mut queued = 0;
+        for topic in self.settings.topics.iter().filter(|topic| topic.on_policy) {
+            outbox::enqueue(
+                connection,
+                topic,
+                None,
+                NoticeKind::Policy,
+                &json!({ "policy": detail }),
+            )?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
     /// An operator changed the alarm's status.
     pub fn status_changed(
         &self,
@@ -192,6 +210,7 @@ mod tests {
             on_opened: true,
             on_escalated: true,
             on_status: false,
+            on_policy: false,
             escalate_counts: vec![10, 100],
             rate_limit: 0,
             rate_window: std::time::Duration::from_secs(60),

@@ -42,6 +42,32 @@ pub struct Notice {
     pub url: Option<String>,
     pub alarm: Option<AlarmNotice>,
     pub digest: Option<DigestNotice>,
+    /// An allowlist policy change (kind `policy`).
+    pub policy: Option<PolicyNotice>,
+}
+
+/// An allowlist policy added or removed: who did it, and what it allows
+/// (access key masked).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct PolicyNotice {
+    /// `added` or `removed`.
+    pub action: String,
+    pub id: i64,
+    /// The API token's name or the command line's actor.
+    pub actor: String,
+    pub via: String,
+    pub at: String,
+    /// What it matches, in words (`key AKIDz8****LPx3gnPhESA, api cam.*`).
+    pub summary: String,
+    pub matches: serde_json::Value,
+    pub reason: String,
+    pub expires_at: Option<String>,
+    /// Why it is broad, when an admin allowed a broad policy.
+    pub broad: Option<String>,
+    pub approved_by: Option<String>,
+    pub hit_count: u64,
+    /// Suppressed matches of high-level rules so far.
+    pub high_hits: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -151,7 +177,21 @@ pub fn load_notice(
         url: None,
         alarm: None,
         digest: None,
+        policy: None,
     };
+    if due.kind == NoticeKind::Policy {
+        let policy = due
+            .detail
+            .get("policy")
+            .cloned()
+            .ok_or_else(|| NotifyError::Setup("policy notification without its policy".into()))?;
+        notice.policy = Some(
+            serde_json::from_value(policy)
+                .map_err(|error| NotifyError::Setup(format!("policy notification: {error}")))?,
+        );
+        notice.url = settings.public_url.as_ref().map(|base| format!("{base}/#/allowlist"));
+        return Ok(notice);
+    }
     if let Some(id) = due.alarm_id {
         let detail = store
             .get_alarm(id)
@@ -328,7 +368,32 @@ pub fn sample_notice(settings: &NotifySettings, topic: &str, delivery_id: String
             more_calls: 0,
         }),
         digest: None,
+        policy: None,
     }
+}
+
+/// A policy-change sample, used to check the policy templates at start.
+pub fn sample_policy(settings: &NotifySettings, topic: &str, delivery_id: String) -> Notice {
+    let mut notice = sample_notice(settings, topic, delivery_id);
+    notice.kind = NoticeKind::Policy.as_str();
+    notice.alarm = None;
+    notice.url = settings.public_url.as_ref().map(|base| format!("{base}/#/allowlist"));
+    notice.policy = Some(PolicyNotice {
+        action: "added".into(),
+        id: 0,
+        actor: "sample-admin".into(),
+        via: "api".into(),
+        at: notice.queued_at.clone(),
+        summary: "api *".into(),
+        matches: serde_json::json!({ "api": "*" }),
+        reason: "sample: nothing happened".into(),
+        expires_at: None,
+        broad: Some("--api \"*\" matches every name".into()),
+        approved_by: Some("sample-admin".into()),
+        hit_count: 0,
+        high_hits: 0,
+    });
+    notice
 }
 
 /// A digest-shaped sample, used to check digest templates at start.
@@ -348,13 +413,16 @@ fn sample_digest(settings: &NotifySettings) -> Notice {
     notice
 }
 
-const TEMPLATE_NAMES: [&str; 6] = [
+const TEMPLATE_NAMES: [&str; 9] = [
     "email.subject",
     "email.txt",
     "email.html",
     "digest.subject",
     "digest.txt",
     "digest.html",
+    "policy.subject",
+    "policy.txt",
+    "policy.html",
 ];
 
 fn default_template(name: &str) -> &'static str {
@@ -364,6 +432,9 @@ fn default_template(name: &str) -> &'static str {
         "email.html" => include_str!("templates/email.html"),
         "digest.subject" => include_str!("templates/digest.subject"),
         "digest.txt" => include_str!("templates/digest.txt"),
+        "policy.subject" => include_str!("templates/policy.subject"),
+        "policy.txt" => include_str!("templates/policy.txt"),
+        "policy.html" => include_str!("templates/policy.html"),
         _ => include_str!("templates/digest.html"),
     }
 }
@@ -406,12 +477,19 @@ impl Templates {
         let templates = Templates { environment };
         templates.render(&sample_notice(settings, "sample", "tw-sample".into()), settings)?;
         templates.render(&sample_digest(settings), settings)?;
+        templates.render(&sample_policy(settings, "sample", "tw-sample".into()), settings)?;
         Ok(templates)
     }
 
     /// Render subject, text and HTML for a notice.
     pub fn render(&self, notice: &Notice, settings: &NotifySettings) -> Result<Email, NotifyError> {
-        let prefix = if notice.digest.is_some() { "digest" } else { "email" };
+        let prefix = if notice.digest.is_some() {
+            "digest"
+        } else if notice.policy.is_some() {
+            "policy"
+        } else {
+            "email"
+        };
         let render = |suffix: &str| -> Result<String, NotifyError> {
             let name = format!("{prefix}.{suffix}");
             self.environment
@@ -450,6 +528,9 @@ fn template_error(settings: &NotifySettings, name: &str, error: &minijinja::Erro
 
 /// One-line title for chat messages.
 pub fn title(notice: &Notice) -> String {
+    if let Some(policy) = &notice.policy {
+        return policy_title(policy);
+    }
     if let Some(digest) = &notice.digest {
         return format!(
             "[digest] {} alarm(s) over the rate limit of topic {}",
@@ -479,6 +560,17 @@ pub fn title(notice: &Notice) -> String {
     format!("{prefix}[{}] {} — {account}", alarm.level.to_uppercase(), alarm.title)
 }
 
+fn policy_title(policy: &PolicyNotice) -> String {
+    format!(
+        "Allowlist policy {} {} by {}{}: {}",
+        policy.id,
+        policy.action,
+        policy.actor,
+        if policy.broad.is_some() { " (BROAD)" } else { "" },
+        policy.summary
+    )
+}
+
 fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -505,7 +597,28 @@ pub fn markdown(notice: &Notice, slack: bool) -> String {
         }
     };
     let mut lines = Vec::new();
-    if let Some(digest) = &notice.digest {
+    if let Some(policy) = &notice.policy {
+        lines.push(bold(&policy_title(policy)));
+        lines.push(format!("{} {}", bold("Matches:"), policy.summary));
+        lines.push(format!("{} {}", bold("Reason:"), policy.reason));
+        lines.push(format!("{} {} at {}", bold("Through:"), policy.via, policy.at));
+        if let Some(broad) = &policy.broad {
+            lines.push(format!(
+                "{} {broad} (allowed by {})",
+                bold("Broad:"),
+                policy.approved_by.as_deref().unwrap_or("-")
+            ));
+        }
+        if let Some(expires) = &policy.expires_at {
+            lines.push(format!("{} {expires}", bold("Expires:")));
+        }
+        if policy.action == "removed" {
+            lines.push(format!(
+                "It had suppressed {} match(es), {} of high-level rules.",
+                policy.hit_count, policy.high_hits
+            ));
+        }
+    } else if let Some(digest) = &notice.digest {
         lines.push(format!(
             "{} notification(s) about {} alarm(s) went over the rate limit of topic {} between {} and {}.",
             digest.messages, digest.alarms_total, notice.topic, digest.from, digest.until

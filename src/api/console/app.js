@@ -1,7 +1,7 @@
 // trailwarden console: a single-page app over /api/v1, vanilla JavaScript.
 //
 // Routes (hash): #/alarms?filters, #/alarms/ID?filters (the list with the detail
-// drawer open), #/rules, #/activity. The bearer token lives in sessionStorage and
+// drawer open), #/rules, #/activity, #/allowlist. The bearer token lives in sessionStorage and
 // goes out as `Authorization: Bearer`; any 401 drops it and returns to sign-in.
 // Every element is built with DOM calls (never innerHTML with data), which keeps
 // the page safe from whatever the audit logs contain and satisfies the CSP.
@@ -294,6 +294,7 @@
     const page = parts[0] || 'alarms';
     if (page === 'rules') return mountPage('rules', (element) => rulesPage(element));
     if (page === 'activity') return mountPage('activity', (element) => activityPage(element, params));
+    if (page === 'allowlist') return mountPage('allowlist', (element) => allowlistPage(element));
     if (page !== 'alarms') {
       go('/alarms');
       return;
@@ -311,13 +312,30 @@
     app.append(page);
     closeDrawer();
     build(page);
+    markSuppressedHighs();
+  }
+
+  /**
+   * A policy that silences a high-level rule is never silent: the Allowlist
+   * link carries the number of high matches the policies suppressed.
+   */
+  async function markSuppressedHighs() {
+    try {
+      const policies = await api('/api/v1/allowlist');
+      const high = (policies || []).reduce((sum, policy) => sum + (Number(policy.high_hits) || 0), 0);
+      const link = document.getElementById('nav-allowlist');
+      if (!link || !high) return;
+      link.append(h('span', { class: 'nav-badge', id: 'nav-allowlist-high', title: `${high} matches of high-level rules suppressed by allowlist policies` }, fmtInt(high)));
+    } catch (error) {
+      // The badge is a hint; the page itself reports errors.
+    }
   }
 
   function topbar(active) {
     const link = (name, label) => h('a', { href: `#/${name}`, class: active === name ? 'active' : null, id: `nav-${name}` }, label);
     return h('header', { class: 'topbar' },
       h('div', { class: 'brand' }, h('span', { class: 'brand-mark' }, brandIcon()), 'trailwarden'),
-      h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('rules', 'Rules')),
+      h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('rules', 'Rules'), link('allowlist', 'Allowlist')),
       h('div', { class: 'spacer' }),
       h('div', { class: 'whoami' },
         h('span', { class: 'faint' }, 'times in UTC'),
@@ -969,6 +987,7 @@
         [['7d', '7 days'], ['30d', '30 days'], ['90d', '90 days'], ['365d', '1 year']].map(([v, label]) => h('option', { value: v }, label)));
       expires.value = '30d';
       const reason = h('textarea', { id: 'al-reason', required: true, placeholder: 'Why is this pattern known-good?' });
+      const broad = isAdmin() ? h('input', { type: 'checkbox', id: 'al-allow-broad' }) : null;
       const error = h('div', { class: 'error-box hidden', id: 'al-error' });
       const submit = h('button', { type: 'submit', class: 'primary', id: 'al-submit' }, 'Create policy');
       dialog.append(h('form', {
@@ -984,6 +1003,7 @@
           const fields = { ip: ip.value, api: apiField.value, operation: operation.value, call_method: method.value,
             error_code: errorCode.value, rule: rule.value, expires: expires.value };
           for (const [name, value] of Object.entries(fields)) if (value && value.trim()) body[name] = value.trim();
+          if (broad && broad.checked) body.allow_broad = true;
           submit.disabled = true;
           try {
             const policy = await api('/api/v1/allowlist', { method: 'POST', body });
@@ -1010,9 +1030,96 @@
         h('label', { class: 'field' }, 'Rule', rule)),
       h('label', { class: 'field' }, 'Expires', expires),
       h('label', { class: 'field' }, 'Reason', reason),
+      broad ? h('label', { class: 'checkline' }, broad, 'Allow a broad policy (admin override: recorded, notified)') : null,
+      h('p', { class: 'faint' }, `Recorded as created by ${state.me ? state.me.name : 'this token'}. A policy that matches every API or operation, a whole address space, or nothing narrower than a rule is refused unless an admin overrides it.`),
       error,
       h('div', { class: 'dialog-actions' }, h('button', { type: 'button', id: 'al-cancel', onclick: close }, 'Cancel'), submit)));
       setTimeout(() => reason.focus(), 0);
+    });
+  }
+
+  // ---------- allowlist page ----------
+
+  async function allowlistPage(page) {
+    const body = h('div', null, h('div', { class: 'empty' }, 'Loading the allowlist…'));
+    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Allowlist'), h('span', { class: 'sub', id: 'allowlist-count' })), body);
+    try {
+      const [policies, changes] = await Promise.all([api('/api/v1/allowlist'), api('/api/v1/changes?limit=50')]);
+      renderAllowlist(page, body, policies || [], changes || []);
+    } catch (error) {
+      if (error.status !== 401) clear(body).append(h('div', { class: 'error-box' }, error.message));
+    }
+  }
+
+  function policyMatches(policy) {
+    const parts = [['key', policy.access_key], ['ip', policy.source_ip], ['api', policy.api], ['operation', policy.operation],
+      ['method', policy.call_method], ['error', policy.error_code], ['rule', policy.rule_id]];
+    return parts.filter(([, value]) => value).map(([label, value]) => h('span', { class: 'chip' }, h('span', { class: 'faint' }, `${label} `), value));
+  }
+
+  function renderAllowlist(page, body, policies, changes) {
+    const high = policies.reduce((sum, policy) => sum + (Number(policy.high_hits) || 0), 0);
+    const broad = policies.filter((policy) => policy.broad).length;
+    page.querySelector('#allowlist-count').textContent =
+      `${policies.length} polic${policies.length === 1 ? 'y' : 'ies'}, ${broad} broad, ${fmtInt(high)} high-level matches suppressed`;
+    const warning = high ? h('div', { class: 'error-box', id: 'allowlist-high' },
+      `Allowlist policies have suppressed ${fmtInt(high)} match${high === 1 ? '' : 'es'} of high-level rules: `,
+      policies.filter((policy) => policy.high_hits).map((policy) => `#${policy.id} (${fmtInt(policy.high_hits)})`).join(', '),
+      '. Review them below.') : null;
+    const rows = policies.map((policy) => h('tr', { dataset: { id: policy.id } },
+      h('td', { class: 'mono' }, `#${policy.id}`),
+      h('td', null, h('span', { class: `chip ${policy.state === 'active' ? 'on' : 'off'}` }, policy.state),
+        policy.broad ? h('span', { class: 'chip bad', title: `${policy.broad} — allowed by ${policy.approved_by}` }, 'broad') : null),
+      h('td', null, policyMatches(policy)),
+      h('td', { class: 'num' }, fmtInt(policy.hit_count)),
+      h('td', { class: `num${policy.high_hits ? ' fail' : ''}` }, fmtInt(policy.high_hits)),
+      h('td', null, policy.last_hit ? timeCell(policy.last_hit) : '-'),
+      h('td', null, policy.expires_at ? timeCell(policy.expires_at) : 'never'),
+      h('td', null, h('div', null, policy.created_by), h('div', { class: 'faint' }, policy.via)),
+      h('td', { class: 'line2' }, policy.reason),
+      h('td', null, canAct() ? h('button', { type: 'button', class: 'small', onclick: () => confirmRemovePolicy(page, policy) }, 'Remove') : null)));
+    if (!rows.length) rows.push(h('tr', null, h('td', { colspan: 10, class: 'empty' }, 'No allowlist policies.')));
+    const changeRows = changes.map((change) => h('tr', null,
+      h('td', null, timeCell(change.at)),
+      h('td', null, h('div', null, change.actor), h('div', { class: 'faint' }, change.via)),
+      h('td', null, `${change.action} ${change.subject} #${change.subject_id}`),
+      h('td', { class: 'mono line2' }, JSON.stringify(change.detail))));
+    if (!changeRows.length) changeRows.push(h('tr', null, h('td', { colspan: 4, class: 'empty' }, 'No changes recorded.')));
+    clear(body).append(warning,
+      h('div', { class: 'panel' },
+        h('div', { class: 'panel-head' }, h('h2', null, 'Policies')),
+        h('div', { class: 'table-wrap' }, h('table', { id: 'allowlist-table' },
+          h('thead', null, h('tr', null, ['ID', 'State', 'Matches', 'Hits', 'High', 'Last hit', 'Expires', 'Created by', 'Reason', ''].map((label) => h('th', null, label)))),
+          h('tbody', null, rows)))),
+      h('div', { class: 'panel' },
+        h('div', { class: 'panel-head' }, h('h2', null, 'Change log'), h('span', { class: 'sub' }, 'policies, remarks and assets; sealed by the hash chain')),
+        h('div', { class: 'table-wrap' }, h('table', { id: 'changes-table' },
+          h('thead', null, h('tr', null, ['When', 'Who', 'What', 'Detail'].map((label) => h('th', null, label)))),
+          h('tbody', null, changeRows)))));
+  }
+
+  function confirmRemovePolicy(page, policy) {
+    modal((dialog, close) => {
+      dialog.id = 'confirm-remove';
+      const error = h('div', { class: 'error-box hidden' });
+      const ok = h('button', { type: 'button', class: 'primary', id: 'confirm-remove-ok', onclick: async () => {
+        ok.disabled = true;
+        try {
+          await api(`/api/v1/allowlist/${policy.id}`, { method: 'DELETE' });
+          close();
+          toast(`Allowlist policy #${policy.id} removed.`);
+          clear(page);
+          allowlistPage(page);
+        } catch (failure) {
+          ok.disabled = false;
+          error.textContent = failure.message;
+          error.classList.remove('hidden');
+        }
+      } }, 'Remove policy');
+      dialog.append(h('h2', null, `Remove allowlist policy #${policy.id}?`),
+        h('p', { class: 'muted' }, 'Its matches raise alarms again. The removal is recorded with your token\'s name.'),
+        error,
+        h('div', { class: 'dialog-actions' }, h('button', { type: 'button', onclick: close }, 'Cancel'), ok));
     });
   }
 

@@ -1,0 +1,247 @@
+//! Who changed what: the actor of every policy, remark and asset change, and
+//! the append-only change log that records it.
+//!
+//! Detection can be switched off quietly by an allowlist policy, and an alarm
+//! can be made to look harmless by a remark or an asset; so every such change
+//! names its actor — the API token's name, or on the command line `--actor`
+//! (by default the Unix user running it) — and the channel it came through,
+//! and lands in `changes`, sealed by the hash chain in the same transaction as
+//! the change itself. Access keys in a change's detail are masked: the log
+//! says who did what without spreading keys.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::chain::{self, LinkKind};
+
+/// The longest actor name accepted (as for status changes).
+pub const MAX_ACTOR: usize = 64;
+
+/// Who makes a change, and through what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// The API token's name, or the command line's `--actor`.
+    pub name: String,
+    /// `api`, or `cli (unix user NAME)`: where the change came from.
+    pub via: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the actor must be a name of 1 to {MAX_ACTOR} characters without control characters")]
+pub struct BadActor;
+
+impl Actor {
+    /// A change made with an API token (the token's name is the actor).
+    pub fn api(token_name: &str) -> Result<Actor, BadActor> {
+        Actor::checked(token_name, "api".to_string())
+    }
+
+    /// A change made on the command line: `--actor` if given, else the Unix
+    /// user; the channel records the Unix user either way.
+    pub fn cli(name: Option<&str>) -> Result<Actor, BadActor> {
+        let user = unix_user();
+        let name = name.map_or_else(|| user.clone(), str::to_string);
+        Actor::checked(&name, format!("cli (unix user {user})"))
+    }
+
+    fn checked(name: &str, via: String) -> Result<Actor, BadActor> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_ACTOR || name.chars().any(char::is_control) {
+            return Err(BadActor);
+        }
+        Ok(Actor {
+            name: name.to_string(),
+            via,
+        })
+    }
+}
+
+/// The login name of the user running this process: the password
+/// database's entry for the real uid (what `id -un` prints), else `USER` /
+/// `LOGNAME`, else the numeric uid.
+fn unix_user() -> String {
+    #[cfg(unix)]
+    {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        if let Some(name) = passwd_name(uid) {
+            return name;
+        }
+        environment_user().unwrap_or_else(|| format!("uid {uid}"))
+    }
+    #[cfg(not(unix))]
+    {
+        environment_user().unwrap_or_else(|| "unknown".to_string())
+    }
+}
+
+fn environment_user() -> Option<String> {
+    ["USER", "LOGNAME"].into_iter().find_map(|variable| {
+        let name = std::env::var(variable).ok()?;
+        let name = name.trim();
+        (!name.is_empty() && !name.chars().any(char::is_control)).then(|| name.chars().take(MAX_ACTOR).collect())
+    })
+}
+
+#[cfg(unix)]
+fn passwd_name(uid: libc::uid_t) -> Option<String> {
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwuid_r writes the
+    // entry's strings into `buffer`, which outlives their use below.
+    let status = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points to a NUL-terminated string inside `buffer`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    let name = name.to_str().ok()?.trim();
+    (!name.is_empty() && !name.chars().any(char::is_control)).then(|| name.chars().take(MAX_ACTOR).collect())
+}
+
+/// What a change is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Policy,
+    Remark,
+    Asset,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::Policy => "policy",
+            Subject::Remark => "remark",
+            Subject::Asset => "asset",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Subject> {
+        [Subject::Policy, Subject::Remark, Subject::Asset]
+            .into_iter()
+            .find(|subject| subject.as_str() == text)
+    }
+
+    /// The chain kind of the row the change is about.
+    pub fn link_kind(self) -> LinkKind {
+        match self {
+            Subject::Policy => LinkKind::Policy,
+            Subject::Remark => LinkKind::Remark,
+            Subject::Asset => LinkKind::Asset,
+        }
+    }
+}
+
+/// One entry of the change log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub via: String,
+    pub subject: Subject,
+    pub subject_id: i64,
+    /// `added`, `removed`, `set`.
+    pub action: String,
+    /// The change's content (access keys masked).
+    pub detail: serde_json::Value,
+}
+
+/// Record a change made in the caller's transaction, after the row it
+/// concerns was written (or deleted): the row is sealed (or its removal
+/// recorded) and the log entry is written and sealed.
+pub fn record(
+    connection: &Connection,
+    actor: &Actor,
+    subject: Subject,
+    subject_id: i64,
+    action: &str,
+    detail: &serde_json::Value,
+    at: &str,
+) -> rusqlite::Result<i64> {
+    if action == "removed" {
+        chain::append_removal(connection, subject.link_kind(), subject_id, at)?;
+    } else {
+        chain::append(connection, subject.link_kind(), &[subject_id], at)?;
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO changes (at, actor, via, subject, subject_id, action, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            at,
+            actor.name,
+            actor.via,
+            subject.as_str(),
+            subject_id,
+            action,
+            detail.to_string()
+        ])?;
+    let id = connection.last_insert_rowid();
+    chain::append(connection, LinkKind::Change, &[id], at)?;
+    Ok(id)
+}
+
+/// Which changes to list.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeFilter {
+    pub subject: Option<Subject>,
+    pub subject_id: Option<i64>,
+    pub actor: Option<String>,
+    pub limit: u32,
+}
+
+/// Changes, most recent first.
+pub fn list(connection: &Connection, filter: &ChangeFilter) -> rusqlite::Result<Vec<Change>> {
+    let mut statement = connection.prepare(
+        "SELECT id, at, actor, via, subject, subject_id, action, detail FROM changes \
+         WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR subject_id = ?2) AND (?3 IS NULL OR actor = ?3) \
+         ORDER BY id DESC LIMIT ?4",
+    )?;
+    let limit = if filter.limit == 0 { 100 } else { filter.limit };
+    let rows = statement.query_map(
+        params![
+            filter.subject.map(Subject::as_str),
+            filter.subject_id,
+            filter.actor,
+            i64::from(limit)
+        ],
+        |row| {
+            let subject: String = row.get(4)?;
+            let detail: String = row.get(7)?;
+            Ok(Change {
+                id: row.get(0)?,
+                at: row.get(1)?,
+                actor: row.get(2)?,
+                via: row.get(3)?,
+                subject: Subject::parse(&subject).unwrap_or(Subject::Policy),
+                subject_id: row.get(5)?,
+                action: row.get(6)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_are_checked_and_the_cli_channel_names_the_unix_user() {
+        assert!(Actor::api("").is_err());
+        assert!(Actor::api("a\u{1b}[2Jb").is_err());
+        assert!(Actor::api(&"x".repeat(MAX_ACTOR + 1)).is_err());
+        let api = Actor::api(" ci-bot ").unwrap();
+        assert_eq!((api.name.as_str(), api.via.as_str()), ("ci-bot", "api"));
+        let cli = Actor::cli(Some("alice")).unwrap();
+        assert_eq!(cli.name, "alice");
+        assert!(cli.via.starts_with("cli (unix user "), "{}", cli.via);
+        let default = Actor::cli(None).unwrap();
+        assert!(!default.name.is_empty());
+    }
+}
