@@ -1684,6 +1684,10 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                         "enabled": rule.enabled,
                         "tags": rule.tags,
                         "mitre": rule.mitre,
+                        "description": rule.description,
+                        "rationale": rule.rationale,
+                        "remediation": rule.remediation,
+                        "false_positives": rule.false_positives,
                         "hash": rule.hash,
                         "file": rule.file.as_ref(),
                     });

@@ -326,6 +326,27 @@ sha256 = "{hash}"
     );
     let config_path = dir.path().join("trailwarden.toml");
     std::fs::write(&config_path, config).expect("writing the config");
+    // A narrow policy that silences some high-level matches (offensive
+    // tooling calling sts.GetCallerIdentity): the console must show them.
+    let seeded = Command::new(BIN)
+        .args(["--config"])
+        .arg(&config_path)
+        .args([
+            "allowlist",
+            "add",
+            "--rule",
+            "hacker-tool-user-agent",
+            "--api",
+            "sts.GetCallerIdentity",
+            "--actor",
+            "e2e-seed",
+            "--reason",
+            "seeded by the console test",
+        ])
+        .current_dir(repo())
+        .output()
+        .expect("running allowlist add");
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
     let process = spawn(
         "trailwarden run",
         Command::new(BIN)
@@ -447,6 +468,11 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     // Sign-in.
     client.goto(&base).await?;
     css(client, "#signin-token").await?;
+    let where_is_it = css(client, "#signin-where").await?.text().await?;
+    assert!(
+        where_is_it.contains("console-token") && where_is_it.contains("api new-token"),
+        "the sign-in page says where the token is: {where_is_it:?}"
+    );
     screenshot(client, "01-sign-in").await?;
     // A wrong token is refused with the API's message.
     css(client, "#signin-token").await?.send_keys("not-a-token").await?;
@@ -667,6 +693,55 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     )
     .await?;
     screenshot(client, "08-rules").await?;
+
+    // The allowlist: the seeded policy's suppressed high-level matches are
+    // flagged on every page and listed; removing it is recorded with the token.
+    let policies = api_get(port, "/api/v1/allowlist")?;
+    let high = policies[0]["high_hits"].as_u64().context("high_hits")?;
+    assert!(high > 0, "the seeded policy suppressed high-level matches: {policies}");
+    let badge = wait_js(
+        client,
+        "the allowlist badge",
+        "const badge = document.querySelector('#nav-allowlist-high'); return badge ? badge.textContent : '';",
+    )
+    .await?;
+    assert_eq!(badge.as_str(), Some(high.to_string().as_str()));
+    css(client, "#nav-allowlist").await?.click().await?;
+    wait_js(
+        client,
+        "the allowlist table",
+        "return document.querySelectorAll('#allowlist-table tbody tr[data-id]').length === 1 && \
+         document.querySelectorAll('#changes-table tbody tr').length > 0;",
+    )
+    .await?;
+    let warning = css(client, "#allowlist-high").await?.text().await?;
+    assert!(
+        warning.contains(&format!("#{} ({high})", policies[0]["id"])),
+        "{warning}"
+    );
+    let row = css(client, "#allowlist-table tbody tr[data-id]").await?.text().await?;
+    assert!(
+        row.contains("e2e-seed") && row.contains("sts.GetCallerIdentity"),
+        "{row}"
+    );
+    screenshot(client, "09-allowlist").await?;
+    css(client, "#allowlist-table tbody tr[data-id] button")
+        .await?
+        .click()
+        .await?;
+    css(client, "#confirm-remove-ok").await?.click().await?;
+    wait_js(
+        client,
+        "the policy removed",
+        "return document.querySelectorAll('#allowlist-table tbody tr[data-id]').length === 0 && \
+         !!document.querySelector('#changes-table tbody tr');",
+    )
+    .await?;
+    assert_eq!(api_get(port, "/api/v1/allowlist")?, json!([]));
+    let changes = api_get(port, "/api/v1/changes?subject=policy")?;
+    assert_eq!(changes[0]["action"], "removed", "{changes}");
+    assert_eq!(changes[0]["actor"], TOKEN_NAME, "{changes}");
+    assert_eq!(changes[1]["actor"], "e2e-seed", "{changes}");
 
     // Nothing the pages did was blocked by the Content-Security-Policy.
     let violations = client

@@ -155,6 +155,30 @@ fn the_shipped_pack_validates_and_its_tests_pass() {
 }
 
 #[test]
+fn every_shipped_rule_says_why_it_matters_and_what_to_do() {
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["rules", "list", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rules: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(rules.len() >= 30, "{}", rules.len());
+    for rule in &rules {
+        let remediation = rule["remediation"].as_str().unwrap_or_default();
+        assert!(
+            remediation.split_whitespace().count() >= 10,
+            "{}: a remediation of a sentence or more, not {remediation:?}",
+            rule["id"]
+        );
+        assert_ne!(rule["remediation"], rule["rationale"], "{}", rule["id"]);
+    }
+}
+
+#[test]
 fn overrides_change_levels_extend_lists_add_exceptions_and_disable_rules() {
     let dir = tempfile::tempdir().unwrap();
     let overrides = dir.path().join("overrides.yaml");

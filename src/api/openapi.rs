@@ -411,7 +411,9 @@ fn schemas() -> Value {
             "reason": {"type": "string", "minLength": 1, "maxLength": 2000}
         })),
         "RuleSummary": object(&["id", "title", "level"], json!({
-            "id": string(), "title": string(), "description": string(), "advice": nullable("string"),
+            "id": string(), "title": string(), "description": string(),
+            "advice": {"type": ["string", "null"], "description": "What to do about an alarm of this rule (its `remediation`)"},
+            "rationale": {"type": ["string", "null"], "description": "Why it matters"},
             "false_positives": nullable("string"),
             "level": {"type": "string", "enum": ["info", "low", "medium", "high"]},
             "tags": {"type": "array", "items": string()}, "mitre": {"type": "array", "items": string()},

@@ -91,6 +91,9 @@ pub struct AlarmNotice {
     pub count: u64,
     pub output: String,
     pub description: Option<String>,
+    /// Why the rule matters (its `rationale`).
+    pub rationale: Option<String>,
+    /// What to do (the rule's `remediation`).
     pub advice: Option<String>,
     pub calls: Vec<CallNotice>,
     pub more_calls: usize,
@@ -223,6 +226,7 @@ pub fn load_notice(
             view.alarm,
             rule.map(|rule| rule.description.clone()),
             rule.and_then(|rule| rule.rationale.clone()),
+            rule.and_then(|rule| rule.remediation.clone()),
             calls,
             total.saturating_sub(MAX_CALLS),
         ));
@@ -289,6 +293,7 @@ pub fn load_notice(
 fn alarm_notice(
     view: AlarmView,
     description: Option<String>,
+    rationale: Option<String>,
     advice: Option<String>,
     calls: Vec<CallNotice>,
     more_calls: usize,
@@ -313,6 +318,7 @@ fn alarm_notice(
         count: alarm.count,
         output: alarm.output,
         description,
+        rationale,
         advice,
         calls,
         more_calls,
@@ -351,7 +357,8 @@ pub fn sample_notice(settings: &NotifySettings, topic: &str, delivery_id: String
             count: 1,
             output: "sample: root key called iam.CreateUser from 203.0.113.10".into(),
             description: Some("A sample alarm: nothing happened.".into()),
-            advice: None,
+            rationale: None,
+            advice: Some("Nothing to do: this is a sample.".into()),
             calls: vec![CallNotice {
                 source_ip: "203.0.113.10".into(),
                 ip_type: "outside".into(),
@@ -685,6 +692,9 @@ pub fn markdown(notice: &Notice, slack: bool) -> String {
             alarm.last_seen
         ));
         lines.push(alarm.output.clone());
+        if let Some(advice) = &alarm.advice {
+            lines.push(format!("{} {advice}", bold("What to do:")));
+        }
         for call in alarm.calls.iter().take(5) {
             lines.push(format!(
                 "- {} ({}) {}.{} ok {} / failed {}",

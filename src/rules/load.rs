@@ -62,6 +62,7 @@ const RULE_KEYS: &[&str] = &[
     "level",
     "description",
     "rationale",
+    "remediation",
     "false_positives",
     "mitre",
     "references",
@@ -510,6 +511,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .required(ctx, "description")
         .and_then(|value| ctx.text(value, "`description`"));
     let rationale = map.get("rationale").and_then(|value| ctx.text(value, "`rationale`"));
+    let remediation = map
+        .get("remediation")
+        .and_then(|value| ctx.text(value, "`remediation`"));
     let false_positives = map
         .get("false_positives")
         .and_then(|value| ctx.text(value, "`false_positives`"));
@@ -623,6 +627,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         level,
         description,
         rationale,
+        remediation,
         false_positives,
         mitre,
         tags,

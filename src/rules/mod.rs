@@ -79,6 +79,8 @@ pub struct Rule {
     pub description: String,
     /// Why it matters to an operator.
     pub rationale: Option<String>,
+    /// What the operator should do about an alarm (shown as the advice).
+    pub remediation: Option<String>,
     /// Known benign causes.
     pub false_positives: Option<String>,
     /// MITRE ATT&CK technique ids (`T1078.004`).

@@ -142,6 +142,16 @@
   const pct = (x) => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(x < 0.1 ? 1 : 0)}%`);
   const PROVIDERS = { aws: 'AWS', huawei: 'Huawei', tencent: 'Tencent' };
 
+  /**
+   * Rule texts mark names with backticks (`AdministratorAccess`): show those
+   * as code, the rest as text (never as HTML).
+   */
+  function richText(text) {
+    const parts = String(text || '').split('`');
+    if (parts.length % 2 === 0) return String(text); // an unpaired backtick: show it as written
+    return parts.map((part, index) => (index % 2 ? h('code', null, part) : part)).filter((part) => part !== '');
+  }
+
   function levelBadge(level) {
     const name = LEVELS.includes(level) ? level : 'info';
     return h('span', { class: `badge level-${name}` }, level ? level[0].toUpperCase() + level.slice(1) : 'Info');
@@ -391,6 +401,11 @@
       },
     },
     h('label', { class: 'field' }, 'Token', input, h('span', { class: 'hint' }, 'One of the tokens in [api.tokens]; kept only for this browser tab.')),
+    h('p', { class: 'hint', id: 'signin-where' },
+      'Where is it? With no ', h('code', null, '[[api.tokens]]'), ' configured, the daemon writes an admin token to ',
+      h('code', null, 'console-token'), ' next to its store (', h('code', null, 'data/console-token'),
+      ' with the default configuration) and prints the path when it starts. Otherwise ask your admin, or make one with ',
+      h('code', null, 'trailwarden api new-token'), '.'),
     error, button);
     app.append(h('div', { class: 'signin-wrap', id: 'signin' }, h('div', { class: 'signin' },
       h('div', { class: 'brand' }, h('span', { class: 'brand-mark' }, brandIcon()), 'trailwarden'),
@@ -791,9 +806,10 @@
     }
     return h('section', { id: 'detail-rule' },
       h('h3', null, 'Rule'),
-      h('p', { class: 'description' }, rule.description || rule.title),
-      rule.advice ? h('div', { class: 'advice', id: 'detail-advice' }, h('strong', null, 'Advice'), rule.advice) : null,
-      rule.false_positives ? h('div', { class: 'advice fp' }, h('strong', null, 'Known false positives'), rule.false_positives) : null,
+      h('p', { class: 'description' }, richText(rule.description || rule.title)),
+      rule.rationale ? h('div', { class: 'advice why', id: 'detail-rationale' }, h('strong', null, 'Why it matters'), richText(rule.rationale)) : null,
+      rule.advice ? h('div', { class: 'advice', id: 'detail-advice' }, h('strong', null, 'What to do'), richText(rule.advice)) : null,
+      rule.false_positives ? h('div', { class: 'advice fp' }, h('strong', null, 'Known false positives'), richText(rule.false_positives)) : null,
       rule.tags && rule.tags.length ? h('div', { class: 'line2' }, rule.tags.map((tag) => h('span', { class: 'chip' }, tag))) : null);
   }
 
@@ -1080,9 +1096,9 @@
       h('td', null, canAct() ? h('button', { type: 'button', class: 'small', onclick: () => confirmRemovePolicy(page, policy) }, 'Remove') : null)));
     if (!rows.length) rows.push(h('tr', null, h('td', { colspan: 10, class: 'empty' }, 'No allowlist policies.')));
     const changeRows = changes.map((change) => h('tr', null,
-      h('td', null, timeCell(change.at)),
-      h('td', null, h('div', null, change.actor), h('div', { class: 'faint' }, change.via)),
-      h('td', null, `${change.action} ${change.subject} #${change.subject_id}`),
+      h('td', { class: 'nowrap' }, timeCell(change.at)),
+      h('td', { class: 'nowrap' }, h('div', null, change.actor), h('div', { class: 'faint' }, change.via)),
+      h('td', { class: 'nowrap' }, `${change.action} ${change.subject} #${change.subject_id}`),
       h('td', { class: 'mono line2' }, JSON.stringify(change.detail))));
     if (!changeRows.length) changeRows.push(h('tr', null, h('td', { colspan: 4, class: 'empty' }, 'No changes recorded.')));
     clear(body).append(warning,
@@ -1155,7 +1171,7 @@
         return h('tr', { dataset: { id: rule.id } },
           h('td', null, h('span', { class: `chip ${rule.enabled ? 'on' : 'off'}` }, rule.enabled ? 'enabled' : 'disabled')),
           h('td', { class: 'title-cell' }, h('div', { class: 'title' }, rule.title), h('div', { class: 'rule' }, rule.id),
-            rule.description ? h('div', { class: 'line2' }, rule.description) : null),
+            rule.description ? h('div', { class: 'line2' }, richText(rule.description)) : null),
           h('td', null, levelBadge(rule.level)),
           h('td', null, (rule.clouds || []).map((cloud) => providerChip(cloud))),
           h('td', null, (rule.tags || []).map((tag) => h('span', { class: 'chip' }, tag))),
