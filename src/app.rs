@@ -767,7 +767,8 @@ fn policy_notice(
 pub struct PolicyView {
     #[serde(flatten)]
     pub policy: Policy,
-    /// `active` or `expired` (by the wall clock).
+    /// `active` or `expired` (by the wall clock), or `unsealed`: changed
+    /// behind trailwarden's back, so the engine does not apply it.
     pub state: &'static str,
 }
 
@@ -779,10 +780,16 @@ pub fn policy_view(mut policy: Policy, now: chrono::DateTime<chrono::Utc>) -> Po
 
 pub fn allowlist_list(store: &Store) -> Result<Vec<PolicyView>, AppError> {
     let now = chrono::Utc::now();
-    Ok(allowlist::list(store.connection())?
-        .into_iter()
-        .map(|policy| policy_view(policy, now))
-        .collect())
+    let mut views = Vec::new();
+    for policy in allowlist::list(store.connection())? {
+        let sealed = crate::alarm::chain::policy_is_sealed(store.connection(), policy.id)?;
+        let mut view = policy_view(policy, now);
+        if !sealed {
+            view.state = "unsealed";
+        }
+        views.push(view);
+    }
+    Ok(views)
 }
 
 /// `allowlist report`: policies never hit, and policies expired.

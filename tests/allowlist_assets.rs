@@ -229,6 +229,66 @@ fn an_allowlisted_pattern_stops_alarms_and_counts_its_hits() {
 }
 
 #[test]
+fn broad_policies_need_an_override_and_a_policy_changed_behind_the_stores_back_is_not_applied() {
+    let fixture = Fixture::new();
+    for (flags, why) in [
+        (&["--api", "*"][..], "--api \"*\" matches every name"),
+        (
+            &["--operation", "*.*", "--rule", RULE][..],
+            "--operation \"*.*\" matches every name",
+        ),
+        (&["--ip", "0.0.0.0/0"][..], "whole address space"),
+        (&["--ip", "::/0", "--rule", RULE][..], "whole address space"),
+        (
+            &["--rule", RULE][..],
+            "it allows every match of rule access-key-created",
+        ),
+    ] {
+        let mut args = vec!["allowlist", "add", "--reason", "r"];
+        args.extend(flags);
+        let output = fixture.run(&args);
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        assert!(
+            stderr(&output).contains("refused: it is broad") && stderr(&output).contains(why),
+            "{flags:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(fixture.policies().is_empty(), "nothing refused was stored");
+    // The override is explicit and recorded: who allowed it, and why it is broad.
+    let broad = fixture.add_policy(&["--rule", RULE, "--allow-broad"]);
+    assert_eq!(broad["approved_by"], "secops");
+    assert!(
+        broad["broad"].as_str().unwrap().contains("every match of rule"),
+        "{broad}"
+    );
+    let (_, summary) = fixture.replay();
+    assert!(summary.contains(" allowlisted (0 high)"), "{summary}");
+    fixture.ok(&["allowlist", "remove", &broad["id"].to_string()]);
+    // A narrow policy edited in the store behind trailwarden's back stops applying.
+    let narrow = fixture.add_policy(&["--key", KEY_A, "--rule", RULE]);
+    let id = narrow["id"].as_i64().unwrap();
+    let status = Command::new("sqlite3")
+        .arg(&fixture.db)
+        .arg(format!("UPDATE allowlist SET access_key = NULL WHERE id = {id}"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(fixture.policy(id)["state"], "unsealed");
+    fixture.replay();
+    assert_eq!(
+        fixture.policy(id)["hit_count"],
+        0,
+        "an unsealed policy suppresses nothing"
+    );
+    assert_eq!(fixture.alarm(RULE, KEY_A).unwrap()["count"], 3);
+    assert_eq!(fixture.alarm(RULE, KEY_B).unwrap()["count"], 2);
+    let verify = fixture.run(&["store", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains(&format!("allowlist policy {id} was changed")));
+}
+
+#[test]
 fn policies_by_ip_api_and_method_combine() {
     let fixture = Fixture::new();
     // Key B's calls from its LAN address only, by API glob and call method.

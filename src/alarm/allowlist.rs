@@ -611,9 +611,28 @@ impl Allowlist {
         (allowlist, errors)
     }
 
-    /// Load and compile the store's policies (problems are logged, not fatal).
+    /// Load and compile the store's policies (problems are logged, not
+    /// fatal). A policy whose row is not what the hash chain last sealed —
+    /// inserted or edited behind trailwarden's back — is not applied.
     pub fn load(connection: &Connection) -> Result<Allowlist, AllowlistError> {
-        let (allowlist, errors) = Allowlist::compile(&list(connection)?);
+        let mut policies = list(connection)?;
+        let mut unsealed = Vec::new();
+        for policy in &policies {
+            if !super::chain::policy_is_sealed(connection, policy.id)? {
+                unsealed.push(policy.id);
+            }
+        }
+        if !unsealed.is_empty() {
+            for id in &unsealed {
+                tracing::error!(
+                    policy = id,
+                    "allowlist policy not applied: it is not what the hash chain sealed (inserted or changed \
+                     behind trailwarden's back; see `store verify`)"
+                );
+            }
+            policies.retain(|policy| !unsealed.contains(&policy.id));
+        }
+        let (allowlist, errors) = Allowlist::compile(&policies);
         for error in errors {
             tracing::error!(%error, "allowlist policy skipped");
         }

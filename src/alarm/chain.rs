@@ -266,6 +266,19 @@ pub fn append(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) ->
     Ok(())
 }
 
+/// Whether a policy's row is what the chain last sealed (its definition was
+/// not edited, nor the row inserted, behind trailwarden's back).
+pub fn policy_is_sealed(connection: &Connection, id: i64) -> rusqlite::Result<bool> {
+    let sealed: Option<String> = connection
+        .prepare_cached("SELECT row_hash FROM chain WHERE kind = 'policy' AND ref_id = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    let Some(sealed) = sealed else {
+        return Ok(false);
+    };
+    Ok(row_hash(connection, LinkKind::Policy, id)?.is_some_and(|current| current == sealed))
+}
+
 /// Record, in a write transaction, that a row was removed through
 /// trailwarden (after the `DELETE`): its last link then says `removed`, and
 /// `verify` expects it gone.

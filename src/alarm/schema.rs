@@ -411,6 +411,10 @@ pub const MIGRATIONS: &[&str] = &[
         admitted_ms FROM notify_messages;
     DROP TABLE notify_messages;
     ALTER TABLE notify_messages_new RENAME TO notify_messages;
+    -- The engine applies a policy only while its row is what the chain last
+    -- sealed; this partial index finds a policy's last link (and costs the
+    -- other links nothing).
+    CREATE INDEX chain_policies ON chain (ref_id, seq) WHERE kind = 'policy';
     CREATE INDEX notify_messages_queued ON notify_messages (id) WHERE state = 'queued';
     CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
     CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';

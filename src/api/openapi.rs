@@ -449,7 +449,9 @@ fn schemas() -> Value {
             "hit_count": {"type": "integer"}, "last_hit": nullable("string"),
             "high_hits": {"type": "integer", "description": "Suppressed matches of high-level rules"},
             "last_high_hit": nullable("string"),
-            "state": {"type": "string", "enum": ["active", "expired"]}, "warning": string()
+            "state": {"type": "string", "enum": ["active", "expired", "unsealed"],
+                "description": "unsealed: changed behind trailwarden's back (see store verify); not applied"},
+            "warning": string()
         })),
         "PolicyInput": object(&["reason"], json!({
             "key": {"type": "string", "description": "Access key, full or masked as shown"},
