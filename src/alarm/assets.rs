@@ -447,9 +447,18 @@ mod tests {
         // the normalizer stored; other clouds' 9.x addresses stay outside.
         assert_eq!(directory.classify("9.83.55.32").ip_type, IpType::Outside);
         let relay = directory.classify_recorded("9.83.55.32", "platform");
-        assert_eq!((relay.ip_type, relay.ip_type_label.as_str()), (IpType::Platform, "cloud platform (no remark)"));
-        assert_eq!(directory.classify_recorded("9.83.55.32", "public").ip_type, IpType::Outside);
-        assert_eq!(directory.classify_recorded("203.0.113.7", "platform").ip_type, IpType::WithinAccount);
+        assert_eq!(
+            (relay.ip_type, relay.ip_type_label.as_str()),
+            (IpType::Platform, "cloud platform (no remark)")
+        );
+        assert_eq!(
+            directory.classify_recorded("9.83.55.32", "public").ip_type,
+            IpType::Outside
+        );
+        assert_eq!(
+            directory.classify_recorded("203.0.113.7", "platform").ip_type,
+            IpType::WithinAccount
+        );
         assert_eq!(directory.key_remark("AKIDx"), Some("Department 1 AK"));
         remove_remark(&connection, RemarkKind::Key, "AKIDx").unwrap();
         assert!(remove_remark(&connection, RemarkKind::Key, "AKIDx").is_err());

@@ -106,7 +106,11 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
             Some(Err(error)) => {
                 let error_at = byte_offset_of(rest, error.line(), error.column());
                 let resume = next_document_start(rest, error_at);
-                let kind = if error.is_eof() { "truncated JSON" } else { "invalid JSON" };
+                let kind = if error.is_eof() {
+                    "truncated JSON"
+                } else {
+                    "invalid JSON"
+                };
                 let reason = format!("{kind}{}: {}", located(&error, &value_origin), message_of(&error));
                 out.dead_letters.push(DeadLetter::new(
                     value_origin,
@@ -491,6 +495,59 @@ mod tests {
         assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
         assert_eq!(out.candidates.len(), 1);
         assert_eq!(out.candidates[0].origin.line(), Some(2));
+    }
+
+    #[test]
+    fn a_broken_pretty_printed_document_is_one_dead_letter_located_in_the_file() {
+        // Line 4 of the chunk lacks a comma; the chunk starts at line 10 of its file.
+        let text = "{\n  \"trace_name\": \"a\",\n  \"trace_rating\": \"normal\"\n  \"trace_type\": \"ApiCall\",\n  \"x\": [\n    1\n  ]\n}\n";
+        let mut out = Decoded::default();
+        let origin = Origin::new(Arc::from("file.json"), Position::Line(10));
+        decode_chunk(text.as_bytes(), &origin, &mut out);
+        assert!(out.candidates.is_empty());
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.dead_letters[0].origin.line(), Some(10));
+        assert_eq!(
+            out.dead_letters[0].reason,
+            "invalid JSON at line 13 column 3: expected `,` or `}`"
+        );
+        // The next document at column 0 is read again.
+        let out = decode(&format!("{text}{{\"trace_name\":\"b\"}}\n"));
+        assert_eq!((out.dead_letters.len(), out.candidates.len()), (1, 1));
+        assert_eq!(out.candidates[0].origin.line(), Some(9));
+    }
+
+    #[test]
+    fn a_truncated_line_followed_by_a_record_loses_only_itself() {
+        let out = decode("{\"a\": {\"trace_name\": 1\n{\"trace_name\":\"b\"}\n");
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.candidates.len(), 1);
+        assert_eq!(out.candidates[0].origin.line(), Some(2));
+    }
+
+    #[test]
+    fn lookup_items_without_a_readable_raw_event_go_on_with_their_summary() {
+        let summary = r#""EventName":"RunInstances","EventRegion":"ap-shanghai","SecretId":"""#;
+        for inner in [r#""""#, r#""{\"eventName\":""#, "null"] {
+            let out = decode(&format!(
+                r#"{{"Response":{{"Events":[{{{summary},"CloudAuditEvent":{inner}}}]}}}}"#
+            ));
+            assert_eq!(out.candidates.len(), 1, "{inner}: {:?}", out.dead_letters);
+            assert_eq!(out.candidates[0].provider, Provider::Tencent);
+            assert!(
+                out.candidates[0].record.contains_key("CloudAuditEvent"),
+                "kept for the reason"
+            );
+        }
+        // The raw event as an object is the record itself.
+        let out = decode(r#"{"Events":[{"CloudAuditEvent":{"eventName":"X","eventRegion":"ap-guangzhou"}}]}"#);
+        assert_eq!(out.candidates.len(), 1);
+        assert!(out.candidates[0].record.contains_key("eventName"));
+        // Without a summary there is nothing to fall back on.
+        let out = decode(r#"{"Events":[{"CloudAuditEvent":"{broken"},{"CloudAuditEvent":""}]}"#);
+        assert!(out.candidates.is_empty());
+        assert_eq!(out.dead_letters.len(), 2);
+        assert!(out.dead_letters[0].reason.contains("no summary fields"));
     }
 
     #[test]

@@ -333,6 +333,20 @@ mod tests {
     }
 
     #[test]
+    fn a_raw_newline_in_a_pretty_document_keeps_it_one_frame() {
+        let text = b"{\n  \"message\": \"two\nlines\",\n  \"b\": {\n    \"c\": 1\n  }\n}\n{\"ok\": 1}\n";
+        let got = frames(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].1, 1);
+        assert!(got[0].0.ends_with("  }\n}"), "{:?}", got[0].0);
+        assert_eq!(got[1], ("{\"ok\": 1}".to_string(), 8));
+        // Broken JSON lines: each line starting a document is its own frame.
+        let got = frames(b"{\"s\": \"cut\n  more text\n{\"ok\": 2}\n");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1], ("{\"ok\": 2}".to_string(), 3));
+    }
+
+    #[test]
     fn junk_runs_to_the_end_of_its_line() {
         let text = b"\xff\xfe\x00junk\n{\"ok\": 1}\n\"a string\"\n42\n";
         let got = frames(text);

@@ -288,9 +288,7 @@ fn caller_and_platform_source(
 ) -> (Option<SourceAddress>, Option<SourceAddress>) {
     match (recorded, session_ip) {
         (Some(recorded), Some(caller))
-            if recorded.kind == IpKind::Platform
-                && caller.ip.is_some()
-                && caller.kind != IpKind::Platform =>
+            if recorded.kind == IpKind::Platform && caller.ip.is_some() && caller.kind != IpKind::Platform =>
         {
             (Some(caller), Some(recorded))
         }
