@@ -650,3 +650,25 @@ fn published_cts_traces_give_the_fields_their_text_says() {
     assert_eq!(h10.principal.kind, PrincipalKind::Unknown, "user is text, not JSON");
     assert_eq!(h10.time.to_rfc3339(), "2018-08-20T07:09:17.969+00:00");
 }
+
+/// Item 6 end to end: with `login_protect` read, the published CTS login
+/// without a second factor raises the console-login-without-MFA rule.
+#[test]
+fn published_cts_login_without_login_protection_raises_the_mfa_rule() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
+        .args(["replay", "--format", "jsonl", &published("h06_")])
+        .output()
+        .expect("binary runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rules: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|line| line["rule"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        rules.iter().any(|rule| rule == "console-login-without-mfa"),
+        "{rules:?}"
+    );
+}

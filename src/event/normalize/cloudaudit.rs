@@ -11,8 +11,8 @@
 //! - `resourceName` may join several resources with `|`
 //!   (`instance/ins-1|instance/ins-2`): one name per resource;
 //! - a session token (`sessionContext.token`, the request's `Token`) or a
-//!   `secretId` longer than the 36-character permanent `AKID…` form marks a
-//!   temporary (STS / console session) key;
+//!   `secretId` of a session key's length (68, against 36 for a permanent
+//!   `AKID…` key) marks a temporary (STS / console session) key;
 //! - a console call may record the platform's own relay address
 //!   (9.0.0.0/8 …) as `sourceIPAddress` while `sessionContext.userIp` holds
 //!   the caller's: see `caller_and_platform_source`.
@@ -33,11 +33,15 @@ use crate::event::model::{
     SourceAddress,
 };
 
-/// Length of a permanent Tencent `SecretId`: `AKID` and 32 letters or digits
-/// (the documented example `AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE`). Session
-/// keys are longer (the published CreateAuditTrack record's is 68
-/// characters, with `-` and `_`, and carries a session token).
-const PERMANENT_SECRET_ID_LEN: usize = 36;
+/// Shortest `SecretId` read as a session (STS) key by its shape alone. A
+/// permanent key is `AKID` and 32 letters or digits, 36 characters (the
+/// documented example `AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE`); the session
+/// keys seen published are 68 characters, with `-` and `_` (the CreateAuditTrack
+/// record's, which also carries a session token, and STS credentials in public
+/// test fixtures). Older session keys (2017) had 36 characters like permanent
+/// ones: only their token tells them apart. The margin keeps a permanent key
+/// copied with a character or three too many from passing for a session key.
+const SESSION_SECRET_ID_MIN_LEN: usize = 60;
 
 const JSON_FIELDS: &[&str] = &["requestParameters", "responseElements", "resources", "userIdentity"];
 
@@ -238,10 +242,10 @@ fn kind_of_identity_type(identity_type: &str) -> Option<PrincipalKind> {
     })
 }
 
-/// Whether a `SecretId` has the shape of a session (STS) key: `AKID…` longer
-/// than a permanent key. A redacted id (`xxx`) says nothing either way.
+/// Whether a `SecretId` has the shape of a session (STS) key: `AKID…` far
+/// longer than a permanent key. A redacted id (`xxx`) says nothing either way.
 fn is_session_key_shape(secret_id: &str) -> bool {
-    secret_id.starts_with("AKID") && secret_id.len() > PERMANENT_SECRET_ID_LEN
+    secret_id.starts_with("AKID") && secret_id.len() >= SESSION_SECRET_ID_MIN_LEN
 }
 
 /// Tencent's internal network, from which its own services (the console's
