@@ -194,6 +194,7 @@ mod tests {
             principal: Principal::default(),
             access_key: None,
             source: None,
+            platform_source: None,
             user_agent: None,
             service: "iam".into(),
             action: "A".into(),
@@ -204,6 +205,7 @@ mod tests {
             read_only: None,
             resource: Resource::default(),
             mfa: None,
+            degraded: None,
             raw: serde_json::Value::Null,
             origin: Default::default(),
         }

@@ -735,6 +735,7 @@ mod tests {
                 ip: ip.parse().ok(),
                 kind: IpKind::Public,
             }),
+            platform_source: None,
             user_agent: None,
             service: service.into(),
             action: action.into(),
@@ -745,6 +746,7 @@ mod tests {
             read_only: None,
             resource: Resource::default(),
             mfa: None,
+            degraded: None,
             raw: serde_json::Value::Null,
             origin: Default::default(),
         }

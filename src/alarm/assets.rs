@@ -11,9 +11,10 @@
 //! - **IP type** of a call record, computed when reading (remarks and assets
 //!   change after the alarm was written): `within_account` (the address is in
 //!   an asset), `lan` (private, loopback, link-local, CGNAT, unique-local),
-//!   `outside` (any other address), each with or without a remark; `none`
-//!   when the call has no address (a service name such as
-//!   `ec2.amazonaws.com`, or nothing).
+//!   `platform` (the cloud's own internal network, as the normalizer marked
+//!   it: Tencent's 9.0.0.0/8, 11.0.0.0/8, 30.0.0.0/8), `outside` (any other
+//!   address), each with or without a remark; `none` when the call has no
+//!   address (a service name such as `ec2.amazonaws.com`, or nothing).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -355,6 +356,8 @@ pub fn import_assets(
 pub enum IpType {
     WithinAccount,
     Lan,
+    /// The cloud's own internal network (a platform relay, not the caller).
+    Platform,
     Outside,
     /// No address: a service name, or nothing.
     None,
@@ -365,6 +368,7 @@ impl IpType {
         match self {
             IpType::WithinAccount => "within_account",
             IpType::Lan => "lan",
+            IpType::Platform => "platform",
             IpType::Outside => "outside",
             IpType::None => "none",
         }
@@ -375,6 +379,7 @@ impl IpType {
         let kind = match self {
             IpType::WithinAccount => "within the account",
             IpType::Lan => "LAN",
+            IpType::Platform => "cloud platform",
             IpType::Outside => "outside the account",
             IpType::None => "no address",
         };
@@ -423,6 +428,19 @@ impl Directory {
 
     pub fn key_remark(&self, key: &str) -> Option<&str> {
         self.key_remarks.get(key).map(String::as_str)
+    }
+
+    /// Classify a call record's address with the kind the normalizer stored
+    /// beside it (`alarm_calls.ip_kind`): an address in a cloud's platform
+    /// range is only recognisable there, with the record's cloud known, so it
+    /// is not reported as outside the account. An asset still wins.
+    pub fn classify_recorded(&self, text: &str, ip_kind: &str) -> IpInfo {
+        let mut info = self.classify(text);
+        if IpKind::parse(ip_kind) == Some(IpKind::Platform) && matches!(info.ip_type, IpType::Outside | IpType::Lan) {
+            info.ip_type = IpType::Platform;
+            info.ip_type_label = IpType::Platform.label(info.ip_remark.is_some());
+        }
+        info
     }
 
     /// Classify an address as recorded (`source_ip` text of a call record).
@@ -511,6 +529,22 @@ mod tests {
         assert_eq!(directory.classify("192.168.0.1").ip_type_label, "LAN (no remark)");
         assert_eq!(directory.classify("ec2.amazonaws.com").ip_type, IpType::None);
         assert_eq!(directory.classify("").ip_type, IpType::None);
+        // Tencent's relay address: outside by its text, platform by the kind
+        // the normalizer stored; other clouds' 9.x addresses stay outside.
+        assert_eq!(directory.classify("9.83.55.32").ip_type, IpType::Outside);
+        let relay = directory.classify_recorded("9.83.55.32", "platform");
+        assert_eq!(
+            (relay.ip_type, relay.ip_type_label.as_str()),
+            (IpType::Platform, "cloud platform (no remark)")
+        );
+        assert_eq!(
+            directory.classify_recorded("9.83.55.32", "public").ip_type,
+            IpType::Outside
+        );
+        assert_eq!(
+            directory.classify_recorded("203.0.113.7", "platform").ip_type,
+            IpType::WithinAccount
+        );
         assert_eq!(directory.key_remark("AKIDx"), Some("Department 1 AK"));
         remove_remark(&connection, RemarkKind::Key, "AKIDx", &actor(), Utc::now()).unwrap();
         assert!(remove_remark(&connection, RemarkKind::Key, "AKIDx", &actor(), Utc::now()).is_err());

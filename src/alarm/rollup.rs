@@ -1099,6 +1099,7 @@ mod tests {
                 ip: call.ip.parse().ok(),
                 kind: IpKind::Public,
             }),
+            platform_source: None,
             user_agent: None,
             service: call.service.to_string(),
             action: call.action.to_string(),
@@ -1120,6 +1121,7 @@ mod tests {
                 names: vec!["ins-1".into()],
             },
             mfa: None,
+            degraded: None,
             raw: serde_json::json!({"eventName": call.action, "eventType": "ConsoleCall"}),
             origin: Default::default(),
         };

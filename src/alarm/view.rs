@@ -67,7 +67,7 @@ pub fn detail_view(detail: AlarmDetail, directory: &Directory) -> AlarmDetailVie
     let calls = calls
         .into_iter()
         .map(|call| {
-            let ip = directory.classify(&call.source_ip);
+            let ip = directory.classify_recorded(&call.source_ip, &call.ip_kind);
             CallView { call, ip }
         })
         .collect();

@@ -357,7 +357,7 @@ fn schemas() -> Value {
         "source_ip": string(), "ip_kind": string(), "call_method": string(), "service": string(), "action": string(),
         "success_count": {"type": "integer"}, "failure_count": {"type": "integer"},
         "first_call": string(), "last_call": string(),
-        "ip_type": {"type": "string", "enum": ["within_account", "lan", "outside", "none"]},
+        "ip_type": {"type": "string", "enum": ["within_account", "lan", "platform", "outside", "none"]},
         "ip_type_label": string(), "ip_remark": nullable("string"), "asset": nullable("string"),
     });
     let mut detail_properties = alarm_properties.clone();
@@ -396,7 +396,7 @@ fn schemas() -> Value {
         "Call": object(&["source_ip", "service", "action"], call_properties),
         "IpGroup": object(&["source_ip", "calls"], json!({
             "source_ip": string(),
-            "ip_type": {"type": "string", "enum": ["within_account", "lan", "outside", "none"]},
+            "ip_type": {"type": "string", "enum": ["within_account", "lan", "platform", "outside", "none"]},
             "ip_label": string(), "ip_remark": nullable("string"), "asset": nullable("string"),
             "success_count": {"type": "integer"}, "failure_count": {"type": "integer"},
             "first_call": string(), "last_call": string(), "calls": array_of("Call")

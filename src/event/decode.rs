@@ -2,13 +2,18 @@
 //!
 //! A *chunk* is what a source hands over: one line of a JSON-lines file, or a
 //! whole multi-line document (a pretty-printed object, a JSON array, several
-//! concatenated objects). The decoder reads every JSON value in the chunk,
-//! resynchronising at the next line after a syntax error, and unwraps the
+//! concatenated objects). The decoder reads every JSON value in the chunk;
+//! after a syntax error it resynchronises at the next line that starts a
+//! document (`{` or `[` in column 0), so a broken pretty-printed document is
+//! one dead letter naming the first error's line and column, not one per
+//! line of its indented body. It unwraps the
 //! containers the clouds use: CloudTrail `{"Records": [...]}`, CTS ListTraces
 //! `{"traces": [...]}`, Tencent LookUpEvents `{"Response": {"Events": [...]}}`
 //! with the raw event double-encoded in `CloudAuditEvent`, AWS LookupEvents
 //! (`CloudTrailEvent`), FunctionGraph `{"cts": {...}}`, EventBridge
-//! (`detail`) and CloudEvents (`data`) envelopes, and plain arrays.
+//! (`detail`) and CloudEvents (`data`) envelopes, and plain arrays. A
+//! LookUpEvents item whose `CloudAuditEvent` is empty or not valid JSON is
+//! passed on whole, for the normalizer to read from its summary fields.
 //!
 //! Nothing here panics on input; every record that cannot be read becomes a
 //! `DeadLetter` with its origin and the reason.
@@ -100,12 +105,13 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
             }
             Some(Err(error)) => {
                 let error_at = byte_offset_of(rest, error.line(), error.column());
-                let resume = next_line_start(rest, error_at);
-                let reason = if error.is_eof() {
-                    format!("truncated JSON: {error}")
+                let resume = next_document_start(rest, error_at);
+                let kind = if error.is_eof() {
+                    "truncated JSON"
                 } else {
-                    format!("invalid JSON: {error}")
+                    "invalid JSON"
                 };
+                let reason = format!("{kind}{}: {}", located(&error, &value_origin), message_of(&error));
                 out.dead_letters.push(DeadLetter::new(
                     value_origin,
                     reason,
@@ -154,14 +160,51 @@ fn byte_offset_of(bytes: &[u8], line: usize, column: usize) -> usize {
     (line_start + column - 1).min(bytes.len())
 }
 
-/// The start of the line after `from`, where a new document may begin.
-fn next_line_start(bytes: &[u8], from: usize) -> usize {
-    match bytes
-        .get(from..)
-        .and_then(|rest| rest.iter().position(|byte| *byte == b'\n'))
-    {
-        Some(newline) => from + newline + 1,
-        None => bytes.len(),
+/// Where reading resumes after a syntax error at `error_at`: the first line,
+/// from the error's own line on, that starts a new document with `{` or `[`
+/// in column 0 — a truncated JSON line followed by the next record — or the
+/// end of the chunk. The indented lines of a broken pretty-printed document
+/// are its body, not documents of their own. The chunk's first line is the
+/// broken document itself, never a resumption point.
+fn next_document_start(bytes: &[u8], error_at: usize) -> usize {
+    let error_at = error_at.min(bytes.len());
+    let mut line_start = bytes[..error_at]
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |newline| newline + 1);
+    loop {
+        if line_start > 0 && matches!(bytes.get(line_start), Some(b'{' | b'[')) {
+            return line_start;
+        }
+        match bytes
+            .get(line_start..)
+            .and_then(|rest| rest.iter().position(|byte| *byte == b'\n'))
+        {
+            Some(newline) => line_start += newline + 1,
+            None => return bytes.len(),
+        }
+    }
+}
+
+/// " at line L column C" of the first error. Line-numbered origins (files)
+/// get the line in the file; other origins the line inside the value.
+fn located(error: &serde_json::Error, origin: &Origin) -> String {
+    match origin.position {
+        Position::Line(first) => {
+            let line = first + (error.line() as u64).saturating_sub(1);
+            format!(" at line {line} column {}", error.column())
+        }
+        _ => format!(" at line {} column {} of the value", error.line(), error.column()),
+    }
+}
+
+/// serde_json's message without its own " at line L column C" suffix.
+fn message_of(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) => message.to_string(),
+        None => text,
     }
 }
 
@@ -320,20 +363,70 @@ fn expand_lookup_event(event: Value, origin: &Origin, depth: usize, out: &mut De
     let Value::Object(mut map) = event else {
         return expand(event, origin, None, depth, out);
     };
-    for key in ["CloudAuditEvent", "CloudTrailEvent"] {
-        if let Some(Value::String(inner)) = map.remove(key) {
-            match serde_json::from_str::<Value>(&inner) {
-                Ok(value) => expand(value, origin, None, depth + 1, out),
-                Err(error) => out.dead_letters.push(DeadLetter::new(
+    if let Some(Value::String(inner)) = map.remove("CloudTrailEvent") {
+        match serde_json::from_str::<Value>(&inner) {
+            Ok(value) => expand(value, origin, None, depth + 1, out),
+            Err(error) => out.dead_letters.push(DeadLetter::new(
+                origin.clone(),
+                format!("invalid JSON in CloudTrailEvent: {error}"),
+                inner.as_bytes(),
+            )),
+        }
+        return;
+    }
+    let inner = match map.get("CloudAuditEvent") {
+        None => return expand(Value::Object(map), origin, None, depth + 1, out),
+        Some(Value::Object(_)) => map.remove("CloudAuditEvent"),
+        Some(Value::String(text)) if !text.trim().is_empty() => match serde_json::from_str::<Value>(text) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                // Tencent's own published example has an unescaped
+                // `requestParameters` inside this string: keep the item and
+                // its summary fields rather than losing the event.
+                if has_summary(&map) {
+                    return push_summary_item(map, origin, out);
+                }
+                let excerpt = text.clone();
+                out.dead_letters.push(DeadLetter::new(
                     origin.clone(),
-                    format!("invalid JSON in {key}: {error}"),
-                    inner.as_bytes(),
-                )),
+                    format!("invalid JSON in CloudAuditEvent: {error}; the item has no summary fields to fall back on"),
+                    excerpt.as_bytes(),
+                ));
+                return;
             }
+        },
+        // Empty string or null: the item was listed without its raw event.
+        Some(_) => {
+            if has_summary(&map) {
+                return push_summary_item(map, origin, out);
+            }
+            out.dead_letters.push(DeadLetter::new(
+                origin.clone(),
+                "CloudAuditEvent is empty and the item has no summary fields",
+                Value::Object(map).to_string().as_bytes(),
+            ));
             return;
         }
+    };
+    if let Some(value) = inner {
+        expand(value, origin, None, depth + 1, out);
     }
-    expand(Value::Object(map), origin, None, depth + 1, out);
+}
+
+/// A LookUpEvents item names its event in the summary (`EventName`).
+fn has_summary(map: &Map<String, Value>) -> bool {
+    map.get("EventName").and_then(super::lenient::text_of).is_some()
+}
+
+/// Hand a LookUpEvents item to the Tencent normalizer whole, `CloudAuditEvent`
+/// included: it reads the summary and says in `degraded` why it had to.
+fn push_summary_item(map: Map<String, Value>, origin: &Origin, out: &mut Decoded) {
+    out.candidates.push(Candidate {
+        provider: Provider::Tencent,
+        record: map,
+        origin: origin.clone(),
+        envelope_time: None,
+    });
 }
 
 /// True when the object itself is a record (so a `cts` key is just a field).
@@ -402,6 +495,59 @@ mod tests {
         assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
         assert_eq!(out.candidates.len(), 1);
         assert_eq!(out.candidates[0].origin.line(), Some(2));
+    }
+
+    #[test]
+    fn a_broken_pretty_printed_document_is_one_dead_letter_located_in_the_file() {
+        // Line 4 of the chunk lacks a comma; the chunk starts at line 10 of its file.
+        let text = "{\n  \"trace_name\": \"a\",\n  \"trace_rating\": \"normal\"\n  \"trace_type\": \"ApiCall\",\n  \"x\": [\n    1\n  ]\n}\n";
+        let mut out = Decoded::default();
+        let origin = Origin::new(Arc::from("file.json"), Position::Line(10));
+        decode_chunk(text.as_bytes(), &origin, &mut out);
+        assert!(out.candidates.is_empty());
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.dead_letters[0].origin.line(), Some(10));
+        assert_eq!(
+            out.dead_letters[0].reason,
+            "invalid JSON at line 13 column 3: expected `,` or `}`"
+        );
+        // The next document at column 0 is read again.
+        let out = decode(&format!("{text}{{\"trace_name\":\"b\"}}\n"));
+        assert_eq!((out.dead_letters.len(), out.candidates.len()), (1, 1));
+        assert_eq!(out.candidates[0].origin.line(), Some(9));
+    }
+
+    #[test]
+    fn a_truncated_line_followed_by_a_record_loses_only_itself() {
+        let out = decode("{\"a\": {\"trace_name\": 1\n{\"trace_name\":\"b\"}\n");
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.candidates.len(), 1);
+        assert_eq!(out.candidates[0].origin.line(), Some(2));
+    }
+
+    #[test]
+    fn lookup_items_without_a_readable_raw_event_go_on_with_their_summary() {
+        let summary = r#""EventName":"RunInstances","EventRegion":"ap-shanghai","SecretId":"""#;
+        for inner in [r#""""#, r#""{\"eventName\":""#, "null"] {
+            let out = decode(&format!(
+                r#"{{"Response":{{"Events":[{{{summary},"CloudAuditEvent":{inner}}}]}}}}"#
+            ));
+            assert_eq!(out.candidates.len(), 1, "{inner}: {:?}", out.dead_letters);
+            assert_eq!(out.candidates[0].provider, Provider::Tencent);
+            assert!(
+                out.candidates[0].record.contains_key("CloudAuditEvent"),
+                "kept for the reason"
+            );
+        }
+        // The raw event as an object is the record itself.
+        let out = decode(r#"{"Events":[{"CloudAuditEvent":{"eventName":"X","eventRegion":"ap-guangzhou"}}]}"#);
+        assert_eq!(out.candidates.len(), 1);
+        assert!(out.candidates[0].record.contains_key("eventName"));
+        // Without a summary there is nothing to fall back on.
+        let out = decode(r#"{"Events":[{"CloudAuditEvent":"{broken"},{"CloudAuditEvent":""}]}"#);
+        assert!(out.candidates.is_empty());
+        assert_eq!(out.dead_letters.len(), 2);
+        assert!(out.dead_letters[0].reason.contains("no summary fields"));
     }
 
     #[test]

@@ -13,7 +13,9 @@ use crate::rules::OperationCatalog;
 use model::AuditEvent;
 
 /// The normalized event as JSON (what `trailwarden normalize` prints and what
-/// alarms keep as samples). `raw` is included when asked.
+/// alarms keep as samples). `raw` is included when asked. `platform_source_ip`
+/// and `degraded` appear only on the events that have them, so the output of
+/// every other event keeps its shape.
 pub fn event_json(event: &AuditEvent, catalog: &OperationCatalog, include_raw: bool) -> Value {
     let operations: Vec<&str> = event.operations.iter().map(|index| catalog.name(*index)).collect();
     let mut value = json!({
@@ -40,8 +42,16 @@ pub fn event_json(event: &AuditEvent, catalog: &OperationCatalog, include_raw: b
         "mfa": event.mfa,
         "origin": event.origin,
     });
-    if include_raw && let Value::Object(map) = &mut value {
-        map.insert("raw".to_string(), event.raw.clone());
+    if let Value::Object(map) = &mut value {
+        if let Some(platform) = &event.platform_source {
+            map.insert("platform_source_ip".to_string(), Value::String(platform.text.clone()));
+        }
+        if let Some(reason) = &event.degraded {
+            map.insert("degraded".to_string(), Value::String(reason.clone()));
+        }
+        if include_raw {
+            map.insert("raw".to_string(), event.raw.clone());
+        }
     }
     value
 }

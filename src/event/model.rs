@@ -151,10 +151,21 @@ pub enum IpKind {
     /// No address in the record (system-triggered traces).
     #[default]
     None,
+    /// An address inside the cloud's own internal network, recorded when the
+    /// platform relays a call (Tencent's 9.0.0.0/8, 11.0.0.0/8, 30.0.0.0/8).
+    /// Only the normalizer of that cloud assigns it: the same address from
+    /// another cloud's record is an ordinary public one.
+    Platform,
 }
 
 impl IpKind {
-    pub const ALL: [IpKind; 4] = [IpKind::Public, IpKind::Private, IpKind::Hostname, IpKind::None];
+    pub const ALL: [IpKind; 5] = [
+        IpKind::Public,
+        IpKind::Private,
+        IpKind::Hostname,
+        IpKind::None,
+        IpKind::Platform,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -162,7 +173,12 @@ impl IpKind {
             IpKind::Private => "private",
             IpKind::Hostname => "hostname",
             IpKind::None => "none",
+            IpKind::Platform => "platform",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<IpKind> {
+        IpKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 }
 
@@ -231,7 +247,13 @@ pub struct AuditEvent {
     pub account_name: Option<String>,
     pub principal: Principal,
     pub access_key: Option<AccessKey>,
+    /// The caller's address. For a Tencent console call whose
+    /// `sourceIPAddress` is the platform's own relay, this is the session's
+    /// `userIp` and the relay address is kept in `platform_source`.
     pub source: Option<SourceAddress>,
+    /// The record's own source address when `source` was taken from
+    /// elsewhere because this one is inside the cloud's internal network.
+    pub platform_source: Option<SourceAddress>,
     pub user_agent: Option<String>,
     /// Lower-case short service name: `iam`, `cam`, `ecs`, `cvm`, `ec2` …
     pub service: String,
@@ -247,6 +269,10 @@ pub struct AuditEvent {
     pub resource: Resource,
     /// Whether the session was MFA-authenticated, where the record says.
     pub mfa: Option<bool>,
+    /// Why the event was built from less than the full record (a LookUpEvents
+    /// item whose `CloudAuditEvent` is empty or not valid JSON, read from its
+    /// summary fields); `None` for an event read from the whole record.
+    pub degraded: Option<String>,
     /// The original record, with JSON-inside-string fields expanded in place.
     pub raw: Value,
     /// Where the record came from (file:line, topic/partition/offset …).

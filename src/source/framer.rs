@@ -4,11 +4,16 @@
 //! over many lines, or several objects one after another. The framer tracks
 //! nesting depth and string state byte by byte, and emits a frame each time
 //! a top-level value closes — so every shape streams without buffering the
-//! whole input. Broken input is cut at the earliest sign of trouble, so it
-//! never swallows the good records after it:
-//! - a raw newline inside a string (JSON forbids it) ends the frame;
+//! whole input. Broken input is cut where the next document visibly starts,
+//! so it never swallows the good records after it, and a broken document
+//! stays one frame (one dead letter), not one per line:
 //! - a `{` or `[` in column 0 while a value is still open starts a new frame
 //!   (a truncated line followed by the next record);
+//! - a raw newline inside a string (JSON forbids it) breaks the value: string
+//!   and nesting state can no longer be trusted, so the frame runs on line by
+//!   line until a line starts a new document (`{` / `[` in column 0, which
+//!   starts the next frame) or closes one (`}` / `]` in column 0, the end of
+//!   a pretty-printed document, which ends this one), or the input ends;
 //! - anything that does not start with `{`, `[` or `"` runs to the end of its line.
 //!
 //! Frames are not validated here: the decoder parses them and reports errors.
@@ -36,6 +41,9 @@ enum State {
     },
     /// Inside something that is not JSON-shaped, until the end of the line.
     Bare,
+    /// Inside a value broken by a raw newline in a string, until a line
+    /// starts or closes a document in column 0.
+    Broken,
 }
 
 /// Incremental framer; feed it blocks, then call `finish` at end of input.
@@ -155,7 +163,8 @@ impl Framer {
                         continue;
                     }
                 }
-                State::Bare => {
+                // Only column 0 matters in a broken value: copy the rest of the line.
+                State::Bare | State::Broken if self.state == State::Bare || !self.at_line_start => {
                     let rest = &data[position..];
                     let run = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
                     if run > 0 {
@@ -198,6 +207,21 @@ impl Framer {
                     self.push(byte);
                 }
             }
+            State::Broken => match byte {
+                b'{' | b'[' if column_zero => {
+                    self.emit(self.offset - 1, out);
+                    self.start(byte, State::Value { depth: 1 });
+                }
+                b'}' | b']' if column_zero => {
+                    self.push(byte);
+                    self.emit(self.offset, out);
+                }
+                b'\n' => {
+                    self.push(byte);
+                    self.line += 1;
+                }
+                _ => self.push(byte),
+            },
             State::Value { depth } => {
                 if self.in_string {
                     if self.escape {
@@ -213,8 +237,12 @@ impl Framer {
                             self.emit(self.offset, out);
                         }
                     } else if byte == b'\n' {
-                        // JSON strings cannot hold a raw newline: the value is broken.
-                        self.emit(self.offset - 1, out);
+                        // JSON strings cannot hold a raw newline: the value is
+                        // broken, and where it ends can only be told by lines.
+                        self.state = State::Broken;
+                        self.in_string = false;
+                        self.escape = false;
+                        self.push(byte);
                         self.line += 1;
                     } else {
                         self.push(byte);
@@ -302,6 +330,20 @@ mod tests {
         assert_eq!(got.len(), 4, "{got:?}");
         assert_eq!(got[1], ("{\"ok\": 1}".to_string(), 2));
         assert_eq!(got[3], ("{\"ok\": 2}".to_string(), 4));
+    }
+
+    #[test]
+    fn a_raw_newline_in_a_pretty_document_keeps_it_one_frame() {
+        let text = b"{\n  \"message\": \"two\nlines\",\n  \"b\": {\n    \"c\": 1\n  }\n}\n{\"ok\": 1}\n";
+        let got = frames(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].1, 1);
+        assert!(got[0].0.ends_with("  }\n}"), "{:?}", got[0].0);
+        assert_eq!(got[1], ("{\"ok\": 1}".to_string(), 8));
+        // Broken JSON lines: each line starting a document is its own frame.
+        let got = frames(b"{\"s\": \"cut\n  more text\n{\"ok\": 2}\n");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1], ("{\"ok\": 2}".to_string(), 3));
     }
 
     #[test]

@@ -3,17 +3,45 @@
 //! Field facts: reference/formats.md "Tencent Cloud — CloudAudit event".
 //! `eventTime` is epoch seconds or a zone-less `YYYY-MM-DD HH:MM:SS` read in
 //! the configured offset (UTC+8 by default). `errorCode` 0 is success, even
-//! when `errorMessage` says "permission verify". Items of a LookUpEvents
-//! response without the raw event are read from their PascalCase summary.
+//! when `errorMessage` says "permission verify".
+//!
+//! Published records showed what else must be read:
+//! - an explicit `userIdentity.type` (`CAMUser`) wins over guessing root from
+//!   `principalId == accountId`;
+//! - `resourceName` may join several resources with `|`
+//!   (`instance/ins-1|instance/ins-2`): one name per resource;
+//! - a session token (`sessionContext.token`, the request's `Token`) or a
+//!   `secretId` of a session key's length (68, against 36 for a permanent
+//!   `AKID…` key) marks a temporary (STS / console session) key;
+//! - a console call may record the platform's own relay address
+//!   (9.0.0.0/8 …) as `sourceIPAddress` while `sessionContext.userIp` holds
+//!   the caller's: see `caller_and_platform_source`.
+//!
+//! Items of a LookUpEvents response whose `CloudAuditEvent` is missing, empty
+//! or not valid JSON are read from their PascalCase summary fields and marked
+//! `degraded` with the reason.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use std::net::IpAddr;
+
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
 use crate::event::lenient::{Obj, expand_json_fields, expand_json_string, source_address, text_of};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource,
+    AccessKey, AuditEvent, CallMethod, IpKind, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource,
+    SourceAddress,
 };
+
+/// Shortest `SecretId` read as a session (STS) key by its shape alone. A
+/// permanent key is `AKID` and 32 letters or digits, 36 characters (the
+/// documented example `AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE`); the session
+/// keys seen published are 68 characters, with `-` and `_` (the CreateAuditTrack
+/// record's, which also carries a session token, and STS credentials in public
+/// test fixtures). Older session keys (2017) had 36 characters like permanent
+/// ones: only their token tells them apart. The margin keeps a permanent key
+/// copied with a character or three too many from passing for a session key.
+const SESSION_SECRET_ID_MIN_LEN: usize = 60;
 
 const JSON_FIELDS: &[&str] = &["requestParameters", "responseElements", "resources", "userIdentity"];
 
@@ -75,10 +103,20 @@ pub(super) fn normalize(
         name: user_name.or(role_name),
         arn: identity.and_then(|identity| identity.string("arn")),
     };
+    // "Token used for temporary credentials. It must be used with a temporary
+    // key … No token is required for a long-term key." (Tencent API common
+    // parameters, `Token` / `X-TC-Token`.) The session context repeats the
+    // request's token.
+    let session_token = session.and_then(|session| session.string("token")).or_else(|| {
+        obj.obj("requestParameters")
+            .and_then(|parameters| parameters.string("Token"))
+    });
     let access_key = identity
         .and_then(|identity| identity.string("secretId"))
         .map(|id| AccessKey {
-            temporary: matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
+            temporary: matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated)
+                || session_token.is_some()
+                || is_session_key_shape(&id),
             id,
         });
 
@@ -104,8 +142,8 @@ pub(super) fn normalize(
         resource_type: obj.string("resourceType"),
         names: Vec::new(),
     };
-    if let Some(name) = obj.string("resourceName") {
-        resource.names.push(name);
+    if let Some(name) = obj.text("resourceName") {
+        push_resource_names(&name, &mut resource.names);
     }
     if let Some(Value::Array(items)) = obj.get("resources") {
         for item in items {
@@ -115,8 +153,8 @@ pub(super) fn normalize(
                     .or_else(|| Obj::new(map).string("ResourceName")),
                 other => text_of(other).map(|text| text.into_owned()),
             };
-            if let Some(name) = name.filter(|name| name != "*" && !resource.names.contains(name)) {
-                resource.names.push(name);
+            if let Some(name) = name {
+                push_resource_names(&name, &mut resource.names);
             }
         }
     }
@@ -124,7 +162,10 @@ pub(super) fn normalize(
     let mfa = session.and_then(|session| session.boolean("mfa").or_else(|| session.boolean("mfaAuthenticated")));
     let event_id = obj.string("eventID").unwrap_or_else(|| synthetic_event_id(&record));
     let request_id = obj.string("requestID");
-    let source = source_address(obj.text("sourceIPAddress"));
+    let (source, platform_source) = caller_and_platform_source(
+        tencent_address(obj.text("sourceIPAddress")),
+        tencent_address(session.and_then(|session| session.text("userIp"))),
+    );
     let user_agent = obj.string("userAgent");
     let region = obj.string("eventRegion");
 
@@ -139,6 +180,7 @@ pub(super) fn normalize(
         principal,
         access_key,
         source,
+        platform_source,
         user_agent,
         service,
         action,
@@ -149,12 +191,17 @@ pub(super) fn normalize(
         read_only,
         resource,
         mfa,
+        degraded: None,
         raw: Value::Object(record),
         origin: Default::default(),
     })
 }
 
-/// Root: `type: Root`, `userName: root`, or the principal is the account itself.
+/// The kind from an explicit `userIdentity.type` when it is one we know;
+/// otherwise guessed: `userName: root` or `principalId == accountId` is the
+/// root account, a role name a role session, any other principal a sub-user.
+/// The explicit type wins: a published `CAMUser` record has `principalId`
+/// equal to `accountId` (both redacted to the same text).
 fn principal_kind(
     identity_type: Option<&str>,
     user_name: Option<&str>,
@@ -163,17 +210,8 @@ fn principal_kind(
     has_role: bool,
     has_identity: bool,
 ) -> PrincipalKind {
-    let lower = identity_type.map(str::to_ascii_lowercase);
-    match lower.as_deref() {
-        Some("root") => return PrincipalKind::Root,
-        Some(kind) if kind.contains("federat") || kind.contains("saml") || kind.contains("oidc") => {
-            return PrincipalKind::Federated;
-        }
-        Some(kind) if kind.contains("role") || kind.contains("assumed") => {
-            return PrincipalKind::AssumedRole;
-        }
-        Some(kind) if kind.contains("service") => return PrincipalKind::Service,
-        _ => {}
+    if let Some(kind) = identity_type.and_then(kind_of_identity_type) {
+        return kind;
     }
     if user_name.is_some_and(|name| name.eq_ignore_ascii_case("root")) {
         return PrincipalKind::Root;
@@ -184,10 +222,92 @@ fn principal_kind(
     if has_role {
         return PrincipalKind::AssumedRole;
     }
-    match lower.as_deref() {
-        Some("camuser" | "subuser" | "subaccount" | "cam_user" | "user") => PrincipalKind::User,
-        _ if has_identity && principal_id.is_some() => PrincipalKind::User,
-        _ => PrincipalKind::Unknown,
+    if has_identity && principal_id.is_some() {
+        PrincipalKind::User
+    } else {
+        PrincipalKind::Unknown
+    }
+}
+
+/// `Root`, `CAMUser` and the other spellings of `userIdentity.type`.
+fn kind_of_identity_type(identity_type: &str) -> Option<PrincipalKind> {
+    let lower = identity_type.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "root" => PrincipalKind::Root,
+        "camuser" | "subuser" | "subaccount" | "cam_user" | "user" => PrincipalKind::User,
+        kind if kind.contains("federat") || kind.contains("saml") || kind.contains("oidc") => PrincipalKind::Federated,
+        kind if kind.contains("role") || kind.contains("assumed") => PrincipalKind::AssumedRole,
+        kind if kind.contains("service") => PrincipalKind::Service,
+        _ => return None,
+    })
+}
+
+/// Whether a `SecretId` has the shape of a session (STS) key: `AKID…` far
+/// longer than a permanent key. A redacted id (`xxx`) says nothing either way.
+fn is_session_key_shape(secret_id: &str) -> bool {
+    secret_id.starts_with("AKID") && secret_id.len() >= SESSION_SECRET_ID_MIN_LEN
+}
+
+/// Tencent's internal network, from which its own services (the console's
+/// backend among them) reach the APIs. Tencent's API Gateway documentation
+/// lists the platform's private ranges as 9.0.0.0/8, 10.0.0.0/8,
+/// 100.64.0.0/10, 11.0.0.0/8 and 30.0.0.0/8 in every region
+/// (cloud.tencent.com/document/product/628/39963), and Tencent's own
+/// open-source code treats 9/8, 11/8 and 30/8 as private in its network
+/// (Tencent/flare `flare/base/net/endpoint.h`, `IsPrivateIpv4AddressCorp`).
+/// 10/8 and 100.64/10 are private (LAN) anyway; the other three are public
+/// allocations elsewhere, so only Tencent records get this reading.
+fn in_platform_range(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => matches!(v4.octets()[0], 9 | 11 | 30),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| in_platform_range(&IpAddr::V4(v4))),
+    }
+}
+
+/// An address read from a Tencent record, with the platform range marked.
+fn tencent_address(text: Option<std::borrow::Cow<'_, str>>) -> Option<SourceAddress> {
+    let mut address = source_address(text)?;
+    if address.ip.as_ref().is_some_and(in_platform_range) {
+        address.kind = IpKind::Platform;
+    }
+    Some(address)
+}
+
+/// The caller's address and, when it had to be taken from elsewhere, the
+/// platform address the record gave.
+///
+/// A published console call (tccli DescribeEvents example, 2021) records
+/// `sourceIPAddress` 9.83.55.32 while `sessionContext.userIp` is
+/// 163.177.68.30; other console calls carry the same address in both.
+/// Tencent's documentation describes `sourceIPAddress` only as "source IP
+/// address" and does not describe `userIp` (CloudAudit "Viewing Event
+/// Details"), so which one is the caller is not confirmed. The conservative
+/// reading: when `sourceIPAddress` is in the platform range and `userIp` is
+/// an address outside it, the caller is `userIp` and the platform address is
+/// kept beside it; in every other case `sourceIPAddress` stays the source
+/// (a platform address then has kind `platform`, never an outside IP).
+fn caller_and_platform_source(
+    recorded: Option<SourceAddress>,
+    session_ip: Option<SourceAddress>,
+) -> (Option<SourceAddress>, Option<SourceAddress>) {
+    match (recorded, session_ip) {
+        (Some(recorded), Some(caller))
+            if recorded.kind == IpKind::Platform && caller.ip.is_some() && caller.kind != IpKind::Platform =>
+        {
+            (Some(caller), Some(recorded))
+        }
+        (recorded, _) => (recorded, None),
+    }
+}
+
+/// Resource names as given, one per resource: `resourceName` joins several
+/// with `|` (`instance/ins-1|instance/ins-2`, `volume/*|snapshot/snap-1`);
+/// `*` alone names nothing.
+fn push_resource_names(text: &str, names: &mut Vec<String>) {
+    for name in text.split('|').map(str::trim) {
+        if !name.is_empty() && name != "*" && !names.iter().any(|known| known == name) {
+            names.push(name.to_string());
+        }
     }
 }
 
@@ -206,7 +326,12 @@ fn outcome(obj: &Obj<'_>) -> Outcome {
     }
 }
 
-/// A LookUpEvents item without `CloudAuditEvent`: read its summary fields.
+/// A LookUpEvents item without a readable `CloudAuditEvent`: read its
+/// summary fields (`EventName`, `EventTime`, `Username`, `AccountID`,
+/// `SecretId`, `SourceIPAddress`, `EventRegion`, `ErrorCode`, `Resources`
+/// {`ResourceType`, `ResourceName`}). The event is marked degraded: the
+/// summary has no identity type, call method, read/write type, session or
+/// request detail. `ResourceTypeCn` is a display label (云服务器), not a type.
 fn normalize_summary(
     record: Map<String, Value>,
     context: &NormalizeContext,
@@ -222,15 +347,44 @@ fn normalize_summary(
         envelope_time,
         context,
     );
-    let service = obj
-        .text("EventSource")
-        .and_then(|source| source.split('.').next().map(str::to_ascii_lowercase))
+    let mut resource = Resource::default();
+    let resources: Vec<Obj<'_>> = match obj.get("Resources") {
+        Some(Value::Object(map)) => vec![Obj::new(map)],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::Object(map) => Some(Obj::new(map)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for item in &resources {
+        if resource.resource_type.is_none() {
+            resource.resource_type = item.string("ResourceType");
+        }
+        if let Some(names) = item.text("ResourceName") {
+            push_resource_names(&names, &mut resource.names);
+        }
+    }
+    let service = resource
+        .resource_type
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .or_else(|| {
+            obj.text("EventSource")
+                .and_then(|source| source.split('.').next().map(str::to_ascii_lowercase))
+        })
         .unwrap_or_default();
     let user_name = obj.string("Username");
-    let kind = if user_name
+    let account_id = obj.string("AccountID");
+    let is_root = user_name
         .as_deref()
-        .is_some_and(|name| name.eq_ignore_ascii_case("root"))
-    {
+        .is_some_and(|name| name.eq_ignore_ascii_case("root"));
+    // The summary's `Username` is a sub-user's or a role's name (CloudAudit
+    // "Viewing Event Details"); without `userIdentity` they cannot be told
+    // apart, and a sub-user is the more common.
+    let kind = if is_root {
         PrincipalKind::Root
     } else if user_name.is_some() {
         PrincipalKind::User
@@ -246,22 +400,29 @@ fn normalize_summary(
         None => Outcome::default(),
     };
     let event_id = obj.string("EventId").unwrap_or_else(|| synthetic_event_id(&record));
+    let degraded = Some(summary_reason(&record));
     Ok(AuditEvent {
         provider,
         event_id,
         request_id: obj.string("RequestID"),
         time,
         time_source,
-        account_id: obj.string("AccountID"),
-        account_name: None,
+        // The root account's principal is the account itself.
         principal: Principal {
             kind,
-            id: None,
+            id: if is_root { account_id.clone() } else { None },
             name: user_name,
             arn: None,
         },
-        access_key: obj.string("SecretId").map(|id| AccessKey { id, temporary: false }),
-        source: source_address(obj.text("SourceIPAddress")),
+        account_id,
+        account_name: None,
+        // No session context here: only the key's shape can tell a session key.
+        access_key: obj.string("SecretId").map(|id| AccessKey {
+            temporary: is_session_key_shape(&id),
+            id,
+        }),
+        source: tencent_address(obj.text("SourceIPAddress")),
+        platform_source: None,
         user_agent: None,
         service,
         action,
@@ -270,12 +431,25 @@ fn normalize_summary(
         call_method: CallMethod::Other,
         outcome,
         read_only: None,
-        resource: Resource {
-            resource_type: obj.string("ResourceTypeCn"),
-            names: Vec::new(),
-        },
+        resource,
         mfa: None,
+        degraded,
         raw: Value::Object(record),
         origin: Default::default(),
     })
+}
+
+/// Why an item was read from its summary: its `CloudAuditEvent` is missing,
+/// empty, or not valid JSON (with the parser's reason).
+fn summary_reason(record: &Map<String, Value>) -> String {
+    const READ_FROM: &str = "event read from the LookUpEvents summary fields";
+    match record.get("CloudAuditEvent") {
+        Some(Value::String(text)) if !text.trim().is_empty() => match serde_json::from_str::<Value>(text) {
+            Err(error) => format!("`CloudAuditEvent` is not valid JSON ({error}): {READ_FROM}"),
+            Ok(_) => format!("`CloudAuditEvent` is not an event record: {READ_FROM}"),
+        },
+        Some(Value::String(_)) => format!("`CloudAuditEvent` is empty: {READ_FROM}"),
+        Some(Value::Null) | None => format!("no `CloudAuditEvent`: {READ_FROM}"),
+        Some(_) => format!("`CloudAuditEvent` is not a JSON document: {READ_FROM}"),
+    }
 }

@@ -162,6 +162,7 @@ pub(super) fn normalize(
         principal,
         access_key,
         source,
+        platform_source: None,
         user_agent,
         service,
         action,
@@ -172,6 +173,7 @@ pub(super) fn normalize(
         read_only,
         resource,
         mfa,
+        degraded: None,
         raw: Value::Object(record),
         origin: Default::default(),
     })

@@ -3,8 +3,13 @@
 //! Field facts: reference/formats.md "Huawei Cloud — Cloud Trace Service".
 //! Success is judged by `trace_rating` (or the old `trace_status`), never by
 //! the HTTP `code`: a documented failed `deleteEip` has code 200 and rating
-//! `warning`. `time` is epoch milliseconds (or the very old
+//! `warning`. The rating is not an error code either: the code and message of
+//! a failure are read from `response` (`code` / `message`, ECS job responses'
+//! `error_code` / `fail_reason`, API error bodies' `error_code` / `error_msg`).
+//! `time` is epoch milliseconds (or the very old
 //! `2016/12/08 11:07:28 GMT+08:00`), falling back to `record_time`.
+//! Console `login` traces carry `message.login.login_protect.status` (`on` /
+//! `off`): whether the second login factor was asked, read as `mfa`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -15,7 +20,15 @@ use crate::event::model::{
     AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource, TimeSource,
 };
 
-const JSON_FIELDS: &[&str] = &["request", "response", "user"];
+/// Fields that arrive as JSON inside a string. `message` holds JSON only on
+/// some traces (console `login`); plain text stays as it is.
+const JSON_FIELDS: &[&str] = &["request", "response", "user", "message"];
+
+/// The platform's own operation account. Huawei's CTS FAQ ("Why Is the user
+/// Field Displayed as user_name/op_service …", cts_faq_013): when a request
+/// needs more permission than the user has, the platform elevates it and the
+/// trace shows `<user>/op_service`.
+const OP_SERVICE: &str = "op_service";
 
 pub(super) fn normalize(
     mut record: Map<String, Value>,
@@ -94,13 +107,15 @@ pub(super) fn normalize(
         _ => code.is_some_and(|code| code >= 400),
     };
     let outcome = if failed {
+        let (response_code, response_message) = response_error(obj.obj("response"));
         Outcome {
             result: OutcomeResult::Failure,
-            error_code: obj
-                .string("code")
-                .filter(|code| code != "200")
-                .or_else(|| rating.as_deref().map(str::to_ascii_lowercase)),
-            error_message: obj.string("message"),
+            // The rating says that the call failed, not why: it is no code.
+            error_code: response_code.or_else(|| {
+                obj.string("code")
+                    .filter(|code| code.parse::<u16>().map_or(true, |status| status >= 400))
+            }),
+            error_message: response_message.or_else(|| obj.string("message")),
         }
     } else {
         Outcome::default()
@@ -119,7 +134,8 @@ pub(super) fn normalize(
     let mfa = user
         .and_then(|user| user.obj("session_context"))
         .and_then(|session| session.obj("attributes"))
-        .and_then(|attributes| attributes.boolean("mfa_authenticated"));
+        .and_then(|attributes| attributes.boolean("mfa_authenticated"))
+        .or_else(|| login_protection(&obj));
 
     let request_id = obj.string("request_id").filter(|id| id != "null");
     let event_id = obj.string("trace_id").unwrap_or_else(|| synthetic_event_id(&record));
@@ -143,6 +159,7 @@ pub(super) fn normalize(
         principal,
         access_key,
         source,
+        platform_source: None,
         user_agent,
         service,
         action,
@@ -153,6 +170,7 @@ pub(super) fn normalize(
         read_only,
         resource,
         mfa,
+        degraded: None,
         raw: Value::Object(record),
         origin: Default::default(),
     })
@@ -160,7 +178,8 @@ pub(super) fn normalize(
 
 /// Root when the record says so; otherwise from the principal URN
 /// (`iam::<account>:user:<name>`, `sts::…:assumed-agency:…`,
-/// `sts::…:external-user:…`); a missing user on a system trace is a service.
+/// `sts::…:external-user:…`); a missing user on a system trace, or the
+/// platform's `op_service` account on one, is a service.
 fn principal_kind(
     user: Option<Obj<'_>>,
     urn: Option<&str>,
@@ -168,12 +187,31 @@ fn principal_kind(
     account_name: Option<&str>,
     trace_type: Option<&str>,
 ) -> PrincipalKind {
+    let system_action = trace_type == Some("SystemAction");
     let Some(user) = user else {
-        return if trace_type == Some("SystemAction") {
+        return if system_action {
             PrincipalKind::Service
         } else {
             PrincipalKind::Unknown
         };
+    };
+    // `<user>/op_service` (or `op_service` alone): the platform acting with
+    // its own elevated account. On a system action nobody asked for the call
+    // at that moment, so it is the cloud acting for itself; on a console or
+    // API call the user before the slash made the request.
+    let elevated_user = user_name.and_then(|name| {
+        if name == OP_SERVICE {
+            Some(None)
+        } else {
+            name.strip_suffix(OP_SERVICE)
+                .and_then(|rest| rest.strip_suffix('/'))
+                .map(Some)
+        }
+    });
+    let user_name = match elevated_user {
+        Some(_) if system_action => return PrincipalKind::Service,
+        Some(base) => base,
+        None => user_name,
     };
     if let Some(root) = user.boolean("principal_is_root_user") {
         if root {
@@ -212,4 +250,49 @@ fn region_in_host(url: &str) -> Option<String> {
                     .is_some_and(|last| last.bytes().all(|byte| byte.is_ascii_digit()))
         })
         .map(str::to_string)
+}
+
+/// The code and message of a failed call, from its `response`: `code` /
+/// `message` (the documented failed `deleteEip`), an ECS job's `error_code` /
+/// `fail_reason`, Huawei API error bodies' `error_code` / `error_msg`, or the
+/// same one level down (`{"error": {...}}`, OpenStack's `{"badRequest": {...}}`).
+fn response_error(response: Option<Obj<'_>>) -> (Option<String>, Option<String>) {
+    let Some(response) = response else {
+        return (None, None);
+    };
+    let read = |object: &Obj<'_>| {
+        let code = ["code", "error_code", "errorCode"]
+            .iter()
+            .find_map(|key| object.string(key));
+        let message = ["message", "error_msg", "fail_reason", "error_message", "errorMessage"]
+            .iter()
+            .find_map(|key| object.string(key));
+        (code, message)
+    };
+    let (code, message) = read(&response);
+    if code.is_some() || message.is_some() {
+        return (code, message);
+    }
+    // One wrapping object: `{"error": {...}}`, `{"badRequest": {...}}`.
+    let mut nested = response.map.values().filter_map(|value| match value {
+        Value::Object(map) => Some(Obj::new(map)),
+        _ => None,
+    });
+    match (nested.next(), nested.next()) {
+        (Some(inner), None) => read(&inner),
+        _ => (None, None),
+    }
+}
+
+/// Console logins: `message.login.login_protect.status` is `on` when the
+/// second factor (virtual MFA, SMS or e-mail code) was required, `off` when
+/// the password alone was enough.
+fn login_protection(obj: &Obj<'_>) -> Option<bool> {
+    let protect = obj.obj("message")?.obj("login")?.obj("login_protect")?;
+    let status = protect.get("status").or_else(|| protect.get("enabled"))?;
+    match crate::event::lenient::text_of(status)?.to_ascii_lowercase().as_str() {
+        "on" | "enabled" => Some(true),
+        "off" | "disabled" => Some(false),
+        other => crate::event::lenient::bool_of(&Value::String(other.to_string())),
+    }
 }
