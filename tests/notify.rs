@@ -1101,7 +1101,7 @@ fn bad_notification_config_is_named_at_start() {
         ),
         (
             "[[notify.topics]]\nname = \"a\"\non = [\"closed\"]\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"http://x/\"\n",
-            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\" or \"status\"",
+            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\", \"status\" or \"policy\"",
         ),
     ];
     for (config, expected) in cases {
