@@ -33,6 +33,7 @@ use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
 use crate::source::{ChunkBatch, FileCheckpoint};
+use crate::terminal::show;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -299,21 +300,26 @@ impl MatchSink for PrintSink {
                     self.header_done = true;
                     writeln!(
                         self.out,
-                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} SOURCE IP",
-                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACTION"
+                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<22} {:<34} SOURCE IP",
+                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACCESS KEY", "ACTION"
                     )
                 };
+                // Matches are printed as they come, so the columns have fixed
+                // widths: longer values are cut with `…`, and event text is
+                // escaped (it is whatever the caller put in the record).
+                let key = event.access_key_id().map_or_else(|| "-".to_string(), mask_access_key);
                 header.and_then(|_| {
                     writeln!(
                         self.out,
-                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} {}",
+                        "{:<24} {:<6} {:<34.34} {:<7} {:<28.28} {:<22.22} {:<34.34} {}",
                         crate::alarm::store::timestamp(event.time),
                         rule.level.as_str(),
-                        rule.id,
+                        show(&rule.id),
                         event.provider.as_str(),
-                        truncate(event.principal_display(), 28),
-                        truncate(&format!("{}.{}", event.service, event.action), 34),
-                        event.source_ip_text().unwrap_or("-")
+                        show(event.principal_display()),
+                        show(&key),
+                        show(&format!("{}.{}", event.service, event.action)),
+                        show(event.source_ip_text().unwrap_or("-"))
                     )
                 })
             }
@@ -333,16 +339,6 @@ impl MatchSink for PrintSink {
 impl Drop for PrintSink {
     fn drop(&mut self) {
         let _ = self.out.flush();
-    }
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-        out.push('…');
-        out
     }
 }
 
@@ -603,7 +599,7 @@ pub fn normalize_paths(
         },
         &mut |letter| {
             malformed += 1;
-            eprintln!("{}: {}", letter.origin, letter.reason);
+            eprintln!("{}: {}", show(&letter.origin.to_string()), show(&letter.reason));
         },
     )?;
     match write_error {
