@@ -570,9 +570,22 @@ fn restore_default_sigpipe() {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+/// Logging from `log.level`, or from `TRAILWARDEN_LOG` when it is set. A
+/// filter that would silently switch logging off is an error naming where it
+/// came from (`log.level` is checked with the rest of the configuration).
+fn init_logging(settings: &Settings) -> Result<()> {
+    let text = match std::env::var_os("TRAILWARDEN_LOG") {
+        Some(value) if !value.is_empty() => {
+            let text = value
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("environment variable TRAILWARDEN_LOG: the value is not valid UTF-8"))?;
+            trailwarden::config::check_log_filter(&text)
+                .map_err(|problem| anyhow::anyhow!("environment variable TRAILWARDEN_LOG = {text:?}: {problem}"))?;
+            text
+        }
+        _ => settings.log.level.clone(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&text).with_context(|| format!("log filter {text:?}"))?;
     // Colours only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -584,6 +597,7 @@ fn init_logging(settings: &Settings) {
         // Event fields reach log lines: escaped like every human-readable output.
         let _ = builder.fmt_fields(terminal::log_fields()).try_init();
     }
+    Ok(())
 }
 
 fn api_command(command: ApiCommand) -> Result<ExitCode> {
@@ -616,7 +630,7 @@ fn api_command(command: ApiCommand) -> Result<ExitCode> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
-    init_logging(&settings);
+    init_logging(&settings)?;
     match cli.command {
         Command::Run { db, once } => run_daemon(settings, db, once),
         Command::Replay { paths, format, db } => {
@@ -1053,7 +1067,11 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             let alarm = &detail.alarm.alarm;
             let identity = &alarm.identity;
             println!("alarm {}: {} [{}]", alarm.id, show(&alarm.title), show(&alarm.level));
-            println!("  rule:        {} (version {})", show(&alarm.rule), show(&alarm.rule_hash));
+            println!(
+                "  rule:        {} (version {})",
+                show(&alarm.rule),
+                show(&alarm.rule_hash)
+            );
             println!("  status:      {}", show(&alarm.status));
             println!(
                 "  account:     {} [{}]",
@@ -1600,7 +1618,11 @@ fn account_text(identity: &trailwarden::alarm::store::AlarmIdentity) -> String {
     let mut text = format!(
         "{} {}",
         identity.provider,
-        identity.account_id.as_deref().filter(|id| !id.is_empty()).unwrap_or("-")
+        identity
+            .account_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .unwrap_or("-")
     );
     if let Some(name) = identity.account_name.as_deref().filter(|name| !name.is_empty()) {
         text.push_str(&format!(" ({name})"));

@@ -173,7 +173,8 @@ fn human_output_shows_control_and_bidi_characters_escaped_and_json_keeps_them_ex
 
     // JSON is data: the same fields come out exactly as they went in.
     let detail: Value =
-        serde_json::from_slice(&ok(&config, &["alarms", "show", &id, "--db", db_arg, "--format", "json"]).stdout).unwrap();
+        serde_json::from_slice(&ok(&config, &["alarms", "show", &id, "--db", db_arg, "--format", "json"]).stdout)
+            .unwrap();
     assert_eq!(detail["principal_name"], HOSTILE_NAME);
     assert_eq!(detail["calls"][0]["source_ip"], HOSTILE_IP);
     assert_eq!(detail["history"][0]["reason"], "fine\u{1b}[2K\u{202e}");
@@ -233,7 +234,10 @@ fn tables_name_title_account_and_key_count_in_words_and_stay_aligned() {
         serde_json::from_slice(&ok(&config, &["alarms", "list", "--db", db_arg, "--format", "json"]).stdout).unwrap();
     for alarm in &alarms {
         let count = alarm["count"].as_u64().unwrap();
-        let show = stdout(&ok(&config, &["alarms", "show", &alarm["id"].to_string(), "--db", db_arg]));
+        let show = stdout(&ok(
+            &config,
+            &["alarms", "show", &alarm["id"].to_string(), "--db", db_arg],
+        ));
         let expected = if count == 1 {
             "(1 time)".to_string()
         } else {
@@ -251,7 +255,10 @@ fn tables_name_title_account_and_key_count_in_words_and_stay_aligned() {
     let traces = stdout(&ok(&config, &["traces", "--db", db_arg]));
     let lines: Vec<&str> = traces.lines().collect();
     assert_eq!(lines.len(), 4, "{traces}");
-    assert!(traces.contains("svc-xxx") && traces.contains('…') && !traces.contains(&long_name), "{traces}");
+    assert!(
+        traces.contains("svc-xxx") && traces.contains('…') && !traces.contains(&long_name),
+        "{traces}"
+    );
     for header in ["METHOD", "ACTION", "STATUS", "SOURCE IP"] {
         let column = column_of(lines[0], header).unwrap();
         let value = match header {
@@ -282,6 +289,9 @@ fn an_empty_dead_letter_list_says_so_in_table_format_only() {
     );
     let table = ok(&config, &["dead-letters", "--db", db.to_str().unwrap()]);
     assert!(stdout(&table).starts_with("no dead letters in "), "{}", stdout(&table));
-    let jsonl = ok(&config, &["dead-letters", "--db", db.to_str().unwrap(), "--format", "jsonl"]);
+    let jsonl = ok(
+        &config,
+        &["dead-letters", "--db", db.to_str().unwrap(), "--format", "jsonl"],
+    );
     assert!(jsonl.stdout.is_empty(), "{}", stdout(&jsonl));
 }
