@@ -45,6 +45,16 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("{path}: no such file or directory")]
     MissingPath { path: PathBuf },
+    #[error(
+        "no alarm store at {} ({given}): nothing was created; check the path (`run`, `replay --db` and the commands that add data create a store)",
+        path.display()
+    )]
+    NoStore {
+        /// Absolute, so a mistyped relative path is obvious.
+        path: PathBuf,
+        /// Where the path came from: `--db` or `store.path` in a config.
+        given: String,
+    },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("alarm {0} not found")]
@@ -611,10 +621,28 @@ pub fn normalize_paths(
     }
 }
 
-/// Open the store a command reads (`--db` or the configured one).
+/// Open the store a command writes (`--db` or the configured one), creating
+/// it when it does not exist.
 pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
     let path = db.unwrap_or(&settings.store.path);
     Ok(Store::open(path, store_options(settings))?)
+}
+
+/// Open the store a command reads, or whose existing rows it changes. One
+/// that does not exist is refused and not created: opening a mistyped path
+/// would make an empty store and report "nothing found" (or "chain ok").
+pub fn open_existing_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
+    let path = db.unwrap_or(&settings.store.path);
+    if !path.is_file() {
+        return Err(AppError::NoStore {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            given: match db {
+                Some(_) => "from --db".to_string(),
+                None => format!("from `store.path` in {}", settings.origin),
+            },
+        });
+    }
+    open_store(settings, Some(path))
 }
 
 /// Alarms for output: keys masked, key remarks attached.

@@ -653,7 +653,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alarms { command } => alarms(&settings, command),
         Command::Store { command } => store_command(&settings, command),
         Command::DeadLetters { db, limit, format } => {
-            let store = app::open_store(&settings, db.as_deref())?;
+            let store = app::open_existing_store(&settings, db.as_deref())?;
             // Unreadable records can quote access keys: the ones recognisable by prefix are masked.
             let letters = app::list_dead_letters(&store, limit)?;
             if format == Format::Table {
@@ -705,7 +705,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .transpose()?,
                 top: top.max(1),
             };
-            let store = app::open_store(&settings, db.as_deref())?;
+            let store = app::open_existing_store(&settings, db.as_deref())?;
             let mut report = app::activity_report(&store, &query)?;
             // Keys leave the store masked.
             app::mask_activity_report(&mut report);
@@ -746,7 +746,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .transpose()?,
                 limit,
             };
-            let store = app::open_store(&settings, db.as_deref())?;
+            let store = app::open_existing_store(&settings, db.as_deref())?;
             let mut traces = app::list_traces(&store, &filter)?;
             // Keys leave the store masked, in the trace and in its raw record.
             app::mask_traces(&mut traces);
@@ -999,7 +999,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             {
                 anyhow::bail!("--status {status}: use unprocessed, processed or ignored");
             }
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let filter = AlarmFilter {
                 status,
                 min_level,
@@ -1057,7 +1057,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AlarmsCommand::Show { id, db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let detail = app::show_alarm(&store, id)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
@@ -1160,7 +1160,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
         } => {
             let to = Status::parse(&status)
                 .with_context(|| format!("status {status:?}: use unprocessed, processed or ignored"))?;
-            let mut store = app::open_store(settings, db.as_deref())?;
+            let mut store = app::open_existing_store(settings, db.as_deref())?;
             let change = store.set_status(id, to, &actor, &reason)?;
             println!(
                 "alarm {id}: {} → {} by {} at {}",
@@ -1200,7 +1200,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
                 }
                 None => None,
             };
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let report = store.verify_chain(anchor.as_ref().map(|(seq, hash)| (*seq, hash.as_str())))?;
             let head = report
                 .head
@@ -1225,7 +1225,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
             Ok(ExitCode::from(1))
         }
         StoreCommand::Head { db } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             match store.chain_head()? {
                 Some((seq, hash)) => println!("{seq}:{hash}"),
                 None => println!("empty"),
@@ -1233,7 +1233,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Backup { path, db } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             store.backup_to(&path)?;
             println!("backup written to {}", path.display());
             Ok(ExitCode::SUCCESS)
@@ -1340,7 +1340,7 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::List { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let policies = app::allowlist_list(&store)?;
             if format == Format::Table {
                 print_policies(&policies);
@@ -1350,13 +1350,13 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Remove { id, db } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             app::allowlist_remove(&store, id)?;
             println!("allowlist policy {id} removed");
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Report { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let report = app::allowlist_report(&store)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -1388,13 +1388,13 @@ fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<ExitCod
         }
         RemarkCommand::Remove { kind, value, db } => {
             let kind = remark_kind(&kind)?;
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             assets::remove_remark(store.connection(), kind, &value).map_err(app::AppError::from)?;
             println!("remark on {} removed", kind.as_str());
             Ok(ExitCode::SUCCESS)
         }
         RemarkCommand::List { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let remarks = app::remark_list(&store)?;
             if format != Format::Table {
                 return print_json_rows(&remarks, format).map(|_| ExitCode::SUCCESS);
@@ -1449,7 +1449,7 @@ fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCod
             })
         }
         AssetsCommand::List { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let assets = assets::list_assets(store.connection()).map_err(app::AppError::from)?;
             if format != Format::Table {
                 return print_json_rows(&assets, format).map(|_| ExitCode::SUCCESS);
@@ -1768,7 +1768,7 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             {
                 anyhow::bail!("--status {status}: expected one of {}", outbox::STATUSES.join(", "));
             }
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let rows = outbox::list(
                 store.connection(),
                 &outbox::DeliveryFilter {
@@ -1833,7 +1833,7 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         NotifyCommand::Resend { db, ids, all_failed } => {
-            let mut store = app::open_store(settings, db.as_deref())?;
+            let mut store = app::open_existing_store(settings, db.as_deref())?;
             let requeued = outbox::resend(store.connection_mut(), &ids, all_failed)?;
             let mut code = ExitCode::SUCCESS;
             for id in &ids {

@@ -295,3 +295,143 @@ fn an_empty_dead_letter_list_says_so_in_table_format_only() {
     );
     assert!(jsonl.stdout.is_empty(), "{}", stdout(&jsonl));
 }
+
+#[test]
+fn read_only_commands_refuse_a_missing_store_by_path_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let typo = dir.path().join("stroe.db");
+    let typo_arg = typo.to_str().unwrap();
+    let read_only: [&[&str]; 14] = [
+        &["store", "verify"],
+        &["store", "head"],
+        &["alarms", "list"],
+        &["alarms", "show", "1"],
+        &[
+            "alarms",
+            "set-status",
+            "1",
+            "processed",
+            "--actor",
+            "a",
+            "--reason",
+            "r",
+        ],
+        &["activity"],
+        &["traces"],
+        &["dead-letters"],
+        &["allowlist", "list"],
+        &["allowlist", "report"],
+        &["remark", "list"],
+        &["assets", "list"],
+        &["notify", "deliveries"],
+        &["notify", "resend", "1"],
+    ];
+    for command in read_only {
+        let mut args = command.to_vec();
+        args.extend(["--db", typo_arg]);
+        let output = run_in(&config, &args);
+        assert_eq!(output.status.code(), Some(1), "{command:?}: {}", stdout(&output));
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("no alarm store at {typo_arg}")) && message.contains("from --db"),
+            "{command:?}: {message}"
+        );
+        assert!(!typo.exists(), "{command:?} created {typo_arg}");
+    }
+    // The configured store is named with the key and file it came from.
+    let output = run_in(&config, &["store", "verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("from `store.path` in") && stderr(&output).contains("config.toml"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("store.db").exists());
+    // Commands that add data still make a new store.
+    let fresh = dir.path().join("fresh.db");
+    ok(
+        &config,
+        &[
+            "remark",
+            "set",
+            "ip",
+            "10.0.0.1",
+            "jump host",
+            "--db",
+            fresh.to_str().unwrap(),
+        ],
+    );
+    assert!(fresh.exists());
+    let verify = ok(&config, &["store", "verify", "--db", fresh.to_str().unwrap()]);
+    assert!(stdout(&verify).starts_with("chain ok"), "{}", stdout(&verify));
+}
+
+#[test]
+fn a_missing_rules_directory_is_named_absolutely_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let missing = dir.path().join("rulez");
+    std::fs::write(&config, format!("[rules]\ndir = \"rulez\"\n[log]\nlevel = \"warn\"\n")).unwrap();
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", config.to_str().unwrap(), "rules", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("cannot read rules directory {}: ", missing.display())) && text.contains("No such file"),
+        "{text}"
+    );
+    assert!(!text.contains(":0:0"), "{text}");
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", config.to_str().unwrap(), "replay", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains(&format!("cannot read rules directory {}", missing.display())),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn environment_and_log_filter_mistakes_are_named_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let with_env = |name: &str, value: &str| {
+        Command::new(BIN)
+            .current_dir(repo())
+            .env_remove("TRAILWARDEN_LOG")
+            .env(name, value)
+            .args(["--config", config.to_str().unwrap(), "rules", "list"])
+            .output()
+            .unwrap()
+    };
+    let output = with_env("TRAILWARDEN__STORE__PAHT", "x");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("environment variable TRAILWARDEN__STORE__PAHT")
+            && !stderr(&output).contains("config.toml"),
+        "{}",
+        stderr(&output)
+    );
+    let output = with_env("TRAILWARDEN__PIPELINE__BATCH_EVENTS", "0");
+    assert!(
+        stderr(&output).contains("TRAILWARDEN__PIPELINE__BATCH_EVENTS")
+            && stderr(&output).contains("pipeline.batch_events"),
+        "{}",
+        stderr(&output)
+    );
+    for (name, value) in [("TRAILWARDEN__LOG__LEVEL", "warnn"), ("TRAILWARDEN_LOG", "warnn")] {
+        let output = with_env(name, value);
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        assert!(
+            stderr(&output).contains(name) && stderr(&output).contains("off, error, warn, info, debug, trace"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
