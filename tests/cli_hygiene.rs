@@ -372,7 +372,7 @@ fn a_missing_rules_directory_is_named_absolutely_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "");
     let missing = dir.path().join("rulez");
-    std::fs::write(&config, format!("[rules]\ndir = \"rulez\"\n[log]\nlevel = \"warn\"\n")).unwrap();
+    std::fs::write(&config, "[rules]\ndir = \"rulez\"\n[log]\nlevel = \"warn\"\n").unwrap();
     let output = Command::new(BIN)
         .current_dir(dir.path())
         .args(["--config", config.to_str().unwrap(), "rules", "validate"])

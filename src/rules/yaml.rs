@@ -181,8 +181,7 @@ fn locate(text: &str, error: &serde_saphyr::Error) -> SyntaxError {
     // The innermost bracket opened on an earlier line and never closed.
     let unclosed_bracket = openings
         .iter()
-        .filter(|opening| opening.is_flow() && opening.closed.is_none() && opening.at.line < noticed.line)
-        .next_back();
+        .rfind(|opening| opening.is_flow() && opening.closed.is_none() && opening.at.line < noticed.line);
     if let Some(opening) = unclosed_bracket {
         return SyntaxError {
             loc: opening.at,
