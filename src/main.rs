@@ -549,11 +549,7 @@ fn main() -> ExitCode {
         Err(error) => {
             // Errors quote file names, record text and rule files: escaped
             // line by line, so multi-line diagnostics keep their lines.
-            let text = format!("{error:#}");
-            for (index, line) in text.lines().enumerate() {
-                let prefix = if index == 0 { "error: " } else { "" };
-                eprintln!("{prefix}{}", show(line));
-            }
+            eprintln!("error: {}", terminal::escape_lines(&format!("{error:#}")));
             ExitCode::from(1)
         }
     }
@@ -1660,7 +1656,7 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 Err(app::AppError::Rules { diagnostics, .. }) => {
                     let count = diagnostics.len();
                     for diagnostic in diagnostics.sorted() {
-                        println!("{}", show(&diagnostic.to_string()));
+                        println!("{}", terminal::escape_lines(&diagnostic.to_string()));
                     }
                     println!("{count} problem{}", if count == 1 { "" } else { "s" });
                     Ok(ExitCode::from(1))
@@ -1690,7 +1686,7 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                         show(&outcome.name),
                         show(&outcome.file),
                         outcome.loc,
-                        show(&outcome.detail)
+                        terminal::escape_lines(&outcome.detail)
                     );
                 }
             }

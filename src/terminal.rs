@@ -85,6 +85,16 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Multi-line text of our own making (an error with its diagnostics, a test
+/// failure with one line per event) escaped line by line: its line breaks
+/// stay, anything inside a line is escaped as by `escape`.
+pub fn escape_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| escape(line.strip_suffix('\r').unwrap_or(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Columns `text` takes on a terminal, once escaped.
 pub fn width(text: &str) -> usize {
     escape(text).chars().map(char_width).sum()
@@ -344,6 +354,7 @@ mod tests {
         assert_eq!(escape("zero\u{200b}width\u{feff}"), "zero\\u{200b}width\\u{feff}");
         assert_eq!(escape("tag\u{e0041}"), "tag\\u{e0041}");
         assert_eq!(escape("two\nlines\r\tx"), "two\\nlines\\r\\tx");
+        assert_eq!(escape_lines("a\x1b\n  b\r\nc\u{202e}"), "a\\x1b\n  b\nc\\u{202e}");
         // Ordinary non-ASCII text is data, not an attack.
         assert_eq!(escape("张三 Zoë ✓"), "张三 Zoë ✓");
         let every: String = ('\0'..='\u{10FFFF}').filter(|c| needs_escape(*c)).collect();

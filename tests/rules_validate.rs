@@ -135,6 +135,8 @@ fn ten_kinds_of_mistakes_are_all_reported_with_locations() {
         assert!(found, "missing `{file}{location} … {message}` in:\n{text}");
     }
     assert!(text.contains("\n10 problems"), "exactly ten problems:\n{text}");
+    // A failing test lists its events one per line (escaping keeps our own line breaks).
+    assert!(text.lines().any(|line| line.starts_with("      - missing ")), "{text}");
 }
 
 #[test]
