@@ -34,6 +34,7 @@ use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
 use crate::source::{ChunkBatch, FileCheckpoint};
+use crate::terminal::show;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -45,6 +46,16 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("{path}: no such file or directory")]
     MissingPath { path: PathBuf },
+    #[error(
+        "no alarm store at {} ({given}): nothing was created; check the path (`run`, `replay --db` and the commands that add data create a store)",
+        path.display()
+    )]
+    NoStore {
+        /// Absolute, so a mistyped relative path is obvious.
+        path: PathBuf,
+        /// Where the path came from: `--db` or `store.path` in a config.
+        given: String,
+    },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("alarm {0} not found")]
@@ -310,21 +321,26 @@ impl MatchSink for PrintSink {
                     self.header_done = true;
                     writeln!(
                         self.out,
-                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} SOURCE IP",
-                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACTION"
+                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<22} {:<34} SOURCE IP",
+                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACCESS KEY", "ACTION"
                     )
                 };
+                // Matches are printed as they come, so the columns have fixed
+                // widths: longer values are cut with `…`, and event text is
+                // escaped (it is whatever the caller put in the record).
+                let key = event.access_key_id().map_or_else(|| "-".to_string(), mask_access_key);
                 header.and_then(|_| {
                     writeln!(
                         self.out,
-                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<34} {}",
+                        "{:<24} {:<6} {:<34.34} {:<7} {:<28.28} {:<22.22} {:<34.34} {}",
                         crate::alarm::store::timestamp(event.time),
                         rule.level.as_str(),
-                        rule.id,
+                        show(&rule.id),
                         event.provider.as_str(),
-                        truncate(event.principal_display(), 28),
-                        truncate(&format!("{}.{}", event.service, event.action), 34),
-                        event.source_ip_text().unwrap_or("-")
+                        show(event.principal_display()),
+                        show(&key),
+                        show(&format!("{}.{}", event.service, event.action)),
+                        show(event.source_ip_text().unwrap_or("-"))
                     )
                 })
             }
@@ -344,16 +360,6 @@ impl MatchSink for PrintSink {
 impl Drop for PrintSink {
     fn drop(&mut self) {
         let _ = self.out.flush();
-    }
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-        out.push('…');
-        out
     }
 }
 
@@ -615,7 +621,7 @@ pub fn normalize_paths(
         },
         &mut |letter| {
             malformed += 1;
-            eprintln!("{}: {}", letter.origin, letter.reason);
+            eprintln!("{}: {}", show(&letter.origin.to_string()), show(&letter.reason));
         },
     )?;
     match write_error {
@@ -627,10 +633,28 @@ pub fn normalize_paths(
     }
 }
 
-/// Open the store a command reads (`--db` or the configured one).
+/// Open the store a command writes (`--db` or the configured one), creating
+/// it when it does not exist.
 pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
     let path = db.unwrap_or(&settings.store.path);
     Ok(Store::open(path, store_options(settings))?)
+}
+
+/// Open the store a command reads, or whose existing rows it changes. One
+/// that does not exist is refused and not created: opening a mistyped path
+/// would make an empty store and report "nothing found" (or "chain ok").
+pub fn open_existing_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
+    let path = db.unwrap_or(&settings.store.path);
+    if !path.is_file() {
+        return Err(AppError::NoStore {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            given: match db {
+                Some(_) => "from --db".to_string(),
+                None => format!("from `store.path` in {}", settings.origin),
+            },
+        });
+    }
+    open_store(settings, Some(path))
 }
 
 /// Alarms for output: keys masked, key remarks attached.

@@ -430,33 +430,38 @@ impl Settings {
         Settings::from_toml(&origin, &text, true)
     }
 
-    /// Parse settings from TOML text (with or without environment overrides).
+    /// Parse settings from TOML text (with or without the process's
+    /// `TRAILWARDEN__*` environment overrides).
     pub fn from_toml(origin: &str, text: &str, environment: bool) -> Result<Settings, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+        let variables = if environment {
+            environment_overrides(std::env::vars_os())?
+        } else {
+            Vec::new()
+        };
+        Settings::from_sources(origin, text, &variables)
+    }
+
+    /// Parse settings from TOML text and `TRAILWARDEN__*` variables (name, value).
+    /// A mistake is blamed on where it is: the file's own keys on the file, an
+    /// unknown key or a value of the wrong type on the variable that set it,
+    /// and a bad value on the variable whose key it names, else on the file.
+    pub fn from_sources(origin: &str, text: &str, variables: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let invalid = |origin: &str, message: String| ConfigError::Invalid {
             origin: origin.to_string(),
             message,
         };
-        let mut builder = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
-        if environment {
-            builder = builder.add_source(
-                config::Environment::with_prefix("TRAILWARDEN")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("source.files.paths")
-                    .with_list_parse_key("source.kafka.topics")
-                    .with_list_parse_key("rules.disabled")
-                    .with_list_parse_key("rules.disabled_tags")
-                    .with_list_parse_key("rules.enabled")
-                    .with_list_parse_key("rules.overrides")
-                    .try_parsing(true),
-            );
+        raw_config(text, &[]).map_err(|message| invalid(origin, message))?;
+        for variable in variables {
+            raw_config("", std::slice::from_ref(variable))
+                .map_err(|message| invalid(&format!("environment variable {}", variable.0), message))?;
         }
-        let raw: RawConfig = builder
-            .build()
-            .and_then(|built| built.try_deserialize())
-            .map_err(|error| invalid(error.to_string()))?;
-        Settings::validate(origin, raw).map_err(invalid)
+        let raw = raw_config(text, variables)
+            .map_err(|message| invalid(&format!("{origin} with its TRAILWARDEN__* overrides"), message))?;
+        Settings::validate(origin, raw).map_err(|message| {
+            let blamed = blamed_variable(variables, &message)
+                .map_or_else(|| origin.to_string(), |name| format!("environment variable {name}"));
+            invalid(&blamed, message)
+        })
     }
 
     fn validate(origin: &str, raw: RawConfig) -> Result<Settings, String> {
@@ -476,7 +481,11 @@ impl Settings {
                 .map(PathBuf::from)
                 .collect(),
             watch: raw.source.files.watch.unwrap_or(true),
-            poll_interval: duration("source.files.poll_interval", raw.source.files.poll_interval, "2s")?,
+            poll_interval: not_zero(
+                "source.files.poll_interval",
+                duration("source.files.poll_interval", raw.source.files.poll_interval, "2s")?,
+                "how often watched directories are rescanned",
+            )?,
             settle: duration("source.files.settle", raw.source.files.settle, "1s")?,
             max_document_bytes: usize::try_from(raw.source.files.max_document_bytes.unwrap_or(256 << 20))
                 .map_err(|_| "`source.files.max_document_bytes` is too large".to_string())?,
@@ -503,8 +512,17 @@ impl Settings {
         let backup = match raw.store.backup.dir.map(|dir| dir.trim().to_string()) {
             Some(dir) if !dir.is_empty() => Some(BackupSettings {
                 dir: PathBuf::from(dir),
-                interval: duration("store.backup.interval", raw.store.backup.interval, "24h")?,
-                keep: raw.store.backup.keep.unwrap_or(7).max(1),
+                interval: not_zero(
+                    "store.backup.interval",
+                    duration("store.backup.interval", raw.store.backup.interval, "24h")?,
+                    "the time between two scheduled backups",
+                )?,
+                keep: at_least(
+                    "store.backup.keep",
+                    raw.store.backup.keep.unwrap_or(7),
+                    1,
+                    "backups kept; set `store.backup.dir` = \"\" to make none",
+                )?,
             }),
             _ => None,
         };
@@ -512,24 +530,64 @@ impl Settings {
             path: PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
             samples_per_alarm: raw.store.samples_per_alarm.unwrap_or(10),
             synchronous_full,
-            chain_log_interval: duration("store.chain_log_interval", raw.store.chain_log_interval, "1h")?,
+            chain_log_interval: not_zero(
+                "store.chain_log_interval",
+                duration("store.chain_log_interval", raw.store.chain_log_interval, "1h")?,
+                "how often the chain head is logged",
+            )?,
             backup,
             count_on_ignored: raw.alarms.count_on_ignored.unwrap_or(true),
         };
         let pipeline = PipelineSettings {
-            batch_events: raw.pipeline.batch_events.unwrap_or(2000).max(1),
-            channel_batches: raw.pipeline.channel_batches.unwrap_or(8).max(1),
+            batch_events: at_least(
+                "pipeline.batch_events",
+                raw.pipeline.batch_events.unwrap_or(2000),
+                1,
+                "events per store transaction",
+            )?,
+            channel_batches: at_least(
+                "pipeline.channel_batches",
+                raw.pipeline.channel_batches.unwrap_or(8),
+                1,
+                "batches queued between stages",
+            )?,
             store_retries: raw.pipeline.store_retries.unwrap_or(5),
             allowed_lateness: duration("pipeline.allowed_lateness", raw.pipeline.allowed_lateness, "5m")?,
             max_hold: duration("pipeline.max_hold", raw.pipeline.max_hold, "30s")?,
-            max_buffered_events: raw.pipeline.max_buffered_events.unwrap_or(100_000).max(1),
-            shutdown_deadline: duration("pipeline.shutdown_deadline", raw.pipeline.shutdown_deadline, "30s")?,
+            max_buffered_events: at_least(
+                "pipeline.max_buffered_events",
+                raw.pipeline.max_buffered_events.unwrap_or(100_000),
+                1,
+                "events held for reordering",
+            )?,
+            shutdown_deadline: not_zero(
+                "pipeline.shutdown_deadline",
+                duration("pipeline.shutdown_deadline", raw.pipeline.shutdown_deadline, "30s")?,
+                "the time a stopping daemon has to commit what it read",
+            )?,
         };
         let state = StateSettings {
-            max_entries: raw.state.max_entries.unwrap_or(500_000).max(100),
-            key_ttl: duration("state.key_ttl", raw.state.key_ttl, "400d")?,
-            principal_ttl: duration("state.principal_ttl", raw.state.principal_ttl, "30d")?,
-            first_seen_ttl: duration("state.first_seen_ttl", raw.state.first_seen_ttl, "90d")?,
+            max_entries: at_least(
+                "state.max_entries",
+                raw.state.max_entries.unwrap_or(500_000),
+                100,
+                "entries per state table; fewer would forget keys and principals within minutes",
+            )?,
+            key_ttl: not_zero(
+                "state.key_ttl",
+                duration("state.key_ttl", raw.state.key_ttl, "400d")?,
+                "how long a key's last use is remembered",
+            )?,
+            principal_ttl: not_zero(
+                "state.principal_ttl",
+                duration("state.principal_ttl", raw.state.principal_ttl, "30d")?,
+                "how long a principal's creation is remembered",
+            )?,
+            first_seen_ttl: not_zero(
+                "state.first_seen_ttl",
+                duration("state.first_seen_ttl", raw.state.first_seen_ttl, "90d")?,
+                "how long a first-seen tuple is remembered",
+            )?,
         };
         let zone_name = raw.rules.timezone.unwrap_or_else(|| "Asia/Shanghai".into());
         let timezone = zone_name.parse::<Tz>().map_err(|_| {
@@ -562,11 +620,7 @@ impl Settings {
             }
         };
         let level = raw.log.level.unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            return Err(format!(
-                "`log.level` = \"{level}\" is not a log filter (e.g. info, debug, trailwarden=debug)"
-            ));
-        }
+        check_log_filter(&level).map_err(|problem| format!("`log.level` = \"{level}\": {problem}"))?;
         let activity = ActivitySettings {
             enabled: raw.activity.enabled.unwrap_or(true),
         };
@@ -767,16 +821,152 @@ fn kafka_settings(raw: RawKafka, required: bool, duration: &DurationParser<'_>) 
         topics,
         group_id,
         start,
-        batch_messages: raw.batch_messages.unwrap_or(2000).max(1),
-        batch_wait: duration("source.kafka.batch_wait", raw.batch_wait, "500ms")?,
+        batch_messages: at_least(
+            "source.kafka.batch_messages",
+            raw.batch_messages.unwrap_or(2000),
+            1,
+            "messages per micro-batch",
+        )?,
+        batch_wait: not_zero(
+            "source.kafka.batch_wait",
+            duration("source.kafka.batch_wait", raw.batch_wait, "500ms")?,
+            "the longest a micro-batch waits to fill up",
+        )?,
         max_message_bytes,
         dead_letter_topic: raw
             .dead_letter_topic
             .map(|topic| topic.trim().to_string())
             .filter(|topic| !topic.is_empty()),
-        rebalance_timeout: duration("source.kafka.rebalance_timeout", raw.rebalance_timeout, "60s")?,
+        rebalance_timeout: not_zero(
+            "source.kafka.rebalance_timeout",
+            duration("source.kafka.rebalance_timeout", raw.rebalance_timeout, "60s")?,
+            "the time a revoked partition's batch has to commit",
+        )?,
         properties,
     })
+}
+
+/// Prefix of environment overrides (matched ignoring case, like the `config` crate does).
+const ENVIRONMENT_PREFIX: &str = "trailwarden__";
+
+/// The `TRAILWARDEN__*` variables of the process, sorted by name. A value that
+/// is not UTF-8 is refused here, by name.
+fn environment_overrides(
+    variables: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut found = Vec::new();
+    for (name, value) in variables {
+        let Some(name) = name.to_str() else { continue };
+        if !name.to_ascii_lowercase().starts_with(ENVIRONMENT_PREFIX) {
+            continue;
+        }
+        let value = value.into_string().map_err(|_| ConfigError::Invalid {
+            origin: format!("environment variable {name}"),
+            message: "the value is not valid UTF-8".into(),
+        })?;
+        found.push((name.to_string(), value));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The dotted key a `TRAILWARDEN__SECTION__KEY` variable sets (`section.key`).
+fn variable_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+        .get(ENVIRONMENT_PREFIX.len()..)
+        .unwrap_or_default()
+        .replace("__", ".")
+}
+
+/// Deserialize the file text with `variables` over it.
+fn raw_config(text: &str, variables: &[(String, String)]) -> Result<RawConfig, String> {
+    let mut builder = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
+    if !variables.is_empty() {
+        builder = builder.add_source(
+            config::Environment::with_prefix("TRAILWARDEN")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("source.files.paths")
+                .with_list_parse_key("source.kafka.topics")
+                .with_list_parse_key("rules.disabled")
+                .with_list_parse_key("rules.disabled_tags")
+                .with_list_parse_key("rules.enabled")
+                .with_list_parse_key("rules.overrides")
+                .try_parsing(true)
+                .source(Some(variables.iter().cloned().collect())),
+        );
+    }
+    builder
+        .build()
+        .and_then(|built| built.try_deserialize())
+        .map_err(|error| error.to_string())
+}
+
+/// The variable that set the key a validation message names in backquotes
+/// (`pipeline.batch_events`, or a section such as `source.kafka.properties`).
+fn blamed_variable<'v>(variables: &'v [(String, String)], message: &str) -> Option<&'v str> {
+    let named: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let sets = |key: &str, name: &str| key == name || key.starts_with(&format!("{name}."));
+    variables
+        .iter()
+        .find(|(variable, _)| named.iter().any(|name| sets(&variable_key(variable), name)))
+        .map(|(variable, _)| variable.as_str())
+}
+
+/// Log levels, most to least severe.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Check a log filter (`log.level`, `TRAILWARDEN_LOG`): comma-separated
+/// directives, each a level or `target=level`. tracing's own syntax also reads
+/// a bare word as a target with every level on, so a misspelt level
+/// (`warnn`) would switch all other logging off without a word: refused here.
+pub fn check_log_filter(text: &str) -> Result<(), String> {
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word.trim()));
+    let syntax = format!(
+        "use a level ({}) or target=level directives separated by commas, e.g. \"info,trailwarden::pipeline=debug\"",
+        LOG_LEVELS.join(", ")
+    );
+    if text.trim().is_empty() {
+        return Err(format!("is empty; {syntax} (\"off\" silences logging)"));
+    }
+    for directive in text.split(',').map(str::trim).filter(|directive| !directive.is_empty()) {
+        // The level follows the last `=` outside a span filter (`target[span{field=value}]=debug`).
+        let tail_start = directive.rfind(']').map_or(0, |at| at + 1);
+        match directive[tail_start..].rfind('=') {
+            Some(at) => {
+                let level = &directive[tail_start + at + 1..];
+                if !is_level(level) {
+                    return Err(format!("`{directive}`: `{level}` is not a level; {syntax}"));
+                }
+            }
+            None if tail_start == 0 && !is_level(directive) => {
+                return Err(format!("`{directive}` is not a level; {syntax}"));
+            }
+            None => {}
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| ())
+        .map_err(|error| format!("is not a log filter ({error}); {syntax}"))
+}
+
+/// `value` when it is at least `min`; else an error naming `key` and saying
+/// what the value is for (`purpose`).
+fn at_least<T: PartialOrd + std::fmt::Display>(key: &str, value: T, min: T, purpose: &str) -> Result<T, String> {
+    if value < min {
+        return Err(format!("`{key}` = {value} must be at least {min} ({purpose})"));
+    }
+    Ok(value)
+}
+
+/// `value` when it is more than zero; else an error naming `key` and saying
+/// what the duration is for.
+fn not_zero(key: &str, value: Duration, purpose: &str) -> Result<Duration, String> {
+    if value.is_zero() {
+        return Err(format!("`{key}` = \"0s\" must be more than 0 ({purpose})"));
+    }
+    Ok(value)
 }
 
 fn parse_offset(text: &str) -> Option<FixedOffset> {
@@ -925,6 +1115,138 @@ mod tests {
             let error = Settings::from_toml("a.toml", &text, false).unwrap_err().to_string();
             assert!(error.contains("a.toml") && error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_misspelt_log_level_is_refused_with_the_levels_and_the_syntax() {
+        for level in ["warnn", "inof", "trailwarden=verbose", ""] {
+            let text = format!("[log]\nlevel = \"{level}\"\n");
+            let error = Settings::from_toml("l.toml", &text, false).unwrap_err().to_string();
+            assert!(
+                error.contains("l.toml") && error.contains("log.level") && error.contains(&format!("\"{level}\"")),
+                "{level}: {error}"
+            );
+            assert!(
+                error.contains("off, error, warn, info, debug, trace") && error.contains("target=level"),
+                "{level}: {error}"
+            );
+        }
+        for level in [
+            "warn",
+            "INFO",
+            "info,trailwarden::pipeline=debug",
+            "off",
+            "trailwarden=trace",
+        ] {
+            let text = format!("[log]\nlevel = \"{level}\"\n");
+            assert!(Settings::from_toml("l.toml", &text, false).is_ok(), "{level}");
+        }
+        assert!(check_log_filter("warn,trailwarden[batch{id=1}]=debug").is_ok());
+    }
+
+    fn variables(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_mistakes_are_blamed_on_the_variable_not_the_file() {
+        let error = |pairs: &[(&str, &str)]| {
+            Settings::from_sources("c.toml", "[store]\npath = \"a.db\"\n", &variables(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let unknown = error(&[("TRAILWARDEN__STORE__PAHT", "x")]);
+        assert!(
+            unknown.contains("environment variable TRAILWARDEN__STORE__PAHT") && unknown.contains("paht"),
+            "{unknown}"
+        );
+        assert!(!unknown.contains("c.toml"), "{unknown}");
+        let section = error(&[("TRAILWARDEN__STOR__PATH", "x")]);
+        assert!(section.contains("TRAILWARDEN__STOR__PATH"), "{section}");
+        let wrong_type = error(&[("TRAILWARDEN__PIPELINE__BATCH_EVENTS", "many")]);
+        assert!(
+            wrong_type.contains("TRAILWARDEN__PIPELINE__BATCH_EVENTS"),
+            "{wrong_type}"
+        );
+        let zero = error(&[
+            ("TRAILWARDEN__LOG__LEVEL", "info"),
+            ("TRAILWARDEN__PIPELINE__BATCH_EVENTS", "0"),
+        ]);
+        assert!(
+            zero.contains("environment variable TRAILWARDEN__PIPELINE__BATCH_EVENTS")
+                && zero.contains("`pipeline.batch_events` = 0"),
+            "{zero}"
+        );
+        let level = error(&[("trailwarden__log__level", "warnn")]);
+        assert!(
+            level.contains("environment variable trailwarden__log__level"),
+            "{level}"
+        );
+        // The file's own mistakes stay the file's, even with variables set.
+        let error = Settings::from_sources(
+            "c.toml",
+            "[pipeline]\nbatch_events = 0\n",
+            &variables(&[("TRAILWARDEN__STORE__PATH", "b.db")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("configuration c.toml:"), "{error}");
+        let settings = Settings::from_sources(
+            "c.toml",
+            "",
+            &variables(&[
+                ("TRAILWARDEN__STORE__PATH", "b.db"),
+                ("TRAILWARDEN__RULES__DISABLED", "a,b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.store.path, PathBuf::from("b.db"));
+        assert_eq!(settings.rules.disabled, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn zero_and_too_small_numbers_are_refused_by_key() {
+        for (text, key) in [
+            ("[pipeline]\nbatch_events = 0\n", "pipeline.batch_events"),
+            ("[pipeline]\nchannel_batches = 0\n", "pipeline.channel_batches"),
+            ("[pipeline]\nmax_buffered_events = 0\n", "pipeline.max_buffered_events"),
+            ("[pipeline]\nshutdown_deadline = \"0s\"\n", "pipeline.shutdown_deadline"),
+            ("[state]\nmax_entries = 5\n", "state.max_entries"),
+            ("[state]\nkey_ttl = \"0s\"\n", "state.key_ttl"),
+            ("[state]\nprincipal_ttl = \"0s\"\n", "state.principal_ttl"),
+            ("[state]\nfirst_seen_ttl = \"0s\"\n", "state.first_seen_ttl"),
+            ("[source.files]\npoll_interval = \"0s\"\n", "source.files.poll_interval"),
+            ("[source.kafka]\nbatch_messages = 0\n", "source.kafka.batch_messages"),
+            ("[source.kafka]\nbatch_wait = \"0ms\"\n", "source.kafka.batch_wait"),
+            (
+                "[source.kafka]\nrebalance_timeout = \"0s\"\n",
+                "source.kafka.rebalance_timeout",
+            ),
+            ("[store]\nchain_log_interval = \"0s\"\n", "store.chain_log_interval"),
+            ("[store.backup]\ndir = \"b\"\nkeep = 0\n", "store.backup.keep"),
+            (
+                "[store.backup]\ndir = \"b\"\ninterval = \"0s\"\n",
+                "store.backup.interval",
+            ),
+        ] {
+            let error = Settings::from_toml("n.toml", text, false).unwrap_err().to_string();
+            assert!(
+                error.contains("n.toml") && error.contains(&format!("`{key}`")) && error.contains("must be"),
+                "{text}: {error}"
+            );
+        }
+        // Zero stays valid where it means something.
+        let settings = Settings::from_toml(
+            "n.toml",
+            "[pipeline]\nstore_retries = 0\nmax_hold = \"0s\"\nallowed_lateness = \"0s\"\n[source.files]\nsettle = \"0s\"\n[store]\nsamples_per_alarm = 0\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(settings.pipeline.store_retries, 0);
+        assert_eq!(settings.store.samples_per_alarm, 0);
     }
 
     #[test]

@@ -19,4 +19,5 @@ pub mod reorder;
 pub mod rules;
 pub mod source;
 pub mod synth;
+pub mod terminal;
 pub mod text;

@@ -17,6 +17,7 @@ use trailwarden::app::{self, MatchFormat, ReplayRequest};
 use trailwarden::config::Settings;
 use trailwarden::event::model::OutcomeResult;
 use trailwarden::rules::Level;
+use trailwarden::terminal::{self, Column, Table, show};
 
 /// mimalloc: audit records become many small allocations (JSON values) that
 /// are freed on another thread; glibc malloc spends a fifth of the run on
@@ -583,7 +584,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Errors quote file names, record text and rule files: escaped
+            // line by line, so multi-line diagnostics keep their lines.
+            eprintln!("error: {}", terminal::escape_lines(&format!("{error:#}")));
             ExitCode::from(1)
         }
     }
@@ -600,9 +603,22 @@ fn restore_default_sigpipe() {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+/// Logging from `log.level`, or from `TRAILWARDEN_LOG` when it is set. A
+/// filter that would silently switch logging off is an error naming where it
+/// came from (`log.level` is checked with the rest of the configuration).
+fn init_logging(settings: &Settings) -> Result<()> {
+    let text = match std::env::var_os("TRAILWARDEN_LOG") {
+        Some(value) if !value.is_empty() => {
+            let text = value
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("environment variable TRAILWARDEN_LOG: the value is not valid UTF-8"))?;
+            trailwarden::config::check_log_filter(&text)
+                .map_err(|problem| anyhow::anyhow!("environment variable TRAILWARDEN_LOG = {text:?}: {problem}"))?;
+            text
+        }
+        _ => settings.log.level.clone(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&text).with_context(|| format!("log filter {text:?}"))?;
     // Colours only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -611,8 +627,10 @@ fn init_logging(settings: &Settings) {
     if settings.log.json {
         let _ = builder.json().try_init();
     } else {
-        let _ = builder.try_init();
+        // Event fields reach log lines: escaped like every human-readable output.
+        let _ = builder.fmt_fields(terminal::log_fields()).try_init();
     }
+    Ok(())
 }
 
 fn api_command(command: ApiCommand) -> Result<ExitCode> {
@@ -645,7 +663,7 @@ fn api_command(command: ApiCommand) -> Result<ExitCode> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
-    init_logging(&settings);
+    init_logging(&settings)?;
     match cli.command {
         Command::Run { db, once } => run_daemon(settings, db, once),
         Command::Replay { paths, format, db } => {
@@ -668,13 +686,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alarms { command } => alarms(&settings, command),
         Command::Store { command } => store_command(&settings, command),
         Command::DeadLetters { db, limit, format } => {
-            let store = app::open_store(&settings, db.as_deref())?;
+            let store = app::open_existing_store(&settings, db.as_deref())?;
             // Unreadable records can quote access keys: the ones recognisable by prefix are masked.
             let letters = app::list_dead_letters(&store, limit)?;
             if format == Format::Table {
-                for letter in &letters {
-                    println!("{:>6}  {}  {}", letter.id, letter.origin, letter.reason);
+                if letters.is_empty() {
+                    println!("no dead letters in {}", show(&store_path(&settings, db.as_deref())));
+                    return Ok(ExitCode::SUCCESS);
                 }
+                let mut table = Table::new(vec![
+                    Column::right("ID", 10),
+                    Column::left("RECEIVED", 24),
+                    Column::left("ORIGIN", 60),
+                    Column::left("REASON", 0),
+                ]);
+                for letter in &letters {
+                    table.row(vec![
+                        letter.id.to_string(),
+                        letter.received_at.clone(),
+                        letter.origin.clone(),
+                        letter.reason.clone(),
+                    ]);
+                }
+                print!("{}", table.render());
             } else {
                 for letter in &letters {
                     println!("{}", serde_json::to_string(letter)?);
@@ -711,7 +745,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .transpose()?,
                 top: top.max(1),
             };
-            let store = app::open_store(&settings, db.as_deref())?;
+            let store = app::open_existing_store(&settings, db.as_deref())?;
             let mut report = app::activity_report(&store, &query)?;
             // Keys leave the store masked.
             app::mask_activity_report(&mut report);
@@ -752,7 +786,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .transpose()?,
                 limit,
             };
-            let store = app::open_store(&settings, db.as_deref())?;
+            let store = app::open_existing_store(&settings, db.as_deref())?;
             let mut traces = app::list_traces(&store, &filter)?;
             // Keys leave the store masked, in the trace and in its raw record.
             app::mask_traces(&mut traces);
@@ -1005,7 +1039,7 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             {
                 anyhow::bail!("--status {status}: use unprocessed, processed or ignored");
             }
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let filter = AlarmFilter {
                 status,
                 min_level,
@@ -1024,24 +1058,34 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             let rows = app::list_alarms(&store, &filter)?;
             match format {
                 Format::Table => {
-                    println!(
-                        "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  GROUP",
-                        "ID", "LEVEL", "STATUS", "RULE", "COUNT", "FIRST SEEN", "LAST SEEN"
-                    );
+                    let mut table = Table::new(vec![
+                        Column::right("ID", 10),
+                        Column::left("LEVEL", 6),
+                        Column::left("STATUS", 11),
+                        Column::left("RULE", 34),
+                        Column::left("TITLE", 56),
+                        Column::left("ACCOUNT", 34),
+                        Column::right("COUNT", 10),
+                        Column::left("FIRST SEEN", 24),
+                        Column::left("LAST SEEN", 24),
+                        Column::left("GROUP", 0),
+                    ]);
                     for view in rows {
                         let row = &view.alarm;
-                        println!(
-                            "{:>5}  {:<6}  {:<12}  {:<34}  {:>6}  {:<24}  {:<24}  {}",
-                            row.id,
-                            row.level,
-                            row.status,
-                            row.rule,
-                            row.count,
-                            row.first_seen,
-                            row.last_seen,
-                            row.group_key
-                        );
+                        table.row(vec![
+                            row.id.to_string(),
+                            row.level.clone(),
+                            row.status.clone(),
+                            row.rule.clone(),
+                            row.title.clone(),
+                            account_text(&row.identity),
+                            row.count.to_string(),
+                            row.first_seen.clone(),
+                            row.last_seen.clone(),
+                            row.group_key.clone(),
+                        ]);
                     }
+                    print!("{}", table.render());
                 }
                 Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 Format::Jsonl => {
@@ -1053,45 +1097,59 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AlarmsCommand::Show { id, db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let detail = app::show_alarm(&store, id)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            // Every text below comes from events, rule files or triage: shown escaped.
             let alarm = &detail.alarm.alarm;
             let identity = &alarm.identity;
-            println!("alarm {}: {} [{}]", alarm.id, alarm.title, alarm.level);
-            println!("  rule:        {} (version {})", alarm.rule, alarm.rule_hash);
-            println!("  status:      {}", alarm.status);
+            println!("alarm {}: {} [{}]", alarm.id, show(&alarm.title), show(&alarm.level));
             println!(
-                "  account:     {} {} ({})",
-                identity.provider,
-                identity.account_id.as_deref().unwrap_or("-"),
-                identity.account_identity
+                "  rule:        {} (version {})",
+                show(&alarm.rule),
+                show(&alarm.rule_hash)
+            );
+            println!("  status:      {}", show(&alarm.status));
+            println!(
+                "  account:     {} [{}]",
+                show(&account_text(identity)),
+                show(&identity.account_identity)
             );
             println!(
                 "  principal:   {} [{}] {}",
-                identity.principal_name.as_deref().unwrap_or("-"),
-                identity.principal_kind,
-                identity.principal_arn.as_deref().unwrap_or("")
+                show(identity.principal_name.as_deref().unwrap_or("-")),
+                show(&identity.principal_kind),
+                show(identity.principal_arn.as_deref().unwrap_or(""))
             );
             println!(
                 "  access key:  {} / {}",
-                identity.access_key_id.as_deref().unwrap_or("-"),
-                detail.alarm.access_key_remark.as_deref().unwrap_or("-")
+                show(identity.access_key_id.as_deref().unwrap_or("-")),
+                show(detail.alarm.access_key_remark.as_deref().unwrap_or("-"))
             );
             println!(
-                "  seen:        {} .. {} ({} times)",
-                alarm.first_seen, alarm.last_seen, alarm.count
+                "  seen:        {} .. {} ({})",
+                show(&alarm.first_seen),
+                show(&alarm.last_seen),
+                terminal::count_of(alarm.count, "time", "times")
             );
-            println!("  group key:   {}", alarm.group_key);
-            println!("  last output: {}", alarm.output);
+            println!("  group key:   {}", show(&alarm.group_key));
+            println!("  last output: {}", show(&alarm.output));
             println!("  calls:");
-            println!(
-                "    {:<40} {:<34} {:<20} {:<8} {:<34} {:>4} {:>4}  {:<24} LAST CALL",
-                "SOURCE IP (ASSET)", "IP TYPE", "REMARK", "METHOD", "API", "OK", "FAIL", "FIRST CALL"
-            );
+            let mut calls = Table::new(vec![
+                Column::left("SOURCE IP (ASSET)", 48),
+                Column::left("IP TYPE", 34),
+                Column::left("REMARK", 20),
+                Column::left("METHOD", 8),
+                Column::left("API", 48),
+                Column::right("OK", 10),
+                Column::right("FAIL", 10),
+                Column::left("FIRST CALL", 24),
+                Column::left("LAST CALL", 0),
+            ])
+            .indented("    ");
             for view in &detail.calls {
                 let call = &view.call;
                 let mut address = if call.source_ip.is_empty() {
@@ -1102,19 +1160,19 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 if let Some(asset) = &view.ip.asset {
                     address.push_str(&format!(" ({asset})"));
                 }
-                println!(
-                    "    {:<40} {:<34} {:<20} {:<8} {:<34} {:>4} {:>4}  {:<24} {}",
+                calls.row(vec![
                     address,
-                    view.ip.ip_type_label,
-                    view.ip.ip_remark.as_deref().unwrap_or("-"),
-                    call.call_method,
+                    view.ip.ip_type_label.clone(),
+                    view.ip.ip_remark.clone().unwrap_or_else(|| "-".into()),
+                    call.call_method.clone(),
                     format!("{}.{}", call.service, call.action),
-                    call.success_count,
-                    call.failure_count,
-                    call.first_call,
-                    call.last_call
-                );
+                    call.success_count.to_string(),
+                    call.failure_count.to_string(),
+                    call.first_call.clone(),
+                    call.last_call.clone(),
+                ]);
             }
+            print!("{}", calls.render());
             println!("  samples: {} kept (see --format json)", detail.samples.len());
             if detail.history.is_empty() {
                 println!("  history: none (never triaged)");
@@ -1123,7 +1181,11 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 for change in &detail.history {
                     println!(
                         "    {}  {} → {}  by {}: {}",
-                        change.at, change.from_status, change.to_status, change.actor, change.reason
+                        show(&change.at),
+                        show(&change.from_status),
+                        show(&change.to_status),
+                        show(&change.actor),
+                        show(&change.reason)
                     );
                 }
             }
@@ -1138,11 +1200,14 @@ fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
         } => {
             let to = Status::parse(&status)
                 .with_context(|| format!("status {status:?}: use unprocessed, processed or ignored"))?;
-            let mut store = app::open_store(settings, db.as_deref())?;
+            let mut store = app::open_existing_store(settings, db.as_deref())?;
             let change = store.set_status(id, to, &actor, &reason)?;
             println!(
                 "alarm {id}: {} → {} by {} at {}",
-                change.from_status, change.to_status, change.actor, change.at
+                show(&change.from_status),
+                show(&change.to_status),
+                show(&change.actor),
+                show(&change.at)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -1175,7 +1240,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
                 }
                 None => None,
             };
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let report = store.verify_chain(anchor.as_ref().map(|(seq, hash)| (*seq, hash.as_str())))?;
             let head = report
                 .head
@@ -1186,15 +1251,15 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
                 return Ok(ExitCode::SUCCESS);
             }
             let first = &report.problems[0];
-            println!("chain BROKEN: first bad link: {first}");
+            println!("chain BROKEN: first bad link: {}", show(&first.to_string()));
             for problem in &report.problems[1..] {
-                println!("  also: {problem}");
+                println!("  also: {}", show(&problem.to_string()));
             }
             println!("({}; head {head})", report.summary());
             Ok(ExitCode::from(1))
         }
         StoreCommand::Head { db } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             match store.chain_head()? {
                 Some((seq, hash)) => println!("{seq}:{hash}"),
                 None => println!("empty"),
@@ -1202,7 +1267,7 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Backup { path, db } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             store.backup_to(&path)?;
             println!("backup written to {}", path.display());
             Ok(ExitCode::SUCCESS)
@@ -1211,23 +1276,23 @@ fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitCode>
 }
 
 fn print_policies(policies: &[app::PolicyView]) {
-    println!(
-        "{:>4}  {:<13}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:>4}  {:<24}  {:<24}  {:<12}  REASON",
-        "ID",
-        "STATE",
-        "KEY",
-        "IP",
-        "API",
-        "OPERATION",
-        "METHOD",
-        "ERROR",
-        "RULE",
-        "HITS",
-        "HIGH",
-        "LAST HIT",
-        "EXPIRES",
-        "BY"
-    );
+    let mut table = Table::new(vec![
+        Column::right("ID", 10),
+        Column::left("STATE", 14),
+        Column::left("KEY", 24),
+        Column::left("IP", 43),
+        Column::left("API", 32),
+        Column::left("OPERATION", 32),
+        Column::left("METHOD", 7),
+        Column::left("ERROR", 24),
+        Column::left("RULE", 34),
+        Column::right("HITS", 10),
+        Column::right("HIGH", 10),
+        Column::left("LAST HIT", 24),
+        Column::left("EXPIRES", 24),
+        Column::left("BY", 24),
+        Column::left("REASON", 0),
+    ]);
     for view in policies {
         let policy = &view.policy;
         let field = |value: &Option<String>| value.clone().unwrap_or_else(|| "*".into());
@@ -1236,9 +1301,8 @@ fn print_policies(policies: &[app::PolicyView]) {
         } else {
             view.state.to_string()
         };
-        println!(
-            "{:>4}  {:<13}  {:<22}  {:<18}  {:<24}  {:<20}  {:<7}  {:<10}  {:<26}  {:>5}  {:>4}  {:<24}  {:<24}  {:<12}  {}",
-            policy.id,
+        table.row(vec![
+            policy.id.to_string(),
             state,
             field(&policy.matches.access_key),
             field(&policy.matches.source_ip),
@@ -1247,14 +1311,15 @@ fn print_policies(policies: &[app::PolicyView]) {
             field(&policy.matches.call_method),
             field(&policy.matches.error_code),
             field(&policy.matches.rule_id),
-            policy.hit_count,
-            policy.high_hits,
-            policy.last_hit.as_deref().unwrap_or("-"),
-            policy.expires_at.as_deref().unwrap_or("never"),
-            policy.created_by,
-            policy.reason
-        );
+            policy.hit_count.to_string(),
+            policy.high_hits.to_string(),
+            policy.last_hit.clone().unwrap_or_else(|| "-".into()),
+            policy.expires_at.clone().unwrap_or_else(|| "never".into()),
+            policy.created_by.clone(),
+            policy.reason.clone(),
+        ]);
     }
+    print!("{}", table.render());
 }
 
 fn changes_command(
@@ -1266,7 +1331,7 @@ fn changes_command(
     format: Format,
 ) -> Result<ExitCode> {
     use trailwarden::alarm::changes::{ChangeFilter, Subject};
-    let store = app::open_store(settings, db.as_deref())?;
+    let store = app::open_existing_store(settings, db.as_deref())?;
     let filter = ChangeFilter {
         subject: subject.as_deref().and_then(Subject::parse),
         subject_id: None,
@@ -1277,21 +1342,28 @@ fn changes_command(
     if format != Format::Table {
         return print_json_rows(&changes, format).map(|_| ExitCode::SUCCESS);
     }
-    println!(
-        "{:>5}  {:<24}  {:<16}  {:<24}  {:<14}  {:<8}  DETAIL",
-        "ID", "AT", "ACTOR", "VIA", "SUBJECT", "ACTION"
-    );
+    let mut table = Table::new(vec![
+        Column::right("ID", 10),
+        Column::left("AT", 24),
+        Column::left("ACTOR", 32),
+        Column::left("VIA", 40),
+        Column::left("SUBJECT", 20),
+        Column::left("ACTION", 8),
+        Column::left("DETAIL", 0),
+    ]);
     for change in &changes {
-        println!(
-            "{:>5}  {:<24}  {:<16}  {:<24}  {:<14}  {:<8}  {}",
-            change.id,
-            change.at,
-            change.actor,
-            change.via,
+        table.row(vec![
+            change.id.to_string(),
+            change.at.clone(),
+            change.actor.clone(),
+            change.via.clone(),
             format!("{} {}", change.subject.as_str(), change.subject_id),
-            change.action,
-            change.detail
-        );
+            change.action.clone(),
+            change.detail.to_string(),
+        ]);
+    }
+    if !changes.is_empty() {
+        print!("{}", table.render());
     }
     if changes.is_empty() {
         println!("no changes recorded");
@@ -1354,7 +1426,7 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
                 );
             }
             if let Some(warning) = warning {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", show(&warning));
             }
             let view = app::policy_view(policy, chrono::Utc::now());
             if format == Format::Table {
@@ -1366,7 +1438,7 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::List { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let policies = app::allowlist_list(&store)?;
             if format == Format::Table {
                 print_policies(&policies);
@@ -1377,16 +1449,18 @@ fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Result<E
         }
         AllowlistCommand::Remove { id, db, actor } => {
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_store(settings, db.as_deref())?;
+            let mut store = app::open_existing_store(settings, db.as_deref())?;
             let policy = app::allowlist_remove(&mut store, id, &actor)?;
             println!(
                 "allowlist policy {id} removed by {} (it had suppressed {} matches, {} of high-level rules)",
-                actor.name, policy.hit_count, policy.high_hits
+                show(&actor.name),
+                policy.hit_count,
+                policy.high_hits
             );
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Report { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let report = app::allowlist_report(&store)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -1418,33 +1492,38 @@ fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<ExitCod
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
             let mut store = app::open_store(settings, db.as_deref())?;
             let remark = app::remark_set(&mut store, kind, &value, &text, &actor)?;
-            println!("remark on {} set: {}", kind.as_str(), remark.remark);
+            println!("remark on {} set: {}", kind.as_str(), show(&remark.remark));
             Ok(ExitCode::SUCCESS)
         }
         RemarkCommand::Remove { kind, value, db, actor } => {
             let kind = remark_kind(&kind)?;
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_store(settings, db.as_deref())?;
+            let mut store = app::open_existing_store(settings, db.as_deref())?;
             app::remark_remove(&mut store, kind, &value, &actor)?;
             println!("remark on {} removed", kind.as_str());
             Ok(ExitCode::SUCCESS)
         }
         RemarkCommand::List { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let remarks = app::remark_list(&store)?;
             if format != Format::Table {
                 return print_json_rows(&remarks, format).map(|_| ExitCode::SUCCESS);
             }
-            println!("{:<4}  {:<40}  {:<20}  UPDATED", "KIND", "VALUE", "REMARK");
+            let mut table = Table::new(vec![
+                Column::left("KIND", 4),
+                Column::left("VALUE", 43),
+                Column::left("REMARK", 20),
+                Column::left("UPDATED", 0),
+            ]);
             for remark in &remarks {
-                println!(
-                    "{:<4}  {:<40}  {:<20}  {}",
-                    remark.kind.as_str(),
-                    remark.value,
-                    remark.remark,
-                    remark.updated_at
-                );
+                table.row(vec![
+                    remark.kind.as_str().to_string(),
+                    remark.value.clone(),
+                    remark.remark.clone(),
+                    remark.updated_at.clone(),
+                ]);
             }
+            print!("{}", table.render());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1457,7 +1536,7 @@ fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCod
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
             let mut store = app::open_store(settings, db.as_deref())?;
             let asset = app::asset_add(&mut store, &cidr, &name, &actor)?;
-            println!("asset {} added: {}", asset.cidr, asset.name);
+            println!("asset {} added: {}", show(&asset.cidr), show(&asset.name));
             Ok(ExitCode::SUCCESS)
         }
         AssetsCommand::Import { file, db, actor } => {
@@ -1465,7 +1544,7 @@ fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCod
             let mut store = app::open_store(settings, db.as_deref())?;
             let report = app::assets_import(&mut store, &file, &actor)?;
             for problem in &report.problems {
-                eprintln!("{problem}");
+                eprintln!("{}", show(&problem.to_string()));
             }
             println!(
                 "assets import: {} imported, {} bad line{}",
@@ -1480,15 +1559,20 @@ fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCod
             })
         }
         AssetsCommand::List { db, format } => {
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let assets = assets::list_assets(store.connection()).map_err(app::AppError::from)?;
             if format != Format::Table {
                 return print_json_rows(&assets, format).map(|_| ExitCode::SUCCESS);
             }
-            println!("{:<43}  {:<30}  UPDATED", "CIDR", "NAME");
+            let mut table = Table::new(vec![
+                Column::left("CIDR", 43),
+                Column::left("NAME", 40),
+                Column::left("UPDATED", 0),
+            ]);
             for asset in &assets {
-                println!("{:<43}  {:<30}  {}", asset.cidr, asset.name, asset.updated_at);
+                table.row(vec![asset.cidr.clone(), asset.name.clone(), asset.updated_at.clone()]);
             }
+            print!("{}", table.render());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1503,61 +1587,79 @@ fn print_activity(report: &ActivityReport) {
         report.failures
     );
     println!("\nbusiest principals");
-    println!(
-        "  {:<8} {:<34} {:<40} {:>10} {:>8}",
-        "CLOUD", "ACCOUNT", "PRINCIPAL", "EVENTS", "FAILED"
-    );
+    let mut table = Table::new(vec![
+        Column::left("CLOUD", 8),
+        Column::left("ACCOUNT", 34),
+        Column::left("PRINCIPAL", 48),
+        Column::right("EVENTS", 12),
+        Column::right("FAILED", 12),
+    ])
+    .indented("  ");
     for row in &report.busiest_principals {
-        println!(
-            "  {:<8} {:<34} {:<40} {:>10} {:>8}",
-            row.provider,
-            dash(&row.account_id),
-            row.principal,
-            row.events,
-            row.failures
-        );
+        table.row(vec![
+            row.provider.clone(),
+            dash(&row.account_id).to_string(),
+            row.principal.clone(),
+            row.events.to_string(),
+            row.failures.to_string(),
+        ]);
     }
+    print!("{}", table.render());
     println!("\nbusiest source IPs");
-    println!(
-        "  {:<40} {:>10} {:>8} {:>10}",
-        "SOURCE IP", "EVENTS", "FAILED", "PRINCIPALS"
-    );
+    let mut table = Table::new(vec![
+        Column::left("SOURCE IP", 48),
+        Column::right("EVENTS", 12),
+        Column::right("FAILED", 12),
+        Column::right("PRINCIPALS", 12),
+    ])
+    .indented("  ");
     for row in &report.busiest_source_ips {
-        println!(
-            "  {:<40} {:>10} {:>8} {:>10}",
-            row.source_ip, row.events, row.failures, row.principals
-        );
+        table.row(vec![
+            row.source_ip.clone(),
+            row.events.to_string(),
+            row.failures.to_string(),
+            row.principals.to_string(),
+        ]);
     }
+    print!("{}", table.render());
     println!("\nbusiest APIs");
-    println!(
-        "  {:<8} {:<48} {:>10} {:>8} {:>10}",
-        "CLOUD", "SERVICE.ACTION", "EVENTS", "FAILED", "PRINCIPALS"
-    );
+    let mut table = Table::new(vec![
+        Column::left("CLOUD", 8),
+        Column::left("SERVICE.ACTION", 48),
+        Column::right("EVENTS", 12),
+        Column::right("FAILED", 12),
+        Column::right("PRINCIPALS", 12),
+    ])
+    .indented("  ");
     for row in &report.busiest_apis {
-        println!(
-            "  {:<8} {:<48} {:>10} {:>8} {:>10}",
-            row.provider,
+        table.row(vec![
+            row.provider.clone(),
             format!("{}.{}", row.service, row.action),
-            row.events,
-            row.failures,
-            row.principals
-        );
+            row.events.to_string(),
+            row.failures.to_string(),
+            row.principals.to_string(),
+        ]);
     }
+    print!("{}", table.render());
     println!("\nfailure rates by account");
-    println!(
-        "  {:<8} {:<34} {:>10} {:>8} {:>7}",
-        "CLOUD", "ACCOUNT", "EVENTS", "FAILED", "RATE"
-    );
+    let mut table = Table::new(vec![
+        Column::left("CLOUD", 8),
+        Column::left("ACCOUNT", 34),
+        Column::right("EVENTS", 12),
+        Column::right("FAILED", 12),
+        Column::right("RATE", 7),
+    ])
+    .indented("  ");
     for row in &report.failure_rates {
-        println!(
-            "  {:<8} {:<34} {:>10} {:>8} {:>6.1}%",
-            row.provider,
-            dash(&row.account_id),
-            row.events,
-            row.failures,
-            row.failure_rate * 100.0
-        );
+        table.row(vec![
+            row.provider.clone(),
+            dash(&row.account_id).to_string(),
+            row.events.to_string(),
+            row.failures.to_string(),
+            format!("{:.1}%", row.failure_rate * 100.0),
+        ]);
     }
+    print!("{}", table.render());
     println!(
         "\nnew (access key, source IP) pairs: {}{}",
         report.new_key_ips_total,
@@ -1567,40 +1669,80 @@ fn print_activity(report: &ActivityReport) {
             String::new()
         }
     );
-    println!(
-        "  {:<24} {:<22} {:<40} {:<8} PRINCIPAL",
-        "FIRST SEEN", "ACCESS KEY", "SOURCE IP", "CLOUD"
-    );
+    let mut table = Table::new(vec![
+        Column::left("FIRST SEEN", 24),
+        Column::left("ACCESS KEY", 24),
+        Column::left("SOURCE IP", 48),
+        Column::left("CLOUD", 8),
+        Column::left("PRINCIPAL", 0),
+    ])
+    .indented("  ");
     for pair in &report.new_key_ips {
-        println!(
-            "  {:<24} {:<22} {:<40} {:<8} {}",
-            pair.first_seen, &pair.access_key_id, pair.source_ip, pair.provider, pair.principal
-        );
+        table.row(vec![
+            pair.first_seen.clone(),
+            pair.access_key_id.clone(),
+            pair.source_ip.clone(),
+            pair.provider.clone(),
+            pair.principal.clone(),
+        ]);
     }
+    print!("{}", table.render());
 }
 
+/// Traces, one per line; operator, action and resource columns are as wide as
+/// their longest value up to a limit, longer values end with `…`.
 fn print_traces(out: &mut dyn Write, traces: &[Trace]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<24} {:<7} {:<24} {:<8} {:<16} {:<34} {:<20} {:<7} SOURCE IP",
-        "TIME", "CLOUD", "OPERATOR", "METHOD", "TRACE TYPE", "ACTION", "RESOURCE TYPE", "STATUS"
-    )?;
+    let mut table = Table::new(vec![
+        Column::left("TIME", 24),
+        Column::left("CLOUD", 7),
+        Column::left("OPERATOR", 32),
+        Column::left("METHOD", 8),
+        Column::left("TRACE TYPE", 20),
+        Column::left("ACTION", 40),
+        Column::left("RESOURCE TYPE", 24),
+        Column::left("STATUS", 7),
+        Column::left("SOURCE IP", 0),
+    ]);
     for trace in traces {
-        writeln!(
-            out,
-            "{:<24} {:<7} {:<24} {:<8} {:<16} {:<34} {:<20} {:<7} {}",
-            trace.time,
-            trace.provider,
-            trace.operator,
-            trace.call_method,
-            trace.trace_type.as_deref().unwrap_or("-"),
+        table.row(vec![
+            trace.time.clone(),
+            trace.provider.clone(),
+            trace.operator.clone(),
+            trace.call_method.clone(),
+            trace.trace_type.clone().unwrap_or_else(|| "-".into()),
             format!("{}.{}", trace.service, trace.action),
-            trace.resource_type.as_deref().unwrap_or("-"),
-            trace.status,
-            trace.source_ip.as_deref().filter(|ip| !ip.is_empty()).unwrap_or("-")
-        )?;
+            trace.resource_type.clone().unwrap_or_else(|| "-".into()),
+            trace.status.clone(),
+            trace
+                .source_ip
+                .clone()
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| "-".into()),
+        ]);
     }
-    Ok(())
+    table.write_to(out)
+}
+
+/// "aws 493817265041 (prod)": the cloud, the account id and, when known, its name.
+fn account_text(identity: &trailwarden::alarm::store::AlarmIdentity) -> String {
+    let mut text = format!(
+        "{} {}",
+        identity.provider,
+        identity
+            .account_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .unwrap_or("-")
+    );
+    if let Some(name) = identity.account_name.as_deref().filter(|name| !name.is_empty()) {
+        text.push_str(&format!(" ({name})"));
+    }
+    text
+}
+
+/// The store a command works on, for messages.
+fn store_path(settings: &Settings, db: Option<&std::path::Path>) -> String {
+    db.unwrap_or(&settings.store.path).display().to_string()
 }
 
 fn dash(text: &str) -> &str {
@@ -1616,7 +1758,7 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                     let (indexed, always) = rules.index_summary();
                     println!(
                         "{}: {} rules ({} indexed by operation/action, {} checked on every event), {} operations, version {}: OK",
-                        dir.display(),
+                        show(&dir.display().to_string()),
                         rules.rules.len(),
                         indexed,
                         always,
@@ -1628,7 +1770,7 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 Err(app::AppError::Rules { diagnostics, .. }) => {
                     let count = diagnostics.len();
                     for diagnostic in diagnostics.sorted() {
-                        println!("{diagnostic}");
+                        println!("{}", terminal::escape_lines(&diagnostic.to_string()));
                     }
                     println!("{count} problem{}", if count == 1 { "" } else { "s" });
                     Ok(ExitCode::from(1))
@@ -1643,9 +1785,9 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
             for outcome in &outcomes {
                 if outcome.passed {
                     passed += 1;
-                    println!("test {} :: {} ... ok", outcome.rule, outcome.name);
+                    println!("test {} :: {} ... ok", show(&outcome.rule), show(&outcome.name));
                 } else {
-                    println!("test {} :: {} ... FAILED", outcome.rule, outcome.name);
+                    println!("test {} :: {} ... FAILED", show(&outcome.rule), show(&outcome.name));
                     failed.push(outcome);
                 }
             }
@@ -1654,7 +1796,11 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 for outcome in &failed {
                     println!(
                         "\n  {} :: {} ({}:{})\n    {}",
-                        outcome.rule, outcome.name, outcome.file, outcome.loc, outcome.detail
+                        show(&outcome.rule),
+                        show(&outcome.name),
+                        show(&outcome.file),
+                        outcome.loc,
+                        terminal::escape_lines(&outcome.detail)
                     );
                 }
             }
@@ -1695,18 +1841,24 @@ fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<38} {:<6} {:<22} {:<7} TAGS", "ID", "LEVEL", "CLOUDS", "ENABLED");
+            let mut table = Table::new(vec![
+                Column::left("ID", 40),
+                Column::left("LEVEL", 6),
+                Column::left("CLOUDS", 22),
+                Column::left("ENABLED", 7),
+                Column::left("TAGS", 0),
+            ]);
             for rule in &rules.rules {
                 let clouds: Vec<&str> = rule.clouds.iter().map(|cloud| cloud.as_str()).collect();
-                println!(
-                    "{:<38} {:<6} {:<22} {:<7} {}",
-                    rule.id,
-                    rule.level.as_str(),
+                table.row(vec![
+                    rule.id.clone(),
+                    rule.level.as_str().to_string(),
                     clouds.join(","),
-                    if rule.enabled { "yes" } else { "no" },
-                    rule.tags.join(",")
-                );
+                    if rule.enabled { "yes" } else { "no" }.to_string(),
+                    rule.tags.join(","),
+                ]);
             }
+            print!("{}", table.render());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1730,7 +1882,7 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             {
                 anyhow::bail!("--status {status}: expected one of {}", outbox::STATUSES.join(", "));
             }
-            let store = app::open_store(settings, db.as_deref())?;
+            let store = app::open_existing_store(settings, db.as_deref())?;
             let rows = outbox::list(
                 store.connection(),
                 &outbox::DeliveryFilter {
@@ -1743,10 +1895,17 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             )?;
             match format {
                 Format::Table => {
-                    println!(
-                        "{:>6}  {:<9}  {:<9}  {:<24}  {:<7}  {:>6}  {:>3}  {:<24}  LAST ERROR / DELIVERED",
-                        "ID", "STATUS", "KIND", "TOPIC/SUBSCRIPTION", "CHANNEL", "ALARM", "TRY", "DELIVERY ID"
-                    );
+                    let mut table = Table::new(vec![
+                        Column::right("ID", 10),
+                        Column::left("STATUS", 9),
+                        Column::left("KIND", 9),
+                        Column::left("TOPIC/SUBSCRIPTION", 40),
+                        Column::left("CHANNEL", 7),
+                        Column::right("ALARM", 10),
+                        Column::right("TRY", 5),
+                        Column::left("DELIVERY ID", 40),
+                        Column::left("LAST ERROR / DELIVERED", 0),
+                    ]);
                     for row in &rows {
                         let detail = match row.status.as_str() {
                             "delivered" => row.delivered_at.clone().unwrap_or_default(),
@@ -1764,19 +1923,19 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
                                 .unwrap_or_else(|| "waiting for the next digest".into()),
                             _ => row.last_error.clone().unwrap_or_default(),
                         };
-                        println!(
-                            "{:>6}  {:<9}  {:<9}  {:<24}  {:<7}  {:>6}  {:>3}  {:<24}  {}",
-                            row.id,
-                            row.status,
-                            row.kind,
+                        table.row(vec![
+                            row.id.to_string(),
+                            row.status.clone(),
+                            row.kind.clone(),
                             format!("{}/{}", row.topic, row.subscription),
-                            row.channel,
+                            row.channel.clone(),
                             row.alarm_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
-                            row.attempts,
-                            row.delivery_id,
-                            detail
-                        );
+                            row.attempts.to_string(),
+                            row.delivery_id.clone(),
+                            detail,
+                        ]);
                     }
+                    print!("{}", table.render());
                 }
                 Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 Format::Jsonl => {
@@ -1788,7 +1947,7 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         NotifyCommand::Resend { db, ids, all_failed } => {
-            let mut store = app::open_store(settings, db.as_deref())?;
+            let mut store = app::open_existing_store(settings, db.as_deref())?;
             let requeued = outbox::resend(store.connection_mut(), &ids, all_failed)?;
             let mut code = ExitCode::SUCCESS;
             for id in &ids {
@@ -1818,12 +1977,14 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
             for (subscription, outcome) in &results {
                 match outcome {
                     outbox::Outcome::Delivered { status } => println!(
-                        "ok      {subscription}{}",
+                        "ok      {}{}",
+                        show(subscription),
                         status.map(|code| format!(" ({code})")).unwrap_or_default()
                     ),
                     outbox::Outcome::Failed { error, .. } => {
                         failed += 1;
-                        println!("FAILED  {subscription}: {error}");
+                        // The error quotes what the remote server answered.
+                        println!("FAILED  {}: {}", show(subscription), show(&error.to_string()));
                     }
                     outbox::Outcome::Deferred { .. } => {}
                 }
@@ -1860,11 +2021,11 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
                 }
                 println!(
                     "{}: level >= {}, rules {}, tags {}, accounts {}, on {}, rate limit {}",
-                    topic.name,
+                    show(&topic.name),
                     topic.min_level,
-                    list_or_any(&topic.rules),
-                    list_or_any(&topic.tags),
-                    list_or_any(&topic.accounts),
+                    show(&list_or_any(&topic.rules)),
+                    show(&list_or_any(&topic.tags)),
+                    show(&list_or_any(&topic.accounts)),
                     on.join("/"),
                     if topic.rate_limit == 0 {
                         "none".to_string()
@@ -1880,13 +2041,13 @@ fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<ExitCod
                 for subscription in &topic.subscriptions {
                     match &subscription.target {
                         trailwarden::notify::Target::Email { to } => {
-                            println!("  {}  email  {}", subscription.name, to.join(", "))
+                            println!("  {}  email  {}", show(&subscription.name), show(&to.join(", ")))
                         }
                         trailwarden::notify::Target::Webhook(hook) => println!(
                             "  {}  webhook  {}  {}{}",
-                            subscription.name,
+                            show(&subscription.name),
                             hook.format.as_str(),
-                            trailwarden::notify::config::redact_url(&hook.url),
+                            show(&trailwarden::notify::config::redact_url(&hook.url)),
                             if hook.secret.is_some() { "  (signed)" } else { "" }
                         ),
                     }

@@ -104,7 +104,8 @@ fn ten_kinds_of_mistakes_are_all_reported_with_locations() {
     assert!(!output.status.success(), "validate must fail:\n{text}");
     let path = |name: &str| rules.join(name).display().to_string();
     let expected = [
-        (path("a_syntax.yaml"), ":4:10:", "YAML syntax: illegal placement"),
+        // Where the `[` that is never closed is, not where the parser stopped.
+        (path("a_syntax.yaml"), ":3:11:", "YAML syntax: `[` is never closed"),
         (path("b_unknown_key.yaml"), ":4:5:", "unknown key `levle`"),
         (path("c_unknown_field.yaml"), ":7:7:", "unknown field `principle.kind`"),
         (path("d_bad_regex.yaml"), ":7:27:", "bad regex `(unclosed`"),
@@ -134,6 +135,8 @@ fn ten_kinds_of_mistakes_are_all_reported_with_locations() {
         assert!(found, "missing `{file}{location} … {message}` in:\n{text}");
     }
     assert!(text.contains("\n10 problems"), "exactly ten problems:\n{text}");
+    // A failing test lists its events one per line (escaping keeps our own line breaks).
+    assert!(text.lines().any(|line| line.starts_with("      - missing ")), "{text}");
 }
 
 #[test]
@@ -281,4 +284,62 @@ rules:
         ),
         "{text}"
     );
+}
+
+#[test]
+fn syntax_errors_are_reported_where_they_are_and_limits_say_to_split_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path();
+    std::fs::copy(repo().join("rules/operations.yaml"), rules.join("operations.yaml")).unwrap();
+    // A tab on line 3.
+    write(rules, "a_tab.yaml", "rules:\n  - id: a\n\ttitle: X\n");
+    // An unclosed `[` on line 8, noticed by the parser on line 9.
+    write(
+        rules,
+        "b_bracket.yaml",
+        &rule(
+            "b",
+            "    tags: [a]\n    match:\n      action: [A, B\n    group_by: [principal.name]\n",
+        ),
+    );
+    // An unclosed quote on line 3.
+    write(
+        rules,
+        "c_quote.yaml",
+        "rules:\n  - id: c\n    title: \"abc\n    level: high\n",
+    );
+    // Nested deeper than rule files may be.
+    let deep = format!("{}{{action: A}}{}", "{all: [".repeat(20), "]}".repeat(20));
+    write(rules, "d_deep.yaml", &rule("d", &format!("    match: {deep}\n")));
+    let output = Command::new(BIN)
+        .current_dir(repo())
+        .args(["rules", "validate"])
+        .arg(rules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let path = |name: &str| rules.join(name).display().to_string();
+    for (file, location, message) in [
+        (path("a_tab.yaml"), ":3:1:", "a tab character: indent with spaces"),
+        (
+            path("b_bracket.yaml"),
+            ":8:15:",
+            "`[` is never closed (add `]`; the parser stopped at 9:",
+        ),
+        (
+            path("c_quote.yaml"),
+            ":3:12:",
+            "the string opened here with `\"` is not closed",
+        ),
+        (path("d_deep.yaml"), ":6:", "nested deeper than 32 levels"),
+    ] {
+        let found = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{file}{location}")))
+            .unwrap_or_else(|| panic!("no problem at {file}{location} in:\n{text}"));
+        assert!(found.contains(message), "{found}");
+    }
+    assert!(text.contains("split it into several files"), "{text}");
+    assert!(!text.contains("Depth {") && !text.contains("budget"), "{text}");
 }

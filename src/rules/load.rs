@@ -116,7 +116,12 @@ pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>
                 &Arc::from(catalog_path.display().to_string()),
                 Loc::default(),
                 Problem::Io,
-                format!("cannot read the operations catalog: {error}"),
+                format!(
+                    "cannot read the operations catalog {}: {error}",
+                    std::path::absolute(&catalog_path)
+                        .unwrap_or_else(|_| catalog_path.clone())
+                        .display()
+                ),
             );
             OperationCatalog::default()
         }
@@ -152,7 +157,15 @@ pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml"))
             && path.file_name().and_then(|name| name.to_str()) != Some(OPERATIONS_FILE)
     };
-    crate::source::file::walk_files(dir, &accept).map_err(|error| format!("cannot read rules directory: {error}"))
+    // The absolute path: a relative `rules.dir` is resolved against the working
+    // directory, which is what a "not found" usually gets wrong.
+    crate::source::file::walk_files(dir, &accept).map_err(|error| {
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        format!(
+            "cannot read rules directory {}: {error} (set `rules.dir`, or pass the directory)",
+            absolute.display()
+        )
+    })
 }
 
 /// Compile rule sources (name, text) against a catalog. Returns `None` only

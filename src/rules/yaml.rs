@@ -124,22 +124,277 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             loc: Loc { line: 1, column: 1 },
         });
     }
-    match serde_saphyr::from_str::<Spanned<RawNode>>(text) {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget());
+    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(text, options) {
         Ok(spanned) => Ok(into_node(spanned)),
-        Err(error) => {
-            let loc = error
-                .location()
-                .map(|location| Loc {
-                    line: location.line() as u32,
-                    column: location.column() as u32,
-                })
-                .unwrap_or(Loc { line: 1, column: 1 });
-            Err(SyntaxError {
-                loc,
-                message: first_line(&error.to_string()),
-            })
+        Err(error) => Err(locate(text, &error)),
+    }
+}
+
+/// Deepest nesting of a rule file. The parser's default (64) is deeper than
+/// the stack of a thread that loads rules holds in a debug build (the
+/// conversion recurses once per level); rules need about a dozen levels.
+pub const MAX_DEPTH: usize = 32;
+
+/// The parser's resource limits for rule files: its defaults, nesting lower.
+fn budget() -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget
+}
+
+/// The syntax error as a person needs it: where the mistake is, which is not
+/// always where the parser noticed it, and a message without parser internals.
+///
+/// - A tab is reported where the parser gave up on the token before it (the
+///   end of the previous line): point at the tab itself.
+/// - An unclosed `[` or `{` is noticed at the next line's `key:` ("illegal
+///   placement of ':'"), and an unclosed quote where the next line is not
+///   indented as a string continuation: point at the bracket or the quote.
+/// - A breached resource limit (depth, nodes …) is named with its value and
+///   the advice to split the file, instead of the parser's struct.
+fn locate(text: &str, error: &serde_saphyr::Error) -> SyntaxError {
+    let noticed = error
+        .location()
+        .map(|location| Loc {
+            line: u32::try_from(location.line()).unwrap_or(u32::MAX),
+            column: u32::try_from(location.column()).unwrap_or(u32::MAX),
+        })
+        .unwrap_or(Loc { line: 1, column: 1 });
+    if let serde_saphyr::Error::Budget { breach, .. } = error.without_snippet() {
+        return SyntaxError {
+            loc: noticed,
+            message: budget_message(breach),
+        };
+    }
+    let message = first_line(&error.to_string());
+    if is_tab_error(error)
+        && let Some(tab) = first_tab_from(text, noticed)
+    {
+        return SyntaxError {
+            loc: tab,
+            message: "a tab character: indent with spaces (YAML does not allow tabs here)".into(),
+        };
+    }
+    let openings = openings(text);
+    // The innermost bracket opened on an earlier line and never closed.
+    let unclosed_bracket = openings
+        .iter()
+        .rfind(|opening| opening.is_flow() && opening.closed.is_none() && opening.at.line < noticed.line);
+    if let Some(opening) = unclosed_bracket {
+        return SyntaxError {
+            loc: opening.at,
+            message: format!(
+                "`{}` is never closed (add `{}`; the parser stopped at {noticed}: {message})",
+                opening.what,
+                if opening.what == '[' { ']' } else { '}' }
+            ),
+        };
+    }
+    // A quoted string opened on an earlier line and still open where the
+    // parser complained about a quoted scalar.
+    let open_quote = openings.iter().rfind(|opening| {
+        !opening.is_flow() && opening.at.line < noticed.line && opening.closed.is_none_or(|closed| closed >= noticed)
+    });
+    if let Some(opening) = open_quote
+        && message.contains("quoted scalar")
+    {
+        return SyntaxError {
+            loc: opening.at,
+            message: format!(
+                "the string opened here with `{}` is not closed on its line (the parser stopped at {noticed}: {message})",
+                opening.what
+            ),
+        };
+    }
+    SyntaxError { loc: noticed, message }
+}
+
+/// Whether the parser refused a tab.
+fn is_tab_error(error: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::granit_parser::ErrorKind;
+    let serde_saphyr::Error::ExternalMessage { source, .. } = error.without_snippet() else {
+        return false;
+    };
+    let serde_saphyr::ExternalMessageSource::Parser(scan) = source.as_ref() else {
+        return false;
+    };
+    matches!(
+        scan.kind(),
+        ErrorKind::TabNotAllowed
+            | ErrorKind::TabInBlockIndentation
+            | ErrorKind::TabAtBlockScalarStart
+            | ErrorKind::TabInIndentation
+            | ErrorKind::TabInPlainScalar
+    )
+}
+
+/// The first tab at or after `from`, else the first one on `from`'s line.
+fn first_tab_from(text: &str, from: Loc) -> Option<Loc> {
+    let mut first_on_line = None;
+    for (index, line) in text.lines().enumerate() {
+        let line_number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        if line_number < from.line {
+            continue;
+        }
+        for (column_index, c) in line.chars().enumerate() {
+            if c != '\t' {
+                continue;
+            }
+            let loc = Loc {
+                line: line_number,
+                column: u32::try_from(column_index + 1).unwrap_or(u32::MAX),
+            };
+            if loc >= from {
+                return Some(loc);
+            }
+            if first_on_line.is_none() {
+                first_on_line = Some(loc);
+            }
         }
     }
+    first_on_line
+}
+
+/// A breached parser budget, in words: which limit, its value, what to do.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    let limits = budget();
+    let split = "split it into several files in the rules directory";
+    match breach {
+        BudgetBreach::Depth { .. } => format!(
+            "nested deeper than {} levels, the limit for one rule file; flatten it (move deep conditions into `macros`) or {split}",
+            limits.max_depth
+        ),
+        BudgetBreach::Nodes { .. } => format!(
+            "more than {} YAML values, lists and mappings, the limit for one rule file; {split}",
+            limits.max_nodes
+        ),
+        BudgetBreach::Events { .. } => format!(
+            "more than {} YAML parser events, the limit for one rule file; {split}",
+            limits.max_events
+        ),
+        BudgetBreach::ScalarBytes { .. } => format!(
+            "more than {} bytes of text in values, the limit for one rule file; {split}",
+            limits.max_total_scalar_bytes
+        ),
+        BudgetBreach::Documents { .. } => format!(
+            "more than {} YAML documents (`---`), the limit for one rule file; {split}",
+            limits.max_documents
+        ),
+        BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } | BudgetBreach::AliasAnchorRatio { .. } => format!(
+            "too many anchors or aliases (`&name`, `*name`; at most {} of each, and not 10 aliases per anchor), the limit for one rule file; write the values out or {split}",
+            limits.max_aliases
+        ),
+        BudgetBreach::MergeKeys { .. } => format!(
+            "more than {} merge keys (`<<`), the limit for one rule file; {split}",
+            limits.max_merge_keys
+        ),
+        _ => format!("a YAML resource limit of the parser is exceeded; {split}"),
+    }
+}
+
+/// A flow collection or quoted string as found by `openings`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Opening {
+    /// `[`, `{`, `"` or `'`.
+    what: char,
+    at: Loc,
+    /// Where it ends; `None` when it never does.
+    closed: Option<Loc>,
+}
+
+impl Opening {
+    fn is_flow(&self) -> bool {
+        matches!(self.what, '[' | '{')
+    }
+}
+
+/// Every `[`, `{` and quoted string of `text`, with where each closes, found
+/// by a light scan that knows comments, quotes, block scalars and where a
+/// value may start (`a: foo[1]` is text, `a: [1]` a list). It is only used to
+/// explain an error the parser found, so it may be approximate.
+fn openings(text: &str) -> Vec<Opening> {
+    let mut found: Vec<Opening> = Vec::new();
+    let mut flow: Vec<usize> = Vec::new();
+    let mut quote: Option<usize> = None;
+    // The indentation of the line that started a block scalar (`key: |`):
+    // more indented lines are its text.
+    let mut block_scalar: Option<usize> = None;
+    let at = |line: usize, column: usize| Loc {
+        line: u32::try_from(line + 1).unwrap_or(u32::MAX),
+        column: u32::try_from(column + 1).unwrap_or(u32::MAX),
+    };
+    for (line_index, line) in text.lines().enumerate() {
+        let indent = line.chars().take_while(|c| *c == ' ').count();
+        if let Some(parent) = block_scalar {
+            if quote.is_none() && (line.trim().is_empty() || indent > parent) {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        let mut previous: Option<char> = None;
+        let mut last_significant: Option<char> = None;
+        let mut index = 0;
+        while index < chars.len() {
+            let c = chars[index];
+            if let Some(open) = quote {
+                match (found[open].what, c) {
+                    ('"', '\\') => index += 1,
+                    ('\'', '\'') if chars.get(index + 1) == Some(&'\'') => index += 1,
+                    (what, c) if what == c => {
+                        found[open].closed = Some(at(line_index, index));
+                        quote = None;
+                        last_significant = Some(c);
+                    }
+                    _ => {}
+                }
+                previous = Some(c);
+                index += 1;
+                continue;
+            }
+            let after_space = previous.is_none_or(char::is_whitespace);
+            let value_may_start = matches!(last_significant, None | Some(':' | '-' | '?' | ',' | '[' | '{'));
+            let in_flow = !flow.is_empty();
+            match c {
+                '#' if after_space => break,
+                '"' | '\'' if value_may_start && (after_space || matches!(previous, Some('[' | '{' | ','))) => {
+                    quote = Some(found.len());
+                    found.push(Opening {
+                        what: c,
+                        at: at(line_index, index),
+                        closed: None,
+                    });
+                }
+                '[' | '{' if in_flow || (after_space && value_may_start) => {
+                    flow.push(found.len());
+                    found.push(Opening {
+                        what: c,
+                        at: at(line_index, index),
+                        closed: None,
+                    });
+                }
+                ']' | '}' if in_flow => {
+                    if let Some(open) = flow.pop() {
+                        found[open].closed = Some(at(line_index, index));
+                    }
+                }
+                '|' | '>' if !in_flow && after_space && value_may_start => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                _ => {}
+            }
+            if !c.is_whitespace() {
+                last_significant = Some(c);
+            }
+            previous = Some(c);
+            index += 1;
+        }
+    }
+    found
 }
 
 /// serde-saphyr renders errors with a source snippet; keep the message line.
@@ -296,7 +551,82 @@ mod tests {
     #[test]
     fn syntax_errors_have_a_location() {
         let error = parse("rules:\n  - id: [unclosed\n  - id: b\n").unwrap_err();
-        assert!(error.loc.line >= 2, "{error:?}");
+        assert_eq!(error.loc, Loc { line: 2, column: 9 }, "{error:?}");
         assert!(!error.message.is_empty());
+    }
+
+    const RULE: &str =
+        "rules:\n  - id: x\n    title: X\n    level: high\n    description: d\n    tags: [a]\n    match:\n";
+
+    #[test]
+    fn a_tab_is_reported_where_it_is() {
+        let error = parse("rules:\n  - id: x\n\ttitle: X\n").unwrap_err();
+        assert_eq!(error.loc, Loc { line: 3, column: 1 }, "{error:?}");
+        assert!(
+            error.message.contains("tab") && error.message.contains("spaces"),
+            "{error:?}"
+        );
+        let error = parse("a:\n  b: 1\n  \tc: 2\n").unwrap_err();
+        assert_eq!(error.loc, Loc { line: 3, column: 3 }, "{error:?}");
+    }
+
+    #[test]
+    fn an_unclosed_bracket_is_reported_where_it_opens() {
+        let text = format!("{RULE}      action: [A, B\n    group_by: [x]\n");
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.loc, Loc { line: 8, column: 15 }, "{error:?}");
+        assert!(error.message.contains("`[` is never closed"), "{error:?}");
+        assert!(error.message.contains("9:13"), "where the parser stopped: {error:?}");
+        let text = format!("{RULE}      action: {{any: A\n    group_by: [x]\n");
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.loc, Loc { line: 8, column: 15 }, "{error:?}");
+        assert!(error.message.contains("`{` is never closed"), "{error:?}");
+        // At the end of the file the parser already points at it.
+        let error = parse("a:\n  b: [1, 2\n").unwrap_err();
+        assert_eq!(error.loc, Loc { line: 2, column: 6 }, "{error:?}");
+    }
+
+    #[test]
+    fn brackets_in_text_comments_and_block_scalars_are_not_blamed() {
+        let text = "a: foo[1\n# [x\nd: |\n  [not a list\ne: \"[quoted\"\nb: [x\nc: 1\n";
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.loc, Loc { line: 6, column: 4 }, "{error:?}");
+        // A multi-line list that is closed is not the problem.
+        let error = parse("a: [1,\n  2]\nb: c: d\n").unwrap_err();
+        assert_eq!(error.loc.line, 3, "{error:?}");
+        assert!(!error.message.contains("never closed"), "{error:?}");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_reported_where_it_opens() {
+        let error = parse("rules:\n  - id: x\n    title: \"abc\n    level: high\n").unwrap_err();
+        assert_eq!(error.loc, Loc { line: 3, column: 12 }, "{error:?}");
+        assert!(error.message.contains("`\"`"), "{error:?}");
+    }
+
+    #[test]
+    fn resource_limits_are_named_with_their_value_and_the_advice_to_split() {
+        let nested = |depth: usize| format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse(&nested(MAX_DEPTH - 1)).is_ok());
+        let error = parse(&nested(MAX_DEPTH + 40)).unwrap_err();
+        assert!(
+            error.message.contains("deeper than 32 levels") && error.message.contains("split it"),
+            "{error:?}"
+        );
+        assert!(!error.message.contains("Depth {"), "{error:?}");
+        let mut block = String::new();
+        for level in 0..MAX_DEPTH + 40 {
+            block.push_str(&"  ".repeat(level));
+            block.push_str("k:\n");
+        }
+        assert!(parse(&block).unwrap_err().message.contains("deeper than 32 levels"));
+        let many = format!("rules: [{}]\n", vec!["1"; 250_001].join(","));
+        let error = parse(&many).unwrap_err();
+        assert!(
+            error.message.contains("more than 250000 YAML values")
+                && error.message.contains("split it into several files"),
+            "{error:?}"
+        );
+        assert!(!error.message.contains("Nodes {"), "{error:?}");
     }
 }

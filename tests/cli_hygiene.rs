@@ -1,0 +1,437 @@
+//! What the command line shows a person: text from records and triage escaped
+//! in every human-readable output (JSON exact), tables that stay aligned and
+//! say what they hold, and configuration or store mistakes refused by name
+//! instead of going silent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use trailwarden::terminal::width;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+const RECORDS: &str = "tests/fixtures/records";
+
+/// A user name that clears the screen, retitles the window, rings the bell
+/// and reverses the rest of the line.
+const HOSTILE_NAME: &str = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}bot\u{202e}gnp.exe";
+/// A source IP that moves the cursor up a line.
+const HOSTILE_IP: &str = "198.51.100.7\u{1b}[1A";
+/// A user agent with a C1 CSI (one character: ESC [) and a bidi isolate.
+const HOSTILE_AGENT: &str = "aws-cli/2\u{9b}31m\u{2066}x";
+const KEY: &str = "AKIAXEK3Q7BZ7HNM4P2L";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config in `dir`: the repository's rules, a store in `dir`, warnings logged.
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
+        dir.join("store.db").display().to_string(),
+        repo().join("rules").display().to_string(),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_in(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .env_remove("TRAILWARDEN_LOG")
+        .current_dir(repo())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn ok(config: &Path, args: &[&str]) -> Output {
+    let output = run_in(config, args);
+    assert!(
+        output.status.success(),
+        "trailwarden {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// An AWS record (the shipped single-record fixture) as `user_name` calling
+/// `event_name` from `source_ip`.
+fn aws_record(event_name: &str, user_name: &str, source_ip: &str, user_agent: &str) -> Value {
+    let text = std::fs::read_to_string(repo().join(RECORDS).join("aws_single_record.json")).unwrap();
+    let mut record: Value = serde_json::from_str(&text).unwrap();
+    record["eventName"] = json!(event_name);
+    record["userIdentity"]["userName"] = json!(user_name);
+    record["userIdentity"]["arn"] = json!(format!("arn:aws:iam::493817265041:user/{user_name}"));
+    record["sourceIPAddress"] = json!(source_ip);
+    record["userAgent"] = json!(user_agent);
+    // One event per (call, caller): traces and samples are kept per event id.
+    record["eventID"] = json!(format!("{event_name}-{user_name}"));
+    record
+}
+
+fn write_jsonl(path: &Path, records: &[Value]) {
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// No character a terminal would act on: ESC, BEL, C1 CSI, bidi override and isolates.
+fn assert_inert(what: &str, text: &str) {
+    for bad in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}', '\u{2066}'] {
+        assert!(
+            !text.contains(bad),
+            "{what} passes U+{:04X} to the terminal:\n{text}",
+            bad as u32
+        );
+    }
+}
+
+#[test]
+fn human_output_shows_control_and_bidi_characters_escaped_and_json_keeps_them_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = dir.path().join("store.db");
+    let db_arg = db.to_str().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    // DeleteUser is a key operation (a trace) and a high-risk call (alarms).
+    write_jsonl(
+        &input.join("calls.jsonl"),
+        &[aws_record("DeleteUser", HOSTILE_NAME, HOSTILE_IP, HOSTILE_AGENT)],
+    );
+    // A delivered file whose name and content carry ESC: a dead letter, logged.
+    std::fs::write(
+        input.join("bad\u{1b}[2J.jsonl"),
+        "{\"eventVersion\": \"1.0\", \"x\u{1b}[31m\": \n",
+    )
+    .unwrap();
+
+    let replay = ok(&config, &["replay", "--db", db_arg, input.to_str().unwrap()]);
+    assert_inert("replay", &stdout(&replay));
+    assert!(stdout(&replay).contains("evil\\x1b[2J"), "{}", stdout(&replay));
+    // The dead letter's warning is a human-format log line.
+    assert!(stderr(&replay).contains("bad\\x1b[2J.jsonl"), "{}", stderr(&replay));
+    assert_inert("a log line", &stderr(&replay));
+
+    let list = stdout(&ok(&config, &["alarms", "list", "--db", db_arg, "--format", "json"]));
+    let alarms: Vec<Value> = serde_json::from_str(&list).unwrap();
+    let id = alarms
+        .iter()
+        .find(|alarm| alarm["rule"] == "sec09-high-risk-operation")
+        .expect("DeleteUser raises the key-operation alarm")["id"]
+        .to_string();
+    ok(
+        &config,
+        &[
+            "alarms",
+            "set-status",
+            &id,
+            "processed",
+            "--actor",
+            "mallory\u{1b}[8m",
+            "--reason",
+            "fine\u{1b}[2K\u{202e}",
+            "--db",
+            db_arg,
+        ],
+    );
+
+    let human: Vec<(&str, Vec<&str>)> = vec![
+        ("alarms list", vec!["alarms", "list"]),
+        ("alarms show", vec!["alarms", "show", &id]),
+        ("activity", vec!["activity"]),
+        ("traces", vec!["traces"]),
+        ("dead-letters", vec!["dead-letters"]),
+    ];
+    for (what, mut args) in human {
+        args.extend(["--db", db_arg]);
+        let output = ok(&config, &args);
+        assert_inert(what, &stdout(&output));
+        assert_inert(what, &stderr(&output));
+    }
+    let show = stdout(&ok(&config, &["alarms", "show", &id, "--db", db_arg]));
+    assert!(
+        show.contains("evil\\x1b[2J\\x1b]0;pwned\\x07bot\\u{202e}gnp.exe") && show.contains(r"198.51.100.7\x1b[1A"),
+        "{show}"
+    );
+    assert!(show.contains(r"by mallory\x1b[8m: fine\x1b[2K\u{202e}"), "{show}");
+    let traces = stdout(&ok(&config, &["traces", "--db", db_arg]));
+    assert!(traces.contains("evil\\x1b[2J"), "{traces}");
+    let letters = stdout(&ok(&config, &["dead-letters", "--db", db_arg]));
+    assert!(letters.contains("bad\\x1b[2J.jsonl"), "{letters}");
+
+    // JSON is data: the same fields come out exactly as they went in.
+    let detail: Value =
+        serde_json::from_slice(&ok(&config, &["alarms", "show", &id, "--db", db_arg, "--format", "json"]).stdout)
+            .unwrap();
+    assert_eq!(detail["principal_name"], HOSTILE_NAME);
+    assert_eq!(detail["calls"][0]["source_ip"], HOSTILE_IP);
+    assert_eq!(detail["history"][0]["reason"], "fine\u{1b}[2K\u{202e}");
+    let trace: Value = serde_json::from_str(
+        stdout(&ok(&config, &["traces", "--db", db_arg, "--format", "jsonl"]))
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(trace["operator"], HOSTILE_NAME);
+    let matches = stdout(&ok(&config, &["replay", "--format", "jsonl", input.to_str().unwrap()]));
+    let first: Value = serde_json::from_str(matches.lines().next().unwrap()).unwrap();
+    assert_eq!(first["principal"], HOSTILE_NAME);
+}
+
+/// The display column where `needle` starts in `line`.
+fn column_of(line: &str, needle: &str) -> Option<usize> {
+    line.find(needle).map(|at| width(&line[..at]))
+}
+
+#[test]
+fn tables_name_title_account_and_key_count_in_words_and_stay_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = dir.path().join("store.db");
+    let db_arg = db.to_str().unwrap();
+    let long_name = "svc-".to_string() + &"x".repeat(70);
+    let calls = dir.path().join("calls.jsonl");
+    write_jsonl(
+        &calls,
+        &[
+            aws_record("DeleteUser", "deploy-bot", "34.229.17.208", "aws-cli/2"),
+            aws_record("DeleteUser", &long_name, "34.229.17.208", "aws-cli/2"),
+            aws_record("DeleteUser", "张三", "34.229.17.208", "aws-cli/2"),
+            aws_record("AttachUserPolicy", "deploy-bot", "34.229.17.208", "aws-cli/2"),
+        ],
+    );
+    let replay = stdout(&ok(&config, &["replay", "--db", db_arg, calls.to_str().unwrap()]));
+    let header = replay.lines().next().unwrap();
+    assert!(header.contains("ACCESS KEY"), "{replay}");
+    assert!(replay.contains("AKIAX****M4P2L") && !replay.contains(KEY), "{replay}");
+    // Fixed-width columns: every value of a column starts where its header does.
+    let action_column = column_of(header, "ACTION").unwrap();
+    for line in replay.lines().skip(1) {
+        let at = column_of(line, "iam.").unwrap_or_else(|| panic!("no action in {line:?}"));
+        assert_eq!(at, action_column, "{replay}");
+    }
+
+    let list = stdout(&ok(&config, &["alarms", "list", "--db", db_arg]));
+    let header = list.lines().next().unwrap();
+    assert!(header.contains("TITLE") && header.contains("ACCOUNT"), "{list}");
+    assert!(list.contains("Administrator policy attached"), "{list}");
+    assert!(list.contains("aws 493817265041"), "{list}");
+
+    let alarms: Vec<Value> =
+        serde_json::from_slice(&ok(&config, &["alarms", "list", "--db", db_arg, "--format", "json"]).stdout).unwrap();
+    for alarm in &alarms {
+        let count = alarm["count"].as_u64().unwrap();
+        let show = stdout(&ok(
+            &config,
+            &["alarms", "show", &alarm["id"].to_string(), "--db", db_arg],
+        ));
+        let expected = if count == 1 {
+            "(1 time)".to_string()
+        } else {
+            format!("({count} times)")
+        };
+        assert!(show.contains(&expected), "{show}");
+        assert!(!show.contains("(1 times)"), "{show}");
+    }
+    assert!(
+        alarms.iter().any(|alarm| alarm["count"] == 1) && alarms.iter().any(|alarm| alarm["count"] == 3),
+        "{alarms:?}"
+    );
+
+    // traces: a 74-character operator and a CJK one do not push the columns.
+    let traces = stdout(&ok(&config, &["traces", "--db", db_arg]));
+    let lines: Vec<&str> = traces.lines().collect();
+    assert_eq!(lines.len(), 4, "{traces}");
+    assert!(
+        traces.contains("svc-xxx") && traces.contains('…') && !traces.contains(&long_name),
+        "{traces}"
+    );
+    for header in ["METHOD", "ACTION", "STATUS", "SOURCE IP"] {
+        let column = column_of(lines[0], header).unwrap();
+        let value = match header {
+            "METHOD" => "api",
+            "ACTION" => "iam.DeleteUser",
+            "STATUS" => "success",
+            _ => "34.229.17.208",
+        };
+        for line in &lines[1..] {
+            assert_eq!(column_of(line, value), Some(column), "{header} in\n{traces}");
+        }
+    }
+}
+
+#[test]
+fn an_empty_dead_letter_list_says_so_in_table_format_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = dir.path().join("store.db");
+    ok(
+        &config,
+        &[
+            "replay",
+            "--db",
+            db.to_str().unwrap(),
+            &format!("{RECORDS}/aws_single_record.json"),
+        ],
+    );
+    let table = ok(&config, &["dead-letters", "--db", db.to_str().unwrap()]);
+    assert!(stdout(&table).starts_with("no dead letters in "), "{}", stdout(&table));
+    let jsonl = ok(
+        &config,
+        &["dead-letters", "--db", db.to_str().unwrap(), "--format", "jsonl"],
+    );
+    assert!(jsonl.stdout.is_empty(), "{}", stdout(&jsonl));
+}
+
+#[test]
+fn read_only_commands_refuse_a_missing_store_by_path_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let typo = dir.path().join("stroe.db");
+    let typo_arg = typo.to_str().unwrap();
+    let read_only: [&[&str]; 14] = [
+        &["store", "verify"],
+        &["store", "head"],
+        &["alarms", "list"],
+        &["alarms", "show", "1"],
+        &[
+            "alarms",
+            "set-status",
+            "1",
+            "processed",
+            "--actor",
+            "a",
+            "--reason",
+            "r",
+        ],
+        &["activity"],
+        &["traces"],
+        &["dead-letters"],
+        &["allowlist", "list"],
+        &["allowlist", "report"],
+        &["remark", "list"],
+        &["assets", "list"],
+        &["notify", "deliveries"],
+        &["notify", "resend", "1"],
+    ];
+    for command in read_only {
+        let mut args = command.to_vec();
+        args.extend(["--db", typo_arg]);
+        let output = run_in(&config, &args);
+        assert_eq!(output.status.code(), Some(1), "{command:?}: {}", stdout(&output));
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("no alarm store at {typo_arg}")) && message.contains("from --db"),
+            "{command:?}: {message}"
+        );
+        assert!(!typo.exists(), "{command:?} created {typo_arg}");
+    }
+    // The configured store is named with the key and file it came from.
+    let output = run_in(&config, &["store", "verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("from `store.path` in") && stderr(&output).contains("config.toml"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("store.db").exists());
+    // Commands that add data still make a new store.
+    let fresh = dir.path().join("fresh.db");
+    ok(
+        &config,
+        &[
+            "remark",
+            "set",
+            "ip",
+            "10.0.0.1",
+            "jump host",
+            "--db",
+            fresh.to_str().unwrap(),
+        ],
+    );
+    assert!(fresh.exists());
+    let verify = ok(&config, &["store", "verify", "--db", fresh.to_str().unwrap()]);
+    assert!(stdout(&verify).starts_with("chain ok"), "{}", stdout(&verify));
+}
+
+#[test]
+fn a_missing_rules_directory_is_named_absolutely_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let missing = dir.path().join("rulez");
+    std::fs::write(&config, "[rules]\ndir = \"rulez\"\n[log]\nlevel = \"warn\"\n").unwrap();
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", config.to_str().unwrap(), "rules", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("cannot read rules directory {}: ", missing.display())) && text.contains("No such file"),
+        "{text}"
+    );
+    assert!(!text.contains(":0:0"), "{text}");
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", config.to_str().unwrap(), "replay", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains(&format!("cannot read rules directory {}", missing.display())),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn environment_and_log_filter_mistakes_are_named_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let with_env = |name: &str, value: &str| {
+        Command::new(BIN)
+            .current_dir(repo())
+            .env_remove("TRAILWARDEN_LOG")
+            .env(name, value)
+            .args(["--config", config.to_str().unwrap(), "rules", "list"])
+            .output()
+            .unwrap()
+    };
+    let output = with_env("TRAILWARDEN__STORE__PAHT", "x");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("environment variable TRAILWARDEN__STORE__PAHT")
+            && !stderr(&output).contains("config.toml"),
+        "{}",
+        stderr(&output)
+    );
+    let output = with_env("TRAILWARDEN__PIPELINE__BATCH_EVENTS", "0");
+    assert!(
+        stderr(&output).contains("TRAILWARDEN__PIPELINE__BATCH_EVENTS")
+            && stderr(&output).contains("pipeline.batch_events"),
+        "{}",
+        stderr(&output)
+    );
+    for (name, value) in [("TRAILWARDEN__LOG__LEVEL", "warnn"), ("TRAILWARDEN_LOG", "warnn")] {
+        let output = with_env(name, value);
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        assert!(
+            stderr(&output).contains(name) && stderr(&output).contains("off, error, warn, info, debug, trace"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
