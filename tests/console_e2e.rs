@@ -591,10 +591,15 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
         .as_str()
         .context("the rule's advice in the API")?;
     let shown_advice = css(client, "#detail-advice").await?.text().await?;
+    // Names in backticks are shown as code, without the backticks.
     assert!(
-        squash(&shown_advice).contains(&squash(advice)),
+        squash(&shown_advice).contains(&squash(&advice.replace('`', ""))),
         "advice shown: {shown_advice:?}, rule's: {advice:?}"
     );
+    if let Some(quoted) = advice.split('`').nth(1) {
+        let code = css(client, "#detail-advice code").await?.text().await?;
+        assert_eq!(code, quoted, "the first name in backticks is code");
+    }
     let title = css(client, "#detail-title").await?.text().await?;
     assert_eq!(title, detail["title"].as_str().unwrap_or_default());
     let ips: Vec<String> = serde_json::from_value(
