@@ -530,7 +530,7 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
         ),
     )
     .unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
         .arg("--config")
         .arg(&config)
@@ -539,17 +539,38 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(3500));
+    // Read the log as it comes, and stop the daemon once it has made three
+    // backups (so pruning to the newest two has happened), however slowly a
+    // loaded machine starts it.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    while log.lock().unwrap().matches("store backed up").count() < 3 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no three backups: {}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
     assert!(log.contains("alarm chain head"), "{log}");
-    assert!(log.contains("store backed up"), "{log}");
     let kept: Vec<PathBuf> = std::fs::read_dir(&backups)
         .unwrap()
         .map(|entry| entry.unwrap().path())
