@@ -676,6 +676,10 @@ fn clouds_of(condition: &Cond, coverage: &[Vec<Provider>]) -> Vec<Provider> {
         Some(names) => names.iter().filter_map(|name| Provider::parse(name)).collect(),
         None => Provider::ALL.to_vec(),
     };
+    // In the clouds' usual order whatever order the rule named them in (the
+    // `in` list of a condition is a set): listings must not change between runs.
+    clouds.sort_by_key(|provider| Provider::ALL.iter().position(|each| each == provider));
+    clouds.dedup();
     if let Some(keys) = condition.index_keys()
         && keys.actions.is_empty()
     {

@@ -1,0 +1,153 @@
+//! `rules validate | test | list`: the rule files, checked and run like a
+//! test suite.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use trailwarden::app::{self};
+use trailwarden::config::Settings;
+use trailwarden::terminal::{self, Column, Table, show};
+
+use super::Format;
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files and report every problem with file:line:col (including failing
+    /// embedded tests); non-zero exit on any.
+    Validate {
+        /// Rules directory (default: `rules.dir`).
+        path: Option<PathBuf>,
+    },
+    /// Run the rules' embedded tests and report like a test runner.
+    Test {
+        /// Rules directory (default: `rules.dir`).
+        path: Option<PathBuf>,
+        /// Only rules whose id contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// List rules: id, level, clouds covered, enabled, tags.
+    List {
+        path: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
+    match command {
+        RulesCommand::Validate { path } => {
+            let dir = path.unwrap_or_else(|| settings.rules.dir.clone());
+            match app::check_rule_set(settings, Some(&dir)) {
+                Ok(rules) => {
+                    let (indexed, always) = rules.index_summary();
+                    println!(
+                        "{}: {} rules ({} indexed by operation/action, {} checked on every event), {} operations, version {}: OK",
+                        show(&dir.display().to_string()),
+                        rules.rules.len(),
+                        indexed,
+                        always,
+                        rules.catalog.len(),
+                        rules.version
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(app::AppError::Rules { diagnostics, .. }) => {
+                    let count = diagnostics.len();
+                    for diagnostic in diagnostics.sorted() {
+                        println!("{}", terminal::escape_lines(&diagnostic.to_string()));
+                    }
+                    println!("{count} problem{}", if count == 1 { "" } else { "s" });
+                    Ok(ExitCode::from(1))
+                }
+                Err(other) => Err(other.into()),
+            }
+        }
+        RulesCommand::Test { path, filter } => {
+            let outcomes = app::test_rules(settings, path.as_deref(), filter.as_deref())?;
+            let mut passed = 0;
+            let mut failed = Vec::new();
+            for outcome in &outcomes {
+                if outcome.passed {
+                    passed += 1;
+                    println!("test {} :: {} ... ok", show(&outcome.rule), show(&outcome.name));
+                } else {
+                    println!("test {} :: {} ... FAILED", show(&outcome.rule), show(&outcome.name));
+                    failed.push(outcome);
+                }
+            }
+            if !failed.is_empty() {
+                println!("\nfailures:");
+                for outcome in &failed {
+                    println!(
+                        "\n  {} :: {} ({}:{})\n    {}",
+                        show(&outcome.rule),
+                        show(&outcome.name),
+                        show(&outcome.file),
+                        outcome.loc,
+                        terminal::escape_lines(&outcome.detail)
+                    );
+                }
+            }
+            let rules_with_tests: std::collections::BTreeSet<&str> =
+                outcomes.iter().map(|outcome| outcome.rule.as_str()).collect();
+            println!(
+                "\ntest result: {}. {passed} passed; {} failed; {} rules tested",
+                if failed.is_empty() { "ok" } else { "FAILED" },
+                failed.len(),
+                rules_with_tests.len()
+            );
+            Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        RulesCommand::List { path, format } => {
+            let rules = app::load_rule_set(settings, path.as_deref())?;
+            if format != Format::Table {
+                for rule in &rules.rules {
+                    let line = serde_json::json!({
+                        "id": rule.id,
+                        "title": rule.title,
+                        "level": rule.level,
+                        "clouds": rule.clouds,
+                        "enabled": rule.enabled,
+                        "tags": rule.tags,
+                        "mitre": rule.mitre,
+                        "description": rule.description,
+                        "rationale": rule.rationale,
+                        "remediation": rule.remediation,
+                        "false_positives": rule.false_positives,
+                        "hash": rule.hash,
+                        "file": rule.file.as_ref(),
+                    });
+                    println!("{line}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = Table::new(vec![
+                Column::left("ID", 40),
+                Column::left("LEVEL", 6),
+                Column::left("CLOUDS", 22),
+                Column::left("ENABLED", 7),
+                Column::left("TAGS", 0),
+            ]);
+            for rule in &rules.rules {
+                let clouds: Vec<&str> = rule.clouds.iter().map(|cloud| cloud.as_str()).collect();
+                table.row(vec![
+                    rule.id.clone(),
+                    rule.level.as_str().to_string(),
+                    clouds.join(","),
+                    if rule.enabled { "yes" } else { "no" }.to_string(),
+                    rule.tags.join(","),
+                ]);
+            }
+            print!("{}", table.render());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
