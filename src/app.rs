@@ -158,7 +158,7 @@ pub fn store_options(settings: &Settings) -> StoreOptions {
         samples_per_alarm: settings.store.samples_per_alarm,
         synchronous_full: settings.store.synchronous_full,
         count_on_ignored: settings.store.count_on_ignored,
-        notify: crate::notify::Router::new(settings.notify.clone()),
+        notify: crate::notify::Router::observer(settings.notify.clone()),
     }
 }
 

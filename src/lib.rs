@@ -21,3 +21,4 @@ pub mod source;
 pub mod synth;
 pub mod terminal;
 pub mod text;
+pub mod time;

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod allowlist;
 pub mod assets;
 pub mod chain;
+pub mod observer;
 pub mod changes;
 pub mod rollup;
 pub mod schema;

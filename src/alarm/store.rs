@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
@@ -41,10 +41,7 @@ pub enum StoreError {
     Backup { path: PathBuf, source: rusqlite::Error },
 }
 
-/// Event times are stored as fixed-width RFC 3339 UTC, so text order is time order.
-pub fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+pub use crate::time::timestamp;
 
 /// Who an alarm is about (seeds/003: account identity, AK).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -325,7 +322,7 @@ pub struct StoreOptions {
     pub count_on_ignored: bool,
     /// Notification topics: alarm changes queue outbox rows in the same
     /// transaction (`None`: no notifications, as in replays).
-    pub notify: Option<std::sync::Arc<crate::notify::Router>>,
+    pub notify: Option<std::sync::Arc<dyn super::observer::AlarmObserver>>,
 }
 
 impl Default for StoreOptions {
@@ -650,7 +647,7 @@ impl Store {
                 .collect();
             router.status_changed(
                 &transaction,
-                &crate::notify::AlarmFacts {
+                &super::observer::AlarmFacts {
                     alarm_id: id,
                     rule_id: &facts.0,
                     level: Level::parse(&facts.1).unwrap_or(Level::Info),
@@ -670,7 +667,7 @@ impl Store {
     /// change-log entry, its chain links and its notifications commit together.
     pub fn change<T, E: From<rusqlite::Error>>(
         &mut self,
-        change: impl FnOnce(&Transaction<'_>, Option<&crate::notify::Router>) -> Result<T, E>,
+        change: impl FnOnce(&Transaction<'_>, Option<&dyn super::observer::AlarmObserver>) -> Result<T, E>,
     ) -> Result<T, E> {
         let transaction = self
             .connection
@@ -920,7 +917,7 @@ fn write_in(
     now: &str,
     samples_per_alarm: i64,
     count_on_ignored: bool,
-    notify: Option<&crate::notify::Router>,
+    notify: Option<&dyn super::observer::AlarmObserver>,
 ) -> rusqlite::Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
     // The alarm a match counts on: the open (unprocessed) one, else — when
@@ -980,7 +977,7 @@ fn write_in(
                 .query_row(params![update.rule_id, update.group_key], read)
                 .optional()?;
         }
-        let facts = |alarm_id| crate::notify::AlarmFacts {
+        let facts = |alarm_id| super::observer::AlarmFacts {
             alarm_id,
             rule_id: &update.rule_id,
             level: update.level,

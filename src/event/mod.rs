@@ -9,15 +9,24 @@ pub mod origin;
 
 use serde_json::{Value, json};
 
-use crate::rules::OperationCatalog;
 use model::AuditEvent;
+
+/// The names of the cross-cloud operations an event carries (`operations`
+/// holds indexes into the rule set's catalog, which implements this).
+pub trait OperationNames {
+    fn operation_name(&self, index: u16) -> &str;
+}
 
 /// The normalized event as JSON (what `trailwarden normalize` prints and what
 /// alarms keep as samples). `raw` is included when asked. `platform_source_ip`
 /// and `degraded` appear only on the events that have them, so the output of
 /// every other event keeps its shape.
-pub fn event_json(event: &AuditEvent, catalog: &OperationCatalog, include_raw: bool) -> Value {
-    let operations: Vec<&str> = event.operations.iter().map(|index| catalog.name(*index)).collect();
+pub fn event_json(event: &AuditEvent, catalog: &impl OperationNames, include_raw: bool) -> Value {
+    let operations: Vec<&str> = event
+        .operations
+        .iter()
+        .map(|index| catalog.operation_name(*index))
+        .collect();
     let mut value = json!({
         "provider": event.provider,
         "event_id": event.event_id,

@@ -25,16 +25,8 @@ pub use config::{NoticeKind, NotifySettings, SmtpSecurity, Subscription, Target,
 use crate::alarm::workflow::Transition;
 use crate::rules::Level;
 
-/// What the router needs to know about an alarm.
-#[derive(Clone, Copy, Debug)]
-pub struct AlarmFacts<'a> {
-    pub alarm_id: i64,
-    pub rule_id: &'a str,
-    pub level: Level,
-    pub tags: &'a [String],
-    pub account_id: Option<&'a str>,
-    pub account_name: Option<&'a str>,
-}
+pub use crate::alarm::observer::AlarmFacts;
+use crate::alarm::observer::AlarmObserver;
 
 /// Topics compiled for matching alarms.
 #[derive(Debug)]
@@ -46,6 +38,12 @@ impl Router {
     /// A router for active settings (enabled, with topics); `None` otherwise.
     pub fn new(settings: Arc<NotifySettings>) -> Option<Arc<Router>> {
         settings.active().then(|| Arc::new(Router { settings }))
+    }
+
+    /// The router as the store's observer of alarm changes (`None` when
+    /// notifications are off or no topic is configured).
+    pub fn observer(settings: Arc<NotifySettings>) -> Option<Arc<dyn AlarmObserver>> {
+        Router::new(settings).map(|router| router as Arc<dyn AlarmObserver>)
     }
 
     pub fn settings(&self) -> &Arc<NotifySettings> {
@@ -141,6 +139,38 @@ impl Router {
             queued += 1;
         }
         Ok(queued)
+    }
+}
+
+/// The store raises alarm changes through this trait; the router turns them
+/// into outbox rows in the same transaction.
+impl AlarmObserver for Router {
+    fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize> {
+        Router::opened(self, connection, facts)
+    }
+
+    fn updated(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        old_level: Option<Level>,
+        old_count: u64,
+        new_count: u64,
+    ) -> rusqlite::Result<usize> {
+        Router::updated(self, connection, facts, old_level, old_count, new_count)
+    }
+
+    fn status_changed(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        transition: &Transition,
+    ) -> rusqlite::Result<usize> {
+        Router::status_changed(self, connection, facts, transition)
+    }
+
+    fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize> {
+        Router::policy_changed(self, connection, detail)
     }
 }
 
@@ -292,7 +322,7 @@ mod tests {
             ..NotifySettings::default()
         };
         let options = crate::alarm::store::StoreOptions {
-            notify: Router::new(Arc::new(settings)),
+            notify: Router::observer(Arc::new(settings)),
             ..Default::default()
         };
         let mut store = crate::alarm::store::Store::open(&dir.path().join("s.db"), options).expect("store");

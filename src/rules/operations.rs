@@ -66,6 +66,12 @@ fn provider_slot(provider: Provider) -> usize {
     }
 }
 
+impl crate::event::OperationNames for OperationCatalog {
+    fn operation_name(&self, index: u16) -> &str {
+        self.name(index)
+    }
+}
+
 impl OperationCatalog {
     pub fn len(&self) -> usize {
         self.operations.len()

@@ -92,7 +92,7 @@ impl Template {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Title => out.push_str(title),
-                Segment::Time => out.push_str(&crate::alarm::store::timestamp(event.time)),
+                Segment::Time => out.push_str(&crate::time::timestamp(event.time)),
                 Segment::Field(field) => {
                     field.collect_text(event, catalog, scratch);
                     if scratch.is_empty() {

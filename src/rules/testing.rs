@@ -298,7 +298,7 @@ pub fn run_tests(set: &RuleSet, naive_time_offset: chrono::FixedOffset, filter: 
                         event.action,
                         event.principal_display(),
                         event.principal.kind.as_str(),
-                        crate::alarm::store::timestamp(event.time),
+                        crate::time::timestamp(event.time),
                     ));
                 }
                 outcome.detail = detail;

@@ -1,0 +1,52 @@
+//! What the store tells the rest of the system about alarm changes, inside
+//! the transaction that makes them.
+//!
+//! When the store opens or updates an alarm, when an operator changes an
+//! alarm's status, and when an allowlist policy is added or removed, it calls
+//! an `AlarmObserver` with the write transaction still open, so whatever the
+//! observer writes (the notification outbox) commits or rolls back with the
+//! change. The store knows only this trait; `notify::Router` implements it.
+
+use rusqlite::Connection;
+
+use super::workflow::Transition;
+use crate::rules::Level;
+
+/// What an observer needs to know about an alarm.
+#[derive(Clone, Copy, Debug)]
+pub struct AlarmFacts<'a> {
+    pub alarm_id: i64,
+    pub rule_id: &'a str,
+    pub level: Level,
+    pub tags: &'a [String],
+    pub account_id: Option<&'a str>,
+    pub account_name: Option<&'a str>,
+}
+
+/// Told of alarm changes inside the store's write transaction (`connection`).
+/// Each call returns how many messages it queued.
+pub trait AlarmObserver: Send + Sync + std::fmt::Debug {
+    /// A new alarm.
+    fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize>;
+
+    /// New matches on an open alarm: its level may have risen, its count did.
+    fn updated(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        old_level: Option<Level>,
+        old_count: u64,
+        new_count: u64,
+    ) -> rusqlite::Result<usize>;
+
+    /// An operator changed the alarm's status.
+    fn status_changed(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        transition: &Transition,
+    ) -> rusqlite::Result<usize>;
+
+    /// An allowlist policy was added or removed (`detail` describes it, keys masked).
+    fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize>;
+}
