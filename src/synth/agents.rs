@@ -44,6 +44,7 @@ pub(super) fn kebab(action: &str) -> String {
     out
 }
 
+/// AWS agents name the CLI command or the SDK's service, so they depend on the call.
 fn aws_agent(tool: usize, service: &str, action: &str) -> String {
     let command = format!("{service}.{}", kebab(action));
     match tool % 5 {
@@ -63,6 +64,7 @@ fn aws_agent(tool: usize, service: &str, action: &str) -> String {
     }
 }
 
+/// The agent an identity using `tool` calls `service`.`action` with.
 pub(super) fn agent(provider: Provider, tool: usize, service: &str, action: &str) -> String {
     match provider {
         Provider::Aws => aws_agent(tool, service, action),

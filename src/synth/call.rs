@@ -88,16 +88,21 @@ impl Op {
 #[derive(Clone, Debug)]
 pub(super) struct Call {
     pub(super) provider: Provider,
+    /// Epoch milliseconds; the record keeps whole seconds.
     pub(super) time_ms: i64,
+    /// Index into the cloud's accounts in the organisation.
     pub(super) account: usize,
     pub(super) who: Who,
+    /// The signing key; none for a cloud service acting on its own.
     pub(super) key: Option<String>,
     pub(super) ip: String,
     pub(super) agent: String,
     pub(super) region: String,
     pub(super) method: Method,
     pub(super) op: Op,
+    /// Refused for lack of permission: the renderer writes the cloud's error.
     pub(super) denied: bool,
+    /// Signed in with MFA (console sign-ins and sessions).
     pub(super) mfa: bool,
 }
 

@@ -24,15 +24,24 @@ use super::timeline::{HOUR_MS, MINUTE_MS, utc};
 /// Writes records into the three clouds' delivery layouts, one time bucket at a time.
 pub(super) struct ExampleDir {
     root: PathBuf,
+    /// The random parts of file names; its own stream, so that writing a
+    /// directory leaves the records themselves as `--out` writes them.
     rng: Rng,
+    /// Per cloud, the time bucket being collected (in units of that cloud's
+    /// span) and its records; a record of a later bucket flushes them.
     aws_hour: Option<i64>,
+    /// Keyed by (account, region): one CloudTrail file each.
     aws: BTreeMap<(String, String), Vec<Value>>,
     tencent_bucket: Option<i64>,
     tencent: Vec<Value>,
+    /// The first file of CloudAudit and of CTS is written plain, so that the
+    /// directory holds uncompressed files too.
     tencent_plain_done: bool,
     huawei_hour: Option<i64>,
+    /// Keyed by (region, service): one CTS file each.
     huawei: BTreeMap<(String, String), Vec<Value>>,
     huawei_plain_done: bool,
+    /// Bytes on disk and files written so far, for the summary.
     pub(super) bytes: u64,
     pub(super) files: usize,
     /// How much time one delivery file covers, per cloud (real deliveries:
@@ -202,6 +211,7 @@ impl ExampleDir {
     }
 }
 
+/// The text at `path` in a record, or `unknown`, so a file name part is never empty.
 fn text_at(record: &Value, path: &[&str]) -> String {
     let mut value = record;
     for key in path {

@@ -5,10 +5,13 @@
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Asia::Shanghai;
 
+// Times are epoch milliseconds (UTC) throughout the generator: cheap to
+// compare and add, turned into dates only where a record shows one.
 pub(super) const HOUR_MS: i64 = 3_600_000;
 pub(super) const MINUTE_MS: i64 = 60_000;
 pub(super) const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// Epoch milliseconds as a UTC time (the epoch itself if out of range).
 pub(super) fn utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
@@ -125,6 +128,7 @@ pub(super) fn aws_display_time(ms: i64) -> String {
     utc(ms).format("%b %-d, %Y, %-I:%M:%S %p").to_string()
 }
 
+/// `2026-03-03 14:05:11`, Shanghai wall-clock time, as Tencent session expiries show it.
 pub(super) fn shanghai_text(ms: i64) -> String {
     utc(ms).with_timezone(&Shanghai).format("%Y-%m-%d %H:%M:%S").to_string()
 }
