@@ -1,0 +1,176 @@
+//! The god view (seeds/001) and key-operation traces (seeds/002): what the
+//! engine stage records about every event beside the alarms.
+//!
+//! Two features share one accumulator, [`Activity`], because both see every
+//! evaluated event and both are written in the batch's one transaction:
+//! `activity` holds the hourly rollups, the first-seen (access key, source
+//! IP) pairs and the `activity` report; `traces` holds the key-operation
+//! traces, their retention and the `traces` query. This module holds what
+//! they share: the settings, the per-batch accumulator and the write of a
+//! batch. Callers name everything through this module.
+
+mod activity;
+#[cfg(test)]
+mod tests;
+mod traces;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::Transaction;
+
+use crate::event::model::AuditEvent;
+use crate::rules::RuleSet;
+use activity::{HourlyCounts, PairTracker};
+
+pub use activity::{
+    AccountFailures, ActivityQuery, ActivityReport, ApiActivity, HourActivity, HourlyCount, KeyIpPair,
+    PrincipalActivity, SourceIpActivity, activity_report, load_pairs,
+};
+pub use traces::{KeyOperations, NewTrace, Trace, TraceFilter, list_traces};
+
+/// How far past wall-clock now the newest event time may carry pruning
+/// (against clock-skewed records).
+const DAY_MS: i64 = 86_400_000;
+
+/// Settings of the god view and the key-operation traces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityOptions {
+    /// Hourly rollups and first-seen (key, IP) pairs.
+    pub rollups: bool,
+    /// Key-operation traces.
+    pub traces: bool,
+    /// Traces older than this (behind the newest event time) are pruned.
+    pub trace_retention: Duration,
+    /// Pruning runs at most once per this much event time.
+    pub prune_every: Duration,
+    /// Rules with this tag name the key operations.
+    pub trace_tag: String,
+}
+
+impl Default for ActivityOptions {
+    fn default() -> ActivityOptions {
+        ActivityOptions {
+            rollups: true,
+            traces: true,
+            trace_retention: Duration::from_secs(7 * 86_400),
+            prune_every: Duration::from_secs(600),
+            trace_tag: "sec09-03".to_string(),
+        }
+    }
+}
+
+/// What one batch adds to the god view and the traces.
+#[derive(Debug, Default)]
+pub struct ActivityBatch {
+    pub hourly: Vec<HourlyCount>,
+    pub key_ips: Vec<KeyIpPair>,
+    pub traces: Vec<NewTrace>,
+    /// Delete traces older than this (epoch milliseconds of event time).
+    pub prune_before_ms: Option<i64>,
+}
+
+impl ActivityBatch {
+    pub fn is_empty(&self) -> bool {
+        self.hourly.is_empty() && self.key_ips.is_empty() && self.traces.is_empty() && self.prune_before_ms.is_none()
+    }
+}
+
+/// The engine stage's accumulator: `observe` each evaluated event, `take`
+/// once per transaction.
+pub struct Activity {
+    options: ActivityOptions,
+    key_operations: KeyOperations,
+    hourly: HourlyCounts,
+    pairs: PairTracker,
+    traces: Vec<NewTrace>,
+    newest_ms: Option<i64>,
+    last_prune_ms: Option<i64>,
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Activity {
+    pub fn new(options: ActivityOptions) -> Activity {
+        Activity {
+            options,
+            key_operations: KeyOperations::default(),
+            hourly: HourlyCounts::default(),
+            pairs: PairTracker::default(),
+            traces: Vec::new(),
+            newest_ms: None,
+            last_prune_ms: None,
+        }
+    }
+
+    /// Remember a (key, IP) pair already stored (read at start).
+    pub fn remember_pair(&mut self, key: &str, ip: &str, first_ms: i64) {
+        self.pairs.remember(key, ip, first_ms);
+    }
+
+    /// Derive the key operations from `rules` (again only when the set changed).
+    pub fn use_rules(&mut self, rules: &RuleSet) {
+        if self.options.traces && self.key_operations.version != rules.version {
+            self.key_operations = KeyOperations::from_rules(rules, &self.options.trace_tag);
+            tracing::debug!(
+                operations = ?self.key_operations.names(rules),
+                "key operations for traces"
+            );
+        }
+    }
+
+    /// Count one evaluated event (operations already classified by `rules`).
+    pub fn observe(&mut self, event: &AuditEvent, rules: &RuleSet) {
+        if self.options.rollups {
+            self.hourly.add(event);
+            self.pairs.add(event);
+        }
+        if self.options.traces {
+            let time = event.time.timestamp_millis();
+            self.newest_ms = Some(self.newest_ms.map_or(time, |newest| newest.max(time)));
+            if self.key_operations.any(&event.operations) {
+                self.traces.push(Trace::of(event, rules));
+            }
+        }
+    }
+
+    /// Everything observed since the last call; `last` forces a prune.
+    pub fn take(&mut self, last: bool) -> ActivityBatch {
+        ActivityBatch {
+            hourly: self.hourly.take(),
+            key_ips: self.pairs.take(),
+            traces: std::mem::take(&mut self.traces),
+            prune_before_ms: self.prune_due(last, Utc::now().timestamp_millis()),
+        }
+    }
+
+    fn prune_due(&mut self, last: bool, now_ms: i64) -> Option<i64> {
+        if !self.options.traces {
+            return None;
+        }
+        let newest = self.newest_ms?.min(now_ms.saturating_add(DAY_MS));
+        let every = millis(self.options.prune_every);
+        let due = last
+            || self
+                .last_prune_ms
+                .is_none_or(|previous| newest.saturating_sub(previous) >= every);
+        if !due {
+            return None;
+        }
+        self.last_prune_ms = Some(newest);
+        Some(newest.saturating_sub(millis(self.options.trace_retention)))
+    }
+}
+
+/// Write a batch's rollups, pairs and traces, and prune, inside `transaction`.
+pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rusqlite::Result<()> {
+    activity::write_hourly(transaction, &batch.hourly)?;
+    activity::write_key_ips(transaction, &batch.key_ips)?;
+    traces::write(transaction, &batch.traces)?;
+    if let Some(cutoff) = batch.prune_before_ms {
+        traces::prune(transaction, cutoff)?;
+    }
+    Ok(())
+}
