@@ -1,0 +1,251 @@
+//! Conditions: the `match` tree of a rule, compiled once.
+//!
+//! YAML form (see README "Rule language"):
+//! ```yaml
+//! match:
+//!   all:
+//!     - principal.kind: root                  # equals (case-insensitive)
+//!     - operation: [iam.user.create, high_risk_operations]   # in list (list names expand)
+//!     - user_agent: {contains: [kali, pentoo]}
+//!     - source_ip: {cidr: github_hook_ranges}
+//!     - raw.requestParameters.ConsoleLogin: {gte: 1}
+//!     - not: {call_method: console}
+//!     - macro: off_hours
+//!     - time: {between: ["22:00", "06:00"], weekdays: [mon, tue], timezone: Asia/Shanghai}
+//! ```
+//! A mapping with several entries is an implicit `all`.
+//!
+//! This file holds the compiled form and its evaluation; `compile.rs` turns
+//! YAML nodes into it, with every problem located.
+
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+use globset::GlobSet;
+use ipnet::IpNet;
+use regex::RegexSet;
+
+mod compile;
+
+pub use compile::{CompileEnv, ListDef, MacroDef};
+
+use super::field::{Field, Val};
+use super::operations::OpIndex;
+use crate::event::model::AuditEvent;
+use crate::text::{CaseInsensitiveSet, ends_with_ignore_case, starts_with_ignore_case};
+
+/// A compiled condition.
+#[derive(Clone, Debug)]
+pub enum Cond {
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    Test { field: Field, test: Test },
+    Time(TimeWindow),
+    Const(bool),
+}
+
+/// A compiled comparison on one field's values (true when any value passes).
+#[derive(Clone, Debug)]
+pub enum Test {
+    /// equals / in: ASCII-case-insensitive, numbers compared numerically.
+    In {
+        texts: CaseInsensitiveSet,
+        numbers: Vec<f64>,
+    },
+    Contains(Arc<AhoCorasick>),
+    StartsWith(Vec<String>),
+    EndsWith(Vec<String>),
+    Glob(Arc<GlobSet>),
+    Regex(Arc<RegexSet>),
+    Cidr(Vec<IpNet>),
+    Exists(bool),
+    Compare(Comparison, f64),
+    /// Operation tests compile to the set of matching catalog entries.
+    Operations(Vec<bool>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+/// A time-of-day and weekday window on the event's own time, in a zone.
+#[derive(Clone, Debug)]
+pub struct TimeWindow {
+    pub timezone: Tz,
+    /// Start inclusive, end exclusive; wraps midnight when start > end.
+    pub between: Option<(NaiveTime, NaiveTime)>,
+    pub weekdays: Option<Vec<Weekday>>,
+}
+
+impl TimeWindow {
+    pub fn contains(&self, time: DateTime<Utc>) -> bool {
+        let local = time.with_timezone(&self.timezone);
+        if let Some(weekdays) = &self.weekdays
+            && !weekdays.contains(&local.weekday())
+        {
+            return false;
+        }
+        if let Some((start, end)) = self.between {
+            let now = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second()).unwrap_or_default();
+            let inside = if start <= end {
+                now >= start && now < end
+            } else {
+                now >= start || now < end
+            };
+            if !inside {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Cond {
+    pub fn evaluate(&self, event: &AuditEvent) -> bool {
+        match self {
+            Cond::All(items) => items.iter().all(|item| item.evaluate(event)),
+            Cond::Any(items) => items.iter().any(|item| item.evaluate(event)),
+            Cond::Not(inner) => !inner.evaluate(event),
+            Cond::Test { field, test } => test.evaluate(field, event),
+            Cond::Time(window) => window.contains(event.time),
+            Cond::Const(value) => *value,
+        }
+    }
+}
+
+impl Test {
+    fn evaluate(&self, field: &Field, event: &AuditEvent) -> bool {
+        match self {
+            Test::Exists(expected) => {
+                let present = field.any_value(event, &mut |value| !matches!(value, Val::Str("")));
+                present == *expected
+            }
+            _ => field.any_value(event, &mut |value| self.check(value)),
+        }
+    }
+
+    /// Whether one value passes.
+    pub fn check(&self, value: Val<'_>) -> bool {
+        match self {
+            Test::In { texts, numbers } => match value {
+                Val::Num(number) => numbers.contains(&number),
+                other => other.as_str().is_some_and(|text| texts.contains(text)),
+            },
+            Test::Contains(automaton) => value.as_str().is_some_and(|text| automaton.is_match(text)),
+            Test::StartsWith(prefixes) => value
+                .as_str()
+                .is_some_and(|text| prefixes.iter().any(|prefix| starts_with_ignore_case(text, prefix))),
+            Test::EndsWith(suffixes) => value
+                .as_str()
+                .is_some_and(|text| suffixes.iter().any(|suffix| ends_with_ignore_case(text, suffix))),
+            Test::Glob(globs) => value.as_str().is_some_and(|text| globs.is_match(text)),
+            Test::Regex(set) => value.as_str().is_some_and(|text| set.is_match(text)),
+            Test::Cidr(networks) => value
+                .as_ip()
+                .is_some_and(|ip| networks.iter().any(|network| network.contains(&ip))),
+            Test::Exists(_) => true,
+            Test::Compare(comparison, bound) => value.as_number().is_some_and(|number| match comparison {
+                Comparison::Greater => number > *bound,
+                Comparison::GreaterOrEqual => number >= *bound,
+                Comparison::Less => number < *bound,
+                Comparison::LessOrEqual => number <= *bound,
+            }),
+            Test::Operations(set) => match value {
+                Val::Operation(index) => set.get(usize::from(index)).copied().unwrap_or(false),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A CIDR, or a bare address as a host network.
+pub fn parse_network(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// Which operations / actions an event must have for a condition to hold,
+/// so the engine can skip rules that cannot match (`None` = no constraint).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IndexKeys {
+    pub operations: Vec<OpIndex>,
+    /// Lower-case action names.
+    pub actions: Vec<String>,
+}
+
+impl Cond {
+    pub fn index_keys(&self) -> Option<IndexKeys> {
+        match self {
+            Cond::Test {
+                field: Field::Operation,
+                test: Test::Operations(set),
+            } => Some(IndexKeys {
+                operations: set
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, selected)| **selected)
+                    .filter_map(|(index, _)| OpIndex::try_from(index).ok())
+                    .collect(),
+                actions: Vec::new(),
+            }),
+            Cond::Test {
+                field: Field::Action,
+                test: Test::In { texts, .. },
+            } => Some(IndexKeys {
+                operations: Vec::new(),
+                actions: texts.iter().map(str::to_string).collect(),
+            }),
+            // Any conjunct's keys are necessary: take the most selective.
+            Cond::All(items) => items
+                .iter()
+                .filter_map(Cond::index_keys)
+                .min_by_key(|keys| keys.operations.len() + keys.actions.len()),
+            // Every disjunct must be constrained for the union to be.
+            Cond::Any(items) => {
+                let mut union = IndexKeys::default();
+                for item in items {
+                    let keys = item.index_keys()?;
+                    union.operations.extend(keys.operations);
+                    union.actions.extend(keys.actions);
+                }
+                union.operations.sort_unstable();
+                union.operations.dedup();
+                union.actions.sort();
+                union.actions.dedup();
+                Some(union)
+            }
+            Cond::Const(false) => Some(IndexKeys::default()),
+            _ => None,
+        }
+    }
+
+    /// Providers the condition can match (`provider: x` constraints), or all.
+    pub fn providers(&self) -> Option<Vec<String>> {
+        match self {
+            Cond::Test {
+                field: Field::Provider,
+                test: Test::In { texts, .. },
+            } => Some(texts.iter().map(str::to_string).collect()),
+            Cond::All(items) => items.iter().filter_map(Cond::providers).next(),
+            Cond::Any(items) => {
+                let mut union = Vec::new();
+                for item in items {
+                    union.extend(item.providers()?);
+                }
+                union.sort();
+                union.dedup();
+                Some(union)
+            }
+            _ => None,
+        }
+    }
+}
