@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod reorder;
 pub mod rules;
+pub mod service;
 pub mod source;
 pub mod synth;
 pub mod terminal;

@@ -30,7 +30,7 @@ pub async fn list(Viewer(_): Viewer, State(state): State<ApiState>, params: Para
         .store
         .run(move |store| {
             let total = store.count_alarms(&filter)?;
-            let items = crate::app::list_alarms(store, &filter)?;
+            let items = crate::service::list_alarms(store, &filter)?;
             Ok((total, items))
         })
         .await?;
@@ -87,7 +87,7 @@ pub async fn detail(
     let id = parse_id("an alarm", &id)?;
     let detail = state
         .store
-        .run(move |store| Ok(crate::app::show_alarm(store, id)?))
+        .run(move |store| Ok(crate::service::show_alarm(store, id)?))
         .await?;
     Ok(Json(detail_json(&state, detail)?))
 }
@@ -118,7 +118,7 @@ pub async fn set_status(
         .store
         .run(move |store| {
             store.set_status(id, to, &caller.name, &reason)?;
-            Ok(crate::app::show_alarm(store, id)?)
+            Ok(crate::service::show_alarm(store, id)?)
         })
         .await?;
     Ok(Json(detail_json(&state, detail)?))

@@ -248,7 +248,7 @@ impl Params {
         let Some(text) = self.text(name) else {
             return Ok(None);
         };
-        crate::app::parse_time_arg(name, &text, chrono::Utc::now())
+        crate::service::parse_time_arg(name, &text, chrono::Utc::now())
             .map(Some)
             .map_err(|_| {
                 ApiError::bad_request(format!(

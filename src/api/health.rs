@@ -51,7 +51,11 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
 pub async fn metrics(Viewer(_): Viewer, State(state): State<ApiState>) -> Response {
     // The allowlist gauges come from the store (policies change through any
     // connection); a store that cannot answer leaves them as they were.
-    if let Ok(policies) = state.store.run(|store| Ok(crate::app::allowlist_list(store)?)).await {
+    if let Ok(policies) = state
+        .store
+        .run(|store| Ok(crate::service::allowlist_list(store)?))
+        .await
+    {
         let allowlist = &state.daemon.metrics.allowlist;
         allowlist.policies.clear();
         let mut high_hits = 0u64;

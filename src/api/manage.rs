@@ -28,7 +28,10 @@ pub async fn allowlist_list(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&[])?;
-    let policies = state.store.run(|store| Ok(crate::app::allowlist_list(store)?)).await?;
+    let policies = state
+        .store
+        .run(|store| Ok(crate::service::allowlist_list(store)?))
+        .await?;
     Ok(Json(json!(policies)))
 }
 
@@ -41,7 +44,7 @@ pub async fn allowlist_report(
     params.only(&[])?;
     let report = state
         .store
-        .run(|store| Ok(crate::app::allowlist_report(store)?))
+        .run(|store| Ok(crate::service::allowlist_report(store)?))
         .await?;
     Ok(Json(json!(report)))
 }
@@ -111,18 +114,18 @@ pub async fn allowlist_add(
             {
                 return Err(ApiError::not_found(format!("from_alarm: alarm {id} not found")));
             }
-            let request = crate::app::AllowlistAdd {
+            let request = crate::service::AllowlistAdd {
                 matches: PolicyMatch { access_key, ..matches },
                 from_alarm,
                 reason,
                 expires,
                 allow_broad,
             };
-            Ok(crate::app::allowlist_add(store, request, &actor)?)
+            Ok(crate::service::allowlist_add(store, request, &actor)?)
         })
         .await?;
     tracing::info!(policy = policy.id, actor = %caller.name, "allowlist policy added through the API");
-    let mut value = json!(crate::app::policy_view(policy, chrono::Utc::now()));
+    let mut value = json!(crate::service::policy_view(policy, chrono::Utc::now()));
     if let (Some(warning), Value::Object(fields)) = (warning, &mut value) {
         fields.insert("warning".into(), Value::String(warning));
     }
@@ -139,7 +142,7 @@ pub async fn allowlist_remove(
     let actor = actor(&caller)?;
     state
         .store
-        .run(move |store| Ok(crate::app::allowlist_remove(store, id, &actor)?))
+        .run(move |store| Ok(crate::service::allowlist_remove(store, id, &actor)?))
         .await?;
     tracing::info!(policy = id, actor = %caller.name, "allowlist policy removed through the API");
     Ok(StatusCode::NO_CONTENT)
@@ -152,7 +155,7 @@ pub async fn remark_list(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&[])?;
-    let remarks = state.store.run(|store| Ok(crate::app::remark_list(store)?)).await?;
+    let remarks = state.store.run(|store| Ok(crate::service::remark_list(store)?)).await?;
     Ok(Json(json!(remarks)))
 }
 
@@ -179,7 +182,7 @@ pub async fn remark_set(
                 RemarkKind::Key => resolve_key(store.connection(), "value", &value)?,
                 RemarkKind::Ip => value,
             };
-            Ok(crate::app::remark_set(store, kind, &value, &text, &actor)?)
+            Ok(crate::service::remark_set(store, kind, &value, &text, &actor)?)
         })
         .await?;
     if remark.kind == RemarkKind::Key {
@@ -212,7 +215,7 @@ pub async fn remark_remove(
                 RemarkKind::Key => resolve_key(store.connection(), "value", &value)?,
                 RemarkKind::Ip => value,
             };
-            Ok(crate::app::remark_remove(store, kind, &value, &actor)?)
+            Ok(crate::service::remark_remove(store, kind, &value, &actor)?)
         })
         .await?;
     tracing::info!(kind = kind.as_str(), actor = %caller.name, "remark removed through the API");
@@ -247,7 +250,7 @@ pub async fn asset_add(
     let actor = actor(&caller)?;
     let asset = state
         .store
-        .run(move |store| Ok(crate::app::asset_add(store, &cidr, &name, &actor)?))
+        .run(move |store| Ok(crate::service::asset_add(store, &cidr, &name, &actor)?))
         .await?;
     tracing::info!(cidr = %asset.cidr, actor = %caller.name, "asset added through the API");
     Ok((StatusCode::CREATED, Json(json!(asset))).into_response())
@@ -273,7 +276,7 @@ pub async fn change_list(
     };
     let changes = state
         .store
-        .run(move |store| Ok(crate::app::list_changes(store, &filter)?))
+        .run(move |store| Ok(crate::service::list_changes(store, &filter)?))
         .await?;
     Ok(Json(json!(changes)))
 }

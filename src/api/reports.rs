@@ -28,8 +28,8 @@ pub async fn activity(
     let report = state
         .store
         .run(move |store| {
-            let mut report = crate::app::activity_report(store, &query)?;
-            crate::app::mask_activity_report(&mut report);
+            let mut report = crate::service::activity_report(store, &query)?;
+            crate::service::mask_activity_report(&mut report);
             Ok(report)
         })
         .await?;
@@ -65,8 +65,8 @@ pub async fn traces(Viewer(_): Viewer, State(state): State<ApiState>, params: Pa
     let traces = state
         .store
         .run(move |store| {
-            let mut traces = crate::app::list_traces(store, &filter)?;
-            crate::app::mask_traces(&mut traces);
+            let mut traces = crate::service::list_traces(store, &filter)?;
+            crate::service::mask_traces(&mut traces);
             Ok(traces)
         })
         .await?;
@@ -83,7 +83,7 @@ pub async fn dead_letters(
     let limit = params.integer("limit", 100, 1..=1000)?;
     let letters = state
         .store
-        .run(move |store| Ok(crate::app::list_dead_letters(store, limit)?))
+        .run(move |store| Ok(crate::service::list_dead_letters(store, limit)?))
         .await?;
     Ok(Json(json!(letters)))
 }

@@ -9,9 +9,9 @@ use clap::{Subcommand, ValueEnum};
 
 use trailwarden::alarm::store::AlarmFilter;
 use trailwarden::alarm::workflow::Status;
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
 use trailwarden::rules::Level;
+use trailwarden::service;
 use trailwarden::terminal::{self, Column, Table, show};
 
 use super::{Format, parse_time};
@@ -106,7 +106,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             {
                 anyhow::bail!("--status {status}: use unprocessed, processed or ignored");
             }
-            let store = app::open_existing_store(settings, db.as_deref())?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
             let filter = AlarmFilter {
                 status,
                 min_level,
@@ -122,7 +122,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 limit,
                 ..AlarmFilter::default()
             };
-            let rows = app::list_alarms(&store, &filter)?;
+            let rows = service::list_alarms(&store, &filter)?;
             match format {
                 Format::Table => {
                     let mut table = Table::new(vec![
@@ -164,8 +164,8 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AlarmsCommand::Show { id, db, format } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
-            let detail = app::show_alarm(&store, id)?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
+            let detail = service::show_alarm(&store, id)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
                 return Ok(ExitCode::SUCCESS);
@@ -267,7 +267,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
         } => {
             let to = Status::parse(&status)
                 .with_context(|| format!("status {status:?}: use unprocessed, processed or ignored"))?;
-            let mut store = app::open_existing_store(settings, db.as_deref())?;
+            let mut store = service::open_existing_store(settings, db.as_deref())?;
             let change = store.set_status(id, to, &actor, &reason)?;
             println!(
                 "alarm {id}: {} → {} by {} at {}",

@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
 
 use super::{Format, print_json_rows};
@@ -112,8 +113,8 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
             format,
         } => {
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_store(settings, db.as_deref())?;
-            let request = app::AllowlistAdd {
+            let mut store = service::open_store(settings, db.as_deref())?;
+            let request = service::AllowlistAdd {
                 matches: trailwarden::alarm::allowlist::PolicyMatch {
                     access_key: key,
                     source_ip: ip,
@@ -128,7 +129,7 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
                 expires,
                 allow_broad,
             };
-            let (policy, warning) = app::allowlist_add(&mut store, request, &actor)?;
+            let (policy, warning) = service::allowlist_add(&mut store, request, &actor)?;
             if let Some(broad) = &policy.broad {
                 eprintln!(
                     "warning: broad policy stored by override ({broad}); recorded as approved by {}",
@@ -138,7 +139,7 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
             if let Some(warning) = warning {
                 eprintln!("warning: {}", show(&warning));
             }
-            let view = app::policy_view(policy, chrono::Utc::now());
+            let view = service::policy_view(policy, chrono::Utc::now());
             if format == Format::Table {
                 println!("allowlist policy {} added", view.policy.id);
                 print_policies(std::slice::from_ref(&view));
@@ -148,8 +149,8 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::List { db, format } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
-            let policies = app::allowlist_list(&store)?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
+            let policies = service::allowlist_list(&store)?;
             if format == Format::Table {
                 print_policies(&policies);
             } else {
@@ -159,8 +160,8 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
         }
         AllowlistCommand::Remove { id, db, actor } => {
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_existing_store(settings, db.as_deref())?;
-            let policy = app::allowlist_remove(&mut store, id, &actor)?;
+            let mut store = service::open_existing_store(settings, db.as_deref())?;
+            let policy = service::allowlist_remove(&mut store, id, &actor)?;
             println!(
                 "allowlist policy {id} removed by {} (it had suppressed {} matches, {} of high-level rules)",
                 show(&actor.name),
@@ -170,8 +171,8 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Report { db, format } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
-            let report = app::allowlist_report(&store)?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
+            let report = service::allowlist_report(&store)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(ExitCode::SUCCESS);
@@ -185,7 +186,7 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
     }
 }
 
-pub fn print_policies(policies: &[app::PolicyView]) {
+pub fn print_policies(policies: &[service::PolicyView]) {
     let mut table = Table::new(vec![
         Column::right("ID", 10),
         Column::left("STATE", 14),

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
 
 use super::Format;
@@ -72,7 +72,7 @@ pub fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<Exi
             {
                 anyhow::bail!("--status {status}: expected one of {}", outbox::STATUSES.join(", "));
             }
-            let store = app::open_existing_store(settings, db.as_deref())?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
             let rows = outbox::list(
                 store.connection(),
                 &outbox::DeliveryFilter {
@@ -137,7 +137,7 @@ pub fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         NotifyCommand::Resend { db, ids, all_failed } => {
-            let mut store = app::open_existing_store(settings, db.as_deref())?;
+            let mut store = service::open_existing_store(settings, db.as_deref())?;
             let requeued = outbox::resend(store.connection_mut(), &ids, all_failed)?;
             let mut code = ExitCode::SUCCESS;
             for id in &ids {

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
 
 use super::{Format, print_json_rows};
@@ -94,22 +95,22 @@ pub fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<Exi
         } => {
             let kind = remark_kind(&kind)?;
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_store(settings, db.as_deref())?;
-            let remark = app::remark_set(&mut store, kind, &value, &text, &actor)?;
+            let mut store = service::open_store(settings, db.as_deref())?;
+            let remark = service::remark_set(&mut store, kind, &value, &text, &actor)?;
             println!("remark on {} set: {}", kind.as_str(), show(&remark.remark));
             Ok(ExitCode::SUCCESS)
         }
         RemarkCommand::Remove { kind, value, db, actor } => {
             let kind = remark_kind(&kind)?;
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_existing_store(settings, db.as_deref())?;
-            app::remark_remove(&mut store, kind, &value, &actor)?;
+            let mut store = service::open_existing_store(settings, db.as_deref())?;
+            service::remark_remove(&mut store, kind, &value, &actor)?;
             println!("remark on {} removed", kind.as_str());
             Ok(ExitCode::SUCCESS)
         }
         RemarkCommand::List { db, format } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
-            let remarks = app::remark_list(&store)?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
+            let remarks = service::remark_list(&store)?;
             if format != Format::Table {
                 return print_json_rows(&remarks, format).map(|_| ExitCode::SUCCESS);
             }
@@ -138,15 +139,15 @@ pub fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<Exi
     match command {
         AssetsCommand::Add { cidr, name, db, actor } => {
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_store(settings, db.as_deref())?;
-            let asset = app::asset_add(&mut store, &cidr, &name, &actor)?;
+            let mut store = service::open_store(settings, db.as_deref())?;
+            let asset = service::asset_add(&mut store, &cidr, &name, &actor)?;
             println!("asset {} added: {}", show(&asset.cidr), show(&asset.name));
             Ok(ExitCode::SUCCESS)
         }
         AssetsCommand::Import { file, db, actor } => {
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
-            let mut store = app::open_store(settings, db.as_deref())?;
-            let report = app::assets_import(&mut store, &file, &actor)?;
+            let mut store = service::open_store(settings, db.as_deref())?;
+            let report = service::assets_import(&mut store, &file, &actor)?;
             for problem in &report.problems {
                 eprintln!("{}", show(&problem.to_string()));
             }
@@ -163,7 +164,7 @@ pub fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<Exi
             })
         }
         AssetsCommand::List { db, format } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
             let assets = assets::list_assets(store.connection()).map_err(app::AppError::from)?;
             if format != Format::Table {
                 return print_json_rows(&assets, format).map(|_| ExitCode::SUCCESS);
@@ -207,14 +208,14 @@ pub fn changes_command(settings: &Settings, args: ChangesArgs) -> Result<ExitCod
         format,
     } = args;
     use trailwarden::alarm::changes::{ChangeFilter, Subject};
-    let store = app::open_existing_store(settings, db.as_deref())?;
+    let store = service::open_existing_store(settings, db.as_deref())?;
     let filter = ChangeFilter {
         subject: subject.as_deref().and_then(Subject::parse),
         subject_id: None,
         actor,
         limit,
     };
-    let changes = app::list_changes(&store, &filter)?;
+    let changes = service::list_changes(&store, &filter)?;
     if format != Format::Table {
         return print_json_rows(&changes, format).map(|_| ExitCode::SUCCESS);
     }

@@ -9,9 +9,9 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use trailwarden::alarm::rollup::{ActivityQuery, ActivityReport, Trace, TraceFilter};
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
 use trailwarden::event::model::OutcomeResult;
+use trailwarden::service;
 use trailwarden::terminal::{Column, Table};
 
 use super::dash;
@@ -62,17 +62,17 @@ pub fn activity(settings: &Settings, args: ActivityArgs) -> Result<ExitCode> {
     let now = chrono::Utc::now();
     let query = ActivityQuery {
         since: since
-            .map(|text| app::parse_time_arg("--since", &text, now))
+            .map(|text| service::parse_time_arg("--since", &text, now))
             .transpose()?,
         until: until
-            .map(|text| app::parse_time_arg("--until", &text, now))
+            .map(|text| service::parse_time_arg("--until", &text, now))
             .transpose()?,
         top: top.max(1),
     };
-    let store = app::open_existing_store(settings, db.as_deref())?;
-    let mut report = app::activity_report(&store, &query)?;
+    let store = service::open_existing_store(settings, db.as_deref())?;
+    let mut report = service::activity_report(&store, &query)?;
     // Keys leave the store masked.
-    app::mask_activity_report(&mut report);
+    service::mask_activity_report(&mut report);
     match format {
         ActivityFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ActivityFormat::Table => print_activity(&report),
@@ -243,17 +243,17 @@ pub fn traces(settings: &Settings, args: TracesArgs) -> Result<ExitCode> {
             TraceStatus::Failure => OutcomeResult::Failure,
         }),
         since: since
-            .map(|text| app::parse_time_arg("--since", &text, now))
+            .map(|text| service::parse_time_arg("--since", &text, now))
             .transpose()?,
         until: until
-            .map(|text| app::parse_time_arg("--until", &text, now))
+            .map(|text| service::parse_time_arg("--until", &text, now))
             .transpose()?,
         limit,
     };
-    let store = app::open_existing_store(settings, db.as_deref())?;
-    let mut traces = app::list_traces(&store, &filter)?;
+    let store = service::open_existing_store(settings, db.as_deref())?;
+    let mut traces = service::list_traces(&store, &filter)?;
     // Keys leave the store masked, in the trace and in its raw record.
-    app::mask_traces(&mut traces);
+    service::mask_traces(&mut traces);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = match format {

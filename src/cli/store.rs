@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
 
 use super::{Format, store_path};
@@ -52,7 +52,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
                 }
                 None => None,
             };
-            let store = app::open_existing_store(settings, db.as_deref())?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
             let report = store.verify_chain(anchor.as_ref().map(|(seq, hash)| (*seq, hash.as_str())))?;
             let head = report
                 .head
@@ -71,7 +71,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             Ok(ExitCode::from(1))
         }
         StoreCommand::Head { db } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
             match store.chain_head()? {
                 Some((seq, hash)) => println!("{seq}:{hash}"),
                 None => println!("empty"),
@@ -79,7 +79,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Backup { path, db } => {
-            let store = app::open_existing_store(settings, db.as_deref())?;
+            let store = service::open_existing_store(settings, db.as_deref())?;
             store.backup_to(&path)?;
             println!("backup written to {}", path.display());
             Ok(ExitCode::SUCCESS)
@@ -99,9 +99,9 @@ pub struct DeadLettersArgs {
 
 pub fn dead_letters(settings: &Settings, args: DeadLettersArgs) -> Result<ExitCode> {
     let DeadLettersArgs { db, limit, format } = args;
-    let store = app::open_existing_store(settings, db.as_deref())?;
+    let store = service::open_existing_store(settings, db.as_deref())?;
     // Unreadable records can quote access keys: the ones recognisable by prefix are masked.
-    let letters = app::list_dead_letters(&store, limit)?;
+    let letters = service::list_dead_letters(&store, limit)?;
     if format == Format::Table {
         if letters.is_empty() {
             println!("no dead letters in {}", show(&store_path(settings, db.as_deref())));

@@ -1,0 +1,367 @@
+//! The query service: what the command line and the HTTP API both ask of the
+//! store — alarms, allowlist policies, remarks, assets, the change log, the
+//! god view, traces and dead letters — with access keys masked on the way
+//! out. Neither the CLI nor an API handler reaches into the store's tables
+//! directly; both come here.
+
+use std::path::Path;
+
+use crate::alarm::allowlist::{self, NewPolicy, Policy, PolicyMatch};
+use crate::alarm::assets::{self, Directory};
+use crate::alarm::changes::{Actor, Change, ChangeFilter};
+use crate::alarm::rollup::{ActivityQuery, ActivityReport, Trace, TraceFilter};
+use crate::alarm::store::{AlarmFilter, Store};
+use crate::alarm::view::{AlarmDetailView, AlarmView, alarm_view, detail_view};
+use crate::app::{AppError, store_options};
+use crate::config::Settings;
+use crate::mask::mask_access_key;
+
+/// Open the store a command writes (`--db` or the configured one), creating
+/// it when it does not exist.
+pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
+    let path = db.unwrap_or(&settings.store.path);
+    Ok(Store::open(path, store_options(settings))?)
+}
+
+/// Open the store a command reads, or whose existing rows it changes. One
+/// that does not exist is refused and not created: opening a mistyped path
+/// would make an empty store and report "nothing found" (or "chain ok").
+pub fn open_existing_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
+    let path = db.unwrap_or(&settings.store.path);
+    if !path.is_file() {
+        return Err(AppError::NoStore {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            given: match db {
+                Some(_) => "from --db".to_string(),
+                None => format!("from `store.path` in {}", settings.origin),
+            },
+        });
+    }
+    open_store(settings, Some(path))
+}
+
+/// Alarms for output: keys masked, key remarks attached.
+pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<AlarmView>, AppError> {
+    let directory = Directory::load(store.connection())?;
+    Ok(store
+        .list_alarms(filter)?
+        .into_iter()
+        .map(|alarm| alarm_view(alarm, &directory))
+        .collect())
+}
+
+/// One alarm for output: keys masked, call records with their IP types.
+pub fn show_alarm(store: &Store, id: i64) -> Result<AlarmDetailView, AppError> {
+    let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
+    let directory = Directory::load(store.connection())?;
+    Ok(detail_view(detail, &directory))
+}
+
+/// `allowlist add`: the fields given, else (with `from_alarm`) the alarm's
+/// rule, access key and — when all its calls came from one IP — that IP.
+pub struct AllowlistAdd {
+    pub matches: PolicyMatch,
+    pub from_alarm: Option<i64>,
+    pub reason: String,
+    pub expires: Option<String>,
+    /// An explicit override for a broad policy (admins only; recorded).
+    pub allow_broad: bool,
+}
+
+/// Add a policy as `actor`. Returns it, and a warning when it is already
+/// expired. The policy, its change-log entry, its chain links and the
+/// `policy` notifications commit in one transaction.
+pub fn allowlist_add(
+    store: &mut Store,
+    request: AllowlistAdd,
+    actor: &Actor,
+) -> Result<(Policy, Option<String>), AppError> {
+    let now = chrono::Utc::now();
+    let mut matches = request.matches;
+    if let Some(id) = request.from_alarm {
+        let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
+        let ips: std::collections::BTreeSet<&str> = detail
+            .calls
+            .iter()
+            .map(|call| call.source_ip.as_str())
+            .filter(|ip| crate::event::lenient::parse_ip(ip).is_some())
+            .collect();
+        let only_ip = (ips.len() == 1 && detail.calls.iter().all(|call| ips.contains(call.source_ip.as_str())))
+            .then(|| ips.iter().next().map(|ip| ip.to_string()))
+            .flatten();
+        matches.rule_id = matches.rule_id.or(Some(detail.alarm.rule.clone()));
+        matches.access_key = matches.access_key.or(detail.alarm.identity.access_key_id.clone());
+        matches.source_ip = matches.source_ip.or(only_ip);
+    }
+    let expires_at = request
+        .expires
+        .as_deref()
+        .map(|text| allowlist::parse_expiry(text, now))
+        .transpose()?;
+    let warning = expires_at.filter(|expires| *expires <= now).map(|expires| {
+        format!(
+            "the policy expired already ({}): it will not match anything",
+            crate::alarm::store::timestamp(expires)
+        )
+    });
+    let policy = store.change(|transaction, router| -> Result<Policy, AppError> {
+        let policy = allowlist::add(
+            transaction,
+            NewPolicy {
+                matches,
+                reason: request.reason,
+                expires_at,
+                allow_broad: request.allow_broad,
+            },
+            actor,
+            now,
+        )?;
+        if let Some(router) = router {
+            router.policy_changed(transaction, &policy_notice(&policy, "added", actor, now))?;
+        }
+        Ok(policy)
+    })?;
+    if let Some(broad) = &policy.broad {
+        tracing::warn!(policy = policy.id, actor = %actor.name, via = %actor.via, %broad, "broad allowlist policy added by override");
+    }
+    Ok((policy, warning))
+}
+
+/// The notification detail of a policy change (key masked).
+fn policy_notice(
+    policy: &Policy,
+    action: &str,
+    actor: &Actor,
+    now: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let matches = &policy.matches;
+    let mut parts = Vec::new();
+    let masked = matches.access_key.as_deref().map(mask_access_key);
+    for (label, value) in [
+        ("key", &masked),
+        ("ip", &matches.source_ip),
+        ("api", &matches.api),
+        ("operation", &matches.operation),
+        ("method", &matches.call_method),
+        ("error code", &matches.error_code),
+        ("rule", &matches.rule_id),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{label} {value}"));
+        }
+    }
+    let mut masked_matches = matches.clone();
+    masked_matches.access_key = masked;
+    serde_json::json!(crate::notify::render::PolicyNotice {
+        action: action.to_string(),
+        id: policy.id,
+        actor: actor.name.clone(),
+        via: actor.via.clone(),
+        at: crate::alarm::store::timestamp(now),
+        summary: parts.join(", "),
+        matches: serde_json::json!(masked_matches),
+        reason: policy.reason.clone(),
+        expires_at: policy.expires_at.clone(),
+        broad: policy.broad.clone(),
+        approved_by: policy.approved_by.clone(),
+        hit_count: policy.hit_count,
+        high_hits: policy.high_hits,
+    })
+}
+
+/// A policy for output: key masked, and whether it is in force.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PolicyView {
+    #[serde(flatten)]
+    pub policy: Policy,
+    /// `active` or `expired` (by the wall clock), or `unsealed`: changed
+    /// behind trailwarden's back, so the engine does not apply it.
+    pub state: &'static str,
+}
+
+pub fn policy_view(mut policy: Policy, now: chrono::DateTime<chrono::Utc>) -> PolicyView {
+    let state = if policy.expired_at(now) { "expired" } else { "active" };
+    policy.matches.access_key = policy.matches.access_key.as_deref().map(mask_access_key);
+    PolicyView { policy, state }
+}
+
+pub fn allowlist_list(store: &Store) -> Result<Vec<PolicyView>, AppError> {
+    let now = chrono::Utc::now();
+    let mut views = Vec::new();
+    for policy in allowlist::list(store.connection())? {
+        let sealed = crate::alarm::chain::policy_is_sealed(store.connection(), policy.id)?;
+        let mut view = policy_view(policy, now);
+        if !sealed {
+            view.state = "unsealed";
+        }
+        views.push(view);
+    }
+    Ok(views)
+}
+
+/// `allowlist report`: policies never hit, and policies expired.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AllowlistReport {
+    pub never_hit: Vec<PolicyView>,
+    pub expired: Vec<PolicyView>,
+}
+
+pub fn allowlist_report(store: &Store) -> Result<AllowlistReport, AppError> {
+    let now = chrono::Utc::now();
+    let mut report = AllowlistReport {
+        never_hit: Vec::new(),
+        expired: Vec::new(),
+    };
+    for policy in allowlist::list(store.connection())? {
+        if policy.expired_at(now) {
+            report.expired.push(policy_view(policy.clone(), now));
+        }
+        if policy.hit_count == 0 {
+            report.never_hit.push(policy_view(policy, now));
+        }
+    }
+    Ok(report)
+}
+
+/// Remove a policy as `actor` (change log, chain and `policy`
+/// notifications in the same transaction). Returns it as it was.
+pub fn allowlist_remove(store: &mut Store, id: i64, actor: &Actor) -> Result<Policy, AppError> {
+    let now = chrono::Utc::now();
+    store.change(|transaction, router| -> Result<Policy, AppError> {
+        let policy = allowlist::remove(transaction, id, actor, now)?;
+        if let Some(router) = router {
+            router.policy_changed(transaction, &policy_notice(&policy, "removed", actor, now))?;
+        }
+        Ok(policy)
+    })
+}
+
+/// Set a remark as `actor` (change log and chain in the same transaction).
+pub fn remark_set(
+    store: &mut Store,
+    kind: assets::RemarkKind,
+    value: &str,
+    text: &str,
+    actor: &Actor,
+) -> Result<assets::Remark, AppError> {
+    store.change(|transaction, _| -> Result<assets::Remark, AppError> {
+        Ok(assets::set_remark(
+            transaction,
+            kind,
+            value,
+            text,
+            actor,
+            chrono::Utc::now(),
+        )?)
+    })
+}
+
+/// Remove a remark as `actor`.
+pub fn remark_remove(store: &mut Store, kind: assets::RemarkKind, value: &str, actor: &Actor) -> Result<(), AppError> {
+    store.change(|transaction, _| -> Result<(), AppError> {
+        Ok(assets::remove_remark(
+            transaction,
+            kind,
+            value,
+            actor,
+            chrono::Utc::now(),
+        )?)
+    })
+}
+
+/// Add (or rename) an asset as `actor`.
+pub fn asset_add(store: &mut Store, cidr: &str, name: &str, actor: &Actor) -> Result<assets::Asset, AppError> {
+    store.change(|transaction, _| -> Result<assets::Asset, AppError> {
+        Ok(assets::add_asset(transaction, cidr, name, actor, chrono::Utc::now())?)
+    })
+}
+
+/// Import assets from a file as `actor` (one transaction for the good lines).
+pub fn assets_import(store: &mut Store, path: &Path, actor: &Actor) -> Result<assets::ImportReport, AppError> {
+    store.change(|transaction, _| -> Result<assets::ImportReport, AppError> {
+        Ok(assets::import_assets(transaction, path, actor, chrono::Utc::now())?)
+    })
+}
+
+/// The change log, most recent first.
+pub fn list_changes(store: &Store, filter: &ChangeFilter) -> Result<Vec<Change>, AppError> {
+    Ok(crate::alarm::changes::list(store.connection(), filter)?)
+}
+
+/// A remark for output (access keys masked).
+pub fn remark_list(store: &Store) -> Result<Vec<assets::Remark>, AppError> {
+    Ok(assets::list_remarks(store.connection())?
+        .into_iter()
+        .map(|mut remark| {
+            if remark.kind == assets::RemarkKind::Key {
+                remark.value = mask_access_key(&remark.value);
+            }
+            remark
+        })
+        .collect())
+}
+
+/// `trailwarden activity`: the god view over a time range.
+pub fn activity_report(store: &Store, query: &ActivityQuery) -> Result<ActivityReport, AppError> {
+    Ok(store.activity_report(query)?)
+}
+
+/// `trailwarden traces`: key-operation traces, most recent first.
+pub fn list_traces(store: &Store, filter: &TraceFilter) -> Result<Vec<Trace>, AppError> {
+    Ok(store.list_traces(filter)?)
+}
+
+/// A time argument: RFC 3339 (`2026-03-02T10:00:00Z`, `2026-03-02T18:00:00+08:00`),
+/// a UTC date (`2026-03-02`), or a duration before `now` (`24h`, `7d`, `90m`).
+pub fn parse_time_arg(
+    flag: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, AppError> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let ago = humantime::parse_duration(text)
+        .ok()
+        .and_then(|duration| chrono::Duration::from_std(duration).ok())
+        .and_then(|duration| now.checked_sub_signed(duration));
+    ago.ok_or_else(|| {
+        AppError::Usage(format!(
+            "{flag} {text}: not a time; use RFC 3339 (2026-03-02T10:00:00Z), a date (2026-03-02) or a duration ago (24h, 7d)"
+        ))
+    })
+}
+
+/// Dead letters for output: access keys recognisable by their prefix masked
+/// (unreadable records can quote them).
+pub fn list_dead_letters(store: &Store, limit: u32) -> Result<Vec<crate::alarm::store::DeadLetterRow>, AppError> {
+    let mut letters = store.list_dead_letters(limit)?;
+    for letter in &mut letters {
+        letter.excerpt = crate::mask::mask_recognisable_keys(&letter.excerpt);
+        letter.reason = crate::mask::mask_recognisable_keys(&letter.reason);
+    }
+    Ok(letters)
+}
+
+/// Mask the access keys of an activity report (new key/IP pairs).
+pub fn mask_activity_report(report: &mut ActivityReport) {
+    for pair in &mut report.new_key_ips {
+        pair.access_key_id = mask_access_key(&pair.access_key_id);
+    }
+}
+
+/// Mask the access key of traces, in the trace and in its raw record.
+pub fn mask_traces(traces: &mut [Trace]) {
+    for trace in traces {
+        if let Some(key) = trace.access_key_id.take() {
+            crate::mask::mask_keys_in_json(&mut trace.raw, &[key.as_str()]);
+            trace.access_key_id = Some(mask_access_key(&key));
+        }
+        // Keys the record quotes besides its own (one it created, in its response).
+        crate::mask::mask_unknown_keys_in_json(&mut trace.raw);
+    }
+}
