@@ -365,3 +365,48 @@ pub fn mask_traces(traces: &mut [Trace]) {
         crate::mask::mask_unknown_keys_in_json(&mut trace.raw);
     }
 }
+
+/// Every asset, most specific last (`assets list`, `GET /api/v1/assets`).
+pub fn asset_list(store: &Store) -> Result<Vec<assets::Asset>, AppError> {
+    Ok(assets::list_assets(store.connection())?)
+}
+
+pub use crate::notify::outbox::{DeliveryFilter, DeliveryRow, STATUSES as DELIVERY_STATUSES};
+
+/// Notification deliveries, newest first.
+pub fn list_deliveries(store: &Store, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, AppError> {
+    Ok(crate::notify::outbox::list(store.connection(), filter)?)
+}
+
+/// What became of one delivery a resend asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resent {
+    /// Queued again, under its delivery id.
+    Queued,
+    /// Not failed: left as it is (its status).
+    NotFailed(String),
+    Missing,
+}
+
+/// Queue failed deliveries again (the ids given, and with `all_failed`
+/// every failed one). Returns what became of each id given.
+pub fn resend_deliveries(
+    store: &mut Store,
+    ids: &[i64],
+    all_failed: bool,
+) -> Result<(Vec<i64>, Vec<(i64, Resent)>), AppError> {
+    let requeued = crate::notify::outbox::resend(store.connection_mut(), ids, all_failed)?;
+    let mut outcomes = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let outcome = if requeued.contains(&id) {
+            Resent::Queued
+        } else {
+            match crate::notify::outbox::status_of(store.connection(), id)? {
+                Some(status) => Resent::NotFailed(status),
+                None => Resent::Missing,
+            }
+        };
+        outcomes.push((id, outcome));
+    }
+    Ok((requeued, outcomes))
+}

@@ -17,7 +17,7 @@ use super::ApiState;
 use super::auth::{Caller, Operator, Role, Viewer};
 use super::error::{ApiError, JsonBody, Params, parse_id};
 use crate::alarm::allowlist::PolicyMatch;
-use crate::alarm::assets::{self, RemarkKind};
+use crate::alarm::assets::RemarkKind;
 use crate::alarm::changes::{Actor, ChangeFilter, Subject};
 use crate::mask::{MASK, mask_access_key};
 
@@ -229,12 +229,7 @@ pub async fn asset_list(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&[])?;
-    let list = state
-        .store
-        .run(|store| {
-            assets::list_assets(store.connection()).map_err(|error| ApiError::from(crate::app::AppError::from(error)))
-        })
-        .await?;
+    let list = state.store.run(|store| Ok(crate::service::asset_list(store)?)).await?;
     Ok(Json(json!(list)))
 }
 

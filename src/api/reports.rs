@@ -95,14 +95,14 @@ pub async fn deliveries(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&["status", "topic", "alarm", "limit"])?;
-    let status = params.choice("status", &crate::notify::outbox::STATUSES)?;
+    let status = params.choice("status", &crate::service::DELIVERY_STATUSES)?;
     let alarm_id = match params.text("alarm") {
         Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
             ApiError::bad_request(format!("alarm: {text:?} is not an alarm id (a positive integer)"))
         })?),
         None => None,
     };
-    let filter = crate::notify::outbox::DeliveryFilter {
+    let filter = crate::service::DeliveryFilter {
         id: None,
         status,
         topic: params.text("topic"),
@@ -112,7 +112,7 @@ pub async fn deliveries(
     let rows = state
         .store
         .run(move |store| {
-            crate::notify::outbox::list(store.connection(), &filter)
+            crate::service::list_deliveries(store, &filter)
                 .map_err(|error| ApiError::internal("listing deliveries", error))
         })
         .await?;
@@ -130,21 +130,22 @@ pub async fn resend(
     let row = state
         .store
         .run(move |store| {
-            let requeued = crate::notify::outbox::resend(store.connection_mut(), &[id], false)
+            let (_, outcomes) = crate::service::resend_deliveries(store, &[id], false)
                 .map_err(|error| ApiError::internal("resending a delivery", error))?;
-            if requeued.is_empty() {
-                return match crate::notify::outbox::status_of(store.connection(), id)
-                    .map_err(|error| ApiError::internal("reading a delivery", error))?
-                {
-                    Some(status) => Err(ApiError::conflict(format!(
+            match outcomes.first().map(|(_, outcome)| outcome) {
+                Some(crate::service::Resent::NotFailed(status)) => {
+                    return Err(ApiError::conflict(format!(
                         "id: delivery {id} is {status}; only failed deliveries are resent"
-                    ))),
-                    None => Err(ApiError::not_found(format!("id: delivery {id} not found"))),
-                };
+                    )));
+                }
+                Some(crate::service::Resent::Missing) | None => {
+                    return Err(ApiError::not_found(format!("id: delivery {id} not found")));
+                }
+                Some(crate::service::Resent::Queued) => {}
             }
-            let rows = crate::notify::outbox::list(
-                store.connection(),
-                &crate::notify::outbox::DeliveryFilter {
+            let rows = crate::service::list_deliveries(
+                store,
+                &crate::service::DeliveryFilter {
                     id: Some(id),
                     limit: 1,
                     ..Default::default()

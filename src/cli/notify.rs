@@ -68,14 +68,17 @@ pub fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<Exi
         } => {
             let status = if failed { Some("failed".to_string()) } else { status };
             if let Some(status) = &status
-                && !outbox::STATUSES.contains(&status.as_str())
+                && !service::DELIVERY_STATUSES.contains(&status.as_str())
             {
-                anyhow::bail!("--status {status}: expected one of {}", outbox::STATUSES.join(", "));
+                anyhow::bail!(
+                    "--status {status}: expected one of {}",
+                    service::DELIVERY_STATUSES.join(", ")
+                );
             }
             let store = service::open_existing_store(settings, db.as_deref())?;
-            let rows = outbox::list(
-                store.connection(),
-                &outbox::DeliveryFilter {
+            let rows = service::list_deliveries(
+                &store,
+                &service::DeliveryFilter {
                     id: None,
                     status,
                     topic,
@@ -138,13 +141,15 @@ pub fn notify_command(settings: &Settings, command: NotifyCommand) -> Result<Exi
         }
         NotifyCommand::Resend { db, ids, all_failed } => {
             let mut store = service::open_existing_store(settings, db.as_deref())?;
-            let requeued = outbox::resend(store.connection_mut(), &ids, all_failed)?;
+            let (requeued, outcomes) = service::resend_deliveries(&mut store, &ids, all_failed)?;
             let mut code = ExitCode::SUCCESS;
-            for id in &ids {
-                if !requeued.contains(id) {
-                    match outbox::status_of(store.connection(), *id)? {
-                        Some(status) => eprintln!("delivery {id} is {status}, not failed: left as it is"),
-                        None => eprintln!("delivery {id} does not exist"),
+            for (id, outcome) in &outcomes {
+                if *outcome != service::Resent::Queued {
+                    match outcome {
+                        service::Resent::NotFailed(status) => {
+                            eprintln!("delivery {id} is {status}, not failed: left as it is")
+                        }
+                        _ => eprintln!("delivery {id} does not exist"),
                     }
                     code = ExitCode::from(1);
                 }

@@ -135,7 +135,6 @@ pub fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<Exi
 }
 
 pub fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCode> {
-    use trailwarden::alarm::assets;
     match command {
         AssetsCommand::Add { cidr, name, db, actor } => {
             let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
@@ -165,7 +164,7 @@ pub fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<Exi
         }
         AssetsCommand::List { db, format } => {
             let store = service::open_existing_store(settings, db.as_deref())?;
-            let assets = assets::list_assets(store.connection()).map_err(app::AppError::from)?;
+            let assets = service::asset_list(&store)?;
             if format != Format::Table {
                 return print_json_rows(&assets, format).map(|_| ExitCode::SUCCESS);
             }
