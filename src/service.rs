@@ -388,13 +388,12 @@ pub enum Resent {
     Missing,
 }
 
+/// What a resend did: every delivery queued again, and what became of each id asked for.
+pub type Resend = (Vec<i64>, Vec<(i64, Resent)>);
+
 /// Queue failed deliveries again (the ids given, and with `all_failed`
 /// every failed one). Returns what became of each id given.
-pub fn resend_deliveries(
-    store: &mut Store,
-    ids: &[i64],
-    all_failed: bool,
-) -> Result<(Vec<i64>, Vec<(i64, Resent)>), AppError> {
+pub fn resend_deliveries(store: &mut Store, ids: &[i64], all_failed: bool) -> Result<Resend, AppError> {
     let requeued = crate::notify::outbox::resend(store.connection_mut(), ids, all_failed)?;
     let mut outcomes = Vec::with_capacity(ids.len());
     for &id in ids {
