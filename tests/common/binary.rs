@@ -69,17 +69,17 @@ impl ToToml for bool {
     }
 }
 
-impl ToToml for i64 {
-    fn to_toml(&self) -> String {
-        self.to_string()
-    }
+macro_rules! integer_to_toml {
+    ($($integer:ty),*) => {
+        $(impl ToToml for $integer {
+            fn to_toml(&self) -> String {
+                self.to_string()
+            }
+        })*
+    };
 }
 
-impl ToToml for u16 {
-    fn to_toml(&self) -> String {
-        self.to_string()
-    }
-}
+integer_to_toml!(i32, i64, u16, u32, u64, usize);
 
 /// A list of paths.
 impl ToToml for &[&Path] {
