@@ -364,6 +364,12 @@ impl Sandbox {
         self
     }
 
+    /// The binary runs in the sandbox's directory rather than the repository.
+    pub fn in_its_dir(mut self) -> Sandbox {
+        self.bin = self.bin.current_dir(self.dir.path());
+        self
+    }
+
     pub fn write_config(&self, config: &Config) {
         config.write(&self.config);
     }
