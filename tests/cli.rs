@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -462,9 +462,9 @@ fn the_daemon_watches_for_new_files_and_stops_cleanly_on_sigterm() {
         watched.join("new.json.gz"),
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while alarm_count(&db) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the new file was not processed");
+        assert!(Instant::now() < deadline, "the new file was not processed");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(child.terminate());

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use common::{Config, Http, Log, Reply, Sandbox, examples_dir, free_port, repo};
+use common::{Config, Http, Log, Reply, Sandbox, examples_dir, free_port, repo, rules_dir};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -217,7 +217,7 @@ fn start_daemon() -> Daemon {
             .set("source.files", "poll_interval", "1s")
             .set("store", "path", &sandbox.store)
             .set("store", "synchronous", "normal")
-            .set("rules", "dir", common::rules_dir())
+            .set("rules", "dir", rules_dir())
             .set("rules", "watch", false)
             .set("log", "level", "info")
             .set("api", "bind", format!("127.0.0.1:{port}"))
