@@ -1091,9 +1091,9 @@ fn without_tokens_run_makes_a_private_admin_token_file() {
     let lines = daemon.read_lines_until(Duration::from_secs(60), |line| line.contains("console-token"));
     let address = lines
         .lines()
-        .filter_map(|line| line.trim().strip_prefix("console: http://"))
-        .map(|url| url.trim_end_matches('/').to_string())
-        .last();
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("console: http://"))
+        .map(|url| url.trim_end_matches('/').to_string());
     let token_path = sandbox.dir().join("data").join("console-token");
     assert!(lines.contains(&token_path.display().to_string()), "{lines}");
     let token = std::fs::read_to_string(&token_path).unwrap().trim().to_string();
