@@ -4,13 +4,14 @@
 //! - `net`: a free port, waiting for a condition, an HTTP/1.1 client;
 //! - `binary`: the binary under test — configuration builder, command line,
 //!   a test's temporary directory, a running daemon;
-//! - `records`: JSON lines in and out;
+//! - `records`: JSON lines in and out, the fixtures' time zone;
 //! - `kafka`: the Kafka tests' corpus, producer and store fingerprints
 //!   (`use common::kafka::*`; not re-exported here).
 //!
-//! Each test file has `mod common;` and uses what it needs, so any one test
-//! binary leaves most of this unused.
+//! Each test file has `mod common;` and uses what it needs.
 
+// Every test binary compiles all of this and uses a part: unused helpers and
+// re-exports are expected there, not dead.
 #![allow(dead_code, unused_imports)]
 
 pub mod binary;
