@@ -32,8 +32,9 @@ pub trait ToToml {
 }
 
 impl ToToml for &str {
-    /// Quoted as the tests always wrote it (`{:?}`), which is a TOML basic
-    /// string for anything a test puts there.
+    /// Quoted as the tests always wrote it (`{:?}`): a TOML basic string for
+    /// the paths and words tests put there (Rust's escapes for control
+    /// characters are not TOML's).
     fn to_toml(&self) -> String {
         format!("{self:?}")
     }
