@@ -3,12 +3,11 @@
 //! clouds is replayed into a store in two runs (an older week first), then
 //! the commands' output is checked figure by figure.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use common::*;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 /// 2026-03-02T00:00:00Z.
@@ -25,10 +24,6 @@ const KEY_OPS_DEPLOY: &str = "HPUAQ7KZ3M9XWD2LTR5V";
 const KEY_NET_ADMIN: &str = "HSTAM2K7QX9WZ4N8D3RB";
 const KEY_DEPLOY_BOT: &str = "AKIAXEK3Q7BZ7HNM4P2L";
 const KEY_ANALYST: &str = "AKIAXEK3Q7BZUF6TR2WQ";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The parts of a call shared by the three record shapes.
 struct Call<'a> {
@@ -332,25 +327,6 @@ fn today() -> Vec<Value> {
     records
 }
 
-fn write_lines(path: &Path, records: &[Value]) {
-    let text: String = records.iter().map(|record| record.to_string() + "\n").collect();
-    std::fs::write(path, text).unwrap();
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).current_dir(repo()).args(args).output().unwrap()
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let output = run(args);
-    assert!(
-        output.status.success(),
-        "trailwarden {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// A store filled with the old week, then (when `today` is set) the day.
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -361,12 +337,12 @@ fn fixture(with_today: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.jsonl");
     let now = dir.path().join("today.jsonl");
-    write_lines(&old, &old_week());
-    write_lines(&now, &today());
+    write_jsonl(&old, &old_week());
+    write_jsonl(&now, &today());
     let db = dir.path().join("tw.db").display().to_string();
-    run_ok(&["replay", "--format", "jsonl", "--db", &db, old.to_str().unwrap()]);
+    Trailwarden::new().stdout(&["replay", "--format", "jsonl", "--db", &db, old.to_str().unwrap()]);
     if with_today {
-        run_ok(&["replay", "--format", "jsonl", "--db", &db, now.to_str().unwrap()]);
+        Trailwarden::new().stdout(&["replay", "--format", "jsonl", "--db", &db, now.to_str().unwrap()]);
     }
     Fixture { _dir: dir, db }
 }
@@ -374,16 +350,13 @@ fn fixture(with_today: bool) -> Fixture {
 fn activity(db: &str, extra: &[&str]) -> Value {
     let mut args = vec!["activity", "--db", db, "--format", "json"];
     args.extend_from_slice(extra);
-    serde_json::from_str(&run_ok(&args)).unwrap()
+    Trailwarden::new().json(&args)
 }
 
 fn traces(db: &str, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["traces", "--db", db, "--format", "jsonl"];
     args.extend_from_slice(extra);
-    run_ok(&args)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    Trailwarden::new().jsonl(&args)
 }
 
 fn ids(traces: &[Value]) -> Vec<String> {
@@ -570,7 +543,7 @@ fn activity_lists_key_ip_pairs_first_seen_in_the_range() {
     );
 
     // The table form names the sections.
-    let table = run_ok(&["activity", "--db", &fixture.db, "--since", START_TEXT]);
+    let table = Trailwarden::new().stdout(&["activity", "--db", &fixture.db, "--since", START_TEXT]);
     for heading in [
         "busiest principals",
         "busiest source IPs",
@@ -676,12 +649,12 @@ fn traces_keep_key_operations_with_raw_records_and_filter() {
     }
     assert_eq!(traces(&fixture.db, &["--limit", "3"]).len(), 3);
 
-    let table = run_ok(&["traces", "--db", &fixture.db, "--operator", "net-admin"]);
+    let table = Trailwarden::new().stdout(&["traces", "--db", &fixture.db, "--operator", "net-admin"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(lines[1].contains("vpc.deleteSecurity-group-rule") && lines[1].contains("221.218.140.57"));
 
-    let output = run(&["traces", "--db", &fixture.db, "--since", "yesterday-ish"]);
+    let output = Trailwarden::new().run(&["traces", "--db", &fixture.db, "--since", "yesterday-ish"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--since yesterday-ish"));
 }
@@ -697,8 +670,8 @@ fn traces_past_retention_are_pruned_by_event_time() {
     // The day's events move the newest event time: the reboot 8 days back goes, 6 days stays.
     let dir = tempfile::tempdir().unwrap();
     let now = dir.path().join("today.jsonl");
-    write_lines(&now, &today());
-    run_ok(&[
+    write_jsonl(&now, &today());
+    Trailwarden::new().stdout(&[
         "replay",
         "--format",
         "jsonl",
@@ -720,8 +693,8 @@ fn traces_past_retention_are_pruned_by_event_time() {
     let all = dir.path().join("all.jsonl");
     let mut records = old_week();
     records.extend(today());
-    write_lines(&all, &records);
-    run_ok(&[
+    write_jsonl(&all, &records);
+    Trailwarden::new().stdout(&[
         "--config",
         config.to_str().unwrap(),
         "replay",
@@ -742,7 +715,7 @@ fn bad_trace_settings_are_named() {
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[traces]\nretention = \"a week\"\n").unwrap();
     let db = dir.path().join("unused.db").display().to_string();
-    let output = run(&["--config", config.to_str().unwrap(), "traces", "--db", &db]);
+    let output = Trailwarden::new().run(&["--config", config.to_str().unwrap(), "traces", "--db", &db]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -750,7 +723,7 @@ fn bad_trace_settings_are_named() {
         "{stderr}"
     );
     std::fs::write(&config, "[activity]\nenabled = \"maybe\"\n").unwrap();
-    let output = run(&["--config", config.to_str().unwrap(), "activity", "--db", &db]);
+    let output = Trailwarden::new().run(&["--config", config.to_str().unwrap(), "activity", "--db", &db]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("enabled"));
 }

@@ -1,13 +1,15 @@
 //! End-to-end tests of allowlist policies, remarks, assets, IP types and
 //! access-key masking, through the `trailwarden` binary as an operator runs it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 /// 2026-03-02T02:00:00Z: 10:00 in Shanghai, a Monday (no off-hours alarms).
 const START: i64 = 1_772_416_800;
 /// Two Tencent keys (36 characters, like real `AKID…` keys).
@@ -15,14 +17,9 @@ const KEY_A: &str = "AKIDa1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6";
 const KEY_B: &str = "AKIDzyxwvutsrqponmlkjihgfedcba987654";
 const RULE: &str = "access-key-created";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A test directory with a config (the repository's rules) and the corpus.
 struct Fixture {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    sandbox: Sandbox,
     corpus: PathBuf,
     db: PathBuf,
 }
@@ -63,17 +60,7 @@ impl Fixture {
 
     /// `extra` is appended to the config (TOML).
     fn with_config(extra: &str) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
-                dir.path().join("store.db").display().to_string(),
-                repo().join("rules").display().to_string()
-            ),
-        )
-        .unwrap();
+        let sandbox = Sandbox::with_config(|sandbox| Config::standard(&sandbox.store).append(extra));
         let records = [
             tencent_create_key("a1", START, KEY_A, "45.76.218.92"),
             tencent_create_key("a2", START + 60, KEY_A, "45.76.218.92"),
@@ -81,39 +68,30 @@ impl Fixture {
             tencent_create_key("b1", START + 180, KEY_B, "10.1.2.3"),
             tencent_create_key("b2", START + 240, KEY_B, "203.0.113.7"),
         ];
-        let corpus = dir.path().join("corpus.jsonl");
-        let text: Vec<String> = records.iter().map(Value::to_string).collect();
-        std::fs::write(&corpus, text.join("\n") + "\n").unwrap();
-        let db = dir.path().join("store.db");
-        Fixture {
-            dir,
-            config,
-            corpus,
-            db,
-        }
+        let corpus = sandbox.path("corpus.jsonl");
+        write_jsonl(&corpus, &records);
+        let db = sandbox.store.clone();
+        Fixture { sandbox, corpus, db }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
-        command.current_dir(repo()).arg("--config").arg(&self.config).args(args);
+    /// `args`, with `--db` the store for the commands that take it.
+    fn with_db<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut args = args.to_vec();
         if args
             .first()
             .is_some_and(|first| ["allowlist", "alarms", "remark", "assets"].contains(first))
         {
-            command.arg("--db").arg(&self.db);
+            args.extend(["--db", self.sandbox.store_arg()]);
         }
-        command.output().expect("binary runs")
+        args
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.sandbox.run(&self.with_db(args))
     }
 
     fn ok(&self, args: &[&str]) -> Output {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        self.sandbox.ok(&self.with_db(args))
     }
 
     /// Replay the corpus into the store; returns the match lines and stderr.
@@ -136,7 +114,7 @@ impl Fixture {
     fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.extend(["--format", "json"]);
-        serde_json::from_slice(&self.ok(&args).stdout).unwrap()
+        self.sandbox.json(&self.with_db(&args))
     }
 
     fn alarms(&self) -> Vec<Value> {
@@ -170,12 +148,8 @@ impl Fixture {
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.sandbox.path(name)
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Matches of the allowlisted pattern (rule RULE, key A) in replay output.
@@ -605,18 +579,15 @@ fn the_running_daemon_picks_up_a_new_policy() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let mut child = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args(["--config", fixture.config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = fixture
+        .sandbox
+        .bin
+        .clone()
+        .api_on_any_port()
+        .start(&["run"], Log::Discard);
     let write = |name: &str, records: &[Value]| {
-        let text: Vec<String> = records.iter().map(Value::to_string).collect();
         let temporary = fixture.path(name);
-        std::fs::write(&temporary, text.join("\n") + "\n").unwrap();
+        write_jsonl(&temporary, records);
         std::fs::rename(&temporary, watch_dir.path().join(name)).unwrap();
     };
     write(
@@ -639,14 +610,9 @@ fn the_running_daemon_picks_up_a_new_policy() {
     );
     wait_for("hits of the policy added while the daemon runs", &hits, 3);
     assert_eq!(query(&alarm_count), 2, "matches after the policy are not alarmed");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(child.terminate());
+    assert!(
+        child.wait_timeout(Duration::from_secs(20)).is_some(),
+        "daemon did not stop on SIGTERM"
+    );
 }

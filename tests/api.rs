@@ -4,45 +4,25 @@
 //! token, 403 for too low a role, 400 naming the bad parameter or field,
 //! 404, 409, 413, 415, and no full access key in any response.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 const VIEWER: &str = "tw_test_viewer_token_0123456789abcdef0123456789";
 const OPERATOR: &str = "tw_test_operator_token_0123456789abcdef01234567";
 const ADMIN: &str = "tw_test_admin_token_0123456789abcdef0123456789a";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A response: status, lower-cased headers, body text.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+/// Longest wait for one answer.
+const ANSWER_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("{error}: {} {}", self.status, self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
     /// Assert an error answer: the status, the JSON shape, and the words the message must hold.
     fn error(&self, status: u16, words: &[&str]) -> &Reply {
         assert_eq!(self.status, status, "{}", self.body);
@@ -57,12 +37,25 @@ impl Reply {
     }
 }
 
-/// A running daemon with its API.
+/// A running daemon with its API. (The daemon is declared first: it is
+/// stopped before its directory goes.)
 struct Server {
-    dir: tempfile::TempDir,
-    child: Child,
-    address: String,
-    stderr: Arc<Mutex<String>>,
+    daemon: Daemon,
+    sandbox: Sandbox,
+    http: Http,
+}
+
+/// The three tokens' entries (viewer, operator, admin).
+fn tokens() -> String {
+    let hash = |token: &str| hex::encode(trailwarden::api::auth::hash_token(token));
+    format!(
+        "\n[[api.tokens]]\nname = \"vera\"\nrole = \"viewer\"\nsha256 = \"{}\"\n\n\
+         [[api.tokens]]\nname = \"otto\"\nrole = \"operator\"\nsha256 = \"{}\"\n\n\
+         [[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+        hash(VIEWER),
+        hash(OPERATOR),
+        hash(ADMIN),
+    )
 }
 
 impl Server {
@@ -71,102 +64,53 @@ impl Server {
     }
 
     fn start_with(extra: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let watch = dir.path().join("watch");
+        let sandbox = Sandbox::new();
+        let watch = sandbox.path("watch");
         std::fs::create_dir_all(&watch).unwrap();
-        let store = dir.path().join("store.db");
-        let hash = |token: &str| hex::encode(trailwarden::api::auth::hash_token(token));
-        let config = format!(
-            "[source.files]\npaths = [{watch:?}]\npoll_interval = \"100ms\"\nsettle = \"0s\"\n\n\
-             [store]\npath = {store:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {rules:?}\n\n\
-             [pipeline]\nmax_hold = \"100ms\"\n\n[log]\nlevel = \"warn\"\n\n\
-             [api]\nbind = \"127.0.0.1:0\"\nbody_limit = 4096\n\n\
-             [[api.tokens]]\nname = \"vera\"\nrole = \"viewer\"\nsha256 = \"{}\"\n\n\
-             [[api.tokens]]\nname = \"otto\"\nrole = \"operator\"\nsha256 = \"{}\"\n\n\
-             [[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{}\"\n{extra}",
-            hash(VIEWER),
-            hash(OPERATOR),
-            hash(ADMIN),
-            watch = watch.display().to_string(),
-            store = store.display().to_string(),
-            rules = repo().join("rules").display().to_string(),
+        sandbox.write_config(
+            &Config::standard(&sandbox.store)
+                .files(&[&watch])
+                .set("source.files", "poll_interval", "100ms")
+                .set("source.files", "settle", "0s")
+                .unset("rules", "watch")
+                .set("pipeline", "max_hold", "100ms")
+                .set("api", "body_limit", 4096)
+                .append(&tokens())
+                .append(extra),
         );
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, config).unwrap();
         // The examples go into the store first, so every test sees them all.
-        let replay = Command::new(BIN)
-            .current_dir(repo())
-            .args(["--config", config_path.to_str().unwrap(), "replay", "--format", "json"])
-            .args(["--db", store.to_str().unwrap(), "examples"])
+        let replay = sandbox
+            .command(&["replay", "--format", "json", "--db", sandbox.store_arg(), "examples"])
             .stdout(Stdio::null())
             .output()
             .unwrap();
         assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
-        let mut child = Command::new(BIN)
-            .current_dir(repo())
-            .args(["--config", config_path.to_str().unwrap(), "run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let reader = BufReader::new(child.stderr.take().unwrap());
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("console: http://") {
-                    let _ = sender.send(url.trim_end_matches('/').to_string());
-                }
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let address = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no console URL printed: {}", stderr.lock().unwrap()));
+        let daemon = sandbox.start(&["run"], Log::Collect);
+        let printed = daemon.read_lines_until(Duration::from_secs(60), |line| line.starts_with("console: http://"));
+        let address = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("console: http://"))
+            .map(|url| url.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| panic!("no console URL printed: {}", daemon.stderr()));
         let server = Server {
-            dir,
-            child,
-            address,
-            stderr,
+            daemon,
+            sandbox,
+            http: Http::new(address, ANSWER_PATIENCE),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.get("/readyz", None).status != 200 {
-            assert!(Instant::now() < deadline, "never ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("the API to be ready", Duration::from_secs(30), || {
+            server.get("/readyz", None).status == 200
+        });
         server
     }
 
     fn store(&self) -> PathBuf {
-        self.dir.path().join("store.db")
+        self.sandbox.store.clone()
     }
 
     fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &[u8])>) -> Reply {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.address
-        );
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        if let Some((content_type, bytes)) = body {
-            head.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                bytes.len()
-            ));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        if let Some((_, bytes)) = body {
-            // A server may answer (413) before reading everything.
-            let _ = stream.write_all(bytes);
-        }
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        parse_reply(&raw)
+        self.http
+            .request(method, path, token, body)
+            .unwrap_or_else(|error| panic!("{method} {path}: {error:#}"))
     }
 
     fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -183,64 +127,6 @@ impl Server {
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         reply.json()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn parse_reply(raw: &[u8]) -> Reply {
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = data.windows(2).position(|window| window == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
-        data = &data[(start + size + 2).min(data.len())..];
-    }
-    out
 }
 
 /// Every authenticated endpoint, as (method, path, body).
@@ -338,7 +224,7 @@ fn health_is_open_and_everything_else_needs_a_token_and_a_role() {
     assert!(reload.json()["attempts"].as_u64().unwrap() >= 1, "{}", reload.body);
     assert_eq!(reload.json()["rules"], 30);
     // Tokens never reach the log.
-    let log = server.stderr.lock().unwrap().clone();
+    let log = server.daemon.stderr();
     for token in [VIEWER, OPERATOR, ADMIN] {
         assert!(!log.contains(token), "{log}");
     }
@@ -923,13 +809,13 @@ fn rules_reports_metrics_and_the_openapi_document() {
     let server = Server::start();
     // A broken record quoting a key, picked up by the running daemon as a dead letter.
     std::fs::write(
-        server.dir.path().join("broken.tmp"),
+        server.sandbox.dir().join("broken.tmp"),
         "{\"eventName\": \"CreateAccessKey\", \"accessKeyId\": \"AKIAQWERTYUIOPASDFGH\", \n",
     )
     .unwrap();
     std::fs::rename(
-        server.dir.path().join("broken.tmp"),
-        server.dir.path().join("watch").join("broken.jsonl"),
+        server.sandbox.dir().join("broken.tmp"),
+        server.sandbox.dir().join("watch").join("broken.jsonl"),
     )
     .unwrap();
     let rules = server.ok("/api/v1/rules");
@@ -1118,7 +1004,7 @@ fn no_response_carries_a_full_access_key() {
             assert!(!body.contains(key.as_str()), "full key {key} in a response: {body}");
         }
     }
-    let log = server.stderr.lock().unwrap().clone();
+    let log = server.daemon.stderr();
     for key in &keys {
         assert!(!log.contains(key.as_str()), "full key {key} in the log");
     }
@@ -1126,8 +1012,8 @@ fn no_response_carries_a_full_access_key() {
 
 #[test]
 fn token_commands_and_bad_api_settings() {
-    let output = Command::new(BIN)
-        .args(["api", "new-token", "--name", "ci-bot", "--role", "operator"])
+    let output = Trailwarden::new()
+        .command(&["api", "new-token", "--name", "ci-bot", "--role", "operator"])
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -1140,8 +1026,8 @@ fn token_commands_and_bad_api_settings() {
     assert!(
         text.contains("[[api.tokens]]") && text.contains("name = \"ci-bot\"") && text.contains("role = \"operator\"")
     );
-    let mut hasher = Command::new(BIN)
-        .args(["api", "hash-token"])
+    let mut hasher = Trailwarden::new()
+        .command(&["api", "hash-token"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -1156,8 +1042,8 @@ fn token_commands_and_bad_api_settings() {
     let hash = String::from_utf8_lossy(&hashed.stdout).trim().to_string();
     assert_eq!(hash.len(), 64);
     assert!(text.contains(&format!("sha256 = \"{hash}\"")), "{text}");
-    let rejected = Command::new(BIN)
-        .args(["api", "new-token", "--name", "x", "--role", "root"])
+    let rejected = Trailwarden::new()
+        .command(&["api", "new-token", "--name", "x", "--role", "root"])
         .output()
         .unwrap();
     assert!(!rejected.status.success());
@@ -1176,9 +1062,8 @@ fn token_commands_and_bad_api_settings() {
     ] {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();
-        let output = Command::new(BIN)
-            .current_dir(repo())
-            .args(["--config", path.to_str().unwrap(), "run", "--once"])
+        let output = Trailwarden::new()
+            .command(&["--config", path.to_str().unwrap(), "run", "--once"])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1188,45 +1073,28 @@ fn token_commands_and_bad_api_settings() {
 
 #[test]
 fn without_tokens_run_makes_a_private_admin_token_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("data").join("store.db");
-    let watch = dir.path().join("watch");
+    // No tokens configured; the store in a directory of its own, where the
+    // token file goes.
+    let sandbox = Sandbox::named("data/store.db", "config.toml");
+    let watch = sandbox.path("watch");
     std::fs::create_dir_all(&watch).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source.files]\npaths = [{:?}]\n[store]\npath = {:?}\n[rules]\ndir = {:?}\n[log]\nlevel = \"warn\"\n[api]\nbind = \"127.0.0.1:0\"\n",
-            watch.display().to_string(),
-            store.display().to_string(),
-            repo().join("rules").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = String::new();
-    let mut address = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        lines.push_str(&line);
-        if let Some(url) = line.trim().strip_prefix("console: http://") {
-            address = Some(url.trim_end_matches('/').to_string());
-        }
-        if line.contains("console-token") {
-            break;
-        }
-    }
-    let token_path = dir.path().join("data").join("console-token");
+    sandbox.write_config(
+        &Config::new()
+            .files(&[&watch])
+            .set("store", "path", &sandbox.store)
+            .set("rules", "dir", rules_dir())
+            .set("log", "level", "warn")
+            .set("api", "bind", "127.0.0.1:0"),
+    );
+    let daemon = sandbox.start(&["run"], Log::Collect);
+    // What it prints up to the line naming the token file.
+    let lines = daemon.read_lines_until(Duration::from_secs(60), |line| line.contains("console-token"));
+    let address = lines
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("console: http://"))
+        .map(|url| url.trim_end_matches('/').to_string());
+    let token_path = sandbox.dir().join("data").join("console-token");
     assert!(lines.contains(&token_path.display().to_string()), "{lines}");
     let token = std::fs::read_to_string(&token_path).unwrap().trim().to_string();
     assert!(!lines.contains(&token), "{lines}");
@@ -1239,10 +1107,9 @@ fn without_tokens_run_makes_a_private_admin_token_file() {
         );
     }
     let server = Server {
-        dir,
-        child,
-        address: address.expect("a console URL"),
-        stderr: Arc::new(Mutex::new(String::new())),
+        daemon,
+        sandbox,
+        http: Http::new(address.expect("a console URL"), ANSWER_PATIENCE),
     };
     assert_eq!(
         server.get("/api/v1/me", Some(&token)).json(),
@@ -1469,8 +1336,8 @@ fn allowlist_policies_record_their_token_and_broad_ones_need_a_recorded_admin_ov
         .get("/api/v1/changes?subject=alarm", Some(VIEWER))
         .error(400, &["subject"]);
     // The store's chain covers the policies and the log.
-    let verify = Command::new(BIN)
-        .args(["store", "verify", "--db", server.store().to_str().unwrap()])
+    let verify = Trailwarden::new()
+        .command(&["store", "verify", "--db", server.store().to_str().unwrap()])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&verify.stdout);

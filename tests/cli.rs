@@ -1,51 +1,38 @@
 //! End-to-end tests of the `trailwarden` binary: replay, normalize, alarms,
 //! dead letters and the daemon, as an operator would run them.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
-const RECORDS: &str = "tests/fixtures/records";
+/// Longest wait for the daemon to do something.
+const PATIENCE: Duration = Duration::from_secs(20);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The binary, its API on a free port whatever a configuration says.
+fn cli() -> Trailwarden {
+    Trailwarden::new().api_on_any_port()
 }
 
-/// A config file in `dir` using the repository's rules and a store in `dir`.
+/// A config file in `dir` using the repository's rules (times in
+/// Asia/Shanghai, `rules.watch` left to its default) and a store in `dir`,
+/// reading `watch_paths`.
 fn config(dir: &Path, watch_paths: &[&Path], extra: &str) -> PathBuf {
-    let paths: Vec<String> = watch_paths
-        .iter()
-        .map(|path| format!("{:?}", path.display().to_string()))
-        .collect();
-    let text = format!(
-        "[source.files]\npaths = [{}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\ntimezone = \"Asia/Shanghai\"\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
-        paths.join(", "),
-        dir.join("store.db").display().to_string(),
-        repo().join("rules").display().to_string(),
-    );
     let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
+    Config::standard(&dir.join("store.db"))
+        .files(watch_paths)
+        .set("source.files", "poll_interval", "200ms")
+        .set("source.files", "settle", "0s")
+        .unset("rules", "watch")
+        .set("rules", "timezone", "Asia/Shanghai")
+        .append(extra)
+        .write(&path);
     path
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn jsonl(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
-        .collect()
 }
 
 fn rules_of(matches: &[Value]) -> BTreeSet<String> {
@@ -97,13 +84,13 @@ fn replay_jsonl_raises_the_expected_rules_per_cloud() {
     ];
     for (file, expected) in expectations {
         let path = format!("{RECORDS}/{file}");
-        let output = run(&["replay", "--format", "jsonl", &path]);
+        let output = cli().run(&["replay", "--format", "jsonl", &path]);
         assert!(
             output.status.success(),
             "{file}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let matches = jsonl(&output);
+        let matches = jsonl(&stdout(&output));
         let raised = rules_of(&matches);
         for rule in *expected {
             assert!(raised.contains(*rule), "{file} should raise {rule}; raised {raised:?}");
@@ -129,14 +116,14 @@ fn replay_jsonl_raises_the_expected_rules_per_cloud() {
 #[test]
 fn ordinary_reads_raise_nothing_at_medium_or_above() {
     // Read-only calls by ordinary users in working hours (Asia/Shanghai).
-    let output = run(&[
+    let output = cli().run(&[
         "replay",
         "--format",
         "jsonl",
         &format!("{RECORDS}/tencent_failed_unauthorized.json"),
     ]);
     assert!(output.status.success());
-    let serious: Vec<Value> = jsonl(&output)
+    let serious: Vec<Value> = jsonl(&stdout(&output))
         .into_iter()
         .filter(|line| matches!(line["level"].as_str(), Some("medium" | "high")))
         .collect();
@@ -148,10 +135,8 @@ fn malformed_input_is_kept_in_dead_letters_with_its_line_and_good_records_are_pr
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[], "");
     let db = dir.path().join("replay.db");
-    let output = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args([
+    let output = cli()
+        .command(&[
             "--config",
             config.to_str().unwrap(),
             "replay",
@@ -190,10 +175,8 @@ fn malformed_input_is_kept_in_dead_letters_with_its_line_and_good_records_are_pr
 fn replay_without_db_leaves_the_configured_store_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[], "");
-    let output = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args(["--config", config.to_str().unwrap(), "replay", RECORDS])
+    let output = cli()
+        .command(&["--config", config.to_str().unwrap(), "replay", RECORDS])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -208,10 +191,8 @@ fn replay_without_db_leaves_the_configured_store_untouched() {
 #[test]
 fn replay_reads_stdin() {
     let data = std::fs::read(format!("{RECORDS}/aws_single_record.json")).unwrap();
-    let mut child = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args(["replay", "--format", "jsonl", "-"])
+    let mut child = cli()
+        .command(&["replay", "--format", "jsonl", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -221,7 +202,7 @@ fn replay_reads_stdin() {
     child.stdin.take().unwrap().write_all(&data).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
-    let matches = jsonl(&output);
+    let matches = jsonl(&stdout(&output));
     assert!(rules_of(&matches).contains("admin-policy-attached"));
     assert!(matches[0]["origin"].as_str().unwrap().starts_with("stdin:"));
 }
@@ -231,11 +212,9 @@ fn environment_overrides_any_key_and_bad_kafka_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[], "");
     let run_with = |environment: &[(&str, &str)]| -> Output {
-        Command::new(BIN)
-            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-            .current_dir(repo())
+        cli()
+            .command(&["--config", config.to_str().unwrap(), "run", "--once"])
             .envs(environment.iter().copied())
-            .args(["--config", config.to_str().unwrap(), "run", "--once"])
             .output()
             .expect("binary runs")
     };
@@ -283,14 +262,14 @@ fn environment_overrides_any_key_and_bad_kafka_settings_are_named() {
 
 #[test]
 fn replay_fails_only_when_it_cannot_run() {
-    let output = run(&["replay", "does/not/exist.json"]);
+    let output = cli().run(&["replay", "does/not/exist.json"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("does/not/exist.json"));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[store]\npaht = \"x\"\n").unwrap();
-    let output = run(&["--config", bad.to_str().unwrap(), "replay", RECORDS]);
+    let output = cli().run(&["--config", bad.to_str().unwrap(), "replay", RECORDS]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.toml") && stderr.contains("paht"), "{stderr}");
@@ -306,7 +285,7 @@ fn replay_fails_only_when_it_cannot_run() {
     .unwrap();
     let config = dir.path().join("rules.toml");
     std::fs::write(&config, format!("[rules]\ndir = {:?}\n", rules.display().to_string())).unwrap();
-    let output = run(&["--config", config.to_str().unwrap(), "replay", RECORDS]);
+    let output = cli().run(&["--config", config.to_str().unwrap(), "replay", RECORDS]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -324,7 +303,7 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
     let db_arg = db.to_str().unwrap();
     // Replaying the same file twice aggregates into the same open alarms.
     for _ in 0..2 {
-        let output = run(&[
+        let output = cli().run(&[
             "--config",
             config_arg,
             "replay",
@@ -334,7 +313,7 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
         ]);
         assert!(output.status.success());
     }
-    let output = run(&[
+    let output = cli().run(&[
         "--config", config_arg, "alarms", "list", "--db", db_arg, "--format", "json",
     ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -372,7 +351,7 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
             .starts_with("access_key.id=AKID")
     );
     let id = key_alarm["id"].as_i64().unwrap().to_string();
-    let output = run(&[
+    let output = cli().run(&[
         "--config", config_arg, "alarms", "show", &id, "--db", db_arg, "--format", "json",
     ]);
     let detail: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -383,9 +362,9 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
     assert_eq!(calls[0]["call_method"], "api");
     assert!(!detail["samples"].as_array().unwrap().is_empty());
     // The table view works too.
-    let output = run(&["--config", config_arg, "alarms", "show", &id, "--db", db_arg]);
+    let output = cli().run(&["--config", config_arg, "alarms", "show", &id, "--db", db_arg]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("CreateAccessKey"));
-    let output = run(&[
+    let output = cli().run(&[
         "--config", config_arg, "alarms", "list", "--db", db_arg, "--level", "high",
     ]);
     assert!(output.status.success());
@@ -393,9 +372,9 @@ fn alarms_are_aggregated_and_listed_with_call_records() {
 
 #[test]
 fn normalize_prints_events_and_reports_bad_records() {
-    let output = run(&["normalize", &format!("{RECORDS}/mixed_malformed.jsonl")]);
+    let output = cli().run(&["normalize", &format!("{RECORDS}/mixed_malformed.jsonl")]);
     assert!(output.status.success());
-    let events = jsonl(&output);
+    let events = jsonl(&stdout(&output));
     assert_eq!(events.len(), 8);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("mixed_malformed.jsonl:5:"), "{stderr}");
@@ -421,7 +400,7 @@ fn the_daemon_resumes_from_checkpoints_and_does_not_double_count() {
     let config = config(dir.path(), &[&watched], "");
     let db = dir.path().join("store.db");
     let once = |expect_ok: bool| {
-        let output = run(&["--config", config.to_str().unwrap(), "run", "--once"]);
+        let output = cli().run(&["--config", config.to_str().unwrap(), "run", "--once"]);
         assert_eq!(
             output.status.success(),
             expect_ok,
@@ -450,7 +429,7 @@ fn the_daemon_resumes_from_checkpoints_and_does_not_double_count() {
     let after_tail = alarm_count(&db);
     // Compare with reading the whole grown file in one go.
     let reference = dir.path().join("reference.db");
-    let output = run(&[
+    let output = cli().run(&[
         "--config",
         config.to_str().unwrap(),
         "replay",
@@ -476,14 +455,7 @@ fn the_daemon_watches_for_new_files_and_stops_cleanly_on_sigterm() {
     std::fs::create_dir(&watched).unwrap();
     let config = config(dir.path(), &[&watched], "");
     let db = dir.path().join("store.db");
-    let mut child = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cli().config(&config).start(&["run"], Log::Collect);
     std::thread::sleep(Duration::from_millis(500));
     std::fs::copy(
         format!("{RECORDS}/aws_records_file.json.gz"),
@@ -495,20 +467,11 @@ fn the_daemon_watches_for_new_files_and_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "the new file was not processed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "clean exit on SIGTERM");
-            break;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(child.terminate());
+    let status = child
+        .wait_timeout(Duration::from_secs(20))
+        .expect("daemon did not stop on SIGTERM");
+    assert!(status.success(), "clean exit on SIGTERM");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -518,14 +481,6 @@ fn copy_dir(from: &Path, to: &Path) {
         if entry.file_type().unwrap().is_file() {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
         }
-    }
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -547,41 +502,28 @@ fn alarms_of(db: &Path, rule: &str) -> Vec<(i64, String)> {
 fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
-    copy_dir(&repo().join("rules"), &rules);
+    copy_dir(&rules_dir(), &rules);
     let watched = dir.path().join("incoming");
     std::fs::create_dir(&watched).unwrap();
     let db = dir.path().join("store.db");
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source.files]\npaths = [{:?}]\npoll_interval = \"200ms\"\nsettle = \"0s\"\n[store]\npath = {:?}\nsynchronous = \"normal\"\n[rules]\ndir = {:?}\nwatch = false\n[pipeline]\nmax_hold = \"100ms\"\n[log]\nlevel = \"info\"\n",
-            watched.display().to_string(),
-            db.display().to_string(),
-            rules.display().to_string()
-        ),
-    )
-    .unwrap();
+    // The copied rules, logging at info; the API where the environment says.
+    Config::standard(&db)
+        .files(&[&watched])
+        .set("source.files", "poll_interval", "200ms")
+        .set("source.files", "settle", "0s")
+        .set("rules", "dir", &rules)
+        .set("pipeline", "max_hold", "100ms")
+        .set("log", "level", "info")
+        .unset("api", "bind")
+        .write(&config);
     let log = dir.path().join("daemon.log");
-    let mut child = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .current_dir(repo())
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let hup = |child: &std::process::Child| {
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+    let mut child = cli().config(&config).start(&["run"], Log::File(log.clone()));
+    let hup = |child: &Daemon| {
+        assert!(child.hangup());
     };
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until("daemon start", || log_text().contains("rules loaded"));
+    wait_until("daemon start", PATIENCE, || log_text().contains("rules loaded"));
 
     // 1. A broken rule file: the reload fails with a located error, the running set stays.
     std::fs::write(
@@ -590,7 +532,7 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
     )
     .unwrap();
     hup(&child);
-    wait_until("the failed reload is logged", || {
+    wait_until("the failed reload is logged", PATIENCE, || {
         log_text().contains("rule reload failed")
     });
     assert!(log_text().contains("custom.yaml:4:12"), "{}", log_text());
@@ -599,7 +541,7 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
         watched.join("one.json.gz"),
     )
     .unwrap();
-    wait_until("alarms from the running rules", || {
+    wait_until("alarms from the running rules", PATIENCE, || {
         !alarms_of(&db, "access-key-created").is_empty()
     });
     assert!(alarms_of(&db, "custom-describe").is_empty());
@@ -611,9 +553,11 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
     )
     .unwrap();
     hup(&child);
-    wait_until("the reload succeeds", || log_text().contains("rules reloaded"));
+    wait_until("the reload succeeds", PATIENCE, || {
+        log_text().contains("rules reloaded")
+    });
     std::fs::copy(format!("{RECORDS}/truncated.json.gz"), watched.join("two.json.gz")).unwrap();
-    wait_until("an alarm of the new rule", || {
+    wait_until("an alarm of the new rule", PATIENCE, || {
         !alarms_of(&db, "custom-describe").is_empty()
     });
     let (count, hash) = alarms_of(&db, "custom-describe").remove(0);
@@ -622,13 +566,7 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
         "DescribeInstances of the second file only: the first file is not evaluated again"
     );
     assert_eq!(hash.len(), 16, "alarms record the rule version");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
+    assert!(child.terminate());
+    let status = child.wait();
     assert!(status.success());
 }

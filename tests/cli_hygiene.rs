@@ -3,14 +3,13 @@
 //! say what they hold, and configuration or store mistakes refused by name
 //! instead of going silent.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::*;
 use serde_json::{Value, json};
 use trailwarden::terminal::width;
-
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
-const RECORDS: &str = "tests/fixtures/records";
 
 /// A user name that clears the screen, retitles the window, rings the bell
 /// and reverses the rest of the line.
@@ -21,49 +20,21 @@ const HOSTILE_IP: &str = "198.51.100.7\u{1b}[1A";
 const HOSTILE_AGENT: &str = "aws-cli/2\u{9b}31m\u{2066}x";
 const KEY: &str = "AKIAXEK3Q7BZ7HNM4P2L";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A config in `dir`: the repository's rules, a store in `dir`, warnings logged.
+/// A config in `dir`: the repository's rules (`rules.watch` left to its
+/// default), a store in `dir`, warnings logged.
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    let text = format!(
-        "[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
-        dir.join("store.db").display().to_string(),
-        repo().join("rules").display().to_string(),
-    );
     let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
+    Config::standard(&dir.join("store.db"))
+        .unset("rules", "watch")
+        .append(extra)
+        .write(&path);
     path
 }
 
-fn run_in(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env_remove("TRAILWARDEN_LOG")
-        .current_dir(repo())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn ok(config: &Path, args: &[&str]) -> Output {
-    let output = run_in(config, args);
-    assert!(
-        output.status.success(),
-        "trailwarden {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// The binary with `config`, logging as the configuration says (not as the
+/// test's `TRAILWARDEN_LOG` would).
+fn bin(config: &Path) -> Trailwarden {
+    Trailwarden::new().without_log_env().config(config)
 }
 
 /// An AWS record (the shipped single-record fixture) as `user_name` calling
@@ -79,11 +50,6 @@ fn aws_record(event_name: &str, user_name: &str, source_ip: &str, user_agent: &s
     // One event per (call, caller): traces and samples are kept per event id.
     record["eventID"] = json!(format!("{event_name}-{user_name}"));
     record
-}
-
-fn write_jsonl(path: &Path, records: &[Value]) {
-    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
-    std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
 /// No character a terminal would act on: ESC, BEL, C1 CSI, bidi override and isolates.
@@ -117,35 +83,32 @@ fn human_output_shows_control_and_bidi_characters_escaped_and_json_keeps_them_ex
     )
     .unwrap();
 
-    let replay = ok(&config, &["replay", "--db", db_arg, input.to_str().unwrap()]);
+    let replay = bin(&config).ok(&["replay", "--db", db_arg, input.to_str().unwrap()]);
     assert_inert("replay", &stdout(&replay));
     assert!(stdout(&replay).contains("evil\\x1b[2J"), "{}", stdout(&replay));
     // The dead letter's warning is a human-format log line.
     assert!(stderr(&replay).contains("bad\\x1b[2J.jsonl"), "{}", stderr(&replay));
     assert_inert("a log line", &stderr(&replay));
 
-    let list = stdout(&ok(&config, &["alarms", "list", "--db", db_arg, "--format", "json"]));
+    let list = stdout(&bin(&config).ok(&["alarms", "list", "--db", db_arg, "--format", "json"]));
     let alarms: Vec<Value> = serde_json::from_str(&list).unwrap();
     let id = alarms
         .iter()
         .find(|alarm| alarm["rule"] == "sec09-high-risk-operation")
         .expect("DeleteUser raises the key-operation alarm")["id"]
         .to_string();
-    ok(
-        &config,
-        &[
-            "alarms",
-            "set-status",
-            &id,
-            "processed",
-            "--actor",
-            "mallory\u{1b}[8m",
-            "--reason",
-            "fine\u{1b}[2K\u{202e}",
-            "--db",
-            db_arg,
-        ],
-    );
+    bin(&config).ok(&[
+        "alarms",
+        "set-status",
+        &id,
+        "processed",
+        "--actor",
+        "mallory\u{1b}[8m",
+        "--reason",
+        "fine\u{1b}[2K\u{202e}",
+        "--db",
+        db_arg,
+    ]);
 
     let human: Vec<(&str, Vec<&str>)> = vec![
         ("alarms list", vec!["alarms", "list"]),
@@ -156,37 +119,40 @@ fn human_output_shows_control_and_bidi_characters_escaped_and_json_keeps_them_ex
     ];
     for (what, mut args) in human {
         args.extend(["--db", db_arg]);
-        let output = ok(&config, &args);
+        let output = bin(&config).ok(&args);
         assert_inert(what, &stdout(&output));
         assert_inert(what, &stderr(&output));
     }
-    let show = stdout(&ok(&config, &["alarms", "show", &id, "--db", db_arg]));
+    let show = stdout(&bin(&config).ok(&["alarms", "show", &id, "--db", db_arg]));
     assert!(
         show.contains("evil\\x1b[2J\\x1b]0;pwned\\x07bot\\u{202e}gnp.exe") && show.contains(r"198.51.100.7\x1b[1A"),
         "{show}"
     );
     assert!(show.contains(r"by mallory\x1b[8m: fine\x1b[2K\u{202e}"), "{show}");
-    let traces = stdout(&ok(&config, &["traces", "--db", db_arg]));
+    let traces = stdout(&bin(&config).ok(&["traces", "--db", db_arg]));
     assert!(traces.contains("evil\\x1b[2J"), "{traces}");
-    let letters = stdout(&ok(&config, &["dead-letters", "--db", db_arg]));
+    let letters = stdout(&bin(&config).ok(&["dead-letters", "--db", db_arg]));
     assert!(letters.contains("bad\\x1b[2J.jsonl"), "{letters}");
 
     // JSON is data: the same fields come out exactly as they went in.
-    let detail: Value =
-        serde_json::from_slice(&ok(&config, &["alarms", "show", &id, "--db", db_arg, "--format", "json"]).stdout)
-            .unwrap();
+    let detail: Value = serde_json::from_slice(
+        &bin(&config)
+            .ok(&["alarms", "show", &id, "--db", db_arg, "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(detail["principal_name"], HOSTILE_NAME);
     assert_eq!(detail["calls"][0]["source_ip"], HOSTILE_IP);
     assert_eq!(detail["history"][0]["reason"], "fine\u{1b}[2K\u{202e}");
     let trace: Value = serde_json::from_str(
-        stdout(&ok(&config, &["traces", "--db", db_arg, "--format", "jsonl"]))
+        stdout(&bin(&config).ok(&["traces", "--db", db_arg, "--format", "jsonl"]))
             .lines()
             .next()
             .unwrap(),
     )
     .unwrap();
     assert_eq!(trace["operator"], HOSTILE_NAME);
-    let matches = stdout(&ok(&config, &["replay", "--format", "jsonl", input.to_str().unwrap()]));
+    let matches = stdout(&bin(&config).ok(&["replay", "--format", "jsonl", input.to_str().unwrap()]));
     let first: Value = serde_json::from_str(matches.lines().next().unwrap()).unwrap();
     assert_eq!(first["principal"], HOSTILE_NAME);
 }
@@ -213,7 +179,7 @@ fn tables_name_title_account_and_key_count_in_words_and_stay_aligned() {
             aws_record("AttachUserPolicy", "deploy-bot", "34.229.17.208", "aws-cli/2"),
         ],
     );
-    let replay = stdout(&ok(&config, &["replay", "--db", db_arg, calls.to_str().unwrap()]));
+    let replay = stdout(&bin(&config).ok(&["replay", "--db", db_arg, calls.to_str().unwrap()]));
     let header = replay.lines().next().unwrap();
     assert!(header.contains("ACCESS KEY"), "{replay}");
     assert!(replay.contains("AKIAX****M4P2L") && !replay.contains(KEY), "{replay}");
@@ -224,20 +190,21 @@ fn tables_name_title_account_and_key_count_in_words_and_stay_aligned() {
         assert_eq!(at, action_column, "{replay}");
     }
 
-    let list = stdout(&ok(&config, &["alarms", "list", "--db", db_arg]));
+    let list = stdout(&bin(&config).ok(&["alarms", "list", "--db", db_arg]));
     let header = list.lines().next().unwrap();
     assert!(header.contains("TITLE") && header.contains("ACCOUNT"), "{list}");
     assert!(list.contains("Administrator policy attached"), "{list}");
     assert!(list.contains("aws 493817265041"), "{list}");
 
-    let alarms: Vec<Value> =
-        serde_json::from_slice(&ok(&config, &["alarms", "list", "--db", db_arg, "--format", "json"]).stdout).unwrap();
+    let alarms: Vec<Value> = serde_json::from_slice(
+        &bin(&config)
+            .ok(&["alarms", "list", "--db", db_arg, "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
     for alarm in &alarms {
         let count = alarm["count"].as_u64().unwrap();
-        let show = stdout(&ok(
-            &config,
-            &["alarms", "show", &alarm["id"].to_string(), "--db", db_arg],
-        ));
+        let show = stdout(&bin(&config).ok(&["alarms", "show", &alarm["id"].to_string(), "--db", db_arg]));
         let expected = if count == 1 {
             "(1 time)".to_string()
         } else {
@@ -252,7 +219,7 @@ fn tables_name_title_account_and_key_count_in_words_and_stay_aligned() {
     );
 
     // traces: a 74-character operator and a CJK one do not push the columns.
-    let traces = stdout(&ok(&config, &["traces", "--db", db_arg]));
+    let traces = stdout(&bin(&config).ok(&["traces", "--db", db_arg]));
     let lines: Vec<&str> = traces.lines().collect();
     assert_eq!(lines.len(), 4, "{traces}");
     assert!(
@@ -278,21 +245,15 @@ fn an_empty_dead_letter_list_says_so_in_table_format_only() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "");
     let db = dir.path().join("store.db");
-    ok(
-        &config,
-        &[
-            "replay",
-            "--db",
-            db.to_str().unwrap(),
-            &format!("{RECORDS}/aws_single_record.json"),
-        ],
-    );
-    let table = ok(&config, &["dead-letters", "--db", db.to_str().unwrap()]);
+    bin(&config).ok(&[
+        "replay",
+        "--db",
+        db.to_str().unwrap(),
+        &format!("{RECORDS}/aws_single_record.json"),
+    ]);
+    let table = bin(&config).ok(&["dead-letters", "--db", db.to_str().unwrap()]);
     assert!(stdout(&table).starts_with("no dead letters in "), "{}", stdout(&table));
-    let jsonl = ok(
-        &config,
-        &["dead-letters", "--db", db.to_str().unwrap(), "--format", "jsonl"],
-    );
+    let jsonl = bin(&config).ok(&["dead-letters", "--db", db.to_str().unwrap(), "--format", "jsonl"]);
     assert!(jsonl.stdout.is_empty(), "{}", stdout(&jsonl));
 }
 
@@ -330,7 +291,7 @@ fn read_only_commands_refuse_a_missing_store_by_path_and_create_nothing() {
     for command in read_only {
         let mut args = command.to_vec();
         args.extend(["--db", typo_arg]);
-        let output = run_in(&config, &args);
+        let output = bin(&config).run(&args);
         assert_eq!(output.status.code(), Some(1), "{command:?}: {}", stdout(&output));
         let message = stderr(&output);
         assert!(
@@ -340,7 +301,7 @@ fn read_only_commands_refuse_a_missing_store_by_path_and_create_nothing() {
         assert!(!typo.exists(), "{command:?} created {typo_arg}");
     }
     // The configured store is named with the key and file it came from.
-    let output = run_in(&config, &["store", "verify"]);
+    let output = bin(&config).run(&["store", "verify"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("from `store.path` in") && stderr(&output).contains("config.toml"),
@@ -350,20 +311,17 @@ fn read_only_commands_refuse_a_missing_store_by_path_and_create_nothing() {
     assert!(!dir.path().join("store.db").exists());
     // Commands that add data still make a new store.
     let fresh = dir.path().join("fresh.db");
-    ok(
-        &config,
-        &[
-            "remark",
-            "set",
-            "ip",
-            "10.0.0.1",
-            "jump host",
-            "--db",
-            fresh.to_str().unwrap(),
-        ],
-    );
+    bin(&config).ok(&[
+        "remark",
+        "set",
+        "ip",
+        "10.0.0.1",
+        "jump host",
+        "--db",
+        fresh.to_str().unwrap(),
+    ]);
     assert!(fresh.exists());
-    let verify = ok(&config, &["store", "verify", "--db", fresh.to_str().unwrap()]);
+    let verify = bin(&config).ok(&["store", "verify", "--db", fresh.to_str().unwrap()]);
     assert!(stdout(&verify).starts_with("chain ok"), "{}", stdout(&verify));
 }
 
@@ -373,9 +331,10 @@ fn a_missing_rules_directory_is_named_absolutely_with_the_reason() {
     let config = config(dir.path(), "");
     let missing = dir.path().join("rulez");
     std::fs::write(&config, "[rules]\ndir = \"rulez\"\n[log]\nlevel = \"warn\"\n").unwrap();
-    let output = Command::new(BIN)
+    // Run from the test's directory: the relative rules directory is beside the config.
+    let output = Trailwarden::new()
         .current_dir(dir.path())
-        .args(["--config", config.to_str().unwrap(), "rules", "validate"])
+        .command(&["--config", config.to_str().unwrap(), "rules", "validate"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -385,9 +344,9 @@ fn a_missing_rules_directory_is_named_absolutely_with_the_reason() {
         "{text}"
     );
     assert!(!text.contains(":0:0"), "{text}");
-    let output = Command::new(BIN)
+    let output = Trailwarden::new()
         .current_dir(dir.path())
-        .args(["--config", config.to_str().unwrap(), "replay", "-"])
+        .command(&["--config", config.to_str().unwrap(), "replay", "-"])
         .output()
         .unwrap();
     assert!(
@@ -402,11 +361,9 @@ fn environment_and_log_filter_mistakes_are_named_where_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "");
     let with_env = |name: &str, value: &str| {
-        Command::new(BIN)
-            .current_dir(repo())
-            .env_remove("TRAILWARDEN_LOG")
+        bin(&config)
             .env(name, value)
-            .args(["--config", config.to_str().unwrap(), "rules", "list"])
+            .command(&["rules", "list"])
             .output()
             .unwrap()
     };

@@ -13,27 +13,23 @@
 //! them); `CHROMIUM` and `CHROMEDRIVER` override the binaries. Without them
 //! the test fails and says so: a skipped browser test would look like a pass.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
+use common::{Config, Http, Log, Reply, Sandbox, examples_dir, free_port, repo, rules_dir};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 const TOKEN: &str = "e2e-console-token-3f9a1c7d5b2e8046";
 const TOKEN_NAME: &str = "e2e-operator";
 const REASON: &str = "e2e: key owner confirmed the calls, key rotated";
 /// Longest wait for anything the browser or the daemon does.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn artifacts() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
@@ -70,14 +66,7 @@ fn browser_binaries() -> (PathBuf, PathBuf) {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free local port")
-}
-
-/// A child process killed when the test ends, however it ends.
+/// A child process (chromedriver) killed when the test ends, however it ends.
 struct Running {
     name: &'static str,
     child: Child,
@@ -118,87 +107,14 @@ fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Running {
     Running { name, child, log }
 }
 
-// ---------- a plain HTTP/1.1 client for the API checks ----------
+// ---------- the API checks ----------
 
-struct HttpResponse {
-    status: u16,
-    body: String,
-}
-
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<HttpResponse> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("connecting to port {port}"))?;
-    stream.set_read_timeout(Some(PATIENCE))?;
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if body.is_some() {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&payload);
-    stream.write_all(request.as_bytes())?;
-    // Read until the body is complete (a server may keep the connection open
-    // despite `Connection: close`, as chromedriver does).
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 16384];
-    loop {
-        if let Some(end) = find(&raw, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|value| value.trim().parse::<usize>().ok());
-            let body = &raw[end + 4..];
-            let complete = match length {
-                Some(length) => body.len() >= length,
-                None if head.contains("transfer-encoding: chunked") => find(body, b"0\r\n\r\n").is_some(),
-                None => false,
-            };
-            if complete {
-                break;
-            }
-        }
-        let read = stream.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buffer[..read]);
-    }
-    let text = String::from_utf8(raw).context("the response is not UTF-8")?;
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("no end of headers in {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| anyhow!("no status in {head:?}"))?;
-    let chunked = head
-        .lines()
-        .any(|line| line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.contains("chunked"));
-    let body = if chunked { dechunk(rest)? } else { rest.to_string() };
-    Ok(HttpResponse { status, body })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
-}
-
-fn dechunk(mut rest: &str) -> Result<String> {
-    let mut body = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n").ok_or_else(|| anyhow!("a broken chunk"))?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)?;
-        if size == 0 {
-            return Ok(body);
-        }
-        body.push_str(after.get(..size).ok_or_else(|| anyhow!("a short chunk"))?);
-        rest = after.get(size + 2..).unwrap_or("");
+/// A request to `127.0.0.1:port`, with a JSON body if there is one.
+fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<Reply> {
+    let client = Http::new(format!("127.0.0.1:{port}"), PATIENCE);
+    match body {
+        Some(body) => client.send_json(method, path, token, body),
+        None => client.request(method, path, token, None),
     }
 }
 
@@ -282,56 +198,37 @@ fn squash(text: &str) -> String {
 
 // ---------- the test ----------
 
+/// The daemon under test (declared first: stopped before its directory goes).
 struct Daemon {
-    process: Running,
+    process: common::Daemon,
     port: u16,
-    _dir: tempfile::TempDir,
+    _sandbox: Sandbox,
 }
 
 fn start_daemon() -> Daemon {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sandbox = Sandbox::named("trailwarden.db", "trailwarden.toml");
     let port = free_port();
     let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
-    let config = format!(
-        r#"[source]
-kind = "files"
-
-[source.files]
-paths = [{examples:?}]
-watch = true
-poll_interval = "1s"
-
-[store]
-path = {store:?}
-synchronous = "normal"
-
-[rules]
-dir = {rules:?}
-watch = false
-
-[log]
-level = "info"
-
-[api]
-bind = "127.0.0.1:{port}"
-
-[[api.tokens]]
-name = "{TOKEN_NAME}"
-role = "operator"
-sha256 = "{hash}"
-"#,
-        examples = repo().join("examples").display().to_string(),
-        store = dir.path().join("trailwarden.db").display().to_string(),
-        rules = repo().join("rules").display().to_string(),
+    sandbox.write_config(
+        &Config::new()
+            .set("source", "kind", "files")
+            .files(&[&examples_dir()])
+            .set("source.files", "watch", true)
+            .set("source.files", "poll_interval", "1s")
+            .set("store", "path", &sandbox.store)
+            .set("store", "synchronous", "normal")
+            .set("rules", "dir", rules_dir())
+            .set("rules", "watch", false)
+            .set("log", "level", "info")
+            .set("api", "bind", format!("127.0.0.1:{port}"))
+            .append(&format!(
+                "\n[[api.tokens]]\nname = \"{TOKEN_NAME}\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n"
+            )),
     );
-    let config_path = dir.path().join("trailwarden.toml");
-    std::fs::write(&config_path, config).expect("writing the config");
     // A narrow policy that silences some high-level matches (offensive
     // tooling calling sts.GetCallerIdentity): the console must show them.
-    let seeded = Command::new(BIN)
-        .args(["--config"])
-        .arg(&config_path)
-        .args([
+    let seeded = sandbox
+        .command(&[
             "allowlist",
             "add",
             "--rule",
@@ -343,23 +240,31 @@ sha256 = "{hash}"
             "--reason",
             "seeded by the console test",
         ])
-        .current_dir(repo())
         .output()
         .expect("running allowlist add");
     assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
-    let process = spawn(
-        "trailwarden run",
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .current_dir(repo())
-            .env("NO_COLOR", "1"),
-        dir.path().join("daemon.log"),
-    );
+    let process = sandbox
+        .bin
+        .clone()
+        .env("NO_COLOR", "1")
+        .start(&["run"], Log::File(sandbox.path("daemon.log")));
     Daemon {
         process,
         port,
-        _dir: dir,
+        _sandbox: sandbox,
+    }
+}
+
+impl Daemon {
+    fn log_tail(&self) -> String {
+        self.process.tail(40)
+    }
+
+    fn ensure_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.process.exited() {
+            bail!("trailwarden run exited ({status}); its log:\n{}", self.log_tail());
+        }
+        Ok(())
     }
 }
 
@@ -370,7 +275,7 @@ fn wait_for_alarms(daemon: &mut Daemon) -> Result<u64> {
     let mut last = None;
     let mut stable_since = Instant::now();
     while start.elapsed() < PATIENCE * 4 {
-        daemon.process.ensure_alive()?;
+        daemon.ensure_alive()?;
         if let Ok(page) = api_get(daemon.port, "/api/v1/alarms?limit=1") {
             let total = page["total"].as_u64().unwrap_or(0);
             if last != Some(total) {
@@ -384,7 +289,7 @@ fn wait_for_alarms(daemon: &mut Daemon) -> Result<u64> {
     }
     bail!(
         "the daemon did not settle on a number of alarms (last: {last:?}); its log:\n{}",
-        daemon.process.log_tail()
+        daemon.log_tail()
     )
 }
 
@@ -452,7 +357,7 @@ async fn console_signs_in_filters_opens_and_processes_an_alarm() {
         panic!(
             "{error:#}\n(screenshots in {}; the daemon's log ends:\n{})",
             artifacts().display(),
-            daemon.process.log_tail()
+            daemon.log_tail()
         );
     }
 }

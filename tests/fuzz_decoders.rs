@@ -3,9 +3,12 @@
 //! field names the normalizers read, and the real fixture records with
 //! fields replaced by values of random types.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::record;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use trailwarden::event::decode::{Decoded, decode_chunk};
@@ -161,7 +164,7 @@ fn fixture_records() -> Vec<Map<String, Value>> {
         "cts_api_create_server.json",
         "tencent_console_root.json",
     ] {
-        let text = std::fs::read_to_string(format!("tests/fixtures/records/{name}")).unwrap();
+        let text = std::fs::read_to_string(record(name)).unwrap();
         if let Ok(Value::Object(map)) = serde_json::from_str(&text) {
             out.push(map);
         }
@@ -235,7 +238,7 @@ proptest! {
 
     #[test]
     fn truncating_a_good_file_anywhere_keeps_the_records_before_the_cut(cut in 0usize..4000) {
-        let text = std::fs::read("tests/fixtures/records/tencent_variants.jsonl").unwrap();
+        let text = std::fs::read(record("tencent_variants.jsonl")).unwrap();
         let cut = cut.min(text.len());
         let complete_lines = text[..cut].iter().filter(|byte| **byte == b'\n').count();
         let (events, _) = process(&text[..cut]);

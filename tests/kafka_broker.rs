@@ -9,14 +9,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::kafka::*;
+use common::{Daemon, Log, Trailwarden, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 const TOPIC: &str = "audit";
 
 fn tansu_binary() -> PathBuf {
@@ -125,13 +124,6 @@ fn spawn_tansu(port: u16, storage: &str, log_path: &Path) -> Child {
         .expect("starting tansu")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
 /// A daemon config for the binary; short sessions so a killed member's
 /// partitions come back quickly.
 fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, db: &Path) -> PathBuf {
@@ -142,37 +134,27 @@ fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, db: &Path) -
     path
 }
 
-fn daemon(config: &Path, once: bool, log: &Path) -> Child {
-    let mut command = Command::new(BIN);
-    // The API on a free port: tests run daemons side by side.
-    command.env("TRAILWARDEN__API__BIND", "127.0.0.1:0");
-    command.arg("--config").arg(config).arg("run");
-    if once {
-        command.arg("--once");
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("the daemon log");
-    command
+/// The daemon with its log appended to `log` (kept across restarts).
+fn daemon(config: &Path, once: bool, log: &Path) -> Daemon {
+    let args: &[&str] = if once { &["run", "--once"] } else { &["run"] };
+    Trailwarden::new()
+        .config(config)
+        // The API on a free port: tests run daemons side by side.
+        .api_on_any_port()
         .env("TRAILWARDEN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting trailwarden")
+        .start(args, Log::File(log.to_path_buf()))
 }
 
 fn run_to_end(config: &Path, log: &Path) {
     let mut child = daemon(config, true, log);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+        if let Some(status) = child.exited() {
             assert!(status.success(), "run --once failed: {status}\n{}", tail(log));
             return;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            child.kill();
             panic!("run --once did not finish\n{}", tail(log));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -265,8 +247,7 @@ fn killed_at_random_moments_and_restarted_it_ends_with_the_alarms_of_an_uninterr
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(random.next() % 150));
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
+        child.kill();
         if progress(&chaos_db, "chaos") < total {
             kills += 1;
         }
@@ -306,10 +287,9 @@ fn replay_file(dir: &Path, config: &Path, messages: &[Message]) -> Vec<String> {
     let corpus_file = dir.join("reference.jsonl");
     write_jsonl(&corpus_file, messages);
     let db = dir.join("file-replay.db");
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(["replay", "--format", "jsonl", "--db"])
+    let output = Trailwarden::new()
+        .config(config)
+        .command(&["replay", "--format", "jsonl", "--db"])
         .arg(&db)
         .arg(&corpus_file)
         .stdout(Stdio::null())
@@ -340,7 +320,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(180);
     while progress(&db, "restart") < messages.len() as i64 {
         if Instant::now() > deadline {
-            let _ = child.kill();
+            child.kill();
             panic!(
                 "stored {} of {} after the broker restart\n{}",
                 progress(&db, "restart"),
@@ -351,12 +331,8 @@ fn a_broker_restart_mid_stream_loses_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // SIGTERM: a clean stop.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    let status = child.wait().expect("the daemon exits");
+    assert!(child.terminate(), "kill -TERM");
+    let status = child.wait();
     assert!(status.success(), "{status}\n{}", tail(&log));
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(

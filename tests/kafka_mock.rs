@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::kafka::*;
+use common::wait_until;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
@@ -22,6 +23,8 @@ use trailwarden::config::Settings;
 
 const TOPIC: &str = "audit";
 const MAX_MESSAGE_BYTES: usize = 65_536;
+/// Longest wait for the mock cluster and the daemons on it.
+const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The mock coordinator ignores LeaveGroup and holds a rejoin until the old
 /// member's session expires: short sessions keep restarts quick.
@@ -166,23 +169,22 @@ fn a_second_instance_takes_partitions_over_without_repeating_or_skipping() {
     let settings_a = settings(&brokers, "shared", &db_a, extra);
     let settings_b = settings(&brokers, "shared", &db_b, extra);
     let a = Daemon::start(&settings_a, Some(&db_a), false).unwrap();
-    wait_until(|| a.stats().events >= 500, "the first instance starts consuming");
+    wait_until("the first instance starts consuming", PATIENCE, || {
+        a.stats().events >= 500
+    });
     let b = Daemon::start(&settings_b, Some(&db_b), false).unwrap();
-    wait_until(
-        || b.metrics().kafka.rebalances.get() >= 1,
-        "the second instance gets partitions",
-    );
+    wait_until("the second instance gets partitions", PATIENCE, || {
+        b.metrics().kafka.rebalances.get() >= 1
+    });
     produce(&brokers, TOPIC, &messages[3000..]);
-    wait_until(
-        || a.stats().events + b.stats().events >= messages.len() as u64,
-        "both instances together read everything",
-    );
+    wait_until("both instances together read everything", PATIENCE, || {
+        a.stats().events + b.stats().events >= messages.len() as u64
+    });
     // The metrics registry saw it: messages, batches and (from librdkafka's
     // statistics, every 5 s) the lag of the partitions this instance holds.
-    wait_until(
-        || a.metrics().render().contains("trailwarden_kafka_partition_lag{"),
-        "partition lag reported",
-    );
+    wait_until("partition lag reported", PATIENCE, || {
+        a.metrics().render().contains("trailwarden_kafka_partition_lag{")
+    });
     let text = a.metrics().render();
     assert!(!text.contains("trailwarden_kafka_messages_total 0\n"), "{text}");
     assert!(!text.contains("trailwarden_batch_seconds_count 0\n"), "{text}");
@@ -224,15 +226,14 @@ fn a_broker_outage_delays_but_loses_nothing() {
     produce(&brokers, TOPIC, &messages[..1000]);
     let settings = settings(&brokers, "g-outage", &db, "");
     let daemon = Daemon::start(&settings, Some(&db), false).unwrap();
-    wait_until(|| daemon.stats().events >= 1000, "the first half is read");
+    wait_until("the first half is read", PATIENCE, || daemon.stats().events >= 1000);
     cluster.broker_down(1).expect("taking the broker down");
     std::thread::sleep(Duration::from_secs(3));
     cluster.broker_up(1).expect("bringing the broker back");
     produce(&brokers, TOPIC, &messages[1000..]);
-    wait_until(
-        || daemon.stats().events >= 2000,
-        "the second half is read after the outage",
-    );
+    wait_until("the second half is read after the outage", PATIENCE, || {
+        daemon.stats().events >= 2000
+    });
     std::thread::sleep(Duration::from_secs(1));
     let report = daemon.shutdown();
     assert_eq!(report.stats.events, 2000, "{:?}", report.stats);
@@ -250,14 +251,6 @@ fn is_cloudtrail(message: &Message) -> bool {
                 .map(|source| source.ends_with(".amazonaws.com"))
         })
         .unwrap_or(false)
-}
-
-fn wait_until(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Read `count` messages of a topic from the start: (headers, payload).

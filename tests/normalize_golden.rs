@@ -5,7 +5,11 @@
 //! in tests/fixtures/golden/<file>.jsonl. Regenerate after an intended change
 //! with `UPDATE_GOLDEN=1 cargo test --test normalize_golden`, and review the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{GOLDEN, RECORDS, Trailwarden, shared_dataset, utc8};
 
 use serde_json::{Value, json};
 use trailwarden::app::normalize_files;
@@ -15,19 +19,12 @@ use trailwarden::rules::diag::Diagnostics;
 use trailwarden::rules::operations::{OperationCatalog, load_catalog};
 use trailwarden::source::file::ReadOptions;
 
-const RECORDS: &str = "tests/fixtures/records";
-const GOLDEN: &str = "tests/fixtures/golden";
-
 fn catalog() -> OperationCatalog {
     let text = std::fs::read_to_string("rules/operations.yaml").expect("rules/operations.yaml");
     let mut diagnostics = Diagnostics::default();
     let catalog = load_catalog("rules/operations.yaml", &text, &mut diagnostics);
     assert!(diagnostics.is_empty(), "{diagnostics}");
     catalog
-}
-
-fn utc8() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(8 * 3600).unwrap()
 }
 
 /// Events and dead letters of one path.
@@ -292,7 +289,7 @@ fn a_truncated_gzip_keeps_its_complete_records() {
 
 #[test]
 fn every_panther_cloudtrail_record_normalizes() {
-    let path = "../shared/datasets/cloudtrail-panther-tests.jsonl";
+    let path = &shared_dataset("cloudtrail-panther-tests.jsonl");
     if !Path::new(path).exists() {
         panic!("{path} is missing: the tests expect ../shared beside the checkout");
     }
@@ -316,17 +313,17 @@ fn every_panther_cloudtrail_record_normalizes() {
 // README). Each has a golden file reviewed against its raw text, and the
 // fields the issue names are asserted below one by one.
 
-const SHARED_SAMPLES: &str = "../shared/datasets/published-samples";
 const OWN_SAMPLES: &str = "tests/fixtures/published";
 const PUBLISHED_GOLDEN: &str = "tests/fixtures/golden/published";
 
 /// Every published sample file, shared ones first, in name order.
 fn published_files() -> Vec<PathBuf> {
-    if !Path::new(SHARED_SAMPLES).exists() {
-        panic!("{SHARED_SAMPLES} is missing: the tests expect ../shared beside the checkout");
+    let shared_samples = shared_dataset("published-samples");
+    if !Path::new(&shared_samples).exists() {
+        panic!("{shared_samples} is missing: the tests expect ../shared beside the checkout");
     }
     let mut files = Vec::new();
-    for root in [SHARED_SAMPLES, OWN_SAMPLES] {
+    for root in [shared_samples.as_str(), OWN_SAMPLES] {
         for cloud in ["huawei", "tencent"] {
             let mut found: Vec<PathBuf> = std::fs::read_dir(Path::new(root).join(cloud))
                 .unwrap_or_else(|error| panic!("{root}/{cloud}: {error}"))
@@ -655,12 +652,9 @@ fn published_cts_traces_give_the_fields_their_text_says() {
 /// without a second factor raises the console-login-without-MFA rule.
 #[test]
 fn published_cts_login_without_login_protection_raises_the_mfa_rule() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_trailwarden"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .args(["replay", "--format", "jsonl", &published("h06_")])
-        .output()
-        .expect("binary runs");
+    let output = Trailwarden::new()
+        .api_on_any_port()
+        .run(&["replay", "--format", "jsonl", &published("h06_")]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let rules: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()

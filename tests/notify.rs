@@ -5,6 +5,8 @@
 //! failed deliveries resent by hand, `notify test`, STARTTLS with a private
 //! CA, and configuration errors.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,23 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 const PYTHON: &str = "/usr/bin/python3";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
 
 // ---------------------------------------------------------------- HTTP receiver
 
@@ -198,59 +189,43 @@ impl Drop for SmtpSink {
 
 // ---------------------------------------------------------------- the daemon
 
+/// The bundled examples read once into a store, with notification settings;
+/// the binary runs in the test's directory.
 struct Fixture {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    sandbox: Sandbox,
     db: PathBuf,
 }
 
 impl Fixture {
     /// A config over the bundled examples with `notify` appended.
     fn new(notify: &str) -> Fixture {
-        let dir = tempfile::tempdir().expect("dir");
-        let config = dir.path().join("config.toml");
-        let db = dir.path().join("store.db");
-        std::fs::write(
-            &config,
-            format!(
-                "[source.files]\npaths = [{:?}]\nwatch = false\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n\
-                 [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n\n{notify}",
-                repo().join("examples").display().to_string(),
-                db.display().to_string(),
-                repo().join("rules").display().to_string()
-            ),
-        )
-        .expect("write config");
-        Fixture { dir, config, db }
+        let sandbox = Sandbox::new().in_its_dir();
+        sandbox.write_config(
+            &Config::standard(&sandbox.store)
+                .files(&[&examples_dir()])
+                .set("source.files", "watch", false)
+                .append("\n")
+                .append(notify),
+        );
+        let db = sandbox.store.clone();
+        Fixture { sandbox, db }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path());
-        command
+        self.sandbox.command(args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run trailwarden")
+        self.sandbox.run(args)
     }
 
+    /// Run; it must succeed; its standard output.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "trailwarden {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.sandbox.stdout(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).expect("JSON output")
+        self.sandbox.json(args)
     }
 
     fn deliveries(&self, status: Option<&str>) -> Vec<Value> {
@@ -287,14 +262,6 @@ impl Fixture {
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows")
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -634,7 +601,7 @@ email = ["soc@example.com"]
 "#
     ));
     // Both receivers are down: the daemon retries with backoff.
-    let mut daemon = fixture.command(&["run"]).stderr(Stdio::null()).spawn().expect("start");
+    let mut daemon = fixture.sandbox.start(&["run"], Log::Discard);
     wait_until("retries during the outage", Duration::from_secs(60), || {
         let pending = fixture.deliveries(Some("pending"));
         !pending.is_empty()
@@ -654,8 +621,7 @@ email = ["soc@example.com"]
         "the error names the endpoint: {pending:?}"
     );
     // A crash in the middle of the outage (and, likely, of reading the examples).
-    daemon.kill().expect("kill -9");
-    daemon.wait().expect("reap");
+    daemon.kill();
     assert!(
         fixture
             .deliveries(None)
@@ -665,11 +631,7 @@ email = ["soc@example.com"]
     );
 
     // Restart, then the receivers come back.
-    let mut daemon = fixture
-        .command(&["run"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("restart");
+    let mut daemon = fixture.sandbox.start(&["run"], Log::Discard);
     std::thread::sleep(Duration::from_millis(500));
     let http = Receiver::start(http_port);
     let smtp = SmtpSink::start(smtp_port, &[]);
@@ -677,8 +639,8 @@ email = ["soc@example.com"]
         fixture.deliveries(Some("pending")).is_empty()
     });
     // SIGTERM: a clean stop.
-    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
-    let status = daemon.wait().expect("wait");
+    daemon.terminate();
+    let status = daemon.wait();
     assert!(status.success(), "clean exit on SIGTERM");
 
     let medium = fixture.alarms("medium");

@@ -1,14 +1,11 @@
 //! `trailwarden rules validate` on a directory with ten different kinds of
 //! mistakes reports all ten, each with file:line:col, and exits non-zero.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+use std::path::Path;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::*;
 
 const RULE_HEAD: &str = "rules:\n  - id: {id}\n    title: T\n    level: low\n    description: d\n";
 
@@ -94,9 +91,8 @@ fn ten_kinds_of_mistakes_are_all_reported_with_locations() {
         ),
     );
 
-    let output = Command::new(BIN)
-        .current_dir(repo())
-        .args(["rules", "validate"])
+    let output = Trailwarden::new()
+        .command(&["rules", "validate"])
         .arg(rules)
         .output()
         .unwrap();
@@ -141,17 +137,9 @@ fn ten_kinds_of_mistakes_are_all_reported_with_locations() {
 
 #[test]
 fn the_shipped_pack_validates_and_its_tests_pass() {
-    let output = Command::new(BIN)
-        .current_dir(repo())
-        .args(["rules", "validate"])
-        .output()
-        .unwrap();
+    let output = Trailwarden::new().command(&["rules", "validate"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
-    let output = Command::new(BIN)
-        .current_dir(repo())
-        .args(["rules", "test"])
-        .output()
-        .unwrap();
+    let output = Trailwarden::new().command(&["rules", "test"]).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("test result: ok."), "{text}");
@@ -159,9 +147,8 @@ fn the_shipped_pack_validates_and_its_tests_pass() {
 
 #[test]
 fn every_shipped_rule_says_why_it_matters_and_what_to_do() {
-    let output = Command::new(BIN)
-        .current_dir(repo())
-        .args(["rules", "list", "--format", "jsonl"])
+    let output = Trailwarden::new()
+        .command(&["rules", "list", "--format", "jsonl"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -212,18 +199,13 @@ rules:
     )
     .unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[rules]\ndir = {:?}\noverrides = [{:?}]\ndisabled_tags = [\"network\"]\n",
-            repo().join("rules").display().to_string(),
-            overrides.display().to_string()
-        ),
-    )
-    .unwrap();
-    let list = Command::new(BIN)
-        .current_dir(repo())
-        .args([
+    Config::new()
+        .set("rules", "dir", rules_dir())
+        .set("rules", "overrides", &[overrides.as_path()][..])
+        .set("rules", "disabled_tags", Raw("[\"network\"]"))
+        .write(&config);
+    let list = Trailwarden::new()
+        .command(&[
             "--config",
             config.to_str().unwrap(),
             "rules",
@@ -244,9 +226,8 @@ rules:
     assert_eq!(find("sec09-network-change")["enabled"], false, "disabled by tag");
     assert_eq!(find("custom-tencent-describe")["level"], "info");
     // The exception suppresses the match of the fixture's `ops-sync` key creation.
-    let replay = Command::new(BIN)
-        .current_dir(repo())
-        .args(["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
+    let replay = Trailwarden::new()
+        .command(&["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
         .arg("tests/fixtures/records/tencent_cos_delivery.json.gz")
         .arg("tests/fixtures/records/truncated.json.gz")
         .output()
@@ -271,9 +252,8 @@ rules:
     );
     // An override of a rule that does not exist is reported with its location.
     std::fs::write(&overrides, "rules:\n  - rule: acces-key-created\n    level: high\n").unwrap();
-    let output = Command::new(BIN)
-        .current_dir(repo())
-        .args(["--config", config.to_str().unwrap(), "rules", "validate"])
+    let output = Trailwarden::new()
+        .command(&["--config", config.to_str().unwrap(), "rules", "validate"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
@@ -311,9 +291,8 @@ fn syntax_errors_are_reported_where_they_are_and_limits_say_to_split_the_file() 
     // Nested deeper than rule files may be.
     let deep = format!("{}{{action: A}}{}", "{all: [".repeat(20), "]}".repeat(20));
     write(rules, "d_deep.yaml", &rule("d", &format!("    match: {deep}\n")));
-    let output = Command::new(BIN)
-        .current_dir(repo())
-        .args(["rules", "validate"])
+    let output = Trailwarden::new()
+        .command(&["rules", "validate"])
         .arg(rules)
         .output()
         .unwrap();

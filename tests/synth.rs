@@ -4,11 +4,14 @@
 //! the shipped rule pack, every planted scenario raises the rule it targets,
 //! and the example directory reads back in full.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Timelike, Utc};
+use common::utc8;
 use serde_json::Value;
 use trailwarden::app::normalize_files;
 use trailwarden::event::decode::{Decoded, decode_chunk};
@@ -25,10 +28,6 @@ use trailwarden::synth::{
 fn rules() -> RuleSet {
     load_rules(Path::new("rules"), &RuleOptions::default())
         .unwrap_or_else(|diagnostics| panic!("rule pack does not load:\n{diagnostics}"))
-}
-
-fn utc8() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(8 * 3600).unwrap()
 }
 
 fn small(seed: u64, events: usize) -> SynthOptions {

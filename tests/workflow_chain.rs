@@ -4,72 +4,45 @@
 //! hash chain — editing, deleting or inserting any alarm or transition row
 //! with the sqlite3 shell makes `store verify` fail and name it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::*;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
 const CORPUS: &str = "tests/fixtures/records/tencent_cos_delivery.json.gz";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// A store (`alarms.db`) and a configuration reading nothing, in a test's directory.
 struct Env {
-    _dir: tempfile::TempDir,
+    sandbox: Sandbox,
     root: PathBuf,
     config: PathBuf,
-    db: PathBuf,
 }
 
 impl Env {
     fn new(extra: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let db = root.join("alarms.db");
-        let config = root.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[source.files]\npaths = []\n\n[store]\npath = {:?}\nsynchronous = \"normal\"\n\n[rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"warn\"\n\n[api]\nbind = \"127.0.0.1:0\"\n{extra}",
-                db.display().to_string(),
-                repo().join("rules").display().to_string()
-            ),
-        )
-        .unwrap();
+        let sandbox = Sandbox::named("alarms.db", "config.toml").with_bin(Trailwarden::api_on_any_port);
+        sandbox.write_config(&Config::standard(&sandbox.store).files(&[]).append(extra));
         Env {
-            _dir: dir,
-            root,
-            config,
-            db,
+            root: sandbox.dir().to_path_buf(),
+            config: sandbox.config.clone(),
+            sandbox,
         }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-            .current_dir(repo())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("binary runs")
+        self.sandbox.run(args)
     }
 
+    /// Run; it must succeed; its standard output.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.sandbox.stdout(args)
     }
 
     fn replay(&self) {
-        self.ok(&["replay", "--format", "jsonl", "--db", self.db.to_str().unwrap(), CORPUS]);
+        self.ok(&["replay", "--format", "jsonl", "--db", self.sandbox.store_arg(), CORPUS]);
     }
 
     fn alarms(&self, filters: &[&str]) -> Vec<Value> {
@@ -512,64 +485,36 @@ fn any_edit_delete_or_insert_behind_the_stores_back_fails_verification_and_is_na
 
 #[test]
 fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("daemon.db");
-    let backups = dir.path().join("backups");
-    let config = dir.path().join("daemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source.files]\npaths = [{:?}]\nwatch = true\npoll_interval = \"200ms\"\nsettle = \"0s\"\n\n\
-             [store]\npath = {:?}\nsynchronous = \"normal\"\nchain_log_interval = \"1s\"\n\n\
-             [store.backup]\ndir = {:?}\ninterval = \"700ms\"\nkeep = 2\n\n\
-             [rules]\ndir = {:?}\nwatch = false\n\n[log]\nlevel = \"info\"\n\n[api]\nbind = \"127.0.0.1:0\"\n",
-            repo().join(CORPUS).display().to_string(),
-            db.display().to_string(),
-            backups.display().to_string(),
-            repo().join("rules").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sandbox = Sandbox::named("daemon.db", "daemon.toml").with_bin(Trailwarden::api_on_any_port);
+    let backups = sandbox.path("backups");
+    sandbox.write_config(
+        &Config::standard(&sandbox.store)
+            .files(&[&repo().join(CORPUS)])
+            .set("source.files", "watch", true)
+            .set("source.files", "poll_interval", "200ms")
+            .set("source.files", "settle", "0s")
+            .set("store", "chain_log_interval", "1s")
+            .set("store.backup", "dir", &backups)
+            .set("store.backup", "interval", "700ms")
+            .set("store.backup", "keep", 2)
+            .set("log", "level", "info"),
+    );
     // Read the log as it comes, and stop the daemon once it has made three
     // backups (so pruning to the newest two has happened), however slowly a
     // loaded machine starts it.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let log = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&(line + "\n"));
-            }
-        })
-    };
+    let mut child = sandbox.start(&["run"], Log::Collect);
     let start = std::time::Instant::now();
-    while log.lock().unwrap().matches("store backed up").count() < 3 {
+    while child.stderr().matches("store backed up").count() < 3 {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(120),
             "no three backups: {}",
-            log.lock().unwrap()
+            child.stderr()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
-    reader.join().unwrap();
-    let log = log.lock().unwrap().clone();
+    assert!(child.terminate());
+    assert!(child.wait().success());
+    let log = child.stderr();
     assert!(log.contains("alarm chain head"), "{log}");
     let kept: Vec<PathBuf> = std::fs::read_dir(&backups)
         .unwrap()
@@ -577,11 +522,8 @@ fn the_daemon_backs_up_on_schedule_keeps_the_newest_and_logs_the_chain_head() {
         .collect();
     assert_eq!(kept.len(), 2, "the newest two are kept: {kept:?}");
     for backup in kept {
-        let output = Command::new(BIN)
-            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
-            .arg("--config")
-            .arg(&config)
-            .args(["store", "verify", "--db"])
+        let output = sandbox
+            .command(&["store", "verify", "--db"])
             .arg(&backup)
             .output()
             .unwrap();
