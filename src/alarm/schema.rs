@@ -441,30 +441,60 @@ pub fn migrate(connection: &mut Connection) -> rusqlite::Result<(usize, usize)> 
     // as SQLite's documented procedure says, and checked before each commit.
     let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
     connection.pragma_update(None, "foreign_keys", "OFF")?;
-    let result = (|| {
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-            let transaction = connection.transaction()?;
-            transaction.execute_batch(sql)?;
-            let violation: Option<String> = transaction
-                .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
-                .optional()?;
-            if let Some(table) = violation {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-                    Some(format!(
-                        "migration {}: a foreign key in table {table} is broken",
-                        index + 1
-                    )),
-                ));
-            }
-            transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
-            transaction.commit()?;
-        }
-        Ok(())
-    })();
+    let result = migrate_steps(connection);
     connection.pragma_update(None, "foreign_keys", foreign_keys)?;
-    result?;
-    Ok((current, MIGRATIONS.len()))
+    let from = result?;
+    Ok((from.unwrap_or(MIGRATIONS.len()), MIGRATIONS.len()))
+}
+
+/// Apply the missing steps, each in an immediate (write-locked) transaction
+/// that reads the version again: two processes opening an old store at once
+/// (the daemon starting while a command reads) take turns instead of both
+/// running the same step. Rows that predate the chain, or the kinds a step
+/// starts sealing, are sealed in the step's own transaction. Returns the
+/// version this process started migrating from, if it migrated at all.
+fn migrate_steps(connection: &mut Connection) -> rusqlite::Result<Option<usize>> {
+    let mut from = None;
+    loop {
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let version = usize::try_from(version).unwrap_or(0);
+        let Some(sql) = MIGRATIONS.get(version) else {
+            transaction.commit()?;
+            return Ok(from);
+        };
+        from.get_or_insert(version);
+        transaction.execute_batch(sql)?;
+        let violation: Option<String> = transaction
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()?;
+        if let Some(table) = violation {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some(format!(
+                    "migration {}: a foreign key in table {table} is broken",
+                    version + 1
+                )),
+            ));
+        }
+        let at = crate::time::timestamp(chrono::Utc::now());
+        let sealed = match version + 1 {
+            CHAIN_MIGRATION => super::chain::seal_existing(&transaction, &super::chain::LinkKind::FIRST, &at)?,
+            EVIDENCE_CHAIN_MIGRATION => {
+                super::chain::seal_existing(&transaction, &super::chain::LinkKind::EVIDENCE, &at)?
+            }
+            _ => 0,
+        };
+        if sealed > 0 {
+            tracing::info!(
+                rows = sealed,
+                migration = version + 1,
+                "existing rows sealed into the hash chain"
+            );
+        }
+        transaction.pragma_update(None, "user_version", (version + 1) as i64)?;
+        transaction.commit()?;
+    }
 }
 
 #[cfg(test)]
@@ -557,5 +587,31 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    /// Processes opening a new or old store at the same moment (the daemon
+    /// starting while a command reads) take turns migrating it: none fails
+    /// on a step another has already applied.
+    #[test]
+    fn stores_opened_at_once_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("racy.db");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Store::open(&path, StoreOptions::default()).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            let outcome = opener.join().unwrap();
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let version: i64 = store
+            .connection()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        assert!(store.verify_chain(None).unwrap().ok());
     }
 }

@@ -374,34 +374,10 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        let (from, to) = schema::migrate(&mut connection).map_err(|source| StoreError::Migrate {
+        schema::migrate(&mut connection).map_err(|source| StoreError::Migrate {
             path: path.to_path_buf(),
             source,
         })?;
-        // Rows from before the chain (or before it sealed their kind) are
-        // sealed as they are now.
-        let mut kinds: Vec<LinkKind> = Vec::new();
-        if from < schema::CHAIN_MIGRATION && to >= schema::CHAIN_MIGRATION {
-            kinds.extend(LinkKind::FIRST);
-        }
-        if from < schema::EVIDENCE_CHAIN_MIGRATION && to >= schema::EVIDENCE_CHAIN_MIGRATION {
-            kinds.extend(LinkKind::EVIDENCE);
-        }
-        if !kinds.is_empty() {
-            let mut seal = || -> rusqlite::Result<usize> {
-                let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let sealed = chain::seal_existing(&transaction, &kinds, &timestamp(Utc::now()))?;
-                transaction.commit()?;
-                Ok(sealed)
-            };
-            let sealed = seal().map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            if sealed > 0 {
-                tracing::info!(rows = sealed, "existing rows sealed into the hash chain");
-            }
-        }
         Ok(Store {
             connection,
             options,
