@@ -796,7 +796,22 @@ impl Daemon {
             Box::new(LogSink),
             hooks,
         );
-        let source = match KafkaSource::start(kafka, store_path, pipeline.sender(), committed_receiver, metrics, once) {
+        let stored_offsets = match crate::alarm::store::kafka_offset_reader(store_path) {
+            Ok(reader) => Box::new(reader) as crate::source::kafka::StoredOffsets,
+            Err(error) => {
+                reloader.stop();
+                pipeline.finish();
+                return Err(error.into());
+            }
+        };
+        let source = match KafkaSource::start(
+            kafka,
+            stored_offsets,
+            pipeline.sender(),
+            committed_receiver,
+            metrics,
+            once,
+        ) {
             Ok(source) => source,
             Err(error) => {
                 reloader.stop();

@@ -12,6 +12,8 @@ use chrono::FixedOffset;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+pub use crate::source::kafka::{KafkaSettings, StartPosition};
+
 /// The shipped default configuration, also used when `config/default.toml`
 /// is not on disk (so `trailwarden run` works from any directory with data).
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -291,45 +293,6 @@ pub struct TraceSettings {
 pub enum SourceKind {
     Files,
     Kafka,
-}
-
-/// Where a new consumer group starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartPosition {
-    Earliest,
-    Latest,
-}
-
-impl StartPosition {
-    /// The librdkafka `auto.offset.reset` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartPosition::Earliest => "earliest",
-            StartPosition::Latest => "latest",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct KafkaSettings {
-    /// Bootstrap servers, `host:port[,host:port…]`.
-    pub brokers: String,
-    pub topics: Vec<String>,
-    pub group_id: String,
-    /// Where a group with no stored or committed offset starts.
-    pub start: StartPosition,
-    /// Most messages per micro-batch.
-    pub batch_messages: usize,
-    /// Longest a micro-batch waits to fill up.
-    pub batch_wait: Duration,
-    /// Larger messages are dead letters.
-    pub max_message_bytes: usize,
-    /// Poison messages are also copied here when set.
-    pub dead_letter_topic: Option<String>,
-    /// How long a revocation waits for the in-flight batch to commit.
-    pub rebalance_timeout: Duration,
-    /// librdkafka properties passed through as is (security.protocol, sasl.*, ssl.* …).
-    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]

@@ -821,6 +821,22 @@ pub struct StoreCounts {
 
 /// The stored next offset of each partition of `group`, read from any
 /// connection (the Kafka source reads through its own read-only connection).
+/// A reader of the Kafka offsets the store holds, for the Kafka source: its
+/// own read-only connection, so the source never opens the store itself.
+pub fn kafka_offset_reader(
+    path: &Path,
+) -> Result<impl FnMut(&str) -> Result<Vec<KafkaOffset>, String> + Send + 'static, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(move |group: &str| read_kafka_offsets(&reader, group).map_err(|error| error.to_string()))
+}
+
 pub fn read_kafka_offsets(connection: &Connection, group: &str) -> rusqlite::Result<Vec<KafkaOffset>> {
     let mut statement =
         connection.prepare("SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = ?1")?;

@@ -18,8 +18,8 @@
 //! topic; the partition keeps moving. Broker outages are retried by
 //! librdkafka with backoff; they are logged once per change of state.
 
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,7 +38,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::{Chunk, ChunkBatch, KafkaOffset};
-use crate::config::KafkaSettings;
 use crate::event::decode::DeadLetter;
 use crate::event::origin::{Origin, Position};
 use crate::metrics::{KafkaMetrics, Metrics, PartitionLabels};
@@ -55,11 +54,53 @@ pub enum KafkaSourceError {
     Client(KafkaError),
     #[error("source.kafka: cannot subscribe to {topics:?}: {error}")]
     Subscribe { topics: Vec<String>, error: KafkaError },
-    #[error("source.kafka: cannot read stored offsets from {path}: {error}")]
-    Store { path: String, error: rusqlite::Error },
     #[error("source.kafka: cannot start the consumer thread: {0}")]
     Thread(std::io::Error),
 }
+
+/// The Kafka source's settings (`[source.kafka]`, validated by `config`).
+/// Where a new consumer group starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+}
+
+impl StartPosition {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Where a group with no stored or committed offset starts.
+    pub start: StartPosition,
+    /// Most messages per micro-batch.
+    pub batch_messages: usize,
+    /// Longest a micro-batch waits to fill up.
+    pub batch_wait: Duration,
+    /// Larger messages are dead letters.
+    pub max_message_bytes: usize,
+    /// Poison messages are also copied here when set.
+    pub dead_letter_topic: Option<String>,
+    /// How long a revocation waits for the in-flight batch to commit.
+    pub rebalance_timeout: Duration,
+    /// librdkafka properties passed through as is (security.protocol, sasl.*, ssl.* …).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Reads the offsets the store committed for a consumer group; handed to the
+/// source by the daemon, which owns the store (the source never opens it).
+pub type StoredOffsets = Box<dyn FnMut(&str) -> Result<Vec<KafkaOffset>, String> + Send>;
 
 /// A partition, as a map key.
 type PartitionKey = (Arc<str>, i32);
@@ -78,20 +119,12 @@ impl KafkaSource {
     /// has been read to its end.
     pub fn start(
         settings: &KafkaSettings,
-        store_path: &Path,
+        stored_offsets: StoredOffsets,
         sender: SyncSender<ChunkBatch>,
         committed: Receiver<Vec<KafkaOffset>>,
         metrics: Arc<Metrics>,
         until_caught_up: bool,
     ) -> Result<KafkaSource, KafkaSourceError> {
-        let reader = rusqlite::Connection::open_with_flags(
-            store_path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|error| KafkaSourceError::Store {
-            path: store_path.display().to_string(),
-            error,
-        })?;
         let group: Arc<str> = Arc::from(settings.group_id.as_str());
         let context = SourceContext {
             batcher: Mutex::new(Batcher {
@@ -104,7 +137,7 @@ impl KafkaSource {
                 assigned: HashSet::new(),
                 at_end: HashSet::new(),
                 topics: HashMap::new(),
-                reader,
+                stored_offsets,
                 batch_messages: settings.batch_messages,
                 batch_wait: settings.batch_wait,
                 max_message_bytes: settings.max_message_bytes,
@@ -315,7 +348,8 @@ struct Batcher {
     /// Partitions read to their end (with `enable.partition.eof`).
     at_end: HashSet<PartitionKey>,
     topics: HashMap<String, Arc<str>>,
-    reader: rusqlite::Connection,
+    /// The offsets the store holds for the group (read at every assignment).
+    stored_offsets: StoredOffsets,
     batch_messages: usize,
     batch_wait: Duration,
     max_message_bytes: usize,
@@ -492,8 +526,8 @@ impl Batcher {
     }
 
     /// Offsets in the store for this group.
-    fn stored_offsets(&self) -> HashMap<PartitionKey, i64> {
-        match crate::alarm::store::read_kafka_offsets(&self.reader, &self.group) {
+    fn stored_offsets(&mut self) -> HashMap<PartitionKey, i64> {
+        match (self.stored_offsets)(&self.group) {
             Ok(offsets) => offsets
                 .into_iter()
                 .map(|position| ((position.topic, position.partition), position.next_offset))
