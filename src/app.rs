@@ -11,11 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-use crate::alarm::allowlist::AllowlistError;
-use crate::alarm::assets::AssetsError;
 use crate::alarm::rollup::ActivityOptions;
 use crate::alarm::store::{Store, StoreError, StoreOptions};
-use crate::config::{ConfigError, Settings};
+use crate::config::Settings;
 use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
@@ -24,132 +22,15 @@ use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
 use crate::pipeline::{
     MatchSink, Pipeline, PipelineHooks, PipelineOptions, PipelineReport, normalize_chunk, shared_rules,
 };
-use crate::rules::diag::Diagnostics;
-use crate::rules::load::load_rules_partial;
 use crate::rules::state::StateLimits;
-use crate::rules::testing::run_tests;
-use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
+use crate::rules::{Rule, RuleMatch, RuleSet};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
 use crate::source::{ChunkBatch, FileCheckpoint};
 use crate::terminal::show;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("rules in {dir} did not load ({} problem{}):\n{diagnostics}", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
-    Rules { dir: String, diagnostics: Diagnostics },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{path}: no such file or directory")]
-    MissingPath { path: PathBuf },
-    #[error(
-        "no alarm store at {} ({given}): nothing was created; check the path (`run`, `replay --db` and the commands that add data create a store)",
-        path.display()
-    )]
-    NoStore {
-        /// Absolute, so a mistyped relative path is obvious.
-        path: PathBuf,
-        /// Where the path came from: `--db` or `store.path` in a config.
-        given: String,
-    },
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    #[error("alarm {0} not found")]
-    AlarmNotFound(i64),
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Kafka(#[from] crate::source::kafka::KafkaSourceError),
-    #[error(transparent)]
-    Allowlist(#[from] AllowlistError),
-    #[error(transparent)]
-    Assets(#[from] AssetsError),
-    #[error("{0}")]
-    Notify(String),
-    #[error(transparent)]
-    Actor(#[from] crate::alarm::changes::BadActor),
-    #[error("{0}")]
-    Forbidden(String),
-}
-
-impl From<rusqlite::Error> for AppError {
-    fn from(error: rusqlite::Error) -> AppError {
-        AppError::Store(StoreError::Query(error))
-    }
-}
-
-/// Rule options from the settings (zone, switches, overrides).
-pub fn rule_options(settings: &Settings) -> RuleOptions {
-    RuleOptions {
-        default_timezone: settings.rules.timezone,
-        disabled: settings.rules.disabled.clone(),
-        disabled_tags: settings.rules.disabled_tags.clone(),
-        enabled: settings.rules.enabled.clone(),
-        overrides: settings.rules.overrides.clone(),
-        enable_all: false,
-    }
-}
-
-/// Load the configured rule set (or the one in `dir`).
-pub fn load_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet, AppError> {
-    let dir = dir.unwrap_or(&settings.rules.dir);
-    load_rules(dir, &rule_options(settings)).map_err(|diagnostics| AppError::Rules {
-        dir: dir.display().to_string(),
-        diagnostics,
-    })
-}
-
-/// Load a rule set and check it completely: every load problem, and every
-/// embedded test (run with all rules enabled). Returns the set to install
-/// only when there are no problems.
-pub fn check_rule_set(settings: &Settings, dir: Option<&Path>) -> Result<RuleSet, AppError> {
-    let dir_path = dir.unwrap_or(&settings.rules.dir);
-    let (rules, mut diagnostics) = load_rules_partial(dir_path, &rule_options(settings));
-    // Tests run with every rule enabled, and also when other rules failed to
-    // load, so one pass reports every problem.
-    let mut test_options = rule_options(settings);
-    test_options.enable_all = true;
-    if let (Some(test_set), _) = load_rules_partial(dir_path, &test_options) {
-        for outcome in run_tests(&test_set, settings.naive_time_offset, None) {
-            if !outcome.passed {
-                diagnostics.push(
-                    &outcome.file,
-                    outcome.loc,
-                    crate::rules::diag::Problem::FailingTest,
-                    format!(
-                        "test `{}` of rule `{}` fails: {}",
-                        outcome.name, outcome.rule, outcome.detail
-                    ),
-                );
-            }
-        }
-    }
-    match rules {
-        Some(rules) if diagnostics.is_empty() => Ok(rules),
-        _ => Err(AppError::Rules {
-            dir: dir_path.display().to_string(),
-            diagnostics,
-        }),
-    }
-}
-
-/// Run embedded rule tests (all rules enabled).
-pub fn test_rules(
-    settings: &Settings,
-    dir: Option<&Path>,
-    filter: Option<&str>,
-) -> Result<Vec<crate::rules::testing::TestOutcome>, AppError> {
-    let dir = dir.unwrap_or(&settings.rules.dir);
-    let mut options = rule_options(settings);
-    options.enable_all = true;
-    let set = load_rules(dir, &options).map_err(|diagnostics| AppError::Rules {
-        dir: dir.display().to_string(),
-        diagnostics,
-    })?;
-    Ok(run_tests(&set, settings.naive_time_offset, filter))
-}
+pub use crate::error::AppError;
+pub use crate::ruleset::{check_rule_set, load_rule_set, rule_options, test_rules};
 
 pub fn store_options(settings: &Settings) -> StoreOptions {
     StoreOptions {
@@ -638,7 +519,7 @@ pub struct Daemon {
     reloader: crate::reload::Reloader,
     backups: Option<BackupScheduler>,
     /// The running rule set (the reloader swaps it), for the API's rule list.
-    rules: crate::pipeline::SharedRules,
+    rules: crate::rules::SharedRules,
     /// The store the daemon writes, for the API's own connections.
     store_path: PathBuf,
 }
@@ -648,7 +529,7 @@ pub struct Daemon {
 #[derive(Clone)]
 pub struct DaemonHandle {
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub rules: crate::pipeline::SharedRules,
+    pub rules: crate::rules::SharedRules,
     pub reload_status: Arc<std::sync::Mutex<crate::reload::ReloadStatus>>,
     pub reload: crate::reload::ReloadRequester,
     /// True while the engine thread runs.
@@ -767,7 +648,7 @@ impl Daemon {
         settings: &Settings,
         store_path: &Path,
         store: Store,
-        rules: crate::pipeline::SharedRules,
+        rules: crate::rules::SharedRules,
         reloader: crate::reload::Reloader,
         metrics: Arc<crate::metrics::Metrics>,
         once: bool,

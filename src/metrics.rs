@@ -17,7 +17,77 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::pipeline::Stats;
+use std::sync::atomic::AtomicU64;
+
+use serde::Serialize;
+
+/// Counters of a run, shared by the stages.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub records: AtomicU64,
+    pub events: AtomicU64,
+    pub malformed: AtomicU64,
+    pub matches: AtomicU64,
+    /// Rule matches an allowlist policy suppressed (counted on the policy).
+    pub allowlisted: AtomicU64,
+    /// Of those, matches of high-level rules (never silent: logged, exported).
+    pub allowlisted_high: AtomicU64,
+    pub alarms_created: AtomicU64,
+    /// Distinct alarms (rule + group key) this run raised or updated.
+    pub alarms_touched: AtomicU64,
+    pub transactions: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Events that arrived after a later event had already been evaluated.
+    pub late_events: AtomicU64,
+    /// Events released before the watermark because the buffer was full.
+    pub forced_releases: AtomicU64,
+    /// Events waiting in the reorder buffer.
+    pub buffered: AtomicU64,
+    pub state_entries: AtomicU64,
+    pub state_evictions: AtomicU64,
+}
+
+/// A snapshot of `Stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub records: u64,
+    pub events: u64,
+    pub malformed: u64,
+    pub matches: u64,
+    pub allowlisted: u64,
+    pub allowlisted_high: u64,
+    pub alarms_created: u64,
+    pub alarms_touched: u64,
+    pub transactions: u64,
+    pub bytes: u64,
+    pub late_events: u64,
+    pub forced_releases: u64,
+    pub buffered: u64,
+    pub state_entries: u64,
+    pub state_evictions: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            records: self.records.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            matches: self.matches.load(Ordering::Relaxed),
+            allowlisted: self.allowlisted.load(Ordering::Relaxed),
+            allowlisted_high: self.allowlisted_high.load(Ordering::Relaxed),
+            alarms_created: self.alarms_created.load(Ordering::Relaxed),
+            alarms_touched: self.alarms_touched.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            late_events: self.late_events.load(Ordering::Relaxed),
+            forced_releases: self.forced_releases.load(Ordering::Relaxed),
+            buffered: self.buffered.load(Ordering::Relaxed),
+            state_entries: self.state_entries.load(Ordering::Relaxed),
+            state_evictions: self.state_evictions.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// Labels of a per-partition metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

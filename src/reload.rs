@@ -16,9 +16,9 @@ use std::time::Duration;
 use notify::Watcher;
 use serde::Serialize;
 
-use crate::app::check_rule_set;
 use crate::config::Settings;
-use crate::pipeline::SharedRules;
+use crate::rules::SharedRules;
+use crate::ruleset::check_rule_set;
 
 /// What asked for a reload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

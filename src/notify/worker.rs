@@ -22,7 +22,7 @@ use super::webhook::WebhookSender;
 use crate::alarm::assets::Directory;
 use crate::alarm::store::{Store, StoreOptions};
 use crate::metrics::{DeliveryLabels, Metrics};
-use crate::pipeline::SharedRules;
+use crate::rules::SharedRules;
 
 /// A due delivery with its notice (or why it could not be built).
 type Prepared = (Due, Result<Notice, String>);

@@ -22,6 +22,8 @@ pub mod yaml;
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use serde::Serialize;
 
 use crate::event::model::Provider;
@@ -116,4 +118,12 @@ pub struct RuleSet {
     pub version: String,
     /// The catalog's user-creation operation, which feeds principal ages.
     pub(crate) user_create_operation: Option<operations::OpIndex>,
+}
+
+/// A shared, swappable rule set.
+pub type SharedRules = Arc<ArcSwap<RuleSet>>;
+
+/// Wrap a rule set for the pipeline.
+pub fn shared_rules(rules: RuleSet) -> SharedRules {
+    Arc::new(ArcSwap::from_pointee(rules))
 }
