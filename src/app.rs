@@ -21,6 +21,7 @@ use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
 use crate::event::normalize::NormalizeContext;
+use crate::event::window::TimeWindow;
 use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
 use crate::pipeline::{
     MatchSink, Pipeline, PipelineHooks, PipelineOptions, PipelineReport, normalize_chunk, shared_rules,
@@ -148,6 +149,7 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
         channel_batches: settings.pipeline.channel_batches,
         samples_per_alarm: settings.store.samples_per_alarm as usize,
         naive_time_offset: settings.naive_time_offset,
+        time_window: settings.time_window,
         store_retries: settings.pipeline.store_retries,
         allowed_lateness: settings.pipeline.allowed_lateness,
         max_hold: (daemon && !max_hold.is_zero()).then_some(max_hold),
@@ -491,11 +493,33 @@ pub fn summary_line(report: &PipelineReport) -> String {
 
 /// Read, decode and normalize `paths` (files, directories or `-`), calling
 /// `on_event` for each event (operations classified with `catalog`) and
-/// `on_dead_letter` for each unreadable record. `on_event` returns false to stop.
+/// `on_dead_letter` for each unreadable record. `on_event` returns false to
+/// stop. Event times are checked against the default `TimeWindow`.
 pub fn normalize_files(
     paths: &[String],
     read_options: &ReadOptions,
     naive_time_offset: chrono::FixedOffset,
+    catalog: &crate::rules::OperationCatalog,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> Result<(), AppError> {
+    normalize_files_within(
+        paths,
+        read_options,
+        naive_time_offset,
+        &TimeWindow::default(),
+        catalog,
+        on_event,
+        on_dead_letter,
+    )
+}
+
+/// `normalize_files` with the configured window of believable event times.
+pub fn normalize_files_within(
+    paths: &[String],
+    read_options: &ReadOptions,
+    naive_time_offset: chrono::FixedOffset,
+    time_window: &TimeWindow,
     catalog: &crate::rules::OperationCatalog,
     on_event: &mut dyn FnMut(AuditEvent) -> bool,
     on_dead_letter: &mut dyn FnMut(DeadLetter),
@@ -505,6 +529,7 @@ pub fn normalize_files(
     let mut handle = |batch: ChunkBatch| -> Result<(), Stopped> {
         let mut context = NormalizeContext::new(batch.ingest_time);
         context.naive_time_offset = naive_time_offset;
+        let bounds = time_window.bounds(chrono::Utc::now());
         for letter in batch.source_errors {
             on_dead_letter(letter);
         }
@@ -512,6 +537,7 @@ pub fn normalize_files(
             let keep_going = normalize_chunk(
                 chunk,
                 &context,
+                &bounds,
                 &mut decoded,
                 &mut |mut event| {
                     catalog.classify_event(&mut event);
@@ -586,10 +612,11 @@ pub fn normalize_paths(
     let mut events = 0u64;
     let mut malformed = 0u64;
     let mut write_error = None;
-    normalize_files(
+    normalize_files_within(
         paths,
         &read_options(settings),
         settings.naive_time_offset,
+        &settings.time_window,
         &catalog,
         &mut |event| match writeln!(out, "{}", event_json(&event, &catalog, include_raw)) {
             Ok(()) => {

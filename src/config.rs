@@ -12,6 +12,8 @@ use chrono::FixedOffset;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::event::window::TimeWindow;
+
 /// The shipped default configuration, also used when `config/default.toml`
 /// is not on disk (so `trailwarden run` works from any directory with data).
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -184,6 +186,8 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawNormalize {
     naive_time_offset: Option<String>,
+    earliest_event_time: Option<String>,
+    max_future_skew: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -206,6 +210,8 @@ pub struct Settings {
     pub state: StateSettings,
     pub rules: RuleSettings,
     pub naive_time_offset: FixedOffset,
+    /// Believable event times (`normalize.earliest_event_time`, `normalize.max_future_skew`).
+    pub time_window: TimeWindow,
     pub log: LogSettings,
     pub activity: ActivitySettings,
     pub traces: TraceSettings,
@@ -550,9 +556,14 @@ impl Settings {
                 .collect(),
             watch: raw.rules.watch.unwrap_or(true),
         };
-        let offset_text = raw.normalize.naive_time_offset.unwrap_or_else(|| "+08:00".into());
+        let offset_text = raw
+            .normalize
+            .naive_time_offset
+            .clone()
+            .unwrap_or_else(|| "+08:00".into());
         let naive_time_offset = parse_offset(&offset_text)
             .ok_or_else(|| format!("`normalize.naive_time_offset` = \"{offset_text}\" is not an offset like +08:00"))?;
+        let time_window = time_window(&raw.normalize, &duration)?;
         let format = raw.log.format.unwrap_or_else(|| "text".into());
         let json = match format.as_str() {
             "text" => false,
@@ -612,12 +623,43 @@ impl Settings {
             state,
             rules,
             naive_time_offset,
+            time_window,
             log: LogSettings { level, json },
             activity,
             traces,
             api,
         })
     }
+}
+
+/// `normalize.earliest_event_time` and `normalize.max_future_skew`.
+fn time_window(raw: &RawNormalize, duration: &DurationParser<'_>) -> Result<TimeWindow, String> {
+    let earliest = match raw.earliest_event_time.as_deref().map(str::trim) {
+        None => TimeWindow::default().earliest,
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|time| time.with_timezone(&chrono::Utc))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+            })
+            .map_err(|_| {
+                format!(
+                    "`normalize.earliest_event_time` = \"{text}\" is not a date or an RFC 3339 time \
+                     (e.g. \"2006-01-01\", \"2006-01-01T00:00:00Z\")"
+                )
+            })?,
+    };
+    if earliest > chrono::Utc::now() {
+        return Err(format!(
+            "`normalize.earliest_event_time` = \"{}\" is in the future: every record would be refused",
+            earliest.to_rfc3339()
+        ));
+    }
+    let max_future_skew = duration("normalize.max_future_skew", raw.max_future_skew.clone(), "1h")?;
+    Ok(TimeWindow {
+        earliest,
+        max_future_skew,
+    })
 }
 
 /// Longest token name (it becomes the actor of changes, at most 100 characters there).

@@ -35,6 +35,7 @@ use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatc
 use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
+use crate::event::window::{TimeBounds, TimeWindow};
 use crate::metrics::Metrics;
 use crate::reorder::{Held, ReorderBuffer};
 use crate::rules::state::{EngineState, StateLimits};
@@ -129,6 +130,8 @@ pub struct PipelineOptions {
     pub samples_per_alarm: usize,
     /// Zone for Tencent's zone-less times.
     pub naive_time_offset: chrono::FixedOffset,
+    /// Believable event times; records outside are dead letters.
+    pub time_window: TimeWindow,
     /// How often a failing store write is retried before the pipeline stops.
     pub store_retries: u32,
     /// Events are evaluated in event-time order within this lateness.
@@ -151,6 +154,7 @@ impl Default for PipelineOptions {
             channel_batches: 8,
             samples_per_alarm: 10,
             naive_time_offset: chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset"),
+            time_window: TimeWindow::default(),
             store_retries: 5,
             allowed_lateness: Duration::from_secs(300),
             max_hold: None,
@@ -244,10 +248,11 @@ impl Pipeline {
         let normalizer = {
             let stats = stats.clone();
             let offset = options.naive_time_offset;
+            let window = options.time_window;
             let hook = hooks.on_dead_letters;
             std::thread::Builder::new()
                 .name("tw-normalize".into())
-                .spawn(move || normalize_stage(chunk_receiver, event_sender, stats, offset, hook))
+                .spawn(move || normalize_stage(chunk_receiver, event_sender, stats, offset, window, hook))
                 .expect("spawning a thread")
         };
         let engine_alive = Arc::new(AtomicBool::new(true));
@@ -324,11 +329,13 @@ impl DeadLetterLog {
 }
 
 /// Decode and normalize one chunk: every event goes to `on_event` (which
-/// returns false to stop), every unreadable record to `on_dead_letter`.
-/// Returns false when `on_event` asked to stop.
+/// returns false to stop), every unreadable record to `on_dead_letter`, and
+/// so does every event whose time is outside `bounds` (the one place that
+/// check is made, whatever the cloud). Returns false when `on_event` asked to stop.
 pub fn normalize_chunk(
     chunk: &Chunk,
     context: &NormalizeContext,
+    bounds: &TimeBounds,
     decoded: &mut Decoded,
     on_event: &mut dyn FnMut(AuditEvent) -> bool,
     on_dead_letter: &mut dyn FnMut(DeadLetter),
@@ -349,7 +356,10 @@ pub fn normalize_chunk(
         }
         let origin = candidate.origin.clone();
         match normalize(candidate, context) {
-            Ok(event) => keep_going = on_event(event),
+            Ok(event) => match bounds.reject(&event) {
+                None => keep_going = on_event(event),
+                Some(reason) => on_dead_letter(DeadLetter::new(origin, reason, &chunk.bytes)),
+            },
             Err(error) => on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
         }
     }
@@ -364,6 +374,7 @@ fn normalize_stage(
     sender: SyncSender<EventBatch>,
     stats: Arc<Stats>,
     naive_time_offset: chrono::FixedOffset,
+    time_window: TimeWindow,
     mut on_dead_letters: Option<DeadLetterHook>,
 ) {
     let mut log = DeadLetterLog {
@@ -373,6 +384,7 @@ fn normalize_stage(
     while let Ok(batch) = receiver.recv() {
         let mut context = NormalizeContext::new(batch.ingest_time);
         context.naive_time_offset = naive_time_offset;
+        let bounds = time_window.bounds(chrono::Utc::now());
         let mut out = EventBatch {
             events: Vec::with_capacity(batch.chunks.len()),
             dead_letters: batch.source_errors,
@@ -388,6 +400,7 @@ fn normalize_stage(
             normalize_chunk(
                 chunk,
                 &context,
+                &bounds,
                 &mut decoded,
                 &mut |event| {
                     out.events.push(event);
