@@ -148,12 +148,14 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
         batch_events: settings.pipeline.batch_events,
         channel_batches: settings.pipeline.channel_batches,
         samples_per_alarm: settings.store.samples_per_alarm as usize,
+        max_sample_bytes: settings.store.max_sample_bytes,
         naive_time_offset: settings.naive_time_offset,
         time_window: settings.time_window,
         store_retries: settings.pipeline.store_retries,
         allowed_lateness: settings.pipeline.allowed_lateness,
         max_hold: (daemon && !max_hold.is_zero()).then_some(max_hold),
         max_buffered_events: settings.pipeline.max_buffered_events,
+        max_buffered_bytes: settings.pipeline.max_buffered_bytes,
         state_limits: StateLimits {
             max_entries: settings.state.max_entries,
             key_ttl_ms: millis(settings.state.key_ttl),
@@ -262,6 +264,7 @@ fn millis(duration: Duration) -> i64 {
 fn read_options(settings: &Settings) -> ReadOptions {
     ReadOptions {
         max_document_bytes: settings.files.max_document_bytes,
+        batch_bytes: settings.pipeline.batch_bytes,
         ..ReadOptions::default()
     }
 }
@@ -1012,7 +1015,15 @@ impl Daemon {
             Box::new(LogSink),
             hooks,
         );
-        let source = match KafkaSource::start(kafka, store_path, pipeline.sender(), committed_receiver, metrics, once) {
+        let source = match KafkaSource::start(
+            kafka,
+            store_path,
+            pipeline.sender(),
+            committed_receiver,
+            metrics,
+            once,
+            settings.pipeline.batch_bytes,
+        ) {
             Ok(source) => source,
             Err(error) => {
                 reloader.stop();

@@ -143,6 +143,7 @@ struct RawFiles {
 struct RawStore {
     path: Option<String>,
     samples_per_alarm: Option<u32>,
+    max_sample_bytes: Option<u64>,
     synchronous: Option<String>,
     chain_log_interval: Option<String>,
     #[serde(default)]
@@ -158,6 +159,8 @@ struct RawPipeline {
     allowed_lateness: Option<String>,
     max_hold: Option<String>,
     max_buffered_events: Option<usize>,
+    max_buffered_bytes: Option<u64>,
+    batch_bytes: Option<u64>,
     shutdown_deadline: Option<String>,
 }
 
@@ -355,6 +358,8 @@ pub struct FileSourceSettings {
 pub struct StoreSettings {
     pub path: PathBuf,
     pub samples_per_alarm: u32,
+    /// Largest sample (an event kept as evidence) in bytes of JSON; longer values are cut.
+    pub max_sample_bytes: usize,
     pub synchronous_full: bool,
     /// The daemon logs the hash chain's head this often (for anchoring elsewhere).
     pub chain_log_interval: Duration,
@@ -382,6 +387,10 @@ pub struct PipelineSettings {
     /// Daemon: the longest an event waits for reordering (0 = event time only).
     pub max_hold: Duration,
     pub max_buffered_events: usize,
+    /// Most bytes of records (as read) held for reordering.
+    pub max_buffered_bytes: usize,
+    /// Most bytes of records per batch read from a source.
+    pub batch_bytes: usize,
     /// Shutdown (stop intake, drain, commit) must finish within this.
     pub shutdown_deadline: Duration,
 }
@@ -517,6 +526,7 @@ impl Settings {
         let store = StoreSettings {
             path: PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
             samples_per_alarm: raw.store.samples_per_alarm.unwrap_or(10),
+            max_sample_bytes: byte_size("store.max_sample_bytes", raw.store.max_sample_bytes, 32 << 10, 1024)?,
             synchronous_full,
             chain_log_interval: duration("store.chain_log_interval", raw.store.chain_log_interval, "1h")?,
             backup,
@@ -529,6 +539,13 @@ impl Settings {
             allowed_lateness: duration("pipeline.allowed_lateness", raw.pipeline.allowed_lateness, "5m")?,
             max_hold: duration("pipeline.max_hold", raw.pipeline.max_hold, "30s")?,
             max_buffered_events: raw.pipeline.max_buffered_events.unwrap_or(100_000).max(1),
+            max_buffered_bytes: byte_size(
+                "pipeline.max_buffered_bytes",
+                raw.pipeline.max_buffered_bytes,
+                32 << 20,
+                1 << 20,
+            )?,
+            batch_bytes: byte_size("pipeline.batch_bytes", raw.pipeline.batch_bytes, 1 << 20, 4096)?,
             shutdown_deadline: duration("pipeline.shutdown_deadline", raw.pipeline.shutdown_deadline, "30s")?,
         };
         let state = StateSettings {
@@ -629,6 +646,18 @@ impl Settings {
             traces,
             api,
         })
+    }
+}
+
+/// A size in bytes: `default` when unset, at least `minimum`.
+fn byte_size(key: &str, value: Option<u64>, default: usize, minimum: usize) -> Result<usize, String> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match usize::try_from(value) {
+        Ok(bytes) if bytes >= minimum => Ok(bytes),
+        Ok(_) => Err(format!("`{key}` = {value} is too small: at least {minimum} bytes")),
+        Err(_) => Err(format!("`{key}` = {value} is too large for this machine")),
     }
 }
 

@@ -128,6 +128,8 @@ pub struct PipelineOptions {
     /// Capacity of each inter-stage channel, in batches.
     pub channel_batches: usize,
     pub samples_per_alarm: usize,
+    /// Largest sample in bytes of JSON; longer values are cut with a marker.
+    pub max_sample_bytes: usize,
     /// Zone for Tencent's zone-less times.
     pub naive_time_offset: chrono::FixedOffset,
     /// Believable event times; records outside are dead letters.
@@ -140,6 +142,8 @@ pub struct PipelineOptions {
     pub max_hold: Option<Duration>,
     /// Most events held for reordering; past it the oldest go early.
     pub max_buffered_events: usize,
+    /// Most bytes (records as read) held for reordering; past it the oldest go early.
+    pub max_buffered_bytes: usize,
     pub state_limits: StateLimits,
     /// Daemon: log the hash chain's head this often (for anchoring elsewhere).
     pub chain_log_interval: Option<Duration>,
@@ -153,12 +157,14 @@ impl Default for PipelineOptions {
             batch_events: 2000,
             channel_batches: 8,
             samples_per_alarm: 10,
+            max_sample_bytes: 32 << 10,
             naive_time_offset: chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             time_window: TimeWindow::default(),
             store_retries: 5,
             allowed_lateness: Duration::from_secs(300),
             max_hold: None,
             max_buffered_events: 100_000,
+            max_buffered_bytes: 32 << 20,
             state_limits: StateLimits::default(),
             chain_log_interval: None,
             activity: ActivityOptions::default(),
@@ -184,6 +190,11 @@ pub struct PipelineHooks {
 /// Events of one chunk batch, normalized.
 struct EventBatch {
     events: Vec<AuditEvent>,
+    /// Size of each event's record as read (its chunk's bytes, shared among
+    /// the chunk's events): what the reorder buffer's byte cap counts.
+    sizes: Vec<u32>,
+    /// The source's floor after this batch (see `ChunkBatch::floor_ms`).
+    floor_ms: Option<i64>,
     dead_letters: Vec<DeadLetter>,
     checkpoint: Option<FileCheckpoint>,
     kafka_offsets: Vec<KafkaOffset>,
@@ -387,6 +398,8 @@ fn normalize_stage(
         let bounds = time_window.bounds(chrono::Utc::now());
         let mut out = EventBatch {
             events: Vec::with_capacity(batch.chunks.len()),
+            sizes: Vec::with_capacity(batch.chunks.len()),
+            floor_ms: batch.floor_ms,
             dead_letters: batch.source_errors,
             checkpoint: batch.checkpoint,
             kafka_offsets: batch.kafka_offsets,
@@ -408,6 +421,11 @@ fn normalize_stage(
                 },
                 &mut |letter| out.dead_letters.push(letter),
             );
+            let produced = out.events.len() - events_before;
+            if produced > 0 {
+                let share = u32::try_from(chunk.bytes.len() / produced).unwrap_or(u32::MAX).max(1);
+                out.sizes.resize(out.events.len(), share);
+            }
             if let Some(hook) = on_dead_letters.as_mut()
                 && out.dead_letters.len() > letters_before
             {
@@ -515,7 +533,7 @@ fn restore_pending(
             Ok(mut event) => {
                 event.time = time;
                 event.time_source = crate::event::model::TimeSource::parse(&row.time_source).unwrap_or_default();
-                buffer.push(event, Some(row.seq as u64));
+                buffer.push(event, row.raw.len(), Some(row.seq as u64));
             }
             Err(error) => {
                 tracing::error!(seq = row.seq, %error, "a persisted buffered event no longer normalizes; dropped")
@@ -537,14 +555,19 @@ fn engine_stage(
     let stats = metrics.stats.clone();
     let mut scratch = EvalScratch::default();
     let mut matches: Vec<RuleMatch> = Vec::new();
-    let mut aggregator = Aggregator::new(options.samples_per_alarm);
+    let mut aggregator = Aggregator::new(options.samples_per_alarm, options.max_sample_bytes);
     let mut activity = Activity::new(options.activity.clone());
     if options.activity.rollups {
         store.load_activity(&mut activity)?;
     }
     let mut state = EngineState::new(options.state_limits.clone());
     store.load_state(&mut state)?;
-    let mut buffer = ReorderBuffer::new(options.allowed_lateness, options.max_hold, options.max_buffered_events);
+    let mut buffer = ReorderBuffer::new(
+        options.allowed_lateness,
+        options.max_hold,
+        options.max_buffered_events,
+        options.max_buffered_bytes,
+    );
     if let Some(max_time) = store.meta("max_time_ms")? {
         buffer.max_time_ms = max_time;
     }
@@ -622,9 +645,17 @@ fn engine_stage(
             };
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
-                for event in batch.events.drain(..) {
-                    buffer.push(event, None);
+                for (index, event) in batch.events.drain(..).enumerate() {
+                    let size = batch.sizes.get(index).copied().unwrap_or(0) as usize;
+                    buffer.push(event, size, None);
                     // Release as we go, so memory holds only the lateness window.
+                    while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+                        evaluator.release(held);
+                    }
+                }
+                // The floor holds once the batch it came with is in.
+                if let Some(floor) = batch.floor_ms {
+                    buffer.set_floor(floor);
                     while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
                         evaluator.release(held);
                     }

@@ -6,6 +6,7 @@ pub mod allowlist;
 pub mod assets;
 pub mod chain;
 pub mod rollup;
+pub mod sample;
 pub mod schema;
 pub mod store;
 pub mod view;

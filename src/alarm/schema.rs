@@ -308,6 +308,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX notify_deliveries_status ON notify_deliveries (status, id);
     CREATE INDEX notify_deliveries_message ON notify_deliveries (message_id);
     "#,
+    // 8: file progress inside a container document that is split into
+    //    records (a CloudTrail `Records` array): the array's depth (0: not
+    //    in one), the line its document starts on, the next record's index.
+    r#"
+    ALTER TABLE source_files ADD COLUMN container_depth INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_files ADD COLUMN container_line INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_files ADD COLUMN container_index INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

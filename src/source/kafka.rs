@@ -83,6 +83,7 @@ impl KafkaSource {
         committed: Receiver<Vec<KafkaOffset>>,
         metrics: Arc<Metrics>,
         until_caught_up: bool,
+        batch_bytes: usize,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let reader = rusqlite::Connection::open_with_flags(
             store_path,
@@ -106,6 +107,8 @@ impl KafkaSource {
                 topics: HashMap::new(),
                 reader,
                 batch_messages: settings.batch_messages,
+                batch_bytes,
+                batch_payload_bytes: 0,
                 batch_wait: settings.batch_wait,
                 max_message_bytes: settings.max_message_bytes,
                 metrics: metrics.kafka.clone(),
@@ -317,6 +320,10 @@ struct Batcher {
     topics: HashMap<String, Arc<str>>,
     reader: rusqlite::Connection,
     batch_messages: usize,
+    /// Most payload bytes per micro-batch (`pipeline.batch_bytes`).
+    batch_bytes: usize,
+    /// Payload bytes in the batch being built.
+    batch_payload_bytes: usize,
     batch_wait: Duration,
     max_message_bytes: usize,
     metrics: Arc<KafkaMetrics>,
@@ -381,6 +388,7 @@ impl Batcher {
                 } else {
                     payload.to_vec()
                 };
+                self.batch_payload_bytes += bytes.len();
                 self.batch.chunks.push(Chunk {
                     bytes,
                     origin,
@@ -425,6 +433,7 @@ impl Batcher {
     fn due(&self) -> bool {
         let waiting = self.batch.chunks.len() + self.batch.source_errors.len();
         waiting >= self.batch_messages
+            || self.batch_payload_bytes >= self.batch_bytes
             || (waiting > 0
                 && self
                     .batch
@@ -441,6 +450,7 @@ impl Batcher {
             return Ok(());
         }
         let mut batch = std::mem::take(&mut self.batch);
+        self.batch_payload_bytes = 0;
         if batch.started.is_none() {
             batch.started = Some(Instant::now());
         }

@@ -38,6 +38,9 @@ pub struct FileCheckpoint {
     /// Decoded byte offset and line just after the last chunk of the batch.
     pub offset: u64,
     pub line: u64,
+    /// Set when that position is between two records of a container
+    /// document being split (a CloudTrail `Records` array, a JSON array).
+    pub container: Option<framer::ContainerAt>,
     /// The whole file has been read.
     pub completed: bool,
 }
@@ -69,4 +72,8 @@ pub struct ChunkBatch {
     pub flush: Option<SyncSender<()>>,
     /// When the source started the batch (for the batch latency metric).
     pub started: Option<Instant>,
+    /// A source merging several streams by event time: no record it sends
+    /// after this batch is older than this (Unix ms), give or take the
+    /// allowed lateness; `i64::MAX` once it has nothing more (see `merge.rs`).
+    pub floor_ms: Option<i64>,
 }

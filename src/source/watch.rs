@@ -58,6 +58,7 @@ pub fn plan(checkpoint: Option<&FileCheckpoint>, size: u64, mtime_ms: i64, compr
     let resume = StartAt {
         offset: checkpoint.offset,
         line: checkpoint.line,
+        container: checkpoint.container,
     };
     if unchanged {
         return if checkpoint.completed {
@@ -200,8 +201,9 @@ fn scan(
                             path: key,
                             size,
                             mtime_ms,
-                            offset: summary.end_offset,
-                            line: summary.end_line,
+                            offset: summary.end.offset,
+                            line: summary.end.line,
+                            container: summary.end.container,
                             completed: true,
                         },
                     );
@@ -225,6 +227,7 @@ mod tests {
             mtime_ms,
             offset: 40,
             line: 3,
+            container: None,
             completed,
         }
     }
@@ -233,7 +236,11 @@ mod tests {
     fn plans_follow_the_checkpoint() {
         assert_eq!(plan(None, 10, 1, false), Plan::Read(StartAt::default()));
         assert_eq!(plan(Some(&checkpoint(100, 1, true)), 100, 1, false), Plan::Skip);
-        let resume = Plan::Read(StartAt { offset: 40, line: 3 });
+        let resume = Plan::Read(StartAt {
+            offset: 40,
+            line: 3,
+            container: None,
+        });
         assert_eq!(plan(Some(&checkpoint(100, 1, false)), 100, 1, false), resume);
         assert_eq!(plan(Some(&checkpoint(100, 1, true)), 150, 2, false), resume);
         assert_eq!(
