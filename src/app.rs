@@ -32,6 +32,7 @@ use crate::rules::state::StateLimits;
 use crate::rules::testing::run_tests;
 use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
+use crate::source::merge::{Finished, Input, MergeOptions, read_merged};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
 use crate::source::{ChunkBatch, FileCheckpoint};
 
@@ -269,6 +270,17 @@ fn read_options(settings: &Settings) -> ReadOptions {
     }
 }
 
+/// How file sources read many files: merged in event-time order.
+fn merge_options(settings: &Settings, with_checkpoints: bool) -> MergeOptions {
+    MergeOptions {
+        read: read_options(settings),
+        max_open_files: settings.files.max_open_files,
+        naive_time_offset: settings.naive_time_offset,
+        time_window: settings.time_window,
+        with_checkpoints,
+    }
+}
+
 /// Output format of `replay`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatchFormat {
@@ -436,9 +448,8 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         PipelineHooks::default(),
     );
     let sender = pipeline.sender();
-    let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
-    read_paths(&request.paths, &options, &mut send)?;
+    read_paths_merged(&request.paths, &merge_options(settings, false), &mut send)?;
     drop(sender);
     let report = pipeline.finish();
     if let Some(error) = report.store_error {
@@ -567,8 +578,42 @@ fn check_paths(paths: &[String]) -> Result<(), AppError> {
     }
 }
 
+/// Every file of `paths` (directories recursively) and stdin (`-`), read
+/// as one stream merged in event-time order (`source::merge`), handing
+/// batches to `send` until it stops. Unreadable files are reported and skipped.
+fn read_paths_merged(
+    paths: &[String],
+    options: &MergeOptions,
+    send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
+) -> Result<(), AppError> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
+            context: path.clone(),
+            source,
+        })?;
+        inputs.extend(files.into_iter().map(|path| Input::File {
+            path,
+            start: StartAt::default(),
+        }));
+    }
+    let mut on_finished = |finished: Finished| {
+        if let Err(error) = finished.result {
+            tracing::warn!(%error, "cannot read");
+        }
+    };
+    // Stopped: the pipeline is gone; its report says why.
+    let _ = read_merged(&inputs, options, send, &mut on_finished);
+    Ok(())
+}
+
 /// Read files, directories (recursively, in path order) and stdin (`-`) in
-/// order, handing batches to `send` until it stops.
+/// order, handing batches to `send` until it stops (`normalize`, which
+/// prints records in the order they are found).
 fn read_paths(
     paths: &[String],
     options: &ReadOptions,
@@ -949,7 +994,7 @@ impl Daemon {
             watch: settings.files.watch && !once,
             poll_interval: settings.files.poll_interval,
             settle: settings.files.settle,
-            read: read_options(settings),
+            merge: merge_options(settings, true),
         };
         for path in &options.paths {
             if !path.exists() {

@@ -136,6 +136,7 @@ struct RawFiles {
     poll_interval: Option<String>,
     settle: Option<String>,
     max_document_bytes: Option<u64>,
+    max_open_files: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -352,6 +353,8 @@ pub struct FileSourceSettings {
     /// A changed file must stay unchanged this long before it is read.
     pub settle: Duration,
     pub max_document_bytes: usize,
+    /// Most files open at once while reading many merged in event-time order.
+    pub max_open_files: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -387,7 +390,7 @@ pub struct PipelineSettings {
     /// Daemon: the longest an event waits for reordering (0 = event time only).
     pub max_hold: Duration,
     pub max_buffered_events: usize,
-    /// Most bytes of records (as read) held for reordering.
+    /// Most memory (estimated from the records' JSON) held for reordering.
     pub max_buffered_bytes: usize,
     /// Most bytes of records per batch read from a source.
     pub batch_bytes: usize,
@@ -495,6 +498,11 @@ impl Settings {
             settle: duration("source.files.settle", raw.source.files.settle, "1s")?,
             max_document_bytes: usize::try_from(raw.source.files.max_document_bytes.unwrap_or(256 << 20))
                 .map_err(|_| "`source.files.max_document_bytes` is too large".to_string())?,
+            max_open_files: match raw.source.files.max_open_files {
+                None => 256,
+                Some(0) => return Err("`source.files.max_open_files` = 0: at least one file must be open".into()),
+                Some(count) => count,
+            },
         };
         if files.max_document_bytes < 1024 {
             return Err("`source.files.max_document_bytes` must be at least 1024".into());
@@ -542,7 +550,7 @@ impl Settings {
             max_buffered_bytes: byte_size(
                 "pipeline.max_buffered_bytes",
                 raw.pipeline.max_buffered_bytes,
-                32 << 20,
+                256 << 20,
                 1 << 20,
             )?,
             batch_bytes: byte_size("pipeline.batch_bytes", raw.pipeline.batch_bytes, 1 << 20, 4096)?,

@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod mask;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

@@ -36,6 +36,7 @@ use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
 use crate::event::window::{TimeBounds, TimeWindow};
+use crate::memory::{COLLECT_EVERY, Reclaimer};
 use crate::metrics::Metrics;
 use crate::reorder::{Held, ReorderBuffer};
 use crate::rules::state::{EngineState, StateLimits};
@@ -142,7 +143,7 @@ pub struct PipelineOptions {
     pub max_hold: Option<Duration>,
     /// Most events held for reordering; past it the oldest go early.
     pub max_buffered_events: usize,
-    /// Most bytes (records as read) held for reordering; past it the oldest go early.
+    /// Most memory (estimated, see `memory_estimate`) held for reordering; past it the oldest go early.
     pub max_buffered_bytes: usize,
     pub state_limits: StateLimits,
     /// Daemon: log the hash chain's head this often (for anchoring elsewhere).
@@ -164,7 +165,7 @@ impl Default for PipelineOptions {
             allowed_lateness: Duration::from_secs(300),
             max_hold: None,
             max_buffered_events: 100_000,
-            max_buffered_bytes: 32 << 20,
+            max_buffered_bytes: 256 << 20,
             state_limits: StateLimits::default(),
             chain_log_interval: None,
             activity: ActivityOptions::default(),
@@ -187,11 +188,31 @@ pub struct PipelineHooks {
     pub on_dead_letters: Option<DeadLetterHook>,
 }
 
+/// Memory a parsed record costs per object member or array item, besides
+/// its text: tree nodes, map entries, the normalized event's own fields.
+/// Measured with every event held in the reorder buffer (peak RSS over
+/// events): 9.9 KB for records of 1.4 KB with 86 members and items, 131 KB
+/// for records of 13.8 KB with 1 043 — both within 10 % of text + 112 × nodes.
+const NODE_BYTES: usize = 112;
+
+/// What the events of a chunk (`bytes`, with `nodes` when the framer counted
+/// them) will cost in memory once normalized, estimated from its JSON
+/// without parsing it again.
+fn memory_estimate(bytes: &[u8], nodes: Option<u32>) -> usize {
+    let nodes = match nodes {
+        Some(nodes) => nodes as usize,
+        // Kafka payloads are not framed: count (a `:` or `,` inside a string
+        // is counted too, which only errs on the safe side).
+        None => bytes.iter().filter(|byte| matches!(byte, b':' | b',')).count() + 1,
+    };
+    bytes.len().saturating_add(nodes.saturating_mul(NODE_BYTES))
+}
+
 /// Events of one chunk batch, normalized.
 struct EventBatch {
     events: Vec<AuditEvent>,
-    /// Size of each event's record as read (its chunk's bytes, shared among
-    /// the chunk's events): what the reorder buffer's byte cap counts.
+    /// Estimated memory of each event (its chunk's `memory_estimate`, shared
+    /// among the chunk's events): what the reorder buffer's byte cap counts.
     sizes: Vec<u32>,
     /// The source's floor after this batch (see `ChunkBatch::floor_ms`).
     floor_ms: Option<i64>,
@@ -392,7 +413,16 @@ fn normalize_stage(
         per_source: HashMap::new(),
     };
     let mut decoded = Decoded::default();
-    while let Ok(batch) = receiver.recv() {
+    let mut reclaimer = Reclaimer::default();
+    loop {
+        let batch = match receiver.recv_timeout(COLLECT_EVERY) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                reclaimer.idle();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut context = NormalizeContext::new(batch.ingest_time);
         context.naive_time_offset = naive_time_offset;
         let bounds = time_window.bounds(chrono::Utc::now());
@@ -423,8 +453,8 @@ fn normalize_stage(
             );
             let produced = out.events.len() - events_before;
             if produced > 0 {
-                let share = u32::try_from(chunk.bytes.len() / produced).unwrap_or(u32::MAX).max(1);
-                out.sizes.resize(out.events.len(), share);
+                let share = u32::try_from(memory_estimate(&chunk.bytes, chunk.nodes) / produced).unwrap_or(u32::MAX);
+                out.sizes.resize(out.events.len(), share.max(1));
             }
             if let Some(hook) = on_dead_letters.as_mut()
                 && out.dead_letters.len() > letters_before
@@ -439,6 +469,7 @@ fn normalize_stage(
         for letter in &out.dead_letters {
             log.log(letter);
         }
+        reclaimer.note(bytes);
         stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         stats.events.fetch_add(out.events.len() as u64, Ordering::Relaxed);
         stats
@@ -533,7 +564,8 @@ fn restore_pending(
             Ok(mut event) => {
                 event.time = time;
                 event.time_source = crate::event::model::TimeSource::parse(&row.time_source).unwrap_or_default();
-                buffer.push(event, row.raw.len(), Some(row.seq as u64));
+                let size = memory_estimate(row.raw.as_bytes(), None);
+                buffer.push(event, size, Some(row.seq as u64));
             }
             Err(error) => {
                 tracing::error!(seq = row.seq, %error, "a persisted buffered event no longer normalizes; dropped")
@@ -589,6 +621,7 @@ fn engine_stage(
     let mut hits = HitCounter::default();
     let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut closed = false;
+    let mut reclaimer = Reclaimer::default();
     let mut chain_logged = Instant::now();
     if options.chain_log_interval.is_some() {
         log_chain_head(&store);
@@ -597,9 +630,14 @@ fn engine_stage(
         // Block for one batch (or, in the daemon, until held events are due),
         // then take whatever else is queued, up to the batch limit.
         let first = match options.max_hold {
-            Some(hold) => match receiver.recv_timeout(hold.max(Duration::from_millis(50))) {
+            // Wake up at least every COLLECT_EVERY: held events come due, and
+            // an idle engine returns the memory of a burst (`memory.rs`).
+            Some(hold) => match receiver.recv_timeout(hold.clamp(Duration::from_millis(50), COLLECT_EVERY)) {
                 Ok(batch) => Some(batch),
-                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Timeout) => {
+                    reclaimer.idle();
+                    None
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     closed = true;
                     None
@@ -645,6 +683,7 @@ fn engine_stage(
             };
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
+                reclaimer.note(batch.sizes.iter().map(|size| u64::from(*size)).sum());
                 for (index, event) in batch.events.drain(..).enumerate() {
                     let size = batch.sizes.get(index).copied().unwrap_or(0) as usize;
                     buffer.push(event, size, None);

@@ -235,6 +235,7 @@ fn chunk_of(source: &Arc<str>, frame: Frame) -> Chunk {
         bytes: frame.bytes,
         origin,
         oversized: frame.oversized,
+        nodes: Some(frame.nodes),
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Frame {
     pub container: Option<ContainerAt>,
     /// The frame was longer than the limit; `bytes` holds only its start.
     pub oversized: bool,
+    /// Object members and array items in the frame (`:` and `,` outside
+    /// strings, plus one): what its parsed JSON tree costs in memory scales with it.
+    pub nodes: u32,
 }
 
 /// Where a reader stands inside a container that is being split into records.
@@ -89,6 +92,8 @@ pub struct Framer {
     current: Vec<u8>,
     max_frame_bytes: usize,
     oversized: bool,
+    /// `Frame::nodes` of the current frame, so far.
+    nodes: u32,
     /// An array that may be a container just opened at this depth; its
     /// first element decides.
     pending_container: Option<u32>,
@@ -122,6 +127,7 @@ impl Framer {
             current: Vec::new(),
             max_frame_bytes: max_frame_bytes.max(OVERSIZED_KEEP),
             oversized: false,
+            nodes: 1,
             pending_container: None,
             container: None,
             discard: false,
@@ -158,6 +164,7 @@ impl Framer {
         self.frame_line = self.line;
         self.current.clear();
         self.oversized = false;
+        self.nodes = 1;
         self.container = None;
         self.discard = false;
         // A top-level array may be a container of records.
@@ -199,6 +206,7 @@ impl Framer {
                 end_line: self.line,
                 container: None,
                 oversized: self.oversized,
+                nodes: self.nodes,
             });
         }
         self.state = State::Idle;
@@ -231,6 +239,7 @@ impl Framer {
                 end_line: self.line,
                 container: Some(at),
                 oversized: self.oversized,
+                nodes: self.nodes,
             });
         }
         self.oversized = false;
@@ -388,6 +397,7 @@ impl Framer {
                 // The first element is an object: split the document.
                 self.current.clear();
                 self.oversized = false;
+                self.nodes = 1;
                 self.container = Some(Container {
                     at: ContainerAt {
                         depth,
@@ -443,6 +453,10 @@ impl Framer {
             b'\n' => {
                 self.push(byte);
                 self.line += 1;
+            }
+            b':' | b',' => {
+                self.nodes = self.nodes.saturating_add(1);
+                self.push(byte);
             }
             _ => self.push(byte),
         }
@@ -535,6 +549,10 @@ impl Framer {
                 self.push(byte);
                 self.line += 1;
             }
+            b':' | b',' => {
+                self.nodes = self.nodes.saturating_add(1);
+                self.push(byte);
+            }
             _ => self.push(byte),
         }
     }
@@ -543,6 +561,7 @@ impl Framer {
     fn open_element(&mut self, byte: u8, column_zero: bool) {
         self.current.clear();
         self.oversized = false;
+        self.nodes = 1;
         if let Some(container) = self.container.as_mut() {
             container.element_open = true;
             container.element_scalar = false;
@@ -722,6 +741,17 @@ mod tests {
                 ("\"s\"", 3, Some(2)),
             ])
         );
+    }
+
+    #[test]
+    fn frames_count_their_members_and_items_outside_strings() {
+        let mut framer = Framer::new(1 << 20);
+        let mut out = Vec::new();
+        framer.feed(b"{\"a\":1,\"b\":[1,2,3],\"t\":\"10:00:00, x\"}\n[{\"k\":1},{\"k\":2,\"l\":3}]\n", &mut out);
+        framer.finish(&mut out);
+        let nodes: Vec<u32> = out.iter().map(|frame| frame.nodes).collect();
+        // 3 members, 4 separators, plus one; then one record per element.
+        assert_eq!(nodes, [8, 2, 4]);
     }
 
     #[test]

@@ -393,6 +393,7 @@ impl Batcher {
                     bytes,
                     origin,
                     oversized,
+                    nodes: None,
                 });
             }
         }

@@ -9,6 +9,7 @@
 pub mod file;
 pub mod framer;
 pub mod kafka;
+pub mod merge;
 pub mod watch;
 
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub struct Chunk {
     pub origin: Origin,
     /// The document exceeded the size limit; `bytes` is only its start.
     pub oversized: bool,
+    /// Object members and array items, when the source counted them while
+    /// framing (file sources; see `Frame::nodes`); else counted when needed.
+    pub nodes: Option<u32>,
 }
 
 /// Progress of a file source, stored with the batch that reached it.
