@@ -102,7 +102,10 @@ mod tests {
         reclaimer.note(BURST_BYTES);
         let after = reclaimer.last_work.unwrap();
         assert!(reclaimer.idle_at(after));
-        assert!(!reclaimer.idle_at(after + COLLECT_EVERY / 2), "at most every COLLECT_EVERY");
+        assert!(
+            !reclaimer.idle_at(after + COLLECT_EVERY / 2),
+            "at most every COLLECT_EVERY"
+        );
         assert!(reclaimer.idle_at(after + COLLECT_EVERY * 2));
         assert!(reclaimer.idle_at(after + COLLECT_FOR - COLLECT_EVERY));
         assert!(!reclaimer.idle_at(after + COLLECT_FOR + COLLECT_EVERY * 3));

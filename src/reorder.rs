@@ -298,7 +298,12 @@ mod tests {
 
     #[test]
     fn max_hold_releases_when_the_stream_is_quiet() {
-        let mut buffer = ReorderBuffer::new(Duration::from_secs(3600), Some(Duration::from_millis(0)), 1000, usize::MAX);
+        let mut buffer = ReorderBuffer::new(
+            Duration::from_secs(3600),
+            Some(Duration::from_millis(0)),
+            1000,
+            usize::MAX,
+        );
         buffer.push(event("b", 2), 100, None);
         buffer.push(event("a", 1), 100, None);
         std::thread::sleep(Duration::from_millis(2));

@@ -179,3 +179,141 @@ fn the_time_window_is_configurable_and_bad_values_name_the_key() {
         assert!(stderr.contains(named), "{key}={value}: {stderr}");
     }
 }
+
+/// The fixture that raises `admin-policy-attached`, with `edit` applied.
+fn admin_policy_record(edit: impl FnOnce(&mut Value)) -> Value {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/records/aws_single_record.json")).unwrap();
+    let mut record: Value = serde_json::from_str(&text).unwrap();
+    edit(&mut record);
+    record
+}
+
+#[test]
+fn a_records_document_larger_than_the_document_limit_is_read_record_by_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 000 records, about 1.3 MB in one `{"Records": [...]}` document, read
+    // with a 64 KiB document limit: the document is never held whole, so
+    // the limit applies to each record.
+    let records: Vec<Value> = (0..3000)
+        .map(|n| {
+            let mut record = cloudtrail(&format!("r{n}"), json!("2026-03-02T10:00:00Z"), "AKIAIOSFODNN7EXAMPLE");
+            record["requestParameters"] = json!({"note": "x".repeat(300)});
+            record
+        })
+        .collect();
+    let path = dir
+        .path()
+        .join("111122223333_CloudTrail_us-east-1_20260302T1005Z_x.json");
+    let document = json!({ "Records": records }).to_string();
+    assert!(document.len() > 1_000_000);
+    std::fs::write(&path, document).unwrap();
+    let db = dir.path().join("store.db");
+    let output = Command::new(BIN)
+        .env("TRAILWARDEN__LOG__LEVEL", "error")
+        .env("TRAILWARDEN__SOURCE__FILES__MAX_DOCUMENT_BYTES", "65536")
+        .current_dir(repo())
+        .args([
+            "replay",
+            "--format",
+            "jsonl",
+            "--db",
+            db.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(summary.contains("3000 records, 3000 events, 0 malformed"), "{summary}");
+    assert!(dead_letters(&db).is_empty());
+}
+
+#[test]
+fn alarm_samples_are_capped_keeping_every_field_and_saying_what_was_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    // A matching record with a 5 MB field (a policy document, say).
+    let record = admin_policy_record(|record| {
+        record["requestParameters"]["policyDocument"] = json!("{".repeat(5 << 20));
+    });
+    let path = dir.path().join("big.json");
+    std::fs::write(&path, record.to_string()).unwrap();
+    let db = dir.path().join("store.db");
+    let output = trailwarden(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        db.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let samples: Vec<String> = connection
+        .prepare("SELECT event FROM alarm_samples")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!samples.is_empty(), "the record raised alarms");
+    for sample in &samples {
+        assert!(sample.len() <= 32 << 10, "a sample of {} bytes", sample.len());
+        let sample: Value = serde_json::from_str(sample).unwrap();
+        assert_eq!(sample["action"], "AttachUserPolicy");
+        assert_eq!(
+            sample["raw"]["requestParameters"]["policyArn"],
+            "arn:aws:iam::aws:policy/AdministratorAccess"
+        );
+        let cut = sample["raw"]["requestParameters"]["policyDocument"].as_str().unwrap();
+        assert!(
+            cut.ends_with("…[truncated: 5242880 bytes in all]"),
+            "{}",
+            &cut[cut.len() - 60..]
+        );
+    }
+    // What the CLI shows is the capped sample.
+    let output = trailwarden(&["alarms", "show", "1", "--db", db.to_str().unwrap(), "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.stdout.len() < 256 << 10,
+        "alarms show printed {} bytes",
+        output.stdout.len()
+    );
+}
+
+#[test]
+fn byte_limits_are_configurable_and_bad_values_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.jsonl");
+    write_lines(
+        &file,
+        &[cloudtrail("one", json!("2026-03-02T10:00:00Z"), "AKIAIOSFODNN7EXAMPLE")],
+    );
+    for (key, value, accepted) in [
+        ("TRAILWARDEN__PIPELINE__BATCH_BYTES", "65536", true),
+        ("TRAILWARDEN__PIPELINE__MAX_BUFFERED_BYTES", "16777216", true),
+        ("TRAILWARDEN__STORE__MAX_SAMPLE_BYTES", "4096", true),
+        ("TRAILWARDEN__SOURCE__FILES__MAX_OPEN_FILES", "4", true),
+        ("TRAILWARDEN__PIPELINE__BATCH_BYTES", "0", false),
+        ("TRAILWARDEN__PIPELINE__MAX_BUFFERED_BYTES", "1000", false),
+        ("TRAILWARDEN__STORE__MAX_SAMPLE_BYTES", "100", false),
+        ("TRAILWARDEN__SOURCE__FILES__MAX_OPEN_FILES", "0", false),
+    ] {
+        let output = Command::new(BIN)
+            .env("TRAILWARDEN__LOG__LEVEL", "error")
+            .env(key, value)
+            .current_dir(repo())
+            .args(["replay", "--format", "jsonl", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.success(), accepted, "{key}={value}");
+        if !accepted {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let named = key
+                .trim_start_matches("TRAILWARDEN__")
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            assert!(stderr.contains(&format!("`{named}`")), "{key}={value}: {stderr}");
+        }
+    }
+}

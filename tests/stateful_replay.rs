@@ -500,7 +500,11 @@ fn write_region_first(root: &Path, events: &[(i64, Value)]) -> usize {
         let day = at.div_euclid(DAY);
         let date = chrono::DateTime::from_timestamp(*at, 0).unwrap();
         let region = if day % 2 == 1 { "ap-northeast-1" } else { "us-east-1" };
-        let provider = if record.get("trace_name").is_some() { "huawei" } else { "tencent" };
+        let provider = if record.get("trace_name").is_some() {
+            "huawei"
+        } else {
+            "tencent"
+        };
         let name = match (provider, day % 3) {
             ("huawei", _) => format!("cts_{}.json", date.format("%Y-%m-%dT%H-%M-%SZ")),
             (_, 0) => format!("records_{}.json", date.format("%Y%m%dT%H%MZ")),
@@ -572,7 +576,10 @@ fn a_region_first_delivery_tree_replays_in_event_time_order() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary = String::from_utf8_lossy(&output.stderr);
-    assert!(summary.contains(", 0 late,"), "nothing is late in a complete replay: {summary}");
+    assert!(
+        summary.contains(", 0 late,"),
+        "nothing is late in a complete replay: {summary}"
+    );
     let mut from_tree: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {

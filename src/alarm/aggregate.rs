@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, timestamp};
 use super::sample::event_sample;
+use super::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, timestamp};
 use crate::event::model::{AuditEvent, OutcomeResult};
 use crate::rules::{RuleMatch, RuleSet};
 

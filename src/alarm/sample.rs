@@ -194,6 +194,11 @@ mod tests {
         let value = json!({"name": "é".repeat(5000)});
         let text = bounded_json(&value, 1024);
         let sample: Value = serde_json::from_str(&text).unwrap();
-        assert!(sample["name"].as_str().unwrap().contains("…[truncated: 10000 bytes in all]"));
+        assert!(
+            sample["name"]
+                .as_str()
+                .unwrap()
+                .contains("…[truncated: 10000 bytes in all]")
+        );
     }
 }

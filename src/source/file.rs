@@ -380,7 +380,15 @@ pub fn read_stdin(
     send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
 ) -> Result<StreamSummary, Stopped> {
     let name: Arc<str> = Arc::from("stdin");
-    read_stream(open_stdin(), &name, StartAt::default(), Utc::now(), options, &|_, _| None, send)
+    read_stream(
+        open_stdin(),
+        &name,
+        StartAt::default(),
+        Utc::now(),
+        options,
+        &|_, _| None,
+        send,
+    )
 }
 
 /// Whether a file in a watched or replayed directory holds audit data.
@@ -542,17 +550,28 @@ mod tests {
 
     #[test]
     fn batches_are_cut_by_bytes_too() {
-        let text: &'static [u8] = "{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n".repeat(10).leak().as_bytes();
+        let text: &'static [u8] = "{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n"
+            .repeat(10)
+            .leak()
+            .as_bytes();
         let mut batches = Vec::new();
         let options = ReadOptions {
             batch_chunks: 100,
             batch_bytes: 100,
             ..ReadOptions::default()
         };
-        read_stream(text, &Arc::from("mem"), StartAt::default(), Utc::now(), &options, &|_, _| None, &mut |batch| {
-            batches.push(batch);
-            Ok(())
-        })
+        read_stream(
+            text,
+            &Arc::from("mem"),
+            StartAt::default(),
+            Utc::now(),
+            &options,
+            &|_, _| None,
+            &mut |batch| {
+                batches.push(batch);
+                Ok(())
+            },
+        )
         .unwrap();
         let sizes: Vec<usize> = batches.iter().map(|batch| batch.chunks.len()).collect();
         // 40-byte documents: a batch closes once it holds 100 bytes or more.

@@ -428,7 +428,12 @@ impl Framer {
                 self.start(byte, State::Value { depth: 1 });
             }
             b'{' | b'[' => {
-                if byte == b'[' && depth == 1 && !self.discard && self.current.first() == Some(&b'{') && self.at_container_key() {
+                if byte == b'['
+                    && depth == 1
+                    && !self.discard
+                    && self.current.first() == Some(&b'{')
+                    && self.at_container_key()
+                {
                     self.pending_container = Some(2);
                 }
                 self.state = State::Value { depth: depth + 1 };
@@ -670,7 +675,13 @@ mod tests {
         }
         framer.finish(&mut out);
         out.into_iter()
-            .map(|frame| (String::from_utf8_lossy(&frame.bytes).into_owned(), frame.line, frame.index))
+            .map(|frame| {
+                (
+                    String::from_utf8_lossy(&frame.bytes).into_owned(),
+                    frame.line,
+                    frame.index,
+                )
+            })
             .collect()
     }
 
@@ -711,7 +722,8 @@ mod tests {
 
     #[test]
     fn other_arrays_and_other_objects_are_framed_whole() {
-        let text = b"[1, 2, 3]\n[[{\"a\":1}]]\n{\"eventName\":\"X\",\"resources\":[{\"r\":1}]}\n{\"Records\":{\"a\":1}}\n[]\n";
+        let text =
+            b"[1, 2, 3]\n[[{\"a\":1}]]\n{\"eventName\":\"X\",\"resources\":[{\"r\":1}]}\n{\"Records\":{\"a\":1}}\n[]\n";
         let got = records(&mut Framer::new(1 << 20), text);
         assert_eq!(
             got,
@@ -747,7 +759,10 @@ mod tests {
     fn frames_count_their_members_and_items_outside_strings() {
         let mut framer = Framer::new(1 << 20);
         let mut out = Vec::new();
-        framer.feed(b"{\"a\":1,\"b\":[1,2,3],\"t\":\"10:00:00, x\"}\n[{\"k\":1},{\"k\":2,\"l\":3}]\n", &mut out);
+        framer.feed(
+            b"{\"a\":1,\"b\":[1,2,3],\"t\":\"10:00:00, x\"}\n[{\"k\":1},{\"k\":2,\"l\":3}]\n",
+            &mut out,
+        );
         framer.finish(&mut out);
         let nodes: Vec<u32> = out.iter().map(|frame| frame.nodes).collect();
         // 3 members, 4 separators, plus one; then one record per element.
@@ -784,7 +799,11 @@ mod tests {
         let rest = records(&mut resumed, &text[first.end_offset as usize..]);
         assert_eq!(
             rest,
-            owned(&[("{\"b\":2}", 2, Some(1)), ("{\"c\":3}", 2, Some(2)), ("{\"d\":4}", 7, None)])
+            owned(&[
+                ("{\"b\":2}", 2, Some(1)),
+                ("{\"c\":3}", 2, Some(2)),
+                ("{\"d\":4}", 7, None)
+            ])
         );
         assert_eq!(resumed.position(), (8, text.len() as u64));
         assert_eq!(resumed.container_position(), None);
