@@ -155,6 +155,8 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
         store_retries: settings.pipeline.store_retries,
         allowed_lateness: settings.pipeline.allowed_lateness,
         max_hold: (daemon && !max_hold.is_zero()).then_some(max_hold),
+        persist_pending: daemon,
+        fill_transactions: !daemon,
         max_buffered_events: settings.pipeline.max_buffered_events,
         max_buffered_bytes: settings.pipeline.max_buffered_bytes,
         state_limits: StateLimits {

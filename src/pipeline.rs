@@ -141,6 +141,12 @@ pub struct PipelineOptions {
     pub allowed_lateness: Duration,
     /// Daemon only: the longest an event waits for the watermark, in wall-clock time.
     pub max_hold: Option<Duration>,
+    /// Daemon: events waiting in the reorder buffer are written with each
+    /// transaction, so a restart resumes them. Replay: not needed.
+    pub persist_pending: bool,
+    /// Replay: a transaction waits for `batch_events` events (or the end of
+    /// input) instead of committing whatever has arrived.
+    pub fill_transactions: bool,
     /// Most events held for reordering; past it the oldest go early.
     pub max_buffered_events: usize,
     /// Most memory (estimated, see `memory_estimate`) held for reordering; past it the oldest go early.
@@ -164,6 +170,8 @@ impl Default for PipelineOptions {
             store_retries: 5,
             allowed_lateness: Duration::from_secs(300),
             max_hold: None,
+            persist_pending: true,
+            fill_transactions: false,
             max_buffered_events: 100_000,
             max_buffered_bytes: 256 << 20,
             state_limits: StateLimits::default(),
@@ -452,9 +460,9 @@ fn normalize_stage(
                 &mut |letter| out.dead_letters.push(letter),
             );
             let produced = out.events.len() - events_before;
-            if produced > 0 {
-                let share = u32::try_from(memory_estimate(&chunk.bytes, chunk.nodes) / produced).unwrap_or(u32::MAX);
-                out.sizes.resize(out.events.len(), share.max(1));
+            if let Some(share) = memory_estimate(&chunk.bytes, chunk.nodes).checked_div(produced) {
+                let share = u32::try_from(share).unwrap_or(u32::MAX).max(1);
+                out.sizes.resize(out.events.len(), share);
             }
             if let Some(hook) = on_dead_letters.as_mut()
                 && out.dead_letters.len() > letters_before
@@ -717,6 +725,18 @@ fn engine_stage(
                 } else if events_in_transaction < options.batch_events {
                     next = match receiver.try_recv() {
                         Ok(batch) => Some(batch),
+                        // A replay waits for a full transaction: nobody is
+                        // waiting for its alarms, and a directory of small
+                        // files would otherwise commit a transaction per file
+                        // or two (four times as many, each rewriting the
+                        // same rollup rows).
+                        Err(TryRecvError::Empty) if options.fill_transactions => match receiver.recv() {
+                            Ok(batch) => Some(batch),
+                            Err(_) => {
+                                closed = true;
+                                None
+                            }
+                        },
                         Err(TryRecvError::Empty) => None,
                         Err(TryRecvError::Disconnected) => {
                             closed = true;
@@ -735,16 +755,21 @@ fn engine_stage(
             }
         }
         // Events still waiting are persisted with this transaction, so a
-        // restart resumes them instead of losing or re-reading them.
-        for held in buffer.unpersisted() {
-            write.pending_insert.push(PendingRow {
-                seq: held.seq as i64,
-                provider: held.event.provider.as_str().to_string(),
-                time_ms: held.event.time.timestamp_millis(),
-                time_source: held.event.time_source.as_str().to_string(),
-                origin: held.event.origin.to_string(),
-                raw: held.event.raw.to_string(),
-            });
+        // restart resumes them instead of losing or re-reading them. A
+        // replay has no restart (it drains everything at its end and keeps
+        // no checkpoints), and a merged read holds many events across
+        // transactions: writing them would be pure cost.
+        if options.persist_pending {
+            for held in buffer.unpersisted() {
+                write.pending_insert.push(PendingRow {
+                    seq: held.seq as i64,
+                    provider: held.event.provider.as_str().to_string(),
+                    time_ms: held.event.time.timestamp_millis(),
+                    time_source: held.event.time_source.as_str().to_string(),
+                    origin: held.event.origin.to_string(),
+                    raw: held.event.raw.to_string(),
+                });
+            }
         }
         write.state = StateChanges::take(&mut state);
         if !write.state.is_empty() || !write.pending_insert.is_empty() || !write.pending_delete.is_empty() {

@@ -78,7 +78,6 @@ pub struct StreamReader {
     framer: Framer,
     /// Decoded bytes still to skip (resuming).
     skip: u64,
-    buffer: Vec<u8>,
     /// Frames made but not yet handed out in a batch.
     frames: VecDeque<Frame>,
     scratch: Vec<Frame>,
@@ -92,8 +91,27 @@ pub struct StreamReader {
     summary: StreamSummary,
 }
 
-/// Read size: also the most a paused stream keeps buffered besides its framer.
+/// Read size.
 const READ_BLOCK: usize = 64 << 10;
+
+/// The block streams read into: one per reading thread, shared by all the
+/// streams it reads (a merged read keeps hundreds open), and allocated once.
+#[derive(Default)]
+pub struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    /// The first `limit` bytes (at most one `READ_BLOCK`).
+    fn block(&mut self, limit: usize) -> &mut [u8] {
+        if self.0.len() < READ_BLOCK {
+            self.0.resize(READ_BLOCK, 0);
+        }
+        &mut self.0[..limit.clamp(1, READ_BLOCK)]
+    }
+}
+
+/// Read size while looking for a stream's first record (a record of an
+/// audit log is about 1.5 KB).
+const PEEK_BLOCK: usize = 4 << 10;
 
 impl StreamReader {
     pub fn new(
@@ -108,7 +126,6 @@ impl StreamReader {
             source,
             framer: Framer::starting_at(max_document_bytes, start.line.max(1), start.offset, start.container),
             skip: start.offset,
-            buffer: vec![0u8; READ_BLOCK],
             frames: VecDeque::new(),
             scratch: Vec::new(),
             ingest_time,
@@ -137,13 +154,14 @@ impl StreamReader {
         self.ingest_time
     }
 
-    /// Read one block into frames (or reach the end).
-    fn fill(&mut self) {
+    /// Read at most `limit` bytes into frames through `buffer` (or reach the end).
+    fn fill(&mut self, buffer: &mut ReadBuffer, limit: usize) {
         if self.exhausted {
             return;
         }
+        let block = buffer.block(limit);
         let read = loop {
-            match self.reader.read(&mut self.buffer) {
+            match self.reader.read(block) {
                 Ok(read) => break read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -163,7 +181,7 @@ impl StreamReader {
             self.exhausted = true;
             return;
         }
-        let mut data = &self.buffer[..read];
+        let mut data = &block[..read];
         // Resuming: skip what earlier runs already processed.
         if self.skip > 0 {
             let skipped = data.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX));
@@ -176,16 +194,23 @@ impl StreamReader {
     }
 
     /// The next frame this stream will hand out, reading as needed (`None` at the end).
-    pub fn peek_frame(&mut self) -> Option<&Frame> {
+    /// Reads in small steps: a merged read peeks at every file's first
+    /// record, and most files are closed again until their turn.
+    pub fn peek_frame(&mut self, buffer: &mut ReadBuffer) -> Option<&Frame> {
         while self.frames.is_empty() && !self.exhausted {
-            self.fill();
+            self.fill(buffer, PEEK_BLOCK);
         }
         self.frames.front()
     }
 
     /// The next batch, or `None` once the last one (which carries the
     /// completed checkpoint and any read error) was handed out.
-    pub fn next_batch(&mut self, options: &ReadOptions, make_checkpoint: &MakeCheckpoint<'_>) -> Option<ChunkBatch> {
+    pub fn next_batch(
+        &mut self,
+        buffer: &mut ReadBuffer,
+        options: &ReadOptions,
+        make_checkpoint: &MakeCheckpoint<'_>,
+    ) -> Option<ChunkBatch> {
         if self.done {
             return None;
         }
@@ -212,7 +237,7 @@ impl StreamReader {
             if self.exhausted {
                 break;
             }
-            self.fill();
+            self.fill(buffer, READ_BLOCK);
         }
         let (line, offset) = self.framer.position();
         let end = StartAt {
@@ -260,7 +285,8 @@ pub fn read_stream(
         ingest_time,
         options.max_document_bytes,
     );
-    while let Some(batch) = stream.next_batch(options, make_checkpoint) {
+    let mut buffer = ReadBuffer::default();
+    while let Some(batch) = stream.next_batch(&mut buffer, options, make_checkpoint) {
         send(batch)?;
     }
     Ok(stream.summary())
@@ -328,7 +354,12 @@ impl OpenFile {
     }
 
     /// The next batch, with checkpoints when `with_checkpoints`.
-    pub fn next_batch(&mut self, options: &ReadOptions, with_checkpoints: bool) -> Option<ChunkBatch> {
+    pub fn next_batch(
+        &mut self,
+        buffer: &mut ReadBuffer,
+        options: &ReadOptions,
+        with_checkpoints: bool,
+    ) -> Option<ChunkBatch> {
         let (path, size, mtime_ms) = (self.stream.source().clone(), self.size, self.mtime_ms);
         let make_checkpoint = |end: StartAt, completed: bool| {
             with_checkpoints.then(|| FileCheckpoint {
@@ -341,7 +372,7 @@ impl OpenFile {
                 completed,
             })
         };
-        self.stream.next_batch(options, &make_checkpoint)
+        self.stream.next_batch(buffer, options, &make_checkpoint)
     }
 }
 
@@ -357,7 +388,8 @@ pub fn read_file(
         Ok(file) => file,
         Err(error) => return Ok(Err(error)),
     };
-    while let Some(batch) = file.next_batch(options, with_checkpoints) {
+    let mut buffer = ReadBuffer::default();
+    while let Some(batch) = file.next_batch(&mut buffer, options, with_checkpoints) {
         send(batch)?;
     }
     Ok(Ok(file.stream.summary()))

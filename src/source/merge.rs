@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use chrono::{FixedOffset, Utc};
 
-use super::file::{OpenFile, ReadOptions, StartAt, Stopped, StreamReader, StreamSummary, open_stdin};
+use super::file::{OpenFile, ReadBuffer, ReadOptions, StartAt, Stopped, StreamReader, StreamSummary, open_stdin};
 use super::{Chunk, ChunkBatch};
 use crate::event::decode::Decoded;
 use crate::event::normalize::NormalizeContext;
@@ -93,10 +93,15 @@ impl Opened {
         }
     }
 
-    fn next_batch(&mut self, options: &ReadOptions, with_checkpoints: bool) -> Option<ChunkBatch> {
+    fn next_batch(
+        &mut self,
+        buffer: &mut ReadBuffer,
+        options: &ReadOptions,
+        with_checkpoints: bool,
+    ) -> Option<ChunkBatch> {
         match self {
-            Opened::File(file) => file.next_batch(options, with_checkpoints),
-            Opened::Stdin(stream) => stream.next_batch(options, &|_, _| None),
+            Opened::File(file) => file.next_batch(buffer, options, with_checkpoints),
+            Opened::Stdin(stream) => stream.next_batch(buffer, options, &|_, _| None),
         }
     }
 }
@@ -130,6 +135,92 @@ impl TimePeek {
     }
 }
 
+/// What peeking at a file gives: its first record's time (`i64::MIN` when
+/// it has none), and the file itself when it may stay open.
+type Peeked = Result<(i64, Option<OpenFile>), String>;
+
+/// Open every file of `inputs` and read its first record's time, on a few
+/// threads (opening thousands of small gzip files costs tens of
+/// microseconds each, and nothing else runs before the order is known).
+/// At most `room` files stay open; results come in input order.
+fn peek_files(inputs: &[Input], read: &ReadOptions, room: usize, options: &MergeOptions) -> Vec<(usize, Peeked)> {
+    let files: Vec<(usize, &PathBuf, StartAt)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, input)| match input {
+            Input::File { path, start } => Some((index, path, *start)),
+            Input::Stdin => None,
+        })
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, PEEK_THREADS)
+        .min(files.len().div_ceil(PEEK_FILES_PER_THREAD).max(1));
+    let per_worker = files.len().div_ceil(workers).max(1);
+    let peek_some = |part: &[(usize, &PathBuf, StartAt)], room: usize| -> Vec<(usize, Peeked)> {
+        let mut peek = TimePeek {
+            decoded: Decoded::default(),
+            naive_time_offset: options.naive_time_offset,
+            bounds: options.time_window.bounds(Utc::now()),
+        };
+        let mut buffer = ReadBuffer::default();
+        let mut kept = 0usize;
+        part.iter()
+            .map(|(index, path, start)| {
+                let peeked = OpenFile::open(path, *start, read).map(|mut file| {
+                    let ingest_time = file.stream.ingest_time();
+                    // A file whose first record has no readable time goes
+                    // first: its first batch says where it stands.
+                    let first = file
+                        .stream
+                        .peek_frame(&mut buffer)
+                        .map(|frame| Chunk {
+                            bytes: frame.bytes.clone(),
+                            origin: Default::default(),
+                            oversized: frame.oversized,
+                            nodes: Some(frame.nodes),
+                        })
+                        .and_then(|chunk| peek.newest(&chunk, ingest_time))
+                        .unwrap_or(i64::MIN);
+                    // Keep it open while there is room (no second open to pay).
+                    let keep = kept < room;
+                    kept += usize::from(keep);
+                    (first, keep.then_some(file))
+                });
+                (*index, peeked)
+            })
+            .collect()
+    };
+    if workers <= 1 {
+        return peek_some(&files, room);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_worker)
+            .map(|part| scope.spawn(move || peek_some(part, room / workers)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(files.chunks(per_worker))
+            .flat_map(|(handle, part)| {
+                // A worker that panicked (it cannot on data, but still) has its
+                // files reported instead of losing them silently.
+                handle.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|(index, path, _)| (*index, Err(format!("{}: could not be opened", path.display()))))
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
+/// Threads that peek at files' first records, at most.
+const PEEK_THREADS: usize = 4;
+
+/// Below this many files per thread, one thread peeks them all.
+const PEEK_FILES_PER_THREAD: usize = 64;
+
 /// Read `inputs` merged in event-time order (see the module header), handing
 /// batches to `send` and each input's end to `on_finished`.
 pub fn read_merged(
@@ -143,6 +234,8 @@ pub fn read_merged(
         ..options.read
     };
     let max_open = options.max_open_files.max(1);
+    // Streams are read one at a time: one read block serves them all.
+    let mut buffer = ReadBuffer::default();
     let mut peek = TimePeek {
         decoded: Decoded::default(),
         naive_time_offset: options.naive_time_offset,
@@ -150,54 +243,41 @@ pub fn read_merged(
     };
     // Streams by (event time reached, input position): open ones, and the
     // ones waiting to be opened (by their first record's time).
+    let started = std::time::Instant::now();
     let mut open: Vec<Option<Opened>> = (0..inputs.len()).map(|_| None).collect();
     let mut starts: Vec<(i64, usize)> = Vec::with_capacity(inputs.len());
-    let mut kept_open = 0usize;
     for (index, input) in inputs.iter().enumerate() {
-        match input {
-            // Stdin cannot be read twice: it is open from the start, first in line.
-            Input::Stdin => {
-                let stream = StreamReader::new(
-                    open_stdin(),
-                    Arc::from("stdin"),
-                    StartAt::default(),
-                    Utc::now(),
-                    read.max_document_bytes,
-                );
-                open[index] = Some(Opened::Stdin(stream));
-                kept_open += 1;
-                starts.push((i64::MIN, index));
-            }
-            Input::File { path, start } => match OpenFile::open(path, *start, &read) {
-                Ok(mut file) => {
-                    let ingest_time = file.stream.ingest_time();
-                    // A file whose first record has no readable time goes first:
-                    // its first batch says where it stands.
-                    let first = file
-                        .stream
-                        .peek_frame()
-                        .map(|frame| Chunk {
-                            bytes: frame.bytes.clone(),
-                            origin: Default::default(),
-                            oversized: frame.oversized,
-                            nodes: Some(frame.nodes),
-                        })
-                        .and_then(|chunk| peek.newest(&chunk, ingest_time))
-                        .unwrap_or(i64::MIN);
-                    // Keep it open while there is room (no second open to pay).
-                    if kept_open < max_open {
-                        open[index] = Some(Opened::File(file));
-                        kept_open += 1;
-                    }
-                    starts.push((first, index));
-                }
-                Err(error) => on_finished(Finished {
-                    input: index,
-                    result: Err(error),
-                }),
-            },
+        // Stdin cannot be read twice: it is open from the start, first in line.
+        if matches!(input, Input::Stdin) {
+            let stream = StreamReader::new(
+                open_stdin(),
+                Arc::from("stdin"),
+                StartAt::default(),
+                Utc::now(),
+                read.max_document_bytes,
+            );
+            open[index] = Some(Opened::Stdin(stream));
+            starts.push((i64::MIN, index));
         }
     }
+    let room = max_open.saturating_sub(starts.len());
+    for (index, peeked) in peek_files(inputs, &read, room, options) {
+        match peeked {
+            Ok((first, file)) => {
+                open[index] = file.map(Opened::File);
+                starts.push((first, index));
+            }
+            Err(error) => on_finished(Finished {
+                input: index,
+                result: Err(error),
+            }),
+        }
+    }
+    tracing::debug!(
+        files = inputs.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "merged read: first records peeked"
+    );
     // The streams that start first are the ones open; a file kept open by
     // the peek that starts later is closed again (it was not read yet).
     starts.sort_unstable();
@@ -256,11 +336,18 @@ pub fn read_merged(
         let Some(stream) = open[index].as_mut() else {
             continue;
         };
-        let Some(mut batch) = stream.next_batch(&read, options.with_checkpoints) else {
+        let Some(mut batch) = stream.next_batch(&mut buffer, &read, options.with_checkpoints) else {
             continue;
         };
+        // Where the stream now stands: the time of the last record it handed
+        // out. Not needed once it is done, nor when it is the only stream
+        // left (then the floor is lifted), which spares a replay of one
+        // file the peek altogether.
+        let alone = active.is_empty() && waiting.is_empty();
         let mut reached = reached;
-        if let Some(last) = batch.chunks.last()
+        if !stream.stream().is_done()
+            && !alone
+            && let Some(last) = batch.chunks.last()
             && let Some(newest) = peek.newest(last, batch.ingest_time)
         {
             reached = reached.max(newest);
@@ -277,8 +364,9 @@ pub fn read_merged(
             active.push(Reverse((reached, index)));
         }
         // No stream will hand out anything older than where the slowest
-        // one stands (give or take the lateness inside a file).
-        batch.floor_ms = Some(floor(&active, &waiting));
+        // one stands (give or take the lateness inside a file). A stream
+        // read alone needs no floor: its own order is the order.
+        batch.floor_ms = Some(if alone { i64::MAX } else { floor(&active, &waiting) });
         send(batch)?;
     }
     Ok(())
