@@ -48,13 +48,22 @@ pub struct MergeOptions {
     pub time_window: TimeWindow,
     /// Attach file checkpoints to batches (the daemon).
     pub with_checkpoints: bool,
+    /// Most records per batch of one stream (`REPLAY_BATCH_RECORDS`, `DAEMON_BATCH_RECORDS`).
+    pub batch_records: usize,
 }
 
-/// Most records per batch of one stream: small enough that one stream does
-/// not run far ahead of the others in event time (what it reads beyond the
-/// floor waits in the reorder buffer), large enough that the peek at each
-/// batch's last record costs under 1 % of normalizing.
-const MERGE_BATCH_CHUNKS: usize = 128;
+/// Records per batch of one stream in a replay: small enough that one
+/// stream does not run far ahead of the others in event time (what it reads
+/// beyond the floor waits in the reorder buffer), large enough that the peek
+/// at each batch's last record costs under 1 % of normalizing.
+pub const REPLAY_BATCH_RECORDS: usize = 128;
+
+/// Records per batch of one stream in the daemon, smaller: an event still
+/// waiting when its transaction commits is written to the store (so a
+/// restart resumes it), and a stream running ahead makes more of them wait
+/// (measured on 4 322 hourly files: 54 000 of 200 000 events written at
+/// 128, 33 000 at 32).
+pub const DAEMON_BATCH_RECORDS: usize = 32;
 
 /// One input of a merged read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,7 +239,7 @@ pub fn read_merged(
     on_finished: &mut dyn FnMut(Finished),
 ) -> Result<(), Stopped> {
     let read = ReadOptions {
-        batch_chunks: options.read.batch_chunks.min(MERGE_BATCH_CHUNKS),
+        batch_chunks: options.read.batch_chunks.min(options.batch_records).max(1),
         ..options.read
     };
     let max_open = options.max_open_files.max(1);
@@ -393,6 +402,7 @@ mod tests {
             naive_time_offset: FixedOffset::east_opt(8 * 3600).unwrap(),
             time_window: TimeWindow::default(),
             with_checkpoints: true,
+            batch_records: REPLAY_BATCH_RECORDS,
         }
     }
 
