@@ -57,7 +57,7 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Process files, directories or stdin (`-`) once, in order, and print every rule match.
+    /// Process files, directories or stdin (`-`) once, merged in event-time order, and print every rule match.
     ///
     /// Without --db the run uses a throw-away in-memory store and leaves the configured one
     /// untouched; with --db it aggregates into that store like the daemon. A summary goes to

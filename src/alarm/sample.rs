@@ -23,9 +23,22 @@ const STEPS: [(usize, usize); 5] = [(4096, 256), (1024, 64), (256, 16), (64, 4),
 /// The event as a sample: `event_json` with the raw record, at most `max_bytes` of JSON.
 pub fn event_sample(event: &AuditEvent, catalog: &OperationCatalog, max_bytes: usize) -> String {
     let head = event_json(event, catalog, false);
-    let whole = json_len(&head) + json_len(&event.raw) + r#","raw":"#.len();
-    if whole <= max_bytes {
-        return with_raw(head, event.raw.clone()).to_string();
+    // The usual case, in one pass and without copying the record: the
+    // normalized fields, then `"raw"` spliced in before the closing brace;
+    // writing stops as soon as it outgrows the cap.
+    let mut out = Capped {
+        text: Vec::with_capacity(4096.min(max_bytes)),
+        max_bytes,
+    };
+    if serde_json::to_writer(&mut out, &head).is_ok() && out.text.pop() == Some(b'}') {
+        let separator: &[u8] = if out.text == b"{" { br#""raw":"# } else { br#","raw":"# };
+        let fits = io::Write::write_all(&mut out, separator).is_ok()
+            && serde_json::to_writer(&mut out, &event.raw).is_ok()
+            && io::Write::write_all(&mut out, b"}").is_ok();
+        // serde_json writes valid UTF-8.
+        if fits && let Ok(text) = String::from_utf8(out.text) {
+            return text;
+        }
     }
     // Cut without cloning the big parts first: `truncated` copies only what it keeps.
     for (strings, items) in STEPS {
@@ -51,6 +64,25 @@ pub fn bounded_json(value: &Value, max_bytes: usize) -> String {
         }
     }
     fewer_fields(&truncated(value, 16, 2), max_bytes)
+}
+
+/// A writer that refuses to grow past `max_bytes`.
+struct Capped {
+    text: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.text.len() + bytes.len() > self.max_bytes {
+            return Err(io::Error::other("over the sample size cap"));
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn with_raw(mut head: Value, raw: Value) -> Value {
@@ -200,5 +232,32 @@ mod tests {
                 .unwrap()
                 .contains("…[truncated: 10000 bytes in all]")
         );
+    }
+
+    #[test]
+    fn a_sample_is_the_event_json_with_its_raw_record() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/records/aws_single_record.json"
+        ))
+        .unwrap();
+        let mut decoded = crate::event::decode::Decoded::default();
+        let origin = crate::event::origin::Origin::new(std::sync::Arc::from("t"), Default::default());
+        crate::event::decode::decode_chunk(text.as_bytes(), &origin, &mut decoded);
+        let candidate = decoded.candidates.pop().unwrap();
+        let event = crate::event::normalize::normalize(
+            candidate,
+            &crate::event::normalize::NormalizeContext::new(chrono::Utc::now()),
+        )
+        .unwrap();
+        let catalog = OperationCatalog::default();
+        let sample: Value = serde_json::from_str(&event_sample(&event, &catalog, 32 << 10)).unwrap();
+        assert_eq!(sample, event_json(&event, &catalog, true));
+        // Capped: still every field, the raw record cut to fit.
+        let small = event_sample(&event, &catalog, 1200);
+        assert!(small.len() <= 1200, "{} bytes", small.len());
+        let small: Value = serde_json::from_str(&small).unwrap();
+        assert_eq!(small["action"], "AttachUserPolicy");
+        assert!(small["raw"].is_object());
     }
 }
