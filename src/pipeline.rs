@@ -216,6 +216,14 @@ fn memory_estimate(bytes: &[u8], nodes: Option<u32>) -> usize {
     bytes.len().saturating_add(nodes.saturating_mul(NODE_BYTES))
 }
 
+/// Run `wait` (a blocking receive), adding the time it took to `total`.
+fn timed<T>(total: &mut Duration, wait: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = wait();
+    *total += started.elapsed();
+    result
+}
+
 /// How long the daemon's engine waits for more events before committing a
 /// transaction that is not full: what it adds to an alarm's latency, at
 /// most, against one commit (one fsync) per source batch during a backlog.
@@ -635,8 +643,10 @@ fn engine_stage(
     let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut closed = false;
     let mut reclaimer = Reclaimer::default();
-    // Events written to `pending_events` (held across a commit), for the debug log.
+    // Events written to `pending_events` (held across a commit), and time
+    // spent waiting for input, for the debug log.
     let mut pending_written = 0u64;
+    let mut waited = Duration::ZERO;
     let mut chain_logged = Instant::now();
     if options.chain_log_interval.is_some() {
         log_chain_head(&store);
@@ -658,7 +668,7 @@ fn engine_stage(
                     None
                 }
             },
-            None => match receiver.recv() {
+            None => match timed(&mut waited, || receiver.recv()) {
                 Ok(batch) => Some(batch),
                 Err(_) => {
                     closed = true;
@@ -732,18 +742,23 @@ fn engine_stage(
                 } else if events_in_transaction < options.batch_events {
                     next = match receiver.try_recv() {
                         Ok(batch) => Some(batch),
-                        // A replay waits for a full transaction: nobody is
-                        // waiting for its alarms, and a directory of small
-                        // files would otherwise commit a transaction per file
-                        // or two (four times as many, each rewriting the
-                        // same rollup rows).
-                        Err(TryRecvError::Empty) if options.fill_transactions => match receiver.recv() {
-                            Ok(batch) => Some(batch),
-                            Err(_) => {
-                                closed = true;
-                                None
+                        // A replay waits for a quarter-full transaction:
+                        // nobody is waiting for its alarms, and a directory
+                        // of small files would otherwise commit a transaction
+                        // per file or two (each rewriting the same rollup
+                        // rows); past a quarter, committing while the source
+                        // catches up uses time that waiting would waste.
+                        Err(TryRecvError::Empty)
+                            if options.fill_transactions && events_in_transaction < options.batch_events / 4 =>
+                        {
+                            match timed(&mut waited, || receiver.recv()) {
+                                Ok(batch) => Some(batch),
+                                Err(_) => {
+                                    closed = true;
+                                    None
+                                }
                             }
-                        },
+                        }
                         // The daemon waits a moment for more before committing:
                         // during a backlog the next batch is a few milliseconds
                         // away, and each commit costs an fsync.
@@ -844,6 +859,7 @@ fn engine_stage(
     tracing::debug!(
         transactions = stats.transactions.load(Ordering::Relaxed),
         pending_written,
+        waited_ms = waited.as_millis() as u64,
         "engine done"
     );
     Ok(())
