@@ -32,7 +32,7 @@ use crate::rules::state::StateLimits;
 use crate::rules::testing::run_tests;
 use crate::rules::{Rule, RuleMatch, RuleOptions, RuleSet, load_rules};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
-use crate::source::merge::{DAEMON_BATCH_RECORDS, Finished, Input, MergeOptions, REPLAY_BATCH_RECORDS, read_merged};
+use crate::source::merge::{Finished, Input, MergeOptions, STREAM_BATCH_RECORDS, read_merged};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
 use crate::source::{ChunkBatch, FileCheckpoint};
 
@@ -280,11 +280,7 @@ fn merge_options(settings: &Settings, with_checkpoints: bool) -> MergeOptions {
         naive_time_offset: settings.naive_time_offset,
         time_window: settings.time_window,
         with_checkpoints,
-        batch_records: if with_checkpoints {
-            DAEMON_BATCH_RECORDS
-        } else {
-            REPLAY_BATCH_RECORDS
-        },
+        batch_records: STREAM_BATCH_RECORDS,
     }
 }
 
@@ -555,6 +551,7 @@ pub fn normalize_files_within(
             on_dead_letter(letter);
         }
         for chunk in &batch.chunks {
+            context.ingest_time = chunk.ingest_time.unwrap_or(batch.ingest_time);
             let keep_going = normalize_chunk(
                 chunk,
                 &context,

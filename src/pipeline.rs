@@ -235,10 +235,11 @@ struct EventBatch {
     /// Estimated memory of each event (its chunk's `memory_estimate`, shared
     /// among the chunk's events): what the reorder buffer's byte cap counts.
     sizes: Vec<u32>,
-    /// The source's floor after this batch (see `ChunkBatch::floor_ms`).
-    floor_ms: Option<i64>,
+    /// The source's floors (see `ChunkBatch::floors`), by number of events
+    /// instead of chunks.
+    floors: Vec<(u32, i64)>,
     dead_letters: Vec<DeadLetter>,
-    checkpoint: Option<FileCheckpoint>,
+    checkpoints: Vec<FileCheckpoint>,
     kafka_offsets: Vec<KafkaOffset>,
     flush: Option<SyncSender<()>>,
     started: Option<Instant>,
@@ -450,17 +451,24 @@ fn normalize_stage(
         let mut out = EventBatch {
             events: Vec::with_capacity(batch.chunks.len()),
             sizes: Vec::with_capacity(batch.chunks.len()),
-            floor_ms: batch.floor_ms,
+            floors: Vec::with_capacity(batch.floors.len()),
             dead_letters: batch.source_errors,
-            checkpoint: batch.checkpoint,
+            checkpoints: batch.checkpoints,
             kafka_offsets: batch.kafka_offsets,
             flush: batch.flush,
             started: batch.started,
         };
         let mut bytes = 0u64;
-        for chunk in &batch.chunks {
+        let mut floors = batch.floors.iter().peekable();
+        for (index, chunk) in batch.chunks.iter().enumerate() {
+            // Floors count chunks; the engine counts events.
+            while let Some((_, floor)) = floors.next_if(|(end, _)| (*end as usize) <= index) {
+                out.floors
+                    .push((u32::try_from(out.events.len()).unwrap_or(u32::MAX), *floor));
+            }
             bytes += chunk.bytes.len() as u64;
             let (events_before, letters_before) = (out.events.len(), out.dead_letters.len());
+            context.ingest_time = chunk.ingest_time.unwrap_or(batch.ingest_time);
             normalize_chunk(
                 chunk,
                 &context,
@@ -486,6 +494,10 @@ fn normalize_stage(
                     out.events.len() - events_before,
                 );
             }
+        }
+        for (_, floor) in floors {
+            out.floors
+                .push((u32::try_from(out.events.len()).unwrap_or(u32::MAX), *floor));
         }
         for letter in &out.dead_letters {
             log.log(letter);
@@ -709,7 +721,12 @@ fn engine_stage(
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
                 reclaimer.note(batch.sizes.iter().map(|size| u64::from(*size)).sum());
+                let mut floors = batch.floors.iter().peekable();
                 for (index, event) in batch.events.drain(..).enumerate() {
+                    // A floor holds once the part of the batch it came with is in.
+                    while let Some((_, floor)) = floors.next_if(|(end, _)| (*end as usize) <= index) {
+                        buffer.set_floor(*floor);
+                    }
                     let size = batch.sizes.get(index).copied().unwrap_or(0) as usize;
                     buffer.push(event, size, None);
                     // Release as we go, so memory holds only the lateness window.
@@ -717,15 +734,14 @@ fn engine_stage(
                         evaluator.release(held);
                     }
                 }
-                // The floor holds once the batch it came with is in.
-                if let Some(floor) = batch.floor_ms {
-                    buffer.set_floor(floor);
-                    while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
-                        evaluator.release(held);
-                    }
+                for (_, floor) in floors {
+                    buffer.set_floor(*floor);
+                }
+                while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+                    evaluator.release(held);
                 }
                 write.dead_letters.append(&mut batch.dead_letters);
-                if let Some(checkpoint) = batch.checkpoint {
+                for checkpoint in batch.checkpoints.drain(..) {
                     // Only the latest checkpoint per file matters.
                     write.checkpoints.retain(|existing| existing.path != checkpoint.path);
                     write.checkpoints.push(checkpoint);

@@ -230,7 +230,7 @@ impl StreamReader {
                 batch.chunks.push(chunk_of(&self.source, frame));
                 self.summary.chunks += 1;
                 if batch.chunks.len() >= options.batch_chunks || bytes >= options.batch_bytes {
-                    batch.checkpoint = make_checkpoint(end, false);
+                    batch.checkpoints.extend(make_checkpoint(end, false));
                     return Some(batch);
                 }
             }
@@ -247,7 +247,7 @@ impl StreamReader {
         };
         self.summary.end = end;
         batch.source_errors.extend(self.read_error.take());
-        batch.checkpoint = make_checkpoint(end, true);
+        batch.checkpoints.extend(make_checkpoint(end, true));
         self.done = true;
         Some(batch)
     }
@@ -261,6 +261,7 @@ fn chunk_of(source: &Arc<str>, frame: Frame) -> Chunk {
         origin,
         oversized: frame.oversized,
         nodes: Some(frame.nodes),
+        ingest_time: None,
     }
 }
 
@@ -522,7 +523,7 @@ mod tests {
     fn batches_carry_checkpoints_that_resume_exactly() {
         let text = b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n";
         let (batches, _) = collect(text, StartAt::default());
-        let first = batches[0].checkpoint.clone().unwrap();
+        let first = batches[0].checkpoints[0].clone();
         assert_eq!(batches[0].chunks.len(), 2);
         assert!(!first.completed);
         // Resume from the first checkpoint: only the third record remains.
@@ -538,7 +539,7 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].bytes, b"{\"n\":3}");
         assert_eq!(chunks[0].origin.line(), Some(3));
-        assert!(resumed.last().unwrap().checkpoint.as_ref().unwrap().completed);
+        assert!(resumed.last().unwrap().checkpoints[0].completed);
     }
 
     #[test]
@@ -551,7 +552,7 @@ mod tests {
         assert_eq!(sizes, [2, 2, 1]);
         assert_eq!(batches[1].chunks[1].origin.to_string(), "mem:1[3]");
         assert_eq!(summary.chunks, 5);
-        let first = batches[0].checkpoint.clone().unwrap();
+        let first = batches[0].checkpoints[0].clone();
         assert_eq!(first.container.map(|at| at.next_index), Some(2));
         // A restart from the first batch's checkpoint reads records 2, 3 and 4 only.
         let (resumed, _) = collect(
@@ -575,7 +576,7 @@ mod tests {
                 "mem:1[4] {\"eventName\":\"E4\"}"
             ]
         );
-        let last = resumed.last().unwrap().checkpoint.clone().unwrap();
+        let last = resumed.last().unwrap().checkpoints[0].clone();
         assert!(last.completed);
         assert_eq!(last.container, None, "the document ended");
     }

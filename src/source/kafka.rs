@@ -394,6 +394,7 @@ impl Batcher {
                     origin,
                     oversized,
                     nodes: None,
+                    ingest_time: None,
                 });
             }
         }

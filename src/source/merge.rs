@@ -48,22 +48,21 @@ pub struct MergeOptions {
     pub time_window: TimeWindow,
     /// Attach file checkpoints to batches (the daemon).
     pub with_checkpoints: bool,
-    /// Most records per batch of one stream (`REPLAY_BATCH_RECORDS`, `DAEMON_BATCH_RECORDS`).
+    /// Most records per batch of one stream (`STREAM_BATCH_RECORDS`).
     pub batch_records: usize,
 }
 
-/// Records per batch of one stream in a replay: small enough that one
-/// stream does not run far ahead of the others in event time (what it reads
-/// beyond the floor waits in the reorder buffer), large enough that the peek
-/// at each batch's last record costs under 1 % of normalizing.
-pub const REPLAY_BATCH_RECORDS: usize = 128;
-
-/// Records per batch of one stream in the daemon, smaller: an event still
-/// waiting when its transaction commits is written to the store (so a
-/// restart resumes it), and a stream running ahead makes more of them wait
-/// (measured on 4 322 hourly files: 54 000 of 200 000 events written at
-/// 128, 33 000 at 32).
-pub const DAEMON_BATCH_RECORDS: usize = 32;
+/// Records per batch of one stream: small, so that no stream runs far ahead
+/// of the others in event time — what it reads beyond the floor waits in
+/// the reorder buffer, and in the daemon an event still waiting when its
+/// transaction commits is written to the store so that a restart resumes it
+/// (measured on 4 322 hourly files: 54 000 of 200 000 events written at 128
+/// records per batch, 33 000 at 32); large enough that the peek at each
+/// batch's last record costs about 3 % of normalizing, on the reading
+/// thread. The same for `replay` and the daemon, so both interleave files
+/// alike (which matters only for records out of order by more than the
+/// allowed lateness). Batches sent down the pipeline gather several of these.
+pub const STREAM_BATCH_RECORDS: usize = 32;
 
 /// One input of a merged read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +187,7 @@ fn peek_files(inputs: &[Input], read: &ReadOptions, room: usize, options: &Merge
                             origin: Default::default(),
                             oversized: frame.oversized,
                             nodes: Some(frame.nodes),
+                            ingest_time: None,
                         })
                         .and_then(|chunk| peek.newest(&chunk, ingest_time))
                         .unwrap_or(i64::MIN);
@@ -313,9 +313,13 @@ pub fn read_merged(
             .unwrap_or(i64::MAX)
     };
     send(ChunkBatch {
-        floor_ms: Some(floor(&active, &waiting)),
+        floors: vec![(0, floor(&active, &waiting))],
         ..ChunkBatch::default()
     })?;
+    // Streams' batches are small (see `REPLAY_BATCH_RECORDS`); what goes
+    // down the pipeline gathers several of them, so its stages hand over
+    // full batches (small ones doubled the context switches between them).
+    let mut outgoing = Outgoing::default();
     loop {
         let next_active = active.peek().map(|Reverse(key)| *key);
         let next_waiting = waiting.peek().map(|Reverse(key)| *key);
@@ -345,7 +349,7 @@ pub fn read_merged(
         let Some(stream) = open[index].as_mut() else {
             continue;
         };
-        let Some(mut batch) = stream.next_batch(&mut buffer, &read, options.with_checkpoints) else {
+        let Some(batch) = stream.next_batch(&mut buffer, &read, options.with_checkpoints) else {
             continue;
         };
         // Where the stream now stands: the time of the last record it handed
@@ -375,10 +379,55 @@ pub fn read_merged(
         // No stream will hand out anything older than where the slowest
         // one stands (give or take the lateness inside a file). A stream
         // read alone needs no floor: its own order is the order.
-        batch.floor_ms = Some(if alone { i64::MAX } else { floor(&active, &waiting) });
-        send(batch)?;
+        let floor = if alone { i64::MAX } else { floor(&active, &waiting) };
+        if outgoing.add(batch, floor, &options.read) {
+            send(outgoing.take())?;
+        }
+    }
+    if !outgoing.is_empty() {
+        send(outgoing.take())?;
     }
     Ok(())
+}
+
+/// Batches of several streams gathered into one.
+#[derive(Default)]
+struct Outgoing {
+    batch: Option<ChunkBatch>,
+    bytes: usize,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.batch.is_none()
+    }
+
+    /// Add a stream's batch, after which the merge's floor is `floor`;
+    /// true when the gathered batch is full.
+    fn add(&mut self, mut batch: ChunkBatch, floor: i64, options: &ReadOptions) -> bool {
+        // Each chunk keeps its own file's last-resort time.
+        for chunk in &mut batch.chunks {
+            chunk.ingest_time = Some(batch.ingest_time);
+            self.bytes += chunk.bytes.len();
+        }
+        let gathered = self.batch.get_or_insert_with(ChunkBatch::default);
+        gathered.chunks.append(&mut batch.chunks);
+        gathered.checkpoints.append(&mut batch.checkpoints);
+        gathered.source_errors.append(&mut batch.source_errors);
+        // The floor holds once this part is in, not before.
+        gathered
+            .floors
+            .push((u32::try_from(gathered.chunks.len()).unwrap_or(u32::MAX), floor));
+        self.batch
+            .as_ref()
+            .is_some_and(|gathered| gathered.chunks.len() >= options.batch_chunks)
+            || self.bytes >= options.batch_bytes
+    }
+
+    fn take(&mut self) -> ChunkBatch {
+        self.bytes = 0;
+        self.batch.take().unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -402,7 +451,7 @@ mod tests {
             naive_time_offset: FixedOffset::east_opt(8 * 3600).unwrap(),
             time_window: TimeWindow::default(),
             with_checkpoints: true,
-            batch_records: REPLAY_BATCH_RECORDS,
+            batch_records: STREAM_BATCH_RECORDS,
         }
     }
 
@@ -420,7 +469,7 @@ mod tests {
                     let id = text.split("\"eventID\":\"").nth(1).unwrap().split('"').next().unwrap();
                     ids.push(id.to_string());
                 }
-                floors.push(batch.floor_ms.unwrap());
+                floors.extend(batch.floors.iter().map(|(_, floor)| *floor));
                 Ok(())
             },
             &mut |done| {
@@ -483,6 +532,66 @@ mod tests {
             assert!(floors.windows(2).all(|pair| pair[0] <= pair[1]), "{floors:?}");
             assert_eq!(*floors.last().unwrap(), i64::MAX, "nothing left at the end");
         }
+    }
+
+    #[test]
+    fn batches_of_several_files_keep_each_files_checkpoint_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inputs = Vec::new();
+        for (name, hour) in [("a.jsonl", 0), ("b.jsonl", 1)] {
+            let lines: Vec<String> = (0..3)
+                .map(|n| record(&format!("{name}{n}"), &format!("2026-03-02T0{hour}:0{n}:00Z")))
+                .collect();
+            let path = dir.path().join(name);
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            inputs.push(Input::File {
+                path,
+                start: StartAt::default(),
+            });
+        }
+        let options = MergeOptions {
+            read: ReadOptions {
+                batch_chunks: 8,
+                ..ReadOptions::default()
+            },
+            batch_records: 2,
+            ..options(4)
+        };
+        let mut batches = Vec::new();
+        read_merged(
+            &inputs,
+            &options,
+            &mut |batch| {
+                batches.push(batch);
+                Ok(())
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        // The floor-only batch, then one batch gathering both files' records.
+        assert_eq!(batches.len(), 2);
+        let gathered = &batches[1];
+        assert_eq!(gathered.chunks.len(), 6);
+        assert!(gathered.chunks.iter().all(|chunk| chunk.ingest_time.is_some()));
+        let mut files: Vec<(String, bool)> = gathered
+            .checkpoints
+            .iter()
+            .map(|checkpoint| {
+                (
+                    checkpoint.path.rsplit('/').next().unwrap().to_string(),
+                    checkpoint.completed,
+                )
+            })
+            .collect();
+        files.dedup();
+        assert!(files.contains(&("a.jsonl".to_string(), true)), "{files:?}");
+        assert!(files.contains(&("b.jsonl".to_string(), true)), "{files:?}");
+        // One floor per part: gathering does not change when events are released.
+        assert!(gathered.floors.len() >= 3, "{:?}", gathered.floors);
+        assert_eq!(
+            gathered.floors.last().map(|(end, floor)| (*end, *floor)),
+            Some((6, i64::MAX))
+        );
     }
 
     #[test]
