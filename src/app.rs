@@ -18,6 +18,7 @@ use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::event_json;
 use crate::event::model::AuditEvent;
 use crate::event::normalize::NormalizeContext;
+use crate::event::window::TimeWindow;
 use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
 use crate::pipeline::{
     MatchSink, Pipeline, PipelineHooks, PipelineOptions, PipelineReport, normalize_chunk, shared_rules,
@@ -25,6 +26,7 @@ use crate::pipeline::{
 use crate::rules::state::StateLimits;
 use crate::rules::{Rule, RuleMatch, RuleSet};
 use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
+use crate::source::merge::{Finished, Input, MergeOptions, STREAM_BATCH_RECORDS, read_merged};
 use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
 use crate::source::{ChunkBatch, FileCheckpoint};
 use crate::terminal::show;
@@ -48,11 +50,16 @@ fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
         batch_events: settings.pipeline.batch_events,
         channel_batches: settings.pipeline.channel_batches,
         samples_per_alarm: settings.store.samples_per_alarm as usize,
+        max_sample_bytes: settings.store.max_sample_bytes,
         naive_time_offset: settings.naive_time_offset,
+        time_window: settings.time_window,
         store_retries: settings.pipeline.store_retries,
         allowed_lateness: settings.pipeline.allowed_lateness,
         max_hold: (daemon && !max_hold.is_zero()).then_some(max_hold),
+        persist_pending: daemon,
+        fill_transactions: !daemon,
         max_buffered_events: settings.pipeline.max_buffered_events,
+        max_buffered_bytes: settings.pipeline.max_buffered_bytes,
         state_limits: StateLimits {
             max_entries: settings.state.max_entries,
             key_ttl_ms: millis(settings.state.key_ttl),
@@ -161,7 +168,20 @@ fn millis(duration: Duration) -> i64 {
 fn read_options(settings: &Settings) -> ReadOptions {
     ReadOptions {
         max_document_bytes: settings.files.max_document_bytes,
+        batch_bytes: settings.pipeline.batch_bytes,
         ..ReadOptions::default()
+    }
+}
+
+/// How file sources read many files: merged in event-time order.
+fn merge_options(settings: &Settings, with_checkpoints: bool) -> MergeOptions {
+    MergeOptions {
+        read: read_options(settings),
+        max_open_files: settings.files.max_open_files,
+        naive_time_offset: settings.naive_time_offset,
+        time_window: settings.time_window,
+        with_checkpoints,
+        batch_records: STREAM_BATCH_RECORDS,
     }
 }
 
@@ -327,9 +347,8 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         PipelineHooks::default(),
     );
     let sender = pipeline.sender();
-    let options = read_options(settings);
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
-    read_paths(&request.paths, &options, &mut send)?;
+    read_paths_merged(&request.paths, &merge_options(settings, false), &mut send)?;
     drop(sender);
     let report = pipeline.finish();
     if let Some(error) = report.store_error {
@@ -388,11 +407,33 @@ pub fn summary_line(report: &PipelineReport) -> String {
 
 /// Read, decode and normalize `paths` (files, directories or `-`), calling
 /// `on_event` for each event (operations classified with `catalog`) and
-/// `on_dead_letter` for each unreadable record. `on_event` returns false to stop.
+/// `on_dead_letter` for each unreadable record. `on_event` returns false to
+/// stop. Event times are checked against the default `TimeWindow`.
 pub fn normalize_files(
     paths: &[String],
     read_options: &ReadOptions,
     naive_time_offset: chrono::FixedOffset,
+    catalog: &crate::rules::OperationCatalog,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> Result<(), AppError> {
+    normalize_files_within(
+        paths,
+        read_options,
+        naive_time_offset,
+        &TimeWindow::default(),
+        catalog,
+        on_event,
+        on_dead_letter,
+    )
+}
+
+/// `normalize_files` with the configured window of believable event times.
+pub fn normalize_files_within(
+    paths: &[String],
+    read_options: &ReadOptions,
+    naive_time_offset: chrono::FixedOffset,
+    time_window: &TimeWindow,
     catalog: &crate::rules::OperationCatalog,
     on_event: &mut dyn FnMut(AuditEvent) -> bool,
     on_dead_letter: &mut dyn FnMut(DeadLetter),
@@ -402,13 +443,16 @@ pub fn normalize_files(
     let mut handle = |batch: ChunkBatch| -> Result<(), Stopped> {
         let mut context = NormalizeContext::new(batch.ingest_time);
         context.naive_time_offset = naive_time_offset;
+        let bounds = time_window.bounds(chrono::Utc::now());
         for letter in batch.source_errors {
             on_dead_letter(letter);
         }
         for chunk in &batch.chunks {
+            context.ingest_time = chunk.ingest_time.unwrap_or(batch.ingest_time);
             let keep_going = normalize_chunk(
                 chunk,
                 &context,
+                &bounds,
                 &mut decoded,
                 &mut |mut event| {
                     catalog.classify_event(&mut event);
@@ -435,8 +479,42 @@ fn check_paths(paths: &[String]) -> Result<(), AppError> {
     }
 }
 
+/// Every file of `paths` (directories recursively) and stdin (`-`), read
+/// as one stream merged in event-time order (`source::merge`), handing
+/// batches to `send` until it stops. Unreadable files are reported and skipped.
+fn read_paths_merged(
+    paths: &[String],
+    options: &MergeOptions,
+    send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
+) -> Result<(), AppError> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
+            context: path.clone(),
+            source,
+        })?;
+        inputs.extend(files.into_iter().map(|path| Input::File {
+            path,
+            start: StartAt::default(),
+        }));
+    }
+    let mut on_finished = |finished: Finished| {
+        if let Err(error) = finished.result {
+            tracing::warn!(%error, "cannot read");
+        }
+    };
+    // Stopped: the pipeline is gone; its report says why.
+    let _ = read_merged(&inputs, options, send, &mut on_finished);
+    Ok(())
+}
+
 /// Read files, directories (recursively, in path order) and stdin (`-`) in
-/// order, handing batches to `send` until it stops.
+/// order, handing batches to `send` until it stops (`normalize`, which
+/// prints records in the order they are found).
 fn read_paths(
     paths: &[String],
     options: &ReadOptions,
@@ -483,10 +561,11 @@ pub fn normalize_paths(
     let mut events = 0u64;
     let mut malformed = 0u64;
     let mut write_error = None;
-    normalize_files(
+    normalize_files_within(
         paths,
         &read_options(settings),
         settings.naive_time_offset,
+        &settings.time_window,
         &catalog,
         &mut |event| match writeln!(out, "{}", event_json(&event, &catalog, include_raw)) {
             Ok(()) => {
@@ -611,7 +690,7 @@ impl Daemon {
             watch: settings.files.watch && !once,
             poll_interval: settings.files.poll_interval,
             settle: settings.files.settle,
-            read: read_options(settings),
+            merge: merge_options(settings, true),
         };
         for path in &options.paths {
             if !path.exists() {
@@ -692,6 +771,7 @@ impl Daemon {
             committed_receiver,
             metrics,
             once,
+            settings.pipeline.batch_bytes,
         ) {
             Ok(source) => source,
             Err(error) => {

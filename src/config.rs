@@ -12,6 +12,7 @@ use chrono::FixedOffset;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::event::window::TimeWindow;
 pub use crate::source::kafka::{KafkaSettings, StartPosition};
 
 /// The shipped default configuration, also used when `config/default.toml`
@@ -136,6 +137,7 @@ struct RawFiles {
     poll_interval: Option<String>,
     settle: Option<String>,
     max_document_bytes: Option<u64>,
+    max_open_files: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -143,6 +145,7 @@ struct RawFiles {
 struct RawStore {
     path: Option<String>,
     samples_per_alarm: Option<u32>,
+    max_sample_bytes: Option<u64>,
     synchronous: Option<String>,
     chain_log_interval: Option<String>,
     #[serde(default)]
@@ -158,6 +161,8 @@ struct RawPipeline {
     allowed_lateness: Option<String>,
     max_hold: Option<String>,
     max_buffered_events: Option<usize>,
+    max_buffered_bytes: Option<u64>,
+    batch_bytes: Option<u64>,
     shutdown_deadline: Option<String>,
 }
 
@@ -186,6 +191,8 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawNormalize {
     naive_time_offset: Option<String>,
+    earliest_event_time: Option<String>,
+    max_future_skew: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -208,6 +215,8 @@ pub struct Settings {
     pub state: StateSettings,
     pub rules: RuleSettings,
     pub naive_time_offset: FixedOffset,
+    /// Believable event times (`normalize.earliest_event_time`, `normalize.max_future_skew`).
+    pub time_window: TimeWindow,
     pub log: LogSettings,
     pub activity: ActivitySettings,
     pub traces: TraceSettings,
@@ -306,12 +315,16 @@ pub struct FileSourceSettings {
     /// A changed file must stay unchanged this long before it is read.
     pub settle: Duration,
     pub max_document_bytes: usize,
+    /// Most files open at once while reading many merged in event-time order.
+    pub max_open_files: usize,
 }
 
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
     pub path: PathBuf,
     pub samples_per_alarm: u32,
+    /// Largest sample (an event kept as evidence) in bytes of JSON; longer values are cut.
+    pub max_sample_bytes: usize,
     pub synchronous_full: bool,
     /// The daemon logs the hash chain's head this often (for anchoring elsewhere).
     pub chain_log_interval: Duration,
@@ -339,6 +352,10 @@ pub struct PipelineSettings {
     /// Daemon: the longest an event waits for reordering (0 = event time only).
     pub max_hold: Duration,
     pub max_buffered_events: usize,
+    /// Most memory (estimated from the records' JSON) held for reordering.
+    pub max_buffered_bytes: usize,
+    /// Most bytes of records per batch read from a source.
+    pub batch_bytes: usize,
     /// Shutdown (stop intake, drain, commit) must finish within this.
     pub shutdown_deadline: Duration,
 }
@@ -452,6 +469,11 @@ impl Settings {
             settle: duration("source.files.settle", raw.source.files.settle, "1s")?,
             max_document_bytes: usize::try_from(raw.source.files.max_document_bytes.unwrap_or(256 << 20))
                 .map_err(|_| "`source.files.max_document_bytes` is too large".to_string())?,
+            max_open_files: match raw.source.files.max_open_files {
+                None => 256,
+                Some(0) => return Err("`source.files.max_open_files` = 0: at least one file must be open".into()),
+                Some(count) => count,
+            },
         };
         if files.max_document_bytes < 1024 {
             return Err("`source.files.max_document_bytes` must be at least 1024".into());
@@ -492,6 +514,7 @@ impl Settings {
         let store = StoreSettings {
             path: PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
             samples_per_alarm: raw.store.samples_per_alarm.unwrap_or(10),
+            max_sample_bytes: byte_size("store.max_sample_bytes", raw.store.max_sample_bytes, 32 << 10, 1024)?,
             synchronous_full,
             chain_log_interval: not_zero(
                 "store.chain_log_interval",
@@ -523,6 +546,13 @@ impl Settings {
                 1,
                 "events held for reordering",
             )?,
+            max_buffered_bytes: byte_size(
+                "pipeline.max_buffered_bytes",
+                raw.pipeline.max_buffered_bytes,
+                256 << 20,
+                1 << 20,
+            )?,
+            batch_bytes: byte_size("pipeline.batch_bytes", raw.pipeline.batch_bytes, 1 << 20, 4096)?,
             shutdown_deadline: not_zero(
                 "pipeline.shutdown_deadline",
                 duration("pipeline.shutdown_deadline", raw.pipeline.shutdown_deadline, "30s")?,
@@ -571,9 +601,14 @@ impl Settings {
                 .collect(),
             watch: raw.rules.watch.unwrap_or(true),
         };
-        let offset_text = raw.normalize.naive_time_offset.unwrap_or_else(|| "+08:00".into());
+        let offset_text = raw
+            .normalize
+            .naive_time_offset
+            .clone()
+            .unwrap_or_else(|| "+08:00".into());
         let naive_time_offset = parse_offset(&offset_text)
             .ok_or_else(|| format!("`normalize.naive_time_offset` = \"{offset_text}\" is not an offset like +08:00"))?;
+        let time_window = time_window(&raw.normalize, &duration)?;
         let format = raw.log.format.unwrap_or_else(|| "text".into());
         let json = match format.as_str() {
             "text" => false,
@@ -629,12 +664,55 @@ impl Settings {
             state,
             rules,
             naive_time_offset,
+            time_window,
             log: LogSettings { level, json },
             activity,
             traces,
             api,
         })
     }
+}
+
+/// A size in bytes: `default` when unset, at least `minimum`.
+fn byte_size(key: &str, value: Option<u64>, default: usize, minimum: usize) -> Result<usize, String> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match usize::try_from(value) {
+        Ok(bytes) if bytes >= minimum => Ok(bytes),
+        Ok(_) => Err(format!("`{key}` = {value} is too small: at least {minimum} bytes")),
+        Err(_) => Err(format!("`{key}` = {value} is too large for this machine")),
+    }
+}
+
+/// `normalize.earliest_event_time` and `normalize.max_future_skew`.
+fn time_window(raw: &RawNormalize, duration: &DurationParser<'_>) -> Result<TimeWindow, String> {
+    let earliest = match raw.earliest_event_time.as_deref().map(str::trim) {
+        None => TimeWindow::default().earliest,
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|time| time.with_timezone(&chrono::Utc))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+            })
+            .map_err(|_| {
+                format!(
+                    "`normalize.earliest_event_time` = \"{text}\" is not a date or an RFC 3339 time \
+                     (e.g. \"2006-01-01\", \"2006-01-01T00:00:00Z\")"
+                )
+            })?,
+    };
+    if earliest > chrono::Utc::now() {
+        return Err(format!(
+            "`normalize.earliest_event_time` = \"{}\" is in the future: every record would be refused",
+            earliest.to_rfc3339()
+        ));
+    }
+    let max_future_skew = duration("normalize.max_future_skew", raw.max_future_skew.clone(), "1h")?;
+    Ok(TimeWindow {
+        earliest,
+        max_future_skew,
+    })
 }
 
 /// Longest token name (it becomes the actor of changes, at most 100 characters there).

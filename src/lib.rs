@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod mask;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

@@ -8,8 +8,16 @@
 //! releases events sorted by (time, event id). Ties broken by event id make the
 //! order independent of arrival order. In the daemon an event is also released
 //! once it has waited `max_hold` of wall-clock time (so alarms are not held back
-//! when the stream goes quiet); a replay uses event time only. A cap on the
-//! number of held events bounds memory: past it, the oldest are released early.
+//! when the stream goes quiet); a replay uses event time only. Caps on the
+//! number of held events and on their bytes (the records' JSON size, so a
+//! burst of large records cannot hold gigabytes) bound memory: past either,
+//! the oldest are released early (counted as forced).
+//!
+//! A source that merges many streams by time (a directory replay, see
+//! `source::merge`) also says how far all of its streams have got — its
+//! floor: no record it sends later is older than that, give or take the
+//! lateness. The watermark never passes the floor, so events of one file are
+//! held until the other files have caught up with them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -24,6 +32,8 @@ pub struct Held {
     pub event: AuditEvent,
     /// Arrival number; also the row id when persisted.
     pub seq: u64,
+    /// Size of the record as read (its share of the JSON it came in).
+    pub bytes: u32,
     /// Already written to `pending_events`.
     pub persisted: bool,
 }
@@ -45,6 +55,11 @@ pub struct ReorderBuffer {
     lateness_ms: i64,
     max_hold: Option<Duration>,
     max_events: usize,
+    max_bytes: usize,
+    /// Bytes of the held events.
+    held_bytes: usize,
+    /// The source's floor (see the module header); `i64::MAX` when it gives none.
+    floor_ms: i64,
     entries: BTreeMap<Key, Held>,
     arrivals: VecDeque<(Instant, Key)>,
     /// Newest event time seen (future times beyond one hour of the wall clock are not trusted).
@@ -57,11 +72,14 @@ pub struct ReorderBuffer {
 }
 
 impl ReorderBuffer {
-    pub fn new(lateness: Duration, max_hold: Option<Duration>, max_events: usize) -> ReorderBuffer {
+    pub fn new(lateness: Duration, max_hold: Option<Duration>, max_events: usize, max_bytes: usize) -> ReorderBuffer {
         ReorderBuffer {
             lateness_ms: i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX),
             max_hold,
             max_events: max_events.max(1),
+            max_bytes: max_bytes.max(1),
+            held_bytes: 0,
+            floor_ms: i64::MAX,
             entries: BTreeMap::new(),
             arrivals: VecDeque::new(),
             max_time_ms: i64::MIN,
@@ -80,8 +98,19 @@ impl ReorderBuffer {
         self.entries.is_empty()
     }
 
-    /// Add an event. `persisted_seq` restores one loaded from the store.
-    pub fn push(&mut self, event: AuditEvent, persisted_seq: Option<u64>) {
+    /// Bytes of the held events.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The source's floor: records it sends from now on are not older than
+    /// this (give or take the lateness). `i64::MAX` lifts it.
+    pub fn set_floor(&mut self, floor_ms: i64) {
+        self.floor_ms = floor_ms;
+    }
+
+    /// Add an event of `bytes` bytes. `persisted_seq` restores one loaded from the store.
+    pub fn push(&mut self, event: AuditEvent, bytes: usize, persisted_seq: Option<u64>) {
         let time = event.time.timestamp_millis();
         let trusted_limit = chrono::Utc::now().timestamp_millis() + 3_600_000;
         if time <= trusted_limit {
@@ -105,18 +134,21 @@ impl ReorderBuffer {
         if self.max_hold.is_some() {
             self.arrivals.push_back((Instant::now(), key.clone()));
         }
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.held_bytes += bytes as usize;
         self.entries.insert(
             key,
             Held {
                 event,
                 seq,
+                bytes,
                 persisted: persisted_seq.is_some(),
             },
         );
     }
 
     fn watermark(&self) -> i64 {
-        self.max_time_ms.saturating_sub(self.lateness_ms)
+        self.max_time_ms.min(self.floor_ms).saturating_sub(self.lateness_ms)
     }
 
     /// The next event that may leave, if any.
@@ -124,7 +156,7 @@ impl ReorderBuffer {
         let (first_key, _) = self.entries.first_key_value()?;
         let reason = if first_key.0 <= self.watermark() {
             Some(Release::Watermark)
-        } else if self.entries.len() > self.max_events {
+        } else if self.entries.len() > self.max_events || self.held_bytes > self.max_bytes {
             self.forced += 1;
             Some(Release::Full)
         } else {
@@ -132,6 +164,7 @@ impl ReorderBuffer {
         };
         let reason = reason?;
         let (_, held) = self.entries.pop_first()?;
+        self.held_bytes = self.held_bytes.saturating_sub(held.bytes as usize);
         self.last_released_ms = self.last_released_ms.max(held.event.time.timestamp_millis());
         Some((held, reason))
     }
@@ -159,6 +192,7 @@ impl ReorderBuffer {
     /// Everything, in order (end of input, shutdown).
     pub fn drain_all(&mut self) -> Vec<Held> {
         self.arrivals.clear();
+        self.held_bytes = 0;
         let entries = std::mem::take(&mut self.entries);
         let held: Vec<Held> = entries.into_values().collect();
         if let Some(last) = held.last() {
@@ -221,16 +255,16 @@ mod tests {
 
     #[test]
     fn events_leave_in_time_order_once_the_watermark_passes() {
-        let mut buffer = ReorderBuffer::new(Duration::from_secs(60), None, 1000);
-        buffer.push(event("b", 30), None);
-        buffer.push(event("a", 10), None);
+        let mut buffer = ReorderBuffer::new(Duration::from_secs(60), None, 1000, usize::MAX);
+        buffer.push(event("b", 30), 100, None);
+        buffer.push(event("a", 10), 100, None);
         assert!(
             released(&mut buffer).is_empty(),
             "nothing is older than newest - 60 s yet"
         );
-        buffer.push(event("c", 100), None);
+        buffer.push(event("c", 100), 100, None);
         assert_eq!(released(&mut buffer), ["a", "b"]);
-        buffer.push(event("late", 20), None);
+        buffer.push(event("late", 20), 100, None);
         assert_eq!(buffer.late, 1);
         assert_eq!(released(&mut buffer), ["late"]);
         let rest: Vec<String> = buffer.drain_all().into_iter().map(|held| held.event.event_id).collect();
@@ -240,10 +274,10 @@ mod tests {
     #[test]
     fn shuffled_arrivals_release_in_the_same_order() {
         let order = |ids: &[(&str, i64)]| {
-            let mut buffer = ReorderBuffer::new(Duration::from_secs(300), None, 1000);
+            let mut buffer = ReorderBuffer::new(Duration::from_secs(300), None, 1000, usize::MAX);
             let mut out = Vec::new();
             for (id, seconds) in ids {
-                buffer.push(event(id, *seconds), None);
+                buffer.push(event(id, *seconds), 100, None);
                 out.extend(released(&mut buffer));
             }
             out.extend(buffer.drain_all().into_iter().map(|held| held.event.event_id));
@@ -256,9 +290,9 @@ mod tests {
 
     #[test]
     fn a_full_buffer_releases_the_oldest() {
-        let mut buffer = ReorderBuffer::new(Duration::from_secs(3600), None, 2);
+        let mut buffer = ReorderBuffer::new(Duration::from_secs(3600), None, 2, usize::MAX);
         for (id, seconds) in [("a", 1), ("b", 2), ("c", 3)] {
-            buffer.push(event(id, seconds), None);
+            buffer.push(event(id, seconds), 100, None);
         }
         assert_eq!(released(&mut buffer), ["a"]);
         assert_eq!(buffer.forced, 1);
@@ -266,10 +300,57 @@ mod tests {
 
     #[test]
     fn max_hold_releases_when_the_stream_is_quiet() {
-        let mut buffer = ReorderBuffer::new(Duration::from_secs(3600), Some(Duration::from_millis(0)), 1000);
-        buffer.push(event("b", 2), None);
-        buffer.push(event("a", 1), None);
+        let mut buffer = ReorderBuffer::new(
+            Duration::from_secs(3600),
+            Some(Duration::from_millis(0)),
+            1000,
+            usize::MAX,
+        );
+        buffer.push(event("b", 2), 100, None);
+        buffer.push(event("a", 1), 100, None);
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(released(&mut buffer), ["a", "b"]);
+    }
+
+    #[test]
+    fn held_bytes_are_bounded_whatever_the_count() {
+        // Records of one timestamp never pass the watermark; only the byte cap releases them.
+        let mut buffer = ReorderBuffer::new(Duration::from_secs(300), None, 1_000_000, 10_000);
+        let mut released_early = 0;
+        for n in 0..100 {
+            buffer.push(event(&format!("e{n:03}"), 0), 1_000, None);
+            released_early += released(&mut buffer).len();
+            assert!(buffer.held_bytes() <= 10_000, "{} bytes held", buffer.held_bytes());
+        }
+        assert_eq!(released_early, 90);
+        assert_eq!(buffer.forced, 90);
+        assert_eq!(buffer.late, 0, "same-time records released in order are not late");
+        assert_eq!(buffer.len(), 10);
+        buffer.drain_all();
+        assert_eq!(buffer.held_bytes(), 0);
+    }
+
+    #[test]
+    fn the_watermark_waits_for_the_sources_floor() {
+        let order = |floors: bool| {
+            let mut buffer = ReorderBuffer::new(Duration::from_secs(60), None, 1000, usize::MAX);
+            let mut out = Vec::new();
+            // One stream has reached 1000 s while another is still at 100 s.
+            buffer.push(event("a", 500), 100, None);
+            buffer.push(event("ahead", 1000), 100, None);
+            if floors {
+                buffer.set_floor(event("floor", 100).time.timestamp_millis());
+            }
+            out.extend(released(&mut buffer));
+            buffer.push(event("behind", 150), 100, None);
+            if floors {
+                buffer.set_floor(event("floor", 1100).time.timestamp_millis());
+            }
+            out.extend(released(&mut buffer));
+            out.extend(buffer.drain_all().into_iter().map(|held| held.event.event_id));
+            (out, buffer.late)
+        };
+        assert_eq!(order(false), (vec!["a".into(), "behind".into(), "ahead".into()], 1));
+        assert_eq!(order(true), (vec!["behind".into(), "a".into(), "ahead".into()], 0));
     }
 }

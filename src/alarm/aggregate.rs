@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
+use super::sample::event_sample;
 use super::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, timestamp};
-use crate::event::event_json;
 use crate::event::model::{AuditEvent, OutcomeResult};
 use crate::rules::{RuleMatch, RuleSet};
 
@@ -28,6 +28,8 @@ struct Pending {
 /// Accumulates one batch's matches.
 pub struct Aggregator {
     samples_per_alarm: usize,
+    /// Largest sample in bytes of JSON (`store.max_sample_bytes`).
+    max_sample_bytes: usize,
     pending: HashMap<(String, String), Pending>,
     /// Keys in first-match order, so writes are deterministic.
     order: Vec<(String, String)>,
@@ -35,9 +37,10 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    pub fn new(samples_per_alarm: usize) -> Aggregator {
+    pub fn new(samples_per_alarm: usize, max_sample_bytes: usize) -> Aggregator {
         Aggregator {
             samples_per_alarm,
+            max_sample_bytes,
             pending: HashMap::new(),
             order: Vec::new(),
             matches: 0,
@@ -96,7 +99,7 @@ impl Aggregator {
                 event_id: event.event_id.clone(),
                 event_time: time.clone(),
                 origin: event.origin.to_string(),
-                event: event_json(event, &rules.catalog, true).to_string(),
+                event: event_sample(event, &rules.catalog, self.max_sample_bytes),
             });
         }
         let call_key = CallKey {

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod changes;
 pub mod observer;
 pub mod rollup;
+pub mod sample;
 pub mod schema;
 pub mod store;
 pub mod view;

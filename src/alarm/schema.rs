@@ -419,6 +419,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
     CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';
     "#,
+    // 9: file progress inside a container document that is split into
+    //    records (a CloudTrail `Records` array): the array's depth (0: not
+    //    in one), the line its document starts on, the next record's index.
+    r#"
+    ALTER TABLE source_files ADD COLUMN container_depth INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_files ADD COLUMN container_line INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_files ADD COLUMN container_index INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

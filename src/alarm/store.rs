@@ -857,9 +857,11 @@ pub fn read_kafka_offsets(connection: &Connection, group: &str) -> rusqlite::Res
 pub fn read_file_checkpoint(connection: &Connection, path: &str) -> rusqlite::Result<Option<FileCheckpoint>> {
     connection
         .query_row(
-            "SELECT path, size, mtime_ms, offset, line, completed FROM source_files WHERE path = ?1",
+            "SELECT path, size, mtime_ms, offset, line, completed, container_depth, container_line, container_index \
+             FROM source_files WHERE path = ?1",
             [path],
             |row| {
+                let depth: i64 = row.get(6)?;
                 Ok(FileCheckpoint {
                     path: row.get(0)?,
                     size: row.get::<_, i64>(1)? as u64,
@@ -867,6 +869,11 @@ pub fn read_file_checkpoint(connection: &Connection, path: &str) -> rusqlite::Re
                     offset: row.get::<_, i64>(3)? as u64,
                     line: row.get::<_, i64>(4)? as u64,
                     completed: row.get(5)?,
+                    container: (depth > 0).then(|| crate::source::framer::ContainerAt {
+                        depth: u32::try_from(depth).unwrap_or(0),
+                        doc_line: u64::try_from(row.get::<_, i64>(7).unwrap_or(0)).unwrap_or(0),
+                        next_index: u32::try_from(row.get::<_, i64>(8).unwrap_or(0)).unwrap_or(0),
+                    }),
                 })
             },
         )
@@ -1121,11 +1128,15 @@ fn write_in(
         outcome.dead_letters += 1;
     }
     let mut upsert_file = transaction.prepare_cached(
-        "INSERT INTO source_files (path, size, mtime_ms, offset, line, completed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+        "INSERT INTO source_files (path, size, mtime_ms, offset, line, completed, updated_at, container_depth, \
+         container_line, container_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, offset = excluded.offset, \
-         line = excluded.line, completed = excluded.completed, updated_at = excluded.updated_at",
+         line = excluded.line, completed = excluded.completed, updated_at = excluded.updated_at, \
+         container_depth = excluded.container_depth, container_line = excluded.container_line, \
+         container_index = excluded.container_index",
     )?;
     for checkpoint in &batch.checkpoints {
+        let container = checkpoint.container.unwrap_or_default();
         upsert_file.execute(params![
             checkpoint.path,
             checkpoint.size as i64,
@@ -1134,6 +1145,9 @@ fn write_in(
             checkpoint.line as i64,
             checkpoint.completed,
             now,
+            i64::from(container.depth),
+            container.doc_line as i64,
+            i64::from(container.next_index),
         ])?;
     }
     let mut upsert_offset = transaction.prepare_cached(

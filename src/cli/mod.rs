@@ -61,7 +61,7 @@ pub enum Command {
     /// examples/, keeps watching that directory, and writes alarms to data/trailwarden.db.
     /// Ctrl-C or SIGTERM stops it cleanly (intake stops, in-flight batches commit).
     Run(RunArgs),
-    /// Process files, directories or stdin (`-`) once, in order, and print every rule match.
+    /// Process files, directories or stdin (`-`) once, merged in event-time order, and print every rule match.
     ///
     /// Without --db the run uses a throw-away in-memory store and leaves the configured one
     /// untouched; with --db it aggregates into that store like the daemon. A summary goes to

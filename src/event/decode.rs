@@ -90,11 +90,13 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
     while offset < bytes.len() {
         line += count_newlines(&bytes[line_counted_to..offset]);
         line_counted_to = offset;
-        let value_origin = match origin.position {
+        let mut value_origin = match origin.position {
             Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
             Position::Message { .. } => origin.clone(),
             _ => Origin::new(origin.source.clone(), Position::Line(line)),
         };
+        // A record of a container the reader split keeps its index.
+        value_origin.index = origin.index;
         let rest = &bytes[offset..];
         let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
         match stream.next() {

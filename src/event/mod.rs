@@ -6,6 +6,7 @@ pub mod lenient;
 pub mod model;
 pub mod normalize;
 pub mod origin;
+pub mod window;
 
 use serde_json::{Value, json};
 

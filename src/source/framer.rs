@@ -18,18 +18,39 @@
 //!
 //! Frames are not validated here: the decoder parses them and reports errors.
 
-/// One top-level document and where it was found.
+/// One top-level document (or one record of a container document) and where it was found.
 #[derive(Debug, PartialEq)]
 pub struct Frame {
     pub bytes: Vec<u8>,
-    /// 1-based line where the frame starts.
+    /// 1-based line where the frame starts; for a record of a container,
+    /// the line where its document starts (with `index`, the record's origin).
     pub line: u64,
+    /// The record's 0-based position in its container, when the document was split.
+    pub index: Option<u32>,
     /// Byte offset (in the decoded stream) just after the frame, and the
     /// line that offset is on: where a reader resumes.
     pub end_offset: u64,
     pub end_line: u64,
+    /// Set when the frame ended inside a container: what a reader resuming
+    /// at `end_offset` must know (the rest of the container is records).
+    pub container: Option<ContainerAt>,
     /// The frame was longer than the limit; `bytes` holds only its start.
     pub oversized: bool,
+    /// Object members and array items in the frame (`:` and `,` outside
+    /// strings, plus one): what its parsed JSON tree costs in memory scales with it.
+    pub nodes: u32,
+}
+
+/// Where a reader stands inside a container that is being split into records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerAt {
+    /// Nesting depth of the array whose elements are records: 1 for a
+    /// top-level array, 2 for the `Records` / `traces` array of an object.
+    pub depth: u32,
+    /// Line where the document starts (records' origins name it).
+    pub doc_line: u64,
+    /// Index of the next record.
+    pub next_index: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,7 +67,28 @@ enum State {
     Broken,
 }
 
+/// A container document being split: its records are framed one by one.
+#[derive(Clone, Copy, Debug)]
+struct Container {
+    at: ContainerAt,
+    /// A record is open (its bytes are in `current`).
+    element_open: bool,
+    /// The open record is a bare scalar (`1`, `true` …), which ends at `,`, `]` or a blank.
+    element_scalar: bool,
+    /// The open record started in column 0 (arrays written one record per line).
+    element_column_zero: bool,
+}
+
 /// Incremental framer; feed it blocks, then call `finish` at end of input.
+///
+/// Container documents — a top-level JSON array of objects, or an object
+/// whose first key is `Records` (CloudTrail) or `traces` (CTS) holding an
+/// array of objects — are split: each element becomes its own frame, with
+/// the document's line and the element's index, so a 300 MB CloudTrail file
+/// is never held whole (in bytes, in a JSON tree, or as one batch of events).
+/// Whatever follows the container inside its document is not audit data and
+/// is dropped. An array whose first element is not an object (`[1, 2]`,
+/// nested arrays) is framed whole, as before, and the decoder judges it.
 pub struct Framer {
     state: State,
     in_string: bool,
@@ -58,19 +100,35 @@ pub struct Framer {
     current: Vec<u8>,
     max_frame_bytes: usize,
     oversized: bool,
+    /// `Frame::nodes` of the current frame, so far.
+    nodes: u32,
+    /// An array that may be a container just opened at this depth; its
+    /// first element decides.
+    pending_container: Option<u32>,
+    container: Option<Container>,
+    /// The rest of a split document after its container closed: consumed, never emitted.
+    discard: bool,
 }
+
+/// Most room reserved ahead for the next frame (a huge record is no reason
+/// to reserve as much for the next one).
+const NEXT_FRAME_HINT_MAX: usize = 64 << 10;
 
 /// How much of an oversized frame is kept, for the dead-letter excerpt.
 const OVERSIZED_KEEP: usize = 1024;
 
+/// Keys of an object whose array value is a container of records.
+const CONTAINER_KEYS: [&[u8]; 2] = [b"Records", b"traces"];
+
 impl Framer {
     pub fn new(max_frame_bytes: usize) -> Framer {
-        Framer::starting_at(max_frame_bytes, 1, 0)
+        Framer::starting_at(max_frame_bytes, 1, 0, None)
     }
 
-    /// A framer resuming at `line` / `offset` of a stream.
-    pub fn starting_at(max_frame_bytes: usize, line: u64, offset: u64) -> Framer {
-        Framer {
+    /// A framer resuming at `line` / `offset` of a stream, inside a
+    /// container when `container` says so.
+    pub fn starting_at(max_frame_bytes: usize, line: u64, offset: u64, container: Option<ContainerAt>) -> Framer {
+        let mut framer = Framer {
             state: State::Idle,
             in_string: false,
             escape: false,
@@ -81,7 +139,23 @@ impl Framer {
             current: Vec::new(),
             max_frame_bytes: max_frame_bytes.max(OVERSIZED_KEEP),
             oversized: false,
+            nodes: 1,
+            pending_container: None,
+            container: None,
+            discard: false,
+        };
+        if let Some(at) = container.filter(|at| at.depth > 0) {
+            framer.state = State::Value { depth: at.depth };
+            framer.frame_line = at.doc_line;
+            framer.at_line_start = false;
+            framer.container = Some(Container {
+                at,
+                element_open: false,
+                element_scalar: false,
+                element_column_zero: false,
+            });
         }
+        framer
     }
 
     /// Current line (1-based) and decoded byte offset.
@@ -89,11 +163,24 @@ impl Framer {
         (self.line, self.offset)
     }
 
+    /// The container the framer stands in between two records, if any:
+    /// with `position`, where a reader resumes.
+    pub fn container_position(&self) -> Option<ContainerAt> {
+        self.container
+            .filter(|container| !container.element_open)
+            .map(|container| container.at)
+    }
+
     fn start(&mut self, byte: u8, state: State) {
         self.state = state;
         self.frame_line = self.line;
         self.current.clear();
         self.oversized = false;
+        self.nodes = 1;
+        self.container = None;
+        self.discard = false;
+        // A top-level array may be a container of records.
+        self.pending_container = (byte == b'[').then_some(1);
         self.push(byte);
     }
 
@@ -108,28 +195,95 @@ impl Framer {
         }
     }
 
-    /// Emit the current frame; `end` is the decoded offset just after it.
-    fn emit(&mut self, end: u64, out: &mut Vec<Frame>) {
-        let bytes = std::mem::take(&mut self.current);
-        let keep_trailing_space = bytes
+    /// The bytes of the current frame, without trailing blanks.
+    fn take_current(&mut self) -> Vec<u8> {
+        // The next record is likely about as long as this one: start it with
+        // that much room instead of growing from nothing by doubling (a
+        // dozen reallocations and copies per record).
+        let hint = (self.current.len() + self.current.len() / 4).min(NEXT_FRAME_HINT_MAX);
+        let mut bytes = std::mem::replace(&mut self.current, Vec::with_capacity(hint));
+        let keep = bytes
             .iter()
             .rposition(|byte| !byte.is_ascii_whitespace())
             .map_or(0, |last| last + 1);
-        let mut bytes = bytes;
-        bytes.truncate(keep_trailing_space);
+        bytes.truncate(keep);
+        bytes
+    }
+
+    /// Emit the current frame; `end` is the decoded offset just after it.
+    fn emit(&mut self, end: u64, out: &mut Vec<Frame>) {
+        let bytes = self.take_current();
         if !bytes.is_empty() {
             out.push(Frame {
                 bytes,
                 line: self.frame_line,
+                index: None,
                 end_offset: end,
                 end_line: self.line,
+                container: None,
                 oversized: self.oversized,
+                nodes: self.nodes,
             });
         }
         self.state = State::Idle;
         self.in_string = false;
         self.escape = false;
         self.oversized = false;
+        self.pending_container = None;
+        self.container = None;
+        self.discard = false;
+    }
+
+    /// Emit the open record of the container; `end` is the offset just after it.
+    /// The framer stays in the container, between records.
+    fn emit_element(&mut self, end: u64, out: &mut Vec<Frame>) {
+        let Some(container) = self.container.as_mut() else {
+            return;
+        };
+        let index = container.at.next_index;
+        container.at.next_index = index.saturating_add(1);
+        container.element_open = false;
+        container.element_scalar = false;
+        let at = container.at;
+        let bytes = self.take_current();
+        if !bytes.is_empty() {
+            out.push(Frame {
+                bytes,
+                line: at.doc_line,
+                index: Some(index),
+                end_offset: end,
+                end_line: self.line,
+                container: Some(at),
+                oversized: self.oversized,
+                nodes: self.nodes,
+            });
+        }
+        self.oversized = false;
+    }
+
+    /// Whether the open object's text so far is `{"Records":` or `{"traces":`
+    /// (blanks allowed): the array now opening holds its records.
+    fn at_container_key(&self) -> bool {
+        let text = self.current.as_slice();
+        let skip_blank = |mut at: usize| {
+            while text.get(at).is_some_and(|byte| byte.is_ascii_whitespace()) {
+                at += 1;
+            }
+            at
+        };
+        let mut at = skip_blank(1);
+        let Some(key) = CONTAINER_KEYS.iter().find(|key| {
+            text.get(at) == Some(&b'"')
+                && text.get(at + 1..at + 1 + key.len()) == Some(**key)
+                && text.get(at + 1 + key.len()) == Some(&b'"')
+        }) else {
+            return false;
+        };
+        at = skip_blank(at + key.len() + 2);
+        if text.get(at) != Some(&b':') {
+            return false;
+        }
+        skip_blank(at + 1) == text.len()
     }
 
     /// Append a run of bytes to the current frame (respecting the size limit).
@@ -224,67 +378,257 @@ impl Framer {
             },
             State::Value { depth } => {
                 if self.in_string {
-                    if self.escape {
-                        self.escape = false;
-                        self.push(byte);
-                    } else if byte == b'\\' {
-                        self.escape = true;
-                        self.push(byte);
-                    } else if byte == b'"' {
-                        self.in_string = false;
-                        self.push(byte);
-                        if depth == 0 {
-                            self.emit(self.offset, out);
-                        }
-                    } else if byte == b'\n' {
-                        // JSON strings cannot hold a raw newline: the value is
-                        // broken, and where it ends can only be told by lines.
-                        self.state = State::Broken;
-                        self.in_string = false;
-                        self.escape = false;
-                        self.push(byte);
-                        self.line += 1;
-                    } else {
-                        self.push(byte);
-                    }
-                    return;
-                }
-                match byte {
-                    b'"' => {
-                        self.in_string = true;
-                        self.push(byte);
-                    }
-                    b'{' | b'[' if column_zero => {
-                        // A new document starts while the last one is open: it was truncated.
-                        self.emit(self.offset - 1, out);
-                        self.start(byte, State::Value { depth: 1 });
-                    }
-                    b'{' | b'[' => {
-                        self.state = State::Value { depth: depth + 1 };
-                        self.push(byte);
-                    }
-                    b'}' | b']' => {
-                        self.push(byte);
-                        let depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            self.emit(self.offset, out);
-                        } else {
-                            self.state = State::Value { depth };
-                        }
-                    }
-                    b'\n' => {
-                        self.push(byte);
-                        self.line += 1;
-                    }
-                    _ => self.push(byte),
+                    self.step_in_string(byte, depth, out);
+                } else if let Some(container) = self.container {
+                    self.step_in_container(byte, depth, column_zero, container, out);
+                } else {
+                    self.step_in_value(byte, depth, column_zero, out);
                 }
             }
         }
     }
 
+    fn step_in_string(&mut self, byte: u8, depth: u32, out: &mut Vec<Frame>) {
+        if self.escape {
+            self.escape = false;
+            self.push(byte);
+        } else if byte == b'\\' {
+            self.escape = true;
+            self.push(byte);
+        } else if byte == b'"' {
+            self.in_string = false;
+            self.push(byte);
+            if depth == 0 {
+                self.emit(self.offset, out);
+            } else if self.container.is_some_and(|container| container.at.depth == depth) {
+                // A string record of a container (the decoder will say it is not a record).
+                self.emit_element(self.offset, out);
+            }
+        } else if byte == b'\n' {
+            // JSON strings cannot hold a raw newline: the value is broken.
+            if self.container.is_some() {
+                self.emit_element(self.offset - 1, out);
+                self.emit(self.offset - 1, out);
+            } else if self.discard {
+                self.current.clear();
+                self.emit(self.offset - 1, out);
+            } else {
+                // Where a broken document ends can only be told by lines:
+                // it runs to the next line that visibly starts a document,
+                // so it stays one frame (one dead letter).
+                self.state = State::Broken;
+                self.in_string = false;
+                self.escape = false;
+                self.push(byte);
+            }
+            self.line += 1;
+        } else {
+            self.push(byte);
+        }
+    }
+
+    /// A byte of a document that is not being split (or not yet).
+    fn step_in_value(&mut self, byte: u8, depth: u32, column_zero: bool, out: &mut Vec<Frame>) {
+        if let Some(candidate) = self.pending_container
+            && candidate == depth
+            && !byte.is_ascii_whitespace()
+        {
+            self.pending_container = None;
+            if byte == b'{' && !self.discard {
+                // The first element is an object: split the document.
+                self.current.clear();
+                self.oversized = false;
+                self.nodes = 1;
+                self.container = Some(Container {
+                    at: ContainerAt {
+                        depth,
+                        doc_line: self.frame_line,
+                        next_index: 0,
+                    },
+                    element_open: true,
+                    element_scalar: false,
+                    element_column_zero: column_zero,
+                });
+                self.state = State::Value { depth: depth + 1 };
+                self.push(byte);
+                return;
+            }
+        }
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                self.push(byte);
+            }
+            b'{' | b'[' if column_zero => {
+                // A new document starts while the last one is open: it was truncated.
+                if self.discard {
+                    self.current.clear();
+                } else {
+                    self.emit(self.offset - 1, out);
+                }
+                self.start(byte, State::Value { depth: 1 });
+            }
+            b'{' | b'[' => {
+                if byte == b'['
+                    && depth == 1
+                    && !self.discard
+                    && self.current.first() == Some(&b'{')
+                    && self.at_container_key()
+                {
+                    self.pending_container = Some(2);
+                }
+                self.state = State::Value { depth: depth + 1 };
+                self.push(byte);
+            }
+            b'}' | b']' => {
+                self.push(byte);
+                let depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    if self.discard {
+                        // The tail of a split document: nothing to emit.
+                        self.current.clear();
+                        self.state = State::Idle;
+                        self.discard = false;
+                    } else {
+                        self.emit(self.offset, out);
+                    }
+                } else {
+                    self.state = State::Value { depth };
+                }
+            }
+            b'\n' => {
+                self.push(byte);
+                self.line += 1;
+            }
+            b':' | b',' => {
+                self.nodes = self.nodes.saturating_add(1);
+                self.push(byte);
+            }
+            _ => self.push(byte),
+        }
+    }
+
+    /// A byte of a container document being split into records.
+    fn step_in_container(
+        &mut self,
+        byte: u8,
+        depth: u32,
+        column_zero: bool,
+        container: Container,
+        out: &mut Vec<Frame>,
+    ) {
+        let element_depth = container.at.depth;
+        if depth == element_depth {
+            if container.element_open && container.element_scalar {
+                if matches!(byte, b',' | b']') || byte.is_ascii_whitespace() {
+                    self.emit_element(self.offset - 1, out);
+                } else {
+                    self.push(byte);
+                    return;
+                }
+            }
+            // Between records.
+            match byte {
+                b'\n' => self.line += 1,
+                b',' => {}
+                _ if byte.is_ascii_whitespace() => {}
+                b']' => {
+                    // The container is done; its document may go on (other keys).
+                    self.container = None;
+                    self.current.clear();
+                    let depth = element_depth - 1;
+                    if depth == 0 {
+                        self.state = State::Idle;
+                    } else {
+                        self.state = State::Value { depth };
+                        self.discard = true;
+                    }
+                }
+                _ => {
+                    self.open_element(byte, column_zero);
+                    match byte {
+                        b'{' | b'[' => self.state = State::Value { depth: depth + 1 },
+                        b'"' => self.in_string = true,
+                        _ => {
+                            if let Some(open) = self.container.as_mut() {
+                                open.element_scalar = true;
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        // Inside a record.
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                self.push(byte);
+            }
+            b'{' if column_zero && container.element_column_zero => {
+                // A record written one per line was cut off; the next one starts here.
+                self.emit_element(self.offset - 1, out);
+                self.open_element(byte, column_zero);
+                self.state = State::Value {
+                    depth: element_depth + 1,
+                };
+            }
+            b'{' | b'[' if column_zero => {
+                // A new document starts while a record is open: it was truncated.
+                self.emit_element(self.offset - 1, out);
+                self.container = None;
+                self.start(byte, State::Value { depth: 1 });
+            }
+            b'{' | b'[' => {
+                self.state = State::Value { depth: depth + 1 };
+                self.push(byte);
+            }
+            b'}' | b']' => {
+                self.push(byte);
+                let depth = depth.saturating_sub(1);
+                self.state = State::Value { depth };
+                if depth == element_depth {
+                    self.emit_element(self.offset, out);
+                }
+            }
+            b'\n' => {
+                self.push(byte);
+                self.line += 1;
+            }
+            b':' | b',' => {
+                self.nodes = self.nodes.saturating_add(1);
+                self.push(byte);
+            }
+            _ => self.push(byte),
+        }
+    }
+
+    /// Start a record of the container with `byte`.
+    fn open_element(&mut self, byte: u8, column_zero: bool) {
+        self.current.clear();
+        self.oversized = false;
+        self.nodes = 1;
+        if let Some(container) = self.container.as_mut() {
+            container.element_open = true;
+            container.element_scalar = false;
+            container.element_column_zero = column_zero;
+        }
+        self.push(byte);
+    }
+
     /// End of input: whatever is open is emitted as is (the decoder will
-    /// report it as truncated).
+    /// report it as truncated). A container cut off between two records
+    /// has lost nothing that can be read.
     pub fn finish(&mut self, out: &mut Vec<Frame>) {
+        if let Some(container) = self.container {
+            if container.element_open {
+                self.emit_element(self.offset, out);
+            }
+            return;
+        }
+        if self.discard {
+            return;
+        }
         if self.state != State::Idle {
             self.emit(self.offset, out);
         }
@@ -318,7 +662,8 @@ mod tests {
                 ("{\"a\":1}".to_string(), 1),
                 ("{\"b\":[1,{\"c\":\"}\"}]}".to_string(), 2),
                 ("{\n  \"d\": 2\n}".to_string(), 4),
-                ("[\n {\"e\": 3}\n]".to_string(), 7),
+                // An array of objects is a container: its records are frames.
+                ("{\"e\": 3}".to_string(), 7),
             ]
         );
     }
@@ -375,5 +720,149 @@ mod tests {
         assert!(out[0].oversized);
         assert!(out[0].bytes.len() <= 1024);
         assert!(!out[1].oversized);
+    }
+
+    /// Frames as (text, line, index), fed in blocks of 7 bytes.
+    fn records(framer: &mut Framer, text: &[u8]) -> Vec<(String, u64, Option<u32>)> {
+        let mut out = Vec::new();
+        for block in text.chunks(7) {
+            framer.feed(block, &mut out);
+        }
+        framer.finish(&mut out);
+        out.into_iter()
+            .map(|frame| {
+                (
+                    String::from_utf8_lossy(&frame.bytes).into_owned(),
+                    frame.line,
+                    frame.index,
+                )
+            })
+            .collect()
+    }
+
+    fn owned(expected: &[(&str, u64, Option<u32>)]) -> Vec<(String, u64, Option<u32>)> {
+        expected
+            .iter()
+            .map(|(text, line, index)| (text.to_string(), *line, *index))
+            .collect()
+    }
+
+    #[test]
+    fn records_and_traces_containers_are_split_into_records_with_their_index() {
+        let text = b"{\"Records\": [{\"a\":1},\n {\"b\":[2,{\"c\":\"]}\"}]}]}\n{\"x\":1}\n{ \"traces\" :[{\"t\":1}], \"meta_data\": {\"count\": [1]}}\n";
+        assert_eq!(
+            records(&mut Framer::new(1 << 20), text),
+            owned(&[
+                ("{\"a\":1}", 1, Some(0)),
+                ("{\"b\":[2,{\"c\":\"]}\"}]}", 1, Some(1)),
+                ("{\"x\":1}", 3, None),
+                // What follows the container in its document is dropped.
+                ("{\"t\":1}", 4, Some(0)),
+            ])
+        );
+    }
+
+    #[test]
+    fn arrays_of_objects_are_split_even_one_record_per_line() {
+        let text = b"[\n{\"a\":1},\n{\"b\":2}\n]\n[\n  {\n    \"c\": 3\n  }\n]\n";
+        assert_eq!(
+            records(&mut Framer::new(1 << 20), text),
+            owned(&[
+                ("{\"a\":1}", 1, Some(0)),
+                ("{\"b\":2}", 1, Some(1)),
+                ("{\n    \"c\": 3\n  }", 5, Some(0)),
+            ])
+        );
+    }
+
+    #[test]
+    fn other_arrays_and_other_objects_are_framed_whole() {
+        let text =
+            b"[1, 2, 3]\n[[{\"a\":1}]]\n{\"eventName\":\"X\",\"resources\":[{\"r\":1}]}\n{\"Records\":{\"a\":1}}\n[]\n";
+        let got = records(&mut Framer::new(1 << 20), text);
+        assert_eq!(
+            got,
+            owned(&[
+                ("[1, 2, 3]", 1, None),
+                ("[[{\"a\":1}]]", 2, None),
+                ("{\"eventName\":\"X\",\"resources\":[{\"r\":1}]}", 3, None),
+                ("{\"Records\":{\"a\":1}}", 4, None),
+                ("[]", 5, None),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_record_cut_off_inside_a_container_loses_only_itself() {
+        // The second record breaks off; the next line starts a new document.
+        let text = b"{\"Records\":[{\"a\":1},{\"b\":{\"c\":\n{\"ok\":1}\n[{\"a\":1}, 7, \"s\"]\n";
+        assert_eq!(
+            records(&mut Framer::new(1 << 20), text),
+            owned(&[
+                ("{\"a\":1}", 1, Some(0)),
+                ("{\"b\":{\"c\":", 1, Some(1)),
+                ("{\"ok\":1}", 2, None),
+                // Scalars among records are records too (the decoder refuses them).
+                ("{\"a\":1}", 3, Some(0)),
+                ("7", 3, Some(1)),
+                ("\"s\"", 3, Some(2)),
+            ])
+        );
+    }
+
+    #[test]
+    fn frames_count_their_members_and_items_outside_strings() {
+        let mut framer = Framer::new(1 << 20);
+        let mut out = Vec::new();
+        framer.feed(
+            b"{\"a\":1,\"b\":[1,2,3],\"t\":\"10:00:00, x\"}\n[{\"k\":1},{\"k\":2,\"l\":3}]\n",
+            &mut out,
+        );
+        framer.finish(&mut out);
+        let nodes: Vec<u32> = out.iter().map(|frame| frame.nodes).collect();
+        // 3 members, 4 separators, plus one; then one record per element.
+        assert_eq!(nodes, [8, 2, 4]);
+    }
+
+    #[test]
+    fn the_size_limit_applies_to_each_record_of_a_container() {
+        let mut text = b"{\"Records\":[{\"a\":1},{\"big\":\"".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 5000));
+        text.extend(b"\"},{\"b\":2}]}\n");
+        let mut framer = Framer::new(1024);
+        let mut out = Vec::new();
+        framer.feed(&text, &mut out);
+        framer.finish(&mut out);
+        let summary: Vec<(Option<u32>, bool)> = out.iter().map(|frame| (frame.index, frame.oversized)).collect();
+        assert_eq!(summary, [(Some(0), false), (Some(1), true), (Some(2), false)]);
+        assert_eq!(out[2].bytes, b"{\"b\":2}");
+    }
+
+    #[test]
+    fn a_reader_resumes_between_two_records_of_a_container() {
+        let text = b"\n{\"Records\":[\n  {\"a\":1},\n  {\"b\":2},\n  {\"c\":3}\n]}\n{\"d\":4}\n";
+        let mut framer = Framer::new(1 << 20);
+        let mut out = Vec::new();
+        framer.feed(text, &mut out);
+        framer.finish(&mut out);
+        let first = &out[0];
+        assert_eq!((first.line, first.index), (2, Some(0)));
+        let at = first.container.expect("inside the container");
+        assert_eq!(at.next_index, 1);
+        // A new framer starting where the first record ended reads the rest exactly.
+        let mut resumed = Framer::starting_at(1 << 20, first.end_line, first.end_offset, Some(at));
+        let rest = records(&mut resumed, &text[first.end_offset as usize..]);
+        assert_eq!(
+            rest,
+            owned(&[
+                ("{\"b\":2}", 2, Some(1)),
+                ("{\"c\":3}", 2, Some(2)),
+                ("{\"d\":4}", 7, None)
+            ])
+        );
+        assert_eq!(resumed.position(), (8, text.len() as u64));
+        assert_eq!(resumed.container_position(), None);
+        let full: Vec<(u64, Option<u32>)> = out.iter().map(|frame| (frame.line, frame.index)).collect();
+        assert_eq!(full, [(2, Some(0)), (2, Some(1)), (2, Some(2)), (7, None)]);
     }
 }

@@ -124,6 +124,7 @@ impl KafkaSource {
         committed: Receiver<Vec<KafkaOffset>>,
         metrics: Arc<Metrics>,
         until_caught_up: bool,
+        batch_bytes: usize,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let group: Arc<str> = Arc::from(settings.group_id.as_str());
         let context = SourceContext {
@@ -139,6 +140,8 @@ impl KafkaSource {
                 topics: HashMap::new(),
                 stored_offsets,
                 batch_messages: settings.batch_messages,
+                batch_bytes,
+                batch_payload_bytes: 0,
                 batch_wait: settings.batch_wait,
                 max_message_bytes: settings.max_message_bytes,
                 metrics: metrics.kafka.clone(),
@@ -351,6 +354,10 @@ struct Batcher {
     /// The offsets the store holds for the group (read at every assignment).
     stored_offsets: StoredOffsets,
     batch_messages: usize,
+    /// Most payload bytes per micro-batch (`pipeline.batch_bytes`).
+    batch_bytes: usize,
+    /// Payload bytes in the batch being built.
+    batch_payload_bytes: usize,
     batch_wait: Duration,
     max_message_bytes: usize,
     metrics: Arc<KafkaMetrics>,
@@ -415,10 +422,13 @@ impl Batcher {
                 } else {
                     payload.to_vec()
                 };
+                self.batch_payload_bytes += bytes.len();
                 self.batch.chunks.push(Chunk {
                     bytes,
                     origin,
                     oversized,
+                    nodes: None,
+                    ingest_time: None,
                 });
             }
         }
@@ -459,6 +469,7 @@ impl Batcher {
     fn due(&self) -> bool {
         let waiting = self.batch.chunks.len() + self.batch.source_errors.len();
         waiting >= self.batch_messages
+            || self.batch_payload_bytes >= self.batch_bytes
             || (waiting > 0
                 && self
                     .batch
@@ -475,6 +486,7 @@ impl Batcher {
             return Ok(());
         }
         let mut batch = std::mem::take(&mut self.batch);
+        self.batch_payload_bytes = 0;
         if batch.started.is_none() {
             batch.started = Some(Instant::now());
         }

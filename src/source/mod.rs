@@ -9,6 +9,7 @@
 pub mod file;
 pub mod framer;
 pub mod kafka;
+pub mod merge;
 pub mod watch;
 
 use std::sync::Arc;
@@ -26,6 +27,12 @@ pub struct Chunk {
     pub origin: Origin,
     /// The document exceeded the size limit; `bytes` is only its start.
     pub oversized: bool,
+    /// Object members and array items, when the source counted them while
+    /// framing (file sources; see `Frame::nodes`); else counted when needed.
+    pub nodes: Option<u32>,
+    /// The chunk's own last-resort event time, when its batch gathers
+    /// several files (see `ChunkBatch::ingest_time`).
+    pub ingest_time: Option<DateTime<Utc>>,
 }
 
 /// Progress of a file source, stored with the batch that reached it.
@@ -38,6 +45,9 @@ pub struct FileCheckpoint {
     /// Decoded byte offset and line just after the last chunk of the batch.
     pub offset: u64,
     pub line: u64,
+    /// Set when that position is between two records of a container
+    /// document being split (a CloudTrail `Records` array, a JSON array).
+    pub container: Option<framer::ContainerAt>,
     /// The whole file has been read.
     pub completed: bool,
 }
@@ -58,8 +68,10 @@ pub struct ChunkBatch {
     pub chunks: Vec<Chunk>,
     /// Last-resort event time for records with none (file mtime, read time).
     pub ingest_time: DateTime<Utc>,
-    /// Where the source will resume after this batch (file sources in the daemon).
-    pub checkpoint: Option<FileCheckpoint>,
+    /// Where the source will resume after this batch, per file (file sources
+    /// in the daemon; a merged read's batch may hold parts of several files,
+    /// and of one file twice: the last one counts).
+    pub checkpoints: Vec<FileCheckpoint>,
     /// Problems reading the source itself (gzip corruption, I/O errors).
     pub source_errors: Vec<crate::event::decode::DeadLetter>,
     /// Kafka sources: where each partition resumes after this batch.
@@ -69,4 +81,11 @@ pub struct ChunkBatch {
     pub flush: Option<SyncSender<()>>,
     /// When the source started the batch (for the batch latency metric).
     pub started: Option<Instant>,
+    /// A source merging several streams by event time: `(n, floor)` says
+    /// that once the first `n` chunks of this batch are in, no record it
+    /// sends later is older than `floor` (Unix ms), give or take the allowed
+    /// lateness; `i64::MAX` once it has nothing more (see `merge.rs`). A
+    /// batch gathering several streams' parts carries one per part, so how
+    /// parts are gathered never changes what is released when.
+    pub floors: Vec<(u32, i64)>,
 }

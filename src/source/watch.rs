@@ -2,6 +2,10 @@
 //! watching directories for new or grown files (filesystem notifications,
 //! with a periodic rescan as a fallback for missed ones).
 //!
+//! Each pass reads the files it found new or grown merged in event-time
+//! order (`merge.rs`): a first pass over a backlog of region-first
+//! deliveries gives the alarms a replay of them gives.
+//!
 //! Progress is persisted by the store as per-file checkpoints in the same
 //! transaction as the alarms, so a restarted daemon skips finished files,
 //! resumes a file it was reading mid-way, and reads only the new tail of a
@@ -16,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use notify::Watcher;
 
-use super::file::{ReadOptions, StartAt, Stopped, file_identity, list_files, read_file};
+use super::file::{StartAt, Stopped, file_identity, list_files};
+use super::merge::{Finished, Input, MergeOptions, read_merged};
 use super::{ChunkBatch, FileCheckpoint};
 
 /// Wake-ups for the watch loop.
@@ -35,7 +40,8 @@ pub struct WatchOptions {
     pub watch: bool,
     pub poll_interval: Duration,
     pub settle: Duration,
-    pub read: ReadOptions,
+    /// How each pass reads its files (with checkpoints).
+    pub merge: MergeOptions,
 }
 
 /// Looks up the checkpoint the store holds for a file (read-only access).
@@ -58,6 +64,7 @@ pub fn plan(checkpoint: Option<&FileCheckpoint>, size: u64, mtime_ms: i64, compr
     let resume = StartAt {
         offset: checkpoint.offset,
         line: checkpoint.line,
+        container: checkpoint.container,
     };
     if unchanged {
         return if checkpoint.completed {
@@ -118,11 +125,16 @@ pub fn run_file_source(
     } else {
         None
     };
+    let mut reclaimer = crate::memory::Reclaimer::default();
     loop {
-        let pending = scan(&options, &checkpoints, &mut progress, &sender, &stop);
+        let (pending, bytes) = scan(&options, &checkpoints, &mut progress, &sender, &stop);
+        reclaimer.note(bytes);
         if stop.load(Ordering::SeqCst) || !options.watch {
             return;
         }
+        // The chunks of a big first pass are freed by the normalizer; give
+        // their memory back while waiting (see `memory.rs`).
+        reclaimer.idle();
         // Files that were still settling are looked at again soon.
         let wait = if pending {
             options.settle.min(options.poll_interval)
@@ -140,7 +152,9 @@ pub fn run_file_source(
                     }
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                reclaimer.idle();
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         }
         if stop.load(Ordering::SeqCst) {
@@ -149,16 +163,18 @@ pub fn run_file_source(
     }
 }
 
-/// One pass over every configured path. Returns whether a file was left
-/// for later because it was still changing.
+/// One pass over every configured path: the files new or grown since they
+/// were read, merged in event-time order. Returns whether a file was left
+/// for later because it was still changing, and the bytes read.
 fn scan(
     options: &WatchOptions,
     checkpoints: &CheckpointLookup,
     progress: &mut HashMap<String, FileCheckpoint>,
     sender: &SyncSender<ChunkBatch>,
     stop: &Arc<AtomicBool>,
-) -> bool {
+) -> (bool, u64) {
     let mut pending = false;
+    let mut inputs: Vec<Input> = Vec::new();
     for root in &options.paths {
         let files = match list_files(root) {
             Ok(files) => files,
@@ -169,7 +185,7 @@ fn scan(
         };
         for path in files {
             if stop.load(Ordering::SeqCst) {
-                return pending;
+                return (pending, 0);
             }
             let key = path.display().to_string();
             let Ok((size, mtime_ms, modified)) = file_identity(&path) else {
@@ -186,32 +202,46 @@ fn scan(
                 continue;
             }
             tracing::info!(path = %key, offset = start.offset, "reading");
-            let mut send = |batch: ChunkBatch| -> Result<(), Stopped> {
-                if stop.load(Ordering::SeqCst) {
-                    return Err(Stopped);
-                }
-                sender.send(batch).map_err(|_| Stopped)
-            };
-            match read_file(&path, start, &options.read, true, &mut send) {
-                Ok(Ok(summary)) => {
-                    progress.insert(
-                        key.clone(),
-                        FileCheckpoint {
-                            path: key,
-                            size,
-                            mtime_ms,
-                            offset: summary.end_offset,
-                            line: summary.end_line,
-                            completed: true,
-                        },
-                    );
-                }
-                Ok(Err(error)) => tracing::warn!(%error, "cannot read source file"),
-                Err(Stopped) => return pending,
-            }
+            inputs.push(Input::File { path, start });
         }
     }
-    pending
+    if inputs.is_empty() {
+        return (pending, 0);
+    }
+    let mut send = |batch: ChunkBatch| -> Result<(), Stopped> {
+        if stop.load(Ordering::SeqCst) {
+            return Err(Stopped);
+        }
+        sender.send(batch).map_err(|_| Stopped)
+    };
+    let mut bytes = 0u64;
+    let mut on_finished = |finished: Finished| {
+        let Some(Input::File { path, .. }) = inputs.get(finished.input) else {
+            return;
+        };
+        match finished.result {
+            Ok((summary, size, mtime_ms)) => {
+                bytes += summary.bytes;
+                let key = path.display().to_string();
+                progress.insert(
+                    key.clone(),
+                    FileCheckpoint {
+                        path: key,
+                        size,
+                        mtime_ms,
+                        offset: summary.end.offset,
+                        line: summary.end.line,
+                        container: summary.end.container,
+                        completed: true,
+                    },
+                );
+            }
+            Err(error) => tracing::warn!(%error, "cannot read source file"),
+        }
+    };
+    // Stopped: shutdown; what was sent commits, the rest is read next time.
+    let _ = read_merged(&inputs, &options.merge, &mut send, &mut on_finished);
+    (pending, bytes)
 }
 
 #[cfg(test)]
@@ -225,6 +255,7 @@ mod tests {
             mtime_ms,
             offset: 40,
             line: 3,
+            container: None,
             completed,
         }
     }
@@ -233,7 +264,11 @@ mod tests {
     fn plans_follow_the_checkpoint() {
         assert_eq!(plan(None, 10, 1, false), Plan::Read(StartAt::default()));
         assert_eq!(plan(Some(&checkpoint(100, 1, true)), 100, 1, false), Plan::Skip);
-        let resume = Plan::Read(StartAt { offset: 40, line: 3 });
+        let resume = Plan::Read(StartAt {
+            offset: 40,
+            line: 3,
+            container: None,
+        });
         assert_eq!(plan(Some(&checkpoint(100, 1, false)), 100, 1, false), resume);
         assert_eq!(plan(Some(&checkpoint(100, 1, true)), 150, 2, false), resume);
         assert_eq!(
