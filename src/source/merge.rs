@@ -127,7 +127,7 @@ impl TimePeek {
         let mut context = NormalizeContext::new(ingest_time);
         context.naive_time_offset = self.naive_time_offset;
         let mut newest: Option<i64> = None;
-        crate::pipeline::normalize_chunk(
+        super::normalize_chunk(
             chunk,
             &context,
             &self.bounds,

@@ -18,7 +18,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
+use crate::event::model::AuditEvent;
+use crate::event::normalize::{NormalizeContext, normalize};
 use crate::event::origin::Origin;
+use crate::event::window::TimeBounds;
 
 /// One framed document from a source.
 #[derive(Debug)]
@@ -88,4 +92,45 @@ pub struct ChunkBatch {
     /// batch gathering several streams' parts carries one per part, so how
     /// parts are gathered never changes what is released when.
     pub floors: Vec<(u32, i64)>,
+}
+
+/// Decode and normalize one chunk: every event goes to `on_event` (which
+/// returns false to stop), every unreadable record to `on_dead_letter`, and
+/// so does every event whose time is outside `bounds` (the one place that
+/// check is made, whatever the cloud). Returns false when `on_event` asked to stop.
+pub fn normalize_chunk(
+    chunk: &Chunk,
+    context: &NormalizeContext,
+    bounds: &TimeBounds,
+    decoded: &mut Decoded,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> bool {
+    if chunk.oversized {
+        on_dead_letter(DeadLetter::new(
+            chunk.origin.clone(),
+            "document larger than the configured max_document_bytes",
+            &chunk.bytes,
+        ));
+        return true;
+    }
+    decode_chunk(&chunk.bytes, &chunk.origin, decoded);
+    let mut keep_going = true;
+    for candidate in decoded.candidates.drain(..) {
+        if !keep_going {
+            continue;
+        }
+        let origin = candidate.origin.clone();
+        match normalize(candidate, context) {
+            Ok(event) => match bounds.reject(&event) {
+                None => keep_going = on_event(event),
+                Some(reason) => on_dead_letter(DeadLetter::new(origin, reason, &chunk.bytes)),
+            },
+            Err(error) => on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes)),
+        }
+    }
+    for letter in decoded.dead_letters.drain(..) {
+        on_dead_letter(letter);
+    }
+    keep_going
 }
