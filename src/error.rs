@@ -48,6 +48,12 @@ pub enum AppError {
     Actor(#[from] crate::alarm::changes::BadActor),
     #[error("{0}")]
     Forbidden(String),
+    #[error("starting the HTTP API: {0}")]
+    Api(#[from] crate::api::ApiStartError),
+    #[error("the store failed: {0}")]
+    StoreFailed(StoreError),
+    #[error("shutdown failed: {0}")]
+    Shutdown(String),
 }
 
 impl From<rusqlite::Error> for AppError {

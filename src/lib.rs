@@ -7,17 +7,19 @@
 
 pub mod alarm;
 pub mod api;
-pub mod app;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod event;
 pub mod mask;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod options;
 pub mod pipeline;
 pub mod reload;
 pub mod reorder;
+pub mod replay;
 pub mod rules;
 pub mod ruleset;
 pub mod service;

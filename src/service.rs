@@ -12,10 +12,10 @@ use crate::alarm::changes::{Actor, Change, ChangeFilter};
 use crate::alarm::rollup::{ActivityQuery, ActivityReport, Trace, TraceFilter};
 use crate::alarm::store::{AlarmFilter, Store};
 use crate::alarm::view::{AlarmDetailView, AlarmView, alarm_view, detail_view};
-use crate::app::store_options;
 use crate::config::Settings;
 use crate::error::AppError;
 use crate::mask::mask_access_key;
+use crate::options::store_options;
 
 /// Open the store a command writes (`--db` or the configured one), creating
 /// it when it does not exist.

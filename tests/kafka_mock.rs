@@ -18,8 +18,9 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::mocking::MockCluster;
-use trailwarden::app::{Daemon, MatchFormat, ReplayRequest, replay};
 use trailwarden::config::Settings;
+use trailwarden::daemon::Daemon;
+use trailwarden::replay::{MatchFormat, ReplayRequest, replay};
 
 const TOPIC: &str = "audit";
 const MAX_MESSAGE_BYTES: usize = 65_536;

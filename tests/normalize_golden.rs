@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use common::{GOLDEN, RECORDS, Trailwarden, shared_dataset, utc8};
 
 use serde_json::{Value, json};
-use trailwarden::app::normalize_files;
 use trailwarden::event::event_json;
 use trailwarden::event::model::{AuditEvent, CallMethod, IpKind, OutcomeResult, PrincipalKind, Provider};
+use trailwarden::replay::normalize_files;
 use trailwarden::rules::diag::Diagnostics;
 use trailwarden::rules::operations::{OperationCatalog, load_catalog};
 use trailwarden::source::file::ReadOptions;

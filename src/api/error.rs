@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::alarm::allowlist::AllowlistError;
 use crate::alarm::assets::AssetsError;
 use crate::alarm::store::StoreError;
-use crate::app::AppError;
+use crate::error::AppError;
 use crate::mask::mask_recognisable_keys;
 
 /// An error answer.

@@ -39,7 +39,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::alarm::store::{Store, StoreOptions};
-use crate::app::DaemonHandle;
 use crate::config::Settings;
 use crate::metrics::ApiRequestLabels;
 
@@ -64,7 +63,7 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(settings: Settings, daemon: DaemonHandle, tokens: TokenSet) -> ApiState {
-        let store = StorePool::new(daemon.store_path.clone(), crate::app::store_options(&settings));
+        let store = StorePool::new(daemon.store_path.clone(), crate::options::store_options(&settings));
         ApiState {
             settings: Arc::new(settings),
             daemon,
@@ -256,6 +255,19 @@ async fn shape_errors(request: Request, next: Next) -> Response {
         shaped.headers_mut().insert(header::ALLOW, allow);
     }
     shaped
+}
+
+/// What the HTTP API needs from a running daemon; cheap to clone, safe to
+/// share between tasks, and it does not keep the daemon from shutting down.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub rules: crate::rules::SharedRules,
+    pub reload_status: Arc<std::sync::Mutex<crate::reload::ReloadStatus>>,
+    pub reload: crate::reload::ReloadRequester,
+    /// True while the engine thread runs.
+    pub engine_alive: Arc<AtomicBool>,
+    pub store_path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]

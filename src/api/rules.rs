@@ -114,7 +114,7 @@ async fn test_summary(state: &ApiState, attempts: u64) -> Result<TestSummary, Ap
             attempts,
             ..TestSummary::default()
         };
-        match crate::app::test_rules(&settings, None, None) {
+        match crate::ruleset::test_rules(&settings, None, None) {
             Ok(outcomes) => {
                 for outcome in outcomes {
                     let entry = summary.per_rule.entry(outcome.rule).or_insert((0, 0));

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::error::AppError;
 use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
 
@@ -112,7 +112,7 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
             expires,
             format,
         } => {
-            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
             let mut store = service::open_store(settings, db.as_deref())?;
             let request = service::AllowlistAdd {
                 matches: trailwarden::alarm::allowlist::PolicyMatch {
@@ -159,7 +159,7 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Remove { id, db, actor } => {
-            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
             let mut store = service::open_existing_store(settings, db.as_deref())?;
             let policy = service::allowlist_remove(&mut store, id, &actor)?;
             println!(

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::error::AppError;
 use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
 
@@ -94,7 +94,7 @@ pub fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<Exi
             actor,
         } => {
             let kind = remark_kind(&kind)?;
-            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
             let mut store = service::open_store(settings, db.as_deref())?;
             let remark = service::remark_set(&mut store, kind, &value, &text, &actor)?;
             println!("remark on {} set: {}", kind.as_str(), show(&remark.remark));
@@ -102,7 +102,7 @@ pub fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<Exi
         }
         RemarkCommand::Remove { kind, value, db, actor } => {
             let kind = remark_kind(&kind)?;
-            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
             let mut store = service::open_existing_store(settings, db.as_deref())?;
             service::remark_remove(&mut store, kind, &value, &actor)?;
             println!("remark on {} removed", kind.as_str());
@@ -137,14 +137,14 @@ pub fn remark_command(settings: &Settings, command: RemarkCommand) -> Result<Exi
 pub fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<ExitCode> {
     match command {
         AssetsCommand::Add { cidr, name, db, actor } => {
-            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
             let mut store = service::open_store(settings, db.as_deref())?;
             let asset = service::asset_add(&mut store, &cidr, &name, &actor)?;
             println!("asset {} added: {}", show(&asset.cidr), show(&asset.name));
             Ok(ExitCode::SUCCESS)
         }
         AssetsCommand::Import { file, db, actor } => {
-            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(app::AppError::from)?;
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
             let mut store = service::open_store(settings, db.as_deref())?;
             let report = service::assets_import(&mut store, &file, &actor)?;
             for problem in &report.problems {

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use trailwarden::app::{self};
 use trailwarden::config::Settings;
+use trailwarden::error::AppError;
+use trailwarden::ruleset;
 use trailwarden::terminal::{self, Column, Table, show};
 
 use super::Format;
@@ -41,7 +42,7 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
     match command {
         RulesCommand::Validate { path } => {
             let dir = path.unwrap_or_else(|| settings.rules.dir.clone());
-            match app::check_rule_set(settings, Some(&dir)) {
+            match ruleset::check_rule_set(settings, Some(&dir)) {
                 Ok(rules) => {
                     let (indexed, always) = rules.index_summary();
                     println!(
@@ -55,7 +56,7 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(app::AppError::Rules { diagnostics, .. }) => {
+                Err(AppError::Rules { diagnostics, .. }) => {
                     let count = diagnostics.len();
                     for diagnostic in diagnostics.sorted() {
                         println!("{}", terminal::escape_lines(&diagnostic.to_string()));
@@ -67,7 +68,7 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
             }
         }
         RulesCommand::Test { path, filter } => {
-            let outcomes = app::test_rules(settings, path.as_deref(), filter.as_deref())?;
+            let outcomes = ruleset::test_rules(settings, path.as_deref(), filter.as_deref())?;
             let mut passed = 0;
             let mut failed = Vec::new();
             for outcome in &outcomes {
@@ -107,7 +108,7 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
             })
         }
         RulesCommand::List { path, format } => {
-            let rules = app::load_rule_set(settings, path.as_deref())?;
+            let rules = ruleset::load_rule_set(settings, path.as_deref())?;
             if format != Format::Table {
                 for rule in &rules.rules {
                     let line = serde_json::json!({

@@ -1,0 +1,398 @@
+//! The daemon: a source (watched files or a Kafka consumer) feeding the
+//! pipeline, rule reloads, scheduled backups and the notification worker, as
+//! one running thing with a start and an ordered shutdown. `lifecycle.rs`
+//! runs it under signals with the HTTP API beside it.
+
+pub mod lifecycle;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+use crate::alarm::store::{Store, StoreError, StoreOptions};
+use crate::config::Settings;
+use crate::event::model::AuditEvent;
+use crate::mask::mask_key_in_text;
+use crate::pipeline::{MatchSink, Pipeline, PipelineHooks, PipelineReport, shared_rules};
+use crate::rules::{Rule, RuleMatch, RuleSet};
+use crate::source::FileCheckpoint;
+use crate::source::watch::{WatchMessage, WatchOptions, run_file_source};
+
+use crate::api::DaemonHandle;
+use crate::error::AppError;
+use crate::options::{merge_options, pipeline_options, store_options};
+use crate::ruleset::check_rule_set;
+
+/// A running daemon.
+pub struct Daemon {
+    pipeline: Pipeline,
+    source: DaemonSource,
+    reloader: crate::reload::Reloader,
+    backups: Option<BackupScheduler>,
+    /// The running rule set (the reloader swaps it), for the API's rule list.
+    rules: crate::rules::SharedRules,
+    /// The store the daemon writes, for the API's own connections.
+    store_path: PathBuf,
+}
+
+/// The daemon's source: watched files or a Kafka consumer.
+enum DaemonSource {
+    Files {
+        thread: std::thread::JoinHandle<()>,
+        wake: std::sync::mpsc::Sender<WatchMessage>,
+        stop: Arc<AtomicBool>,
+    },
+    Kafka(crate::source::kafka::KafkaSource),
+}
+
+impl Daemon {
+    /// Start the daemon. With `once`, the file source reads what is there
+    /// and stops; the Kafka source stops when every partition is read to its end.
+    pub fn start(settings: &Settings, db: Option<&Path>, once: bool) -> Result<Daemon, AppError> {
+        let rules = check_rule_set(settings, None)?;
+        tracing::info!(
+            rules = rules.rules.len(),
+            operations = rules.catalog.len(),
+            version = %rules.version,
+            dir = %settings.rules.dir.display(),
+            "rules loaded"
+        );
+        let store_path = db.unwrap_or(&settings.store.path).to_path_buf();
+        let store = Store::open(&store_path, store_options(settings))?;
+        tracing::info!(path = %store_path.display(), "alarm store open");
+        let rules = shared_rules(rules);
+        let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let backups = match &settings.store.backup {
+            Some(backup) if !once => Some(BackupScheduler::start(
+                store_path.clone(),
+                store_options(settings),
+                backup.clone(),
+            )?),
+            _ => None,
+        };
+        if settings.source == crate::config::SourceKind::Kafka {
+            let mut daemon = Daemon::start_kafka(settings, &store_path, store, rules, reloader, metrics, once)?;
+            daemon.backups = backups;
+            return Ok(daemon);
+        }
+        let reader = rusqlite::Connection::open_with_flags(
+            &store_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: store_path.clone(),
+            source,
+        })?;
+        let reader = std::sync::Mutex::new(reader);
+        let checkpoints = Box::new(move |path: &str| -> Option<FileCheckpoint> {
+            let connection = reader.lock().ok()?;
+            crate::alarm::store::read_file_checkpoint(&connection, path)
+                .ok()
+                .flatten()
+        });
+        let hooks = PipelineHooks {
+            metrics: Some(metrics),
+            ..PipelineHooks::default()
+        };
+        let pipeline = Pipeline::start(
+            rules.clone(),
+            store,
+            pipeline_options(settings, true),
+            Box::new(LogSink),
+            hooks,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake_sender, wake_receiver) = channel();
+        let options = WatchOptions {
+            paths: settings.files.paths.clone(),
+            watch: settings.files.watch && !once,
+            poll_interval: settings.files.poll_interval,
+            settle: settings.files.settle,
+            merge: merge_options(settings, true),
+        };
+        for path in &options.paths {
+            if !path.exists() {
+                tracing::warn!(path = %path.display(), "source path does not exist (yet); it will be picked up when it appears");
+            }
+        }
+        let source = {
+            let sender = pipeline.sender();
+            let stop = stop.clone();
+            let wake_sender = wake_sender.clone();
+            std::thread::Builder::new()
+                .name("tw-files".into())
+                .spawn(move || run_file_source(options, sender, checkpoints, wake_sender, wake_receiver, stop))
+                .map_err(|source| AppError::Io {
+                    context: "starting the file source".into(),
+                    source,
+                })?
+        };
+        Ok(Daemon {
+            pipeline,
+            source: DaemonSource::Files {
+                thread: source,
+                wake: wake_sender,
+                stop,
+            },
+            reloader,
+            backups,
+            rules,
+            store_path,
+        })
+    }
+
+    fn start_kafka(
+        settings: &Settings,
+        store_path: &Path,
+        store: Store,
+        rules: crate::rules::SharedRules,
+        reloader: crate::reload::Reloader,
+        metrics: Arc<crate::metrics::Metrics>,
+        once: bool,
+    ) -> Result<Daemon, AppError> {
+        use crate::source::kafka::{DeadLetterProducer, KafkaSource};
+        let kafka = &settings.kafka;
+        let on_dead_letters: Option<crate::pipeline::DeadLetterHook> = match &kafka.dead_letter_topic {
+            Some(topic) => {
+                let mut producer = DeadLetterProducer::new(kafka, topic, metrics.clone())?;
+                Some(Box::new(move |chunk, letters, events| {
+                    producer.copy(chunk, letters, events)
+                }))
+            }
+            None => None,
+        };
+        let (committed_sender, committed_receiver) = channel();
+        let hooks = PipelineHooks {
+            metrics: Some(metrics.clone()),
+            committed_offsets: Some(committed_sender),
+            on_dead_letters,
+        };
+        let pipeline = Pipeline::start(
+            rules.clone(),
+            store,
+            pipeline_options(settings, true),
+            Box::new(LogSink),
+            hooks,
+        );
+        let stored_offsets = match crate::alarm::store::kafka_offset_reader(store_path) {
+            Ok(reader) => Box::new(reader) as crate::source::kafka::StoredOffsets,
+            Err(error) => {
+                reloader.stop();
+                pipeline.finish();
+                return Err(error.into());
+            }
+        };
+        let source = match KafkaSource::start(
+            kafka,
+            stored_offsets,
+            pipeline.sender(),
+            committed_receiver,
+            metrics,
+            once,
+            settings.pipeline.batch_bytes,
+        ) {
+            Ok(source) => source,
+            Err(error) => {
+                reloader.stop();
+                pipeline.finish();
+                return Err(error.into());
+            }
+        };
+        Ok(Daemon {
+            pipeline,
+            source: DaemonSource::Kafka(source),
+            reloader,
+            backups: None,
+            rules,
+            store_path: store_path.to_path_buf(),
+        })
+    }
+
+    /// Start the notification worker on the current tokio runtime, when
+    /// `[notify]` has topics.
+    pub fn start_notifier(&self, settings: &Settings) -> Result<Option<crate::notify::worker::Notifier>, AppError> {
+        if !settings.notify.active() {
+            return Ok(None);
+        }
+        let subscriptions: usize = settings
+            .notify
+            .topics
+            .iter()
+            .map(|topic| topic.subscriptions.len())
+            .sum();
+        let notifier = crate::notify::worker::Notifier::start(
+            settings.notify.clone(),
+            self.store_path.clone(),
+            store_options(settings),
+            Some(self.rules.clone()),
+            self.metrics(),
+        )
+        .map_err(|error| AppError::Notify(error.to_string()))?;
+        tracing::info!(topics = settings.notify.topics.len(), subscriptions, "notifications on");
+        Ok(Some(notifier))
+    }
+
+    /// A handle for the HTTP API.
+    pub fn api_handle(&self) -> DaemonHandle {
+        DaemonHandle {
+            metrics: self.pipeline.metrics.clone(),
+            rules: self.rules.clone(),
+            reload_status: self.reloader.status.clone(),
+            reload: self.reloader.requester(),
+            engine_alive: self.pipeline.engine_alive(),
+            store_path: self.store_path.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> crate::pipeline::StatsSnapshot {
+        self.pipeline.stats.snapshot()
+    }
+
+    /// The daemon's metrics registry.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.pipeline.metrics.clone()
+    }
+
+    /// Whether the source has finished (`once`, or the pipeline stopped).
+    pub fn source_finished(&self) -> bool {
+        match &self.source {
+            DaemonSource::Files { thread, .. } => thread.is_finished(),
+            DaemonSource::Kafka(source) => source.is_finished(),
+        }
+    }
+
+    /// Reload the rules now (SIGHUP).
+    pub fn reload(&self) {
+        self.reloader.request();
+    }
+
+    /// The rule set's reload status.
+    pub fn reload_status(&self) -> crate::reload::ReloadStatus {
+        self.reloader
+            .status
+            .lock()
+            .map(|status| status.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stop intake, drain and commit. Blocking: call from a blocking context.
+    pub fn shutdown(self) -> PipelineReport {
+        self.reloader.stop();
+        if let Some(backups) = self.backups {
+            backups.stop();
+        }
+        match self.source {
+            DaemonSource::Files { thread, wake, stop } => {
+                stop.store(true, Ordering::SeqCst);
+                let _ = wake.send(WatchMessage::Shutdown);
+                let _ = thread.join();
+            }
+            DaemonSource::Kafka(source) => source.stop(),
+        }
+        self.pipeline.finish()
+    }
+}
+
+/// The daemon's sink: matches are logged at debug level (alarms are in the
+/// store), with the access key masked in the output text.
+struct LogSink;
+
+impl MatchSink for LogSink {
+    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, _: &RuleSet) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let output = match event.access_key_id() {
+            Some(key) => mask_key_in_text(&rule_match.output, key),
+            None => rule_match.output.clone(),
+        };
+        tracing::debug!(rule = %rule.id, level = %rule.level, event = %event.event_id, origin = %event.origin, "{output}");
+    }
+}
+
+/// Scheduled online backups: every `interval`, a copy named
+/// `trailwarden-<UTC time>.db` in `dir`; the newest `keep` are kept.
+pub struct BackupScheduler {
+    thread: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl BackupScheduler {
+    pub fn start(
+        store_path: PathBuf,
+        options: StoreOptions,
+        backup: crate::config::BackupSettings,
+    ) -> Result<BackupScheduler, AppError> {
+        std::fs::create_dir_all(&backup.dir).map_err(|source| AppError::Io {
+            context: format!("creating the backup directory {}", backup.dir.display()),
+            source,
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("tw-backup".into())
+                .spawn(move || {
+                    let mut last = std::time::Instant::now();
+                    while !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(200));
+                        if last.elapsed() < backup.interval {
+                            continue;
+                        }
+                        last = std::time::Instant::now();
+                        match backup_once(&store_path, options.clone(), &backup) {
+                            Ok(path) => tracing::info!(path = %path.display(), "store backed up"),
+                            Err(error) => {
+                                tracing::error!(%error, "scheduled backup failed; retried at the next interval")
+                            }
+                        }
+                    }
+                })
+                .map_err(|source| AppError::Io {
+                    context: "starting the backup thread".into(),
+                    source,
+                })?
+        };
+        Ok(BackupScheduler { thread, stop })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+/// One backup into `backup.dir`, then prune beyond `backup.keep`.
+pub fn backup_once(
+    store_path: &Path,
+    options: StoreOptions,
+    backup: &crate::config::BackupSettings,
+) -> Result<PathBuf, AppError> {
+    let store = Store::open(store_path, options)?;
+    let name = format!("trailwarden-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let path = backup.dir.join(name);
+    store.backup_to(&path)?;
+    let mut existing: Vec<PathBuf> = std::fs::read_dir(&backup.dir)
+        .map_err(|source| AppError::Io {
+            context: format!("listing {}", backup.dir.display()),
+            source,
+        })?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("trailwarden-") && name.ends_with(".db"))
+        })
+        .collect();
+    existing.sort();
+    let excess = existing.len().saturating_sub(backup.keep);
+    for old in existing.into_iter().take(excess) {
+        if let Err(error) = std::fs::remove_file(&old) {
+            tracing::warn!(path = %old.display(), %error, "cannot remove an old backup");
+        }
+    }
+    Ok(path)
+}

@@ -1,0 +1,432 @@
+//! Backtests and inspection over files: `replay` (the daemon's pipeline over
+//! files, directories or stdin, merged in event-time order, printing every
+//! match), `normalize` (what the rules see of each record) and the summary a
+//! replay prints.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::alarm::store::{Store, StoreOptions};
+use crate::config::Settings;
+use crate::event::decode::{DeadLetter, Decoded};
+use crate::event::event_json;
+use crate::event::model::AuditEvent;
+use crate::event::normalize::NormalizeContext;
+use crate::event::window::TimeWindow;
+use crate::mask::{mask_access_key, mask_group_key, mask_key_in_text};
+use crate::pipeline::{MatchSink, Pipeline, PipelineHooks, PipelineReport, normalize_chunk, shared_rules};
+use crate::rules::{Rule, RuleMatch, RuleSet};
+use crate::source::ChunkBatch;
+use crate::source::file::{ReadOptions, StartAt, Stopped, list_files, read_file, read_stdin};
+use crate::source::merge::{Finished, Input, MergeOptions, read_merged};
+use crate::terminal::show;
+
+use crate::error::AppError;
+use crate::options::{merge_options, pipeline_options, read_options, store_options};
+use crate::ruleset::load_rule_set;
+
+/// Output format of `replay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchFormat {
+    Jsonl,
+    Table,
+    /// Print nothing but the summary (`--db` runs that only fill a store).
+    None,
+}
+
+/// Prints matches to stdout.
+struct PrintSink {
+    format: MatchFormat,
+    out: std::io::BufWriter<std::io::Stdout>,
+    broken: bool,
+    header_done: bool,
+}
+
+impl MatchSink for PrintSink {
+    fn on_match(&mut self, rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) {
+        if self.broken {
+            return;
+        }
+        let result = match self.format {
+            MatchFormat::None => Ok(()),
+            MatchFormat::Jsonl => {
+                let line = match_json(rule, rule_match, event, rules);
+                writeln!(self.out, "{line}")
+            }
+            MatchFormat::Table => {
+                let header = if self.header_done {
+                    Ok(())
+                } else {
+                    self.header_done = true;
+                    writeln!(
+                        self.out,
+                        "{:<24} {:<6} {:<34} {:<7} {:<28} {:<22} {:<34} SOURCE IP",
+                        "TIME", "LEVEL", "RULE", "CLOUD", "PRINCIPAL", "ACCESS KEY", "ACTION"
+                    )
+                };
+                // Matches are printed as they come, so the columns have fixed
+                // widths: longer values are cut with `…`, and event text is
+                // escaped (it is whatever the caller put in the record).
+                let key = event.access_key_id().map_or_else(|| "-".to_string(), mask_access_key);
+                header.and_then(|_| {
+                    writeln!(
+                        self.out,
+                        "{:<24} {:<6} {:<34.34} {:<7} {:<28.28} {:<22.22} {:<34.34} {}",
+                        crate::alarm::store::timestamp(event.time),
+                        rule.level.as_str(),
+                        show(&rule.id),
+                        event.provider.as_str(),
+                        show(event.principal_display()),
+                        show(&key),
+                        show(&format!("{}.{}", event.service, event.action)),
+                        show(event.source_ip_text().unwrap_or("-"))
+                    )
+                })
+            }
+        };
+        if result.is_err() {
+            self.broken = true;
+        }
+    }
+
+    fn on_commit(&mut self) {
+        if self.out.flush().is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+impl Drop for PrintSink {
+    fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+/// One match as a JSON object (the `replay --format jsonl` line). The
+/// access key is masked, in its field and in the group key and output.
+pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) -> serde_json::Value {
+    let operations: Vec<&str> = event
+        .operations
+        .iter()
+        .map(|index| rules.catalog.name(*index))
+        .collect();
+    let key = event.access_key_id();
+    let masked = |text: &str| match key {
+        Some(key) => mask_key_in_text(text, key),
+        None => text.to_string(),
+    };
+    serde_json::json!({
+        "rule": rule.id,
+        "rule_hash": rule.hash,
+        "level": rule.level,
+        "title": rule.title,
+        "event_id": event.event_id,
+        "provider": event.provider,
+        "time": crate::alarm::store::timestamp(event.time),
+        "account_id": event.account_id,
+        "principal": event.principal_display(),
+        "principal_kind": event.principal.kind,
+        "access_key_id": key.map(mask_access_key),
+        "service": event.service,
+        "action": event.action,
+        "operations": operations,
+        "source_ip": event.source_ip_text(),
+        "call_method": event.call_method,
+        "outcome": event.outcome.result,
+        "group_key": mask_group_key(&masked(&rule_match.group_key)),
+        "output": masked(&rule_match.output),
+        "origin": event.origin,
+    })
+}
+
+/// `trailwarden replay`.
+pub struct ReplayRequest {
+    pub paths: Vec<String>,
+    pub format: MatchFormat,
+    /// Aggregate into this store (else a throw-away in-memory one).
+    pub db: Option<PathBuf>,
+}
+
+pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineReport, AppError> {
+    check_paths(&request.paths)?;
+    let rules = load_rule_set(settings, None)?;
+    // Without --db: a throw-away store in a temporary file (not in memory, so
+    // a replay of any size keeps memory bounded), removed at the end.
+    let scratch = request.db.is_none().then(ScratchStore::new);
+    let (store_path, options) = match (&request.db, &scratch) {
+        // A replay is a backtest: it never notifies anyone.
+        (Some(db), _) => (
+            db.clone(),
+            StoreOptions {
+                notify: None,
+                ..store_options(settings)
+            },
+        ),
+        (None, Some(scratch)) => (
+            scratch.path.clone(),
+            StoreOptions {
+                synchronous_full: false,
+                notify: None,
+                ..store_options(settings)
+            },
+        ),
+        (None, None) => unreachable!("scratch exists without --db"),
+    };
+    let store = Store::open(&store_path, options)?;
+    let sink = PrintSink {
+        format: request.format,
+        out: std::io::BufWriter::new(std::io::stdout()),
+        broken: false,
+        header_done: false,
+    };
+    let pipeline = Pipeline::start(
+        shared_rules(rules),
+        store,
+        pipeline_options(settings, false),
+        Box::new(sink),
+        PipelineHooks::default(),
+    );
+    let sender = pipeline.sender();
+    let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
+    read_paths_merged(&request.paths, &merge_options(settings, false), &mut send)?;
+    drop(sender);
+    let report = pipeline.finish();
+    if let Some(error) = report.store_error {
+        return Err(AppError::Store(error));
+    }
+    Ok(report)
+}
+
+/// A temporary store file for `replay` without `--db`; removed on drop.
+struct ScratchStore {
+    path: PathBuf,
+}
+
+impl ScratchStore {
+    fn new() -> ScratchStore {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        let name = format!("trailwarden-replay-{}-{nanos}.db", std::process::id());
+        ScratchStore {
+            path: std::env::temp_dir().join(name),
+        }
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The one-line summary printed to stderr after a replay.
+pub fn summary_line(report: &PipelineReport) -> String {
+    let stats = report.stats;
+    format!(
+        "replay: {} records, {} events, {} malformed, {} matches, {} allowlisted ({} high), {} alarms ({} new), state {} entries ({} evicted), {} late, {:.2} s, {:.0} events/s",
+        stats.records,
+        stats.events,
+        stats.malformed,
+        stats.matches,
+        stats.allowlisted,
+        stats.allowlisted_high,
+        stats.alarms_touched,
+        stats.alarms_created,
+        stats.state_entries,
+        stats.state_evictions,
+        stats.late_events,
+        report.elapsed.as_secs_f64(),
+        report.events_per_second()
+    )
+}
+
+/// Read, decode and normalize `paths` (files, directories or `-`), calling
+/// `on_event` for each event (operations classified with `catalog`) and
+/// `on_dead_letter` for each unreadable record. `on_event` returns false to
+/// stop. Event times are checked against the default `TimeWindow`.
+pub fn normalize_files(
+    paths: &[String],
+    read_options: &ReadOptions,
+    naive_time_offset: chrono::FixedOffset,
+    catalog: &crate::rules::OperationCatalog,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> Result<(), AppError> {
+    normalize_files_within(
+        paths,
+        read_options,
+        naive_time_offset,
+        &TimeWindow::default(),
+        catalog,
+        on_event,
+        on_dead_letter,
+    )
+}
+
+/// `normalize_files` with the configured window of believable event times.
+pub fn normalize_files_within(
+    paths: &[String],
+    read_options: &ReadOptions,
+    naive_time_offset: chrono::FixedOffset,
+    time_window: &TimeWindow,
+    catalog: &crate::rules::OperationCatalog,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> Result<(), AppError> {
+    check_paths(paths)?;
+    let mut decoded = Decoded::default();
+    let mut handle = |batch: ChunkBatch| -> Result<(), Stopped> {
+        let mut context = NormalizeContext::new(batch.ingest_time);
+        context.naive_time_offset = naive_time_offset;
+        let bounds = time_window.bounds(chrono::Utc::now());
+        for letter in batch.source_errors {
+            on_dead_letter(letter);
+        }
+        for chunk in &batch.chunks {
+            context.ingest_time = chunk.ingest_time.unwrap_or(batch.ingest_time);
+            let keep_going = normalize_chunk(
+                chunk,
+                &context,
+                &bounds,
+                &mut decoded,
+                &mut |mut event| {
+                    catalog.classify_event(&mut event);
+                    on_event(event)
+                },
+                on_dead_letter,
+            );
+            if !keep_going {
+                return Err(Stopped);
+            }
+        }
+        Ok(())
+    };
+    read_paths(paths, read_options, &mut handle)
+}
+
+/// Fail early, before any work, when a path does not exist.
+fn check_paths(paths: &[String]) -> Result<(), AppError> {
+    match paths.iter().find(|path| *path != "-" && !Path::new(path).exists()) {
+        Some(missing) => Err(AppError::MissingPath {
+            path: PathBuf::from(missing),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every file of `paths` (directories recursively) and stdin (`-`), read
+/// as one stream merged in event-time order (`source::merge`), handing
+/// batches to `send` until it stops. Unreadable files are reported and skipped.
+fn read_paths_merged(
+    paths: &[String],
+    options: &MergeOptions,
+    send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
+) -> Result<(), AppError> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
+            context: path.clone(),
+            source,
+        })?;
+        inputs.extend(files.into_iter().map(|path| Input::File {
+            path,
+            start: StartAt::default(),
+        }));
+    }
+    let mut on_finished = |finished: Finished| {
+        if let Err(error) = finished.result {
+            tracing::warn!(%error, "cannot read");
+        }
+    };
+    // Stopped: the pipeline is gone; its report says why.
+    let _ = read_merged(&inputs, options, send, &mut on_finished);
+    Ok(())
+}
+
+/// Read files, directories (recursively, in path order) and stdin (`-`) in
+/// order, handing batches to `send` until it stops (`normalize`, which
+/// prints records in the order they are found).
+fn read_paths(
+    paths: &[String],
+    options: &ReadOptions,
+    send: &mut dyn FnMut(ChunkBatch) -> Result<(), Stopped>,
+) -> Result<(), AppError> {
+    for path in paths {
+        if path == "-" {
+            if read_stdin(options, send).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        let files = list_files(Path::new(path)).map_err(|source| AppError::Io {
+            context: path.clone(),
+            source,
+        })?;
+        for file in files {
+            match read_file(&file, StartAt::default(), options, false, send) {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "cannot read"),
+                Err(Stopped) => return Ok(()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `trailwarden normalize`: normalized events as JSON lines to `out`;
+/// unreadable records are reported on stderr. Returns (events, malformed).
+pub fn normalize_paths(
+    settings: &Settings,
+    paths: &[String],
+    include_raw: bool,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), AppError> {
+    // The catalog names operations; without loadable rules they stay empty.
+    let catalog = match load_rule_set(settings, None) {
+        Ok(rules) => rules.catalog,
+        Err(error) => {
+            tracing::warn!("operations will be empty: {error}");
+            Default::default()
+        }
+    };
+    let mut events = 0u64;
+    let mut malformed = 0u64;
+    let mut write_error = None;
+    normalize_files_within(
+        paths,
+        &read_options(settings),
+        settings.naive_time_offset,
+        &settings.time_window,
+        &catalog,
+        &mut |event| match writeln!(out, "{}", event_json(&event, &catalog, include_raw)) {
+            Ok(()) => {
+                events += 1;
+                true
+            }
+            Err(error) => {
+                write_error = Some(error);
+                false
+            }
+        },
+        &mut |letter| {
+            malformed += 1;
+            eprintln!("{}: {}", show(&letter.origin.to_string()), show(&letter.reason));
+        },
+    )?;
+    match write_error {
+        Some(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(AppError::Io {
+            context: "stdout".into(),
+            source: error,
+        }),
+        _ => Ok((events, malformed)),
+    }
+}
