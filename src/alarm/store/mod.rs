@@ -1,0 +1,419 @@
+//! The alarm store: SQLite (bundled, WAL), one transaction per batch.
+//!
+//! A batch carries alarm updates (already aggregated per rule + group key),
+//! dead letters and source checkpoints; all of it commits together, so a
+//! crash never leaves alarms without the progress that produced them (or the
+//! reverse). One open alarm exists per (rule, group key): the unique partial
+//! index `alarms_open_key` enforces it; a processed or ignored alarm is closed
+//! and the next match opens a new one.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use super::chain;
+use super::schema;
+use crate::rules::Level;
+use crate::source::{FileCheckpoint, KafkaOffset};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create the store's directory {path}: {source}")]
+    Directory { path: PathBuf, source: std::io::Error },
+    #[error("cannot migrate the store at {path}: {source}")]
+    Migrate { path: PathBuf, source: rusqlite::Error },
+    #[error("store write failed: {0}")]
+    Write(rusqlite::Error),
+    #[error("store query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+    #[error("alarm {0} not found")]
+    AlarmNotFound(i64),
+    #[error("{0}")]
+    Workflow(String),
+    #[error("backup to {path} failed: {source}")]
+    Backup { path: PathBuf, source: rusqlite::Error },
+}
+
+mod query;
+mod state;
+mod write;
+
+pub use crate::time::timestamp;
+pub use query::{AlarmDetail, AlarmFilter, AlarmRow, AlarmSort, DeadLetterRow};
+pub use state::StateChanges;
+pub use write::{WriteBatch, WriteOutcome};
+
+/// Who an alarm is about (seeds/003: account identity, AK).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AlarmIdentity {
+    pub provider: String,
+    pub account_id: Option<String>,
+    pub account_name: Option<String>,
+    /// `root`, `sub_account` or `unknown`.
+    pub account_identity: String,
+    pub principal_kind: String,
+    pub principal_id: Option<String>,
+    pub principal_name: Option<String>,
+    pub principal_arn: Option<String>,
+    pub access_key_id: Option<String>,
+    pub access_key_temporary: Option<bool>,
+}
+
+/// Calls from one source IP, by method, service and API (seeds/003 "Alarm Details").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallRecord {
+    pub source_ip: String,
+    pub ip_kind: String,
+    pub call_method: String,
+    pub service: String,
+    pub action: String,
+    pub success_count: u64,
+    pub failure_count: u64,
+    pub first_call: String,
+    pub last_call: String,
+}
+
+/// One event kept as evidence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub event_id: String,
+    pub event_time: String,
+    pub origin: String,
+    /// The normalized event with its raw record, as JSON text.
+    pub event: String,
+}
+
+/// Matches of one rule and group key within a batch, ready to merge.
+#[derive(Clone, Debug)]
+pub struct AlarmUpdate {
+    pub rule_id: String,
+    pub rule_hash: String,
+    pub level: Level,
+    pub title: String,
+    /// The rule's tags (notification topics filter on them).
+    pub tags: Vec<String>,
+    pub group_key: String,
+    pub identity: AlarmIdentity,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub last_output: String,
+    pub calls: Vec<CallRecord>,
+    pub samples: Vec<Sample>,
+}
+
+/// An event waiting in the reorder buffer, persisted so a restart (or a
+/// crash) resumes the buffer instead of losing or re-reading it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingRow {
+    pub seq: i64,
+    pub provider: String,
+    pub time_ms: i64,
+    pub time_source: String,
+    pub origin: String,
+    /// The raw record (JSON), re-normalized on restore.
+    pub raw: String,
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Samples kept per alarm (the first ones seen).
+    pub samples_per_alarm: u32,
+    /// `PRAGMA synchronous`: FULL fsyncs each batch commit; NORMAL may lose the
+    /// last batch on power loss (never on a process crash).
+    pub synchronous_full: bool,
+    /// New matches for an ignored alarm are counted on it (no new alarm);
+    /// when false they open a new alarm.
+    pub count_on_ignored: bool,
+    /// Notification topics: alarm changes queue outbox rows in the same
+    /// transaction (`None`: no notifications, as in replays).
+    pub notify: Option<std::sync::Arc<dyn super::observer::AlarmObserver>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            samples_per_alarm: 10,
+            synchronous_full: true,
+            count_on_ignored: true,
+            notify: None,
+        }
+    }
+}
+
+pub struct Store {
+    connection: Connection,
+    options: StoreOptions,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating directories and the file as needed) and migrate.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut connection = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let configure = |connection: &Connection| -> rusqlite::Result<()> {
+            connection.busy_timeout(std::time::Duration::from_secs(10))?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(
+                None,
+                "synchronous",
+                if options.synchronous_full { "FULL" } else { "NORMAL" },
+            )?;
+            connection.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(())
+        };
+        configure(&connection).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        schema::migrate(&mut connection).map_err(|source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Store {
+            connection,
+            options,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for the allowlist, remark and asset tables (their SQL
+    /// lives in `allowlist.rs` and `assets.rs`).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+
+    /// `PRAGMA data_version`: changes when another connection (the CLI) has
+    /// committed, so the engine knows when to reload policies. One cheap call.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self.connection.query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    }
+
+    /// A persisted engine counter.
+    pub fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .connection
+            .query_row("SELECT value FROM engine_meta WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Progress recorded for a file, if any.
+    pub fn file_checkpoint(&self, path: &str) -> Result<Option<FileCheckpoint>, StoreError> {
+        Ok(read_file_checkpoint(&self.connection, path)?)
+    }
+
+    /// Change an alarm's status (processed, ignored, back to unprocessed),
+    /// recording actor, time and reason, sealed into the chain.
+    pub fn set_status(
+        &mut self,
+        id: i64,
+        to: super::workflow::Status,
+        actor: &str,
+        reason: &str,
+    ) -> Result<super::workflow::Transition, StoreError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let transition = super::workflow::set_status(&transaction, id, to, actor, reason, &timestamp(Utc::now()))?;
+        if let Some(router) = &self.options.notify {
+            let facts: (String, String, String, Option<String>, Option<String>) = transaction.query_row(
+                "SELECT rule_id, level, tags, account_id, account_name FROM alarms WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            )?;
+            let tags: Vec<String> = facts
+                .2
+                .split(',')
+                .filter(|tag| !tag.is_empty())
+                .map(str::to_string)
+                .collect();
+            router.status_changed(
+                &transaction,
+                &super::observer::AlarmFacts {
+                    alarm_id: id,
+                    rule_id: &facts.0,
+                    level: Level::parse(&facts.1).unwrap_or(Level::Info),
+                    tags: &tags,
+                    account_id: facts.3.as_deref(),
+                    account_name: facts.4.as_deref(),
+                },
+                &transition,
+            )?;
+        }
+        transaction.commit()?;
+        Ok(transition)
+    }
+
+    /// Run an operator's change (a policy, remark or asset) in one immediate
+    /// write transaction, with the notification router: the change, its
+    /// change-log entry, its chain links and its notifications commit together.
+    pub fn change<T, E: From<rusqlite::Error>>(
+        &mut self,
+        change: impl FnOnce(&Transaction<'_>, Option<&dyn super::observer::AlarmObserver>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = change(&transaction, self.options.notify.as_deref())?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    /// Check the hash chain and every sealed row (see `chain::verify`).
+    pub fn verify_chain(&self, anchor: Option<(i64, &str)>) -> Result<chain::Verification, StoreError> {
+        Ok(chain::verify(&self.connection, anchor)?)
+    }
+
+    /// The chain's last link: (seq, hash).
+    pub fn chain_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(chain::head(&self.connection)?)
+    }
+
+    /// An online copy of the whole store (SQLite's backup API), consistent
+    /// even while the daemon writes.
+    pub fn backup_to(&self, destination: &Path) -> Result<(), StoreError> {
+        let failed = |source| StoreError::Backup {
+            path: destination.to_path_buf(),
+            source,
+        };
+        if destination.exists() {
+            return Err(StoreError::Workflow(format!(
+                "{} already exists; a backup never overwrites a file",
+                destination.display()
+            )));
+        }
+        let mut target = Connection::open(destination).map_err(failed)?;
+        let backup = rusqlite::backup::Backup::new(&self.connection, &mut target).map_err(failed)?;
+        backup
+            .run_to_completion(1024, std::time::Duration::from_millis(5), None)
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Give the engine's activity accumulator the (key, IP) pairs already stored.
+    pub fn load_activity(&self, activity: &mut super::rollup::Activity) -> Result<usize, StoreError> {
+        Ok(super::rollup::load_pairs(
+            &self.connection,
+            &mut |key, ip, first_ms| activity.remember_pair(key, ip, first_ms),
+        )?)
+    }
+
+    /// The god view over a time range (`trailwarden activity`).
+    pub fn activity_report(
+        &self,
+        query: &super::rollup::ActivityQuery,
+    ) -> Result<super::rollup::ActivityReport, StoreError> {
+        Ok(super::rollup::activity_report(&self.connection, query)?)
+    }
+
+    /// Key-operation traces, most recent first (`trailwarden traces`).
+    pub fn list_traces(&self, filter: &super::rollup::TraceFilter) -> Result<Vec<super::rollup::Trace>, StoreError> {
+        Ok(super::rollup::list_traces(&self.connection, filter)?)
+    }
+
+    /// Row counts, for summaries and health output.
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let count = |sql: &str| -> rusqlite::Result<u64> {
+            self.connection
+                .query_row(sql, [], |row| row.get::<_, i64>(0))
+                .map(|n| n as u64)
+        };
+        Ok(StoreCounts {
+            alarms: count("SELECT COUNT(*) FROM alarms")?,
+            open_alarms: count("SELECT COUNT(*) FROM alarms WHERE status = 'unprocessed'")?,
+            dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    pub alarms: u64,
+    pub open_alarms: u64,
+    pub dead_letters: u64,
+}
+
+/// A reader of the Kafka offsets the store holds, for the Kafka source: its
+/// own read-only connection, so the source never opens the store itself.
+pub fn kafka_offset_reader(
+    path: &Path,
+) -> Result<impl FnMut(&str) -> Result<Vec<KafkaOffset>, String> + Send + 'static, StoreError> {
+    let reader = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(move |group: &str| read_kafka_offsets(&reader, group).map_err(|error| error.to_string()))
+}
+
+/// The stored next offset of each partition of `group`, read from any
+/// connection (the Kafka source reads through its own read-only connection).
+pub fn read_kafka_offsets(connection: &Connection, group: &str) -> rusqlite::Result<Vec<KafkaOffset>> {
+    let mut statement =
+        connection.prepare("SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = ?1")?;
+    let group: std::sync::Arc<str> = std::sync::Arc::from(group);
+    let rows = statement.query_map([group.as_ref()], |row| {
+        Ok(KafkaOffset {
+            group: group.clone(),
+            topic: std::sync::Arc::from(row.get::<_, String>(0)?.as_str()),
+            partition: row.get(1)?,
+            next_offset: row.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The checkpoint of a file, read from any connection to the store (the
+/// daemon's file source reads through its own read-only connection).
+pub fn read_file_checkpoint(connection: &Connection, path: &str) -> rusqlite::Result<Option<FileCheckpoint>> {
+    connection
+        .query_row(
+            "SELECT path, size, mtime_ms, offset, line, completed, container_depth, container_line, container_index \
+             FROM source_files WHERE path = ?1",
+            [path],
+            |row| {
+                let depth: i64 = row.get(6)?;
+                Ok(FileCheckpoint {
+                    path: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    mtime_ms: row.get(2)?,
+                    offset: row.get::<_, i64>(3)? as u64,
+                    line: row.get::<_, i64>(4)? as u64,
+                    completed: row.get(5)?,
+                    container: (depth > 0).then(|| crate::source::framer::ContainerAt {
+                        depth: u32::try_from(depth).unwrap_or(0),
+                        doc_line: u64::try_from(row.get::<_, i64>(7).unwrap_or(0)).unwrap_or(0),
+                        next_index: u32::try_from(row.get::<_, i64>(8).unwrap_or(0)).unwrap_or(0),
+                    }),
+                })
+            },
+        )
+        .optional()
+}

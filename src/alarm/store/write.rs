@@ -1,0 +1,365 @@
+//! Writing a batch: alarms opened or merged with their call records and
+//! samples, dead letters, source progress, state and rollups, one transaction.
+
+use chrono::Utc;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::state::{StateChanges, write_state};
+use super::{AlarmUpdate, PendingRow, Store, StoreError, timestamp};
+use crate::alarm::chain::{self, LinkKind};
+use crate::event::decode::DeadLetter;
+use crate::event::origin::Position;
+use crate::rules::Level;
+use crate::source::{FileCheckpoint, KafkaOffset};
+
+/// Everything one transaction writes.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub alarms: Vec<AlarmUpdate>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub checkpoints: Vec<FileCheckpoint>,
+    /// Next offsets of the Kafka partitions whose messages this batch holds.
+    pub kafka_offsets: Vec<KafkaOffset>,
+    pub state: StateChanges,
+    pub pending_insert: Vec<PendingRow>,
+    pub pending_delete: Vec<i64>,
+    /// Engine counters that must survive restarts (high-water event time …).
+    pub meta: Vec<(&'static str, i64)>,
+    /// Allowlist policy hits of this batch, one entry per policy.
+    pub allowlist_hits: Vec<crate::alarm::allowlist::PolicyHit>,
+    /// Hourly rollups, first-seen (key, IP) pairs and key-operation traces.
+    pub activity: crate::alarm::rollup::ActivityBatch,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.alarms.is_empty()
+            && self.dead_letters.is_empty()
+            && self.checkpoints.is_empty()
+            && self.kafka_offsets.is_empty()
+            && self.state.is_empty()
+            && self.pending_insert.is_empty()
+            && self.pending_delete.is_empty()
+            && self.meta.is_empty()
+            && self.allowlist_hits.is_empty()
+            && self.activity.is_empty()
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub alarms_created: u64,
+    pub alarms_updated: u64,
+    /// Matches counted on an ignored alarm (not raised again).
+    pub counted_on_ignored: u64,
+    pub dead_letters: u64,
+}
+
+impl Store {
+    /// Write a batch in one transaction.
+    pub fn write(&mut self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
+        let now = timestamp(Utc::now());
+        let samples_per_alarm = i64::from(self.options.samples_per_alarm);
+        // IMMEDIATE: the chain head is read and extended in the same write lock,
+        // also when the CLI changes an alarm's status at the same time.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::Write)?;
+        let outcome = write_in(
+            &transaction,
+            batch,
+            &now,
+            samples_per_alarm,
+            self.options.count_on_ignored,
+            self.options.notify.as_deref(),
+        )
+        .map_err(StoreError::Write)?;
+        transaction.commit().map_err(StoreError::Write)?;
+        Ok(outcome)
+    }
+}
+
+fn write_in(
+    transaction: &Transaction<'_>,
+    batch: &WriteBatch,
+    now: &str,
+    samples_per_alarm: i64,
+    count_on_ignored: bool,
+    notify: Option<&dyn crate::alarm::observer::AlarmObserver>,
+) -> rusqlite::Result<WriteOutcome> {
+    let mut outcome = WriteOutcome::default();
+    // The alarm a match counts on: the open (unprocessed) one, else — when
+    // configured — an ignored one (counted there, not raised again); a
+    // processed alarm never takes new matches: they open a new alarm.
+    // The open alarm first, by the partial unique index; an ignored one only
+    // when there is none (most matches find an open alarm).
+    let mut find_open = transaction.prepare_cached(
+        "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
+         AND status = 'unprocessed'",
+    )?;
+    let mut find_ignored = transaction.prepare_cached(
+        "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
+         AND status = 'ignored' ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut touched: Vec<i64> = Vec::with_capacity(batch.alarms.len());
+    let mut insert_alarm = transaction.prepare_cached(
+        "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
+         account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
+         access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at, tags) \
+         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0, 0, ?18, ?19, ?19, ?20)",
+    )?;
+    let mut update_alarm = transaction.prepare_cached(
+        "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
+         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9 WHERE id = ?1",
+    )?;
+    let mut upsert_call = transaction.prepare_cached(
+        "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
+         failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
+         success_count = success_count + excluded.success_count, failure_count = failure_count + excluded.failure_count, \
+         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call) \
+         RETURNING id",
+    )?;
+    // Call records and samples written here are sealed with the alarms.
+    let mut touched_calls: Vec<i64> = Vec::new();
+    let mut new_samples: Vec<i64> = Vec::new();
+    let mut insert_sample = transaction.prepare_cached(
+        "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
+    for update in &batch.alarms {
+        let read = |row: &rusqlite::Row<'_>| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        };
+        let mut existing: Option<(i64, i64, String, String, i64)> = find_open
+            .query_row(params![update.rule_id, update.group_key], read)
+            .optional()?;
+        if existing.is_none() && count_on_ignored {
+            existing = find_ignored
+                .query_row(params![update.rule_id, update.group_key], read)
+                .optional()?;
+        }
+        let facts = |alarm_id| crate::alarm::observer::AlarmFacts {
+            alarm_id,
+            rule_id: &update.rule_id,
+            level: update.level,
+            tags: &update.tags,
+            account_id: update.identity.account_id.as_deref(),
+            account_name: update.identity.account_name.as_deref(),
+        };
+        let (alarm_id, mut sample_count) = match existing {
+            Some((id, samples, status, level, count)) => {
+                if status == "ignored" {
+                    outcome.counted_on_ignored += 1;
+                } else {
+                    outcome.alarms_updated += 1;
+                    if let Some(router) = notify {
+                        let old_count = count.max(0) as u64;
+                        router.updated(
+                            transaction,
+                            &facts(id),
+                            Level::parse(&level),
+                            old_count,
+                            old_count + update.count,
+                        )?;
+                    }
+                }
+                (id, samples)
+            }
+            None => {
+                let identity = &update.identity;
+                insert_alarm.execute(params![
+                    update.rule_id,
+                    update.rule_hash,
+                    update.level.as_str(),
+                    update.title,
+                    update.group_key,
+                    identity.provider,
+                    identity.account_id,
+                    identity.account_name,
+                    identity.account_identity,
+                    identity.principal_kind,
+                    identity.principal_id,
+                    identity.principal_name,
+                    identity.principal_arn,
+                    identity.access_key_id,
+                    identity.access_key_temporary,
+                    update.first_seen,
+                    update.last_seen,
+                    update.last_output,
+                    now,
+                    update.tags.join(","),
+                ])?;
+                outcome.alarms_created += 1;
+                let id = transaction.last_insert_rowid();
+                if let Some(router) = notify {
+                    router.opened(transaction, &facts(id))?;
+                }
+                (id, 0)
+            }
+        };
+        update_alarm.execute(params![
+            alarm_id,
+            update.count as i64,
+            update.first_seen,
+            update.last_seen,
+            update.last_output,
+            update.level.as_str(),
+            update.rule_hash,
+            update.title,
+            now,
+        ])?;
+        for call in &update.calls {
+            let call_id: i64 = upsert_call.query_row(
+                params![
+                    alarm_id,
+                    call.source_ip,
+                    call.ip_kind,
+                    call.call_method,
+                    call.service,
+                    call.action,
+                    call.success_count as i64,
+                    call.failure_count as i64,
+                    call.first_call,
+                    call.last_call,
+                ],
+                |row| row.get(0),
+            )?;
+            touched_calls.push(call_id);
+        }
+        let before = sample_count;
+        for sample in &update.samples {
+            if sample_count >= samples_per_alarm {
+                break;
+            }
+            insert_sample.execute(params![
+                alarm_id,
+                sample_count,
+                sample.event_id,
+                sample.event_time,
+                sample.origin,
+                sample.event,
+            ])?;
+            new_samples.push(transaction.last_insert_rowid());
+            sample_count += 1;
+        }
+        if sample_count != before {
+            set_sample_count.execute(params![alarm_id, sample_count])?;
+        }
+        if !touched.contains(&alarm_id) {
+            touched.push(alarm_id);
+        }
+    }
+    // Seal every alarm this batch created or changed, in this transaction.
+    chain::append(transaction, LinkKind::Alarm, &touched, now)?;
+    touched_calls.sort_unstable();
+    touched_calls.dedup();
+    chain::append(transaction, LinkKind::Call, &touched_calls, now)?;
+    chain::append(transaction, LinkKind::Sample, &new_samples, now)?;
+    let mut insert_dead = transaction.prepare_cached(
+        "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
+         topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for letter in &batch.dead_letters {
+        let (mut line, mut offset, mut topic, mut partition, mut kafka_offset) = (None, None, None, None, None);
+        match letter.origin.position {
+            Position::Line(number) => line = Some(number as i64),
+            Position::Byte(byte) => offset = Some(byte as i64),
+            Position::Whole => {}
+            Position::Message {
+                partition: number,
+                offset: message,
+            } => {
+                topic = Some(letter.origin.source.as_ref());
+                partition = Some(number);
+                kafka_offset = Some(message);
+            }
+        }
+        insert_dead.execute(params![
+            now,
+            letter.origin.source.as_ref(),
+            line,
+            offset,
+            letter.origin.index.map(i64::from),
+            letter.origin.to_string(),
+            letter.reason,
+            letter.excerpt,
+            topic,
+            partition,
+            kafka_offset,
+        ])?;
+        outcome.dead_letters += 1;
+    }
+    let mut upsert_file = transaction.prepare_cached(
+        "INSERT INTO source_files (path, size, mtime_ms, offset, line, completed, updated_at, container_depth, \
+         container_line, container_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, offset = excluded.offset, \
+         line = excluded.line, completed = excluded.completed, updated_at = excluded.updated_at, \
+         container_depth = excluded.container_depth, container_line = excluded.container_line, \
+         container_index = excluded.container_index",
+    )?;
+    for checkpoint in &batch.checkpoints {
+        let container = checkpoint.container.unwrap_or_default();
+        upsert_file.execute(params![
+            checkpoint.path,
+            checkpoint.size as i64,
+            checkpoint.mtime_ms,
+            checkpoint.offset as i64,
+            checkpoint.line as i64,
+            checkpoint.completed,
+            now,
+            i64::from(container.depth),
+            container.doc_line as i64,
+            i64::from(container.next_index),
+        ])?;
+    }
+    let mut upsert_offset = transaction.prepare_cached(
+        "INSERT INTO kafka_offsets (group_id, topic, partition, next_offset, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, \
+         updated_at = excluded.updated_at",
+    )?;
+    for position in &batch.kafka_offsets {
+        upsert_offset.execute(params![
+            position.group.as_ref(),
+            position.topic.as_ref(),
+            position.partition,
+            position.next_offset,
+            now,
+        ])?;
+    }
+    write_state(transaction, &batch.state)?;
+    let mut insert_pending = transaction.prepare_cached(
+        "INSERT OR REPLACE INTO pending_events (seq, provider, time_ms, time_source, origin, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for row in &batch.pending_insert {
+        insert_pending.execute(params![
+            row.seq,
+            row.provider,
+            row.time_ms,
+            row.time_source,
+            row.origin,
+            row.raw
+        ])?;
+    }
+    let mut delete_pending = transaction.prepare_cached("DELETE FROM pending_events WHERE seq = ?1")?;
+    for seq in &batch.pending_delete {
+        delete_pending.execute([seq])?;
+    }
+    let mut upsert_meta = transaction.prepare_cached(
+        "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?;
+    for (name, value) in &batch.meta {
+        upsert_meta.execute(params![name, value])?;
+    }
+    crate::alarm::allowlist::write_hits(transaction, &batch.allowlist_hits)?;
+    crate::alarm::rollup::write(transaction, &batch.activity)?;
+    Ok(outcome)
+}
