@@ -1,0 +1,137 @@
+//! The normalizer stage: chunk batches in, events out (decode, unwrap,
+//! normalize, the window of believable times), dead letters logged and kept.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+
+use super::{DeadLetterHook, Evaluated, EventBatch, Stats, memory_estimate, normalize_chunk};
+use crate::event::decode::{DeadLetter, Decoded};
+use crate::event::normalize::NormalizeContext;
+use crate::event::window::TimeWindow;
+use crate::memory::{COLLECT_EVERY, Reclaimer};
+use crate::source::ChunkBatch;
+
+/// Logs each dead letter once, at most `LOG_PER_SOURCE` per source.
+struct DeadLetterLog {
+    per_source: HashMap<Arc<str>, u64>,
+}
+
+const LOG_PER_SOURCE: u64 = 20;
+
+impl DeadLetterLog {
+    fn log(&mut self, letter: &DeadLetter) {
+        let count = self.per_source.entry(letter.origin.source.clone()).or_insert(0);
+        *count += 1;
+        if *count <= LOG_PER_SOURCE {
+            tracing::warn!(origin = %letter.origin, reason = %letter.reason, "unreadable record kept in dead letters");
+        }
+        if *count == LOG_PER_SOURCE {
+            tracing::warn!(source = %letter.origin.source, "more unreadable records in this source: logging stops, all are kept in dead letters");
+        }
+    }
+}
+
+pub(super) fn normalize_stage(
+    receiver: Receiver<ChunkBatch>,
+    sender: SyncSender<EventBatch>,
+    evaluated: Receiver<Evaluated>,
+    stats: Arc<Stats>,
+    naive_time_offset: chrono::FixedOffset,
+    time_window: TimeWindow,
+    mut on_dead_letters: Option<DeadLetterHook>,
+) {
+    let mut log = DeadLetterLog {
+        per_source: HashMap::new(),
+    };
+    let mut decoded = Decoded::default();
+    let mut reclaimer = Reclaimer::default();
+    loop {
+        // The events the engine is done with are freed here, where they
+        // were allocated.
+        while let Ok(events) = evaluated.try_recv() {
+            drop(events);
+        }
+        let batch = match receiver.recv_timeout(COLLECT_EVERY) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                while let Ok(events) = evaluated.try_recv() {
+                    drop(events);
+                }
+                reclaimer.idle();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut context = NormalizeContext::new(batch.ingest_time);
+        context.naive_time_offset = naive_time_offset;
+        let bounds = time_window.bounds(chrono::Utc::now());
+        let mut out = EventBatch {
+            events: Vec::with_capacity(batch.chunks.len()),
+            sizes: Vec::with_capacity(batch.chunks.len()),
+            floors: Vec::with_capacity(batch.floors.len()),
+            dead_letters: batch.source_errors,
+            checkpoints: batch.checkpoints,
+            kafka_offsets: batch.kafka_offsets,
+            flush: batch.flush,
+            started: batch.started,
+        };
+        let mut bytes = 0u64;
+        let mut floors = batch.floors.iter().peekable();
+        for (index, chunk) in batch.chunks.iter().enumerate() {
+            // Floors count chunks; the engine counts events.
+            while let Some((_, floor)) = floors.next_if(|(end, _)| (*end as usize) <= index) {
+                out.floors
+                    .push((u32::try_from(out.events.len()).unwrap_or(u32::MAX), *floor));
+            }
+            bytes += chunk.bytes.len() as u64;
+            let (events_before, letters_before) = (out.events.len(), out.dead_letters.len());
+            context.ingest_time = chunk.ingest_time.unwrap_or(batch.ingest_time);
+            normalize_chunk(
+                chunk,
+                &context,
+                &bounds,
+                &mut decoded,
+                &mut |event| {
+                    out.events.push(event);
+                    true
+                },
+                &mut |letter| out.dead_letters.push(letter),
+            );
+            let produced = out.events.len() - events_before;
+            if let Some(share) = memory_estimate(&chunk.bytes, chunk.nodes).checked_div(produced) {
+                let share = u32::try_from(share).unwrap_or(u32::MAX).max(1);
+                out.sizes.resize(out.events.len(), share);
+            }
+            if let Some(hook) = on_dead_letters.as_mut()
+                && out.dead_letters.len() > letters_before
+            {
+                hook(
+                    chunk,
+                    &out.dead_letters[letters_before..],
+                    out.events.len() - events_before,
+                );
+            }
+        }
+        for (_, floor) in floors {
+            out.floors
+                .push((u32::try_from(out.events.len()).unwrap_or(u32::MAX), *floor));
+        }
+        for letter in &out.dead_letters {
+            log.log(letter);
+        }
+        reclaimer.note(bytes);
+        stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        stats.events.fetch_add(out.events.len() as u64, Ordering::Relaxed);
+        stats
+            .malformed
+            .fetch_add(out.dead_letters.len() as u64, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add((out.events.len() + out.dead_letters.len()) as u64, Ordering::Relaxed);
+        if sender.send(out).is_err() {
+            return;
+        }
+    }
+}
