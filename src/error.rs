@@ -49,7 +49,8 @@ pub enum AppError {
     #[error("{0}")]
     Forbidden(String),
     #[error("starting the HTTP API: {0}")]
-    Api(#[from] crate::api::ApiStartError),
+    /// The API server could not start (its address in use, a bad token file …).
+    Api(String),
     #[error("the store failed: {0}")]
     StoreFailed(StoreError),
     #[error("shutdown failed: {0}")]

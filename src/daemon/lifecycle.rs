@@ -58,7 +58,7 @@ pub fn run(settings: Settings, db: Option<&Path>, once: bool) -> Result<Stopped,
                 }
                 Err(error) => {
                     let _ = tokio::task::spawn_blocking(move || daemon.shutdown()).await;
-                    return Err(AppError::Api(error));
+                    return Err(AppError::Api(error.to_string()));
                 }
             }
         } else {
