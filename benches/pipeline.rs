@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo bench --bench pipeline` (throughput is reported in events/s).
 //! The end-to-end figure (framing, both pipeline threads, SQLite) comes from
-//! `trailwarden replay` over `trailwarden generate` output; see the README.
+//! `trailwarden replay` over `trailwarden generate` output; see docs/performance.md.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use trailwarden::terminal;
 
 /// mimalloc: audit records become many small allocations (JSON values) that
 /// are freed on another thread; glibc malloc spends a fifth of the run on
-/// them (measured with callgrind, see README "Performance").
+/// them (measured with callgrind, see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,6 +1,6 @@
 //! Conditions: the `match` tree of a rule, compiled once.
 //!
-//! YAML form (see README "Rule language"):
+//! YAML form (see docs/rules.md):
 //! ```yaml
 //! match:
 //!   all:
