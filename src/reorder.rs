@@ -240,7 +240,7 @@ mod tests {
             resource: Resource::default(),
             mfa: None,
             degraded: None,
-            raw: serde_json::Value::Null,
+            raw: Default::default(),
             origin: Default::default(),
         }
     }

@@ -33,7 +33,7 @@ pub fn event_sample(event: &AuditEvent, catalog: &OperationCatalog, max_bytes: u
     if serde_json::to_writer(&mut out, &head).is_ok() && out.text.pop() == Some(b'}') {
         let separator: &[u8] = if out.text == b"{" { br#""raw":"# } else { br#","raw":"# };
         let fits = io::Write::write_all(&mut out, separator).is_ok()
-            && serde_json::to_writer(&mut out, &event.raw).is_ok()
+            && serde_json::to_writer(&mut out, event.raw.value()).is_ok()
             && io::Write::write_all(&mut out, b"}").is_ok();
         // serde_json writes valid UTF-8.
         if fits && let Ok(text) = String::from_utf8(out.text) {
@@ -42,13 +42,16 @@ pub fn event_sample(event: &AuditEvent, catalog: &OperationCatalog, max_bytes: u
     }
     // Cut without cloning the big parts first: `truncated` copies only what it keeps.
     for (strings, items) in STEPS {
-        let sample = with_raw(truncated(&head, strings, items), truncated(&event.raw, strings, items));
+        let sample = with_raw(
+            truncated(&head, strings, items),
+            truncated(event.raw.value(), strings, items),
+        );
         let text = sample.to_string();
         if text.len() <= max_bytes {
             return text;
         }
     }
-    let sample = with_raw(truncated(&head, 16, 2), truncated(&event.raw, 16, 2));
+    let sample = with_raw(truncated(&head, 16, 2), truncated(event.raw.value(), 16, 2));
     fewer_fields(&sample, max_bytes)
 }
 

@@ -21,6 +21,7 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 
+use super::json::{Json, JsonObject};
 use super::lenient::{Obj, time_of};
 use super::model::Provider;
 use super::origin::{Origin, Position};
@@ -74,6 +75,10 @@ pub fn excerpt(bytes: &[u8]) -> String {
 pub struct Decoded {
     pub candidates: Vec<Candidate>,
     pub dead_letters: Vec<DeadLetter>,
+    /// The tape path's buffers, reused from chunk to chunk (`tape.rs`).
+    pub tape: super::tape::TapeScratch,
+    /// Read every chunk with the tree path (tests compare the two paths).
+    pub tree_only: bool,
 }
 
 /// Decode every JSON value in `bytes`. `origin` is the chunk's origin: for a
@@ -90,13 +95,7 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
     while offset < bytes.len() {
         line += count_newlines(&bytes[line_counted_to..offset]);
         line_counted_to = offset;
-        let mut value_origin = match origin.position {
-            Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
-            Position::Message { .. } => origin.clone(),
-            _ => Origin::new(origin.source.clone(), Position::Line(line)),
-        };
-        // A record of a container the reader split keeps its index.
-        value_origin.index = origin.index;
+        let value_origin = origin_at(origin, line, offset);
         let rest = &bytes[offset..];
         let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
         match stream.next() {
@@ -124,6 +123,37 @@ pub fn decode_chunk(bytes: &[u8], origin: &Origin, out: &mut Decoded) {
             None => break,
         }
     }
+}
+
+/// The origin of a value that starts `offset` bytes into a chunk, on `line`
+/// (a chunk's own line plus the newlines before the value).
+fn origin_at(origin: &Origin, line: u64, offset: usize) -> Origin {
+    let mut value_origin = match origin.position {
+        Position::Byte(base) => Origin::new(origin.source.clone(), Position::Byte(base + offset as u64)),
+        Position::Message { .. } => origin.clone(),
+        _ => Origin::new(origin.source.clone(), Position::Line(line)),
+    };
+    // A record of a container the reader split keeps its index.
+    value_origin.index = origin.index;
+    value_origin
+}
+
+/// Where a chunk's single value starts and its origin: the chunk without
+/// leading blanks (and byte order mark) and trailing blanks.
+pub(crate) fn single_value(bytes: &[u8], origin: &Origin) -> (usize, usize, Origin) {
+    let start = skip_blank(bytes, 0);
+    let end = bytes.len()
+        - bytes[start..]
+            .iter()
+            .rev()
+            .take_while(|byte| byte.is_ascii_whitespace())
+            .count();
+    let first_line = match origin.position {
+        Position::Line(line) => line,
+        _ => 1,
+    };
+    let line = first_line + count_newlines(&bytes[..start]);
+    (start, end, origin_at(origin, line, start))
 }
 
 fn skip_blank(bytes: &[u8], mut offset: usize) -> usize {
@@ -320,7 +350,7 @@ fn expand_object(
         return;
     }
     // FunctionGraph CTS trigger: {"cts": {...}}.
-    if matches!(map.get("cts"), Some(Value::Object(_))) && !looks_like_record(&map) {
+    if matches!(map.get("cts"), Some(Value::Object(_))) && !looks_like_record(JsonObject::Tree(&map)) {
         if let Some(trace) = map.remove("cts") {
             expand(trace, origin, envelope_time, depth + 1, out);
         }
@@ -342,7 +372,7 @@ fn expand_object(
         }
         return;
     }
-    match detect_provider(&map) {
+    match detect_provider(JsonObject::Tree(&map)) {
         Some(provider) => out.candidates.push(Candidate {
             provider,
             record: map,
@@ -432,12 +462,26 @@ fn push_summary_item(map: Map<String, Value>, origin: &Origin, out: &mut Decoded
 }
 
 /// True when the object itself is a record (so a `cts` key is just a field).
-fn looks_like_record(map: &Map<String, Value>) -> bool {
+fn looks_like_record(map: JsonObject<'_>) -> bool {
     map.contains_key("trace_name") || map.contains_key("eventName")
 }
 
+/// True when an object is a container or envelope that `expand_object`
+/// unwraps rather than a record (the same tests, in the same order).
+pub(crate) fn is_container(map: JsonObject<'_>) -> bool {
+    let is_array = |key| map.get(key).and_then(Json::as_array).is_some();
+    let is_object = |key| map.get(key).and_then(Json::as_object).is_some();
+    is_array("Records")
+        || is_array("traces")
+        || (map.len() == 1 && is_object("Response"))
+        || is_array("Events")
+        || (is_object("cts") && !looks_like_record(map))
+        || (map.contains_key("detail-type") && map.contains_key("detail"))
+        || (map.contains_key("specversion") && map.contains_key("data"))
+}
+
 /// Recognise the cloud of a record from its keys.
-pub fn detect_provider(map: &Map<String, Value>) -> Option<Provider> {
+pub fn detect_provider(map: JsonObject<'_>) -> Option<Provider> {
     if map.contains_key("trace_name") || map.contains_key("trace_id") || map.contains_key("trace_type") {
         return Some(Provider::Huawei);
     }

@@ -12,49 +12,47 @@ use std::net::{IpAddr, Ipv4Addr};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
+use super::json::{Json, JsonObject};
 use super::model::{IpKind, SourceAddress};
 
 /// A JSON object read with optional case-insensitive key fallback (some
 /// pipelines lower-case every CloudTrail key: `eventname`, `useridentity` …).
 #[derive(Clone, Copy)]
 pub struct Obj<'a> {
-    pub map: &'a Map<String, Value>,
+    pub map: JsonObject<'a>,
     /// Look keys up case-insensitively when the exact spelling is absent.
     pub case_insensitive: bool,
 }
 
 impl<'a> Obj<'a> {
-    pub fn new(map: &'a Map<String, Value>) -> Obj<'a> {
+    pub fn new(map: impl Into<JsonObject<'a>>) -> Obj<'a> {
         Obj {
-            map,
+            map: map.into(),
             case_insensitive: false,
         }
     }
 
-    pub fn with_case_insensitive(map: &'a Map<String, Value>, case_insensitive: bool) -> Obj<'a> {
-        Obj { map, case_insensitive }
+    pub fn with_case_insensitive(map: impl Into<JsonObject<'a>>, case_insensitive: bool) -> Obj<'a> {
+        Obj {
+            map: map.into(),
+            case_insensitive,
+        }
     }
 
     /// The value under `key`; `null` counts as absent.
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
+    pub fn get(&self, key: &str) -> Option<Json<'a>> {
         let found = match self.map.get(key) {
             Some(value) => Some(value),
-            None if self.case_insensitive => self
-                .map
-                .iter()
-                .find(|(candidate, _)| candidate.eq_ignore_ascii_case(key))
-                .map(|(_, value)| value),
+            None if self.case_insensitive => self.map.get_ignore_case(key),
             None => None,
         };
         found.filter(|value| !value.is_null())
     }
 
-    /// A nested object (also when it arrived as a JSON string).
+    /// A nested object.
     pub fn obj(&self, key: &str) -> Option<Obj<'a>> {
-        match self.get(key)? {
-            Value::Object(map) => Some(Obj::with_case_insensitive(map, self.case_insensitive)),
-            _ => None,
-        }
+        let map = self.get(key)?.as_object()?;
+        Some(Obj::with_case_insensitive(map, self.case_insensitive))
     }
 
     /// A scalar as text: strings trimmed, numbers and booleans printed;
@@ -77,51 +75,61 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// A scalar JSON value as text. Strings are trimmed; empty text is `None`.
-pub fn text_of(value: &Value) -> Option<Cow<'_, str>> {
-    match value {
-        Value::String(text) => {
-            let trimmed = text.trim();
-            if trimmed.is_empty() {
-                None
-            } else {
-                Some(Cow::Borrowed(trimmed))
-            }
-        }
-        Value::Number(number) => Some(Cow::Owned(number.to_string())),
-        Value::Bool(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
-        _ => None,
+impl<'a> From<&'a Map<String, Value>> for JsonObject<'a> {
+    fn from(map: &'a Map<String, Value>) -> JsonObject<'a> {
+        JsonObject::Tree(map)
     }
+}
+
+/// A scalar JSON value as text. Strings are trimmed; empty text is `None`.
+pub fn text_of<'a>(value: impl Into<Json<'a>>) -> Option<Cow<'a, str>> {
+    let value = value.into();
+    if let Some(text) = value.as_str() {
+        let trimmed = text.trim();
+        return (!trimmed.is_empty()).then_some(Cow::Borrowed(trimmed));
+    }
+    if let Some(flag) = value.as_bool() {
+        return Some(Cow::Borrowed(if flag { "true" } else { "false" }));
+    }
+    value.number_text().map(Cow::Owned)
 }
 
 /// A boolean from `true`, `"true"`, `"True"`, `1`, `"1"`, `"yes"` (and the negatives).
-pub fn bool_of(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(flag) => Some(*flag),
-        Value::Number(number) => number.as_f64().map(|n| n != 0.0),
-        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "y" => Some(true),
-            "false" | "0" | "no" | "n" => Some(false),
-            _ => None,
-        },
-        _ => None,
+pub fn bool_of<'a>(value: impl Into<Json<'a>>) -> Option<bool> {
+    let value = value.into();
+    if let Some(flag) = value.as_bool() {
+        return Some(flag);
     }
+    if let Some(text) = value.as_str() {
+        return bool_text(text);
+    }
+    value.as_f64().map(|n| n != 0.0)
+}
+
+/// A boolean from text: `true`, `"1"`, `"yes"`, `"y"` and the negatives, in any case.
+pub fn bool_text(text: &str) -> Option<bool> {
+    let text = text.trim();
+    for (words, flag) in [(["true", "1", "yes", "y"], true), (["false", "0", "no", "n"], false)] {
+        if words.iter().any(|word| word.eq_ignore_ascii_case(text)) {
+            return Some(flag);
+        }
+    }
+    None
 }
 
 /// An integer from a number or a numeric string.
-pub fn i64_of(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(number) => number
-            .as_i64()
-            .or_else(|| number.as_f64().filter(|n| n.is_finite()).map(|n| n as i64)),
-        Value::String(text) => {
-            let text = text.trim();
-            text.parse::<i64>()
-                .ok()
-                .or_else(|| text.parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n as i64))
-        }
-        _ => None,
+pub fn i64_of<'a>(value: impl Into<Json<'a>>) -> Option<i64> {
+    let value = value.into();
+    if let Some(text) = value.as_str() {
+        let text = text.trim();
+        return text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n as i64));
     }
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().filter(|n| n.is_finite()).map(|n| n as i64))
 }
 
 /// If `value` is a string holding a JSON object or array, replace it by the
@@ -175,12 +183,15 @@ fn datetime_from_epoch(number: f64) -> Option<DateTime<Utc>> {
 /// - RFC 3339 / ISO 8601 (`2026-01-01T00:00:00Z`, with or without fraction or offset);
 /// - `YYYY-MM-DD HH:MM:SS[.fraction]` without a zone, read in `naive_offset`;
 /// - the old CTS form `2016/12/08 11:07:28 GMT+08:00`.
-pub fn time_of(value: &Value, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {
-    match value {
-        Value::Number(number) => datetime_from_epoch(number.as_f64()?),
-        Value::String(text) => parse_time_text(text.trim(), naive_offset),
-        _ => None,
+pub fn time_of<'a>(value: impl Into<Json<'a>>, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {
+    let value = value.into();
+    if let Some(text) = value.as_str() {
+        return parse_time_text(text.trim(), naive_offset);
     }
+    if value.is_number() {
+        return datetime_from_epoch(value.as_f64()?);
+    }
+    None
 }
 
 pub fn parse_time_text(text: &str, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {

@@ -2,10 +2,12 @@
 //! `AuditEvent`, and presenting events as JSON.
 
 pub mod decode;
+pub mod json;
 pub mod lenient;
 pub mod model;
 pub mod normalize;
 pub mod origin;
+pub mod tape;
 pub mod window;
 
 use serde_json::{Value, json};
@@ -60,7 +62,7 @@ pub fn event_json(event: &AuditEvent, catalog: &impl OperationNames, include_raw
             map.insert("degraded".to_string(), Value::String(reason.clone()));
         }
         if include_raw {
-            map.insert("raw".to_string(), event.raw.clone());
+            map.insert("raw".to_string(), event.raw.value().clone());
         }
     }
     value

@@ -8,10 +8,11 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::origin::Origin;
 
@@ -273,10 +274,97 @@ pub struct AuditEvent {
     /// item whose `CloudAuditEvent` is empty or not valid JSON, read from its
     /// summary fields); `None` for an event read from the whole record.
     pub degraded: Option<String>,
-    /// The original record, with JSON-inside-string fields expanded in place.
-    pub raw: Value,
+    /// The original record, with JSON-inside-string fields expanded in place
+    /// (kept as its text and parsed only when something reads it).
+    pub raw: Raw,
     /// Where the record came from (file:line, topic/partition/offset …).
     pub origin: Origin,
+}
+
+/// An event's original record. Read from a record's own bytes, it is kept
+/// as that text and parsed (with the cloud's JSON-inside-string fields
+/// expanded, as the normalizer read them) only when a rule's `raw.` path, an
+/// alarm sample or `normalize --raw` asks for it; most events never are.
+#[derive(Clone, Debug, Default)]
+pub struct Raw {
+    text: Option<Box<str>>,
+    /// Expands the parsed text the way the normalizer read the record.
+    expand: Option<fn(&mut Map<String, Value>)>,
+    tree: OnceLock<Value>,
+}
+
+impl Raw {
+    /// A record already parsed (and expanded).
+    pub fn from_value(value: Value) -> Raw {
+        Raw {
+            text: None,
+            expand: None,
+            tree: OnceLock::from(value),
+        }
+    }
+
+    /// A record's JSON text, which `expand` turns into what the normalizer read.
+    pub fn from_text(text: Box<str>, expand: fn(&mut Map<String, Value>)) -> Raw {
+        Raw {
+            text: Some(text),
+            expand: Some(expand),
+            tree: OnceLock::new(),
+        }
+    }
+
+    /// The record as JSON (parsed on first use).
+    pub fn value(&self) -> &Value {
+        self.tree.get_or_init(|| {
+            let Some(text) = self.text.as_deref() else {
+                return Value::Null;
+            };
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(mut map)) => {
+                    if let Some(expand) = self.expand {
+                        expand(&mut map);
+                    }
+                    Value::Object(map)
+                }
+                Ok(other) => other,
+                // The text was validated JSON when the event was made.
+                Err(_) => Value::Null,
+            }
+        })
+    }
+
+    /// The record as JSON text: the original bytes when they are kept.
+    pub fn to_json_string(&self) -> String {
+        match &self.text {
+            Some(text) => text.to_string(),
+            None => self.value().to_string(),
+        }
+    }
+
+    /// Bytes of JSON text held (0 for a parsed record).
+    pub fn text_len(&self) -> usize {
+        self.text.as_ref().map_or(0, |text| text.len())
+    }
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, other: &Raw) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl std::ops::Index<&str> for Raw {
+    type Output = Value;
+
+    /// A top-level field of the record (`Value::Null` when absent).
+    fn index(&self, key: &str) -> &Value {
+        &self.value()[key]
+    }
+}
+
+impl From<Value> for Raw {
+    fn from(value: Value) -> Raw {
+        Raw::from_value(value)
+    }
 }
 
 /// Where `AuditEvent::time` came from.

@@ -342,7 +342,7 @@ pub(super) fn engine_stage(
                     time_ms: held.event.time.timestamp_millis(),
                     time_source: held.event.time_source.as_str().to_string(),
                     origin: held.event.origin.to_string(),
-                    raw: held.event.raw.to_string(),
+                    raw: held.event.raw.to_json_string(),
                 });
             }
         }

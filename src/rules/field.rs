@@ -207,7 +207,7 @@ impl Field {
             Field::ResourceType => text(event.resource.resource_type.as_deref(), test),
             Field::ResourceNames => event.resource.names.iter().any(|name| test(Val::Str(name))),
             Field::Mfa => event.mfa.is_some_and(|flag| test(Val::Bool(flag))),
-            Field::Raw(path) => raw_any(&event.raw, path, test),
+            Field::Raw(path) => raw_any(event.raw.value(), path, test),
         }
     }
 

@@ -398,11 +398,17 @@ pub fn record_event(state: &mut EngineState, event: &AuditEvent, creates_princip
     if creates_principal && event.outcome.result == OutcomeResult::Success {
         let provider = event.provider.as_str();
         let account = event.account_id.as_deref().unwrap_or("");
-        if let Some(name) = CREATED_NAME_PATHS.iter().find_map(|path| path_text(&event.raw, path)) {
+        if let Some(name) = CREATED_NAME_PATHS
+            .iter()
+            .find_map(|path| path_text(event.raw.value(), path))
+        {
             let key = state_key(&[provider, account, "name", &name]);
             state.principals.put(key, time, time);
         }
-        if let Some(id) = CREATED_ID_PATHS.iter().find_map(|path| path_text(&event.raw, path)) {
+        if let Some(id) = CREATED_ID_PATHS
+            .iter()
+            .find_map(|path| path_text(event.raw.value(), path))
+        {
             let key = state_key(&[provider, account, "id", &id]);
             state.principals.put(key, time, time);
         }

@@ -22,6 +22,7 @@ use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
 use crate::event::origin::Origin;
+use crate::event::tape::read_record;
 use crate::event::window::TimeBounds;
 
 /// One framed document from a source.
@@ -113,6 +114,27 @@ pub fn normalize_chunk(
             &chunk.bytes,
         ));
         return true;
+    }
+    // One record, the common case: read without a tree.
+    let outcome = match decoded.tree_only {
+        false => read_record(&chunk.bytes, &chunk.origin, context, None, &mut decoded.tape),
+        true => None,
+    };
+    match outcome {
+        Some((origin, Ok(event))) => {
+            return match bounds.reject(&event) {
+                None => on_event(event),
+                Some(reason) => {
+                    on_dead_letter(DeadLetter::new(origin, reason, &chunk.bytes));
+                    true
+                }
+            };
+        }
+        Some((origin, Err(error))) => {
+            on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes));
+            return true;
+        }
+        None => {}
     }
     decode_chunk(&chunk.bytes, &chunk.origin, decoded);
     let mut keep_going = true;

@@ -76,7 +76,7 @@ fn event(rules: &RuleSet, call: Call<'_>) -> AuditEvent {
         },
         mfa: None,
         degraded: None,
-        raw: serde_json::json!({"eventName": call.action, "eventType": "ConsoleCall"}),
+        raw: serde_json::json!({"eventName": call.action, "eventType": "ConsoleCall"}).into(),
         origin: Default::default(),
     };
     rules.catalog.classify_event(&mut event);

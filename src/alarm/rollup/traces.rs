@@ -116,7 +116,7 @@ impl Trace {
             Provider::Huawei => &["trace_type"],
             Provider::Tencent | Provider::Aws => &["eventType", "eventtype"],
         };
-        let trace_type = event.raw.as_object().and_then(|record| {
+        let trace_type = event.raw.value().as_object().and_then(|record| {
             trace_type_fields
                 .iter()
                 .find_map(|name| record.get(*name))
@@ -152,7 +152,7 @@ impl Trace {
         };
         NewTrace {
             trace,
-            raw: event.raw.to_string(),
+            raw: event.raw.to_json_string(),
         }
     }
 }

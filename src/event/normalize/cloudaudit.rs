@@ -27,10 +27,11 @@ use serde_json::{Map, Value};
 use std::net::IpAddr;
 
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
+use crate::event::json::{Json, JsonObject};
 use crate::event::lenient::{Obj, expand_json_fields, expand_json_string, source_address, text_of};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, IpKind, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource,
-    SourceAddress,
+    AccessKey, AuditEvent, CallMethod, IpKind, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Raw,
+    Resource, SourceAddress,
 };
 
 /// Shortest `SecretId` read as a session (STS) key by its shape alone. A
@@ -43,23 +44,47 @@ use crate::event::model::{
 /// copied with a character or three too many from passing for a session key.
 const SESSION_SECRET_ID_MIN_LEN: usize = 60;
 
-const JSON_FIELDS: &[&str] = &["requestParameters", "responseElements", "resources", "userIdentity"];
+pub(super) const JSON_FIELDS: &[&str] = &["requestParameters", "responseElements", "resources", "userIdentity"];
 
 pub(super) fn normalize(
     mut record: Map<String, Value>,
     context: &NormalizeContext,
     envelope_time: Option<DateTime<Utc>>,
 ) -> Result<AuditEvent, NormalizeError> {
-    if !record.contains_key("eventName") && record.contains_key("EventName") {
+    if is_summary_item(JsonObject::Tree(&record)) {
         return normalize_summary(record, context, envelope_time);
     }
-    expand_json_fields(&mut record, JSON_FIELDS);
+    expand(&mut record);
+    let mut event = read(JsonObject::Tree(&record), Some(&record), context, envelope_time)?;
+    event.raw = Raw::from_value(Value::Object(record));
+    Ok(event)
+}
+
+/// A LookUpEvents item read from its summary fields (no `eventName`).
+pub(super) fn is_summary_item(record: JsonObject<'_>) -> bool {
+    !record.contains_key("eventName") && record.contains_key("EventName")
+}
+
+/// Parse the record's JSON-inside-string fields in place (the session
+/// context inside the identity too).
+pub(super) fn expand(record: &mut Map<String, Value>) {
+    expand_json_fields(record, JSON_FIELDS);
     if let Some(Value::Object(identity)) = record.get_mut("userIdentity")
         && let Some(session) = identity.get_mut("sessionContext")
     {
         expand_json_string(session);
     }
-    let obj = Obj::new(&record);
+}
+
+/// Read an expanded event (not a summary item); `tree` (when the record is
+/// one) gives an event without an id its synthetic one, else the id is left empty.
+pub(super) fn read(
+    record: JsonObject<'_>,
+    tree: Option<&Map<String, Value>>,
+    context: &NormalizeContext,
+    envelope_time: Option<DateTime<Utc>>,
+) -> Result<AuditEvent, NormalizeError> {
+    let obj = Obj::new(record);
     let provider = Provider::Tencent;
 
     let action = required_text(provider, "eventName", obj.get("eventName"))?;
@@ -145,13 +170,13 @@ pub(super) fn normalize(
     if let Some(name) = obj.text("resourceName") {
         push_resource_names(&name, &mut resource.names);
     }
-    if let Some(Value::Array(items)) = obj.get("resources") {
+    if let Some(items) = obj.get("resources").and_then(Json::as_array) {
         for item in items {
-            let name = match item {
-                Value::Object(map) => Obj::new(map)
+            let name = match item.as_object() {
+                Some(map) => Obj::new(map)
                     .string("resourceName")
                     .or_else(|| Obj::new(map).string("ResourceName")),
-                other => text_of(other).map(|text| text.into_owned()),
+                None => text_of(item).map(|text| text.into_owned()),
             };
             if let Some(name) = name {
                 push_resource_names(&name, &mut resource.names);
@@ -160,7 +185,10 @@ pub(super) fn normalize(
     }
 
     let mfa = session.and_then(|session| session.boolean("mfa").or_else(|| session.boolean("mfaAuthenticated")));
-    let event_id = obj.string("eventID").unwrap_or_else(|| synthetic_event_id(&record));
+    let event_id = obj
+        .string("eventID")
+        .or_else(|| tree.map(synthetic_event_id))
+        .unwrap_or_default();
     let request_id = obj.string("requestID");
     let (source, platform_source) = caller_and_platform_source(
         tencent_address(obj.text("sourceIPAddress")),
@@ -192,7 +220,7 @@ pub(super) fn normalize(
         resource,
         mfa,
         degraded: None,
-        raw: Value::Object(record),
+        raw: Raw::default(),
         origin: Default::default(),
     })
 }
@@ -349,15 +377,11 @@ fn normalize_summary(
     );
     let mut resource = Resource::default();
     let resources: Vec<Obj<'_>> = match obj.get("Resources") {
-        Some(Value::Object(map)) => vec![Obj::new(map)],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|item| match item {
-                Value::Object(map) => Some(Obj::new(map)),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+        Some(value) => match value.as_array() {
+            Some(items) => items.filter_map(Json::as_object).map(Obj::new).collect(),
+            None => value.as_object().map(Obj::new).into_iter().collect(),
+        },
+        None => Vec::new(),
     };
     for item in &resources {
         if resource.resource_type.is_none() {
@@ -434,7 +458,7 @@ fn normalize_summary(
         resource,
         mfa: None,
         degraded,
-        raw: Value::Object(record),
+        raw: Raw::from_value(Value::Object(record)),
         origin: Default::default(),
     })
 }

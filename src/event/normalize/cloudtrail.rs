@@ -8,13 +8,15 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
+use crate::event::json::{Json, JsonObject};
 use crate::event::lenient::{Obj, expand_json_fields, source_address};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource, TimeSource,
+    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Raw, Resource,
+    TimeSource,
 };
 
 /// Fields that some shippers send as JSON inside a string.
-const JSON_FIELDS: &[&str] = &[
+pub(super) const JSON_FIELDS: &[&str] = &[
     "requestParameters",
     "responseElements",
     "additionalEventData",
@@ -22,14 +24,32 @@ const JSON_FIELDS: &[&str] = &[
     "resources",
 ];
 
+/// Parse the record's JSON-inside-string fields in place.
+pub(super) fn expand(record: &mut Map<String, Value>) {
+    expand_json_fields(record, JSON_FIELDS);
+}
+
 pub(super) fn normalize(
     mut record: Map<String, Value>,
     context: &NormalizeContext,
     envelope_time: Option<DateTime<Utc>>,
 ) -> Result<AuditEvent, NormalizeError> {
-    expand_json_fields(&mut record, JSON_FIELDS);
+    expand(&mut record);
+    let mut event = read(JsonObject::Tree(&record), Some(&record), context, envelope_time)?;
+    event.raw = Raw::from_value(Value::Object(record));
+    Ok(event)
+}
+
+/// Read an expanded record; `tree` (when the record is one) gives a record
+/// without an id its synthetic one, else the id is left empty.
+pub(super) fn read(
+    record: JsonObject<'_>,
+    tree: Option<&Map<String, Value>>,
+    context: &NormalizeContext,
+    envelope_time: Option<DateTime<Utc>>,
+) -> Result<AuditEvent, NormalizeError> {
     let lower_cased = !record.contains_key("eventName") && record.contains_key("eventname");
-    let obj = Obj::with_case_insensitive(&record, lower_cased);
+    let obj = Obj::with_case_insensitive(record, lower_cased);
     let provider = Provider::Aws;
     let utc = FixedOffset::east_opt(0).expect("zero offset");
 
@@ -122,9 +142,9 @@ pub(super) fn normalize(
     };
 
     let mut resource = Resource::default();
-    if let Some(Value::Array(resources)) = obj.get("resources") {
+    if let Some(resources) = obj.get("resources").and_then(Json::as_array) {
         for item in resources {
-            if let Value::Object(item) = item {
+            if let Some(item) = item.as_object() {
                 let item = Obj::with_case_insensitive(item, true);
                 if resource.resource_type.is_none() {
                     resource.resource_type = item.string("type");
@@ -145,7 +165,10 @@ pub(super) fn normalize(
                 .map(|used| used.eq_ignore_ascii_case("yes"))
         });
 
-    let event_id = obj.string("eventID").unwrap_or_else(|| synthetic_event_id(&record));
+    let event_id = obj
+        .string("eventID")
+        .or_else(|| tree.map(synthetic_event_id))
+        .unwrap_or_default();
     let request_id = obj.string("requestID");
     let source = source_address(obj.text("sourceIPAddress"));
     let region = obj.string("awsRegion");
@@ -174,7 +197,7 @@ pub(super) fn normalize(
         resource,
         mfa,
         degraded: None,
-        raw: Value::Object(record),
+        raw: Raw::default(),
         origin: Default::default(),
     })
 }

@@ -15,14 +15,16 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
+use crate::event::json::JsonObject;
 use crate::event::lenient::{Obj, expand_json_fields, i64_of, source_address};
 use crate::event::model::{
-    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Resource, TimeSource,
+    AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Raw, Resource,
+    TimeSource,
 };
 
 /// Fields that arrive as JSON inside a string. `message` holds JSON only on
 /// some traces (console `login`); plain text stays as it is.
-const JSON_FIELDS: &[&str] = &["request", "response", "user", "message"];
+pub(super) const JSON_FIELDS: &[&str] = &["request", "response", "user", "message"];
 
 /// The platform's own operation account. Huawei's CTS FAQ ("Why Is the user
 /// Field Displayed as user_name/op_service …", cts_faq_013): when a request
@@ -30,13 +32,31 @@ const JSON_FIELDS: &[&str] = &["request", "response", "user", "message"];
 /// trace shows `<user>/op_service`.
 const OP_SERVICE: &str = "op_service";
 
+/// Parse the record's JSON-inside-string fields in place.
+pub(super) fn expand(record: &mut Map<String, Value>) {
+    expand_json_fields(record, JSON_FIELDS);
+}
+
 pub(super) fn normalize(
     mut record: Map<String, Value>,
     context: &NormalizeContext,
     envelope_time: Option<DateTime<Utc>>,
 ) -> Result<AuditEvent, NormalizeError> {
-    expand_json_fields(&mut record, JSON_FIELDS);
-    let obj = Obj::new(&record);
+    expand(&mut record);
+    let mut event = read(JsonObject::Tree(&record), Some(&record), context, envelope_time)?;
+    event.raw = Raw::from_value(Value::Object(record));
+    Ok(event)
+}
+
+/// Read an expanded trace; `tree` (when the record is one) gives a trace
+/// without an id its synthetic one, else the id is left empty.
+pub(super) fn read(
+    record: JsonObject<'_>,
+    tree: Option<&Map<String, Value>>,
+    context: &NormalizeContext,
+    envelope_time: Option<DateTime<Utc>>,
+) -> Result<AuditEvent, NormalizeError> {
+    let obj = Obj::new(record);
     let provider = Provider::Huawei;
 
     let action = required_text(provider, "trace_name", obj.get("trace_name"))?;
@@ -84,13 +104,12 @@ pub(super) fn normalize(
         id,
     });
 
-    let via_console = user
-        .and_then(|user| user.get("invoked_by"))
-        .is_some_and(|invoked_by| match invoked_by {
-            Value::Array(items) => items.iter().any(|item| item.as_str() == Some("service.console")),
-            Value::String(text) => text.contains("service.console"),
-            _ => false,
-        });
+    let via_console =
+        user.and_then(|user| user.get("invoked_by"))
+            .is_some_and(|invoked_by| match invoked_by.as_array() {
+                Some(mut items) => items.any(|item| item.as_str() == Some("service.console")),
+                None => invoked_by.as_str().is_some_and(|text| text.contains("service.console")),
+            });
     let call_method = match trace_type.as_deref() {
         Some("ConsoleAction") => CallMethod::Console,
         Some("SystemAction") => CallMethod::System,
@@ -138,7 +157,10 @@ pub(super) fn normalize(
         .or_else(|| login_protection(&obj));
 
     let request_id = obj.string("request_id").filter(|id| id != "null");
-    let event_id = obj.string("trace_id").unwrap_or_else(|| synthetic_event_id(&record));
+    let event_id = obj
+        .string("trace_id")
+        .or_else(|| tree.map(synthetic_event_id))
+        .unwrap_or_default();
     let region = obj
         .string("region_id")
         .or_else(|| obj.string("region"))
@@ -171,7 +193,7 @@ pub(super) fn normalize(
         resource,
         mfa,
         degraded: None,
-        raw: Value::Object(record),
+        raw: Raw::default(),
         origin: Default::default(),
     })
 }
@@ -274,10 +296,10 @@ fn response_error(response: Option<Obj<'_>>) -> (Option<String>, Option<String>)
         return (code, message);
     }
     // One wrapping object: `{"error": {...}}`, `{"badRequest": {...}}`.
-    let mut nested = response.map.values().filter_map(|value| match value {
-        Value::Object(map) => Some(Obj::new(map)),
-        _ => None,
-    });
+    let mut nested = response
+        .map
+        .members()
+        .filter_map(|(_, value)| value.as_object().map(Obj::new));
     match (nested.next(), nested.next()) {
         (Some(inner), None) => read(&inner),
         _ => (None, None),
@@ -293,6 +315,6 @@ fn login_protection(obj: &Obj<'_>) -> Option<bool> {
     match crate::event::lenient::text_of(status)?.to_ascii_lowercase().as_str() {
         "on" | "enabled" => Some(true),
         "off" | "disabled" => Some(false),
-        other => crate::event::lenient::bool_of(&Value::String(other.to_string())),
+        other => crate::event::lenient::bool_text(other),
     }
 }

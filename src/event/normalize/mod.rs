@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::decode::Candidate;
+use super::json::{Json, JsonObject};
 use super::model::{AuditEvent, Provider};
 
 /// Settings and per-source facts the normalizers need.
@@ -66,6 +67,49 @@ pub fn normalize(candidate: Candidate, context: &NormalizeContext) -> Result<Aud
     Ok(event)
 }
 
+/// How a cloud's normalizer expands a record's JSON-inside-string fields.
+pub(crate) fn expander(provider: Provider) -> fn(&mut Map<String, Value>) {
+    match provider {
+        Provider::Aws => cloudtrail::expand,
+        Provider::Tencent => cloudaudit::expand,
+        Provider::Huawei => cts::expand,
+    }
+}
+
+/// The JSON-inside-string fields each cloud's normalizer expands: top-level
+/// keys, and (Tencent) the session context inside the identity.
+pub(crate) fn json_string_fields(
+    provider: Provider,
+) -> (&'static [&'static str], Option<(&'static str, &'static str)>) {
+    match provider {
+        Provider::Aws => (cloudtrail::JSON_FIELDS, None),
+        Provider::Tencent => (cloudaudit::JSON_FIELDS, Some(("userIdentity", "sessionContext"))),
+        Provider::Huawei => (cts::JSON_FIELDS, None),
+    }
+}
+
+/// Normalize a record read without a tree (its JSON-inside-string fields
+/// already expanded in the view). `None` when the record needs its tree: a
+/// record without an id (its synthetic id hashes the tree) or a LookUpEvents
+/// summary item.
+pub(crate) fn normalize_view(
+    provider: Provider,
+    record: JsonObject<'_>,
+    context: &NormalizeContext,
+    envelope_time: Option<DateTime<Utc>>,
+) -> Option<Result<AuditEvent, NormalizeError>> {
+    let result = match provider {
+        Provider::Aws => cloudtrail::read(record, None, context, envelope_time),
+        Provider::Tencent if cloudaudit::is_summary_item(record) => return None,
+        Provider::Tencent => cloudaudit::read(record, None, context, envelope_time),
+        Provider::Huawei => cts::read(record, None, context, envelope_time),
+    };
+    match result {
+        Ok(event) if event.event_id.is_empty() => None,
+        other => Some(other),
+    }
+}
+
 /// A deterministic id for a record that has none: the same record always gets
 /// the same id, so replays agree.
 pub(crate) fn synthetic_event_id(record: &Map<String, Value>) -> String {
@@ -78,14 +122,15 @@ pub(crate) fn synthetic_event_id(record: &Map<String, Value>) -> String {
 pub(crate) fn required_text(
     provider: Provider,
     field: &'static str,
-    value: Option<&Value>,
+    value: Option<Json<'_>>,
 ) -> Result<String, NormalizeError> {
     match value {
-        None | Some(Value::Null) => Err(NormalizeError::MissingField { provider, field }),
-        Some(value @ (Value::Object(_) | Value::Array(_))) => Err(NormalizeError::WrongType {
+        None => Err(NormalizeError::MissingField { provider, field }),
+        Some(value) if value.is_null() => Err(NormalizeError::MissingField { provider, field }),
+        Some(value) if value.as_object().is_some() || value.as_array().is_some() => Err(NormalizeError::WrongType {
             provider,
             field,
-            found: super::decode::json_type_name(value),
+            found: value.type_name(),
             expected: "a string",
         }),
         Some(value) => super::lenient::text_of(value)
@@ -103,8 +148,8 @@ mod tests;
 /// common in shared samples) is treated like a missing one: the event still
 /// normalizes, marked with the `TimeSource` that was used.
 pub(crate) fn resolve_time(
-    primary: Option<&Value>,
-    fallbacks: &[(super::model::TimeSource, Option<&Value>, FixedOffset)],
+    primary: Option<Json<'_>>,
+    fallbacks: &[(super::model::TimeSource, Option<Json<'_>>, FixedOffset)],
     naive_offset: FixedOffset,
     envelope_time: Option<DateTime<Utc>>,
     context: &NormalizeContext,
