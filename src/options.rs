@@ -26,6 +26,7 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
     PipelineOptions {
         batch_events: settings.pipeline.batch_events,
         channel_batches: settings.pipeline.channel_batches,
+        normalizers: settings.pipeline.normalizers,
         samples_per_alarm: settings.store.samples_per_alarm as usize,
         max_sample_bytes: settings.store.max_sample_bytes,
         naive_time_offset: settings.naive_time_offset,

@@ -178,6 +178,8 @@ pub struct BackupSettings {
 pub struct PipelineSettings {
     pub batch_events: usize,
     pub channel_batches: usize,
+    /// Normalizer threads (default: one per core).
+    pub normalizers: usize,
     pub store_retries: u32,
     /// Events are evaluated in event-time order within this lateness.
     pub allowed_lateness: Duration,
@@ -369,6 +371,10 @@ impl Settings {
                 1,
                 "batches queued between stages",
             )?,
+            normalizers: match raw.pipeline.normalizers {
+                Some(count) => at_least("pipeline.normalizers", count, 1, "normalizer threads")?,
+                None => std::thread::available_parallelism().map_or(1, |cores| cores.get().min(8)),
+            },
             store_retries: raw.pipeline.store_retries.unwrap_or(5),
             allowed_lateness: duration("pipeline.allowed_lateness", raw.pipeline.allowed_lateness, "5m")?,
             max_hold: duration("pipeline.max_hold", raw.pipeline.max_hold, "30s")?,

@@ -136,6 +136,7 @@ pub(super) struct RawStore {
 pub(super) struct RawPipeline {
     pub(super) batch_events: Option<usize>,
     pub(super) channel_batches: Option<usize>,
+    pub(super) normalizers: Option<usize>,
     pub(super) store_retries: Option<u32>,
     pub(super) allowed_lateness: Option<String>,
     pub(super) max_hold: Option<String>,

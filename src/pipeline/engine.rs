@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -125,7 +125,7 @@ fn restore_pending(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn engine_stage(
-    receiver: Receiver<EventBatch>,
+    mut receiver: super::ordered::OrderedReceiver<EventBatch>,
     evaluated_sender: std::sync::mpsc::Sender<Evaluated>,
     rules: Arc<ArcSwap<RuleSet>>,
     mut store: Store,

@@ -1,10 +1,12 @@
 //! The processing pipeline shared by the daemon and `replay`.
 //!
 //! ```text
-//! sources ──ChunkBatch──▶ normalizer thread ──EventBatch──▶ engine+store thread
-//!  (files, stdin)          decode, unwrap,        evaluate rules, aggregate alarms,
-//!                          normalize, dead        one SQLite transaction per batch
-//!                          letters                (alarms + dead letters + checkpoints)
+//! sources ──ChunkBatch──▶ normalizer threads ──EventBatch──▶ engine+store thread
+//!  (files, stdin)          decode, unwrap,         evaluate rules, aggregate alarms,
+//!                          normalize, dead         one SQLite transaction per batch
+//!                          letters (in parallel,   (alarms + dead letters + checkpoints)
+//!                          batches numbered and
+//!                          received in order)
 //! ```
 //! Both hops are bounded channels, so a slow store slows the sources instead
 //! of growing memory. The two stages use the two cores of a small machine.
@@ -38,6 +40,7 @@ use crate::source::{Chunk, ChunkBatch, FileCheckpoint, KafkaOffset};
 
 mod engine;
 mod normalize;
+mod ordered;
 
 use engine::engine_stage;
 use normalize::normalize_stage;
@@ -65,6 +68,9 @@ pub struct PipelineOptions {
     pub batch_events: usize,
     /// Capacity of each inter-stage channel, in batches.
     pub channel_batches: usize,
+    /// Normalizer threads (decode and normalize in parallel; the engine
+    /// receives their batches in the sources' order).
+    pub normalizers: usize,
     pub samples_per_alarm: usize,
     /// Largest sample in bytes of JSON; longer values are cut with a marker.
     pub max_sample_bytes: usize,
@@ -100,6 +106,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             batch_events: 2000,
             channel_batches: 8,
+            normalizers: 2,
             samples_per_alarm: 10,
             max_sample_bytes: 32 << 10,
             naive_time_offset: chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset"),
@@ -197,7 +204,7 @@ struct EventBatch {
 /// A running pipeline. Send chunk batches with `sender()`, then `finish()`.
 pub struct Pipeline {
     sender: Option<SyncSender<ChunkBatch>>,
-    normalizer: Option<JoinHandle<()>>,
+    normalizers: Vec<JoinHandle<()>>,
     engine: Option<JoinHandle<Result<(), StoreError>>>,
     pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
@@ -247,29 +254,33 @@ impl Pipeline {
         let metrics = hooks.metrics.unwrap_or_default();
         let stats = metrics.stats.clone();
         let (chunk_sender, chunk_receiver) = sync_channel::<ChunkBatch>(options.channel_batches);
-        let (event_sender, event_receiver) = sync_channel::<EventBatch>(options.channel_batches);
-        // Evaluated events go back to the normalizer to be dropped there (see `Evaluated`).
+        let (event_sender, event_receiver) = sync_channel::<(u64, EventBatch)>(options.channel_batches);
+        // Evaluated events go back to the normalizers to be dropped there (see `Evaluated`).
         let (evaluated_sender, evaluated_receiver) = std::sync::mpsc::channel::<Evaluated>();
-        let normalizer = {
-            let stats = stats.clone();
-            let offset = options.naive_time_offset;
-            let window = options.time_window;
-            let hook = hooks.on_dead_letters;
-            std::thread::Builder::new()
-                .name("tw-normalize".into())
-                .spawn(move || {
-                    normalize_stage(
-                        chunk_receiver,
-                        event_sender,
-                        evaluated_receiver,
-                        stats,
-                        offset,
-                        window,
-                        hook,
-                    )
-                })
-                .expect("spawning a thread")
-        };
+        let chunk_receiver = ordered::NumberedReceiver::new(chunk_receiver);
+        let evaluated_receiver = Arc::new(std::sync::Mutex::new(evaluated_receiver));
+        let on_dead_letters = Arc::new(std::sync::Mutex::new(hooks.on_dead_letters));
+        let log = Arc::new(std::sync::Mutex::new(normalize::DeadLetterLog::default()));
+        let normalizers = (0..options.normalizers.max(1))
+            .map(|index| {
+                let shared = normalize::Shared {
+                    receiver: chunk_receiver.clone(),
+                    sender: event_sender.clone(),
+                    evaluated: evaluated_receiver.clone(),
+                    stats: stats.clone(),
+                    naive_time_offset: options.naive_time_offset,
+                    time_window: options.time_window,
+                    on_dead_letters: on_dead_letters.clone(),
+                    log: log.clone(),
+                };
+                std::thread::Builder::new()
+                    .name(format!("tw-normalize-{index}"))
+                    .spawn(move || normalize_stage(shared))
+                    .expect("spawning a thread")
+            })
+            .collect();
+        drop(event_sender);
+        let event_receiver = ordered::OrderedReceiver::new(event_receiver);
         let engine_alive = Arc::new(AtomicBool::new(true));
         let engine = {
             let metrics = metrics.clone();
@@ -294,7 +305,7 @@ impl Pipeline {
         };
         Pipeline {
             sender: Some(chunk_sender),
-            normalizer: Some(normalizer),
+            normalizers,
             engine: Some(engine),
             stats,
             metrics,
@@ -316,7 +327,7 @@ impl Pipeline {
     /// Close intake, drain everything in flight, commit, and report.
     pub fn finish(mut self) -> PipelineReport {
         self.sender.take();
-        if let Some(handle) = self.normalizer.take() {
+        for handle in self.normalizers.drain(..) {
             let _ = handle.join();
         }
         let store_error = match self.engine.take().map(JoinHandle::join) {

@@ -1,11 +1,13 @@
 //! The normalizer stage: chunk batches in, events out (decode, unwrap,
 //! normalize, the window of believable times), dead letters logged and kept.
+//! Several normalizer threads share the work; `ordered.rs` keeps the order.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 
+use super::ordered::{NumberedReceiver, OrderedSender};
 use super::{DeadLetterHook, Evaluated, EventBatch, Stats, memory_estimate, normalize_chunk};
 use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::normalize::NormalizeContext;
@@ -14,7 +16,8 @@ use crate::memory::{COLLECT_EVERY, Reclaimer};
 use crate::source::ChunkBatch;
 
 /// Logs each dead letter once, at most `LOG_PER_SOURCE` per source.
-struct DeadLetterLog {
+#[derive(Default)]
+pub(super) struct DeadLetterLog {
     per_source: HashMap<Arc<str>, u64>,
 }
 
@@ -33,32 +36,49 @@ impl DeadLetterLog {
     }
 }
 
-pub(super) fn normalize_stage(
-    receiver: Receiver<ChunkBatch>,
-    sender: SyncSender<EventBatch>,
-    evaluated: Receiver<Evaluated>,
-    stats: Arc<Stats>,
-    naive_time_offset: chrono::FixedOffset,
-    time_window: TimeWindow,
-    mut on_dead_letters: Option<DeadLetterHook>,
-) {
-    let mut log = DeadLetterLog {
-        per_source: HashMap::new(),
-    };
+/// What the normalizer threads share.
+pub(super) struct Shared {
+    pub(super) receiver: Arc<NumberedReceiver<ChunkBatch>>,
+    pub(super) sender: OrderedSender<EventBatch>,
+    /// Events the engine is done with, to be freed by a normalizer.
+    pub(super) evaluated: Arc<Mutex<Receiver<Evaluated>>>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) naive_time_offset: chrono::FixedOffset,
+    pub(super) time_window: TimeWindow,
+    pub(super) on_dead_letters: Arc<Mutex<Option<DeadLetterHook>>>,
+    pub(super) log: Arc<Mutex<DeadLetterLog>>,
+}
+
+/// Free the events the engine handed back, if no other normalizer is at it.
+fn free_evaluated(evaluated: &Mutex<Receiver<Evaluated>>) {
+    if let Ok(receiver) = evaluated.try_lock() {
+        while let Ok(events) = receiver.try_recv() {
+            drop(events);
+        }
+    }
+}
+
+pub(super) fn normalize_stage(shared: Shared) {
+    let Shared {
+        receiver,
+        sender,
+        evaluated,
+        stats,
+        naive_time_offset,
+        time_window,
+        on_dead_letters,
+        log,
+    } = shared;
     let mut decoded = Decoded::default();
     let mut reclaimer = Reclaimer::default();
     loop {
-        // The events the engine is done with are freed here, where they
-        // were allocated.
-        while let Ok(events) = evaluated.try_recv() {
-            drop(events);
-        }
-        let batch = match receiver.recv_timeout(COLLECT_EVERY) {
-            Ok(batch) => batch,
+        // The events the engine is done with are freed here, by a thread
+        // of the stage that allocated them.
+        free_evaluated(&evaluated);
+        let (number, batch) = match receiver.recv_timeout(COLLECT_EVERY) {
+            Ok(numbered) => numbered,
             Err(RecvTimeoutError::Timeout) => {
-                while let Ok(events) = evaluated.try_recv() {
-                    drop(events);
-                }
+                free_evaluated(&evaluated);
                 reclaimer.idle();
                 continue;
             }
@@ -104,8 +124,11 @@ pub(super) fn normalize_stage(
                 let share = u32::try_from(share).unwrap_or(u32::MAX).max(1);
                 out.sizes.resize(out.events.len(), share);
             }
-            if let Some(hook) = on_dead_letters.as_mut()
-                && out.dead_letters.len() > letters_before
+            if out.dead_letters.len() > letters_before
+                && let Some(hook) = on_dead_letters
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .as_mut()
             {
                 hook(
                     chunk,
@@ -118,8 +141,11 @@ pub(super) fn normalize_stage(
             out.floors
                 .push((u32::try_from(out.events.len()).unwrap_or(u32::MAX), *floor));
         }
-        for letter in &out.dead_letters {
-            log.log(letter);
+        if !out.dead_letters.is_empty() {
+            let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for letter in &out.dead_letters {
+                log.log(letter);
+            }
         }
         reclaimer.note(bytes);
         stats.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -130,7 +156,7 @@ pub(super) fn normalize_stage(
         stats
             .records
             .fetch_add((out.events.len() + out.dead_letters.len()) as u64, Ordering::Relaxed);
-        if sender.send(out).is_err() {
+        if sender.send((number, out)).is_err() {
             return;
         }
     }
