@@ -112,8 +112,8 @@ pub(super) fn read(
     let user_name = identity.and_then(|identity| identity.string("userName"));
     let identity_type = identity.and_then(|identity| identity.text("type"));
     let role_name = identity
-        .and_then(|identity| identity.string("roleName"))
-        .or_else(|| session.and_then(|session| session.string("roleName")));
+        .and_then(|identity| identity.text("roleName"))
+        .or_else(|| session.and_then(|session| session.text("roleName")));
     let kind = principal_kind(
         identity_type.as_deref(),
         user_name.as_deref(),
@@ -125,16 +125,16 @@ pub(super) fn read(
     let principal = Principal {
         kind,
         id: principal_id,
-        name: user_name.or(role_name),
+        name: user_name.or_else(|| role_name.map(|name| name.into_owned())),
         arn: identity.and_then(|identity| identity.string("arn")),
     };
     // "Token used for temporary credentials. It must be used with a temporary
     // key … No token is required for a long-term key." (Tencent API common
     // parameters, `Token` / `X-TC-Token`.) The session context repeats the
     // request's token.
-    let session_token = session.and_then(|session| session.string("token")).or_else(|| {
+    let session_token = session.and_then(|session| session.text("token")).or_else(|| {
         obj.obj("requestParameters")
-            .and_then(|parameters| parameters.string("Token"))
+            .and_then(|parameters| parameters.text("Token"))
     });
     let access_key = identity
         .and_then(|identity| identity.string("secretId"))
@@ -174,9 +174,9 @@ pub(super) fn read(
         for item in items {
             let name = match item.as_object() {
                 Some(map) => Obj::new(map)
-                    .string("resourceName")
-                    .or_else(|| Obj::new(map).string("ResourceName")),
-                None => text_of(item).map(|text| text.into_owned()),
+                    .text("resourceName")
+                    .or_else(|| Obj::new(map).text("ResourceName")),
+                None => text_of(item),
             };
             if let Some(name) = name {
                 push_resource_names(&name, &mut resource.names);
@@ -190,10 +190,9 @@ pub(super) fn read(
         .or_else(|| tree.map(synthetic_event_id))
         .unwrap_or_default();
     let request_id = obj.string("requestID");
-    let (source, platform_source) = caller_and_platform_source(
-        tencent_address(obj.text("sourceIPAddress")),
-        tencent_address(session.and_then(|session| session.text("userIp"))),
-    );
+    let (source, platform_source) = caller_and_platform_source(tencent_address(obj.text("sourceIPAddress")), || {
+        tencent_address(session.and_then(|session| session.text("userIp")))
+    });
     let user_agent = obj.string("userAgent");
     let region = obj.string("eventRegion");
 
@@ -259,8 +258,17 @@ fn principal_kind(
 
 /// `Root`, `CAMUser` and the other spellings of `userIdentity.type`.
 fn kind_of_identity_type(identity_type: &str) -> Option<PrincipalKind> {
-    let lower = identity_type.to_ascii_lowercase();
-    Some(match lower.as_str() {
+    // Lower-cased on the stack: identity types are short words.
+    let mut buffer = [0u8; 32];
+    let lower: std::borrow::Cow<'_, str> = match buffer.get_mut(..identity_type.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(identity_type.as_bytes());
+            slot.make_ascii_lowercase();
+            std::str::from_utf8(slot).map_or(std::borrow::Cow::Borrowed(""), std::borrow::Cow::Borrowed)
+        }
+        None => std::borrow::Cow::Owned(identity_type.to_ascii_lowercase()),
+    };
+    Some(match lower.as_ref() {
         "root" => PrincipalKind::Root,
         "camuser" | "subuser" | "subaccount" | "cam_user" | "user" => PrincipalKind::User,
         kind if kind.contains("federat") || kind.contains("saml") || kind.contains("oidc") => PrincipalKind::Federated,
@@ -316,15 +324,15 @@ fn tencent_address(text: Option<std::borrow::Cow<'_, str>>) -> Option<SourceAddr
 /// (a platform address then has kind `platform`, never an outside IP).
 fn caller_and_platform_source(
     recorded: Option<SourceAddress>,
-    session_ip: Option<SourceAddress>,
+    session_ip: impl FnOnce() -> Option<SourceAddress>,
 ) -> (Option<SourceAddress>, Option<SourceAddress>) {
-    match (recorded, session_ip) {
-        (Some(recorded), Some(caller))
-            if recorded.kind == IpKind::Platform && caller.ip.is_some() && caller.kind != IpKind::Platform =>
-        {
-            (Some(caller), Some(recorded))
-        }
-        (recorded, _) => (recorded, None),
+    // The session's address is read only when the recorded one is the platform's.
+    match recorded {
+        Some(recorded) if recorded.kind == IpKind::Platform => match session_ip() {
+            Some(caller) if caller.ip.is_some() && caller.kind != IpKind::Platform => (Some(caller), Some(recorded)),
+            _ => (Some(recorded), None),
+        },
+        recorded => (recorded, None),
     }
 }
 
@@ -342,8 +350,16 @@ fn push_resource_names(text: &str, names: &mut Vec<String>) {
 /// `errorCode` 0 / "0" / empty is success; `apiErrorCode` can still say failure.
 fn outcome(obj: &Obj<'_>) -> Outcome {
     let is_error = |code: &str| !(code.is_empty() || code == "0" || code.eq_ignore_ascii_case("success"));
-    let error_code = obj.text("errorCode").filter(|code| is_error(code));
-    let api_error_code = obj.text("apiErrorCode").filter(|code| is_error(code));
+    // Numeric codes are the common case; 0 is success, read without text.
+    let code_of = |key: &str| {
+        let value = obj.get(key)?;
+        match value.as_i64() {
+            Some(0) => None,
+            _ => text_of(value).filter(|code| is_error(code)),
+        }
+    };
+    let error_code = code_of("errorCode");
+    let api_error_code = code_of("apiErrorCode");
     match error_code.or(api_error_code) {
         Some(code) => Outcome {
             result: OutcomeResult::Failure,

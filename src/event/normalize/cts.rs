@@ -120,9 +120,9 @@ pub(super) fn read(
 
     let rating = obj.text("trace_rating").or_else(|| obj.text("trace_status"));
     let code = obj.get("code").and_then(i64_of);
-    let failed = match rating.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("normal") => false,
-        Some("warning" | "incident") => true,
+    let failed = match rating.as_deref() {
+        Some(rating) if rating.eq_ignore_ascii_case("normal") => false,
+        Some(rating) if rating.eq_ignore_ascii_case("warning") || rating.eq_ignore_ascii_case("incident") => true,
         _ => code.is_some_and(|code| code >= 400),
     };
     let outcome = if failed {
@@ -145,8 +145,11 @@ pub(super) fn read(
         names: Vec::new(),
     };
     for key in ["resource_name", "resource_id"] {
-        if let Some(name) = obj.string(key).filter(|name| !resource.names.contains(name)) {
-            resource.names.push(name);
+        if let Some(name) = obj
+            .text(key)
+            .filter(|name| !resource.names.iter().any(|known| known == name))
+        {
+            resource.names.push(name.into_owned());
         }
     }
 
@@ -156,7 +159,10 @@ pub(super) fn read(
         .and_then(|attributes| attributes.boolean("mfa_authenticated"))
         .or_else(|| login_protection(&obj));
 
-    let request_id = obj.string("request_id").filter(|id| id != "null");
+    let request_id = obj
+        .text("request_id")
+        .filter(|id| id != "null")
+        .map(|id| id.into_owned());
     let event_id = obj
         .string("trace_id")
         .or_else(|| tree.map(synthetic_event_id))
@@ -263,13 +269,13 @@ fn region_in_host(url: &str) -> Option<String> {
     let host = url.split("://").nth(1).unwrap_or(url).split('/').next()?;
     host.split('.')
         .find(|label| {
-            let parts: Vec<&str> = label.split('-').collect();
-            parts.len() >= 3
-                && parts[0].len() == 2
-                && parts[0].bytes().all(|byte| byte.is_ascii_lowercase())
-                && parts
-                    .last()
-                    .is_some_and(|last| last.bytes().all(|byte| byte.is_ascii_digit()))
+            let mut parts = label.split('-');
+            let first = parts.next().unwrap_or("");
+            let (count, last) = parts.fold((1, first), |(count, _), part| (count + 1, part));
+            count >= 3
+                && first.len() == 2
+                && first.bytes().all(|byte| byte.is_ascii_lowercase())
+                && last.bytes().all(|byte| byte.is_ascii_digit())
         })
         .map(str::to_string)
 }
