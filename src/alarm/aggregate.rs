@@ -34,7 +34,16 @@ pub struct Aggregator {
     /// Keys in first-match order, so writes are deterministic.
     order: Vec<(String, String)>,
     matches: u64,
+    /// Samples made per alarm key since the store last changed under the
+    /// engine (`forget_samples`): once an alarm has its `samples_per_alarm`,
+    /// the store keeps no more, so none are made (on a match-heavy stream
+    /// they were a third of the engine's work, every batch, then dropped).
+    sampled: HashMap<(String, String), usize>,
 }
+
+/// Most alarm keys whose sample count is remembered; past it the memory
+/// starts over (which costs only samples the store then drops).
+const MAX_SAMPLED_KEYS: usize = 200_000;
 
 impl Aggregator {
     pub fn new(samples_per_alarm: usize, max_sample_bytes: usize) -> Aggregator {
@@ -44,7 +53,15 @@ impl Aggregator {
             pending: HashMap::new(),
             order: Vec::new(),
             matches: 0,
+            sampled: HashMap::new(),
         }
+    }
+
+    /// Forget which alarms have all their samples: another connection
+    /// changed the store (an alarm closed, so the next match opens a new one
+    /// that needs samples of its own).
+    pub fn forget_samples(&mut self) {
+        self.sampled.clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -57,6 +74,13 @@ impl Aggregator {
         };
         self.matches += 1;
         let key = (rule.id.clone(), rule_match.group_key.clone());
+        let sampled = self.sampled.get(&key).copied().unwrap_or(0);
+        if sampled < self.samples_per_alarm {
+            if self.sampled.len() >= MAX_SAMPLED_KEYS {
+                self.sampled.clear();
+            }
+            *self.sampled.entry(key.clone()).or_insert(0) += 1;
+        }
         let time = timestamp(event.time);
         let pending = match self.pending.get_mut(&key) {
             Some(pending) => pending,
@@ -94,7 +118,7 @@ impl Aggregator {
         if update.last_output.is_empty() {
             update.last_output = rule_match.output.clone();
         }
-        if update.samples.len() < self.samples_per_alarm {
+        if sampled < self.samples_per_alarm {
             update.samples.push(Sample {
                 event_id: event.event_id.clone(),
                 event_time: time.clone(),

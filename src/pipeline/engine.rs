@@ -209,6 +209,7 @@ pub(super) fn engine_stage(
         let version = store.data_version()?;
         if version != data_version {
             data_version = version;
+            aggregator.forget_samples();
             if let Some(reloaded) = load_allowlist(&store) {
                 allowlist = reloaded;
             }
