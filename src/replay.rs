@@ -49,10 +49,9 @@ impl MatchSink for PrintSink {
         }
         let result = match self.format {
             MatchFormat::None => Ok(()),
-            MatchFormat::Jsonl => {
-                let line = match_json(rule, rule_match, event, rules);
-                writeln!(self.out, "{line}")
-            }
+            MatchFormat::Jsonl => serde_json::to_writer(&mut self.out, &MatchLine::new(rule, rule_match, event, rules))
+                .map_err(std::io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n")),
             MatchFormat::Table => {
                 let header = if self.header_done {
                     Ok(())
@@ -102,41 +101,72 @@ impl Drop for PrintSink {
     }
 }
 
-/// One match as a JSON object (the `replay --format jsonl` line). The
-/// access key is masked, in its field and in the group key and output.
-pub fn match_json(rule: &Rule, rule_match: &RuleMatch, event: &AuditEvent, rules: &RuleSet) -> serde_json::Value {
-    let operations: Vec<&str> = event
-        .operations
-        .iter()
-        .map(|index| rules.catalog.name(*index))
-        .collect();
-    let key = event.access_key_id();
-    let masked = |text: &str| match key {
-        Some(key) => mask_key_in_text(text, key),
-        None => text.to_string(),
-    };
-    serde_json::json!({
-        "rule": rule.id,
-        "rule_hash": rule.hash,
-        "level": rule.level,
-        "title": rule.title,
-        "event_id": event.event_id,
-        "provider": event.provider,
-        "time": crate::alarm::store::timestamp(event.time),
-        "account_id": event.account_id,
-        "principal": event.principal_display(),
-        "principal_kind": event.principal.kind,
-        "access_key_id": key.map(mask_access_key),
-        "service": event.service,
-        "action": event.action,
-        "operations": operations,
-        "source_ip": event.source_ip_text(),
-        "call_method": event.call_method,
-        "outcome": event.outcome.result,
-        "group_key": mask_group_key(&masked(&rule_match.group_key)),
-        "output": masked(&rule_match.output),
-        "origin": event.origin,
-    })
+/// One match as a JSON object (the `replay --format jsonl` line), written
+/// without building a tree; fields in alphabetical order. The access key is
+/// masked, in its field and in the group key and output.
+#[derive(serde::Serialize)]
+struct MatchLine<'a> {
+    access_key_id: Option<String>,
+    account_id: Option<&'a str>,
+    action: &'a str,
+    call_method: crate::event::model::CallMethod,
+    event_id: &'a str,
+    group_key: String,
+    level: crate::rules::Level,
+    operations: Operations<'a>,
+    origin: &'a crate::event::origin::Origin,
+    outcome: crate::event::model::OutcomeResult,
+    output: String,
+    principal: &'a str,
+    principal_kind: crate::event::model::PrincipalKind,
+    provider: crate::event::model::Provider,
+    rule: &'a str,
+    rule_hash: &'a str,
+    service: &'a str,
+    source_ip: Option<&'a str>,
+    time: String,
+    title: &'a str,
+}
+
+/// An event's operations by name, serialized from their indexes.
+struct Operations<'a>(&'a [u16], &'a RuleSet);
+
+impl serde::Serialize for Operations<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|index| self.1.catalog.name(*index)))
+    }
+}
+
+impl<'a> MatchLine<'a> {
+    fn new(rule: &'a Rule, rule_match: &RuleMatch, event: &'a AuditEvent, rules: &'a RuleSet) -> MatchLine<'a> {
+        let key = event.access_key_id();
+        let masked = |text: &str| match key {
+            Some(key) => mask_key_in_text(text, key),
+            None => text.to_string(),
+        };
+        MatchLine {
+            access_key_id: key.map(mask_access_key),
+            account_id: event.account_id.as_deref(),
+            action: &event.action,
+            call_method: event.call_method,
+            event_id: &event.event_id,
+            group_key: mask_group_key(&masked(&rule_match.group_key)),
+            level: rule.level,
+            operations: Operations(&event.operations, rules),
+            origin: &event.origin,
+            outcome: event.outcome.result,
+            output: masked(&rule_match.output),
+            principal: event.principal_display(),
+            principal_kind: event.principal.kind,
+            provider: event.provider,
+            rule: &rule.id,
+            rule_hash: &rule.hash,
+            service: &event.service,
+            source_ip: event.source_ip_text(),
+            time: crate::alarm::store::timestamp(event.time),
+            title: &rule.title,
+        }
+    }
 }
 
 /// `trailwarden replay`.
