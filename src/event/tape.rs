@@ -13,6 +13,9 @@
 //! errors (with their line and column), a record without an id (its
 //! synthetic id hashes the tree), a LookUpEvents summary item.
 
+use std::sync::{Arc, LazyLock};
+
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use simd_json::{Buffers, Node, Tape};
 
@@ -57,6 +60,51 @@ struct Work<'s, 'a> {
     index: &'s mut Vec<(u64, u32)>,
 }
 
+/// Every `raw.` path a loaded rule or catalog entry reads (paths are only
+/// added: a rule set loaded later may read more, never fewer matter). An
+/// event whose record may hold one has its record parsed by the normalizer,
+/// so the engine — one thread — does not; any other event's record is parsed
+/// on the engine only if something there asks (a sample, a trace).
+static RAW_PATHS: LazyLock<ArcSwap<Vec<Vec<String>>>> = LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
+
+/// Note a `raw.` path a rule reads.
+pub fn register_raw_path(path: &[String]) {
+    RAW_PATHS.rcu(|paths| {
+        let mut paths = Vec::clone(paths);
+        if !paths.iter().any(|known| known == path) {
+            paths.push(path.to_vec());
+        }
+        paths
+    });
+}
+
+/// The `raw.` paths rules read.
+pub fn raw_paths() -> Arc<Vec<Vec<String>>> {
+    RAW_PATHS.load_full()
+}
+
+/// Whether a record may hold a value at `path`: false only when the path
+/// leads to an object that lacks the next key (an array, a string that may
+/// hold JSON or the end of the path may all match).
+fn may_hold(record: JsonObject<'_>, path: &[String]) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return true;
+    };
+    let Some(mut current) = record.get(first) else {
+        return false;
+    };
+    for segment in rest {
+        match current.as_object() {
+            Some(object) => match object.get(segment) {
+                Some(next) => current = next,
+                None => return false,
+            },
+            None => return true,
+        }
+    }
+    true
+}
+
 /// Most JSON-inside-string fields a record expands (top level and nested).
 const MAX_NESTED: usize = 8;
 
@@ -83,8 +131,10 @@ pub fn read_record(
     let mut nested = Tape(std::mem::take(&mut scratch.nested));
     let mut merged: Vec<Node<'_>> = std::mem::take(&mut scratch.merged);
     merged.clear();
+    let paths = raw_paths();
     let outcome = match simd_json::fill_tape(&mut input, &mut scratch.buffers, &mut tape) {
         Ok(()) => read_tape(
+            &paths,
             &tape.0,
             Work {
                 nested: &mut nested,
@@ -105,22 +155,26 @@ pub fn read_record(
     scratch.input = input;
     scratch.nested_inputs = nested_inputs;
     match outcome? {
-        (provider, Ok(mut event)) => {
+        (provider, Ok(mut event), wants_raw) => {
             event.raw = Raw::from_text(text.into(), expander(provider));
+            if wants_raw {
+                event.raw.value();
+            }
             event.origin = value_origin.clone();
             Some((value_origin, Ok(event)))
         }
-        (_, Err(error)) => Some((value_origin, Err(error))),
+        (_, Err(error), _) => Some((value_origin, Err(error))),
     }
 }
 
 /// Recognise, expand and normalize a parsed record; `None` sends it to the tree path.
 fn read_tape<'a>(
+    raw_paths: &[Vec<String>],
     tape: &[Node<'a>],
     work: Work<'_, 'a>,
     context: &NormalizeContext,
     envelope_time: Option<DateTime<Utc>>,
-) -> Option<(super::model::Provider, Result<AuditEvent, NormalizeError>)> {
+) -> Option<(super::model::Provider, Result<AuditEvent, NormalizeError>, bool)> {
     let Work {
         nested,
         merged,
@@ -168,7 +222,8 @@ fn read_tape<'a>(
     index_object(merged, index);
     let record = JsonObject::Indexed { nodes: merged, index };
     let result = normalize_view(provider, record, context, envelope_time)?;
-    Some((provider, result))
+    let wants_raw = raw_paths.iter().any(|path| may_hold(record, path));
+    Some((provider, result, wants_raw))
 }
 
 /// The members of the object at `at`: each key and where its value starts.

@@ -80,6 +80,9 @@ impl Field {
             if segments.iter().any(String::is_empty) {
                 return None;
             }
+            // The normalizers parse the record of an event that may have it
+            // (see `event::tape::raw_paths`), off the engine's thread.
+            crate::event::tape::register_raw_path(&segments);
             return Some(Field::Raw(segments));
         }
         Some(match name {
