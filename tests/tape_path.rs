@@ -229,3 +229,29 @@ fn altered_records_read_the_same_by_both_paths() {
     assert!(chunks.len() > 300, "{}", chunks.len());
     compare(&chunks, "altered");
 }
+
+/// The matches of a replay of `examples/` (JSON lines, in order).
+fn replay_examples(normalizers: &str) -> String {
+    let output = common::Trailwarden::new()
+        .env("TRAILWARDEN__PIPELINE__NORMALIZERS", normalizers)
+        .ok(&["replay", "--format", "jsonl", "examples"]);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Detection is unchanged by the tape path and by parallel normalizers: a
+/// replay of the examples gives, match for match and in the same order, what
+/// the binary before them gave (`examples_replay.jsonl` was written by commit
+/// 7f458e8, the last one reading every record into a tree with one normalizer).
+#[test]
+fn a_replay_of_the_examples_matches_what_the_tree_path_found() {
+    let golden = std::fs::read_to_string(format!("{}/examples_replay.jsonl", common::GOLDEN)).unwrap();
+    assert!(golden.lines().count() > 200);
+    for normalizers in ["1", "2", "3"] {
+        let actual = replay_examples(normalizers);
+        let difference = golden.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        assert!(
+            difference.is_none() && golden.lines().count() == actual.lines().count(),
+            "normalizers = {normalizers}: first difference at line {difference:?}"
+        );
+    }
+}
