@@ -213,6 +213,14 @@ impl HourlyCounts {
         self.chain.clear();
         std::mem::take(&mut self.rows)
     }
+
+    /// Keep a taken vector's room for the next batch (`Activity::recycle`).
+    pub(super) fn recycle(&mut self, mut rows: Vec<HourlyCount>) {
+        rows.clear();
+        if self.rows.is_empty() && rows.capacity() > self.rows.capacity() {
+            self.rows = rows;
+        }
+    }
 }
 
 /// A first-seen (access key, source IP) pair, as written.
@@ -287,6 +295,14 @@ impl PairTracker {
     pub(super) fn take(&mut self) -> Vec<KeyIpPair> {
         self.batch.clear();
         std::mem::take(&mut self.rows)
+    }
+
+    /// Keep a taken vector's room for the next batch (`Activity::recycle`).
+    pub(super) fn recycle(&mut self, mut rows: Vec<KeyIpPair>) {
+        rows.clear();
+        if self.rows.is_empty() && rows.capacity() > self.rows.capacity() {
+            self.rows = rows;
+        }
     }
 
     /// Remember a pair already in the store.
