@@ -194,31 +194,48 @@ pub(crate) fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Res
     let mut hasher = Sha256::new();
     let mut digits = Digits::default();
     for index in 0..columns {
-        match row.get_ref(index)? {
-            rusqlite::types::ValueRef::Null => hasher.update(b"N;"),
-            rusqlite::types::ValueRef::Integer(value) => {
-                hasher.update(b"I");
-                hasher.update(digits.of(value));
-                hasher.update(b";");
-            }
-            rusqlite::types::ValueRef::Real(value) => hasher.update(format!("R{value};").as_bytes()),
-            rusqlite::types::ValueRef::Text(text) => {
-                hasher.update(b"T");
-                hasher.update(digits.of(text.len() as i64));
-                hasher.update(b":");
-                hasher.update(text);
-                hasher.update(b";");
-            }
-            rusqlite::types::ValueRef::Blob(blob) => {
-                hasher.update(b"B");
-                hasher.update(digits.of(blob.len() as i64));
-                hasher.update(b":");
-                hasher.update(blob);
-                hasher.update(b";");
-            }
-        }
+        feed(&mut hasher, &mut digits, row.get_ref(index)?);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// `hash_row` of a row with these values: for a row just inserted with them
+/// (each bound with the type its column's affinity keeps), without reading
+/// it back.
+pub(crate) fn hash_values(values: &[rusqlite::types::ValueRef<'_>]) -> String {
+    let mut hasher = Sha256::new();
+    let mut digits = Digits::default();
+    for value in values {
+        feed(&mut hasher, &mut digits, *value);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// One value of a row hash: tagged with its type and length.
+fn feed(hasher: &mut Sha256, digits: &mut Digits, value: rusqlite::types::ValueRef<'_>) {
+    match value {
+        rusqlite::types::ValueRef::Null => hasher.update(b"N;"),
+        rusqlite::types::ValueRef::Integer(value) => {
+            hasher.update(b"I");
+            hasher.update(digits.of(value));
+            hasher.update(b";");
+        }
+        rusqlite::types::ValueRef::Real(value) => hasher.update(format!("R{value};").as_bytes()),
+        rusqlite::types::ValueRef::Text(text) => {
+            hasher.update(b"T");
+            hasher.update(digits.of(text.len() as i64));
+            hasher.update(b":");
+            hasher.update(text);
+            hasher.update(b";");
+        }
+        rusqlite::types::ValueRef::Blob(blob) => {
+            hasher.update(b"B");
+            hasher.update(digits.of(blob.len() as i64));
+            hasher.update(b":");
+            hasher.update(blob);
+            hasher.update(b";");
+        }
+    }
 }
 
 /// An integer's decimal digits, as `format!("{value}")` writes them, without

@@ -2,6 +2,7 @@
 //! samples, dead letters, source progress, state and rollups, one transaction.
 
 use chrono::Utc;
+use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::state::{StateChanges, write_state};
@@ -104,18 +105,19 @@ fn write_in(
          AND status = 'ignored' ORDER BY id DESC LIMIT 1",
     )?;
     // Every row written here is sealed in this transaction, as it is once the
-    // batch is written: each statement returns the sealed columns of the row
-    // it wrote, hashed as they come (`chain::hash_returned`), so no row is
-    // read back. An alarm's last write in the batch is its final state.
+    // batch is written, without reading it back: a row inserted is hashed
+    // from the values bound (`chain::hash_values`); a row updated or upserted
+    // from what its statement returns (`chain::hash_returned`: SQLite computed
+    // it). An alarm's last write in the batch is its final state.
     let alarm_columns = chain::sealed_columns(LinkKind::Alarm);
     let mut touched: Vec<(i64, String)> = Vec::with_capacity(batch.alarms.len());
-    let mut insert_alarm = transaction.prepare_cached(&format!(
+    let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
          account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
          access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at, tags) \
          VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?21, ?22, \
-         ?18, ?19, ?19, ?20) RETURNING {alarm_columns}",
-    ))?;
+         ?18, ?19, ?19, ?20)",
+    )?;
     let mut update_alarm = transaction.prepare_cached(&format!(
         "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
          last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1 \
@@ -134,11 +136,9 @@ fn write_in(
     // records by id (the last write of one wins), samples as inserted.
     let mut touched_calls: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
     let mut new_samples: Vec<(i64, String)> = Vec::new();
-    let mut insert_sample = transaction.prepare_cached(&format!(
-        "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         RETURNING {}",
-        chain::sealed_columns(LinkKind::Sample)
-    ))?;
+    let mut insert_sample = transaction.prepare_cached(
+        "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
     for update in &batch.alarms {
         let read = |row: &rusqlite::Row<'_>| {
             Ok((
@@ -207,33 +207,71 @@ fn write_in(
                 // Written whole: the row an insert followed by the update
                 // of an existing alarm would leave.
                 let identity = &update.identity;
-                let inserted = insert_alarm.query_row(
-                    params![
-                        update.rule_id,
-                        update.rule_hash,
-                        update.level.as_str(),
-                        update.title,
-                        update.group_key,
-                        identity.provider,
-                        identity.account_id,
-                        identity.account_name,
-                        identity.account_identity,
-                        identity.principal_kind,
-                        identity.principal_id,
-                        identity.principal_name,
-                        identity.principal_arn,
-                        identity.access_key_id,
-                        identity.access_key_temporary,
-                        update.first_seen,
-                        update.last_seen,
-                        update.last_output,
-                        now,
-                        update.tags.join(","),
-                        update.count as i64,
-                        samples_after,
-                    ],
-                    |row| chain::hash_returned(row, LinkKind::Alarm),
-                )?;
+                let tags = update.tags.join(",");
+                insert_alarm.execute(params![
+                    update.rule_id,
+                    update.rule_hash,
+                    update.level.as_str(),
+                    update.title,
+                    update.group_key,
+                    identity.provider,
+                    identity.account_id,
+                    identity.account_name,
+                    identity.account_identity,
+                    identity.principal_kind,
+                    identity.principal_id,
+                    identity.principal_name,
+                    identity.principal_arn,
+                    identity.access_key_id,
+                    identity.access_key_temporary,
+                    update.first_seen,
+                    update.last_seen,
+                    update.last_output,
+                    now,
+                    tags,
+                    update.count as i64,
+                    samples_after,
+                ])?;
+                let id = transaction.last_insert_rowid();
+                // The row as inserted, in `ALARM_SEALED` order: every
+                // value is bound with the type its column keeps.
+                fn text(value: &str) -> ValueRef<'_> {
+                    ValueRef::Text(value.as_bytes())
+                }
+                fn optional(value: &Option<String>) -> ValueRef<'_> {
+                    value.as_deref().map_or(ValueRef::Null, text)
+                }
+                let inserted = (
+                    id,
+                    chain::hash_values(&[
+                        ValueRef::Integer(id),
+                        text(&update.rule_id),
+                        text(&update.rule_hash),
+                        text(update.level.as_str()),
+                        text(&update.title),
+                        text("unprocessed"),
+                        text(&update.group_key),
+                        text(&identity.provider),
+                        optional(&identity.account_id),
+                        optional(&identity.account_name),
+                        text(&identity.account_identity),
+                        text(&identity.principal_kind),
+                        optional(&identity.principal_id),
+                        optional(&identity.principal_name),
+                        optional(&identity.principal_arn),
+                        optional(&identity.access_key_id),
+                        identity
+                            .access_key_temporary
+                            .map_or(ValueRef::Null, |temporary| ValueRef::Integer(i64::from(temporary))),
+                        text(&update.first_seen),
+                        text(&update.last_seen),
+                        ValueRef::Integer(update.count as i64),
+                        ValueRef::Integer(samples_after),
+                        text(&update.last_output),
+                        text(now),
+                        text(now),
+                    ]),
+                );
                 outcome.alarms_created += 1;
                 if let Some(router) = notify {
                     router.opened(transaction, &facts(inserted.0))?;
@@ -260,17 +298,28 @@ fn write_in(
             touched_calls.insert(call_id, call_hash);
         }
         for (seq, sample) in (samples_before..).zip(update.samples.iter().take(new_sample_count)) {
-            new_samples.push(insert_sample.query_row(
-                params![
-                    alarm_id,
-                    seq,
-                    sample.event_id,
-                    sample.event_time,
-                    sample.origin,
-                    sample.event,
-                ],
-                |row| chain::hash_returned(row, LinkKind::Sample),
-            )?);
+            insert_sample.execute(params![
+                alarm_id,
+                seq,
+                sample.event_id,
+                sample.event_time,
+                sample.origin,
+                sample.event,
+            ])?;
+            let id = transaction.last_insert_rowid();
+            // The row as inserted, in `SAMPLE_SEALED` order.
+            new_samples.push((
+                id,
+                chain::hash_values(&[
+                    ValueRef::Integer(id),
+                    ValueRef::Integer(alarm_id),
+                    ValueRef::Integer(seq),
+                    ValueRef::Text(sample.event_id.as_bytes()),
+                    ValueRef::Text(sample.event_time.as_bytes()),
+                    ValueRef::Text(sample.origin.as_bytes()),
+                    ValueRef::Text(sample.event.as_bytes()),
+                ]),
+            ));
         }
         match touched.iter_mut().find(|(id, _)| *id == alarm_id) {
             Some(link) => link.1 = alarm_hash,
