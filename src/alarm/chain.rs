@@ -318,9 +318,8 @@ fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str,
 /// The last link: (seq, hash).
 pub fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
     connection
-        .query_row("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()
 }
 
