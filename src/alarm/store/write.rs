@@ -105,12 +105,15 @@ fn write_in(
          AND status = 'ignored' ORDER BY id DESC LIMIT 1",
     )?;
     // Every row written here is sealed in this transaction, as it is once the
-    // batch is written, without reading it back: a row inserted is hashed
-    // from the values bound (`chain::hash_values`); a row updated or upserted
-    // from what its statement returns (`chain::hash_returned`: SQLite computed
-    // it). An alarm's last write in the batch is its final state.
-    let alarm_columns = chain::sealed_columns(LinkKind::Alarm);
-    let mut touched: Vec<(i64, String)> = Vec::with_capacity(batch.alarms.len());
+    // batch is written. A row inserted is hashed from the values bound
+    // (`chain::hash_values`), a call record from what its upsert returns
+    // (`chain::hash_returned`: it returned its id before); an updated alarm,
+    // which SQLite computed, is read back when sealed (a `RETURNING` clause
+    // costs more: an ephemeral table per statement). An alarm's last write in
+    // the batch is its final state.
+    // Alarms in first-touch order, with the hash of a row inserted here
+    // (`None`: updated, read back when sealed).
+    let mut touched: Vec<(i64, Option<String>)> = Vec::with_capacity(batch.alarms.len());
     let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
          account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
@@ -118,11 +121,10 @@ fn write_in(
          VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?21, ?22, \
          ?18, ?19, ?19, ?20)",
     )?;
-    let mut update_alarm = transaction.prepare_cached(&format!(
+    let mut update_alarm = transaction.prepare_cached(
         "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
-         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1 \
-         RETURNING {alarm_columns}",
-    ))?;
+         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
+    )?;
     let mut upsert_call = transaction.prepare_cached(&format!(
         "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
          failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
@@ -187,21 +189,20 @@ fn write_in(
                         )?;
                     }
                 }
-                update_alarm.query_row(
-                    params![
-                        id,
-                        update.count as i64,
-                        update.first_seen,
-                        update.last_seen,
-                        update.last_output,
-                        update.level.as_str(),
-                        update.rule_hash,
-                        update.title,
-                        now,
-                        samples_after,
-                    ],
-                    |row| chain::hash_returned(row, LinkKind::Alarm),
-                )?
+                update_alarm.execute(params![
+                    id,
+                    update.count as i64,
+                    update.first_seen,
+                    update.last_seen,
+                    update.last_output,
+                    update.level.as_str(),
+                    update.rule_hash,
+                    update.title,
+                    now,
+                    samples_after,
+                ])?;
+                // Read back when sealed: SQLite computed the row.
+                (id, None)
             }
             None => {
                 // Written whole: the row an insert followed by the update
@@ -243,7 +244,7 @@ fn write_in(
                 }
                 let inserted = (
                     id,
-                    chain::hash_values(&[
+                    Some(chain::hash_values(&[
                         ValueRef::Integer(id),
                         text(&update.rule_id),
                         text(&update.rule_hash),
@@ -270,7 +271,7 @@ fn write_in(
                         text(&update.last_output),
                         text(now),
                         text(now),
-                    ]),
+                    ])),
                 );
                 outcome.alarms_created += 1;
                 if let Some(router) = notify {
@@ -327,7 +328,17 @@ fn write_in(
         }
     }
     // Seal every alarm this batch created or changed, in this transaction.
-    chain::append_hashed(transaction, LinkKind::Alarm, &touched, now)?;
+    let mut alarm_links = Vec::with_capacity(touched.len());
+    for (id, hash) in touched {
+        let hash = match hash {
+            Some(hash) => Some(hash),
+            None => chain::row_hash(transaction, LinkKind::Alarm, id)?,
+        };
+        if let Some(hash) = hash {
+            alarm_links.push((id, hash));
+        }
+    }
+    chain::append_hashed(transaction, LinkKind::Alarm, &alarm_links, now)?;
     let touched_calls: Vec<(i64, String)> = touched_calls.into_iter().collect();
     chain::append_hashed(transaction, LinkKind::Call, &touched_calls, now)?;
     chain::append_hashed(transaction, LinkKind::Sample, &new_samples, now)?;
