@@ -106,11 +106,10 @@ fn write_in(
     )?;
     // Every row written here is sealed in this transaction, as it is once the
     // batch is written. A row inserted is hashed from the values bound
-    // (`chain::hash_values`), a call record from what its upsert returns
-    // (`chain::hash_returned`: it returned its id before); an updated alarm,
-    // which SQLite computed, is read back when sealed (a `RETURNING` clause
-    // costs more: an ephemeral table per statement). An alarm's last write in
-    // the batch is its final state.
+    // (`chain::hash_values`); a row SQLite updated (count, first and last
+    // seen computed in SQL) is read back (a `RETURNING` clause costs more:
+    // an ephemeral table per statement), an alarm when sealed, since its
+    // last write in the batch is its final state.
     // Alarms in first-touch order, with the hash of a row inserted here
     // (`None`: updated, read back when sealed).
     let mut touched: Vec<(i64, Option<String>)> = Vec::with_capacity(batch.alarms.len());
@@ -125,13 +124,17 @@ fn write_in(
         "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
          last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
     )?;
-    let mut upsert_call = transaction.prepare_cached(&format!(
+    let mut upsert_call = transaction.prepare_cached(
         "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
          failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
          success_count = success_count + excluded.success_count, failure_count = failure_count + excluded.failure_count, \
-         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call) \
-         RETURNING {}",
+         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call)",
+    )?;
+    // A call record the upsert updated: read back by its key, sealed columns.
+    let mut find_call = transaction.prepare_cached(&format!(
+        "SELECT {} FROM alarm_calls WHERE alarm_id = ?1 AND source_ip = ?2 AND call_method = ?3 AND service = ?4 \
+         AND action = ?5",
         chain::sealed_columns(LinkKind::Call)
     ))?;
     // Call records and samples written here are sealed with the alarms; call
@@ -281,21 +284,47 @@ fn write_in(
             }
         };
         for call in &update.calls {
-            let (call_id, call_hash) = upsert_call.query_row(
-                params![
-                    alarm_id,
-                    call.source_ip,
-                    call.ip_kind,
-                    call.call_method,
-                    call.service,
-                    call.action,
-                    call.success_count as i64,
-                    call.failure_count as i64,
-                    call.first_call,
-                    call.last_call,
-                ],
-                |row| chain::hash_returned(row, LinkKind::Call),
-            )?;
+            let before = transaction.last_insert_rowid();
+            upsert_call.execute(params![
+                alarm_id,
+                call.source_ip,
+                call.ip_kind,
+                call.call_method,
+                call.service,
+                call.action,
+                call.success_count as i64,
+                call.failure_count as i64,
+                call.first_call,
+                call.last_call,
+            ])?;
+            let id = transaction.last_insert_rowid();
+            // Only an insert moves the last rowid: the row is then the values
+            // bound (in `CALL_SEALED` order). Otherwise (an update, or an
+            // insert that happened to get the rowid the last insert into
+            // another table got) the row is read back.
+            let (call_id, call_hash) = if id != before {
+                (
+                    id,
+                    chain::hash_values(&[
+                        ValueRef::Integer(id),
+                        ValueRef::Integer(alarm_id),
+                        ValueRef::Text(call.source_ip.as_bytes()),
+                        ValueRef::Text(call.ip_kind.as_bytes()),
+                        ValueRef::Text(call.call_method.as_bytes()),
+                        ValueRef::Text(call.service.as_bytes()),
+                        ValueRef::Text(call.action.as_bytes()),
+                        ValueRef::Integer(call.success_count as i64),
+                        ValueRef::Integer(call.failure_count as i64),
+                        ValueRef::Text(call.first_call.as_bytes()),
+                        ValueRef::Text(call.last_call.as_bytes()),
+                    ]),
+                )
+            } else {
+                find_call.query_row(
+                    params![alarm_id, call.source_ip, call.call_method, call.service, call.action],
+                    |row| chain::hash_returned(row, LinkKind::Call),
+                )?
+            };
             touched_calls.insert(call_id, call_hash);
         }
         for (seq, sample) in (samples_before..).zip(update.samples.iter().take(new_sample_count)) {
