@@ -190,26 +190,93 @@ const CHANGE_SEALED: &[&str] = &["id", "at", "actor", "via", "subject", "subject
 
 /// Canonical hash of one row: each value tagged with its type and length, so
 /// no two different rows hash alike.
-fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<String> {
+pub(crate) fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<String> {
     let mut hasher = Sha256::new();
+    let mut digits = Digits::default();
     for index in 0..columns {
-        match row.get_ref(index)? {
-            rusqlite::types::ValueRef::Null => hasher.update(b"N;"),
-            rusqlite::types::ValueRef::Integer(value) => hasher.update(format!("I{value};").as_bytes()),
-            rusqlite::types::ValueRef::Real(value) => hasher.update(format!("R{value};").as_bytes()),
-            rusqlite::types::ValueRef::Text(text) => {
-                hasher.update(format!("T{}:", text.len()).as_bytes());
-                hasher.update(text);
-                hasher.update(b";");
-            }
-            rusqlite::types::ValueRef::Blob(blob) => {
-                hasher.update(format!("B{}:", blob.len()).as_bytes());
-                hasher.update(blob);
-                hasher.update(b";");
-            }
-        }
+        feed(&mut hasher, &mut digits, row.get_ref(index)?);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// `hash_row` of a row with these values: for a row just inserted with them
+/// (each bound with the type its column's affinity keeps), without reading
+/// it back.
+pub(crate) fn hash_values(values: &[rusqlite::types::ValueRef<'_>]) -> String {
+    let mut hasher = Sha256::new();
+    let mut digits = Digits::default();
+    for value in values {
+        feed(&mut hasher, &mut digits, *value);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// One value of a row hash: tagged with its type and length.
+fn feed(hasher: &mut Sha256, digits: &mut Digits, value: rusqlite::types::ValueRef<'_>) {
+    match value {
+        rusqlite::types::ValueRef::Null => hasher.update(b"N;"),
+        rusqlite::types::ValueRef::Integer(value) => {
+            hasher.update(b"I");
+            hasher.update(digits.of(value));
+            hasher.update(b";");
+        }
+        rusqlite::types::ValueRef::Real(value) => hasher.update(format!("R{value};").as_bytes()),
+        rusqlite::types::ValueRef::Text(text) => {
+            hasher.update(b"T");
+            hasher.update(digits.of(text.len() as i64));
+            hasher.update(b":");
+            hasher.update(text);
+            hasher.update(b";");
+        }
+        rusqlite::types::ValueRef::Blob(blob) => {
+            hasher.update(b"B");
+            hasher.update(digits.of(blob.len() as i64));
+            hasher.update(b":");
+            hasher.update(blob);
+            hasher.update(b";");
+        }
+    }
+}
+
+/// An integer's decimal digits, as `format!("{value}")` writes them, without
+/// allocating.
+#[derive(Default)]
+struct Digits {
+    buffer: [u8; 20],
+}
+
+impl Digits {
+    fn of(&mut self, value: i64) -> &[u8] {
+        let mut magnitude = value.unsigned_abs();
+        let mut start = self.buffer.len();
+        loop {
+            start -= 1;
+            self.buffer[start] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            start -= 1;
+            self.buffer[start] = b'-';
+        }
+        &self.buffer[start..]
+    }
+}
+
+/// The columns `kind` seals, comma-separated: a `RETURNING` clause whose row
+/// `hash_returned` seals (the row as written, without reading it back).
+pub(crate) fn sealed_columns(kind: LinkKind) -> &'static str {
+    static LISTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let lists = LISTS.get_or_init(|| LinkKind::ALL.iter().map(|kind| kind.sealed().1.join(", ")).collect());
+    let index = LinkKind::ALL.iter().position(|each| *each == kind).unwrap_or(0);
+    &lists[index]
+}
+
+/// The id and the row hash of a row returned with `sealed_columns(kind)`.
+pub(crate) fn hash_returned(row: &rusqlite::Row<'_>, kind: LinkKind) -> rusqlite::Result<(i64, String)> {
+    Ok((row.get(0)?, hash_row(row, kind.sealed().1.len())?))
 }
 
 /// The current hash of a row, if it exists.
@@ -231,17 +298,28 @@ pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::R
 }
 
 fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str, at: &str) -> String {
+    // SHA-256 of "{prev_hash}|{seq}|{kind}|{ref_id}|{row_hash}|{at}", fed in parts.
     let mut hasher = Sha256::new();
-    hasher.update(format!("{prev_hash}|{seq}|{kind}|{ref_id}|{row_hash}|{at}").as_bytes());
+    let mut digits = Digits::default();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"|");
+    hasher.update(digits.of(seq));
+    hasher.update(b"|");
+    hasher.update(kind.as_bytes());
+    hasher.update(b"|");
+    hasher.update(digits.of(ref_id));
+    hasher.update(b"|");
+    hasher.update(row_hash.as_bytes());
+    hasher.update(b"|");
+    hasher.update(at.as_bytes());
     hex::encode(hasher.finalize())
 }
 
 /// The last link: (seq, hash).
 pub fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
     connection
-        .query_row("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()
 }
 
@@ -250,16 +328,33 @@ pub fn append(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) ->
     if ids.is_empty() {
         return Ok(());
     }
+    let mut links = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if let Some(row_hash) = row_hash(connection, kind, id)? {
+            links.push((id, row_hash));
+        }
+    }
+    append_hashed(connection, kind, &links, at)
+}
+
+/// Seal rows whose hashes the caller already has (`hash_returned` on the
+/// row as written in this transaction): one link each, in order.
+pub(crate) fn append_hashed(
+    connection: &Connection,
+    kind: LinkKind,
+    links: &[(i64, String)],
+    at: &str,
+) -> rusqlite::Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
     let (mut seq, mut prev) = head(connection)?.unwrap_or((0, GENESIS.to_string()));
     let mut insert = connection.prepare_cached(
         "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for &id in ids {
-        let Some(row_hash) = row_hash(connection, kind, id)? else {
-            continue;
-        };
+    for (id, row_hash) in links {
         seq += 1;
-        let hash = link_hash(&prev, seq, kind.as_str(), id, &row_hash, at);
+        let hash = link_hash(&prev, seq, kind.as_str(), *id, row_hash, at);
         insert.execute(params![seq, at, kind.as_str(), id, row_hash, prev, hash])?;
         prev = hash;
     }
@@ -516,4 +611,50 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
         .problems
         .sort_by_key(|problem| (problem.seq.unwrap_or(i64::MAX), problem.ref_id.unwrap_or(0)));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_what_format_writes() {
+        let mut digits = Digits::default();
+        for value in [
+            i64::MIN,
+            -1_000_001,
+            -10,
+            -1,
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            123_456_789,
+            i64::MAX,
+        ] {
+            assert_eq!(digits.of(value), value.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_link_hash_is_the_hash_of_its_joined_parts() {
+        let joined = format!("{GENESIS}|42|alarm|-7|{REMOVED}|2026-03-02T00:00:00.000Z");
+        assert_eq!(
+            link_hash(GENESIS, 42, "alarm", -7, REMOVED, "2026-03-02T00:00:00.000Z"),
+            hex::encode(Sha256::digest(joined.as_bytes()))
+        );
+    }
+
+    #[test]
+    fn a_row_hash_tags_each_value_with_its_type_and_length() {
+        let connection = Connection::open_in_memory().unwrap();
+        let hash = connection
+            .query_row("SELECT NULL, -12, 'héllo', x'0102', 1.5", [], |row| hash_row(row, 5))
+            .unwrap();
+        let mut expected = Sha256::new();
+        expected.update(b"N;I-12;T6:h\xc3\xa9llo;B2:\x01\x02;R1.5;");
+        assert_eq!(hash, hex::encode(expected.finalize()));
+    }
 }

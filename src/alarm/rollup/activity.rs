@@ -213,6 +213,14 @@ impl HourlyCounts {
         self.chain.clear();
         std::mem::take(&mut self.rows)
     }
+
+    /// Keep a taken vector's room for the next batch (`Activity::recycle`).
+    pub(super) fn recycle(&mut self, mut rows: Vec<HourlyCount>) {
+        rows.clear();
+        if self.rows.is_empty() && rows.capacity() > self.rows.capacity() {
+            self.rows = rows;
+        }
+    }
 }
 
 /// A first-seen (access key, source IP) pair, as written.
@@ -289,6 +297,14 @@ impl PairTracker {
         std::mem::take(&mut self.rows)
     }
 
+    /// Keep a taken vector's room for the next batch (`Activity::recycle`).
+    pub(super) fn recycle(&mut self, mut rows: Vec<KeyIpPair>) {
+        rows.clear();
+        if self.rows.is_empty() && rows.capacity() > self.rows.capacity() {
+            self.rows = rows;
+        }
+    }
+
     /// Remember a pair already in the store.
     pub(super) fn remember(&mut self, key: &str, ip: &str, first_ms: i64) {
         if self.known.len() >= MAX_KNOWN_PAIRS {
@@ -332,23 +348,22 @@ pub(super) fn write_hourly(transaction: &Transaction<'_>, hourly: &[HourlyCount]
             let base = hour_key(row.hour_ms);
             let mut probe = row.hash;
             let mut written = false;
+            // Bound once; only the key changes between tries.
+            upsert.raw_bind_parameter(2, row.hour_ms)?;
+            upsert.raw_bind_parameter(3, row.provider.as_str())?;
+            upsert.raw_bind_parameter(4, &row.account_id)?;
+            upsert.raw_bind_parameter(5, &row.principal)?;
+            upsert.raw_bind_parameter(6, &row.source_ip)?;
+            upsert.raw_bind_parameter(7, &row.service)?;
+            upsert.raw_bind_parameter(8, &row.action)?;
+            upsert.raw_bind_parameter(9, &row.resource_type)?;
+            upsert.raw_bind_parameter(10, &row.error_code)?;
+            upsert.raw_bind_parameter(11, row.call_method.as_str())?;
+            upsert.raw_bind_parameter(12, row.count as i64)?;
+            upsert.raw_bind_parameter(13, row.failures as i64)?;
             for _ in 0..MAX_PROBES {
-                let changed = upsert.execute(params![
-                    base + i64::from(probe),
-                    row.hour_ms,
-                    row.provider.as_str(),
-                    row.account_id,
-                    row.principal,
-                    row.source_ip,
-                    row.service,
-                    row.action,
-                    row.resource_type,
-                    row.error_code,
-                    row.call_method.as_str(),
-                    row.count as i64,
-                    row.failures as i64,
-                ])?;
-                if changed > 0 {
+                upsert.raw_bind_parameter(1, base + i64::from(probe))?;
+                if upsert.raw_execute()? > 0 {
                     written = true;
                     break;
                 }
@@ -370,14 +385,13 @@ pub(super) fn write_key_ips(transaction: &Transaction<'_>, key_ips: &[KeyIpPair]
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for pair in key_ips {
-            insert.execute(params![
-                pair.access_key_id,
-                pair.source_ip,
-                pair.provider,
-                pair.account_id,
-                pair.principal,
-                pair.first_ms,
-            ])?;
+            insert.raw_bind_parameter(1, &pair.access_key_id)?;
+            insert.raw_bind_parameter(2, &pair.source_ip)?;
+            insert.raw_bind_parameter(3, &pair.provider)?;
+            insert.raw_bind_parameter(4, &pair.account_id)?;
+            insert.raw_bind_parameter(5, &pair.principal)?;
+            insert.raw_bind_parameter(6, pair.first_ms)?;
+            insert.raw_execute()?;
         }
     }
     Ok(())

@@ -146,6 +146,19 @@ impl Activity {
         }
     }
 
+    /// Take back a written batch's rows, emptied, to hold the next batch's:
+    /// a vector grown anew for every batch took fresh pages from the kernel
+    /// at each doubling.
+    pub fn recycle(&mut self, batch: &mut ActivityBatch) {
+        self.hourly.recycle(std::mem::take(&mut batch.hourly));
+        self.pairs.recycle(std::mem::take(&mut batch.key_ips));
+        let mut traces = std::mem::take(&mut batch.traces);
+        traces.clear();
+        if self.traces.is_empty() && traces.capacity() > self.traces.capacity() {
+            self.traces = traces;
+        }
+    }
+
     fn prune_due(&mut self, last: bool, now_ms: i64) -> Option<i64> {
         if !self.options.traces {
             return None;

@@ -143,6 +143,32 @@ fn events_are_counted_per_hour_and_key_with_failures() {
 }
 
 #[test]
+fn a_recycled_batch_lends_its_room_and_nothing_else_to_the_next() {
+    let rules = rules();
+    let mut activity = Activity::new(ActivityOptions::default());
+    activity.use_rules(&rules);
+    for (seconds, ip) in [(10, "1.2.3.4"), (20, "5.6.7.8"), (30, "9.9.9.9")] {
+        activity.observe(&event(&rules, call(seconds, "DescribeInstances", "ops", ip)), &rules);
+    }
+    let mut batch = activity.take(false);
+    assert_eq!((batch.hourly.len(), batch.key_ips.len()), (3, 3));
+    let room = (batch.hourly.capacity(), batch.key_ips.capacity());
+    activity.recycle(&mut batch);
+    assert!(batch.is_empty() || batch.prune_before_ms.is_some());
+    activity.observe(&event(&rules, call(40, "DescribeInstances", "dev", "7.7.7.7")), &rules);
+    let next = activity.take(false);
+    assert_eq!((next.hourly.capacity(), next.key_ips.capacity()), room);
+    let rows: Vec<(&str, &str, u64)> = next
+        .hourly
+        .iter()
+        .map(|row| (row.principal.as_str(), row.source_ip.as_str(), row.count))
+        .collect();
+    assert_eq!(rows, vec![("dev", "7.7.7.7", 1)]);
+    let pairs: Vec<&str> = next.key_ips.iter().map(|pair| pair.source_ip.as_str()).collect();
+    assert_eq!(pairs, vec!["7.7.7.7"]);
+}
+
+#[test]
 fn a_key_ip_pair_is_written_when_new_or_earlier_only() {
     let rules = rules();
     let mut activity = Activity::new(ActivityOptions::default());

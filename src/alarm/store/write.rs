@@ -2,6 +2,7 @@
 //! samples, dead letters, source progress, state and rollups, one transaction.
 
 use chrono::Utc;
+use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::state::{StateChanges, write_state};
@@ -103,32 +104,46 @@ fn write_in(
         "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
          AND status = 'ignored' ORDER BY id DESC LIMIT 1",
     )?;
-    let mut touched: Vec<i64> = Vec::with_capacity(batch.alarms.len());
+    // Every row written here is sealed in this transaction, as it is once the
+    // batch is written. A row inserted is hashed from the values bound
+    // (`chain::hash_values`); a row SQLite updated (count, first and last
+    // seen computed in SQL) is read back (a `RETURNING` clause costs more:
+    // an ephemeral table per statement), an alarm when sealed, since its
+    // last write in the batch is its final state.
+    // Alarms in first-touch order, with the hash of a row inserted here
+    // (`None`: updated, read back when sealed).
+    let mut touched: Vec<(i64, Option<String>)> = Vec::with_capacity(batch.alarms.len());
     let mut insert_alarm = transaction.prepare_cached(
         "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
          account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
          access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at, tags) \
-         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0, 0, ?18, ?19, ?19, ?20)",
+         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?21, ?22, \
+         ?18, ?19, ?19, ?20)",
     )?;
     let mut update_alarm = transaction.prepare_cached(
         "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
-         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9 WHERE id = ?1",
+         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
     )?;
     let mut upsert_call = transaction.prepare_cached(
         "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
          failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
          success_count = success_count + excluded.success_count, failure_count = failure_count + excluded.failure_count, \
-         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call) \
-         RETURNING id",
+         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call)",
     )?;
-    // Call records and samples written here are sealed with the alarms.
-    let mut touched_calls: Vec<i64> = Vec::new();
-    let mut new_samples: Vec<i64> = Vec::new();
+    // A call record the upsert updated: read back by its key, sealed columns.
+    let mut find_call = transaction.prepare_cached(&format!(
+        "SELECT {} FROM alarm_calls WHERE alarm_id = ?1 AND source_ip = ?2 AND call_method = ?3 AND service = ?4 \
+         AND action = ?5",
+        chain::sealed_columns(LinkKind::Call)
+    ))?;
+    // Call records and samples written here are sealed with the alarms; call
+    // records by id (the last write of one wins), samples as inserted.
+    let mut touched_calls: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+    let mut new_samples: Vec<(i64, String)> = Vec::new();
     let mut insert_sample = transaction.prepare_cached(
         "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut set_sample_count = transaction.prepare_cached("UPDATE alarms SET sample_count = ?2 WHERE id = ?1")?;
     for update in &batch.alarms {
         let read = |row: &rusqlite::Row<'_>| {
             Ok((
@@ -155,8 +170,13 @@ fn write_in(
             account_id: update.identity.account_id.as_deref(),
             account_name: update.identity.account_name.as_deref(),
         };
-        let (alarm_id, mut sample_count) = match existing {
-            Some((id, samples, status, level, count)) => {
+        // The samples this batch adds: up to the alarm's limit.
+        let samples_before = existing.as_ref().map_or(0, |(_, samples, ..)| *samples);
+        let room = usize::try_from(samples_per_alarm.saturating_sub(samples_before)).unwrap_or(0);
+        let new_sample_count = update.samples.len().min(room);
+        let samples_after = samples_before + new_sample_count as i64;
+        let (alarm_id, alarm_hash) = match existing {
+            Some((id, _, status, level, count)) => {
                 if status == "ignored" {
                     outcome.counted_on_ignored += 1;
                 } else {
@@ -172,10 +192,26 @@ fn write_in(
                         )?;
                     }
                 }
-                (id, samples)
+                update_alarm.execute(params![
+                    id,
+                    update.count as i64,
+                    update.first_seen,
+                    update.last_seen,
+                    update.last_output,
+                    update.level.as_str(),
+                    update.rule_hash,
+                    update.title,
+                    now,
+                    samples_after,
+                ])?;
+                // Read back when sealed: SQLite computed the row.
+                (id, None)
             }
             None => {
+                // Written whole: the row an insert followed by the update
+                // of an existing alarm would leave.
                 let identity = &update.identity;
+                let tags = update.tags.join(",");
                 insert_alarm.execute(params![
                     update.rule_id,
                     update.rule_hash,
@@ -196,74 +232,145 @@ fn write_in(
                     update.last_seen,
                     update.last_output,
                     now,
-                    update.tags.join(","),
+                    tags,
+                    update.count as i64,
+                    samples_after,
                 ])?;
-                outcome.alarms_created += 1;
                 let id = transaction.last_insert_rowid();
-                if let Some(router) = notify {
-                    router.opened(transaction, &facts(id))?;
+                // The row as inserted, in `ALARM_SEALED` order: every
+                // value is bound with the type its column keeps.
+                fn text(value: &str) -> ValueRef<'_> {
+                    ValueRef::Text(value.as_bytes())
                 }
-                (id, 0)
+                fn optional(value: &Option<String>) -> ValueRef<'_> {
+                    value.as_deref().map_or(ValueRef::Null, text)
+                }
+                let inserted = (
+                    id,
+                    Some(chain::hash_values(&[
+                        ValueRef::Integer(id),
+                        text(&update.rule_id),
+                        text(&update.rule_hash),
+                        text(update.level.as_str()),
+                        text(&update.title),
+                        text("unprocessed"),
+                        text(&update.group_key),
+                        text(&identity.provider),
+                        optional(&identity.account_id),
+                        optional(&identity.account_name),
+                        text(&identity.account_identity),
+                        text(&identity.principal_kind),
+                        optional(&identity.principal_id),
+                        optional(&identity.principal_name),
+                        optional(&identity.principal_arn),
+                        optional(&identity.access_key_id),
+                        identity
+                            .access_key_temporary
+                            .map_or(ValueRef::Null, |temporary| ValueRef::Integer(i64::from(temporary))),
+                        text(&update.first_seen),
+                        text(&update.last_seen),
+                        ValueRef::Integer(update.count as i64),
+                        ValueRef::Integer(samples_after),
+                        text(&update.last_output),
+                        text(now),
+                        text(now),
+                    ])),
+                );
+                outcome.alarms_created += 1;
+                if let Some(router) = notify {
+                    router.opened(transaction, &facts(inserted.0))?;
+                }
+                inserted
             }
         };
-        update_alarm.execute(params![
-            alarm_id,
-            update.count as i64,
-            update.first_seen,
-            update.last_seen,
-            update.last_output,
-            update.level.as_str(),
-            update.rule_hash,
-            update.title,
-            now,
-        ])?;
         for call in &update.calls {
-            let call_id: i64 = upsert_call.query_row(
-                params![
-                    alarm_id,
-                    call.source_ip,
-                    call.ip_kind,
-                    call.call_method,
-                    call.service,
-                    call.action,
-                    call.success_count as i64,
-                    call.failure_count as i64,
-                    call.first_call,
-                    call.last_call,
-                ],
-                |row| row.get(0),
-            )?;
-            touched_calls.push(call_id);
+            let before = transaction.last_insert_rowid();
+            upsert_call.execute(params![
+                alarm_id,
+                call.source_ip,
+                call.ip_kind,
+                call.call_method,
+                call.service,
+                call.action,
+                call.success_count as i64,
+                call.failure_count as i64,
+                call.first_call,
+                call.last_call,
+            ])?;
+            let id = transaction.last_insert_rowid();
+            // Only an insert moves the last rowid: the row is then the values
+            // bound (in `CALL_SEALED` order). Otherwise (an update, or an
+            // insert that happened to get the rowid the last insert into
+            // another table got) the row is read back.
+            let (call_id, call_hash) = if id != before {
+                (
+                    id,
+                    chain::hash_values(&[
+                        ValueRef::Integer(id),
+                        ValueRef::Integer(alarm_id),
+                        ValueRef::Text(call.source_ip.as_bytes()),
+                        ValueRef::Text(call.ip_kind.as_bytes()),
+                        ValueRef::Text(call.call_method.as_bytes()),
+                        ValueRef::Text(call.service.as_bytes()),
+                        ValueRef::Text(call.action.as_bytes()),
+                        ValueRef::Integer(call.success_count as i64),
+                        ValueRef::Integer(call.failure_count as i64),
+                        ValueRef::Text(call.first_call.as_bytes()),
+                        ValueRef::Text(call.last_call.as_bytes()),
+                    ]),
+                )
+            } else {
+                find_call.query_row(
+                    params![alarm_id, call.source_ip, call.call_method, call.service, call.action],
+                    |row| chain::hash_returned(row, LinkKind::Call),
+                )?
+            };
+            touched_calls.insert(call_id, call_hash);
         }
-        let before = sample_count;
-        for sample in &update.samples {
-            if sample_count >= samples_per_alarm {
-                break;
-            }
+        for (seq, sample) in (samples_before..).zip(update.samples.iter().take(new_sample_count)) {
             insert_sample.execute(params![
                 alarm_id,
-                sample_count,
+                seq,
                 sample.event_id,
                 sample.event_time,
                 sample.origin,
                 sample.event,
             ])?;
-            new_samples.push(transaction.last_insert_rowid());
-            sample_count += 1;
+            let id = transaction.last_insert_rowid();
+            // The row as inserted, in `SAMPLE_SEALED` order.
+            new_samples.push((
+                id,
+                chain::hash_values(&[
+                    ValueRef::Integer(id),
+                    ValueRef::Integer(alarm_id),
+                    ValueRef::Integer(seq),
+                    ValueRef::Text(sample.event_id.as_bytes()),
+                    ValueRef::Text(sample.event_time.as_bytes()),
+                    ValueRef::Text(sample.origin.as_bytes()),
+                    ValueRef::Text(sample.event.as_bytes()),
+                ]),
+            ));
         }
-        if sample_count != before {
-            set_sample_count.execute(params![alarm_id, sample_count])?;
-        }
-        if !touched.contains(&alarm_id) {
-            touched.push(alarm_id);
+        match touched.iter_mut().find(|(id, _)| *id == alarm_id) {
+            Some(link) => link.1 = alarm_hash,
+            None => touched.push((alarm_id, alarm_hash)),
         }
     }
     // Seal every alarm this batch created or changed, in this transaction.
-    chain::append(transaction, LinkKind::Alarm, &touched, now)?;
-    touched_calls.sort_unstable();
-    touched_calls.dedup();
-    chain::append(transaction, LinkKind::Call, &touched_calls, now)?;
-    chain::append(transaction, LinkKind::Sample, &new_samples, now)?;
+    let mut alarm_links = Vec::with_capacity(touched.len());
+    for (id, hash) in touched {
+        let hash = match hash {
+            Some(hash) => Some(hash),
+            None => chain::row_hash(transaction, LinkKind::Alarm, id)?,
+        };
+        if let Some(hash) = hash {
+            alarm_links.push((id, hash));
+        }
+    }
+    chain::append_hashed(transaction, LinkKind::Alarm, &alarm_links, now)?;
+    let touched_calls: Vec<(i64, String)> = touched_calls.into_iter().collect();
+    chain::append_hashed(transaction, LinkKind::Call, &touched_calls, now)?;
+    chain::append_hashed(transaction, LinkKind::Sample, &new_samples, now)?;
     let mut insert_dead = transaction.prepare_cached(
         "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
          topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -362,4 +469,181 @@ fn write_in(
     crate::alarm::allowlist::write_hits(transaction, &batch.allowlist_hits)?;
     crate::alarm::rollup::write(transaction, &batch.activity)?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, StoreOptions};
+
+    fn update(group: &str, ips: &[&str], samples: usize, at: &str) -> AlarmUpdate {
+        AlarmUpdate {
+            rule_id: "rule-a".into(),
+            rule_hash: "h1".into(),
+            level: Level::High,
+            title: "A rule".into(),
+            tags: vec!["t1".into(), "t2".into()],
+            group_key: group.into(),
+            identity: AlarmIdentity {
+                provider: "aws".into(),
+                account_id: Some("123".into()),
+                account_identity: "root".into(),
+                principal_kind: "user".into(),
+                access_key_id: Some("AKIA1".into()),
+                access_key_temporary: Some(false),
+                ..AlarmIdentity::default()
+            },
+            first_seen: at.into(),
+            last_seen: at.into(),
+            count: 4,
+            last_output: format!("output at {at}"),
+            calls: ips
+                .iter()
+                .map(|ip| CallRecord {
+                    source_ip: (*ip).into(),
+                    ip_kind: "public".into(),
+                    call_method: "api".into(),
+                    service: "iam".into(),
+                    action: "CreateUser".into(),
+                    success_count: 3,
+                    failure_count: 1,
+                    first_call: at.into(),
+                    last_call: at.into(),
+                })
+                .collect(),
+            samples: (0..samples)
+                .map(|index| Sample {
+                    event_id: format!("{group}-{at}-{index}"),
+                    event_time: at.into(),
+                    origin: "file.jsonl:1".into(),
+                    event: format!("{{\"n\":{index},\"text\":\"{}\"}}", "x".repeat(100 * index)),
+                })
+                .collect(),
+        }
+    }
+
+    /// Every link a write appends holds the hash of its row as stored.
+    fn assert_links_match_rows(store: &Store, after_seq: i64) -> i64 {
+        let connection = store.connection();
+        let links: Vec<(i64, String, i64, String)> = connection
+            .prepare("SELECT seq, kind, ref_id, row_hash FROM chain WHERE seq > ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([after_seq], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!links.is_empty());
+        let mut last = after_seq;
+        for (seq, kind, ref_id, sealed) in links {
+            let kind = match kind.as_str() {
+                "alarm" => LinkKind::Alarm,
+                "call" => LinkKind::Call,
+                "sample" => LinkKind::Sample,
+                other => panic!("unexpected link kind {other}"),
+            };
+            let current = chain::row_hash(connection, kind, ref_id).unwrap();
+            assert_eq!(
+                current.as_deref(),
+                Some(sealed.as_str()),
+                "link {seq} ({kind:?} {ref_id})"
+            );
+            last = seq;
+        }
+        last
+    }
+
+    #[test]
+    fn links_seal_rows_as_written_with_samples_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            samples_per_alarm: 3,
+            synchronous_full: false,
+            ..StoreOptions::default()
+        };
+        let mut store = Store::open(&dir.path().join("store.db"), options).unwrap();
+        let first = WriteBatch {
+            alarms: vec![
+                update("a", &["1.1.1.1", "2.2.2.2"], 2, "2026-03-02T00:00:00.000Z"),
+                update("b", &["3.3.3.3"], 5, "2026-03-02T00:00:01.000Z"),
+            ],
+            ..WriteBatch::default()
+        };
+        let outcome = store.write(&first).unwrap();
+        assert_eq!((outcome.alarms_created, outcome.alarms_updated), (2, 0));
+        let seq = assert_links_match_rows(&store, 0);
+        let second = WriteBatch {
+            alarms: vec![
+                update("a", &["2.2.2.2", "4.4.4.4"], 2, "2026-03-01T23:00:00.000Z"),
+                update("b", &["3.3.3.3"], 1, "2026-03-02T01:00:00.000Z"),
+                // The same alarm twice in one batch: sealed once, as it ends.
+                update("a", &["1.1.1.1"], 1, "2026-03-02T02:00:00.000Z"),
+            ],
+            ..WriteBatch::default()
+        };
+        let outcome = store.write(&second).unwrap();
+        assert_eq!((outcome.alarms_created, outcome.alarms_updated), (0, 3));
+        assert_links_match_rows(&store, seq);
+        let connection = store.connection();
+        let kinds: Vec<(String, i64)> = connection
+            .prepare("SELECT kind, ref_id FROM chain WHERE seq > ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([seq], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let kinds: Vec<(&str, i64)> = kinds.iter().map(|(kind, id)| (kind.as_str(), *id)).collect();
+        // Alarms in first-touch order, calls by id, new samples as inserted.
+        assert_eq!(
+            kinds,
+            vec![
+                ("alarm", 1),
+                ("alarm", 2),
+                ("call", 1),
+                ("call", 2),
+                ("call", 3),
+                ("call", 4),
+                ("sample", 6)
+            ]
+        );
+        let alarms: Vec<(i64, i64, String, String, String)> = connection
+            .prepare("SELECT count, sample_count, first_seen, last_seen, last_output FROM alarms ORDER BY id")
+            .unwrap()
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            alarms,
+            vec![
+                (
+                    12,
+                    3,
+                    "2026-03-01T23:00:00.000Z".to_string(),
+                    "2026-03-02T02:00:00.000Z".to_string(),
+                    "output at 2026-03-02T02:00:00.000Z".to_string()
+                ),
+                (
+                    8,
+                    3,
+                    "2026-03-02T00:00:01.000Z".to_string(),
+                    "2026-03-02T01:00:00.000Z".to_string(),
+                    "output at 2026-03-02T01:00:00.000Z".to_string()
+                ),
+            ]
+        );
+        let samples: Vec<(i64, i64)> = connection
+            .prepare("SELECT alarm_id, seq FROM alarm_samples ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(samples, vec![(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (1, 2)]);
+        let verification = store.verify_chain(None).unwrap();
+        assert!(verification.ok(), "{:?}", verification.problems);
+    }
 }
