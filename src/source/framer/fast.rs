@@ -82,7 +82,7 @@ impl Framer {
     /// how many bytes that was: 0 when the state is not one the fast path
     /// knows or the first byte needs `step`.
     pub(super) fn scan(&mut self, data: &[u8]) -> usize {
-        let State::Value { mut depth } = self.state else {
+        let State::Value { depth } = self.state else {
             return 0;
         };
         // Where the close that ends the frame (or the record) leaves the depth.
@@ -90,7 +90,40 @@ impl Framer {
         if depth <= floor || self.pending_container.is_some() {
             return 0;
         }
-        let classify = classifier();
+        #[cfg(target_arch = "x86_64")]
+        if avx2::detected() {
+            // SAFETY: the CPU has what `scan_avx2` is compiled for (checked just above).
+            return unsafe { self.scan_avx2(data, depth, floor) };
+        }
+        self.scan_with(data, depth, floor, portable::classify, prefix_xor)
+    }
+
+    /// `scan_with` compiled for AVX2 (and the carry-less multiplication and
+    /// population count every AVX2 CPU has), the block work inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,pclmulqdq,popcnt,bmi1")]
+    fn scan_avx2(&mut self, data: &[u8], depth: u32, floor: u32) -> usize {
+        self.scan_with(
+            data,
+            depth,
+            floor,
+            |block| avx2::classify(block),
+            |bits| avx2::prefix_xor(bits),
+        )
+    }
+
+    /// The scan, from `depth` until the close down to `floor` (at most),
+    /// with `classify` making the masks of a block and `prefix_xor` as
+    /// the function of that name.
+    #[inline(always)]
+    fn scan_with(
+        &mut self,
+        data: &[u8],
+        mut depth: u32,
+        floor: u32,
+        classify: impl Fn(&[u8; BLOCK]) -> Masks,
+        prefix_xor: impl Fn(u64) -> u64,
+    ) -> usize {
         let mut in_string = self.in_string;
         let mut escape = self.escape;
         let mut line_start = self.at_line_start;
@@ -167,17 +200,6 @@ impl Framer {
     }
 }
 
-type Classify = fn(&[u8; BLOCK]) -> Masks;
-
-/// The fastest way this CPU has to classify a block.
-fn classifier() -> Classify {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        return avx2::classify_checked;
-    }
-    portable::classify
-}
-
 /// Word-at-a-time classification, for any CPU.
 mod portable {
     use super::{BLOCK, Masks};
@@ -220,14 +242,23 @@ mod portable {
 mod avx2 {
     use super::{BLOCK, Masks};
     use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+        __m256i, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set_epi64x, _mm_set1_epi8, _mm256_cmpeq_epi8,
+        _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
     };
 
-    /// Only handed out by `classifier` once the CPU is known to have AVX2.
-    pub(super) fn classify_checked(block: &[u8; BLOCK]) -> Masks {
-        // SAFETY: `classifier` returns this function only when
-        // `is_x86_feature_detected!("avx2")` said yes.
-        unsafe { classify(block) }
+    /// Whether the CPU has what this module is compiled for.
+    pub(super) fn detected() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("bmi1")
+    }
+
+    /// `super::prefix_xor` as one carry-less multiplication by all ones.
+    #[target_feature(enable = "sse2,pclmulqdq")]
+    pub(super) fn prefix_xor(bits: u64) -> u64 {
+        let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, bits as i64), _mm_set1_epi8(-1), 0);
+        _mm_cvtsi128_si64(product) as u64
     }
 
     #[target_feature(enable = "avx2")]
@@ -244,7 +275,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    fn classify(block: &[u8; BLOCK]) -> Masks {
+    pub(super) fn classify(block: &[u8; BLOCK]) -> Masks {
         let (low, high) = block.split_at(BLOCK / 2);
         // SAFETY: each half is 32 readable bytes; the load is unaligned.
         let (low, high) = unsafe {
@@ -313,7 +344,11 @@ mod tests {
             let block = block_of(&bytes);
             let expected = reference(&block);
             prop_assert_eq!(portable::classify(&block), expected);
-            prop_assert_eq!(classifier()(&block), expected);
+            #[cfg(target_arch = "x86_64")]
+            if avx2::detected() {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                prop_assert_eq!(unsafe { avx2::classify(&block) }, expected);
+            }
         }
 
         #[test]
@@ -334,5 +369,23 @@ mod tests {
     fn prefix_xor_marks_the_inside_of_quotes() {
         let quotes = 1 << 2 | 1 << 5 | 1 << 9;
         assert_eq!(prefix_xor(quotes), 0b111 << 2 | !0 << 9);
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_xor_by_multiplication_is_prefix_xor(bits in any::<u64>()) {
+            let mut expected = 0;
+            let mut parity = 0;
+            for at in 0..BLOCK {
+                parity ^= bits >> at & 1;
+                expected |= parity << at;
+            }
+            prop_assert_eq!(prefix_xor(bits), expected);
+            #[cfg(target_arch = "x86_64")]
+            if avx2::detected() {
+                // SAFETY: the CPU has PCLMULQDQ (checked just above).
+                prop_assert_eq!(unsafe { avx2::prefix_xor(bits) }, expected);
+            }
+        }
     }
 }

@@ -1053,7 +1053,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
             #[test]
             fn for_any_input_and_any_blocks(text in input(), blocks in blocks(), limit in limit()) {
