@@ -322,6 +322,11 @@ impl Framer {
                     let run = self.scan(&data[position..]);
                     if run > 0 {
                         position += run;
+                        // The scan stopped before a byte for `step` (or at the end).
+                        if let Some(&byte) = data.get(position) {
+                            position += 1;
+                            self.step(byte, out);
+                        }
                         continue;
                     }
                     // A string the block scan does not take (a top-level
