@@ -79,23 +79,23 @@ fn escapes(backslash: u64, first_escaped: bool) -> (u64, u64) {
 impl Framer {
     /// Consume the longest start of `data` that only moves string state,
     /// depth, lines and nodes (see the module doc), as `step` would; returns
-    /// how many bytes that was: 0 when the state is not one the fast path
-    /// knows or the first byte needs `step`.
-    pub(super) fn scan(&mut self, data: &[u8]) -> usize {
+    /// how many bytes that was (0 when the first byte needs `step`), or
+    /// `None` when the state is not one the scan knows.
+    pub(super) fn scan(&mut self, data: &[u8]) -> Option<usize> {
         let State::Value { depth } = self.state else {
-            return 0;
+            return None;
         };
         // Where the close that ends the frame (or the record) leaves the depth.
         let floor = self.container.map_or(0, |container| container.at.depth);
         if depth <= floor || self.pending_container.is_some() {
-            return 0;
+            return None;
         }
         #[cfg(target_arch = "x86_64")]
         if avx2::detected() {
             // SAFETY: the CPU has what `scan_avx2` is compiled for (checked just above).
-            return unsafe { self.scan_avx2(data, depth, floor) };
+            return Some(unsafe { self.scan_avx2(data, depth, floor) });
         }
-        self.scan_with(data, depth, floor, portable::classify, prefix_xor)
+        Some(self.scan_with(data, depth, floor, portable::classify, prefix_xor))
     }
 
     /// `scan_with` compiled for AVX2 (and the carry-less multiplication and

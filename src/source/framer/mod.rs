@@ -117,6 +117,12 @@ pub struct Framer {
 /// to reserve as much for the next one).
 const NEXT_FRAME_HINT_MAX: usize = 64 << 10;
 
+/// A block scan that stops within this many bytes cost more than it saved…
+const SHORT_SCAN: usize = 8;
+
+/// … so the bytes after it go the byte-by-byte way, this many of them.
+const SHORT_SCAN_PAUSE: usize = 64;
+
 /// How much of an oversized frame is kept, for the dead-letter excerpt.
 const OVERSIZED_KEEP: usize = 1024;
 
@@ -313,24 +319,29 @@ impl Framer {
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Frame>) {
         let mut position = 0;
+        // Where the block scan is tried again after one that stopped within
+        // a few bytes: input where something happens every few bytes (say
+        // backslashes outside strings) is cheaper byte by byte than with a
+        // block classified for each.
+        let mut scan_from = 0;
         while position < data.len() {
             // Fast paths: the inside of objects and arrays is scanned by
             // blocks (fast.rs), runs of string content and of bare text are
             // copied in bulk; `step` takes the bytes where something happens.
             match self.state {
                 State::Value { .. } => {
-                    let run = self.scan(&data[position..]);
-                    if run > 0 {
+                    if position >= scan_from
+                        && let Some(run) = self.scan(&data[position..])
+                    {
                         position += run;
-                        // The scan stopped before a byte for `step` (or at the end).
-                        if let Some(&byte) = data.get(position) {
-                            position += 1;
-                            self.step(byte, out);
-                        }
+                        // The scan stopped before a byte for `step` (or at
+                        // the end); after a short scan, a few more.
+                        scan_from = position + if run < SHORT_SCAN { SHORT_SCAN_PAUSE } else { 1 };
                         continue;
                     }
                     // A string the block scan does not take (a top-level
-                    // string, a string record, the first record of a container).
+                    // string, a string record, the first record of a
+                    // container, a pause after a short scan).
                     if self.in_string && !self.escape {
                         let rest = &data[position..];
                         let run = memchr::memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
