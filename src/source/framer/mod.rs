@@ -2,8 +2,9 @@
 //!
 //! Audit files come as JSON lines, one pretty-printed document, a JSON array
 //! over many lines, or several objects one after another. The framer tracks
-//! nesting depth and string state byte by byte, and emits a frame each time
-//! a top-level value closes — so every shape streams without buffering the
+//! nesting depth and string state as a state machine over bytes (`step`;
+//! fast.rs runs it 64 bytes at a time where nothing but those move), and
+//! emits a frame each time a top-level value closes — so every shape streams without buffering the
 //! whole input. Broken input is cut where the next document visibly starts,
 //! so it never swallows the good records after it, and a broken document
 //! stays one frame (one dead letter), not one per line:
@@ -17,6 +18,8 @@
 //! - anything that does not start with `{`, `[` or `"` runs to the end of its line.
 //!
 //! Frames are not validated here: the decoder parses them and reports errors.
+
+mod fast;
 
 /// One top-level document (or one record of a container document) and where it was found.
 #[derive(Debug, PartialEq)]
@@ -113,6 +116,12 @@ pub struct Framer {
 /// Most room reserved ahead for the next frame (a huge record is no reason
 /// to reserve as much for the next one).
 const NEXT_FRAME_HINT_MAX: usize = 64 << 10;
+
+/// A block scan that stops within this many bytes cost more than it saved…
+const SHORT_SCAN: usize = 8;
+
+/// … so the bytes after it go the byte-by-byte way, this many of them.
+const SHORT_SCAN_PAUSE: usize = 64;
 
 /// How much of an oversized frame is kept, for the dead-letter excerpt.
 const OVERSIZED_KEEP: usize = 1024;
@@ -286,35 +295,63 @@ impl Framer {
         skip_blank(at + 1) == text.len()
     }
 
-    /// Append a run of bytes to the current frame (respecting the size limit).
-    fn push_slice(&mut self, bytes: &[u8]) {
-        let room = self.max_frame_bytes.saturating_sub(self.current.len());
-        if bytes.len() <= room {
-            self.current.extend_from_slice(bytes);
-        } else {
-            self.current.extend_from_slice(&bytes[..room]);
-            if !self.oversized {
-                self.current.truncate(OVERSIZED_KEEP);
+    /// Append a run of bytes to the current frame: exactly what `push` of
+    /// each byte would leave.
+    fn push_slice(&mut self, mut bytes: &[u8]) {
+        loop {
+            let room = self.max_frame_bytes.saturating_sub(self.current.len());
+            if bytes.len() <= room {
+                self.current.extend_from_slice(bytes);
+                return;
             }
+            let (fits, rest) = bytes.split_at(room);
+            self.current.extend_from_slice(fits);
+            // The frame is full and the next byte is dropped: the first time,
+            // the frame is cut back to its start; after that, all is dropped.
+            if self.oversized {
+                return;
+            }
+            self.current.truncate(OVERSIZED_KEEP);
             self.oversized = true;
+            bytes = &rest[1..];
         }
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Frame>) {
         let mut position = 0;
+        // Where the block scan is tried again after one that stopped within
+        // a few bytes: input where something happens every few bytes (say
+        // backslashes outside strings) is cheaper byte by byte than with a
+        // block classified for each.
+        let mut scan_from = 0;
         while position < data.len() {
-            // Fast paths: runs of string content and of bare text are copied
-            // in bulk (string bytes are most of an audit record).
+            // Fast paths: the inside of objects and arrays is scanned by
+            // blocks (fast.rs), runs of string content and of bare text are
+            // copied in bulk; `step` takes the bytes where something happens.
             match self.state {
-                State::Value { .. } if self.in_string && !self.escape => {
-                    let rest = &data[position..];
-                    let run = memchr::memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
-                    if run > 0 {
-                        self.push_slice(&rest[..run]);
-                        self.offset += run as u64;
-                        self.at_line_start = false;
+                State::Value { .. } => {
+                    if position >= scan_from
+                        && let Some(run) = self.scan(&data[position..])
+                    {
                         position += run;
+                        // The scan stopped before a byte for `step` (or at
+                        // the end); after a short scan, a few more.
+                        scan_from = position + if run < SHORT_SCAN { SHORT_SCAN_PAUSE } else { 1 };
                         continue;
+                    }
+                    // A string the block scan does not take (a top-level
+                    // string, a string record, the first record of a
+                    // container, a pause after a short scan).
+                    if self.in_string && !self.escape {
+                        let rest = &data[position..];
+                        let run = memchr::memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+                        if run > 0 {
+                            self.push_slice(&rest[..run]);
+                            self.offset += run as u64;
+                            self.at_line_start = false;
+                            position += run;
+                            continue;
+                        }
                     }
                 }
                 // Only column 0 matters in a broken value: copy the rest of the line.
@@ -333,6 +370,15 @@ impl Framer {
             }
             let byte = data[position];
             position += 1;
+            self.step(byte, out);
+        }
+    }
+
+    /// `feed` without its fast paths: the state machine byte by byte, the
+    /// definition the fast paths are tested against.
+    #[cfg(test)]
+    fn feed_plain(&mut self, data: &[u8], out: &mut Vec<Frame>) {
+        for &byte in data {
             self.step(byte, out);
         }
     }
@@ -864,5 +910,203 @@ mod tests {
         assert_eq!(resumed.container_position(), None);
         let full: Vec<(u64, Option<u32>)> = out.iter().map(|frame| (frame.line, frame.index)).collect();
         assert_eq!(full, [(2, Some(0)), (2, Some(1)), (2, Some(2)), (7, None)]);
+    }
+
+    mod fast_path_equals_the_state_machine {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        /// Strings with what matters to a framer: quotes, backslashes,
+        /// brackets, separators, newlines (escaped by the writer), non-ASCII,
+        /// and sometimes enough of them to cross the size limit.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                6 => "[a-zA-Z0-9 ]{0,20}",
+                3 => r#"[\\"{}\[\]:, \n\ta-zé中]{0,24}"#,
+                1 => "x{1000,3000}",
+            ]
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i32>().prop_map(|number| json!(number)),
+                text().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (prop_oneof![3 => text(), 1 => Just("Records".to_string())], inner),
+                        0..6
+                    )
+                    .prop_map(|members| Value::Object(members.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        /// A record: an object, usually with a few members.
+        fn record() -> impl Strategy<Value = Value> {
+            prop::collection::vec((text(), json()), 1..6)
+                .prop_map(|members| Value::Object(members.into_iter().collect::<Map<_, _>>()))
+        }
+
+        /// One piece of an input file, in one of the shapes audit files come in.
+        fn piece() -> impl Strategy<Value = Vec<u8>> {
+            let compact = |value: &Value| serde_json::to_vec(value).unwrap_or_default();
+            let pretty = |value: &Value| serde_json::to_vec_pretty(value).unwrap_or_default();
+            prop_oneof![
+                // JSON lines.
+                4 => prop::collection::vec(record(), 1..5).prop_map(move |records| {
+                    records.iter().flat_map(|record| [compact(record), b"\n".to_vec()].concat()).collect()
+                }),
+                // Any value, compact or pretty.
+                2 => (json(), any::<bool>()).prop_map(move |(value, indent)| {
+                    [if indent { pretty(&value) } else { compact(&value) }, b"\n".to_vec()].concat()
+                }),
+                // Containers: Records / traces documents and arrays of records,
+                // compact, pretty or one record per line.
+                3 => (
+                    prop::collection::vec(record(), 0..5),
+                    prop::sample::select(vec!["Records", "traces", ""]),
+                    0..3u8
+                )
+                    .prop_map(move |(records, key, layout)| {
+                        let list = Value::Array(records.clone());
+                        let document = if key.is_empty() { list } else { json!({ key: list, "more": [1, {"a": 2}] }) };
+                        match layout {
+                            0 => [compact(&document), b"\n".to_vec()].concat(),
+                            1 => [pretty(&document), b"\n".to_vec()].concat(),
+                            _ => {
+                                let lines: Vec<Vec<u8>> = records.iter().map(compact).collect();
+                                let open = if key.is_empty() { "[\n".to_string() } else { format!("{{\"{key}\": [\n") };
+                                let close = if key.is_empty() { "\n]\n" } else { "\n]}\n" };
+                                [open.into_bytes(), lines.join(&b",\n"[..]), close.as_bytes().to_vec()].concat()
+                            }
+                        }
+                    }),
+                // Anything else.
+                1 => prop::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        /// Damage, as files get it: a cut, or bytes that matter dropped in.
+        #[derive(Clone, Debug)]
+        enum Damage {
+            Cut { at: usize, len: usize },
+            Insert { at: usize, byte: u8 },
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            prop_oneof![
+                (any::<usize>(), 1..200usize).prop_map(|(at, len)| Damage::Cut { at, len }),
+                (any::<usize>(), prop::sample::select(b"\n\"\\{}[]:, \r\t\xef".to_vec()))
+                    .prop_map(|(at, byte)| Damage::Insert { at, byte }),
+            ]
+        }
+
+        fn input() -> impl Strategy<Value = Vec<u8>> {
+            (
+                prop::collection::vec(piece(), 1..6),
+                prop::collection::vec(damage(), 0..4),
+            )
+                .prop_map(|(pieces, damages)| {
+                    let mut bytes = pieces.concat();
+                    for damage in damages {
+                        if bytes.is_empty() {
+                            break;
+                        }
+                        match damage {
+                            Damage::Cut { at, len } => {
+                                let at = at % bytes.len();
+                                let end = (at + len).min(bytes.len());
+                                bytes.drain(at..end);
+                            }
+                            Damage::Insert { at, byte } => bytes.insert(at % (bytes.len() + 1), byte),
+                        }
+                    }
+                    bytes
+                })
+        }
+
+        /// What a framer says after each block and at the end.
+        type Run = (Vec<Frame>, Vec<((u64, u64), Option<ContainerAt>)>);
+
+        fn run(mut framer: Framer, text: &[u8], blocks: &[usize], plain: bool) -> Run {
+            let mut out = Vec::new();
+            let mut positions = Vec::new();
+            let mut rest = text;
+            for size in blocks.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (block, tail) = rest.split_at((*size).min(rest.len()));
+                if plain {
+                    framer.feed_plain(block, &mut out);
+                } else {
+                    framer.feed(block, &mut out);
+                }
+                positions.push((framer.position(), framer.container_position()));
+                rest = tail;
+            }
+            framer.finish(&mut out);
+            positions.push((framer.position(), framer.container_position()));
+            (out, positions)
+        }
+
+        fn blocks() -> impl Strategy<Value = Vec<usize>> {
+            prop_oneof![
+                Just(vec![64 << 10]),
+                prop::collection::vec(1..200usize, 1..8),
+                prop::collection::vec(prop_oneof![1..4usize, 60..70usize, 120..140usize], 1..8),
+            ]
+        }
+
+        fn limit() -> impl Strategy<Value = usize> {
+            prop::sample::select(vec![0, 1100, 2000, 1 << 20])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn for_any_input_and_any_blocks(text in input(), blocks in blocks(), limit in limit()) {
+                let fast = run(Framer::new(limit), &text, &blocks, false);
+                let plain = run(Framer::new(limit), &text, &[text.len().max(1)], true);
+                prop_assert_eq!(&fast.0, &plain.0);
+                // Positions after each block, against the plain machine fed the same blocks.
+                let plain_blocks = run(Framer::new(limit), &text, &blocks, true);
+                prop_assert_eq!(&fast.1, &plain_blocks.1);
+                prop_assert_eq!(&fast.0, &plain_blocks.0);
+            }
+
+            #[test]
+            fn when_resuming_inside_a_container(text in input(), blocks in blocks(), limit in limit()) {
+                // Resume after every frame that ends inside a container.
+                let plain = run(Framer::new(limit), &text, &[text.len().max(1)], true);
+                for frame in plain.0.iter().filter(|frame| frame.container.is_some()).take(3) {
+                    let resume = || Framer::starting_at(limit, frame.end_line, frame.end_offset, frame.container);
+                    let rest = &text[frame.end_offset as usize..];
+                    let fast = run(resume(), rest, &blocks, false);
+                    let plain = run(resume(), rest, &blocks, true);
+                    prop_assert_eq!(fast, plain);
+                }
+            }
+
+            #[test]
+            fn for_any_bytes(text in prop::collection::vec(
+                prop_oneof![
+                    3 => prop::sample::select(b"\n\"\\{}[]:, a".to_vec()),
+                    1 => any::<u8>(),
+                ],
+                0..600,
+            ), blocks in blocks()) {
+                let fast = run(Framer::new(1 << 20), &text, &blocks, false);
+                let plain = run(Framer::new(1 << 20), &text, &blocks, true);
+                prop_assert_eq!(fast, plain);
+            }
+        }
     }
 }
