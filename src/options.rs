@@ -15,6 +15,7 @@ pub fn store_options(settings: &Settings) -> StoreOptions {
     StoreOptions {
         samples_per_alarm: settings.store.samples_per_alarm,
         synchronous_full: settings.store.synchronous_full,
+        durable: true,
         count_on_ignored: settings.store.count_on_ignored,
         notify: crate::notify::Router::observer(settings.notify.clone()),
     }

@@ -195,7 +195,7 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         (None, Some(scratch)) => (
             scratch.path.clone(),
             StoreOptions {
-                synchronous_full: false,
+                durable: false,
                 notify: None,
                 ..store_options(settings)
             },

@@ -13,6 +13,7 @@
 //! errors (with their line and column), a record without an id (its
 //! synthetic id hashes the tree), a LookUpEvents summary item.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
@@ -60,49 +61,68 @@ struct Work<'s, 'a> {
     index: &'s mut Vec<(u64, u32)>,
 }
 
-/// Every `raw.` path a loaded rule or catalog entry reads (paths are only
-/// added: a rule set loaded later may read more, never fewer matter). An
-/// event whose record may hold one has its record parsed by the normalizer,
+/// Every nested `raw.` path a loaded rule or catalog entry reads, by its
+/// first two segments (paths are only added: a rule set loaded later may
+/// read more). An event whose record may hold one
+/// (`requestParameters.UserData`) has its record parsed by the normalizer,
 /// so the engine — one thread — does not; any other event's record is parsed
-/// on the engine only if something there asks (a sample, a trace).
-static RAW_PATHS: LazyLock<ArcSwap<Vec<Vec<String>>>> = LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
+/// on the engine only if something there asks (a sample, a trace, a
+/// top-level path such as `raw.code`, which is in every record of a cloud
+/// and read only after a rule's other conditions hold).
+static RAW_PATHS: LazyLock<ArcSwap<RawPaths>> = LazyLock::new(|| ArcSwap::from_pointee(RawPaths::default()));
+
+/// Nested raw paths: first segment → second segments.
+#[derive(Clone, Debug, Default)]
+pub struct RawPaths {
+    nested: HashMap<String, HashSet<String>>,
+}
 
 /// Note a `raw.` path a rule reads.
 pub fn register_raw_path(path: &[String]) {
+    let [first, second, ..] = path else {
+        return;
+    };
+    if RAW_PATHS
+        .load()
+        .nested
+        .get(first)
+        .is_some_and(|seconds| seconds.contains(second))
+    {
+        return;
+    }
     RAW_PATHS.rcu(|paths| {
-        let mut paths = Vec::clone(paths);
-        if !paths.iter().any(|known| known == path) {
-            paths.push(path.to_vec());
-        }
+        let mut paths = RawPaths::clone(paths);
+        paths.nested.entry(first.clone()).or_default().insert(second.clone());
         paths
     });
 }
 
-/// The `raw.` paths rules read.
-pub fn raw_paths() -> Arc<Vec<Vec<String>>> {
+/// The nested `raw.` paths rules read.
+pub fn raw_paths() -> Arc<RawPaths> {
     RAW_PATHS.load_full()
 }
 
-/// Whether a record may hold a value at `path`: false only when the path
-/// leads to an object that lacks the next key (an array, a string that may
-/// hold JSON or the end of the path may all match).
-fn may_hold(record: JsonObject<'_>, path: &[String]) -> bool {
-    let Some((first, rest)) = path.split_first() else {
-        return true;
-    };
-    let Some(mut current) = record.get(first) else {
-        return false;
-    };
-    for segment in rest {
-        match current.as_object() {
-            Some(object) => match object.get(segment) {
-                Some(next) => current = next,
-                None => return false,
-            },
-            None => return true,
-        }
+impl RawPaths {
+    /// Whether a record may hold a value at one of the paths: false when
+    /// each leads to an object without the next key, to null, or to a
+    /// scalar that is not JSON text (an array or a string holding JSON may
+    /// hold anything).
+    fn may_hold(&self, record: JsonObject<'_>) -> bool {
+        self.nested.iter().any(|(first, seconds)| {
+            let Some(value) = record.get(first) else {
+                return false;
+            };
+            if let Some(object) = value.as_object() {
+                return object
+                    .members()
+                    .any(|(key, value)| !value.is_null() && seconds.contains(key));
+            }
+            value.as_array().is_some()
+                || value
+                    .as_str()
+                    .is_some_and(|text| text.trim_start().starts_with(['{', '[']))
+        })
     }
-    true
 }
 
 /// Most JSON-inside-string fields a record expands (top level and nested).
@@ -169,7 +189,7 @@ pub fn read_record(
 
 /// Recognise, expand and normalize a parsed record; `None` sends it to the tree path.
 fn read_tape<'a>(
-    raw_paths: &[Vec<String>],
+    raw_paths: &RawPaths,
     tape: &[Node<'a>],
     work: Work<'_, 'a>,
     context: &NormalizeContext,
@@ -222,7 +242,7 @@ fn read_tape<'a>(
     index_object(merged, index);
     let record = JsonObject::Indexed { nodes: merged, index };
     let result = normalize_view(provider, record, context, envelope_time)?;
-    let wants_raw = raw_paths.iter().any(|path| may_hold(record, path));
+    let wants_raw = raw_paths.may_hold(record);
     Some((provider, result, wants_raw))
 }
 

@@ -127,6 +127,9 @@ pub struct StoreOptions {
     /// `PRAGMA synchronous`: FULL fsyncs each batch commit; NORMAL may lose the
     /// last batch on power loss (never on a process crash).
     pub synchronous_full: bool,
+    /// False for a throw-away store (a replay without `--db`): no write-ahead
+    /// log and no syncing, since nothing survives the process anyway.
+    pub durable: bool,
     /// New matches for an ignored alarm are counted on it (no new alarm);
     /// when false they open a new alarm.
     pub count_on_ignored: bool,
@@ -140,6 +143,7 @@ impl Default for StoreOptions {
         StoreOptions {
             samples_per_alarm: 10,
             synchronous_full: true,
+            durable: true,
             count_on_ignored: true,
             notify: None,
         }
@@ -170,12 +174,13 @@ impl Store {
         })?;
         let configure = |connection: &Connection| -> rusqlite::Result<()> {
             connection.busy_timeout(std::time::Duration::from_secs(10))?;
-            connection.pragma_update(None, "journal_mode", "WAL")?;
-            connection.pragma_update(
-                None,
-                "synchronous",
-                if options.synchronous_full { "FULL" } else { "NORMAL" },
-            )?;
+            let (journal, synchronous) = match (options.durable, options.synchronous_full) {
+                (false, _) => ("MEMORY", "OFF"),
+                (true, true) => ("WAL", "FULL"),
+                (true, false) => ("WAL", "NORMAL"),
+            };
+            connection.pragma_update(None, "journal_mode", journal)?;
+            connection.pragma_update(None, "synchronous", synchronous)?;
             connection.pragma_update(None, "foreign_keys", "ON")?;
             // A batch's write uses some 30 cached statements (alarms, chain,
             // state, rollups, source progress …); rusqlite keeps 16 by
