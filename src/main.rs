@@ -21,6 +21,7 @@ use trailwarden::terminal;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    trailwarden::memory::configure_allocator();
     let args = cli::Cli::parse();
     if !args.command.keeps_sigpipe() {
         restore_default_sigpipe();

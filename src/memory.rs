@@ -22,6 +22,28 @@ unsafe extern "C" {
     /// mimalloc: free unused memory of the calling thread's heap; with
     /// `force`, also return it to the OS and collect abandoned pages.
     fn mi_collect(force: bool);
+    /// mimalloc: set an option (`mi_option_t`, `long` value).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t`.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// How long mimalloc keeps freed pages before returning them to the OS. Its
+/// default, 10 ms, returns the pages a batch's events leave between two
+/// batches only to fault them in again for the next: replay CPU was 12 %
+/// higher with it (mixed 400 000-record corpus, medians of 3: 9.9 against
+/// 8.7 CPU-seconds, 10 MB more peak RSS with the longer delay). Idle
+/// threads still return everything (`Reclaimer`).
+const PURGE_DELAY_MS: std::ffi::c_long = 500;
+
+/// Set the allocator's options, unless the environment sets them
+/// (`MIMALLOC_PURGE_DELAY`). Call once at start.
+pub fn configure_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set takes two integers and may be called at any time.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
 }
 
 /// Work (bytes of records) that makes a burst worth collecting after.
