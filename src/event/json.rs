@@ -137,6 +137,36 @@ impl<'a> Json<'a> {
         }
     }
 
+    /// The value as a tree of its own (what parsing its text gives).
+    pub fn to_value(self) -> Value {
+        match self {
+            Json::Tree(value) => value.clone(),
+            Json::Tape(nodes) => match nodes.first() {
+                Some(Node::String(text)) => Value::String((*text).to_owned()),
+                Some(Node::Static(StaticNode::Bool(flag))) => Value::Bool(*flag),
+                Some(Node::Static(StaticNode::I64(n))) => Value::from(*n),
+                Some(Node::Static(StaticNode::U64(n))) => Value::from(*n),
+                Some(Node::Static(StaticNode::F64(n))) => {
+                    serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+                }
+                Some(Node::Object { .. }) => match self.as_object() {
+                    Some(object) => Value::Object(
+                        object
+                            .members()
+                            .map(|(key, value)| (key.to_owned(), value.to_value()))
+                            .collect(),
+                    ),
+                    None => Value::Null,
+                },
+                Some(Node::Array { .. }) => match self.as_array() {
+                    Some(items) => Value::Array(items.map(Json::to_value).collect()),
+                    None => Value::Null,
+                },
+                Some(Node::Static(StaticNode::Null)) | None => Value::Null,
+            },
+        }
+    }
+
     /// The JSON type's name, for error messages.
     pub fn type_name(self) -> &'static str {
         match self {

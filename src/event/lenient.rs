@@ -201,6 +201,68 @@ pub fn parse_time_text(text: &str, naive_offset: FixedOffset) -> Option<DateTime
     if text.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.') {
         return datetime_from_epoch(text.parse::<f64>().ok()?);
     }
+    if let Some(time) = parse_iso_fast(text, naive_offset) {
+        return Some(time);
+    }
+    parse_time_general(text, naive_offset)
+}
+
+/// The shapes nearly every record's time has, read digit by digit:
+/// `YYYY-MM-DD`, `T` or a space, `HH:MM:SS`, an optional fraction of one to
+/// nine digits, then `Z`, `±HH:MM`, `±HHMM` or nothing (UTC after `T`, the
+/// naive offset after a space). `None` for anything else, which
+/// `parse_time_general` reads as before; where both read a text they agree
+/// (a property test holds them to it). chrono's format parsers cost some
+/// 3 000 instructions a record here.
+fn parse_iso_fast(text: &str, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        bytes.get(from..to)?.iter().try_fold(0u32, |value, byte| {
+            byte.is_ascii_digit().then(|| value * 10 + u32::from(byte - b'0'))
+        })
+    };
+    let separator = bytes[10];
+    if separator != b'T' && separator != b' ' {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    let mut at = 19;
+    let mut nanos = 0;
+    if bytes.get(at) == Some(&b'.') {
+        let digits = bytes[at + 1..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        nanos = number(at + 1, at + 1 + digits)? * 10u32.pow(9 - digits as u32);
+        at += 1 + digits;
+    }
+    let zone = match &bytes[at..] {
+        [] if separator == b'T' => FixedOffset::east_opt(0)?,
+        [] => naive_offset,
+        [b'Z'] => FixedOffset::east_opt(0)?,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] | [sign @ (b'+' | b'-'), _, _, _, _] => {
+            let minutes_at = if bytes.len() - at == 6 { at + 4 } else { at + 3 };
+            let (hours, minutes) = (number(at + 1, at + 3)?, number(minutes_at, minutes_at + 2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = (hours * 3600 + minutes * 60) as i32;
+            FixedOffset::east_opt(if *sign == b'-' { -seconds } else { seconds })?
+        }
+        _ => return None,
+    };
+    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    zone.from_local_datetime(&date.and_time(time))
+        .single()
+        .map(|time| time.with_timezone(&Utc))
+}
+
+/// Every other shape a time text comes in.
+fn parse_time_general(text: &str, naive_offset: FixedOffset) -> Option<DateTime<Utc>> {
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Some(parsed.with_timezone(&Utc));
     }
@@ -367,6 +429,47 @@ mod tests {
         assert!(parse_time_text("2016/12/08 11:07:28 GMT+0800", utc8()).is_some());
         assert!(time_of(&json!(-5), utc8()).is_none());
         assert!(time_of(&json!({"a": 1}), utc8()).is_none());
+    }
+
+    proptest::proptest! {
+        /// Wherever the fast reader reads a time, the general one reads the same instant.
+        #[test]
+        fn the_fast_time_reader_agrees_with_the_general_one(
+            year in 1900u32..2200,
+            month in 0u32..14,
+            day in 0u32..33,
+            hour in 0u32..26,
+            minute in 0u32..61,
+            second in 0u32..62,
+            separator in proptest::sample::select(vec!["T", " ", "t", "_"]),
+            fraction in proptest::option::of("[0-9]{0,11}"),
+            zone in proptest::sample::select(vec![
+                "", "Z", "z", "+08:00", "-05:30", "+0800", "-0530", "+8", "+24:00", "+08:60", " ", "+08:0", "UTC",
+            ]),
+            naive in -12i32..14,
+        ) {
+            let fraction = fraction.map(|digits| format!(".{digits}")).unwrap_or_default();
+            let text = format!("{year:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}{fraction}{zone}");
+            let naive_offset = FixedOffset::east_opt(naive * 3600).unwrap();
+            if let Some(fast) = parse_iso_fast(&text, naive_offset) {
+                proptest::prop_assert_eq!(Some(fast), parse_time_general(&text, naive_offset), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_time_reader_reads_the_common_shapes() {
+        let utc = FixedOffset::east_opt(0).unwrap();
+        for text in [
+            "2019-01-01T00:00:00Z",
+            "2019-01-01 08:00:00.5+08:00",
+            "2019-01-01 08:00:00+0800",
+            "2019-01-01T00:00:00.123456789",
+            "2019-01-01 00:00:00",
+        ] {
+            let fast = parse_iso_fast(text, utc).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(Some(fast), parse_time_general(text, utc), "{text}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod lenient;
 pub mod model;
 pub mod normalize;
 pub mod origin;
+pub mod raw_paths;
 pub mod tape;
 pub mod window;
 

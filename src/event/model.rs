@@ -291,6 +291,8 @@ pub struct Raw {
     /// Expands the parsed text the way the normalizer read the record.
     expand: Option<fn(&mut Map<String, Value>)>,
     tree: OnceLock<Value>,
+    /// What the rules' `raw.` paths reach, copied by the normalizer.
+    pruned: Option<super::raw_paths::Pruned>,
 }
 
 impl Raw {
@@ -300,6 +302,7 @@ impl Raw {
             text: None,
             expand: None,
             tree: OnceLock::from(value),
+            pruned: None,
         }
     }
 
@@ -309,6 +312,22 @@ impl Raw {
             text: Some(text),
             expand: Some(expand),
             tree: OnceLock::new(),
+            pruned: None,
+        }
+    }
+
+    /// Keep what the rules' `raw.` paths reach (`raw_paths::Pruned`), so
+    /// their lookups need not parse the record.
+    pub fn set_pruned(&mut self, pruned: super::raw_paths::Pruned) {
+        self.pruned = Some(pruned);
+    }
+
+    /// The tree a lookup of the `raw.` path `path` walks: the pruned copy
+    /// when it holds all the path reads, else the whole record.
+    pub fn for_path<S: AsRef<str>>(&self, path: &[S]) -> &Value {
+        match self.pruned.as_ref().and_then(|pruned| pruned.for_path(path)) {
+            Some(value) => value,
+            None => self.value(),
         }
     }
 
@@ -338,6 +357,12 @@ impl Raw {
             Some(text) => text.to_string(),
             None => self.value().to_string(),
         }
+    }
+
+    /// Whether the record has been parsed into a tree (a sample, a trace, a
+    /// lookup the pruned copy does not cover, or a record read as a tree).
+    pub fn is_parsed(&self) -> bool {
+        self.tree.get().is_some()
     }
 
     /// Bytes of JSON text held (0 for a parsed record).

@@ -13,10 +13,8 @@
 //! errors (with their line and column), a record without an id (its
 //! synthetic id hashes the tree), a LookUpEvents summary item.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use simd_json::{Buffers, Node, Tape};
 
@@ -25,6 +23,7 @@ use super::json::{Json, JsonObject, index_object, span};
 use super::model::{AuditEvent, Raw};
 use super::normalize::{NormalizeContext, NormalizeError, expander, json_string_fields, normalize_view};
 use super::origin::Origin;
+use super::raw_paths::{Pruned, RawPaths, raw_paths};
 
 /// Buffers reused from record to record (one per normalizing thread).
 #[derive(Default)]
@@ -59,70 +58,6 @@ struct Work<'s, 'a> {
     slots: std::slice::IterMut<'a, Vec<u8>>,
     buffers: &'s mut Buffers,
     index: &'s mut Vec<(u64, u32)>,
-}
-
-/// Every nested `raw.` path a loaded rule or catalog entry reads, by its
-/// first two segments (paths are only added: a rule set loaded later may
-/// read more). An event whose record may hold one
-/// (`requestParameters.UserData`) has its record parsed by the normalizer,
-/// so the engine — one thread — does not; any other event's record is parsed
-/// on the engine only if something there asks (a sample, a trace, a
-/// top-level path such as `raw.code`, which is in every record of a cloud
-/// and read only after a rule's other conditions hold).
-static RAW_PATHS: LazyLock<ArcSwap<RawPaths>> = LazyLock::new(|| ArcSwap::from_pointee(RawPaths::default()));
-
-/// Nested raw paths: first segment → second segments.
-#[derive(Clone, Debug, Default)]
-pub struct RawPaths {
-    nested: HashMap<String, HashSet<String>>,
-}
-
-/// Note a `raw.` path a rule reads.
-pub fn register_raw_path(path: &[String]) {
-    let [first, second, ..] = path else {
-        return;
-    };
-    if RAW_PATHS
-        .load()
-        .nested
-        .get(first)
-        .is_some_and(|seconds| seconds.contains(second))
-    {
-        return;
-    }
-    RAW_PATHS.rcu(|paths| {
-        let mut paths = RawPaths::clone(paths);
-        paths.nested.entry(first.clone()).or_default().insert(second.clone());
-        paths
-    });
-}
-
-/// The nested `raw.` paths rules read.
-pub fn raw_paths() -> Arc<RawPaths> {
-    RAW_PATHS.load_full()
-}
-
-impl RawPaths {
-    /// Whether a record may hold a value at one of the paths: false when
-    /// each leads to an object without the next key, to null, or to a
-    /// scalar that is not JSON text (an array or a string holding JSON may
-    /// hold anything).
-    fn may_hold(&self, record: JsonObject<'_>) -> bool {
-        self.nested.iter().any(|(first, seconds)| {
-            let Some(value) = record.get(first) else {
-                return false;
-            };
-            if let Some(object) = value.as_object() {
-                return object
-                    .members()
-                    .any(|(key, value)| !value.is_null() && seconds.contains(key));
-            }
-            value.as_array().is_some()
-                || value
-                    .as_str()
-                    .is_some_and(|text| text.trim_start().starts_with(['{', '[']))
-        })
-    }
 }
 
 /// Most JSON-inside-string fields a record expands (top level and nested).
@@ -175,10 +110,10 @@ pub fn read_record(
     scratch.input = input;
     scratch.nested_inputs = nested_inputs;
     match outcome? {
-        (provider, Ok(mut event), wants_raw) => {
+        (provider, Ok(mut event), pruned) => {
             event.raw = Raw::from_text(text.into(), expander(provider));
-            if wants_raw {
-                event.raw.value();
+            if let Some(pruned) = pruned {
+                event.raw.set_pruned(pruned);
             }
             event.origin = value_origin.clone();
             Some((value_origin, Ok(event)))
@@ -189,12 +124,16 @@ pub fn read_record(
 
 /// Recognise, expand and normalize a parsed record; `None` sends it to the tree path.
 fn read_tape<'a>(
-    raw_paths: &RawPaths,
+    raw_paths: &Arc<RawPaths>,
     tape: &[Node<'a>],
     work: Work<'_, 'a>,
     context: &NormalizeContext,
     envelope_time: Option<DateTime<Utc>>,
-) -> Option<(super::model::Provider, Result<AuditEvent, NormalizeError>, bool)> {
+) -> Option<(
+    super::model::Provider,
+    Result<AuditEvent, NormalizeError>,
+    Option<Pruned>,
+)> {
     let Work {
         nested,
         merged,
@@ -242,8 +181,8 @@ fn read_tape<'a>(
     index_object(merged, index);
     let record = JsonObject::Indexed { nodes: merged, index };
     let result = normalize_view(provider, record, context, envelope_time)?;
-    let wants_raw = raw_paths.may_hold(record);
-    Some((provider, result, wants_raw))
+    let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(Arc::clone(raw_paths), record));
+    Some((provider, result, pruned))
 }
 
 /// The members of the object at `at`: each key and where its value starts.

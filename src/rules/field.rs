@@ -82,7 +82,7 @@ impl Field {
             }
             // The normalizers parse the record of an event that may have it
             // (see `event::tape::raw_paths`), off the engine's thread.
-            crate::event::tape::register_raw_path(&segments);
+            crate::event::raw_paths::register_raw_path(&segments);
             return Some(Field::Raw(segments));
         }
         Some(match name {
@@ -210,7 +210,7 @@ impl Field {
             Field::ResourceType => text(event.resource.resource_type.as_deref(), test),
             Field::ResourceNames => event.resource.names.iter().any(|name| test(Val::Str(name))),
             Field::Mfa => event.mfa.is_some_and(|flag| test(Val::Bool(flag))),
-            Field::Raw(path) => raw_any(event.raw.value(), path, test),
+            Field::Raw(path) => raw_any(event.raw.for_path(path), path, test),
         }
     }
 

@@ -94,6 +94,7 @@ fn millis(duration: Duration) -> i64 {
 
 impl Activity {
     pub fn new(options: ActivityOptions) -> Activity {
+        traces::register_raw_paths();
         Activity {
             options,
             key_operations: KeyOperations::default(),
