@@ -1,7 +1,8 @@
 //! The engine stage: the reorder buffer, rule evaluation with state, the
-//! allowlist, aggregation, and one store transaction per batch (with its
-//! source progress, state changes and rollups); flush barriers acknowledged
-//! once everything before them is committed.
+//! allowlist and aggregation; and behind it the store stage, its own thread,
+//! which writes one transaction per batch (with its source progress, state
+//! changes and rollups) while the engine evaluates the next, and
+//! acknowledges flush barriers once everything before them is committed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -137,7 +138,7 @@ pub(super) fn engine_stage(
     mut receiver: super::ordered::OrderedReceiver<EventBatch>,
     evaluated_sender: std::sync::mpsc::Sender<Evaluated>,
     rules: Arc<ArcSwap<RuleSet>>,
-    mut store: Store,
+    store: Store,
     options: PipelineOptions,
     mut sink: Box<dyn MatchSink>,
     metrics: Arc<Metrics>,
@@ -175,20 +176,41 @@ pub(super) fn engine_stage(
     }
     // The version is read before the policies, so a change committed in
     // between is picked up at the next batch rather than missed.
-    let mut data_version = store.data_version()?;
+    let data_version = store.data_version()?;
     let mut allowlist = load_allowlist(&store).unwrap_or_default();
     let mut hits = HitCounter::default();
-    let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut closed = false;
     let mut reclaimer = Reclaimer::default();
     // Events written to `pending_events` (held across a commit), and time
     // spent waiting for input, for the debug log.
     let mut pending_written = 0u64;
     let mut waited = Duration::ZERO;
-    let mut chain_logged = Instant::now();
     if options.chain_log_interval.is_some() {
         log_chain_head(&store);
     }
+    // The store stage: at most one transaction queued behind the one being
+    // written, so a slow disk holds the engine back rather than memory growing.
+    let (job_sender, job_receiver) = std::sync::mpsc::sync_channel::<StoreJob>(1);
+    let (reply_sender, replies) = std::sync::mpsc::channel::<StoreReply>();
+    let store_thread = {
+        let stage = StoreStage {
+            store,
+            data_version,
+            retries: options.store_retries,
+            chain_log_interval: options.chain_log_interval,
+            metrics: metrics.clone(),
+            committed_offsets,
+            replies: reply_sender,
+        };
+        std::thread::Builder::new()
+            .name("tw-store".into())
+            .spawn(move || stage.run(job_receiver))
+            .expect("spawning a thread")
+    };
+    let stopped = |thread: std::thread::JoinHandle<Result<(), StoreError>>| match thread.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     while !closed {
         // Block for one batch (or, in the daemon, until held events are due),
         // then take whatever else is queued, up to the batch limit.
@@ -215,12 +237,15 @@ pub(super) fn engine_stage(
             },
         };
         let rule_set = rules.load_full();
-        let version = store.data_version()?;
-        if version != data_version {
-            data_version = version;
-            aggregator.forget_samples();
-            if let Some(reloaded) = load_allowlist(&store) {
-                allowlist = reloaded;
+        while let Ok(reply) = replies.try_recv() {
+            match reply {
+                StoreReply::Written(mut batch) => activity.recycle(&mut batch),
+                StoreReply::Changed(reloaded) => {
+                    aggregator.forget_samples();
+                    if let Some(reloaded) = reloaded {
+                        allowlist = reloaded;
+                    }
+                }
             }
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -387,41 +412,25 @@ pub(super) fn engine_stage(
         stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         write.activity = activity.take(closed);
-        if write.is_empty() {
-            for ack in flush_acks {
-                let _ = ack.send(());
-            }
+        if write.is_empty() && flush_acks.is_empty() {
             continue;
         }
-        let outcome = write_with_retry(&mut store, &write, options.store_retries)?;
-        activity.recycle(&mut write.activity);
-        if let Some(started) = oldest_batch {
-            metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        // A barrier with nothing to write still waits for the transactions
+        // queued before it.
+        let job = StoreJob {
+            write,
+            flush_acks,
+            oldest_batch,
+        };
+        if job_sender.send(job).is_err() {
+            // The store stage stopped on an error it has logged.
+            drop(job_sender);
+            return stopped(store_thread);
         }
-        if let Some(committed) = &committed_offsets
-            && !write.kafka_offsets.is_empty()
-        {
-            let _ = committed.send(std::mem::take(&mut write.kafka_offsets));
-        }
-        for ack in flush_acks {
-            let _ = ack.send(());
-        }
-        if let Some(interval) = options.chain_log_interval
-            && (chain_logged.elapsed() >= interval || closed)
-        {
-            chain_logged = Instant::now();
-            log_chain_head(&store);
-        }
-        stats.transactions.fetch_add(1, Ordering::Relaxed);
-        stats
-            .alarms_created
-            .fetch_add(outcome.alarms_created, Ordering::Relaxed);
-        for update in &write.alarms {
-            touched.insert((update.rule_id.clone(), update.group_key.clone()));
-        }
-        stats.alarms_touched.store(touched.len() as u64, Ordering::Relaxed);
         sink.on_commit();
     }
+    drop(job_sender);
+    stopped(store_thread)?;
     tracing::debug!(
         transactions = stats.transactions.load(Ordering::Relaxed),
         pending_written,
@@ -429,6 +438,101 @@ pub(super) fn engine_stage(
         "engine done"
     );
     Ok(())
+}
+
+/// One transaction for the store stage.
+struct StoreJob {
+    write: WriteBatch,
+    /// Flush barriers to acknowledge once it is committed.
+    flush_acks: Vec<SyncSender<()>>,
+    /// When the oldest batch in it was read.
+    oldest_batch: Option<Instant>,
+}
+
+/// What the store stage tells the engine.
+enum StoreReply {
+    /// A written batch's rollup rows, emptied, to hold the next batch's.
+    Written(crate::alarm::rollup::ActivityBatch),
+    /// Another connection (the CLI, the API) committed: samples may be
+    /// missing again and the policies may have changed (the allowlist as
+    /// it is now; `None` when it could not be read: keep the one loaded).
+    Changed(Option<Allowlist>),
+}
+
+/// The store stage: owns the store's write connection.
+struct StoreStage {
+    store: Store,
+    /// `PRAGMA data_version` when the engine last loaded the policies.
+    data_version: i64,
+    retries: u32,
+    chain_log_interval: Option<Duration>,
+    metrics: Arc<Metrics>,
+    committed_offsets: Option<std::sync::mpsc::Sender<Vec<KafkaOffset>>>,
+    replies: std::sync::mpsc::Sender<StoreReply>,
+}
+
+impl StoreStage {
+    fn run(mut self, jobs: std::sync::mpsc::Receiver<StoreJob>) -> Result<(), StoreError> {
+        let stats = self.metrics.stats.clone();
+        let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+        let mut chain_logged = Instant::now();
+        loop {
+            // Woken at least every COLLECT_EVERY, to notice other connections'
+            // commits while no events come.
+            let job = match jobs.recv_timeout(COLLECT_EVERY) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(StoreJob {
+                mut write,
+                flush_acks,
+                oldest_batch,
+            }) = job
+            {
+                if !write.is_empty() {
+                    let outcome = write_with_retry(&mut self.store, &write, self.retries)?;
+                    if let Some(started) = oldest_batch {
+                        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                    }
+                    if let Some(committed) = &self.committed_offsets
+                        && !write.kafka_offsets.is_empty()
+                    {
+                        let _ = committed.send(std::mem::take(&mut write.kafka_offsets));
+                    }
+                    stats.transactions.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .alarms_created
+                        .fetch_add(outcome.alarms_created, Ordering::Relaxed);
+                    for update in &write.alarms {
+                        touched.insert((update.rule_id.clone(), update.group_key.clone()));
+                    }
+                    stats.alarms_touched.store(touched.len() as u64, Ordering::Relaxed);
+                    if let Some(interval) = self.chain_log_interval
+                        && chain_logged.elapsed() >= interval
+                    {
+                        chain_logged = Instant::now();
+                        log_chain_head(&self.store);
+                    }
+                    let _ = self
+                        .replies
+                        .send(StoreReply::Written(std::mem::take(&mut write.activity)));
+                }
+                for ack in flush_acks {
+                    let _ = ack.send(());
+                }
+            }
+            let version = self.store.data_version()?;
+            if version != self.data_version {
+                self.data_version = version;
+                let _ = self.replies.send(StoreReply::Changed(load_allowlist(&self.store)));
+            }
+        }
+        if self.chain_log_interval.is_some() {
+            log_chain_head(&self.store);
+        }
+        Ok(())
+    }
 }
 
 /// Log the hash chain's head, so it can be anchored outside the store.
