@@ -173,6 +173,9 @@ pub struct Metrics {
     pub allowlist: Arc<AllowlistMetrics>,
     /// Seconds from a source starting a batch to its store commit.
     pub batch_seconds: Histogram,
+    /// Seconds from a Kafka message's timestamp to the commit of the
+    /// transaction that evaluated its event (the reordering hold included).
+    pub append_to_commit_seconds: Histogram,
     /// HTTP API requests by method, route and status.
     pub api_requests: Family<ApiRequestLabels, Counter>,
 }
@@ -190,12 +193,19 @@ impl Metrics {
         let notify = Arc::new(NotifyMetrics::default());
         let allowlist = Arc::new(AllowlistMetrics::default());
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let append_to_commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let mut registry = Registry::with_prefix("trailwarden");
         registry.register_collector(Box::new(StatsCollector(stats.clone())));
         registry.register(
             "batch_seconds",
             "Seconds from a source starting a batch to the store committing it",
             batch_seconds.clone(),
+        );
+        registry.register(
+            "append_to_commit_seconds",
+            "Seconds from a Kafka message's timestamp to the commit of the transaction that evaluated its \
+             event (reordering hold included)",
+            append_to_commit_seconds.clone(),
         );
         let kafka_registry = registry.sub_registry_with_prefix("kafka");
         let counters: [(&str, &str, &Counter); 7] = [
@@ -278,6 +288,7 @@ impl Metrics {
             notify,
             allowlist,
             batch_seconds,
+            append_to_commit_seconds,
             api_requests,
         }
     }
@@ -380,6 +391,58 @@ impl Collector for StatsCollector {
     }
 }
 
+/// Append-to-commit latencies counted exactly, by millisecond (up to
+/// `LagRecorder::SPAN_MS`, the rest in one overflow count), for the
+/// percentiles the daemon logs when it stops; the metric's histogram has
+/// only doubling buckets.
+#[derive(Debug, Default)]
+pub struct LagRecorder {
+    counts: Vec<u32>,
+    total: u64,
+    max_ms: i64,
+}
+
+impl LagRecorder {
+    /// Latencies counted one by one up to two minutes.
+    pub const SPAN_MS: usize = 120_000;
+
+    pub fn record(&mut self, lag_ms: i64) {
+        let lag_ms = lag_ms.max(0);
+        if self.counts.is_empty() {
+            self.counts = vec![0; Self::SPAN_MS + 1];
+        }
+        let slot = (lag_ms as usize).min(Self::SPAN_MS);
+        self.counts[slot] = self.counts[slot].saturating_add(1);
+        self.total += 1;
+        self.max_ms = self.max_ms.max(lag_ms);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn max_ms(&self) -> i64 {
+        self.max_ms
+    }
+
+    /// The smallest latency at or under which a `quantile` share of the
+    /// events fall (`None` before any); the overflow slot reads as the maximum.
+    pub fn quantile_ms(&self, quantile: f64) -> Option<i64> {
+        if self.total == 0 {
+            return None;
+        }
+        let wanted = ((quantile.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (ms, count) in self.counts.iter().enumerate() {
+            seen += u64::from(*count);
+            if seen >= wanted {
+                return Some(if ms == Self::SPAN_MS { self.max_ms } else { ms as i64 });
+            }
+        }
+        Some(self.max_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +463,7 @@ mod tests {
             .set(13);
         metrics.batch_seconds.observe(0.02);
         let text = metrics.render();
+        assert!(text.contains("trailwarden_append_to_commit_seconds_count 0"), "{text}");
         assert!(text.contains("trailwarden_events_total 42"), "{text}");
         assert!(text.contains("trailwarden_buffered_events 7"), "{text}");
         assert!(text.contains("trailwarden_kafka_messages_total 5"), "{text}");
@@ -408,5 +472,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("trailwarden_batch_seconds_count 1"), "{text}");
+    }
+
+    #[test]
+    fn lag_percentiles_are_exact_to_the_millisecond() {
+        let mut lags = LagRecorder::default();
+        assert_eq!(lags.quantile_ms(0.5), None);
+        for lag in 1..=100 {
+            lags.record(lag);
+        }
+        lags.record(-5);
+        lags.record(500_000);
+        assert_eq!(lags.total(), 102);
+        assert_eq!(lags.quantile_ms(0.5), Some(50));
+        assert_eq!(lags.quantile_ms(0.99), Some(100));
+        assert_eq!(lags.quantile_ms(1.0), Some(500_000));
+        assert_eq!(lags.quantile_ms(0.0), Some(0));
+        assert_eq!(lags.max_ms(), 500_000);
     }
 }

@@ -426,3 +426,115 @@ fn throughput() {
         events as f64 / consuming
     );
 }
+
+/// Benchmark, not a test (`--ignored`): the latency from a Kafka append to
+/// the commit of the transaction that evaluated its event, which is when its
+/// alarm (if any) is in the store. A producer on this machine sends a
+/// generated three-cloud stream at a steady `TW_BENCH_RATE` events/s
+/// (20 000) for `TW_BENCH_SECONDS` (15) to 3 partitions of a tansu broker
+/// while `trailwarden run` consumes; the daemon counts each event's
+/// latency from the message timestamp (set when the producer sends it) and
+/// logs p50, p99 and max when it stops. Reordering is what an operator
+/// chooses it to be: `TW_BENCH_LATENESS` (default "0s", events evaluated as
+/// they come; with a lateness every event waits for it, at most `max_hold`).
+#[test]
+#[ignore]
+fn latency() {
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let rate: usize = env("TW_BENCH_RATE", "20000").parse().expect("TW_BENCH_RATE");
+    let seconds: usize = env("TW_BENCH_SECONDS", "15").parse().expect("TW_BENCH_SECONDS");
+    let lateness = env("TW_BENCH_LATENESS", "0s");
+    let events = rate * seconds;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
+    broker.create_topic(TOPIC, 3);
+    let options = trailwarden::synth::SynthOptions {
+        events,
+        distinct_keys: 2000,
+        distinct_ips: 3000,
+        ..trailwarden::synth::SynthOptions::default()
+    };
+    let messages: Vec<Message> = trailwarden::synth::generate(options)
+        .map(|record| Message {
+            key: account_of(&record.record),
+            payload: serde_json::to_vec(&record.record).expect("serializes"),
+        })
+        .collect();
+    let db = dir.path().join("latency.db");
+    let config = write_config(dir.path(), "latency", &broker.address(), "latency", &db);
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[source.kafka.properties]",
+            // tansu answers a fetch only after fetch.wait.max.ms (see `throughput`).
+            "[source.kafka.properties]\n\"fetch.wait.max.ms\" = \"5\"",
+        ) + &format!("\n[pipeline]\nallowed_lateness = \"{lateness}\"\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("latency.log");
+    let mut child = daemon(&config, false, &log);
+    // Produce only once the group is joined: the join is not latency.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("kafka partitions assigned")
+    {
+        assert!(Instant::now() < deadline, "no partitions assigned\n{}", tail(&log));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use rdkafka::producer::Producer;
+    let producer: rdkafka::producer::ThreadedProducer<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("linger.ms", "1")
+        .create()
+        .expect("a producer");
+    // Steady pacing: every 10 ms the messages due by then.
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < messages.len() {
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(messages.len());
+        while sent < due {
+            let message = &messages[sent];
+            let mut record = rdkafka::producer::BaseRecord::to(TOPIC)
+                .key(&message.key)
+                .payload(&message.payload);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, returned)) => {
+                        record = returned;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let produced_in = started.elapsed().as_secs_f64();
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("every message acknowledged");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while progress(&db, "latency") < events as i64 {
+        assert!(Instant::now() < deadline, "the daemon fell behind\n{}", tail(&log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.terminate(), "SIGTERM");
+    assert!(
+        child
+            .wait_timeout(Duration::from_secs(60))
+            .is_some_and(|status| status.success()),
+        "the daemon did not stop cleanly\n{}",
+        tail(&log)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains("kafka append to commit"))
+        .unwrap_or_else(|| panic!("no latency line\n{}", tail(&log)));
+    eprintln!(
+        "kafka append to commit, {events} events at {:.0} events/s, allowed_lateness {lateness}: {line}",
+        events as f64 / produced_in
+    );
+}

@@ -21,8 +21,15 @@ pub enum Position {
     Line(u64),
     /// Byte offset of the start of a document in a multi-line input.
     Byte(u64),
-    /// A Kafka message: the source is the topic.
-    Message { partition: i32, offset: i64 },
+    /// A Kafka message: the source is the topic. `appended_ms` is the
+    /// message's timestamp (set by the producer, or by the broker for a topic
+    /// with `LogAppendTime`), for the append-to-commit latency.
+    Message {
+        partition: i32,
+        offset: i64,
+        #[serde(skip)]
+        appended_ms: Option<i64>,
+    },
 }
 
 /// A record's source and position, plus its index inside a container when the
@@ -76,7 +83,7 @@ impl fmt::Display for Origin {
             Position::Whole => f.write_str(&self.source)?,
             Position::Line(line) => write!(f, "{}:{line}", self.source)?,
             Position::Byte(offset) => write!(f, "{}@{offset}", self.source)?,
-            Position::Message { partition, offset } => write!(f, "kafka:{}/{partition}#{offset}", self.source)?,
+            Position::Message { partition, offset, .. } => write!(f, "kafka:{}/{partition}#{offset}", self.source)?,
         }
         if let Some(index) = self.index {
             write!(f, "[{index}]")?;

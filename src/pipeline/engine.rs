@@ -43,6 +43,8 @@ struct Evaluator<'a> {
     /// Events evaluated, to be handed back to the normalizer (`Evaluated`).
     evaluated: &'a mut Evaluated,
     evaluated_sender: &'a std::sync::mpsc::Sender<Evaluated>,
+    /// Timestamps of the Kafka messages whose events this transaction evaluates.
+    appended: &'a mut Vec<i64>,
 }
 
 impl Evaluator<'_> {
@@ -55,6 +57,13 @@ impl Evaluator<'_> {
         } = held;
         if persisted {
             self.pending_delete.push(seq as i64);
+        }
+        if let crate::event::origin::Position::Message {
+            appended_ms: Some(appended_ms),
+            ..
+        } = event.origin.position
+        {
+            self.appended.push(appended_ms);
         }
         self.matches.clear();
         self.rule_set
@@ -256,6 +265,8 @@ pub(super) fn engine_stage(
         let mut oldest_batch: Option<Instant> = None;
         let mut next = first;
         let mut evaluated: Evaluated = Vec::with_capacity(RETURN_EVALUATED);
+        let mut appended = Vec::new();
+        let linger_until = Instant::now() + TRANSACTION_LINGER;
         {
             // The evaluator borrows the state and the write batch until the releases are done.
             let mut evaluator = Evaluator {
@@ -272,6 +283,7 @@ pub(super) fn engine_stage(
                 activity: &mut activity,
                 evaluated: &mut evaluated,
                 evaluated_sender: &evaluated_sender,
+                appended: &mut appended,
             };
             while let Some(mut batch) = next.take() {
                 events_in_transaction += batch.events.len();
@@ -332,15 +344,20 @@ pub(super) fn engine_stage(
                         }
                         // The daemon waits a moment for more before committing:
                         // during a backlog the next batch is a few milliseconds
-                        // away, and each commit costs an fsync.
-                        Err(TryRecvError::Empty) => match receiver.recv_timeout(TRANSACTION_LINGER) {
-                            Ok(batch) => Some(batch),
-                            Err(RecvTimeoutError::Timeout) => None,
-                            Err(RecvTimeoutError::Disconnected) => {
-                                closed = true;
-                                None
+                        // away, and each commit costs an fsync. The moment counts
+                        // from the transaction's first batch: a steady stream
+                        // whose batches come more often than the linger would
+                        // otherwise hold a transaction open until it is full.
+                        Err(TryRecvError::Empty) => {
+                            match receiver.recv_timeout(linger_until.saturating_duration_since(Instant::now())) {
+                                Ok(batch) => Some(batch),
+                                Err(RecvTimeoutError::Timeout) => None,
+                                Err(RecvTimeoutError::Disconnected) => {
+                                    closed = true;
+                                    None
+                                }
                             }
-                        },
+                        }
                         Err(TryRecvError::Disconnected) => {
                             closed = true;
                             None
@@ -412,7 +429,7 @@ pub(super) fn engine_stage(
         stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         write.activity = activity.take(closed);
-        if write.is_empty() && flush_acks.is_empty() {
+        if write.is_empty() && flush_acks.is_empty() && appended.is_empty() {
             continue;
         }
         // A barrier with nothing to write still waits for the transactions
@@ -421,6 +438,7 @@ pub(super) fn engine_stage(
             write,
             flush_acks,
             oldest_batch,
+            appended,
         };
         if job_sender.send(job).is_err() {
             // The store stage stopped on an error it has logged.
@@ -447,6 +465,8 @@ struct StoreJob {
     flush_acks: Vec<SyncSender<()>>,
     /// When the oldest batch in it was read.
     oldest_batch: Option<Instant>,
+    /// Timestamps (Unix ms) of the Kafka messages whose events it evaluated.
+    appended: Vec<i64>,
 }
 
 /// What the store stage tells the engine.
@@ -476,6 +496,7 @@ impl StoreStage {
         let stats = self.metrics.stats.clone();
         let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         let mut chain_logged = Instant::now();
+        let mut lags = crate::metrics::LagRecorder::default();
         loop {
             // Woken at least every COLLECT_EVERY, to notice other connections'
             // commits while no events come.
@@ -488,6 +509,7 @@ impl StoreStage {
                 mut write,
                 flush_acks,
                 oldest_batch,
+                appended,
             }) = job
             {
                 if !write.is_empty() {
@@ -518,6 +540,16 @@ impl StoreStage {
                         .replies
                         .send(StoreReply::Written(std::mem::take(&mut write.activity)));
                 }
+                if !appended.is_empty() {
+                    // Committed (or had nothing to write): each event's alarm, if
+                    // any, is in the store now.
+                    let now_ms = chrono::Utc::now().timestamp_millis();
+                    for appended_ms in appended {
+                        let lag_ms = now_ms.saturating_sub(appended_ms).max(0);
+                        lags.record(lag_ms);
+                        self.metrics.append_to_commit_seconds.observe(lag_ms as f64 / 1000.0);
+                    }
+                }
                 for ack in flush_acks {
                     let _ = ack.send(());
                 }
@@ -530,6 +562,15 @@ impl StoreStage {
         }
         if self.chain_log_interval.is_some() {
             log_chain_head(&self.store);
+        }
+        if lags.total() > 0 {
+            tracing::info!(
+                events = lags.total(),
+                p50_ms = lags.quantile_ms(0.5).unwrap_or_default(),
+                p99_ms = lags.quantile_ms(0.99).unwrap_or_default(),
+                max_ms = lags.max_ms(),
+                "kafka append to commit"
+            );
         }
         Ok(())
     }

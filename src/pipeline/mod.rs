@@ -180,9 +180,10 @@ type Evaluated = Vec<AuditEvent>;
 /// Evaluated events handed back to the normalizer at a time (`Evaluated`).
 const RETURN_EVALUATED: usize = 256;
 
-/// How long the daemon's engine waits for more events before committing a
-/// transaction that is not full: what it adds to an alarm's latency, at
-/// most, against one commit (one fsync) per source batch during a backlog.
+/// How long, from its first batch, the daemon's engine waits for more events
+/// before committing a transaction that is not full: what it adds to an
+/// alarm's latency, at most, against one commit (one fsync) per source
+/// batch during a backlog.
 const TRANSACTION_LINGER: Duration = Duration::from_millis(20);
 
 /// Events of one chunk batch, normalized.

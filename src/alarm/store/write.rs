@@ -384,6 +384,7 @@ fn write_in(
             Position::Message {
                 partition: number,
                 offset: message,
+                ..
             } => {
                 topic = Some(letter.origin.source.as_ref());
                 partition = Some(number);

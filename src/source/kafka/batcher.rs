@@ -88,7 +88,14 @@ impl Batcher {
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
         }
-        let origin = Origin::new(topic.clone(), Position::Message { partition, offset });
+        let origin = Origin::new(
+            topic.clone(),
+            Position::Message {
+                partition,
+                offset,
+                appended_ms: message.timestamp().to_millis(),
+            },
+        );
         match message.payload() {
             None | Some([]) => self
                 .batch

@@ -45,7 +45,7 @@ impl DeadLetterProducer {
 
     /// Copy the message behind `chunk` (which produced `letters`) to the topic.
     pub fn copy(&mut self, chunk: &Chunk, letters: &[DeadLetter], events: usize) {
-        let Position::Message { partition, offset } = chunk.origin.position else {
+        let Position::Message { partition, offset, .. } = chunk.origin.position else {
             return;
         };
         let origin = format!("kafka:{}/{partition}#{offset}", chunk.origin.source);
