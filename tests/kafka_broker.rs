@@ -357,6 +357,22 @@ fn a_broker_restart_mid_stream_loses_nothing() {
 /// answers every fetch only after `fetch.wait.max.ms` (500 ms by default),
 /// which caps a consumer at about 20 000 events/s; with
 /// `"fetch.wait.max.ms" = "5"` the figure is trailwarden's own.
+/// The benchmarks' stream: generated records of the three clouds, keyed by account.
+fn bench_messages(events: usize) -> Vec<Message> {
+    let options = trailwarden::synth::SynthOptions {
+        events,
+        distinct_keys: 2000,
+        distinct_ips: 3000,
+        ..trailwarden::synth::SynthOptions::default()
+    };
+    trailwarden::synth::generate(options)
+        .map(|record| Message {
+            key: account_of(&record.record),
+            payload: serde_json::to_vec(&record.record).expect("serializes"),
+        })
+        .collect()
+}
+
 #[test]
 #[ignore]
 fn throughput() {
@@ -367,18 +383,7 @@ fn throughput() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
     broker.create_topic(TOPIC, 3);
-    let options = trailwarden::synth::SynthOptions {
-        events,
-        distinct_keys: 2000,
-        distinct_ips: 3000,
-        ..trailwarden::synth::SynthOptions::default()
-    };
-    let messages: Vec<Message> = trailwarden::synth::generate(options)
-        .map(|record| Message {
-            key: account_of(&record.record),
-            payload: serde_json::to_vec(&record.record).expect("serializes"),
-        })
-        .collect();
+    let messages = bench_messages(events);
     let bytes: usize = messages.iter().map(|message| message.payload.len()).sum();
     produce_with(&broker.address(), TOPIC, &messages, 1000);
     let db = dir.path().join("bench.db");
@@ -448,18 +453,7 @@ fn latency() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
     broker.create_topic(TOPIC, 3);
-    let options = trailwarden::synth::SynthOptions {
-        events,
-        distinct_keys: 2000,
-        distinct_ips: 3000,
-        ..trailwarden::synth::SynthOptions::default()
-    };
-    let messages: Vec<Message> = trailwarden::synth::generate(options)
-        .map(|record| Message {
-            key: account_of(&record.record),
-            payload: serde_json::to_vec(&record.record).expect("serializes"),
-        })
-        .collect();
+    let messages = bench_messages(events);
     let db = dir.path().join("latency.db");
     let config = write_config(dir.path(), "latency", &broker.address(), "latency", &db);
     std::fs::write(
@@ -494,19 +488,7 @@ fn latency() {
     while sent < messages.len() {
         let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(messages.len());
         while sent < due {
-            let message = &messages[sent];
-            let mut record = rdkafka::producer::BaseRecord::to(TOPIC)
-                .key(&message.key)
-                .payload(&message.payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, returned)) => {
-                        record = returned;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-            }
+            send(&producer, TOPIC, &messages[sent]);
             sent += 1;
         }
         std::thread::sleep(Duration::from_millis(10));

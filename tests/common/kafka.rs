@@ -115,20 +115,20 @@ pub fn produce_with(brokers: &str, topic: &str, messages: &[Message], per_batch:
         .create()
         .expect("a producer");
     for message in messages {
-        let mut record = BaseRecord::to(topic).key(&message.key).payload(&message.payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        send(&producer, topic, message);
     }
     producer
         .flush(Duration::from_secs(60))
         .expect("every message acknowledged");
+}
+
+/// Queue one message, waiting while the producer's queue is full.
+pub fn send(producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>, topic: &str, message: &Message) {
+    let mut record = BaseRecord::to(topic).key(&message.key).payload(&message.payload);
+    while let Err((_, returned)) = producer.send(record) {
+        record = returned;
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Write the messages' payloads as JSON lines (the file-replay reference).
