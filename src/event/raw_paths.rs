@@ -89,26 +89,24 @@ impl RawPaths {
     pub fn prune(&self, record: JsonObject<'_>) -> Map<String, Value> {
         let mut kept = Map::new();
         for (key, value) in record.members() {
-            let mut matching = self
-                .firsts
-                .iter()
-                .filter(|(first, _)| first.eq_ignore_ascii_case(key))
-                .map(|(_, reach)| reach)
-                .peekable();
-            if matching.peek().is_none() {
+            // The registered first segments `key` matches (usually one).
+            let reaches = || {
+                self.firsts
+                    .iter()
+                    .filter(move |(first, _)| first.eq_ignore_ascii_case(key))
+                    .map(|(_, reach)| reach)
+            };
+            if reaches().next().is_none() {
                 continue;
             }
-            let reaches: Vec<&Reach> = matching.collect();
-            let object = value.as_object().filter(|_| !reaches.iter().any(|reach| reach.whole));
-            let copied = match object {
+            let wanted = |member: &str| {
+                reaches().any(|reach| reach.seconds.iter().any(|second| second.eq_ignore_ascii_case(member)))
+            };
+            let copied = match value.as_object().filter(|_| !reaches().any(|reach| reach.whole)) {
                 Some(object) => Value::Object(
                     object
                         .members()
-                        .filter(|(member, _)| {
-                            reaches
-                                .iter()
-                                .any(|reach| reach.seconds.iter().any(|second| second.eq_ignore_ascii_case(member)))
-                        })
+                        .filter(|(member, _)| wanted(member))
                         .map(|(member, value)| (member.to_owned(), value.to_value()))
                         .collect(),
                 ),

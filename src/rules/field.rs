@@ -80,8 +80,8 @@ impl Field {
             if segments.iter().any(String::is_empty) {
                 return None;
             }
-            // The normalizers parse the record of an event that may have it
-            // (see `event::tape::raw_paths`), off the engine's thread.
+            // The normalizers copy what the path reaches out of each record
+            // (`event::raw_paths`), so evaluating it parses nothing.
             crate::event::raw_paths::register_raw_path(&segments);
             return Some(Field::Raw(segments));
         }

@@ -111,24 +111,27 @@ pub struct NewTrace {
 }
 
 /// The top-level fields a trace's type is read from, by cloud.
-const TRACE_TYPE_FIELDS: [&str; 3] = ["trace_type", "eventType", "eventtype"];
+fn trace_type_fields(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Huawei => &["trace_type"],
+        Provider::Tencent | Provider::Aws => &["eventType", "eventtype"],
+    }
+}
 
 /// Have the normalizers copy the trace-type fields out of each record.
 pub(super) fn register_raw_paths() {
-    for name in TRACE_TYPE_FIELDS {
-        crate::event::raw_paths::register_raw_path(&[name]);
+    for provider in Provider::ALL {
+        for name in trace_type_fields(provider) {
+            crate::event::raw_paths::register_raw_path(&[name]);
+        }
     }
 }
 
 impl Trace {
     pub(super) fn of(event: &AuditEvent, rules: &RuleSet) -> NewTrace {
-        let trace_type_fields: &[&str] = match event.provider {
-            Provider::Huawei => &["trace_type"],
-            Provider::Tencent | Provider::Aws => &["eventType", "eventtype"],
-        };
-        // Read from the normalizer's copy (`TRACE_TYPE_FIELDS` are registered
-        // raw paths), so a trace does not parse its record on the engine.
-        let trace_type = trace_type_fields
+        // Read from the normalizer's copy (the fields are registered raw
+        // paths), so a trace does not parse its record on the engine.
+        let trace_type = trace_type_fields(event.provider)
             .iter()
             .find_map(|name| event.raw.for_path(&[*name]).as_object()?.get(*name))
             .and_then(Value::as_str)
