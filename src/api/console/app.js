@@ -394,6 +394,10 @@
           if (!location.hash || location.hash === '#' || location.hash === '#/') location.hash = '#/alarms';
           render();
         } catch (failure) {
+          // A refused token (401) has already brought back this page with
+          // the API's message (signOut); drawing it again would replace the
+          // field the operator is about to type into.
+          if (failure.status === 401) return;
           sessionStorage.removeItem(TOKEN_KEY);
           state.signinMessage = failure.message;
           renderSignin();
