@@ -176,6 +176,8 @@ pub struct Metrics {
     /// Seconds from a Kafka message's timestamp to the commit of the
     /// transaction that evaluated its event (the reordering hold included).
     pub append_to_commit_seconds: Histogram,
+    /// Seconds the store stage took to write and commit one transaction.
+    pub store_write_seconds: Histogram,
     /// HTTP API requests by method, route and status.
     pub api_requests: Family<ApiRequestLabels, Counter>,
 }
@@ -194,6 +196,7 @@ impl Metrics {
         let allowlist = Arc::new(AllowlistMetrics::default());
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let append_to_commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
+        let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         let mut registry = Registry::with_prefix("trailwarden");
         registry.register_collector(Box::new(StatsCollector(stats.clone())));
         registry.register(
@@ -206,6 +209,12 @@ impl Metrics {
             "Seconds from a Kafka message's timestamp to the commit of the transaction that evaluated its \
              event (reordering hold included)",
             append_to_commit_seconds.clone(),
+        );
+        registry.register(
+            "store_write_seconds",
+            "Seconds the store took to write and commit one transaction (a slow disk or a \
+             checkpoint shows here first)",
+            store_write_seconds.clone(),
         );
         let kafka_registry = registry.sub_registry_with_prefix("kafka");
         let counters: [(&str, &str, &Counter); 7] = [
@@ -289,6 +298,7 @@ impl Metrics {
             allowlist,
             batch_seconds,
             append_to_commit_seconds,
+            store_write_seconds,
             api_requests,
         }
     }
@@ -464,6 +474,7 @@ mod tests {
         metrics.batch_seconds.observe(0.02);
         let text = metrics.render();
         assert!(text.contains("trailwarden_append_to_commit_seconds_count 0"), "{text}");
+        assert!(text.contains("trailwarden_store_write_seconds_count 0"), "{text}");
         assert!(text.contains("trailwarden_events_total 42"), "{text}");
         assert!(text.contains("trailwarden_buffered_events 7"), "{text}");
         assert!(text.contains("trailwarden_kafka_messages_total 5"), "{text}");

@@ -515,8 +515,18 @@ fn latency() {
         .lines()
         .find(|line| line.contains("kafka append to commit"))
         .unwrap_or_else(|| panic!("no latency line\n{}", tail(&log)));
+    let read = text
+        .lines()
+        .find(|line| line.contains("kafka append to read"))
+        .unwrap_or_else(|| panic!("no append-to-read line\n{}", tail(&log)));
+    let store = text
+        .lines()
+        .find(|line| line.contains("store write and commit"))
+        .unwrap_or_else(|| panic!("no store-write line\n{}", tail(&log)));
     eprintln!(
-        "kafka append to commit, {events} events at {:.0} events/s, allowed_lateness {lateness}: {line}",
+        "kafka append to commit, {events} events at {:.0} events/s, allowed_lateness {lateness}: {line}\n\
+         of which Kafka and the producer (append to read): {read}\n\
+         per transaction, the store's write and commit: {store}",
         events as f64 / produced_in
     );
 }

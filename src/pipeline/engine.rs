@@ -5,7 +5,7 @@
 //! acknowledges flush barriers once everything before them is committed.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -201,6 +201,9 @@ pub(super) fn engine_stage(
     // written, so a slow disk holds the engine back rather than memory growing.
     let (job_sender, job_receiver) = std::sync::mpsc::sync_channel::<StoreJob>(1);
     let (reply_sender, replies) = std::sync::mpsc::channel::<StoreReply>();
+    // Transactions handed to the store stage and not yet written: while it
+    // is busy, the engine lingers for more events (group commit).
+    let store_busy = Arc::new(AtomicUsize::new(0));
     let store_thread = {
         let stage = StoreStage {
             store,
@@ -210,6 +213,7 @@ pub(super) fn engine_stage(
             metrics: metrics.clone(),
             committed_offsets,
             replies: reply_sender,
+            busy: store_busy.clone(),
         };
         std::thread::Builder::new()
             .name("tw-store".into())
@@ -342,22 +346,13 @@ pub(super) fn engine_stage(
                                 }
                             }
                         }
-                        // The daemon waits a moment for more before committing:
-                        // during a backlog the next batch is a few milliseconds
-                        // away, and each commit costs an fsync. The moment counts
-                        // from the transaction's first batch: a steady stream
-                        // whose batches come more often than the linger would
-                        // otherwise hold a transaction open until it is full.
-                        Err(TryRecvError::Empty) => {
-                            match receiver.recv_timeout(linger_until.saturating_duration_since(Instant::now())) {
-                                Ok(batch) => Some(batch),
-                                Err(RecvTimeoutError::Timeout) => None,
-                                Err(RecvTimeoutError::Disconnected) => {
-                                    closed = true;
-                                    None
-                                }
-                            }
-                        }
+                        // The daemon commits at once when the store stage is
+                        // idle, and otherwise waits for more events until the
+                        // store is free again, or for TRANSACTION_LINGER from
+                        // the transaction's first batch (group commit): during
+                        // a backlog each commit, an fsync, covers many batches,
+                        // and a quiet stream is not held back.
+                        Err(TryRecvError::Empty) => linger(&mut receiver, &store_busy, linger_until, &mut closed),
                         Err(TryRecvError::Disconnected) => {
                             closed = true;
                             None
@@ -440,6 +435,7 @@ pub(super) fn engine_stage(
             oldest_batch,
             appended,
         };
+        store_busy.fetch_add(1, Ordering::AcqRel);
         if job_sender.send(job).is_err() {
             // The store stage stopped on an error it has logged.
             drop(job_sender);
@@ -456,6 +452,32 @@ pub(super) fn engine_stage(
         "engine done"
     );
     Ok(())
+}
+
+/// The next batch of a transaction in the daemon, waiting while the store
+/// stage is busy and the linger lasts; `None` when it is time to commit.
+fn linger(
+    receiver: &mut super::ordered::OrderedReceiver<EventBatch>,
+    store_busy: &AtomicUsize,
+    linger_until: Instant,
+    closed: &mut bool,
+) -> Option<EventBatch> {
+    // How often a lingering engine looks whether the store became free.
+    const LOOK_EVERY: Duration = Duration::from_millis(1);
+    loop {
+        let left = linger_until.saturating_duration_since(Instant::now());
+        if store_busy.load(Ordering::Acquire) == 0 || left.is_zero() {
+            return None;
+        }
+        match receiver.recv_timeout(left.min(LOOK_EVERY)) {
+            Ok(batch) => return Some(batch),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                *closed = true;
+                return None;
+            }
+        }
+    }
 }
 
 /// One transaction for the store stage.
@@ -489,6 +511,8 @@ struct StoreStage {
     metrics: Arc<Metrics>,
     committed_offsets: Option<std::sync::mpsc::Sender<Vec<KafkaOffset>>>,
     replies: std::sync::mpsc::Sender<StoreReply>,
+    /// Jobs the engine sent and this stage has not finished.
+    busy: Arc<AtomicUsize>,
 }
 
 impl StoreStage {
@@ -497,6 +521,7 @@ impl StoreStage {
         let mut touched: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         let mut chain_logged = Instant::now();
         let mut lags = crate::metrics::LagRecorder::default();
+        let mut writes = crate::metrics::LagRecorder::default();
         loop {
             // Woken at least every COLLECT_EVERY, to notice other connections'
             // commits while no events come.
@@ -513,7 +538,11 @@ impl StoreStage {
             }) = job
             {
                 if !write.is_empty() {
+                    let writing = Instant::now();
                     let outcome = write_with_retry(&mut self.store, &write, self.retries)?;
+                    let took = writing.elapsed();
+                    self.metrics.store_write_seconds.observe(took.as_secs_f64());
+                    writes.record(took.as_millis() as i64);
                     if let Some(started) = oldest_batch {
                         self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
                     }
@@ -553,6 +582,7 @@ impl StoreStage {
                 for ack in flush_acks {
                     let _ = ack.send(());
                 }
+                self.busy.fetch_sub(1, Ordering::AcqRel);
             }
             let version = self.store.data_version()?;
             if version != self.data_version {
@@ -570,6 +600,16 @@ impl StoreStage {
                 p99_ms = lags.quantile_ms(0.99).unwrap_or_default(),
                 max_ms = lags.max_ms(),
                 "kafka append to commit"
+            );
+        }
+        // Beside the Kafka figures: how much of them the store accounts for.
+        if lags.total() > 0 && writes.total() > 0 {
+            tracing::info!(
+                transactions = writes.total(),
+                p50_ms = writes.quantile_ms(0.5).unwrap_or_default(),
+                p99_ms = writes.quantile_ms(0.99).unwrap_or_default(),
+                max_ms = writes.max_ms(),
+                "store write and commit"
             );
         }
         Ok(())

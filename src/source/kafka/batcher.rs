@@ -45,6 +45,12 @@ pub(super) struct Batcher {
     pub(super) last_activity: Instant,
     /// The pipeline is gone.
     pub(super) stopped: bool,
+    /// The consumer's queue was empty with a batch under way: send it.
+    pub(super) drained: bool,
+    /// From each message's timestamp to its reading here (logged at stop
+    /// beside the append-to-commit figures: the part Kafka and the producer
+    /// account for).
+    pub(super) read_lags: crate::metrics::LagRecorder,
 }
 
 /// The pipeline has stopped.
@@ -88,12 +94,17 @@ impl Batcher {
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
         }
+        let appended_ms = message.timestamp().to_millis();
+        if let Some(appended_ms) = appended_ms {
+            self.read_lags
+                .record(Utc::now().timestamp_millis().saturating_sub(appended_ms));
+        }
         let origin = Origin::new(
             topic.clone(),
             Position::Message {
                 partition,
                 offset,
-                appended_ms: message.timestamp().to_millis(),
+                appended_ms,
             },
         );
         match message.payload() {
@@ -153,9 +164,15 @@ impl Batcher {
             && self.batch.source_errors.is_empty()
     }
 
+    /// Messages or source errors wait in the batch being built.
+    pub(super) fn pending(&self) -> bool {
+        !self.batch.chunks.is_empty() || !self.batch.source_errors.is_empty()
+    }
+
     pub(super) fn due(&self) -> bool {
         let waiting = self.batch.chunks.len() + self.batch.source_errors.len();
-        waiting >= self.batch_messages
+        (self.drained && waiting > 0)
+            || waiting >= self.batch_messages
             || self.batch_payload_bytes >= self.batch_bytes
             || (waiting > 0
                 && self
@@ -174,6 +191,7 @@ impl Batcher {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_payload_bytes = 0;
+        self.drained = false;
         if batch.started.is_none() {
             batch.started = Some(Instant::now());
         }

@@ -147,6 +147,8 @@ impl KafkaSource {
                 metrics: metrics.kafka.clone(),
                 last_activity: Instant::now(),
                 stopped: false,
+                drained: false,
+                read_lags: crate::metrics::LagRecorder::default(),
             }),
             metrics: metrics.kafka.clone(),
             link: Link {
@@ -231,7 +233,12 @@ fn consume(
     // spell of IDLE_END with nothing to read also counts as the end).
     while !stop.load(Ordering::SeqCst) {
         commit_stored_offsets(&consumer, &committed, &context);
-        match consumer.poll(poll_wait) {
+        // With a batch under way, look without waiting: nothing there means
+        // everything fetched so far is in the batch, and it goes now rather
+        // than after `batch_wait` (waiting would add latency, not events).
+        let pending = context.lock().pending();
+        match consumer.poll(if pending { Duration::ZERO } else { poll_wait }) {
+            None if pending => context.lock().drained = true,
             None => {}
             Some(Ok(message)) => {
                 context.link.reachable();
@@ -258,6 +265,19 @@ fn consume(
         }
     }
     // Shutdown: commit what was consumed, tell Kafka, leave the group.
+    {
+        let batcher = context.lock();
+        let lags = &batcher.read_lags;
+        if lags.total() > 0 {
+            tracing::info!(
+                messages = lags.total(),
+                p50_ms = lags.quantile_ms(0.5).unwrap_or_default(),
+                p99_ms = lags.quantile_ms(0.99).unwrap_or_default(),
+                max_ms = lags.max_ms(),
+                "kafka append to read"
+            );
+        }
+    }
     let flushed = context.lock().flush(context.rebalance_timeout);
     if flushed {
         let offsets = context.lock().sent_offsets(None);
