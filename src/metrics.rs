@@ -431,6 +431,19 @@ impl LagRecorder {
         self.total
     }
 
+    /// Log the count, p50, p99 and max under `what`, if anything was recorded.
+    pub fn log(&self, what: &str) {
+        if self.total > 0 {
+            tracing::info!(
+                count = self.total,
+                p50_ms = self.quantile_ms(0.5).unwrap_or_default(),
+                p99_ms = self.quantile_ms(0.99).unwrap_or_default(),
+                max_ms = self.max_ms,
+                "{what}"
+            );
+        }
+    }
+
     pub fn max_ms(&self) -> i64 {
         self.max_ms
     }

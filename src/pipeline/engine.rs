@@ -593,24 +593,10 @@ impl StoreStage {
         if self.chain_log_interval.is_some() {
             log_chain_head(&self.store);
         }
-        if lags.total() > 0 {
-            tracing::info!(
-                events = lags.total(),
-                p50_ms = lags.quantile_ms(0.5).unwrap_or_default(),
-                p99_ms = lags.quantile_ms(0.99).unwrap_or_default(),
-                max_ms = lags.max_ms(),
-                "kafka append to commit"
-            );
-        }
+        lags.log("kafka append to commit");
         // Beside the Kafka figures: how much of them the store accounts for.
-        if lags.total() > 0 && writes.total() > 0 {
-            tracing::info!(
-                transactions = writes.total(),
-                p50_ms = writes.quantile_ms(0.5).unwrap_or_default(),
-                p99_ms = writes.quantile_ms(0.99).unwrap_or_default(),
-                max_ms = writes.max_ms(),
-                "store write and commit"
-            );
+        if lags.total() > 0 {
+            writes.log("store write and commit");
         }
         Ok(())
     }

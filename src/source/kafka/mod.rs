@@ -265,19 +265,7 @@ fn consume(
         }
     }
     // Shutdown: commit what was consumed, tell Kafka, leave the group.
-    {
-        let batcher = context.lock();
-        let lags = &batcher.read_lags;
-        if lags.total() > 0 {
-            tracing::info!(
-                messages = lags.total(),
-                p50_ms = lags.quantile_ms(0.5).unwrap_or_default(),
-                p99_ms = lags.quantile_ms(0.99).unwrap_or_default(),
-                max_ms = lags.max_ms(),
-                "kafka append to read"
-            );
-        }
-    }
+    context.lock().read_lags.log("kafka append to read");
     let flushed = context.lock().flush(context.rebalance_timeout);
     if flushed {
         let offsets = context.lock().sent_offsets(None);
