@@ -401,10 +401,10 @@ impl Collector for StatsCollector {
     }
 }
 
-/// Append-to-commit latencies counted exactly, by millisecond (up to
-/// `LagRecorder::SPAN_MS`, the rest in one overflow count), for the
-/// percentiles the daemon logs when it stops; the metric's histogram has
-/// only doubling buckets.
+/// Latencies (append to read, append to commit, store writes) counted
+/// exactly, by millisecond (up to `LagRecorder::SPAN_MS`, the rest in one
+/// overflow count), for the percentiles the daemon logs when it stops; the
+/// metrics' histograms have only doubling buckets.
 #[derive(Debug, Default)]
 pub struct LagRecorder {
     counts: Vec<u32>,

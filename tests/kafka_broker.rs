@@ -350,13 +350,6 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     assert_eq!(alarm_fingerprint(&db), replay_file(dir.path(), &config, &messages));
 }
 
-/// The end-to-end Kafka benchmark (not a test: it asserts nothing about
-/// speed). `cargo test --release --test kafka_broker -- --ignored --nocapture
-/// throughput`; `TW_BENCH_EVENTS` sets the stream length (default 200 000),
-/// `TW_BENCH_PROPERTIES` adds librdkafka properties (TOML lines). tansu 0.6
-/// answers every fetch only after `fetch.wait.max.ms` (500 ms by default),
-/// which caps a consumer at about 20 000 events/s; with
-/// `"fetch.wait.max.ms" = "5"` the figure is trailwarden's own.
 /// The benchmarks' stream: generated records of the three clouds, keyed by account.
 fn bench_messages(events: usize) -> Vec<Message> {
     let options = trailwarden::synth::SynthOptions {
@@ -373,6 +366,13 @@ fn bench_messages(events: usize) -> Vec<Message> {
         .collect()
 }
 
+/// The end-to-end Kafka benchmark (not a test: it asserts nothing about
+/// speed). `cargo test --release --test kafka_broker -- --ignored --nocapture
+/// throughput`; `TW_BENCH_EVENTS` sets the stream length (default 200 000),
+/// `TW_BENCH_PROPERTIES` adds librdkafka properties (TOML lines). tansu 0.6
+/// answers every fetch only after `fetch.wait.max.ms` (500 ms by default),
+/// which caps a consumer at about 20 000 events/s; with
+/// `"fetch.wait.max.ms" = "5"` the figure is trailwarden's own.
 #[test]
 #[ignore]
 fn throughput() {
@@ -511,18 +511,16 @@ fn latency() {
         tail(&log)
     );
     let text = std::fs::read_to_string(&log).unwrap();
-    let line = text
-        .lines()
-        .find(|line| line.contains("kafka append to commit"))
-        .unwrap_or_else(|| panic!("no latency line\n{}", tail(&log)));
-    let read = text
-        .lines()
-        .find(|line| line.contains("kafka append to read"))
-        .unwrap_or_else(|| panic!("no append-to-read line\n{}", tail(&log)));
-    let store = text
-        .lines()
-        .find(|line| line.contains("store write and commit"))
-        .unwrap_or_else(|| panic!("no store-write line\n{}", tail(&log)));
+    let logged = |what: &str| {
+        text.lines()
+            .find(|line| line.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line\n{}", tail(&log)))
+    };
+    let (line, read, store) = (
+        logged("kafka append to commit"),
+        logged("kafka append to read"),
+        logged("store write and commit"),
+    );
     eprintln!(
         "kafka append to commit, {events} events at {:.0} events/s, allowed_lateness {lateness}: {line}\n\
          of which Kafka and the producer (append to read): {read}\n\

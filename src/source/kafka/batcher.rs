@@ -45,8 +45,6 @@ pub(super) struct Batcher {
     pub(super) last_activity: Instant,
     /// The pipeline is gone.
     pub(super) stopped: bool,
-    /// The consumer's queue was empty with a batch under way: send it.
-    pub(super) drained: bool,
     /// From each message's timestamp to its reading here (logged at stop
     /// beside the append-to-commit figures: the part Kafka and the producer
     /// account for).
@@ -160,8 +158,7 @@ impl Batcher {
     pub(super) fn caught_up(&self, idle: bool) -> bool {
         !self.assigned.is_empty()
             && (idle || self.assigned.iter().all(|key| self.at_end.contains(key)))
-            && self.batch.chunks.is_empty()
-            && self.batch.source_errors.is_empty()
+            && !self.pending()
     }
 
     /// Messages or source errors wait in the batch being built.
@@ -171,10 +168,9 @@ impl Batcher {
 
     pub(super) fn due(&self) -> bool {
         let waiting = self.batch.chunks.len() + self.batch.source_errors.len();
-        (self.drained && waiting > 0)
-            || waiting >= self.batch_messages
+        waiting >= self.batch_messages
             || self.batch_payload_bytes >= self.batch_bytes
-            || (waiting > 0
+            || (self.pending()
                 && self
                     .batch
                     .started
@@ -191,7 +187,6 @@ impl Batcher {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_payload_bytes = 0;
-        self.drained = false;
         if batch.started.is_none() {
             batch.started = Some(Instant::now());
         }

@@ -147,7 +147,6 @@ impl KafkaSource {
                 metrics: metrics.kafka.clone(),
                 last_activity: Instant::now(),
                 stopped: false,
-                drained: false,
                 read_lags: crate::metrics::LagRecorder::default(),
             }),
             metrics: metrics.kafka.clone(),
@@ -237,8 +236,9 @@ fn consume(
         // everything fetched so far is in the batch, and it goes now rather
         // than after `batch_wait` (waiting would add latency, not events).
         let pending = context.lock().pending();
-        match consumer.poll(if pending { Duration::ZERO } else { poll_wait }) {
-            None if pending => context.lock().drained = true,
+        let polled = consumer.poll(if pending { Duration::ZERO } else { poll_wait });
+        let drained = pending && polled.is_none();
+        match polled {
             None => {}
             Some(Ok(message)) => {
                 context.link.reachable();
@@ -250,7 +250,7 @@ fn consume(
             Some(Err(error)) => context.link.failed(&error.to_string()),
         }
         let mut batcher = context.lock();
-        if batcher.due() && batcher.send().is_err() {
+        if (drained || batcher.due()) && batcher.send().is_err() {
             tracing::error!("the pipeline stopped; the kafka consumer stops too");
             return;
         }
