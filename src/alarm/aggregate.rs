@@ -5,7 +5,7 @@
 //! method, service and API, the first samples), so the store does one upsert
 //! per alarm per batch however many events matched.
 
-use std::collections::HashMap;
+use crate::text::FastMap;
 
 use super::sample::event_sample;
 use super::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, timestamp};
@@ -22,7 +22,7 @@ struct CallKey {
 
 struct Pending {
     update: AlarmUpdate,
-    calls: HashMap<CallKey, CallRecord>,
+    calls: FastMap<CallKey, CallRecord>,
 }
 
 /// Accumulates one batch's matches.
@@ -30,7 +30,7 @@ pub struct Aggregator {
     samples_per_alarm: usize,
     /// Largest sample in bytes of JSON (`store.max_sample_bytes`).
     max_sample_bytes: usize,
-    pending: HashMap<(String, String), Pending>,
+    pending: FastMap<(String, String), Pending>,
     /// Keys in first-match order, so writes are deterministic.
     order: Vec<(String, String)>,
     matches: u64,
@@ -38,7 +38,7 @@ pub struct Aggregator {
     /// engine (`forget_samples`): once an alarm has its `samples_per_alarm`,
     /// the store keeps no more, so none are made (on a match-heavy stream
     /// they were a third of the engine's work, every batch, then dropped).
-    sampled: HashMap<(String, String), usize>,
+    sampled: FastMap<(String, String), usize>,
 }
 
 /// Most alarm keys whose sample count is remembered; past it the memory
@@ -50,10 +50,10 @@ impl Aggregator {
         Aggregator {
             samples_per_alarm,
             max_sample_bytes,
-            pending: HashMap::new(),
+            pending: FastMap::default(),
             order: Vec::new(),
             matches: 0,
-            sampled: HashMap::new(),
+            sampled: FastMap::default(),
         }
     }
 
@@ -102,7 +102,7 @@ impl Aggregator {
                         calls: Vec::new(),
                         samples: Vec::new(),
                     },
-                    calls: HashMap::new(),
+                    calls: FastMap::default(),
                 })
             }
         };

@@ -10,7 +10,7 @@
 //! read the copy; anything else (a sample, a trace, a path registered after
 //! the event was read) parses the record as before.
 
-use std::collections::{HashMap, HashSet};
+use crate::text::{FastMap, FastSet};
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
@@ -24,7 +24,7 @@ static RAW_PATHS: LazyLock<ArcSwap<RawPaths>> = LazyLock::new(|| ArcSwap::from_p
 /// rule set loaded later may read more.
 #[derive(Clone, Debug, Default)]
 pub struct RawPaths {
-    firsts: HashMap<String, Reach>,
+    firsts: FastMap<String, Reach>,
 }
 
 /// What paths under one first segment need.
@@ -33,7 +33,7 @@ struct Reach {
     /// A one-segment path (`raw.code`): the whole value.
     whole: bool,
     /// Second segments of longer paths (`raw.requestParameters.userData`).
-    seconds: HashSet<String>,
+    seconds: FastSet<String>,
 }
 
 /// Note a `raw.` path (its segments after `raw.`) a rule, or something

@@ -299,7 +299,9 @@ pub(super) fn engine_stage(
                         buffer.set_floor(*floor);
                     }
                     let size = batch.sizes.get(index).copied().unwrap_or(0) as usize;
-                    buffer.push(event, size, None);
+                    if let Some(held) = buffer.push_or_pass(event, size) {
+                        evaluator.release(held);
+                    }
                     // Release as we go, so memory holds only the lateness window.
                     while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
                         evaluator.release(held);

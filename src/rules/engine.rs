@@ -6,7 +6,6 @@
 //! its action, and the unindexed rest. Evaluation is pure and synchronous:
 //! it reads the event (after classifying its operations) and returns matches.
 
-use std::collections::HashMap;
 
 use super::field::Field;
 use super::state::EngineState;
@@ -19,7 +18,7 @@ use crate::text::with_ascii_lowercase;
 #[derive(Debug, Default)]
 pub struct RuleIndex {
     by_operation: Vec<Vec<u32>>,
-    by_action: HashMap<String, Vec<u32>>,
+    by_action: crate::text::FastMap<String, Vec<u32>>,
     /// Rules with no operation/action constraint: checked for every event.
     always: Vec<u32>,
 }

@@ -51,9 +51,9 @@ struct Mapping {
 #[derive(Clone, Debug, Default)]
 pub struct OperationCatalog {
     operations: Vec<OperationInfo>,
-    by_id: HashMap<String, OpIndex>,
+    by_id: crate::text::FastMap<String, OpIndex>,
     /// provider → lower-case action → mappings.
-    by_action: [HashMap<String, Vec<Mapping>>; 3],
+    by_action: [crate::text::FastMap<String, Vec<Mapping>>; 3],
     /// Hash of the catalog's text: part of the rule set's version.
     pub digest: String,
 }

@@ -15,7 +15,9 @@
 //! tracked and written by the store in the same transaction as the alarms of
 //! the batch that caused them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::text::{FastMap, FastSet};
 
 /// FNV-1a 64 over several parts, with a separator so ("ab","c") ≠ ("a","bc").
 pub fn state_key(parts: &[&str]) -> u64 {
@@ -66,10 +68,10 @@ pub struct KeySeen {
 /// A table with a cap and eviction of the least recently touched entries.
 #[derive(Debug)]
 pub struct BoundedTable<V> {
-    entries: HashMap<u64, (V, i64)>,
+    entries: FastMap<u64, (V, i64)>,
     cap: usize,
     /// Keys changed or removed since the last `take_changes`.
-    dirty: HashSet<u64>,
+    dirty: FastSet<u64>,
     pub evictions: u64,
     pub expirations: u64,
     /// When evictions were last logged (at most once a minute).
@@ -80,9 +82,9 @@ pub struct BoundedTable<V> {
 impl<V: Clone> BoundedTable<V> {
     pub fn new(cap: usize) -> BoundedTable<V> {
         BoundedTable {
-            entries: HashMap::new(),
+            entries: FastMap::default(),
             cap: cap.max(16),
-            dirty: HashSet::new(),
+            dirty: FastSet::default(),
             evictions: 0,
             expirations: 0,
             last_logged: None,
