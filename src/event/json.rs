@@ -271,13 +271,12 @@ impl<'a> JsonObject<'a> {
             }
             JsonObject::Indexed { nodes, index } => {
                 let wanted = fingerprint(key);
-                let mut found = None;
-                for (print, position) in index {
-                    if *print == wanted && key_before(nodes, *position) == key {
-                        found = Some(*position as usize);
-                    }
-                }
-                let position = found?;
+                // From the end: the first key found is the last given.
+                let position = index
+                    .iter()
+                    .rev()
+                    .find(|(print, position)| *print == wanted && key_before(nodes, *position) == key)
+                    .map(|(_, position)| *position as usize)?;
                 let first = nodes.get(position)?;
                 nodes.get(position..position + span(first)).map(Json::Tape)
             }

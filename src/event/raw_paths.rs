@@ -10,7 +10,7 @@
 //! read the copy; anything else (a sample, a trace, a path registered after
 //! the event was read) parses the record as before.
 
-use crate::text::{FastMap, FastSet};
+use crate::text::{FastMap, FastSet, with_ascii_lowercase};
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
@@ -25,6 +25,9 @@ static RAW_PATHS: LazyLock<ArcSwap<RawPaths>> = LazyLock::new(|| ArcSwap::from_p
 #[derive(Clone, Debug, Default)]
 pub struct RawPaths {
     firsts: FastMap<String, Reach>,
+    /// The same reaches by lower-cased first segment, merged, with their
+    /// second segments lower-cased: what `prune` looks a record's keys up in.
+    folded: FastMap<String, Reach>,
 }
 
 /// What paths under one first segment need.
@@ -34,6 +37,20 @@ struct Reach {
     whole: bool,
     /// Second segments of longer paths (`raw.requestParameters.userData`).
     seconds: FastSet<String>,
+}
+
+impl Reach {
+    fn add(&mut self, second: Option<&str>, fold: bool) {
+        match second {
+            Some(second) if fold => {
+                self.seconds.insert(second.to_ascii_lowercase());
+            }
+            Some(second) => {
+                self.seconds.insert(second.to_owned());
+            }
+            None => self.whole = true,
+        }
+    }
 }
 
 /// Note a `raw.` path (its segments after `raw.`) a rule, or something
@@ -47,13 +64,14 @@ pub fn register_raw_path<S: AsRef<str>>(path: &[S]) {
     }
     RAW_PATHS.rcu(|paths| {
         let mut paths = RawPaths::clone(paths);
-        let reach = paths.firsts.entry(first.as_ref().to_owned()).or_default();
-        match path.get(1) {
-            Some(second) => {
-                reach.seconds.insert(second.as_ref().to_owned());
-            }
-            None => reach.whole = true,
-        }
+        let first = first.as_ref();
+        let second = path.get(1).map(AsRef::as_ref);
+        paths.firsts.entry(first.to_owned()).or_default().add(second, false);
+        paths
+            .folded
+            .entry(first.to_ascii_lowercase())
+            .or_default()
+            .add(second, true);
         paths
     });
 }
@@ -89,24 +107,14 @@ impl RawPaths {
     pub fn prune(&self, record: JsonObject<'_>) -> Map<String, Value> {
         let mut kept = Map::new();
         for (key, value) in record.members() {
-            // The registered first segments `key` matches (usually one).
-            let reaches = || {
-                self.firsts
-                    .iter()
-                    .filter(move |(first, _)| first.eq_ignore_ascii_case(key))
-                    .map(|(_, reach)| reach)
-            };
-            if reaches().next().is_none() {
+            let Some(reach) = with_ascii_lowercase(key, |lower| self.folded.get(lower)) else {
                 continue;
-            }
-            let wanted = |member: &str| {
-                reaches().any(|reach| reach.seconds.iter().any(|second| second.eq_ignore_ascii_case(member)))
             };
-            let copied = match value.as_object().filter(|_| !reaches().any(|reach| reach.whole)) {
+            let copied = match value.as_object().filter(|_| !reach.whole) {
                 Some(object) => Value::Object(
                     object
                         .members()
-                        .filter(|(member, _)| wanted(member))
+                        .filter(|(member, _)| with_ascii_lowercase(member, |lower| reach.seconds.contains(lower)))
                         .map(|(member, value)| (member.to_owned(), value.to_value()))
                         .collect(),
                 ),
