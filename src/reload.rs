@@ -129,6 +129,7 @@ fn watch_paths(settings: &Settings, trigger: Sender<Trigger>) -> Option<notify::
     };
     let mut paths: Vec<PathBuf> = vec![settings.rules.dir.clone()];
     paths.extend(settings.rules.overrides.iter().cloned());
+    paths.extend(settings.rules.sigma_dirs.iter().cloned());
     for path in paths {
         if let Err(error) = watcher.watch(&path, notify::RecursiveMode::Recursive) {
             tracing::warn!(path = %path.display(), %error, "cannot watch; reload with SIGHUP");

@@ -354,7 +354,12 @@ mod tests {
                         out.push((held.event.event_id, held.seq));
                     }
                 }
-                out.extend(buffer.drain_all().into_iter().map(|held| (held.event.event_id, held.seq)));
+                out.extend(
+                    buffer
+                        .drain_all()
+                        .into_iter()
+                        .map(|held| (held.event.event_id, held.seq)),
+                );
                 (out, buffer.late, buffer.forced, buffer.last_released_ms)
             };
             let (passed, slow) = (run(true), run(false));

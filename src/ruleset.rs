@@ -20,6 +20,8 @@ pub fn rule_options(settings: &Settings) -> RuleOptions {
         enabled: settings.rules.enabled.clone(),
         overrides: settings.rules.overrides.clone(),
         enable_all: false,
+        sigma_dirs: settings.rules.sigma_dirs.clone(),
+        sigma: settings.rules.sigma.clone(),
     }
 }
 

@@ -19,7 +19,7 @@ fn rule_set(yaml: &str) -> RuleSet {
     let catalog_text = std::fs::read_to_string("rules/operations.yaml").unwrap();
     let catalog = load_catalog("operations.yaml", &catalog_text, &mut diagnostics);
     let sources = vec![(Arc::from("test.yaml"), yaml.to_string())];
-    let set = compile_sources(&sources, &[], catalog, &RuleOptions::default(), &mut diagnostics);
+    let set = compile_sources(&sources, &[], &[], catalog, &RuleOptions::default(), &mut diagnostics);
     assert!(diagnostics.is_empty(), "{diagnostics}");
     set.unwrap()
 }

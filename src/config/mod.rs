@@ -216,6 +216,10 @@ pub struct RuleSettings {
     pub overrides: Vec<PathBuf>,
     /// Reload when the rule directory or an override file changes (SIGHUP always reloads).
     pub watch: bool,
+    /// Directories of Sigma rules, loaded beside the pack.
+    pub sigma_dirs: Vec<PathBuf>,
+    /// Sigma logsource mappings (built-ins merged with the configured ones) and placeholders.
+    pub sigma: crate::rules::sigma::SigmaSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -438,6 +442,17 @@ impl Settings {
                 .map(PathBuf::from)
                 .collect(),
             watch: raw.rules.watch.unwrap_or(true),
+            sigma_dirs: raw
+                .rules
+                .sigma_dirs
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            sigma: sections::sigma_settings(
+                raw.rules.sigma_logsources.unwrap_or_default(),
+                raw.rules.sigma_placeholders,
+            )?,
         };
         let offset_text = raw
             .normalize

@@ -165,6 +165,20 @@ pub(super) struct RawRules {
     pub(super) enabled: Option<Vec<String>>,
     pub(super) overrides: Option<Vec<String>>,
     pub(super) watch: Option<bool>,
+    pub(super) sigma_dirs: Option<Vec<String>>,
+    pub(super) sigma_placeholders: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    pub(super) sigma_logsources: Option<Vec<RawSigmaLogsource>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigmaLogsource {
+    pub(super) product: String,
+    pub(super) service: Option<String>,
+    pub(super) category: Option<String>,
+    /// `aws`, `tencent` or `huawei`.
+    pub(super) provider: String,
+    pub(super) fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -224,3 +224,40 @@ pub(super) fn kafka_settings(
         properties,
     })
 }
+
+/// `rules.sigma_logsources` and `rules.sigma_placeholders`, checked.
+pub(super) fn sigma_settings(
+    logsources: Vec<RawSigmaLogsource>,
+    placeholders: Option<std::collections::BTreeMap<String, Vec<String>>>,
+) -> Result<crate::rules::sigma::SigmaSettings, String> {
+    let mut configured = Vec::new();
+    for (index, logsource) in logsources.into_iter().enumerate() {
+        let place = format!("`rules.sigma_logsources[{index}]` (product `{}`)", logsource.product);
+        let provider = crate::event::model::Provider::parse(&logsource.provider).ok_or_else(|| {
+            format!(
+                "{place}: provider `{}` is not aws, tencent or huawei",
+                logsource.provider
+            )
+        })?;
+        let mut fields = Vec::new();
+        for (from, to) in logsource.fields.unwrap_or_default() {
+            if crate::rules::field::Field::parse(&to).is_none() {
+                return Err(format!(
+                    "{place}: field `{from}` maps to `{to}`, which is neither a normalized field nor a `raw.` path"
+                ));
+            }
+            fields.push((from, to));
+        }
+        configured.push(crate::rules::sigma::mapping::SigmaLogsource {
+            product: logsource.product,
+            service: logsource.service,
+            category: logsource.category,
+            provider,
+            fields,
+        });
+    }
+    Ok(crate::rules::sigma::SigmaSettings {
+        logsources: crate::rules::sigma::mapping::merged_logsources(&configured),
+        placeholders: placeholders.unwrap_or_default().into_iter().collect(),
+    })
+}

@@ -6,7 +6,6 @@
 //! its action, and the unindexed rest. Evaluation is pure and synchronous:
 //! it reads the event (after classifying its operations) and returns matches.
 
-
 use super::field::Field;
 use super::state::EngineState;
 use super::stateful::record_event;

@@ -40,6 +40,10 @@ pub struct RuleOptions {
     pub overrides: Vec<PathBuf>,
     /// Enable every rule (for running embedded tests of disabled rules too).
     pub enable_all: bool,
+    /// Directories of Sigma rules (config `rules.sigma_dirs`), loaded beside the pack.
+    pub sigma_dirs: Vec<PathBuf>,
+    /// Logsource mappings and `expand` placeholders for Sigma rules.
+    pub sigma: super::sigma::SigmaSettings,
 }
 
 impl Default for RuleOptions {
@@ -51,6 +55,11 @@ impl Default for RuleOptions {
             enabled: Vec::new(),
             overrides: Vec::new(),
             enable_all: false,
+            sigma_dirs: Vec::new(),
+            sigma: super::sigma::SigmaSettings {
+                logsources: super::sigma::mapping::builtin_logsources(),
+                placeholders: Vec::new(),
+            },
         }
     }
 }
@@ -147,7 +156,36 @@ pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>
             ),
         }
     }
-    let result = compile_sources(&sources, &override_sources, catalog, options, &mut diagnostics);
+    let mut sigma_sources = Vec::new();
+    for dir in &options.sigma_dirs {
+        let files = match sigma_files(dir) {
+            Ok(files) => files,
+            Err(error) => {
+                diagnostics.push(
+                    &Arc::from(dir.display().to_string()),
+                    Loc::default(),
+                    Problem::Io,
+                    error,
+                );
+                continue;
+            }
+        };
+        for path in files {
+            let name: Arc<str> = Arc::from(path.display().to_string());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => sigma_sources.push((name, text)),
+                Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
+            }
+        }
+    }
+    let result = compile_sources(
+        &sources,
+        &override_sources,
+        &sigma_sources,
+        catalog,
+        options,
+        &mut diagnostics,
+    );
     (result, diagnostics)
 }
 
@@ -168,11 +206,24 @@ pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     })
 }
 
-/// Compile rule sources (name, text) against a catalog. Returns `None` only
+/// Sigma rule files under `dir`, recursively, sorted.
+pub fn sigma_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let accept = |path: &Path| matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml"));
+    crate::source::file::walk_files(dir, &accept).map_err(|error| {
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        format!(
+            "cannot read Sigma rules directory {}: {error} (set `rules.sigma_dirs`)",
+            absolute.display()
+        )
+    })
+}
+
+/// Compile rule sources (name, text) and Sigma rule sources against a catalog. Returns `None` only
 /// when nothing could be compiled at all; check `diagnostics` either way.
 pub fn compile_sources(
     sources: &[(Arc<str>, String)],
     overrides: &[(Arc<str>, String)],
+    sigma_sources: &[(Arc<str>, String)],
     catalog: OperationCatalog,
     options: &RuleOptions,
     diagnostics: &mut Diagnostics,
@@ -257,16 +308,24 @@ pub fn compile_sources(
             diagnostics: &mut *diagnostics,
         };
         if let Some(rule) = compile_rule(&mut ctx, &mut env, &pending_rule.node) {
-            if let Some((first_file, first_loc)) = seen_ids.get(&rule.id) {
-                ctx.error(
-                    rule.loc,
-                    Problem::Duplicate,
-                    format!("rule id `{}` is already defined at {first_file}:{first_loc}", rule.id),
-                );
+            admit(&mut ctx, &mut seen_ids, &mut rules, rule);
+        }
+    }
+    // Sigma rules, before the overrides, which may change them too.
+    for (name, text) in sigma_sources {
+        let mut ctx = FileCtx {
+            file: name.clone(),
+            diagnostics: &mut *diagnostics,
+        };
+        let tree = match yaml::parse(text) {
+            Ok(tree) => tree,
+            Err(error) => {
+                ctx.error(error.loc, Problem::Syntax, format!("YAML syntax: {}", error.message));
                 continue;
             }
-            seen_ids.insert(rule.id.clone(), (rule.file.clone(), rule.loc));
-            rules.push(rule);
+        };
+        if let Some(rule) = super::sigma::compile_sigma_rule(&mut ctx, &options.sigma, &tree) {
+            admit(&mut ctx, &mut seen_ids, &mut rules, rule);
         }
     }
     for (file, node) in &rule_overrides {
@@ -324,6 +383,20 @@ pub fn compile_sources(
         version,
         user_create_operation,
     })
+}
+
+/// Add a compiled rule unless its id is taken (then say where it was first defined).
+fn admit(ctx: &mut FileCtx<'_>, seen_ids: &mut HashMap<String, (Arc<str>, Loc)>, rules: &mut Vec<Rule>, rule: Rule) {
+    if let Some((first_file, first_loc)) = seen_ids.get(&rule.id) {
+        ctx.error(
+            rule.loc,
+            Problem::Duplicate,
+            format!("rule id `{}` is already defined at {first_file}:{first_loc}", rule.id),
+        );
+        return;
+    }
+    seen_ids.insert(rule.id.clone(), (rule.file.clone(), rule.loc));
+    rules.push(rule);
 }
 
 /// Whether a file is part of the pack or an operator's override file.
@@ -550,7 +623,13 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
             technique
         })
         .collect();
-    map.get("references");
+    let references: Vec<String> = map
+        .get("references")
+        .map(|value| ctx.text_list(value, "`references`"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(reference, _)| reference)
+        .collect();
     let tags: Vec<String> = map
         .get("tags")
         .map(|value| ctx.text_list(value, "`tags`"))
@@ -644,6 +723,8 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         false_positives,
         mitre,
         tags,
+        references,
+        sigma: None,
         enabled,
         condition,
         state,

@@ -13,6 +13,7 @@ pub mod exceptions;
 pub mod field;
 pub mod load;
 pub mod operations;
+pub mod sigma;
 pub mod state;
 pub mod stateful;
 pub mod template;
@@ -88,6 +89,10 @@ pub struct Rule {
     /// MITRE ATT&CK technique ids (`T1078.004`).
     pub mitre: Vec<String>,
     pub tags: Vec<String>,
+    /// Where the rule's reasoning is documented.
+    pub references: Vec<String>,
+    /// Set for a rule loaded from a Sigma file (`rules.sigma_dirs`).
+    pub sigma: Option<sigma::SigmaInfo>,
     pub enabled: bool,
     pub condition: Cond,
     /// Stateful predicates (`state:`), evaluated after `condition` holds.

@@ -180,6 +180,13 @@ pub struct TestOutcome {
     pub loc: Loc,
 }
 
+/// Normalize JSON records as a test's inline events are (unit tests of rule kinds).
+#[cfg(test)]
+pub(crate) fn events_of(records: &[serde_json::Value]) -> Result<Vec<AuditEvent>, String> {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600).unwrap_or(chrono::FixedOffset::east_opt(0).expect("UTC"));
+    load_events(&TestEvents::Inline(records.to_vec()), offset)
+}
+
 /// Decode and normalize test input; problems are reported as errors.
 fn load_events(events: &TestEvents, naive_time_offset: chrono::FixedOffset) -> Result<Vec<AuditEvent>, String> {
     let (bytes, source): (Vec<u8>, Arc<str>) = match events {

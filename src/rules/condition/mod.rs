@@ -42,9 +42,14 @@ pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
-    Test { field: Field, test: Test },
+    Test {
+        field: Field,
+        test: Test,
+    },
     Time(TimeWindow),
     Const(bool),
+    /// A Sigma rule's detection item, evaluated with Sigma's semantics.
+    Sigma(Arc<crate::rules::sigma::matcher::Item>),
 }
 
 /// A compiled comparison on one field's values (true when any value passes).
@@ -116,6 +121,7 @@ impl Cond {
             Cond::Test { field, test } => test.evaluate(field, event),
             Cond::Time(window) => window.contains(event.time),
             Cond::Const(value) => *value,
+            Cond::Sigma(item) => item.evaluate(event),
         }
     }
 }
