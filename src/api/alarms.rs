@@ -142,6 +142,8 @@ fn detail_json(state: &ApiState, detail: AlarmDetailView) -> Result<Value, ApiEr
             "level": rule.level,
             "tags": rule.tags,
             "mitre": rule.mitre,
+            "references": rule.references,
+            "sigma": rule.sigma,
             "enabled": rule.enabled,
             "hash": rule.hash,
         })

@@ -417,6 +417,12 @@ fn schemas() -> Value {
             "false_positives": nullable("string"),
             "level": {"type": "string", "enum": ["info", "low", "medium", "high"]},
             "tags": {"type": "array", "items": string()}, "mitre": {"type": "array", "items": string()},
+            "references": {"type": "array", "items": string()},
+            "sigma": {
+                "type": ["object", "null"],
+                "description": "Set for a rule loaded from a Sigma file (`rules.sigma_dirs`)",
+                "properties": {"status": nullable("string"), "logsource": string(), "author": nullable("string")}
+            },
             "enabled": {"type": "boolean"}, "hash": string()
         })),
         "Rule": {"allOf": [schema_ref("RuleSummary"), object(&["tests"], json!({

@@ -56,6 +56,8 @@ pub async fn list(Viewer(_): Viewer, State(state): State<ApiState>, params: Para
                 "rationale": rule.rationale,
                 "false_positives": rule.false_positives,
                 "mitre": rule.mitre,
+            "references": rule.references,
+            "sigma": rule.sigma,
                 "clouds": rule.clouds,
                 "hash": rule.hash,
                 "file": rule.file.as_ref(),

@@ -112,20 +112,22 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
             if format != Format::Table {
                 for rule in &rules.rules {
                     let line = serde_json::json!({
-                        "id": rule.id,
-                        "title": rule.title,
-                        "level": rule.level,
-                        "clouds": rule.clouds,
-                        "enabled": rule.enabled,
-                        "tags": rule.tags,
-                        "mitre": rule.mitre,
-                        "description": rule.description,
-                        "rationale": rule.rationale,
-                        "remediation": rule.remediation,
-                        "false_positives": rule.false_positives,
-                        "hash": rule.hash,
-                        "file": rule.file.as_ref(),
-                    });
+                                "id": rule.id,
+                                "title": rule.title,
+                                "level": rule.level,
+                                "clouds": rule.clouds,
+                                "enabled": rule.enabled,
+                                "tags": rule.tags,
+                                "mitre": rule.mitre,
+                    "references": rule.references,
+                    "sigma": rule.sigma,
+                                "description": rule.description,
+                                "rationale": rule.rationale,
+                                "remediation": rule.remediation,
+                                "false_positives": rule.false_positives,
+                                "hash": rule.hash,
+                                "file": rule.file.as_ref(),
+                            });
                     println!("{line}");
                 }
                 return Ok(ExitCode::SUCCESS);

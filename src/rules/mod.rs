@@ -13,6 +13,7 @@ pub mod exceptions;
 pub mod field;
 pub mod load;
 pub mod operations;
+pub mod overrides;
 pub mod sigma;
 pub mod state;
 pub mod stateful;

@@ -814,7 +814,11 @@
       rule.rationale ? h('div', { class: 'advice why', id: 'detail-rationale' }, h('strong', null, 'Why it matters'), richText(rule.rationale)) : null,
       rule.advice ? h('div', { class: 'advice', id: 'detail-advice' }, h('strong', null, 'What to do'), richText(rule.advice)) : null,
       rule.false_positives ? h('div', { class: 'advice fp' }, h('strong', null, 'Known false positives'), richText(rule.false_positives)) : null,
-      rule.tags && rule.tags.length ? h('div', { class: 'line2' }, rule.tags.map((tag) => h('span', { class: 'chip' }, tag))) : null);
+      rule.tags && rule.tags.length ? h('div', { class: 'line2' }, rule.tags.map((tag) => h('span', { class: 'chip' }, tag))) : null,
+      rule.sigma ? h('div', { class: 'line2', id: 'detail-sigma' },
+        `Sigma rule (${rule.sigma.logsource}${rule.sigma.status ? `, status ${rule.sigma.status}` : ''})`) : null,
+      rule.references && rule.references.length ? h('ul', { class: 'references', id: 'detail-references' },
+        rule.references.map((reference) => h('li', { class: 'mono' }, reference))) : null);
   }
 
   function infoSection(alarm) {

@@ -256,7 +256,12 @@ fn compile_detection(
             }
             _ => match compile_search(ctx, settings, logsource, value) {
                 Some(cond) => searches.push((name.to_string(), cond)),
-                None => failed = true,
+                None => {
+                    // Already reported; kept by name so the condition is
+                    // still checked without a second error for it.
+                    searches.push((name.to_string(), Cond::Const(false)));
+                    failed = true;
+                }
             },
         }
     }
@@ -606,16 +611,6 @@ fn value_list(
         per_value.remove(0)
     } else {
         Matcher::Any(per_value)
-    })
-}
-
-/// Whether a parsed YAML file is a Sigma rule (it has `detection` or
-/// `correlation` and `logsource` or `title`), for `rules validate` on a
-/// directory of either kind.
-pub fn looks_like_sigma(node: &Node) -> bool {
-    node.as_map().is_some_and(|entries| {
-        let has = |key: &str| entries.iter().any(|(name, _)| name.as_str() == Some(key));
-        (has("detection") || has("correlation")) && (has("logsource") || has("title"))
     })
 }
 
