@@ -130,11 +130,14 @@ fn watch_paths(settings: &Settings, trigger: Sender<Trigger>) -> Option<notify::
     let mut paths: Vec<PathBuf> = vec![settings.rules.dir.clone()];
     paths.extend(settings.rules.overrides.iter().cloned());
     paths.extend(settings.rules.sigma_dirs.iter().cloned());
+    let mut watched = Vec::new();
     for path in paths {
-        if let Err(error) = watcher.watch(&path, notify::RecursiveMode::Recursive) {
-            tracing::warn!(path = %path.display(), %error, "cannot watch; reload with SIGHUP");
+        match watcher.watch(&path, notify::RecursiveMode::Recursive) {
+            Ok(()) => watched.push(path.display().to_string()),
+            Err(error) => tracing::warn!(path = %path.display(), %error, "cannot watch; reload with SIGHUP"),
         }
     }
+    tracing::info!(paths = %watched.join(", "), "watching the rules for changes");
     Some(watcher)
 }
 

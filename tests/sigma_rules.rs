@@ -140,7 +140,9 @@ fn the_daemon_picks_up_a_new_sigma_rule_without_a_restart() {
         .config(&config)
         .start(&["run"], Log::File(log.clone()));
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until("daemon start", PATIENCE, || log_text().contains("rules loaded"));
+    wait_until("the rules are watched", PATIENCE, || {
+        log_text().contains("watching the rules for changes")
+    });
 
     std::fs::write(sigma.join("create_key.yml"), CREATE_KEY).unwrap();
     wait_until("the new Sigma rule is loaded", PATIENCE, || {

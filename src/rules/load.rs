@@ -310,21 +310,12 @@ pub fn compile_sources(
         }
     }
     // Sigma rules, before the overrides, which may change them too.
-    for (name, text) in sigma_sources {
+    for rule in super::sigma::load::compile_sigma_sources(sigma_sources, &options.sigma, diagnostics) {
         let mut ctx = FileCtx {
-            file: name.clone(),
+            file: rule.file.clone(),
             diagnostics: &mut *diagnostics,
         };
-        let tree = match yaml::parse(text) {
-            Ok(tree) => tree,
-            Err(error) => {
-                ctx.error(error.loc, Problem::Syntax, format!("YAML syntax: {}", error.message));
-                continue;
-            }
-        };
-        if let Some(rule) = super::sigma::compile_sigma_rule(&mut ctx, &options.sigma, &tree) {
-            admit(&mut ctx, &mut seen_ids, &mut rules, rule);
-        }
+        admit(&mut ctx, &mut seen_ids, &mut rules, rule);
     }
     for (file, node) in &rule_overrides {
         let mut ctx = FileCtx {

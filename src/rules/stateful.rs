@@ -55,14 +55,16 @@ pub struct DistinctSpec {
     pub bound: Bound,
 }
 
-/// A compiled `state:` block.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A compiled `state:` block (or a Sigma correlation).
+#[derive(Clone, Debug, Default)]
 pub struct StateSpec {
     pub principal_age: Option<Bound>,
     pub key_idle: Option<Bound>,
     pub first_seen: Option<Vec<Field>>,
     pub count: Option<CountSpec>,
     pub distinct: Option<DistinctSpec>,
+    /// A Sigma correlation rule's windows (`rules::sigma::correlation`).
+    pub correlation: Option<std::sync::Arc<super::sigma::correlation::Correlation>>,
 }
 
 const STATE_KEYS: &[&str] = &["principal_age", "key_idle", "first_seen", "count", "distinct"];
@@ -228,10 +230,12 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
         }
     }
     map.finish(ctx, STATE_KEYS);
-    if spec == StateSpec::default() {
-        return None;
-    }
-    Some(spec)
+    let empty = spec.principal_age.is_none()
+        && spec.key_idle.is_none()
+        && spec.first_seen.is_none()
+        && spec.count.is_none()
+        && spec.distinct.is_none();
+    (!empty).then_some(spec)
 }
 
 fn node_of<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
@@ -341,6 +345,9 @@ impl StateSpec {
                 }
             };
             holds &= spec.bound.holds(count as i64);
+        }
+        if let Some(correlation) = &self.correlation {
+            holds &= correlation.evaluate(rule_id, event, state, catalog, scratch);
         }
         holds
     }

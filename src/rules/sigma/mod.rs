@@ -14,7 +14,9 @@
 //! a correlation rule, a logsource without a mapping) is refused with the
 //! file, line and column, never dropped silently.
 
+pub mod correlation;
 pub mod expr;
+pub mod load;
 pub mod mapping;
 pub mod matcher;
 
@@ -41,6 +43,10 @@ pub struct SigmaInfo {
     /// `product/service` (or `/category`) of the rule's logsource.
     pub logsource: String,
     pub author: Option<String>,
+    /// The rule's `name`, by which correlations may refer to it.
+    pub name: Option<String>,
+    /// For a correlation rule: its type (`event_count` …).
+    pub correlation: Option<String>,
 }
 
 /// What a Sigma compile needs from the settings.
@@ -51,33 +57,34 @@ pub struct SigmaSettings {
     pub placeholders: Vec<(String, Vec<String>)>,
 }
 
-/// Compile one Sigma rule file (its parsed YAML). `None` when it is refused;
-/// the reasons are in `ctx`.
-pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node: &Node) -> Option<Rule> {
-    let Some(entries) = node.as_map() else {
-        ctx.error(
-            node.loc,
-            Problem::WrongType,
-            format!("a Sigma rule must be a mapping, found {}", node.kind_name()),
-        );
-        return None;
-    };
-    let get = |key: &str| {
-        entries
-            .iter()
-            .find(|(name, _)| name.as_str() == Some(key))
-            .map(|(_, value)| value)
-    };
-    if let Some(correlation) = get("correlation") {
-        ctx.error(
-            correlation.loc,
-            Problem::BadValue,
-            "Sigma correlation rules are not supported yet: only detection rules load",
-        );
-        return None;
-    }
-    let text = |ctx: &mut FileCtx<'_>, key: &str| get(key).and_then(|value| ctx.text(value, &format!("`{key}`")));
-    let Some(id_node) = get("id") else {
+/// A Sigma rule's descriptive fields, shared by detection and correlation rules.
+pub(super) struct Metadata {
+    pub id: String,
+    pub name: Option<String>,
+    pub title: String,
+    pub level: Level,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub mitre: Vec<String>,
+    pub references: Vec<String>,
+    pub false_positives: Vec<String>,
+    pub status: Option<String>,
+    pub author: Option<String>,
+}
+
+/// The value under `key` of a mapping node.
+pub(super) fn get<'n>(entries: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
+    entries
+        .iter()
+        .find(|(name, _)| name.as_str() == Some(key))
+        .map(|(_, value)| value)
+}
+
+/// Read the descriptive fields (`id` is required: alarms are keyed by it).
+pub(super) fn metadata(ctx: &mut FileCtx<'_>, node: &Node, entries: &[(Node, Node)]) -> Option<Metadata> {
+    let text =
+        |ctx: &mut FileCtx<'_>, key: &str| get(entries, key).and_then(|value| ctx.text(value, &format!("`{key}`")));
+    let Some(id_node) = get(entries, "id") else {
         ctx.error(
             node.loc,
             Problem::MissingKey,
@@ -87,7 +94,7 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
     };
     let id = ctx.text(id_node, "`id`")?;
     let title = text(ctx, "title").unwrap_or_else(|| id.clone());
-    let level = match get("level") {
+    let level = match get(entries, "level") {
         None => Level::Medium,
         Some(value) => {
             let level_text = ctx.text(value, "`level`")?;
@@ -108,7 +115,7 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
         }
     };
     let list = |ctx: &mut FileCtx<'_>, key: &str| -> Vec<String> {
-        match get(key) {
+        match get(entries, key) {
             None => Vec::new(),
             Some(value) if value.as_seq().is_some() => ctx
                 .text_list(value, &format!("`{key}`"))
@@ -119,8 +126,6 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
         }
     };
     let tags = list(ctx, "tags");
-    let references = list(ctx, "references");
-    let false_positives = list(ctx, "falsepositives");
     let mitre = tags
         .iter()
         .filter_map(|tag| tag.strip_prefix("attack.t"))
@@ -131,19 +136,85 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
         })
         .map(|technique| format!("T{technique}"))
         .collect();
-    let status = text(ctx, "status");
-    let author = text(ctx, "author");
-    let description = text(ctx, "description").unwrap_or_else(|| title.clone());
+    Some(Metadata {
+        name: text(ctx, "name"),
+        description: text(ctx, "description").unwrap_or_else(|| title.clone()),
+        references: list(ctx, "references"),
+        false_positives: list(ctx, "falsepositives"),
+        status: text(ctx, "status"),
+        author: text(ctx, "author"),
+        id,
+        title,
+        level,
+        tags,
+        mitre,
+    })
+}
 
-    let Some(logsource_node) = get("logsource") else {
+impl Metadata {
+    /// The rule these fields describe, with its condition and state.
+    pub(super) fn into_rule(self, ctx: &mut FileCtx<'_>, node: &Node, sigma: SigmaInfo, built: Built) -> Rule {
+        Rule {
+            id: self.id,
+            title: self.title,
+            level: self.level,
+            description: self.description,
+            rationale: None,
+            remediation: None,
+            false_positives: (!self.false_positives.is_empty()).then(|| self.false_positives.join("; ")),
+            mitre: self.mitre,
+            tags: self.tags,
+            references: self.references,
+            sigma: Some(sigma),
+            enabled: true,
+            condition: built.condition,
+            state: built.state,
+            exceptions: Vec::new(),
+            tests: Vec::new(),
+            group_by: built.group_by,
+            output: Template::compile(ctx, DEFAULT_OUTPUT, node.loc),
+            clouds: built.clouds,
+            file: ctx.file.clone(),
+            loc: node.loc,
+            hash: built.hash,
+        }
+    }
+}
+
+/// What a rule kind compiles to.
+pub(super) struct Built {
+    pub condition: Cond,
+    pub state: Option<super::stateful::StateSpec>,
+    pub group_by: Vec<Field>,
+    pub clouds: Vec<crate::event::model::Provider>,
+    pub hash: String,
+}
+
+/// Compile one Sigma detection rule (its parsed YAML), with the logsource
+/// it was mapped through. `None` when it is refused; the reasons are in `ctx`.
+pub fn compile_sigma_rule(
+    ctx: &mut FileCtx<'_>,
+    settings: &SigmaSettings,
+    node: &Node,
+) -> Option<(Rule, SigmaLogsource)> {
+    let Some(entries) = node.as_map() else {
+        ctx.error(
+            node.loc,
+            Problem::WrongType,
+            format!("a Sigma rule must be a mapping, found {}", node.kind_name()),
+        );
+        return None;
+    };
+    let meta = metadata(ctx, node, entries)?;
+    let Some(logsource_node) = get(entries, "logsource") else {
         ctx.error(node.loc, Problem::MissingKey, "a Sigma rule needs a `logsource`");
         return None;
     };
     let logsource_field = |key: &str| {
         logsource_node
             .as_map()
-            .and_then(|entries| entries.iter().find(|(name, _)| name.as_str() == Some(key)))
-            .and_then(|(_, value)| value.scalar_text())
+            .and_then(|entries| get(entries, key))
+            .and_then(Node::scalar_text)
     };
     let (product, service, category) = (
         logsource_field("product"),
@@ -167,7 +238,7 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
         );
         return None;
     };
-    let Some(detection) = get("detection") else {
+    let Some(detection) = get(entries, "detection") else {
         ctx.error(node.loc, Problem::MissingKey, "a Sigma rule needs a `detection`");
         return None;
     };
@@ -179,7 +250,6 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
             numbers: Vec::new(),
         },
     };
-    let condition = Cond::All(vec![provider, detection_cond]);
     let hash = {
         let mut hasher = Sha256::new();
         hasher.update(node.to_json().to_string().as_bytes());
@@ -189,39 +259,25 @@ pub fn compile_sigma_rule(ctx: &mut FileCtx<'_>, settings: &SigmaSettings, node:
         }
         hex::encode(&hasher.finalize()[..8])
     };
-    let logsource_name = [product, service, category]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("/");
-    Some(Rule {
-        id,
-        title,
-        level,
-        description,
-        rationale: None,
-        remediation: None,
-        false_positives: (!false_positives.is_empty()).then(|| false_positives.join("; ")),
-        mitre,
-        tags,
-        references,
-        sigma: Some(SigmaInfo {
-            status,
-            logsource: logsource_name,
-            author,
-        }),
-        enabled: true,
-        condition,
+    let sigma = SigmaInfo {
+        status: meta.status.clone(),
+        logsource: [product, service, category]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("/"),
+        author: meta.author.clone(),
+        name: meta.name.clone(),
+        correlation: None,
+    };
+    let built = Built {
+        condition: Cond::All(vec![provider, detection_cond]),
         state: None,
-        exceptions: Vec::new(),
-        tests: Vec::new(),
         group_by: Vec::new(),
-        output: Template::compile(ctx, DEFAULT_OUTPUT, node.loc),
         clouds: vec![logsource.provider],
-        file: ctx.file.clone(),
-        loc: node.loc,
         hash,
-    })
+    };
+    Some((meta.into_rule(ctx, node, sigma, built), logsource.clone()))
 }
 
 /// The `detection` section: named searches and the `condition` over them.
