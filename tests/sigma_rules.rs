@@ -160,3 +160,51 @@ fn the_daemon_picks_up_a_new_sigma_rule_without_a_restart() {
     assert!(child.terminate());
     child.wait();
 }
+
+#[test]
+fn a_directory_of_cloudtrail_rules_lifted_to_every_cloud_fires_on_tencent_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let sigma = dir.path().join("sigma");
+    std::fs::create_dir(&sigma).unwrap();
+    let create_user = "title: IAM user created
+id: 0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c02
+logsource:
+    product: aws
+    service: cloudtrail
+detection:
+    selection:
+        eventSource: iam.amazonaws.com
+        eventName: CreateUser
+    condition: selection
+level: medium
+";
+    std::fs::write(sigma.join("create_user.yml"), create_user).unwrap();
+    let config = dir.path().join("config.toml");
+    Config::standard(&dir.path().join("store.db"))
+        .set("rules", "sigma_dirs", &[sigma.as_path()][..])
+        .set("rules", "sigma_cross_cloud_dirs", &[sigma.as_path()][..])
+        .write(&config);
+    let cli = Trailwarden::new().config(&config);
+    let listed = cli.ok(&["rules", "list", "--format", "jsonl"]);
+    let rule: Value = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|rule| rule["id"] == "0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c02")
+        .expect("listed");
+    assert_eq!(rule["sigma"]["cross_cloud"], true);
+    assert!(
+        rule["clouds"]
+            .as_array()
+            .is_some_and(|clouds| clouds.contains(&Value::from("tencent")))
+    );
+    let db = dir.path().join("alarms.db");
+    cli.ok(&[
+        "replay",
+        "--db",
+        db.to_str().unwrap(),
+        &format!("{RECORDS}/tencent_api_add_user.json"),
+    ]);
+    let alarms = alarms_of(&db, "0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c02");
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["provider"], "tencent");
+}

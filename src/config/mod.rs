@@ -452,6 +452,7 @@ impl Settings {
             sigma: sections::sigma_settings(
                 raw.rules.sigma_logsources.unwrap_or_default(),
                 raw.rules.sigma_placeholders,
+                raw.rules.sigma_cross_cloud_dirs.unwrap_or_default(),
             )?,
         };
         let offset_text = raw

@@ -166,6 +166,7 @@ pub(super) struct RawRules {
     pub(super) overrides: Option<Vec<String>>,
     pub(super) watch: Option<bool>,
     pub(super) sigma_dirs: Option<Vec<String>>,
+    pub(super) sigma_cross_cloud_dirs: Option<Vec<String>>,
     pub(super) sigma_placeholders: Option<std::collections::BTreeMap<String, Vec<String>>>,
     pub(super) sigma_logsources: Option<Vec<RawSigmaLogsource>>,
 }

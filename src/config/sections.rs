@@ -229,6 +229,7 @@ pub(super) fn kafka_settings(
 pub(super) fn sigma_settings(
     logsources: Vec<RawSigmaLogsource>,
     placeholders: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    cross_cloud_dirs: Vec<String>,
 ) -> Result<crate::rules::sigma::SigmaSettings, String> {
     let mut configured = Vec::new();
     for (index, logsource) in logsources.into_iter().enumerate() {
@@ -259,5 +260,6 @@ pub(super) fn sigma_settings(
     Ok(crate::rules::sigma::SigmaSettings {
         logsources: crate::rules::sigma::mapping::merged_logsources(&configured),
         placeholders: placeholders.unwrap_or_default().into_iter().collect(),
+        cross_cloud_dirs: cross_cloud_dirs.into_iter().map(std::path::PathBuf::from).collect(),
     })
 }

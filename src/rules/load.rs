@@ -59,6 +59,7 @@ impl Default for RuleOptions {
             sigma: super::sigma::SigmaSettings {
                 logsources: super::sigma::mapping::builtin_logsources(),
                 placeholders: Vec::new(),
+                cross_cloud_dirs: Vec::new(),
             },
         }
     }
@@ -310,7 +311,7 @@ pub fn compile_sources(
         }
     }
     // Sigma rules, before the overrides, which may change them too.
-    for rule in super::sigma::load::compile_sigma_sources(sigma_sources, &options.sigma, diagnostics) {
+    for rule in super::sigma::load::compile_sigma_sources(sigma_sources, &options.sigma, &catalog, diagnostics) {
         let mut ctx = FileCtx {
             file: rule.file.clone(),
             diagnostics: &mut *diagnostics,

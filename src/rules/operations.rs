@@ -156,6 +156,18 @@ impl OperationCatalog {
         event.operations = operations;
     }
 
+    /// Every (lower-case action, services, operation) mapping of a cloud
+    /// (services empty: any service of the cloud).
+    pub fn mappings(&self, provider: Provider) -> impl Iterator<Item = (&str, &[String], OpIndex)> {
+        self.by_action[provider_slot(provider)]
+            .iter()
+            .flat_map(|(action, mappings)| {
+                mappings
+                    .iter()
+                    .map(move |mapping| (action.as_str(), mapping.services.as_slice(), mapping.operation))
+            })
+    }
+
     /// Every id matching a `*` glob (`iam.access_key.*`), for rules that name
     /// families of operations.
     pub fn matching(&self, pattern: &str) -> Vec<OpIndex> {

@@ -14,6 +14,7 @@ use crate::rules::Rule;
 use crate::rules::condition::Cond;
 use crate::rules::diag::{Diagnostics, FileCtx, Problem};
 use crate::rules::field::Field;
+use crate::rules::operations::OperationCatalog;
 use crate::rules::stateful::StateSpec;
 use crate::rules::yaml::{self, Loc, Node, NodeValue};
 
@@ -33,11 +34,19 @@ const CORRELATION_KEYS: &[&str] = &[
 pub fn compile_sigma_sources(
     sources: &[(Arc<str>, String)],
     settings: &SigmaSettings,
+    catalog: &OperationCatalog,
     diagnostics: &mut Diagnostics,
 ) -> Vec<Rule> {
     let mut detections: Vec<(Rule, SigmaLogsource)> = Vec::new();
     let mut correlations: Vec<(Arc<str>, Node)> = Vec::new();
     for (name, text) in sources {
+        // Compared canonical, so `./sigma` and an absolute spelling agree.
+        let canonical = |path: &std::path::Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let file = canonical(std::path::Path::new(name.as_ref()));
+        let lift_dir = settings
+            .cross_cloud_dirs
+            .iter()
+            .any(|dir| file.starts_with(canonical(dir)));
         let mut ctx = FileCtx {
             file: name.clone(),
             diagnostics: &mut *diagnostics,
@@ -62,7 +71,7 @@ pub fn compile_sigma_sources(
                 .is_some_and(|entries| get(entries, "correlation").is_some())
             {
                 correlations.push((name.clone(), node));
-            } else if let Some(compiled) = compile_sigma_rule(&mut ctx, settings, &node) {
+            } else if let Some(compiled) = compile_sigma_rule(&mut ctx, settings, catalog, lift_dir, &node) {
                 detections.push(compiled);
             }
         }
@@ -349,6 +358,7 @@ fn compile_correlation(
         author: meta.author.clone(),
         name: meta.name.clone(),
         correlation: Some(kind_name),
+        cross_cloud: false,
     };
     let built = Built {
         condition: Cond::Any(conditions.clone()),

@@ -16,6 +16,7 @@
 
 pub mod correlation;
 pub mod expr;
+pub mod lift;
 pub mod load;
 pub mod mapping;
 pub mod matcher;
@@ -27,9 +28,11 @@ use sha2::{Digest, Sha256};
 use super::condition::{Cond, Test};
 use super::diag::{FileCtx, Problem};
 use super::field::Field;
+use super::operations::OperationCatalog;
 use super::template::{DEFAULT_OUTPUT, Template};
 use super::yaml::{Loc, Node, NodeValue};
 use super::{Level, Rule};
+use crate::event::model::Provider;
 use crate::text::CaseInsensitiveSet;
 use expr::Expr;
 use mapping::SigmaLogsource;
@@ -47,6 +50,8 @@ pub struct SigmaInfo {
     pub name: Option<String>,
     /// For a correlation rule: its type (`event_count` …).
     pub correlation: Option<String>,
+    /// Lifted to operations: it also fires on Tencent and Huawei actions.
+    pub cross_cloud: bool,
 }
 
 /// What a Sigma compile needs from the settings.
@@ -55,6 +60,8 @@ pub struct SigmaSettings {
     pub logsources: Vec<SigmaLogsource>,
     /// `|expand` placeholders: name → values.
     pub placeholders: Vec<(String, Vec<String>)>,
+    /// Directories whose CloudTrail rules are lifted to every cloud (`lift.rs`).
+    pub cross_cloud_dirs: Vec<std::path::PathBuf>,
 }
 
 /// A Sigma rule's descriptive fields, shared by detection and correlation rules.
@@ -192,9 +199,14 @@ pub(super) struct Built {
 
 /// Compile one Sigma detection rule (its parsed YAML), with the logsource
 /// it was mapped through. `None` when it is refused; the reasons are in `ctx`.
+/// `catalog` lifts the rule to operations when it asks (the tag
+/// `trailwarden.cross_cloud`) or `lift_dir` (its file is under one of
+/// `rules.sigma_cross_cloud_dirs`) and it can be.
 pub fn compile_sigma_rule(
     ctx: &mut FileCtx<'_>,
     settings: &SigmaSettings,
+    catalog: &OperationCatalog,
+    lift_dir: bool,
     node: &Node,
 ) -> Option<(Rule, SigmaLogsource)> {
     let Some(entries) = node.as_map() else {
@@ -242,13 +254,65 @@ pub fn compile_sigma_rule(
         ctx.error(node.loc, Problem::MissingKey, "a Sigma rule needs a `detection`");
         return None;
     };
-    let detection_cond = compile_detection(ctx, settings, logsource, detection)?;
-    let provider = Cond::Test {
+    let asked = meta.tags.iter().any(|tag| tag == lift::CROSS_CLOUD_TAG);
+    let aws = logsource.provider == Provider::Aws;
+    if asked && !aws {
+        ctx.error(
+            node.loc,
+            Problem::BadValue,
+            format!(
+                "`{}`: only CloudTrail rules are lifted to other clouds",
+                lift::CROSS_CLOUD_TAG
+            ),
+        );
+        return None;
+    }
+    let lift = (asked || lift_dir) && aws;
+    let detection_node = detection;
+    let detection = compile_detection(ctx, settings, logsource, detection_node, lift.then_some(catalog))?;
+    if asked && detection.lifted.is_none() {
+        ctx.error(
+            detection_node.loc,
+            Problem::BadValue,
+            format!(
+                "`{}`: a rule is lifted to other clouds only when every search tests `eventSource` and `eventName` alone",
+                lift::CROSS_CLOUD_TAG
+            ),
+        );
+        return None;
+    }
+    let on = |providers: &[Provider]| Cond::Test {
         field: Field::Provider,
         test: Test::In {
-            texts: CaseInsensitiveSet::new([logsource.provider.as_str()]),
+            texts: CaseInsensitiveSet::new(providers.iter().map(|provider| provider.as_str())),
             numbers: Vec::new(),
         },
+    };
+    let others: Vec<Provider> = Provider::ALL
+        .into_iter()
+        .filter(|provider| *provider != logsource.provider)
+        .collect();
+    let mut clouds = vec![logsource.provider];
+    let condition = match &detection.lifted {
+        Some(lifted) => {
+            let operations = lifted.index_keys().map(|keys| keys.operations).unwrap_or_default();
+            for provider in &others {
+                let covered = operations.iter().any(|operation| {
+                    catalog
+                        .info(*operation)
+                        .is_some_and(|info| info.coverage.iter().any(|(cloud, _)| cloud == provider))
+                });
+                if covered {
+                    clouds.push(*provider);
+                }
+            }
+            clouds.sort_by_key(|provider| Provider::ALL.iter().position(|each| each == provider));
+            Cond::Any(vec![
+                Cond::All(vec![on(&[logsource.provider]), detection.cond]),
+                Cond::All(vec![on(&others), lifted.clone()]),
+            ])
+        }
+        None => Cond::All(vec![on(&[logsource.provider]), detection.cond]),
     };
     let hash = {
         let mut hasher = Sha256::new();
@@ -269,24 +333,33 @@ pub fn compile_sigma_rule(
         author: meta.author.clone(),
         name: meta.name.clone(),
         correlation: None,
+        cross_cloud: detection.lifted.is_some(),
     };
     let built = Built {
-        condition: Cond::All(vec![provider, detection_cond]),
+        condition,
         state: None,
         group_by: Vec::new(),
-        clouds: vec![logsource.provider],
+        clouds,
         hash,
     };
     Some((meta.into_rule(ctx, node, sigma, built), logsource.clone()))
 }
 
 /// The `detection` section: named searches and the `condition` over them.
+/// A compiled `detection`, and the same lifted to operations when asked
+/// and every search tests only `eventSource` / `eventName` (`lift.rs`).
+struct Detection {
+    cond: Cond,
+    lifted: Option<Cond>,
+}
+
 fn compile_detection(
     ctx: &mut FileCtx<'_>,
     settings: &SigmaSettings,
     logsource: &SigmaLogsource,
     detection: &Node,
-) -> Option<Cond> {
+    lift: Option<&OperationCatalog>,
+) -> Option<Detection> {
     let Some(entries) = detection.as_map() else {
         ctx.error(detection.loc, Problem::WrongType, "`detection` must be a mapping");
         return None;
@@ -294,6 +367,7 @@ fn compile_detection(
     let mut searches: Vec<(String, Cond)> = Vec::new();
     let mut condition: Option<&Node> = None;
     let mut failed = false;
+    let mut liftable = true;
     for (key, value) in entries {
         let Some(name) = key.as_str() else {
             ctx.error(key.loc, Problem::WrongType, "a search identifier must be a string");
@@ -310,15 +384,14 @@ fn compile_detection(
                 );
                 failed = true;
             }
-            _ => match compile_search(ctx, settings, logsource, value) {
-                Some(cond) => searches.push((name.to_string(), cond)),
-                None => {
-                    // Already reported; kept by name so the condition is
-                    // still checked without a second error for it.
-                    searches.push((name.to_string(), Cond::Const(false)));
-                    failed = true;
-                }
-            },
+            _ => {
+                liftable &= lift::search_is_liftable(value);
+                let compiled = compile_search(ctx, settings, logsource, value);
+                // A failed search is already reported; it is kept by name so
+                // the condition is still checked without a second error for it.
+                failed |= compiled.is_none();
+                searches.push((name.to_string(), compiled.unwrap_or(Cond::Const(false))));
+            }
         }
     }
     let Some(condition) = condition else {
@@ -332,9 +405,21 @@ fn compile_detection(
             .collect(),
         _ => vec![(ctx.text(condition, "`condition`")?, condition.loc)],
     };
+    let lifted_searches: Option<Vec<(String, Cond)>> = lift.filter(|_| liftable).map(|catalog| {
+        searches
+            .iter()
+            .map(|(name, search)| (name.clone(), lift::lift_search(search, catalog)))
+            .collect()
+    });
     let mut alternatives = Vec::new();
+    let mut lifted = Vec::new();
     for (text, loc) in texts {
-        match expr::parse(&text).and_then(|expr| resolve(&expr, &searches)) {
+        match expr::parse(&text).and_then(|expr| {
+            if let Some(searches) = &lifted_searches {
+                lifted.push(resolve(&expr, searches)?);
+            }
+            resolve(&expr, &searches)
+        }) {
             Ok(cond) => alternatives.push(cond),
             Err(message) => {
                 ctx.error(loc, Problem::BadValue, format!("condition `{text}`: {message}"));
@@ -345,10 +430,16 @@ fn compile_detection(
     if failed {
         return None;
     }
-    Some(if alternatives.len() == 1 {
-        alternatives.remove(0)
-    } else {
-        Cond::Any(alternatives)
+    let either = |mut parts: Vec<Cond>| {
+        if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Cond::Any(parts)
+        }
+    };
+    Some(Detection {
+        cond: either(alternatives),
+        lifted: lifted_searches.map(|_| either(lifted)),
     })
 }
 

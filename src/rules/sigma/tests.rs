@@ -8,18 +8,33 @@ fn settings() -> SigmaSettings {
     SigmaSettings {
         logsources: mapping::builtin_logsources(),
         placeholders: vec![("admins".into(), vec!["alice".into(), "bob".into()])],
+        cross_cloud_dirs: Vec::new(),
     }
+}
+
+/// The shipped operation catalog.
+fn catalog() -> OperationCatalog {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/operations.yaml");
+    let text = std::fs::read_to_string(path).expect("the catalog");
+    let mut diagnostics = Diagnostics::default();
+    let catalog = crate::rules::operations::load_catalog(path, &text, &mut diagnostics);
+    assert!(diagnostics.is_empty(), "{diagnostics}");
+    catalog
 }
 
 /// Compile `text` as a Sigma rule: the rule, or the diagnostics as text.
 fn compile(text: &str) -> Result<Rule, String> {
+    compile_with(text, &OperationCatalog::default(), false)
+}
+
+fn compile_with(text: &str, catalog: &OperationCatalog, lift_dir: bool) -> Result<Rule, String> {
     let node = crate::rules::yaml::parse(text).map_err(|error| error.message)?;
     let mut diagnostics = Diagnostics::default();
     let mut ctx = FileCtx {
         file: Arc::from("rule.yml"),
         diagnostics: &mut diagnostics,
     };
-    let rule = compile_sigma_rule(&mut ctx, &settings(), &node).map(|(rule, _)| rule);
+    let rule = compile_sigma_rule(&mut ctx, &settings(), catalog, lift_dir, &node).map(|(rule, _)| rule);
     match rule {
         Some(rule) if diagnostics.is_empty() => Ok(rule),
         _ => Err(diagnostics.to_string()),
@@ -218,4 +233,72 @@ fn what_cannot_be_honoured_is_refused_with_its_place() {
     )
     .unwrap_err();
     assert!(error.contains("rule.yml:4:3") && error.contains("windows"), "{error}");
+}
+
+const CREATE_USER: &str = "title: IAM user created
+id: 33333333-0000-0000-0000-000000000001
+tags: [attack.persistence, attack.t1136.003, trailwarden.cross_cloud]
+logsource:
+    product: aws
+    service: cloudtrail
+detection:
+    selection:
+        eventSource: iam.amazonaws.com
+        eventName: CreateUser
+    condition: selection
+level: medium
+";
+
+fn tencent_add_user() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/records/tencent_api_add_user.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the fixture")).expect("JSON")
+}
+
+fn fires_classified(rule: &Rule, catalog: &OperationCatalog, record: serde_json::Value) -> bool {
+    let mut events = events_of(&[record]).expect("the record normalizes");
+    catalog.classify_event(&mut events[0]);
+    rule.condition.evaluate(&events[0])
+}
+
+#[test]
+fn a_cloudtrail_rule_on_event_names_is_lifted_to_the_other_clouds_when_asked() {
+    let catalog = catalog();
+    let rule = compile_with(CREATE_USER, &catalog, false).unwrap();
+    assert!(rule.sigma.as_ref().is_some_and(|sigma| sigma.cross_cloud));
+    assert!(rule.clouds.len() > 1, "{:?}", rule.clouds);
+    assert!(fires_classified(&rule, &catalog, tencent_add_user()));
+    assert!(fires_classified(
+        &rule,
+        &catalog,
+        cloudtrail(json!({"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"}))
+    ));
+    let mut other = tencent_add_user();
+    other["eventName"] = json!("DescribeInstances");
+    other["eventSource"] = json!("cvm.tencentcloudapi.com");
+    assert!(!fires_classified(&rule, &catalog, other));
+    // Not asked: CloudTrail only.
+    let plain = compile_with(&CREATE_USER.replace(", trailwarden.cross_cloud", ""), &catalog, false).unwrap();
+    assert!(!fires_classified(&plain, &catalog, tencent_add_user()));
+    // Asked by directory.
+    let by_dir = compile_with(&CREATE_USER.replace(", trailwarden.cross_cloud", ""), &catalog, true).unwrap();
+    assert!(fires_classified(&by_dir, &catalog, tencent_add_user()));
+}
+
+#[test]
+fn a_rule_testing_other_fields_is_not_lifted_and_asking_says_why() {
+    let catalog = catalog();
+    let with_user_type = CREATE_USER.replace(
+        "        eventName: CreateUser\n",
+        "        eventName: CreateUser\n        userIdentity.type: Root\n",
+    );
+    let error = compile_with(&with_user_type, &catalog, false).unwrap_err();
+    assert!(
+        error.contains("eventSource") && error.contains("rule.yml:8:5"),
+        "{error}"
+    );
+    let by_dir = compile_with(&with_user_type.replace(", trailwarden.cross_cloud", ""), &catalog, true).unwrap();
+    assert!(!by_dir.sigma.as_ref().is_some_and(|sigma| sigma.cross_cloud));
 }
