@@ -815,8 +815,7 @@
       rule.advice ? h('div', { class: 'advice', id: 'detail-advice' }, h('strong', null, 'What to do'), richText(rule.advice)) : null,
       rule.false_positives ? h('div', { class: 'advice fp' }, h('strong', null, 'Known false positives'), richText(rule.false_positives)) : null,
       rule.tags && rule.tags.length ? h('div', { class: 'line2' }, rule.tags.map((tag) => h('span', { class: 'chip' }, tag))) : null,
-      rule.sigma ? h('div', { class: 'line2', id: 'detail-sigma' },
-        `Sigma rule (${rule.sigma.logsource}${rule.sigma.status ? `, status ${rule.sigma.status}` : ''})`) : null,
+      rule.sigma ? h('div', { class: 'line2', id: 'detail-sigma' }, sigmaLabel(rule.sigma)) : null,
       rule.references && rule.references.length ? h('ul', { class: 'references', id: 'detail-references' },
         rule.references.map((reference) => h('li', { class: 'mono' }, reference))) : null);
   }
@@ -1179,6 +1178,7 @@
         return h('tr', { dataset: { id: rule.id } },
           h('td', null, h('span', { class: `chip ${rule.enabled ? 'on' : 'off'}` }, rule.enabled ? 'enabled' : 'disabled')),
           h('td', { class: 'title-cell' }, h('div', { class: 'title' }, rule.title), h('div', { class: 'rule' }, rule.id),
+            rule.sigma ? h('div', { class: 'line2 sigma' }, sigmaLabel(rule.sigma)) : null,
             rule.description ? h('div', { class: 'line2' }, richText(rule.description)) : null),
           h('td', null, levelBadge(rule.level)),
           h('td', null, (rule.clouds || []).map((cloud) => providerChip(cloud))),
@@ -1198,6 +1198,15 @@
           h('thead', null, h('tr', null, h('th', null, 'State'), h('th', null, 'Rule'), h('th', null, 'Level'), h('th', null, 'Clouds'), h('th', null, 'Tags'),
             h('th', null, 'Embedded tests'), h('th', null, ''))),
           tbody))));
+  }
+
+  /** "Sigma correlation (event_count) · aws/cloudtrail · status test · cross-cloud". */
+  function sigmaLabel(sigma) {
+    const parts = [sigma.correlation ? `Sigma correlation (${sigma.correlation})` : 'Sigma rule'];
+    if (sigma.logsource) parts.push(sigma.logsource);
+    if (sigma.status) parts.push(`status ${sigma.status}`);
+    if (sigma.cross_cloud) parts.push('cross-cloud');
+    return parts.join(' · ');
   }
 
   function reloadPanel(page, body, reload) {
