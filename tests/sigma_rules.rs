@@ -34,6 +34,15 @@ detection:
 falsepositives:
     - Key rotation
 level: high
+tests:
+    - name: a user creates a key
+      expect: match
+      events:
+          - {eventVersion: '1.08', eventID: k-1, eventTime: '2026-03-02T10:00:00Z', eventSource: iam.amazonaws.com, eventName: CreateAccessKey, awsRegion: us-east-1, userIdentity: {type: IAMUser, userName: alice}}
+    - name: the service rotating a key is not flagged
+      expect: no_match
+      events:
+          - {eventVersion: '1.08', eventID: k-2, eventTime: '2026-03-02T10:00:00Z', eventSource: iam.amazonaws.com, eventName: CreateAccessKey, awsRegion: us-east-1, userIdentity: {type: AWSService}}
 ";
 
 fn config(dir: &Path, sigma: &Path, watched: Option<&Path>) -> std::path::PathBuf {
@@ -88,6 +97,21 @@ fn a_sigma_rule_is_listed_and_raises_alarms_like_a_native_one() {
     assert_eq!(rule["sigma"]["logsource"], "aws/cloudtrail");
     assert_eq!(rule["false_positives"], "Key rotation");
     assert_eq!(rule["clouds"], serde_json::json!(["aws"]));
+
+    // Its embedded tests run with `rules test`, and a failing one fails `rules validate`.
+    let tested = cli.ok(&["rules", "test"]);
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(report.contains("0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c01"), "{report}");
+    std::fs::write(
+        sigma.join("create_key.yml"),
+        CREATE_KEY.replace("expect: no_match", "expect: match"),
+    )
+    .unwrap();
+    let failing = cli.run(&["rules", "validate"]);
+    assert!(!failing.status.success());
+    let problems = String::from_utf8_lossy(&failing.stderr).to_string() + &String::from_utf8_lossy(&failing.stdout);
+    assert!(problems.contains("the service rotating a key"), "{problems}");
+    std::fs::write(sigma.join("create_key.yml"), CREATE_KEY).unwrap();
 
     let db = dir.path().join("alarms.db");
     cli.ok(&[

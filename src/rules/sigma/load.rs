@@ -361,6 +361,9 @@ fn compile_correlation(
         cross_cloud: false,
     };
     let built = Built {
+        tests: get(entries, "tests")
+            .map(|value| crate::rules::testing::compile_tests(ctx, value))
+            .unwrap_or_default(),
         condition: Cond::Any(conditions.clone()),
         state: Some(StateSpec {
             correlation: Some(Arc::new(Correlation {

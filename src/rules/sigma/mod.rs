@@ -177,7 +177,7 @@ impl Metadata {
             condition: built.condition,
             state: built.state,
             exceptions: Vec::new(),
-            tests: Vec::new(),
+            tests: built.tests,
             group_by: built.group_by,
             output: Template::compile(ctx, DEFAULT_OUTPUT, node.loc),
             clouds: built.clouds,
@@ -190,6 +190,8 @@ impl Metadata {
 
 /// What a rule kind compiles to.
 pub(super) struct Built {
+    /// Embedded tests (trailwarden's `tests:` attribute, as in native rules).
+    pub tests: Vec<super::testing::RuleTest>,
     pub condition: Cond,
     pub state: Option<super::stateful::StateSpec>,
     pub group_by: Vec<Field>,
@@ -336,6 +338,9 @@ pub fn compile_sigma_rule(
         cross_cloud: detection.lifted.is_some(),
     };
     let built = Built {
+        tests: get(entries, "tests")
+            .map(|value| super::testing::compile_tests(ctx, value))
+            .unwrap_or_default(),
         condition,
         state: None,
         group_by: Vec::new(),
