@@ -836,7 +836,7 @@ fn rules_reports_metrics_and_the_openapi_document() {
             .sum::<u64>()
             > 30
     );
-    assert_eq!(rules["reload"]["rules"], 30);
+    assert_eq!(rules["reload"]["rules"], 41);
     assert!(rules["reload"]["version"].is_string());
     server.get("/api/v1/rules?x=1", Some(VIEWER)).error(400, &["x"]);
     // Activity: the god view over the examples.
