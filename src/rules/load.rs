@@ -134,27 +134,8 @@ pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>
             OperationCatalog::default()
         }
     };
-    let mut sources = Vec::new();
-    for path in files {
-        let name: Arc<str> = Arc::from(path.display().to_string());
-        match std::fs::read_to_string(&path) {
-            Ok(text) => sources.push((name, text)),
-            Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
-        }
-    }
-    let mut override_sources = Vec::new();
-    for path in &options.overrides {
-        let name: Arc<str> = Arc::from(path.display().to_string());
-        match std::fs::read_to_string(path) {
-            Ok(text) => override_sources.push((name, text)),
-            Err(error) => diagnostics.push(
-                &name,
-                Loc::default(),
-                Problem::Io,
-                format!("cannot read override file: {error}"),
-            ),
-        }
-    }
+    let sources = read_sources(&files, "cannot read", &mut diagnostics);
+    let override_sources = read_sources(&options.overrides, "cannot read override file", &mut diagnostics);
     let mut sigma_sources = Vec::new();
     for dir in &options.sigma_dirs {
         let files = match sigma_files(dir) {
@@ -169,13 +150,7 @@ pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>
                 continue;
             }
         };
-        for path in files {
-            let name: Arc<str> = Arc::from(path.display().to_string());
-            match std::fs::read_to_string(&path) {
-                Ok(text) => sigma_sources.push((name, text)),
-                Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("cannot read: {error}")),
-            }
-        }
+        sigma_sources.extend(read_sources(&files, "cannot read", &mut diagnostics));
     }
     let result = compile_sources(
         &sources,
@@ -186,6 +161,20 @@ pub fn load_rules_partial(dir: &Path, options: &RuleOptions) -> (Option<RuleSet>
         &mut diagnostics,
     );
     (result, diagnostics)
+}
+
+/// The text of each file (named by its path); a file that cannot be read
+/// is a located problem (`what`: "cannot read …").
+fn read_sources(paths: &[PathBuf], what: &str, diagnostics: &mut Diagnostics) -> Vec<(Arc<str>, String)> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let name: Arc<str> = Arc::from(path.display().to_string());
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push((name, text)),
+            Err(error) => diagnostics.push(&name, Loc::default(), Problem::Io, format!("{what}: {error}")),
+        }
+    }
+    sources
 }
 
 /// Rule files under `dir`, recursively, sorted, without the catalog.

@@ -272,6 +272,38 @@ impl EngineState {
     }
 }
 
+/// Record `time_ms` in the window under `key` (created when missing) and
+/// return how many events it holds.
+pub fn count_in_window(state: &mut EngineState, key: u64, time_ms: i64, window_ms: i64) -> usize {
+    match state.windows.get_mut(key, time_ms) {
+        Some(window) => window_count(window, time_ms, window_ms),
+        None => {
+            let mut window = Window::default();
+            let count = window_count(&mut window, time_ms, window_ms);
+            state.windows.put(key, window, time_ms);
+            count
+        }
+    }
+}
+
+/// Apply `update` to the distinct window under `key` (created when missing).
+pub fn with_distinct<R>(
+    state: &mut EngineState,
+    key: u64,
+    time_ms: i64,
+    update: impl FnOnce(&mut DistinctWindow) -> R,
+) -> R {
+    match state.distinct.get_mut(key, time_ms) {
+        Some(window) => update(window),
+        None => {
+            let mut window = DistinctWindow::default();
+            let result = update(&mut window);
+            state.distinct.put(key, window, time_ms);
+            result
+        }
+    }
+}
+
 /// Record `time_ms` in a window of `window_ms` and return how many events it holds.
 pub fn window_count(window: &mut Window, time_ms: i64, window_ms: i64) -> usize {
     let position = window.times.partition_point(|existing| *existing <= time_ms);

@@ -18,7 +18,7 @@ use super::condition::Comparison;
 use super::diag::{FileCtx, Problem};
 use super::field::Field;
 use super::operations::OperationCatalog;
-use super::state::{EngineState, KeySeen, distinct_count, state_key, window_count};
+use super::state::{EngineState, KeySeen, count_in_window, distinct_count, state_key, with_distinct};
 use super::yaml::Node;
 use crate::event::model::{AuditEvent, OutcomeResult};
 
@@ -320,30 +320,16 @@ impl StateSpec {
         }
         if let Some(spec) = &self.count {
             let key = state_key(&[rule_id, "count", &tuple(&spec.by, event, catalog, scratch)]);
-            let count = match state.windows.get_mut(key, time) {
-                Some(window) => window_count(window, time, spec.window_ms),
-                None => {
-                    let mut window = Default::default();
-                    let count = window_count(&mut window, time, spec.window_ms);
-                    state.windows.put(key, window, time);
-                    count
-                }
-            };
+            let count = count_in_window(state, key, time, spec.window_ms);
             holds &= spec.bound.holds(count as i64);
         }
         if let Some(spec) = &self.distinct {
             let key = state_key(&[rule_id, "distinct", &tuple(&spec.by, event, catalog, scratch)]);
             spec.field.collect_text(event, catalog, scratch);
             let value = state_key(&[&scratch.join(",")]);
-            let count = match state.distinct.get_mut(key, time) {
-                Some(window) => distinct_count(window, value, time, spec.window_ms),
-                None => {
-                    let mut window = Default::default();
-                    let count = distinct_count(&mut window, value, time, spec.window_ms);
-                    state.distinct.put(key, window, time);
-                    count
-                }
-            };
+            let count = with_distinct(state, key, time, |window| {
+                distinct_count(window, value, time, spec.window_ms)
+            });
             holds &= spec.bound.holds(count as i64);
         }
         if let Some(correlation) = &self.correlation {

@@ -15,7 +15,7 @@ use crate::event::model::AuditEvent;
 use crate::rules::condition::Cond;
 use crate::rules::field::Field;
 use crate::rules::operations::OperationCatalog;
-use crate::rules::state::{DistinctWindow, EngineState, distinct_count, state_key, window_count};
+use crate::rules::state::{DistinctWindow, EngineState, count_in_window, distinct_count, state_key, with_distinct};
 
 /// How many events (or values) a window must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,16 +79,7 @@ impl Correlation {
             let key = state_key(&[rule_id, "correlation", &group]);
             fired |= match &self.kind {
                 CorrelationKind::EventCount(threshold) => {
-                    let count = match state.windows.get_mut(key, time) {
-                        Some(window) => window_count(window, time, self.timespan_ms),
-                        None => {
-                            let mut window = Default::default();
-                            let count = window_count(&mut window, time, self.timespan_ms);
-                            state.windows.put(key, window, time);
-                            count
-                        }
-                    };
-                    threshold.holds(count as i64)
+                    threshold.holds(count_in_window(state, key, time, self.timespan_ms) as i64)
                 }
                 CorrelationKind::ValueCount { fields, threshold } => {
                     fields[index].collect_text(event, catalog, scratch);
@@ -126,18 +117,6 @@ fn group_text(fields: &[Field], event: &AuditEvent, catalog: &OperationCatalog, 
         parts.push(scratch.join(","));
     }
     parts.join("\u{1f}")
-}
-
-fn with_distinct<R>(state: &mut EngineState, key: u64, time: i64, update: impl FnOnce(&mut DistinctWindow) -> R) -> R {
-    match state.distinct.get_mut(key, time) {
-        Some(window) => update(window),
-        None => {
-            let mut window = DistinctWindow::default();
-            let result = update(&mut window);
-            state.distinct.put(key, window, time);
-            result
-        }
-    }
 }
 
 /// `temporal_ordered`: the window holds, per step reached, the start time
