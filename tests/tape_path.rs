@@ -298,13 +298,26 @@ fn replay_examples(normalizers: &str) -> String {
 /// Detection is unchanged by the tape path and by parallel normalizers: a
 /// replay of the examples gives, match for match and in the same order, what
 /// the binary before them gave (`examples_replay.jsonl` was written by commit
-/// 7f458e8, the last one reading every record into a tree with one normalizer).
+/// 7f458e8, the last one reading every record into a tree with one normalizer),
+/// for the rules the pack had then.
 #[test]
 fn a_replay_of_the_examples_matches_what_the_tree_path_found() {
     let golden = std::fs::read_to_string(format!("{}/examples_replay.jsonl", common::GOLDEN)).unwrap();
     assert!(golden.lines().count() > 200);
+    // Rules added to the pack since then are left out: what is compared is
+    // that the rules it had still match exactly as they did.
+    let rule_of = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|found| found["rule"].as_str().map(str::to_string))
+    };
+    let known: std::collections::BTreeSet<String> = golden.lines().filter_map(rule_of).collect();
     for normalizers in ["1", "2", "3"] {
-        let actual = replay_examples(normalizers);
+        let actual: String = replay_examples(normalizers)
+            .lines()
+            .filter(|line| rule_of(line).is_some_and(|rule| known.contains(&rule)))
+            .map(|line| format!("{line}\n"))
+            .collect();
         let difference = golden.lines().zip(actual.lines()).position(|(a, b)| a != b);
         assert!(
             difference.is_none() && golden.lines().count() == actual.lines().count(),
