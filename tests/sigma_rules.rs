@@ -76,6 +76,16 @@ fn alarms_of(db: &Path, rule: &str) -> Vec<Value> {
     serde_json::from_slice(&output.stdout).unwrap_or_default()
 }
 
+/// Rule `id` as `rules list --format jsonl` shows it.
+fn listed_rule(cli: &Trailwarden, id: &str) -> Value {
+    let listed = cli.ok(&["rules", "list", "--format", "jsonl"]);
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|rule| rule["id"] == id)
+        .unwrap_or_else(|| panic!("rule {id} is not listed"))
+}
+
 #[test]
 fn a_sigma_rule_is_listed_and_raises_alarms_like_a_native_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,12 +95,7 @@ fn a_sigma_rule_is_listed_and_raises_alarms_like_a_native_one() {
     let config = config(dir.path(), &sigma, None);
     let cli = Trailwarden::new().config(&config);
 
-    let listed = cli.ok(&["rules", "list", "--format", "jsonl"]);
-    let rule: Value = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|rule| rule["id"] == "0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c01")
-        .expect("the Sigma rule is listed");
+    let rule = listed_rule(&cli, "0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c01");
     assert_eq!(rule["level"], "high");
     assert_eq!(rule["mitre"], serde_json::json!(["T1098.001"]));
     assert_eq!(rule["sigma"]["status"], "experimental");
@@ -209,12 +214,7 @@ level: medium
         .set("rules", "sigma_cross_cloud_dirs", &[sigma.as_path()][..])
         .write(&config);
     let cli = Trailwarden::new().config(&config);
-    let listed = cli.ok(&["rules", "list", "--format", "jsonl"]);
-    let rule: Value = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|rule| rule["id"] == "0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c02")
-        .expect("listed");
+    let rule = listed_rule(&cli, "0c6e52a4-7a55-4b7e-9d0e-3f1d2a6b8c02");
     assert_eq!(rule["sigma"]["cross_cloud"], true);
     assert!(
         rule["clouds"]
