@@ -322,3 +322,69 @@ fn syntax_errors_are_reported_where_they_are_and_limits_say_to_split_the_file() 
     assert!(text.contains("split it into several files"), "{text}");
     assert!(!text.contains("Depth {") && !text.contains("budget"), "{text}");
 }
+
+/// `other_account` rules alarm on a bucket policy or a KMS key of an outside
+/// account, and an operator's override that appends the account to
+/// `trusted_accounts` (the organisation's own accounts) silences both.
+#[test]
+fn trusted_accounts_override_silences_the_foreign_account_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records.jsonl");
+    let identity = r#""recipientAccountId": "493817265041", "userIdentity": {"type": "IAMUser", "principalId": "AIDAXEK3Q7BZ5N2W4R6TY", "arn": "arn:aws:iam::493817265041:user/deploy-bot", "accountId": "493817265041", "accessKeyId": "AKIAXEK3Q7BZ7HNM4P2L", "userName": "deploy-bot"}"#;
+    let policy = format!(
+        r#"{{"eventVersion": "1.11", "eventTime": "2026-03-02T03:00:00Z", "eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy", "awsRegion": "us-east-1", "sourceIPAddress": "34.229.17.208", "eventID": "tp-1", "eventType": "AwsApiCall", "requestParameters": {{"bucketName": "finance-reports", "bucketPolicy": {{"Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::193672423079:root"}}, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::finance-reports/*"}}]}}}}, {identity}}}"#
+    );
+    let copy = format!(
+        r#"{{"eventVersion": "1.10", "eventTime": "2026-03-02T03:01:00Z", "eventSource": "s3.amazonaws.com", "eventName": "CopyObject", "awsRegion": "us-east-1", "sourceIPAddress": "34.229.17.208", "eventID": "tp-2", "eventType": "AwsApiCall", "requestParameters": {{"bucketName": "finance-reports", "key": "q1.xlsx", "x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:999999999999:key/4f1c2e8a"}}, {identity}}}"#
+    );
+    std::fs::write(&records, format!("{policy}\n{copy}\n")).unwrap();
+    let matched = |config: &Path| -> Vec<String> {
+        let replay = Trailwarden::new()
+            .command(&["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
+            .arg(&records)
+            .output()
+            .unwrap();
+        assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+        String::from_utf8_lossy(&replay.stdout)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["rule"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let plain = dir.path().join("plain.toml");
+    Config::new().set("rules", "dir", rules_dir()).write(&plain);
+    let before = matched(&plain);
+    assert!(
+        before.iter().any(|rule| rule == "bucket-policy-foreign-account"),
+        "{before:?}"
+    );
+    assert!(
+        before.iter().any(|rule| rule == "encryption-with-foreign-key"),
+        "{before:?}"
+    );
+
+    let overrides = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &overrides,
+        "lists:\n  - list: trusted_accounts\n    append: [\"193672423079\", \"999999999999\"]\n",
+    )
+    .unwrap();
+    let trusted = dir.path().join("trusted.toml");
+    Config::new()
+        .set("rules", "dir", rules_dir())
+        .set("rules", "overrides", &[overrides.as_path()][..])
+        .write(&trusted);
+    let after = matched(&trusted);
+    assert!(
+        !after.iter().any(|rule| rule == "bucket-policy-foreign-account"),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|rule| rule == "encryption-with-foreign-key"),
+        "{after:?}"
+    );
+}

@@ -53,6 +53,9 @@ pub struct DistinctSpec {
     pub window_ms: i64,
     pub by: Vec<Field>,
     pub bound: Bound,
+    /// `new_value: true`: hold only on the event that brings a value the
+    /// window did not have (the second address, not every call after it).
+    pub new_value: bool,
 }
 
 /// A compiled `state:` block (or a Sigma correlation).
@@ -200,7 +203,7 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
             ctx,
             value,
             "`distinct`",
-            &["field", "window", "by", "gt", "gte", "lt", "lte"],
+            &["field", "window", "by", "new_value", "gt", "gte", "lt", "lte"],
         );
         let field = match node_of(value, "field") {
             Some(field) => parse_fields(ctx, field, "`distinct.field`").into_iter().next(),
@@ -219,13 +222,17 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
         let by = node_of(value, "by")
             .map(|by| parse_fields(ctx, by, "`distinct.by`"))
             .unwrap_or_default();
-        let bound = parse_bound(ctx, value, "`distinct`", false, &["field", "window", "by"]);
+        let new_value = node_of(value, "new_value")
+            .and_then(|flag| ctx.boolean(flag, "`distinct.new_value`"))
+            .unwrap_or(false);
+        let bound = parse_bound(ctx, value, "`distinct`", false, &["field", "window", "by", "new_value"]);
         if let (Some(field), Some(window_ms), Some(bound)) = (field, window_ms, bound) {
             spec.distinct = Some(DistinctSpec {
                 field,
                 window_ms,
                 by,
                 bound,
+                new_value,
             });
         }
     }
@@ -327,10 +334,14 @@ impl StateSpec {
             let key = state_key(&[rule_id, "distinct", &tuple(&spec.by, event, catalog, scratch)]);
             spec.field.collect_text(event, catalog, scratch);
             let value = state_key(&[&scratch.join(",")]);
-            let count = with_distinct(state, key, time, |window| {
-                distinct_count(window, value, time, spec.window_ms)
+            let (count, was_new) = with_distinct(state, key, time, |window| {
+                let was_new = !window
+                    .values
+                    .iter()
+                    .any(|(existing, seen)| *existing == value && *seen >= time - spec.window_ms);
+                (distinct_count(window, value, time, spec.window_ms), was_new)
             });
-            holds &= spec.bound.holds(count as i64);
+            holds &= spec.bound.holds(count as i64) && (was_new || !spec.new_value);
         }
         if let Some(correlation) = &self.correlation {
             holds &= correlation.evaluate(rule_id, event, state, catalog, scratch);

@@ -13,7 +13,10 @@ use crate::event::model::Provider;
 use super::agents::{agent, kebab};
 use super::call::{Call, Op, Who};
 use super::generator::{Generator, Pending, keys_of_cloud};
-use super::organisation::{ATTACKER_IPS, Account, FIXED_IPS, GITHUB_HOOK_IPS, Person, long_term_key};
+use super::organisation::{
+    ATTACKER_IPS, Account, FIXED_IPS, GITHUB_HOOK_IPS, INSTANCE_ROLE, Person, instance_egress_ip, long_term_key,
+    role_session_key,
+};
 use super::random::{B32, LOWER_ALNUM, Rng, digits};
 use super::scenarios::{SCENARIO_CLOUDS, SCENARIOS};
 use super::timeline::{DAY_MS, MINUTE_MS, aws_display_time, next_local_hour, utc};
@@ -256,6 +259,39 @@ impl Generator {
                 for op in ops {
                     let time = tick(&mut t, &mut self.rng, 1, 8);
                     steps.push(self.attack_call(provider, account, time, &actor, op));
+                }
+            }
+            "instance_credentials_stolen" => {
+                // Only AWS names a role session after its instance.
+                let Some(role) = holder.roles.iter().find(|role| role.name == INSTANCE_ROLE).cloned() else {
+                    return steps;
+                };
+                let session = instance.id.clone();
+                let key = role_session_key(provider, holder, &role, &session, t);
+                let who = Who::Role { role, session };
+                let own = Actor {
+                    who: who.clone(),
+                    key: key.clone(),
+                    ip: instance_egress_ip(&instance.id),
+                    tool: 0,
+                    agent: Some("aws-sdk-java/2.25.16 Linux/6.1.79 OpenJDK_64-Bit_Server_VM/17.0.10+7-LTS Java/17.0.10 vendor/Amazon.com_Inc. io/sync http/Apache cfg/retry-mode/legacy".into()),
+                };
+                let time = tick(&mut t, &mut self.rng, 1, 5);
+                steps.push(self.attack_call(provider, account, time, &own, Op::new("s3", "ListBuckets", true)));
+                let thief = Actor {
+                    who,
+                    key,
+                    ip: attacker_ip.clone(),
+                    tool,
+                    agent: None,
+                };
+                for op in [
+                    Op::new("sts", "GetCallerIdentity", true),
+                    Op::new("s3", "ListBuckets", true),
+                    Op::new("iam", "ListRoles", true).request(json!({})),
+                ] {
+                    let time = tick(&mut t, &mut self.rng, 2, 9);
+                    steps.push(self.attack_call(provider, account, time, &thief, op));
                 }
             }
             "hacker_tool_agent" => {

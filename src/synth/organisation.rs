@@ -63,10 +63,13 @@ const BOT_NAMES: &[&str] = &[
     "cert-renewer",
 ];
 
+/// The AWS role EC2 instances run under (its sessions are named after the instance).
+pub(super) const INSTANCE_ROLE: &str = "ec2-app-role";
+
 const AWS_ROLES: &[&str] = &[
     "ci-deployer",
     "ops-automation",
-    "ec2-app-role",
+    INSTANCE_ROLE,
     "lambda-exec-orders",
     "AWSReservedSSO_ReadOnlyAccess_4f2a9c1e7b3d5a60",
 ];
@@ -335,7 +338,7 @@ pub(super) fn role_session(provider: Provider, holder: &Account, role: &Person, 
     let hour = (time_ms / HOUR_MS) as usize;
     match (provider, role.name.as_str()) {
         (Provider::Aws, "ci-deployer") => format!("ci-runner-{}", 88_000 + hour % 4000),
-        (Provider::Aws, "ec2-app-role") => holder.instances[hour % holder.instances.len()].id.clone(),
+        (Provider::Aws, INSTANCE_ROLE) => holder.instances[hour % holder.instances.len()].id.clone(),
         (Provider::Aws, "lambda-exec-orders") => "orders-sync".to_string(),
         (Provider::Aws, name) if name.starts_with("AWSReserved") => {
             let human = &holder.users[holder.humans[hour % holder.humans.len()]];
@@ -451,6 +454,19 @@ pub(super) fn pool_ip(index: usize) -> String {
     let (a, b) = IP_BLOCKS[(index / per_block) % IP_BLOCKS.len()];
     let within = index % per_block;
     format!("{a}.{b}.{}.{}", within / 254, within % 254 + 1)
+}
+
+/// The public address an EC2 instance's calls leave from (its Elastic IP or
+/// NAT gateway): one per instance, stable, in EC2's 54.144.0.0/12, so an
+/// instance role's session calls from one public address all its life.
+pub(super) fn instance_egress_ip(instance_id: &str) -> String {
+    let hash = hash_text(instance_id);
+    format!(
+        "54.{}.{}.{}",
+        144 + (hash % 16),
+        (hash >> 8) % 256,
+        (hash >> 16) % 254 + 1
+    )
 }
 
 /// Attackers' addresses: VPS and Tor exits, none in GitHub's ranges.

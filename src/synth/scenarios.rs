@@ -60,6 +60,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "A key never seen before starts large instances or a database through the API (RunInstances, CreateDBInstance, createServer, createInstance).",
     ),
     (
+        "instance_credentials_stolen",
+        "instance-credentials-used-elsewhere",
+        "An EC2 instance role's session credentials, taken from the metadata service, are used from an attacker's address after the instance's own calls (GetCallerIdentity, ListBuckets, ListRoles).",
+    ),
+    (
         "new_user_high_risk",
         "new-user-high-risk-api",
         "A user is created and given an access key; within hours that new user's key calls high-risk APIs.",
@@ -88,6 +93,7 @@ pub(super) const SCENARIO_CLOUDS: &[&[Provider]] = &[
     &[Provider::Tencent],
     &Provider::ALL,
     &Provider::ALL,
+    &[Provider::Aws],
     &Provider::ALL,
     &Provider::ALL,
     &Provider::ALL,

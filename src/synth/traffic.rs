@@ -13,7 +13,9 @@ use crate::event::model::Provider;
 use super::agents::{BROWSERS, TENCENT_CONSOLE_AGENT, agent};
 use super::call::{Call, Method, Op, Who};
 use super::generator::{FAILURE_RATE, Generator};
-use super::organisation::{Account, Person, role_session, role_session_key, session_key};
+use super::organisation::{
+    Account, INSTANCE_ROLE, Person, instance_egress_ip, role_session, role_session_key, session_key,
+};
 use super::random::{B62, Rng, hash_text};
 use super::timeline::{HOUR_MS, aws_display_time, utc, working_hours};
 
@@ -130,6 +132,8 @@ impl Generator {
             self.read_op(provider, account, &region)
         };
         let key = role_session_key(provider, holder, &role, &session, time_ms);
+        // An instance's role session leaves from the instance's own address.
+        let egress = (provider == Provider::Aws && role.name == INSTANCE_ROLE).then(|| instance_egress_ip(&session));
         let mut call = Call::new(
             provider,
             time_ms,
@@ -144,6 +148,8 @@ impl Generator {
         call.ip = if provider == Provider::Aws && self.rng.chance(0.6) {
             // From inside the VPC, through an endpoint.
             format!("10.20.{}.{}", self.rng.range(0, 15), self.rng.range(4, 250))
+        } else if let Some(ip) = egress {
+            ip
         } else {
             self.pool_ip()
         };

@@ -63,6 +63,7 @@ const OPERATORS: &[&str] = &[
     "gte",
     "lt",
     "lte",
+    "other_account",
 ];
 
 const CONDITION_KEYS: &[&str] = &["all", "any", "not", "macro", "time"];
@@ -330,6 +331,9 @@ impl<'a> CompileEnv<'a> {
         if operator == "exists" {
             return ctx.boolean(operand, "`exists`").map(Test::Exists);
         }
+        if operator == "other_account" {
+            return self.compile_other_account(ctx, operand);
+        }
         if let Some(comparison) = match operator {
             "gt" => Some(Comparison::Greater),
             "gte" => Some(Comparison::GreaterOrEqual),
@@ -494,6 +498,33 @@ impl<'a> CompileEnv<'a> {
             }
             _ => None,
         }
+    }
+
+    /// `other_account: true`, or `other_account: <accounts or list names>`:
+    /// the accounts given are trusted like the record's own (an empty list is
+    /// fine: the organisation's accounts are filled in by the operator).
+    fn compile_other_account(&mut self, ctx: &mut FileCtx<'_>, operand: &Node) -> Option<Test> {
+        let owner = Field::parse("raw.recipientAccountId")?;
+        let trusted = match &operand.value {
+            NodeValue::Bool(true) => Vec::new(),
+            NodeValue::Bool(false) => {
+                ctx.error(
+                    operand.loc,
+                    Problem::BadValue,
+                    "`other_account: false` is not a test; write `not: {field: {other_account: true}}`".to_string(),
+                );
+                return None;
+            }
+            _ => self
+                .values(ctx, operand, "other_account", true)?
+                .into_iter()
+                .map(|(text, _)| text)
+                .collect(),
+        };
+        Some(Test::OtherAccount {
+            trusted: CaseInsensitiveSet::new(&trusted),
+            owner,
+        })
     }
 
     /// Operation names are checked against the catalog; string operators

@@ -70,6 +70,14 @@ pub enum Test {
     Compare(Comparison, f64),
     /// Operation tests compile to the set of matching catalog entries.
     Operations(Vec<bool>),
+    /// `other_account`: the value names an account (an ARN's account, a
+    /// 12-digit AWS id, a Tencent `uin/…`, a Huawei `domain/…`) that is not the
+    /// record's owner account (`owner`: CloudTrail's `recipientAccountId`,
+    /// else the event's account) and not one of `trusted`.
+    OtherAccount {
+        trusted: CaseInsensitiveSet,
+        owner: Field,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +141,34 @@ impl Test {
                 let present = field.any_value(event, &mut |value| !matches!(value, Val::Str("")));
                 present == *expected
             }
+            Test::OtherAccount { trusted, owner } => {
+                let names_other = |own: &str| {
+                    field.any_value(event, &mut |value| {
+                        value.as_str().is_some_and(|text| {
+                            account_refs(text)
+                                .any(|account| !account.eq_ignore_ascii_case(own) && !trusted.contains(account))
+                        })
+                    })
+                };
+                let mut owner_given = false;
+                let mut other = false;
+                owner.any_value(
+                    event,
+                    &mut |value| match value.as_str().filter(|text| !text.is_empty()) {
+                        Some(own) => {
+                            owner_given = true;
+                            other = names_other(own);
+                            true
+                        }
+                        None => false,
+                    },
+                );
+                if owner_given {
+                    other
+                } else {
+                    event.account_id.as_deref().is_some_and(names_other)
+                }
+            }
             _ => field.any_value(event, &mut |value| self.check(value)),
         }
     }
@@ -167,8 +203,37 @@ impl Test {
                 Val::Operation(index) => set.get(usize::from(index)).copied().unwrap_or(false),
                 _ => false,
             },
+            // Needs the event's own account: evaluated in `evaluate`.
+            Test::OtherAccount { .. } => false,
         }
     }
+}
+
+/// The account identifiers a text names: the account field of an ARN
+/// (`arn:aws:kms:us-east-1:111122223333:key/…`), a bare 12-digit AWS account
+/// id, the owner `uin/…` of a Tencent `qcs::` resource, the `domain/…` of a
+/// Huawei OBS policy principal. Anything else (`*`, a key UUID, an alias, a
+/// service principal) names no account.
+pub fn account_refs(text: &str) -> impl Iterator<Item = &str> {
+    let text = text.trim();
+    let found = if text.len() > 4 && text[..4].eq_ignore_ascii_case("arn:") {
+        text.split(':').nth(4).filter(|account| is_digits(account))
+    } else if text.len() == 12 && is_digits(text) {
+        Some(text)
+    } else if let Some(at) = text.find("uin/").filter(|_| starts_with_ignore_case(text, "qcs:")) {
+        let rest = &text[at + 4..];
+        Some(&rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]).filter(|id| !id.is_empty())
+    } else if let Some(rest) = text.strip_prefix("domain/") {
+        Some(&rest[..rest.find([':', '/']).unwrap_or(rest.len())])
+            .filter(|id| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_alphanumeric()))
+    } else {
+        None
+    };
+    found.into_iter()
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
 }
 
 /// A CIDR, or a bare address as a host network.
@@ -252,6 +317,55 @@ impl Cond {
                 Some(union)
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_refs;
+
+    fn refs(text: &str) -> Vec<&str> {
+        account_refs(text).collect()
+    }
+
+    #[test]
+    fn account_refs_read_each_clouds_account_notation() {
+        assert_eq!(refs("arn:aws:iam::193672423079:root"), ["193672423079"]);
+        assert_eq!(
+            refs("arn:aws:kms:us-east-1:999999999999:key/4f1c2e8a-7b3d"),
+            ["999999999999"]
+        );
+        assert_eq!(refs("arn:aws-cn:iam::210987654321:role/x"), ["210987654321"]);
+        assert_eq!(refs(" 210987654321 "), ["210987654321"]);
+        assert_eq!(refs("qcs::cam::uin/100012345678:uin/100098765432"), ["100012345678"]);
+        assert_eq!(refs("qcs::kms:ap-guangzhou:uin/100012345678:key/abc"), ["100012345678"]);
+        assert_eq!(
+            refs("domain/b4bf1b36d9ca43d984fbcb9491b6fce9:user/ops"),
+            ["b4bf1b36d9ca43d984fbcb9491b6fce9"]
+        );
+        assert_eq!(
+            refs("domain/b4bf1b36d9ca43d984fbcb9491b6fce9"),
+            ["b4bf1b36d9ca43d984fbcb9491b6fce9"]
+        );
+    }
+
+    #[test]
+    fn account_refs_ignore_texts_that_name_no_account() {
+        for text in [
+            "*",
+            "alias/aws/s3",
+            "0d7c5a21-3e4f-4b8a-9c6d-1e2f3a4b5c6d",
+            "arn:aws:s3:::finance-reports/*",
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+            "cloudtrail.amazonaws.com",
+            "12345678901",
+            "1234567890123",
+            "qcs::cos:ap-guangzhou:uid/1250000000:bucket-1250000000/*",
+            "domain/",
+            "",
+        ] {
+            assert!(refs(text).is_empty(), "{text:?} gave {:?}", refs(text));
         }
     }
 }
