@@ -98,6 +98,7 @@ impl Aggregator {
                         first_seen: time.clone(),
                         last_seen: time.clone(),
                         count: 0,
+                        escalate: rule.escalate.clone(),
                         last_output: String::new(),
                         calls: Vec::new(),
                         samples: Vec::new(),

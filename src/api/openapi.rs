@@ -427,6 +427,11 @@ fn schemas() -> Value {
         })),
         "Rule": {"allOf": [schema_ref("RuleSummary"), object(&["tests"], json!({
             "clouds": {"type": "array", "items": string()}, "file": string(),
+            "escalate": {
+                "type": "array",
+                "description": "The rule's `escalate:` marks: an alarm reaching `count` matches takes `level`",
+                "items": object(&["count", "level"], json!({"count": {"type": "integer"}, "level": string()}))
+            },
             "tests": object(&["passed", "failed"], json!({"passed": {"type": "integer"}, "failed": {"type": "integer"}}))
         }))]},
     });

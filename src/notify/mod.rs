@@ -278,6 +278,7 @@ mod tests {
             first_seen: "2026-03-02T02:00:00.000Z".into(),
             last_seen: "2026-03-02T02:00:00.000Z".into(),
             count,
+            escalate: Vec::new(),
             last_output: "x".into(),
             calls: vec![],
             samples: vec![],
@@ -379,6 +380,49 @@ mod tests {
             })
             .expect("write");
         assert_eq!(messages(&store).len(), 5);
+    }
+
+    /// A rule's `escalate:` marks raise the alarm's level as its count grows:
+    /// the stored level follows, and the rise is an escalation message.
+    #[test]
+    fn escalate_marks_raise_the_alarm_level_with_its_count() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = NotifySettings {
+            topics: vec![topic()],
+            ..NotifySettings::default()
+        };
+        let options = crate::alarm::store::StoreOptions {
+            notify: Router::observer(Arc::new(settings)),
+            ..Default::default()
+        };
+        let mut store = crate::alarm::store::Store::open(&dir.path().join("s.db"), options).expect("store");
+        let mut write = |count| {
+            let mut low = update(count, Level::Low);
+            low.escalate = vec![(5, Level::Medium), (20, Level::High)];
+            store
+                .write(&crate::alarm::store::WriteBatch {
+                    alarms: vec![low],
+                    ..Default::default()
+                })
+                .expect("write");
+            let level: String = store
+                .connection()
+                .query_row("SELECT level FROM alarms WHERE id = 1", [], |row| row.get(0))
+                .expect("level");
+            (level, messages(&store))
+        };
+        let (level, queued) = write(1);
+        assert_eq!(level, "low");
+        assert!(queued.is_empty(), "a low alarm is below the topic: {queued:?}");
+        let (level, _) = write(3);
+        assert_eq!(level, "low", "4 matches are below the first mark");
+        let (level, queued) = write(1);
+        assert_eq!(level, "medium");
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert!(queued[0].1.contains("level raised from low to medium"), "{queued:?}");
+        let (level, queued) = write(30);
+        assert_eq!(level, "high");
+        assert!(queued[1].1.contains("level raised from medium to high"), "{queued:?}");
     }
 
     #[test]

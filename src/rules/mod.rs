@@ -104,6 +104,9 @@ pub struct Rule {
     pub tests: Vec<testing::RuleTest>,
     /// Fields forming the alarm aggregation key; empty = access key, else principal.
     pub group_by: Vec<Field>,
+    /// `escalate:` marks: an alarm whose count reaches a mark takes its level
+    /// (ascending by count; the rule's own level is the floor).
+    pub escalate: Vec<(u64, Level)>,
     pub output: Template,
     /// Clouds the rule can fire on (from its provider and operation constraints).
     pub clouds: Vec<Provider>,
@@ -112,6 +115,14 @@ pub struct Rule {
     /// SHA-256 (hex, 16 chars) of the rule's source and the lists and macros it uses:
     /// alarms record it, so an operator knows which version of a rule fired.
     pub hash: String,
+}
+
+/// A rule's `escalate:` marks as the API and `rules list` show them.
+pub fn escalate_json(marks: &[(u64, Level)]) -> serde_json::Value {
+    marks
+        .iter()
+        .map(|(count, level)| serde_json::json!({"count": count, "level": level}))
+        .collect()
 }
 
 /// A compiled, indexed rule set, with the operation catalog it was compiled against.

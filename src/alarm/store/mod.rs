@@ -101,6 +101,9 @@ pub struct AlarmUpdate {
     pub first_seen: String,
     pub last_seen: String,
     pub count: u64,
+    /// The rule's `escalate:` marks: the alarm takes a mark's level once its
+    /// total count reaches it.
+    pub escalate: Vec<(u64, Level)>,
     pub last_output: String,
     pub calls: Vec<CallRecord>,
     pub samples: Vec<Sample>,

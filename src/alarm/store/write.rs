@@ -162,10 +162,19 @@ fn write_in(
                 .query_row(params![update.rule_id, update.group_key], read)
                 .optional()?;
         }
+        // The level: the rule's, or the highest `escalate:` mark the
+        // alarm's total count has reached.
+        let total = existing.as_ref().map_or(0, |(.., count)| (*count).max(0) as u64) + update.count;
+        let level = update
+            .escalate
+            .iter()
+            .rev()
+            .find(|(mark, _)| total >= *mark)
+            .map_or(update.level, |(_, level)| (*level).max(update.level));
         let facts = |alarm_id| crate::alarm::observer::AlarmFacts {
             alarm_id,
             rule_id: &update.rule_id,
-            level: update.level,
+            level,
             tags: &update.tags,
             account_id: update.identity.account_id.as_deref(),
             account_name: update.identity.account_name.as_deref(),
@@ -176,7 +185,7 @@ fn write_in(
         let new_sample_count = update.samples.len().min(room);
         let samples_after = samples_before + new_sample_count as i64;
         let (alarm_id, alarm_hash) = match existing {
-            Some((id, _, status, level, count)) => {
+            Some((id, _, status, old_level, count)) => {
                 if status == "ignored" {
                     outcome.counted_on_ignored += 1;
                 } else {
@@ -186,7 +195,7 @@ fn write_in(
                         router.updated(
                             transaction,
                             &facts(id),
-                            Level::parse(&level),
+                            Level::parse(&old_level),
                             old_count,
                             old_count + update.count,
                         )?;
@@ -198,7 +207,7 @@ fn write_in(
                     update.first_seen,
                     update.last_seen,
                     update.last_output,
-                    update.level.as_str(),
+                    level.as_str(),
                     update.rule_hash,
                     update.title,
                     now,
@@ -215,7 +224,7 @@ fn write_in(
                 insert_alarm.execute(params![
                     update.rule_id,
                     update.rule_hash,
-                    update.level.as_str(),
+                    level.as_str(),
                     update.title,
                     update.group_key,
                     identity.provider,
@@ -251,7 +260,7 @@ fn write_in(
                         ValueRef::Integer(id),
                         text(&update.rule_id),
                         text(&update.rule_hash),
-                        text(update.level.as_str()),
+                        text(level.as_str()),
                         text(&update.title),
                         text("unprocessed"),
                         text(&update.group_key),
@@ -497,6 +506,7 @@ mod tests {
             first_seen: at.into(),
             last_seen: at.into(),
             count: 4,
+            escalate: Vec::new(),
             last_output: format!("output at {at}"),
             calls: ips
                 .iter()

@@ -179,6 +179,7 @@ impl Metadata {
             exceptions: Vec::new(),
             tests: built.tests,
             group_by: built.group_by,
+            escalate: Vec::new(),
             output: Template::compile(ctx, DEFAULT_OUTPUT, node.loc),
             clouds: built.clouds,
             file: ctx.file.clone(),
