@@ -495,10 +495,22 @@ fn future_rule_scenarios_have_their_shape() {
         })
         .collect();
     assert!(!created.is_empty());
-    for (creation, name) in created {
+    for (creation, name) in &created {
+        // Names are drawn from a short list: another scenario may create the
+        // same name later; its events belong to that creation.
+        let next = created
+            .iter()
+            .filter(|(other, other_name)| {
+                other_name == name && other.provider == creation.provider && other.time > creation.time
+            })
+            .map(|(other, _)| other.time)
+            .min();
         let later: Vec<&&AuditEvent> = new_user
             .iter()
             .filter(|event| event.principal.name.as_deref() == Some(name.as_str()))
+            .filter(|event| event.provider == creation.provider)
+            .filter(|event| event.time >= creation.time && next.is_none_or(|time| event.time < time))
+            .filter(|event| !std::ptr::eq(**event, *creation))
             .collect();
         assert!(!later.is_empty(), "{name} never acted");
         for event in later {

@@ -106,7 +106,7 @@ impl RuleSet {
         let creates_principal = self
             .user_create_operation
             .is_some_and(|operation| event.operations.contains(&operation));
-        record_event(state, event, creates_principal);
+        record_event(state, event, creates_principal, self.tracks_addresses);
     }
 
     /// Evaluate an event whose operations are already classified.

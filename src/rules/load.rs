@@ -356,12 +356,16 @@ pub fn compile_sources(
         hex::encode(&hasher.finalize()[..8])
     };
     let user_create_operation = catalog.index_of("iam.user.create");
+    let tracks_addresses = rules
+        .iter()
+        .any(|rule| rule.enabled && rule.state.as_ref().is_some_and(|spec| spec.new_address.is_some()));
     Some(RuleSet {
         rules,
         catalog,
         index,
         version,
         user_create_operation,
+        tracks_addresses,
     })
 }
 

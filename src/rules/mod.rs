@@ -135,6 +135,8 @@ pub struct RuleSet {
     pub version: String,
     /// The catalog's user-creation operation, which feeds principal ages.
     pub(crate) user_create_operation: Option<operations::OpIndex>,
+    /// Some rule uses `new_address`: every event's (key, address block) is recorded.
+    pub(crate) tracks_addresses: bool,
 }
 
 /// A shared, swappable rule set.

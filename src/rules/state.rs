@@ -33,6 +33,16 @@ pub fn state_key(parts: &[&str]) -> u64 {
     hash
 }
 
+/// A state key combined with a number (an address block): no text built.
+pub fn mix_key(base: u64, value: u128) -> u64 {
+    let mut hash = base;
+    for byte in value.to_le_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
 /// Limits of the state tables.
 #[derive(Clone, Debug)]
 pub struct StateLimits {

@@ -58,6 +58,12 @@ pub struct DistinctSpec {
     pub new_value: bool,
 }
 
+#[derive(Clone, Copy, Debug)]
+pub struct NewAddressSpec {
+    pub young_ms: i64,
+    pub known_ms: i64,
+}
+
 /// A compiled `state:` block (or a Sigma correlation).
 #[derive(Clone, Debug, Default)]
 pub struct StateSpec {
@@ -66,11 +72,22 @@ pub struct StateSpec {
     pub first_seen: Option<Vec<Field>>,
     pub count: Option<CountSpec>,
     pub distinct: Option<DistinctSpec>,
+    /// `new_address: {young: 1d, known: 7d}`: a long-term key the engine has
+    /// known for `known` calls from an address block (/24, IPv6 /48) it
+    /// first used less than `young` ago.
+    pub new_address: Option<NewAddressSpec>,
     /// A Sigma correlation rule's windows (`rules::sigma::correlation`).
     pub correlation: Option<std::sync::Arc<super::sigma::correlation::Correlation>>,
 }
 
-const STATE_KEYS: &[&str] = &["principal_age", "key_idle", "first_seen", "count", "distinct"];
+const STATE_KEYS: &[&str] = &[
+    "principal_age",
+    "key_idle",
+    "first_seen",
+    "count",
+    "distinct",
+    "new_address",
+];
 
 fn parse_duration(ctx: &mut FileCtx<'_>, node: &Node, what: &str) -> Option<i64> {
     let text = ctx.text(node, what)?;
@@ -236,8 +253,37 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
             });
         }
     }
+    if let Some(value) = map.get("new_address") {
+        check_keys(ctx, value, "`new_address`", &["young", "known"]);
+        let young = match node_of(value, "young") {
+            Some(young) => parse_duration(ctx, young, "`new_address.young`"),
+            None => {
+                ctx.error(
+                    value.loc,
+                    Problem::MissingKey,
+                    "`new_address` needs `young` (how new the address is)",
+                );
+                None
+            }
+        };
+        let known = match node_of(value, "known") {
+            Some(known) => parse_duration(ctx, known, "`new_address.known`"),
+            None => {
+                ctx.error(
+                    value.loc,
+                    Problem::MissingKey,
+                    "`new_address` needs `known` (how long the key must have been seen)",
+                );
+                None
+            }
+        };
+        if let (Some(young_ms), Some(known_ms)) = (young, known) {
+            spec.new_address = Some(NewAddressSpec { young_ms, known_ms });
+        }
+    }
     map.finish(ctx, STATE_KEYS);
     let empty = spec.principal_age.is_none()
+        && spec.new_address.is_none()
         && spec.key_idle.is_none()
         && spec.first_seen.is_none()
         && spec.count.is_none()
@@ -316,6 +362,11 @@ impl StateSpec {
             // A key never seen before is new, not idle.
             holds &= idle.is_some_and(|idle| idle >= 0 && bound.holds(idle));
         }
+        if let Some(spec) = self.new_address {
+            holds &= new_address(state, event).is_some_and(|(key_first, address_first)| {
+                time - key_first >= spec.known_ms && address_first.is_none_or(|first| time - first < spec.young_ms)
+            });
+        }
         if let Some(fields) = &self.first_seen {
             let key = state_key(&[rule_id, "first_seen", &tuple(fields, event, catalog, scratch)]);
             let seen_before = state.first_seen.get(key).is_some_and(|first| *first <= time);
@@ -377,9 +428,39 @@ fn path_text(value: &Value, path: &[&str]) -> Option<String> {
 /// Update the global state after an event was evaluated: access-key last
 /// seen, principals created. `creates_principal` says whether the event's
 /// operations include a user creation.
-pub fn record_event(state: &mut EngineState, event: &AuditEvent, creates_principal: bool) {
+/// The key of a long-term key's address block in the first-seen table, for
+/// an event with a long-term key and a public source address.
+fn address_block_key(event: &AuditEvent) -> Option<u64> {
+    let key = event.access_key.as_ref().filter(|key| !key.temporary)?;
+    if event.source_ip_kind() != crate::event::model::IpKind::Public {
+        return None;
+    }
+    let block = match event.source.as_ref()?.ip? {
+        std::net::IpAddr::V4(ip) => u128::from(u32::from(ip) >> 8),
+        std::net::IpAddr::V6(ip) => (u128::from(ip) >> 80) | (1 << 64),
+    };
+    let base = state_key(&[event.provider.as_str(), "address_block", &key.id]);
+    Some(crate::rules::state::mix_key(base, block))
+}
+
+/// For `new_address`: when the event's long-term key was first seen, and when
+/// it was first seen from the event's address block (`None`: never before).
+fn new_address(state: &EngineState, event: &AuditEvent) -> Option<(i64, Option<i64>)> {
+    let block = address_block_key(event)?;
+    let key = event.access_key.as_ref()?;
+    let first = state.keys.get(state_key(&[event.provider.as_str(), &key.id]))?.first_ms;
+    Some((first, state.first_seen.get(block).copied()))
+}
+
+pub fn record_event(state: &mut EngineState, event: &AuditEvent, creates_principal: bool, track_addresses: bool) {
     let time = event.time.timestamp_millis();
     state.advance(time);
+    if track_addresses && let Some(block) = address_block_key(event) {
+        match state.first_seen.get_mut(block, time) {
+            Some(first) => *first = (*first).min(time),
+            None => state.first_seen.put(block, time, time),
+        }
+    }
     if let Some(key) = &event.access_key
         && !key.temporary
     {

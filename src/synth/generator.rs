@@ -190,6 +190,12 @@ impl Generator {
         long_term_key(provider, &self.org.accounts(provider)[account], index, self.salt)
     }
 
+    /// Where a long-term key's program runs: one pool address per key, the
+    /// source of all its writes (reads also come from people's laptops).
+    pub(super) fn key_home_ip(&self, key: &str) -> String {
+        pool_ip((super::random::hash_text(key) % self.distinct_ips.max(1) as u64) as usize)
+    }
+
     /// An ordinary source address from the pool.
     pub(super) fn pool_ip(&mut self) -> String {
         let index = self.ip_picker.pick(&mut self.rng);

@@ -105,7 +105,7 @@ impl Generator {
         let op = self.write_op(provider, account, &region);
         let mut call = Call::new(provider, time_ms, account, Who::User(user.clone()), op);
         call.agent = agent(provider, user.tool, call.op.service, &call.op.action);
-        call.ip = self.pool_ip();
+        call.ip = self.key_home_ip(&key);
         call.region = region;
         call.denied = self.rng.chance(FAILURE_RATE) && self.may_fail(Some(&key), time_ms);
         call.key = Some(key);
