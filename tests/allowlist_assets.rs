@@ -616,3 +616,35 @@ fn the_running_daemon_picks_up_a_new_policy() {
         "daemon did not stop on SIGTERM"
     );
 }
+
+/// The engine marks calls from the organisation's assets (`source_ip.asset`,
+/// from the store's asset list): a key known for ten days that creates keys
+/// from an asset it never used is not "a new address", from elsewhere it is.
+#[test]
+fn a_call_from_an_asset_is_not_a_new_address() {
+    let fixture = Fixture::new();
+    let ten_days = 10 * 86_400;
+    let records = [
+        tencent_create_key("n1", START, KEY_A, "198.51.100.7"),
+        tencent_create_key("n2", START + ten_days, KEY_A, "203.0.113.7"),
+        tencent_create_key("n3", START + ten_days + 60, KEY_A, "45.76.218.92"),
+    ];
+    write_jsonl(&fixture.corpus, &records);
+    let new_addresses = |matches: &[Value]| -> Vec<String> {
+        matches
+            .iter()
+            .filter(|found| found["rule"] == "sensitive-api-from-new-address")
+            .map(|found| found["source_ip"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Without assets both new addresses alarm.
+    let (matches, _) = fixture.replay();
+    assert_eq!(new_addresses(&matches), ["203.0.113.7", "45.76.218.92"]);
+    // With the office as an asset, only the outside one (a fresh store: the
+    // engine state of the first replay would know both addresses).
+    let fixture = Fixture::new();
+    write_jsonl(&fixture.corpus, &records);
+    fixture.ok(&["assets", "add", "203.0.113.0/24", "office egress"]);
+    let (matches, _) = fixture.replay();
+    assert_eq!(new_addresses(&matches), ["45.76.218.92"]);
+}

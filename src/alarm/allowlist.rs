@@ -734,6 +734,7 @@ mod tests {
                 text: ip.into(),
                 ip: ip.parse().ok(),
                 kind: IpKind::Public,
+                asset: false,
             }),
             platform_source: None,
             user_agent: None,

@@ -397,6 +397,44 @@ pub struct IpInfo {
     pub asset: Option<String>,
 }
 
+/// The asset networks alone, for the engine to mark events from the
+/// organisation's own addresses (`source_ip.asset`).
+#[derive(Clone, Debug, Default)]
+pub struct AssetNetworks {
+    networks: Vec<IpNet>,
+}
+
+impl AssetNetworks {
+    pub fn load(connection: &Connection) -> Result<AssetNetworks, AssetsError> {
+        let mut networks: Vec<IpNet> = list_assets(connection)?
+            .iter()
+            .filter_map(|asset| parse_cidr(&asset.cidr).ok())
+            .collect();
+        networks.sort();
+        networks.dedup();
+        Ok(AssetNetworks { networks })
+    }
+
+    pub fn len(&self) -> usize {
+        self.networks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.networks.iter().any(|network| network.contains(&ip))
+    }
+
+    /// Mark the event's source address when it is in an asset.
+    pub fn mark(&self, event: &mut crate::event::model::AuditEvent) {
+        if let Some(source) = event.source.as_mut() {
+            source.asset = !self.networks.is_empty() && source.ip.is_some_and(|ip| self.contains(ip));
+        }
+    }
+}
+
 /// Assets and remarks loaded once to classify many addresses.
 #[derive(Debug, Default)]
 pub struct Directory {

@@ -59,7 +59,7 @@ pub async fn list(Viewer(_): Viewer, State(state): State<ApiState>, params: Para
             "references": rule.references,
             "sigma": rule.sigma,
                 "clouds": rule.clouds,
-                "escalate": crate::rules::escalate_json(&rule.escalate),
+                "escalate": crate::rules::escalate::to_json(&rule.escalate),
                 "hash": rule.hash,
                 "file": rule.file.as_ref(),
                 "tests": {"passed": passed, "failed": failed},

@@ -125,7 +125,7 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
                                 "rationale": rule.rationale,
                                 "remediation": rule.remediation,
                                 "false_positives": rule.false_positives,
-                                "escalate": trailwarden::rules::escalate_json(&rule.escalate),
+                                "escalate": trailwarden::rules::escalate::to_json(&rule.escalate),
                                 "hash": rule.hash,
                                 "file": rule.file.as_ref(),
                             });

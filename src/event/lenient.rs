@@ -382,6 +382,7 @@ pub fn source_address(text: Option<Cow<'_, str>>) -> Option<SourceAddress> {
         text: text.into_owned(),
         ip,
         kind,
+        asset: false,
     })
 }
 

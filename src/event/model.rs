@@ -212,6 +212,9 @@ pub struct SourceAddress {
     /// The parsed address, when the text is an IP (leading zeros tolerated).
     pub ip: Option<IpAddr>,
     pub kind: IpKind,
+    /// In one of the organisation's assets (`assets add`): set by the engine
+    /// before the rules see the event, from the store's asset list.
+    pub asset: bool,
 }
 
 /// The call's result.

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::alarm::Aggregator;
 use crate::alarm::allowlist::{Allowlist, HitCounter};
+use crate::alarm::assets::AssetNetworks;
 use crate::alarm::rollup::Activity;
 use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatch};
 use crate::event::normalize::{NormalizeContext, normalize};
@@ -36,6 +37,7 @@ struct Evaluator<'a> {
     aggregator: &'a mut Aggregator,
     pending_delete: &'a mut Vec<i64>,
     allowlist: &'a Allowlist,
+    assets: &'a AssetNetworks,
     hits: &'a mut HitCounter,
     /// Wall-clock time of this batch (policy expiry), Unix milliseconds.
     now_ms: i64,
@@ -66,6 +68,7 @@ impl Evaluator<'_> {
             self.appended.push(appended_ms);
         }
         self.matches.clear();
+        self.assets.mark(&mut event);
         self.rule_set
             .evaluate_with_state(&mut event, self.state, self.scratch, self.matches);
         for rule_match in self.matches.iter() {
@@ -187,6 +190,7 @@ pub(super) fn engine_stage(
     // between is picked up at the next batch rather than missed.
     let data_version = store.data_version()?;
     let mut allowlist = load_allowlist(&store).unwrap_or_default();
+    let mut assets = load_assets(&store).unwrap_or_default();
     let mut hits = HitCounter::default();
     let mut closed = false;
     let mut reclaimer = Reclaimer::default();
@@ -253,10 +257,13 @@ pub(super) fn engine_stage(
         while let Ok(reply) = replies.try_recv() {
             match reply {
                 StoreReply::Written(mut batch) => activity.recycle(&mut batch),
-                StoreReply::Changed(reloaded) => {
+                StoreReply::Changed(reloaded, reloaded_assets) => {
                     aggregator.forget_samples();
                     if let Some(reloaded) = reloaded {
                         allowlist = reloaded;
+                    }
+                    if let Some(reloaded) = reloaded_assets {
+                        assets = reloaded;
                     }
                 }
             }
@@ -282,6 +289,7 @@ pub(super) fn engine_stage(
                 aggregator: &mut aggregator,
                 pending_delete: &mut write.pending_delete,
                 allowlist: &allowlist,
+                assets: &assets,
                 hits: &mut hits,
                 now_ms,
                 activity: &mut activity,
@@ -500,7 +508,7 @@ enum StoreReply {
     /// Another connection (the CLI, the API) committed: samples may be
     /// missing again and the policies may have changed (the allowlist as
     /// it is now; `None` when it could not be read: keep the one loaded).
-    Changed(Option<Allowlist>),
+    Changed(Option<Allowlist>, Option<AssetNetworks>),
 }
 
 /// The store stage: owns the store's write connection.
@@ -589,7 +597,10 @@ impl StoreStage {
             let version = self.store.data_version()?;
             if version != self.data_version {
                 self.data_version = version;
-                let _ = self.replies.send(StoreReply::Changed(load_allowlist(&self.store)));
+                let _ = self.replies.send(StoreReply::Changed(
+                    load_allowlist(&self.store),
+                    load_assets(&self.store),
+                ));
             }
         }
         if self.chain_log_interval.is_some() {
@@ -614,6 +625,19 @@ fn log_chain_head(store: &Store) {
 }
 
 /// Load the allowlist policies; on failure keep what the engine has (logged).
+fn load_assets(store: &Store) -> Option<AssetNetworks> {
+    match AssetNetworks::load(store.connection()) {
+        Ok(assets) => {
+            tracing::debug!(assets = assets.len(), "assets loaded");
+            Some(assets)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot load the assets; keeping the ones loaded before");
+            None
+        }
+    }
+}
+
 fn load_allowlist(store: &Store) -> Option<Allowlist> {
     match Allowlist::load(store.connection()) {
         Ok(allowlist) => {

@@ -25,6 +25,7 @@ pub enum Field {
     AccessKeyTemporary,
     SourceIp,
     SourceIpKind,
+    SourceIpAsset,
     UserAgent,
     Service,
     Action,
@@ -70,6 +71,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "resource.type",
     "resource.names",
     "mfa",
+    "source_ip.asset",
 ];
 
 impl Field {
@@ -99,6 +101,7 @@ impl Field {
             "access_key.temporary" => Field::AccessKeyTemporary,
             "source_ip" => Field::SourceIp,
             "source_ip.kind" => Field::SourceIpKind,
+            "source_ip.asset" => Field::SourceIpAsset,
             "user_agent" => Field::UserAgent,
             "service" => Field::Service,
             "action" => Field::Action,
@@ -147,6 +150,7 @@ impl Field {
                     Field::ResourceType => 23,
                     Field::ResourceNames => 24,
                     Field::Mfa => 25,
+                    Field::SourceIpAsset => 26,
                     Field::Raw(_) => unreachable!("handled above"),
                 };
                 FIELD_NAMES[index].to_string()
@@ -162,7 +166,7 @@ impl Field {
             Field::CallMethod => CallMethod::ALL.iter().map(|value| value.as_str()).collect(),
             Field::SourceIpKind => IpKind::ALL.iter().map(|value| value.as_str()).collect(),
             Field::Outcome => vec!["success", "failure"],
-            Field::AccessKeyTemporary | Field::ReadOnly | Field::Mfa => vec!["true", "false"],
+            Field::AccessKeyTemporary | Field::ReadOnly | Field::Mfa | Field::SourceIpAsset => vec!["true", "false"],
             _ => return None,
         })
     }
@@ -194,6 +198,10 @@ impl Field {
                 })
             }),
             Field::SourceIpKind => test(Val::Str(event.source_ip_kind().as_str())),
+            Field::SourceIpAsset => event
+                .source
+                .as_ref()
+                .is_some_and(|source| test(Val::Bool(source.asset))),
             Field::UserAgent => text(event.user_agent.as_deref(), test),
             Field::Service => (!event.service.is_empty()) && test(Val::Str(&event.service)),
             Field::Action => test(Val::Str(&event.action)),

@@ -649,7 +649,7 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .collect();
     let escalate = map
         .get("escalate")
-        .map(|value| compile_escalate(ctx, value, level))
+        .map(|value| super::escalate::compile(ctx, value, level))
         .unwrap_or_default();
     let exceptions = map
         .get("exceptions")
@@ -726,59 +726,6 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         loc: node.loc,
         hash,
     })
-}
-
-/// `escalate: [{count: 10, level: medium}, {count: 100, level: high}]`: each
-/// mark's count above the last, each level above the rule's and the last.
-fn compile_escalate(ctx: &mut FileCtx<'_>, node: &Node, floor: Option<Level>) -> Vec<(u64, Level)> {
-    let mut marks: Vec<(u64, Level)> = Vec::new();
-    for item in section(ctx, Some(node), "escalate") {
-        let Some(mut map) = ctx.map(item, "an `escalate` mark") else {
-            continue;
-        };
-        let count = map.required(ctx, "count").and_then(|value| {
-            match value.scalar_text().and_then(|text| text.trim().parse::<u64>().ok()) {
-                Some(count) if count >= 2 => Some(count),
-                _ => {
-                    ctx.error(
-                        value.loc,
-                        Problem::BadValue,
-                        "`escalate.count` takes a whole number of matches, 2 or more",
-                    );
-                    None
-                }
-            }
-        });
-        let level = map.required(ctx, "level").and_then(|value| {
-            let text = ctx.text(value, "`escalate.level`")?;
-            let level = Level::parse(&text);
-            if level.is_none() {
-                ctx.error(
-                    value.loc,
-                    Problem::BadValue,
-                    format!("level `{text}` is not one of info, low, medium, high"),
-                );
-            }
-            level
-        });
-        map.finish(ctx, &["count", "level"]);
-        let (Some(count), Some(level)) = (count, level) else {
-            continue;
-        };
-        let (last_count, last_level) = marks.last().copied().unwrap_or((1, floor.unwrap_or(Level::Info)));
-        if count <= last_count || level <= last_level {
-            ctx.error(
-                item.loc,
-                Problem::BadValue,
-                format!(
-                    "`escalate` marks must rise in count and level (above {last_count} matches and level {last_level})"
-                ),
-            );
-            continue;
-        }
-        marks.push((count, level));
-    }
-    marks
 }
 
 impl CompileEnv<'_> {

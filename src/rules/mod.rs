@@ -9,6 +9,7 @@
 pub mod condition;
 pub mod diag;
 pub mod engine;
+pub mod escalate;
 pub mod exceptions;
 pub mod field;
 pub mod load;
@@ -115,14 +116,6 @@ pub struct Rule {
     /// SHA-256 (hex, 16 chars) of the rule's source and the lists and macros it uses:
     /// alarms record it, so an operator knows which version of a rule fired.
     pub hash: String,
-}
-
-/// A rule's `escalate:` marks as the API and `rules list` show them.
-pub fn escalate_json(marks: &[(u64, Level)]) -> serde_json::Value {
-    marks
-        .iter()
-        .map(|(count, level)| serde_json::json!({"count": count, "level": level}))
-        .collect()
 }
 
 /// A compiled, indexed rule set, with the operation catalog it was compiled against.

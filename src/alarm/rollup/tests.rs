@@ -52,6 +52,7 @@ fn event(rules: &RuleSet, call: Call<'_>) -> AuditEvent {
             text: call.ip.to_string(),
             ip: call.ip.parse().ok(),
             kind: IpKind::Public,
+            asset: false,
         }),
         platform_source: None,
         user_agent: None,

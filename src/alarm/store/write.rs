@@ -165,12 +165,7 @@ fn write_in(
         // The level: the rule's, or the highest `escalate:` mark the
         // alarm's total count has reached.
         let total = existing.as_ref().map_or(0, |(.., count)| (*count).max(0) as u64) + update.count;
-        let level = update
-            .escalate
-            .iter()
-            .rev()
-            .find(|(mark, _)| total >= *mark)
-            .map_or(update.level, |(_, level)| (*level).max(update.level));
+        let level = crate::rules::escalate::level_at(&update.escalate, update.level, total);
         let facts = |alarm_id| crate::alarm::observer::AlarmFacts {
             alarm_id,
             rule_id: &update.rule_id,
