@@ -33,6 +33,8 @@ pub struct Stats {
     /// Of those, matches of high-level rules (never silent: logged, exported).
     pub allowlisted_high: AtomicU64,
     pub alarms_created: AtomicU64,
+    /// Backfill: matches that raised nothing (the rules only learnt).
+    pub learned: AtomicU64,
     /// Distinct alarms (rule + group key) this run raised or updated.
     pub alarms_touched: AtomicU64,
     pub transactions: AtomicU64,
@@ -57,6 +59,7 @@ pub struct StatsSnapshot {
     pub allowlisted: u64,
     pub allowlisted_high: u64,
     pub alarms_created: u64,
+    pub learned: u64,
     pub alarms_touched: u64,
     pub transactions: u64,
     pub bytes: u64,
@@ -77,6 +80,7 @@ impl Stats {
             allowlisted: self.allowlisted.load(Ordering::Relaxed),
             allowlisted_high: self.allowlisted_high.load(Ordering::Relaxed),
             alarms_created: self.alarms_created.load(Ordering::Relaxed),
+            learned: self.learned.load(Ordering::Relaxed),
             alarms_touched: self.alarms_touched.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),

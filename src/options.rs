@@ -53,6 +53,7 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             prune_every: settings.traces.prune_every,
             trace_tag: settings.traces.rule_tag.clone(),
         },
+        learn_only: settings.pipeline.learn_only,
     }
 }
 

@@ -427,6 +427,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE source_files ADD COLUMN container_line INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE source_files ADD COLUMN container_index INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 10: when each long-term key was first seen from each address block
+    //     (`new_address`), apart from the rules' first-seen tuples so one
+    //     cannot crowd the other out of its bounded table.
+    r#"
+    CREATE TABLE state_addresses (
+        key INTEGER PRIMARY KEY,
+        first_ms INTEGER NOT NULL,
+        touched_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

@@ -12,6 +12,7 @@ mod remarks;
 mod reports;
 mod rules;
 mod run;
+mod state;
 mod store;
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use remarks::ChangesArgs;
 pub use remarks::{AssetsCommand, RemarkCommand};
 use reports::{ActivityArgs, TracesArgs};
 pub use rules::RulesCommand;
-use run::{NormalizeArgs, ReplayArgs, RunArgs};
+use run::{BackfillArgs, NormalizeArgs, ReplayArgs, RunArgs};
 use store::DeadLettersArgs;
 pub use store::StoreCommand;
 
@@ -67,6 +68,15 @@ pub enum Command {
     /// untouched; with --db it aggregates into that store like the daemon. A summary goes to
     /// stderr. Exit status is 0 when the run completed, even if records were malformed.
     Replay(ReplayArgs),
+    /// Learn from past trails before going live: read files and directories (the clouds'
+    /// delivery layouts too) into the store's engine state, rollups and traces, raising no
+    /// alarm and sending nothing.
+    ///
+    /// After it, `idle-key-reused` knows each key's last use and `sensitive-api-from-new-address`
+    /// each key's addresses. Files are checkpointed with the state they produced: run it again
+    /// after an interruption and it resumes; the daemon later skips the files it read. Progress
+    /// goes to stderr every 5 seconds.
+    Backfill(BackfillArgs),
     /// Print the normalized events of files, directories or stdin (`-`) as JSON lines.
     Normalize(NormalizeArgs),
     /// List, inspect and triage alarms.
@@ -78,6 +88,11 @@ pub enum Command {
     Store {
         #[command(subcommand)]
         command: StoreCommand,
+    },
+    /// The engine's memory: import an access-key inventory before the first event.
+    State {
+        #[command(subcommand)]
+        command: state::StateCommand,
     },
     /// Inspect records that could not be read.
     DeadLetters(DeadLettersArgs),
@@ -152,9 +167,11 @@ pub fn dispatch(command: Command, settings: Settings) -> Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(settings, args),
         Command::Replay(args) => run::replay(&settings, args),
+        Command::Backfill(args) => run::backfill(&settings, args),
         Command::Normalize(args) => run::normalize(&settings, args),
         Command::Alarms { command } => alarms::alarms(&settings, command),
         Command::Store { command } => store::store_command(&settings, command),
+        Command::State { command } => state::state_command(&settings, command),
         Command::DeadLetters(args) => store::dead_letters(&settings, args),
         Command::Rules { command } => rules::rules(&settings, command),
         Command::Api { command } => api::api_command(command),

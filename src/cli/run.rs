@@ -36,6 +36,16 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args)]
+pub struct BackfillArgs {
+    /// Files and directories of past trails.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Store file, overriding `store.path` (the store the daemon will use).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Args)]
 pub struct NormalizeArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<String>,
@@ -62,6 +72,22 @@ pub fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
     };
     let report = replay::replay(settings, ReplayRequest { paths, format, db })?;
     eprintln!("{}", replay::summary_line(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn backfill(settings: &Settings, args: BackfillArgs) -> Result<ExitCode> {
+    use trailwarden::daemon::backfill;
+    let BackfillArgs { paths, db } = args;
+    for path in &paths {
+        if !path.exists() {
+            anyhow::bail!("{}: no such file or directory", path.display());
+        }
+    }
+    let started = std::time::Instant::now();
+    let report = backfill::backfill(settings, db.as_deref(), &paths, &mut |stats, elapsed| {
+        eprintln!("{}", backfill::progress_line(stats, elapsed));
+    })?;
+    eprintln!("{}", backfill::progress_line(&report.stats, started.elapsed()));
     Ok(ExitCode::SUCCESS)
 }
 

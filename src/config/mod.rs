@@ -192,6 +192,9 @@ pub struct PipelineSettings {
     pub batch_bytes: usize,
     /// Shutdown (stop intake, drain, commit) must finish within this.
     pub shutdown_deadline: Duration,
+    /// `trailwarden backfill`: rules learn (state, rollups, traces) but raise
+    /// no alarm. Not a configuration key.
+    pub learn_only: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -400,6 +403,7 @@ impl Settings {
                 duration("pipeline.shutdown_deadline", raw.pipeline.shutdown_deadline, "30s")?,
                 "the time a stopping daemon has to commit what it read",
             )?,
+            learn_only: false,
         };
         let state = StateSettings {
             max_entries: at_least(

@@ -3,6 +3,7 @@
 //! one running thing with a start and an ordered shutdown. `lifecycle.rs`
 //! runs it under signals with the HTTP API beside it.
 
+pub mod backfill;
 pub mod lifecycle;
 
 use std::path::{Path, PathBuf};

@@ -38,6 +38,9 @@ struct Evaluator<'a> {
     pending_delete: &'a mut Vec<i64>,
     allowlist: &'a Allowlist,
     assets: &'a AssetNetworks,
+    /// Backfill: count matches, raise nothing.
+    learn_only: bool,
+    learned: &'a mut u64,
     hits: &'a mut HitCounter,
     /// Wall-clock time of this batch (policy expiry), Unix milliseconds.
     now_ms: i64,
@@ -71,6 +74,10 @@ impl Evaluator<'_> {
         self.assets.mark(&mut event);
         self.rule_set
             .evaluate_with_state(&mut event, self.state, self.scratch, self.matches);
+        if self.learn_only {
+            *self.learned += self.matches.len() as u64;
+            self.matches.clear();
+        }
         for rule_match in self.matches.iter() {
             let Some(rule) = self.rule_set.rule(rule_match.rule) else {
                 continue;
@@ -192,6 +199,7 @@ pub(super) fn engine_stage(
     let mut allowlist = load_allowlist(&store).unwrap_or_default();
     let mut assets = load_assets(&store).unwrap_or_default();
     let mut hits = HitCounter::default();
+    let mut learned = 0u64;
     let mut closed = false;
     let mut reclaimer = Reclaimer::default();
     // Events written to `pending_events` (held across a commit), and time
@@ -290,6 +298,8 @@ pub(super) fn engine_stage(
                 pending_delete: &mut write.pending_delete,
                 allowlist: &allowlist,
                 assets: &assets,
+                learn_only: options.learn_only,
+                learned: &mut learned,
                 hits: &mut hits,
                 now_ms,
                 activity: &mut activity,
@@ -409,6 +419,7 @@ pub(super) fn engine_stage(
             ];
         }
         stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
+        stats.learned.fetch_add(std::mem::take(&mut learned), Ordering::Relaxed);
         stats.allowlisted.fetch_add(hits.total(), Ordering::Relaxed);
         let high = hits.high();
         stats.allowlisted_high.fetch_add(high, Ordering::Relaxed);

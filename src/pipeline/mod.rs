@@ -99,6 +99,9 @@ pub struct PipelineOptions {
     pub chain_log_interval: Option<Duration>,
     /// Hourly rollups and key-operation traces.
     pub activity: ActivityOptions,
+    /// Backfill: rules are evaluated (state learns) but matches raise no
+    /// alarm and are only counted (`Stats::learned`).
+    pub learn_only: bool,
 }
 
 impl Default for PipelineOptions {
@@ -121,6 +124,7 @@ impl Default for PipelineOptions {
             state_limits: StateLimits::default(),
             chain_log_interval: None,
             activity: ActivityOptions::default(),
+            learn_only: false,
         }
     }
 }

@@ -231,6 +231,8 @@ pub struct EngineState {
     pub keys: BoundedTable<KeySeen>,
     pub principals: BoundedTable<i64>,
     pub first_seen: BoundedTable<i64>,
+    /// (long-term key, address block) → first seen, for `new_address`.
+    pub addresses: BoundedTable<i64>,
     pub windows: BoundedTable<Window>,
     pub distinct: BoundedTable<DistinctWindow>,
     /// Newest event time applied; drives expiry.
@@ -244,6 +246,7 @@ impl EngineState {
             keys: BoundedTable::new(limits.max_entries),
             principals: BoundedTable::new(limits.max_entries),
             first_seen: BoundedTable::new(limits.max_entries),
+            addresses: BoundedTable::new(limits.max_entries),
             windows: BoundedTable::new(limits.max_entries),
             distinct: BoundedTable::new(limits.max_entries),
             limits,
@@ -253,7 +256,12 @@ impl EngineState {
     }
 
     pub fn entries(&self) -> usize {
-        self.keys.len() + self.principals.len() + self.first_seen.len() + self.windows.len() + self.distinct.len()
+        self.keys.len()
+            + self.principals.len()
+            + self.first_seen.len()
+            + self.addresses.len()
+            + self.windows.len()
+            + self.distinct.len()
     }
 
     pub fn evictions(&self) -> u64 {
@@ -275,6 +283,7 @@ impl EngineState {
             self.principals.expire(now.saturating_sub(self.limits.principal_ttl_ms));
             self.first_seen
                 .expire(now.saturating_sub(self.limits.first_seen_ttl_ms));
+            self.addresses.expire(now.saturating_sub(self.limits.first_seen_ttl_ms));
             // Windows are trimmed as they are used; drop the ones idle for a day.
             self.windows.expire(now.saturating_sub(86_400_000));
             self.distinct.expire(now.saturating_sub(86_400_000));

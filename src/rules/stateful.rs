@@ -449,16 +449,16 @@ fn new_address(state: &EngineState, event: &AuditEvent) -> Option<(i64, Option<i
     let block = address_block_key(event)?;
     let key = event.access_key.as_ref()?;
     let first = state.keys.get(state_key(&[event.provider.as_str(), &key.id]))?.first_ms;
-    Some((first, state.first_seen.get(block).copied()))
+    Some((first, state.addresses.get(block).copied()))
 }
 
 pub fn record_event(state: &mut EngineState, event: &AuditEvent, creates_principal: bool, track_addresses: bool) {
     let time = event.time.timestamp_millis();
     state.advance(time);
     if track_addresses && let Some(block) = address_block_key(event) {
-        match state.first_seen.get_mut(block, time) {
+        match state.addresses.get_mut(block, time) {
             Some(first) => *first = (*first).min(time),
-            None => state.first_seen.put(block, time, time),
+            None => state.addresses.put(block, time, time),
         }
     }
     if let Some(key) = &event.access_key

@@ -12,6 +12,7 @@ pub struct StateChanges {
     pub keys: Vec<(u64, Option<(KeySeen, i64)>)>,
     pub principals: Vec<(u64, Option<(i64, i64)>)>,
     pub first_seen: Vec<(u64, Option<(i64, i64)>)>,
+    pub addresses: Vec<(u64, Option<(i64, i64)>)>,
     pub windows: Vec<(u64, Option<(Window, i64)>)>,
     pub distinct: Vec<(u64, Option<(DistinctWindow, i64)>)>,
 }
@@ -22,6 +23,7 @@ impl StateChanges {
             keys: state.keys.take_changes(),
             principals: state.principals.take_changes(),
             first_seen: state.first_seen.take_changes(),
+            addresses: state.addresses.take_changes(),
             windows: state.windows.take_changes(),
             distinct: state.distinct.take_changes(),
         }
@@ -31,6 +33,7 @@ impl StateChanges {
         self.keys.is_empty()
             && self.principals.is_empty()
             && self.first_seen.is_empty()
+            && self.addresses.is_empty()
             && self.windows.is_empty()
             && self.distinct.is_empty()
     }
@@ -96,6 +99,10 @@ impl Store {
             (
                 "SELECT key, first_ms, touched_ms FROM state_first_seen",
                 &mut state.first_seen,
+            ),
+            (
+                "SELECT key, first_ms, touched_ms FROM state_addresses",
+                &mut state.addresses,
             ),
         ] {
             let mut statement = self.connection.prepare(table)?;
@@ -169,6 +176,7 @@ pub(super) fn write_state(transaction: &Transaction<'_>, changes: &StateChanges)
     for (table, column, changes) in [
         ("state_principals", "created_ms", &changes.principals),
         ("state_first_seen", "first_ms", &changes.first_seen),
+        ("state_addresses", "first_ms", &changes.addresses),
     ] {
         let mut upsert = transaction.prepare_cached(&format!(
             "INSERT OR REPLACE INTO {table} (key, {column}, touched_ms) VALUES (?1, ?2, ?3)"
