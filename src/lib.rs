@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod event;
+pub mod geoip;
 pub mod mask;
 pub mod memory;
 pub mod metrics;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|settings| {
             init_logging(&settings)?;
+            trailwarden::geoip::install(&settings.geoip);
             cli::dispatch(args.command, settings)
         });
     match outcome {

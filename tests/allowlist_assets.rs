@@ -648,3 +648,101 @@ fn a_call_from_an_asset_is_not_a_new_address() {
     let (matches, _) = fixture.replay();
     assert_eq!(new_addresses(&matches), ["45.76.218.92"]);
 }
+
+/// With `[geoip]` databases configured, each call record carries its
+/// address's region (seeds/003's "China-Beijing") and AS, in the API's and
+/// the CLI's alarm detail; an address the databases do not know, or a store
+/// read without them, says "region unknown". Rules read `source_ip.country`
+/// and `source_ip.asn`.
+#[test]
+fn call_records_carry_their_region_and_rules_read_the_country() {
+    let dir = tempfile::tempdir().unwrap();
+    let (city, asn) = write_test_databases(dir.path());
+    let overrides = dir.path().join("geo_rules.yaml");
+    std::fs::write(
+        &overrides,
+        "rules:\n  - id: key-created-from-germany\n    title: Key created from Germany\n    level: medium\n    description: d\n    match:\n      all:\n        - action: CreateAccessKey\n        - source_ip.country: DE\n        - source_ip.asn: {gte: 60000}\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "\n[geoip]\ncity_db = {:?}\nasn_db = {:?}\n",
+        city.to_str().unwrap(),
+        asn.to_str().unwrap()
+    );
+    let fixture = Fixture::with_config(&extra);
+    let records = [
+        tencent_create_key("g1", START, KEY_A, "123.112.45.201"),
+        tencent_create_key("g2", START + 60, KEY_A, "185.220.101.34"),
+        tencent_create_key("g3", START + 120, KEY_A, "198.51.100.7"),
+    ];
+    write_jsonl(&fixture.corpus, &records);
+    // The rule file is an override; the config names it.
+    let config = std::fs::read_to_string(&fixture.sandbox.config).unwrap();
+    let config = config.replacen(
+        "[rules]\n",
+        &format!("[rules]\noverrides = [{:?}]\n", overrides.to_str().unwrap()),
+        1,
+    );
+    std::fs::write(&fixture.sandbox.config, config).unwrap();
+    let (matches, _) = fixture.replay();
+    let from_germany: Vec<&str> = matches
+        .iter()
+        .filter(|found| found["rule"] == "key-created-from-germany")
+        .map(|found| found["source_ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(from_germany, ["185.220.101.34"]);
+    let id = fixture.alarm(RULE, KEY_A).unwrap()["id"].as_i64().unwrap().to_string();
+    let detail = fixture.json(&["alarms", "show", &id]);
+    let region = |ip: &str| {
+        detail["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|call| call["source_ip"] == ip)
+            .unwrap()["region"]
+            .clone()
+    };
+    assert_eq!(region("123.112.45.201")["label"], "China-Beijing");
+    assert_eq!(region("123.112.45.201")["asn"], 4808);
+    assert_eq!(region("185.220.101.34")["country_code"], "DE");
+    assert_eq!(region("198.51.100.7")["label"], "region unknown");
+    let table = String::from_utf8_lossy(&fixture.ok(&["alarms", "show", &id]).stdout).into_owned();
+    assert!(table.contains("China-Beijing"), "{table}");
+    // The god view's busiest source IPs carry their region too.
+    let activity = fixture.json(&[
+        "activity",
+        "--since",
+        "2026-03-01T00:00:00Z",
+        "--until",
+        "2026-03-03T00:00:00Z",
+    ]);
+    let beijing = activity["busiest_source_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["source_ip"] == "123.112.45.201")
+        .unwrap()
+        .clone();
+    assert_eq!(beijing["region"], "China-Beijing");
+    // Names in the configured language.
+    let config = std::fs::read_to_string(&fixture.sandbox.config).unwrap();
+    std::fs::write(
+        &fixture.sandbox.config,
+        config.replace("[geoip]\n", "[geoip]\nlanguage = \"zh-CN\"\n"),
+    )
+    .unwrap();
+    let detail = fixture.json(&["alarms", "show", &id]);
+    let beijing = detail["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|call| call["source_ip"] == "123.112.45.201")
+        .unwrap();
+    assert_eq!(beijing["region"]["country"], "中国");
+    // A database that cannot be read: a warning, and regions unknown.
+    std::fs::write(&city, b"not a database").unwrap();
+    let output = fixture.ok(&["alarms", "show", &id, "--format", "json"]);
+    let detail: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(detail["calls"][0]["region"]["label"], "region unknown");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GeoIP database not read"));
+}

@@ -395,6 +395,8 @@ pub struct IpInfo {
     pub ip_remark: Option<String>,
     /// The name of the (most specific) asset holding the address.
     pub asset: Option<String>,
+    /// Country, region, city and AS from `[geoip]` ("region unknown" without).
+    pub region: crate::geoip::Region,
 }
 
 /// The asset networks alone, for the engine to mark events from the
@@ -505,6 +507,7 @@ impl Directory {
             ip_type,
             ip_type_label: ip_type.label(remark.is_some()),
             ip_remark: remark,
+            region: crate::geoip::region_of(text),
             asset,
         }
     }

@@ -178,6 +178,7 @@ fn ip_groups(calls: &[CallView]) -> Value {
                 "ip_label": first.ip.ip_type_label,
                 "ip_remark": first.ip.ip_remark,
                 "asset": first.ip.asset,
+                "region": first.ip.region,
                 "success_count": success,
                 "failure_count": failure,
                 "first_call": first_call,

@@ -359,6 +359,15 @@ fn schemas() -> Value {
         "first_call": string(), "last_call": string(),
         "ip_type": {"type": "string", "enum": ["within_account", "lan", "platform", "outside", "none"]},
         "ip_type_label": string(), "ip_remark": nullable("string"), "asset": nullable("string"),
+        "region": {
+            "type": "object",
+            "description": "From the `[geoip]` databases; `label` is \"region unknown\" without one",
+            "properties": {
+                "country_code": nullable("string"), "country": nullable("string"), "subdivision": nullable("string"),
+                "city": nullable("string"), "asn": {"type": ["integer", "null"]}, "as_org": nullable("string"),
+                "label": string()
+            }
+        },
     });
     let mut detail_properties = alarm_properties.clone();
     if let Value::Object(map) = &mut detail_properties {
@@ -513,7 +522,7 @@ fn schemas() -> Value {
                 "events": {"type": "integer"}, "failures": {"type": "integer"}}))},
             "busiest_source_ips": {"type": "array", "items": object(&[], json!({
                 "source_ip": string(), "events": {"type": "integer"}, "failures": {"type": "integer"},
-                "principals": {"type": "integer"}}))},
+                "principals": {"type": "integer"}, "region": string()}))},
             "busiest_apis": {"type": "array", "items": object(&[], json!({
                 "provider": string(), "service": string(), "action": string(), "events": {"type": "integer"},
                 "failures": {"type": "integer"}, "principals": {"type": "integer"}}))},

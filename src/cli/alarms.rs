@@ -208,6 +208,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             let mut calls = Table::new(vec![
                 Column::left("SOURCE IP (ASSET)", 48),
                 Column::left("IP TYPE", 34),
+                Column::left("REGION", 28),
                 Column::left("REMARK", 20),
                 Column::left("METHOD", 8),
                 Column::left("API", 48),
@@ -230,6 +231,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 calls.row(vec![
                     address,
                     view.ip.ip_type_label.clone(),
+                    view.ip.region.label.clone(),
                     view.ip.ip_remark.clone().unwrap_or_else(|| "-".into()),
                     call.call_method.clone(),
                     format!("{}.{}", call.service, call.action),

@@ -113,6 +113,7 @@ pub fn print_activity(report: &ActivityReport) {
         Column::right("EVENTS", 12),
         Column::right("FAILED", 12),
         Column::right("PRINCIPALS", 12),
+        Column::left("REGION", 0),
     ])
     .indented("  ");
     for row in &report.busiest_source_ips {
@@ -121,6 +122,7 @@ pub fn print_activity(report: &ActivityReport) {
             row.events.to_string(),
             row.failures.to_string(),
             row.principals.to_string(),
+            row.region.clone(),
         ]);
     }
     print!("{}", table.render());

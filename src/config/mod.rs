@@ -55,6 +55,8 @@ pub struct Settings {
     /// `[notify]`: topics, subscriptions, SMTP.
     pub notify: std::sync::Arc<crate::notify::NotifySettings>,
     pub api: ApiSettings,
+    /// `[geoip]`: MaxMind-format databases for IP regions.
+    pub geoip: crate::geoip::GeoIpSettings,
 }
 
 /// `[api]`: the operator HTTP API (and the console it serves).
@@ -511,6 +513,19 @@ impl Settings {
         }
         let notify = std::sync::Arc::new(crate::notify::config::validate(raw.notify, &duration)?);
         let api = api_settings(raw.api)?;
+        let geoip = crate::geoip::GeoIpSettings {
+            city_db: raw
+                .geoip
+                .city_db
+                .filter(|path| !path.trim().is_empty())
+                .map(PathBuf::from),
+            asn_db: raw
+                .geoip
+                .asn_db
+                .filter(|path| !path.trim().is_empty())
+                .map(PathBuf::from),
+            language: raw.geoip.language.unwrap_or_else(|| "en".into()).trim().to_string(),
+        };
         Ok(Settings {
             notify,
             origin: origin.to_string(),
@@ -527,6 +542,7 @@ impl Settings {
             activity,
             traces,
             api,
+            geoip,
         })
     }
 }

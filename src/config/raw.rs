@@ -32,6 +32,16 @@ pub(super) struct RawConfig {
     pub(super) notify: crate::notify::config::RawNotify,
     #[serde(default)]
     pub(super) api: RawApi,
+    #[serde(default)]
+    pub(super) geoip: RawGeoip,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGeoip {
+    pub(super) city_db: Option<String>,
+    pub(super) asn_db: Option<String>,
+    pub(super) language: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

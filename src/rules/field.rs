@@ -26,6 +26,8 @@ pub enum Field {
     SourceIp,
     SourceIpKind,
     SourceIpAsset,
+    SourceIpCountry,
+    SourceIpAsn,
     UserAgent,
     Service,
     Action,
@@ -72,6 +74,8 @@ pub const FIELD_NAMES: &[&str] = &[
     "resource.names",
     "mfa",
     "source_ip.asset",
+    "source_ip.country",
+    "source_ip.asn",
 ];
 
 impl Field {
@@ -102,6 +106,8 @@ impl Field {
             "source_ip" => Field::SourceIp,
             "source_ip.kind" => Field::SourceIpKind,
             "source_ip.asset" => Field::SourceIpAsset,
+            "source_ip.country" => Field::SourceIpCountry,
+            "source_ip.asn" => Field::SourceIpAsn,
             "user_agent" => Field::UserAgent,
             "service" => Field::Service,
             "action" => Field::Action,
@@ -151,6 +157,8 @@ impl Field {
                     Field::ResourceNames => 24,
                     Field::Mfa => 25,
                     Field::SourceIpAsset => 26,
+                    Field::SourceIpCountry => 27,
+                    Field::SourceIpAsn => 28,
                     Field::Raw(_) => unreachable!("handled above"),
                 };
                 FIELD_NAMES[index].to_string()
@@ -202,6 +210,17 @@ impl Field {
                 .source
                 .as_ref()
                 .is_some_and(|source| test(Val::Bool(source.asset))),
+            // Looked up when a rule reads them (`[geoip]`; nothing without a database).
+            Field::SourceIpCountry => event.source.as_ref().and_then(|source| source.ip).is_some_and(|ip| {
+                let geo = crate::geoip::current();
+                geo.country_code(ip).is_some_and(|code| test(Val::Str(code)))
+            }),
+            Field::SourceIpAsn => event
+                .source
+                .as_ref()
+                .and_then(|source| source.ip)
+                .and_then(|ip| crate::geoip::current().asn(ip))
+                .is_some_and(|asn| test(Val::Num(f64::from(asn)))),
             Field::UserAgent => text(event.user_agent.as_deref(), test),
             Field::Service => (!event.service.is_empty()) && test(Val::Str(&event.service)),
             Field::Action => test(Val::Str(&event.action)),

@@ -6,7 +6,8 @@
 //!   a test's temporary directory, a running daemon;
 //! - `records`: JSON lines in and out, the fixtures' time zone;
 //! - `kafka`: the Kafka tests' corpus, producer and store fingerprints
-//!   (`use common::kafka::*`; not re-exported here).
+//!   (`use common::kafka::*`; not re-exported here);
+//! - `mmdb`: a small MaxMind DB writer and the test GeoIP databases.
 //!
 //! Each test file has `mod common;` and uses what it needs.
 
@@ -16,11 +17,13 @@
 
 pub mod binary;
 pub mod kafka;
+pub mod mmdb;
 pub mod net;
 pub mod paths;
 pub mod records;
 
 pub use binary::*;
+pub use mmdb::*;
 pub use net::*;
 pub use paths::*;
 pub use records::*;

@@ -424,6 +424,8 @@ pub struct SourceIpActivity {
     pub failures: u64,
     /// Distinct principals calling from this address.
     pub principals: u64,
+    /// `China-Beijing`, or "region unknown" (`[geoip]`).
+    pub region: String,
 }
 
 /// Calls of one API (service and action) of one cloud.
@@ -537,9 +539,14 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
                 events: count(row.get(1)?),
                 failures: count(row.get(2)?),
                 principals: count(row.get(3)?),
+                region: String::new(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut busiest_source_ips = busiest_source_ips;
+    for row in &mut busiest_source_ips {
+        row.region = crate::geoip::region_of(&row.source_ip).label;
+    }
     let mut statement = connection.prepare(
         "SELECT provider, service, action, SUM(count) AS events, SUM(failures), \
          COUNT(DISTINCT account_id || '/' || principal) FROM activity_hourly WHERE key >= ?1 AND key < ?2 \

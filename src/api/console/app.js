@@ -872,11 +872,13 @@
       const first = group.calls && group.calls[0];
       const remark = group.ip_remark || (first && first.ip_remark) || '';
       const asset = group.asset || (first && first.asset) || '';
+      const region = (group.region && group.region.label) || (first && first.region && first.region.label) || 'region unknown';
       const ip = group.source_ip || '';
       section.append(h('div', { class: 'ip-group', dataset: { ip } },
         h('div', { class: 'ip-group-head' },
           h('span', { class: 'ip' }, ip || h('span', { class: 'faint' }, 'no address'), ip ? copyButton(ip, 'IP address') : null),
           h('span', { class: `chip ip-${group.ip_type || 'none'}` }, group.ip_label || group.ip_type_label || group.ip_type || '-'),
+          h('span', { class: 'region', title: 'region (GeoIP)' }, region),
           h('span', { class: 'muted', title: 'IP remark' }, remark || '-'),
           asset ? h('span', { class: 'chip', title: 'asset' }, asset) : null,
           h('span', { class: 'counts' }, countSpan(group.success_count, 'ok'), countSpan(group.failure_count, 'fail')),
@@ -1314,8 +1316,9 @@
           h('td', null, providerChip(row.provider), ' ', h('span', { class: 'mono' }, row.account_id || '-')),
           h('td', { class: 'num' }, fmtInt(row.events)), h('td', null, meter(row.events, maxP)),
           h('td', { class: 'num' }, h('span', { class: row.failures ? 'fail' : 'zero' }, fmtInt(row.failures)))]),
-        topTable('top-ips', 'Busiest source IPs', ['Source IP', 'Principals', 'Events', '', 'Failures'], ips, (row) => [
+        topTable('top-ips', 'Busiest source IPs', ['Source IP', 'Region', 'Principals', 'Events', '', 'Failures'], ips, (row) => [
           h('td', null, h('span', { class: 'key' }, row.source_ip, copyButton(row.source_ip, 'IP address'))),
+          h('td', { class: 'muted' }, row.region || 'region unknown'),
           h('td', { class: 'num' }, fmtInt(row.principals)),
           h('td', { class: 'num' }, fmtInt(row.events)), h('td', null, meter(row.events, maxI)),
           h('td', { class: 'num' }, h('span', { class: row.failures ? 'fail' : 'zero' }, fmtInt(row.failures)))]),
