@@ -53,9 +53,33 @@ pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<AlarmView>
 
 /// One alarm for output: keys masked, call records with their IP types.
 pub fn show_alarm(store: &Store, id: i64) -> Result<AlarmDetailView, AppError> {
+    use crate::alarm::investigate;
     let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
     let directory = Directory::load(store.connection())?;
-    Ok(detail_view(detail, &directory))
+    let connection = store.connection();
+    let identity = detail.alarm.identity.clone();
+    let stored = |error: rusqlite::Error| AppError::Store(error.into());
+    let key_association = identity
+        .access_key_id
+        .as_deref()
+        .map(|key| investigate::key_association(connection, key, id))
+        .transpose()
+        .map_err(stored)?;
+    let last_seen_ms = chrono::DateTime::parse_from_rfc3339(&detail.alarm.last_seen)
+        .map(|time| time.timestamp_millis())
+        .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+    let principal = identity.principal_name.as_deref().or(identity.principal_id.as_deref());
+    let permissions = match (identity.account_id.as_deref(), principal) {
+        (Some(account), Some(principal)) => Some(
+            investigate::permissions(connection, &identity.provider, account, principal, last_seen_ms)
+                .map_err(stored)?,
+        ),
+        _ => None,
+    };
+    let mut view = detail_view(detail, &directory);
+    view.key_association = key_association;
+    view.permissions = permissions;
+    Ok(view)
 }
 
 /// `allowlist add`: the fields given, else (with `from_alarm`) the alarm's

@@ -746,3 +746,55 @@ fn call_records_carry_their_region_and_rules_read_the_country() {
     assert_eq!(detail["calls"][0]["region"]["label"], "region unknown");
     assert!(String::from_utf8_lossy(&output.stderr).contains("GeoIP database not read"));
 }
+
+/// An alarm's detail answers the next questions (seeds/003): the key's other
+/// alarms and addresses (AK association risk) and what its principal used
+/// and was refused, with a least-privilege policy; `alarms list --identity`
+/// filters by account identity.
+#[test]
+fn alarm_detail_shows_key_association_and_permission_convergence() {
+    let fixture = Fixture::new();
+    let mut records: Vec<Value> = (0..2)
+        .map(|index| tencent_create_key(&format!("p{index}"), START + index * 60, KEY_A, "45.76.218.92"))
+        .collect();
+    let mut denied = tencent_create_key("p9", START + 300, KEY_A, "45.76.218.92");
+    denied["eventName"] = json!("RunInstances");
+    denied["eventSource"] = json!("cvm.tencentcloudapi.com");
+    denied["resourceType"] = json!("cvm");
+    denied["errorCode"] = json!("AuthFailure.UnauthorizedOperation");
+    denied["errorMessage"] = json!("you are not authorized to perform operation (cvm:RunInstances)");
+    records.push(denied);
+    write_jsonl(&fixture.corpus, &records);
+    fixture.replay();
+    let id = fixture.alarm(RULE, KEY_A).unwrap()["id"].as_i64().unwrap().to_string();
+    let detail = fixture.json(&["alarms", "show", &id]);
+    let association = &detail["key_association"];
+    let others: Vec<&str> = association["other_alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alarm| alarm["rule"].as_str().unwrap())
+        .collect();
+    assert!(others.contains(&"denied-call"), "{others:?}");
+    assert_eq!(association["source_ips"][0]["source_ip"], "45.76.218.92");
+    assert_eq!(association["accounts"], json!(["100012345678"]));
+    let permissions = &detail["permissions"];
+    assert_eq!(permissions["used"][0]["action"], "CreateAccessKey");
+    assert_eq!(permissions["used"][0]["calls"], 2);
+    assert_eq!(permissions["denied"][0]["action"], "RunInstances");
+    assert_eq!(
+        permissions["least_privilege_policy"]["statement"][0]["action"],
+        json!(["cam:CreateAccessKey"])
+    );
+    let table = String::from_utf8_lossy(&fixture.ok(&["alarms", "show", &id]).stdout).into_owned();
+    assert!(
+        table.contains("refused cvm.RunInstances (AuthFailure.UnauthorizedOperation) ×1"),
+        "{table}"
+    );
+    assert!(table.contains("least-privilege policy:"), "{table}");
+    // Account identity: ops-sync is a sub-account user.
+    let subs = fixture.json(&["alarms", "list", "--identity", "sub_account"]);
+    assert!(!subs.as_array().unwrap().is_empty());
+    let roots = fixture.json(&["alarms", "list", "--identity", "root"]);
+    assert!(roots.as_array().unwrap().is_empty(), "{roots}");
+}

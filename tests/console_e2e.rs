@@ -536,6 +536,13 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
             "{needle:?} not in the call records:\n{calls_text}"
         );
     }
+    // Key association and permissions, as the API computed them.
+    let investigation = css(client, "#detail-investigation").await?.text().await?;
+    let used = detail["permissions"]["used"].as_array().map_or(0, Vec::len);
+    assert!(
+        investigation.contains(&format!("{used} action")),
+        "the principal's used actions ({used}) not in:\n{investigation}"
+    );
     screenshot(client, "04-alarm-detail").await?;
 
     // Mark it processed, with a reason, through the confirm dialog.

@@ -7,6 +7,7 @@ pub mod assets;
 pub mod chain;
 pub mod changes;
 pub mod inventory;
+pub mod investigate;
 pub mod observer;
 pub mod rollup;
 pub mod sample;

@@ -36,6 +36,14 @@ pub struct AlarmDetailView {
     pub samples: Vec<serde_json::Value>,
     /// Status transitions, oldest first.
     pub history: Vec<super::workflow::Transition>,
+    /// The alarm's access key across the store: its other alarms, addresses
+    /// and accounts (AK association risk). Set by `service::show_alarm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_association: Option<super::investigate::KeyAssociation>,
+    /// What the principal called successfully and was refused, with a
+    /// least-privilege policy (permission convergence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<super::investigate::Permissions>,
 }
 
 /// Mask an alarm row and attach its key's remark.
@@ -90,5 +98,7 @@ pub fn detail_view(detail: AlarmDetail, directory: &Directory) -> AlarmDetailVie
         calls,
         samples,
         history,
+        key_association: None,
+        permissions: None,
     }
 }

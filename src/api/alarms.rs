@@ -19,7 +19,7 @@ pub const MAX_LIMIT: u32 = 500;
 pub const DEFAULT_LIMIT: u32 = 50;
 
 const LIST_PARAMS: &[&str] = &[
-    "status", "level", "rule", "account", "key", "since", "until", "q", "sort", "order", "limit", "offset",
+    "status", "level", "rule", "account", "identity", "key", "since", "until", "q", "sort", "order", "limit", "offset",
 ];
 
 /// `GET /api/v1/alarms`.
@@ -65,6 +65,7 @@ pub fn list_filter(params: &Params) -> Result<AlarmFilter, ApiError> {
         min_level,
         rule: params.text("rule"),
         account: params.text("account"),
+        identity: params.choice("identity", &["root", "sub_account", "unknown"])?,
         access_key: params.text("key"),
         since: params.time("since")?.map(timestamp),
         until: params.time("until")?.map(timestamp),

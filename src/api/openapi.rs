@@ -374,6 +374,14 @@ fn schemas() -> Value {
         map.insert("calls".into(), array_of("Call"));
         map.insert("ip_groups".into(), array_of("IpGroup"));
         map.insert(
+            "key_association".into(),
+            json!({"type": "object", "description": "The alarm's access key across the store: `other_alarms` (id, rule, level, status, count, last_seen), `source_ips` it was first used from (source_ip, account_id, first_seen), `accounts`"}),
+        );
+        map.insert(
+            "permissions".into(),
+            json!({"type": "object", "description": "What the principal called in the last `window_days`: `used` (service, action, calls), `denied` (service, action, error_code, calls), `least_privilege_policy` (AWS IAM or Tencent CAM JSON, null for Huawei), `note`"}),
+        );
+        map.insert(
             "samples".into(),
             json!({"type": "array", "items": {"type": "object"}, "description": "Normalized events with their raw records (keys masked)"}),
         );

@@ -36,6 +36,9 @@ pub enum AlarmsCommand {
         /// Only this account (ID or name).
         #[arg(long)]
         account: Option<String>,
+        /// Only alarms of this account identity: root (the main account) or sub_account.
+        #[arg(long, value_parser = ["root", "sub_account", "unknown"])]
+        identity: Option<String>,
         /// Only this access key: the full key, or its masked form as printed.
         #[arg(long)]
         key: Option<String>,
@@ -89,6 +92,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
             level,
             rule,
             account,
+            identity,
             key,
             since,
             until,
@@ -112,6 +116,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 min_level,
                 rule,
                 account,
+                identity,
                 access_key: key,
                 since: since.as_deref().map(|text| parse_time("--since", text)).transpose()?,
                 until: until.as_deref().map(|text| parse_time("--until", text)).transpose()?,
@@ -242,6 +247,7 @@ pub fn alarms(settings: &Settings, command: AlarmsCommand) -> Result<ExitCode> {
                 ]);
             }
             print!("{}", calls.render());
+            print_investigation(&detail);
             println!("  samples: {} kept (see --format json)", detail.samples.len());
             if detail.history.is_empty() {
                 println!("  history: none (never triaged)");
@@ -298,4 +304,52 @@ pub fn account_text(identity: &trailwarden::alarm::store::AlarmIdentity) -> Stri
         text.push_str(&format!(" ({name})"));
     }
     text
+}
+
+/// AK association risk and permission convergence, under an alarm's calls.
+fn print_investigation(detail: &trailwarden::alarm::view::AlarmDetailView) {
+    if let Some(association) = &detail.key_association {
+        println!(
+            "  key association: {} other alarm{} of this key; first used from {} address{} in account{} {}",
+            association.other_alarms.len(),
+            if association.other_alarms.len() == 1 { "" } else { "s" },
+            association.source_ips.len(),
+            if association.source_ips.len() == 1 { "" } else { "es" },
+            if association.accounts.len() == 1 { "" } else { "s" },
+            show(&association.accounts.join(", ")),
+        );
+        for alarm in &association.other_alarms {
+            println!(
+                "    #{} {} {} {} ×{} last {}",
+                alarm.id,
+                alarm.level,
+                show(&alarm.rule),
+                alarm.status,
+                alarm.count,
+                alarm.last_seen
+            );
+        }
+    }
+    if let Some(permissions) = &detail.permissions {
+        println!(
+            "  permissions (last {} days): {} action{} used, {} refused",
+            permissions.window_days,
+            permissions.used.len(),
+            if permissions.used.len() == 1 { "" } else { "s" },
+            permissions.denied.len()
+        );
+        for denied in &permissions.denied {
+            println!(
+                "    refused {}.{} ({}) ×{}",
+                show(&denied.service),
+                show(&denied.action),
+                show(&denied.error_code),
+                denied.calls
+            );
+        }
+        match &permissions.least_privilege_policy {
+            Some(policy) => println!("    least-privilege policy: {}", show(&policy.to_string())),
+            None => println!("    least-privilege policy: none ({})", permissions.note),
+        }
+    }
 }

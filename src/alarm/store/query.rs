@@ -62,6 +62,8 @@ pub struct AlarmFilter {
     pub min_level: Option<Level>,
     pub rule: Option<String>,
     pub account: Option<String>,
+    /// `root`, `sub_account` or `unknown`: who the account identity is.
+    pub identity: Option<String>,
     pub access_key: Option<String>,
     /// Alarms active at or after this time (last seen ≥ since), RFC 3339.
     pub since: Option<String>,
@@ -215,6 +217,10 @@ fn alarm_conditions(filter: &AlarmFilter) -> (String, Vec<String>) {
             " AND (account_id = ?{0} OR account_name = ?{0})",
             values.len()
         ));
+    }
+    if let Some(identity) = &filter.identity {
+        values.push(identity.clone());
+        sql.push_str(&format!(" AND account_identity = ?{}", values.len()));
     }
     if let Some(key) = &filter.access_key {
         // A masked key as printed (`AKIDz8****LPx3gnPhESA`) matches by its two ends.

@@ -800,7 +800,7 @@
       actions);
 
     const body = clear(drawer.querySelector('.drawer-body'));
-    body.append(ruleSection(rule, alarm), infoSection(alarm), callsSection(alarm), samplesSection(alarm), historySection(alarm));
+    body.append(ruleSection(rule, alarm), infoSection(alarm), callsSection(alarm), investigationSection(alarm), samplesSection(alarm), historySection(alarm));
   }
 
   function ruleSection(rule, alarm) {
@@ -894,6 +894,38 @@
             h('td', { class: 'nowrap' }, absTime(call.first_call)),
             h('td', { class: 'nowrap' }, absTime(call.last_call))))))));
     }
+    return section;
+  }
+
+  /** AK association risk and permission convergence (the API's `key_association`, `permissions`). */
+  function investigationSection(alarm) {
+    const section = h('section', { id: 'detail-investigation' }, h('h3', null, 'Key association and permissions'));
+    const assoc = alarm.key_association;
+    if (assoc) {
+      const others = assoc.other_alarms || [];
+      section.append(h('p', null, `${others.length} other alarm${others.length === 1 ? '' : 's'} of this key; first used from ${(assoc.source_ips || []).length} address(es) in ${(assoc.accounts || []).join(', ') || 'no known account'}`));
+      if (others.length) {
+        section.append(h('ul', { class: 'related-alarms' }, others.map((other) => h('li', null,
+          h('a', { href: `#/alarms/${other.id}` }, `#${other.id}`), ` ${other.level} ${other.rule} (${other.status}, ×${other.count})`))));
+      }
+    }
+    const perms = alarm.permissions;
+    if (perms) {
+      const used = perms.used || [];
+      const denied = perms.denied || [];
+      section.append(h('p', null, `Last ${perms.window_days} days: ${used.length} action${used.length === 1 ? '' : 's'} used, ${denied.length} refused`));
+      if (denied.length) {
+        section.append(h('ul', { class: 'denied-actions' }, denied.map((entry) => h('li', null,
+          h('span', { class: 'mono' }, `${entry.service}.${entry.action}`), ` ${entry.error_code} ×${entry.calls}`))));
+      }
+      if (perms.least_privilege_policy) {
+        section.append(h('p', { class: 'muted' }, `Least-privilege policy from the successful calls (${perms.note}):`),
+          h('pre', { class: 'policy' }, JSON.stringify(perms.least_privilege_policy, null, 2)));
+      } else {
+        section.append(h('p', { class: 'muted' }, perms.note || ''));
+      }
+    }
+    if (!assoc && !perms) section.append(h('p', { class: 'muted' }, 'No access key or principal to look up.'));
     return section;
   }
 
