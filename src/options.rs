@@ -54,6 +54,7 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             trace_tag: settings.traces.rule_tag.clone(),
         },
         learn_only: settings.pipeline.learn_only,
+        keep_operations: settings.notify.topics.iter().any(|topic| topic.on_operation),
     }
 }
 

@@ -1068,7 +1068,7 @@ fn bad_notification_config_is_named_at_start() {
         ),
         (
             "[[notify.topics]]\nname = \"a\"\non = [\"closed\"]\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"http://x/\"\n",
-            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\", \"status\" or \"policy\"",
+            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\", \"status\", \"policy\" or \"operation\"",
         ),
     ];
     for (config, expected) in cases {
@@ -1178,4 +1178,56 @@ webhook = "{}"
     let high = broad["high_hits"].as_u64().expect("high_hits");
     assert!(high > 0, "the examples' high matches are counted as such: {broad}");
     assert!(broad["hit_count"].as_u64().expect("hit_count") > high);
+}
+
+/// A topic with `on = ["operation"]` (SEC09-03's real-time notification of
+/// key operations) sends one message per match of its rules, not one per
+/// alarm, each naming its alarm and the operation, keys masked.
+#[test]
+fn a_topic_can_send_one_message_per_key_operation() {
+    let http = Receiver::start(0);
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+poll_interval = "100ms"
+
+[[notify.topics]]
+name = "key-operations"
+min_level = "low"
+tags = ["sec09-03"]
+on = ["operation"]
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "{}"
+"#,
+        http.url("/ops")
+    ));
+    fixture.ok(&["run", "--once"]);
+    let bodies: Vec<Value> = http.on("/ops").iter().map(Received::json).collect();
+    assert!(!bodies.is_empty(), "the examples hold key operations");
+    assert!(
+        bodies.iter().all(|body| body["kind"] == "operation"),
+        "no per-alarm messages on this topic"
+    );
+    // As many messages per alarm as the alarm has matches.
+    let mut per_alarm: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+    for body in &bodies {
+        *per_alarm
+            .entry(body["alarm"]["id"].as_i64().expect("an alarm id"))
+            .or_default() += 1;
+        assert!(!body["reason"].as_str().unwrap_or("").is_empty(), "{body}");
+    }
+    let alarms = fixture.alarms("low");
+    for (id, messages) in &per_alarm {
+        let alarm = alarms
+            .iter()
+            .find(|alarm| alarm["id"] == *id)
+            .expect("the alarm is listed");
+        assert_eq!(alarm["count"].as_u64(), Some(*messages), "alarm {id}");
+    }
+    no_full_key(
+        &serde_json::to_string(&bodies).unwrap(),
+        &fixture.full_keys(),
+        "operation messages",
+    );
 }

@@ -28,6 +28,8 @@ struct Pending {
 /// Accumulates one batch's matches.
 pub struct Aggregator {
     samples_per_alarm: usize,
+    /// Keep each match's output (`AlarmUpdate::operations`).
+    keep_operations: bool,
     /// Largest sample in bytes of JSON (`store.max_sample_bytes`).
     max_sample_bytes: usize,
     pending: FastMap<(String, String), Pending>,
@@ -44,17 +46,26 @@ pub struct Aggregator {
 /// Most alarm keys whose sample count is remembered; past it the memory
 /// starts over (which costs only samples the store then drops).
 const MAX_SAMPLED_KEYS: usize = 200_000;
+/// Most match outputs kept per alarm per batch for operation notifications;
+/// the rest of a burst is in the alarm's count.
+pub const MAX_OPERATIONS: usize = 100;
 
 impl Aggregator {
     pub fn new(samples_per_alarm: usize, max_sample_bytes: usize) -> Aggregator {
         Aggregator {
             samples_per_alarm,
             max_sample_bytes,
+            keep_operations: false,
             pending: FastMap::default(),
             order: Vec::new(),
             matches: 0,
             sampled: FastMap::default(),
         }
+    }
+
+    /// Keep each match's output (a notification topic wants every operation).
+    pub fn keep_operations(&mut self, keep: bool) {
+        self.keep_operations = keep;
     }
 
     /// Forget which alarms have all their samples: another connection
@@ -99,6 +110,7 @@ impl Aggregator {
                         last_seen: time.clone(),
                         count: 0,
                         escalate: rule.escalate.clone(),
+                        operations: Vec::new(),
                         last_output: String::new(),
                         calls: Vec::new(),
                         samples: Vec::new(),
@@ -118,6 +130,9 @@ impl Aggregator {
         }
         if update.last_output.is_empty() {
             update.last_output = rule_match.output.clone();
+        }
+        if self.keep_operations && update.operations.len() < MAX_OPERATIONS {
+            update.operations.push(rule_match.output.clone());
         }
         if sampled < self.samples_per_alarm {
             update.samples.push(Sample {

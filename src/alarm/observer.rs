@@ -49,4 +49,13 @@ pub trait AlarmObserver: Send + Sync + std::fmt::Debug {
 
     /// An allowlist policy was added or removed (`detail` describes it, keys masked).
     fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize>;
+
+    /// The matches a batch added to an alarm, one output text each (keys
+    /// masked), for topics that want each operation.
+    fn operations(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        outputs: &[String],
+    ) -> rusqlite::Result<usize>;
 }

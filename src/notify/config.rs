@@ -165,6 +165,8 @@ pub enum NoticeKind {
     Test,
     /// An allowlist policy was added or removed (not about one alarm).
     Policy,
+    /// One match of a rule (a key operation), when a topic wants each one.
+    Operation,
 }
 
 impl NoticeKind {
@@ -176,6 +178,7 @@ impl NoticeKind {
             NoticeKind::Digest => "digest",
             NoticeKind::Test => "test",
             NoticeKind::Policy => "policy",
+            NoticeKind::Operation => "operation",
         }
     }
 
@@ -187,6 +190,7 @@ impl NoticeKind {
             "digest" => Some(NoticeKind::Digest),
             "test" => Some(NoticeKind::Test),
             "policy" => Some(NoticeKind::Policy),
+            "operation" => Some(NoticeKind::Operation),
             _ => None,
         }
     }
@@ -208,6 +212,9 @@ pub struct TopicSettings {
     /// Allowlist policy changes (sent whatever the topic's alarm filters say:
     /// a policy can silence any alarm).
     pub on_policy: bool,
+    /// One message per match (per key operation) instead of per alarm: the
+    /// alarm's `opened` and `escalated` messages are not sent to this topic.
+    pub on_operation: bool,
     /// Counts whose crossing re-sends an alarm as escalated.
     pub escalate_counts: Vec<u64>,
     /// Alarm notifications per `rate_window` (0: unlimited); the rest go into digests.
@@ -455,12 +462,16 @@ fn topic_settings(
     let mut kinds = Vec::new();
     for item in &on {
         match NoticeKind::parse(item.trim()) {
-            Some(kind @ (NoticeKind::Opened | NoticeKind::Escalated | NoticeKind::Status | NoticeKind::Policy)) => {
-                kinds.push(kind)
-            }
+            Some(
+                kind @ (NoticeKind::Opened
+                | NoticeKind::Escalated
+                | NoticeKind::Status
+                | NoticeKind::Policy
+                | NoticeKind::Operation),
+            ) => kinds.push(kind),
             _ => {
                 return Err(format!(
-                    "`{}` lists \"{item}\"; expected \"opened\", \"escalated\", \"status\" or \"policy\"",
+                    "`{}` lists \"{item}\"; expected \"opened\", \"escalated\", \"status\", \"policy\" or \"operation\"",
                     key("on")
                 ));
             }
@@ -515,6 +526,7 @@ fn topic_settings(
         on_escalated: kinds.contains(&NoticeKind::Escalated),
         on_status: kinds.contains(&NoticeKind::Status),
         on_policy: kinds.contains(&NoticeKind::Policy),
+        on_operation: kinds.contains(&NoticeKind::Operation),
         escalate_counts,
         rate_limit: raw.rate_limit.unwrap_or(0),
         rate_window,

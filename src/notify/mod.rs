@@ -60,7 +60,10 @@ impl Router {
     /// A new alarm: queue it for every topic that wants new alarms.
     pub fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize> {
         let mut queued = 0;
-        for topic in self.matching(facts).filter(|topic| topic.on_opened) {
+        for topic in self
+            .matching(facts)
+            .filter(|topic| topic.on_opened && !topic.on_operation)
+        {
             outbox::enqueue(connection, topic, Some(facts.alarm_id), NoticeKind::Opened, &json!({}))?;
             queued += 1;
         }
@@ -78,7 +81,10 @@ impl Router {
         new_count: u64,
     ) -> rusqlite::Result<usize> {
         let mut queued = 0;
-        for topic in self.matching(facts).filter(|topic| topic.on_escalated) {
+        for topic in self
+            .matching(facts)
+            .filter(|topic| topic.on_escalated && !topic.on_operation)
+        {
             let reason = match old_level {
                 Some(old) if facts.level > old => Some(format!("level raised from {old} to {}", facts.level)),
                 _ => topic
@@ -116,6 +122,30 @@ impl Router {
                 &json!({ "policy": detail }),
             )?;
             queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Each match a batch added to an alarm, for topics that want every
+    /// operation: one message each, rate limited and digested like others.
+    pub fn operations(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        outputs: &[String],
+    ) -> rusqlite::Result<usize> {
+        let mut queued = 0;
+        for topic in self.matching(facts).filter(|topic| topic.on_operation) {
+            for output in outputs {
+                outbox::enqueue(
+                    connection,
+                    topic,
+                    Some(facts.alarm_id),
+                    NoticeKind::Operation,
+                    &json!({ "reason": output }),
+                )?;
+                queued += 1;
+            }
         }
         Ok(queued)
     }
@@ -171,6 +201,15 @@ impl AlarmObserver for Router {
 
     fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize> {
         Router::policy_changed(self, connection, detail)
+    }
+
+    fn operations(
+        &self,
+        connection: &Connection,
+        facts: &AlarmFacts<'_>,
+        outputs: &[String],
+    ) -> rusqlite::Result<usize> {
+        Router::operations(self, connection, facts, outputs)
     }
 }
 
@@ -241,6 +280,7 @@ mod tests {
             on_escalated: true,
             on_status: false,
             on_policy: false,
+            on_operation: false,
             escalate_counts: vec![10, 100],
             rate_limit: 0,
             rate_window: std::time::Duration::from_secs(60),
@@ -279,6 +319,7 @@ mod tests {
             last_seen: "2026-03-02T02:00:00.000Z".into(),
             count,
             escalate: Vec::new(),
+            operations: Vec::new(),
             last_output: "x".into(),
             calls: vec![],
             samples: vec![],

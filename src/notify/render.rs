@@ -653,7 +653,12 @@ pub fn markdown(notice: &Notice, slack: bool) -> String {
             lines.push("A test notification from `trailwarden notify test`; the alarm is a sample.".into());
         }
         if let Some(reason) = &notice.reason {
-            lines.push(format!("{} {reason}", bold("Escalated:")));
+            let label = if notice.kind == "operation" {
+                "Operation:"
+            } else {
+                "Escalated:"
+            };
+            lines.push(format!("{} {reason}", bold(label)));
         }
         if let Some(transition) = &notice.transition {
             let field = |key: &str| transition.get(key).and_then(serde_json::Value::as_str).unwrap_or("-");

@@ -167,6 +167,7 @@ pub(super) fn engine_stage(
     let mut scratch = EvalScratch::default();
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm, options.max_sample_bytes);
+    aggregator.keep_operations(options.keep_operations);
     let mut activity = Activity::new(options.activity.clone());
     if options.activity.rollups {
         store.load_activity(&mut activity)?;

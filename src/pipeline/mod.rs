@@ -102,6 +102,8 @@ pub struct PipelineOptions {
     /// Backfill: rules are evaluated (state learns) but matches raise no
     /// alarm and are only counted (`Stats::learned`).
     pub learn_only: bool,
+    /// Keep each match's output for topics that notify every operation.
+    pub keep_operations: bool,
 }
 
 impl Default for PipelineOptions {
@@ -125,6 +127,7 @@ impl Default for PipelineOptions {
             chain_log_interval: None,
             activity: ActivityOptions::default(),
             learn_only: false,
+            keep_operations: false,
         }
     }
 }

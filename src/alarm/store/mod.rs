@@ -104,6 +104,9 @@ pub struct AlarmUpdate {
     /// The rule's `escalate:` marks: the alarm takes a mark's level once its
     /// total count reaches it.
     pub escalate: Vec<(u64, Level)>,
+    /// The output of each match (at most `MAX_OPERATIONS` per batch), kept
+    /// only when a notification topic wants every operation.
+    pub operations: Vec<String>,
     pub last_output: String,
     pub calls: Vec<CallRecord>,
     pub samples: Vec<Sample>,

@@ -287,6 +287,23 @@ fn write_in(
                 inserted
             }
         };
+        if let Some(router) = notify
+            && !update.operations.is_empty()
+        {
+            let key = update.identity.access_key_id.as_deref().unwrap_or("");
+            let outputs: Vec<String> = update
+                .operations
+                .iter()
+                .map(|output| {
+                    if key.is_empty() {
+                        output.clone()
+                    } else {
+                        crate::mask::mask_key_in_text(output, key)
+                    }
+                })
+                .collect();
+            router.operations(transaction, &facts(alarm_id), &outputs)?;
+        }
         for call in &update.calls {
             let before = transaction.last_insert_rowid();
             upsert_call.execute(params![
@@ -502,6 +519,7 @@ mod tests {
             last_seen: at.into(),
             count: 4,
             escalate: Vec::new(),
+            operations: Vec::new(),
             last_output: format!("output at {at}"),
             calls: ips
                 .iter()
