@@ -205,7 +205,10 @@ fn health_is_open_and_everything_else_needs_a_token_and_a_role() {
         (ADMIN, "ada", "admin"),
     ] {
         let me = server.get("/api/v1/me", Some(token));
-        assert_eq!(me.json(), json!({"name": name, "role": role}));
+        assert_eq!(
+            me.json(),
+            json!({"name": name, "role": role, "timezone": "Asia/Shanghai"})
+        );
     }
     // A viewer reads everything and changes nothing; an operator does not reload rules.
     for (method, path, body) in endpoints() {
@@ -1113,7 +1116,7 @@ fn without_tokens_run_makes_a_private_admin_token_file() {
     };
     assert_eq!(
         server.get("/api/v1/me", Some(&token)).json(),
-        json!({"name": "console", "role": "admin"})
+        json!({"name": "console", "role": "admin", "timezone": "Asia/Shanghai"})
     );
 }
 

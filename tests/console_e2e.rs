@@ -536,6 +536,39 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
             "{needle:?} not in the call records:\n{calls_text}"
         );
     }
+    // Times are shown in the operator's zone (`api.timezone`, here the rules'
+    // Asia/Shanghai), with UTC on hover.
+    assert_eq!(css(client, "#time-zone").await?.text().await?, "times in Asia/Shanghai");
+    let last_seen = chrono::DateTime::parse_from_rfc3339(detail["last_seen"].as_str().unwrap_or_default())?;
+    let shanghai = last_seen
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let utc = last_seen
+        .with_timezone(&chrono::Utc)
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    let shown: Vec<(String, String)> = client
+        .execute(
+            "return [...document.querySelectorAll('#drawer .nowrap[title$=\" UTC\"]')].map(e => [e.textContent, e.title]);",
+            vec![],
+        )
+        .await?
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap_or_default().to_string(),
+                pair[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        shown.iter().any(|(text, title)| text == &shanghai && title == &utc),
+        "last seen {shanghai} (hover {utc}) not among {shown:?}"
+    );
     // Key association and permissions, as the API computed them.
     let investigation = css(client, "#detail-investigation").await?.text().await?;
     let used = detail["permissions"]["used"].as_array().map_or(0, Vec::len);

@@ -78,6 +78,6 @@ pub async fn metrics(Viewer(_): Viewer, State(state): State<ApiState>) -> Respon
 }
 
 /// The caller's token name and role.
-pub async fn me(Viewer(caller): Viewer) -> Json<Value> {
-    Json(json!({"name": caller.name, "role": caller.role}))
+pub async fn me(Viewer(caller): Viewer, State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({"name": caller.name, "role": caller.role, "timezone": state.settings.api.timezone.name()}))
 }

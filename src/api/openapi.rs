@@ -185,7 +185,7 @@ pub fn spec() -> Value {
             "This document", "viewer", vec![], None, json!({"200": ok("OpenAPI 3.1", json!({"type": "object"}))}),
         )},
         "/api/v1/me": {"get": operation(
-            "The caller's token name and role", "viewer", vec![], None, json!({"200": ok("The caller", schema_ref("Me"))}),
+            "The caller's token name and role, and the zone the console shows times in", "viewer", vec![], None, json!({"200": ok("The caller", schema_ref("Me"))}),
         )},
         "/api/v1/alarms": {"get": operation(
             "Alarms: filtered, sorted, paginated (access keys masked)", "viewer", alarm_list_params, None,
@@ -403,7 +403,7 @@ fn schemas() -> Value {
             "ready": {"type": "boolean"}, "pipeline": {"type": "string", "enum": ["running", "stopped"]},
             "stopping": {"type": "boolean"}, "store": {"type": "string", "enum": ["ok", "failing"]}
         })),
-        "Me": object(&["name", "role"], json!({"name": string(),
+        "Me": object(&["name", "role", "timezone"], json!({"timezone": {"type": "string", "description": "IANA zone (`api.timezone`, default `rules.timezone`)"}, "name": string(),
             "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}})),
         "Alarm": object(&["id", "rule", "level", "status"], alarm_properties),
         "AlarmPage": object(&["total", "offset", "limit", "items"], json!({

@@ -71,6 +71,8 @@ pub struct ApiSettings {
     /// Largest request body accepted, in bytes (larger ones get 413).
     pub body_limit: usize,
     /// Bearer tokens; empty = `run` makes a one-off admin token in a file.
+    /// The zone the console shows times in (`api.timezone`, default `rules.timezone`).
+    pub timezone: chrono_tz::Tz,
     pub tokens: Vec<ApiToken>,
 }
 
@@ -512,7 +514,7 @@ impl Settings {
             );
         }
         let notify = std::sync::Arc::new(crate::notify::config::validate(raw.notify, &duration)?);
-        let api = api_settings(raw.api)?;
+        let api = api_settings(raw.api, rules.timezone)?;
         let geoip = crate::geoip::GeoIpSettings {
             city_db: raw
                 .geoip

@@ -53,7 +53,13 @@ pub(super) fn time_window(raw: &RawNormalize, duration: &DurationParser<'_>) -> 
 const MAX_TOKEN_NAME: usize = 64;
 
 /// Validate `[api]` and its `[[api.tokens]]`.
-pub(super) fn api_settings(raw: RawApi) -> Result<ApiSettings, String> {
+pub(super) fn api_settings(raw: RawApi, rules_zone: chrono_tz::Tz) -> Result<ApiSettings, String> {
+    let timezone = match raw.timezone.as_deref().map(str::trim).filter(|zone| !zone.is_empty()) {
+        Some(zone) => zone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| format!("`api.timezone` = \"{zone}\" is not an IANA time zone (e.g. Asia/Shanghai, UTC)"))?,
+        None => rules_zone,
+    };
     let bind_text = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
     let bind = bind_text.trim().parse::<std::net::SocketAddr>().map_err(|_| {
         format!("`api.bind` = \"{bind_text}\" is not an address:port (e.g. \"127.0.0.1:8080\", \"[::1]:8080\")")
@@ -119,6 +125,7 @@ pub(super) fn api_settings(raw: RawApi) -> Result<ApiSettings, String> {
         bind,
         public_url,
         body_limit,
+        timezone,
         tokens,
     })
 }

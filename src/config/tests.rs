@@ -20,6 +20,13 @@ fn unknown_keys_and_bad_values_are_named() {
         error.contains("rules.timezone") && error.contains("Mars/Base"),
         "{error}"
     );
+    let error = Settings::from_toml("x.toml", "[api]\ntimezone = \"Mars/Base\"\n", false)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("api.timezone") && error.contains("Mars/Base"), "{error}");
+    // The console's zone follows the rules' unless set.
+    let settings = Settings::from_toml("x.toml", "[rules]\ntimezone = \"Europe/Berlin\"\n", false).unwrap();
+    assert_eq!(settings.api.timezone, chrono_tz::Europe::Berlin);
     let error = Settings::from_toml("x.toml", "[source.files]\npoll_interval = \"soon\"\n", false)
         .unwrap_err()
         .to_string();

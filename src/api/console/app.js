@@ -105,12 +105,38 @@
   const pad = (n) => String(n).padStart(2, '0');
 
   /** `YYYY-MM-DD HH:MM:SS` in UTC, the format of seeds/003. */
-  function absTime(iso) {
+  function utcTime(iso) {
     if (!iso) return '-';
     const date = new Date(iso);
     if (Number.isNaN(date.getTime())) return String(iso);
     return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())} ` +
       `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
+  }
+
+  /** The zone times are shown in: the server's `api.timezone` (`/api/v1/me`), else UTC. */
+  let displayZone = 'UTC';
+  let zoneFormat = null;
+  function setZone(zone) {
+    displayZone = 'UTC';
+    zoneFormat = null;
+    if (!zone || zone === 'UTC') return;
+    try {
+      zoneFormat = new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit',
+        hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+      displayZone = zone;
+    } catch (error) {
+      zoneFormat = null;
+    }
+  }
+
+  /** `YYYY-MM-DD HH:MM:SS` in the operator's zone (UTC on hover where a cell shows it). */
+  function absTime(iso) {
+    if (!zoneFormat) return utcTime(iso);
+    if (!iso) return '-';
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return String(iso);
+    const parts = Object.fromEntries(zoneFormat.formatToParts(date).map((part) => [part.type, part.value]));
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
   }
 
   function relTime(iso) {
@@ -134,8 +160,9 @@
   /** An absolute time with the relative one under it (or beside it when inline). */
   function timeCell(iso, inline) {
     const rel = relTime(iso);
-    if (inline) return h('span', { class: 'nowrap', title: iso || '' }, absTime(iso), rel ? h('span', { class: 'faint' }, ` · ${rel}`) : null);
-    return [h('div', { class: 'nowrap', title: iso || '' }, absTime(iso)), h('div', { class: 'line2 nowrap' }, rel)];
+    const title = iso ? `${utcTime(iso)} UTC` : '';
+    if (inline) return h('span', { class: 'nowrap', title }, absTime(iso), rel ? h('span', { class: 'faint' }, ` · ${rel}`) : null);
+    return [h('div', { class: 'nowrap', title }, absTime(iso)), h('div', { class: 'line2 nowrap' }, rel)];
   }
 
   const fmtInt = (n) => (n === null || n === undefined ? '-' : Number(n).toLocaleString('en-US'));
@@ -294,6 +321,7 @@
     if (!state.me) {
       try {
         state.me = await api('/api/v1/me');
+        setZone(state.me.timezone);
       } catch (error) {
         if (error.status === 401) return; // signOut already rendered the sign-in page
         renderFatal(error);
@@ -348,7 +376,7 @@
       h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('rules', 'Rules'), link('allowlist', 'Allowlist')),
       h('div', { class: 'spacer' }),
       h('div', { class: 'whoami' },
-        h('span', { class: 'faint' }, 'times in UTC'),
+        h('span', { class: 'faint', id: 'time-zone' }, `times in ${displayZone}`),
         h('span', { id: 'me-name' }, state.me ? state.me.name : ''),
         h('span', { class: 'role' }, state.me ? state.me.role : ''),
         h('button', { type: 'button', class: 'small', id: 'signout', onclick: () => signOut('Signed out.') }, 'Sign out')));
@@ -390,6 +418,7 @@
         sessionStorage.setItem(TOKEN_KEY, value);
         try {
           state.me = await api('/api/v1/me');
+        setZone(state.me.timezone);
           state.signinMessage = '';
           if (!location.hash || location.hash === '#' || location.hash === '#/') location.hash = '#/alarms';
           render();
@@ -1412,7 +1441,7 @@
     }
     rows.forEach((row, index) => {
       const x = left + index * step;
-      const label = `${absTime(new Date(row.t).toISOString()).slice(0, 13)}:00 UTC — ${fmtInt(row.events)} events, ${fmtInt(row.failures)} failures`;
+      const label = `${utcTime(new Date(row.t).toISOString()).slice(0, 13)}:00 UTC — ${fmtInt(row.events)} events, ${fmtInt(row.failures)} failures`;
       if (row.events) {
         chart.append(svg('rect', { class: 'bar', x, y: y(row.events), width: barW, height: y(0) - y(row.events) }, svg('title', null, label)));
       }
