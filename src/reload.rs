@@ -56,7 +56,9 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn start(settings: Settings, rules: SharedRules) -> Reloader {
+    /// `store`: where reloads that change the rule set are recorded (the
+    /// change log), if anywhere.
+    pub fn start(settings: Settings, rules: SharedRules, store: Option<std::path::PathBuf>) -> Reloader {
         let (trigger, receiver) = std::sync::mpsc::channel();
         let current = rules.load();
         let status = Arc::new(Mutex::new(ReloadStatus {
@@ -73,7 +75,7 @@ impl Reloader {
             let status = status.clone();
             std::thread::Builder::new()
                 .name("tw-reload".into())
-                .spawn(move || reload_loop(settings, rules, receiver, status))
+                .spawn(move || reload_loop(settings, rules, receiver, status, store))
                 .ok()
         };
         Reloader {
@@ -141,7 +143,13 @@ fn watch_paths(settings: &Settings, trigger: Sender<Trigger>) -> Option<notify::
     Some(watcher)
 }
 
-fn reload_loop(settings: Settings, rules: SharedRules, receiver: Receiver<Trigger>, status: Arc<Mutex<ReloadStatus>>) {
+fn reload_loop(
+    settings: Settings,
+    rules: SharedRules,
+    receiver: Receiver<Trigger>,
+    status: Arc<Mutex<ReloadStatus>>,
+    store: Option<std::path::PathBuf>,
+) {
     while let Ok(trigger) = receiver.recv() {
         if trigger == Trigger::Shutdown {
             return;
@@ -154,15 +162,39 @@ fn reload_loop(settings: Settings, rules: SharedRules, receiver: Receiver<Trigge
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }
-        reload_once(&settings, &rules, &status, trigger);
+        if reload_once(&settings, &rules, &status, trigger)
+            && let Some(path) = &store
+        {
+            let (name, via) = match trigger {
+                Trigger::FileChange => ("rules directory", "reload (file change)"),
+                Trigger::Signal => ("SIGHUP", "reload (signal)"),
+                _ => ("api", "reload (POST /api/v1/rules/reload)"),
+            };
+            let actor = crate::alarm::changes::Actor {
+                name: name.into(),
+                via: via.into(),
+            };
+            crate::alarm::rule_changes::record_at(
+                path,
+                crate::options::store_options(&settings),
+                &rules.load(),
+                &actor,
+            );
+        }
     }
 }
 
-/// Load, check and (when clean and different) install a new rule set.
-pub fn reload_once(settings: &Settings, rules: &SharedRules, status: &Arc<Mutex<ReloadStatus>>, trigger: Trigger) {
+/// Load, check and (when clean and different) install a new rule set;
+/// whether it installed one.
+pub fn reload_once(
+    settings: &Settings,
+    rules: &SharedRules,
+    status: &Arc<Mutex<ReloadStatus>>,
+    trigger: Trigger,
+) -> bool {
     let attempt = crate::alarm::store::timestamp(chrono::Utc::now());
     let result = check_rule_set(settings, None);
-    let Ok(mut status) = status.lock() else { return };
+    let Ok(mut status) = status.lock() else { return false };
     status.last_attempt = Some(attempt);
     status.attempts += 1;
     match result {
@@ -170,19 +202,21 @@ pub fn reload_once(settings: &Settings, rules: &SharedRules, status: &Arc<Mutex<
             status.last_error = None;
             if new_set.version == rules.load().version {
                 tracing::info!(version = %new_set.version, ?trigger, "rules unchanged");
-                return;
+                return false;
             }
             status.version = new_set.version.clone();
             status.rules = new_set.rules.len();
             status.reloads += 1;
             tracing::info!(version = %new_set.version, rules = new_set.rules.len(), ?trigger, "rules reloaded");
             rules.store(Arc::new(new_set));
+            true
         }
         Err(error) => {
             status.failures += 1;
             let text = error.to_string();
             tracing::error!(?trigger, "rule reload failed; the running rules stay in place:\n{text}");
             status.last_error = Some(text);
+            false
         }
     }
 }

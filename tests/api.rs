@@ -1322,6 +1322,8 @@ fn allowlist_policies_record_their_token_and_broad_ones_need_a_recorded_admin_ov
         ("otto", "policy", "removed"),
         ("otto", "policy", "added"),
         ("ada", "policy", "added"),
+        // The rule set the daemon started with (`alarm::rule_changes`).
+        ("daemon start", "rules", "loaded"),
     ]
     .iter()
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))

@@ -552,3 +552,44 @@ fn a_listing_piped_into_a_reader_that_stops_early_ends_quietly() {
         "{stderr}"
     );
 }
+
+/// The rule set the daemon runs is in the change log, sealed by the chain:
+/// the first start records it, a start with an override that disables a rule
+/// records what changed, an unchanged start records nothing, and `store
+/// verify` holds over it.
+#[test]
+fn rule_set_changes_are_recorded_and_sealed() {
+    let env = Env::new("");
+    let recorded = |env: &Env| -> Vec<Value> {
+        serde_json::from_str::<Value>(&env.ok(&["changes", "--subject", "rules", "--format", "json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    env.ok(&["run", "--once"]);
+    let first = recorded(&env);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["action"], "loaded");
+    assert_eq!(first[0]["actor"], "daemon start");
+    assert!(first[0]["detail"]["count"].as_u64().unwrap() > 40);
+    // An unchanged start records nothing.
+    env.ok(&["run", "--once"]);
+    assert_eq!(recorded(&env).len(), 1);
+    // An override disabling a rule is a recorded change.
+    let overrides = env.root.join("overrides.yaml");
+    std::fs::write(&overrides, "rules:\n  - rule: denied-call\n    enabled: false\n").unwrap();
+    env.sandbox
+        .write_config(&Config::standard(&env.sandbox.store).files(&[]).set(
+            "rules",
+            "overrides",
+            &[overrides.as_path()][..],
+        ));
+    env.ok(&["run", "--once"]);
+    let changes = recorded(&env);
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0]["action"], "changed");
+    assert_eq!(changes[0]["detail"]["changed"], serde_json::json!(["denied-call"]));
+    let verify = env.run(&["store", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}

@@ -107,6 +107,8 @@ pub enum Subject {
     Policy,
     Remark,
     Asset,
+    /// The rule set the daemon runs (`alarm::rule_changes`).
+    Rules,
 }
 
 impl Subject {
@@ -115,21 +117,24 @@ impl Subject {
             Subject::Policy => "policy",
             Subject::Remark => "remark",
             Subject::Asset => "asset",
+            Subject::Rules => "rules",
         }
     }
 
     pub fn parse(text: &str) -> Option<Subject> {
-        [Subject::Policy, Subject::Remark, Subject::Asset]
+        [Subject::Policy, Subject::Remark, Subject::Asset, Subject::Rules]
             .into_iter()
             .find(|subject| subject.as_str() == text)
     }
 
-    /// The chain kind of the row the change is about.
-    pub fn link_kind(self) -> LinkKind {
+    /// The chain kind of the row the change is about (none for the rule
+    /// set: its change entry holds it whole).
+    pub fn link_kind(self) -> Option<LinkKind> {
         match self {
-            Subject::Policy => LinkKind::Policy,
-            Subject::Remark => LinkKind::Remark,
-            Subject::Asset => LinkKind::Asset,
+            Subject::Policy => Some(LinkKind::Policy),
+            Subject::Remark => Some(LinkKind::Remark),
+            Subject::Asset => Some(LinkKind::Asset),
+            Subject::Rules => None,
         }
     }
 }
@@ -161,10 +166,10 @@ pub fn record(
     detail: &serde_json::Value,
     at: &str,
 ) -> rusqlite::Result<i64> {
-    if action == "removed" {
-        chain::append_removal(connection, subject.link_kind(), subject_id, at)?;
-    } else {
-        chain::append(connection, subject.link_kind(), &[subject_id], at)?;
+    match subject.link_kind() {
+        Some(kind) if action == "removed" => chain::append_removal(connection, kind, subject_id, at)?,
+        Some(kind) => chain::append(connection, kind, &[subject_id], at)?,
+        None => {}
     }
     connection
         .prepare_cached(

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod investigate;
 pub mod observer;
 pub mod rollup;
+pub mod rule_changes;
 pub mod sample;
 pub mod schema;
 pub mod store;

@@ -459,6 +459,21 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX notify_messages_queued ON notify_messages (id) WHERE state = 'queued';
     CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
     CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';
+
+    -- Rule-set changes join the change log (`alarm::rule_changes`).
+    CREATE TABLE changes_new (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        subject TEXT NOT NULL CHECK (subject IN ('policy', 'remark', 'asset', 'rules')),
+        subject_id INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    INSERT INTO changes_new SELECT id, at, actor, via, subject, subject_id, action, detail FROM changes;
+    DROP TABLE changes;
+    ALTER TABLE changes_new RENAME TO changes;
     "#,
 ];
 

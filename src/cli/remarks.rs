@@ -186,8 +186,8 @@ pub fn assets_command(settings: &Settings, command: AssetsCommand) -> Result<Exi
 pub struct ChangesArgs {
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
-    /// Only changes of policies, remarks or assets.
-    #[arg(long, value_parser = ["policy", "remark", "asset"])]
+    /// Only changes of policies, remarks, assets or the rule set.
+    #[arg(long, value_parser = ["policy", "remark", "asset", "rules"])]
     pub subject: Option<String>,
     /// Only changes by this actor.
     #[arg(long, value_name = "NAME")]

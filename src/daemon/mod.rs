@@ -61,10 +61,17 @@ impl Daemon {
             "rules loaded"
         );
         let store_path = db.unwrap_or(&settings.store.path).to_path_buf();
-        let store = Store::open(&store_path, store_options(settings))?;
+        let mut store = Store::open(&store_path, store_options(settings))?;
         tracing::info!(path = %store_path.display(), "alarm store open");
+        let started = crate::alarm::changes::Actor {
+            name: "daemon start".into(),
+            via: "start".into(),
+        };
+        if let Err(error) = crate::alarm::rule_changes::record(store.connection_mut(), &rules, &started) {
+            tracing::error!(%error, "cannot record the rule set in the change log");
+        }
         let rules = shared_rules(rules);
-        let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone());
+        let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone(), Some(store_path.clone()));
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let backups = match &settings.store.backup {
             Some(backup) if !once => Some(BackupScheduler::start(

@@ -1,0 +1,85 @@
+//! Rule-set changes in the change log, sealed by the hash chain: the daemon
+//! records the rule set it starts with and every reload that changes it —
+//! which rules were added, removed, changed, enabled or disabled, by what —
+//! so silencing detection by editing a rule or an override file leaves a
+//! tamper-evident trace like an allowlist policy does.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use super::changes::{self, Actor, Subject};
+use crate::rules::RuleSet;
+
+/// Each rule's hash, with `disabled` appended when it is switched off.
+fn fingerprints(rules: &RuleSet) -> BTreeMap<String, String> {
+    rules
+        .rules
+        .iter()
+        .map(|rule| {
+            let state = if rule.enabled { "" } else { " disabled" };
+            (rule.id.clone(), format!("{}{state}", rule.hash))
+        })
+        .collect()
+}
+
+/// The rules of the last recorded rule-set change.
+fn last_recorded(connection: &Connection) -> rusqlite::Result<Option<BTreeMap<String, String>>> {
+    let detail: Option<String> = connection
+        .prepare_cached("SELECT detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1")?
+        .query_row([], |row| row.get(0))
+        .map(Some)
+        .or_else(|error| match error {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        })?;
+    Ok(detail
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|detail| serde_json::from_value(detail["rules"].clone()).ok()))
+}
+
+/// Record `rules` unless it is what the log last recorded; returns the
+/// change's id. `actor` says what loaded it (start, file watch, SIGHUP, API).
+pub fn record(connection: &mut Connection, rules: &RuleSet, actor: &Actor) -> rusqlite::Result<Option<i64>> {
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current = fingerprints(rules);
+    let previous = last_recorded(&transaction)?;
+    if previous.as_ref() == Some(&current) {
+        return Ok(None);
+    }
+    let before = previous.clone().unwrap_or_default();
+    let added: Vec<&String> = current.keys().filter(|id| !before.contains_key(*id)).collect();
+    let removed: Vec<&String> = before.keys().filter(|id| !current.contains_key(*id)).collect();
+    let changed: Vec<&String> = current
+        .iter()
+        .filter(|(id, hash)| before.get(*id).is_some_and(|old| old != *hash))
+        .map(|(id, _)| id)
+        .collect();
+    let detail = json!({
+        "version": rules.version,
+        "count": current.len(),
+        "added": if previous.is_some() { json!(added) } else { json!([]) },
+        "removed": removed,
+        "changed": changed,
+        "rules": current,
+    });
+    let action = if previous.is_some() { "changed" } else { "loaded" };
+    let at = crate::time::timestamp(chrono::Utc::now());
+    let id = changes::record(&transaction, actor, Subject::Rules, 0, action, &detail, &at)?;
+    transaction.commit()?;
+    Ok(Some(id))
+}
+
+/// Record the running rule set in the store at `path`, logging (not
+/// failing) when it cannot: detection goes on either way.
+pub fn record_at(path: &std::path::Path, options: super::store::StoreOptions, rules: &RuleSet, actor: &Actor) {
+    let result = super::store::Store::open(path, options)
+        .map_err(|error| error.to_string())
+        .and_then(|mut store| record(store.connection_mut(), rules, actor).map_err(|error| error.to_string()));
+    match result {
+        Ok(Some(id)) => tracing::info!(change = id, version = %rules.version, "rule set recorded in the change log"),
+        Ok(None) => {}
+        Err(error) => tracing::error!(%error, "cannot record the rule set in the change log"),
+    }
+}
