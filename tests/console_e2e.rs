@@ -538,7 +538,15 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     }
     // Times are shown in the operator's zone (`api.timezone`, here the rules'
     // Asia/Shanghai), with UTC on hover.
-    assert_eq!(css(client, "#time-zone").await?.text().await?, "times in Asia/Shanghai");
+    // Read in one script: the page re-renders as alarms arrive, and an
+    // element found first may be gone when its text is asked for.
+    let zone = client
+        .execute(
+            "return (document.querySelector('#time-zone') || {}).textContent || '';",
+            vec![],
+        )
+        .await?;
+    assert_eq!(zone.as_str(), Some("times in Asia/Shanghai"));
     let last_seen = chrono::DateTime::parse_from_rfc3339(detail["last_seen"].as_str().unwrap_or_default())?;
     let shanghai = last_seen
         .with_timezone(&chrono_tz::Asia::Shanghai)
@@ -570,7 +578,15 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
         "last seen {shanghai} (hover {utc}) not among {shown:?}"
     );
     // Key association and permissions, as the API computed them.
-    let investigation = css(client, "#detail-investigation").await?.text().await?;
+    let investigation = client
+        .execute(
+            "return (document.querySelector('#detail-investigation') || {}).textContent || '';",
+            vec![],
+        )
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let used = detail["permissions"]["used"].as_array().map_or(0, Vec::len);
     assert!(
         investigation.contains(&format!("{used} action")),

@@ -13,6 +13,25 @@ fn rule(id: &str, rest: &str) -> String {
     RULE_HEAD.replace("{id}", id) + rest
 }
 
+/// The rule of every match a replay of `paths` with `config` prints.
+fn replayed_rules(config: &Path, paths: &[&Path]) -> Vec<String> {
+    let replay = Trailwarden::new()
+        .command(&["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["rule"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
@@ -226,21 +245,13 @@ rules:
     assert_eq!(find("sec09-network-change")["enabled"], false, "disabled by tag");
     assert_eq!(find("custom-tencent-describe")["level"], "info");
     // The exception suppresses the match of the fixture's `ops-sync` key creation.
-    let replay = Trailwarden::new()
-        .command(&["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
-        .arg("tests/fixtures/records/tencent_cos_delivery.json.gz")
-        .arg("tests/fixtures/records/truncated.json.gz")
-        .output()
-        .unwrap();
-    let matched: Vec<String> = String::from_utf8_lossy(&replay.stdout)
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).unwrap()["rule"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let matched = replayed_rules(
+        &config,
+        &[
+            Path::new("tests/fixtures/records/tencent_cos_delivery.json.gz"),
+            Path::new("tests/fixtures/records/truncated.json.gz"),
+        ],
+    );
     assert!(!matched.iter().any(|rule| rule == "access-key-created"), "{matched:?}");
     assert!(
         !matched.iter().any(|rule| rule == "sec09-cost-sensitive-operation"),
@@ -338,23 +349,7 @@ fn trusted_accounts_override_silences_the_foreign_account_rules() {
         r#"{{"eventVersion": "1.10", "eventTime": "2026-03-02T03:01:00Z", "eventSource": "s3.amazonaws.com", "eventName": "CopyObject", "awsRegion": "us-east-1", "sourceIPAddress": "34.229.17.208", "eventID": "tp-2", "eventType": "AwsApiCall", "requestParameters": {{"bucketName": "finance-reports", "key": "q1.xlsx", "x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:999999999999:key/4f1c2e8a"}}, {identity}}}"#
     );
     std::fs::write(&records, format!("{policy}\n{copy}\n")).unwrap();
-    let matched = |config: &Path| -> Vec<String> {
-        let replay = Trailwarden::new()
-            .command(&["--config", config.to_str().unwrap(), "replay", "--format", "jsonl"])
-            .arg(&records)
-            .output()
-            .unwrap();
-        assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
-        String::from_utf8_lossy(&replay.stdout)
-            .lines()
-            .map(|line| {
-                serde_json::from_str::<serde_json::Value>(line).unwrap()["rule"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let matched = |config: &Path| replayed_rules(config, &[records.as_path()]);
     let plain = dir.path().join("plain.toml");
     Config::new().set("rules", "dir", rules_dir()).write(&plain);
     let before = matched(&plain);

@@ -43,18 +43,9 @@ pub(super) fn compile(ctx: &mut FileCtx<'_>, node: &Node, floor: Option<Level>) 
                 }
             }
         });
-        let level = map.required(ctx, "level").and_then(|value| {
-            let text = ctx.text(value, "`escalate.level`")?;
-            let level = Level::parse(&text);
-            if level.is_none() {
-                ctx.error(
-                    value.loc,
-                    Problem::BadValue,
-                    format!("level `{text}` is not one of info, low, medium, high"),
-                );
-            }
-            level
-        });
+        let level = map
+            .required(ctx, "level")
+            .and_then(|value| super::load::parse_level(ctx, value, "`escalate.level`"));
         map.finish(ctx, &["count", "level"]);
         let (Some(count), Some(level)) = (count, level) else {
             continue;

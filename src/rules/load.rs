@@ -87,6 +87,20 @@ const RULE_KEYS: &[&str] = &[
     "tests",
 ];
 
+/// A level (`info`, `low`, `medium`, `high`), or a located error.
+pub(super) fn parse_level(ctx: &mut FileCtx<'_>, value: &Node, what: &str) -> Option<Level> {
+    let text = ctx.text(value, what)?;
+    let level = Level::parse(&text);
+    if level.is_none() {
+        ctx.error(
+            value.loc,
+            Problem::BadValue,
+            format!("level `{text}` is not one of info, low, medium, high"),
+        );
+    }
+    level
+}
+
 /// A rule's node, waiting for compilation once every file is read.
 struct PendingRule {
     file: Arc<str>,
@@ -565,18 +579,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         Some(id)
     });
     let title = map.required(ctx, "title").and_then(|value| ctx.text(value, "`title`"));
-    let level = map.required(ctx, "level").and_then(|value| {
-        let text = ctx.text(value, "`level`")?;
-        let level = Level::parse(&text);
-        if level.is_none() {
-            ctx.error(
-                value.loc,
-                Problem::BadValue,
-                format!("level `{text}` is not one of info, low, medium, high"),
-            );
-        }
-        level
-    });
+    let level = map
+        .required(ctx, "level")
+        .and_then(|value| parse_level(ctx, value, "`level`"));
     let description = map
         .required(ctx, "description")
         .and_then(|value| ctx.text(value, "`description`"));
