@@ -33,6 +33,24 @@ pub fn state_key(parts: &[&str]) -> u64 {
     hash
 }
 
+impl BoundedTable<i64> {
+    /// Note a sighting at `time_ms` in a first-seen table. An entry that
+    /// already holds an earlier time, touched less than `refresh_ms` ago,
+    /// is left alone: nothing changed worth writing to the store (the same
+    /// key seen on every event would otherwise be rewritten every batch).
+    pub fn note_first_seen(&mut self, key: u64, time_ms: i64, refresh_ms: i64) {
+        match self.entries.get_mut(&key) {
+            Some((first, touched)) if *first <= time_ms && time_ms - *touched < refresh_ms => {}
+            Some((first, touched)) => {
+                *first = (*first).min(time_ms);
+                *touched = (*touched).max(time_ms);
+                self.dirty.insert(key);
+            }
+            None => self.put(key, time_ms, time_ms),
+        }
+    }
+}
+
 /// A state key combined with a number (an address block): no text built.
 pub fn mix_key(base: u64, value: u128) -> u64 {
     let mut hash = base;
@@ -357,6 +375,28 @@ mod tests {
         assert_ne!(state_key(&["ab", "c"]), state_key(&["a", "bc"]));
         // Pinned: persisted keys must not change between versions.
         assert_eq!(state_key(&["aws", "AKIAEXAMPLE"]), 0x7f65_e15c_8565_d926);
+    }
+
+    #[test]
+    fn a_first_sighting_already_known_writes_nothing_until_its_daily_refresh() {
+        let mut table: BoundedTable<i64> = BoundedTable::new(100);
+        table.note_first_seen(7, 1_000, 86_400_000);
+        assert_eq!(table.take_changes().len(), 1, "a new sighting is written");
+        table.note_first_seen(7, 5_000, 86_400_000);
+        assert!(
+            table.take_changes().is_empty(),
+            "a later sighting within a day changes nothing"
+        );
+        table.note_first_seen(7, 500, 86_400_000);
+        assert_eq!(
+            table.get(7),
+            Some(&500),
+            "an earlier sighting moves the first time back"
+        );
+        assert_eq!(table.take_changes().len(), 1);
+        table.note_first_seen(7, 90_000_000, 86_400_000);
+        assert_eq!(table.get(7), Some(&500));
+        assert_eq!(table.take_changes().len(), 1, "touched again after a day");
     }
 
     #[test]

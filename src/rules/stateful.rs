@@ -456,10 +456,9 @@ pub fn record_event(state: &mut EngineState, event: &AuditEvent, creates_princip
     let time = event.time.timestamp_millis();
     state.advance(time);
     if track_addresses && let Some(block) = address_block_key(event) {
-        match state.addresses.get_mut(block, time) {
-            Some(first) => *first = (*first).min(time),
-            None => state.addresses.put(block, time, time),
-        }
+        // Re-touched (and rewritten) at most daily: its time-to-live and
+        // eviction order follow use without a store write per event.
+        state.addresses.note_first_seen(block, time, 86_400_000);
     }
     if let Some(key) = &event.access_key
         && !key.temporary
