@@ -21,12 +21,12 @@ use crate::rules::SharedRules;
 use crate::ruleset::check_rule_set;
 
 /// What asked for a reload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
     FileChange,
     Signal,
-    /// `POST /api/v1/rules/reload`.
-    Api,
+    /// `POST /api/v1/rules/reload`, by the token of this name.
+    Api(String),
     Shutdown,
 }
 
@@ -162,13 +162,14 @@ fn reload_loop(
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }
-        if reload_once(&settings, &rules, &status, trigger)
+        if reload_once(&settings, &rules, &status, &trigger)
             && let Some(path) = &store
         {
-            let (name, via) = match trigger {
+            let (name, via) = match &trigger {
                 Trigger::FileChange => ("rules directory", "reload (file change)"),
                 Trigger::Signal => ("SIGHUP", "reload (signal)"),
-                _ => ("api", "reload (POST /api/v1/rules/reload)"),
+                Trigger::Api(token) => (token.as_str(), "api (POST /api/v1/rules/reload)"),
+                Trigger::Shutdown => ("shutdown", "reload"),
             };
             let actor = crate::alarm::changes::Actor {
                 name: name.into(),
@@ -190,7 +191,7 @@ pub fn reload_once(
     settings: &Settings,
     rules: &SharedRules,
     status: &Arc<Mutex<ReloadStatus>>,
-    trigger: Trigger,
+    trigger: &Trigger,
 ) -> bool {
     let attempt = crate::alarm::store::timestamp(chrono::Utc::now());
     let result = check_rule_set(settings, None);

@@ -64,19 +64,26 @@ impl Server {
     }
 
     fn start_with(extra: &str) -> Server {
+        Server::start_configured(extra, |config| config)
+    }
+
+    /// `configure` changes the standard configuration before `extra` is appended.
+    fn start_configured(extra: &str, configure: impl FnOnce(Config) -> Config) -> Server {
         let sandbox = Sandbox::new();
         let watch = sandbox.path("watch");
         std::fs::create_dir_all(&watch).unwrap();
         sandbox.write_config(
-            &Config::standard(&sandbox.store)
-                .files(&[&watch])
-                .set("source.files", "poll_interval", "100ms")
-                .set("source.files", "settle", "0s")
-                .unset("rules", "watch")
-                .set("pipeline", "max_hold", "100ms")
-                .set("api", "body_limit", 4096)
-                .append(&tokens())
-                .append(extra),
+            &configure(
+                Config::standard(&sandbox.store)
+                    .files(&[&watch])
+                    .set("source.files", "poll_interval", "100ms")
+                    .set("source.files", "settle", "0s")
+                    .unset("rules", "watch")
+                    .set("pipeline", "max_hold", "100ms")
+                    .set("api", "body_limit", 4096),
+            )
+            .append(&tokens())
+            .append(extra),
         );
         // The examples go into the store first, so every test sees them all.
         let replay = sandbox
@@ -1360,4 +1367,26 @@ fn allowlist_policies_record_their_token_and_broad_ones_need_a_recorded_admin_ov
         metrics.contains("trailwarden_allowlisted_high_matches_total"),
         "{metrics}"
     );
+}
+
+/// A reload through the API that changes the rule set is in the sealed change
+/// log under the admin token's name (the file watcher is off here).
+#[test]
+fn an_api_reload_that_changes_the_rules_is_recorded_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("overrides.yaml");
+    std::fs::write(&overrides, "rules: []\n").unwrap();
+    let server = Server::start_configured("", |config| {
+        config
+            .set("rules", "watch", false)
+            .set("rules", "overrides", &[overrides.as_path()][..])
+    });
+    std::fs::write(&overrides, "rules:\n  - rule: denied-call\n    enabled: false\n").unwrap();
+    let reload = server.request("POST", "/api/v1/rules/reload", Some(ADMIN), None);
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    let changes = server.ok("/api/v1/changes?subject=rules");
+    let latest = &changes.as_array().unwrap()[0];
+    assert_eq!(latest["actor"], "ada", "{changes}");
+    assert_eq!(latest["action"], "changed");
+    assert_eq!(latest["detail"]["changed"], json!(["denied-call"]));
 }

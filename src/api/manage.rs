@@ -260,7 +260,7 @@ pub async fn change_list(
 ) -> Result<Json<Value>, ApiError> {
     params.only(&["subject", "id", "actor", "limit"])?;
     let subject = params
-        .choice("subject", &["policy", "remark", "asset"])?
+        .choice("subject", &["policy", "remark", "asset", "rules"])?
         .and_then(|text| Subject::parse(&text));
     let subject_id = params.text("id").map(|text| parse_id("a subject", &text)).transpose()?;
     let filter = ChangeFilter {

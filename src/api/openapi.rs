@@ -220,7 +220,7 @@ pub fn spec() -> Value {
             "The change log: who added or removed a policy, set or removed a remark, added an asset (most recent first)",
             "viewer",
             vec![
-                query("subject", "policy, remark or asset", json!({"type": "string", "enum": ["policy", "remark", "asset"]})),
+                query("subject", "policy, remark, asset or rules", json!({"type": "string", "enum": ["policy", "remark", "asset", "rules"]})),
                 query("id", "The subject's id", json!({"type": "integer", "minimum": 1})),
                 query("actor", "Changes by this actor (token name or CLI actor)", string()),
                 query("limit", "At most this many (1-1000, default 100)", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
@@ -511,7 +511,7 @@ fn schemas() -> Value {
         })),
         "Change": object(&["id", "at", "actor", "via", "subject", "subject_id", "action", "detail"], json!({
             "id": {"type": "integer"}, "at": string(), "actor": string(), "via": string(),
-            "subject": {"type": "string", "enum": ["policy", "remark", "asset"]},
+            "subject": {"type": "string", "enum": ["policy", "remark", "asset", "rules"]},
             "subject_id": {"type": "integer"},
             "action": {"type": "string", "enum": ["added", "removed", "set"]},
             "detail": {"type": "object", "description": "What changed (access keys masked)"}

@@ -79,7 +79,7 @@ pub async fn list(Viewer(_): Viewer, State(state): State<ApiState>, params: Para
 pub async fn reload(Admin(caller): Admin, State(state): State<ApiState>) -> Response {
     let before = reload_status(&state).attempts;
     tracing::info!(actor = %caller.name, "rule reload requested through the API");
-    if !state.daemon.reload.request(Trigger::Api) {
+    if !state.daemon.reload.request(Trigger::Api(caller.name.clone())) {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "reload: the reloader has stopped").into_response();
     }
     let started = Instant::now();
