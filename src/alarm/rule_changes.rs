@@ -71,12 +71,24 @@ pub fn record(connection: &mut Connection, rules: &RuleSet, actor: &Actor) -> ru
     Ok(Some(id))
 }
 
-/// Record the running rule set in the store at `path`, logging (not
-/// failing) when it cannot: detection goes on either way.
+/// Record `rules` through `connection`, logging (not failing) when it
+/// cannot: detection goes on either way.
+pub fn record_logged(connection: &mut Connection, rules: &RuleSet, actor: &Actor) {
+    log_outcome(
+        rules,
+        record(connection, rules, actor).map_err(|error| error.to_string()),
+    );
+}
+
+/// `record_logged` on the store at `path` (the reloader has no connection).
 pub fn record_at(path: &std::path::Path, options: super::store::StoreOptions, rules: &RuleSet, actor: &Actor) {
     let result = super::store::Store::open(path, options)
         .map_err(|error| error.to_string())
         .and_then(|mut store| record(store.connection_mut(), rules, actor).map_err(|error| error.to_string()));
+    log_outcome(rules, result);
+}
+
+fn log_outcome(rules: &RuleSet, result: Result<Option<i64>, String>) {
     match result {
         Ok(Some(id)) => tracing::info!(change = id, version = %rules.version, "rule set recorded in the change log"),
         Ok(None) => {}

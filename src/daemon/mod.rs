@@ -67,9 +67,7 @@ impl Daemon {
             name: "daemon start".into(),
             via: "start".into(),
         };
-        if let Err(error) = crate::alarm::rule_changes::record(store.connection_mut(), &rules, &started) {
-            tracing::error!(%error, "cannot record the rule set in the change log");
-        }
+        crate::alarm::rule_changes::record_logged(store.connection_mut(), &rules, &started);
         let rules = shared_rules(rules);
         let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone(), Some(store_path.clone()));
         let metrics = Arc::new(crate::metrics::Metrics::new());

@@ -637,30 +637,31 @@ fn log_chain_head(store: &Store) {
 }
 
 /// Load the allowlist policies; on failure keep what the engine has (logged).
-fn load_assets(store: &Store) -> Option<AssetNetworks> {
-    match AssetNetworks::load(store.connection()) {
-        Ok(assets) => {
-            tracing::debug!(assets = assets.len(), "assets loaded");
-            Some(assets)
+/// Read what the engine applies from the store (`what` names it in logs);
+/// `None` when it cannot be read: the caller keeps what it loaded before.
+fn load_logged<T, E: std::fmt::Display>(what: &str, loaded: Result<T, E>, size: impl Fn(&T) -> usize) -> Option<T> {
+    match loaded {
+        Ok(value) => {
+            tracing::debug!(entries = size(&value), "{what} loaded");
+            Some(value)
         }
         Err(error) => {
-            tracing::error!(%error, "cannot load the assets; keeping the ones loaded before");
+            tracing::error!(%error, "cannot load the {what}; keeping the ones loaded before");
             None
         }
     }
 }
 
+fn load_assets(store: &Store) -> Option<AssetNetworks> {
+    load_logged("assets", AssetNetworks::load(store.connection()), AssetNetworks::len)
+}
+
 fn load_allowlist(store: &Store) -> Option<Allowlist> {
-    match Allowlist::load(store.connection()) {
-        Ok(allowlist) => {
-            tracing::debug!(policies = allowlist.len(), "allowlist loaded");
-            Some(allowlist)
-        }
-        Err(error) => {
-            tracing::error!(%error, "cannot load the allowlist policies; keeping the ones loaded before");
-            None
-        }
-    }
+    load_logged(
+        "allowlist policies",
+        Allowlist::load(store.connection()),
+        Allowlist::len,
+    )
 }
 
 /// Keep the furthest offset per group, topic and partition.

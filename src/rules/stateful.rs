@@ -178,6 +178,22 @@ fn parse_fields(ctx: &mut FileCtx<'_>, node: &Node, what: &str) -> Vec<Field> {
         .collect()
 }
 
+/// The duration under `key` of the `predicate` block `node`, or a located
+/// "needs a `key`" error (`hint` says what it is for).
+fn required_duration(ctx: &mut FileCtx<'_>, node: &Node, predicate: &str, key: &str, hint: &str) -> Option<i64> {
+    match node_of(node, key) {
+        Some(value) => parse_duration(ctx, value, &format!("`{predicate}.{key}`")),
+        None => {
+            ctx.error(
+                node.loc,
+                Problem::MissingKey,
+                format!("`{predicate}` needs a `{key}`{hint}"),
+            );
+            None
+        }
+    }
+}
+
 /// Compile a `state:` block.
 pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
     let mut map = ctx.map(node, "`state`")?;
@@ -199,14 +215,7 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
     }
     if let Some(value) = map.get("count") {
         check_keys(ctx, value, "`count`", &["window", "by", "gt", "gte", "lt", "lte"]);
-        let window = node_of(value, "window");
-        let window_ms = match window {
-            Some(window) => parse_duration(ctx, window, "`count.window`"),
-            None => {
-                ctx.error(value.loc, Problem::MissingKey, "`count` needs a `window`");
-                None
-            }
-        };
+        let window_ms = required_duration(ctx, value, "count", "window", "");
         let by = node_of(value, "by")
             .map(|by| parse_fields(ctx, by, "`count.by`"))
             .unwrap_or_default();
@@ -229,13 +238,7 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
                 None
             }
         };
-        let window_ms = match node_of(value, "window") {
-            Some(window) => parse_duration(ctx, window, "`distinct.window`"),
-            None => {
-                ctx.error(value.loc, Problem::MissingKey, "`distinct` needs a `window`");
-                None
-            }
-        };
+        let window_ms = required_duration(ctx, value, "distinct", "window", "");
         let by = node_of(value, "by")
             .map(|by| parse_fields(ctx, by, "`distinct.by`"))
             .unwrap_or_default();
@@ -255,28 +258,14 @@ pub fn compile_state(ctx: &mut FileCtx<'_>, node: &Node) -> Option<StateSpec> {
     }
     if let Some(value) = map.get("new_address") {
         check_keys(ctx, value, "`new_address`", &["young", "known"]);
-        let young = match node_of(value, "young") {
-            Some(young) => parse_duration(ctx, young, "`new_address.young`"),
-            None => {
-                ctx.error(
-                    value.loc,
-                    Problem::MissingKey,
-                    "`new_address` needs `young` (how new the address is)",
-                );
-                None
-            }
-        };
-        let known = match node_of(value, "known") {
-            Some(known) => parse_duration(ctx, known, "`new_address.known`"),
-            None => {
-                ctx.error(
-                    value.loc,
-                    Problem::MissingKey,
-                    "`new_address` needs `known` (how long the key must have been seen)",
-                );
-                None
-            }
-        };
+        let young = required_duration(ctx, value, "new_address", "young", " (how new the address is)");
+        let known = required_duration(
+            ctx,
+            value,
+            "new_address",
+            "known",
+            " (how long the key must have been seen)",
+        );
         if let (Some(young_ms), Some(known_ms)) = (young, known) {
             spec.new_address = Some(NewAddressSpec { young_ms, known_ms });
         }

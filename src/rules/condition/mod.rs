@@ -216,7 +216,7 @@ impl Test {
 /// service principal) names no account.
 pub fn account_refs(text: &str) -> impl Iterator<Item = &str> {
     let text = text.trim();
-    let found = if text.len() > 4 && text[..4].eq_ignore_ascii_case("arn:") {
+    let found = if starts_with_ignore_case(text, "arn:") {
         text.split(':').nth(4).filter(|account| is_digits(account))
     } else if text.len() == 12 && is_digits(text) {
         Some(text)
@@ -364,6 +364,8 @@ mod tests {
             "qcs::cos:ap-guangzhou:uid/1250000000:bucket-1250000000/*",
             "domain/",
             "",
+            "ab中文:x",
+            "qcs中::uin/",
         ] {
             assert!(refs(text).is_empty(), "{text:?} gave {:?}", refs(text));
         }
