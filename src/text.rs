@@ -96,3 +96,46 @@ mod tests {
         assert!(ends_with_ignore_case("aws-cli/2 kali", "KALI"));
     }
 }
+
+/// Append `text` as a JSON string, exactly as `serde_json` writes it. Text
+/// with nothing to escape (nearly all) is copied whole, found by a check
+/// the compiler vectorizes; the rest is left to `serde_json`.
+pub fn push_json_str(out: &mut String, text: &str) {
+    let plain = text.as_bytes().chunks(32).all(|chunk| {
+        !chunk.iter().fold(false, |special, byte| {
+            special | (*byte < 0x20) | (*byte == b'"') | (*byte == b'\\')
+        })
+    });
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        // Serializing a `&str` cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    }
+}
+
+/// `push_json_str` for a value that may be missing (`null`).
+pub fn push_json_opt_str(out: &mut String, text: Option<&str>) {
+    match text {
+        Some(text) => push_json_str(out, text),
+        None => out.push_str("null"),
+    }
+}
+
+#[cfg(test)]
+mod json_text_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn push_json_str_writes_what_serde_json_writes(text in "\\PC*|[\"\\\\\\x00-\\x1f a-z\u{7f}\u{2028}é]{0,80}") {
+            let mut out = String::from("x");
+            push_json_str(&mut out, &text);
+            prop_assert_eq!(&out[1..], serde_json::to_string(&text).unwrap());
+        }
+    }
+}

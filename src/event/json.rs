@@ -270,13 +270,7 @@ impl<'a> JsonObject<'a> {
                 nodes.get(found?).map(Json::Tape)
             }
             JsonObject::Indexed { nodes, index } => {
-                let wanted = fingerprint(key);
-                // From the end: the first key found is the last given.
-                let position = index
-                    .iter()
-                    .rev()
-                    .find(|(print, position)| *print == wanted && key_before(nodes, *position) == key)
-                    .map(|(_, position)| *position as usize)?;
+                let position = indexed_position(nodes, index, key)?;
                 let first = nodes.get(position)?;
                 nodes.get(position..position + span(first)).map(Json::Tape)
             }
@@ -328,22 +322,66 @@ fn fingerprint(key: &str) -> u64 {
 }
 
 /// Index the members of the object at the start of `nodes` (see
-/// `JsonObject::Indexed`) into `index`: each key's fingerprint and where its
-/// value is, in document order (a key given twice reads as its last value).
+/// `JsonObject::Indexed`) into `index`: an open-addressing hash table of a
+/// power-of-two size at least twice the members, each slot a key's
+/// fingerprint and where its value is (0: empty). A key given twice keeps
+/// the position of its last value, as a parsed tree does.
 pub(crate) fn index_object(nodes: &[Node<'_>], index: &mut Vec<(u64, u32)>) {
     index.clear();
     let len = match nodes.first() {
         Some(Node::Object { len, .. }) => *len,
         _ => return,
     };
+    let size = (len.max(4) * 2).next_power_of_two();
+    index.resize(size, (0, 0));
+    let mask = size - 1;
     let mut at = 1;
     for _ in 0..len {
         let (Some(Node::String(key)), Some(node)) = (nodes.get(at), nodes.get(at + 1)) else {
             break;
         };
-        index.push((fingerprint(key), (at + 1) as u32));
+        let print = fingerprint(key);
+        let mut slot = slot_of(print, mask);
+        loop {
+            let (known, position) = index[slot];
+            if position == 0 {
+                index[slot] = (print, (at + 1) as u32);
+                break;
+            }
+            if known == print && key_before(nodes, position) == *key {
+                index[slot].1 = (at + 1) as u32;
+                break;
+            }
+            slot = (slot + 1) & mask;
+        }
         at += 1 + span(node);
     }
+}
+
+fn slot_of(print: u64, mask: usize) -> usize {
+    (print.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & mask
+}
+
+/// Where the value of `key` is in an object indexed by `index_object`.
+fn indexed_position(nodes: &[Node<'_>], index: &[(u64, u32)], key: &str) -> Option<usize> {
+    if index.is_empty() {
+        return None;
+    }
+    let mask = index.len() - 1;
+    let print = fingerprint(key);
+    let mut slot = slot_of(print, mask);
+    // The table is at most half full, so a probe always meets an empty slot.
+    for _ in 0..index.len() {
+        let (known, position) = *index.get(slot)?;
+        if position == 0 {
+            return None;
+        }
+        if known == print && key_before(nodes, position) == key {
+            return Some(position as usize);
+        }
+        slot = (slot + 1) & mask;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -9,25 +9,38 @@
 //! whole value when it is not an object). Lookups on a path the copy covers
 //! read the copy; anything else (a sample, a trace, a path registered after
 //! the event was read) parses the record as before.
+//!
+//! Most records hold nothing a path reaches, so the copy is usually empty and
+//! costs no allocation: keys are compared by length first, then in any
+//! letter case, without lower-casing or hashing them; members that cannot
+//! lead anywhere (numbers, booleans, null, objects without a reached member)
+//! are not copied. Each set of registered paths is kept for the life of the
+//! process (paths are only added, so there are at most as many sets as
+//! paths), which lets every copy point at the set it was cut for without a
+//! shared reference count.
 
-use crate::text::{FastMap, FastSet, with_ascii_lowercase};
-use std::sync::{Arc, LazyLock};
+use crate::text::{FastMap, FastSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
 
-use super::json::JsonObject;
+use super::json::{Json, JsonObject};
 
-static RAW_PATHS: LazyLock<ArcSwap<RawPaths>> = LazyLock::new(|| ArcSwap::from_pointee(RawPaths::default()));
+static RAW_PATHS: LazyLock<ArcSwap<&'static RawPaths>> =
+    LazyLock::new(|| ArcSwap::from_pointee(&*Box::leak(Box::default())));
+
+/// Serializes registrations, so each new set is made (and kept) once.
+static REGISTER: Mutex<()> = Mutex::new(());
 
 /// Registered `raw.` paths by their first segment. Paths are only added: a
 /// rule set loaded later may read more.
 #[derive(Clone, Debug, Default)]
 pub struct RawPaths {
     firsts: FastMap<String, Reach>,
-    /// The same reaches by lower-cased first segment, merged, with their
-    /// second segments lower-cased: what `prune` looks a record's keys up in.
-    folded: FastMap<String, Reach>,
+    /// The same reaches by first segment in any letter case, merged, with
+    /// their second segments likewise: what `prune` looks a record's keys up in.
+    folded: FoldedNames<FoldedReach>,
 }
 
 /// What paths under one first segment need.
@@ -39,17 +52,92 @@ struct Reach {
     seconds: FastSet<String>,
 }
 
-impl Reach {
-    fn add(&mut self, second: Option<&str>, fold: bool) {
-        match second {
-            Some(second) if fold => {
-                self.seconds.insert(second.to_ascii_lowercase());
+/// `Reach`, its second segments compared in any letter case.
+#[derive(Clone, Debug, Default)]
+struct FoldedReach {
+    whole: bool,
+    seconds: FoldedNames<()>,
+}
+
+/// Names compared in any ASCII letter case, bucketed by length: a key of a
+/// length no name has is refused by one index, the rest by comparing bytes.
+#[derive(Clone, Debug)]
+struct FoldedNames<T> {
+    by_len: Vec<Vec<(Box<str>, T)>>,
+}
+
+impl<T> Default for FoldedNames<T> {
+    fn default() -> Self {
+        FoldedNames { by_len: Vec::new() }
+    }
+}
+
+impl<T: Default> FoldedNames<T> {
+    fn get(&self, key: &str) -> Option<&T> {
+        self.by_len
+            .get(key.len())?
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .map(|(_, value)| value)
+    }
+
+    fn entry(&mut self, name: &str) -> &mut T {
+        if self.by_len.len() <= name.len() {
+            self.by_len.resize_with(name.len() + 1, Vec::new);
+        }
+        let bucket = &mut self.by_len[name.len()];
+        let position = match bucket.iter().position(|(known, _)| known.eq_ignore_ascii_case(name)) {
+            Some(position) => position,
+            None => {
+                bucket.push((name.into(), T::default()));
+                bucket.len() - 1
             }
+        };
+        &mut bucket[position].1
+    }
+}
+
+impl Reach {
+    fn add(&mut self, second: Option<&str>) {
+        match second {
             Some(second) => {
                 self.seconds.insert(second.to_owned());
             }
             None => self.whole = true,
         }
+    }
+}
+
+impl FoldedReach {
+    fn add(&mut self, second: Option<&str>) {
+        match second {
+            Some(second) => {
+                self.seconds.entry(second);
+            }
+            None => self.whole = true,
+        }
+    }
+
+    /// What of `value` the second segments can reach; `None` when nothing.
+    fn copy(&self, value: Json<'_>) -> Option<Value> {
+        if self.whole {
+            return Some(value.to_value());
+        }
+        if let Some(object) = value.as_object() {
+            let members: Map<String, Value> = object
+                .members()
+                .filter(|(member, _)| self.seconds.get(member).is_some())
+                .map(|(member, value)| (member.to_owned(), value.to_value()))
+                .collect();
+            return (!members.is_empty()).then_some(Value::Object(members));
+        }
+        // A lookup fans out into an array's items and parses a string that
+        // holds JSON; anything else ends it.
+        let keep = value.as_array().is_some()
+            || value
+                .as_str()
+                .is_some_and(|text| text.trim_start().starts_with(['{', '[']));
+        keep.then(|| value.to_value())
     }
 }
 
@@ -59,26 +147,25 @@ pub fn register_raw_path<S: AsRef<str>>(path: &[S]) {
     let Some(first) = path.first() else {
         return;
     };
-    if RAW_PATHS.load().covers(path) {
+    if raw_paths().covers(path) {
         return;
     }
-    RAW_PATHS.rcu(|paths| {
-        let mut paths = RawPaths::clone(paths);
-        let first = first.as_ref();
-        let second = path.get(1).map(AsRef::as_ref);
-        paths.firsts.entry(first.to_owned()).or_default().add(second, false);
-        paths
-            .folded
-            .entry(first.to_ascii_lowercase())
-            .or_default()
-            .add(second, true);
-        paths
-    });
+    let _registering = REGISTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let current = raw_paths();
+    if current.covers(path) {
+        return;
+    }
+    let mut paths = RawPaths::clone(current);
+    let first = first.as_ref();
+    let second = path.get(1).map(AsRef::as_ref);
+    paths.firsts.entry(first.to_owned()).or_default().add(second);
+    paths.folded.entry(first).add(second);
+    RAW_PATHS.store(Arc::new(Box::leak(Box::new(paths))));
 }
 
 /// The paths registered so far.
-pub fn raw_paths() -> Arc<RawPaths> {
-    RAW_PATHS.load_full()
+pub fn raw_paths() -> &'static RawPaths {
+    **RAW_PATHS.load()
 }
 
 impl RawPaths {
@@ -100,27 +187,46 @@ impl RawPaths {
     /// The part of a record the registered paths reach, as a tree: every
     /// top-level member whose key equals a registered first segment in any
     /// ASCII letter case (lookups fall back to case-insensitive keys), its
-    /// value whole when a one-segment path names it or it is not an object,
-    /// else only the members whose keys equal, in any letter case, a second
-    /// segment registered under it. Duplicate keys keep their last value,
-    /// as in the parsed record.
+    /// value whole when a one-segment path names it, else only the members
+    /// whose keys equal, in any letter case, a second segment registered
+    /// under it (arrays and strings holding JSON whole: lookups walk into
+    /// them). A member none of whose contents a path can reach is left out,
+    /// or kept as `null` where leaving it out would change what a lookup
+    /// finds: when a member of the same name in another letter case is kept
+    /// (a lookup takes the exact name first), or when it repeats an earlier
+    /// member that was kept (duplicate keys keep their last value, as in the
+    /// parsed record).
     pub fn prune(&self, record: JsonObject<'_>) -> Map<String, Value> {
+        const SKIPPED: usize = 4;
         let mut kept = Map::new();
+        let mut skipped: [&str; SKIPPED] = [""; SKIPPED];
+        let mut skipped_count = 0;
         for (key, value) in record.members() {
-            let Some(reach) = with_ascii_lowercase(key, |lower| self.folded.get(lower)) else {
+            let Some(reach) = self.folded.get(key) else {
                 continue;
             };
-            let copied = match value.as_object().filter(|_| !reach.whole) {
-                Some(object) => Value::Object(
-                    object
-                        .members()
-                        .filter(|(member, _)| with_ascii_lowercase(member, |lower| reach.seconds.contains(lower)))
-                        .map(|(member, value)| (member.to_owned(), value.to_value()))
-                        .collect(),
-                ),
-                None => value.to_value(),
-            };
-            kept.insert(key.to_owned(), copied);
+            match reach.copy(value) {
+                Some(copied) => {
+                    kept.insert(key.to_owned(), copied);
+                }
+                None if kept.contains_key(key) || skipped_count == SKIPPED => {
+                    kept.insert(key.to_owned(), Value::Null);
+                }
+                None => {
+                    skipped[skipped_count] = key;
+                    skipped_count += 1;
+                }
+            }
+        }
+        if !kept.is_empty() {
+            for key in &skipped[..skipped_count] {
+                let shadowed = kept
+                    .keys()
+                    .any(|kept_key| kept_key != key && kept_key.eq_ignore_ascii_case(key));
+                if shadowed && !kept.contains_key(*key) {
+                    kept.insert((*key).to_owned(), Value::Null);
+                }
+            }
         }
         kept
     }
@@ -130,12 +236,12 @@ impl RawPaths {
 /// paths it was cut for.
 #[derive(Clone, Debug)]
 pub struct Pruned {
-    paths: Arc<RawPaths>,
+    paths: &'static RawPaths,
     value: Value,
 }
 
 impl Pruned {
-    pub fn new(paths: Arc<RawPaths>, record: JsonObject<'_>) -> Pruned {
+    pub fn new(paths: &'static RawPaths, record: JsonObject<'_>) -> Pruned {
         let value = Value::Object(paths.prune(record));
         Pruned { paths, value }
     }

@@ -13,8 +13,6 @@
 //! errors (with their line and column), a record without an id (its
 //! synthetic id hashes the tree), a LookUpEvents summary item.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use simd_json::{Buffers, Node, Tape};
 
@@ -76,7 +74,7 @@ pub fn read_record(
     if record.first() != Some(&b'{') {
         return None;
     }
-    let text = std::str::from_utf8(record).ok()?;
+    let text = simdutf8::basic::from_utf8(record).ok()?;
     let mut input = std::mem::take(&mut scratch.input);
     let mut nested_inputs = std::mem::take(&mut scratch.nested_inputs);
     nested_inputs.resize_with(MAX_NESTED, Vec::new);
@@ -89,7 +87,7 @@ pub fn read_record(
     let paths = raw_paths();
     let outcome = match simd_json::fill_tape(&mut input, &mut scratch.buffers, &mut tape) {
         Ok(()) => read_tape(
-            &paths,
+            paths,
             &tape.0,
             Work {
                 nested: &mut nested,
@@ -124,7 +122,7 @@ pub fn read_record(
 
 /// Recognise, expand and normalize a parsed record; `None` sends it to the tree path.
 fn read_tape<'a>(
-    raw_paths: &Arc<RawPaths>,
+    raw_paths: &'static RawPaths,
     tape: &[Node<'a>],
     work: Work<'_, 'a>,
     context: &NormalizeContext,
@@ -148,8 +146,23 @@ fn read_tape<'a>(
         return None;
     }
     let provider = detect_provider(root)?;
-    merged.extend_from_slice(tape);
     let (fields, inner) = json_string_fields(provider);
+    // Most records hold no JSON inside strings: they are read from the tape
+    // as parsed, without copying and indexing it again.
+    let expands = member_positions(tape, 0)
+        .any(|(key, position)| fields.contains(&key) && holds_json_text(tape, position))
+        || inner.is_some_and(|(outer, key)| {
+            last_member(tape, 0, outer)
+                .filter(|outer_at| matches!(tape.get(*outer_at), Some(Node::Object { .. })))
+                .and_then(|outer_at| last_member(tape, outer_at, key))
+                .is_some_and(|position| holds_json_text(tape, position))
+        });
+    if !expands {
+        let result = normalize_view(provider, root, context, envelope_time)?;
+        let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(raw_paths, root));
+        return Some((provider, result, pruned));
+    }
+    merged.extend_from_slice(tape);
     // Top-level fields, last position first so earlier positions hold.
     let mut positions = [0usize; MAX_NESTED];
     let mut found = 0;
@@ -181,7 +194,7 @@ fn read_tape<'a>(
     index_object(merged, index);
     let record = JsonObject::Indexed { nodes: merged, index };
     let result = normalize_view(provider, record, context, envelope_time)?;
-    let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(Arc::clone(raw_paths), record));
+    let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(raw_paths, record));
     Some((provider, result, pruned))
 }
 
@@ -221,6 +234,11 @@ fn last_member(nodes: &[Node<'_>], at: usize, key: &str) -> Option<usize> {
 /// If the value at `position` is a string holding a JSON object or array,
 /// put the parsed document in its place (as the tree path's
 /// `expand_json_string` does). `None` when there is no buffer left for it.
+/// Whether the node at `position` is a string that `expand_at` would parse.
+fn holds_json_text(nodes: &[Node<'_>], position: usize) -> bool {
+    matches!(nodes.get(position), Some(Node::String(text)) if text.trim_start().starts_with(['{', '[']))
+}
+
 fn expand_at<'a>(
     merged: &mut Vec<Node<'a>>,
     position: usize,
@@ -229,13 +247,10 @@ fn expand_at<'a>(
     buffers: &mut Buffers,
 ) -> Option<()> {
     let text: &'a str = match merged.get(position) {
-        Some(Node::String(text)) => text,
+        Some(Node::String(text)) if holds_json_text(merged, position) => text,
         _ => return Some(()),
     };
     let trimmed = text.trim_start();
-    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
-        return Some(());
-    }
     slot.clear();
     slot.extend_from_slice(trimmed.as_bytes());
     nested.0.clear();
