@@ -101,12 +101,7 @@ mod tests {
 /// with nothing to escape (nearly all) is copied whole, found by a check
 /// the compiler vectorizes; the rest is left to `serde_json`.
 pub fn push_json_str(out: &mut String, text: &str) {
-    let plain = text.as_bytes().chunks(32).all(|chunk| {
-        !chunk.iter().fold(false, |special, byte| {
-            special | (*byte < 0x20) | (*byte == b'"') | (*byte == b'\\')
-        })
-    });
-    if plain {
+    if !needs_json_escape(text.as_bytes()) {
         out.reserve(text.len() + 2);
         out.push('"');
         out.push_str(text);
@@ -115,6 +110,34 @@ pub fn push_json_str(out: &mut String, text: &str) {
         // Serializing a `&str` cannot fail.
         out.push_str(&serde_json::to_string(text).unwrap_or_default());
     }
+}
+
+/// Whether `bytes` hold a control character, `"` or `\`, eight bytes at a
+/// time: the classic word trick sets a lane's high bit for a byte below
+/// 0x20 and for a byte equal to either (a zero after the XOR); a lane whose
+/// own high bit is set (non-ASCII) is masked out of all three.
+fn needs_json_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let special = |word: u64| {
+        let below_space = word.wrapping_sub(ONES * 0x20);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let hits = below_space | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES);
+        hits & !word & HIGHS != 0
+    };
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(word);
+        if special(u64::from_le_bytes(lanes)) {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|byte| *byte < 0x20 || *byte == b'"' || *byte == b'\\')
 }
 
 /// `push_json_str` for a value that may be missing (`null`).

@@ -130,8 +130,20 @@ impl Activity {
         }
         if self.options.traces {
             let time = event.time.timestamp_millis();
-            self.newest_ms = Some(self.newest_ms.map_or(time, |newest| newest.max(time)));
-            if self.key_operations.any(&event.operations) {
+            let newest = self.newest_ms.map_or(time, |newest| newest.max(time));
+            self.newest_ms = Some(newest);
+            // A trace already past its retention behind the newest event (a
+            // late or replayed old record) would only be written to be
+            // pruned: it is not kept.
+            // The newest time counts no further than a day past the clock, as
+            // for pruning.
+            let retention = millis(self.options.trace_retention);
+            let expired = time < newest.saturating_sub(retention)
+                && time
+                    < newest
+                        .min(Utc::now().timestamp_millis().saturating_add(DAY_MS))
+                        .saturating_sub(retention);
+            if !expired && self.key_operations.any(&event.operations) {
                 self.traces.push(Trace::of(event, rules));
             }
         }

@@ -270,6 +270,37 @@ fn key_operations_come_from_the_sec09_rules() {
 }
 
 #[test]
+fn key_operations_already_past_retention_are_not_traced() {
+    let rules = rules();
+    let mut activity = Activity::new(ActivityOptions {
+        trace_retention: Duration::from_secs(7 * 86_400),
+        ..ActivityOptions::default()
+    });
+    activity.use_rules(&rules);
+    activity.observe(
+        &event(&rules, call(30 * 86_400, "DescribeInstances", "ops", "1.2.3.4")),
+        &rules,
+    );
+    // Eight days behind the newest event: pruned as soon as written, so not kept.
+    activity.observe(
+        &event(&rules, call(22 * 86_400, "RebootInstances", "old", "1.2.3.4")),
+        &rules,
+    );
+    // Six days behind: inside the retention.
+    activity.observe(
+        &event(&rules, call(24 * 86_400, "RebootInstances", "recent", "1.2.3.4")),
+        &rules,
+    );
+    let operators: Vec<String> = activity
+        .take(false)
+        .traces
+        .iter()
+        .map(|new| new.trace.operator.clone())
+        .collect();
+    assert_eq!(operators, ["recent"]);
+}
+
+#[test]
 fn pruning_follows_event_time_at_most_once_per_interval() {
     let rules = rules();
     let options = ActivityOptions {

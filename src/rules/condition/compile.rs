@@ -412,7 +412,7 @@ impl<'a> CompileEnv<'a> {
                 .match_kind(MatchKind::LeftmostFirst)
                 .build(&texts)
             {
-                Ok(automaton) => Some(Test::Contains(Arc::new(automaton))),
+                Ok(automaton) => Some(Test::Contains(Arc::new(super::contains::ContainsSet::new(automaton)))),
                 Err(error) => {
                     ctx.error(
                         operand.loc,

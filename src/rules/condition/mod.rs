@@ -20,7 +20,6 @@
 
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
 use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use globset::GlobSet;
@@ -28,6 +27,7 @@ use ipnet::IpNet;
 use regex::RegexSet;
 
 mod compile;
+mod contains;
 
 pub use compile::{CompileEnv, ListDef, MacroDef};
 
@@ -60,7 +60,7 @@ pub enum Test {
         texts: CaseInsensitiveSet,
         numbers: Vec<f64>,
     },
-    Contains(Arc<AhoCorasick>),
+    Contains(Arc<contains::ContainsSet>),
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
     Glob(Arc<GlobSet>),
