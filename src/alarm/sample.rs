@@ -32,8 +32,14 @@ pub fn event_sample(event: &AuditEvent, catalog: &OperationCatalog, max_bytes: u
     };
     if serde_json::to_writer(&mut out, &head).is_ok() && out.text.pop() == Some(b'}') {
         let separator: &[u8] = if out.text == b"{" { br#""raw":"# } else { br#","raw":"# };
+        // A record read as it is (nothing inside it to expand) is spliced in
+        // as its own text: parsing and printing it again cost more than
+        // everything else an alarm does.
         let fits = io::Write::write_all(&mut out, separator).is_ok()
-            && serde_json::to_writer(&mut out, event.raw.value()).is_ok()
+            && match event.raw.verbatim() {
+                Some(text) => io::Write::write_all(&mut out, text.trim().as_bytes()).is_ok(),
+                None => serde_json::to_writer(&mut out, event.raw.value()).is_ok(),
+            }
             && io::Write::write_all(&mut out, b"}").is_ok();
         // serde_json writes valid UTF-8.
         if fits && let Ok(text) = String::from_utf8(out.text) {
@@ -262,5 +268,47 @@ mod tests {
         let small: Value = serde_json::from_str(&small).unwrap();
         assert_eq!(small["action"], "AttachUserPolicy");
         assert!(small["raw"].is_object());
+    }
+
+    /// Events read from their own bytes: a record with nothing to expand is
+    /// spliced in as its text, one with JSON inside a string is expanded;
+    /// either way the sample reads as the event with its expanded record.
+    #[test]
+    fn a_sample_of_a_record_read_from_its_bytes_holds_the_expanded_record() {
+        let plain = r#"{"eventVersion":"1.08","eventID":"e-1","eventTime":"2026-03-02T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"AttachUserPolicy","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9","userIdentity":{"type":"IAMUser","userName":"ops","accountId":"111122223333","accessKeyId":"AKIAEXAMPLEKEY123456"},"requestParameters":{"userName":"ops","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"},"recipientAccountId":"111122223333"}"#;
+        let stringified = plain.replace(
+            r#""requestParameters":{"userName":"ops","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#,
+            r#""requestParameters":"{\"userName\":\"ops\",\"policyArn\":\"arn:aws:iam::aws:policy/AdministratorAccess\"}""#,
+        );
+        let catalog = OperationCatalog::default();
+        for (record, verbatim) in [(plain.to_string(), true), (stringified, false)] {
+            let chunk = crate::source::Chunk {
+                bytes: record.into_bytes(),
+                origin: crate::event::origin::Origin::new(std::sync::Arc::from("t"), Default::default()),
+                oversized: false,
+                nodes: None,
+                ingest_time: None,
+            };
+            let mut events = Vec::new();
+            crate::source::normalize_chunk(
+                &chunk,
+                &crate::event::normalize::NormalizeContext::new(chrono::Utc::now()),
+                &crate::event::window::TimeWindow::default().bounds(chrono::Utc::now()),
+                &mut crate::event::decode::Decoded::default(),
+                &mut |event| {
+                    events.push(event);
+                    true
+                },
+                &mut |_| {},
+            );
+            let event = events.pop().expect("one event");
+            assert_eq!(event.raw.verbatim().is_some(), verbatim);
+            let sample: Value = serde_json::from_str(&event_sample(&event, &catalog, 32 << 10)).unwrap();
+            assert_eq!(sample, event_json(&event, &catalog, true));
+            assert_eq!(
+                sample["raw"]["requestParameters"]["policyArn"],
+                "arn:aws:iam::aws:policy/AdministratorAccess"
+            );
+        }
     }
 }

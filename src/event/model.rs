@@ -309,11 +309,12 @@ impl Raw {
         }
     }
 
-    /// A record's JSON text, which `expand` turns into what the normalizer read.
-    pub fn from_text(text: Box<str>, expand: fn(&mut Map<String, Value>)) -> Raw {
+    /// A record's JSON text, which `expand` (when given) turns into what the
+    /// normalizer read; without it the text is that already.
+    pub fn from_text(text: Box<str>, expand: Option<fn(&mut Map<String, Value>)>) -> Raw {
         Raw {
             text: Some(text),
-            expand: Some(expand),
+            expand,
             tree: OnceLock::new(),
             pruned: None,
         }
@@ -352,6 +353,12 @@ impl Raw {
                 Err(_) => Value::Null,
             }
         })
+    }
+
+    /// The record's own text when it is the record as read, nothing inside
+    /// it to expand (an alarm sample embeds it without parsing it).
+    pub fn verbatim(&self) -> Option<&str> {
+        self.text.as_deref().filter(|_| self.expand.is_none())
     }
 
     /// The record as JSON text: the original bytes when they are kept.

@@ -107,17 +107,29 @@ pub fn read_record(
     scratch.merged = Tape(merged).reset().0;
     scratch.input = input;
     scratch.nested_inputs = nested_inputs;
-    match outcome? {
-        (provider, Ok(mut event), pruned) => {
-            event.raw = Raw::from_text(text.into(), expander(provider));
-            if let Some(pruned) = pruned {
+    let read = outcome?;
+    match read.result {
+        Ok(mut event) => {
+            // A record without JSON inside strings is its own expanded form.
+            let expand = read.expands.then(|| expander(read.provider));
+            event.raw = Raw::from_text(text.into(), expand);
+            if let Some(pruned) = read.pruned {
                 event.raw.set_pruned(pruned);
             }
             event.origin = value_origin.clone();
             Some((value_origin, Ok(event)))
         }
-        (_, Err(error), _) => Some((value_origin, Err(error))),
+        Err(error) => Some((value_origin, Err(error))),
     }
+}
+
+/// A record read from its tape.
+struct TapeRead {
+    provider: super::model::Provider,
+    result: Result<AuditEvent, NormalizeError>,
+    pruned: Option<Pruned>,
+    /// Whether some field held JSON text the view expanded.
+    expands: bool,
 }
 
 /// Recognise, expand and normalize a parsed record; `None` sends it to the tree path.
@@ -127,11 +139,7 @@ fn read_tape<'a>(
     work: Work<'_, 'a>,
     context: &NormalizeContext,
     envelope_time: Option<DateTime<Utc>>,
-) -> Option<(
-    super::model::Provider,
-    Result<AuditEvent, NormalizeError>,
-    Option<Pruned>,
-)> {
+) -> Option<TapeRead> {
     let Work {
         nested,
         merged,
@@ -160,7 +168,12 @@ fn read_tape<'a>(
     if !expands {
         let result = normalize_view(provider, root, context, envelope_time)?;
         let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(raw_paths, root));
-        return Some((provider, result, pruned));
+        return Some(TapeRead {
+            provider,
+            result,
+            pruned,
+            expands: false,
+        });
     }
     merged.extend_from_slice(tape);
     // Top-level fields, last position first so earlier positions hold.
@@ -195,7 +208,12 @@ fn read_tape<'a>(
     let record = JsonObject::Indexed { nodes: merged, index };
     let result = normalize_view(provider, record, context, envelope_time)?;
     let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(raw_paths, record));
-    Some((provider, result, pruned))
+    Some(TapeRead {
+        provider,
+        result,
+        pruned,
+        expands: true,
+    })
 }
 
 /// The members of the object at `at`: each key and where its value starts.
