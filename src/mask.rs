@@ -85,10 +85,21 @@ pub fn mask_access_key(key: &str) -> String {
 /// templates and raw records quote the key). Keys shorter than 4 characters
 /// are left alone: replacing them would mangle ordinary words.
 pub fn mask_key_in_text(text: &str, key: &str) -> String {
-    if key.chars().count() < 4 || memchr::memmem::find(text.as_bytes(), key.as_bytes()).is_none() {
+    if key.chars().count() < 4 || !holds(text, key) {
         return text.to_string();
     }
     text.replace(key, &mask_access_key(key))
+}
+
+/// Whether `text` holds `needle` (at least one byte long): texts here are
+/// a line or two, so candidates found by the first byte are compared, with
+/// nothing built per call as a substring searcher would.
+fn holds(text: &str, needle: &str) -> bool {
+    let (text, needle) = (text.as_bytes(), needle.as_bytes());
+    let Some(first) = needle.first() else {
+        return true;
+    };
+    memchr::memchr_iter(*first, text).any(|at| text[at..].starts_with(needle))
 }
 
 /// A group key (`field=v1,v2|field=…`) with the values of its
@@ -96,6 +107,16 @@ pub fn mask_key_in_text(text: &str, key: &str) -> String {
 pub fn mask_group_key(group_key: &str) -> String {
     if !group_key.contains("access_key.id=") {
         return group_key.to_string();
+    }
+    // The default group key, one key: masked without splitting.
+    if let Some(value) = group_key.strip_prefix("access_key.id=")
+        && !value.contains(['|', ','])
+    {
+        return if value == "-" || value.contains(MASK) {
+            group_key.to_string()
+        } else {
+            format!("access_key.id={}", mask_access_key(value))
+        };
     }
     group_key
         .split('|')
@@ -307,6 +328,12 @@ mod tests {
             "principal.name=alice|access_key.id=AKIAI****AMPLE,-"
         );
         assert_eq!(mask_group_key("principal=123/alice"), "principal=123/alice");
+        assert_eq!(mask_group_key("access_key.id=-"), "access_key.id=-");
+        assert_eq!(mask_key_in_text("AKIAIOSFODNN7EXAMPL", "AKIAIOSFODNN7EXAMPLE"), "AKIAIOSFODNN7EXAMPL");
+        assert_eq!(
+            mask_key_in_text("AAKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+            format!("A{}", mask_access_key("AKIAIOSFODNN7EXAMPLE"))
+        );
         let once = mask_group_key(&format!("access_key.id={key}"));
         assert_eq!(mask_group_key(&once), once);
         let mut value = serde_json::json!({"a": [format!("x{key}y")], "b": {"c": key}, "d": 1});
