@@ -329,7 +329,10 @@ mod tests {
         );
         assert_eq!(mask_group_key("principal=123/alice"), "principal=123/alice");
         assert_eq!(mask_group_key("access_key.id=-"), "access_key.id=-");
-        assert_eq!(mask_key_in_text("AKIAIOSFODNN7EXAMPL", "AKIAIOSFODNN7EXAMPLE"), "AKIAIOSFODNN7EXAMPL");
+        assert_eq!(
+            mask_key_in_text("AKIAIOSFODNN7EXAMPL", "AKIAIOSFODNN7EXAMPLE"),
+            "AKIAIOSFODNN7EXAMPL"
+        );
         assert_eq!(
             mask_key_in_text("AAKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
             format!("A{}", mask_access_key("AKIAIOSFODNN7EXAMPLE"))

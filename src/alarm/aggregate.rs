@@ -12,17 +12,19 @@ use super::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, timestamp};
 use crate::event::model::{AuditEvent, OutcomeResult};
 use crate::rules::{RuleMatch, RuleSet};
 
-#[derive(Hash, PartialEq, Eq, Clone)]
-struct CallKey {
-    source_ip: String,
-    call_method: &'static str,
-    service: String,
-    action: String,
-}
-
 struct Pending {
     update: AlarmUpdate,
-    calls: FastMap<CallKey, CallRecord>,
+    /// Call records by a hash of (source IP, call method, service, action),
+    /// each bucket compared field by field: a match of a known call
+    /// allocates nothing.
+    calls: FastMap<u64, Vec<CallRecord>>,
+}
+
+fn call_hash(source_ip: &str, call_method: &str, service: &str, action: &str) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x63_616c_6c73).build_hasher();
+    (source_ip, call_method, service, action).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Accumulates one batch's matches.
@@ -32,7 +34,9 @@ pub struct Aggregator {
     keep_operations: bool,
     /// Largest sample in bytes of JSON (`store.max_sample_bytes`).
     max_sample_bytes: usize,
-    pending: FastMap<(String, String), Pending>,
+    /// By rule id, then group key (nested, so a match looks its alarm up
+    /// with borrowed text).
+    pending: FastMap<String, FastMap<String, Pending>>,
     /// Keys in first-match order, so writes are deterministic.
     order: Vec<(String, String)>,
     matches: u64,
@@ -40,7 +44,9 @@ pub struct Aggregator {
     /// engine (`forget_samples`): once an alarm has its `samples_per_alarm`,
     /// the store keeps no more, so none are made (on a match-heavy stream
     /// they were a third of the engine's work, every batch, then dropped).
-    sampled: FastMap<(String, String), usize>,
+    sampled: FastMap<String, FastMap<String, usize>>,
+    /// Keys in `sampled`.
+    sampled_keys: usize,
 }
 
 /// Most alarm keys whose sample count is remembered; past it the memory
@@ -60,6 +66,7 @@ impl Aggregator {
             order: Vec::new(),
             matches: 0,
             sampled: FastMap::default(),
+            sampled_keys: 0,
         }
     }
 
@@ -73,6 +80,7 @@ impl Aggregator {
     /// that needs samples of its own).
     pub fn forget_samples(&mut self) {
         self.sampled.clear();
+        self.sampled_keys = 0;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,52 +92,77 @@ impl Aggregator {
             return;
         };
         self.matches += 1;
-        let key = (rule.id.clone(), rule_match.group_key.clone());
-        let sampled = self.sampled.get(&key).copied().unwrap_or(0);
+        let group_key = rule_match.group_key.as_str();
+        let sampled = self
+            .sampled
+            .get(rule.id.as_str())
+            .and_then(|groups| groups.get(group_key))
+            .copied()
+            .unwrap_or(0);
         if sampled < self.samples_per_alarm {
-            if self.sampled.len() >= MAX_SAMPLED_KEYS {
+            if self.sampled_keys >= MAX_SAMPLED_KEYS {
                 self.sampled.clear();
+                self.sampled_keys = 0;
             }
-            *self.sampled.entry(key.clone()).or_insert(0) += 1;
+            if !self.sampled.contains_key(rule.id.as_str()) {
+                self.sampled.insert(rule.id.clone(), FastMap::default());
+            }
+            let Some(groups) = self.sampled.get_mut(rule.id.as_str()) else {
+                return;
+            };
+            match groups.get_mut(group_key) {
+                Some(count) => *count += 1,
+                None => {
+                    groups.insert(group_key.to_string(), 1);
+                    self.sampled_keys += 1;
+                }
+            }
         }
         let time = timestamp(event.time);
-        let pending = match self.pending.get_mut(&key) {
+        if !self.pending.contains_key(rule.id.as_str()) {
+            self.pending.insert(rule.id.clone(), FastMap::default());
+        }
+        let Some(groups) = self.pending.get_mut(rule.id.as_str()) else {
+            return;
+        };
+        if !groups.contains_key(group_key) {
+            self.order.push((rule.id.clone(), group_key.to_string()));
+        }
+        let pending = match groups.get_mut(group_key) {
             Some(pending) => pending,
-            None => {
-                self.order.push(key.clone());
-                self.pending.entry(key).or_insert_with(|| Pending {
-                    update: AlarmUpdate {
-                        rule_id: rule.id.clone(),
-                        rule_hash: rule.hash.clone(),
-                        level: rule.level,
-                        title: rule.title.clone(),
-                        tags: rule.tags.clone(),
-                        group_key: rule_match.group_key.clone(),
-                        identity: identity_of(event),
-                        first_seen: time.clone(),
-                        last_seen: time.clone(),
-                        count: 0,
-                        escalate: rule.escalate.clone(),
-                        operations: Vec::new(),
-                        last_output: String::new(),
-                        calls: Vec::new(),
-                        samples: Vec::new(),
-                    },
-                    calls: FastMap::default(),
-                })
-            }
+            None => groups.entry(group_key.to_string()).or_insert_with(|| Pending {
+                update: AlarmUpdate {
+                    rule_id: rule.id.clone(),
+                    rule_hash: rule.hash.clone(),
+                    level: rule.level,
+                    title: rule.title.clone(),
+                    tags: rule.tags.clone(),
+                    group_key: rule_match.group_key.clone(),
+                    identity: identity_of(event),
+                    first_seen: time.clone(),
+                    last_seen: time.clone(),
+                    count: 0,
+                    escalate: rule.escalate.clone(),
+                    operations: Vec::new(),
+                    last_output: String::new(),
+                    calls: Vec::new(),
+                    samples: Vec::new(),
+                },
+                calls: FastMap::default(),
+            }),
         };
         let update = &mut pending.update;
         update.count += 1;
+        // Copied into the strings already there (`clone_from` keeps their room).
         if time < update.first_seen {
-            update.first_seen = time.clone();
+            update.first_seen.clone_from(&time);
         }
         if time >= update.last_seen {
-            update.last_seen = time.clone();
-            update.last_output = rule_match.output.clone();
+            update.last_seen.clone_from(&time);
+            update.last_output.clone_from(&rule_match.output);
         }
         if update.last_output.is_empty() {
-            update.last_output = rule_match.output.clone();
+            update.last_output.clone_from(&rule_match.output);
         }
         if self.keep_operations && update.operations.len() < MAX_OPERATIONS {
             update.operations.push(rule_match.output.clone());
@@ -142,31 +175,43 @@ impl Aggregator {
                 event: event_sample(event, &rules.catalog, self.max_sample_bytes),
             });
         }
-        let call_key = CallKey {
-            source_ip: event.source_ip_text().unwrap_or("").to_string(),
-            call_method: event.call_method.as_str(),
-            service: event.service.clone(),
-            action: event.action.clone(),
-        };
-        let failed = event.outcome.result == OutcomeResult::Failure;
-        let call = pending.calls.entry(call_key).or_insert_with_key(|key| CallRecord {
-            source_ip: key.source_ip.clone(),
-            ip_kind: event.source_ip_kind().as_str().to_string(),
-            call_method: key.call_method.to_string(),
-            service: key.service.clone(),
-            action: key.action.clone(),
-            success_count: 0,
-            failure_count: 0,
-            first_call: time.clone(),
-            last_call: time.clone(),
+        let source_ip = event.source_ip_text().unwrap_or("");
+        let call_method = event.call_method.as_str();
+        let bucket = pending
+            .calls
+            .entry(call_hash(source_ip, call_method, &event.service, &event.action))
+            .or_default();
+        let position = bucket.iter().position(|call| {
+            call.source_ip == source_ip
+                && call.call_method == call_method
+                && call.service == event.service
+                && call.action == event.action
         });
-        if failed {
+        let call = match position {
+            Some(position) => &mut bucket[position],
+            None => {
+                bucket.push(CallRecord {
+                    source_ip: source_ip.to_string(),
+                    ip_kind: event.source_ip_kind().as_str().to_string(),
+                    call_method: call_method.to_string(),
+                    service: event.service.clone(),
+                    action: event.action.clone(),
+                    success_count: 0,
+                    failure_count: 0,
+                    first_call: time.clone(),
+                    last_call: time.clone(),
+                });
+                let last = bucket.len() - 1;
+                &mut bucket[last]
+            }
+        };
+        if event.outcome.result == OutcomeResult::Failure {
             call.failure_count += 1;
         } else {
             call.success_count += 1;
         }
         if time < call.first_call {
-            call.first_call = time.clone();
+            call.first_call.clone_from(&time);
         }
         if time > call.last_call {
             call.last_call = time;
@@ -182,9 +227,13 @@ impl Aggregator {
     pub fn drain(&mut self) -> Vec<AlarmUpdate> {
         self.matches = 0;
         let mut out = Vec::with_capacity(self.order.len());
-        for key in self.order.drain(..) {
-            if let Some(mut pending) = self.pending.remove(&key) {
-                let mut calls: Vec<CallRecord> = pending.calls.into_values().collect();
+        for (rule_id, group_key) in self.order.drain(..) {
+            let taken = self
+                .pending
+                .get_mut(&rule_id)
+                .and_then(|groups| groups.remove(&group_key));
+            if let Some(mut pending) = taken {
+                let mut calls: Vec<CallRecord> = pending.calls.into_values().flatten().collect();
                 calls.sort_by(|a, b| {
                     (&a.source_ip, &a.call_method, &a.service, &a.action).cmp(&(
                         &b.source_ip,
