@@ -97,6 +97,15 @@ mod tests {
     }
 }
 
+/// An AWS action without the API version Lambda appends
+/// (`UpdateFunctionCode20150331v2` → `UpdateFunctionCode`), if it has one.
+pub fn strip_api_version(action: &str) -> Option<&str> {
+    let trimmed = action.trim_end_matches(|c: char| c.is_ascii_digit());
+    let trimmed = trimmed.strip_suffix('v').unwrap_or(trimmed);
+    let base = trimmed.trim_end_matches(|c: char| c.is_ascii_digit());
+    (base.len() + 8 <= action.len() && !base.is_empty()).then_some(base)
+}
+
 /// Append `text` as a JSON string, exactly as `serde_json` writes it. Text
 /// with nothing to escape (nearly all) is copied whole, found by a check
 /// the compiler vectorizes; the rest is left to `serde_json`.

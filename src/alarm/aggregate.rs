@@ -21,10 +21,8 @@ struct Pending {
 }
 
 fn call_hash(source_ip: &str, call_method: &str, service: &str, action: &str) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = foldhash::fast::FixedState::with_seed(0x63_616c_6c73).build_hasher();
-    (source_ip, call_method, service, action).hash(&mut hasher);
-    hasher.finish()
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x0063_616c_6c73).hash_one((source_ip, call_method, service, action))
 }
 
 /// Accumulates one batch's matches.

@@ -10,6 +10,14 @@
 //! read the copy; anything else (a sample, a trace, a path registered after
 //! the event was read) parses the record as before.
 //!
+//! The rules also say which events they can read a path of: a rule that
+//! reads `raw.requestParameters.bucketPolicy` is only evaluated for the
+//! actions its index names (`PutBucketPolicy`). Once a rule set has
+//! registered those actions (`register_raw_actions`), only events of them
+//! get a copy; any other lookup (an allowlist policy, a path read where no
+//! rule said it would be) parses the record, as for an unregistered path.
+//! Until a rule set registers its actions, every record gets its copy.
+//!
 //! Most records hold nothing a path reaches, so the copy is usually empty and
 //! costs no allocation: keys are compared by length first, then in any
 //! letter case, without lower-casing or hashing them; members that cannot
@@ -26,6 +34,7 @@ use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
 
 use super::json::{Json, JsonObject};
+use super::model::Provider;
 
 static RAW_PATHS: LazyLock<ArcSwap<&'static RawPaths>> =
     LazyLock::new(|| ArcSwap::from_pointee(&*Box::leak(Box::default())));
@@ -41,6 +50,20 @@ pub struct RawPaths {
     /// The same reaches by first segment in any letter case, merged, with
     /// their second segments likewise: what `prune` looks a record's keys up in.
     folded: FoldedNames<FoldedReach>,
+    /// The actions whose events are copied, once a rule set has said.
+    actions: Option<ActionGate>,
+}
+
+/// Which events need the copy (`register_raw_actions`).
+#[derive(Clone, Debug, Default)]
+struct ActionGate {
+    /// Every event of these clouds (`Provider::ALL` order).
+    every: [bool; 3],
+    actions: FoldedNames<()>,
+}
+
+fn cloud_slot(provider: Provider) -> usize {
+    Provider::ALL.iter().position(|known| *known == provider).unwrap_or(0)
 }
 
 /// What paths under one first segment need.
@@ -155,12 +178,28 @@ pub fn register_raw_path<S: AsRef<str>>(path: &[S]) {
     if current.covers(path) {
         return;
     }
-    let mut paths = RawPaths::clone(current);
-    let first = first.as_ref();
-    let second = path.get(1).map(AsRef::as_ref);
-    paths.firsts.entry(first.to_owned()).or_default().add(second);
-    paths.folded.entry(first).add(second);
-    RAW_PATHS.store(Arc::new(Box::leak(Box::new(paths))));
+    RAW_PATHS.store(Arc::new(Box::leak(Box::new(
+        current.with_path(first.as_ref(), path.get(1).map(AsRef::as_ref)),
+    ))));
+}
+
+/// Note the events a loaded rule set (or a trace) can read a registered
+/// path of: every event of the clouds in `every`, and events of `actions`
+/// (any letter case). Only added to.
+pub fn register_raw_actions(every: &[Provider], actions: &[String]) {
+    let known = |gate: &ActionGate| {
+        every.iter().all(|provider| gate.every[cloud_slot(*provider)])
+            && actions.iter().all(|action| gate.actions.get(action).is_some())
+    };
+    if raw_paths().actions.as_ref().is_some_and(known) {
+        return;
+    }
+    let _registering = REGISTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let current = raw_paths();
+    if current.actions.as_ref().is_some_and(known) {
+        return;
+    }
+    RAW_PATHS.store(Arc::new(Box::leak(Box::new(current.with_actions(every, actions)))));
 }
 
 /// The paths registered so far.
@@ -171,6 +210,43 @@ pub fn raw_paths() -> &'static RawPaths {
 impl RawPaths {
     pub fn is_empty(&self) -> bool {
         self.firsts.is_empty()
+    }
+
+    /// These paths and `first.second` (or `first` alone).
+    fn with_path(&self, first: &str, second: Option<&str>) -> RawPaths {
+        let mut paths = self.clone();
+        paths.firsts.entry(first.to_owned()).or_default().add(second);
+        paths.folded.entry(first).add(second);
+        paths
+    }
+
+    /// These paths, copied for the events of `every` cloud and of `actions` too.
+    fn with_actions(&self, every: &[Provider], actions: &[String]) -> RawPaths {
+        let mut paths = self.clone();
+        let gate = paths.actions.get_or_insert_with(ActionGate::default);
+        for provider in every {
+            gate.every[cloud_slot(*provider)] = true;
+        }
+        for action in actions {
+            gate.actions.entry(action);
+        }
+        paths
+    }
+
+    /// Whether an event of `action` gets a copy: some path is registered
+    /// and no rule set has said, or one said it may read this action's.
+    pub fn copies_for(&self, provider: Provider, action: &str) -> bool {
+        if self.firsts.is_empty() {
+            return false;
+        }
+        match &self.actions {
+            None => true,
+            Some(gate) => {
+                gate.every[cloud_slot(provider)]
+                    || gate.actions.get(action).is_some()
+                    || crate::text::strip_api_version(action).is_some_and(|base| gate.actions.get(base).is_some())
+            }
+        }
     }
 
     /// Whether `prune` keeps everything a lookup of `path` reads.
@@ -249,5 +325,42 @@ impl Pruned {
     /// The tree to walk for `path`, if this copy holds all it reads.
     pub fn for_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
         self.paths.covers(path).then_some(&self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_made_for_the_events_rules_said_they_read() {
+        let none = RawPaths::default();
+        assert!(!none.copies_for(Provider::Aws, "PutBucketPolicy"), "no path, no copy");
+        let paths = none.with_path("requestParameters", Some("bucketPolicy"));
+        // No rule set has said: every event.
+        assert!(paths.copies_for(Provider::Aws, "GetObject"));
+        let gated = paths.with_actions(
+            &[Provider::Huawei],
+            &["putbucketpolicy".to_string(), "updatefunctioncode".to_string()],
+        );
+        assert!(gated.copies_for(Provider::Aws, "PutBucketPolicy"));
+        assert!(
+            gated.copies_for(Provider::Aws, "UpdateFunctionCode20150331v2"),
+            "Lambda's versioned name"
+        );
+        assert!(!gated.copies_for(Provider::Aws, "GetObject"));
+        assert!(!gated.copies_for(Provider::Tencent, "DescribeInstances"));
+        assert!(gated.copies_for(Provider::Huawei, "listUsers"), "every Huawei event");
+        // Only ever widened.
+        let wider = gated.with_actions(&[], &["GetObject".to_string()]);
+        assert!(wider.copies_for(Provider::Aws, "getobject") && wider.copies_for(Provider::Aws, "PutBucketPolicy"));
+    }
+
+    #[test]
+    fn an_event_without_a_copy_reads_its_paths_from_the_whole_record() {
+        let text = r#"{"eventName":"GetObject","requestParameters":{"bucketName":"b"}}"#;
+        let raw = crate::event::model::Raw::from_text(text.into(), None);
+        let path = ["requestParameters".to_string(), "bucketName".to_string()];
+        assert_eq!(raw.for_path(&path)["requestParameters"]["bucketName"], "b");
     }
 }

@@ -167,7 +167,7 @@ fn read_tape<'a>(
         });
     if !expands {
         let result = normalize_view(provider, root, context, envelope_time)?;
-        let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(raw_paths, root));
+        let pruned = copies(raw_paths, &result).then(|| Pruned::new(raw_paths, root));
         return Some(TapeRead {
             provider,
             result,
@@ -207,7 +207,7 @@ fn read_tape<'a>(
     index_object(merged, index);
     let record = JsonObject::Indexed { nodes: merged, index };
     let result = normalize_view(provider, record, context, envelope_time)?;
-    let pruned = (!raw_paths.is_empty()).then(|| Pruned::new(raw_paths, record));
+    let pruned = copies(raw_paths, &result).then(|| Pruned::new(raw_paths, record));
     Some(TapeRead {
         provider,
         result,
@@ -252,6 +252,13 @@ fn last_member(nodes: &[Node<'_>], at: usize, key: &str) -> Option<usize> {
 /// If the value at `position` is a string holding a JSON object or array,
 /// put the parsed document in its place (as the tree path's
 /// `expand_json_string` does). `None` when there is no buffer left for it.
+/// Whether the event read gets a copy of what the rules' `raw.` paths reach.
+fn copies(raw_paths: &RawPaths, result: &Result<AuditEvent, NormalizeError>) -> bool {
+    result
+        .as_ref()
+        .is_ok_and(|event| raw_paths.copies_for(event.provider, &event.action))
+}
+
 /// Whether the node at `position` is a string that `expand_at` would parse.
 fn holds_json_text(nodes: &[Node<'_>], position: usize) -> bool {
     matches!(nodes.get(position), Some(Node::String(text)) if text.trim_start().starts_with(['{', '[']))

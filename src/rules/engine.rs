@@ -10,7 +10,7 @@ use super::field::Field;
 use super::state::EngineState;
 use super::stateful::record_event;
 use super::{Rule, RuleSet};
-use crate::event::model::AuditEvent;
+use crate::event::model::{AuditEvent, Provider};
 use crate::text::with_ascii_lowercase;
 
 /// Rule indexes by operation and action.
@@ -48,6 +48,52 @@ impl RuleIndex {
             }
         }
         index
+    }
+
+    /// Which events a rule can read a `raw.` path of (its condition,
+    /// exceptions, state, grouping or output name one): of the actions the
+    /// index gives such rules, and of every action of the clouds where such
+    /// a rule is checked for every event. The normalizers copy the rules'
+    /// `raw.` paths out of those events only (`event::raw_paths`).
+    pub fn raw_readers(rules: &[Rule], catalog: &super::operations::OperationCatalog) -> (Vec<Provider>, Vec<String>) {
+        let mut every = [false; 3];
+        let mut operations = vec![false; catalog.len()];
+        let mut actions = Vec::new();
+        for rule in rules.iter().filter(|rule| rule.enabled) {
+            let elsewhere = rule.state.as_ref().is_some_and(|state| state.reads_raw())
+                || rule.group_by.iter().any(|field| field.is_raw())
+                || rule.output.reads_raw();
+            let mut clouds = if elsewhere {
+                [true; 3]
+            } else {
+                rule.condition.raw_clouds()
+            };
+            for exception in &rule.exceptions {
+                let more = exception.condition.raw_clouds();
+                clouds = std::array::from_fn(|slot| clouds[slot] || more[slot]);
+            }
+            if !clouds.contains(&true) {
+                continue;
+            }
+            match rule.condition.index_keys() {
+                None => every = std::array::from_fn(|slot| every[slot] || clouds[slot]),
+                Some(keys) => {
+                    for operation in keys.operations {
+                        if let Some(slot) = operations.get_mut(usize::from(operation)) {
+                            *slot = true;
+                        }
+                    }
+                    actions.extend(keys.actions);
+                }
+            }
+        }
+        actions.extend(catalog.actions_reading_raw(&operations));
+        let every = Provider::ALL
+            .into_iter()
+            .zip(every)
+            .filter_map(|(provider, all)| all.then_some(provider))
+            .collect();
+        (every, actions)
     }
 
     /// How many rules are indexed vs checked for every event (for `rules list`).
@@ -208,5 +254,30 @@ pub fn default_group_key(event: &AuditEvent) -> String {
             event.account_id.as_deref().unwrap_or("-"),
             event.principal.id.as_deref().unwrap_or(event.principal_display())
         ),
+    }
+}
+
+#[cfg(test)]
+mod raw_reader_tests {
+    use super::*;
+
+    /// The shipped pack reads `raw.` paths of a few actions' events, and of
+    /// every Huawei event (the denial rules read `raw.code` behind
+    /// `provider: huawei`): the normalizers copy nothing out of the rest.
+    #[test]
+    fn the_pack_reads_raw_paths_of_few_actions() {
+        let rules =
+            crate::rules::load::load_rules(std::path::Path::new("rules"), &Default::default()).expect("the pack loads");
+        let (every, actions) = RuleIndex::raw_readers(&rules.rules, &rules.catalog);
+        assert_eq!(every, [Provider::Huawei]);
+        for needed in ["putbucketpolicy", "runinstances", "attachuserpolicy"] {
+            assert!(actions.iter().any(|action| action == needed), "{needed} missing");
+        }
+        for not_needed in ["getobject", "describeinstances", "listbuckets"] {
+            assert!(
+                !actions.iter().any(|action| action == not_needed),
+                "{not_needed} listed"
+            );
+        }
     }
 }

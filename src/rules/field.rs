@@ -79,6 +79,11 @@ pub const FIELD_NAMES: &[&str] = &[
 ];
 
 impl Field {
+    /// A `raw.` path.
+    pub fn is_raw(&self) -> bool {
+        matches!(self, Field::Raw(_))
+    }
+
     /// Resolve a field name. `raw.` paths are split on dots.
     pub fn parse(name: &str) -> Option<Field> {
         if let Some(path) = name.strip_prefix("raw.") {

@@ -359,6 +359,8 @@ pub fn compile_sources(
         );
     }
     let index = RuleIndex::build(&rules, catalog.len());
+    let (every, actions) = RuleIndex::raw_readers(&rules, &catalog);
+    crate::event::raw_paths::register_raw_actions(&every, &actions);
     let version = {
         let mut hasher = Sha256::new();
         hasher.update(catalog.digest.as_bytes());

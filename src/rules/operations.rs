@@ -73,6 +73,26 @@ impl crate::event::OperationNames for OperationCatalog {
 }
 
 impl OperationCatalog {
+    /// The actions (lower-case, every cloud) that classify as any operation
+    /// `selected` holds (by index), and those whose `when:` reads a `raw.`
+    /// path whatever they classify as: what the normalizers must copy the
+    /// rules' `raw.` paths for (`event::raw_paths`).
+    pub fn actions_reading_raw(&self, selected: &[bool]) -> Vec<String> {
+        let mut actions = Vec::new();
+        for table in &self.by_action {
+            for (action, mappings) in table {
+                let needed = mappings.iter().any(|mapping| {
+                    selected.get(usize::from(mapping.operation)).copied().unwrap_or(false)
+                        || mapping.when.as_ref().is_some_and(|when| when.reads_raw())
+                });
+                if needed {
+                    actions.push(action.clone());
+                }
+            }
+        }
+        actions
+    }
+
     pub fn len(&self) -> usize {
         self.operations.len()
     }
@@ -120,9 +140,8 @@ impl OperationCatalog {
         let mappings = match found {
             Some((mappings, _)) => Some(mappings),
             // Lambda appends an API version: `UpdateFunctionCode20150331v2`.
-            None if provider == Provider::Aws => {
-                strip_api_version(action).and_then(|base| with_ascii_lowercase(base, |base| table.get(base)))
-            }
+            None if provider == Provider::Aws => crate::text::strip_api_version(action)
+                .and_then(|base| with_ascii_lowercase(base, |base| table.get(base))),
             None => None,
         };
         let Some(mappings) = mappings else { return };
@@ -179,14 +198,6 @@ impl OperationCatalog {
             .filter_map(|(index, _)| OpIndex::try_from(index).ok())
             .collect()
     }
-}
-
-/// `UpdateFunctionCode20150331v2` → `UpdateFunctionCode`.
-fn strip_api_version(action: &str) -> Option<&str> {
-    let trimmed = action.trim_end_matches(|c: char| c.is_ascii_digit());
-    let trimmed = trimmed.strip_suffix('v').unwrap_or(trimmed);
-    let base = trimmed.trim_end_matches(|c: char| c.is_ascii_digit());
-    (base.len() + 8 <= action.len() && !base.is_empty()).then_some(base)
 }
 
 /// Minimal `*` glob for operation ids (which contain no other metacharacters).
@@ -448,7 +459,7 @@ operations:
             names(&catalog, Provider::Aws, "lambda", "UpdateFunctionCode20150331v2"),
             ["compute.function.code_update"]
         );
-        assert_eq!(strip_api_version("GetObject"), None);
+        assert_eq!(crate::text::strip_api_version("GetObject"), None);
     }
 
     #[test]

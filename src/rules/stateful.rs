@@ -326,6 +326,18 @@ fn principal_created(state: &EngineState, event: &AuditEvent) -> Option<i64> {
 }
 
 impl StateSpec {
+    /// Whether its predicates read a `raw.` path (a Sigma correlation may).
+    pub fn reads_raw(&self) -> bool {
+        let any_raw = |fields: &[Field]| fields.iter().any(Field::is_raw);
+        self.first_seen.as_deref().is_some_and(any_raw)
+            || self.count.as_ref().is_some_and(|count| any_raw(&count.by))
+            || self
+                .distinct
+                .as_ref()
+                .is_some_and(|distinct| distinct.field.is_raw() || any_raw(&distinct.by))
+            || self.correlation.is_some()
+    }
+
     /// Evaluate the predicates for an event that satisfied the rule's `match`.
     /// Windows and first-seen tuples record the event whatever the outcome.
     pub fn evaluate(

@@ -29,6 +29,13 @@ pub const DEFAULT_OUTPUT: &str =
     "{title}: {principal.name} ({principal.kind}, account {account_id}) called {service}.{action} from {source_ip}";
 
 impl Template {
+    /// Whether rendering it reads a `raw.` path.
+    pub fn reads_raw(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|segment| matches!(segment, Segment::Field(field) if field.is_raw()))
+    }
+
     pub fn compile(ctx: &mut FileCtx<'_>, text: &str, loc: Loc) -> Template {
         let mut segments = Vec::new();
         let mut literal = String::new();

@@ -43,6 +43,8 @@ impl KeyOperations {
                 }
             }
         }
+        // A trace reads its record's type (a registered `raw.` path).
+        crate::event::raw_paths::register_raw_actions(&[], &rules.catalog.actions_reading_raw(&selected));
         KeyOperations {
             selected,
             version: rules.version.clone(),

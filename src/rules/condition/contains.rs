@@ -54,7 +54,7 @@ impl ContainsSet {
         if !MEMO_LENGTHS.contains(&text.len()) {
             return self.automaton.is_match(text);
         }
-        let mut hasher = foldhash::fast::FixedState::with_seed(0x7477_6172_64656e).build_hasher();
+        let mut hasher = foldhash::fast::FixedState::with_seed(0x0074_7761_7264_656e).build_hasher();
         hasher.write_u64(self.id);
         hasher.write(text.as_bytes());
         let slot = (hasher.finish() as usize) & (SLOTS - 1);

@@ -121,6 +121,60 @@ impl TimeWindow {
 }
 
 impl Cond {
+    /// Whether evaluating it can read a `raw.` path (a Sigma item may:
+    /// its fields map to the record's).
+    pub fn reads_raw(&self) -> bool {
+        match self {
+            Cond::All(items) | Cond::Any(items) => items.iter().any(Cond::reads_raw),
+            Cond::Not(inner) => inner.reads_raw(),
+            Cond::Test { field, test } => {
+                field.is_raw() || matches!(test, Test::OtherAccount { owner, .. } if owner.is_raw())
+            }
+            Cond::Time(_) | Cond::Const(_) => false,
+            Cond::Sigma(_) => true,
+        }
+    }
+
+    /// The clouds (in `Provider::ALL` order) whose events can make
+    /// evaluating it read a `raw.` path: a `provider` test earlier in an
+    /// `all` narrows what follows it (`provider: huawei` then `raw.code`).
+    pub fn raw_clouds(&self) -> [bool; 3] {
+        self.raw_clouds_within([true; 3])
+    }
+
+    fn raw_clouds_within(&self, within: [bool; 3]) -> [bool; 3] {
+        let either = |left: [bool; 3], right: [bool; 3]| std::array::from_fn(|slot| left[slot] || right[slot]);
+        match self {
+            Cond::All(items) => {
+                let (mut within, mut clouds) = (within, [false; 3]);
+                for item in items {
+                    clouds = either(clouds, item.raw_clouds_within(within));
+                    if let Some(only) = item.provider_clouds() {
+                        within = std::array::from_fn(|slot| within[slot] && only[slot]);
+                    }
+                }
+                clouds
+            }
+            Cond::Any(items) => items.iter().fold([false; 3], |clouds, item| {
+                either(clouds, item.raw_clouds_within(within))
+            }),
+            Cond::Not(inner) => inner.raw_clouds_within(within),
+            Cond::Test { .. } | Cond::Sigma(_) if self.reads_raw() => within,
+            _ => [false; 3],
+        }
+    }
+
+    /// The clouds a `provider` test lets through.
+    fn provider_clouds(&self) -> Option<[bool; 3]> {
+        match self {
+            Cond::Test {
+                field: Field::Provider,
+                test: Test::In { texts, .. },
+            } => Some(crate::event::model::Provider::ALL.map(|provider| texts.contains(provider.as_str()))),
+            _ => None,
+        }
+    }
+
     pub fn evaluate(&self, event: &AuditEvent) -> bool {
         match self {
             Cond::All(items) => items.iter().all(|item| item.evaluate(event)),
