@@ -314,11 +314,11 @@ fn key_before<'a>(nodes: &[Node<'a>], position: u32) -> &'a str {
 /// A key's length and first seven bytes: equal for equal keys, and for
 /// different keys nearly always different.
 fn fingerprint(key: &str) -> u64 {
-    let mut print = (key.len().min(255) as u64) << 56;
-    for (shift, byte) in key.bytes().take(7).enumerate() {
-        print |= u64::from(byte) << (shift * 8);
-    }
-    print
+    let bytes = key.as_bytes();
+    let mut word = [0u8; 8];
+    let head = bytes.len().min(7);
+    word[..head].copy_from_slice(&bytes[..head]);
+    u64::from_le_bytes(word) | ((bytes.len().min(255) as u64) << 56)
 }
 
 /// Index the members of the object at the start of `nodes` (see
