@@ -383,3 +383,41 @@ fn trusted_accounts_override_silences_the_foreign_account_rules() {
         "{after:?}"
     );
 }
+
+/// `rules cost` times every enabled rule on the examples and finds what a
+/// replay of them finds (the examples arrive in time order, so the state
+/// evolves the same way in both).
+#[test]
+fn rules_cost_times_every_rule_and_finds_what_replay_finds() {
+    let tw = common::Trailwarden::new();
+    let report: serde_json::Value =
+        serde_json::from_slice(&tw.ok(&["rules", "cost", "--format", "json", "examples"]).stdout).unwrap();
+    let replayed = tw.ok(&["replay", "--format", "jsonl", "examples"]);
+    let replay_matches = String::from_utf8(replayed.stdout).unwrap().lines().count() as u64;
+    let listed = tw.ok(&["rules", "list", "--format", "json"]);
+    let enabled = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["enabled"] == true)
+        .count();
+    let rules = report["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), enabled, "every enabled rule is listed");
+    assert!(report["events"].as_u64().unwrap() > 1000);
+    let matches: u64 = rules.iter().map(|rule| rule["matches"].as_u64().unwrap()).sum();
+    assert_eq!(matches, replay_matches);
+    let mut previous = u64::MAX;
+    for rule in rules {
+        assert!(rule["evaluations"].as_u64().unwrap() >= rule["matches"].as_u64().unwrap());
+        let nanos = rule["nanos"].as_u64().unwrap();
+        assert!(nanos <= previous, "most expensive first");
+        previous = nanos;
+    }
+    assert!(report["nanos"].as_u64().unwrap() > 0);
+    let table = String::from_utf8(tw.ok(&["rules", "cost", "examples"]).stdout).unwrap();
+    assert!(table.starts_with("RULE"), "{table}");
+    assert!(table.contains("ns per event"), "{table}");
+    // A path that does not exist is named.
+    let missing = tw.run(&["rules", "cost", "no/such/dir"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/dir"));
+}

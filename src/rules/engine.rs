@@ -111,6 +111,19 @@ impl RuleIndex {
     }
 }
 
+/// Told about each rule an event is evaluated against (`rules cost`).
+pub trait Probe {
+    /// A candidate rule is about to be evaluated.
+    fn start(&mut self) {}
+    /// It was, and matched or not.
+    fn done(&mut self, _position: u32, _matched: bool) {}
+}
+
+/// The engine's probe: nothing.
+pub struct NoProbe;
+
+impl Probe for NoProbe {}
+
 /// Buffers reused across evaluations so the hot path does not allocate.
 #[derive(Debug, Default)]
 pub struct EvalScratch {
@@ -134,7 +147,7 @@ impl RuleSet {
     /// the stateless rules only (rules with a `state:` block never match here).
     pub fn evaluate(&self, event: &mut AuditEvent, scratch: &mut EvalScratch, out: &mut Vec<RuleMatch>) {
         self.catalog.classify_event(event);
-        self.evaluate_classified(event, None, scratch, out);
+        self.evaluate_classified(event, None, scratch, out, &mut NoProbe);
     }
 
     /// Classify and evaluate every rule, stateful ones against `state`, then
@@ -147,8 +160,20 @@ impl RuleSet {
         scratch: &mut EvalScratch,
         out: &mut Vec<RuleMatch>,
     ) {
+        self.evaluate_with_state_probed(event, state, scratch, out, &mut NoProbe);
+    }
+
+    /// `evaluate_with_state`, telling `probe` about each rule evaluated.
+    pub fn evaluate_with_state_probed(
+        &self,
+        event: &mut AuditEvent,
+        state: &mut EngineState,
+        scratch: &mut EvalScratch,
+        out: &mut Vec<RuleMatch>,
+        probe: &mut impl Probe,
+    ) {
         self.catalog.classify_event(event);
-        self.evaluate_classified(event, Some(&mut *state), scratch, out);
+        self.evaluate_classified(event, Some(&mut *state), scratch, out, probe);
         let creates_principal = self
             .user_create_operation
             .is_some_and(|operation| event.operations.contains(&operation));
@@ -162,8 +187,9 @@ impl RuleSet {
         mut state: Option<&mut EngineState>,
         scratch: &mut EvalScratch,
         out: &mut Vec<RuleMatch>,
+        probe: &mut impl Probe,
     ) {
-        let candidates = &mut scratch.candidates;
+        let EvalScratch { candidates, values } = scratch;
         candidates.clear();
         candidates.extend_from_slice(&self.index.always);
         for operation in &event.operations {
@@ -179,35 +205,44 @@ impl RuleSet {
         candidates.sort_unstable();
         candidates.dedup();
         for position in candidates.iter().copied() {
-            let Some(rule) = self.rules.get(position as usize) else {
-                continue;
-            };
-            if !rule.condition.evaluate(event) {
-                continue;
-            }
-            if rule
-                .exceptions
-                .iter()
-                .any(|exception| exception.condition.evaluate(event))
-            {
-                continue;
-            }
-            if let Some(spec) = &rule.state {
-                let Some(state) = state.as_deref_mut() else { continue };
-                if !spec.evaluate(&rule.id, event, state, &self.catalog, &mut scratch.values) {
-                    continue;
-                }
-            }
-            let group_key = group_key(rule, event, self, &mut scratch.values);
-            let output = rule
-                .output
-                .render(&rule.title, event, &self.catalog, &mut scratch.values);
-            out.push(RuleMatch {
-                rule: position,
-                group_key,
-                output,
-            });
+            probe.start();
+            let found = self.evaluate_rule(position, event, state.as_deref_mut(), values);
+            probe.done(position, found.is_some());
+            out.extend(found);
         }
+    }
+
+    /// One candidate rule on one event.
+    fn evaluate_rule(
+        &self,
+        position: u32,
+        event: &AuditEvent,
+        state: Option<&mut EngineState>,
+        values: &mut Vec<String>,
+    ) -> Option<RuleMatch> {
+        let rule = self.rules.get(position as usize)?;
+        if !rule.condition.evaluate(event) {
+            return None;
+        }
+        if rule
+            .exceptions
+            .iter()
+            .any(|exception| exception.condition.evaluate(event))
+        {
+            return None;
+        }
+        if let Some(spec) = &rule.state
+            && !spec.evaluate(&rule.id, event, state?, &self.catalog, values)
+        {
+            return None;
+        }
+        let group_key = group_key(rule, event, self, values);
+        let output = rule.output.render(&rule.title, event, &self.catalog, values);
+        Some(RuleMatch {
+            rule: position,
+            group_key,
+            output,
+        })
     }
 
     pub fn rule(&self, position: u32) -> Option<&Rule> {

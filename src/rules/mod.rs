@@ -7,6 +7,7 @@
 //! working set.
 
 pub mod condition;
+pub mod cost;
 pub mod diag;
 pub mod engine;
 pub mod escalate;

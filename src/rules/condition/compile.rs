@@ -447,7 +447,10 @@ impl<'a> CompileEnv<'a> {
                     }
                 }
                 match builder.build() {
-                    Ok(set) if ok => Some(Test::Glob(Arc::new(set))),
+                    Ok(set) if ok => {
+                        let patterns: Vec<&str> = values.iter().map(|(pattern, _)| pattern.as_str()).collect();
+                        Some(Test::Glob(Arc::new(super::GlobTest::new(set, &patterns))))
+                    }
                     Ok(_) => None,
                     Err(error) => {
                         ctx.error(operand.loc, Problem::BadGlob, format!("bad glob set: {error}"));

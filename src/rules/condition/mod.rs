@@ -23,6 +23,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use globset::GlobSet;
+
+use crate::text::starts_with_ignore_case as prefix_ignore_case;
 use ipnet::IpNet;
 use regex::RegexSet;
 
@@ -63,7 +65,7 @@ pub enum Test {
     Contains(Arc<contains::ContainsSet>),
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
-    Glob(Arc<GlobSet>),
+    Glob(Arc<GlobTest>),
     Regex(Arc<RegexSet>),
     Cidr(Vec<IpNet>),
     Exists(bool),
@@ -117,6 +119,103 @@ impl TimeWindow {
             }
         }
         true
+    }
+}
+
+/// A `glob` list. Most texts a rule's globs test share none of their
+/// literal prefixes (the text before a glob's first metacharacter:
+/// `arn:aws:sts::` of `arn:aws:sts::*:assumed-role/*/i-*`), and comparing
+/// those costs a fraction of running the globs; an ASCII text that starts
+/// with none of them cannot match. Non-ASCII texts (Unicode case folding)
+/// and lists with a glob that starts with a metacharacter run the globs.
+///
+/// Lists whose globs have no metacharacter but `*` and are ASCII (most
+/// rules' ARN and name patterns) are matched on ASCII texts without the
+/// glob engine: such a glob is its literal pieces, the first at the start,
+/// the last at the end and the rest in order between, each found leftmost.
+#[derive(Debug)]
+pub struct GlobTest {
+    set: GlobSet,
+    prefixes: Option<Vec<String>>,
+    /// Each glob's pieces between its `*`s, when every glob is that simple.
+    pieces: Option<Vec<Vec<String>>>,
+}
+
+/// Whether `text` matches a `*`-only glob given as its pieces (ASCII letters in any case).
+fn star_match(text: &str, pieces: &[String]) -> bool {
+    let (text, count) = (text.as_bytes(), pieces.len());
+    let Some((first, rest)) = pieces.split_first() else {
+        return text.is_empty();
+    };
+    if count == 1 {
+        return text.eq_ignore_ascii_case(first.as_bytes());
+    }
+    let Some(last) = rest.last() else {
+        return false;
+    };
+    let first = first.as_bytes();
+    let last = last.as_bytes();
+    if text.len() < first.len() + last.len()
+        || !text[..first.len()].eq_ignore_ascii_case(first)
+        || !text[text.len() - last.len()..].eq_ignore_ascii_case(last)
+    {
+        return false;
+    }
+    let mut middle = &text[first.len()..text.len() - last.len()];
+    for piece in &rest[..rest.len() - 1] {
+        let piece = piece.as_bytes();
+        match middle
+            .windows(piece.len().max(1))
+            .position(|window| piece.is_empty() || window.eq_ignore_ascii_case(piece))
+        {
+            Some(at) if !piece.is_empty() => middle = &middle[at + piece.len()..],
+            Some(_) => {}
+            None if piece.is_empty() => {}
+            None => return false,
+        }
+    }
+    true
+}
+
+impl GlobTest {
+    pub fn new(set: GlobSet, patterns: &[&str]) -> GlobTest {
+        let prefixes: Vec<String> = patterns
+            .iter()
+            .map(|pattern| {
+                let end = pattern.find(['*', '?', '[', '{', '\\']).unwrap_or(pattern.len());
+                pattern[..end].to_string()
+            })
+            .collect();
+        let usable = prefixes.iter().all(|prefix| !prefix.is_empty() && prefix.is_ascii());
+        let simple = patterns
+            .iter()
+            .all(|pattern| pattern.is_ascii() && !pattern.contains(['?', '[', ']', '{', '}', '\\']));
+        let pieces = simple.then(|| {
+            patterns
+                .iter()
+                .map(|pattern| pattern.split('*').map(str::to_string).collect())
+                .collect()
+        });
+        GlobTest {
+            set,
+            prefixes: usable.then_some(prefixes),
+            pieces,
+        }
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        if let Some(pieces) = &self.pieces
+            && text.is_ascii()
+        {
+            return pieces.iter().any(|pieces| star_match(text, pieces));
+        }
+        if let Some(prefixes) = &self.prefixes
+            && text.is_ascii()
+            && !prefixes.iter().any(|prefix| prefix_ignore_case(text, prefix))
+        {
+            return false;
+        }
+        self.set.is_match(text)
     }
 }
 
@@ -423,5 +522,68 @@ mod tests {
         ] {
             assert!(refs(text).is_empty(), "{text:?} gave {:?}", refs(text));
         }
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::*;
+    use globset::{GlobBuilder, GlobSetBuilder};
+
+    fn both(patterns: &[&str]) -> (GlobSet, GlobTest) {
+        let build = || {
+            let mut builder = GlobSetBuilder::new();
+            for pattern in patterns {
+                builder.add(
+                    GlobBuilder::new(pattern)
+                        .case_insensitive(true)
+                        .literal_separator(false)
+                        .build()
+                        .unwrap(),
+                );
+            }
+            builder.build().unwrap()
+        };
+        (build(), GlobTest::new(build(), patterns))
+    }
+
+    #[test]
+    fn glob_prefixes_answer_as_the_globs_do() {
+        let texts = [
+            "arn:aws:sts::493817265041:assumed-role/web-app/i-0a1b2c3d4e5f67890",
+            "ARN:AWS:STS::493817265041:ASSUMED-ROLE/web-app/I-0a1b",
+            "arn:aws:iam::493817265041:user/ops",
+            "arn:aws:sts::1:assumed-role/x/y",
+            "ar",
+            "",
+            "arn:aws:\u{212a}ts::1:assumed-role/x/i-1",
+            "\u{212a}ali",
+            "kali-linux",
+            "a",
+            "aa",
+            "aba",
+            "arn:aws:sts::1:assumed-role/a/i-",
+        ];
+        for patterns in [
+            &["arn:aws:sts::*:assumed-role/*/i-*"][..],
+            &["kali*", "*parrot*"][..],
+            &["K[a]li*", "arn:aws:{sts,iam}::*"][..],
+            &["\u{212a}ali*"][..],
+            &["*"][..],
+            &["a*a"][..],
+            &["**sts**role*"][..],
+            &["arn:aws:sts::*:assumed-role/*/i-*", "*:user/*"][..],
+            &["ar"][..],
+        ] {
+            let (set, test) = both(patterns);
+            for text in texts {
+                assert_eq!(test.is_match(text), set.is_match(text), "{patterns:?} on {text}");
+            }
+        }
+        assert!(both(&["arn:aws:sts::*:assumed-role/*/i-*"]).1.prefixes.is_some());
+        assert!(
+            both(&["kali*", "*parrot*"]).1.prefixes.is_none(),
+            "a glob starting with `*` has no prefix"
+        );
     }
 }
