@@ -42,28 +42,7 @@ pub fn mask_recognisable_keys(text: &str) -> String {
 
 /// The masked form of an access key (see the module documentation for the rule).
 pub fn mask_access_key(key: &str) -> String {
-    if key.is_ascii() {
-        // Every real key: characters are bytes, so slice without collecting them.
-        let length = key.len();
-        if length == 0 {
-            return String::new();
-        }
-        if length < SHORTEST_PARTIAL {
-            return MASK.to_string();
-        }
-        let (head, tail) = if length >= FULL_RULE_LENGTH {
-            (6, 11)
-        } else {
-            ((length / 4).min(6), (length / 4).min(11))
-        };
-        let mut out = String::with_capacity(head + MASK.len() + tail);
-        out.push_str(&key[..head]);
-        out.push_str(MASK);
-        out.push_str(&key[length - tail..]);
-        return out;
-    }
-    let chars: Vec<char> = key.chars().collect();
-    let length = chars.len();
+    let length = key.chars().count();
     if length == 0 {
         return String::new();
     }
@@ -75,9 +54,18 @@ pub fn mask_access_key(key: &str) -> String {
     } else {
         ((length / 4).min(6), (length / 4).min(11))
     };
-    let mut out: String = chars[..head].iter().collect();
+    // Cut at character boundaries: for an ASCII key (every real one) these
+    // are byte positions, found without collecting the characters.
+    let byte_at = |count: usize| key.char_indices().nth(count).map_or(key.len(), |(at, _)| at);
+    let (head_end, tail_start) = if key.is_ascii() {
+        (head, key.len() - tail)
+    } else {
+        (byte_at(head), byte_at(length - tail))
+    };
+    let mut out = String::with_capacity(head_end + MASK.len() + key.len() - tail_start);
+    out.push_str(&key[..head_end]);
     out.push_str(MASK);
-    out.extend(&chars[length - tail..]);
+    out.push_str(&key[tail_start..]);
     out
 }
 

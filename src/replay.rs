@@ -409,6 +409,33 @@ pub fn normalize_files_within(
     read_paths(paths, read_options, &mut handle)
 }
 
+/// `trailwarden rules cost`: read and normalize `paths` (unreadable
+/// records are counted, not timed), then time each rule of the rule set
+/// (`rules.dir`, or `dir`) on the events (`rules::cost`).
+pub fn rule_costs(
+    settings: &Settings,
+    dir: Option<&Path>,
+    paths: &[String],
+) -> Result<(crate::rules::cost::CostReport, u64), AppError> {
+    let rules = load_rule_set(settings, dir)?;
+    let mut events = Vec::new();
+    let mut malformed = 0u64;
+    normalize_files_within(
+        paths,
+        &crate::options::read_options(settings),
+        settings.naive_time_offset,
+        &settings.time_window,
+        &rules.catalog,
+        &mut |event| {
+            events.push(event);
+            true
+        },
+        &mut |_| malformed += 1,
+    )?;
+    let limits = crate::options::pipeline_options(settings, false).state_limits;
+    Ok((crate::rules::cost::measure(&rules, events, limits), malformed))
+}
+
 /// Fail early, before any work, when a path does not exist.
 fn check_paths(paths: &[String]) -> Result<(), AppError> {
     match paths.iter().find(|path| *path != "-" && !Path::new(path).exists()) {
@@ -534,12 +561,7 @@ pub fn normalize_paths(
 #[cfg(test)]
 mod match_line_tests {
     use super::*;
-    use crate::event::decode::Decoded;
-    use crate::event::normalize::NormalizeContext;
-    use crate::event::origin::{Origin, Position};
-    use crate::event::window::TimeWindow;
     use crate::rules::EvalScratch;
-    use crate::source::{Chunk, normalize_chunk};
 
     /// Every match of the shipped pack on the Panther CloudTrail records and
     /// generated records of the three clouds prints as the serde form of `MatchLine` does.
@@ -557,46 +579,36 @@ mod match_line_tests {
             text.push('\n');
             text.push_str(&record.record.to_string());
         }
-        let context = NormalizeContext::new(chrono::Utc::now());
-        let bounds = TimeWindow::default().bounds(chrono::Utc::now());
-        let mut decoded = Decoded::default();
+        // Read as a replay reads them, from a file whose name needs escaping.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a \"quoted\" name.jsonl");
+        std::fs::write(&path, text).expect("corpus written");
+        let mut events = Vec::new();
+        normalize_files(
+            &[path.to_string_lossy().into_owned()],
+            &ReadOptions::default(),
+            chrono::FixedOffset::east_opt(8 * 3600).expect("offset"),
+            &rules.catalog,
+            &mut |event| {
+                events.push(event);
+                true
+            },
+            &mut |_| {},
+        )
+        .expect("read");
         let mut scratch = EvalScratch::default();
         let (mut matches, mut compared) = (Vec::new(), 0);
-        for (line, record) in text.lines().enumerate() {
-            let chunk = Chunk {
-                bytes: record.as_bytes().to_vec(),
-                origin: Origin::new(
-                    std::sync::Arc::from("a \"quoted\" path"),
-                    Position::Line(line as u64 + 1),
-                ),
-                oversized: false,
-                nodes: None,
-                ingest_time: None,
-            };
-            let mut events = Vec::new();
-            normalize_chunk(
-                &chunk,
-                &context,
-                &bounds,
-                &mut decoded,
-                &mut |event| {
-                    events.push(event);
-                    true
-                },
-                &mut |_| {},
-            );
-            for mut event in events {
-                matches.clear();
-                rules.evaluate(&mut event, &mut scratch, &mut matches);
-                for rule_match in &matches {
-                    let rule = rules.rule(rule_match.rule).expect("rule");
-                    let mut written = String::new();
-                    write_match_line(&mut written, rule, rule_match, &event, &rules);
-                    let reference =
-                        serde_json::to_string(&MatchLine::new(rule, rule_match, &event, &rules)).expect("serializes");
-                    assert_eq!(written, reference);
-                    compared += 1;
-                }
+        for mut event in events {
+            matches.clear();
+            rules.evaluate(&mut event, &mut scratch, &mut matches);
+            for rule_match in &matches {
+                let rule = rules.rule(rule_match.rule).expect("rule");
+                let mut written = String::new();
+                write_match_line(&mut written, rule, rule_match, &event, &rules);
+                let reference =
+                    serde_json::to_string(&MatchLine::new(rule, rule_match, &event, &rules)).expect("serializes");
+                assert_eq!(written, reference);
+                compared += 1;
             }
         }
         assert!(compared > 100, "only {compared} matches compared");

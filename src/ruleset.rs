@@ -83,30 +83,3 @@ pub fn test_rules(
     })?;
     Ok(run_tests(&set, settings.naive_time_offset, filter))
 }
-
-/// `trailwarden rules cost`: read and normalize `paths` (unreadable
-/// records are counted, not timed), then time each rule of the rule set
-/// (`rules.dir`, or `dir`) on the events (`rules::cost`).
-pub fn rule_costs(
-    settings: &Settings,
-    dir: Option<&Path>,
-    paths: &[String],
-) -> Result<(crate::rules::cost::CostReport, u64), AppError> {
-    let rules = load_rule_set(settings, dir)?;
-    let mut events = Vec::new();
-    let mut malformed = 0u64;
-    crate::replay::normalize_files_within(
-        paths,
-        &crate::options::read_options(settings),
-        settings.naive_time_offset,
-        &settings.time_window,
-        &rules.catalog,
-        &mut |event| {
-            events.push(event);
-            true
-        },
-        &mut |_| malformed += 1,
-    )?;
-    let limits = crate::options::pipeline_options(settings, false).state_limits;
-    Ok((crate::rules::cost::measure(&rules, events, limits), malformed))
-}

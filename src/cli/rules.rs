@@ -121,7 +121,7 @@ pub fn rules(settings: &Settings, command: RulesCommand) -> Result<ExitCode> {
             })
         }
         RulesCommand::Cost { paths, rules, format } => {
-            let (report, malformed) = ruleset::rule_costs(settings, rules.as_deref(), &paths)?;
+            let (report, malformed) = trailwarden::replay::rule_costs(settings, rules.as_deref(), &paths)?;
             if format != Format::Table {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(ExitCode::SUCCESS);
