@@ -221,6 +221,27 @@ pub fn sigma_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     })
 }
 
+/// Parse each source's text, several files at once.
+fn parse_all(sources: &[(Arc<str>, String)]) -> Vec<Result<Node, yaml::SyntaxError>> {
+    std::thread::scope(|scope| {
+        let parsing: Vec<_> = sources
+            .iter()
+            .map(|(_, text)| scope.spawn(move || yaml::parse(text)))
+            .collect();
+        parsing
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(yaml::SyntaxError {
+                        message: "the YAML parser failed on this file".to_string(),
+                        loc: Loc { line: 1, column: 1 },
+                    })
+                })
+            })
+            .collect()
+    })
+}
+
 /// Compile rule sources (name, text) and Sigma rule sources against a catalog. Returns `None` only
 /// when nothing could be compiled at all; check `diagnostics` either way.
 pub fn compile_sources(
@@ -236,12 +257,14 @@ pub fn compile_sources(
     let mut pending: Vec<PendingRule> = Vec::new();
     let mut trees = Vec::new();
 
-    // Reader: parse every file.
-    for (name, text) in sources {
-        match yaml::parse(text) {
-            Ok(tree) => trees.push((name.clone(), tree)),
+    // Reader: parse every file, the files on threads of their own (parsing
+    // is most of loading a pack, and the daemon waits for it at start and
+    // at every reload).
+    for (name, parsed) in sources.iter().zip(parse_all(sources)) {
+        match parsed {
+            Ok(tree) => trees.push((name.0.clone(), tree)),
             Err(error) => diagnostics.push(
-                name,
+                &name.0,
                 error.loc,
                 Problem::Syntax,
                 format!("YAML syntax: {}", error.message),
