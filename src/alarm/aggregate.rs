@@ -20,6 +20,18 @@ struct Pending {
     calls: FastMap<u64, Vec<CallRecord>>,
 }
 
+/// The per-group-key map of `rule_id`, made on its first match (the rule
+/// id is copied only then).
+fn groups_of<'m, V>(
+    by_rule: &'m mut FastMap<String, FastMap<String, V>>,
+    rule_id: &str,
+) -> Option<&'m mut FastMap<String, V>> {
+    if !by_rule.contains_key(rule_id) {
+        by_rule.insert(rule_id.to_string(), FastMap::default());
+    }
+    by_rule.get_mut(rule_id)
+}
+
 fn call_hash(source_ip: &str, call_method: &str, service: &str, action: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x0063_616c_6c73).hash_one((source_ip, call_method, service, action))
@@ -102,10 +114,7 @@ impl Aggregator {
                 self.sampled.clear();
                 self.sampled_keys = 0;
             }
-            if !self.sampled.contains_key(rule.id.as_str()) {
-                self.sampled.insert(rule.id.clone(), FastMap::default());
-            }
-            let Some(groups) = self.sampled.get_mut(rule.id.as_str()) else {
+            let Some(groups) = groups_of(&mut self.sampled, &rule.id) else {
                 return;
             };
             match groups.get_mut(group_key) {
@@ -117,10 +126,7 @@ impl Aggregator {
             }
         }
         let time = timestamp(event.time);
-        if !self.pending.contains_key(rule.id.as_str()) {
-            self.pending.insert(rule.id.clone(), FastMap::default());
-        }
-        let Some(groups) = self.pending.get_mut(rule.id.as_str()) else {
+        let Some(groups) = groups_of(&mut self.pending, &rule.id) else {
             return;
         };
         if !groups.contains_key(group_key) {

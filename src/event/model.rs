@@ -28,6 +28,15 @@ pub enum Provider {
 impl Provider {
     pub const ALL: [Provider; 3] = [Provider::Huawei, Provider::Tencent, Provider::Aws];
 
+    /// Its position in `ALL`, for tables with a slot per cloud.
+    pub fn slot(self) -> usize {
+        match self {
+            Provider::Huawei => 0,
+            Provider::Tencent => 1,
+            Provider::Aws => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Huawei => "huawei",

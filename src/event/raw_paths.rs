@@ -62,10 +62,6 @@ struct ActionGate {
     actions: FoldedNames<()>,
 }
 
-fn cloud_slot(provider: Provider) -> usize {
-    Provider::ALL.iter().position(|known| *known == provider).unwrap_or(0)
-}
-
 /// What paths under one first segment need.
 #[derive(Clone, Debug, Default)]
 struct Reach {
@@ -188,7 +184,7 @@ pub fn register_raw_path<S: AsRef<str>>(path: &[S]) {
 /// (any letter case). Only added to.
 pub fn register_raw_actions(every: &[Provider], actions: &[String]) {
     let known = |gate: &ActionGate| {
-        every.iter().all(|provider| gate.every[cloud_slot(*provider)])
+        every.iter().all(|provider| gate.every[provider.slot()])
             && actions.iter().all(|action| gate.actions.get(action).is_some())
     };
     if raw_paths().actions.as_ref().is_some_and(known) {
@@ -225,7 +221,7 @@ impl RawPaths {
         let mut paths = self.clone();
         let gate = paths.actions.get_or_insert_with(ActionGate::default);
         for provider in every {
-            gate.every[cloud_slot(*provider)] = true;
+            gate.every[provider.slot()] = true;
         }
         for action in actions {
             gate.actions.entry(action);
@@ -242,7 +238,7 @@ impl RawPaths {
         match &self.actions {
             None => true,
             Some(gate) => {
-                gate.every[cloud_slot(provider)]
+                gate.every[provider.slot()]
                     || gate.actions.get(action).is_some()
                     || crate::text::strip_api_version(action).is_some_and(|base| gate.actions.get(base).is_some())
             }

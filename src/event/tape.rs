@@ -249,9 +249,6 @@ fn last_member(nodes: &[Node<'_>], at: usize, key: &str) -> Option<usize> {
         .map(|(_, position)| position)
 }
 
-/// If the value at `position` is a string holding a JSON object or array,
-/// put the parsed document in its place (as the tree path's
-/// `expand_json_string` does). `None` when there is no buffer left for it.
 /// Whether the event read gets a copy of what the rules' `raw.` paths reach.
 fn copies(raw_paths: &RawPaths, result: &Result<AuditEvent, NormalizeError>) -> bool {
     result
@@ -264,6 +261,9 @@ fn holds_json_text(nodes: &[Node<'_>], position: usize) -> bool {
     matches!(nodes.get(position), Some(Node::String(text)) if text.trim_start().starts_with(['{', '[']))
 }
 
+/// If the value at `position` is a string holding a JSON object or array,
+/// put the parsed document in its place (as the tree path's
+/// `expand_json_string` does). `None` when there is no buffer left for it.
 fn expand_at<'a>(
     merged: &mut Vec<Node<'a>>,
     position: usize,

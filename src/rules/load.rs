@@ -221,25 +221,45 @@ pub fn sigma_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     })
 }
 
-/// Parse each source's text, several files at once.
+/// Parse each source's text, in order, on one thread per core (each takes
+/// every n-th file).
 fn parse_all(sources: &[(Arc<str>, String)]) -> Vec<Result<Node, yaml::SyntaxError>> {
-    std::thread::scope(|scope| {
-        let parsing: Vec<_> = sources
-            .iter()
-            .map(|(_, text)| scope.spawn(move || yaml::parse(text)))
-            .collect();
-        parsing
-            .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(yaml::SyntaxError {
-                        message: "the YAML parser failed on this file".to_string(),
-                        loc: Loc { line: 1, column: 1 },
-                    })
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, sources.len().max(1));
+    let failed = || yaml::SyntaxError {
+        message: "the YAML parser failed on this file".to_string(),
+        loc: Loc { line: 1, column: 1 },
+    };
+    let parsed: Vec<Option<Result<Node, yaml::SyntaxError>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|first| {
+                scope.spawn(move || {
+                    sources
+                        .iter()
+                        .enumerate()
+                        .skip(first)
+                        .step_by(threads)
+                        .map(|(position, (_, text))| (position, yaml::parse(text)))
+                        .collect::<Vec<_>>()
                 })
             })
-            .collect()
-    })
+            .collect();
+        let mut parsed: Vec<Option<Result<Node, yaml::SyntaxError>>> = sources.iter().map(|_| None).collect();
+        for worker in workers {
+            for (position, result) in worker.join().unwrap_or_default() {
+                if let Some(slot) = parsed.get_mut(position) {
+                    *slot = Some(result);
+                }
+            }
+        }
+        parsed
+    });
+    // A worker that panicked leaves its files unparsed: each is reported.
+    parsed
+        .into_iter()
+        .map(|slot| slot.unwrap_or_else(|| Err(failed())))
+        .collect()
 }
 
 /// Compile rule sources (name, text) and Sigma rule sources against a catalog. Returns `None` only

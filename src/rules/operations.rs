@@ -58,14 +58,6 @@ pub struct OperationCatalog {
     pub digest: String,
 }
 
-fn provider_slot(provider: Provider) -> usize {
-    match provider {
-        Provider::Huawei => 0,
-        Provider::Tencent => 1,
-        Provider::Aws => 2,
-    }
-}
-
 impl crate::event::OperationNames for OperationCatalog {
     fn operation_name(&self, index: u16) -> &str {
         self.name(index)
@@ -133,7 +125,7 @@ impl OperationCatalog {
         out: &mut Vec<OpIndex>,
     ) {
         out.clear();
-        let table = &self.by_action[provider_slot(provider)];
+        let table = &self.by_action[provider.slot()];
         let found = with_ascii_lowercase(action, |action| {
             table.get(action).map(|mappings| (mappings, action.len()))
         });
@@ -178,13 +170,11 @@ impl OperationCatalog {
     /// Every (lower-case action, services, operation) mapping of a cloud
     /// (services empty: any service of the cloud).
     pub fn mappings(&self, provider: Provider) -> impl Iterator<Item = (&str, &[String], OpIndex)> {
-        self.by_action[provider_slot(provider)]
-            .iter()
-            .flat_map(|(action, mappings)| {
-                mappings
-                    .iter()
-                    .map(move |mapping| (action.as_str(), mapping.services.as_slice(), mapping.operation))
-            })
+        self.by_action[provider.slot()].iter().flat_map(|(action, mappings)| {
+            mappings
+                .iter()
+                .map(move |mapping| (action.as_str(), mapping.services.as_slice(), mapping.operation))
+        })
     }
 
     /// Every id matching a `*` glob (`iam.access_key.*`), for rules that name
@@ -364,7 +354,7 @@ fn load_operation(ctx: &mut FileCtx<'_>, node: &Node, catalog: &mut OperationCat
                 .collect();
             any = true;
             any_verified |= !unverified;
-            let table = &mut catalog.by_action[provider_slot(provider)];
+            let table = &mut catalog.by_action[provider.slot()];
             for (action, _) in actions {
                 table.entry(action.to_ascii_lowercase()).or_default().push(Mapping {
                     services: services.clone(),

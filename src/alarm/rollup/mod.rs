@@ -134,9 +134,9 @@ impl Activity {
             self.newest_ms = Some(newest);
             // A trace already past its retention behind the newest event (a
             // late or replayed old record) would only be written to be
-            // pruned: it is not kept.
-            // The newest time counts no further than a day past the clock, as
-            // for pruning.
+            // pruned: it is not kept. The newest time counts no further than
+            // a day past the clock, as for pruning; the clock is read only
+            // for an event old enough to be in question.
             let retention = millis(self.options.trace_retention);
             let expired = time < newest.saturating_sub(retention)
                 && time
