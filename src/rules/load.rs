@@ -221,47 +221,6 @@ pub fn sigma_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     })
 }
 
-/// Parse each source's text, in order, on one thread per core (each takes
-/// every n-th file).
-fn parse_all(sources: &[(Arc<str>, String)]) -> Vec<Result<Node, yaml::SyntaxError>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, sources.len().max(1));
-    let failed = || yaml::SyntaxError {
-        message: "the YAML parser failed on this file".to_string(),
-        loc: Loc { line: 1, column: 1 },
-    };
-    let parsed: Vec<Option<Result<Node, yaml::SyntaxError>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|first| {
-                scope.spawn(move || {
-                    sources
-                        .iter()
-                        .enumerate()
-                        .skip(first)
-                        .step_by(threads)
-                        .map(|(position, (_, text))| (position, yaml::parse(text)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut parsed: Vec<Option<Result<Node, yaml::SyntaxError>>> = sources.iter().map(|_| None).collect();
-        for worker in workers {
-            for (position, result) in worker.join().unwrap_or_default() {
-                if let Some(slot) = parsed.get_mut(position) {
-                    *slot = Some(result);
-                }
-            }
-        }
-        parsed
-    });
-    // A worker that panicked leaves its files unparsed: each is reported.
-    parsed
-        .into_iter()
-        .map(|slot| slot.unwrap_or_else(|| Err(failed())))
-        .collect()
-}
-
 /// Compile rule sources (name, text) and Sigma rule sources against a catalog. Returns `None` only
 /// when nothing could be compiled at all; check `diagnostics` either way.
 pub fn compile_sources(
@@ -280,7 +239,7 @@ pub fn compile_sources(
     // Reader: parse every file, the files on threads of their own (parsing
     // is most of loading a pack, and the daemon waits for it at start and
     // at every reload).
-    for (name, parsed) in sources.iter().zip(parse_all(sources)) {
+    for (name, parsed) in sources.iter().zip(yaml::parse_sources(sources)) {
         match parsed {
             Ok(tree) => trees.push((name.0.clone(), tree)),
             Err(error) => diagnostics.push(

@@ -116,6 +116,47 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Parse each source's text, in order, on one thread per core (each takes
+/// every n-th file).
+pub fn parse_sources(sources: &[(std::sync::Arc<str>, String)]) -> Vec<Result<Node, SyntaxError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, sources.len().max(1));
+    let failed = || SyntaxError {
+        message: "the YAML parser failed on this file".to_string(),
+        loc: Loc { line: 1, column: 1 },
+    };
+    let parsed: Vec<Option<Result<Node, SyntaxError>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|first| {
+                scope.spawn(move || {
+                    sources
+                        .iter()
+                        .enumerate()
+                        .skip(first)
+                        .step_by(threads)
+                        .map(|(position, (_, text))| (position, parse(text)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut parsed: Vec<Option<Result<Node, SyntaxError>>> = sources.iter().map(|_| None).collect();
+        for worker in workers {
+            for (position, result) in worker.join().unwrap_or_default() {
+                if let Some(slot) = parsed.get_mut(position) {
+                    *slot = Some(result);
+                }
+            }
+        }
+        parsed
+    });
+    // A worker that panicked leaves its files unparsed: each is reported.
+    parsed
+        .into_iter()
+        .map(|slot| slot.unwrap_or_else(|| Err(failed())))
+        .collect()
+}
+
 /// Parse one YAML document into a located tree. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     if text.trim().is_empty() {
