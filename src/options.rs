@@ -52,6 +52,7 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             trace_retention: settings.traces.retention,
             prune_every: settings.traces.prune_every,
             trace_tag: settings.traces.rule_tag.clone(),
+            events: settings.events.clone(),
         },
         learn_only: settings.pipeline.learn_only,
         keep_operations: settings.notify.topics.iter().any(|topic| topic.on_operation),

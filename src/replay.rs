@@ -279,10 +279,13 @@ pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineRep
         header_done: false,
         line: String::new(),
     };
+    let mut pipeline_options = pipeline_options(settings, false);
+    // A throw-away store's events could never be searched.
+    pipeline_options.activity.events.enabled &= request.db.is_some();
     let pipeline = Pipeline::start(
         shared_rules(rules),
         store,
-        pipeline_options(settings, false),
+        pipeline_options,
         Box::new(sink),
         PipelineHooks::default(),
     );

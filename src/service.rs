@@ -336,6 +336,58 @@ pub fn list_traces(store: &Store, filter: &TraceFilter) -> Result<Vec<Trace>, Ap
     Ok(store.list_traces(filter)?)
 }
 
+/// `trailwarden events`, `GET /api/v1/events`: a page of the event store,
+/// newest first, keys masked. With `alarm`, the search is scoped to the
+/// alarm's identity (its access key, else its principal) in its cloud and
+/// account, from its first to its last event; the filters given narrow it
+/// further (a call record's address and action, say).
+pub fn search_events(
+    store: &Store,
+    mut filter: crate::alarm::events::EventFilter,
+    alarm: Option<i64>,
+) -> Result<crate::alarm::events::EventPage, AppError> {
+    use crate::alarm::events::{SearchError, search};
+    if let Some(id) = alarm {
+        let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
+        let identity = detail.alarm.identity;
+        if filter.key.is_none() && filter.principal.is_none() {
+            match identity.access_key_id {
+                Some(key) => filter.key = Some(key),
+                None => filter.principal = identity.principal_id.or(identity.principal_name),
+            }
+        }
+        filter.account = filter.account.or(identity.account_id);
+        filter.provider = filter
+            .provider
+            .or(crate::event::model::Provider::parse(&identity.provider));
+        let time = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|time| time.with_timezone(&chrono::Utc))
+        };
+        if let Some(first) = time(&detail.alarm.first_seen) {
+            filter.since = Some(filter.since.map_or(first, |since| since.max(first)));
+        }
+        if let Some(last) = time(&detail.alarm.last_seen) {
+            let end = last + chrono::Duration::milliseconds(1);
+            filter.until = Some(filter.until.map_or(end, |until| until.min(end)));
+        }
+    }
+    let mut page = search(store.connection(), &filter).map_err(|error| match error {
+        SearchError::BadCursor(_) => AppError::Usage(error.to_string()),
+        SearchError::Store(error) => AppError::from(error),
+        SearchError::Damaged { .. } => AppError::Store(crate::alarm::store::StoreError::Corrupt(error.to_string())),
+    })?;
+    for event in &mut page.events {
+        if let Some(key) = event.access_key_id.take() {
+            crate::mask::mask_keys_in_json(&mut event.raw, &[key.as_str()]);
+            event.access_key_id = Some(mask_access_key(&key));
+        }
+        crate::mask::mask_unknown_keys_in_json(&mut event.raw);
+    }
+    Ok(page)
+}
+
 /// A time argument: RFC 3339 (`2026-03-02T10:00:00Z`, `2026-03-02T18:00:00+08:00`),
 /// a UTC date (`2026-03-02`), or a duration before `now` (`24h`, `7d`, `90m`).
 pub fn parse_time_arg(

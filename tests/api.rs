@@ -171,6 +171,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/api/v1/rules/reload", None),
         ("GET", "/api/v1/activity", None),
         ("GET", "/api/v1/traces", None),
+        ("GET", "/api/v1/events", None),
         ("GET", "/api/v1/dead-letters", None),
         ("GET", "/api/v1/notifications/deliveries", None),
         ("POST", "/api/v1/notifications/deliveries/1/resend", None),
@@ -989,6 +990,7 @@ fn no_response_carries_a_full_access_key() {
         "/api/v1/remarks",
         "/api/v1/activity?top=1000",
         "/api/v1/traces?limit=1000",
+        "/api/v1/events?limit=1000",
         "/api/v1/dead-letters?limit=1000",
         "/api/v1/rules",
         "/metrics",
@@ -997,6 +999,12 @@ fn no_response_carries_a_full_access_key() {
     }
     for item in &items {
         bodies.push(server.get(&format!("/api/v1/alarms/{}", item["id"]), Some(VIEWER)).body);
+    }
+    // Searching the event store by a full key answers with it masked.
+    for key in keys.iter().take(5) {
+        let found = server.get(&format!("/api/v1/events?key={key}"), Some(VIEWER));
+        assert!(!found.json()["events"].as_array().unwrap().is_empty(), "{key}");
+        bodies.push(found.body);
     }
     // Errors quoting what was sent do not echo a key either.
     bodies.push(
@@ -1389,4 +1397,71 @@ fn an_api_reload_that_changes_the_rules_is_recorded_with_its_token() {
     assert_eq!(latest["actor"], "ada", "{changes}");
     assert_eq!(latest["action"], "changed");
     assert_eq!(latest["detail"]["changed"], json!(["denied-call"]));
+}
+
+/// `GET /api/v1/events`: the examples' events, by key and alarm, page by
+/// page; mistakes are 400s and 404s that name the parameter.
+#[test]
+fn the_event_store_answers_by_key_alarm_and_cursor() {
+    let server = Server::start();
+    let normalized: Vec<Value> = server.sandbox.jsonl(&["normalize", "examples"]);
+    // Page by page, in pages of 1000 and of 97: the same events in the same order.
+    let pages = |limit: usize| {
+        let mut positions = Vec::new();
+        let mut path = format!("/api/v1/events?limit={limit}");
+        loop {
+            let page = server.ok(&path);
+            let events = page["events"].as_array().unwrap();
+            assert!(events.len() <= limit);
+            positions.extend(events.iter().map(|event| event["position"].clone()));
+            match page["next"].as_str() {
+                Some(next) => path = format!("/api/v1/events?limit={limit}&cursor={next}"),
+                None => return positions,
+            }
+        }
+    };
+    let positions = pages(1000);
+    assert_eq!(positions.len(), normalized.len());
+    assert_eq!(pages(97), positions);
+    // By key: exactly the events normalize gives that key.
+    let key = normalized
+        .iter()
+        .find_map(|event| event["access_key"]["id"].as_str())
+        .unwrap();
+    let wanted = normalized
+        .iter()
+        .filter(|event| event["access_key"]["id"] == key)
+        .count();
+    let found = server.ok(&format!("/api/v1/events?key={key}&limit=1000"));
+    assert_eq!(found["events"].as_array().unwrap().len(), wanted);
+    // An alarm's events carry its key and fall in its time span.
+    let alarms = server.ok("/api/v1/alarms?limit=500")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let alarm = alarms.iter().find(|alarm| alarm["access_key_id"].is_string()).unwrap();
+    let detail = server.ok(&format!("/api/v1/alarms/{}", alarm["id"]));
+    let found = server.ok(&format!("/api/v1/events?alarm={}&limit=1000", alarm["id"]));
+    let events = found["events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{detail}");
+    for event in events {
+        assert_eq!(event["access_key_id"], alarm["access_key_id"]);
+        assert!(event["time"].as_str() >= detail["first_seen"].as_str());
+        assert!(event["time"].as_str() <= detail["last_seen"].as_str());
+    }
+    server
+        .get("/api/v1/events?cursor=12", Some(VIEWER))
+        .error(400, &["cursor"]);
+    server
+        .get("/api/v1/events?outcome=maybe", Some(VIEWER))
+        .error(400, &["outcome"]);
+    server
+        .get("/api/v1/events?user=alice", Some(VIEWER))
+        .error(400, &["user"]);
+    server
+        .get("/api/v1/events?alarm=987654", Some(VIEWER))
+        .error(404, &["987654"]);
+    server
+        .get("/api/v1/events?limit=5000", Some(VIEWER))
+        .error(400, &["limit"]);
 }

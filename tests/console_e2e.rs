@@ -633,6 +633,49 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     assert_eq!(last["actor"], TOKEN_NAME, "{last}");
     assert_eq!(last["reason"], REASON, "{last}");
 
+    // The alarm's events, from the drawer's link: the rows the API gives,
+    // each opening its record; then a failures-only search from the form.
+    let alarm_events = api_get(port, &format!("/api/v1/events?alarm={id}&limit=50"))?;
+    let expected_rows = alarm_events["events"].as_array().map_or(0, Vec::len);
+    assert!(expected_rows > 0, "the alarm has events: {alarm_events}");
+    css(client, "#alarm-events").await?.click().await?;
+    wait_js(
+        client,
+        "the alarm's events",
+        &format!("return document.querySelectorAll('#events-table tbody tr.event-row').length === {expected_rows};"),
+    )
+    .await?;
+    let first_position = client
+        .execute(
+            "return document.querySelector('#events-table tbody tr.event-row').dataset.position;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(first_position, alarm_events["events"][0]["position"]);
+    css(client, "#events-table tbody tr.event-row").await?.click().await?;
+    let record = wait_js(
+        client,
+        "the event's record",
+        "const raw = document.querySelector('#events-table tbody tr.event-raw:not(.hidden) pre'); return raw ? raw.textContent : '';",
+    )
+    .await?;
+    let event_id = alarm_events["events"][0]["event_id"].as_str().unwrap_or_default();
+    assert!(record.as_str().unwrap_or_default().contains(event_id), "{record}");
+    screenshot(client, "06b-alarm-events").await?;
+    css(client, "#ev-outcome").await?.select_by_value("failure").await?;
+    css(client, "#ev-search").await?.click().await?;
+    let failures = api_get(port, &format!("/api/v1/events?alarm={id}&outcome=failure&limit=50"))?;
+    let failure_rows = failures["events"].as_array().map_or(0, Vec::len);
+    wait_js(
+        client,
+        "the failures of the alarm's events",
+        &format!(
+            "return location.hash.includes('outcome=failure') && !document.querySelector('#events-status')?.textContent.startsWith('Searching') && \
+             document.querySelectorAll('#events-table tbody tr.event-row').length === {failure_rows};"
+        ),
+    )
+    .await?;
+
     // The god view: the hourly chart and the top tables.
     css(client, "#nav-activity").await?.click().await?;
     wait_js(

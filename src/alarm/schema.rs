@@ -475,6 +475,26 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE changes;
     ALTER TABLE changes_new RENAME TO changes;
     "#,
+    // 12: the event store (`alarm::events`): every evaluated event, in
+    //     compressed blocks of one transaction each, with each block's time
+    //     range and a Bloom filter of its searchable terms. The data is in
+    //     its own table, so a search reads the filters without the blocks.
+    r#"
+    CREATE TABLE event_blocks (
+        id INTEGER PRIMARY KEY,
+        min_time_ms INTEGER NOT NULL,
+        max_time_ms INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        raw_bytes INTEGER NOT NULL,
+        stored_bytes INTEGER NOT NULL,
+        bloom BLOB NOT NULL
+    );
+    CREATE INDEX event_blocks_time ON event_blocks (max_time_ms);
+    CREATE TABLE event_block_data (
+        id INTEGER PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

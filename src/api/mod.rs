@@ -183,6 +183,7 @@ pub fn api_routes() -> Router<ApiState> {
         .route("/api/v1/rules/reload", post(rules::reload))
         .route("/api/v1/activity", get(reports::activity))
         .route("/api/v1/traces", get(reports::traces))
+        .route("/api/v1/events", get(reports::events))
         .route("/api/v1/dead-letters", get(reports::dead_letters))
         .route("/api/v1/notifications/deliveries", get(reports::deliveries))
         .route("/api/v1/notifications/deliveries/{id}/resend", post(reports::resend))

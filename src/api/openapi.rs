@@ -162,6 +162,39 @@ pub fn spec() -> Value {
             json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
         ),
     ];
+    let event_params = vec![
+        query("key", "Access key id", string()),
+        query("principal", "Principal name, id or ARN", string()),
+        query("ip", "Source address, or a network (10.1.2.0/24)", string()),
+        query("account", "Account id or name", string()),
+        query("action", "API / event name", string()),
+        query("service", "ec2, cvm, ecs, iam, cam …", string()),
+        query("resource", "One of the event's resource names (whole)", string()),
+        query("id", "Event id or request id", string()),
+        query(
+            "outcome",
+            "success or failure",
+            json!({"type": "string", "enum": ["success", "failure"]}),
+        ),
+        query(
+            "cloud",
+            "huawei, tencent or aws",
+            json!({"type": "string", "enum": ["huawei", "tencent", "aws"]}),
+        ),
+        query(
+            "alarm",
+            "An alarm's events: its key (else principal), cloud and account, from its first to its last event",
+            json!({"type": "integer", "minimum": 1}),
+        ),
+        time_param("since", "From (inclusive)"),
+        time_param("until", "To (exclusive)"),
+        query(
+            "limit",
+            "Events per page",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
+        ),
+        query("cursor", "A page's `next`, to go on from", string()),
+    ];
     let paths = json!({
         "/healthz": {"get": {
             "summary": "Liveness: the process answers", "security": [], "x-role": "none",
@@ -280,6 +313,12 @@ pub fn spec() -> Value {
         "/api/v1/traces": {"get": operation(
             "Key-operation traces, most recent first, with their raw records (keys masked)", "viewer", trace_params, None,
             json!({"200": ok("Traces", array_of("Trace"))}),
+        )},
+        "/api/v1/events": {"get": operation(
+            "The event store: every event kept for events.retention, newest first, a page at a time (keys masked); \
+             text filters compare whole values, ignoring case",
+            "viewer", event_params, None,
+            json!({"200": ok("A page", schema_ref("EventPage"))}),
         )},
         "/api/v1/dead-letters": {"get": operation(
             "Records that could not be read, oldest first (recognisable keys masked)", "viewer",
@@ -551,6 +590,24 @@ fn schemas() -> Value {
             "action": string(), "operations": {"type": "array", "items": string()},
             "status": {"type": "string", "enum": ["success", "failure"]}, "error_code": nullable("string"),
             "source_ip": nullable("string"), "raw": {"type": "object", "description": "The record (keys masked)"}
+        })),
+        "EventPage": object(&["events", "next", "blocks_checked", "blocks_opened"], json!({
+            "events": {"type": "array", "items": schema_ref("StoredEvent")},
+            "next": {"type": ["string", "null"], "description": "The cursor of the next page; null when the search is complete"},
+            "blocks_checked": {"type": "integer", "description": "Blocks in the time range whose filters were read"},
+            "blocks_opened": {"type": "integer", "description": "Blocks decompressed and read"}
+        })),
+        "StoredEvent": object(&["time", "provider", "event_id", "service", "action", "outcome", "raw", "position"], json!({
+            "time": string(), "provider": string(), "event_id": string(), "request_id": nullable("string"),
+            "account_id": nullable("string"), "account_name": nullable("string"), "principal_kind": string(),
+            "principal_name": nullable("string"), "principal_id": nullable("string"), "principal_arn": nullable("string"),
+            "access_key_id": {"type": ["string", "null"], "description": "Masked"}, "source_ip": nullable("string"),
+            "user_agent": nullable("string"), "service": string(), "action": string(), "region": nullable("string"),
+            "call_method": string(), "outcome": {"type": "string", "enum": ["success", "failure"]},
+            "error_code": nullable("string"), "resource_type": nullable("string"),
+            "resource_names": {"type": "array", "items": string()},
+            "raw": {"description": "The record as the cloud wrote it: request parameters and response (keys masked)"},
+            "position": {"type": "string", "description": "Where it is kept (block.entry)"}
         })),
         "Delivery": object(&["id", "delivery_id", "topic", "subscription", "channel", "kind", "status", "attempts"], json!({
             "id": {"type": "integer"}, "delivery_id": {"type": "string", "description": "The id receivers deduplicate on (X-Trailwarden-Delivery)"},

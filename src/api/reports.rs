@@ -73,6 +73,61 @@ pub async fn traces(Viewer(_): Viewer, State(state): State<ApiState>, params: Pa
     Ok(Json(json!(traces)))
 }
 
+/// `GET /api/v1/events?key=&principal=&ip=&account=&action=&service=&resource=&id=&outcome=&cloud=&alarm=&since=&until=&limit=&cursor=`:
+/// a page of the event store, newest first, keys masked, with the cursor of the next page.
+pub async fn events(Viewer(_): Viewer, State(state): State<ApiState>, params: Params) -> Result<Json<Value>, ApiError> {
+    params.only(&[
+        "key",
+        "principal",
+        "ip",
+        "account",
+        "action",
+        "service",
+        "resource",
+        "id",
+        "outcome",
+        "cloud",
+        "alarm",
+        "since",
+        "until",
+        "limit",
+        "cursor",
+    ])?;
+    let filter =
+        crate::alarm::events::EventFilter {
+            key: params.text("key"),
+            principal: params.text("principal"),
+            ip: params.text("ip").as_deref().map(crate::alarm::events::IpMatch::parse),
+            account: params.text("account"),
+            action: params.text("action"),
+            service: params.text("service"),
+            resource: params.text("resource"),
+            id: params.text("id"),
+            outcome: match params.choice("outcome", &["success", "failure"])?.as_deref() {
+                Some("success") => Some(OutcomeResult::Success),
+                Some(_) => Some(OutcomeResult::Failure),
+                None => None,
+            },
+            provider: params
+                .choice("cloud", &["huawei", "tencent", "aws"])?
+                .as_deref()
+                .and_then(crate::event::model::Provider::parse),
+            since: params.time("since")?,
+            until: params.time("until")?,
+            limit: params.integer("limit", 50, 1..=crate::alarm::events::MAX_LIMIT)?,
+            cursor: params.text("cursor").map(|text| text.parse()).transpose().map_err(
+                |error: crate::alarm::events::SearchError| ApiError::bad_request(format!("cursor: {error}")),
+            )?,
+            max_blocks: 0,
+        };
+    let alarm = params.text("alarm").map(|text| parse_id("alarm", &text)).transpose()?;
+    let page = state
+        .store
+        .run(move |store| Ok(crate::service::search_events(store, filter, alarm)?))
+        .await?;
+    Ok(Json(json!(page)))
+}
+
 /// `GET /api/v1/dead-letters?limit=`: oldest first, recognisable keys masked.
 pub async fn dead_letters(
     Viewer(_): Viewer,

@@ -6,6 +6,7 @@
 mod alarms;
 mod allowlist;
 mod api;
+mod events;
 mod generate;
 mod notify;
 mod remarks;
@@ -26,6 +27,7 @@ use trailwarden::config::Settings;
 pub use alarms::AlarmsCommand;
 pub use allowlist::AllowlistCommand;
 pub use api::ApiCommand;
+use events::EventsArgs;
 use generate::GenerateArgs;
 pub use notify::NotifyCommand;
 use remarks::ChangesArgs;
@@ -140,6 +142,13 @@ pub enum Command {
     ///
     /// Text filters are case-insensitive. TIME is RFC 3339, a date or a duration ago (24h, 7d).
     Traces(TracesArgs),
+    /// Search the event store: every event kept for `events.retention` (7 days), by key,
+    /// principal, address or network, account, action, service, resource, id, outcome and
+    /// time, newest first, with their raw records; `--alarm ID` for an alarm's events.
+    ///
+    /// Text filters compare whole values, ignoring case. A page that has more prints
+    /// `more: --cursor C` on stderr. TIME is RFC 3339, a date or a duration ago (24h, 7d).
+    Events(EventsArgs),
     /// Notifications: the delivery outbox, resending, testing a topic.
     Notify {
         #[command(subcommand)]
@@ -182,6 +191,7 @@ pub fn dispatch(command: Command, settings: Settings) -> Result<ExitCode> {
         Command::Activity(args) => reports::activity(&settings, args),
         Command::Notify { command } => notify::notify_command(&settings, command),
         Command::Traces(args) => reports::traces(&settings, args),
+        Command::Events(args) => events::events(&settings, args),
         Command::Generate(args) => generate::generate(&settings, args),
     }
 }

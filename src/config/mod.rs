@@ -52,6 +52,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub activity: ActivitySettings,
     pub traces: TraceSettings,
+    /// `[events]`: the event store, for investigation.
+    pub events: crate::alarm::events::EventStoreOptions,
     /// `[notify]`: topics, subscriptions, SMTP.
     pub notify: std::sync::Arc<crate::notify::NotifySettings>,
     pub api: ApiSettings,
@@ -501,6 +503,23 @@ impl Settings {
                 humantime::format_duration(traces.retention)
             ));
         }
+        let events = crate::alarm::events::EventStoreOptions {
+            enabled: raw.events.enabled.unwrap_or(true),
+            retention: duration("events.retention", raw.events.retention, "7d")?,
+            compression_level: raw.events.compression_level.unwrap_or(1),
+        };
+        if events.retention < Duration::from_secs(3_600) {
+            return Err(format!(
+                "`events.retention` = \"{}\" is too short; keep events at least 1h (e.g. \"7d\")",
+                humantime::format_duration(events.retention)
+            ));
+        }
+        if !(1..=19).contains(&events.compression_level) {
+            return Err(format!(
+                "`events.compression_level` = {} is out of range; zstd levels 1 (fastest) to 19 (smallest)",
+                events.compression_level
+            ));
+        }
         if traces.prune_every.is_zero() || traces.prune_every > traces.retention {
             return Err(format!(
                 "`traces.prune_every` = \"{}\" must be more than 0 and at most `traces.retention` (\"{}\")",
@@ -543,6 +562,7 @@ impl Settings {
             log: LogSettings { level, json },
             activity,
             traces,
+            events,
             api,
             geoip,
         })

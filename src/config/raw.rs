@@ -29,6 +29,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) traces: RawTraces,
     #[serde(default)]
+    pub(super) events: RawEvents,
+    #[serde(default)]
     pub(super) notify: crate::notify::config::RawNotify,
     #[serde(default)]
     pub(super) api: RawApi,
@@ -91,6 +93,14 @@ pub(super) struct RawTraces {
     pub(super) retention: Option<String>,
     pub(super) prune_every: Option<String>,
     pub(super) rule_tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    pub(super) enabled: Option<bool>,
+    pub(super) retention: Option<String>,
+    pub(super) compression_level: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -370,6 +370,11 @@ impl Raw {
         self.text.as_deref().filter(|_| self.expand.is_none())
     }
 
+    /// The record's own text as read (before any expansion), when it is kept.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
     /// The record as JSON text: the original bytes when they are kept.
     pub fn to_json_string(&self) -> String {
         match &self.text {

@@ -7,7 +7,9 @@
 //! IP) pairs and the `activity` report; `traces` holds the key-operation
 //! traces, their retention and the `traces` query. This module holds what
 //! they share: the settings, the per-batch accumulator and the write of a
-//! batch. Callers name everything through this module.
+//! batch. Callers name everything through this module. The event store
+//! (`alarm::events`) rides along: its block is built here, event by event,
+//! and written and pruned with the rest.
 
 mod activity;
 #[cfg(test)]
@@ -19,6 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::Transaction;
 
+use crate::alarm::events::{self, BlockBuilder, EventBlock, EventStoreOptions};
 use crate::event::model::AuditEvent;
 use crate::rules::RuleSet;
 use activity::{HourlyCounts, PairTracker};
@@ -46,6 +49,8 @@ pub struct ActivityOptions {
     pub prune_every: Duration,
     /// Rules with this tag name the key operations.
     pub trace_tag: String,
+    /// The event store (every event, for investigation).
+    pub events: EventStoreOptions,
 }
 
 impl Default for ActivityOptions {
@@ -56,6 +61,7 @@ impl Default for ActivityOptions {
             trace_retention: Duration::from_secs(7 * 86_400),
             prune_every: Duration::from_secs(600),
             trace_tag: "sec09-03".to_string(),
+            events: EventStoreOptions::default(),
         }
     }
 }
@@ -68,11 +74,20 @@ pub struct ActivityBatch {
     pub traces: Vec<NewTrace>,
     /// Delete traces older than this (epoch milliseconds of event time).
     pub prune_before_ms: Option<i64>,
+    /// The batch's events, for the event store.
+    pub events: EventBlock,
+    /// Delete event blocks older than this (epoch milliseconds of event time).
+    pub prune_events_before_ms: Option<i64>,
 }
 
 impl ActivityBatch {
     pub fn is_empty(&self) -> bool {
-        self.hourly.is_empty() && self.key_ips.is_empty() && self.traces.is_empty() && self.prune_before_ms.is_none()
+        self.hourly.is_empty()
+            && self.key_ips.is_empty()
+            && self.traces.is_empty()
+            && self.prune_before_ms.is_none()
+            && self.events.is_empty()
+            && self.prune_events_before_ms.is_none()
     }
 }
 
@@ -84,6 +99,8 @@ pub struct Activity {
     hourly: HourlyCounts,
     pairs: PairTracker,
     traces: Vec<NewTrace>,
+    /// The event store's block; `None` when it is off.
+    events: Option<BlockBuilder>,
     newest_ms: Option<i64>,
     last_prune_ms: Option<i64>,
 }
@@ -96,13 +113,14 @@ impl Activity {
     pub fn new(options: ActivityOptions) -> Activity {
         traces::register_raw_paths();
         Activity {
-            options,
             key_operations: KeyOperations::default(),
             hourly: HourlyCounts::default(),
             pairs: PairTracker::default(),
             traces: Vec::new(),
+            events: options.events.enabled.then(|| BlockBuilder::new(&options.events)),
             newest_ms: None,
             last_prune_ms: None,
+            options,
         }
     }
 
@@ -128,10 +146,16 @@ impl Activity {
             self.hourly.add(event);
             self.pairs.add(event);
         }
+        if let Some(events) = &mut self.events {
+            events.add(event);
+        }
+        if self.options.traces || self.events.is_some() {
+            let time = event.time.timestamp_millis();
+            self.newest_ms = Some(self.newest_ms.map_or(time, |newest| newest.max(time)));
+        }
         if self.options.traces {
             let time = event.time.timestamp_millis();
-            let newest = self.newest_ms.map_or(time, |newest| newest.max(time));
-            self.newest_ms = Some(newest);
+            let newest = self.newest_ms.unwrap_or(time);
             // A trace already past its retention behind the newest event (a
             // late or replayed old record) would only be written to be
             // pruned: it is not kept. The newest time counts no further than
@@ -151,11 +175,14 @@ impl Activity {
 
     /// Everything observed since the last call; `last` forces a prune.
     pub fn take(&mut self, last: bool) -> ActivityBatch {
+        let (prune_before_ms, prune_events_before_ms) = self.prune_due(last, Utc::now().timestamp_millis());
         ActivityBatch {
             hourly: self.hourly.take(),
             key_ips: self.pairs.take(),
             traces: std::mem::take(&mut self.traces),
-            prune_before_ms: self.prune_due(last, Utc::now().timestamp_millis()),
+            prune_before_ms,
+            events: self.events.as_mut().map(BlockBuilder::take).unwrap_or_default(),
+            prune_events_before_ms,
         }
     }
 
@@ -170,23 +197,34 @@ impl Activity {
         if self.traces.is_empty() && traces.capacity() > self.traces.capacity() {
             self.traces = traces;
         }
+        if let Some(events) = &mut self.events {
+            events.recycle(std::mem::take(&mut batch.events));
+        }
     }
 
-    fn prune_due(&mut self, last: bool, now_ms: i64) -> Option<i64> {
-        if !self.options.traces {
-            return None;
-        }
-        let newest = self.newest_ms?.min(now_ms.saturating_add(DAY_MS));
+    /// The cutoffs of the traces and of the event store, when pruning is due.
+    fn prune_due(&mut self, last: bool, now_ms: i64) -> (Option<i64>, Option<i64>) {
+        let Some(newest) = self.newest_ms else {
+            return (None, None);
+        };
+        let newest = newest.min(now_ms.saturating_add(DAY_MS));
         let every = millis(self.options.prune_every);
         let due = last
             || self
                 .last_prune_ms
                 .is_none_or(|previous| newest.saturating_sub(previous) >= every);
         if !due {
-            return None;
+            return (None, None);
         }
         self.last_prune_ms = Some(newest);
-        Some(newest.saturating_sub(millis(self.options.trace_retention)))
+        (
+            self.options
+                .traces
+                .then(|| newest.saturating_sub(millis(self.options.trace_retention))),
+            self.events
+                .is_some()
+                .then(|| newest.saturating_sub(millis(self.options.events.retention))),
+        )
     }
 }
 
@@ -197,6 +235,10 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
     traces::write(transaction, &batch.traces)?;
     if let Some(cutoff) = batch.prune_before_ms {
         traces::prune(transaction, cutoff)?;
+    }
+    events::write(transaction, &batch.events)?;
+    if let Some(cutoff) = batch.prune_events_before_ms {
+        events::prune(transaction, cutoff)?;
     }
     Ok(())
 }

@@ -306,27 +306,31 @@ fn pruning_follows_event_time_at_most_once_per_interval() {
     let options = ActivityOptions {
         trace_retention: Duration::from_secs(7 * 86_400),
         prune_every: Duration::from_secs(600),
+        events: crate::alarm::events::EventStoreOptions {
+            retention: Duration::from_secs(86_400),
+            ..Default::default()
+        },
         ..ActivityOptions::default()
     };
     let mut activity = Activity::new(options);
     activity.use_rules(&rules);
     let now = (START + 100 * 86_400) * 1000;
-    assert_eq!(activity.prune_due(false, now), None, "nothing seen, nothing to prune");
+    assert_eq!(activity.prune_due(false, now).0, None, "nothing seen, nothing to prune");
     activity.observe(&event(&rules, call(0, "DescribeInstances", "ops", "1.2.3.4")), &rules);
     let week_ms = 7 * DAY_MS;
     assert_eq!(
         activity.prune_due(false, now),
-        Some(START * 1000 - week_ms),
-        "first batch prunes"
+        (Some(START * 1000 - week_ms), Some(START * 1000 - DAY_MS)),
+        "first batch prunes traces and event blocks, each by its own retention"
     );
     activity.observe(&event(&rules, call(300, "DescribeInstances", "ops", "1.2.3.4")), &rules);
     assert_eq!(
-        activity.prune_due(false, now),
+        activity.prune_due(false, now).0,
         None,
         "5 minutes of event time later: not yet"
     );
     assert_eq!(
-        activity.prune_due(true, now),
+        activity.prune_due(true, now).0,
         Some((START + 300) * 1000 - week_ms),
         "the last batch always prunes"
     );
@@ -334,13 +338,13 @@ fn pruning_follows_event_time_at_most_once_per_interval() {
         &event(&rules, call(1000, "DescribeInstances", "ops", "1.2.3.4")),
         &rules,
     );
-    assert_eq!(activity.prune_due(false, now), Some((START + 1000) * 1000 - week_ms));
+    assert_eq!(activity.prune_due(false, now).0, Some((START + 1000) * 1000 - week_ms));
     // A record from the far future cannot push the cutoff past now + 1 day.
     activity.observe(
         &event(&rules, call(400 * 86_400, "DescribeInstances", "ops", "1.2.3.4")),
         &rules,
     );
-    assert_eq!(activity.prune_due(false, now), Some(now + DAY_MS - week_ms));
+    assert_eq!(activity.prune_due(false, now).0, Some(now + DAY_MS - week_ms));
 }
 
 #[test]

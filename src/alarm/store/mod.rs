@@ -36,6 +36,9 @@ pub enum StoreError {
     Workflow(String),
     #[error("backup to {path} failed: {source}")]
     Backup { path: PathBuf, source: rusqlite::Error },
+    /// Stored data that cannot be read back (a damaged event block).
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 mod query;

@@ -1,7 +1,7 @@
 // trailwarden console: a single-page app over /api/v1, vanilla JavaScript.
 //
 // Routes (hash): #/alarms?filters, #/alarms/ID?filters (the list with the detail
-// drawer open), #/rules, #/activity, #/allowlist. The bearer token lives in sessionStorage and
+// drawer open), #/rules, #/activity, #/events?filters, #/allowlist. The bearer token lives in sessionStorage and
 // goes out as `Authorization: Bearer`; any 401 drops it and returns to sign-in.
 // Every element is built with DOM calls (never innerHTML with data), which keeps
 // the page safe from whatever the audit logs contain and satisfies the CSP.
@@ -333,6 +333,7 @@
     if (page === 'rules') return mountPage('rules', (element) => rulesPage(element));
     if (page === 'activity') return mountPage('activity', (element) => activityPage(element, params));
     if (page === 'allowlist') return mountPage('allowlist', (element) => allowlistPage(element));
+    if (page === 'events') return mountPage('events', (element) => eventsPage(element, params));
     if (page !== 'alarms') {
       go('/alarms');
       return;
@@ -373,7 +374,7 @@
     const link = (name, label) => h('a', { href: `#/${name}`, class: active === name ? 'active' : null, id: `nav-${name}` }, label);
     return h('header', { class: 'topbar' },
       h('div', { class: 'brand' }, h('span', { class: 'brand-mark' }, brandIcon()), 'trailwarden'),
-      h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('rules', 'Rules'), link('allowlist', 'Allowlist')),
+      h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('events', 'Events'), link('rules', 'Rules'), link('allowlist', 'Allowlist')),
       h('div', { class: 'spacer' }),
       h('div', { class: 'whoami' },
         h('span', { class: 'faint', id: 'time-zone' }, `times in ${displayZone}`),
@@ -895,7 +896,8 @@
 
   function callsSection(alarm) {
     const groups = ipGroups(alarm);
-    const section = h('section', { id: 'detail-calls' }, h('h3', null, `Call records by source IP (${groups.length})`));
+    const section = h('section', { id: 'detail-calls' }, h('h3', null, `Call records by source IP (${groups.length})`,
+      h('a', { class: 'head-link', id: 'alarm-events', href: `#/events?alarm=${alarm.id}`, title: 'Every event of this alarm\'s key (or principal) from its first to its last match' }, 'All events')));
     if (!groups.length) section.append(h('p', { class: 'muted' }, 'No call records.'));
     for (const group of groups) {
       const first = group.calls && group.calls[0];
@@ -914,14 +916,16 @@
           h('span', { class: 'times' }, `${absTime(group.first_call)} → ${absTime(group.last_call)}`)),
         h('table', { class: 'compact' },
           h('thead', null, h('tr', null, h('th', null, 'Method'), h('th', null, 'API / service'), h('th', { class: 'num' }, 'OK'),
-            h('th', { class: 'num' }, 'Failed'), h('th', null, 'First call'), h('th', null, 'Most recent call'))),
+            h('th', { class: 'num' }, 'Failed'), h('th', null, 'First call'), h('th', null, 'Most recent call'), h('th', null, ''))),
           h('tbody', null, (group.calls || []).map((call) => h('tr', null,
             h('td', null, call.call_method || '-'),
             h('td', null, h('span', { class: 'mono' }, call.action || '-'), h('span', { class: 'muted' }, ` · ${call.service || '-'}`)),
             h('td', { class: 'num' }, h('span', { class: call.success_count ? 'ok' : 'zero' }, fmtInt(call.success_count))),
             h('td', { class: 'num' }, h('span', { class: call.failure_count ? 'fail' : 'zero' }, fmtInt(call.failure_count))),
             h('td', { class: 'nowrap' }, absTime(call.first_call)),
-            h('td', { class: 'nowrap' }, absTime(call.last_call))))))));
+            h('td', { class: 'nowrap' }, absTime(call.last_call)),
+            h('td', null, h('a', { class: 'call-events', href: `#/events?${new URLSearchParams({ alarm: alarm.id, ip, action: call.action || '' })}`,
+              title: 'These calls, one by one, with their request ids and bodies' }, 'Events'))))))));
     }
     return section;
   }
@@ -1303,6 +1307,85 @@
         reload.failures !== undefined ? stat('Failed', h('span', { class: reload.failures ? 'fail' : null }, fmtInt(reload.failures))) : null,
         stat('Last attempt', when ? timeCell(when, true) : 'none since start'),
         lastError ? h('div', { class: 'error-box', id: 'reload-error' }, String(lastError)) : null));
+  }
+
+  // ---------- events (the event store) ----------
+
+  const EVENT_FILTERS = [['key', 'Access key'], ['principal', 'Principal'], ['ip', 'IP or network'], ['account', 'Account'],
+    ['action', 'Action'], ['service', 'Service'], ['resource', 'Resource'], ['id', 'Event / request id'], ['alarm', 'Alarm #']];
+
+  async function eventsPage(page, params) {
+    params = params || parseHash().params;
+    const form = h('form', { class: 'event-filters', id: 'events-form', onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const element of form.elements) {
+        if (element.name && element.value) next.set(element.name, element.name === 'since' || element.name === 'until' ? localToIso(element.value) : element.value);
+      }
+      go('/events', next);
+    } },
+    EVENT_FILTERS.map(([name, label]) => h('label', null, h('span', { class: 'faint' }, label),
+      h('input', { name, id: `ev-${name}`, value: params.get(name) || '', size: name === 'alarm' ? 6 : 18 }))),
+    h('label', null, h('span', { class: 'faint' }, 'Outcome'), h('select', { name: 'outcome', id: 'ev-outcome' },
+      [['', 'any'], ['success', 'success'], ['failure', 'failure']].map(([value, label]) => h('option', { value }, label)))),
+    h('label', null, h('span', { class: 'faint' }, 'Cloud'), h('select', { name: 'cloud', id: 'ev-cloud' },
+      [['', 'any'], ['aws', 'AWS'], ['huawei', 'Huawei'], ['tencent', 'Tencent']].map(([value, label]) => h('option', { value }, label)))),
+    h('label', null, h('span', { class: 'faint' }, 'From'), h('input', { type: 'datetime-local', name: 'since', id: 'ev-since', value: isoToLocal(params.get('since') || '') })),
+    h('label', null, h('span', { class: 'faint' }, 'To'), h('input', { type: 'datetime-local', name: 'until', id: 'ev-until', value: isoToLocal(params.get('until') || '') })),
+    h('button', { type: 'submit', class: 'primary', id: 'ev-search' }, 'Search'));
+    form.elements.outcome.value = params.get('outcome') || '';
+    form.elements.cloud.value = params.get('cloud') || '';
+    const tbody = h('tbody', { id: 'events-rows' });
+    const status = h('span', { class: 'sub', id: 'events-status' }, 'Searching…');
+    const more = h('button', { type: 'button', id: 'events-more', class: 'hidden' }, 'Older events');
+    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Events'),
+      h('span', { class: 'sub' }, 'Every event kept by the event store, newest first, with its record')),
+    h('div', { class: 'panel' }, form),
+    h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Results'), status),
+      h('div', { class: 'table-wrap' }, h('table', { id: 'events-table' },
+        h('thead', null, h('tr', null, ['Time', 'Cloud', 'Account', 'Principal', 'Key', 'Source IP', 'Action', 'Result', 'Request id'].map((label) => h('th', null, label)))),
+        tbody)),
+      h('div', { class: 'pager' }, more)));
+    const query = new URLSearchParams();
+    for (const [name, value] of params) if (value) query.set(name, value);
+    query.set('limit', '50');
+    let shown = 0;
+    const load = async (cursor) => {
+      if (cursor) query.set('cursor', cursor);
+      more.classList.add('hidden');
+      try {
+        const data = await api(`/api/v1/events?${query}`);
+        for (const event of data.events || []) {
+          shown += 1;
+          tbody.append(...eventRow(event));
+        }
+        if (!shown) tbody.append(h('tr', null, h('td', { colspan: 9, class: 'empty' }, 'No events match.')));
+        status.textContent = `${fmtInt(shown)} event${shown === 1 ? '' : 's'}${data.next ? ', more older' : ''} · ${fmtInt(data.blocks_opened)} of ${fmtInt(data.blocks_checked)} blocks read`;
+        if (data.next) {
+          more.classList.remove('hidden');
+          more.onclick = () => load(data.next);
+        }
+      } catch (error) {
+        if (error.status !== 401) status.replaceWith(h('div', { class: 'error-box', id: 'events-error' }, error.message));
+      }
+    };
+    load(null);
+  }
+
+  function eventRow(event) {
+    const failed = event.outcome === 'failure';
+    const detail = h('tr', { class: 'event-raw hidden' }, h('td', { colspan: 9 }, h('pre', null, JSON.stringify(event.raw, null, 2))));
+    const row = h('tr', { class: 'event-row', dataset: { position: event.position }, title: 'Show the record', onclick: () => detail.classList.toggle('hidden') },
+      h('td', { class: 'nowrap' }, timeCell(event.time)),
+      h('td', null, providerChip(event.provider)),
+      h('td', { class: 'mono' }, event.account_id || '-'),
+      h('td', null, event.principal_name || event.principal_id || event.principal_kind),
+      h('td', { class: 'mono' }, event.access_key_id || '-'),
+      h('td', { class: 'mono' }, event.source_ip || '-'),
+      h('td', null, h('span', { class: 'mono' }, event.action), h('span', { class: 'muted' }, ` · ${event.service}`)),
+      h('td', { class: failed ? 'fail' : 'ok' }, failed ? (event.error_code || 'failure') : 'success'),
+      h('td', { class: 'mono faint' }, event.request_id || event.event_id));
+    return [row, detail];
   }
 
   // ---------- god view ----------

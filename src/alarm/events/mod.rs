@@ -1,0 +1,197 @@
+//! The event store (issue 17, row 5; seeds/002's trace query for every
+//! event): each evaluated event is kept, with its record, for a retention
+//! window, so an operator can ask what else a key, a principal or an address
+//! did, beside the key-operation traces and the alarms.
+//!
+//! SQLite cannot take a row and eight index entries per event at the
+//! pipeline's rate, so events are kept in blocks: one block per batch
+//! transaction, its events encoded (`codec`) by the engine stage as it
+//! evaluates them, compressed with zstd and written by the store stage in
+//! the batch's own transaction (exactly once, with the alarms, checkpoints and
+//! offsets of the same events). Beside each block the store keeps its time
+//! range and a Bloom filter of its searchable terms; a search (`query`) reads
+//! the filters of the blocks in its time range, newest first, and opens only
+//! the blocks that may hold what it asks for. Blocks past the retention
+//! (behind the newest event time) are deleted whole, on the schedule of the
+//! traces' pruning.
+
+pub mod codec;
+mod query;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use rusqlite::{Transaction, params};
+
+use crate::event::model::AuditEvent;
+
+pub use query::{Cursor, EventFilter, EventPage, IpMatch, MAX_LIMIT, SearchError, StoredEvent, search};
+
+/// Settings of the event store (`[events]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventStoreOptions {
+    pub enabled: bool,
+    /// Blocks whose newest event is older than this (behind the newest event time) are deleted.
+    pub retention: Duration,
+    /// zstd level of the blocks (1 is fast; higher is smaller and slower).
+    pub compression_level: i32,
+}
+
+impl Default for EventStoreOptions {
+    fn default() -> EventStoreOptions {
+        EventStoreOptions {
+            enabled: true,
+            retention: Duration::from_secs(7 * 86_400),
+            compression_level: 1,
+        }
+    }
+}
+
+/// One transaction's events, encoded.
+#[derive(Debug, Default)]
+pub struct EventBlock {
+    pub bytes: Vec<u8>,
+    /// Hashes of the events' searchable terms.
+    pub terms: Vec<u64>,
+    pub count: u32,
+    pub min_ms: i64,
+    pub max_ms: i64,
+    /// zstd level to write it with.
+    pub level: i32,
+}
+
+impl EventBlock {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.terms.clear();
+        self.count = 0;
+        self.min_ms = i64::MAX;
+        self.max_ms = i64::MIN;
+    }
+}
+
+/// The engine stage's side: encodes each evaluated event into the
+/// transaction's block.
+#[derive(Debug)]
+pub struct BlockBuilder {
+    block: EventBlock,
+    /// A written block's buffers, to hold a later one.
+    spare: Option<EventBlock>,
+    level: i32,
+}
+
+impl BlockBuilder {
+    pub fn new(options: &EventStoreOptions) -> BlockBuilder {
+        let mut block = EventBlock::default();
+        block.clear();
+        BlockBuilder {
+            block,
+            spare: None,
+            level: options.compression_level,
+        }
+    }
+
+    pub fn add(&mut self, event: &AuditEvent) {
+        codec::encode(event, &mut self.block.bytes, &mut self.block.terms);
+        let time = event.time.timestamp_millis();
+        self.block.count += 1;
+        self.block.min_ms = self.block.min_ms.min(time);
+        self.block.max_ms = self.block.max_ms.max(time);
+    }
+
+    /// The events added since the last call (an empty block when none).
+    pub fn take(&mut self) -> EventBlock {
+        let mut next = self.spare.take().unwrap_or_default();
+        next.clear();
+        let mut block = std::mem::replace(&mut self.block, next);
+        block.level = self.level;
+        block
+    }
+
+    /// Keep a written block's buffers for a later block.
+    pub fn recycle(&mut self, block: EventBlock) {
+        if block.bytes.capacity() > 0 {
+            self.spare = Some(block);
+        }
+    }
+}
+
+/// Write a block inside `transaction`.
+pub(crate) fn write(transaction: &Transaction<'_>, block: &EventBlock) -> rusqlite::Result<()> {
+    if block.is_empty() {
+        return Ok(());
+    }
+    let data = zstd::bulk::compress(&block.bytes, block.level)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    let filter = codec::bloom(&block.terms);
+    transaction
+        .prepare_cached(
+            "INSERT INTO event_blocks (min_time_ms, max_time_ms, events, raw_bytes, stored_bytes, bloom) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            block.min_ms,
+            block.max_ms,
+            block.count,
+            block.bytes.len() as i64,
+            data.len() as i64,
+            filter
+        ])?;
+    let id = transaction.last_insert_rowid();
+    transaction
+        .prepare_cached("INSERT INTO event_block_data (id, data) VALUES (?1, ?2)")?
+        .execute(params![id, data])?;
+    Ok(())
+}
+
+/// Delete the blocks whose newest event is older than `cutoff` (Unix ms), inside `transaction`.
+pub(crate) fn prune(transaction: &Transaction<'_>, cutoff: i64) -> rusqlite::Result<()> {
+    let removed = transaction
+        .prepare_cached(
+            "DELETE FROM event_block_data WHERE id IN (SELECT id FROM event_blocks WHERE max_time_ms < ?1)",
+        )?
+        .execute([cutoff])?;
+    if removed > 0 {
+        transaction
+            .prepare_cached("DELETE FROM event_blocks WHERE max_time_ms < ?1")?
+            .execute([cutoff])?;
+        tracing::debug!(blocks = removed, cutoff, "event blocks past retention pruned");
+    }
+    Ok(())
+}
+
+/// What the event store holds (`store stats`, the API).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EventStoreSize {
+    pub blocks: u64,
+    pub events: u64,
+    /// Bytes of the encoded events before and after compression.
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// Event time of the oldest and newest events kept (Unix ms).
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+}
+
+pub fn size(connection: &rusqlite::Connection) -> rusqlite::Result<EventStoreSize> {
+    connection.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(events), 0), COALESCE(SUM(raw_bytes), 0), COALESCE(SUM(stored_bytes), 0), \
+         MIN(min_time_ms), MAX(max_time_ms) FROM event_blocks",
+        [],
+        |row| {
+            Ok(EventStoreSize {
+                blocks: row.get::<_, i64>(0)? as u64,
+                events: row.get::<_, i64>(1)? as u64,
+                raw_bytes: row.get::<_, i64>(2)? as u64,
+                stored_bytes: row.get::<_, i64>(3)? as u64,
+                oldest_ms: row.get(4)?,
+                newest_ms: row.get(5)?,
+            })
+        },
+    )
+}

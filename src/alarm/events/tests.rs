@@ -1,0 +1,258 @@
+//! The event store's blocks: written, searched page by page, pruned.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::codec::tests::events_of;
+use super::*;
+use crate::event::model::OutcomeResult;
+
+fn store() -> Connection {
+    let mut connection = Connection::open_in_memory().unwrap();
+    crate::alarm::schema::migrate(&mut connection).unwrap();
+    connection
+}
+
+/// An AWS call at `at` (Unix seconds).
+fn call(id: usize, at: i64, key: &str, ip: &str, action: &str, failed: bool) -> String {
+    let error = if failed {
+        r#","errorCode":"AccessDenied","errorMessage":"no""#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"eventVersion":"1.09","eventTime":"{}","eventSource":"ec2.amazonaws.com","eventName":"{action}","awsRegion":"us-east-1","sourceIPAddress":"{ip}","eventID":"ev-{id}","requestID":"req-{id}","eventType":"AwsApiCall","recipientAccountId":"493817265041","userIdentity":{{"type":"IAMUser","principalId":"AIDA{id}","arn":"arn:aws:iam::493817265041:user/u{}","accountId":"493817265041","accessKeyId":"{key}","userName":"u{}"}},"requestParameters":{{"instanceId":"i-{id}"}}{error}}}"#,
+        chrono::DateTime::from_timestamp(at, 0).unwrap().to_rfc3339(),
+        id % 3,
+        id % 3,
+    )
+}
+
+const START: i64 = 1_767_578_400;
+const KEYS: [&str; 3] = ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2", "AKIAAAAAAAAAAAAAAAA3"];
+
+/// 300 calls a minute apart, written in blocks of 40.
+fn filled() -> (Connection, Vec<String>) {
+    let records: Vec<String> = (0..300)
+        .map(|index| {
+            call(
+                index,
+                START + 60 * index as i64,
+                KEYS[index % 3],
+                &format!("10.0.{}.{}", index % 4, index % 7),
+                if index % 5 == 0 {
+                    "TerminateInstances"
+                } else {
+                    "DescribeInstances"
+                },
+                index % 11 == 0,
+            )
+        })
+        .collect();
+    let events = events_of(records.iter().cloned());
+    let mut connection = store();
+    let mut builder = BlockBuilder::new(&EventStoreOptions::default());
+    for chunk in events.chunks(40) {
+        for event in chunk {
+            builder.add(event);
+        }
+        let block = builder.take();
+        let transaction = connection.transaction().unwrap();
+        write(&transaction, &block).unwrap();
+        transaction.commit().unwrap();
+        builder.recycle(block);
+    }
+    (connection, records)
+}
+
+fn ids(page: &EventPage) -> Vec<String> {
+    page.events.iter().map(|event| event.event_id.clone()).collect()
+}
+
+/// The ids of the calls `keep` selects, newest first.
+fn expected(keep: impl Fn(usize) -> bool) -> Vec<String> {
+    (0..300)
+        .rev()
+        .filter(|index| keep(*index))
+        .map(|index| format!("ev-{index}"))
+        .collect()
+}
+
+#[test]
+fn every_filter_finds_exactly_its_events_newest_first() {
+    let (connection, _) = filled();
+    let all = |filter: EventFilter| search(&connection, &EventFilter { limit: 1000, ..filter }).unwrap();
+    let page = all(EventFilter {
+        key: Some(KEYS[1].to_lowercase()),
+        ..EventFilter::default()
+    });
+    assert_eq!(ids(&page), expected(|index| index % 3 == 1));
+    assert_eq!(page.next, None);
+    let page = all(EventFilter {
+        ip: Some(IpMatch::parse("10.0.2.0/24")),
+        outcome: Some(OutcomeResult::Failure),
+        ..EventFilter::default()
+    });
+    assert_eq!(ids(&page), expected(|index| index % 4 == 2 && index % 11 == 0));
+    let page = all(EventFilter {
+        ip: Some(IpMatch::parse("10.0.3.5")),
+        ..EventFilter::default()
+    });
+    assert_eq!(ids(&page), expected(|index| index % 4 == 3 && index % 7 == 5));
+    let page = all(EventFilter {
+        action: Some("terminateinstances".into()),
+        principal: Some("u2".into()),
+        ..EventFilter::default()
+    });
+    assert_eq!(ids(&page), expected(|index| index % 5 == 0 && index % 3 == 2));
+    let page = all(EventFilter {
+        id: Some("req-77".into()),
+        ..EventFilter::default()
+    });
+    assert_eq!(ids(&page), ["ev-77"]);
+    assert_eq!(page.events[0].raw["requestParameters"]["instanceId"], "i-77");
+    let page = all(EventFilter {
+        since: chrono::DateTime::from_timestamp(START + 60 * 100, 0),
+        until: chrono::DateTime::from_timestamp(START + 60 * 110, 0),
+        account: Some("493817265041".into()),
+        ..EventFilter::default()
+    });
+    assert_eq!(ids(&page), expected(|index| (100..110).contains(&index)));
+    // A key nobody used: the filters keep every block shut.
+    let page = all(EventFilter {
+        key: Some("AKIANOBODYUSEDTHIS00".into()),
+        ..EventFilter::default()
+    });
+    assert!(page.events.is_empty());
+    assert_eq!(page.blocks_checked, 8);
+    assert!(page.blocks_opened <= 1, "{} blocks opened", page.blocks_opened);
+}
+
+#[test]
+fn pages_follow_their_cursors_to_the_same_results() {
+    let (connection, _) = filled();
+    let filter = EventFilter {
+        key: Some(KEYS[0].into()),
+        ..EventFilter::default()
+    };
+    let whole = search(
+        &connection,
+        &EventFilter {
+            limit: 1000,
+            ..filter.clone()
+        },
+    )
+    .unwrap();
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = search(
+            &connection,
+            &EventFilter {
+                limit: 7,
+                cursor,
+                ..filter.clone()
+            },
+        )
+        .unwrap();
+        pages += 1;
+        assert!(page.events.len() <= 7);
+        paged.extend(ids(&page));
+        match page.next {
+            Some(next) => cursor = Some(next.parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids(&whole));
+    assert_eq!(pages, 100usize.div_ceil(7));
+    // A budget of one block per page still gets there, a block at a time.
+    let mut budgeted = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = search(
+            &connection,
+            &EventFilter {
+                limit: 1000,
+                max_blocks: 1,
+                cursor,
+                ..filter.clone()
+            },
+        )
+        .unwrap();
+        assert!(page.blocks_opened <= 1);
+        budgeted.extend(ids(&page));
+        match page.next {
+            Some(next) => cursor = Some(next.parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(budgeted, ids(&whole));
+    assert!(matches!("12".parse::<Cursor>(), Err(SearchError::BadCursor(_))));
+    assert!(matches!("a.b".parse::<Cursor>(), Err(SearchError::BadCursor(_))));
+}
+
+#[test]
+fn pruning_deletes_whole_blocks_past_the_cutoff() {
+    let (mut connection, _) = filled();
+    let before = size(&connection).unwrap();
+    assert_eq!((before.blocks, before.events), (8, 300));
+    assert!(before.stored_bytes < before.raw_bytes / 3, "{before:?}");
+    // Blocks end at minutes 39, 79, 119 …: a cutoff at minute 100 drops two.
+    let transaction = connection.transaction().unwrap();
+    prune(&transaction, (START + 60 * 100) * 1000).unwrap();
+    transaction.commit().unwrap();
+    let after = size(&connection).unwrap();
+    assert_eq!((after.blocks, after.events), (6, 220));
+    assert_eq!(after.oldest_ms, Some((START + 60 * 80) * 1000));
+    let left: i64 = connection
+        .query_row("SELECT COUNT(*) FROM event_block_data", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 6, "the data goes with its block");
+}
+
+#[test]
+fn a_damaged_block_is_an_error_naming_it() {
+    let (connection, _) = filled();
+    connection
+        .execute("UPDATE event_block_data SET data = x'00112233' WHERE id = 3", [])
+        .unwrap();
+    let error = search(
+        &connection,
+        &EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(error, SearchError::Damaged { block: 3, .. }), "{error}");
+}
+
+#[test]
+fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
+    let records = (0..5).map(|index| {
+        call(
+            index,
+            START + index as i64,
+            KEYS[0],
+            "1.2.3.4",
+            "DescribeInstances",
+            false,
+        )
+    });
+    let events = events_of(records);
+    let mut builder = BlockBuilder::new(&EventStoreOptions {
+        compression_level: 3,
+        retention: Duration::from_secs(3600),
+        enabled: true,
+    });
+    for event in &events {
+        builder.add(event);
+    }
+    let block = builder.take();
+    assert_eq!(block.count, 5);
+    assert_eq!((block.min_ms, block.max_ms), (START * 1000, (START + 4) * 1000));
+    assert_eq!(block.level, 3);
+    assert!(builder.take().is_empty());
+}
