@@ -56,6 +56,19 @@ fn sandbox() -> Sandbox {
     sandbox
 }
 
+/// The output of the one alarm of `rule`.
+fn alarm_output(sandbox: &Sandbox, rule: &str) -> String {
+    sandbox
+        .json(&["alarms", "list", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|alarm| alarm["rule"] == rule)
+        .and_then(|alarm| alarm["output"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn alarm_rules(sandbox: &Sandbox) -> Vec<String> {
     sandbox
         .json(&["alarms", "list", "--format", "json"])
@@ -85,9 +98,11 @@ fn backfill_learns_history_silently_and_resumes() {
     let output = sandbox.ok(&["backfill", history.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("backfill: 0 records, 0 events"), "{stderr}");
-    // Live: the key last used 40 days ago is idle.
+    // Live: the key last used 40 days ago is idle, and the alarm says who saw it last.
     sandbox.ok(&["run", "--once"]);
     assert_eq!(alarm_rules(&sandbox), ["idle-key-reused"]);
+    let output = alarm_output(&sandbox, "idle-key-reused");
+    assert!(output.contains("idle 39 days (last seen by trailwarden)"), "{output}");
     // A path that does not exist is refused, not learnt as nothing.
     let missing = sandbox.run(&["backfill", sandbox.path("nope").to_str().unwrap()]);
     assert!(!missing.status.success());
@@ -112,4 +127,7 @@ fn an_inventory_import_makes_a_dormant_key_idle_on_day_one() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("keys.csv:3:"));
     sandbox.ok(&["run", "--once"]);
     assert_eq!(alarm_rules(&sandbox), ["idle-key-reused"]);
+    // 40 days between the inventory's last use and the call, and the alarm names its source.
+    let output = alarm_output(&sandbox, "idle-key-reused");
+    assert!(output.contains("idle 40 days (from the key inventory)"), "{output}");
 }

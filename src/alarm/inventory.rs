@@ -162,9 +162,10 @@ pub fn import(connection: &mut Connection, keys: &[InventoryKey], now_ms: i64) -
     let transaction = connection.transaction()?;
     {
         let mut upsert = transaction.prepare_cached(
-            "INSERT INTO state_keys (key, first_ms, last_ms, touched_ms) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO state_keys (key, first_ms, last_ms, touched_ms, from_inventory) VALUES (?1, ?2, ?3, ?4, 1) \
              ON CONFLICT (key) DO UPDATE SET first_ms = min(first_ms, excluded.first_ms), \
-             last_ms = max(last_ms, excluded.last_ms), touched_ms = max(touched_ms, excluded.touched_ms)",
+             last_ms = max(last_ms, excluded.last_ms), touched_ms = max(touched_ms, excluded.touched_ms), \
+             from_inventory = CASE WHEN excluded.last_ms > last_ms THEN 1 ELSE from_inventory END",
         )?;
         for key in keys {
             let id = state_key(&[key.provider.as_str(), &key.key_id]) as i64;

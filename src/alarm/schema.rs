@@ -495,6 +495,11 @@ pub const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
     );
     "#,
+    // 13: whether a key's last use came from the key inventory (`state
+    //     import`) rather than an event, so `{key_idle}` can say so.
+    r#"
+    ALTER TABLE state_keys ADD COLUMN from_inventory INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

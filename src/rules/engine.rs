@@ -231,13 +231,16 @@ impl RuleSet {
         {
             return None;
         }
+        let mut state = state;
         if let Some(spec) = &rule.state
-            && !spec.evaluate(&rule.id, event, state?, &self.catalog, values)
+            && !spec.evaluate(&rule.id, event, state.as_deref_mut()?, &self.catalog, values)
         {
             return None;
         }
         let group_key = group_key(rule, event, self, values);
-        let output = rule.output.render(&rule.title, event, &self.catalog, values);
+        let output = rule
+            .output
+            .render(&rule.title, event, state.as_deref(), &self.catalog, values);
         Some(RuleMatch {
             rule: position,
             group_key,
@@ -314,5 +317,77 @@ mod raw_reader_tests {
                 "{not_needed} listed"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod key_idle_tests {
+    use super::*;
+    use crate::rules::state::{EngineState, KeySeen, StateLimits, state_key};
+
+    const KEY: &str = "AKIAXEK3Q7BZ7HNM4P2L";
+    const DAY: i64 = 86_400;
+    const START: i64 = 1_767_578_400;
+
+    fn call(at: i64) -> AuditEvent {
+        let record = format!(
+            r#"{{"eventVersion":"1.09","eventTime":"{}","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"us-east-1","sourceIPAddress":"54.173.20.11","eventID":"e-{at}","eventType":"AwsApiCall","recipientAccountId":"493817265041","userIdentity":{{"type":"IAMUser","principalId":"AIDAX","arn":"arn:aws:iam::493817265041:user/deploy-bot","accountId":"493817265041","accessKeyId":"{KEY}","userName":"deploy-bot"}}}}"#,
+            chrono::DateTime::from_timestamp(at, 0).unwrap().to_rfc3339()
+        );
+        crate::alarm::events::codec::tests::events_of(std::iter::once(record)).remove(0)
+    }
+
+    fn idle_output(rules: &RuleSet, state: &mut EngineState, at: i64) -> Option<String> {
+        let mut matches = Vec::new();
+        rules.evaluate_with_state(&mut call(at), state, &mut EvalScratch::default(), &mut matches);
+        matches
+            .into_iter()
+            .find(|found| rules.rule(found.rule).is_some_and(|rule| rule.id == "idle-key-reused"))
+            .map(|found| found.output)
+    }
+
+    /// `{key_idle}` says how long the key was unused and whether its last use
+    /// came from the key inventory or from an event trailwarden saw.
+    #[test]
+    fn key_idle_names_where_the_last_use_came_from() {
+        let rules =
+            crate::rules::load::load_rules(std::path::Path::new("rules"), &Default::default()).expect("the pack loads");
+        let mut state = EngineState::new(StateLimits::default());
+        state.keys.put(
+            state_key(&["aws", KEY]),
+            KeySeen {
+                first_ms: (START - 400 * DAY) * 1000,
+                last_ms: START * 1000,
+                from_inventory: true,
+            },
+            START * 1000,
+        );
+        let output = idle_output(&rules, &mut state, START + 46 * DAY).expect("idle after 46 days");
+        assert!(output.contains("idle 46 days (from the key inventory)"), "{output}");
+        let output = idle_output(&rules, &mut state, START + 46 * DAY + 31 * DAY).expect("idle again");
+        assert!(output.contains("idle 31 days (last seen by trailwarden)"), "{output}");
+        // A key trailwarden never saw is new, not idle: no alarm, and the
+        // template says so where a rule shows it.
+        let mut fresh = EngineState::new(StateLimits::default());
+        assert_eq!(idle_output(&rules, &mut fresh, START), None);
+        let mut diagnostics = crate::rules::diag::Diagnostics::default();
+        let mut ctx = crate::rules::diag::FileCtx {
+            file: std::sync::Arc::from("test"),
+            diagnostics: &mut diagnostics,
+        };
+        let template = crate::rules::template::Template::compile(
+            &mut ctx,
+            "{key_idle}",
+            crate::rules::yaml::Loc { line: 1, column: 1 },
+        );
+        assert_eq!(
+            template.render("t", &call(START), Some(&fresh), &rules.catalog, &mut Vec::new()),
+            "idle 0 days (last seen by trailwarden)"
+        );
+        let never = EngineState::new(StateLimits::default());
+        assert_eq!(
+            template.render("t", &call(START), Some(&never), &rules.catalog, &mut Vec::new()),
+            "first seen by trailwarden"
+        );
     }
 }

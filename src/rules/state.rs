@@ -91,6 +91,8 @@ impl Default for StateLimits {
 pub struct KeySeen {
     pub first_ms: i64,
     pub last_ms: i64,
+    /// The last use is the key inventory's (`state import`), not an event trailwarden saw.
+    pub from_inventory: bool,
 }
 
 /// A table with a cap and eviction of the least recently touched entries.

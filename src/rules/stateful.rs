@@ -468,13 +468,17 @@ pub fn record_event(state: &mut EngineState, event: &AuditEvent, creates_princip
         match state.keys.get_mut(id, time) {
             Some(seen) => {
                 seen.first_ms = seen.first_ms.min(time);
-                seen.last_ms = seen.last_ms.max(time);
+                if time >= seen.last_ms {
+                    seen.last_ms = time;
+                    seen.from_inventory = false;
+                }
             }
             None => state.keys.put(
                 id,
                 KeySeen {
                     first_ms: time,
                     last_ms: time,
+                    from_inventory: false,
                 },
                 time,
             ),

@@ -6,6 +6,7 @@
 use super::diag::{FileCtx, Problem, suggest};
 use super::field::{FIELD_NAMES, Field};
 use super::operations::OperationCatalog;
+use super::state::{EngineState, state_key};
 use super::yaml::Loc;
 use crate::event::model::AuditEvent;
 
@@ -17,6 +18,10 @@ enum Segment {
     Title,
     /// `{time}`: the event time, RFC 3339 UTC.
     Time,
+    /// `{key_idle}`: how long the access key had been unused and who says so
+    /// ("idle 46 days (from the key inventory)", "idle 46 days (last seen by
+    /// trailwarden)", "first seen by trailwarden").
+    KeyIdle,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +68,8 @@ impl Template {
                 segments.push(Segment::Title);
             } else if name == "time" {
                 segments.push(Segment::Time);
+            } else if name == "key_idle" {
+                segments.push(Segment::KeyIdle);
             } else {
                 match Field::parse(name) {
                     Some(field) => segments.push(Segment::Field(field)),
@@ -91,6 +98,7 @@ impl Template {
         &self,
         title: &str,
         event: &AuditEvent,
+        state: Option<&EngineState>,
         catalog: &OperationCatalog,
         scratch: &mut Vec<String>,
     ) -> String {
@@ -100,6 +108,7 @@ impl Template {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Title => out.push_str(title),
                 Segment::Time => out.push_str(&crate::time::timestamp(event.time)),
+                Segment::KeyIdle => key_idle(event, state, &mut out),
                 Segment::Field(field) => {
                     field.collect_text(event, catalog, scratch);
                     if scratch.is_empty() {
@@ -111,5 +120,32 @@ impl Template {
             }
         }
         out
+    }
+}
+
+/// `{key_idle}` as the engine knows it before this event: the key's last
+/// use and whether that came from the key inventory or an event.
+fn key_idle(event: &AuditEvent, state: Option<&EngineState>, out: &mut String) {
+    use std::fmt::Write;
+    let Some(key) = event.access_key.as_ref().filter(|key| !key.temporary) else {
+        out.push('-');
+        return;
+    };
+    let Some(state) = state else {
+        out.push('-');
+        return;
+    };
+    match state.keys.get(state_key(&[event.provider.as_str(), &key.id])) {
+        None => out.push_str("first seen by trailwarden"),
+        Some(seen) => {
+            let days = (event.time.timestamp_millis() - seen.last_ms).max(0) / 86_400_000;
+            let unit = if days == 1 { "day" } else { "days" };
+            let source = if seen.from_inventory {
+                "from the key inventory"
+            } else {
+                "last seen by trailwarden"
+            };
+            let _ = write!(out, "idle {days} {unit} ({source})");
+        }
     }
 }

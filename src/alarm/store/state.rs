@@ -82,12 +82,13 @@ impl Store {
     pub fn load_state(&self, state: &mut EngineState) -> Result<(), StoreError> {
         let mut statement = self
             .connection
-            .prepare("SELECT key, first_ms, last_ms, touched_ms FROM state_keys")?;
+            .prepare("SELECT key, first_ms, last_ms, touched_ms, from_inventory FROM state_keys")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let seen = KeySeen {
                 first_ms: row.get(1)?,
                 last_ms: row.get(2)?,
+                from_inventory: row.get(4)?,
             };
             state.keys.restore(key_from_sql(row.get(0)?), seen, row.get(3)?);
         }
@@ -159,13 +160,20 @@ impl Store {
 pub(super) fn write_state(transaction: &Transaction<'_>, changes: &StateChanges) -> rusqlite::Result<()> {
     {
         let mut upsert = transaction.prepare_cached(
-            "INSERT OR REPLACE INTO state_keys (key, first_ms, last_ms, touched_ms) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR REPLACE INTO state_keys (key, first_ms, last_ms, touched_ms, from_inventory) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut delete = transaction.prepare_cached("DELETE FROM state_keys WHERE key = ?1")?;
         for (key, change) in &changes.keys {
             match change {
                 Some((seen, touched)) => {
-                    upsert.execute(params![key_to_sql(*key), seen.first_ms, seen.last_ms, touched])?;
+                    upsert.execute(params![
+                        key_to_sql(*key),
+                        seen.first_ms,
+                        seen.last_ms,
+                        touched,
+                        seen.from_inventory
+                    ])?;
                 }
                 None => {
                     delete.execute([key_to_sql(*key)])?;
