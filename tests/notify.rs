@@ -1068,7 +1068,7 @@ fn bad_notification_config_is_named_at_start() {
         ),
         (
             "[[notify.topics]]\nname = \"a\"\non = [\"closed\"]\n[[notify.topics.subscriptions]]\nname = \"h\"\nwebhook = \"http://x/\"\n",
-            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\", \"status\", \"policy\" or \"operation\"",
+            "`notify.topics[\"a\"].on` lists \"closed\"; expected \"opened\", \"escalated\", \"status\", \"policy\", \"operation\" or \"config\"",
         ),
     ];
     for (config, expected) in cases {
@@ -1230,4 +1230,95 @@ webhook = "{}"
         &fixture.full_keys(),
         "operation messages",
     );
+}
+
+/// Protected configuration (remarks, assets, policies, the rule set) changes
+/// reach the topics with `config` in `on`, one message per operation with its
+/// actor and what changed, keys masked; a `policy` topic keeps its own
+/// policy messages.
+#[test]
+fn configuration_changes_are_notified_with_their_actor() {
+    let http = Receiver::start(0);
+    let fixture = Fixture::new(&format!(
+        r#"[notify]
+poll_interval = "100ms"
+public_url = "https://tw.example.com"
+
+[[notify.topics]]
+name = "config"
+min_level = "high"
+on = ["config"]
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "{}"
+
+[[notify.topics]]
+name = "policies"
+on = ["policy"]
+
+[[notify.topics.subscriptions]]
+name = "hook"
+webhook = "{}"
+"#,
+        http.url("/config"),
+        http.url("/policy")
+    ));
+    let key = "AKIAXEK3Q7BZ7HNM4P2L";
+    fixture.ok(&["remark", "set", "key", key, "ops laptop", "--actor", "alice"]);
+    fixture.ok(&["assets", "add", "10.0.0.0/8", "office", "--actor", "bob"]);
+    fixture.ok(&[
+        "allowlist",
+        "add",
+        "--api",
+        "cam.List*",
+        "--actor",
+        "carol",
+        "--reason",
+        "inventory",
+    ]);
+    let assets = fixture.sandbox.path("assets.csv");
+    std::fs::write(&assets, "192.0.2.0/24,lab\n198.51.100.0/24,vpn\n203.0.113.0/24,dc\n").unwrap();
+    fixture.ok(&["assets", "import", assets.to_str().unwrap(), "--actor", "dave"]);
+    fixture.ok(&["run", "--once"]);
+    let bodies: Vec<Value> = http.on("/config").iter().map(Received::json).collect();
+    let summaries: Vec<&str> = bodies
+        .iter()
+        .filter_map(|body| body["config"]["summary"].as_str())
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "remark set by alice",
+            "asset set by bob",
+            "policy added by carol",
+            "3 changes (asset) by dave",
+            "rules loaded by daemon start",
+        ],
+        "{bodies:?}"
+    );
+    assert!(bodies.iter().all(|body| body["kind"] == "config"));
+    let text = bodies[0]["config"]["changes"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("remark on key ") && text.ends_with(": ops laptop"),
+        "{text}"
+    );
+    assert!(!bodies[0].to_string().contains(key), "a full key in {}", bodies[0]);
+    assert_eq!(
+        bodies[3]["config"]["changes"][2]["text"], "asset 203.0.113.0/24 (dc)",
+        "{}",
+        bodies[3]
+    );
+    let rules = bodies[4]["config"]["changes"][0]["text"].as_str().unwrap();
+    assert!(
+        rules.starts_with("rule set ") && rules.contains(" rules; added: "),
+        "{rules}"
+    );
+    // The policy topic got the policy change as its own kind, and nothing else.
+    let kinds: Vec<String> = http
+        .on("/policy")
+        .iter()
+        .map(|request| request.json()["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kinds, ["policy"]);
 }

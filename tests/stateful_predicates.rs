@@ -105,3 +105,45 @@ fn stateful_rules_never_match_without_state() {
     set.evaluate(&mut event, &mut scratch, &mut matches);
     assert!(matches.is_empty());
 }
+
+/// `{key_idle}` says how long the key was unused before the event and
+/// whether that last use came from the key inventory or an event.
+#[test]
+fn key_idle_in_an_output_names_where_the_last_use_came_from() {
+    use trailwarden::rules::state::{KeySeen, state_key};
+    let set = rule_set(&format!("{HEAD}    output: \"{{key_idle}}\"\n"));
+    const DAY: i64 = 86_400;
+    let mut state = EngineState::new(StateLimits::default());
+    let mut scratch = EvalScratch::default();
+    let mut output = |state: &mut EngineState, seconds: i64, key: &str| {
+        let mut matches = Vec::new();
+        set.evaluate_with_state(
+            &mut event(seconds, key, "203.0.113.1", "us-east-1"),
+            state,
+            &mut scratch,
+            &mut matches,
+        );
+        matches.pop().map(|found| found.output).unwrap_or_default()
+    };
+    assert_eq!(output(&mut state, 0, "AKIA1"), "first seen by trailwarden");
+    assert_eq!(
+        output(&mut state, DAY, "AKIA1"),
+        "idle 1 day (last seen by trailwarden)"
+    );
+    // The inventory says AKIA2 was last used 46 days before the first event.
+    state.keys.put(
+        state_key(&["aws", "AKIA2"]),
+        KeySeen {
+            first_ms: (1_772_409_600 - 400 * DAY) * 1000,
+            last_ms: (1_772_409_600 - 46 * DAY) * 1000,
+            from_inventory: true,
+        },
+        0,
+    );
+    assert_eq!(output(&mut state, 0, "AKIA2"), "idle 46 days (from the key inventory)");
+    assert_eq!(
+        output(&mut state, 31 * DAY, "AKIA2"),
+        "idle 31 days (last seen by trailwarden)",
+        "an event trailwarden saw replaces the inventory's last use"
+    );
+}

@@ -199,6 +199,79 @@ pub struct ChangeFilter {
     pub limit: u32,
 }
 
+/// The id of the last change recorded (0 when none).
+pub fn last_id(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row("SELECT COALESCE(MAX(id), 0) FROM changes", [], |row| row.get(0))
+}
+
+/// The changes recorded after `after`, oldest first.
+pub fn since(connection: &Connection, after: i64) -> rusqlite::Result<Vec<Change>> {
+    let mut changes = list(
+        connection,
+        &ChangeFilter {
+            limit: u32::MAX,
+            ..ChangeFilter::default()
+        },
+    )?;
+    changes.retain(|change| change.id > after);
+    changes.reverse();
+    Ok(changes)
+}
+
+impl Change {
+    /// The change in a few words, for notifications ("remark on ip 203.0.113.7: VPN exit").
+    pub fn describe(&self) -> String {
+        let text = |name: &str| self.detail.get(name).and_then(serde_json::Value::as_str).unwrap_or("-");
+        let names = |name: &str| {
+            self.detail
+                .get(name)
+                .and_then(serde_json::Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|joined| !joined.is_empty())
+                .unwrap_or_else(|| "none".into())
+        };
+        match self.subject {
+            Subject::Remark => format!("remark on {} {}: {}", text("kind"), text("value"), text("remark")),
+            Subject::Asset => format!("asset {} ({})", text("cidr"), text("name")),
+            Subject::Policy => {
+                let matches = self
+                    .detail
+                    .get("matches")
+                    .and_then(serde_json::Value::as_object)
+                    .map(|matches| {
+                        matches
+                            .iter()
+                            .filter_map(|(name, value)| Some(format!("{name} {}", value.as_str()?)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                format!("allowlist policy {matches} (reason: {})", text("reason"))
+            }
+            Subject::Rules => format!(
+                "rule set {} of {} rules; added: {}; removed: {}; changed: {}",
+                self.detail
+                    .get("version")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("-"),
+                self.detail
+                    .get("count")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+                names("added"),
+                names("removed"),
+                names("changed"),
+            ),
+        }
+    }
+}
+
 /// Changes, most recent first.
 pub fn list(connection: &Connection, filter: &ChangeFilter) -> rusqlite::Result<Vec<Change>> {
     let mut statement = connection.prepare(

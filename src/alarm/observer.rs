@@ -50,6 +50,14 @@ pub trait AlarmObserver: Send + Sync + std::fmt::Debug {
     /// An allowlist policy was added or removed (`detail` describes it, keys masked).
     fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize>;
 
+    /// Protected configuration changed (policies, remarks, assets, the rule
+    /// set): the change-log entries one operation recorded, oldest first.
+    fn config_changed(
+        &self,
+        connection: &Connection,
+        changes: &[crate::alarm::changes::Change],
+    ) -> rusqlite::Result<usize>;
+
     /// The matches a batch added to an alarm, one output text each (keys
     /// masked), for topics that want each operation.
     fn operations(

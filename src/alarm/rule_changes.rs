@@ -41,7 +41,12 @@ fn last_recorded(connection: &Connection) -> rusqlite::Result<Option<BTreeMap<St
 
 /// Record `rules` unless it is what the log last recorded; returns the
 /// change's id. `actor` says what loaded it (start, file watch, SIGHUP, API).
-pub fn record(connection: &mut Connection, rules: &RuleSet, actor: &Actor) -> rusqlite::Result<Option<i64>> {
+pub fn record(
+    connection: &mut Connection,
+    rules: &RuleSet,
+    actor: &Actor,
+    observer: Option<&dyn super::observer::AlarmObserver>,
+) -> rusqlite::Result<Option<i64>> {
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current = fingerprints(rules);
     let previous = last_recorded(&transaction)?;
@@ -67,16 +72,19 @@ pub fn record(connection: &mut Connection, rules: &RuleSet, actor: &Actor) -> ru
     let action = if previous.is_some() { "changed" } else { "loaded" };
     let at = crate::time::timestamp(chrono::Utc::now());
     let id = changes::record(&transaction, actor, Subject::Rules, 0, action, &detail, &at)?;
+    if let Some(observer) = observer {
+        observer.config_changed(&transaction, &changes::since(&transaction, id - 1)?)?;
+    }
     transaction.commit()?;
     Ok(Some(id))
 }
 
 /// Record `rules` through `connection`, logging (not failing) when it
 /// cannot: detection goes on either way.
-pub fn record_logged(connection: &mut Connection, rules: &RuleSet, actor: &Actor) {
+pub fn record_logged(store: &mut super::store::Store, rules: &RuleSet, actor: &Actor) {
     log_outcome(
         rules,
-        record(connection, rules, actor).map_err(|error| error.to_string()),
+        store.record_rules(rules, actor).map_err(|error| error.to_string()),
     );
 }
 
@@ -84,7 +92,7 @@ pub fn record_logged(connection: &mut Connection, rules: &RuleSet, actor: &Actor
 pub fn record_at(path: &std::path::Path, options: super::store::StoreOptions, rules: &RuleSet, actor: &Actor) {
     let result = super::store::Store::open(path, options)
         .map_err(|error| error.to_string())
-        .and_then(|mut store| record(store.connection_mut(), rules, actor).map_err(|error| error.to_string()));
+        .and_then(|mut store| store.record_rules(rules, actor).map_err(|error| error.to_string()));
     log_outcome(rules, result);
 }
 

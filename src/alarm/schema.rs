@@ -500,6 +500,29 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE state_keys ADD COLUMN from_inventory INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 14: notification messages of kind `config` (protected configuration
+    //     changed: policies, remarks, assets, the rule set).
+    r#"
+    CREATE TABLE notify_messages_new (
+        id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        alarm_id INTEGER REFERENCES alarms (id),
+        kind TEXT NOT NULL CHECK (kind IN ('opened', 'escalated', 'status', 'digest', 'policy', 'operation', 'config')),
+        detail TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL CHECK (state IN ('queued', 'admitted', 'folded')),
+        digest_id INTEGER REFERENCES notify_messages (id),
+        created_at TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        admitted_ms INTEGER
+    );
+    INSERT INTO notify_messages_new SELECT id, topic, alarm_id, kind, detail, state, digest_id, created_at, created_ms,
+        admitted_ms FROM notify_messages;
+    DROP TABLE notify_messages;
+    ALTER TABLE notify_messages_new RENAME TO notify_messages;
+    CREATE INDEX notify_messages_queued ON notify_messages (id) WHERE state = 'queued';
+    CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
+    CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

@@ -67,7 +67,7 @@ impl Daemon {
             name: "daemon start".into(),
             via: "start".into(),
         };
-        crate::alarm::rule_changes::record_logged(store.connection_mut(), &rules, &started);
+        crate::alarm::rule_changes::record_logged(&mut store, &rules, &started);
         let rules = shared_rules(rules);
         let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone(), Some(store_path.clone()));
         let metrics = Arc::new(crate::metrics::Metrics::new());

@@ -167,6 +167,9 @@ pub enum NoticeKind {
     Policy,
     /// One match of a rule (a key operation), when a topic wants each one.
     Operation,
+    /// Protected configuration changed: allowlist policies, remarks, assets,
+    /// the rule set (not about one alarm).
+    Config,
 }
 
 impl NoticeKind {
@@ -179,6 +182,7 @@ impl NoticeKind {
             NoticeKind::Test => "test",
             NoticeKind::Policy => "policy",
             NoticeKind::Operation => "operation",
+            NoticeKind::Config => "config",
         }
     }
 
@@ -191,6 +195,7 @@ impl NoticeKind {
             "test" => Some(NoticeKind::Test),
             "policy" => Some(NoticeKind::Policy),
             "operation" => Some(NoticeKind::Operation),
+            "config" => Some(NoticeKind::Config),
             _ => None,
         }
     }
@@ -215,6 +220,9 @@ pub struct TopicSettings {
     /// One message per match (per key operation) instead of per alarm: the
     /// alarm's `opened` and `escalated` messages are not sent to this topic.
     pub on_operation: bool,
+    /// Every change of protected configuration (policies, remarks, assets,
+    /// the rule set), whatever the topic's alarm filters say.
+    pub on_config: bool,
     /// Counts whose crossing re-sends an alarm as escalated.
     pub escalate_counts: Vec<u64>,
     /// Alarm notifications per `rate_window` (0: unlimited); the rest go into digests.
@@ -467,11 +475,12 @@ fn topic_settings(
                 | NoticeKind::Escalated
                 | NoticeKind::Status
                 | NoticeKind::Policy
-                | NoticeKind::Operation),
+                | NoticeKind::Operation
+                | NoticeKind::Config),
             ) => kinds.push(kind),
             _ => {
                 return Err(format!(
-                    "`{}` lists \"{item}\"; expected \"opened\", \"escalated\", \"status\", \"policy\" or \"operation\"",
+                    "`{}` lists \"{item}\"; expected \"opened\", \"escalated\", \"status\", \"policy\", \"operation\" or \"config\"",
                     key("on")
                 ));
             }
@@ -527,6 +536,7 @@ fn topic_settings(
         on_status: kinds.contains(&NoticeKind::Status),
         on_policy: kinds.contains(&NoticeKind::Policy),
         on_operation: kinds.contains(&NoticeKind::Operation),
+        on_config: kinds.contains(&NoticeKind::Config),
         escalate_counts,
         rate_limit: raw.rate_limit.unwrap_or(0),
         rate_window,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod email;
 pub mod outbox;
 pub mod render;
+pub mod samples;
 pub mod webhook;
 pub mod worker;
 
@@ -22,6 +23,7 @@ use serde_json::json;
 
 pub use config::{NoticeKind, NotifySettings, SmtpSecurity, Subscription, Target, TopicSettings, WebhookFormat};
 
+use crate::alarm::changes::{Change, Subject};
 use crate::alarm::workflow::Transition;
 use crate::rules::Level;
 
@@ -126,6 +128,29 @@ impl Router {
         Ok(queued)
     }
 
+    /// Protected configuration changed: one message per operation (its
+    /// change-log entries, at most `CONFIG_LISTED` listed) for every topic
+    /// with `config` in `on`, whatever its alarm filters. A policy change
+    /// goes to a topic that lists `policy` as a `policy` message instead.
+    pub fn config_changed(&self, connection: &Connection, changes: &[Change]) -> rusqlite::Result<usize> {
+        let Some(first) = changes.first() else {
+            return Ok(0);
+        };
+        let mut queued = 0;
+        let only_policies = changes.iter().all(|change| change.subject == Subject::Policy);
+        let detail = config_detail(changes, first);
+        for topic in self
+            .settings
+            .topics
+            .iter()
+            .filter(|topic| topic.on_config && !(only_policies && topic.on_policy))
+        {
+            outbox::enqueue(connection, topic, None, NoticeKind::Config, &detail)?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
     /// Each match a batch added to an alarm, for topics that want every
     /// operation: one message each, rate limited and digested like others.
     pub fn operations(
@@ -203,6 +228,10 @@ impl AlarmObserver for Router {
         Router::policy_changed(self, connection, detail)
     }
 
+    fn config_changed(&self, connection: &Connection, changes: &[Change]) -> rusqlite::Result<usize> {
+        Router::config_changed(self, connection, changes)
+    }
+
     fn operations(
         &self,
         connection: &Connection,
@@ -265,6 +294,42 @@ pub enum NotifyError {
     Store(#[from] rusqlite::Error),
 }
 
+/// Change-log entries listed in one `config` message; the rest are counted.
+const CONFIG_LISTED: usize = 20;
+
+/// A `config` message's detail (`notify::render::ConfigNotice`).
+fn config_detail(changes: &[Change], first: &Change) -> serde_json::Value {
+    let subjects: std::collections::BTreeSet<&str> = changes.iter().map(|change| change.subject.as_str()).collect();
+    let summary = if changes.len() == 1 {
+        format!("{} {} by {}", first.subject.as_str(), first.action, first.actor)
+    } else {
+        format!(
+            "{} changes ({}) by {}",
+            changes.len(),
+            subjects.into_iter().collect::<Vec<_>>().join(", "),
+            first.actor
+        )
+    };
+    json!(render::ConfigNotice {
+        summary,
+        actor: first.actor.clone(),
+        via: first.via.clone(),
+        at: first.at.clone(),
+        changes: changes
+            .iter()
+            .take(CONFIG_LISTED)
+            .map(|change| render::ConfigChange {
+                change_id: change.id,
+                subject: change.subject.as_str().to_string(),
+                subject_id: change.subject_id,
+                action: change.action.clone(),
+                text: crate::mask::mask_recognisable_keys(&change.describe()),
+            })
+            .collect(),
+        more: changes.len().saturating_sub(CONFIG_LISTED) as u64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +345,7 @@ mod tests {
             on_escalated: true,
             on_status: false,
             on_policy: false,
+            on_config: false,
             on_operation: false,
             escalate_counts: vec![10, 100],
             rate_limit: 0,

@@ -26,9 +26,9 @@ pub fn enqueue(
     detail: &serde_json::Value,
 ) -> rusqlite::Result<i64> {
     let now = Utc::now();
-    // Digests and policy changes are never rate limited nor folded: they go
-    // out as they are.
-    let immediate = matches!(kind, NoticeKind::Digest | NoticeKind::Policy);
+    // Digests and configuration changes are never rate limited nor folded:
+    // they go out as they are.
+    let immediate = matches!(kind, NoticeKind::Digest | NoticeKind::Policy | NoticeKind::Config);
     let state = if immediate { "admitted" } else { "queued" };
     let admitted_ms = immediate.then_some(now.timestamp_millis());
     connection
@@ -111,7 +111,7 @@ pub fn admit(connection: &mut Connection, settings: &NotifySettings, flush: bool
             .collect::<Result<_, _>>()?;
         let mut in_window: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         let mut count_window = transaction.prepare_cached(
-            "SELECT count(*) FROM notify_messages WHERE topic = ?1 AND state = 'admitted' AND kind NOT IN ('digest', 'policy') \
+            "SELECT count(*) FROM notify_messages WHERE topic = ?1 AND state = 'admitted' AND kind NOT IN ('digest', 'policy', 'config') \
              AND admitted_ms > ?2",
         )?;
         let mut set_admitted = transaction

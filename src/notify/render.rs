@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::NotifyError;
 use super::config::{NoticeKind, NotifySettings};
 use super::outbox::Due;
+use super::samples::{sample_config, sample_digest, sample_notice, sample_policy};
 use crate::alarm::assets::Directory;
 use crate::alarm::store::{Store, timestamp};
 use crate::alarm::view::{AlarmView, detail_view};
@@ -44,6 +45,34 @@ pub struct Notice {
     pub digest: Option<DigestNotice>,
     /// An allowlist policy change (kind `policy`).
     pub policy: Option<PolicyNotice>,
+    /// Protected configuration changed (kind `config`).
+    pub config: Option<ConfigNotice>,
+}
+
+/// Changes of protected configuration one operation made (policies,
+/// remarks, assets, the rule set), from the change log, keys masked.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ConfigNotice {
+    /// "remark set by alice", "3 changes (asset) by bob".
+    pub summary: String,
+    pub actor: String,
+    pub via: String,
+    pub at: String,
+    pub changes: Vec<ConfigChange>,
+    /// Changes not listed.
+    pub more: u64,
+}
+
+/// One change-log entry of a `config` notification.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ConfigChange {
+    pub change_id: i64,
+    /// `policy`, `remark`, `asset` or `rules`.
+    pub subject: String,
+    pub subject_id: i64,
+    pub action: String,
+    /// In words: "remark on ip 203.0.113.7: VPN exit".
+    pub text: String,
 }
 
 /// An allowlist policy added or removed: who did it, and what it allows
@@ -181,6 +210,7 @@ pub fn load_notice(
         alarm: None,
         digest: None,
         policy: None,
+        config: None,
     };
     if due.kind == NoticeKind::Policy {
         let policy = due
@@ -191,6 +221,14 @@ pub fn load_notice(
         notice.policy = Some(
             serde_json::from_value(policy)
                 .map_err(|error| NotifyError::Setup(format!("policy notification: {error}")))?,
+        );
+        notice.url = settings.public_url.as_ref().map(|base| format!("{base}/#/allowlist"));
+        return Ok(notice);
+    }
+    if due.kind == NoticeKind::Config {
+        notice.config = Some(
+            serde_json::from_value(due.detail.clone())
+                .map_err(|error| NotifyError::Setup(format!("configuration notification: {error}")))?,
         );
         notice.url = settings.public_url.as_ref().map(|base| format!("{base}/#/allowlist"));
         return Ok(notice);
@@ -325,102 +363,7 @@ fn alarm_notice(
     }
 }
 
-/// The sample alarm `notify test` sends (its key is fictitious and masked).
-pub fn sample_notice(settings: &NotifySettings, topic: &str, delivery_id: String) -> Notice {
-    let now = timestamp(Utc::now());
-    Notice {
-        schema: SCHEMA,
-        delivery_id,
-        kind: NoticeKind::Test.as_str(),
-        topic: topic.to_string(),
-        queued_at: now.clone(),
-        sent_at: now.clone(),
-        reason: None,
-        transition: None,
-        url: settings.public_url.as_ref().map(|base| format!("{base}/#/alarms")),
-        alarm: Some(AlarmNotice {
-            id: 0,
-            rule: "root-access-key-used".into(),
-            title: "Root account access key used (sample)".into(),
-            level: "high".into(),
-            status: "unprocessed".into(),
-            provider: "huawei".into(),
-            account_id: Some("0a1b2c3d4e5f".into()),
-            account_name: Some("example-account".into()),
-            account_identity: "root".into(),
-            principal_kind: "root".into(),
-            principal_name: Some("example-account".into()),
-            access_key_id: Some(crate::mask::mask_access_key("HPUAEXAMPLEKEY000000")),
-            access_key_remark: None,
-            first_seen: now.clone(),
-            last_seen: now.clone(),
-            count: 1,
-            output: "sample: root key called iam.CreateUser from 203.0.113.10".into(),
-            description: Some("A sample alarm: nothing happened.".into()),
-            rationale: None,
-            advice: Some("Nothing to do: this is a sample.".into()),
-            calls: vec![CallNotice {
-                source_ip: "203.0.113.10".into(),
-                ip_type: "outside".into(),
-                ip_remark: None,
-                asset: None,
-                call_method: "api".into(),
-                service: "iam".into(),
-                action: "CreateUser".into(),
-                success_count: 1,
-                failure_count: 0,
-                first_call: now.clone(),
-                last_call: now,
-            }],
-            more_calls: 0,
-        }),
-        digest: None,
-        policy: None,
-    }
-}
-
-/// A policy-change sample, used to check the policy templates at start.
-pub fn sample_policy(settings: &NotifySettings, topic: &str, delivery_id: String) -> Notice {
-    let mut notice = sample_notice(settings, topic, delivery_id);
-    notice.kind = NoticeKind::Policy.as_str();
-    notice.alarm = None;
-    notice.url = settings.public_url.as_ref().map(|base| format!("{base}/#/allowlist"));
-    notice.policy = Some(PolicyNotice {
-        action: "added".into(),
-        id: 0,
-        actor: "sample-admin".into(),
-        via: "api".into(),
-        at: notice.queued_at.clone(),
-        summary: "api *".into(),
-        matches: serde_json::json!({ "api": "*" }),
-        reason: "sample: nothing happened".into(),
-        expires_at: None,
-        broad: Some("--api \"*\" matches every name".into()),
-        approved_by: Some("sample-admin".into()),
-        hit_count: 0,
-        high_hits: 0,
-    });
-    notice
-}
-
-/// A digest-shaped sample, used to check digest templates at start.
-fn sample_digest(settings: &NotifySettings) -> Notice {
-    let mut notice = sample_notice(settings, "sample", "tw-sample".into());
-    notice.kind = NoticeKind::Digest.as_str();
-    notice.alarm = None;
-    notice.digest = Some(DigestNotice {
-        messages: 2,
-        alarms_total: 2,
-        alarms: vec![],
-        more: 2,
-        by_level: BTreeMap::from([("high".to_string(), 2)]),
-        from: notice.queued_at.clone(),
-        until: notice.queued_at.clone(),
-    });
-    notice
-}
-
-const TEMPLATE_NAMES: [&str; 9] = [
+const TEMPLATE_NAMES: [&str; 12] = [
     "email.subject",
     "email.txt",
     "email.html",
@@ -430,6 +373,9 @@ const TEMPLATE_NAMES: [&str; 9] = [
     "policy.subject",
     "policy.txt",
     "policy.html",
+    "config.subject",
+    "config.txt",
+    "config.html",
 ];
 
 fn default_template(name: &str) -> &'static str {
@@ -442,6 +388,9 @@ fn default_template(name: &str) -> &'static str {
         "policy.subject" => include_str!("templates/policy.subject"),
         "policy.txt" => include_str!("templates/policy.txt"),
         "policy.html" => include_str!("templates/policy.html"),
+        "config.subject" => include_str!("templates/config.subject"),
+        "config.txt" => include_str!("templates/config.txt"),
+        "config.html" => include_str!("templates/config.html"),
         _ => include_str!("templates/digest.html"),
     }
 }
@@ -485,6 +434,7 @@ impl Templates {
         templates.render(&sample_notice(settings, "sample", "tw-sample".into()), settings)?;
         templates.render(&sample_digest(settings), settings)?;
         templates.render(&sample_policy(settings, "sample", "tw-sample".into()), settings)?;
+        templates.render(&sample_config(settings, "sample", "tw-sample".into()), settings)?;
         Ok(templates)
     }
 
@@ -494,6 +444,8 @@ impl Templates {
             "digest"
         } else if notice.policy.is_some() {
             "policy"
+        } else if notice.config.is_some() {
+            "config"
         } else {
             "email"
         };
@@ -537,6 +489,9 @@ fn template_error(settings: &NotifySettings, name: &str, error: &minijinja::Erro
 pub fn title(notice: &Notice) -> String {
     if let Some(policy) = &notice.policy {
         return policy_title(policy);
+    }
+    if let Some(config) = &notice.config {
+        return format!("Configuration change: {}", config.summary);
     }
     if let Some(digest) = &notice.digest {
         return format!(
@@ -624,6 +579,24 @@ pub fn markdown(notice: &Notice, slack: bool) -> String {
                 "It had suppressed {} match(es), {} of high-level rules.",
                 policy.hit_count, policy.high_hits
             ));
+        }
+    } else if let Some(config) = &notice.config {
+        lines.push(bold(&format!("Configuration change: {}", config.summary)));
+        lines.push(format!(
+            "{} {} ({}) at {}",
+            bold("By:"),
+            config.actor,
+            config.via,
+            config.at
+        ));
+        for change in &config.changes {
+            lines.push(format!(
+                "- {} #{} {}: {}",
+                change.subject, change.subject_id, change.action, change.text
+            ));
+        }
+        if config.more > 0 {
+            lines.push(format!("… and {} more (`trailwarden changes`)", config.more));
         }
     } else if let Some(digest) = &notice.digest {
         lines.push(format!(

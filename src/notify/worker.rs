@@ -356,7 +356,7 @@ pub async fn send_test(settings: &NotifySettings, topic: &str) -> Result<Vec<(St
     let mut results = Vec::new();
     for subscription in &topic.subscriptions {
         let delivery_id = format!("tw-test-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default());
-        let notice = super::render::sample_notice(settings, &topic.name, delivery_id);
+        let notice = super::samples::sample_notice(settings, &topic.name, delivery_id);
         let outcome = channels.send(settings, subscription, &notice).await;
         results.push((subscription.name.clone(), outcome));
     }

@@ -226,6 +226,16 @@ impl Store {
         &mut self.connection
     }
 
+    /// Record the rule set in the change log unless it is the last one
+    /// recorded (`rule_changes::record`), with its `config` notifications.
+    pub fn record_rules(
+        &mut self,
+        rules: &crate::rules::RuleSet,
+        actor: &super::changes::Actor,
+    ) -> rusqlite::Result<Option<i64>> {
+        super::rule_changes::record(&mut self.connection, rules, actor, self.options.notify.as_deref())
+    }
+
     /// `PRAGMA data_version`: changes when another connection (the CLI) has
     /// committed, so the engine knows when to reload policies. One cheap call.
     pub fn data_version(&self) -> Result<i64, StoreError> {
@@ -294,7 +304,9 @@ impl Store {
 
     /// Run an operator's change (a policy, remark or asset) in one immediate
     /// write transaction, with the notification router: the change, its
-    /// change-log entry, its chain links and its notifications commit together.
+    /// change-log entry, its chain links and its notifications (the
+    /// `config` ones of every change-log entry it recorded included) commit
+    /// together.
     pub fn change<T, E: From<rusqlite::Error>>(
         &mut self,
         change: impl FnOnce(&Transaction<'_>, Option<&dyn super::observer::AlarmObserver>) -> Result<T, E>,
@@ -302,7 +314,14 @@ impl Store {
         let transaction = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let before = super::changes::last_id(&transaction)?;
         let value = change(&transaction, self.options.notify.as_deref())?;
+        if let Some(observer) = self.options.notify.as_deref() {
+            let recorded = super::changes::since(&transaction, before)?;
+            if !recorded.is_empty() {
+                observer.config_changed(&transaction, &recorded)?;
+            }
+        }
         transaction.commit()?;
         Ok(value)
     }
