@@ -261,6 +261,34 @@ pub fn allowlist_remove(store: &mut Store, id: i64, actor: &Actor) -> Result<Pol
     })
 }
 
+/// Change a policy's expiry as `actor` (`expires`: a time, a duration from
+/// now, or `never`); the change log, the new seal and the notifications in
+/// the same transaction. Returns the policy, and a warning when the new
+/// expiry has passed already.
+pub fn allowlist_set_expiry(
+    store: &mut Store,
+    id: i64,
+    expires: &str,
+    actor: &Actor,
+) -> Result<(Policy, Option<String>), AppError> {
+    let now = chrono::Utc::now();
+    let expires_at = match expires.trim() {
+        "never" | "" => None,
+        text => Some(allowlist::parse_expiry(text, now)?),
+    };
+    let warning = expires_at
+        .filter(|expires| *expires <= now)
+        .map(|_| "the policy has expired: it no longer matches anything".to_string());
+    let policy = store.change(|transaction, router| -> Result<Policy, AppError> {
+        let policy = allowlist::set_expiry(transaction, id, expires_at, actor, now)?;
+        if let Some(router) = router {
+            router.policy_changed(transaction, &policy_notice(&policy, "changed", actor, now))?;
+        }
+        Ok(policy)
+    })?;
+    Ok((policy, warning))
+}
+
 /// Set a remark as `actor` (change log and chain in the same transaction).
 pub fn remark_set(
     store: &mut Store,

@@ -152,6 +152,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("GET", "/api/v1/allowlist", None),
         ("POST", "/api/v1/allowlist", Some(json!({"rule": "x", "reason": "y"}))),
         ("GET", "/api/v1/allowlist/report", None),
+        ("PATCH", "/api/v1/allowlist/1", Some(json!({"expires": "never"}))),
         ("DELETE", "/api/v1/allowlist/1", None),
         ("GET", "/api/v1/changes", None),
         ("GET", "/api/v1/remarks", None),
@@ -620,6 +621,44 @@ fn allowlist_remarks_and_assets() {
     );
     let list = server.ok("/api/v1/allowlist");
     assert_eq!(list.as_array().unwrap().len(), 2);
+    // The expiry changes, is recorded with the token's name, and the chain still verifies.
+    let policy_id = explicit["id"].as_i64().unwrap();
+    let changed = server.send(
+        "PATCH",
+        &format!("/api/v1/allowlist/{policy_id}"),
+        OPERATOR,
+        &json!({"expires": "2099-01-01T00:00:00Z"}),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.json()["expires_at"], "2099-01-01T00:00:00.000Z");
+    let never = server.send(
+        "PATCH",
+        &format!("/api/v1/allowlist/{policy_id}"),
+        OPERATOR,
+        &json!({"expires": null}),
+    );
+    assert_eq!(never.json()["expires_at"], Value::Null, "{}", never.body);
+    let change = &server.ok("/api/v1/changes?subject=policy")[0];
+    assert_eq!(
+        (&change["action"], &change["actor"], &change["subject_id"]),
+        (&json!("changed"), &json!("otto"), &json!(policy_id))
+    );
+    server
+        .send(
+            "PATCH",
+            &format!("/api/v1/allowlist/{policy_id}"),
+            OPERATOR,
+            &json!({"expires": "whenever"}),
+        )
+        .error(400, &["whenever"]);
+    server
+        .send("PATCH", &format!("/api/v1/allowlist/{policy_id}"), OPERATOR, &json!({}))
+        .error(400, &["expires", "required"]);
+    server
+        .send("PATCH", "/api/v1/allowlist/99999", OPERATOR, &json!({"expires": "1d"}))
+        .error(404, &["99999"]);
+    let verified = server.sandbox.ok(&["store", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
     let report = server.ok("/api/v1/allowlist/report");
     assert_eq!(report["never_hit"].as_array().unwrap().len(), 2);
     assert_eq!(report["expired"], json!([]));

@@ -633,6 +633,26 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     assert_eq!(last["actor"], TOKEN_NAME, "{last}");
     assert_eq!(last["reason"], REASON, "{last}");
 
+    // A remark on one of its source IPs, set inline from the drawer.
+    css(client, "#detail-calls .edit-ip-remark").await?.click().await?;
+    let remark_field = css(client, "dialog[open] #edit-remark-text").await?;
+    remark_field.clear().await?;
+    remark_field.send_keys("e2e vpn").await?;
+    css(client, "#edit-remark-ok").await?.click().await?;
+    wait_js(
+        client,
+        "the IP remark in the drawer",
+        "return !document.querySelector('dialog[open]') && (document.querySelector('#detail-calls') || {}).textContent.includes('e2e vpn');",
+    )
+    .await?;
+    let remarks = api_get(port, "/api/v1/remarks")?;
+    let remarked_ip = remarks
+        .as_array()
+        .and_then(|remarks| remarks.iter().find(|remark| remark["remark"] == "e2e vpn"))
+        .and_then(|remark| remark["value"].as_str())
+        .context("the remark through the API")?
+        .to_string();
+
     // The alarm's events, from the drawer's link: the rows the API gives,
     // each opening its record; then a failures-only search from the form.
     let alarm_events = api_get(port, &format!("/api/v1/events?alarm={id}&limit=50"))?;
@@ -734,7 +754,24 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
         "{row}"
     );
     screenshot(client, "09-allowlist").await?;
-    css(client, "#allowlist-table tbody tr[data-id] button")
+    // Its expiry, changed from the page and recorded.
+    css(client, "#allowlist-table tbody tr[data-id] .policy-expiry")
+        .await?
+        .click()
+        .await?;
+    let expiry = css(client, "dialog[open] #expiry-input").await?;
+    expiry.clear().await?;
+    expiry.send_keys("2099-01-01").await?;
+    css(client, "#expiry-ok").await?.click().await?;
+    wait_js(
+        client,
+        "the allowlist after the expiry change",
+        "return !document.querySelector('dialog[open]') && document.querySelectorAll('#allowlist-table tbody tr[data-id]').length === 1;",
+    )
+    .await?;
+    let policies = api_get(port, "/api/v1/allowlist")?;
+    assert_eq!(policies[0]["expires_at"], "2099-01-01T00:00:00.000Z", "{policies}");
+    css(client, "#allowlist-table tbody tr[data-id] .policy-remove")
         .await?
         .click()
         .await?;
@@ -750,7 +787,59 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     let changes = api_get(port, "/api/v1/changes?subject=policy")?;
     assert_eq!(changes[0]["action"], "removed", "{changes}");
     assert_eq!(changes[0]["actor"], TOKEN_NAME, "{changes}");
-    assert_eq!(changes[1]["actor"], "e2e-seed", "{changes}");
+    assert_eq!(
+        (&changes[1]["action"], &changes[1]["actor"]),
+        (&json!("changed"), &json!(TOKEN_NAME)),
+        "{changes}"
+    );
+    assert_eq!(changes[2]["actor"], "e2e-seed", "{changes}");
+
+    // Assets and remarks: add an asset, edit the remark set from the drawer, remove it.
+    css(client, "#nav-directory").await?.click().await?;
+    css(client, "#asset-cidr").await?.send_keys("198.51.100.0/24").await?;
+    css(client, "#asset-name").await?.send_keys("e2e office").await?;
+    css(client, "#asset-add").await?.click().await?;
+    wait_js(
+        client,
+        "the new asset",
+        "return !!document.querySelector('#assets-table tr[data-cidr=\"198.51.100.0/24\"]');",
+    )
+    .await?;
+    let row = format!("#remarks-table tr[data-value='{remarked_ip}']");
+    css(client, &format!("{row} .remark-edit-button"))
+        .await?
+        .click()
+        .await?;
+    let field = css(client, &format!("{row} input.remark-edit")).await?;
+    field.clear().await?;
+    field.send_keys("e2e edited\u{E007}").await?;
+    wait_js(
+        client,
+        "the edited remark",
+        &format!("const cell = document.querySelector(\"{row} .remark-text\"); return !!cell && cell.textContent === 'e2e edited';"),
+    )
+    .await?;
+    screenshot(client, "10-assets-and-remarks").await?;
+    css(client, &format!("{row} .remark-remove")).await?.click().await?;
+    wait_js(
+        client,
+        "the removed remark",
+        &format!("return !!document.querySelector('#remarks-table') && !document.querySelector(\"{row}\");"),
+    )
+    .await?;
+    let assets = api_get(port, "/api/v1/assets")?;
+    assert!(
+        assets
+            .as_array()
+            .is_some_and(|assets| assets.iter().any(|asset| asset["name"] == "e2e office")),
+        "{assets}"
+    );
+    let changes = api_get(port, "/api/v1/changes?subject=remark")?;
+    assert_eq!(
+        (&changes[0]["action"], &changes[1]["action"], &changes[2]["action"]),
+        (&json!("removed"), &json!("set"), &json!("set")),
+        "{changes}"
+    );
 
     // Nothing the pages did was blocked by the Content-Security-Policy.
     let violations = client

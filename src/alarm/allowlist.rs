@@ -466,6 +466,35 @@ pub fn remove(connection: &Connection, id: i64, actor: &Actor, now: DateTime<Utc
     Ok(policy)
 }
 
+/// Change a policy's expiry (`None`: never) in the caller's transaction, with
+/// its change-log entry and a new seal; returns the policy as it is now.
+pub fn set_expiry(
+    connection: &Connection,
+    id: i64,
+    expires_at: Option<DateTime<Utc>>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Policy, AllowlistError> {
+    let before = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
+    connection.execute(
+        "UPDATE allowlist SET expires_at = ?2 WHERE id = ?1",
+        params![id, expires_at.map(timestamp)],
+    )?;
+    let policy = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
+    let mut detail = policy_detail(&policy);
+    detail["previous_expires_at"] = serde_json::json!(before.expires_at);
+    changes::record(
+        connection,
+        actor,
+        Subject::Policy,
+        id,
+        "changed",
+        &detail,
+        &timestamp(now),
+    )?;
+    Ok(policy)
+}
+
 /// Add a batch's hits (inside the batch transaction): one UPDATE per policy.
 pub fn write_hits(connection: &Connection, hits: &[PolicyHit]) -> rusqlite::Result<()> {
     if hits.is_empty() {

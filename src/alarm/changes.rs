@@ -252,7 +252,12 @@ impl Change {
                             .join(", ")
                     })
                     .unwrap_or_default();
-                format!("allowlist policy {matches} (reason: {})", text("reason"))
+                let expiry = match self.detail.get("expires_at").and_then(serde_json::Value::as_str) {
+                    Some(expires) => format!(", expires {expires}"),
+                    None if self.action == "changed" => ", never expires".to_string(),
+                    None => String::new(),
+                };
+                format!("allowlist policy {matches} (reason: {}){expiry}", text("reason"))
             }
             Subject::Rules => format!(
                 "rule set {} of {} rules; added: {}; removed: {}; changed: {}",

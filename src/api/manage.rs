@@ -132,6 +132,35 @@ pub async fn allowlist_add(
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
+/// `PATCH /api/v1/allowlist/{id}` `{"expires": TIME | DURATION | "never" | null}`:
+/// the policy with its new expiry (recorded, sealed and notified).
+pub async fn allowlist_set_expiry(
+    Operator(caller): Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id("a policy", &id)?;
+    body.only(&["expires"])?;
+    if !body.has("expires") {
+        return Err(ApiError::bad_request(
+            "expires: required (a time, a duration from now such as \"30d\", or \"never\" / null)",
+        ));
+    }
+    let expires = body.string("expires")?.unwrap_or_else(|| "never".to_string());
+    let actor = actor(&caller)?;
+    let (policy, warning) = state
+        .store
+        .run(move |store| Ok(crate::service::allowlist_set_expiry(store, id, &expires, &actor)?))
+        .await?;
+    tracing::info!(policy = id, actor = %caller.name, "allowlist policy expiry changed through the API");
+    let mut value = json!(crate::service::policy_view(policy, chrono::Utc::now()));
+    if let (Some(warning), Value::Object(fields)) = (warning, &mut value) {
+        fields.insert("warning".into(), Value::String(warning));
+    }
+    Ok(Json(value))
+}
+
 /// `DELETE /api/v1/allowlist/{id}`: 204.
 pub async fn allowlist_remove(
     Operator(caller): Operator,

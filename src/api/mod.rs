@@ -170,7 +170,7 @@ pub fn api_routes() -> Router<ApiState> {
         .route("/api/v1/changes", get(manage::change_list))
         .route(
             "/api/v1/allowlist/{id}",
-            axum::routing::delete(manage::allowlist_remove),
+            axum::routing::delete(manage::allowlist_remove).patch(manage::allowlist_set_expiry),
         )
         .route(
             "/api/v1/remarks",

@@ -265,10 +265,17 @@ pub fn spec() -> Value {
             "Policies never hit, and expired policies", "viewer", vec![], None,
             json!({"200": ok("The report", schema_ref("AllowlistReport"))}),
         )},
-        "/api/v1/allowlist/{id}": {"delete": with(operation(
-            "Remove a policy", "operator", vec![id_param("policy")], None,
-            json!({"204": {"description": "Removed"}}),
-        ), "404", error("No such policy"))},
+        "/api/v1/allowlist/{id}": {
+            "delete": with(operation(
+                "Remove a policy", "operator", vec![id_param("policy")], None,
+                json!({"204": {"description": "Removed"}}),
+            ), "404", error("No such policy")),
+            "patch": with(operation(
+                "Change when a policy stops matching (recorded in the change log with the token's name, sealed, notified)",
+                "operator", vec![id_param("policy")], Some(schema_ref("ExpiryInput")),
+                json!({"200": ok("The policy (with `warning` when the new expiry has passed)", schema_ref("Policy"))}),
+            ), "404", error("No such policy"))
+        },
         "/api/v1/remarks": {
             "get": operation("Remarks on access keys (masked) and IPs", "viewer", vec![], None,
                 json!({"200": ok("Remarks", array_of("Remark"))})),
@@ -539,6 +546,9 @@ fn schemas() -> Value {
             "kind": {"type": "string", "enum": ["key", "ip"]},
             "value": {"type": "string", "description": "The IP, or the key masked"},
             "remark": string(), "updated_at": string(), "updated_by": string()
+        })),
+        "ExpiryInput": object(&["expires"], json!({
+            "expires": {"type": ["string", "null"], "description": "RFC 3339, YYYY-MM-DD[ HH:MM:SS] (UTC), a duration from now (\"30d\"), or \"never\" / null"}
         })),
         "RemarkInput": object(&["kind", "value", "remark"], json!({
             "kind": {"type": "string", "enum": ["key", "ip"]},

@@ -85,6 +85,18 @@ pub enum AllowlistCommand {
         #[arg(long, value_name = "NAME")]
         actor: Option<String>,
     },
+    /// Change when a policy stops matching (recorded in the change log, sealed, notified).
+    SetExpiry {
+        id: i64,
+        /// RFC 3339, YYYY-MM-DD[ HH:MM:SS] (UTC), a duration from now (`30d`), or `never`.
+        #[arg(value_name = "TIME|DURATION|never")]
+        expires: String,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Who changes it (default: the Unix user).
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
+    },
     /// Policies never hit, and expired policies: candidates for removal.
     Report {
         #[arg(long, value_name = "FILE")]
@@ -168,6 +180,23 @@ pub fn allowlist_command(settings: &Settings, command: AllowlistCommand) -> Resu
                 policy.hit_count,
                 policy.high_hits
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        AllowlistCommand::SetExpiry { id, expires, db, actor } => {
+            let actor = trailwarden::alarm::changes::Actor::cli(actor.as_deref()).map_err(AppError::from)?;
+            let mut store = service::open_existing_store(settings, db.as_deref())?;
+            let (policy, warning) = service::allowlist_set_expiry(&mut store, id, &expires, &actor)?;
+            println!(
+                "allowlist policy {id} now {} (changed by {})",
+                match &policy.expires_at {
+                    Some(at) => format!("expires {at}"),
+                    None => "never expires".to_string(),
+                },
+                show(&actor.name)
+            );
+            if let Some(warning) = warning {
+                eprintln!("warning: {warning}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         AllowlistCommand::Report { db, format } => {

@@ -1,7 +1,7 @@
 // trailwarden console: a single-page app over /api/v1, vanilla JavaScript.
 //
 // Routes (hash): #/alarms?filters, #/alarms/ID?filters (the list with the detail
-// drawer open), #/rules, #/activity, #/events?filters, #/allowlist. The bearer token lives in sessionStorage and
+// drawer open), #/rules, #/activity, #/events?filters, #/allowlist, #/directory. The bearer token lives in sessionStorage and
 // goes out as `Authorization: Bearer`; any 401 drops it and returns to sign-in.
 // Every element is built with DOM calls (never innerHTML with data), which keeps
 // the page safe from whatever the audit logs contain and satisfies the CSP.
@@ -334,6 +334,7 @@
     if (page === 'activity') return mountPage('activity', (element) => activityPage(element, params));
     if (page === 'allowlist') return mountPage('allowlist', (element) => allowlistPage(element));
     if (page === 'events') return mountPage('events', (element) => eventsPage(element, params));
+    if (page === 'directory') return mountPage('directory', (element) => directoryPage(element));
     if (page !== 'alarms') {
       go('/alarms');
       return;
@@ -374,7 +375,7 @@
     const link = (name, label) => h('a', { href: `#/${name}`, class: active === name ? 'active' : null, id: `nav-${name}` }, label);
     return h('header', { class: 'topbar' },
       h('div', { class: 'brand' }, h('span', { class: 'brand-mark' }, brandIcon()), 'trailwarden'),
-      h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('events', 'Events'), link('rules', 'Rules'), link('allowlist', 'Allowlist')),
+      h('nav', { class: 'nav' }, link('alarms', 'Alarms'), link('activity', 'God view'), link('events', 'Events'), link('rules', 'Rules'), link('allowlist', 'Allowlist'), link('directory', 'Assets & remarks')),
       h('div', { class: 'spacer' }),
       h('div', { class: 'whoami' },
         h('span', { class: 'faint', id: 'time-zone' }, `times in ${displayZone}`),
@@ -855,7 +856,9 @@
     return h('section', { id: 'detail-info' },
       h('h3', null, 'Alarm information'),
       h('dl', { class: 'grid' },
-        row('Access key', maskedKey(alarm.access_key_id, alarm.access_key_remark, alarm.access_key_temporary)),
+        row('Access key', h('span', null, maskedKey(alarm.access_key_id, alarm.access_key_remark, alarm.access_key_temporary),
+          alarm.access_key_id && canAct() ? h('button', { type: 'button', class: 'icon small', id: 'edit-key-remark', title: 'Set the remark on this key',
+            onclick: () => editRemark('key', alarm.access_key_id, alarm.access_key_remark, () => openDetail(alarm.id)) }, '✎') : null)),
         row('Account', alarm.account_name
           ? h('div', null, alarm.account_name, h('div', { class: 'line2 mono' }, alarm.account_id || ''))
           : h('span', { class: 'mono' }, alarm.account_id || '-')),
@@ -910,7 +913,9 @@
           h('span', { class: 'ip' }, ip || h('span', { class: 'faint' }, 'no address'), ip ? copyButton(ip, 'IP address') : null),
           h('span', { class: `chip ip-${group.ip_type || 'none'}` }, group.ip_label || group.ip_type_label || group.ip_type || '-'),
           h('span', { class: 'region', title: 'region (GeoIP)' }, region),
-          h('span', { class: 'muted', title: 'IP remark' }, remark || '-'),
+          h('span', { class: 'muted', title: 'IP remark' }, remark || '-',
+            ip && canAct() ? h('button', { type: 'button', class: 'icon small edit-ip-remark', title: 'Set the remark on this IP',
+              onclick: () => editRemark('ip', ip, remark, () => openDetail(alarm.id)) }, '✎') : null),
           asset ? h('span', { class: 'chip', title: 'asset' }, asset) : null,
           h('span', { class: 'counts' }, countSpan(group.success_count, 'ok'), countSpan(group.failure_count, 'fail')),
           h('span', { class: 'times' }, `${absTime(group.first_call)} → ${absTime(group.last_call)}`)),
@@ -1167,7 +1172,9 @@
       h('td', null, policy.expires_at ? timeCell(policy.expires_at) : 'never'),
       h('td', null, h('div', null, policy.created_by), h('div', { class: 'faint' }, policy.via)),
       h('td', { class: 'line2' }, policy.reason),
-      h('td', null, canAct() ? h('button', { type: 'button', class: 'small', onclick: () => confirmRemovePolicy(page, policy) }, 'Remove') : null)));
+      h('td', { class: 'nowrap' }, canAct() ? [
+        h('button', { type: 'button', class: 'small policy-expiry', onclick: () => editExpiry(page, policy) }, 'Expiry'), ' ',
+        h('button', { type: 'button', class: 'small policy-remove', onclick: () => confirmRemovePolicy(page, policy) }, 'Remove')] : null)));
     if (!rows.length) rows.push(h('tr', null, h('td', { colspan: 10, class: 'empty' }, 'No allowlist policies.')));
     const changeRows = changes.map((change) => h('tr', null,
       h('td', { class: 'nowrap' }, timeCell(change.at)),
@@ -1186,6 +1193,160 @@
         h('div', { class: 'table-wrap' }, h('table', { id: 'changes-table' },
           h('thead', null, h('tr', null, ['When', 'Who', 'What', 'Detail'].map((label) => h('th', null, label)))),
           h('tbody', null, changeRows)))));
+  }
+
+  /** Change when a policy stops matching (PATCH /api/v1/allowlist/ID). */
+  function editExpiry(page, policy) {
+    modal((dialog, close) => {
+      dialog.id = 'edit-expiry';
+      const error = h('div', { class: 'error-box hidden' });
+      const input = h('input', { id: 'expiry-input', value: policy.expires_at || '', placeholder: '30d, 2026-12-31, 2026-12-31T18:00:00Z or never', size: 36 });
+      const save = async (value) => {
+        ok.disabled = true;
+        try {
+          const updated = await api(`/api/v1/allowlist/${policy.id}`, { method: 'PATCH', body: { expires: value } });
+          close();
+          toast(updated.warning || `Allowlist policy #${policy.id} now ${updated.expires_at ? `expires ${absTime(updated.expires_at)}` : 'never expires'}.`);
+          clear(page);
+          allowlistPage(page);
+        } catch (failure) {
+          ok.disabled = false;
+          error.textContent = failure.message;
+          error.classList.remove('hidden');
+        }
+      };
+      const ok = h('button', { type: 'button', class: 'primary', id: 'expiry-ok', onclick: () => save(input.value.trim() || 'never') }, 'Save');
+      dialog.append(h('h2', null, `Expiry of allowlist policy #${policy.id}`),
+        h('p', { class: 'muted' }, 'When the policy stops matching: a duration from now, a date or time (UTC), or never. The change is recorded with your token\'s name and notified.'),
+        input, error,
+        h('div', { class: 'dialog-actions' },
+          h('button', { type: 'button', onclick: close }, 'Cancel'),
+          h('button', { type: 'button', id: 'expiry-never', onclick: () => save('never') }, 'Never'), ok));
+    });
+  }
+
+  // ---------- assets and remarks ----------
+
+  async function directoryPage(page) {
+    const body = h('div', null, h('div', { class: 'empty' }, 'Loading assets and remarks…'));
+    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Assets & remarks'),
+      h('span', { class: 'sub' }, 'The organisation\'s own addresses, and notes on keys and IPs; every change is recorded and sealed')), body);
+    try {
+      const [assets, remarks] = await Promise.all([api('/api/v1/assets'), api('/api/v1/remarks')]);
+      renderDirectory(page, body, assets || [], remarks || []);
+    } catch (error) {
+      if (error.status !== 401) clear(body).append(h('div', { class: 'error-box' }, error.message));
+    }
+  }
+
+  function reloadDirectory(page, message) {
+    if (message) toast(message);
+    clear(page);
+    directoryPage(page);
+  }
+
+  function renderDirectory(page, body, assets, remarks) {
+    const formError = (id) => h('div', { class: 'error-box hidden', id });
+    const fail = (box, failure) => { box.textContent = failure.message; box.classList.remove('hidden'); };
+    const assetError = formError('asset-error');
+    const assetForm = h('form', { class: 'inline-form', id: 'asset-form', onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const added = await api('/api/v1/assets', { method: 'POST', body: { cidr: assetForm.elements.cidr.value.trim(), name: assetForm.elements.name.value.trim() } });
+        reloadDirectory(page, `Asset ${added.cidr} saved.`);
+      } catch (failure) { fail(assetError, failure); }
+    } },
+    h('input', { name: 'cidr', id: 'asset-cidr', placeholder: 'IP or CIDR (10.0.0.0/8)', size: 22 }),
+    h('input', { name: 'name', id: 'asset-name', placeholder: 'name (office, VPN egress…)', size: 24 }),
+    h('button', { type: 'submit', class: 'primary', id: 'asset-add' }, 'Add asset'));
+    const assetRows = assets.map((asset) => h('tr', { dataset: { cidr: asset.cidr } },
+      h('td', { class: 'mono' }, asset.cidr), h('td', null, asset.name),
+      h('td', null, asset.updated_by || '-'), h('td', { class: 'nowrap' }, asset.updated_at ? timeCell(asset.updated_at) : '-')));
+    if (!assetRows.length) assetRows.push(h('tr', null, h('td', { colspan: 4, class: 'empty' }, 'No assets: every address counts as outside the organisation.')));
+    const remarkError = formError('remark-error');
+    const remarkForm = h('form', { class: 'inline-form', id: 'remark-form', onsubmit: async (event) => {
+      event.preventDefault();
+      const elements = remarkForm.elements;
+      try {
+        await api('/api/v1/remarks', { method: 'PUT', body: { kind: elements.kind.value, value: elements.value.value.trim(), remark: elements.remark.value.trim() } });
+        reloadDirectory(page, 'Remark saved.');
+      } catch (failure) { fail(remarkError, failure); }
+    } },
+    h('select', { name: 'kind', id: 'remark-kind' }, h('option', { value: 'ip' }, 'IP'), h('option', { value: 'key' }, 'Access key')),
+    h('input', { name: 'value', id: 'remark-value', placeholder: 'the IP, or the key (full or as shown)', size: 30 }),
+    h('input', { name: 'remark', id: 'remark-text', placeholder: 'remark (≤ 20 characters)', maxlength: 20, size: 22 }),
+    h('button', { type: 'submit', class: 'primary', id: 'remark-add' }, 'Set remark'));
+    const remarkRows = remarks.map((remark) => {
+      const text = h('td', { class: 'remark-text' }, remark.remark);
+      const edit = () => {
+        const input = h('input', { class: 'remark-edit', value: remark.remark, maxlength: 20, size: 22 });
+        const save = async () => {
+          try {
+            await api('/api/v1/remarks', { method: 'PUT', body: { kind: remark.kind, value: remark.value, remark: input.value.trim() } });
+            reloadDirectory(page, 'Remark saved.');
+          } catch (failure) { fail(remarkError, failure); }
+        };
+        input.addEventListener('keydown', (event) => {
+          if (event.key === 'Enter') save();
+          if (event.key === 'Escape') reloadDirectory(page);
+        });
+        clear(text).append(input, ' ', h('button', { type: 'button', class: 'small remark-save', onclick: save }, 'Save'));
+        input.focus();
+      };
+      const remove = async () => {
+        try {
+          await api(`/api/v1/remarks?${new URLSearchParams({ kind: remark.kind, value: remark.value })}`, { method: 'DELETE' });
+          reloadDirectory(page, 'Remark removed.');
+        } catch (failure) { fail(remarkError, failure); }
+      };
+      return h('tr', { dataset: { kind: remark.kind, value: remark.value } },
+        h('td', null, remark.kind === 'key' ? 'access key' : 'IP'), h('td', { class: 'mono' }, remark.value), text,
+        h('td', null, remark.updated_by || '-'), h('td', { class: 'nowrap' }, remark.updated_at ? timeCell(remark.updated_at) : '-'),
+        h('td', { class: 'nowrap' }, canAct() ? [h('button', { type: 'button', class: 'small remark-edit-button', onclick: edit }, 'Edit'), ' ',
+          h('button', { type: 'button', class: 'small remark-remove', onclick: remove }, 'Remove')] : null));
+    });
+    if (!remarkRows.length) remarkRows.push(h('tr', null, h('td', { colspan: 6, class: 'empty' }, 'No remarks.')));
+    clear(body).append(
+      h('div', { class: 'panel' },
+        h('div', { class: 'panel-head' }, h('h2', null, 'Assets'), h('span', { class: 'sub', id: 'asset-count' }, `${assets.length} address range${assets.length === 1 ? '' : 's'}: calls from them are "within the account"`)),
+        canAct() ? [assetForm, assetError] : null,
+        h('div', { class: 'table-wrap' }, h('table', { id: 'assets-table' },
+          h('thead', null, h('tr', null, ['Range', 'Name', 'By', 'When'].map((label) => h('th', null, label)))),
+          h('tbody', null, assetRows)))),
+      h('div', { class: 'panel' },
+        h('div', { class: 'panel-head' }, h('h2', null, 'Remarks'), h('span', { class: 'sub', id: 'remark-count' }, `${remarks.length} remark${remarks.length === 1 ? '' : 's'} on keys and IPs, shown beside them everywhere`)),
+        canAct() ? [remarkForm, remarkError] : null,
+        h('div', { class: 'table-wrap' }, h('table', { id: 'remarks-table' },
+          h('thead', null, h('tr', null, ['Kind', 'Value', 'Remark', 'By', 'When', ''].map((label) => h('th', null, label)))),
+          h('tbody', null, remarkRows)))));
+  }
+
+  /** Set a remark on a key or an IP from where it is shown (the alarm detail). */
+  function editRemark(kind, value, current, done) {
+    modal((dialog, close) => {
+      dialog.id = 'edit-remark';
+      const error = h('div', { class: 'error-box hidden' });
+      const input = h('input', { id: 'edit-remark-text', value: current || '', maxlength: 20, size: 24, placeholder: '≤ 20 characters' });
+      const ok = h('button', { type: 'button', class: 'primary', id: 'edit-remark-ok', onclick: async () => {
+        ok.disabled = true;
+        try {
+          const text = input.value.trim();
+          if (text) await api('/api/v1/remarks', { method: 'PUT', body: { kind, value, remark: text } });
+          else await api(`/api/v1/remarks?${new URLSearchParams({ kind, value })}`, { method: 'DELETE' });
+          close();
+          toast(text ? 'Remark saved.' : 'Remark removed.');
+          done();
+        } catch (failure) {
+          ok.disabled = false;
+          error.textContent = failure.message;
+          error.classList.remove('hidden');
+        }
+      } }, 'Save');
+      dialog.append(h('h2', null, `Remark on ${kind === 'key' ? 'access key' : 'IP'} ${value}`),
+        h('p', { class: 'muted' }, 'Shown beside it in alarms, call records and the god view; empty removes it. Recorded with your token\'s name.'),
+        input, error, h('div', { class: 'dialog-actions' }, h('button', { type: 'button', onclick: close }, 'Cancel'), ok));
+      input.focus();
+    });
   }
 
   function confirmRemovePolicy(page, policy) {
