@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod error;
 pub mod event;
 pub mod geoip;
+pub mod iplists;
 pub mod mask;
 pub mod memory;
 pub mod metrics;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         .and_then(|settings| {
             init_logging(&settings)?;
             trailwarden::geoip::install(&settings.geoip);
+            trailwarden::iplists::install(&settings.ip_lists);
             cli::dispatch(args.command, settings)
         });
     match outcome {

@@ -194,6 +194,8 @@ pub fn reload_once(
     trigger: &Trigger,
 ) -> bool {
     let attempt = crate::alarm::store::timestamp(chrono::Utc::now());
+    // Refreshed address lists take effect with the reload, rules changed or not.
+    crate::iplists::install(&settings.ip_lists);
     let result = check_rule_set(settings, None);
     let Ok(mut status) = status.lock() else { return false };
     status.last_attempt = Some(attempt);

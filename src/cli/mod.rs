@@ -8,6 +8,7 @@ mod allowlist;
 mod api;
 mod events;
 mod generate;
+mod iplists;
 mod notify;
 mod remarks;
 mod reports;
@@ -137,6 +138,11 @@ pub enum Command {
     /// range is widened to whole hours at its start; new pairs use exact times.
     /// TIME is RFC 3339 (2026-03-02T10:00:00Z), a date (2026-03-02) or a duration ago (24h, 7d).
     Activity(ActivityArgs),
+    /// The address lists of `[ip_lists]` (hosting, VPN, Tor …): what each read from its
+    /// files and what it could not, and which lists hold each IP given.
+    ///
+    /// Lists are read again at every rule reload (SIGHUP), so refreshed files need no restart.
+    IpLists(iplists::IpListsArgs),
     /// Query key-operation traces (the operations of the SEC09-03 rules), most recent first,
     /// with their raw records.
     ///
@@ -189,6 +195,7 @@ pub fn dispatch(command: Command, settings: Settings) -> Result<ExitCode> {
         Command::Assets { command } => remarks::assets_command(&settings, command),
         Command::Changes(args) => remarks::changes_command(&settings, args),
         Command::Activity(args) => reports::activity(&settings, args),
+        Command::IpLists(args) => iplists::ip_lists(&settings, args),
         Command::Notify { command } => notify::notify_command(&settings, command),
         Command::Traces(args) => reports::traces(&settings, args),
         Command::Events(args) => events::events(&settings, args),

@@ -59,6 +59,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// `[geoip]`: MaxMind-format databases for IP regions.
     pub geoip: crate::geoip::GeoIpSettings,
+    /// `[ip_lists]`: named address lists (hosting, VPN, Tor …) read from files.
+    pub ip_lists: crate::iplists::IpListSettings,
 }
 
 /// `[api]`: the operator HTTP API (and the console it serves).
@@ -547,6 +549,28 @@ impl Settings {
                 .map(PathBuf::from),
             language: raw.geoip.language.unwrap_or_else(|| "en".into()).trim().to_string(),
         };
+        let mut ip_lists = crate::iplists::IpListSettings::default();
+        for (name, files) in raw.ip_lists {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
+            {
+                return Err(format!(
+                    "`ip_lists.{name}`: a list name is lower-case letters, digits, `_` and `-` (it is what rules match on)"
+                ));
+            }
+            let files: Vec<PathBuf> = files
+                .into_iter()
+                .map(|file| file.trim().to_string())
+                .filter(|file| !file.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            if files.is_empty() {
+                return Err(format!("`ip_lists.{name}` names no file"));
+            }
+            ip_lists.lists.push((name, files));
+        }
         Ok(Settings {
             notify,
             origin: origin.to_string(),
@@ -565,6 +589,7 @@ impl Settings {
             events,
             api,
             geoip,
+            ip_lists,
         })
     }
 }

@@ -36,6 +36,9 @@ pub(super) struct RawConfig {
     pub(super) api: RawApi,
     #[serde(default)]
     pub(super) geoip: RawGeoip,
+    /// `[ip_lists]`: list name → files.
+    #[serde(default)]
+    pub(super) ip_lists: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

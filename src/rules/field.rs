@@ -28,6 +28,8 @@ pub enum Field {
     SourceIpAsset,
     SourceIpCountry,
     SourceIpAsn,
+    /// The names of the `[ip_lists]` holding the address.
+    SourceIpList,
     UserAgent,
     Service,
     Action,
@@ -76,6 +78,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "source_ip.asset",
     "source_ip.country",
     "source_ip.asn",
+    "source_ip.list",
 ];
 
 impl Field {
@@ -113,6 +116,7 @@ impl Field {
             "source_ip.asset" => Field::SourceIpAsset,
             "source_ip.country" => Field::SourceIpCountry,
             "source_ip.asn" => Field::SourceIpAsn,
+            "source_ip.list" => Field::SourceIpList,
             "user_agent" => Field::UserAgent,
             "service" => Field::Service,
             "action" => Field::Action,
@@ -164,6 +168,7 @@ impl Field {
                     Field::SourceIpAsset => 26,
                     Field::SourceIpCountry => 27,
                     Field::SourceIpAsn => 28,
+                    Field::SourceIpList => 29,
                     Field::Raw(_) => unreachable!("handled above"),
                 };
                 FIELD_NAMES[index].to_string()
@@ -219,6 +224,10 @@ impl Field {
             Field::SourceIpCountry => event.source.as_ref().and_then(|source| source.ip).is_some_and(|ip| {
                 let geo = crate::geoip::current();
                 geo.country_code(ip).is_some_and(|code| test(Val::Str(code)))
+            }),
+            Field::SourceIpList => event.source.as_ref().and_then(|source| source.ip).is_some_and(|ip| {
+                let lists = crate::iplists::current();
+                lists.lists_of(ip).any(|name| test(Val::Str(name)))
             }),
             Field::SourceIpAsn => event
                 .source

@@ -56,6 +56,10 @@ pub struct RuleTest {
     pub name: String,
     pub expect: Expectation,
     pub events: TestEvents,
+    /// Address lists the test brings (`ip_lists: {hosting: [203.0.113.0/24]}`),
+    /// used in place of the configured ones while it runs (a test without
+    /// them runs with no lists at all).
+    pub ip_lists: Option<Arc<crate::iplists::IpLists>>,
     pub file: Arc<str>,
     pub loc: Loc,
 }
@@ -80,7 +84,13 @@ pub fn compile_tests(ctx: &mut FileCtx<'_>, node: &Node) -> Vec<RuleTest> {
         let count_node = map.get("count");
         let events_node = map.get("events");
         let file_node = map.get("file");
-        map.finish(ctx, &["name", "expect", "count", "events", "file"]);
+        let lists_node = map.get("ip_lists");
+        map.finish(ctx, &["name", "expect", "count", "events", "file", "ip_lists"]);
+        let ip_lists = match lists_node.map(|node| test_ip_lists(ctx, node)) {
+            Some(Some(lists)) => Some(Arc::new(lists)),
+            Some(None) => continue,
+            None => None,
+        };
         let Some(name) = name else { continue };
         let expect = match (expect_node, count_node) {
             (Some(_), Some(count)) => {
@@ -161,11 +171,40 @@ pub fn compile_tests(ctx: &mut FileCtx<'_>, node: &Node) -> Vec<RuleTest> {
             name,
             expect,
             events,
+            ip_lists,
             file: ctx.file.clone(),
             loc: item.loc,
         });
     }
     out
+}
+
+/// A test's `ip_lists`: a map of list names to lists of addresses and CIDRs.
+fn test_ip_lists(ctx: &mut FileCtx<'_>, node: &Node) -> Option<crate::iplists::IpLists> {
+    let map = ctx.map(node, "`ip_lists`")?;
+    let mut lists = Vec::new();
+    for (key, value) in map.entries() {
+        let name = key.scalar_text().unwrap_or_default();
+        let texts: Vec<String> = match value.as_seq() {
+            Some(items) => items.iter().filter_map(Node::scalar_text).collect(),
+            None => {
+                ctx.error(
+                    value.loc,
+                    Problem::WrongType,
+                    format!("`ip_lists.{name}` must be a list of addresses"),
+                );
+                return None;
+            }
+        };
+        lists.push((name, texts));
+    }
+    match crate::iplists::IpLists::from_texts(&lists) {
+        Ok(lists) => Some(lists),
+        Err(problem) => {
+            ctx.error(node.loc, Problem::BadValue, format!("`ip_lists`: {problem}"));
+            None
+        }
+    }
 }
 
 /// The result of one test.
@@ -261,6 +300,8 @@ pub fn run_tests(set: &RuleSet, naive_time_offset: chrono::FixedOffset, filter: 
                     continue;
                 }
             };
+            // Tests are hermetic: the lists a test brings, else none (never the operator's files).
+            let _lists = crate::iplists::scoped(test.ip_lists.clone().unwrap_or_default());
             let mut state = EngineState::new(StateLimits::default());
             let mut matched = Vec::with_capacity(events.len());
             for mut event in events {
