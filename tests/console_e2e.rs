@@ -696,6 +696,18 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     )
     .await?;
 
+    // The key-operation traces, the Events page's other tab.
+    let traces = api_get(port, "/api/v1/traces?limit=200")?;
+    let trace_rows = traces.as_array().map_or(0, Vec::len);
+    assert!(trace_rows > 0, "the examples have key operations");
+    css(client, "#events-tab-traces").await?.click().await?;
+    wait_js(
+        client,
+        "the traces tab",
+        &format!("return document.querySelectorAll('#traces-table tbody tr.trace-row').length === {trace_rows};"),
+    )
+    .await?;
+
     // The god view: the hourly chart and the top tables.
     css(client, "#nav-activity").await?.click().await?;
     wait_js(

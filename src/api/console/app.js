@@ -1475,8 +1475,15 @@
   const EVENT_FILTERS = [['key', 'Access key'], ['principal', 'Principal'], ['ip', 'IP or network'], ['account', 'Account'],
     ['action', 'Action'], ['service', 'Service'], ['resource', 'Resource'], ['id', 'Event / request id'], ['alarm', 'Alarm #']];
 
+  /** Tabs of the Events page: every event (the event store) or the key-operation traces. */
+  function eventTabs(active) {
+    const tab = (view, label) => h('a', { href: view ? `#/events?view=${view}` : '#/events', class: `tab${active === view ? ' active' : ''}`, id: `events-tab-${view || 'all'}` }, label);
+    return h('div', { class: 'tabs' }, tab('', 'All events'), tab('traces', 'Key operations (SEC09-03 traces)'));
+  }
+
   async function eventsPage(page, params) {
     params = params || parseHash().params;
+    if (params.get('view') === 'traces') return tracesPage(page, params);
     const form = h('form', { class: 'event-filters', id: 'events-form', onsubmit: (event) => {
       event.preventDefault();
       const next = new URLSearchParams();
@@ -1501,6 +1508,7 @@
     const more = h('button', { type: 'button', id: 'events-more', class: 'hidden' }, 'Older events');
     page.append(h('div', { class: 'page-head' }, h('h1', null, 'Events'),
       h('span', { class: 'sub' }, 'Every event kept by the event store, newest first, with its record')),
+    eventTabs(''),
     h('div', { class: 'panel' }, form),
     h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Results'), status),
       h('div', { class: 'table-wrap' }, h('table', { id: 'events-table' },
@@ -1531,6 +1539,61 @@
       }
     };
     load(null);
+  }
+
+  const TRACE_FILTERS = [['operator', 'Operator or principal id'], ['service', 'Service'], ['resource_type', 'Resource type'],
+    ['call_method', 'Method or trace type']];
+
+  async function tracesPage(page, params) {
+    const form = h('form', { class: 'event-filters', id: 'traces-form', onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams({ view: 'traces' });
+      for (const element of form.elements) {
+        if (element.name && element.value) next.set(element.name, element.name === 'since' || element.name === 'until' ? localToIso(element.value) : element.value);
+      }
+      go('/events', next);
+    } },
+    TRACE_FILTERS.map(([name, label]) => h('label', null, h('span', { class: 'faint' }, label),
+      h('input', { name, id: `tr-${name}`, value: params.get(name) || '', size: 18 }))),
+    h('label', null, h('span', { class: 'faint' }, 'Status'), h('select', { name: 'status', id: 'tr-status' },
+      [['', 'any'], ['success', 'success'], ['failure', 'failure']].map(([value, label]) => h('option', { value }, label)))),
+    h('label', null, h('span', { class: 'faint' }, 'From'), h('input', { type: 'datetime-local', name: 'since', id: 'tr-since', value: isoToLocal(params.get('since') || '') })),
+    h('label', null, h('span', { class: 'faint' }, 'To'), h('input', { type: 'datetime-local', name: 'until', id: 'tr-until', value: isoToLocal(params.get('until') || '') })),
+    h('button', { type: 'submit', class: 'primary', id: 'tr-search' }, 'Search'));
+    form.elements.status.value = params.get('status') || '';
+    const tbody = h('tbody', { id: 'traces-rows' });
+    const status = h('span', { class: 'sub', id: 'traces-status' }, 'Searching…');
+    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Events'),
+      h('span', { class: 'sub' }, 'Key operations (the SEC09-03 rules\' operations), kept whole for traces.retention')),
+    eventTabs('traces'),
+    h('div', { class: 'panel' }, form),
+    h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Traces'), status),
+      h('div', { class: 'table-wrap' }, h('table', { id: 'traces-table' },
+        h('thead', null, h('tr', null, ['Time', 'Cloud', 'Operator', 'Method', 'Trace type', 'Action', 'Resource type', 'Status', 'Source IP'].map((label) => h('th', null, label)))),
+        tbody))));
+    const query = new URLSearchParams({ limit: '200' });
+    for (const [name, value] of params) if (value && name !== 'view') query.set(name, value);
+    try {
+      const traces = (await api(`/api/v1/traces?${query}`)) || [];
+      for (const trace of traces) {
+        const detail = h('tr', { class: 'event-raw hidden' }, h('td', { colspan: 9 }, h('pre', null, JSON.stringify(trace.raw, null, 2))));
+        const failed = trace.status === 'failure';
+        tbody.append(h('tr', { class: 'trace-row', title: 'Show the record', onclick: () => detail.classList.toggle('hidden') },
+          h('td', { class: 'nowrap' }, timeCell(trace.time)),
+          h('td', null, providerChip(trace.provider)),
+          h('td', null, trace.operator),
+          h('td', null, trace.call_method),
+          h('td', null, trace.trace_type || '-'),
+          h('td', null, h('span', { class: 'mono' }, trace.action), h('span', { class: 'muted' }, ` · ${trace.service}`)),
+          h('td', null, trace.resource_type || '-'),
+          h('td', { class: failed ? 'fail' : 'ok' }, failed ? (trace.error_code || 'failure') : 'success'),
+          h('td', { class: 'mono' }, trace.source_ip || '-')), detail);
+      }
+      if (!traces.length) tbody.append(h('tr', null, h('td', { colspan: 9, class: 'empty' }, 'No key operations match.')));
+      status.textContent = `${fmtInt(traces.length)} trace${traces.length === 1 ? '' : 's'}${traces.length === 200 ? ' (the newest 200)' : ''}`;
+    } catch (error) {
+      if (error.status !== 401) status.replaceWith(h('div', { class: 'error-box', id: 'traces-error' }, error.message));
+    }
   }
 
   function eventRow(event) {
