@@ -246,7 +246,9 @@ pub struct ReplayRequest {
     pub db: Option<PathBuf>,
 }
 
-pub fn replay(settings: &Settings, request: ReplayRequest) -> Result<PipelineReport, AppError> {
+pub fn replay(settings: &Settings, mut request: ReplayRequest) -> Result<PipelineReport, AppError> {
+    // Buckets (`s3://bucket/prefix`) are copied to a temporary directory first.
+    let _fetched = fetch_buckets(&mut request.paths)?;
     check_paths(&request.paths)?;
     let rules = load_rule_set(settings, None)?;
     // Without --db: a throw-away store in a temporary file (not in memory, so
@@ -440,6 +442,26 @@ pub fn rule_costs(
 }
 
 /// Fail early, before any work, when a path does not exist.
+/// Copy every `s3://` path's objects into one temporary directory (removed
+/// when the returned guard is dropped) and read that instead.
+fn fetch_buckets(paths: &mut [String]) -> Result<Option<tempfile::TempDir>, AppError> {
+    if !paths.iter().any(|path| path.starts_with("s3://")) {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().map_err(|source| AppError::Io {
+        context: "making a directory for the bucket's objects".into(),
+        source,
+    })?;
+    for (index, path) in paths.iter_mut().enumerate() {
+        if path.starts_with("s3://") {
+            let target = dir.path().join(index.to_string());
+            let local = crate::source::object::fetch_url(path, &target).map_err(AppError::Usage)?;
+            *path = local.display().to_string();
+        }
+    }
+    Ok(Some(dir))
+}
+
 fn check_paths(paths: &[String]) -> Result<(), AppError> {
     match paths.iter().find(|path| *path != "-" && !Path::new(path).exists()) {
         Some(missing) => Err(AppError::MissingPath {

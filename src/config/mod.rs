@@ -42,6 +42,8 @@ pub struct Settings {
     pub source: SourceKind,
     pub files: FileSourceSettings,
     pub kafka: KafkaSettings,
+    /// `[source.object_store]`: buckets read when `source.kind = "object_store"`.
+    pub object_store: crate::source::object::ObjectSourceSettings,
     pub store: StoreSettings,
     pub pipeline: PipelineSettings,
     pub state: StateSettings,
@@ -142,6 +144,8 @@ pub struct TraceSettings {
 pub enum SourceKind {
     Files,
     Kafka,
+    /// S3, OBS or COS buckets (`[source.object_store]`).
+    ObjectStore,
 }
 
 #[derive(Clone, Debug)]
@@ -330,7 +334,12 @@ impl Settings {
         let source = match raw.source.kind.as_deref().unwrap_or("files") {
             "files" => SourceKind::Files,
             "kafka" => SourceKind::Kafka,
-            other => return Err(format!("`source.kind` = \"{other}\" must be \"files\" or \"kafka\"")),
+            "object_store" => SourceKind::ObjectStore,
+            other => {
+                return Err(format!(
+                    "`source.kind` = \"{other}\" must be \"files\", \"kafka\" or \"object_store\""
+                ));
+            }
         };
         let kafka = kafka_settings(raw.source.kafka, source == SourceKind::Kafka, &duration)?;
         let synchronous = raw.store.synchronous.unwrap_or_else(|| "full".into());
@@ -373,6 +382,12 @@ impl Settings {
             backup,
             count_on_ignored: raw.alarms.count_on_ignored.unwrap_or(true),
         };
+        let object_store = sections::object_store_settings(
+            raw.source.object_store,
+            source == SourceKind::ObjectStore,
+            &duration,
+            &store.path,
+        )?;
         let pipeline = PipelineSettings {
             batch_events: at_least(
                 "pipeline.batch_events",
@@ -577,6 +592,7 @@ impl Settings {
             source,
             files,
             kafka,
+            object_store,
             store,
             pipeline,
             state,

@@ -114,6 +114,32 @@ pub(super) struct RawSource {
     pub(super) files: RawFiles,
     #[serde(default)]
     pub(super) kafka: RawKafka,
+    #[serde(default)]
+    pub(super) object_store: RawObjectStore,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawObjectStore {
+    pub(super) poll_interval: Option<String>,
+    pub(super) spool_dir: Option<String>,
+    pub(super) max_pass_bytes: Option<u64>,
+    pub(super) concurrency: Option<usize>,
+    #[serde(default)]
+    pub(super) buckets: Vec<RawBucket>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBucket {
+    pub(super) bucket: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) endpoint: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) access_key_id: Option<String>,
+    pub(super) secret_access_key: Option<String>,
+    pub(super) session_token: Option<String>,
+    pub(super) virtual_hosted_style: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

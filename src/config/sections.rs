@@ -270,3 +270,79 @@ pub(super) fn sigma_settings(
         cross_cloud_dirs: cross_cloud_dirs.into_iter().map(std::path::PathBuf::from).collect(),
     })
 }
+
+/// `[source.object_store]` and its `[[source.object_store.buckets]]`.
+pub(super) fn object_store_settings(
+    raw: RawObjectStore,
+    required: bool,
+    duration: &DurationParser<'_>,
+    store_path: &std::path::Path,
+) -> Result<crate::source::object::ObjectSourceSettings, String> {
+    use crate::source::object::{BucketSettings, ObjectSourceSettings};
+    let text = |value: Option<String>| {
+        value
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    };
+    let mut buckets = Vec::new();
+    for (index, bucket) in raw.buckets.into_iter().enumerate() {
+        let name =
+            text(bucket.bucket).ok_or_else(|| format!("`source.object_store.buckets[{index}]` names no `bucket`"))?;
+        if name.contains('/') {
+            return Err(format!(
+                "`source.object_store.buckets[{index}].bucket` = \"{name}\": a bucket name has no `/` (put the rest in `prefix`)"
+            ));
+        }
+        let endpoint = text(bucket.endpoint);
+        if let Some(endpoint) = &endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(format!(
+                "`source.object_store.buckets[{index}].endpoint` = \"{endpoint}\" must start with https:// (or http:// for a local server)"
+            ));
+        }
+        let access_key_id = text(bucket.access_key_id);
+        let secret_access_key = text(bucket.secret_access_key);
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            return Err(format!(
+                "`source.object_store.buckets[{index}]` gives one of `access_key_id` and `secret_access_key` without the other"
+            ));
+        }
+        buckets.push(BucketSettings {
+            bucket: name,
+            prefix: bucket
+                .prefix
+                .unwrap_or_default()
+                .trim()
+                .trim_start_matches('/')
+                .to_string(),
+            endpoint,
+            region: text(bucket.region),
+            access_key_id,
+            secret_access_key,
+            session_token: text(bucket.session_token),
+            virtual_hosted_style: bucket.virtual_hosted_style.unwrap_or(false),
+        });
+    }
+    if required && buckets.is_empty() {
+        return Err(
+            "`source.kind` = \"object_store\" needs at least one [[source.object_store.buckets]] with a `bucket`"
+                .into(),
+        );
+    }
+    let spool_dir = match text(raw.spool_dir) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            let mut spool = store_path.as_os_str().to_owned();
+            spool.push(".spool");
+            std::path::PathBuf::from(spool)
+        }
+    };
+    Ok(ObjectSourceSettings {
+        buckets,
+        poll_interval: duration("source.object_store.poll_interval", raw.poll_interval, "60s")?,
+        spool_dir,
+        max_pass_bytes: raw.max_pass_bytes.unwrap_or(256 << 20).max(1),
+        concurrency: raw.concurrency.unwrap_or(4).clamp(1, 64),
+    })
+}

@@ -270,3 +270,41 @@ fn offsets() {
     assert_eq!(parse_offset("-05:30"), FixedOffset::east_opt(-(5 * 3600 + 1800)));
     assert_eq!(parse_offset("8"), None);
 }
+
+#[test]
+fn object_store_buckets_are_validated() {
+    let text = "[store]\npath = \"data/tw.db\"\n[source]\nkind = \"object_store\"\n\
+                [[source.object_store.buckets]]\nbucket = \"cts-traces\"\nprefix = \"/CloudTraces/\"\n\
+                endpoint = \"https://obs.cn-north-4.myhuaweicloud.com\"\nvirtual_hosted_style = true\n";
+    let settings = Settings::from_toml("o.toml", text, false).unwrap();
+    assert_eq!(settings.source, SourceKind::ObjectStore);
+    let bucket = &settings.object_store.buckets[0];
+    assert_eq!(
+        (bucket.bucket.as_str(), bucket.prefix.as_str()),
+        ("cts-traces", "CloudTraces/")
+    );
+    assert!(bucket.virtual_hosted_style);
+    assert_eq!(settings.object_store.spool_dir, PathBuf::from("data/tw.db.spool"));
+    assert_eq!(settings.object_store.poll_interval, Duration::from_secs(60));
+    for (text, words) in [
+        ("[source]\nkind = \"object_store\"\n", &["object_store", "buckets"][..]),
+        (
+            "[source]\nkind = \"object_store\"\n[[source.object_store.buckets]]\nbucket = \"a/b\"\n",
+            &["bucket", "a/b", "prefix"],
+        ),
+        (
+            "[source]\nkind = \"object_store\"\n[[source.object_store.buckets]]\nbucket = \"a\"\nendpoint = \"obs.example.com\"\n",
+            &["endpoint", "https://"],
+        ),
+        (
+            "[source]\nkind = \"object_store\"\n[[source.object_store.buckets]]\nbucket = \"a\"\naccess_key_id = \"x\"\n",
+            &["secret_access_key"],
+        ),
+        ("[source]\nkind = \"s3\"\n", &["source.kind", "object_store"]),
+    ] {
+        let error = Settings::from_toml("o.toml", text, false).unwrap_err().to_string();
+        for word in words {
+            assert!(error.contains(word), "{word:?} not in {error}");
+        }
+    }
+}

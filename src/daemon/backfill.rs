@@ -32,7 +32,27 @@ pub fn backfill(
     progress: &mut dyn FnMut(&StatsSnapshot, Duration),
 ) -> Result<PipelineReport, AppError> {
     let mut settings = settings.clone();
-    settings.source = SourceKind::Files;
+    let urls: Vec<&str> = paths
+        .iter()
+        .filter_map(|path| path.to_str())
+        .filter(|path| path.starts_with("s3://"))
+        .collect();
+    if urls.is_empty() {
+        settings.source = SourceKind::Files;
+    } else if urls.len() == paths.len() {
+        // Buckets, read through the object-store source (resumable: its
+        // spool and checkpoints are the store's), with `AWS_*` from the environment.
+        settings.source = SourceKind::ObjectStore;
+        settings.object_store.buckets = urls
+            .iter()
+            .map(|url| crate::source::object::bucket_of_url(url))
+            .collect::<Result<_, _>>()
+            .map_err(AppError::Usage)?;
+    } else {
+        return Err(AppError::Usage(
+            "give either local paths or s3:// URLs to one backfill, not both".into(),
+        ));
+    }
     settings.files.paths = paths.to_vec();
     settings.files.watch = false;
     settings.pipeline.learn_only = true;

@@ -120,7 +120,7 @@ impl Daemon {
             merge: merge_options(settings, true),
         };
         for path in &options.paths {
-            if !path.exists() {
+            if settings.source == crate::config::SourceKind::Files && !path.exists() {
                 tracing::warn!(path = %path.display(), "source path does not exist (yet); it will be picked up when it appears");
             }
         }
@@ -128,13 +128,32 @@ impl Daemon {
             let sender = pipeline.sender();
             let stop = stop.clone();
             let wake_sender = wake_sender.clone();
-            std::thread::Builder::new()
-                .name("tw-files".into())
-                .spawn(move || run_file_source(options, sender, checkpoints, wake_sender, wake_receiver, stop))
-                .map_err(|source| AppError::Io {
-                    context: "starting the file source".into(),
-                    source,
-                })?
+            let spawned = if settings.source == crate::config::SourceKind::ObjectStore {
+                let objects = settings.object_store.clone();
+                for bucket in &objects.buckets {
+                    tracing::info!(bucket = %bucket.bucket, prefix = %bucket.prefix, spool = %objects.spool_dir.display(), "reading an object-store bucket");
+                }
+                let merge = options.merge.clone();
+                std::thread::Builder::new().name("tw-objects".into()).spawn(move || {
+                    crate::source::object::run_object_source(
+                        objects,
+                        merge,
+                        once,
+                        sender,
+                        checkpoints,
+                        wake_receiver,
+                        stop,
+                    )
+                })
+            } else {
+                std::thread::Builder::new()
+                    .name("tw-files".into())
+                    .spawn(move || run_file_source(options, sender, checkpoints, wake_sender, wake_receiver, stop))
+            };
+            spawned.map_err(|source| AppError::Io {
+                context: "starting the source".into(),
+                source,
+            })?
         };
         Ok(Daemon {
             pipeline,

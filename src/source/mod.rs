@@ -10,6 +10,7 @@ pub mod file;
 pub mod framer;
 pub mod kafka;
 pub mod merge;
+pub mod object;
 pub mod watch;
 
 use std::sync::Arc;

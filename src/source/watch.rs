@@ -166,7 +166,7 @@ pub fn run_file_source(
 /// One pass over every configured path: the files new or grown since they
 /// were read, merged in event-time order. Returns whether a file was left
 /// for later because it was still changing, and the bytes read.
-fn scan(
+pub(super) fn scan(
     options: &WatchOptions,
     checkpoints: &CheckpointLookup,
     progress: &mut HashMap<String, FileCheckpoint>,

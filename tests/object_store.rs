@@ -1,0 +1,296 @@
+//! Trails read where the clouds deliver them, from a real S3-compatible server
+//! (moto in server mode, started here): the three clouds' delivery layouts in
+//! one bucket give the alarms a replay of the same files gives; new objects
+//! are picked up while running; kill -9 at random moments loses and doubles
+//! nothing; a server that stops answering and comes back is read on; a bucket
+//! that does not exist is named in the log; `replay s3://…` reads a bucket.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A moto S3 server on a free port, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {program} (scripts/test installs moto[server]): {error}"));
+        let moto = Moto { child, port };
+        wait_until("moto to answer", Duration::from_secs(60), || {
+            moto.http().get("/", None).is_ok()
+        });
+        moto
+    }
+
+    fn http(&self) -> Http {
+        Http::new(format!("127.0.0.1:{}", self.port), Duration::from_secs(30))
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let reply = self.http().request("PUT", &format!("/{bucket}"), None, None).unwrap();
+        assert!(
+            reply.status < 300,
+            "creating bucket {bucket}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+
+    fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let reply = self
+            .http()
+            .request(
+                "PUT",
+                &format!("/{bucket}/{key}"),
+                None,
+                Some(("application/octet-stream", bytes)),
+            )
+            .unwrap();
+        assert!(reply.status < 300, "putting {key}: {} {}", reply.status, reply.body);
+    }
+
+    /// SIGSTOP / SIGCONT: the server stops answering, then answers again (its objects kept).
+    fn pause(&self, paused: bool) {
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.pause(false);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `examples/`, uploaded under its path (the three clouds'
+/// delivery layouts); returns the keys.
+fn upload_examples(moto: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
+    let root = examples_dir();
+    let mut keys = Vec::new();
+    for path in walk(&root) {
+        let relative = path.strip_prefix(&root).unwrap().to_str().unwrap().replace('\\', "/");
+        if relative == "README.md" {
+            continue;
+        }
+        let key = format!("{prefix}{relative}");
+        moto.put(bucket, &key, &std::fs::read(&path).unwrap());
+        keys.push(key);
+    }
+    keys
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A sandbox whose daemon reads `bucket` on `moto`.
+fn sandbox(moto: &Moto, bucket: &str, poll: &str) -> Sandbox {
+    let endpoint = moto.endpoint();
+    let bucket = bucket.to_string();
+    let poll = poll.to_string();
+    Sandbox::with_config(move |sandbox| {
+        Config::standard(&sandbox.store)
+            .set("source", "kind", "object_store")
+            .set("pipeline", "max_hold", "100ms")
+            .append(&format!(
+                "\n[source.object_store]\npoll_interval = \"{poll}\"\nconcurrency = 3\n\n\
+                 [[source.object_store.buckets]]\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n"
+            ))
+    })
+}
+
+/// Alarms as (rule, group key) → count.
+fn alarm_counts(sandbox: &Sandbox, db: &Path) -> BTreeMap<(String, String), u64> {
+    sandbox
+        .jsonl(&[
+            "alarms",
+            "list",
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--limit",
+            "100000",
+        ])
+        .iter()
+        .map(|alarm: &Value| {
+            (
+                (
+                    alarm["rule"].as_str().unwrap().to_string(),
+                    alarm["group_key"].as_str().unwrap().to_string(),
+                ),
+                alarm["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// What a replay of the examples raises, in a store of its own.
+fn replay_counts(sandbox: &Sandbox) -> BTreeMap<(String, String), u64> {
+    let db = sandbox.path("replay.db");
+    sandbox.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        db.to_str().unwrap(),
+        examples_dir().to_str().unwrap(),
+    ]);
+    alarm_counts(sandbox, &db)
+}
+
+#[test]
+fn a_bucket_of_three_clouds_gives_the_alarms_a_replay_gives_and_new_objects_are_read() {
+    let moto = Moto::start();
+    moto.create_bucket("trails");
+    let keys = upload_examples(&moto, "trails", "");
+    // A CloudTrail digest file is not a trail file.
+    moto.put(
+        "trails",
+        "AWSLogs/474051435025/CloudTrail-Digest/ap-northeast-1/2026/03/02/474051435025_CloudTrail-Digest_ap-northeast-1_x_20260302T1200Z.json.gz",
+        b"not a trail",
+    );
+    let sandbox = sandbox(&moto, "trails", "200ms");
+    sandbox.ok(&["run", "--once"]);
+    let store = sandbox.store.clone();
+    let expected = replay_counts(&sandbox);
+    assert!(!expected.is_empty());
+    assert_eq!(alarm_counts(&sandbox, &store), expected);
+    let letters = sandbox.stdout(&["dead-letters", "--format", "json"]);
+    assert!(!letters.contains("Digest"), "{letters}");
+    // The spool keeps nothing read whole.
+    let spool = PathBuf::from(format!("{}.spool", store.display()));
+    assert!(walk_if_exists(&spool).is_empty(), "{:?}", walk_if_exists(&spool));
+    // Run again: every object is known, nothing is counted twice.
+    sandbox.ok(&["run", "--once"]);
+    assert_eq!(alarm_counts(&sandbox, &store), expected);
+
+    // While running: a new object is read within a few polls. The same
+    // records under another key are read again (a new object), so the event
+    // store holds each of its events twice.
+    let mut daemon = sandbox.start(&["run"], Log::Collect);
+    let extra = keys.iter().find(|key| key.contains("CloudTrail/")).unwrap().clone();
+    let local = examples_dir().join(&extra);
+    let event_id = sandbox.jsonl(&["normalize", local.to_str().unwrap()])[0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let copies = |sandbox: &Sandbox| sandbox.jsonl(&["events", "--id", &event_id, "--format", "jsonl"]).len();
+    assert_eq!(copies(&sandbox), 1);
+    let bytes = std::fs::read(&local).unwrap();
+    moto.put("trails", &extra.replace(".json.gz", "-again.json.gz"), &bytes);
+    wait_until("the new object's events", Duration::from_secs(60), || {
+        copies(&sandbox) == 2
+    });
+    // The server stops answering for a while, then comes back: errors are
+    // logged and the next object is read all the same.
+    moto.pause(true);
+    std::thread::sleep(Duration::from_secs(2));
+    moto.pause(false);
+    moto.put("trails", &extra.replace(".json.gz", "-third.json.gz"), &bytes);
+    wait_until("the object put after the outage", Duration::from_secs(90), || {
+        copies(&sandbox) == 3
+    });
+    daemon.terminate();
+    assert!(
+        daemon
+            .wait_timeout(Duration::from_secs(60))
+            .is_some_and(|status| status.success())
+    );
+}
+
+fn walk_if_exists(dir: &Path) -> Vec<PathBuf> {
+    if dir.is_dir() { walk(dir) } else { Vec::new() }
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_doubles_nothing() {
+    let moto = Moto::start();
+    moto.create_bucket("trails");
+    upload_examples(&moto, "trails", "");
+    let sandbox = sandbox(&moto, "trails", "100ms");
+    let store = sandbox.store.clone();
+    // Pseudo-random delays, the same every run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..4 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut daemon = sandbox.start(&["run"], Log::Collect);
+        std::thread::sleep(Duration::from_millis(300 + seed % 1500));
+        daemon.kill();
+    }
+    sandbox.ok(&["run", "--once"]);
+    assert_eq!(alarm_counts(&sandbox, &store), replay_counts(&sandbox));
+    let verified = sandbox.ok(&["store", "verify"]);
+    assert!(verified.status.success());
+}
+
+#[test]
+fn replay_reads_a_bucket_url_and_a_missing_bucket_is_named() {
+    let moto = Moto::start();
+    moto.create_bucket("delivery");
+    upload_examples(&moto, "delivery", "org/");
+    let sandbox = Sandbox::with_config(|sandbox| Config::standard(&sandbox.store)).with_bin(|bin| {
+        bin.env("AWS_ENDPOINT_URL", &moto.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+    });
+    let db = sandbox.path("bucket.db");
+    sandbox.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        db.to_str().unwrap(),
+        "s3://delivery/org/",
+    ]);
+    assert_eq!(alarm_counts(&sandbox, &db), replay_counts(&sandbox));
+    // A bucket that is not there: the error names it, nothing is made up.
+    let output = sandbox.run(&["replay", "--format", "jsonl", "s3://no-such-bucket/x/"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no-such-bucket"), "{}", stderr(&output));
+    // The daemon logs it and goes on.
+    let missing = sandbox_with_bucket(&moto, "no-such-bucket");
+    let output = missing.ok(&["run", "--once"]);
+    assert!(stderr(&output).contains("no-such-bucket"), "{}", stderr(&output));
+}
+
+fn sandbox_with_bucket(moto: &Moto, bucket: &str) -> Sandbox {
+    sandbox(moto, bucket, "100ms")
+}
