@@ -23,10 +23,17 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// With `INITIAL_NO_AUTH_ACTION_COUNT=0` moto checks every request's
+    /// credentials against its own IAM (where no user exists): all are refused.
+    fn start_with(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -184,6 +191,12 @@ fn a_bucket_of_three_clouds_gives_the_alarms_a_replay_gives_and_new_objects_are_
         "AWSLogs/474051435025/CloudTrail-Digest/ap-northeast-1/2026/03/02/474051435025_CloudTrail-Digest_ap-northeast-1_x_20260302T1200Z.json.gz",
         b"not a trail",
     );
+    // A malformed object: its records become dead letters naming bucket and key.
+    moto.put(
+        "trails",
+        "aws/broken.json",
+        b"{\"eventVersion\": \"1.08\", \"eventName\": \n",
+    );
     let sandbox = sandbox(&moto, "trails", "200ms");
     sandbox.ok(&["run", "--once"]);
     let store = sandbox.store.clone();
@@ -192,6 +205,7 @@ fn a_bucket_of_three_clouds_gives_the_alarms_a_replay_gives_and_new_objects_are_
     assert_eq!(alarm_counts(&sandbox, &store), expected);
     let letters = sandbox.stdout(&["dead-letters", "--format", "json"]);
     assert!(!letters.contains("Digest"), "{letters}");
+    assert!(letters.contains("trails/aws/broken.json"), "{letters}");
     // The spool keeps nothing read whole.
     let spool = PathBuf::from(format!("{}.spool", store.display()));
     assert!(walk_if_exists(&spool).is_empty(), "{:?}", walk_if_exists(&spool));
@@ -289,6 +303,13 @@ fn replay_reads_a_bucket_url_and_a_missing_bucket_is_named() {
     let missing = sandbox_with_bucket(&moto, "no-such-bucket");
     let output = missing.ok(&["run", "--once"]);
     assert!(stderr(&output).contains("no-such-bucket"), "{}", stderr(&output));
+    // Credentials refused: named with the bucket, and nothing is read.
+    let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let refused = sandbox_with_bucket(&strict, "locked");
+    let output = refused.ok(&["run", "--once"]);
+    let log = stderr(&output);
+    assert!(log.contains("s3://locked/") && log.contains("403"), "{log}");
+    assert!(refused.jsonl(&["events", "--format", "jsonl"]).is_empty());
 }
 
 fn sandbox_with_bucket(moto: &Moto, bucket: &str) -> Sandbox {
