@@ -166,18 +166,15 @@ fn alarm_counts(sandbox: &Sandbox, db: &Path) -> BTreeMap<(String, String), u64>
         .collect()
 }
 
+/// What a replay of `source` raises, in the store `db`.
+fn replay_into(sandbox: &Sandbox, db: &Path, source: &str) -> BTreeMap<(String, String), u64> {
+    sandbox.ok(&["replay", "--format", "jsonl", "--db", db.to_str().unwrap(), source]);
+    alarm_counts(sandbox, db)
+}
+
 /// What a replay of the examples raises, in a store of its own.
 fn replay_counts(sandbox: &Sandbox) -> BTreeMap<(String, String), u64> {
-    let db = sandbox.path("replay.db");
-    sandbox.ok(&[
-        "replay",
-        "--format",
-        "jsonl",
-        "--db",
-        db.to_str().unwrap(),
-        examples_dir().to_str().unwrap(),
-    ]);
-    alarm_counts(sandbox, &db)
+    replay_into(sandbox, &sandbox.path("replay.db"), examples_dir().to_str().unwrap())
 }
 
 #[test]
@@ -285,16 +282,8 @@ fn replay_reads_a_bucket_url_and_a_missing_bucket_is_named() {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
     });
-    let db = sandbox.path("bucket.db");
-    sandbox.ok(&[
-        "replay",
-        "--format",
-        "jsonl",
-        "--db",
-        db.to_str().unwrap(),
-        "s3://delivery/org/",
-    ]);
-    assert_eq!(alarm_counts(&sandbox, &db), replay_counts(&sandbox));
+    let from_bucket = replay_into(&sandbox, &sandbox.path("bucket.db"), "s3://delivery/org/");
+    assert_eq!(from_bucket, replay_counts(&sandbox));
     // A bucket that is not there: the error names it, nothing is made up.
     let output = sandbox.run(&["replay", "--format", "jsonl", "s3://no-such-bucket/x/"]);
     assert!(!output.status.success());

@@ -1473,7 +1473,7 @@
   // ---------- events (the event store) ----------
 
   const EVENT_FILTERS = [['key', 'Access key'], ['principal', 'Principal'], ['ip', 'IP or network'], ['account', 'Account'],
-    ['action', 'Action'], ['service', 'Service'], ['resource', 'Resource'], ['id', 'Event / request id'], ['alarm', 'Alarm #']];
+    ['action', 'Action'], ['service', 'Service'], ['resource', 'Resource'], ['id', 'Event / request id'], ['alarm', 'Alarm #', 6]];
 
   /** Tabs of the Events page: every event (the event store) or the key-operation traces. */
   function eventTabs(active) {
@@ -1481,40 +1481,57 @@
     return h('div', { class: 'tabs' }, tab('', 'All events'), tab('traces', 'Key operations (SEC09-03 traces)'));
   }
 
-  async function eventsPage(page, params) {
-    params = params || parseHash().params;
-    if (params.get('view') === 'traces') return tracesPage(page, params);
-    const form = h('form', { class: 'event-filters', id: 'events-form', onsubmit: (event) => {
+  /**
+   * A filter form for the Events page: text inputs, selects and a time range
+   * (`prefix` names their ids); submitting puts the filled fields in the URL
+   * hash (times as ISO), beside `base`.
+   */
+  function filterForm(prefix, params, base, texts, selects) {
+    const form = h('form', { class: 'event-filters', id: `${prefix}-form`, onsubmit: (event) => {
       event.preventDefault();
-      const next = new URLSearchParams();
+      const next = new URLSearchParams(base);
       for (const element of form.elements) {
         if (element.name && element.value) next.set(element.name, element.name === 'since' || element.name === 'until' ? localToIso(element.value) : element.value);
       }
       go('/events', next);
     } },
-    EVENT_FILTERS.map(([name, label]) => h('label', null, h('span', { class: 'faint' }, label),
-      h('input', { name, id: `ev-${name}`, value: params.get(name) || '', size: name === 'alarm' ? 6 : 18 }))),
-    h('label', null, h('span', { class: 'faint' }, 'Outcome'), h('select', { name: 'outcome', id: 'ev-outcome' },
-      [['', 'any'], ['success', 'success'], ['failure', 'failure']].map(([value, label]) => h('option', { value }, label)))),
-    h('label', null, h('span', { class: 'faint' }, 'Cloud'), h('select', { name: 'cloud', id: 'ev-cloud' },
-      [['', 'any'], ['aws', 'AWS'], ['huawei', 'Huawei'], ['tencent', 'Tencent']].map(([value, label]) => h('option', { value }, label)))),
-    h('label', null, h('span', { class: 'faint' }, 'From'), h('input', { type: 'datetime-local', name: 'since', id: 'ev-since', value: isoToLocal(params.get('since') || '') })),
-    h('label', null, h('span', { class: 'faint' }, 'To'), h('input', { type: 'datetime-local', name: 'until', id: 'ev-until', value: isoToLocal(params.get('until') || '') })),
-    h('button', { type: 'submit', class: 'primary', id: 'ev-search' }, 'Search'));
-    form.elements.outcome.value = params.get('outcome') || '';
-    form.elements.cloud.value = params.get('cloud') || '';
+    texts.map(([name, label, size]) => h('label', null, h('span', { class: 'faint' }, label),
+      h('input', { name, id: `${prefix}-${name}`, value: params.get(name) || '', size: size || 18 }))),
+    selects.map(([name, label, options]) => h('label', null, h('span', { class: 'faint' }, label), h('select', { name, id: `${prefix}-${name}` },
+      options.map(([value, text]) => h('option', { value }, text))))),
+    ['since', 'until'].map((name) => h('label', null, h('span', { class: 'faint' }, name === 'since' ? 'From' : 'To'),
+      h('input', { type: 'datetime-local', name, id: `${prefix}-${name}`, value: isoToLocal(params.get(name) || '') }))),
+    h('button', { type: 'submit', class: 'primary', id: `${prefix}-search` }, 'Search'));
+    for (const [name] of selects) form.elements[name].value = params.get(name) || '';
+    return form;
+  }
+
+  /** The Events page around a filter form and a results table. */
+  function searchShell(page, { sub, tab, form, heading, status, tableId, columns, tbody, footer }) {
+    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Events'), h('span', { class: 'sub' }, sub)),
+      eventTabs(tab),
+      h('div', { class: 'panel' }, form),
+      h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, heading), status),
+        h('div', { class: 'table-wrap' }, h('table', { id: tableId },
+          h('thead', null, h('tr', null, columns.map((label) => h('th', null, label)))), tbody)),
+        footer || null));
+  }
+
+  const ANY_OUTCOME = [['', 'any'], ['success', 'success'], ['failure', 'failure']];
+
+  async function eventsPage(page, params) {
+    params = params || parseHash().params;
+    if (params.get('view') === 'traces') return tracesPage(page, params);
+    const form = filterForm('ev', params, {}, EVENT_FILTERS,
+      [['outcome', 'Outcome', ANY_OUTCOME], ['cloud', 'Cloud', [['', 'any'], ['aws', 'AWS'], ['huawei', 'Huawei'], ['tencent', 'Tencent']]]]);
     const tbody = h('tbody', { id: 'events-rows' });
     const status = h('span', { class: 'sub', id: 'events-status' }, 'Searching…');
     const more = h('button', { type: 'button', id: 'events-more', class: 'hidden' }, 'Older events');
-    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Events'),
-      h('span', { class: 'sub' }, 'Every event kept by the event store, newest first, with its record')),
-    eventTabs(''),
-    h('div', { class: 'panel' }, form),
-    h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Results'), status),
-      h('div', { class: 'table-wrap' }, h('table', { id: 'events-table' },
-        h('thead', null, h('tr', null, ['Time', 'Cloud', 'Account', 'Principal', 'Key', 'Source IP', 'Action', 'Result', 'Request id'].map((label) => h('th', null, label)))),
-        tbody)),
-      h('div', { class: 'pager' }, more)));
+    searchShell(page, {
+      sub: 'Every event kept by the event store, newest first, with its record', tab: '', form, heading: 'Results', status,
+      tableId: 'events-table', columns: ['Time', 'Cloud', 'Account', 'Principal', 'Key', 'Source IP', 'Action', 'Result', 'Request id'],
+      tbody, footer: h('div', { class: 'pager' }, more),
+    });
     const query = new URLSearchParams();
     for (const [name, value] of params) if (value) query.set(name, value);
     query.set('limit', '50');
@@ -1545,32 +1562,14 @@
     ['call_method', 'Method or trace type']];
 
   async function tracesPage(page, params) {
-    const form = h('form', { class: 'event-filters', id: 'traces-form', onsubmit: (event) => {
-      event.preventDefault();
-      const next = new URLSearchParams({ view: 'traces' });
-      for (const element of form.elements) {
-        if (element.name && element.value) next.set(element.name, element.name === 'since' || element.name === 'until' ? localToIso(element.value) : element.value);
-      }
-      go('/events', next);
-    } },
-    TRACE_FILTERS.map(([name, label]) => h('label', null, h('span', { class: 'faint' }, label),
-      h('input', { name, id: `tr-${name}`, value: params.get(name) || '', size: 18 }))),
-    h('label', null, h('span', { class: 'faint' }, 'Status'), h('select', { name: 'status', id: 'tr-status' },
-      [['', 'any'], ['success', 'success'], ['failure', 'failure']].map(([value, label]) => h('option', { value }, label)))),
-    h('label', null, h('span', { class: 'faint' }, 'From'), h('input', { type: 'datetime-local', name: 'since', id: 'tr-since', value: isoToLocal(params.get('since') || '') })),
-    h('label', null, h('span', { class: 'faint' }, 'To'), h('input', { type: 'datetime-local', name: 'until', id: 'tr-until', value: isoToLocal(params.get('until') || '') })),
-    h('button', { type: 'submit', class: 'primary', id: 'tr-search' }, 'Search'));
-    form.elements.status.value = params.get('status') || '';
+    const form = filterForm('tr', params, { view: 'traces' }, TRACE_FILTERS, [['status', 'Status', ANY_OUTCOME]]);
     const tbody = h('tbody', { id: 'traces-rows' });
     const status = h('span', { class: 'sub', id: 'traces-status' }, 'Searching…');
-    page.append(h('div', { class: 'page-head' }, h('h1', null, 'Events'),
-      h('span', { class: 'sub' }, 'Key operations (the SEC09-03 rules\' operations), kept whole for traces.retention')),
-    eventTabs('traces'),
-    h('div', { class: 'panel' }, form),
-    h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Traces'), status),
-      h('div', { class: 'table-wrap' }, h('table', { id: 'traces-table' },
-        h('thead', null, h('tr', null, ['Time', 'Cloud', 'Operator', 'Method', 'Trace type', 'Action', 'Resource type', 'Status', 'Source IP'].map((label) => h('th', null, label)))),
-        tbody))));
+    searchShell(page, {
+      sub: 'Key operations (the SEC09-03 rules\' operations), kept whole for traces.retention', tab: 'traces', form, heading: 'Traces', status,
+      tableId: 'traces-table', columns: ['Time', 'Cloud', 'Operator', 'Method', 'Trace type', 'Action', 'Resource type', 'Status', 'Source IP'],
+      tbody,
+    });
     const query = new URLSearchParams({ limit: '200' });
     for (const [name, value] of params) if (value && name !== 'view') query.set(name, value);
     try {
