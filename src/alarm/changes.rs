@@ -206,16 +206,11 @@ pub fn last_id(connection: &Connection) -> rusqlite::Result<i64> {
 
 /// The changes recorded after `after`, oldest first.
 pub fn since(connection: &Connection, after: i64) -> rusqlite::Result<Vec<Change>> {
-    let mut changes = list(
-        connection,
-        &ChangeFilter {
-            limit: u32::MAX,
-            ..ChangeFilter::default()
-        },
+    let mut statement = connection.prepare_cached(
+        "SELECT id, at, actor, via, subject, subject_id, action, detail FROM changes WHERE id > ?1 ORDER BY id",
     )?;
-    changes.retain(|change| change.id > after);
-    changes.reverse();
-    Ok(changes)
+    let rows = statement.query_map([after], change_row)?;
+    rows.collect()
 }
 
 impl Change {
@@ -292,22 +287,25 @@ pub fn list(connection: &Connection, filter: &ChangeFilter) -> rusqlite::Result<
             filter.actor,
             i64::from(limit)
         ],
-        |row| {
-            let subject: String = row.get(4)?;
-            let detail: String = row.get(7)?;
-            Ok(Change {
-                id: row.get(0)?,
-                at: row.get(1)?,
-                actor: row.get(2)?,
-                via: row.get(3)?,
-                subject: Subject::parse(&subject).unwrap_or(Subject::Policy),
-                subject_id: row.get(5)?,
-                action: row.get(6)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-            })
-        },
+        change_row,
     )?;
     rows.collect()
+}
+
+/// A `changes` row (id, at, actor, via, subject, subject_id, action, detail).
+fn change_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+    let subject: String = row.get(4)?;
+    let detail: String = row.get(7)?;
+    Ok(Change {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        actor: row.get(2)?,
+        via: row.get(3)?,
+        subject: Subject::parse(&subject).unwrap_or(Subject::Policy),
+        subject_id: row.get(5)?,
+        action: row.get(6)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
 }
 
 #[cfg(test)]

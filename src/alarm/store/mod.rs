@@ -171,6 +171,8 @@ pub struct Store {
 impl Store {
     /// Open (creating directories and the file as needed) and migrate.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        const OPEN_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        const OPEN_BUSY_STEP: std::time::Duration = std::time::Duration::from_millis(20);
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
                 path: parent.to_path_buf(),
@@ -197,7 +199,23 @@ impl Store {
             connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             Ok(())
         };
-        configure(&connection).map_err(|source| StoreError::Open {
+        // Switching a new file to WAL takes an exclusive lock, and SQLite
+        // answers BUSY without waiting when another process is doing the
+        // same (the daemon and a command opening a new store at once): try
+        // again for as long as the busy timeout would have waited.
+        let mut waited = std::time::Duration::ZERO;
+        let configured = loop {
+            match configure(&connection) {
+                Err(rusqlite::Error::SqliteFailure(error, _))
+                    if error.code == rusqlite::ErrorCode::DatabaseBusy && waited < OPEN_BUSY_WAIT =>
+                {
+                    std::thread::sleep(OPEN_BUSY_STEP);
+                    waited += OPEN_BUSY_STEP;
+                }
+                other => break other,
+            }
+        };
+        configured.map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
