@@ -149,13 +149,13 @@ impl Activity {
         if let Some(events) = &mut self.events {
             events.add(event);
         }
-        if self.options.traces || self.events.is_some() {
-            let time = event.time.timestamp_millis();
-            self.newest_ms = Some(self.newest_ms.map_or(time, |newest| newest.max(time)));
+        if !self.options.traces && self.events.is_none() {
+            return;
         }
+        let time = event.time.timestamp_millis();
+        let newest = self.newest_ms.map_or(time, |newest| newest.max(time));
+        self.newest_ms = Some(newest);
         if self.options.traces {
-            let time = event.time.timestamp_millis();
-            let newest = self.newest_ms.unwrap_or(time);
             // A trace already past its retention behind the newest event (a
             // late or replayed old record) would only be written to be
             // pruned: it is not kept. The newest time counts no further than

@@ -235,7 +235,7 @@ impl Store {
     }
 
     /// The connection, for the allowlist, remark and asset tables (their SQL
-    /// lives in `allowlist.rs` and `assets.rs`).
+    /// lives in `allowlist/` and `assets.rs`).
     pub fn connection(&self) -> &Connection {
         &self.connection
     }
@@ -332,9 +332,10 @@ impl Store {
         let transaction = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let before = super::changes::last_id(&transaction)?;
-        let value = change(&transaction, self.options.notify.as_deref())?;
-        if let Some(observer) = self.options.notify.as_deref() {
+        let observer = self.options.notify.as_deref();
+        let before = observer.map(|_| super::changes::last_id(&transaction)).transpose()?;
+        let value = change(&transaction, observer)?;
+        if let (Some(observer), Some(before)) = (observer, before) {
             let recorded = super::changes::since(&transaction, before)?;
             if !recorded.is_empty() {
                 observer.config_changed(&transaction, &recorded)?;
