@@ -36,7 +36,8 @@ pub struct ReloadStatus {
     /// Version (hash) of the running set.
     pub version: String,
     pub rules: usize,
-    /// Reload attempts since start (successful, unchanged or failed).
+    /// Reload attempts since start (successful, unchanged or failed), each
+    /// counted when it is over, the rule set recorded in the change log.
     pub attempts: u64,
     /// Successful reloads since start.
     pub reloads: u64,
@@ -182,6 +183,11 @@ fn reload_loop(
                 &actor,
             );
         }
+        // Counted once the attempt is over, its change-log entry included:
+        // the API answers a reload when this moves.
+        if let Ok(mut status) = status.lock() {
+            status.attempts += 1;
+        }
     }
 }
 
@@ -199,7 +205,6 @@ pub fn reload_once(
     let result = check_rule_set(settings, None);
     let Ok(mut status) = status.lock() else { return false };
     status.last_attempt = Some(attempt);
-    status.attempts += 1;
     match result {
         Ok(new_set) => {
             status.last_error = None;
