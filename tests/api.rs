@@ -234,7 +234,7 @@ fn health_is_open_and_everything_else_needs_a_token_and_a_role() {
     let reload = server.request("POST", "/api/v1/rules/reload", Some(ADMIN), None);
     assert_eq!(reload.status, 200, "{}", reload.body);
     assert!(reload.json()["attempts"].as_u64().unwrap() >= 1, "{}", reload.body);
-    assert_eq!(reload.json()["rules"], 52);
+    assert_eq!(reload.json()["rules"], 53);
     // Tokens never reach the log.
     let log = server.daemon.stderr();
     for token in [VIEWER, OPERATOR, ADMIN] {
@@ -870,7 +870,7 @@ fn rules_reports_metrics_and_the_openapi_document() {
     .unwrap();
     let rules = server.ok("/api/v1/rules");
     let list = rules["rules"].as_array().unwrap();
-    assert_eq!(list.len(), 52);
+    assert_eq!(list.len(), 53);
     for rule in list {
         for field in ["id", "title", "level", "enabled", "tags", "description", "advice"] {
             assert!(rule.get(field).is_some(), "{field}: {rule}");
@@ -886,7 +886,7 @@ fn rules_reports_metrics_and_the_openapi_document() {
             .sum::<u64>()
             > 30
     );
-    assert_eq!(rules["reload"]["rules"], 52);
+    assert_eq!(rules["reload"]["rules"], 53);
     assert!(rules["reload"]["version"].is_string());
     server.get("/api/v1/rules?x=1", Some(VIEWER)).error(400, &["x"]);
     // Activity: the god view over the examples.

@@ -3,7 +3,9 @@
 //! one bucket give the alarms a replay of the same files gives; new objects
 //! are picked up while running; kill -9 at random moments loses and doubles
 //! nothing; a server that stops answering and comes back is read on; a bucket
-//! that does not exist is named in the log; `replay s3://…` reads a bucket.
+//! that does not exist is named in the log; `replay s3://…` reads a bucket;
+//! a signed CloudTrail digest chain is verified and a log file altered or
+//! deleted after delivery raises `trail-file-integrity` alarms.
 
 mod common;
 
@@ -64,12 +66,17 @@ impl Moto {
     }
 
     fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        self.put_with(bucket, key, bytes, &[]);
+    }
+
+    /// A PUT with extra headers (`x-amz-meta-*`: the object's metadata).
+    fn put_with(&self, bucket: &str, key: &str, bytes: &[u8], headers: &[(&str, &str)]) {
         let reply = self
             .http()
-            .request(
+            .request_with(
                 "PUT",
                 &format!("/{bucket}/{key}"),
-                None,
+                headers,
                 Some(("application/octet-stream", bytes)),
             )
             .unwrap();
@@ -303,4 +310,135 @@ fn replay_reads_a_bucket_url_and_a_missing_bucket_is_named() {
 
 fn sandbox_with_bucket(moto: &Moto, bucket: &str) -> Sandbox {
     sandbox(moto, bucket, "100ms")
+}
+
+/// The signed trail of `tests/fixtures/integrity/bucket` (bucket `org-trails`),
+/// each digest with its `signature` metadata, as an intruder left it: the
+/// log file `altered` rewritten (one record changed), `deleted` not there.
+/// (moto refuses unsigned requests on objects that exist, so the bucket is
+/// filled in its tampered state rather than tampered with.)
+fn upload_signed_trail(moto: &Moto, altered: &str, deleted: &str) {
+    let root = repo().join("tests/fixtures/integrity/bucket");
+    for path in walk(&root) {
+        let key = path.strip_prefix(&root).unwrap().to_str().unwrap().replace('\\', "/");
+        if key.ends_with(".signature") || key == deleted {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        if key == altered {
+            let text = String::from_utf8(gunzip(&bytes)).unwrap();
+            bytes = gzip(text.replace("ListBuckets", "GetObject").as_bytes());
+        }
+        match std::fs::read_to_string(path.with_extension("gz.signature")) {
+            Ok(signature) => moto.put_with(
+                "org-trails",
+                &key,
+                &bytes,
+                &[("x-amz-meta-signature", signature.trim())],
+            ),
+            Err(_) => moto.put("org-trails", &key, &bytes),
+        }
+    }
+}
+
+#[test]
+fn digest_files_are_verified_and_a_log_file_altered_or_deleted_raises_alarms() {
+    let logs: Vec<String> = walk(&repo().join("tests/fixtures/integrity/bucket"))
+        .iter()
+        .map(|path| path.to_str().unwrap().replace('\\', "/"))
+        .filter_map(|path| path.split_once("/bucket/").map(|(_, key)| key.to_string()))
+        .filter(|key| key.contains("/CloudTrail/"))
+        .collect();
+    assert_eq!(logs.len(), 6, "{logs:?}");
+    let (altered, deleted) = (logs[2].clone(), logs[5].clone());
+    let moto = Moto::start();
+    moto.create_bucket("org-trails");
+    upload_signed_trail(&moto, &altered, &deleted);
+
+    let endpoint = moto.endpoint();
+    let public_keys = repo().join("tests/fixtures/integrity/public-keys.json");
+    let sandbox = Sandbox::with_config(move |sandbox| {
+        Config::standard(&sandbox.store)
+            .set("source", "kind", "object_store")
+            .set("pipeline", "max_hold", "100ms")
+            .append(&format!(
+                "\n[source.object_store]\npoll_interval = \"100ms\"\ncloudtrail_public_keys = \"{}\"\n\n\
+                 [[source.object_store.buckets]]\nbucket = \"org-trails\"\nprefix = \"AWSLogs/\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nverify_digests = true\n",
+                public_keys.display()
+            ))
+    });
+    let output = sandbox.ok(&["run", "--once"]);
+    let log = stderr(&output);
+    assert!(
+        log.contains("LogFileAltered") && log.contains("LogFileMissing"),
+        "{log}"
+    );
+
+    // One alarm per finding, naming the object.
+    let alarms: Vec<Value> = sandbox.jsonl(&["alarms", "list", "--format", "jsonl", "--rule", "trail-file-integrity"]);
+    let mut found: Vec<String> = alarms
+        .iter()
+        .map(|alarm| alarm["output"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            format!("LogFileAltered: arn:aws:s3:::org-trails/{altered} (trail of account 493817265041, us-east-1)"),
+            format!("LogFileMissing: arn:aws:s3:::org-trails/{deleted} (trail of account 493817265041, us-east-1)"),
+        ],
+        "{alarms:?}"
+    );
+    // Each digest verified once, its signature checked; the log files read as trail files too.
+    let verified = sandbox.jsonl(&["events", "--action", "DigestVerified", "--format", "jsonl"]);
+    assert_eq!(verified.len(), 3, "{verified:?}");
+    for event in &verified {
+        assert_eq!(event["raw"]["serviceEventDetails"]["signature"], "valid", "{event}");
+    }
+    assert_eq!(
+        sandbox
+            .jsonl(&["events", "--action", "ListBuckets", "--format", "jsonl"])
+            .len(),
+        4
+    );
+    // Nothing is verified twice, and the spool keeps nothing read whole.
+    sandbox.ok(&["run", "--once"]);
+    assert_eq!(
+        sandbox
+            .jsonl(&["events", "--action", "DigestVerified", "--format", "jsonl"])
+            .len(),
+        3
+    );
+    let spool = PathBuf::from(format!("{}.spool", sandbox.store.display()));
+    assert!(walk_if_exists(&spool).is_empty(), "{:?}", walk_if_exists(&spool));
+    assert!(sandbox.ok(&["store", "verify"]).status.success());
+}
+
+#[test]
+fn a_public_keys_file_that_is_not_one_is_refused_by_name() {
+    let sandbox = Sandbox::with_config(|sandbox| {
+        Config::standard(&sandbox.store).append("\n[source.object_store]\ncloudtrail_public_keys = \"Cargo.toml\"\n")
+    });
+    let output = sandbox.run(&["run", "--once"]);
+    assert!(!output.status.success());
+    let log = stderr(&output);
+    assert!(
+        log.contains("source.object_store.cloudtrail_public_keys") && log.contains("Cargo.toml"),
+        "{log}"
+    );
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
 }

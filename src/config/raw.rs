@@ -125,6 +125,7 @@ pub(super) struct RawObjectStore {
     pub(super) spool_dir: Option<String>,
     pub(super) max_pass_bytes: Option<u64>,
     pub(super) concurrency: Option<usize>,
+    pub(super) cloudtrail_public_keys: Option<String>,
     #[serde(default)]
     pub(super) buckets: Vec<RawBucket>,
 }
@@ -140,6 +141,7 @@ pub(super) struct RawBucket {
     pub(super) secret_access_key: Option<String>,
     pub(super) session_token: Option<String>,
     pub(super) virtual_hosted_style: Option<bool>,
+    pub(super) verify_digests: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

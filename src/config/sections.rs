@@ -322,6 +322,7 @@ pub(super) fn object_store_settings(
             secret_access_key,
             session_token: text(bucket.session_token),
             virtual_hosted_style: bucket.virtual_hosted_style.unwrap_or(false),
+            verify_digests: bucket.verify_digests.unwrap_or(false),
         });
     }
     if required && buckets.is_empty() {
@@ -338,8 +339,16 @@ pub(super) fn object_store_settings(
             std::path::PathBuf::from(spool)
         }
     };
+    let public_keys = match text(raw.cloudtrail_public_keys) {
+        Some(path) => Some(std::sync::Arc::new(
+            crate::source::integrity::PublicKeys::load(std::path::Path::new(&path))
+                .map_err(|error| format!("`source.object_store.cloudtrail_public_keys`: {error}"))?,
+        )),
+        None => None,
+    };
     Ok(ObjectSourceSettings {
         buckets,
+        public_keys,
         poll_interval: duration("source.object_store.poll_interval", raw.poll_interval, "60s")?,
         spool_dir,
         max_pass_bytes: raw.max_pass_bytes.unwrap_or(256 << 20).max(1),

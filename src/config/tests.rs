@@ -284,6 +284,8 @@ fn object_store_buckets_are_validated() {
         ("cts-traces", "CloudTraces/")
     );
     assert!(bucket.virtual_hosted_style);
+    assert!(!bucket.verify_digests);
+    assert!(settings.object_store.public_keys.is_none());
     assert_eq!(settings.object_store.spool_dir, PathBuf::from("data/tw.db.spool"));
     assert_eq!(settings.object_store.poll_interval, Duration::from_secs(60));
     for (text, words) in [
@@ -301,10 +303,30 @@ fn object_store_buckets_are_validated() {
             &["secret_access_key"],
         ),
         ("[source]\nkind = \"s3\"\n", &["source.kind", "object_store"]),
+        (
+            "[source.object_store]\ncloudtrail_public_keys = \"no/such/keys.json\"\n",
+            &["source.object_store.cloudtrail_public_keys", "no/such/keys.json"],
+        ),
     ] {
         let error = Settings::from_toml("o.toml", text, false).unwrap_err().to_string();
         for word in words {
             assert!(error.contains(word), "{word:?} not in {error}");
         }
     }
+}
+
+#[test]
+fn digest_verification_takes_the_public_keys_of_list_public_keys() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/integrity/public-keys.json");
+    let text = format!(
+        "[source]\nkind = \"object_store\"\n[source.object_store]\ncloudtrail_public_keys = \"{}\"\n\
+         [[source.object_store.buckets]]\nbucket = \"org-trails\"\nverify_digests = true\n",
+        keys.display()
+    );
+    let settings = Settings::from_toml("o.toml", &text, false).unwrap();
+    assert!(settings.object_store.buckets[0].verify_digests);
+    assert_eq!(
+        settings.object_store.public_keys.as_ref().map(|keys| keys.len()),
+        Some(1)
+    );
 }

@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod framer;
+pub mod integrity;
 pub mod kafka;
 pub mod merge;
 pub mod object;

@@ -25,6 +25,7 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 
+use super::integrity::{self, PublicKeys, Trail};
 use super::watch::{CheckpointLookup, Plan, WatchMessage, WatchOptions, plan, scan};
 use super::{ChunkBatch, FileCheckpoint};
 
@@ -44,12 +45,16 @@ pub struct BucketSettings {
     pub session_token: Option<String>,
     /// `https://bucket.endpoint/key` rather than `https://endpoint/bucket/key` (COS needs it).
     pub virtual_hosted_style: bool,
+    /// Verify the trail's digest files (CloudTrail's, CTS's) as they arrive.
+    pub verify_digests: bool,
 }
 
 /// `[source.object_store]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectSourceSettings {
     pub buckets: Vec<BucketSettings>,
+    /// CloudTrail's public keys, to check digest signatures with.
+    pub public_keys: Option<Arc<PublicKeys>>,
     pub poll_interval: Duration,
     /// Where objects are copied before they are read.
     pub spool_dir: PathBuf,
@@ -112,10 +117,12 @@ pub struct Listed {
     pub key: String,
     pub size: u64,
     pub modified_ms: i64,
+    /// A digest file (listed only for buckets that verify them), and whose.
+    pub digest: Option<Trail>,
 }
 
-/// The data objects under a bucket's prefix (digest files and anything that
-/// is not a trail file left out), sorted by key.
+/// The objects to read under a bucket's prefix, sorted by key: trail files,
+/// and digest files when the bucket verifies them (anything else left out).
 pub async fn list(bucket: &Bucket) -> Result<Vec<Listed>, String> {
     use futures_util::TryStreamExt;
     let prefix = (!bucket.settings.prefix.is_empty()).then(|| ObjectPath::from(bucket.settings.prefix.as_str()));
@@ -127,11 +134,19 @@ pub async fn list(bucket: &Bucket) -> Result<Vec<Listed>, String> {
         .map_err(|error| format!("listing {}: {error}", bucket.url()))?;
     let mut listed: Vec<Listed> = metas
         .into_iter()
-        .filter(|meta| super::file::is_data_file(Path::new(meta.location.as_ref())))
-        .map(|meta| Listed {
-            key: meta.location.to_string(),
-            size: meta.size,
-            modified_ms: meta.last_modified.timestamp_millis(),
+        .filter_map(|meta| {
+            let key = meta.location.to_string();
+            let digest = if bucket.settings.verify_digests {
+                integrity::digest_kind(&key)
+            } else {
+                None
+            };
+            (digest.is_some() || super::file::is_data_file(Path::new(&key))).then(|| Listed {
+                key,
+                size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis(),
+                digest,
+            })
         })
         .collect();
     listed.sort_by(|a, b| a.key.cmp(&b.key));
@@ -199,21 +214,37 @@ fn sanitize(part: &str) -> String {
 pub struct SyncReport {
     pub listed: usize,
     pub downloaded: usize,
+    /// Digest files verified (their records spooled).
+    pub verified: usize,
+    /// Findings of those verifications.
+    pub findings: usize,
     pub bytes: u64,
     /// Objects left for the next pass (over the byte budget).
     pub deferred: usize,
     pub errors: Vec<String>,
 }
 
+/// One thing a pass does for an object.
+enum Job {
+    /// Copy a trail file into the spool.
+    Download(Listed, PathBuf),
+    /// Verify a digest file and spool the records of its outcome.
+    Verify(Listed, Trail, PathBuf),
+}
+
+/// What a job brought in: bytes downloaded, findings.
+type JobDone = Result<(u64, Option<usize>), String>;
+
 /// Bring every object that needs reading into the spool: those with no
-/// checkpoint, changed since theirs, or not read whole.
+/// checkpoint, changed since theirs, or not read whole; and verify each
+/// digest file that has not been (no checkpoint of its records).
 pub async fn sync(
     buckets: &[Bucket],
     settings: &ObjectSourceSettings,
     known: &dyn Fn(&str) -> Option<FileCheckpoint>,
 ) -> SyncReport {
     let mut report = SyncReport::default();
-    let mut wanted: Vec<(usize, Listed, PathBuf)> = Vec::new();
+    let mut wanted: Vec<(usize, Job)> = Vec::new();
     let mut budget = settings.max_pass_bytes;
     for (index, bucket) in buckets.iter().enumerate() {
         let listed = match list(bucket).await {
@@ -225,26 +256,39 @@ pub async fn sync(
         };
         report.listed += listed.len();
         for object in listed {
-            let path = spool_path(&settings.spool_dir, &bucket.settings.bucket, &object.key);
-            let checkpoint = known(&path.display().to_string());
-            if plan(checkpoint.as_ref(), object.size, object.modified_ms, true) == Plan::Skip {
-                continue;
-            }
-            // Already spooled (a crash between download and reading): read it on.
-            if super::file::file_identity(&path)
-                .is_ok_and(|(size, mtime, _)| size == object.size && mtime == object.modified_ms)
-            {
-                continue;
-            }
-            if object.size > budget && !wanted.is_empty() {
+            let job = if let Some(trail) = object.digest {
+                let path = integrity::records_path(&settings.spool_dir, &bucket.settings.bucket, &object.key);
+                // Verified before (its records read, or spooled and not read yet).
+                if known(&path.display().to_string()).is_some() || path.exists() {
+                    continue;
+                }
+                Job::Verify(object, trail, path)
+            } else {
+                let path = spool_path(&settings.spool_dir, &bucket.settings.bucket, &object.key);
+                let checkpoint = known(&path.display().to_string());
+                if plan(checkpoint.as_ref(), object.size, object.modified_ms, true) == Plan::Skip {
+                    continue;
+                }
+                // Already spooled (a crash between download and reading): read it on.
+                if super::file::file_identity(&path)
+                    .is_ok_and(|(size, mtime, _)| size == object.size && mtime == object.modified_ms)
+                {
+                    continue;
+                }
+                Job::Download(object, path)
+            };
+            let size = match &job {
+                Job::Download(object, _) | Job::Verify(object, _, _) => object.size,
+            };
+            if size > budget && !wanted.is_empty() {
                 report.deferred += 1;
                 continue;
             }
-            budget = budget.saturating_sub(object.size);
-            wanted.push((index, object, path));
+            budget = budget.saturating_sub(size);
+            wanted.push((index, job));
         }
     }
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<JobDone> = tokio::task::JoinSet::new();
     let limit = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
     let buckets: Vec<Arc<Bucket>> = buckets
         .iter()
@@ -255,18 +299,29 @@ pub async fn sync(
             })
         })
         .collect();
-    for (index, object, path) in wanted {
+    for (index, job) in wanted {
         let bucket = buckets[index].clone();
         let limit = limit.clone();
+        let keys = settings.public_keys.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            download(&bucket, &object, &path).await
+            match job {
+                Job::Download(object, path) => download(&bucket, &object, &path).await.map(|bytes| (bytes, None)),
+                Job::Verify(object, trail, path) => verify_digest(&bucket, &object, trail, keys.as_deref(), &path)
+                    .await
+                    .map(|(bytes, findings)| (bytes, Some(findings))),
+            }
         });
     }
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok(Ok(bytes)) => {
+            Ok(Ok((bytes, None))) => {
                 report.downloaded += 1;
+                report.bytes += bytes;
+            }
+            Ok(Ok((bytes, Some(findings)))) => {
+                report.verified += 1;
+                report.findings += findings;
                 report.bytes += bytes;
             }
             Ok(Err(error)) => report.errors.push(error),
@@ -274,6 +329,36 @@ pub async fn sync(
         }
     }
     report
+}
+
+/// Verify one digest file and spool the records of the outcome (with the
+/// digest's modification time): the bytes downloaded and the findings.
+async fn verify_digest(
+    bucket: &Bucket,
+    object: &Listed,
+    trail: Trail,
+    keys: Option<&PublicKeys>,
+    path: &Path,
+) -> Result<(u64, usize), String> {
+    let name = &bucket.settings.bucket;
+    let outcome = integrity::verify(bucket.store.as_ref(), name, &object.key, trail, keys).await?;
+    for finding in &outcome.findings {
+        tracing::warn!(
+            digest = %format!("s3://{name}/{}", object.key),
+            object = %format!("s3://{}/{}", finding.bucket, finding.key),
+            finding = finding.kind.name(),
+            detail = %finding.detail,
+            "trail file integrity"
+        );
+    }
+    let records = outcome.records();
+    let path = path.to_path_buf();
+    let modified = object.modified_ms;
+    tokio::task::spawn_blocking(move || write_spooled(&path, records.as_bytes(), modified))
+        .await
+        .map_err(|error| format!("s3://{name}/{}: {error}", object.key))?
+        .map_err(|error| format!("s3://{name}/{}: spooling the verification: {error}", object.key))?;
+    Ok((outcome.bytes, outcome.findings.len()))
 }
 
 /// The daemon's object-store source: until shutdown (or, with `once`, until
@@ -320,10 +405,12 @@ pub fn run_object_source(
         for error in &report.errors {
             tracing::warn!(%error, "object store: will try again at the next pass");
         }
-        if report.downloaded > 0 || report.deferred > 0 {
+        if report.downloaded > 0 || report.verified > 0 || report.deferred > 0 {
             tracing::info!(
                 listed = report.listed,
                 downloaded = report.downloaded,
+                digests_verified = report.verified,
+                findings = report.findings,
                 bytes = report.bytes,
                 deferred = report.deferred,
                 "objects spooled"
@@ -340,7 +427,7 @@ pub fn run_object_source(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        if once && report.downloaded == 0 && report.deferred == 0 {
+        if once && report.downloaded == 0 && report.verified == 0 && report.deferred == 0 {
             return;
         }
         if once {
@@ -375,6 +462,7 @@ pub fn bucket_of_url(url: &str) -> Result<BucketSettings, String> {
         secret_access_key: None,
         session_token: None,
         virtual_hosted_style: false,
+        verify_digests: false,
     })
 }
 
@@ -391,6 +479,7 @@ pub fn fetch_url(url: &str, dir: &Path) -> Result<PathBuf, String> {
         .map_err(|error| error.to_string())?;
     let source = ObjectSourceSettings {
         buckets: vec![settings],
+        public_keys: None,
         poll_interval: Duration::ZERO,
         spool_dir: dir.to_path_buf(),
         max_pass_bytes: u64::MAX,

@@ -75,6 +75,22 @@ impl Http {
     /// `method path` with an optional bearer token and an optional body
     /// (content type, bytes).
     pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &[u8])>) -> Result<Reply> {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        self.request_with(method, path, &headers, body)
+    }
+
+    /// `method path` with extra headers and an optional body (content type, bytes).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Reply> {
         let mut stream =
             TcpStream::connect(&self.address).with_context(|| format!("connecting to {}", self.address))?;
         stream.set_read_timeout(Some(self.timeout))?;
@@ -82,8 +98,8 @@ impl Http {
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.address
         );
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some((content_type, bytes)) = body {
             head.push_str(&format!(
