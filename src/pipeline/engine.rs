@@ -213,6 +213,20 @@ pub(super) fn engine_stage(
     // The store stage: at most one transaction queued behind the one being
     // written, so a slow disk holds the engine back rather than memory growing.
     let (job_sender, job_receiver) = std::sync::mpsc::sync_channel::<StoreJob>(1);
+    // With the event store on, a sealing stage between the two compresses
+    // each transaction's event block, so the store's thread spends its time
+    // in SQLite and on the disk (and the compression of one transaction
+    // overlaps the commit of the one before).
+    let (job_receiver, sealer_thread) = if options.activity.events.enabled {
+        let (sealed_sender, sealed_receiver) = std::sync::mpsc::sync_channel::<StoreJob>(1);
+        let thread = std::thread::Builder::new()
+            .name("tw-seal".into())
+            .spawn(move || seal_stage(job_receiver, sealed_sender))
+            .expect("spawning a thread");
+        (sealed_receiver, Some(thread))
+    } else {
+        (job_receiver, None)
+    };
     let (reply_sender, replies) = std::sync::mpsc::channel::<StoreReply>();
     // Transactions handed to the store stage and not yet written: while it
     // is busy, the engine lingers for more events (group commit).
@@ -233,9 +247,16 @@ pub(super) fn engine_stage(
             .spawn(move || stage.run(job_receiver))
             .expect("spawning a thread")
     };
-    let stopped = |thread: std::thread::JoinHandle<Result<(), StoreError>>| match thread.join() {
-        Ok(result) => result,
-        Err(panic) => std::panic::resume_unwind(panic),
+    let stopped = |thread: std::thread::JoinHandle<Result<(), StoreError>>| {
+        if let Some(sealer) = sealer_thread
+            && let Err(panic) = sealer.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     };
     while !closed {
         // Block for one batch (or, in the daemon, until held events are due),
@@ -511,6 +532,23 @@ struct StoreJob {
     oldest_batch: Option<Instant>,
     /// Timestamps (Unix ms) of the Kafka messages whose events it evaluated.
     appended: Vec<i64>,
+}
+
+/// The sealing stage: compresses each job's event block and passes the job
+/// on, in order. A block it cannot compress goes on as it is: the store
+/// stage's write compresses it again and reports the error in its own
+/// retry path, so nothing is written without its events.
+fn seal_stage(jobs: std::sync::mpsc::Receiver<StoreJob>, store: SyncSender<StoreJob>) {
+    let mut sealer = crate::alarm::events::Sealer::default();
+    for mut job in jobs {
+        if let Err(error) = sealer.seal(&mut job.write.activity.events) {
+            tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
+        }
+        if store.send(job).is_err() {
+            // The store stage stopped on an error it has logged.
+            return;
+        }
+    }
 }
 
 /// What the store stage tells the engine.

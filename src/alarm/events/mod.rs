@@ -59,6 +59,16 @@ pub struct EventBlock {
     pub max_ms: i64,
     /// zstd level to write it with.
     pub level: i32,
+    /// The compressed bytes and the Bloom filter, once `Sealer::seal` made
+    /// them (off the store's thread); `write` makes them itself otherwise.
+    pub sealed: Option<Sealed>,
+}
+
+/// A block's compressed bytes and Bloom filter.
+#[derive(Debug)]
+pub struct Sealed {
+    pub data: Vec<u8>,
+    pub bloom: Vec<u8>,
 }
 
 impl EventBlock {
@@ -72,6 +82,34 @@ impl EventBlock {
         self.count = 0;
         self.min_ms = i64::MAX;
         self.max_ms = i64::MIN;
+        self.sealed = None;
+    }
+}
+
+/// Compresses blocks and builds their filters, keeping one zstd context for
+/// all of them (a context is hundreds of kilobytes of tables to set up). The
+/// pipeline runs it on a thread between the engine and the store, so the
+/// store's thread spends its time in SQLite and the disk.
+#[derive(Default)]
+pub struct Sealer {
+    compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
+}
+
+impl Sealer {
+    /// Compress `block` and build its filter, unless that is done already.
+    pub fn seal(&mut self, block: &mut EventBlock) -> std::io::Result<()> {
+        if block.is_empty() || block.sealed.is_some() {
+            return Ok(());
+        }
+        let compressor = match &mut self.compressor {
+            Some((level, compressor)) if *level == block.level => compressor,
+            slot => &mut slot.insert((block.level, zstd::bulk::Compressor::new(block.level)?)).1,
+        };
+        block.sealed = Some(Sealed {
+            data: compressor.compress(&block.bytes)?,
+            bloom: codec::bloom(&block.terms),
+        });
+        Ok(())
     }
 }
 
@@ -126,9 +164,18 @@ pub(crate) fn write(transaction: &Transaction<'_>, block: &EventBlock) -> rusqli
     if block.is_empty() {
         return Ok(());
     }
-    let data = zstd::bulk::compress(&block.bytes, block.level)
-        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-    let filter = codec::bloom(&block.terms);
+    let made;
+    let (data, filter) = match &block.sealed {
+        Some(sealed) => (&sealed.data, &sealed.bloom),
+        None => {
+            made = Sealed {
+                data: zstd::bulk::compress(&block.bytes, block.level)
+                    .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?,
+                bloom: codec::bloom(&block.terms),
+            };
+            (&made.data, &made.bloom)
+        }
+    };
     transaction
         .prepare_cached(
             "INSERT INTO event_blocks (min_time_ms, max_time_ms, events, raw_bytes, stored_bytes, bloom) \

@@ -32,7 +32,8 @@ fn call(id: usize, at: i64, key: &str, ip: &str, action: &str, failed: bool) -> 
 const START: i64 = 1_767_578_400;
 const KEYS: [&str; 3] = ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2", "AKIAAAAAAAAAAAAAAAA3"];
 
-/// 300 calls a minute apart, written in blocks of 40.
+/// 300 calls a minute apart, written in blocks of 40 (every other one
+/// sealed beforehand, as the pipeline's sealing stage does).
 fn filled() -> (Connection, Vec<String>) {
     let records: Vec<String> = (0..300)
         .map(|index| {
@@ -53,11 +54,15 @@ fn filled() -> (Connection, Vec<String>) {
     let events = events_of(records.iter().cloned());
     let mut connection = store();
     let mut builder = BlockBuilder::new(&EventStoreOptions::default());
-    for chunk in events.chunks(40) {
+    let mut sealer = Sealer::default();
+    for (index, chunk) in events.chunks(40).enumerate() {
         for event in chunk {
             builder.add(event);
         }
-        let block = builder.take();
+        let mut block = builder.take();
+        if index % 2 == 0 {
+            sealer.seal(&mut block).unwrap();
+        }
         let transaction = connection.transaction().unwrap();
         write(&transaction, &block).unwrap();
         transaction.commit().unwrap();
@@ -255,4 +260,59 @@ fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
     assert_eq!((block.min_ms, block.max_ms), (START * 1000, (START + 4) * 1000));
     assert_eq!(block.level, 3);
     assert!(builder.take().is_empty());
+}
+
+#[test]
+fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() {
+    let records: Vec<String> = (0..50)
+        .map(|index| {
+            call(
+                index,
+                START + index as i64,
+                KEYS[index % 3],
+                "10.0.0.1",
+                "DescribeInstances",
+                false,
+            )
+        })
+        .collect();
+    let events = events_of(records.into_iter());
+    let mut builder = BlockBuilder::new(&EventStoreOptions::default());
+    let rows = |sealed: bool, builder: &mut BlockBuilder| {
+        for event in &events {
+            builder.add(event);
+        }
+        let mut block = builder.take();
+        if sealed {
+            Sealer::default().seal(&mut block).unwrap();
+            assert!(block.sealed.is_some());
+        }
+        let mut connection = store();
+        let transaction = connection.transaction().unwrap();
+        write(&transaction, &block).unwrap();
+        transaction.commit().unwrap();
+        builder.recycle(block);
+        connection
+            .query_row(
+                "SELECT b.events, b.raw_bytes, b.stored_bytes, b.bloom, d.data FROM event_blocks b JOIN event_block_data d ON d.id = b.id",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                        row.get::<_, Vec<u8>>(4)?,
+                    ))
+                },
+            )
+            .unwrap()
+    };
+    let plain = rows(false, &mut builder);
+    let sealed = rows(true, &mut builder);
+    assert_eq!(plain.0, 50);
+    assert_eq!(plain, sealed);
+    // A recycled block forgets its seal: the next one is compressed anew.
+    let block = builder.take();
+    assert!(block.sealed.is_none() && block.is_empty());
 }
