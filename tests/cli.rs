@@ -570,3 +570,28 @@ fn rules_reload_on_sighup_and_a_broken_set_never_replaces_the_running_one() {
     let status = child.wait();
     assert!(status.success());
 }
+
+#[test]
+fn run_once_waits_for_a_file_still_being_written_instead_of_skipping_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("incoming");
+    std::fs::create_dir(&watched).unwrap();
+    let config = dir.path().join("config.toml");
+    Config::standard(&dir.path().join("store.db"))
+        .files(&[&watched])
+        .set("source.files", "settle", "3s")
+        .unset("rules", "watch")
+        .write(&config);
+    // Written just now: it changed within `settle` when the run starts.
+    std::fs::copy(
+        format!("{RECORDS}/tencent_cos_delivery.json.gz"),
+        watched.join("a.json.gz"),
+    )
+    .unwrap();
+    let output = cli().run(&["--config", config.to_str().unwrap(), "run", "--once"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        alarm_count(&dir.path().join("store.db")) > 0,
+        "the settling file was read"
+    );
+}

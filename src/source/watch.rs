@@ -90,7 +90,11 @@ fn is_gzip(path: &Path) -> bool {
         && magic == [0x1f, 0x8b]
 }
 
-/// Run the source until shutdown (or, without `watch`, until the first pass is done).
+/// How long a pass without `watch` waits for files that are still changing.
+const ONCE_SETTLE_WAIT: Duration = Duration::from_secs(30);
+
+/// Run the source until shutdown (or, without `watch`, until a pass has read
+/// every file, those still changing waited for up to `ONCE_SETTLE_WAIT`).
 pub fn run_file_source(
     options: WatchOptions,
     sender: SyncSender<ChunkBatch>,
@@ -126,11 +130,28 @@ pub fn run_file_source(
         None
     };
     let mut reclaimer = crate::memory::Reclaimer::default();
+    // Without `watch` (`run --once`), files changed within `settle` are
+    // waited for, this long at most, rather than left unread.
+    let settle_deadline = std::time::Instant::now() + ONCE_SETTLE_WAIT;
     loop {
         let (pending, bytes) = scan(&options, &checkpoints, &mut progress, &sender, &stop);
         reclaimer.note(bytes);
-        if stop.load(Ordering::SeqCst) || !options.watch {
+        if stop.load(Ordering::SeqCst) {
             return;
+        }
+        if !options.watch {
+            if !pending {
+                return;
+            }
+            if std::time::Instant::now() >= settle_deadline {
+                tracing::warn!(
+                    settle = ?options.settle,
+                    "files still being written were left unread (they changed within `source.files.settle` for {ONCE_SETTLE_WAIT:?})"
+                );
+                return;
+            }
+            std::thread::sleep(options.settle.clamp(Duration::from_millis(50), Duration::from_secs(1)));
+            continue;
         }
         // The chunks of a big first pass are freed by the normalizer; give
         // their memory back while waiting (see `memory.rs`).
