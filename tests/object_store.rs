@@ -5,7 +5,8 @@
 //! nothing; a server that stops answering and comes back is read on; a bucket
 //! that does not exist is named in the log; `replay s3://…` reads a bucket;
 //! a signed CloudTrail digest chain is verified and a log file altered or
-//! deleted after delivery raises `trail-file-integrity` alarms.
+//! deleted after delivery raises `trail-file-integrity` alarms; a bucket
+//! notification on Kafka starts a pass long before `poll_interval`.
 
 mod common;
 
@@ -441,4 +442,73 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
     out
+}
+
+#[test]
+fn a_bucket_notification_on_kafka_starts_a_pass_before_the_poll_interval() {
+    use common::kafka::{Message, produce};
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("a mock cluster");
+    cluster
+        .create_topic("bucket-events", 1, 1)
+        .expect("the notification topic");
+    let brokers = cluster.bootstrap_servers();
+    let moto = Moto::start();
+    moto.create_bucket("trails");
+    let keys = upload_examples(&moto, "trails", "");
+    let endpoint = moto.endpoint();
+    let notified = brokers.clone();
+    // Listed once at the start, then not for an hour: only a notification brings a pass.
+    let sandbox = Sandbox::with_config(move |sandbox| {
+        Config::standard(&sandbox.store)
+            .set("source", "kind", "object_store")
+            .set("pipeline", "max_hold", "100ms")
+            .append(&format!(
+                "\n[source.object_store]\npoll_interval = \"1h\"\n\n\
+                 [[source.object_store.buckets]]\nbucket = \"trails\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\n\
+                 [source.object_store.notifications]\nbrokers = \"{notified}\"\ntopics = [\"bucket-events\"]\n"
+            ))
+    });
+    let extra = keys.iter().find(|key| key.contains("CloudTrail/")).unwrap().clone();
+    let local = examples_dir().join(&extra);
+    let event_id = sandbox.jsonl(&["normalize", local.to_str().unwrap()])[0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The store may not be there (or be half made) before the daemon's first pass.
+    let copies = |sandbox: &Sandbox| {
+        let output = sandbox.run(&["events", "--id", &event_id, "--format", "jsonl"]);
+        if output.status.success() {
+            stdout(&output).lines().count()
+        } else {
+            0
+        }
+    };
+    let mut daemon = sandbox.start(&["run"], Log::Collect);
+    wait_until("the first pass", Duration::from_secs(60), || copies(&sandbox) == 1);
+    // A new object, and S3's notification of it (as an S3 → Kafka bridge delivers it).
+    let again = extra.replace(".json.gz", "-again.json.gz");
+    moto.put("trails", &again, &std::fs::read(&local).unwrap());
+    let notification = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "trails", "arn": "arn:aws:s3:::trails"}, "object": {"key": again, "size": 1}},
+    }]});
+    produce(
+        &brokers,
+        "bucket-events",
+        &[Message {
+            key: "trails".into(),
+            payload: notification.to_string().into_bytes(),
+        }],
+    );
+    wait_until("the notified object's events", Duration::from_secs(60), || {
+        copies(&sandbox) == 2
+    });
+    daemon.terminate();
+    assert!(
+        daemon
+            .wait_timeout(Duration::from_secs(60))
+            .is_some_and(|status| status.success())
+    );
 }

@@ -128,6 +128,17 @@ pub(super) struct RawObjectStore {
     pub(super) cloudtrail_public_keys: Option<String>,
     #[serde(default)]
     pub(super) buckets: Vec<RawBucket>,
+    pub(super) notifications: Option<RawNotifications>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotifications {
+    pub(super) brokers: Option<String>,
+    pub(super) topics: Option<Vec<String>>,
+    pub(super) group_id: Option<String>,
+    #[serde(default)]
+    pub(super) properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

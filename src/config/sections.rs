@@ -232,6 +232,47 @@ pub(super) fn kafka_settings(
     })
 }
 
+/// `[source.object_store.notifications]`: a Kafka topic of bucket notifications.
+fn notification_settings(
+    raw: super::raw::RawNotifications,
+) -> Result<crate::source::notifications::NotificationSettings, String> {
+    const SECTION: &str = "source.object_store.notifications";
+    let brokers = raw
+        .brokers
+        .map(|brokers| brokers.trim().to_string())
+        .filter(|brokers| !brokers.is_empty())
+        .ok_or_else(|| format!("`{SECTION}` needs `brokers` (host:port[,host:port…])"))?;
+    let topics: Vec<String> = raw
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|topic| topic.trim().to_string())
+        .filter(|topic| !topic.is_empty())
+        .collect();
+    if topics.is_empty() {
+        return Err(format!(
+            "`{SECTION}` needs `topics` (the topics the bucket notifications arrive on)"
+        ));
+    }
+    for reserved in ["bootstrap.servers", "group.id", "enable.auto.commit"] {
+        if raw.properties.contains_key(reserved) {
+            return Err(format!(
+                "`{SECTION}.properties` sets \"{reserved}\", which trailwarden manages (use brokers / group_id)"
+            ));
+        }
+    }
+    Ok(crate::source::notifications::NotificationSettings {
+        brokers,
+        topics,
+        group_id: raw
+            .group_id
+            .map(|group| group.trim().to_string())
+            .filter(|group| !group.is_empty())
+            .unwrap_or_else(|| "trailwarden-bucket-notifications".into()),
+        properties: raw.properties,
+    })
+}
+
 /// `rules.sigma_logsources` and `rules.sigma_placeholders`, checked.
 pub(super) fn sigma_settings(
     logsources: Vec<RawSigmaLogsource>,
@@ -346,9 +387,14 @@ pub(super) fn object_store_settings(
         )),
         None => None,
     };
+    let notifications = match raw.notifications {
+        Some(raw) => Some(notification_settings(raw)?),
+        None => None,
+    };
     Ok(ObjectSourceSettings {
         buckets,
         public_keys,
+        notifications,
         poll_interval: duration("source.object_store.poll_interval", raw.poll_interval, "60s")?,
         spool_dir,
         max_pass_bytes: raw.max_pass_bytes.unwrap_or(256 << 20).max(1),

@@ -286,6 +286,7 @@ fn object_store_buckets_are_validated() {
     assert!(bucket.virtual_hosted_style);
     assert!(!bucket.verify_digests);
     assert!(settings.object_store.public_keys.is_none());
+    assert!(settings.object_store.notifications.is_none());
     assert_eq!(settings.object_store.spool_dir, PathBuf::from("data/tw.db.spool"));
     assert_eq!(settings.object_store.poll_interval, Duration::from_secs(60));
     for (text, words) in [
@@ -303,6 +304,18 @@ fn object_store_buckets_are_validated() {
             &["secret_access_key"],
         ),
         ("[source]\nkind = \"s3\"\n", &["source.kind", "object_store"]),
+        (
+            "[source.object_store.notifications]\ntopics = [\"bucket-events\"]\n",
+            &["source.object_store.notifications", "brokers"],
+        ),
+        (
+            "[source.object_store.notifications]\nbrokers = \"k:9092\"\n",
+            &["source.object_store.notifications", "topics"],
+        ),
+        (
+            "[source.object_store.notifications]\nbrokers = \"k:9092\"\ntopics = [\"t\"]\n[source.object_store.notifications.properties]\n\"group.id\" = \"x\"\n",
+            &["group.id", "group_id"],
+        ),
         (
             "[source.object_store]\ncloudtrail_public_keys = \"no/such/keys.json\"\n",
             &["source.object_store.cloudtrail_public_keys", "no/such/keys.json"],

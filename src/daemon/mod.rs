@@ -134,6 +134,12 @@ impl Daemon {
                     tracing::info!(bucket = %bucket.bucket, prefix = %bucket.prefix, spool = %objects.spool_dir.display(), "reading an object-store bucket");
                 }
                 let merge = options.merge.clone();
+                // Bucket notifications start a pass early; a one-pass run has no use for them.
+                if let Some(notifications) = objects.notifications.as_ref().filter(|_| !once) {
+                    let buckets = objects.buckets.iter().map(|bucket| bucket.bucket.clone()).collect();
+                    crate::source::notifications::start(notifications, buckets, wake_sender.clone(), stop.clone())
+                        .map_err(AppError::Usage)?;
+                }
                 std::thread::Builder::new().name("tw-objects".into()).spawn(move || {
                     crate::source::object::run_object_source(
                         objects,

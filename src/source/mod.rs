@@ -11,6 +11,7 @@ pub mod framer;
 pub mod integrity;
 pub mod kafka;
 pub mod merge;
+pub mod notifications;
 pub mod object;
 pub mod watch;
 

@@ -55,6 +55,8 @@ pub struct ObjectSourceSettings {
     pub buckets: Vec<BucketSettings>,
     /// CloudTrail's public keys, to check digest signatures with.
     pub public_keys: Option<Arc<PublicKeys>>,
+    /// A Kafka topic of bucket notifications that starts a pass early.
+    pub notifications: Option<super::notifications::NotificationSettings>,
     pub poll_interval: Duration,
     /// Where objects are copied before they are read.
     pub spool_dir: PathBuf,
@@ -480,6 +482,7 @@ pub fn fetch_url(url: &str, dir: &Path) -> Result<PathBuf, String> {
     let source = ObjectSourceSettings {
         buckets: vec![settings],
         public_keys: None,
+        notifications: None,
         poll_interval: Duration::ZERO,
         spool_dir: dir.to_path_buf(),
         max_pass_bytes: u64::MAX,
