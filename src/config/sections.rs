@@ -139,13 +139,7 @@ pub(super) fn kafka_settings(
     duration: &DurationParser<'_>,
 ) -> Result<KafkaSettings, String> {
     let brokers = raw.brokers.unwrap_or_default().trim().to_string();
-    let topics: Vec<String> = raw
-        .topics
-        .unwrap_or_default()
-        .into_iter()
-        .map(|topic| topic.trim().to_string())
-        .filter(|topic| !topic.is_empty())
-        .collect();
+    let topics = topic_list(raw.topics);
     let group_id = raw.group_id.unwrap_or_else(|| "trailwarden".into()).trim().to_string();
     if required {
         if brokers.is_empty() {
@@ -232,6 +226,16 @@ pub(super) fn kafka_settings(
     })
 }
 
+/// Topic names as given, trimmed, the empty ones left out.
+fn topic_list(topics: Option<Vec<String>>) -> Vec<String> {
+    topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|topic| topic.trim().to_string())
+        .filter(|topic| !topic.is_empty())
+        .collect()
+}
+
 /// `[source.object_store.notifications]`: a Kafka topic of bucket notifications.
 fn notification_settings(
     raw: super::raw::RawNotifications,
@@ -242,13 +246,7 @@ fn notification_settings(
         .map(|brokers| brokers.trim().to_string())
         .filter(|brokers| !brokers.is_empty())
         .ok_or_else(|| format!("`{SECTION}` needs `brokers` (host:port[,host:port…])"))?;
-    let topics: Vec<String> = raw
-        .topics
-        .unwrap_or_default()
-        .into_iter()
-        .map(|topic| topic.trim().to_string())
-        .filter(|topic| !topic.is_empty())
-        .collect();
+    let topics = topic_list(raw.topics);
     if topics.is_empty() {
         return Err(format!(
             "`{SECTION}` needs `topics` (the topics the bucket notifications arrive on)"
