@@ -1504,3 +1504,56 @@ fn the_event_store_answers_by_key_alarm_and_cursor() {
         .get("/api/v1/events?limit=5000", Some(VIEWER))
         .error(400, &["limit"]);
 }
+
+/// Every (method, route) `api_routes()` declares, read from its source: the
+/// list the role tests above walk must hold each of them, so a new route
+/// without a line in `endpoints()` (and so without its token and role
+/// checks) fails here.
+fn declared_routes() -> BTreeSet<(String, String)> {
+    let source = std::fs::read_to_string(repo().join("src/api/mod.rs")).unwrap();
+    let start = source
+        .find("pub fn api_routes()")
+        .expect("api_routes in src/api/mod.rs");
+    let body = &source[start..];
+    let body = &body[..body.find("\n}\n").expect("the end of api_routes")];
+    let mut routes = BTreeSet::new();
+    for segment in body.split(".route(").skip(1) {
+        let path = segment.split('"').nth(1).expect("a route's path").to_string();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let needle = format!("{method}(");
+            let declared = segment.match_indices(&needle).any(|(at, _)| {
+                !segment[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            });
+            if declared {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_declared_route_is_in_the_role_tests() {
+    let declared = declared_routes();
+    assert!(declared.len() >= 25, "{declared:?}");
+    let tested: BTreeSet<(String, String)> = endpoints()
+        .into_iter()
+        .map(|(method, path, _)| {
+            let path = path.split('?').next().unwrap().replace("/1", "/{id}");
+            (method.to_string(), path)
+        })
+        .collect();
+    let untested: Vec<_> = declared.difference(&tested).collect();
+    assert!(
+        untested.is_empty(),
+        "routes with no line in endpoints() (their token and role checks are not tested): {untested:?}"
+    );
+    let gone: Vec<_> = tested.difference(&declared).collect();
+    assert!(
+        gone.is_empty(),
+        "endpoints() lines for routes api_routes() does not declare: {gone:?}"
+    );
+}
