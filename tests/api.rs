@@ -1065,6 +1065,12 @@ fn no_response_carries_a_full_access_key() {
     for key in &keys {
         assert!(!log.contains(key.as_str()), "full key {key} in the log");
     }
+    // Nor a bearer token the callers sent (valid or not).
+    server.get("/api/v1/me", Some("tw_not_a_configured_token_0123456789"));
+    let log = server.daemon.stderr();
+    for token in [VIEWER, OPERATOR, ADMIN, "tw_not_a_configured_token_0123456789"] {
+        assert!(!log.contains(token), "a token in the log");
+    }
 }
 
 #[test]
