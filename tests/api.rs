@@ -202,6 +202,19 @@ fn health_is_open_and_everything_else_needs_a_token_and_a_role() {
         assert!(reply.header("www-authenticate").is_some(), "{method} {path}");
         call(&server, method, path, Some("tw_not_a_configured_token"), &body).error(401, &["unknown token"]);
     }
+    // Every answer, refused or not, is kept out of caches and not sniffed.
+    for (path, token) in [
+        ("/api/v1/alarms", Some(VIEWER)),
+        ("/api/v1/alarms", None),
+        ("/healthz", None),
+    ] {
+        let reply = server.get(path, token);
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(reply.header("referrer-policy"), Some("no-referrer"), "{path}");
+    }
+    // The console's files keep their own caching (revalidated by ETag).
+    assert_eq!(server.get("/", None).header("cache-control"), Some("no-cache"));
     // Unknown API paths do not answer anonymously either.
     server.get("/api/v1/nothing-here", None).error(401, &["authorization"]);
     server.get("/api/v1/nothing-here", Some(VIEWER)).error(404, &["path"]);

@@ -148,6 +148,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(console::router())
         .fallback(fallback)
         .layer(middleware::from_fn(shape_errors))
+        .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(state.settings.api.body_limit))
         .with_state(state)
 }
@@ -226,6 +227,25 @@ fn count(state: &ApiState, method: &str, route: &str, status: StatusCode) {
             status: status.as_u16(),
         })
         .inc();
+}
+
+/// Every answer (API, console, errors): not sniffed as another type, no
+/// referrer sent on, and not kept in any cache unless the handler said how
+/// (the console's files: `no-cache` with an ETag). Alarm data and keys must
+/// not linger in a browser's or proxy's cache.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Errors made outside the handlers (axum's own 405, rejections) get the
