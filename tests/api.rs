@@ -1576,3 +1576,23 @@ fn every_declared_route_is_in_the_role_tests() {
         "endpoints() lines for routes api_routes() does not declare: {gone:?}"
     );
 }
+
+#[test]
+fn an_address_that_keeps_failing_authentication_is_locked_out_for_the_minute() {
+    let server = Server::start_configured("", |config| config.set("api", "max_auth_failures", 3));
+    for token in [None, Some("tw_guess_1"), Some("tw_guess_2")] {
+        server.get("/api/v1/alarms", token).error(401, &["authorization"]);
+    }
+    // The third failure locks the address: even a valid token is refused now,
+    // so a guess learns nothing from the answer.
+    let refused = server.get("/api/v1/alarms", Some(VIEWER));
+    refused.error(429, &["too many failed attempts"]);
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Health checks are not behind authentication and keep answering.
+    assert_eq!(server.get("/healthz", None).status, 200);
+    let log = server.daemon.stderr();
+    assert!(log.contains("too many failed authentications"), "{log}");
+    let metrics_locked = server.get("/metrics", Some(ADMIN));
+    assert_eq!(metrics_locked.status, 429);
+}

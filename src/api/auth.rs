@@ -194,13 +194,43 @@ pub fn caller_of(tokens: &TokenSet, headers: &axum::http::HeaderMap) -> Result<C
 
 /// Middleware of every authenticated route: 401 without a valid token,
 /// else the `Caller` goes into the request's extensions.
+/// An address locked out after too many failures (`api.max_auth_failures`)
+/// is answered 429 whatever it sends (see `lockout.rs`).
 pub async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let now = std::time::Instant::now();
+    if let Some(left) = peer.and_then(|peer| state.lockout.locked(peer, now)) {
+        let seconds = left.as_secs() + 1;
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("authorization: too many failed attempts from this address; retry in {seconds} s"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        return response;
+    }
     match caller_of(&state.tokens, request.headers()) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(error) => error.into_response(),
+        Err(error) => {
+            if let Some(peer) = peer
+                && state.lockout.failed(peer, now)
+            {
+                tracing::warn!(
+                    address = %peer,
+                    failures = state.settings.api.max_auth_failures,
+                    "API: too many failed authentications from this address; it is refused (429) for the rest of the minute"
+                );
+            }
+            error.into_response()
+        }
     }
 }
 

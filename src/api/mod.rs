@@ -20,6 +20,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod health;
+pub mod lockout;
 pub mod manage;
 pub mod openapi;
 pub mod reports;
@@ -59,12 +60,16 @@ pub struct ApiState {
     pub shutting_down: Arc<AtomicBool>,
     /// Embedded rule test results, by the reload attempt they were run after.
     pub rule_tests: Arc<Mutex<Option<rules::TestSummary>>>,
+    /// Failed authentications per address (`api.max_auth_failures`).
+    pub lockout: Arc<lockout::Lockout>,
 }
 
 impl ApiState {
     pub fn new(settings: Settings, daemon: DaemonHandle, tokens: TokenSet) -> ApiState {
         let store = StorePool::new(daemon.store_path.clone(), crate::options::store_options(&settings));
+        let lockout = Arc::new(lockout::Lockout::new(settings.api.max_auth_failures));
         ApiState {
+            lockout,
             settings: Arc::new(settings),
             daemon,
             tokens: Arc::new(tokens),
@@ -334,7 +339,7 @@ impl ApiServer {
         let app = router(state);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
+            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
                 })

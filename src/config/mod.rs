@@ -76,6 +76,9 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes (larger ones get 413).
     pub body_limit: usize,
+    /// Missing or unknown tokens from one address in a minute before it is
+    /// answered 429 for the rest of that minute; 0 = no limit.
+    pub max_auth_failures: u32,
     /// Bearer tokens; empty = `run` makes a one-off admin token in a file.
     /// The zone the console shows times in (`api.timezone`, default `rules.timezone`).
     pub timezone: chrono_tz::Tz,

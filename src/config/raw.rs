@@ -56,6 +56,7 @@ pub(super) struct RawApi {
     pub(super) bind: Option<String>,
     pub(super) public_url: Option<String>,
     pub(super) body_limit: Option<usize>,
+    pub(super) max_auth_failures: Option<u32>,
     pub(super) timezone: Option<String>,
     #[serde(default)]
     pub(super) tokens: Vec<RawToken>,

@@ -125,6 +125,7 @@ pub(super) fn api_settings(raw: RawApi, rules_zone: chrono_tz::Tz) -> Result<Api
         bind,
         public_url,
         body_limit,
+        max_auth_failures: raw.max_auth_failures.unwrap_or(20),
         timezone,
         tokens,
     })
