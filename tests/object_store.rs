@@ -244,6 +244,11 @@ fn a_bucket_of_three_clouds_gives_the_alarms_a_replay_gives_and_new_objects_are_
     wait_until("the object put after the outage", Duration::from_secs(90), || {
         copies(&sandbox) == 3
     });
+    stop_cleanly(&mut daemon);
+}
+
+/// SIGTERM, and it exits with success within a minute.
+fn stop_cleanly(daemon: &mut Daemon) {
     daemon.terminate();
     assert!(
         daemon
@@ -505,10 +510,5 @@ fn a_bucket_notification_on_kafka_starts_a_pass_before_the_poll_interval() {
     wait_until("the notified object's events", Duration::from_secs(60), || {
         copies(&sandbox) == 2
     });
-    daemon.terminate();
-    assert!(
-        daemon
-            .wait_timeout(Duration::from_secs(60))
-            .is_some_and(|status| status.success())
-    );
+    stop_cleanly(&mut daemon);
 }
