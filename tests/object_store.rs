@@ -222,12 +222,7 @@ fn a_bucket_of_three_clouds_gives_the_alarms_a_replay_gives_and_new_objects_are_
     // records under another key are read again (a new object), so the event
     // store holds each of its events twice.
     let mut daemon = sandbox.start(&["run"], Log::Collect);
-    let extra = keys.iter().find(|key| key.contains("CloudTrail/")).unwrap().clone();
-    let local = examples_dir().join(&extra);
-    let event_id = sandbox.jsonl(&["normalize", local.to_str().unwrap()])[0]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (extra, local, event_id) = a_cloudtrail_example(&sandbox, &keys);
     let copies = |sandbox: &Sandbox| sandbox.jsonl(&["events", "--id", &event_id, "--format", "jsonl"]).len();
     assert_eq!(copies(&sandbox), 1);
     let bytes = std::fs::read(&local).unwrap();
@@ -245,6 +240,18 @@ fn a_bucket_of_three_clouds_gives_the_alarms_a_replay_gives_and_new_objects_are_
         copies(&sandbox) == 3
     });
     stop_cleanly(&mut daemon);
+}
+
+/// The first uploaded CloudTrail example: its key, its local file, and the
+/// id of its first event.
+fn a_cloudtrail_example(sandbox: &Sandbox, keys: &[String]) -> (String, PathBuf, String) {
+    let key = keys.iter().find(|key| key.contains("CloudTrail/")).unwrap().clone();
+    let local = examples_dir().join(&key);
+    let event_id = sandbox.jsonl(&["normalize", local.to_str().unwrap()])[0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (key, local, event_id)
 }
 
 /// SIGTERM, and it exits with success within a minute.
@@ -474,12 +481,7 @@ fn a_bucket_notification_on_kafka_starts_a_pass_before_the_poll_interval() {
                  [source.object_store.notifications]\nbrokers = \"{notified}\"\ntopics = [\"bucket-events\"]\n"
             ))
     });
-    let extra = keys.iter().find(|key| key.contains("CloudTrail/")).unwrap().clone();
-    let local = examples_dir().join(&extra);
-    let event_id = sandbox.jsonl(&["normalize", local.to_str().unwrap()])[0]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (extra, local, event_id) = a_cloudtrail_example(&sandbox, &keys);
     // The store may not be there (or be half made) before the daemon's first pass.
     let copies = |sandbox: &Sandbox| {
         let output = sandbox.run(&["events", "--id", &event_id, "--format", "jsonl"]);

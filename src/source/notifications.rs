@@ -122,7 +122,7 @@ pub fn start(
 
 fn listen(consumer: BaseConsumer, buckets: Vec<String>, wake: Sender<WatchMessage>, stop: Arc<AtomicBool>) {
     let mut due = false;
-    let mut last_wake = Instant::now() - Duration::from_secs(1);
+    let mut last_wake: Option<Instant> = None;
     let mut failing = false;
     while !stop.load(Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(200)) {
@@ -154,12 +154,12 @@ fn listen(consumer: BaseConsumer, buckets: Vec<String>, wake: Sender<WatchMessag
                 failing = true;
             }
         }
-        if due && last_wake.elapsed() >= Duration::from_secs(1) {
+        if due && last_wake.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
             if wake.send(WatchMessage::Changed).is_err() {
                 return;
             }
             due = false;
-            last_wake = Instant::now();
+            last_wake = Some(Instant::now());
         }
     }
 }
