@@ -103,7 +103,7 @@ impl LinkKind {
         }
     }
 
-    fn parse(text: &str) -> Option<LinkKind> {
+    pub(crate) fn parse(text: &str) -> Option<LinkKind> {
         LinkKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
@@ -297,7 +297,7 @@ pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::R
     statement.query_row([id], |row| hash_row(row, columns)).optional()
 }
 
-fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str, at: &str) -> String {
+pub(crate) fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str, at: &str) -> String {
     // SHA-256 of "{prev_hash}|{seq}|{kind}|{ref_id}|{row_hash}|{at}", fed in parts.
     let mut hasher = Sha256::new();
     let mut digits = Digits::default();
@@ -315,10 +315,24 @@ fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str,
     hex::encode(hasher.finalize())
 }
 
-/// The last link: (seq, hash).
+/// The last link: (seq, hash); when retention has cut every link, the
+/// last cut one (its checkpoint), so the chain goes on from there.
 pub fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
-    connection
+    let last = connection
         .prepare_cached("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    match last {
+        Some(last) => Ok(Some(last)),
+        None => checkpoint(connection),
+    }
+}
+
+/// The last checkpoint: the (seq, hash) of the newest link retention cut.
+/// The chain's first link follows it.
+pub fn checkpoint(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    connection
+        .prepare_cached("SELECT seq, hash FROM chain_checkpoints ORDER BY seq DESC LIMIT 1")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()
 }
@@ -378,15 +392,13 @@ pub fn policy_is_sealed(connection: &Connection, id: i64) -> rusqlite::Result<bo
 /// trailwarden (after the `DELETE`): its last link then says `removed`, and
 /// `verify` expects it gone.
 pub fn append_removal(connection: &Connection, kind: LinkKind, id: i64, at: &str) -> rusqlite::Result<()> {
-    let (seq, prev) = head(connection)?.unwrap_or((0, GENESIS.to_string()));
-    let seq = seq + 1;
-    let hash = link_hash(&prev, seq, kind.as_str(), id, REMOVED, at);
-    connection
-        .prepare_cached(
-            "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![seq, at, kind.as_str(), id, REMOVED, prev, hash])?;
-    Ok(())
+    append_removals(connection, kind, &[id], at)
+}
+
+/// `append_removal` for several rows of one kind, one link each, in order.
+pub fn append_removals(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) -> rusqlite::Result<()> {
+    let links: Vec<(i64, String)> = ids.iter().map(|&id| (id, REMOVED.to_string())).collect();
+    append_hashed(connection, kind, &links, at)
 }
 
 /// Seal rows of `kinds` that predate their sealing (a store created before
@@ -438,8 +450,12 @@ pub struct Verification {
     pub assets: u64,
     pub changes: u64,
     pub head: Option<(i64, String)>,
+    /// Where the kept chain starts, when retention has cut older links.
+    pub checkpoint: Option<(i64, String)>,
     /// Ordered by link: the first is the first bad link.
     pub problems: Vec<Problem>,
+    /// What could not be checked, and why (not evidence of tampering).
+    pub notes: Vec<String>,
 }
 
 impl Verification {
@@ -474,17 +490,62 @@ impl Verification {
             self.remarks,
             self.assets,
             self.changes
-        )
+        ) + &self
+            .checkpoint
+            .as_ref()
+            .map(|(seq, _)| format!(", kept from link {} (older links cut by retention)", seq + 1))
+            .unwrap_or_default()
     }
+}
+
+/// An anchored head at or before the last checkpoint: its link is cut, so
+/// it can only be compared with a checkpoint of the same link.
+fn check_cut_anchor(
+    connection: &Connection,
+    anchor_seq: i64,
+    anchor_hash: &str,
+    report: &mut Verification,
+) -> rusqlite::Result<()> {
+    let cut: Option<String> = connection
+        .prepare_cached("SELECT hash FROM chain_checkpoints WHERE seq = ?1")?
+        .query_row([anchor_seq], |row| row.get(0))
+        .optional()?;
+    match cut {
+        Some(hash) if hash == anchor_hash => {}
+        Some(hash) => report.problems.push(Problem {
+            seq: Some(anchor_seq),
+            kind: None,
+            ref_id: None,
+            message: format!("the anchored head {anchor_hash} is not the hash {hash} checkpointed for this link"),
+        }),
+        None => report.notes.push(format!(
+            "the anchored head {anchor_seq} was cut by retention (the chain now starts after link {}); \
+             anchor a newer head to check it",
+            report.checkpoint.as_ref().map_or(0, |(seq, _)| *seq)
+        )),
+    }
+    Ok(())
 }
 
 /// Check the whole chain and every sealed row; with `anchor` (seq, hash),
 /// also that the chain still contains that head.
 pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite::Result<Verification> {
-    let mut report = Verification::default();
+    let mut report = Verification {
+        checkpoint: checkpoint(connection)?,
+        ..Verification::default()
+    };
     let mut latest: HashMap<(LinkKind, i64), (i64, String)> = HashMap::new();
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1;
+    // The kept chain follows the last link retention cut, or the genesis.
+    let (mut expected_seq, mut prev) = match &report.checkpoint {
+        Some((seq, hash)) => (seq + 1, hash.clone()),
+        None => (1, GENESIS.to_string()),
+    };
+    if let Some((anchor_seq, anchor_hash)) = anchor
+        && let Some((cut_seq, _)) = &report.checkpoint
+        && anchor_seq <= *cut_seq
+    {
+        check_cut_anchor(connection, anchor_seq, anchor_hash, &mut report)?;
+    }
     let mut chain_broken = false;
     {
         let mut statement =

@@ -523,6 +523,26 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX notify_messages_undigested ON notify_messages (topic, id) WHERE state = 'folded' AND digest_id IS NULL;
     CREATE INDEX notify_messages_admitted ON notify_messages (topic, admitted_ms) WHERE state = 'admitted';
     "#,
+    // 15: retention (`alarm::retention`). Where the chain starts once its
+    //     oldest links are cut (one row per cut; `verify` starts at the
+    //     last), a link lookup by row for every kind (the cut carries the
+    //     last seal of rows still kept), and the indexes that deleting
+    //     alarms, messages and dead letters by age needs (foreign-key checks
+    //     included).
+    r#"
+    CREATE TABLE chain_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL,
+        at TEXT NOT NULL,
+        links_cut INTEGER NOT NULL,
+        links_carried INTEGER NOT NULL
+    );
+    DROP INDEX chain_policies;
+    CREATE INDEX chain_rows ON chain (kind, ref_id, seq);
+    CREATE INDEX notify_messages_alarm ON notify_messages (alarm_id);
+    CREATE INDEX notify_messages_digest ON notify_messages (digest_id);
+    CREATE INDEX dead_letters_received ON dead_letters (received_at);
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

@@ -496,55 +496,8 @@ fn write_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alarm::store::{AlarmIdentity, AlarmUpdate, CallRecord, Sample, StoreOptions};
-
-    fn update(group: &str, ips: &[&str], samples: usize, at: &str) -> AlarmUpdate {
-        AlarmUpdate {
-            rule_id: "rule-a".into(),
-            rule_hash: "h1".into(),
-            level: Level::High,
-            title: "A rule".into(),
-            tags: vec!["t1".into(), "t2".into()],
-            group_key: group.into(),
-            identity: AlarmIdentity {
-                provider: "aws".into(),
-                account_id: Some("123".into()),
-                account_identity: "root".into(),
-                principal_kind: "user".into(),
-                access_key_id: Some("AKIA1".into()),
-                access_key_temporary: Some(false),
-                ..AlarmIdentity::default()
-            },
-            first_seen: at.into(),
-            last_seen: at.into(),
-            count: 4,
-            escalate: Vec::new(),
-            operations: Vec::new(),
-            last_output: format!("output at {at}"),
-            calls: ips
-                .iter()
-                .map(|ip| CallRecord {
-                    source_ip: (*ip).into(),
-                    ip_kind: "public".into(),
-                    call_method: "api".into(),
-                    service: "iam".into(),
-                    action: "CreateUser".into(),
-                    success_count: 3,
-                    failure_count: 1,
-                    first_call: at.into(),
-                    last_call: at.into(),
-                })
-                .collect(),
-            samples: (0..samples)
-                .map(|index| Sample {
-                    event_id: format!("{group}-{at}-{index}"),
-                    event_time: at.into(),
-                    origin: "file.jsonl:1".into(),
-                    event: format!("{{\"n\":{index},\"text\":\"{}\"}}", "x".repeat(100 * index)),
-                })
-                .collect(),
-        }
-    }
+    use crate::alarm::store::StoreOptions;
+    use crate::alarm::store::fixtures::update;
 
     /// Every link a write appends holds the hash of its row as stored.
     fn assert_links_match_rows(store: &Store, after_seq: i64) -> i64 {
