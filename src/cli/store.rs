@@ -1,5 +1,6 @@
-//! `store verify | head | backup` and `dead-letters`: the store's tamper
-//! evidence, its backups, and the records that could not be read.
+//! `store verify | head | backup | prune | stats` and `dead-letters`: the
+//! store's tamper evidence, its backups, its retention, and the records that
+//! could not be read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use trailwarden::alarm::retention;
 use trailwarden::config::Settings;
 use trailwarden::service;
 use trailwarden::terminal::{Column, Table, show};
@@ -36,6 +38,21 @@ pub enum StoreCommand {
         path: PathBuf,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+    },
+    /// Remove what `[retention]` no longer keeps, now, in small transactions
+    /// (safe while the daemon runs; it also does this every `retention.interval`).
+    Prune {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Rows, bytes and the oldest row of every table, the file, WAL and free space.
+    Stats {
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -84,7 +101,66 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             println!("backup written to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        StoreCommand::Prune { db, format } => {
+            let mut store = service::open_existing_store(settings, db.as_deref())?;
+            let report = retention::prune(
+                store.connection_mut(),
+                &settings.retention.policy,
+                chrono::Utc::now(),
+                &|| false,
+            )
+            .context("pruning the store")?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("removed: {report}");
+            }
+            if let Some(error) = &report.chain_error {
+                eprintln!("chain not cut: {error}");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Stats { db, format } => {
+            let store = service::open_existing_store(settings, db.as_deref())?;
+            let stats = retention::stats::stats(store.connection(), store.path()).context("reading store statistics")?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string(&stats)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{}: file {}, WAL {}, free {}{}",
+                show(&stats.path),
+                megabytes(stats.file_bytes),
+                megabytes(stats.wal_bytes),
+                megabytes(stats.free_bytes),
+                stats
+                    .chain_checkpoint
+                    .map(|seq| format!(", chain kept from link {}", seq + 1))
+                    .unwrap_or_default()
+            );
+            let mut table = Table::new(vec![
+                Column::left("TABLE", 24),
+                Column::right("ROWS", 12),
+                Column::right("SIZE", 10),
+                Column::left("OLDEST", 0),
+            ]);
+            for row in &stats.tables {
+                table.row(vec![
+                    row.table.clone(),
+                    row.rows.to_string(),
+                    megabytes(row.bytes),
+                    row.oldest.clone().unwrap_or_default(),
+                ]);
+            }
+            print!("{}", table.render());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
 #[derive(Args)]

@@ -63,6 +63,18 @@ pub struct Settings {
     pub geoip: crate::geoip::GeoIpSettings,
     /// `[ip_lists]`: named address lists (hosting, VPN, Tor …) read from files.
     pub ip_lists: crate::iplists::IpListSettings,
+    /// `[retention]`: what the store keeps how long.
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`.
+#[derive(Clone, Debug)]
+pub struct RetentionSettings {
+    /// Whether the daemon prunes on its own (`store prune` works either way).
+    pub enabled: bool,
+    /// Time between two pruning runs of the daemon (the first is at start).
+    pub interval: Duration,
+    pub policy: crate::alarm::retention::RetentionPolicy,
 }
 
 /// `[api]`: the operator HTTP API (and the console it serves).
@@ -567,6 +579,7 @@ impl Settings {
                 .map(PathBuf::from),
             language: raw.geoip.language.unwrap_or_else(|| "en".into()).trim().to_string(),
         };
+        let retention = sections::retention_settings(raw.retention, &duration)?;
         let mut ip_lists = crate::iplists::IpListSettings::default();
         for (name, files) in raw.ip_lists {
             if name.is_empty()
@@ -590,6 +603,7 @@ impl Settings {
             ip_lists.lists.push((name, files));
         }
         Ok(Settings {
+            retention,
             notify,
             origin: origin.to_string(),
             source,

@@ -36,9 +36,27 @@ pub(super) struct RawConfig {
     pub(super) api: RawApi,
     #[serde(default)]
     pub(super) geoip: RawGeoip,
+    #[serde(default)]
+    pub(super) retention: RawRetention,
     /// `[ip_lists]`: list name → files.
     #[serde(default)]
     pub(super) ip_lists: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `[retention]`: durations, or "off" to keep forever.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub(super) enabled: Option<bool>,
+    pub(super) interval: Option<String>,
+    pub(super) batch_rows: Option<usize>,
+    pub(super) processed_alarms: Option<String>,
+    pub(super) samples: Option<String>,
+    pub(super) call_records: Option<String>,
+    pub(super) dead_letters: Option<String>,
+    pub(super) notifications: Option<String>,
+    pub(super) rollups: Option<String>,
+    pub(super) chain: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

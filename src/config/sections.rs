@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::raw::*;
-use super::{ApiSettings, ApiToken, KafkaSettings, Role, StartPosition, at_least, not_zero};
+use super::{ApiSettings, ApiToken, KafkaSettings, RetentionSettings, Role, StartPosition, at_least, not_zero};
 use crate::event::window::TimeWindow;
 
 pub(super) fn byte_size(key: &str, value: Option<u64>, default: usize, minimum: usize) -> Result<usize, String> {
@@ -398,5 +398,51 @@ pub(super) fn object_store_settings(
         spool_dir,
         max_pass_bytes: raw.max_pass_bytes.unwrap_or(256 << 20).max(1),
         concurrency: raw.concurrency.unwrap_or(4).clamp(1, 64),
+    })
+}
+
+/// `[retention]`: what is kept how long, and how often the daemon prunes.
+pub(super) fn retention_settings(raw: RawRetention, duration: &DurationParser<'_>) -> Result<RetentionSettings, String> {
+    use crate::alarm::retention::RetentionPolicy;
+    let shipped = RetentionPolicy::default();
+    let keep = |name: &str, value: Option<String>, default: Option<Duration>| -> Result<Option<Duration>, String> {
+        let key = format!("retention.{name}");
+        match value.as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("off") => Ok(None),
+            Some(_) => {
+                let kept = duration(&key, value, "")?;
+                if kept < Duration::from_secs(3_600) {
+                    return Err(format!(
+                        "`{key}` = \"{}\" is too short: keep rows at least 1h, or say \"off\" to keep them forever",
+                        humantime::format_duration(kept)
+                    ));
+                }
+                Ok(Some(kept))
+            }
+        }
+    };
+    let policy = RetentionPolicy {
+        processed_alarms: keep("processed_alarms", raw.processed_alarms, shipped.processed_alarms)?,
+        samples: keep("samples", raw.samples, shipped.samples)?,
+        call_records: keep("call_records", raw.call_records, shipped.call_records)?,
+        dead_letters: keep("dead_letters", raw.dead_letters, shipped.dead_letters)?,
+        notifications: keep("notifications", raw.notifications, shipped.notifications)?,
+        rollups: keep("rollups", raw.rollups, shipped.rollups)?,
+        chain: keep("chain", raw.chain, shipped.chain)?,
+        batch_rows: match raw.batch_rows {
+            None => shipped.batch_rows,
+            Some(rows) if (10..=100_000).contains(&rows) => rows,
+            Some(rows) => return Err(format!("`retention.batch_rows` = {rows} must be from 10 to 100000")),
+        },
+    };
+    let interval = duration("retention.interval", raw.interval, "1h")?;
+    if interval < Duration::from_secs(1) {
+        return Err("`retention.interval` must be at least 1s (e.g. \"1h\")".into());
+    }
+    Ok(RetentionSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        interval,
+        policy,
     })
 }

@@ -23,6 +23,7 @@
 //! connection beside ingestion, and `store prune` on demand.
 
 pub mod cut;
+pub mod stats;
 
 use std::fmt;
 use std::time::Duration;
