@@ -167,6 +167,24 @@ pub struct AllowlistMetrics {
     pub high_hits: Gauge,
 }
 
+/// What retention removed, by kind of row, and its failed runs.
+#[derive(Debug, Default)]
+pub struct RetentionMetrics {
+    pub removed: Family<Vec<(&'static str, &'static str)>, Counter>,
+    pub runs: Counter,
+    pub failures: Counter,
+}
+
+impl RetentionMetrics {
+    /// One run's rows removed, by kind (`PruneReport::counts`).
+    pub fn record(&self, counts: impl IntoIterator<Item = (&'static str, u64)>) {
+        self.runs.inc();
+        for (kind, count) in counts {
+            self.removed.get_or_create(&vec![("kind", kind)]).inc_by(count);
+        }
+    }
+}
+
 /// All metrics of one daemon.
 #[derive(Debug)]
 pub struct Metrics {
@@ -175,6 +193,7 @@ pub struct Metrics {
     pub kafka: Arc<KafkaMetrics>,
     pub notify: Arc<NotifyMetrics>,
     pub allowlist: Arc<AllowlistMetrics>,
+    pub retention: Arc<RetentionMetrics>,
     /// Seconds from a source starting a batch to its store commit.
     pub batch_seconds: Histogram,
     /// Seconds from a Kafka message's timestamp to the commit of the
@@ -198,6 +217,7 @@ impl Metrics {
         let kafka = Arc::new(KafkaMetrics::default());
         let notify = Arc::new(NotifyMetrics::default());
         let allowlist = Arc::new(AllowlistMetrics::default());
+        let retention = Arc::new(RetentionMetrics::default());
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let append_to_commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
@@ -288,6 +308,18 @@ impl Metrics {
             "Matches of high-level rules suppressed by the stored allowlist policies",
             allowlist.high_hits.clone(),
         );
+        let retention_registry = registry.sub_registry_with_prefix("retention");
+        retention_registry.register(
+            "removed_rows",
+            "Rows removed by retention (chain links cut and carried included), by kind",
+            retention.removed.clone(),
+        );
+        retention_registry.register("runs", "Retention runs completed", retention.runs.clone());
+        retention_registry.register(
+            "failures",
+            "Retention runs that failed, or left the hash chain uncut because it is damaged",
+            retention.failures.clone(),
+        );
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
         registry.register(
             "api_requests",
@@ -300,6 +332,7 @@ impl Metrics {
             kafka,
             notify,
             allowlist,
+            retention,
             batch_seconds,
             append_to_commit_seconds,
             store_write_seconds,

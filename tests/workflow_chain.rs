@@ -593,3 +593,124 @@ fn rule_set_changes_are_recorded_and_sealed() {
     let verify = env.run(&["store", "verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 }
+
+/// Rows of the activity rollups, and the span of their hours.
+fn rollup_hours(db: &Path) -> (i64, i64, i64) {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    connection
+        .query_row(
+            "SELECT count(*), coalesce(min(key >> 32), 0), coalesce(max(key >> 32), 0) FROM activity_hourly",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap()
+}
+
+const OLD_DEAD_LETTER: &str = "INSERT INTO dead_letters (received_at, source, origin, reason, excerpt) \
+     VALUES ('2020-01-01T00:00:00.000Z', 'old.json', 'old.json:1', 'not JSON', 'x')";
+
+#[test]
+fn store_prune_removes_what_retention_no_longer_keeps_and_the_chain_stays_valid() {
+    let env = Env::new("[retention]\ndead_letters = \"1h\"\nrollups = \"1h\"\n");
+    let examples = examples_dir();
+    env.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        env.sandbox.store_arg(),
+        examples.to_str().unwrap(),
+    ]);
+    sqlite(&env.sandbox.store, OLD_DEAD_LETTER);
+    let (rows, first, last) = rollup_hours(&env.sandbox.store);
+    assert!(rows > 0 && last - first >= 2, "the corpus spans hours: {first}..{last}");
+    let report: Value = serde_json::from_str(&env.ok(&["store", "prune", "--format", "json"])).unwrap();
+    assert_eq!(report["dead_letters"], 1, "{report}");
+    assert!(report["rollup_rows"].as_u64().unwrap() > 0, "{report}");
+    let (_, first_kept, last_kept) = rollup_hours(&env.sandbox.store);
+    assert_eq!(
+        (last_kept, first_kept),
+        (last, last - 1),
+        "the newest hour and the one before stay"
+    );
+    assert!(env.ok(&["store", "verify"]).starts_with("chain ok"));
+    // A second run finds nothing.
+    let again: Value = serde_json::from_str(&env.ok(&["store", "prune", "--format", "json"])).unwrap();
+    assert_eq!(again["transactions"], 0, "{again}");
+    let stats: Value = serde_json::from_str(&env.ok(&["store", "stats", "--format", "json"])).unwrap();
+    let table = |name: &str| {
+        stats["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|table| table["table"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+    };
+    assert_eq!(table("dead_letters")["rows"], 0);
+    assert!(table("alarms")["rows"].as_u64().unwrap() > 0);
+    assert!(table("alarm_samples")["bytes"].as_u64().unwrap() > 0);
+    assert!(stats["file_bytes"].as_u64().unwrap() > 0);
+    let text = env.ok(&["store", "stats"]);
+    assert!(text.contains("TABLE") && text.contains("alarm_samples"), "{text}");
+}
+
+#[test]
+fn the_daemon_prunes_at_start_and_on_schedule() {
+    let sandbox = Sandbox::named("daemon.db", "daemon.toml").with_bin(Trailwarden::api_on_any_port);
+    sandbox.write_config(
+        &Config::standard(&sandbox.store)
+            .files(&[&examples_dir()])
+            .set("log", "level", "info")
+            .append("[retention]\ninterval = \"1s\"\ndead_letters = \"1h\"\nrollups = \"1h\"\n"),
+    );
+    let examples = examples_dir();
+    let replay = sandbox.run(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        sandbox.store_arg(),
+        examples.to_str().unwrap(),
+    ]);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    sqlite(&sandbox.store, OLD_DEAD_LETTER);
+    let mut child = sandbox.start(&["run"], Log::Collect);
+    let start = std::time::Instant::now();
+    while !child.stderr().contains("retention: store pruned") {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no retention run: {}",
+            child.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A dead letter written while it runs goes at the next run, a second later.
+    sqlite(&sandbox.store, OLD_DEAD_LETTER);
+    while child.stderr().matches("retention: store pruned").count() < 2 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no second retention run: {}",
+            child.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(child.terminate());
+    assert!(child.wait().success());
+    let connection = rusqlite::Connection::open(&sandbox.store).unwrap();
+    let old: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM dead_letters WHERE received_at < '2021'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0);
+    let (_, first, last) = rollup_hours(&sandbox.store);
+    assert!(
+        last - first <= 1,
+        "rollups within an hour of the newest: {first}..{last}"
+    );
+    let verify = sandbox.run(&["store", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}

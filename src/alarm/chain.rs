@@ -331,6 +331,13 @@ pub fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> 
 /// The last checkpoint: the (seq, hash) of the newest link retention cut.
 /// The chain's first link follows it.
 pub fn checkpoint(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    // Migrations older than retention seal rows before the table exists.
+    let exists = connection
+        .prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'chain_checkpoints'")?
+        .exists([])?;
+    if !exists {
+        return Ok(None);
+    }
     connection
         .prepare_cached("SELECT seq, hash FROM chain_checkpoints ORDER BY seq DESC LIMIT 1")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))

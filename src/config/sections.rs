@@ -402,7 +402,10 @@ pub(super) fn object_store_settings(
 }
 
 /// `[retention]`: what is kept how long, and how often the daemon prunes.
-pub(super) fn retention_settings(raw: RawRetention, duration: &DurationParser<'_>) -> Result<RetentionSettings, String> {
+pub(super) fn retention_settings(
+    raw: RawRetention,
+    duration: &DurationParser<'_>,
+) -> Result<RetentionSettings, String> {
     use crate::alarm::retention::RetentionPolicy;
     let shipped = RetentionPolicy::default();
     let keep = |name: &str, value: Option<String>, default: Option<Duration>| -> Result<Option<Duration>, String> {

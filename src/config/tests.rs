@@ -98,7 +98,10 @@ fn retention_settings_have_shipped_defaults_off_and_named_errors() {
     let settings = Settings::from_toml("default", DEFAULT_CONFIG, false).unwrap();
     assert!(settings.retention.enabled);
     assert_eq!(settings.retention.interval, Duration::from_secs(3_600));
-    assert_eq!(settings.retention.policy, crate::alarm::retention::RetentionPolicy::default());
+    assert_eq!(
+        settings.retention.policy,
+        crate::alarm::retention::RetentionPolicy::default()
+    );
     let settings = Settings::from_toml(
         "r.toml",
         "[retention]\nprocessed_alarms = \"90d\"\nchain = \"off\"\nbatch_rows = 50\ninterval = \"10m\"\n",
@@ -108,8 +111,15 @@ fn retention_settings_have_shipped_defaults_off_and_named_errors() {
     let policy = &settings.retention.policy;
     assert_eq!(policy.processed_alarms, Some(Duration::from_secs(90 * 86_400)));
     assert_eq!(policy.chain, None);
-    assert_eq!(policy.dead_letters, Some(Duration::from_secs(90 * 86_400)), "others keep their defaults");
-    assert_eq!((policy.batch_rows, settings.retention.interval), (50, Duration::from_secs(600)));
+    assert_eq!(
+        policy.dead_letters,
+        Some(Duration::from_secs(90 * 86_400)),
+        "others keep their defaults"
+    );
+    assert_eq!(
+        (policy.batch_rows, settings.retention.interval),
+        (50, Duration::from_secs(600))
+    );
     for (text, key) in [
         ("[retention]\nsamples = \"a year\"\n", "retention.samples"),
         ("[retention]\ndead_letters = \"5m\"\n", "retention.dead_letters"),

@@ -4,15 +4,15 @@
 //! runs it under signals with the HTTP API beside it.
 
 pub mod backfill;
+pub mod housekeeping;
 pub mod lifecycle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
-use std::time::Duration;
 
-use crate::alarm::store::{Store, StoreError, StoreOptions};
+use crate::alarm::store::{Store, StoreError};
 use crate::config::Settings;
 use crate::event::model::AuditEvent;
 use crate::mask::mask_key_in_text;
@@ -31,7 +31,8 @@ pub struct Daemon {
     pipeline: Pipeline,
     source: DaemonSource,
     reloader: crate::reload::Reloader,
-    backups: Option<BackupScheduler>,
+    /// Scheduled backups and retention, on their own threads.
+    housekeeping: Vec<housekeeping::Periodic>,
     /// The running rule set (the reloader swaps it), for the API's rule list.
     rules: crate::rules::SharedRules,
     /// The store the daemon writes, for the API's own connections.
@@ -71,17 +72,14 @@ impl Daemon {
         let rules = shared_rules(rules);
         let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone(), Some(store_path.clone()));
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let backups = match &settings.store.backup {
-            Some(backup) if !once => Some(BackupScheduler::start(
-                store_path.clone(),
-                store_options(settings),
-                backup.clone(),
-            )?),
-            _ => None,
+        let housekeeping = if once {
+            Vec::new()
+        } else {
+            housekeeping::start(settings, &store_path, &metrics)?
         };
         if settings.source == crate::config::SourceKind::Kafka {
             let mut daemon = Daemon::start_kafka(settings, &store_path, store, rules, reloader, metrics, once)?;
-            daemon.backups = backups;
+            daemon.housekeeping = housekeeping;
             return Ok(daemon);
         }
         let reader = rusqlite::Connection::open_with_flags(
@@ -169,7 +167,7 @@ impl Daemon {
                 stop,
             },
             reloader,
-            backups,
+            housekeeping,
             rules,
             store_path,
         })
@@ -236,7 +234,7 @@ impl Daemon {
             pipeline,
             source: DaemonSource::Kafka(source),
             reloader,
-            backups: None,
+            housekeeping: Vec::new(),
             rules,
             store_path: store_path.to_path_buf(),
         })
@@ -312,8 +310,8 @@ impl Daemon {
     /// Stop intake, drain and commit. Blocking: call from a blocking context.
     pub fn shutdown(self) -> PipelineReport {
         self.reloader.stop();
-        if let Some(backups) = self.backups {
-            backups.stop();
+        for job in self.housekeeping {
+            job.stop();
         }
         match self.source {
             DaemonSource::Files { thread, wake, stop } => {
@@ -342,88 +340,4 @@ impl MatchSink for LogSink {
         };
         tracing::debug!(rule = %rule.id, level = %rule.level, event = %event.event_id, origin = %event.origin, "{output}");
     }
-}
-
-/// Scheduled online backups: every `interval`, a copy named
-/// `trailwarden-<UTC time>.db` in `dir`; the newest `keep` are kept.
-pub struct BackupScheduler {
-    thread: std::thread::JoinHandle<()>,
-    stop: Arc<AtomicBool>,
-}
-
-impl BackupScheduler {
-    pub fn start(
-        store_path: PathBuf,
-        options: StoreOptions,
-        backup: crate::config::BackupSettings,
-    ) -> Result<BackupScheduler, AppError> {
-        std::fs::create_dir_all(&backup.dir).map_err(|source| AppError::Io {
-            context: format!("creating the backup directory {}", backup.dir.display()),
-            source,
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("tw-backup".into())
-                .spawn(move || {
-                    let mut last = std::time::Instant::now();
-                    while !stop.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(200));
-                        if last.elapsed() < backup.interval {
-                            continue;
-                        }
-                        last = std::time::Instant::now();
-                        match backup_once(&store_path, options.clone(), &backup) {
-                            Ok(path) => tracing::info!(path = %path.display(), "store backed up"),
-                            Err(error) => {
-                                tracing::error!(%error, "scheduled backup failed; retried at the next interval")
-                            }
-                        }
-                    }
-                })
-                .map_err(|source| AppError::Io {
-                    context: "starting the backup thread".into(),
-                    source,
-                })?
-        };
-        Ok(BackupScheduler { thread, stop })
-    }
-
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
-}
-
-/// One backup into `backup.dir`, then prune beyond `backup.keep`.
-pub fn backup_once(
-    store_path: &Path,
-    options: StoreOptions,
-    backup: &crate::config::BackupSettings,
-) -> Result<PathBuf, AppError> {
-    let store = Store::open(store_path, options)?;
-    let name = format!("trailwarden-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-    let path = backup.dir.join(name);
-    store.backup_to(&path)?;
-    let mut existing: Vec<PathBuf> = std::fs::read_dir(&backup.dir)
-        .map_err(|source| AppError::Io {
-            context: format!("listing {}", backup.dir.display()),
-            source,
-        })?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with("trailwarden-") && name.ends_with(".db"))
-        })
-        .collect();
-    existing.sort();
-    let excess = existing.len().saturating_sub(backup.keep);
-    for old in existing.into_iter().take(excess) {
-        if let Err(error) = std::fs::remove_file(&old) {
-            tracing::warn!(path = %old.display(), %error, "cannot remove an old backup");
-        }
-    }
-    Ok(path)
 }

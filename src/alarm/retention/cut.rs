@@ -76,8 +76,14 @@ pub fn cut_oldest(connection: &Connection, cutoff: &str, limit: usize, now: &str
             Some("it does not follow the link before it")
         } else if LinkKind::parse(&link.kind).is_none() {
             Some("its kind is unknown")
-        } else if chain::link_hash(&link.prev_hash, link.seq, &link.kind, link.ref_id, &link.row_hash, &link.at)
-            != link.hash
+        } else if chain::link_hash(
+            &link.prev_hash,
+            link.seq,
+            &link.kind,
+            link.ref_id,
+            &link.row_hash,
+            &link.at,
+        ) != link.hash
         {
             Some("its hash does not match its contents")
         } else {
@@ -96,7 +102,8 @@ pub fn cut_oldest(connection: &Connection, cutoff: &str, limit: usize, now: &str
         last_in_run.insert((link.kind.as_str(), link.ref_id), index);
     }
     let mut carried: Vec<&Link> = Vec::new();
-    let mut later = connection.prepare_cached("SELECT 1 FROM chain WHERE kind = ?1 AND ref_id = ?2 AND seq > ?3 LIMIT 1")?;
+    let mut later =
+        connection.prepare_cached("SELECT 1 FROM chain WHERE kind = ?1 AND ref_id = ?2 AND seq > ?3 LIMIT 1")?;
     for (&(kind, ref_id), &index) in &last_in_run {
         let link = &links[index];
         if link.row_hash == REMOVED {

@@ -274,11 +274,23 @@ fn processed_alarms(
                 .prepare_cached("DELETE FROM notify_messages WHERE id = ?1")?
                 .execute([message])? as u64;
         }
-        let transitions = ids(connection, "SELECT id FROM alarm_transitions WHERE alarm_id = ?1 ORDER BY id", [alarm])?;
+        let transitions = ids(
+            connection,
+            "SELECT id FROM alarm_transitions WHERE alarm_id = ?1 ORDER BY id",
+            [alarm],
+        )?;
         report.transitions += remove(connection, LinkKind::Transition, "alarm_transitions", &transitions, at)?;
-        let calls = ids(connection, "SELECT id FROM alarm_calls WHERE alarm_id = ?1 ORDER BY id", [alarm])?;
+        let calls = ids(
+            connection,
+            "SELECT id FROM alarm_calls WHERE alarm_id = ?1 ORDER BY id",
+            [alarm],
+        )?;
         report.calls += remove(connection, LinkKind::Call, "alarm_calls", &calls, at)?;
-        let samples = ids(connection, "SELECT id FROM alarm_samples WHERE alarm_id = ?1 ORDER BY id", [alarm])?;
+        let samples = ids(
+            connection,
+            "SELECT id FROM alarm_samples WHERE alarm_id = ?1 ORDER BY id",
+            [alarm],
+        )?;
         report.samples += remove(connection, LinkKind::Sample, "alarm_samples", &samples, at)?;
     }
     report.alarms += remove(connection, LinkKind::Alarm, "alarms", &alarms, at)?;
@@ -305,7 +317,12 @@ fn evidence(connection: &Connection, kind: LinkKind, cutoff: &str, limit: usize,
 
 /// Settled messages queued before the cutoff, with their deliveries; a
 /// digest only once no message names it.
-fn notifications(connection: &Connection, cutoff_ms: i64, limit: usize, report: &mut PruneReport) -> rusqlite::Result<u64> {
+fn notifications(
+    connection: &Connection,
+    cutoff_ms: i64,
+    limit: usize,
+    report: &mut PruneReport,
+) -> rusqlite::Result<u64> {
     let messages = ids(
         connection,
         &format!(

@@ -41,18 +41,22 @@ fn oldest_sql(table: &str) -> Option<&'static str> {
         "activity_hourly" => {
             "SELECT strftime('%Y-%m-%dT%H:00:00Z', (min(key) >> 32) * 3600, 'unixepoch') FROM activity_hourly"
         }
-        "event_blocks" => "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', min(max_time_ms) / 1000, 'unixepoch') FROM event_blocks",
+        "event_blocks" => {
+            "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', min(max_time_ms) / 1000, 'unixepoch') FROM event_blocks"
+        }
         _ => return None,
     })
 }
 
 pub fn stats(connection: &Connection, path: &Path) -> rusqlite::Result<StoreStats> {
-    let page_size = connection.query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))?.max(0) as u64;
-    let free_pages = connection.query_row("PRAGMA freelist_count", [], |row| row.get::<_, i64>(0))?.max(0) as u64;
+    let page_size = connection
+        .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))?
+        .max(0) as u64;
+    let free_pages = connection
+        .query_row("PRAGMA freelist_count", [], |row| row.get::<_, i64>(0))?
+        .max(0) as u64;
     let tables: Vec<String> = connection
-        .prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-        )?
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     // Bytes per b-tree (tables and indexes), summed per table.
@@ -67,7 +71,9 @@ pub fn stats(connection: &Connection, path: &Path) -> rusqlite::Result<StoreStat
     }
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
-        let rows = connection.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| row.get::<_, i64>(0))?;
+        let rows = connection.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
+            row.get::<_, i64>(0)
+        })?;
         let oldest = match oldest_sql(&table) {
             Some(sql) => connection.query_row(sql, [], |row| row.get::<_, Option<String>>(0))?,
             None => None,

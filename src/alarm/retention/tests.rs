@@ -77,10 +77,20 @@ fn processed_alarms_go_with_their_evidence_and_the_chain_still_verifies() {
         "{report}"
     );
     assert_eq!(count(&store, "SELECT count(*) FROM alarms WHERE id = 1"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM alarms"), 2, "ignored and unprocessed alarms stay");
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM alarms"),
+        2,
+        "ignored and unprocessed alarms stay"
+    );
     assert_eq!(count(&store, "SELECT count(*) FROM alarm_calls WHERE alarm_id = 1"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM alarm_samples WHERE alarm_id = 1"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM alarm_transitions WHERE alarm_id = 1"), 0);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM alarm_samples WHERE alarm_id = 1"),
+        0
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM alarm_transitions WHERE alarm_id = 1"),
+        0
+    );
     assert_eq!(count(&store, "SELECT count(*) FROM alarm_samples"), 6);
     let verification = store.verify_chain(None).unwrap();
     assert!(verification.ok(), "{:?}", verification.problems);
@@ -95,7 +105,10 @@ fn processed_alarms_go_with_their_evidence_and_the_chain_still_verifies() {
         .unwrap();
     let verification = store.verify_chain(None).unwrap();
     assert!(
-        verification.problems.iter().any(|problem| problem.message.contains("is back")),
+        verification
+            .problems
+            .iter()
+            .any(|problem| problem.message.contains("is back")),
         "{:?}",
         verification.problems
     );
@@ -116,7 +129,10 @@ fn evidence_of_triaged_alarms_goes_by_age_and_an_untriaged_alarm_keeps_all() {
     let after = DateTime::parse_from_rfc3339("2026-04-02T00:00:00Z").unwrap().to_utc();
     let report = prune_at(&mut store, &policy, after);
     assert_eq!((report.samples, report.calls, report.alarms), (6, 4, 0), "{report}");
-    assert_eq!(count(&store, "SELECT count(*) FROM alarm_samples WHERE alarm_id = 3"), 3);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM alarm_samples WHERE alarm_id = 3"),
+        3
+    );
     assert_eq!(count(&store, "SELECT count(*) FROM alarm_calls WHERE alarm_id = 3"), 2);
     assert_eq!(count(&store, "SELECT count(*) FROM alarm_samples"), 3);
     assert_eq!(count(&store, "SELECT count(*) FROM alarms"), 3);
@@ -148,7 +164,11 @@ fn a_cut_chain_verifies_goes_on_and_still_catches_edits() {
     assert!(count(&store, "SELECT min(seq) FROM chain") > head_seq);
     let verification = store.verify_chain(None).unwrap();
     assert!(verification.ok(), "{:?}", verification.problems);
-    assert!(verification.summary().contains("cut by retention"), "{}", verification.summary());
+    assert!(
+        verification.summary().contains("cut by retention"),
+        "{}",
+        verification.summary()
+    );
     // The old head is the last cut link: its checkpoint is compared with an
     // anchor; an anchor between two checkpoints can only be noted.
     let verification = store.verify_chain(Some((head_seq, &head_hash))).unwrap();
@@ -227,9 +247,13 @@ fn dead_letters_settled_notifications_and_old_rollups_go() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
     let connection = store.connection();
-    for (index, received) in ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-06-01T00:00:00.000Z"]
-        .iter()
-        .enumerate()
+    for (index, received) in [
+        "2026-01-01T00:00:00.000Z",
+        "2026-01-02T00:00:00.000Z",
+        "2026-06-01T00:00:00.000Z",
+    ]
+    .iter()
+    .enumerate()
     {
         connection
             .execute(
@@ -238,7 +262,9 @@ fn dead_letters_settled_notifications_and_old_rollups_go() {
             )
             .unwrap();
     }
-    let old_ms = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().timestamp_millis();
+    let old_ms = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .timestamp_millis();
     // 1: admitted and delivered (settled); 2: admitted, one delivery pending;
     // 3: queued; 4, 5: folded into digest 6 (settled); 7: folded, no digest yet.
     let messages = [
