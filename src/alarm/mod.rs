@@ -10,6 +10,7 @@ pub mod events;
 pub mod inventory;
 pub mod investigate;
 pub mod observer;
+pub mod restore;
 pub mod retention;
 pub mod rollup;
 pub mod rule_changes;

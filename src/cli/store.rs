@@ -1,4 +1,4 @@
-//! `store verify | head | backup | prune | stats` and `dead-letters`: the
+//! `store verify | head | backup | restore | prune | stats` and `dead-letters`: the
 //! store's tamper evidence, its backups, its retention, and the records that
 //! could not be read.
 
@@ -36,6 +36,15 @@ pub enum StoreCommand {
     Backup {
         /// Where to write it (must not exist).
         path: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// Install a backup as the store: the backup is verified first (a backup
+    /// that fails `store verify` is refused), the store must not be in use
+    /// (stop the daemon), and the store as it was is kept beside it.
+    Restore {
+        /// The backup (`store backup`, or one of `store.backup.dir`).
+        backup: PathBuf,
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
     },
@@ -99,6 +108,27 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             let store = service::open_existing_store(settings, db.as_deref())?;
             store.backup_to(&path)?;
             println!("backup written to {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Restore { backup, db } => {
+            let target = db.unwrap_or_else(|| settings.store.path.clone());
+            if !backup.is_file() {
+                anyhow::bail!("no backup at {}", show(&backup.display().to_string()));
+            }
+            let restored = trailwarden::alarm::restore::restore(&backup, &target, trailwarden::options::store_options(settings))?;
+            println!(
+                "backup verified: chain ok: {} (store version {})",
+                restored.verification.summary(),
+                restored.backup_version
+            );
+            match &restored.previous {
+                Some(previous) => println!(
+                    "restored into {}; the store as it was is kept at {}",
+                    target.display(),
+                    previous.display()
+                ),
+                None => println!("restored into {}", target.display()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Prune { db, format } => {

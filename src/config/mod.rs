@@ -367,9 +367,21 @@ impl Settings {
                 ));
             }
         };
-        let backup = match raw.store.backup.dir.map(|dir| dir.trim().to_string()) {
-            Some(dir) if !dir.is_empty() => Some(BackupSettings {
-                dir: PathBuf::from(dir),
+        let store_path = PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into()));
+        // On by default, beside the store; "" turns them off.
+        let backup_dir = match raw.store.backup.dir.map(|dir| dir.trim().to_string()) {
+            None => Some(
+                store_path
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .join("backups"),
+            ),
+            Some(dir) if dir.is_empty() => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+        };
+        let backup = match backup_dir {
+            Some(dir) => Some(BackupSettings {
+                dir,
                 interval: not_zero(
                     "store.backup.interval",
                     duration("store.backup.interval", raw.store.backup.interval, "24h")?,
@@ -382,10 +394,10 @@ impl Settings {
                     "backups kept; set `store.backup.dir` = \"\" to make none",
                 )?,
             }),
-            _ => None,
+            None => None,
         };
         let store = StoreSettings {
-            path: PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
+            path: store_path,
             samples_per_alarm: raw.store.samples_per_alarm.unwrap_or(10),
             max_sample_bytes: byte_size("store.max_sample_bytes", raw.store.max_sample_bytes, 32 << 10, 1024)?,
             synchronous_full,

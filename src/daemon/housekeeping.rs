@@ -89,7 +89,9 @@ fn backups(store_path: PathBuf, options: StoreOptions, backup: BackupSettings) -
         context: format!("creating the backup directory {}", backup.dir.display()),
         source,
     })?;
-    Periodic::start("tw-backup", backup.interval, false, move |_| {
+    // A daemon restarted more often than `interval` still backs up.
+    let due = newest_backup_age(&backup.dir).is_none_or(|age| age >= backup.interval);
+    Periodic::start("tw-backup", backup.interval, due, move |_| {
         match backup_once(&store_path, options.clone(), &backup) {
             Ok(path) => tracing::info!(path = %path.display(), "store backed up"),
             Err(error) => tracing::error!(%error, "scheduled backup failed; retried at the next interval"),
@@ -128,15 +130,11 @@ fn prune_once(path: &Path, options: StoreOptions, settings: &RetentionSettings, 
     }
 }
 
-/// One backup into `backup.dir`, then prune beyond `backup.keep`.
-pub fn backup_once(store_path: &Path, options: StoreOptions, backup: &BackupSettings) -> Result<PathBuf, AppError> {
-    let store = Store::open(store_path, options)?;
-    let name = format!("trailwarden-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-    let path = backup.dir.join(name);
-    store.backup_to(&path)?;
-    let mut existing: Vec<PathBuf> = std::fs::read_dir(&backup.dir)
+/// The scheduled backups in `dir`, oldest first.
+fn backups_in(dir: &Path) -> Result<Vec<PathBuf>, AppError> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| AppError::Io {
-            context: format!("listing {}", backup.dir.display()),
+            context: format!("listing {}", dir.display()),
             source,
         })?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -146,7 +144,23 @@ pub fn backup_once(store_path: &Path, options: StoreOptions, backup: &BackupSett
                 .is_some_and(|name| name.starts_with("trailwarden-") && name.ends_with(".db"))
         })
         .collect();
-    existing.sort();
+    found.sort();
+    Ok(found)
+}
+
+/// How long ago the newest scheduled backup in `dir` was written.
+fn newest_backup_age(dir: &Path) -> Option<Duration> {
+    let newest = backups_in(dir).ok()?.pop()?;
+    std::fs::metadata(newest).ok()?.modified().ok()?.elapsed().ok()
+}
+
+/// One backup into `backup.dir`, then prune beyond `backup.keep`.
+pub fn backup_once(store_path: &Path, options: StoreOptions, backup: &BackupSettings) -> Result<PathBuf, AppError> {
+    let store = Store::open(store_path, options)?;
+    let name = format!("trailwarden-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let path = backup.dir.join(name);
+    store.backup_to(&path)?;
+    let existing = backups_in(&backup.dir)?;
     let excess = existing.len().saturating_sub(backup.keep);
     for old in existing.into_iter().take(excess) {
         if let Err(error) = std::fs::remove_file(&old) {
