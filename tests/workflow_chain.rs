@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::kafka::alarm_fingerprint;
 use common::*;
 use serde_json::Value;
 
@@ -713,4 +714,119 @@ fn the_daemon_prunes_at_start_and_on_schedule() {
     );
     let verify = sandbox.run(&["store", "verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+fn restore(sandbox: &Sandbox, backup: &Path) -> Output {
+    sandbox
+        .command(&["store", "restore", "--db", sandbox.store_arg()])
+        .arg(backup)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_backup_taken_mid_ingest_restores_verified_and_the_daemon_resumes_to_the_same_alarms() {
+    let sandbox = Sandbox::named("daemon.db", "daemon.toml").with_bin(Trailwarden::api_on_any_port);
+    let corpus = sandbox.path("corpus.jsonl");
+    sandbox.write_config(
+        &Config::standard(&sandbox.store)
+            .files(&[&corpus])
+            .set("pipeline", "batch_events", 50)
+            .set("store", "synchronous", "full"),
+    );
+    sandbox.stdout(&[
+        "generate",
+        "--events",
+        "40000",
+        "--days",
+        "2",
+        "--out",
+        corpus.to_str().unwrap(),
+    ]);
+    let mut daemon = sandbox.start(&["run"], Log::Collect);
+    // Once the first transactions are in, back up while it goes on.
+    let total = std::fs::metadata(&corpus).unwrap().len() as i64;
+    let progress = || -> i64 {
+        rusqlite::Connection::open(&sandbox.store)
+            .and_then(|db| {
+                db.query_row("SELECT coalesce(max(\"offset\"), 0) FROM source_files", [], |row| {
+                    row.get(0)
+                })
+            })
+            .unwrap_or(0)
+    };
+    wait_until("the first commits", std::time::Duration::from_secs(120), || {
+        progress() > 0
+    });
+    let backup = sandbox.path("mid-ingest.db");
+    let made = sandbox.run(&["store", "backup", backup.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let backed_up: i64 = rusqlite::Connection::open(&backup)
+        .unwrap()
+        .query_row("SELECT coalesce(max(\"offset\"), 0) FROM source_files", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert!(
+        backed_up > 0 && backed_up < total,
+        "taken mid-ingest: {backed_up} of {total} bytes"
+    );
+    wait_until("the whole corpus", std::time::Duration::from_secs(300), || {
+        progress() >= total
+    });
+    // While the daemon runs, the store is in use: refused.
+    let refused = restore(&sandbox, &backup);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("in use"), "{}", stderr(&refused));
+    assert!(daemon.terminate());
+    assert!(daemon.wait().success());
+    let straight = alarm_fingerprint(&sandbox.store);
+    assert!(!straight.is_empty());
+    // Restored: verified, the old store kept; then the daemon picks up from
+    // the backup's checkpoints and ends where the straight run ended.
+    let restored = restore(&sandbox, &backup);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let said = stdout(&restored);
+    assert!(
+        said.contains("backup verified: chain ok") && said.contains("kept at"),
+        "{said}"
+    );
+    assert_eq!(progress(), backed_up);
+    let resumed = sandbox.run(&["run", "--once"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(alarm_fingerprint(&sandbox.store), straight);
+    let verify = sandbox.run(&["store", "verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
+
+#[test]
+fn restore_refuses_a_backup_that_fails_verification_and_leaves_the_store_alone() {
+    let env = Env::new("");
+    env.replay();
+    let backup = env.root.join("copy.db");
+    env.ok(&["store", "backup", backup.to_str().unwrap()]);
+    let before = env.ok(&["store", "head"]);
+    sqlite(&backup, "UPDATE alarms SET count = count + 1 WHERE id = 1");
+    let refused = restore(&env.sandbox, &backup);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("fails verification") && message.contains("alarm 1"),
+        "{message}"
+    );
+    assert_eq!(env.ok(&["store", "head"]), before, "the store is untouched");
+    let not_a_store = env.root.join("config.toml");
+    let refused = restore(&env.sandbox, &not_a_store);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not a trailwarden store"),
+        "{}",
+        stderr(&refused)
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&env.root)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("restoring") || name.contains("before-restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -68,8 +68,11 @@ fn copy_with_backup_api(from: &Connection, to: &mut Connection, context: &str) -
 
 /// Verify `backup` and install it as the store at `target`.
 pub fn restore(backup: &Path, target: &Path, options: StoreOptions) -> Result<Restored, RestoreError> {
-    let source = Connection::open_with_flags(backup, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sqlite(format!("opening the backup {}", backup.display())))?;
+    let source = Connection::open_with_flags(
+        backup,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite(format!("opening the backup {}", backup.display())))?;
     let not_a_store = |reason: String| RestoreError::NotAStore {
         path: backup.to_path_buf(),
         reason,

@@ -115,7 +115,8 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             if !backup.is_file() {
                 anyhow::bail!("no backup at {}", show(&backup.display().to_string()));
             }
-            let restored = trailwarden::alarm::restore::restore(&backup, &target, trailwarden::options::store_options(settings))?;
+            let restored =
+                trailwarden::alarm::restore::restore(&backup, &target, trailwarden::options::store_options(settings))?;
             println!(
                 "backup verified: chain ok: {} (store version {})",
                 restored.verification.summary(),

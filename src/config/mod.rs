@@ -370,12 +370,7 @@ impl Settings {
         let store_path = PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into()));
         // On by default, beside the store; "" turns them off.
         let backup_dir = match raw.store.backup.dir.map(|dir| dir.trim().to_string()) {
-            None => Some(
-                store_path
-                    .parent()
-                    .unwrap_or(std::path::Path::new(""))
-                    .join("backups"),
-            ),
+            None => Some(store_path.parent().unwrap_or(std::path::Path::new("")).join("backups")),
             Some(dir) if dir.is_empty() => None,
             Some(dir) => Some(PathBuf::from(dir)),
         };
