@@ -15,9 +15,12 @@ pub struct GenerateArgs {
     pub events: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Days the corpus spans (from 2026-03-02).
+    /// Days the corpus spans (from --start).
     #[arg(long, default_value_t = 7)]
     pub days: i64,
+    /// When the corpus starts: RFC 3339, a UTC date, or a duration ago (`365d`).
+    #[arg(long, value_name = "TIME", default_value = "2026-03-02")]
+    pub start: String,
     /// One planted attack scenario per this many records (0 = none).
     #[arg(long, default_value_t = 200)]
     pub attack_every: usize,
@@ -44,6 +47,7 @@ pub fn generate(_settings: &Settings, args: GenerateArgs) -> Result<ExitCode> {
         events,
         seed,
         days,
+        start,
         attack_every,
         distinct_keys,
         distinct_ips,
@@ -51,7 +55,9 @@ pub fn generate(_settings: &Settings, args: GenerateArgs) -> Result<ExitCode> {
         dir,
         file_span,
     } = args;
+    let start = trailwarden::service::parse_time_arg("--start", &start, chrono::Utc::now())?;
     let options = trailwarden::synth::SynthOptions {
+        start,
         seed,
         events,
         span: chrono::Duration::days(days.max(1)),
