@@ -174,6 +174,21 @@ async fn css(client: &Client, selector: &str) -> Result<fantoccini::elements::El
         .with_context(|| format!("no element {selector}"))
 }
 
+/// Click an element, finding it again when the page redrew it between
+/// finding and clicking (a stale element).
+async fn click(client: &Client, selector: &str) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match css(client, selector).await?.click().await {
+            Err(error) if attempt < 3 && error.to_string().contains("stale element") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other.with_context(|| format!("clicking {selector}")),
+        }
+    }
+}
+
 /// The ids of the alarm rows on screen, in order.
 async fn row_ids(client: &Client) -> Result<Vec<i64>> {
     let value = client
@@ -633,12 +648,32 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     assert_eq!(last["actor"], TOKEN_NAME, "{last}");
     assert_eq!(last["reason"], REASON, "{last}");
 
-    // A remark on one of its source IPs, set inline from the drawer.
-    css(client, "#detail-calls .edit-ip-remark").await?.click().await?;
-    let remark_field = css(client, "dialog[open] #edit-remark-text").await?;
-    remark_field.clear().await?;
-    remark_field.send_keys("e2e vpn").await?;
-    css(client, "#edit-remark-ok").await?.click().await?;
+    // A remark on one of its source IPs, set inline from the drawer. The
+    // drawer may still be redrawing after the status change (on a loaded
+    // machine the refresh lands late): a button or field replaced under the
+    // test is found again, the dialog closed and opened anew.
+    let mut attempt = 0;
+    loop {
+        let set = async {
+            css(client, "#detail-calls .edit-ip-remark").await?.click().await?;
+            let remark_field = css(client, "dialog[open] #edit-remark-text").await?;
+            remark_field.clear().await?;
+            remark_field.send_keys("e2e vpn").await?;
+            css(client, "#edit-remark-ok").await?.click().await?;
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        match set {
+            Err(error) if attempt < 3 && format!("{error:#}").contains("stale element") => {
+                attempt += 1;
+                client
+                    .execute("document.querySelectorAll('dialog[open]').forEach(d => d.close()); return true;", vec![])
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            other => break other?,
+        }
+    }
     wait_js(
         client,
         "the IP remark in the drawer",
@@ -658,7 +693,7 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
     let alarm_events = api_get(port, &format!("/api/v1/events?alarm={id}&limit=50"))?;
     let expected_rows = alarm_events["events"].as_array().map_or(0, Vec::len);
     assert!(expected_rows > 0, "the alarm has events: {alarm_events}");
-    css(client, "#alarm-events").await?.click().await?;
+    click(client, "#alarm-events").await?;
     wait_js(
         client,
         "the alarm's events",
