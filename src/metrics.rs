@@ -201,6 +201,11 @@ pub struct Metrics {
     pub append_to_commit_seconds: Histogram,
     /// Seconds the store stage took to write and commit one transaction.
     pub store_write_seconds: Histogram,
+    /// 1 while the store cannot be written (disk full, read-only, locked)
+    /// and intake waits for it.
+    pub store_stalled: Gauge,
+    /// Store writes that failed (each retry counts).
+    pub store_write_failures: Counter,
     /// HTTP API requests by method, route and status.
     pub api_requests: Family<ApiRequestLabels, Counter>,
 }
@@ -239,6 +244,19 @@ impl Metrics {
             "Seconds the store took to write and commit one transaction (a slow disk or a \
              checkpoint shows here first)",
             store_write_seconds.clone(),
+        );
+        let store_stalled = Gauge::default();
+        registry.register(
+            "store_stalled",
+            "1 while the store cannot be written (disk full, read-only, locked): intake is paused and the \
+             same transaction is retried until it commits",
+            store_stalled.clone(),
+        );
+        let store_write_failures = Counter::default();
+        registry.register(
+            "store_write_failures",
+            "Store transactions that failed to commit (each retry counts)",
+            store_write_failures.clone(),
         );
         let kafka_registry = registry.sub_registry_with_prefix("kafka");
         let counters: [(&str, &str, &Counter); 7] = [
@@ -336,6 +354,8 @@ impl Metrics {
             batch_seconds,
             append_to_commit_seconds,
             store_write_seconds,
+            store_stalled,
+            store_write_failures,
             api_requests,
         }
     }

@@ -667,7 +667,10 @@ async fn scenario(client: &Client, port: u16, total: u64) -> Result<()> {
             Err(error) if attempt < 3 && format!("{error:#}").contains("stale element") => {
                 attempt += 1;
                 client
-                    .execute("document.querySelectorAll('dialog[open]').forEach(d => d.close()); return true;", vec![])
+                    .execute(
+                        "document.querySelectorAll('dialog[open]').forEach(d => d.close()); return true;",
+                        vec![],
+                    )
                     .await?;
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }

@@ -599,7 +599,7 @@ impl StoreStage {
             {
                 if !write.is_empty() {
                     let writing = Instant::now();
-                    let outcome = write_with_retry(&mut self.store, &write, self.retries)?;
+                    let outcome = super::retry::write_with_retry(&mut self.store, &write, self.retries, &self.metrics)?;
                     let took = writing.elapsed();
                     self.metrics.store_write_seconds.observe(took.as_secs_f64());
                     writes.record(took.as_millis() as i64);
@@ -709,28 +709,5 @@ fn merge_offset(offsets: &mut Vec<KafkaOffset>, position: KafkaOffset) {
     }) {
         Some(existing) => existing.next_offset = existing.next_offset.max(position.next_offset),
         None => offsets.push(position),
-    }
-}
-
-fn write_with_retry(
-    store: &mut Store,
-    write: &WriteBatch,
-    retries: u32,
-) -> Result<crate::alarm::store::WriteOutcome, StoreError> {
-    let mut attempt = 0;
-    loop {
-        match store.write(write) {
-            Ok(outcome) => return Ok(outcome),
-            Err(error) if attempt < retries => {
-                attempt += 1;
-                let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
-                tracing::error!(%error, attempt, ?wait, "store write failed; retrying the same batch");
-                std::thread::sleep(wait);
-            }
-            Err(error) => {
-                tracing::error!(%error, "store write failed for good; stopping the pipeline (nothing past the last commit is marked done)");
-                return Err(error);
-            }
-        }
     }
 }

@@ -41,6 +41,7 @@ use crate::source::{Chunk, ChunkBatch, FileCheckpoint, KafkaOffset};
 mod engine;
 mod normalize;
 mod ordered;
+mod retry;
 
 use engine::engine_stage;
 use normalize::normalize_stage;

@@ -1,0 +1,179 @@
+//! Outage drills against the real binary: the store's disk fills up while
+//! records keep coming. Intake pauses with an error in the log and
+//! `trailwarden_store_stalled` at 1, nothing is checkpointed, and once space
+//! returns the daemon goes on by itself and ends with the alarms of a run
+//! that never saw the outage.
+//!
+//! The store lives on a small tmpfs the test mounts (the test suite runs as
+//! root, as `scripts/test` does in CI).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::kafka::alarm_fingerprint;
+use common::*;
+
+const TOKEN: &str = "tw_test_drill_viewer_token_0123456789abcdef0123";
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            output.status.success(),
+            "mounting a {size} tmpfs at {} failed (this drill needs root, as scripts/test has): {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        SmallDisk { dir: dir.to_path_buf() }
+    }
+
+    /// Fill what is left with a file; returns it.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.dir.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.flush();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn completed(db: &Path, file: &Path) -> bool {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|connection| {
+            connection.query_row(
+                "SELECT count(*) FROM source_files WHERE path = ?1 AND completed = 1",
+                [file.to_str().unwrap()],
+                |row| row.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|count| count == 1)
+}
+
+#[test]
+fn a_full_disk_pauses_intake_and_it_resumes_by_itself_when_space_returns() {
+    let sandbox = Sandbox::named("unused.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    let disk = SmallDisk::mount(&sandbox.path("small"), "24m");
+    let store = disk.dir.join("store.db");
+    let watch = sandbox.path("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let hash = hex::encode(trailwarden::api::auth::hash_token(TOKEN));
+    sandbox.write_config(
+        &Config::standard(&store)
+            .files(&[&watch])
+            .set("source.files", "poll_interval", "100ms")
+            .set("source.files", "settle", "0s")
+            .set("store.backup", "dir", "")
+            .set("log", "level", "info")
+            .append(&format!(
+                "[[api.tokens]]\nname = \"vera\"\nrole = \"viewer\"\nsha256 = \"{hash}\"\n"
+            )),
+    );
+    // Two corpora, generated outside the watched directory and moved in.
+    let first = watch.join("first.jsonl");
+    let second = watch.join("second.jsonl");
+    // The second starts after the first ends, so arriving later is its event-time order too.
+    for (path, seed, start) in [(&first, "1", "2026-03-02"), (&second, "2", "2026-03-04")] {
+        let staged = sandbox.path(&format!("staged-{seed}.jsonl"));
+        sandbox.stdout(&[
+            "generate",
+            "--events",
+            "6000",
+            "--seed",
+            seed,
+            "--start",
+            start,
+            "--days",
+            "1",
+            "--out",
+            staged.to_str().unwrap(),
+        ]);
+        if seed == "1" {
+            std::fs::rename(&staged, path).unwrap();
+        }
+    }
+    let mut daemon = sandbox.start(&["run"], Log::Collect);
+    let printed = daemon.read_lines_until(Duration::from_secs(60), |line| line.starts_with("console: http://"));
+    let address = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("console: http://"))
+        .map(|url| url.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| panic!("no console URL printed: {}", daemon.stderr()));
+    let http = Http::new(address, Duration::from_secs(30));
+    let stalled = || {
+        let metrics = http.get("/metrics", Some(TOKEN)).expect("/metrics answers").body;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("trailwarden_store_stalled "))
+            .map(|value| value.trim() == "1")
+            .unwrap_or_else(|| panic!("no trailwarden_store_stalled in {metrics}"))
+    };
+    wait_until("the first corpus", Duration::from_secs(120), || {
+        completed(&store, &first)
+    });
+    assert!(!stalled());
+    // The disk fills up; the second corpus arrives.
+    let filler = disk.fill();
+    std::fs::rename(sandbox.path("staged-2.jsonl"), &second).unwrap();
+    wait_until("the store to report the full disk", Duration::from_secs(120), || {
+        daemon.stderr().contains("the store cannot be written")
+    });
+    wait_until("the stall to show in /metrics", Duration::from_secs(30), stalled);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !completed(&store, &second),
+        "nothing of the second corpus is checkpointed while the disk is full"
+    );
+    assert!(
+        daemon.exited().is_none(),
+        "the daemon waits, it does not stop: {}",
+        daemon.stderr()
+    );
+    // Space returns: it goes on by itself.
+    std::fs::remove_file(filler).unwrap();
+    wait_until("the second corpus after the outage", Duration::from_secs(120), || {
+        completed(&store, &second)
+    });
+    assert!(!stalled());
+    assert!(
+        daemon.stderr().contains("the store is writable again"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(daemon.terminate());
+    assert!(daemon.wait().success(), "{}", daemon.stderr());
+    // The same alarms as a replay of both corpora that never saw the outage.
+    let reference = sandbox.path("reference.db");
+    sandbox.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        reference.to_str().unwrap(),
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+    ]);
+    assert_eq!(alarm_fingerprint(&store), alarm_fingerprint(&reference));
+    let verify = sandbox.run(&["store", "verify", "--db", store.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
