@@ -11,6 +11,8 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod geoip;
 pub mod iplists;
 pub mod mask;
