@@ -17,9 +17,12 @@ use crate::rules::operations::{OperationCatalog, load_catalog};
 use crate::rules::{EvalScratch, RuleOptions, RuleSet, load_rules};
 use crate::source::framer::Framer;
 
+/// A harness: bytes in, nothing out but a panic on a bug.
+pub type Harness = fn(&[u8]);
+
 /// Every harness, by the name of its `fuzz/fuzz_targets/NAME.rs`, its
 /// corpus and its regression directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("framer", framer),
     ("records", records),
     ("rules", rules),
@@ -101,14 +104,28 @@ fn text(data: &[u8]) -> String {
 pub fn rules(data: &[u8]) {
     let sources = [(Arc::<str>::from("fuzz.yaml"), text(data))];
     let mut diagnostics = Diagnostics::default();
-    let _ = compile_sources(&sources, &[], &[], catalog().clone(), &RuleOptions::default(), &mut diagnostics);
+    let _ = compile_sources(
+        &sources,
+        &[],
+        &[],
+        catalog().clone(),
+        &RuleOptions::default(),
+        &mut diagnostics,
+    );
 }
 
 /// A Sigma rule file.
 pub fn sigma(data: &[u8]) {
     let sources = [(Arc::<str>::from("fuzz.yml"), text(data))];
     let mut diagnostics = Diagnostics::default();
-    let _ = compile_sources(&[], &[], &sources, catalog().clone(), &RuleOptions::default(), &mut diagnostics);
+    let _ = compile_sources(
+        &[],
+        &[],
+        &sources,
+        catalog().clone(),
+        &RuleOptions::default(),
+        &mut diagnostics,
+    );
 }
 
 /// A configuration file; after a line `---`, `NAME=VALUE` lines as
@@ -162,7 +179,12 @@ pub fn api_params(data: &[u8]) {
 pub fn seeds(target: &str) -> Vec<PathBuf> {
     let root = repo();
     let dirs: &[&str] = match target {
-        "framer" | "records" => &["tests/fixtures/records", "tests/fixtures/golden", "tests/fixtures/published", "examples"],
+        "framer" | "records" => &[
+            "tests/fixtures/records",
+            "tests/fixtures/golden",
+            "tests/fixtures/published",
+            "examples",
+        ],
         "rules" => &["rules"],
         "sigma" => &["../shared/peers/sigma-cloudtrail"],
         "config" => &["config"],

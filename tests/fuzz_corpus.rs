@@ -12,7 +12,13 @@ fn repo() -> PathBuf {
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|entry| entry.path()).filter(|path| path.is_file()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -25,7 +31,8 @@ fn every_seed_and_every_found_input_runs_through_its_harness() {
         assert!(!seeds.is_empty(), "{target} has no seeds");
         let found = files_in(&repo().join("fuzz/regressions").join(target));
         for path in seeds.iter().chain(&found) {
-            let data = trailwarden::fuzz::seed_bytes(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            let data =
+                trailwarden::fuzz::seed_bytes(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
             harness(&data);
         }
         eprintln!("{target}: {} seeds, {} found inputs", seeds.len(), found.len());
@@ -38,8 +45,14 @@ fn every_harness_has_a_libfuzzer_target() {
     for (target, _) in trailwarden::fuzz::TARGETS {
         let source = std::fs::read_to_string(repo().join(format!("fuzz/fuzz_targets/{target}.rs")))
             .unwrap_or_else(|error| panic!("fuzz/fuzz_targets/{target}.rs: {error}"));
-        assert!(source.contains(&format!("trailwarden::fuzz::{target}(data)")), "{source}");
-        assert!(manifest.contains(&format!("name = \"{target}\"")), "{target} is not a [[bin]] of fuzz/Cargo.toml");
+        assert!(
+            source.contains(&format!("trailwarden::fuzz::{target}(data)")),
+            "{source}"
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{target}\"")),
+            "{target} is not a [[bin]] of fuzz/Cargo.toml"
+        );
     }
 }
 

@@ -335,7 +335,7 @@ impl Settings {
                 "how often watched directories are rescanned",
             )?,
             settle: duration("source.files.settle", raw.source.files.settle, "1s")?,
-            max_document_bytes: usize::try_from(raw.source.files.max_document_bytes.unwrap_or(256 << 20))
+            max_document_bytes: usize::try_from(raw.source.files.max_document_bytes.unwrap_or(16 << 20))
                 .map_err(|_| "`source.files.max_document_bytes` is too large".to_string())?,
             max_open_files: match raw.source.files.max_open_files {
                 None => 256,

@@ -36,7 +36,7 @@ pub struct ReadOptions {
 impl Default for ReadOptions {
     fn default() -> ReadOptions {
         ReadOptions {
-            max_document_bytes: 256 << 20,
+            max_document_bytes: 16 << 20,
             batch_chunks: 512,
             batch_bytes: 1 << 20,
         }
