@@ -177,3 +177,162 @@ fn a_full_disk_pauses_intake_and_it_resumes_by_itself_when_space_returns() {
     let verify = sandbox.run(&["store", "verify", "--db", store.to_str().unwrap()]);
     assert!(verify.status.success(), "{}", stdout(&verify));
 }
+
+/// A daemon on `watch`, its store at `store`, logging at info; returns it
+/// once its rules are loaded.
+fn watching(sandbox: &Sandbox, store: &Path, watch: &Path, rules: Option<&Path>) -> Daemon {
+    let mut config = Config::standard(store)
+        .files(&[watch])
+        .set("source.files", "poll_interval", "100ms")
+        .set("source.files", "settle", "0s")
+        .set("store.backup", "dir", "")
+        .set("log", "level", "info");
+    if let Some(rules) = rules {
+        config = config.set("rules", "dir", rules);
+    }
+    sandbox.write_config(&config);
+    let daemon = sandbox.start(&["run"], Log::Collect);
+    wait_until("the daemon to start", Duration::from_secs(60), || {
+        daemon.stderr().contains("alarm store open")
+    });
+    daemon
+}
+
+/// A corpus of `events` generated records starting at `start`, staged in
+/// the sandbox (outside the watched directory).
+fn corpus(sandbox: &Sandbox, name: &str, seed: &str, start: &str, events: &str) -> PathBuf {
+    if !sandbox.config.exists() {
+        sandbox.write_config(&Config::standard(&sandbox.store));
+    }
+    let path = sandbox.path(name);
+    sandbox.stdout(&[
+        "generate",
+        "--events",
+        events,
+        "--seed",
+        seed,
+        "--start",
+        start,
+        "--days",
+        "1",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+#[test]
+fn another_process_holding_the_stores_lock_pauses_intake_until_it_lets_go() {
+    let sandbox = Sandbox::named("store.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    let watch = sandbox.path("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let staged = corpus(&sandbox, "staged.jsonl", "3", "2026-03-02", "3000");
+    let mut daemon = watching(&sandbox, &sandbox.store, &watch, None);
+    // Another process takes SQLite's write lock and keeps it 15 s, longer
+    // than the store's 10 s busy timeout.
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(15)\n\
+             c.execute('COMMIT')\n",
+            sandbox.store_arg(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut said).unwrap();
+    assert_eq!(said.trim(), "locked");
+    let arrived = watch.join("arrived.jsonl");
+    std::fs::rename(&staged, &arrived).unwrap();
+    wait_until("the store to report the lock", Duration::from_secs(60), || {
+        daemon.stderr().contains("the store cannot be written")
+    });
+    assert!(
+        !completed(&sandbox.store, &arrived),
+        "nothing is checkpointed behind the lock"
+    );
+    assert!(holder.wait().unwrap().success());
+    wait_until("the corpus once the lock is released", Duration::from_secs(60), || {
+        completed(&sandbox.store, &arrived)
+    });
+    assert!(
+        daemon.stderr().contains("the store is writable again"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(daemon.terminate());
+    assert!(daemon.wait().success(), "{}", daemon.stderr());
+    let reference = sandbox.path("reference.db");
+    sandbox.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        reference.to_str().unwrap(),
+        arrived.to_str().unwrap(),
+    ]);
+    assert_eq!(alarm_fingerprint(&sandbox.store), alarm_fingerprint(&reference));
+}
+
+#[test]
+fn the_rules_directory_removed_while_running_keeps_the_running_rules_until_it_is_back() {
+    let sandbox = Sandbox::named("store.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    let watch = sandbox.path("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let rules = sandbox.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(rules_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), rules.join(entry.file_name())).unwrap();
+    }
+    let staged = corpus(&sandbox, "staged.jsonl", "4", "2026-03-02", "3000");
+    let mut daemon = watching(&sandbox, &sandbox.store, &watch, Some(&rules));
+    std::fs::remove_dir_all(&rules).unwrap();
+    assert!(daemon.hangup());
+    wait_until("the failed reload", Duration::from_secs(60), || {
+        daemon
+            .stderr()
+            .contains("rule reload failed; the running rules stay in place")
+    });
+    assert!(
+        daemon.stderr().contains("cannot read rules directory"),
+        "{}",
+        daemon.stderr()
+    );
+    // The running rules still raise alarms.
+    let arrived = watch.join("arrived.jsonl");
+    std::fs::rename(&staged, &arrived).unwrap();
+    wait_until(
+        "the corpus, evaluated by the running rules",
+        Duration::from_secs(120),
+        || completed(&sandbox.store, &arrived),
+    );
+    // Back: the next reload finds the same rules.
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(rules_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), rules.join(entry.file_name())).unwrap();
+    }
+    assert!(daemon.hangup());
+    wait_until("the reload with the directory back", Duration::from_secs(60), || {
+        daemon.stderr().contains("rules unchanged")
+    });
+    assert!(daemon.terminate());
+    assert!(daemon.wait().success(), "{}", daemon.stderr());
+    // What the running rules raised meanwhile is what they raise in a replay.
+    let reference = sandbox.path("reference.db");
+    sandbox.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        reference.to_str().unwrap(),
+        arrived.to_str().unwrap(),
+    ]);
+    assert_eq!(alarm_fingerprint(&sandbox.store), alarm_fingerprint(&reference));
+}
