@@ -336,3 +336,133 @@ fn the_rules_directory_removed_while_running_keeps_the_running_rules_until_it_is
     ]);
     assert_eq!(alarm_fingerprint(&sandbox.store), alarm_fingerprint(&reference));
 }
+
+/// A store as version 7 wrote it (before the evidence migration), with
+/// `alarms` alarms, each with a call record and a sample.
+fn version_7_store(path: &Path, alarms: usize) {
+    use trailwarden::alarm::chain::{self, LinkKind};
+    use trailwarden::alarm::schema::MIGRATIONS;
+    let mut connection = rusqlite::Connection::open(path).unwrap();
+    for (index, sql) in MIGRATIONS[..7].iter().enumerate() {
+        connection.execute_batch(sql).unwrap();
+        connection
+            .pragma_update(None, "user_version", (index + 1) as i64)
+            .unwrap();
+    }
+    let transaction = connection.transaction().unwrap();
+    for id in 1..=alarms as i64 {
+        transaction
+            .execute(
+                "INSERT INTO alarms (id, rule_id, rule_hash, level, title, group_key, provider, account_identity, \
+                 principal_kind, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at) \
+                 VALUES (?1, 'r', 'h', 'high', 't', ?2, 'aws', 'root', 'root', 'a', 'b', 2, 1, 'o', 'c', 'u')",
+                rusqlite::params![id, format!("group-{id}")],
+            )
+            .unwrap();
+        transaction
+            .execute(
+                "INSERT INTO alarm_calls VALUES (?1, '203.0.113.7', 'public', 'api', 'iam', 'CreateUser', 2, 0, 'a', 'b')",
+                [id],
+            )
+            .unwrap();
+        transaction
+            .execute(
+                "INSERT INTO alarm_samples VALUES (?1, 0, ?2, 'a', 'f:1', ?3)",
+                rusqlite::params![id, format!("e{id}"), format!("{{\"x\":\"{}\"}}", "y".repeat(400))],
+            )
+            .unwrap();
+    }
+    chain::seal_existing(&transaction, &LinkKind::FIRST, "c").unwrap();
+    transaction.commit().unwrap();
+}
+
+/// Start `trailwarden ARGS`, kill it with SIGKILL after `after`; whether it
+/// had finished by then.
+fn killed_after(sandbox: &Sandbox, args: &[&str], after: Duration) -> bool {
+    let mut child = sandbox
+        .command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    finished
+}
+
+#[test]
+fn sigkill_during_a_migration_leaves_a_store_the_next_open_finishes() {
+    let sandbox = Sandbox::named("old.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    sandbox.write_config(&Config::standard(&sandbox.store));
+    version_7_store(&sandbox.store, 20_000);
+    // Kill `store verify` (which migrates first) sooner, then later, until
+    // one run gets through; each kill lands somewhere in the migration.
+    let mut kills = 0;
+    for millis in [30, 80, 150, 300, 600, 1_200, 2_500, 5_000, 10_000, 20_000] {
+        if killed_after(&sandbox, &["store", "verify"], Duration::from_millis(millis)) {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills > 0, "the migration was never interrupted");
+    let verify = sandbox.run(&["store", "verify"]);
+    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    assert!(
+        stdout(&verify).contains("20000 alarms") && stdout(&verify).contains("20000 call records"),
+        "{}",
+        stdout(&verify)
+    );
+    eprintln!("the migration was killed {kills} times before one finished");
+}
+
+/// Alarms in a store file, read without migrating or creating anything.
+fn alarms(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|connection| connection.query_row("SELECT count(*) FROM alarms", [], |row| row.get(0)))
+        .unwrap_or(-1)
+}
+
+#[test]
+fn sigkill_during_a_backup_never_leaves_a_backup_that_is_not_whole() {
+    let sandbox = Sandbox::named("store.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    sandbox.write_config(&Config::standard(&sandbox.store));
+    let corpus = corpus(&sandbox, "corpus.jsonl", "5", "2026-03-02", "20000");
+    sandbox.ok(&[
+        "replay",
+        "--format",
+        "jsonl",
+        "--db",
+        sandbox.store_arg(),
+        corpus.to_str().unwrap(),
+    ]);
+    let mut cut = 0;
+    for (round, millis) in [1u64, 5, 10, 20, 40, 80, 160].into_iter().enumerate() {
+        let target = sandbox.path(&format!("backup-{round}.db"));
+        if !killed_after(
+            &sandbox,
+            &["store", "backup", target.to_str().unwrap()],
+            Duration::from_millis(millis),
+        ) {
+            cut += 1;
+        }
+        // Either a whole backup under its name, or nothing under it.
+        if target.exists() {
+            assert_eq!(
+                alarms(&target),
+                alarms(&sandbox.store),
+                "round {round}: a backup with alarms missing"
+            );
+            let verify = sandbox.run(&["store", "verify", "--db", target.to_str().unwrap()]);
+            assert!(verify.status.success(), "round {round}: {}", stdout(&verify));
+        }
+    }
+    assert!(cut > 0, "no backup was interrupted");
+    let verify = sandbox.run(&["store", "verify"]);
+    assert!(
+        verify.status.success(),
+        "the store itself is untouched: {}",
+        stdout(&verify)
+    );
+}

@@ -156,6 +156,16 @@ fn newest_backup_age(dir: &Path) -> Option<Duration> {
 
 /// One backup into `backup.dir`, then prune beyond `backup.keep`.
 pub fn backup_once(store_path: &Path, options: StoreOptions, backup: &BackupSettings) -> Result<PathBuf, AppError> {
+    // What a backup cut short (a crash mid-copy) left under its temporary name.
+    if let Ok(entries) = std::fs::read_dir(&backup.dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("trailwarden-") && name.ends_with(".db.partial") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let store = Store::open(store_path, options)?;
     let name = format!("trailwarden-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let path = backup.dir.join(name);

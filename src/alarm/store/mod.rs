@@ -36,6 +36,8 @@ pub enum StoreError {
     Workflow(String),
     #[error("backup to {path} failed: {source}")]
     Backup { path: PathBuf, source: rusqlite::Error },
+    #[error("backup to {path} failed: {source}")]
+    BackupFile { path: PathBuf, source: std::io::Error },
     /// Stored data that cannot be read back (a damaged event block).
     #[error("{0}")]
     Corrupt(String),
@@ -368,11 +370,28 @@ impl Store {
                 destination.display()
             )));
         }
-        let mut target = Connection::open(destination).map_err(failed)?;
-        let backup = rusqlite::backup::Backup::new(&self.connection, &mut target).map_err(failed)?;
-        backup
-            .run_to_completion(1024, std::time::Duration::from_millis(5), None)
-            .map_err(failed)?;
+        // Written under a name of its own and renamed once whole: a backup
+        // cut short (a crash, SIGKILL, a full disk) never sits under the
+        // backup's name, where it would open as an empty store.
+        let mut partial_name = destination.file_name().unwrap_or_default().to_os_string();
+        partial_name.push(".partial");
+        let partial = destination.with_file_name(partial_name);
+        let moved = |source| StoreError::BackupFile {
+            path: destination.to_path_buf(),
+            source,
+        };
+        match std::fs::remove_file(&partial) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(moved(error)),
+            _ => {}
+        }
+        {
+            let mut target = Connection::open(&partial).map_err(failed)?;
+            let backup = rusqlite::backup::Backup::new(&self.connection, &mut target).map_err(failed)?;
+            backup
+                .run_to_completion(1024, std::time::Duration::from_millis(5), None)
+                .map_err(failed)?;
+        }
+        std::fs::rename(&partial, destination).map_err(moved)?;
         Ok(())
     }
 
