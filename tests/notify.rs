@@ -675,6 +675,17 @@ email = ["soc@example.com"]
         .map(|request| request.json()["alarm"]["id"].as_i64().expect("id"))
         .collect();
     assert_eq!(alarms.len(), medium.len(), "one webhook per medium-or-higher alarm");
+    // In order per subscription: the webhook got them in the order they
+    // were queued (delivery ids carry the message's number).
+    let order: Vec<i64> = http
+        .on("/hook")
+        .iter()
+        .map(|request| request.json()["alarm"]["id"].as_i64().expect("id"))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    eprintln!("webhook order after the outage: {order:?}");
+    assert_eq!(order, sorted, "the webhook got them in the order they were queued");
 
     let mails = smtp.messages();
     let mut message_ids: BTreeMap<String, usize> = BTreeMap::new();

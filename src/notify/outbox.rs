@@ -224,7 +224,11 @@ pub struct Due {
     pub created_at: String,
 }
 
-/// Pending deliveries of admitted messages whose time has come, oldest first.
+/// Pending deliveries of admitted messages whose time has come, in the
+/// order they were queued. Each subscription gets its messages in that
+/// order: a delivery waits while an older one to the same subscription
+/// waits for its retry (after an outage, the backlog goes out oldest first,
+/// not behind what arrived since).
 pub fn due(connection: &Connection, limit: u32) -> rusqlite::Result<Vec<Due>> {
     let now_ms = Utc::now().timestamp_millis();
     connection
@@ -233,7 +237,9 @@ pub fn due(connection: &Connection, limit: u32) -> rusqlite::Result<Vec<Due>> {
              d.attempts, d.age_from_ms, m.created_at FROM notify_deliveries d \
              JOIN notify_messages m ON m.id = d.message_id \
              WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 AND m.state = 'admitted' \
-             ORDER BY d.next_attempt_ms, d.id LIMIT ?2",
+             AND NOT EXISTS (SELECT 1 FROM notify_deliveries e WHERE e.status = 'pending' AND e.id < d.id \
+             AND e.topic = d.topic AND e.subscription = d.subscription AND e.next_attempt_ms > ?1) \
+             ORDER BY d.id LIMIT ?2",
         )?
         .query_map(params![now_ms, limit], |row| {
             let kind: String = row.get(5)?;
