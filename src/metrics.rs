@@ -167,6 +167,21 @@ pub struct AllowlistMetrics {
     pub high_hits: Gauge,
 }
 
+/// The kinds of row retention counts (`PruneReport::counts`, in order).
+pub const RETENTION_KINDS: [&str; 11] = [
+    "alarms",
+    "transitions",
+    "call_records",
+    "samples",
+    "dead_letters",
+    "notify_messages",
+    "notify_deliveries",
+    "rollup_rows",
+    "key_ip_rows",
+    "chain_links_cut",
+    "chain_links_carried",
+];
+
 /// What retention removed, by kind of row, and its failed runs.
 #[derive(Debug, Default)]
 pub struct RetentionMetrics {
@@ -185,6 +200,28 @@ impl RetentionMetrics {
     }
 }
 
+/// The running rule set and its reloads, brought up to date at scrape time
+/// from the reloader's status.
+#[derive(Debug, Default)]
+pub struct RuleMetrics {
+    pub loaded: Gauge,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+    /// 1 while the last reload attempt failed (the running rules stay).
+    pub reload_failing: Gauge,
+}
+
+impl RuleMetrics {
+    /// Bring the counters up to the totals the reloader keeps.
+    pub fn sync(&self, rules: usize, reloads: u64, failures: u64, failing: bool) {
+        self.loaded.set(i64::try_from(rules).unwrap_or(i64::MAX));
+        self.reloads.inc_by(reloads.saturating_sub(self.reloads.get()));
+        self.reload_failures
+            .inc_by(failures.saturating_sub(self.reload_failures.get()));
+        self.reload_failing.set(i64::from(failing));
+    }
+}
+
 /// All metrics of one daemon.
 #[derive(Debug)]
 pub struct Metrics {
@@ -194,6 +231,9 @@ pub struct Metrics {
     pub notify: Arc<NotifyMetrics>,
     pub allowlist: Arc<AllowlistMetrics>,
     pub retention: Arc<RetentionMetrics>,
+    pub rules: Arc<RuleMetrics>,
+    /// Alarms opened, by level.
+    pub alarms_opened: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Seconds from a source starting a batch to its store commit.
     pub batch_seconds: Histogram,
     /// Seconds from a Kafka message's timestamp to the commit of the
@@ -223,6 +263,19 @@ impl Metrics {
         let notify = Arc::new(NotifyMetrics::default());
         let allowlist = Arc::new(AllowlistMetrics::default());
         let retention = Arc::new(RetentionMetrics::default());
+        let rules = Arc::new(RuleMetrics::default());
+        // Counters a dashboard rates show from the start, at 0.
+        for kind in RETENTION_KINDS {
+            let _ = retention.removed.get_or_create(&vec![("kind", kind)]);
+        }
+        for channel in ["email", "webhook"] {
+            for result in ["delivered", "retry", "failed", "deferred"] {
+                let _ = notify.attempts.get_or_create(&DeliveryLabels {
+                    channel: channel.into(),
+                    result: result.into(),
+                });
+            }
+        }
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let append_to_commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
@@ -338,6 +391,28 @@ impl Metrics {
             "Retention runs that failed, or left the hash chain uncut because it is damaged",
             retention.failures.clone(),
         );
+        let alarms_opened = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        // Every level shows from the start, at 0.
+        for level in ["info", "low", "medium", "high"] {
+            let _ = alarms_opened.get_or_create(&vec![("level", level)]);
+        }
+        registry.register("alarms_opened", "Alarms opened, by level", alarms_opened.clone());
+        registry.register("rules_loaded", "Rules in the running set", rules.loaded.clone());
+        registry.register(
+            "rule_reloads",
+            "Reloads that installed a new rule set",
+            rules.reloads.clone(),
+        );
+        registry.register(
+            "rule_reload_failures",
+            "Reloads refused (the running rules stayed in place)",
+            rules.reload_failures.clone(),
+        );
+        registry.register(
+            "rule_reload_failing",
+            "1 while the last reload attempt failed",
+            rules.reload_failing.clone(),
+        );
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
         registry.register(
             "api_requests",
@@ -351,6 +426,8 @@ impl Metrics {
             notify,
             allowlist,
             retention,
+            rules,
+            alarms_opened,
             batch_seconds,
             append_to_commit_seconds,
             store_write_seconds,

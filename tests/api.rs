@@ -1596,3 +1596,71 @@ fn an_address_that_keeps_failing_authentication_is_locked_out_for_the_minute() {
     let metrics_locked = server.get("/metrics", Some(ADMIN));
     assert_eq!(metrics_locked.status, 429);
 }
+
+/// Metric names in a dashboard or alert file, as exported (`_total`,
+/// `_bucket`, `_sum` and `_count` are the exposition's suffixes).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(found) = text[at..].find("trailwarden_") {
+        let start = at + found;
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
+        {
+            end += 1;
+        }
+        let name = &text[start..end];
+        let base = ["_bucket", "_sum", "_count", "_total"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        names.insert(base.to_string());
+        at = end;
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_name_only_metrics_the_daemon_exports() {
+    let server = Server::start();
+    let exported: BTreeSet<String> = server
+        .get("/metrics", Some(VIEWER))
+        .body
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(exported.len() > 30, "{exported:?}");
+    // Per-partition lag exists once a Kafka source has partitions
+    // (tests/kafka_mock.rs checks it there); this daemon reads files.
+    let mut exported = exported;
+    exported.insert("trailwarden_kafka_partition_lag".into());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "packaging/grafana/trailwarden.json",
+        "packaging/prometheus/trailwarden-alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        if file.ends_with(".json") {
+            serde_json::from_str::<Value>(&text).unwrap_or_else(|error| panic!("{file}: {error}"));
+        } else {
+            let rules: Value = serde_saphyr::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"));
+            let alerts = rules["groups"][0]["rules"].as_array().expect("groups[0].rules");
+            assert!(
+                alerts
+                    .iter()
+                    .all(|alert| alert["alert"].is_string() && alert["expr"].is_string())
+            );
+        }
+        let named = metric_names(&text);
+        assert!(named.len() >= 8, "{file}: {named:?}");
+        let missing: Vec<&String> = named.iter().filter(|name| !exported.contains(*name)).collect();
+        assert!(
+            missing.is_empty(),
+            "{file} names metrics /metrics does not have: {missing:?}"
+        );
+    }
+}

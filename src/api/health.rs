@@ -69,6 +69,14 @@ pub async fn metrics(Viewer(_): Viewer, State(state): State<ApiState>) -> Respon
         }
         allowlist.high_hits.set(i64::try_from(high_hits).unwrap_or(i64::MAX));
     }
+    if let Ok(status) = state.daemon.reload_status.lock() {
+        state.daemon.metrics.rules.sync(
+            status.rules,
+            status.reloads,
+            status.failures,
+            status.last_error.is_some(),
+        );
+    }
     let text = state.daemon.metrics.render();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

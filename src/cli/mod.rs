@@ -87,7 +87,7 @@ pub enum Command {
         #[command(subcommand)]
         command: AlarmsCommand,
     },
-    /// The alarm store: verify the hash chain, show its head, back it up.
+    /// The alarm store: verify the hash chain, show its head, back it up and restore a backup, prune it to `[retention]`, show its size.
     Store {
         #[command(subcommand)]
         command: StoreCommand,

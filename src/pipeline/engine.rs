@@ -615,6 +615,14 @@ impl StoreStage {
                     stats
                         .alarms_created
                         .fetch_add(outcome.alarms_created, Ordering::Relaxed);
+                    for (level, created) in crate::rules::Level::ALL.iter().zip(outcome.created_by_level) {
+                        if created > 0 {
+                            self.metrics
+                                .alarms_opened
+                                .get_or_create(&vec![("level", level.as_str())])
+                                .inc_by(created);
+                        }
+                    }
                     for update in &write.alarms {
                         touched.insert((update.rule_id.clone(), update.group_key.clone()));
                     }

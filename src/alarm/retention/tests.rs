@@ -365,3 +365,9 @@ fn a_stop_request_ends_the_run_between_transactions() {
     assert_eq!((report.dead_letters, report.transactions), (6, 2));
     assert_eq!(count(&store, "SELECT count(*) FROM dead_letters"), 4);
 }
+
+#[test]
+fn the_report_counts_the_kinds_the_metrics_show() {
+    let kinds: Vec<&str> = PruneReport::default().counts().iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, crate::metrics::RETENTION_KINDS);
+}

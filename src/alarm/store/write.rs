@@ -51,6 +51,8 @@ impl WriteBatch {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub alarms_created: u64,
+    /// Alarms created, by level (`Level::ALL` order).
+    pub created_by_level: [u64; 4],
     pub alarms_updated: u64,
     /// Matches counted on an ignored alarm (not raised again).
     pub counted_on_ignored: u64,
@@ -281,6 +283,9 @@ fn write_in(
                     ])),
                 );
                 outcome.alarms_created += 1;
+                if let Some(at) = Level::ALL.iter().position(|level| *level == update.level) {
+                    outcome.created_by_level[at] += 1;
+                }
                 if let Some(router) = notify {
                     router.opened(transaction, &facts(inserted.0))?;
                 }
