@@ -74,6 +74,11 @@ pub fn run(settings: Settings, db: Option<&Path>, once: bool) -> Result<Stopped,
                 return Err(error);
             }
         };
+        let _watchdog = super::systemd::watchdog(daemon.api_handle().engine_alive.clone());
+        super::systemd::ready(&match &api {
+            Some(api) => format!("running; console {}", api.url()),
+            None => "running".to_string(),
+        });
         if once {
             let finished = async {
                 while !daemon.source_finished() {
@@ -88,6 +93,8 @@ pub fn run(settings: Settings, db: Option<&Path>, once: bool) -> Result<Stopped,
             signals.wait(&daemon).await;
             tracing::info!("shutting down: stopping intake, draining, committing");
         }
+        // The watchdog keeps pinging through the drain (the runtime's end stops it).
+        super::systemd::stopping();
         // The API goes first: readiness turns 503, requests in flight finish.
         if let Some(api) = api {
             api.stop(std::time::Duration::from_secs(5)).await;

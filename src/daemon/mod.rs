@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod housekeeping;
 pub mod lifecycle;
+pub mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
