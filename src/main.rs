@@ -72,10 +72,13 @@ fn init_logging(settings: &Settings) -> Result<()> {
         _ => settings.log.level.clone(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&text).with_context(|| format!("log filter {text:?}"))?;
-    // Colours only on a terminal: log files and journald get plain text.
+    // Colours only on a terminal, and not when NO_COLOR is set (no-color.org):
+    // log files and journald get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if settings.log.json {
         let _ = builder.json().try_init();

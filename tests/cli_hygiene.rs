@@ -392,3 +392,75 @@ fn environment_and_log_filter_mistakes_are_named_where_they_are() {
         );
     }
 }
+
+/// The binary, run directly (these tests need no configuration).
+const BIN: &str = env!("CARGO_BIN_EXE_trailwarden");
+
+#[test]
+fn version_names_the_git_revision_it_was_built_from() {
+    let output = std::process::Command::new(BIN).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(text, format!("trailwarden {} ({revision})", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = std::process::Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{shell}");
+        for word in ["restore", "prune", "replay", "db"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let refused = std::process::Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "an unknown shell is a usage error");
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BIN)
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let page = std::fs::read_to_string(dir.path().join("trailwarden-store-prune.1")).unwrap();
+    assert!(page.contains(".TH") && page.contains("retention"), "{page}");
+    assert!(dir.path().join("trailwarden.1").is_file());
+}
+
+#[test]
+fn no_color_keeps_log_lines_plain_on_a_terminal() {
+    // `script` gives the daemon a terminal for stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let escapes = |no_color: bool| {
+        let db = dir.path().join(format!("nc-{no_color}.db"));
+        let mut command = std::process::Command::new("script");
+        command
+            .args(["-qec", &format!("{BIN} run --once --db {}", db.display()), "/dev/null"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
+            .env("TRAILWARDEN_LOG", "info")
+            .env_remove("NO_COLOR");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let output = command.output().expect("script (util-linux)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stdout).matches("\u{1b}[").count()
+    };
+    assert!(escapes(false) > 0, "coloured on a terminal");
+    assert_eq!(escapes(true), 0, "plain with NO_COLOR");
+}

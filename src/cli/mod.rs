@@ -14,6 +14,7 @@ mod remarks;
 mod reports;
 mod rules;
 mod run;
+mod shell;
 mod state;
 mod store;
 
@@ -39,10 +40,13 @@ use run::{BackfillArgs, NormalizeArgs, ReplayArgs, RunArgs};
 use store::DeadLettersArgs;
 pub use store::StoreCommand;
 
+/// `--version`: the crate's version and the git revision it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("TRAILWARDEN_REVISION"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "trailwarden",
-    version,
+    version = VERSION,
     about = "Streaming detection for Huawei Cloud CTS, Tencent CloudAudit and AWS CloudTrail audit logs",
     long_about = "trailwarden reads cloud audit records (files, directories, stdin), normalizes the three \
 clouds into one event model, evaluates YAML detection rules, and keeps alarms in SQLite.\n\n\
@@ -155,6 +159,10 @@ pub enum Command {
     /// Text filters compare whole values, ignoring case. A page that has more prints
     /// `more: --cursor C` on stderr. TIME is RFC 3339, a date or a duration ago (24h, 7d).
     Events(EventsArgs),
+    /// Print shell completions (bash, zsh, fish …) to stdout, e.g. `trailwarden completions bash > /etc/bash_completion.d/trailwarden`.
+    Completions(shell::CompletionsArgs),
+    /// Write the manual pages (trailwarden.1 and one per command) to a directory.
+    Man(shell::ManArgs),
     /// Notifications: the delivery outbox, resending, testing a topic.
     Notify {
         #[command(subcommand)]
@@ -200,6 +208,8 @@ pub fn dispatch(command: Command, settings: Settings) -> Result<ExitCode> {
         Command::Traces(args) => reports::traces(&settings, args),
         Command::Events(args) => events::events(&settings, args),
         Command::Generate(args) => generate::generate(&settings, args),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 
