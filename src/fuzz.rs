@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("sigma", sigma),
     ("config", config),
     ("api_params", api_params),
+    ("templates", templates),
 ];
 
 fn repo() -> PathBuf {
@@ -174,6 +175,20 @@ pub fn api_params(data: &[u8]) {
     });
 }
 
+/// A notification template (the first byte picks which one it replaces),
+/// compiled and rendered against the samples, as `[notify] templates_dir`
+/// overrides are at start.
+pub fn templates(data: &[u8]) {
+    static SETTINGS: OnceLock<crate::notify::NotifySettings> = OnceLock::new();
+    let Some((&which, source)) = data.split_first() else {
+        return;
+    };
+    let names = crate::notify::render::TEMPLATE_NAMES;
+    let name = names[usize::from(which) % names.len()];
+    let settings = SETTINGS.get_or_init(crate::notify::NotifySettings::default);
+    let _ = crate::notify::render::Templates::with_overrides(settings, &[(name, text(source))]);
+}
+
 /// The seed corpus of `target`: the repository's own records, rules and
 /// configuration (what `scripts/fuzz` copies into `fuzz/corpus/TARGET`).
 pub fn seeds(target: &str) -> Vec<PathBuf> {
@@ -188,6 +203,7 @@ pub fn seeds(target: &str) -> Vec<PathBuf> {
         "rules" => &["rules"],
         "sigma" => &["../shared/peers/sigma-cloudtrail"],
         "config" => &["config"],
+        "templates" => &["src/notify/templates"],
         _ => &[],
     };
     let mut files = Vec::new();

@@ -363,7 +363,8 @@ fn alarm_notice(
     }
 }
 
-const TEMPLATE_NAMES: [&str; 12] = [
+/// Every template, by the file name that overrides it in `templates_dir`.
+pub const TEMPLATE_NAMES: [&str; 12] = [
     "email.subject",
     "email.txt",
     "email.html",
@@ -419,13 +420,27 @@ impl Templates {
     /// Every template is compiled and rendered against a sample, so a broken
     /// override is reported at start with its file and line.
     pub fn load(settings: &NotifySettings) -> Result<Templates, NotifyError> {
+        let mut overrides = Vec::new();
+        for name in TEMPLATE_NAMES {
+            if let Some(path) = settings.templates_dir.as_deref().map(|dir| dir.join(name))
+                && path.is_file()
+            {
+                overrides.push((name, read_template(&path)?));
+            }
+        }
+        Templates::with_overrides(settings, &overrides)
+    }
+
+    /// The shipped templates with `overrides` (name, source) in their place,
+    /// each compiled and rendered against samples.
+    pub fn with_overrides(settings: &NotifySettings, overrides: &[(&str, String)]) -> Result<Templates, NotifyError> {
         let mut environment = minijinja::Environment::new();
         environment.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
         for name in TEMPLATE_NAMES {
-            let source = match settings.templates_dir.as_deref().map(|dir| dir.join(name)) {
-                Some(path) if path.is_file() => read_template(&path)?,
-                _ => default_template(name).to_string(),
-            };
+            let source = overrides
+                .iter()
+                .find(|(overridden, _)| *overridden == name)
+                .map_or_else(|| default_template(name).to_string(), |(_, source)| source.clone());
             environment
                 .add_template_owned(name.to_string(), source)
                 .map_err(|error| template_error(settings, name, &error))?;
