@@ -114,3 +114,66 @@ fn the_daemon_notifies_ready_pings_the_watchdog_and_says_it_is_stopping() {
     });
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_packaged_and_container_configurations_load_with_the_compose_overrides() {
+    use trailwarden::config::{Settings, SourceKind};
+    let read =
+        |path: &str| std::fs::read_to_string(repo().join(path)).unwrap_or_else(|error| panic!("{path}: {error}"));
+    // The Debian package's configuration.
+    let deb = Settings::from_sources(
+        "packaging/debian/trailwarden.toml",
+        &read("packaging/debian/trailwarden.toml"),
+        &[],
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(deb.store.path, PathBuf::from("/var/lib/trailwarden/trailwarden.db"));
+    assert_eq!(deb.rules.dir, PathBuf::from("/etc/trailwarden/rules"));
+    assert_eq!(deb.api.bind.to_string(), "127.0.0.1:8080");
+    // The image's, with the variables compose.yaml sets.
+    let compose: serde_json::Value = serde_saphyr::from_str(&read("compose.yaml")).unwrap();
+    let variables: Vec<(String, String)> = compose["services"]["trailwarden"]["environment"]
+        .as_object()
+        .expect("services.trailwarden.environment")
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                value.as_str().map_or_else(|| value.to_string(), str::to_string),
+            )
+        })
+        .collect();
+    let container = Settings::from_sources(
+        "packaging/container/trailwarden.toml",
+        &read("packaging/container/trailwarden.toml"),
+        &variables,
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(container.source, SourceKind::Kafka);
+    assert_eq!(container.kafka.topics, vec!["audit".to_string()]);
+    assert_eq!(
+        container.store.path,
+        PathBuf::from("/var/lib/trailwarden/trailwarden.db")
+    );
+    assert_eq!(container.api.bind.to_string(), "0.0.0.0:8080");
+    // What the Dockerfile copies is in the repository and let through by .dockerignore.
+    let dockerfile = read("Dockerfile");
+    let ignore = read(".dockerignore");
+    for line in dockerfile
+        .lines()
+        .filter(|line| line.starts_with("COPY ") && !line.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for source in &words[1..words.len() - 1] {
+            let source = source.trim_end_matches('/');
+            let let_through = ignore
+                .lines()
+                .filter_map(|rule| rule.strip_prefix('!'))
+                .any(|allowed| source == allowed || source.starts_with(&format!("{allowed}/")));
+            assert!(let_through, ".dockerignore keeps {source} out");
+            if source != "target/release/trailwarden" {
+                assert!(repo().join(source).exists(), "{source} is not in the repository");
+            }
+        }
+    }
+}
