@@ -293,9 +293,14 @@ pub fn replay(settings: &Settings, mut request: ReplayRequest) -> Result<Pipelin
     );
     let sender = pipeline.sender();
     let mut send = |batch: ChunkBatch| sender.send(batch).map_err(|_| Stopped);
+    let progress = {
+        let stats = pipeline.stats.clone();
+        crate::terminal::Progress::start(move |elapsed| progress_line("replay", &stats.snapshot(), elapsed))
+    };
     read_paths_merged(&request.paths, &merge_options(settings, false), &mut send)?;
     drop(sender);
     let report = pipeline.finish();
+    drop(progress);
     if let Some(error) = report.store_error {
         return Err(AppError::Store(error));
     }
@@ -327,6 +332,21 @@ impl Drop for ScratchStore {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The status line of a long run (`replay`, `backfill`) on a terminal.
+pub fn progress_line(what: &str, stats: &crate::pipeline::StatsSnapshot, elapsed: std::time::Duration) -> String {
+    let seconds = elapsed.as_secs_f64().max(0.001);
+    format!(
+        "{what}: {} records, {} events, {} malformed, {} matches, {:.1} MB read, {:.0} s, {:.0} events/s",
+        stats.records,
+        stats.events,
+        stats.malformed,
+        stats.matches,
+        stats.bytes as f64 / 1_000_000.0,
+        elapsed.as_secs_f64(),
+        stats.events as f64 / seconds
+    )
 }
 
 /// The one-line summary printed to stderr after a replay.

@@ -464,3 +464,46 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
     assert!(escapes(false) > 0, "coloured on a terminal");
     assert_eq!(escapes(true), 0, "plain with NO_COLOR");
 }
+
+#[test]
+fn a_long_replay_shows_progress_on_a_terminal_and_only_its_summary_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    let generated = std::process::Command::new(BIN)
+        .args(["generate", "--events", "30000", "--out"])
+        .arg(&corpus)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let replay = format!("{BIN} replay --format jsonl {} > /dev/null", corpus.display());
+    // On a terminal (`script`): a status line redrawn in place, erased before the summary.
+    let output = std::process::Command::new("script")
+        .args(["-qec", &replay, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(
+        shown.contains("\r\u{1b}[2Kreplay: ") && shown.contains("events/s"),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("replay: 30000 records"),
+        "the summary follows: {shown:?}"
+    );
+    // Piped: the summary alone.
+    let output = std::process::Command::new("sh")
+        .args(["-c", &replay])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        !stderr.contains('\r') && stderr.starts_with("replay: 30000 records"),
+        "{stderr:?}"
+    );
+}
