@@ -335,6 +335,72 @@ pub fn log_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'
     .delimited(" ")
 }
 
+/// A status line on stderr for long commands (`replay`, `backfill`),
+/// redrawn four times a second from `line(elapsed)`, only when stderr is a
+/// terminal: piped or logged, a command prints nothing but its summary.
+/// Erased when dropped, before the summary is printed.
+pub struct Progress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(mut line: impl FnMut(std::time::Duration) -> String + Send + 'static) -> Progress {
+        use std::io::{IsTerminal, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if !io::stderr().is_terminal() {
+            return Progress { stop, thread: None };
+        }
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("tw-progress".into())
+                .spawn(move || {
+                    let started = std::time::Instant::now();
+                    let columns = stderr_columns();
+                    let mut drawn = false;
+                    while !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let (text, _) = fit(&escape(&line(started.elapsed())), columns.saturating_sub(1));
+                        let _ = write!(io::stderr().lock(), "\r\x1b[2K{text}");
+                        drawn = true;
+                    }
+                    if drawn {
+                        let _ = write!(io::stderr().lock(), "\r\x1b[2K");
+                    }
+                })
+                .ok()
+        };
+        Progress { stop, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The width of the terminal stderr is on (80 when it cannot be told).
+fn stderr_columns() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills the zeroed winsize it is given, or fails.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0 && size.ws_col > 0 {
+            return usize::from(size.ws_col);
+        }
+    }
+    80
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,70 +477,4 @@ mod tests {
         };
         assert_eq!(starts(lines[0]), starts(lines[1]));
     }
-}
-
-/// A status line on stderr for long commands (`replay`, `backfill`),
-/// redrawn four times a second from `line(elapsed)`, only when stderr is a
-/// terminal: piped or logged, a command prints nothing but its summary.
-/// Erased when dropped, before the summary is printed.
-pub struct Progress {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Progress {
-    pub fn start(mut line: impl FnMut(std::time::Duration) -> String + Send + 'static) -> Progress {
-        use std::io::{IsTerminal, Write};
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if !io::stderr().is_terminal() {
-            return Progress { stop, thread: None };
-        }
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("tw-progress".into())
-                .spawn(move || {
-                    let started = std::time::Instant::now();
-                    let columns = stderr_columns();
-                    let mut drawn = false;
-                    while !stop.load(Ordering::Acquire) {
-                        std::thread::sleep(std::time::Duration::from_millis(250));
-                        if stop.load(Ordering::Acquire) {
-                            break;
-                        }
-                        let (text, _) = fit(&escape(&line(started.elapsed())), columns.saturating_sub(1));
-                        let _ = write!(io::stderr().lock(), "\r\x1b[2K{text}");
-                        drawn = true;
-                    }
-                    if drawn {
-                        let _ = write!(io::stderr().lock(), "\r\x1b[2K");
-                    }
-                })
-                .ok()
-        };
-        Progress { stop, thread }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The width of the terminal stderr is on (80 when it cannot be told).
-fn stderr_columns() -> usize {
-    #[cfg(unix)]
-    {
-        // SAFETY: TIOCGWINSZ fills the zeroed winsize it is given, or fails.
-        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-        if unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0 && size.ws_col > 0 {
-            return usize::from(size.ws_col);
-        }
-    }
-    80
 }
