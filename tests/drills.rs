@@ -58,6 +58,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// The alarms in `store` are what a replay of `files` into a fresh store raises.
+fn assert_alarms_of_a_replay(sandbox: &Sandbox, store: &Path, files: &[&Path]) {
+    let reference = sandbox.path("reference.db");
+    let mut args = vec!["replay", "--format", "jsonl", "--db", reference.to_str().unwrap()];
+    args.extend(files.iter().map(|file| file.to_str().unwrap()));
+    sandbox.ok(&args);
+    assert_eq!(alarm_fingerprint(store), alarm_fingerprint(&reference));
+}
+
 fn completed(db: &Path, file: &Path) -> bool {
     rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .and_then(|connection| {
@@ -163,17 +172,7 @@ fn a_full_disk_pauses_intake_and_it_resumes_by_itself_when_space_returns() {
     assert!(daemon.terminate());
     assert!(daemon.wait().success(), "{}", daemon.stderr());
     // The same alarms as a replay of both corpora that never saw the outage.
-    let reference = sandbox.path("reference.db");
-    sandbox.ok(&[
-        "replay",
-        "--format",
-        "jsonl",
-        "--db",
-        reference.to_str().unwrap(),
-        first.to_str().unwrap(),
-        second.to_str().unwrap(),
-    ]);
-    assert_eq!(alarm_fingerprint(&store), alarm_fingerprint(&reference));
+    assert_alarms_of_a_replay(&sandbox, &store, &[&first, &second]);
     let verify = sandbox.run(&["store", "verify", "--db", store.to_str().unwrap()]);
     assert!(verify.status.success(), "{}", stdout(&verify));
 }
@@ -267,16 +266,7 @@ fn another_process_holding_the_stores_lock_pauses_intake_until_it_lets_go() {
     );
     assert!(daemon.terminate());
     assert!(daemon.wait().success(), "{}", daemon.stderr());
-    let reference = sandbox.path("reference.db");
-    sandbox.ok(&[
-        "replay",
-        "--format",
-        "jsonl",
-        "--db",
-        reference.to_str().unwrap(),
-        arrived.to_str().unwrap(),
-    ]);
-    assert_eq!(alarm_fingerprint(&sandbox.store), alarm_fingerprint(&reference));
+    assert_alarms_of_a_replay(&sandbox, &sandbox.store, &[&arrived]);
 }
 
 #[test]
@@ -325,16 +315,7 @@ fn the_rules_directory_removed_while_running_keeps_the_running_rules_until_it_is
     assert!(daemon.terminate());
     assert!(daemon.wait().success(), "{}", daemon.stderr());
     // What the running rules raised meanwhile is what they raise in a replay.
-    let reference = sandbox.path("reference.db");
-    sandbox.ok(&[
-        "replay",
-        "--format",
-        "jsonl",
-        "--db",
-        reference.to_str().unwrap(),
-        arrived.to_str().unwrap(),
-    ]);
-    assert_eq!(alarm_fingerprint(&sandbox.store), alarm_fingerprint(&reference));
+    assert_alarms_of_a_replay(&sandbox, &sandbox.store, &[&arrived]);
 }
 
 /// A store as version 7 wrote it (before the evidence migration), with

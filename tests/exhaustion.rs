@@ -4,6 +4,9 @@
 //! and pathological regexes in rule files. Each is bounded by a documented
 //! limit, named in a dead letter or an error, and reading goes on.
 
+mod common;
+
+use common::store_dead_letters;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -56,19 +59,6 @@ fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
         stderr: std::fs::read_to_string(err).unwrap_or_default(),
         peak_mb: usage.ru_maxrss as u64 / 1024,
     }
-}
-
-/// The dead letters of a store, as (origin, reason).
-fn dead_letters(db: &Path) -> Vec<(String, String)> {
-    let connection = rusqlite::Connection::open(db).unwrap();
-    let mut statement = connection
-        .prepare("SELECT origin, reason FROM dead_letters ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 fn record_line(id: &str) -> String {
@@ -128,7 +118,7 @@ fn a_gzip_bomb_is_a_dead_letter_under_the_default_document_limit_in_bounded_memo
     encoder.finish().unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() < 8 << 20);
     let (result, db) = replay(dir.path(), &[], &path);
-    let letters = dead_letters(&db);
+    let letters = store_dead_letters(&db);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(letters[0].0.contains("bomb.jsonl.gz:1"), "{letters:?}");
     assert!(
@@ -162,7 +152,7 @@ fn a_50_mb_line_and_json_nested_a_million_deep_are_dead_letters_and_reading_goes
     writeln!(file, "{}", record_line("after")).unwrap();
     drop(file);
     let (result, db) = replay(dir.path(), &[], &path);
-    let letters = dead_letters(&db);
+    let letters = store_dead_letters(&db);
     let origins: Vec<&str> = letters.iter().map(|(origin, _)| origin.as_str()).collect();
     assert_eq!(
         origins
@@ -211,7 +201,7 @@ fn a_records_array_of_a_million_records_streams_in_bounded_memory() {
         "{}",
         result.stderr
     );
-    assert!(dead_letters(&db).is_empty());
+    assert!(store_dead_letters(&db).is_empty());
     assert!(
         result.peak_mb < baseline + 192,
         "peak RSS {} MB (baseline {baseline})",

@@ -2,6 +2,9 @@
 //! become dead letters, big containers stream, memory is bounded by bytes,
 //! alarm samples are capped.
 
+mod common;
+
+use common::store_dead_letters;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -49,18 +52,6 @@ fn write_lines(path: &Path, records: &[Value]) {
     std::fs::write(path, text).unwrap();
 }
 
-fn dead_letters(db: &Path) -> Vec<(String, String)> {
-    let connection = rusqlite::Connection::open(db).unwrap();
-    let mut statement = connection
-        .prepare("SELECT origin, reason FROM dead_letters ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
 #[test]
 fn impossible_event_times_are_dead_letters_naming_the_record_and_fire_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +87,7 @@ fn impossible_event_times_are_dead_letters_naming_the_record_and_fire_nothing() 
         !stdout.contains("year-2262"),
         "an impossible time raised an alarm: {stdout}"
     );
-    let letters = dead_letters(&db);
+    let letters = store_dead_letters(&db);
     assert_eq!(letters.len(), 2, "{letters:?}");
     let origin = file.display().to_string();
     assert_eq!(letters[0].0, format!("{origin}:2"));
@@ -225,7 +216,7 @@ fn a_records_document_larger_than_the_document_limit_is_read_record_by_record() 
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary = String::from_utf8_lossy(&output.stderr);
     assert!(summary.contains("3000 records, 3000 events, 0 malformed"), "{summary}");
-    assert!(dead_letters(&db).is_empty());
+    assert!(store_dead_letters(&db).is_empty());
 }
 
 #[test]

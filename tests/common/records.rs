@@ -22,3 +22,16 @@ pub fn jsonl(text: &str) -> Vec<Value> {
 pub fn utc8() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset")
 }
+
+/// The dead letters of a store, as (origin, reason), oldest first.
+pub fn store_dead_letters(db: &Path) -> Vec<(String, String)> {
+    let connection = rusqlite::Connection::open(db).expect("opening the store");
+    let mut statement = connection
+        .prepare("SELECT origin, reason FROM dead_letters ORDER BY id")
+        .expect("the dead-letter query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("reading dead letters")
+        .map(Result::unwrap)
+        .collect()
+}
