@@ -507,3 +507,49 @@ fn a_long_replay_shows_progress_on_a_terminal_and_only_its_summary_otherwise() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn json_logs_are_json_on_every_line_with_one_shape_and_snake_case_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("json.db");
+    let output = std::process::Command::new(BIN)
+        .args(["run", "--once", "--db"])
+        .arg(&db)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TRAILWARDEN__LOG__FORMAT", "json")
+        .env("TRAILWARDEN_LOG", "debug")
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
+        .env("TRAILWARDEN__STORE__BACKUP__DIR", "")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut lines = 0;
+    let mut names = std::collections::BTreeSet::new();
+    for line in stderr.lines().filter(|line| !line.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        let keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["fields", "level", "target", "timestamp"], "{line}");
+        let fields = entry["fields"].as_object().unwrap();
+        assert!(fields["message"].is_string(), "{line}");
+        names.extend(fields.keys().cloned());
+        lines += 1;
+    }
+    assert!(lines > 20, "{stderr}");
+    // One spelling per name: snake_case (the `log.*` fields come from crates logging through `log`).
+    for name in &names {
+        let plain = name.strip_prefix("log.").unwrap_or(name);
+        assert!(
+            plain
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'),
+            "field {name:?} in {names:?}"
+        );
+    }
+    for (spelling, canonical) in [("file", "path"), ("filename", "path"), ("err", "error"), ("e", "error")] {
+        assert!(
+            !names.contains(spelling),
+            "{spelling:?} where the logs say {canonical:?}: {names:?}"
+        );
+    }
+}

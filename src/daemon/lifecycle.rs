@@ -46,13 +46,24 @@ pub fn run(settings: Settings, db: Option<&Path>, once: bool) -> Result<Stopped,
             match crate::api::ApiServer::start(&settings, daemon.api_handle()).await {
                 Ok(api) => {
                     tracing::info!(url = api.url(), address = %api.local_addr(), "HTTP API listening");
-                    eprintln!("console: {}", api.url());
-                    if let Some(path) = api.token_file() {
-                        eprintln!(
-                            "console: no [[api.tokens]] configured; an admin token is in {} (owner-only); \
-                             `trailwarden api new-token` makes named ones",
-                            path.display()
-                        );
+                    // For a person at a terminal; JSON logs get every line as JSON.
+                    if settings.log.json {
+                        if let Some(path) = api.token_file() {
+                            tracing::warn!(
+                                path = %path.display(),
+                                "no [[api.tokens]] configured; an admin token is in this file (owner-only); \
+                                 `trailwarden api new-token` makes named ones"
+                            );
+                        }
+                    } else {
+                        eprintln!("console: {}", api.url());
+                        if let Some(path) = api.token_file() {
+                            eprintln!(
+                                "console: no [[api.tokens]] configured; an admin token is in {} (owner-only); \
+                                 `trailwarden api new-token` makes named ones",
+                                path.display()
+                            );
+                        }
                     }
                     Some(api)
                 }
