@@ -346,7 +346,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn start(mut line: impl FnMut(std::time::Duration) -> String + Send + 'static) -> Progress {
-        use std::io::{IsTerminal, Write};
+        use std::io::IsTerminal;
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         if !io::stderr().is_terminal() {
@@ -365,12 +365,11 @@ impl Progress {
                         if stop.load(Ordering::Acquire) {
                             break;
                         }
-                        let (text, _) = fit(&escape(&line(started.elapsed())), columns.saturating_sub(1));
-                        let _ = write!(io::stderr().lock(), "\r\x1b[2K{text}");
+                        draw_status_within(&line(started.elapsed()), columns);
                         drawn = true;
                     }
                     if drawn {
-                        let _ = write!(io::stderr().lock(), "\r\x1b[2K");
+                        clear_status();
                     }
                 })
                 .ok()
@@ -386,6 +385,23 @@ impl Drop for Progress {
             let _ = thread.join();
         }
     }
+}
+
+/// Draw `text` as the status line on stderr (a terminal), in place of the last.
+pub fn draw_status(text: &str) {
+    draw_status_within(text, stderr_columns());
+}
+
+fn draw_status_within(text: &str, columns: usize) {
+    use std::io::Write;
+    let (text, _) = fit(&escape(text), columns.saturating_sub(1));
+    let _ = write!(io::stderr().lock(), "\r\x1b[2K{text}");
+}
+
+/// Erase the status line.
+pub fn clear_status() {
+    use std::io::Write;
+    let _ = write!(io::stderr().lock(), "\r\x1b[2K");
 }
 
 /// The width of the terminal stderr is on (80 when it cannot be told).

@@ -506,6 +506,19 @@ fn a_long_replay_shows_progress_on_a_terminal_and_only_its_summary_otherwise() {
         !stderr.contains('\r') && stderr.starts_with("replay: 30000 records"),
         "{stderr:?}"
     );
+    // A backfill on a terminal: the same kind of status line, then its summary.
+    let db = dir.path().join("backfill.db");
+    let backfill = format!("{BIN} backfill --db {} {}", db.display(), corpus.display());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &backfill, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TRAILWARDEN__API__BIND", "127.0.0.1:0")
+        .output()
+        .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("\r\u{1b}[2Kbackfill: "), "{shown:?}");
+    assert!(shown.contains("backfill: 30000 records"), "{shown:?}");
 }
 
 #[test]

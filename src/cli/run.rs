@@ -84,9 +84,25 @@ pub fn backfill(settings: &Settings, args: BackfillArgs) -> Result<ExitCode> {
         }
     }
     let started = std::time::Instant::now();
-    let report = backfill::backfill(settings, db.as_deref(), &paths, &mut |stats, elapsed| {
-        eprintln!("{}", backfill::progress_line(stats, elapsed));
+    // On a terminal a status line redrawn in place; otherwise a line every 5 s
+    // (a backfill is usually left running, its output in a log).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let every = if terminal {
+        std::time::Duration::from_millis(250)
+    } else {
+        backfill::PROGRESS_EVERY
+    };
+    let report = backfill::backfill(settings, db.as_deref(), &paths, every, &mut |stats, elapsed| {
+        let line = backfill::progress_line(stats, elapsed);
+        if terminal {
+            trailwarden::terminal::draw_status(&line);
+        } else {
+            eprintln!("{line}");
+        }
     })?;
+    if terminal {
+        trailwarden::terminal::clear_status();
+    }
     eprintln!("{}", backfill::progress_line(&report.stats, started.elapsed()));
     Ok(ExitCode::SUCCESS)
 }

@@ -24,11 +24,13 @@ use crate::pipeline::{PipelineReport, StatsSnapshot};
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Read `paths` into the store's engine state (`db`, else `store.path`),
-/// calling `progress` every [`PROGRESS_EVERY`] with the counts so far.
+/// calling `progress` every `every` (a log line: [`PROGRESS_EVERY`]; a
+/// terminal's status line: more often) with the counts so far.
 pub fn backfill(
     settings: &Settings,
     db: Option<&Path>,
     paths: &[PathBuf],
+    every: Duration,
     progress: &mut dyn FnMut(&StatsSnapshot, Duration),
 ) -> Result<PipelineReport, AppError> {
     let mut settings = settings.clone();
@@ -62,7 +64,7 @@ pub fn backfill(
     let mut reported = Instant::now();
     while !daemon.source_finished() {
         std::thread::sleep(Duration::from_millis(100));
-        if reported.elapsed() >= PROGRESS_EVERY {
+        if reported.elapsed() >= every {
             reported = Instant::now();
             progress(&daemon.stats(), started.elapsed());
         }
