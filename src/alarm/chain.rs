@@ -107,6 +107,11 @@ impl LinkKind {
         LinkKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
+    /// The table rows of this kind live in.
+    pub(crate) fn table(self) -> &'static str {
+        self.sealed().0
+    }
+
     /// The table and the sealed columns (the first is always `id`).
     fn sealed(self) -> (&'static str, &'static [&'static str]) {
         match self {

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::chain::Verification;
 use super::schema::MIGRATIONS;
-use super::store::{Store, StoreOptions};
+use super::store::{Store, StoreOptions, sibling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -176,13 +176,6 @@ fn replace(staging: &Path, target: &Path) -> Result<PathBuf, RestoreError> {
         .map_err(sqlite(format!("opening {}", staging.display())))?;
     copy_with_backup_api(&staged, &mut store, "writing the backup into the store")?;
     Ok(kept)
-}
-
-/// `path` with `suffix` appended to its file name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|name| name.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
 }
 
 /// A database file and its WAL and shared-memory files, if there.

@@ -186,7 +186,7 @@ pub fn prune(
     }
     if let Some(cutoff) = before(policy.chain) {
         let cutoff = timestamp(cutoff);
-        let cut = batches(connection, &mut report, stop, |tx, report| {
+        batches(connection, &mut report, stop, |tx, report| {
             match cut::cut_oldest(tx, &cutoff, limit, &at) {
                 Ok(Some(cut)) => {
                     report.links_cut += cut.links_cut;
@@ -200,8 +200,7 @@ pub fn prune(
                     Ok(0)
                 }
             }
-        });
-        cut?;
+        })?;
     }
     Ok(report)
 }
@@ -234,9 +233,9 @@ fn ids(connection: &Connection, sql: &str, values: impl rusqlite::Params) -> rus
         .collect()
 }
 
-/// Delete rows of `table` by id and seal their removal.
-fn remove(connection: &Connection, kind: LinkKind, table: &str, ids: &[i64], at: &str) -> rusqlite::Result<u64> {
-    let mut delete = connection.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?;
+/// Delete rows of `kind` by id and seal their removal.
+fn remove(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) -> rusqlite::Result<u64> {
+    let mut delete = connection.prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", kind.table()))?;
     for id in ids {
         delete.execute([id])?;
     }
@@ -261,48 +260,39 @@ fn processed_alarms(
         params![cutoff, (limit / 10).max(1) as i64],
     )?;
     for &alarm in &alarms {
-        let messages = ids(
+        for message in ids(
             connection,
             "SELECT id FROM notify_messages WHERE alarm_id = ?1",
             [alarm],
-        )?;
-        for message in messages {
-            report.notify_deliveries += connection
-                .prepare_cached("DELETE FROM notify_deliveries WHERE message_id = ?1")?
-                .execute([message])? as u64;
-            report.notify_messages += connection
-                .prepare_cached("DELETE FROM notify_messages WHERE id = ?1")?
-                .execute([message])? as u64;
+        )? {
+            remove_message(connection, message, report)?;
         }
-        let transitions = ids(
-            connection,
-            "SELECT id FROM alarm_transitions WHERE alarm_id = ?1 ORDER BY id",
-            [alarm],
-        )?;
-        report.transitions += remove(connection, LinkKind::Transition, "alarm_transitions", &transitions, at)?;
-        let calls = ids(
-            connection,
-            "SELECT id FROM alarm_calls WHERE alarm_id = ?1 ORDER BY id",
-            [alarm],
-        )?;
-        report.calls += remove(connection, LinkKind::Call, "alarm_calls", &calls, at)?;
-        let samples = ids(
-            connection,
-            "SELECT id FROM alarm_samples WHERE alarm_id = ?1 ORDER BY id",
-            [alarm],
-        )?;
-        report.samples += remove(connection, LinkKind::Sample, "alarm_samples", &samples, at)?;
+        for kind in [LinkKind::Transition, LinkKind::Call, LinkKind::Sample] {
+            let rows = ids(
+                connection,
+                &format!("SELECT id FROM {} WHERE alarm_id = ?1 ORDER BY id", kind.table()),
+                [alarm],
+            )?;
+            let removed = remove(connection, kind, &rows, at)?;
+            match kind {
+                LinkKind::Transition => report.transitions += removed,
+                LinkKind::Call => report.calls += removed,
+                _ => report.samples += removed,
+            }
+        }
     }
-    report.alarms += remove(connection, LinkKind::Alarm, "alarms", &alarms, at)?;
+    report.alarms += remove(connection, LinkKind::Alarm, &alarms, at)?;
     Ok(alarms.len() as u64)
 }
 
 /// Samples (by event time) or call records (by last call) of alarms not
 /// waiting for triage.
 fn evidence(connection: &Connection, kind: LinkKind, cutoff: &str, limit: usize, at: &str) -> rusqlite::Result<u64> {
-    let (table, time) = match kind {
-        LinkKind::Sample => ("alarm_samples", "event_time"),
-        _ => ("alarm_calls", "last_call"),
+    let table = kind.table();
+    let time = if kind == LinkKind::Sample {
+        "event_time"
+    } else {
+        "last_call"
     };
     let rows = ids(
         connection,
@@ -312,7 +302,7 @@ fn evidence(connection: &Connection, kind: LinkKind, cutoff: &str, limit: usize,
         ),
         params![cutoff, limit as i64],
     )?;
-    remove(connection, kind, table, &rows, at)
+    remove(connection, kind, &rows, at)
 }
 
 /// Settled messages queued before the cutoff, with their deliveries; a
@@ -332,15 +322,20 @@ fn notifications(
         params![cutoff_ms, limit as i64],
     )?;
     for &message in &messages {
-        report.notify_deliveries += connection
-            .prepare_cached("DELETE FROM notify_deliveries WHERE message_id = ?1")?
-            .execute([message])? as u64;
-        connection
-            .prepare_cached("DELETE FROM notify_messages WHERE id = ?1")?
-            .execute([message])?;
+        remove_message(connection, message, report)?;
     }
-    report.notify_messages += messages.len() as u64;
     Ok(messages.len() as u64)
+}
+
+/// A notification message and its deliveries.
+fn remove_message(connection: &Connection, message: i64, report: &mut PruneReport) -> rusqlite::Result<()> {
+    report.notify_deliveries += connection
+        .prepare_cached("DELETE FROM notify_deliveries WHERE message_id = ?1")?
+        .execute([message])? as u64;
+    report.notify_messages += connection
+        .prepare_cached("DELETE FROM notify_messages WHERE id = ?1")?
+        .execute([message])? as u64;
+    Ok(())
 }
 
 const HOUR_MS: i64 = 3_600_000;

@@ -87,12 +87,10 @@ pub fn stats(connection: &Connection, path: &Path) -> rusqlite::Result<StoreStat
     }
     out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
     let size = |path: &Path| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0);
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
     Ok(StoreStats {
         path: path.display().to_string(),
         file_bytes: size(path),
-        wal_bytes: size(Path::new(&wal)),
+        wal_bytes: size(&crate::alarm::store::sibling(path, "-wal")),
         free_bytes: free_pages * page_size,
         chain_checkpoint: connection
             .query_row("SELECT max(seq) FROM chain_checkpoints", [], |row| row.get(0))

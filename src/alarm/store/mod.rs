@@ -373,9 +373,7 @@ impl Store {
         // Written under a name of its own and renamed once whole: a backup
         // cut short (a crash, SIGKILL, a full disk) never sits under the
         // backup's name, where it would open as an empty store.
-        let mut partial_name = destination.file_name().unwrap_or_default().to_os_string();
-        partial_name.push(".partial");
-        let partial = destination.with_file_name(partial_name);
+        let partial = sibling(destination, ".partial");
         let moved = |source| StoreError::BackupFile {
             path: destination.to_path_buf(),
             source,
@@ -497,6 +495,13 @@ pub fn read_file_checkpoint(connection: &Connection, path: &str) -> rusqlite::Re
             },
         )
         .optional()
+}
+
+/// `path` with `suffix` appended to its file name (`store.db` → `store.db-wal`).
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 /// Alarm updates for tests.
