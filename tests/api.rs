@@ -1591,8 +1591,10 @@ fn an_address_that_keeps_failing_authentication_is_locked_out_for_the_minute() {
     assert!((1..=60).contains(&retry), "{retry}");
     // Health checks are not behind authentication and keep answering.
     assert_eq!(server.get("/healthz", None).status, 200);
-    let log = server.daemon.stderr();
-    assert!(log.contains("too many failed authentications"), "{log}");
+    // The log is read as it comes: wait for the line rather than race it.
+    wait_until("the lockout in the log", Duration::from_secs(30), || {
+        server.daemon.stderr().contains("too many failed authentications")
+    });
     let metrics_locked = server.get("/metrics", Some(ADMIN));
     assert_eq!(metrics_locked.status, 429);
 }
