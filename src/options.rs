@@ -26,6 +26,7 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
     let max_hold = settings.pipeline.max_hold;
     PipelineOptions {
         batch_events: settings.pipeline.batch_events,
+        max_transaction_events: settings.pipeline.max_transaction_events,
         channel_batches: settings.pipeline.channel_batches,
         normalizers: settings.pipeline.normalizers,
         samples_per_alarm: settings.store.samples_per_alarm as usize,

@@ -671,3 +671,73 @@ fn degenerate_options_still_work() {
         normalize_record(&record.record);
     }
 }
+
+/// A replay fills every transaction to `pipeline.max_transaction_events`
+/// (nobody waits for its alarms), and the size of its transactions changes
+/// no alarm: the same stream replayed with transactions of 300 and of 1 200
+/// events ends with the same alarms, counts and call records.
+#[test]
+fn replay_fills_transactions_to_the_largest_size_and_alarms_do_not_depend_on_it() {
+    use trailwarden::config::Settings;
+    use trailwarden::replay::{MatchFormat, ReplayRequest, replay};
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    write_jsonl(small(11, 6000), &mut std::fs::File::create(&corpus).unwrap()).unwrap();
+    let run = |max: usize| {
+        let db = dir.path().join(format!("max-{max}.db"));
+        let text = format!(
+            "[rules]\ndir = \"rules\"\n[store]\npath = {:?}\n[pipeline]\nbatch_events = 300\nmax_transaction_events = {max}\nbatch_bytes = 32768\n",
+            db.to_str().unwrap()
+        );
+        let settings = Settings::from_toml("test.toml", &text, false).unwrap();
+        let report = replay(
+            &settings,
+            ReplayRequest {
+                paths: vec![corpus.to_str().unwrap().to_string()],
+                format: MatchFormat::None,
+                db: Some(db.clone()),
+            },
+        )
+        .unwrap();
+        assert_eq!(report.stats.events, 6000);
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        let mut statement = connection
+            .prepare(
+                "SELECT a.rule_id, a.group_key, a.count, a.first_seen, a.last_seen, \
+                 (SELECT group_concat(c.source_ip || c.action || c.success_count || c.failure_count, ';') \
+                  FROM (SELECT * FROM alarm_calls WHERE alarm_id = a.id ORDER BY source_ip, action) c) \
+                 FROM alarms a ORDER BY a.rule_id, a.group_key",
+            )
+            .unwrap();
+        let alarms: Vec<String> = statement
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {} {} {} {} {}",
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, Option<String>>(5)?.unwrap_or_default()
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (report.stats.transactions, alarms)
+    };
+    let (small_transactions, small_alarms) = run(300);
+    let (large_transactions, large_alarms) = run(1200);
+    assert!(!small_alarms.is_empty(), "the planted attacks raise alarms");
+    assert_eq!(small_alarms, large_alarms);
+    // 6 000 events: 20 transactions of 300 (or a few more where the
+    // source's batches end short), 5 of 1 200.
+    assert!(
+        small_transactions >= 20,
+        "{small_transactions} transactions of at most 300 events"
+    );
+    assert!(
+        (5..=7).contains(&large_transactions),
+        "{large_transactions} transactions of up to 1 200 events"
+    );
+}

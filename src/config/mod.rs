@@ -204,6 +204,9 @@ pub struct BackupSettings {
 #[derive(Clone, Debug)]
 pub struct PipelineSettings {
     pub batch_events: usize,
+    /// Most events per transaction while the store stage is still busy
+    /// with earlier ones (group commit; at least `batch_events`).
+    pub max_transaction_events: usize,
     pub channel_batches: usize,
     /// Normalizer threads (default: one per core).
     pub normalizers: usize,
@@ -410,12 +413,21 @@ impl Settings {
             &duration,
             &store.path,
         )?;
+        let batch_events = at_least(
+            "pipeline.batch_events",
+            raw.pipeline.batch_events.unwrap_or(2000),
+            1,
+            "events per store transaction",
+        )?;
         let pipeline = PipelineSettings {
-            batch_events: at_least(
-                "pipeline.batch_events",
-                raw.pipeline.batch_events.unwrap_or(2000),
-                1,
-                "events per store transaction",
+            batch_events,
+            max_transaction_events: at_least(
+                "pipeline.max_transaction_events",
+                raw.pipeline
+                    .max_transaction_events
+                    .unwrap_or(batch_events.saturating_mul(4)),
+                batch_events,
+                "no fewer than pipeline.batch_events",
             )?,
             channel_batches: at_least(
                 "pipeline.channel_batches",

@@ -217,6 +217,7 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPipeline {
     pub(super) batch_events: Option<usize>,
+    pub(super) max_transaction_events: Option<usize>,
     pub(super) channel_batches: Option<usize>,
     pub(super) normalizers: Option<usize>,
     pub(super) store_retries: Option<u32>,

@@ -262,9 +262,22 @@ fn environment_mistakes_are_blamed_on_the_variable_not_the_file() {
 }
 
 #[test]
+fn transactions_grow_to_four_times_batch_events_unless_set() {
+    let settings = Settings::from_toml("n.toml", "[pipeline]\nbatch_events = 300\n", false).unwrap();
+    assert_eq!(settings.pipeline.max_transaction_events, 1200);
+    let text = "[pipeline]\nbatch_events = 300\nmax_transaction_events = 300\n";
+    let settings = Settings::from_toml("n.toml", text, false).unwrap();
+    assert_eq!(settings.pipeline.max_transaction_events, 300);
+}
+
+#[test]
 fn zero_and_too_small_numbers_are_refused_by_key() {
     for (text, key) in [
         ("[pipeline]\nbatch_events = 0\n", "pipeline.batch_events"),
+        (
+            "[pipeline]\nbatch_events = 500\nmax_transaction_events = 499\n",
+            "pipeline.max_transaction_events",
+        ),
         ("[pipeline]\nchannel_batches = 0\n", "pipeline.channel_batches"),
         ("[pipeline]\nmax_buffered_events = 0\n", "pipeline.max_buffered_events"),
         ("[pipeline]\nshutdown_deadline = \"0s\"\n", "pipeline.shutdown_deadline"),

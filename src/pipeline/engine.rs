@@ -308,6 +308,13 @@ pub(super) fn engine_stage(
         let mut evaluated: Evaluated = Vec::with_capacity(RETURN_EVALUATED);
         let mut appended = Vec::new();
         let linger_until = Instant::now() + TRANSACTION_LINGER;
+        // A replay fills its transactions to the largest size at once:
+        // nobody waits for its alarms, and every alarm, call record and
+        // rollup row a transaction touches is written and sealed once.
+        let transaction_size = match options.fill_transactions {
+            true => options.max_transaction_events,
+            false => options.batch_events,
+        };
         {
             // The evaluator borrows the state and the write batch until the releases are done.
             let mut evaluator = Evaluator {
@@ -333,6 +340,8 @@ pub(super) fn engine_stage(
                 events_in_transaction += batch.events.len();
                 reclaimer.note(batch.sizes.iter().map(|size| u64::from(*size)).sum());
                 let mut floors = batch.floors.iter().peekable();
+                // One clock read per batch: `max_hold` is seconds, a batch milliseconds.
+                let batch_now = Instant::now();
                 for (index, event) in batch.events.drain(..).enumerate() {
                     // A floor holds once the part of the batch it came with is in.
                     while let Some((_, floor)) = floors.next_if(|(end, _)| (*end as usize) <= index) {
@@ -343,7 +352,7 @@ pub(super) fn engine_stage(
                         evaluator.release(held);
                     }
                     // Release as we go, so memory holds only the lateness window.
-                    while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
+                    while let Some((held, _)) = buffer.pop_ready(batch_now) {
                         evaluator.release(held);
                     }
                 }
@@ -368,7 +377,7 @@ pub(super) fn engine_stage(
                 if let Some(ack) = batch.flush.take() {
                     // A barrier: commit now, acknowledge after the commit.
                     flush_acks.push(ack);
-                } else if events_in_transaction < options.batch_events {
+                } else if events_in_transaction < transaction_size {
                     next = match receiver.try_recv() {
                         Ok(batch) => Some(batch),
                         // A replay waits for a quarter-full transaction:
@@ -378,7 +387,7 @@ pub(super) fn engine_stage(
                         // rows); past a quarter, committing while the source
                         // catches up uses time that waiting would waste.
                         Err(TryRecvError::Empty)
-                            if options.fill_transactions && events_in_transaction < options.batch_events / 4 =>
+                            if options.fill_transactions && events_in_transaction < transaction_size / 4 =>
                         {
                             match timed(&mut waited, || receiver.recv()) {
                                 Ok(batch) => Some(batch),
@@ -400,6 +409,16 @@ pub(super) fn engine_stage(
                             None
                         }
                     };
+                } else if events_in_transaction < options.max_transaction_events
+                    && store_busy.load(Ordering::Acquire) >= QUEUED_JOBS
+                {
+                    // Full, but the store stage already has a transaction
+                    // waiting behind the one it writes: sending this one
+                    // would only queue it. Grow it instead until the queue
+                    // moves (a backlog is then written in fewer, larger
+                    // transactions: each alarm, call record and rollup row
+                    // a transaction touches is written and sealed once).
+                    next = grow(&mut receiver, &store_busy, &mut closed);
                 }
             }
             while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
@@ -521,6 +540,32 @@ fn linger(
             }
         }
     }
+}
+
+/// Jobs sent and not yet written at which a full transaction keeps growing
+/// instead of queueing: one being written, one waiting.
+const QUEUED_JOBS: usize = 1;
+
+/// The next batch of a full transaction that grows while the store stage
+/// has `QUEUED_JOBS` (see `engine_stage`); `None` once it has fewer, or the
+/// input ended.
+fn grow(
+    receiver: &mut super::ordered::OrderedReceiver<EventBatch>,
+    store_busy: &AtomicUsize,
+    closed: &mut bool,
+) -> Option<EventBatch> {
+    const LOOK_EVERY: Duration = Duration::from_millis(1);
+    while store_busy.load(Ordering::Acquire) >= QUEUED_JOBS {
+        match receiver.recv_timeout(LOOK_EVERY) {
+            Ok(batch) => return Some(batch),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                *closed = true;
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// One transaction for the store stage.

@@ -65,8 +65,13 @@ impl MatchSink for NoSink {
 /// Pipeline settings.
 #[derive(Clone, Debug)]
 pub struct PipelineOptions {
-    /// Most events per store transaction.
+    /// Events per store transaction: one is committed once it holds this
+    /// many (or sooner, see `engine_stage`).
     pub batch_events: usize,
+    /// Most events per transaction: past `batch_events` a transaction keeps
+    /// growing while the store stage has another one waiting, so a backlog
+    /// is written in fewer, larger transactions.
+    pub max_transaction_events: usize,
     /// Capacity of each inter-stage channel, in batches.
     pub channel_batches: usize,
     /// Normalizer threads (decode and normalize in parallel; the engine
@@ -111,6 +116,7 @@ impl Default for PipelineOptions {
     fn default() -> PipelineOptions {
         PipelineOptions {
             batch_events: 2000,
+            max_transaction_events: 8000,
             channel_batches: 8,
             normalizers: 2,
             samples_per_alarm: 10,
