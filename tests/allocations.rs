@@ -14,7 +14,7 @@ use trailwarden::event::model::{AuditEvent, Provider};
 use trailwarden::event::normalize::NormalizeContext;
 use trailwarden::event::origin::{Origin, Position};
 use trailwarden::event::window::TimeWindow;
-use trailwarden::source::{Chunk, normalize_chunk};
+use trailwarden::source::{Chunk, normalize_chunk, normalize_owned_chunk};
 use trailwarden::synth::{SynthOptions, generate};
 
 struct Counting;
@@ -134,4 +134,47 @@ fn check(provider: Provider) {
         "{provider}: {made} allocations for {} events ({per_event:.2} each), but the events keep only {kept} ({kept_per_event:.2} each)",
         events.len()
     );
+
+    // The pipeline's normalizers give up their chunks: each event keeps its
+    // chunk's bytes as its raw text, so the record is not copied and one
+    // block fewer is made per event.
+    let mut owned: Vec<Chunk> = chunks
+        .iter()
+        .map(|chunk| Chunk {
+            bytes: chunk.bytes.clone(),
+            origin: chunk.origin.clone(),
+            oversized: false,
+            nodes: None,
+            ingest_time: None,
+        })
+        .collect();
+    let mut owned_events: Vec<AuditEvent> = Vec::with_capacity(chunks.len());
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for chunk in &mut owned {
+        normalize_owned_chunk(
+            chunk,
+            &context,
+            &bounds,
+            &mut decoded,
+            &mut |event| {
+                owned_events.push(event);
+                true
+            },
+            &mut |letter| panic!("{letter:?}"),
+        );
+    }
+    let made_owned = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(owned_events.len(), chunks.len());
+    println!(
+        "{provider}: {:.2} new heap blocks per event when the chunks are given up",
+        made_owned as f64 / owned_events.len() as f64
+    );
+    assert!(
+        made_owned + owned_events.len() as u64 <= kept,
+        "{provider}: {made_owned} allocations with the chunks given up, the events keep {kept} blocks of which one each is the chunk's"
+    );
+    for ((chunk, given_up), event) in chunks.iter().zip(&owned).zip(&owned_events) {
+        assert!(given_up.bytes.is_empty(), "the event took the chunk's bytes");
+        assert_eq!(event.raw.text().map(str::as_bytes), Some(chunk.bytes.as_slice()));
+    }
 }

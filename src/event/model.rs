@@ -329,6 +329,25 @@ impl Raw {
         }
     }
 
+    /// A record read from bytes its reader moves in next (`set_text`).
+    pub(crate) fn awaiting_text(expand: Option<fn(&mut Map<String, Value>)>) -> Raw {
+        Raw {
+            text: None,
+            expand,
+            tree: OnceLock::new(),
+            pruned: None,
+        }
+    }
+
+    /// Made by `awaiting_text` and not given its text yet.
+    pub(crate) fn awaits_text(&self) -> bool {
+        self.text.is_none() && self.tree.get().is_none()
+    }
+
+    pub(crate) fn set_text(&mut self, text: Box<str>) {
+        self.text = Some(text);
+    }
+
     /// Keep what the rules' `raw.` paths reach (`raw_paths::Pruned`), so
     /// their lookups need not parse the record.
     pub fn set_pruned(&mut self, pruned: super::raw_paths::Pruned) {

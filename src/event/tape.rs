@@ -69,6 +69,41 @@ pub fn read_record(
     envelope_time: Option<DateTime<Utc>>,
     scratch: &mut TapeScratch,
 ) -> TapeOutcome {
+    read_record_from(bytes, false, origin, context, envelope_time, scratch)
+}
+
+/// Like `read_record`, for a chunk whose bytes the caller gives up: when
+/// they are exactly the record, the event keeps them as its `raw` text
+/// instead of a copy, and `owned` is left empty.
+pub fn read_owned_record(
+    owned: &mut Vec<u8>,
+    origin: &Origin,
+    context: &NormalizeContext,
+    envelope_time: Option<DateTime<Utc>>,
+    scratch: &mut TapeScratch,
+) -> TapeOutcome {
+    let mut outcome = read_record_from(owned, true, origin, context, envelope_time, scratch);
+    if let Some((_, Ok(event))) = &mut outcome
+        && event.raw.awaits_text()
+    {
+        // SAFETY: `read_record_from` leaves the text to be set only when
+        // the record is all of `owned` and it checked that it is UTF-8.
+        let text = unsafe { String::from_utf8_unchecked(std::mem::take(owned)) };
+        event.raw.set_text(text.into_boxed_str());
+    }
+    outcome
+}
+
+/// `read_record`; with `leave_whole`, a record that is all of `bytes` gets
+/// no text (the caller moves `bytes` in: `Raw::awaits_text`).
+fn read_record_from(
+    bytes: &[u8],
+    leave_whole: bool,
+    origin: &Origin,
+    context: &NormalizeContext,
+    envelope_time: Option<DateTime<Utc>>,
+    scratch: &mut TapeScratch,
+) -> TapeOutcome {
     let (start, end, value_origin) = single_value(bytes, origin);
     let record = &bytes[start..end];
     if record.first() != Some(&b'{') {
@@ -112,7 +147,10 @@ pub fn read_record(
         Ok(mut event) => {
             // A record without JSON inside strings is its own expanded form.
             let expand = read.expands.then(|| expander(read.provider));
-            event.raw = Raw::from_text(text.into(), expand);
+            event.raw = match leave_whole && start == 0 && end == bytes.len() {
+                true => Raw::awaiting_text(expand),
+                false => Raw::from_text(text.into(), expand),
+            };
             if let Some(pruned) = read.pruned {
                 event.raw.set_pruned(pruned);
             }

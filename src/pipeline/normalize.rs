@@ -8,12 +8,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 
 use super::ordered::{NumberedReceiver, OrderedSender};
-use super::{DeadLetterHook, Evaluated, EventBatch, Stats, memory_estimate, normalize_chunk};
+use super::{DeadLetterHook, Evaluated, EventBatch, Stats, memory_estimate};
 use crate::event::decode::{DeadLetter, Decoded};
 use crate::event::normalize::NormalizeContext;
 use crate::event::window::TimeWindow;
 use crate::memory::{COLLECT_EVERY, Reclaimer};
 use crate::source::ChunkBatch;
+use crate::source::normalize_owned_chunk;
 
 /// Logs each dead letter once, at most `LOG_PER_SOURCE` per source.
 #[derive(Default)]
@@ -75,7 +76,7 @@ pub(super) fn normalize_stage(shared: Shared) {
         // The events the engine is done with are freed here, by a thread
         // of the stage that allocated them.
         free_evaluated(&evaluated);
-        let (number, batch) = match receiver.recv_timeout(COLLECT_EVERY) {
+        let (number, mut batch) = match receiver.recv_timeout(COLLECT_EVERY) {
             Ok(numbered) => numbered,
             Err(RecvTimeoutError::Timeout) => {
                 free_evaluated(&evaluated);
@@ -99,16 +100,18 @@ pub(super) fn normalize_stage(shared: Shared) {
         };
         let mut bytes = 0u64;
         let mut floors = batch.floors.iter().peekable();
-        for (index, chunk) in batch.chunks.iter().enumerate() {
+        for (index, chunk) in batch.chunks.iter_mut().enumerate() {
             // Floors count chunks; the engine counts events.
             while let Some((_, floor)) = floors.next_if(|(end, _)| (*end as usize) <= index) {
                 out.floors
                     .push((u32::try_from(out.events.len()).unwrap_or(u32::MAX), *floor));
             }
             bytes += chunk.bytes.len() as u64;
+            let estimate = memory_estimate(&chunk.bytes, chunk.nodes);
             let (events_before, letters_before) = (out.events.len(), out.dead_letters.len());
             context.ingest_time = chunk.ingest_time.unwrap_or(batch.ingest_time);
-            normalize_chunk(
+            // The chunk's bytes become the event's raw text when they are the record.
+            normalize_owned_chunk(
                 chunk,
                 &context,
                 &bounds,
@@ -120,7 +123,7 @@ pub(super) fn normalize_stage(shared: Shared) {
                 &mut |letter| out.dead_letters.push(letter),
             );
             let produced = out.events.len() - events_before;
-            if let Some(share) = memory_estimate(&chunk.bytes, chunk.nodes).checked_div(produced) {
+            if let Some(share) = estimate.checked_div(produced) {
                 let share = u32::try_from(share).unwrap_or(u32::MAX).max(1);
                 out.sizes.resize(out.events.len(), share);
             }

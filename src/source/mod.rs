@@ -25,7 +25,7 @@ use crate::event::decode::{DeadLetter, Decoded, decode_chunk};
 use crate::event::model::AuditEvent;
 use crate::event::normalize::{NormalizeContext, normalize};
 use crate::event::origin::Origin;
-use crate::event::tape::read_record;
+use crate::event::tape::{read_owned_record, read_record};
 use crate::event::window::TimeBounds;
 
 /// One framed document from a source.
@@ -124,21 +124,73 @@ pub fn normalize_chunk(
         true => None,
     };
     match outcome {
-        Some((origin, Ok(event))) => {
-            return match bounds.reject(&event) {
-                None => on_event(event),
-                Some(reason) => {
-                    on_dead_letter(DeadLetter::new(origin, reason, &chunk.bytes));
-                    true
-                }
-            };
-        }
-        Some((origin, Err(error))) => {
-            on_dead_letter(DeadLetter::new(origin, error.to_string(), &chunk.bytes));
-            return true;
-        }
-        None => {}
+        Some(read) => tape_outcome(read, &chunk.bytes, bounds, on_event, on_dead_letter),
+        None => normalize_tree(chunk, context, bounds, decoded, on_event, on_dead_letter),
     }
+}
+
+/// `normalize_chunk` for a chunk the caller is done with: an event read
+/// from all of its bytes keeps them as its `raw` text (no copy), and the
+/// chunk is left without them.
+pub fn normalize_owned_chunk(
+    chunk: &mut Chunk,
+    context: &NormalizeContext,
+    bounds: &TimeBounds,
+    decoded: &mut Decoded,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> bool {
+    if chunk.oversized || decoded.tree_only {
+        return normalize_chunk(chunk, context, bounds, decoded, on_event, on_dead_letter);
+    }
+    match read_owned_record(&mut chunk.bytes, &chunk.origin, context, None, &mut decoded.tape) {
+        Some((origin, Ok(event))) if chunk.bytes.is_empty() => match bounds.reject(&event) {
+            None => on_event(event),
+            Some(reason) => {
+                // The event took the chunk's bytes: give them back (a
+                // dead-letter hook copies the chunk as it came).
+                chunk.bytes = event.raw.text().unwrap_or_default().as_bytes().to_vec();
+                on_dead_letter(DeadLetter::new(origin, reason, &chunk.bytes));
+                true
+            }
+        },
+        Some(read) => tape_outcome(read, &chunk.bytes, bounds, on_event, on_dead_letter),
+        None => normalize_tree(chunk, context, bounds, decoded, on_event, on_dead_letter),
+    }
+}
+
+/// Hand on what the tape path read from a chunk of `bytes`.
+fn tape_outcome(
+    (origin, result): (Origin, Result<AuditEvent, crate::event::normalize::NormalizeError>),
+    bytes: &[u8],
+    bounds: &TimeBounds,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> bool {
+    match result {
+        Ok(event) => match bounds.reject(&event) {
+            None => on_event(event),
+            Some(reason) => {
+                on_dead_letter(DeadLetter::new(origin, reason, bytes));
+                true
+            }
+        },
+        Err(error) => {
+            on_dead_letter(DeadLetter::new(origin, error.to_string(), bytes));
+            true
+        }
+    }
+}
+
+/// The tree path of `normalize_chunk`: anything but one plain record.
+fn normalize_tree(
+    chunk: &Chunk,
+    context: &NormalizeContext,
+    bounds: &TimeBounds,
+    decoded: &mut Decoded,
+    on_event: &mut dyn FnMut(AuditEvent) -> bool,
+    on_dead_letter: &mut dyn FnMut(DeadLetter),
+) -> bool {
     decode_chunk(&chunk.bytes, &chunk.origin, decoded);
     let mut keep_going = true;
     for candidate in decoded.candidates.drain(..) {
