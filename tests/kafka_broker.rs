@@ -430,6 +430,10 @@ fn throughput() {
         bytes as f64 / 1e6,
         events as f64 / consuming
     );
+    // How the store stage's time went (the daemon logs it when it stops).
+    for line in text.lines().filter(|line| line.contains("store write and commit")) {
+        eprintln!("  {}", line.trim());
+    }
 }
 
 /// Benchmark, not a test (`--ignored`): the latency from a Kafka append to
