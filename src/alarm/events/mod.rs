@@ -69,6 +69,8 @@ pub struct EventBlock {
 pub struct Sealed {
     pub data: Vec<u8>,
     pub bloom: Vec<u8>,
+    /// The uncompressed size (the block's bytes are freed once sealed).
+    pub raw_len: usize,
 }
 
 impl EventBlock {
@@ -108,7 +110,13 @@ impl Sealer {
         block.sealed = Some(Sealed {
             data: compressor.compress(&block.bytes)?,
             bloom: codec::bloom(&block.terms),
+            raw_len: block.bytes.len(),
         });
+        // Only the compressed block goes on: a transaction waiting for the
+        // store (and the one it writes) would otherwise hold its events
+        // uncompressed too (tens of MB each at `max_transaction_events`).
+        block.bytes = Vec::new();
+        block.terms = Vec::new();
         Ok(())
     }
 }
@@ -146,6 +154,10 @@ impl BlockBuilder {
     pub fn take(&mut self) -> EventBlock {
         let mut next = self.spare.take().unwrap_or_default();
         next.clear();
+        // A sealed block comes back without its buffers: start the next one
+        // with the room this one took, instead of doubling up to it.
+        next.bytes.reserve(self.block.bytes.len());
+        next.terms.reserve(self.block.terms.len());
         let mut block = std::mem::replace(&mut self.block, next);
         block.level = self.level;
         block
@@ -172,6 +184,7 @@ pub(crate) fn write(transaction: &Transaction<'_>, block: &EventBlock) -> rusqli
                 data: zstd::bulk::compress(&block.bytes, block.level)
                     .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?,
                 bloom: codec::bloom(&block.terms),
+                raw_len: block.bytes.len(),
             };
             (&made.data, &made.bloom)
         }
@@ -185,7 +198,7 @@ pub(crate) fn write(transaction: &Transaction<'_>, block: &EventBlock) -> rusqli
             block.min_ms,
             block.max_ms,
             block.count,
-            block.bytes.len() as i64,
+            block.sealed.as_ref().map_or(block.bytes.len(), |sealed| sealed.raw_len) as i64,
             data.len() as i64,
             filter
         ])?;

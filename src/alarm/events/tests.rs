@@ -286,6 +286,8 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
         if sealed {
             Sealer::default().seal(&mut block).unwrap();
             assert!(block.sealed.is_some());
+            // Only the compressed block goes on to the store.
+            assert_eq!((block.bytes.capacity(), block.terms.capacity()), (0, 0));
         }
         let mut connection = store();
         let transaction = connection.transaction().unwrap();
