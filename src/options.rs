@@ -53,7 +53,10 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
             trace_retention: settings.traces.retention,
             prune_every: settings.traces.prune_every,
             trace_tag: settings.traces.rule_tag.clone(),
-            events: settings.events.clone(),
+            events: crate::alarm::events::EventStoreOptions {
+                block_events: u32::try_from(settings.pipeline.batch_events).unwrap_or(u32::MAX),
+                ..settings.events.clone()
+            },
         },
         learn_only: settings.pipeline.learn_only,
         keep_operations: settings.notify.topics.iter().any(|topic| topic.on_operation),

@@ -558,6 +558,8 @@ impl Settings {
             enabled: raw.events.enabled.unwrap_or(true),
             retention: duration("events.retention", raw.events.retention, "7d")?,
             compression_level: raw.events.compression_level.unwrap_or(1),
+            // Set from `pipeline.batch_events` when the pipeline is built.
+            ..Default::default()
         };
         if events.retention < Duration::from_secs(3_600) {
             return Err(format!(

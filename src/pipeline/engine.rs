@@ -586,8 +586,10 @@ struct StoreJob {
 fn seal_stage(jobs: std::sync::mpsc::Receiver<StoreJob>, store: SyncSender<StoreJob>) {
     let mut sealer = crate::alarm::events::Sealer::default();
     for mut job in jobs {
-        if let Err(error) = sealer.seal(&mut job.write.activity.events) {
-            tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
+        for block in &mut job.write.activity.events {
+            if let Err(error) = sealer.seal(block) {
+                tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
+            }
         }
         if store.send(job).is_err() {
             // The store stage stopped on an error it has logged.

@@ -36,6 +36,11 @@ pub struct EventStoreOptions {
     pub retention: Duration,
     /// zstd level of the blocks (1 is fast; higher is smaller and slower).
     pub compression_level: i32,
+    /// Most events per block: a transaction larger than this (a replay's,
+    /// or the daemon's in a backlog) writes several, so a search reads and
+    /// decompresses blocks of about the same size whatever the transaction
+    /// size (`pipeline.batch_events`).
+    pub block_events: u32,
 }
 
 impl Default for EventStoreOptions {
@@ -44,6 +49,7 @@ impl Default for EventStoreOptions {
             enabled: true,
             retention: Duration::from_secs(7 * 86_400),
             compression_level: 1,
+            block_events: 2000,
         }
     }
 }
@@ -122,13 +128,16 @@ impl Sealer {
 }
 
 /// The engine stage's side: encodes each evaluated event into the
-/// transaction's block.
+/// transaction's blocks (of at most `block_events` events each).
 #[derive(Debug)]
 pub struct BlockBuilder {
     block: EventBlock,
+    /// Blocks of this transaction that reached `block_events`.
+    full: Vec<EventBlock>,
     /// A written block's buffers, to hold a later one.
     spare: Option<EventBlock>,
     level: i32,
+    block_events: u32,
 }
 
 impl BlockBuilder {
@@ -137,8 +146,10 @@ impl BlockBuilder {
         block.clear();
         BlockBuilder {
             block,
+            full: Vec::new(),
             spare: None,
             level: options.compression_level,
+            block_events: options.block_events.max(1),
         }
     }
 
@@ -148,10 +159,14 @@ impl BlockBuilder {
         self.block.count += 1;
         self.block.min_ms = self.block.min_ms.min(time);
         self.block.max_ms = self.block.max_ms.max(time);
+        if self.block.count >= self.block_events {
+            let block = self.next_block();
+            self.full.push(block);
+        }
     }
 
-    /// The events added since the last call (an empty block when none).
-    pub fn take(&mut self) -> EventBlock {
+    /// The block being filled, handed over; a new one takes its place.
+    fn next_block(&mut self) -> EventBlock {
         let mut next = self.spare.take().unwrap_or_default();
         next.clear();
         // A sealed block comes back without its buffers: start the next one
@@ -163,9 +178,19 @@ impl BlockBuilder {
         block
     }
 
+    /// The blocks of the events added since the last call, in order (none
+    /// when no event was).
+    pub fn take(&mut self) -> Vec<EventBlock> {
+        let mut blocks = std::mem::take(&mut self.full);
+        if !self.block.is_empty() {
+            blocks.push(self.next_block());
+        }
+        blocks
+    }
+
     /// Keep a written block's buffers for a later block.
-    pub fn recycle(&mut self, block: EventBlock) {
-        if block.bytes.capacity() > 0 {
+    pub fn recycle(&mut self, blocks: Vec<EventBlock>) {
+        if let Some(block) = blocks.into_iter().find(|block| block.bytes.capacity() > 0) {
             self.spare = Some(block);
         }
     }

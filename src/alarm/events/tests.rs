@@ -59,14 +59,18 @@ fn filled() -> (Connection, Vec<String>) {
         for event in chunk {
             builder.add(event);
         }
-        let mut block = builder.take();
+        let mut blocks = builder.take();
         if index % 2 == 0 {
-            sealer.seal(&mut block).unwrap();
+            for block in &mut blocks {
+                sealer.seal(block).unwrap();
+            }
         }
         let transaction = connection.transaction().unwrap();
-        write(&transaction, &block).unwrap();
+        for block in &blocks {
+            write(&transaction, block).unwrap();
+        }
         transaction.commit().unwrap();
-        builder.recycle(block);
+        builder.recycle(blocks);
     }
     (connection, records)
 }
@@ -251,14 +255,41 @@ fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
         compression_level: 3,
         retention: Duration::from_secs(3600),
         enabled: true,
+        block_events: 2000,
     });
     for event in &events {
         builder.add(event);
     }
-    let block = builder.take();
+    let mut blocks = builder.take();
+    assert_eq!(blocks.len(), 1);
+    let block = blocks.remove(0);
     assert_eq!(block.count, 5);
     assert_eq!((block.min_ms, block.max_ms), (START * 1000, (START + 4) * 1000));
     assert_eq!(block.level, 3);
+    assert!(builder.take().is_empty());
+
+    // A transaction of more than `block_events` events writes several
+    // blocks, in order, so searches read blocks of about the same size
+    // whatever the transaction size.
+    let mut builder = BlockBuilder::new(&EventStoreOptions {
+        block_events: 2,
+        ..EventStoreOptions::default()
+    });
+    for event in &events {
+        builder.add(event);
+    }
+    let blocks = builder.take();
+    let counts: Vec<u32> = blocks.iter().map(|block| block.count).collect();
+    assert_eq!(counts, [2, 2, 1]);
+    let spans: Vec<(i64, i64)> = blocks.iter().map(|block| (block.min_ms, block.max_ms)).collect();
+    assert_eq!(
+        spans,
+        [
+            (START * 1000, (START + 1) * 1000),
+            ((START + 2) * 1000, (START + 3) * 1000),
+            ((START + 4) * 1000, (START + 4) * 1000)
+        ]
+    );
     assert!(builder.take().is_empty());
 }
 
@@ -282,7 +313,9 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
         for event in &events {
             builder.add(event);
         }
-        let mut block = builder.take();
+        let mut blocks = builder.take();
+        assert_eq!(blocks.len(), 1);
+        let mut block = blocks.remove(0);
         if sealed {
             Sealer::default().seal(&mut block).unwrap();
             assert!(block.sealed.is_some());
@@ -293,7 +326,7 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
         let transaction = connection.transaction().unwrap();
         write(&transaction, &block).unwrap();
         transaction.commit().unwrap();
-        builder.recycle(block);
+        builder.recycle(vec![block]);
         connection
             .query_row(
                 "SELECT b.events, b.raw_bytes, b.stored_bytes, b.bloom, d.data FROM event_blocks b JOIN event_block_data d ON d.id = b.id",
@@ -315,6 +348,7 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
     assert_eq!(plain.0, 50);
     assert_eq!(plain, sealed);
     // A recycled block forgets its seal: the next one is compressed anew.
-    let block = builder.take();
-    assert!(block.sealed.is_none() && block.is_empty());
+    builder.add(&events[0]);
+    let block = builder.take().remove(0);
+    assert!(block.sealed.is_none() && block.count == 1);
 }

@@ -75,7 +75,7 @@ pub struct ActivityBatch {
     /// Delete traces older than this (epoch milliseconds of event time).
     pub prune_before_ms: Option<i64>,
     /// The batch's events, for the event store.
-    pub events: EventBlock,
+    pub events: Vec<EventBlock>,
     /// Delete event blocks older than this (epoch milliseconds of event time).
     pub prune_events_before_ms: Option<i64>,
 }
@@ -86,7 +86,7 @@ impl ActivityBatch {
             && self.key_ips.is_empty()
             && self.traces.is_empty()
             && self.prune_before_ms.is_none()
-            && self.events.is_empty()
+            && self.events.iter().all(EventBlock::is_empty)
             && self.prune_events_before_ms.is_none()
     }
 }
@@ -236,7 +236,9 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
     if let Some(cutoff) = batch.prune_before_ms {
         traces::prune(transaction, cutoff)?;
     }
-    events::write(transaction, &batch.events)?;
+    for block in &batch.events {
+        events::write(transaction, block)?;
+    }
     if let Some(cutoff) = batch.prune_events_before_ms {
         events::prune(transaction, cutoff)?;
     }
