@@ -204,8 +204,9 @@ pub struct BackupSettings {
 #[derive(Clone, Debug)]
 pub struct PipelineSettings {
     pub batch_events: usize,
-    /// Most events per transaction while the store stage is still busy
-    /// with earlier ones (group commit; at least `batch_events`).
+    /// Most events per transaction: what a replay fills each to, and what
+    /// the daemon's grow to while the store is still busy (group commit;
+    /// at least `batch_events`).
     pub max_transaction_events: usize,
     pub channel_batches: usize,
     /// Normalizer threads (default: one per core).

@@ -403,22 +403,22 @@ pub(super) fn engine_stage(
                         // the transaction's first batch (group commit): during
                         // a backlog each commit, an fsync, covers many batches,
                         // and a quiet stream is not held back.
-                        Err(TryRecvError::Empty) => linger(&mut receiver, &store_busy, linger_until, &mut closed),
+                        Err(TryRecvError::Empty) => linger(&mut receiver, &store_busy, Some(linger_until), &mut closed),
                         Err(TryRecvError::Disconnected) => {
                             closed = true;
                             None
                         }
                     };
                 } else if events_in_transaction < options.max_transaction_events
-                    && store_busy.load(Ordering::Acquire) >= QUEUED_JOBS
+                    && store_busy.load(Ordering::Acquire) > 0
                 {
-                    // Full, but the store stage already has a transaction
-                    // waiting behind the one it writes: sending this one
-                    // would only queue it. Grow it instead until the queue
-                    // moves (a backlog is then written in fewer, larger
-                    // transactions: each alarm, call record and rollup row
-                    // a transaction touches is written and sealed once).
-                    next = grow(&mut receiver, &store_busy, &mut closed);
+                    // Full, but the store stage is still writing the
+                    // previous transaction: sending this one would only
+                    // queue it. Grow it instead until the store is free (a
+                    // backlog is then written in fewer, larger transactions:
+                    // each alarm, call record and rollup row a transaction
+                    // touches is written and sealed once).
+                    next = linger(&mut receiver, &store_busy, None, &mut closed);
                 }
             }
             while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
@@ -517,17 +517,18 @@ pub(super) fn engine_stage(
 }
 
 /// The next batch of a transaction in the daemon, waiting while the store
-/// stage is busy and the linger lasts; `None` when it is time to commit.
+/// stage is busy and until `linger_until` (without it: for as long as the
+/// store is busy); `None` when it is time to commit.
 fn linger(
     receiver: &mut super::ordered::OrderedReceiver<EventBatch>,
     store_busy: &AtomicUsize,
-    linger_until: Instant,
+    linger_until: Option<Instant>,
     closed: &mut bool,
 ) -> Option<EventBatch> {
     // How often a lingering engine looks whether the store became free.
     const LOOK_EVERY: Duration = Duration::from_millis(1);
     loop {
-        let left = linger_until.saturating_duration_since(Instant::now());
+        let left = linger_until.map_or(LOOK_EVERY, |until| until.saturating_duration_since(Instant::now()));
         if store_busy.load(Ordering::Acquire) == 0 || left.is_zero() {
             return None;
         }
@@ -540,32 +541,6 @@ fn linger(
             }
         }
     }
-}
-
-/// Jobs sent and not yet written at which a full transaction keeps growing
-/// instead of queueing: one being written, one waiting.
-const QUEUED_JOBS: usize = 1;
-
-/// The next batch of a full transaction that grows while the store stage
-/// has `QUEUED_JOBS` (see `engine_stage`); `None` once it has fewer, or the
-/// input ended.
-fn grow(
-    receiver: &mut super::ordered::OrderedReceiver<EventBatch>,
-    store_busy: &AtomicUsize,
-    closed: &mut bool,
-) -> Option<EventBatch> {
-    const LOOK_EVERY: Duration = Duration::from_millis(1);
-    while store_busy.load(Ordering::Acquire) >= QUEUED_JOBS {
-        match receiver.recv_timeout(LOOK_EVERY) {
-            Ok(batch) => return Some(batch),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                *closed = true;
-                return None;
-            }
-        }
-    }
-    None
 }
 
 /// One transaction for the store stage.

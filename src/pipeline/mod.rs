@@ -68,9 +68,10 @@ pub struct PipelineOptions {
     /// Events per store transaction: one is committed once it holds this
     /// many (or sooner, see `engine_stage`).
     pub batch_events: usize,
-    /// Most events per transaction: past `batch_events` a transaction keeps
-    /// growing while the store stage has another one waiting, so a backlog
-    /// is written in fewer, larger transactions.
+    /// Most events per transaction: a replay fills each to it, and in the
+    /// daemon a transaction past `batch_events` keeps growing while the
+    /// store stage still writes the previous one, so a backlog is written
+    /// in fewer, larger transactions.
     pub max_transaction_events: usize,
     /// Capacity of each inter-stage channel, in batches.
     pub channel_batches: usize,
