@@ -9,6 +9,7 @@ pub mod alarm;
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod db;
 pub mod error;
 pub mod event;
 #[doc(hidden)]

@@ -29,7 +29,7 @@ pub fn open_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppEr
 /// would make an empty store and report "nothing found" (or "chain ok").
 pub fn open_existing_store(settings: &Settings, db: Option<&Path>) -> Result<Store, AppError> {
     let path = db.unwrap_or(&settings.store.path);
-    if !path.is_file() {
+    if !crate::db::StoreLocation::from_path(path).is_postgres() && !path.is_file() {
         return Err(AppError::NoStore {
             path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             given: match db {
@@ -43,7 +43,7 @@ pub fn open_existing_store(settings: &Settings, db: Option<&Path>) -> Result<Sto
 
 /// Alarms for output: keys masked, key remarks attached.
 pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<AlarmView>, AppError> {
-    let directory = Directory::load(store.connection())?;
+    let directory = directory(store)?;
     Ok(store
         .list_alarms(filter)?
         .into_iter()
@@ -51,12 +51,24 @@ pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<AlarmView>
         .collect())
 }
 
+/// Remarks and assets for output; none on a PostgreSQL store (not kept there yet).
+fn directory(store: &Store) -> Result<Directory, AppError> {
+    match store.sqlite("remarks and assets") {
+        Ok(connection) => Ok(Directory::load(connection)?),
+        Err(_) => Ok(Directory::default()),
+    }
+}
+
 /// One alarm for output: keys masked, call records with their IP types.
 pub fn show_alarm(store: &Store, id: i64) -> Result<AlarmDetailView, AppError> {
     use crate::alarm::investigate;
     let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
-    let directory = Directory::load(store.connection())?;
-    let connection = store.connection();
+    let directory = directory(store)?;
+    let Ok(connection) = store.sqlite("key associations and permissions") else {
+        // A PostgreSQL store keeps no key traces or rollups yet: the alarm
+        // as stored.
+        return Ok(detail_view(detail, &directory));
+    };
     let identity = detail.alarm.identity.clone();
     let stored = |error: rusqlite::Error| AppError::Store(error.into());
     let key_association = identity
@@ -213,8 +225,8 @@ pub fn policy_view(mut policy: Policy, now: chrono::DateTime<chrono::Utc>) -> Po
 pub fn allowlist_list(store: &Store) -> Result<Vec<PolicyView>, AppError> {
     let now = chrono::Utc::now();
     let mut views = Vec::new();
-    for policy in allowlist::list(store.connection())? {
-        let sealed = crate::alarm::chain::policy_is_sealed(store.connection(), policy.id)?;
+    for policy in allowlist::list(store.connection()?)? {
+        let sealed = crate::alarm::chain::policy_is_sealed(store.connection()?, policy.id)?;
         let mut view = policy_view(policy, now);
         if !sealed {
             view.state = "unsealed";
@@ -237,7 +249,7 @@ pub fn allowlist_report(store: &Store) -> Result<AllowlistReport, AppError> {
         never_hit: Vec::new(),
         expired: Vec::new(),
     };
-    for policy in allowlist::list(store.connection())? {
+    for policy in allowlist::list(store.connection()?)? {
         if policy.expired_at(now) {
             report.expired.push(policy_view(policy.clone(), now));
         }
@@ -338,12 +350,12 @@ pub fn assets_import(store: &mut Store, path: &Path, actor: &Actor) -> Result<as
 
 /// The change log, most recent first.
 pub fn list_changes(store: &Store, filter: &ChangeFilter) -> Result<Vec<Change>, AppError> {
-    Ok(crate::alarm::changes::list(store.connection(), filter)?)
+    Ok(crate::alarm::changes::list(store.connection()?, filter)?)
 }
 
 /// A remark for output (access keys masked).
 pub fn remark_list(store: &Store) -> Result<Vec<assets::Remark>, AppError> {
-    Ok(assets::list_remarks(store.connection())?
+    Ok(assets::list_remarks(store.connection()?)?
         .into_iter()
         .map(|mut remark| {
             if remark.kind == assets::RemarkKind::Key {
@@ -401,7 +413,7 @@ pub fn search_events(
             filter.until = Some(filter.until.map_or(end, |until| until.min(end)));
         }
     }
-    let mut page = search(store.connection(), &filter).map_err(|error| match error {
+    let mut page = search(store.connection()?, &filter).map_err(|error| match error {
         SearchError::BadCursor(_) => AppError::Usage(error.to_string()),
         SearchError::Store(error) => AppError::from(error),
         SearchError::Damaged { .. } => AppError::Store(crate::alarm::store::StoreError::Corrupt(error.to_string())),
@@ -473,14 +485,14 @@ pub fn mask_traces(traces: &mut [Trace]) {
 
 /// Every asset, most specific last (`assets list`, `GET /api/v1/assets`).
 pub fn asset_list(store: &Store) -> Result<Vec<assets::Asset>, AppError> {
-    Ok(assets::list_assets(store.connection())?)
+    Ok(assets::list_assets(store.connection()?)?)
 }
 
 pub use crate::notify::outbox::{DeliveryFilter, DeliveryRow, STATUSES as DELIVERY_STATUSES};
 
 /// Notification deliveries, newest first.
 pub fn list_deliveries(store: &Store, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, AppError> {
-    Ok(crate::notify::outbox::list(store.connection(), filter)?)
+    Ok(crate::notify::outbox::list(store.connection()?, filter)?)
 }
 
 /// What became of one delivery a resend asked for.
@@ -499,13 +511,13 @@ pub type Resend = (Vec<i64>, Vec<(i64, Resent)>);
 /// Queue failed deliveries again (the ids given, and with `all_failed`
 /// every failed one). Returns what became of each id given.
 pub fn resend_deliveries(store: &mut Store, ids: &[i64], all_failed: bool) -> Result<Resend, AppError> {
-    let requeued = crate::notify::outbox::resend(store.connection_mut(), ids, all_failed)?;
+    let requeued = crate::notify::outbox::resend(store.connection_mut()?, ids, all_failed)?;
     let mut outcomes = Vec::with_capacity(ids.len());
     for &id in ids {
         let outcome = if requeued.contains(&id) {
             Resent::Queued
         } else {
-            match crate::notify::outbox::status_of(store.connection(), id)? {
+            match crate::notify::outbox::status_of(store.connection()?, id)? {
                 Some(status) => Resent::NotFailed(status),
                 None => Resent::Missing,
             }

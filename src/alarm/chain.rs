@@ -22,7 +22,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::SqliteDb;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -110,6 +111,11 @@ impl LinkKind {
     /// The table rows of this kind live in.
     pub(crate) fn table(self) -> &'static str {
         self.sealed().0
+    }
+
+    /// How many columns the chain seals (the first is `id`).
+    pub(crate) fn sealed_column_count(self) -> usize {
+        self.sealed().1.len()
     }
 
     /// The table and the sealed columns (the first is always `id`).
@@ -279,13 +285,8 @@ pub(crate) fn sealed_columns(kind: LinkKind) -> &'static str {
     &lists[index]
 }
 
-/// The id and the row hash of a row returned with `sealed_columns(kind)`.
-pub(crate) fn hash_returned(row: &rusqlite::Row<'_>, kind: LinkKind) -> rusqlite::Result<(i64, String)> {
-    Ok((row.get(0)?, hash_row(row, kind.sealed().1.len())?))
-}
-
-/// The current hash of a row, if it exists.
-pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::Result<Option<String>> {
+/// `SELECT` of the sealed columns of one row of `kind`, by id (`?1`).
+pub(crate) fn select_sealed(kind: LinkKind) -> &'static str {
     static SELECTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let selects = SELECTS.get_or_init(|| {
         LinkKind::ALL
@@ -297,9 +298,12 @@ pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::R
             .collect()
     });
     let index = LinkKind::ALL.iter().position(|each| *each == kind).unwrap_or(0);
-    let columns = kind.sealed().1.len();
-    let mut statement = connection.prepare_cached(&selects[index])?;
-    statement.query_row([id], |row| hash_row(row, columns)).optional()
+    &selects[index]
+}
+
+/// The current hash of a row, if it exists.
+pub fn row_hash(connection: &Connection, kind: LinkKind, id: i64) -> rusqlite::Result<Option<String>> {
+    Ok(super::seal::row_hash(&mut SqliteDb(connection), kind, id)?)
 }
 
 pub(crate) fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_hash: &str, at: &str) -> String {
@@ -323,30 +327,13 @@ pub(crate) fn link_hash(prev_hash: &str, seq: i64, kind: &str, ref_id: i64, row_
 /// The last link: (seq, hash); when retention has cut every link, the
 /// last cut one (its checkpoint), so the chain goes on from there.
 pub fn head(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
-    let last = connection
-        .prepare_cached("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    match last {
-        Some(last) => Ok(Some(last)),
-        None => checkpoint(connection),
-    }
+    Ok(super::seal::head(&mut SqliteDb(connection))?)
 }
 
 /// The last checkpoint: the (seq, hash) of the newest link retention cut.
 /// The chain's first link follows it.
 pub fn checkpoint(connection: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
-    // Migrations older than retention seal rows before the table exists.
-    let exists = connection
-        .prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'chain_checkpoints'")?
-        .exists([])?;
-    if !exists {
-        return Ok(None);
-    }
-    connection
-        .prepare_cached("SELECT seq, hash FROM chain_checkpoints ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()
+    Ok(super::seal::checkpoint(&mut SqliteDb(connection))?)
 }
 
 /// Seal the current state of rows in a write transaction (one link each).
@@ -371,20 +358,7 @@ pub(crate) fn append_hashed(
     links: &[(i64, String)],
     at: &str,
 ) -> rusqlite::Result<()> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    let (mut seq, mut prev) = head(connection)?.unwrap_or((0, GENESIS.to_string()));
-    let mut insert = connection.prepare_cached(
-        "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for (id, row_hash) in links {
-        seq += 1;
-        let hash = link_hash(&prev, seq, kind.as_str(), *id, row_hash, at);
-        insert.execute(params![seq, at, kind.as_str(), id, row_hash, prev, hash])?;
-        prev = hash;
-    }
-    Ok(())
+    Ok(super::seal::append_hashed(&mut SqliteDb(connection), kind, links, at)?)
 }
 
 /// Whether a policy's row is what the chain last sealed (its definition was

@@ -16,6 +16,8 @@ pub mod rollup;
 pub mod rule_changes;
 pub mod sample;
 pub mod schema;
+pub mod schema_pg;
+pub mod seal;
 pub mod store;
 pub mod view;
 pub mod workflow;

@@ -665,7 +665,7 @@ mod tests {
             transaction.commit().unwrap();
         }
         let store = Store::open(&path, StoreOptions::default()).unwrap();
-        let connection = store.connection();
+        let connection = store.connection().unwrap();
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
@@ -733,6 +733,7 @@ mod tests {
         let store = Store::open(&path, StoreOptions::default()).unwrap();
         let version: i64 = store
             .connection()
+            .unwrap()
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(version as usize, MIGRATIONS.len());

@@ -128,21 +128,26 @@ pub fn set_status(
 
 /// An alarm's transitions, oldest first.
 pub fn history(connection: &Connection, alarm_id: i64) -> rusqlite::Result<Vec<Transition>> {
-    let mut statement = connection.prepare_cached(
+    Ok(history_in(&mut crate::db::SqliteDb(connection), alarm_id)?)
+}
+
+/// `history` on either backend.
+pub fn history_in<D: crate::db::Db + ?Sized>(db: &mut D, alarm_id: i64) -> crate::db::DbResult<Vec<Transition>> {
+    use crate::db::{DbExt, get};
+    db.query_all(
         "SELECT id, alarm_id, from_status, to_status, actor, reason, at FROM alarm_transitions \
          WHERE alarm_id = ?1 ORDER BY id",
-    )?;
-    statement
-        .query_map([alarm_id], |row| {
+        crate::db_params![alarm_id],
+        |row| {
             Ok(Transition {
-                id: row.get(0)?,
-                alarm_id: row.get(1)?,
-                from_status: row.get(2)?,
-                to_status: row.get(3)?,
-                actor: row.get(4)?,
-                reason: row.get(5)?,
-                at: row.get(6)?,
+                id: get(row, 0)?,
+                alarm_id: get(row, 1)?,
+                from_status: get(row, 2)?,
+                to_status: get(row, 3)?,
+                actor: get(row, 4)?,
+                reason: get(row, 5)?,
+                at: get(row, 6)?,
             })
-        })?
-        .collect()
+        },
+    )
 }

@@ -106,7 +106,7 @@ pub async fn allowlist_add(
         .store
         .run(move |store| {
             let access_key = match key {
-                Some(key) => Some(resolve_key(store.connection(), "key", &key)?),
+                Some(key) => Some(resolve_key(store.connection()?, "key", &key)?),
                 None => None,
             };
             if let Some(id) = from_alarm
@@ -208,7 +208,7 @@ pub async fn remark_set(
         .store
         .run(move |store| {
             let value = match kind {
-                RemarkKind::Key => resolve_key(store.connection(), "value", &value)?,
+                RemarkKind::Key => resolve_key(store.connection()?, "value", &value)?,
                 RemarkKind::Ip => value,
             };
             Ok(crate::service::remark_set(store, kind, &value, &text, &actor)?)
@@ -241,7 +241,7 @@ pub async fn remark_remove(
         .store
         .run(move |store| {
             let value = match kind {
-                RemarkKind::Key => resolve_key(store.connection(), "value", &value)?,
+                RemarkKind::Key => resolve_key(store.connection()?, "value", &value)?,
                 RemarkKind::Ip => value,
             };
             Ok(crate::service::remark_remove(store, kind, &value, &actor)?)

@@ -1,4 +1,4 @@
-//! `store verify | head | backup | restore | prune | stats` and `dead-letters`: the
+//! `store verify | migrate | head | backup | restore | prune | stats` and `dead-letters`: the
 //! store's tamper evidence, its backups, its retention, and the records that
 //! could not be read.
 
@@ -26,6 +26,14 @@ pub enum StoreCommand {
         /// that must still be in the chain.
         #[arg(long, value_name = "SEQ:HASH")]
         head: Option<String>,
+    },
+    /// Create the store, or bring its schema up to date, and print its
+    /// version: a SQLite file or a PostgreSQL URL (`postgres://…`). Every
+    /// command migrates on opening; this does only that (run it once before
+    /// starting several daemons on a new PostgreSQL database).
+    Migrate {
+        #[arg(long, value_name = "FILE|URL")]
+        db: Option<PathBuf>,
     },
     /// Print the chain's head (`SEQ:HASH`), to anchor it elsewhere.
     Head {
@@ -96,6 +104,18 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             println!("({}; head {head})", report.summary());
             Ok(ExitCode::from(1))
         }
+        StoreCommand::Migrate { db } => {
+            let path = db.unwrap_or_else(|| settings.store.path.clone());
+            let before = trailwarden::db::StoreLocation::from_path(&path);
+            let store = trailwarden::alarm::store::Store::open(&path, trailwarden::options::store_options(settings))?;
+            let (version, latest) = store.schema_versions()?;
+            let kind = if store.is_postgres() { "PostgreSQL" } else { "SQLite" };
+            println!(
+                "{kind} store at {}: schema version {version} of {latest}",
+                before.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         StoreCommand::Head { db } => {
             let store = service::open_existing_store(settings, db.as_deref())?;
             match store.chain_head()? {
@@ -135,7 +155,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
         StoreCommand::Prune { db, format } => {
             let mut store = service::open_existing_store(settings, db.as_deref())?;
             let report = retention::prune(
-                store.connection_mut(),
+                store.connection_mut()?,
                 &settings.retention.policy,
                 chrono::Utc::now(),
                 &|| false,
@@ -155,7 +175,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
         StoreCommand::Stats { db, format } => {
             let store = service::open_existing_store(settings, db.as_deref())?;
             let stats =
-                retention::stats::stats(store.connection(), store.path()).context("reading store statistics")?;
+                retention::stats::stats(store.connection()?, store.path()).context("reading store statistics")?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string(&stats)?);
                 return Ok(ExitCode::SUCCESS);

@@ -371,9 +371,31 @@ impl Settings {
                 ));
             }
         };
-        let store_path = PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into()));
-        // On by default, beside the store; "" turns them off.
+        // `store.url` (a PostgreSQL store) takes the place of the file.
+        let postgres = match raw
+            .store
+            .url
+            .map(|url| url.trim().to_string())
+            .filter(|url| !url.is_empty())
+        {
+            Some(url) if crate::db::location::is_postgres_url(&url) => Some(url),
+            Some(url) => {
+                return Err(format!(
+                    "`store.url` = \"{}\" must be a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE); \
+                     a SQLite store is set with `store.path`",
+                    crate::db::postgres::redact(&url)
+                ));
+            }
+            None => None,
+        };
+        let store_path = match &postgres {
+            Some(url) => PathBuf::from(url),
+            None => PathBuf::from(raw.store.path.unwrap_or_else(|| "data/trailwarden.db".into())),
+        };
+        // On by default, beside the store; "" turns them off. A PostgreSQL
+        // store is backed up by PostgreSQL's own tools (pg_dump, base backups).
         let backup_dir = match raw.store.backup.dir.map(|dir| dir.trim().to_string()) {
+            None if postgres.is_some() => None,
             None => Some(store_path.parent().unwrap_or(std::path::Path::new("")).join("backups")),
             Some(dir) if dir.is_empty() => None,
             Some(dir) => Some(PathBuf::from(dir)),

@@ -205,6 +205,8 @@ pub(super) struct RawFiles {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub(super) path: Option<String>,
+    /// A PostgreSQL store (`postgres://…`) instead of the SQLite file.
+    pub(super) url: Option<String>,
     pub(super) samples_per_alarm: Option<u32>,
     pub(super) max_sample_bytes: Option<u64>,
     pub(super) synchronous: Option<String>,

@@ -105,7 +105,8 @@ fn prune_once(path: &Path, options: StoreOptions, settings: &RetentionSettings, 
     let outcome = Store::open(path, options)
         .map_err(|error| error.to_string())
         .and_then(|mut store| {
-            retention::prune(store.connection_mut(), &settings.policy, chrono::Utc::now(), &|| {
+            let connection = store.connection_mut().map_err(|error| error.to_string())?;
+            retention::prune(connection, &settings.policy, chrono::Utc::now(), &|| {
                 stop.load(Ordering::SeqCst)
             })
             .map_err(|error| error.to_string())

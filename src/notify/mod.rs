@@ -294,6 +294,12 @@ pub enum NotifyError {
     Store(#[from] rusqlite::Error),
 }
 
+impl From<crate::alarm::store::StoreError> for NotifyError {
+    fn from(error: crate::alarm::store::StoreError) -> NotifyError {
+        NotifyError::Setup(error.to_string())
+    }
+}
+
 /// Change-log entries listed in one `config` message; the rest are counted.
 const CONFIG_LISTED: usize = 20;
 
@@ -396,6 +402,7 @@ mod tests {
     fn messages(store: &crate::alarm::store::Store) -> Vec<(String, String)> {
         store
             .connection()
+            .unwrap()
             .prepare("SELECT kind, detail FROM notify_messages ORDER BY id")
             .and_then(|mut statement| {
                 statement
@@ -470,6 +477,7 @@ mod tests {
         // Every message has one delivery per subscription, each with its own id.
         let (deliveries, distinct): (i64, i64) = store
             .connection()
+            .unwrap()
             .query_row(
                 "SELECT count(*), count(DISTINCT delivery_id) FROM notify_deliveries",
                 [],
@@ -514,6 +522,7 @@ mod tests {
                 .expect("write");
             let level: String = store
                 .connection()
+                .unwrap()
                 .query_row("SELECT level FROM alarms WHERE id = 1", [], |row| row.get(0))
                 .expect("level");
             (level, messages(&store))

@@ -211,7 +211,7 @@ fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError>
         .store
         .lock()
         .map_err(|_| NotifyError::Setup("the notification store lock is poisoned".into()))?;
-    let admission = outbox::admit(store.connection_mut(), &context.settings, flush)?;
+    let admission = outbox::admit(store.connection_mut()?, &context.settings, flush)?;
     context.metrics.notify.folded.inc_by(admission.folded);
     context.metrics.notify.digests.inc_by(admission.digests);
     if admission.folded > 0 || admission.digests > 0 {
@@ -222,12 +222,12 @@ fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError>
             "notifications over a topic's rate limit are folded into digests"
         );
     }
-    let due = outbox::due(store.connection(), ROUND_LIMIT)?;
+    let due = outbox::due(store.connection()?, ROUND_LIMIT)?;
     if due.is_empty() {
         return Ok(Vec::new());
     }
     let rules = context.rules.as_ref().map(|rules| rules.load_full());
-    let directory = Directory::load(store.connection()).map_err(|error| NotifyError::Setup(error.to_string()))?;
+    let directory = Directory::load(store.connection()?).map_err(|error| NotifyError::Setup(error.to_string()))?;
     // A message goes to every subscription of its topic: build its notice once.
     let mut notices: HashMap<i64, Result<Notice, String>> = HashMap::new();
     Ok(due
@@ -324,8 +324,8 @@ fn record(context: &Context, results: Vec<(Due, Outcome)>) -> Result<(), NotifyE
         .store
         .lock()
         .map_err(|_| NotifyError::Setup("the notification store lock is poisoned".into()))?;
-    outbox::record(store.connection_mut(), &context.settings, &results)?;
-    let counts = outbox::counts(store.connection())?;
+    outbox::record(store.connection_mut()?, &context.settings, &results)?;
+    let counts = outbox::counts(store.connection()?)?;
     let count = |status: &str| {
         counts
             .iter()

@@ -168,6 +168,18 @@ pub(super) fn engine_stage(
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm, options.max_sample_bytes);
     aggregator.keep_operations(options.keep_operations);
+    let mut options = options;
+    if store.is_postgres() && (options.activity.rollups || options.activity.traces || options.activity.events.enabled) {
+        // Step 1 of the shared store: rollups, key traces and the event
+        // store stay on SQLite (docs/postgresql.md).
+        tracing::warn!(
+            "the activity view, key traces and the event store are not available on a PostgreSQL store yet; \
+             they are off for this run"
+        );
+        options.activity.rollups = false;
+        options.activity.traces = false;
+        options.activity.events.enabled = false;
+    }
     let mut activity = Activity::new(options.activity.clone());
     if options.activity.rollups {
         store.load_activity(&mut activity)?;
@@ -721,15 +733,15 @@ fn load_logged<T, E: std::fmt::Display>(what: &str, loaded: Result<T, E>, size: 
 }
 
 fn load_assets(store: &Store) -> Option<AssetNetworks> {
-    load_logged("assets", AssetNetworks::load(store.connection()), AssetNetworks::len)
+    // The PostgreSQL store keeps no assets yet (`store.sqlite` says so).
+    let connection = store.sqlite("assets").ok()?;
+    load_logged("assets", AssetNetworks::load(connection), AssetNetworks::len)
 }
 
 fn load_allowlist(store: &Store) -> Option<Allowlist> {
-    load_logged(
-        "allowlist policies",
-        Allowlist::load(store.connection()),
-        Allowlist::len,
-    )
+    // The PostgreSQL store keeps no allowlist yet.
+    let connection = store.sqlite("the allowlist").ok()?;
+    load_logged("allowlist policies", Allowlist::load(connection), Allowlist::len)
 }
 
 /// Keep the furthest offset per group, topic and partition.

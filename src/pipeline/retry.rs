@@ -9,6 +9,10 @@ use crate::metrics::Metrics;
 /// filesystem writable again, another process's lock released): intake
 /// waits for them instead of stopping.
 fn is_resource_failure(error: &StoreError) -> bool {
+    // PostgreSQL restarting, unreachable or out of space: the same wait.
+    if error.is_transient_database() {
+        return true;
+    }
     let (StoreError::Write(error) | StoreError::Query(error)) = error else {
         return false;
     };
@@ -67,14 +71,17 @@ pub(super) fn write_with_retry(
                         %error,
                         paused_seconds = since.elapsed().as_secs_f64(),
                         tries = *tries,
-                        "the store cannot be written (disk full, read-only or locked by another process?); \
+                        "the store cannot be written (disk full, read-only, locked by another process, or its server \
+                         unreachable?); \
                          intake is paused, nothing after the last commit is checkpointed, and the same \
                          transaction is retried until it commits"
                     );
                 }
                 // A failed commit can leave its transaction open.
-                if !store.connection().is_autocommit() {
-                    let _ = store.connection().execute_batch("ROLLBACK");
+                if let Ok(connection) = store.sqlite("rolling back")
+                    && !connection.is_autocommit()
+                {
+                    let _ = connection.execute_batch("ROLLBACK");
                 }
                 let wait = Duration::from_millis(100 * 2u64.pow((*tries).min(6))).min(LONGEST_WAIT);
                 std::thread::sleep(wait);

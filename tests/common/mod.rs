@@ -7,7 +7,8 @@
 //! - `records`: JSON lines in and out, the fixtures' time zone;
 //! - `kafka`: the Kafka tests' corpus, producer and store fingerprints
 //!   (`use common::kafka::*`; not re-exported here);
-//! - `mmdb`: a small MaxMind DB writer and the test GeoIP databases.
+//! - `mmdb`: a small MaxMind DB writer and the test GeoIP databases;
+//! - `pg_cluster`: a throw-away PostgreSQL cluster (`use common::pg_cluster::Postgres`).
 //!
 //! Each test file has `mod common;` and uses what it needs.
 
@@ -20,6 +21,7 @@ pub mod kafka;
 pub mod mmdb;
 pub mod net;
 pub mod paths;
+pub mod pg_cluster;
 pub mod records;
 
 pub use binary::*;

@@ -496,25 +496,16 @@ pub fn set_expiry(
 }
 
 /// Add a batch's hits (inside the batch transaction): one UPDATE per policy.
-pub fn write_hits(connection: &Connection, hits: &[PolicyHit]) -> rusqlite::Result<()> {
-    if hits.is_empty() {
-        return Ok(());
-    }
-    let mut update = connection.prepare_cached(
-        "UPDATE allowlist SET hit_count = hit_count + ?2, \
-         last_hit = CASE WHEN last_hit IS NULL OR last_hit < ?3 THEN ?3 ELSE last_hit END, \
-         high_hits = high_hits + ?4, \
-         last_high_hit = CASE WHEN ?5 IS NOT NULL AND (last_high_hit IS NULL OR last_high_hit < ?5) THEN ?5 \
-         ELSE last_high_hit END WHERE id = ?1",
-    )?;
+pub fn write_hits<D: crate::db::Db + ?Sized>(db: &mut D, hits: &[PolicyHit]) -> crate::db::DbResult<()> {
     for hit in hits {
-        update.execute(params![
-            hit.id,
-            hit.count as i64,
-            hit.last_hit,
-            hit.high as i64,
-            hit.last_high_hit
-        ])?;
+        db.execute(
+            "UPDATE allowlist SET hit_count = hit_count + ?2, \
+             last_hit = CASE WHEN last_hit IS NULL OR last_hit < ?3 THEN ?3 ELSE last_hit END, \
+             high_hits = high_hits + ?4, \
+             last_high_hit = CASE WHEN CAST(?5 AS TEXT) IS NOT NULL AND (last_high_hit IS NULL OR last_high_hit < ?5) THEN ?5 \
+             ELSE last_high_hit END WHERE id = ?1",
+            crate::db_params![hit.id, hit.count as i64, hit.last_hit.as_str(), hit.high as i64, hit.last_high_hit.as_deref()],
+        )?;
     }
     Ok(())
 }

@@ -35,7 +35,11 @@ fn three_alarms(store: &mut Store) {
 }
 
 fn count(store: &Store, sql: &str) -> i64 {
-    store.connection().query_row(sql, [], |row| row.get(0)).unwrap()
+    store
+        .connection()
+        .unwrap()
+        .query_row(sql, [], |row| row.get(0))
+        .unwrap()
 }
 
 fn days_from_now(days: u64) -> DateTime<Utc> {
@@ -58,7 +62,7 @@ fn only(policy: impl FnOnce(&mut RetentionPolicy)) -> RetentionPolicy {
 }
 
 fn prune_at(store: &mut Store, policy: &RetentionPolicy, now: DateTime<Utc>) -> PruneReport {
-    prune(store.connection_mut(), policy, now, &|| false).unwrap()
+    prune(store.connection_mut().unwrap(), policy, now, &|| false).unwrap()
 }
 
 #[test]
@@ -97,6 +101,7 @@ fn processed_alarms_go_with_their_evidence_and_the_chain_still_verifies() {
     // The removal is sealed: putting the alarm back is caught.
     store
         .connection()
+        .unwrap()
         .execute(
             "INSERT INTO alarm_transitions (id, alarm_id, from_status, to_status, actor, reason, at) \
              VALUES (1, 1, 'unprocessed', 'processed', 'alice', 'handled', '2026-03-02T00:00:00.000Z')",
@@ -183,6 +188,7 @@ fn a_cut_chain_verifies_goes_on_and_still_catches_edits() {
     // An edit behind trailwarden's back is still caught after the cut.
     store
         .connection()
+        .unwrap()
         .execute("UPDATE alarm_samples SET event = '{}' WHERE alarm_id = 2", [])
         .unwrap();
     let verification = store.verify_chain(None).unwrap();
@@ -197,6 +203,7 @@ fn a_damaged_link_is_never_cut() {
     three_alarms(&mut store);
     store
         .connection()
+        .unwrap()
         .execute("UPDATE chain SET row_hash = 'forged' WHERE seq = 3", [])
         .unwrap();
     let links = count(&store, "SELECT count(*) FROM chain");
@@ -225,6 +232,7 @@ fn when_every_link_is_cut_the_next_link_follows_the_checkpoint() {
     assert_eq!(count(&store, "SELECT count(*) FROM chain"), rows);
     let checkpoint = store
         .connection()
+        .unwrap()
         .query_row("SELECT max(seq) FROM chain_checkpoints", [], |row| row.get::<_, i64>(0))
         .unwrap();
     store
@@ -246,7 +254,7 @@ fn when_every_link_is_cut_the_next_link_follows_the_checkpoint() {
 fn dead_letters_settled_notifications_and_old_rollups_go() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
-    let connection = store.connection();
+    let connection = store.connection().unwrap();
     for (index, received) in [
         "2026-01-01T00:00:00.000Z",
         "2026-01-02T00:00:00.000Z",
@@ -326,6 +334,7 @@ fn dead_letters_settled_notifications_and_old_rollups_go() {
     assert_eq!((report.rollup_rows, report.key_ip_rows), (2, 2), "{report}");
     let left: Vec<i64> = store
         .connection()
+        .unwrap()
         .prepare("SELECT id FROM notify_messages ORDER BY id")
         .unwrap()
         .query_map([], |row| row.get(0))
@@ -345,6 +354,7 @@ fn a_stop_request_ends_the_run_between_transactions() {
     for index in 0..10 {
         store
             .connection()
+            .unwrap()
             .execute(
                 "INSERT INTO dead_letters (received_at, source, origin, reason, excerpt) \
                  VALUES ('2020-01-01T00:00:00.000Z', 'f', ?1, 'bad', 'x')",
@@ -361,7 +371,7 @@ fn a_stop_request_ends_the_run_between_transactions() {
         runs.set(runs.get() + 1);
         runs.get() > 2
     };
-    let report = prune(store.connection_mut(), &policy, Utc::now(), &stop).unwrap();
+    let report = prune(store.connection_mut().unwrap(), &policy, Utc::now(), &stop).unwrap();
     assert_eq!((report.dead_letters, report.transactions), (6, 2));
     assert_eq!(count(&store, "SELECT count(*) FROM dead_letters"), 4);
 }

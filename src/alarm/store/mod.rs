@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Transaction};
+
+use crate::db::{Db, DbError, DbExt, DbResult, SqliteDb, StoreLocation, get};
 use serde::Serialize;
 
 use super::chain;
@@ -41,8 +43,41 @@ pub enum StoreError {
     /// Stored data that cannot be read back (a damaged event block).
     #[error("{0}")]
     Corrupt(String),
+    #[error("cannot open the PostgreSQL store at {url}: {source}")]
+    Connect { url: String, source: DbError },
+    /// A PostgreSQL failure (SQLite's keep their own variants).
+    #[error("store failed: {0}")]
+    Database(DbError),
+    /// This instance no longer owns a Kafka partition the batch consumed.
+    #[error("{0}")]
+    Fenced(String),
+    /// A feature the PostgreSQL store does not have yet.
+    #[error("{0} is not available on a PostgreSQL store yet (see docs/postgresql.md)")]
+    Unsupported(&'static str),
 }
 
+impl From<DbError> for StoreError {
+    fn from(error: DbError) -> StoreError {
+        match error {
+            DbError::Sqlite(error) => StoreError::Query(error),
+            DbError::Fenced(what) => StoreError::Fenced(what),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// A failure a retry can clear (a busy SQLite file, a PostgreSQL server
+    /// restarting or unreachable, a serialization conflict).
+    pub fn is_transient_database(&self) -> bool {
+        match self {
+            StoreError::Database(error) | StoreError::Connect { source: error, .. } => error.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+mod pg;
 mod query;
 mod state;
 mod write;
@@ -165,14 +200,26 @@ impl Default for StoreOptions {
 const STATEMENT_CACHE: usize = 64;
 
 pub struct Store {
-    connection: Connection,
+    backend: Backend,
     options: StoreOptions,
+    /// The file, or the PostgreSQL URL as given (`location()` redacts it).
     path: PathBuf,
 }
 
+/// The database behind a store.
+enum Backend {
+    Sqlite(Connection),
+    /// `&self` methods read through it too: one store is used by one thread.
+    Postgres(Box<std::cell::RefCell<pg::Shared>>),
+}
+
 impl Store {
-    /// Open (creating directories and the file as needed) and migrate.
+    /// Open (creating directories and the file as needed) and migrate. A
+    /// `postgres://` URL as the path opens the PostgreSQL store instead.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let StoreLocation::Postgres(url) = StoreLocation::from_path(path) {
+            return pg::open(&url, options);
+        }
         const OPEN_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
         const OPEN_BUSY_STEP: std::time::Duration = std::time::Duration::from_millis(20);
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
@@ -226,24 +273,64 @@ impl Store {
             source,
         })?;
         Ok(Store {
-            connection,
+            backend: Backend::Sqlite(connection),
             options,
             path: path.to_path_buf(),
         })
     }
 
+    /// The file, or the PostgreSQL URL as given (with its password: use
+    /// `location()` in messages).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The connection, for the allowlist, remark and asset tables (their SQL
-    /// lives in `allowlist/` and `assets.rs`).
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+    /// Where the store is, for messages and logs (a URL without its password).
+    pub fn location(&self) -> String {
+        StoreLocation::from_path(&self.path).display()
     }
 
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.connection
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The SQLite connection, for the code that has not moved to [`Db`]
+    /// yet (allowlist, remarks, assets, outbox, rollups, retention …): on a
+    /// PostgreSQL store, `Unsupported` naming `what`.
+    pub fn sqlite(&self, what: &'static str) -> Result<&Connection, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(connection) => Ok(connection),
+            Backend::Postgres(_) => Err(StoreError::Unsupported(what)),
+        }
+    }
+
+    /// `sqlite`, mutable.
+    pub fn sqlite_mut(&mut self, what: &'static str) -> Result<&mut Connection, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(connection) => Ok(connection),
+            Backend::Postgres(_) => Err(StoreError::Unsupported(what)),
+        }
+    }
+
+    /// The connection, for the allowlist, remark and asset tables (their SQL
+    /// lives in `allowlist/` and `assets.rs`): SQLite stores only.
+    pub fn connection(&self) -> Result<&Connection, StoreError> {
+        self.sqlite("this operation")
+    }
+
+    pub fn connection_mut(&mut self) -> Result<&mut Connection, StoreError> {
+        self.sqlite_mut("this operation")
+    }
+
+    /// Run `job` on the store's database, whichever it is.
+    pub(crate) fn with_db<T>(&self, job: impl FnOnce(&mut dyn Db) -> DbResult<T>) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(connection) => Ok(job(&mut SqliteDb(connection))?),
+            Backend::Postgres(shared) => {
+                let mut shared = shared.borrow_mut();
+                Ok(job(shared.connection()?)?)
+            }
+        }
     }
 
     /// Record the rule set in the change log unless it is the last one
@@ -253,31 +340,40 @@ impl Store {
         rules: &crate::rules::RuleSet,
         actor: &super::changes::Actor,
     ) -> rusqlite::Result<Option<i64>> {
-        super::rule_changes::record(&mut self.connection, rules, actor, self.options.notify.as_deref())
+        let Backend::Sqlite(connection) = &mut self.backend else {
+            // The PostgreSQL store has no change log yet.
+            return Ok(None);
+        };
+        super::rule_changes::record(connection, rules, actor, self.options.notify.as_deref())
     }
 
     /// `PRAGMA data_version`: changes when another connection (the CLI) has
     /// committed, so the engine knows when to reload policies. One cheap call.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .connection
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |row| row.get(0))?)
+        match &self.backend {
+            Backend::Sqlite(connection) => Ok(connection
+                .prepare_cached("PRAGMA data_version")?
+                .query_row([], |row| row.get(0))?),
+            // Policies and assets are not kept on PostgreSQL yet: nothing
+            // to reload.
+            Backend::Postgres(_) => Ok(0),
+        }
     }
 
     /// A persisted engine counter.
     pub fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .connection
-            .query_row("SELECT value FROM engine_meta WHERE name = ?1", [name], |row| {
-                row.get(0)
-            })
-            .optional()?)
+        self.with_db(|db| {
+            db.query_opt(
+                "SELECT value FROM engine_meta WHERE name = ?1",
+                crate::db_params![name],
+                |row| get(row, 0),
+            )
+        })
     }
 
     /// Progress recorded for a file, if any.
     pub fn file_checkpoint(&self, path: &str) -> Result<Option<FileCheckpoint>, StoreError> {
-        Ok(read_file_checkpoint(&self.connection, path)?)
+        Ok(read_file_checkpoint(self.sqlite("file checkpoints")?, path)?)
     }
 
     /// Change an alarm's status (processed, ignored, back to unprocessed),
@@ -289,11 +385,12 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<super::workflow::Transition, StoreError> {
+        let notify = self.options.notify.clone();
         let transaction = self
-            .connection
+            .sqlite_mut("changing an alarm's status")?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let transition = super::workflow::set_status(&transaction, id, to, actor, reason, &timestamp(Utc::now()))?;
-        if let Some(router) = &self.options.notify {
+        if let Some(router) = &notify {
             let facts: (String, String, String, Option<String>, Option<String>) = transaction.query_row(
                 "SELECT rule_id, level, tags, account_id, account_name FROM alarms WHERE id = ?1",
                 [id],
@@ -327,14 +424,15 @@ impl Store {
     /// change-log entry, its chain links and its notifications (the
     /// `config` ones of every change-log entry it recorded included) commit
     /// together.
-    pub fn change<T, E: From<rusqlite::Error>>(
+    pub fn change<T, E: From<rusqlite::Error> + From<StoreError>>(
         &mut self,
         change: impl FnOnce(&Transaction<'_>, Option<&dyn super::observer::AlarmObserver>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let observer = self.options.notify.clone();
         let transaction = self
-            .connection
+            .sqlite_mut("changing policies, remarks and assets")?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let observer = self.options.notify.as_deref();
+        let observer = observer.as_deref();
         let before = observer.map(|_| super::changes::last_id(&transaction)).transpose()?;
         let value = change(&transaction, observer)?;
         if let (Some(observer), Some(before)) = (observer, before) {
@@ -349,12 +447,12 @@ impl Store {
 
     /// Check the hash chain and every sealed row (see `chain::verify`).
     pub fn verify_chain(&self, anchor: Option<(i64, &str)>) -> Result<chain::Verification, StoreError> {
-        Ok(chain::verify(&self.connection, anchor)?)
+        Ok(chain::verify(self.sqlite("verifying the chain")?, anchor)?)
     }
 
     /// The chain's last link: (seq, hash).
     pub fn chain_head(&self) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(chain::head(&self.connection)?)
+        self.with_db(|db| super::seal::head(db))
     }
 
     /// An online copy of the whole store (SQLite's backup API), consistent
@@ -384,7 +482,7 @@ impl Store {
         }
         {
             let mut target = Connection::open(&partial).map_err(failed)?;
-            let backup = rusqlite::backup::Backup::new(&self.connection, &mut target).map_err(failed)?;
+            let backup = rusqlite::backup::Backup::new(self.sqlite("store backup")?, &mut target).map_err(failed)?;
             backup
                 .run_to_completion(1024, std::time::Duration::from_millis(5), None)
                 .map_err(failed)?;
@@ -396,7 +494,7 @@ impl Store {
     /// Give the engine's activity accumulator the (key, IP) pairs already stored.
     pub fn load_activity(&self, activity: &mut super::rollup::Activity) -> Result<usize, StoreError> {
         Ok(super::rollup::load_pairs(
-            &self.connection,
+            self.sqlite("the activity view")?,
             &mut |key, ip, first_ms| activity.remember_pair(key, ip, first_ms),
         )?)
     }
@@ -406,25 +504,28 @@ impl Store {
         &self,
         query: &super::rollup::ActivityQuery,
     ) -> Result<super::rollup::ActivityReport, StoreError> {
-        Ok(super::rollup::activity_report(&self.connection, query)?)
+        Ok(super::rollup::activity_report(
+            self.sqlite("the activity view")?,
+            query,
+        )?)
     }
 
     /// Key-operation traces, most recent first (`trailwarden traces`).
     pub fn list_traces(&self, filter: &super::rollup::TraceFilter) -> Result<Vec<super::rollup::Trace>, StoreError> {
-        Ok(super::rollup::list_traces(&self.connection, filter)?)
+        Ok(super::rollup::list_traces(self.sqlite("key traces")?, filter)?)
     }
 
     /// Row counts, for summaries and health output.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let count = |sql: &str| -> rusqlite::Result<u64> {
-            self.connection
-                .query_row(sql, [], |row| row.get::<_, i64>(0))
-                .map(|n| n as u64)
-        };
-        Ok(StoreCounts {
-            alarms: count("SELECT COUNT(*) FROM alarms")?,
-            open_alarms: count("SELECT COUNT(*) FROM alarms WHERE status = 'unprocessed'")?,
-            dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
+        self.with_db(|db| {
+            let mut count = |sql: &str| -> DbResult<u64> {
+                Ok(db.query_opt(sql, &[], |row| get::<i64>(row, 0))?.unwrap_or(0).max(0) as u64)
+            };
+            Ok(StoreCounts {
+                alarms: count("SELECT COUNT(*) FROM alarms")?,
+                open_alarms: count("SELECT COUNT(*) FROM alarms WHERE status = 'unprocessed'")?,
+                dead_letters: count("SELECT COUNT(*) FROM dead_letters")?,
+            })
         })
     }
 }

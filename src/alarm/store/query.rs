@@ -1,7 +1,8 @@
 //! Reading alarms and dead letters: filters, sorting, one alarm with its
 //! call records, samples and history.
 
-use rusqlite::OptionalExtension;
+use crate::db::{Db, DbExt, DbResult, Dialect, Row, Value, get};
+use crate::db_params;
 
 use super::{AlarmIdentity, CallRecord, Store, StoreError};
 use crate::rules::Level;
@@ -97,110 +98,135 @@ const ALARM_COLUMNS: &str = "id, rule_id, rule_hash, level, title, status, group
 
 impl Store {
     pub fn list_alarms(&self, filter: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
-        let (conditions, values) = alarm_conditions(filter);
-        let direction = if filter.ascending { "ASC" } else { "DESC" };
-        let order = match filter.sort {
-            AlarmSort::Time => format!("last_seen {direction}, id {direction}"),
-            AlarmSort::Level => format!(
-                "CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END {direction}, \
-                 last_seen {direction}, id {direction}"
-            ),
-            AlarmSort::Count => format!("count {direction}, last_seen {direction}, id {direction}"),
-        };
-        let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE {conditions} ORDER BY {order}");
-        match (filter.limit, filter.offset) {
-            (Some(limit), offset) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", offset.unwrap_or(0))),
-            (None, Some(offset)) => sql.push_str(&format!(" LIMIT -1 OFFSET {offset}")),
-            (None, None) => {}
-        }
-        let mut statement = self.connection.prepare(&sql)?;
-        let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), alarm_row)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.with_db(|db| list_alarms(db, filter))
     }
 
     /// How many alarms match `filter` (its sort, limit and offset aside).
     pub fn count_alarms(&self, filter: &AlarmFilter) -> Result<u64, StoreError> {
-        let (conditions, values) = alarm_conditions(filter);
-        let count: i64 = self.connection.query_row(
-            &format!("SELECT COUNT(*) FROM alarms WHERE {conditions}"),
-            rusqlite::params_from_iter(values.iter()),
-            |row| row.get(0),
-        )?;
-        Ok(count.max(0) as u64)
+        self.with_db(|db| count_alarms(db, filter))
     }
 
     pub fn get_alarm(&self, id: i64) -> Result<Option<AlarmDetail>, StoreError> {
-        let alarm = self
-            .connection
-            .query_row(
-                &format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1"),
-                [id],
-                alarm_row,
-            )
-            .optional()?;
-        let Some(alarm) = alarm else { return Ok(None) };
-        let mut statement = self.connection.prepare(
-            "SELECT source_ip, ip_kind, call_method, service, action, success_count, failure_count, first_call, last_call \
-             FROM alarm_calls WHERE alarm_id = ?1 ORDER BY last_call DESC, source_ip",
-        )?;
-        let calls = statement
-            .query_map([id], |row| {
-                Ok(CallRecord {
-                    source_ip: row.get(0)?,
-                    ip_kind: row.get(1)?,
-                    call_method: row.get(2)?,
-                    service: row.get(3)?,
-                    action: row.get(4)?,
-                    success_count: row.get::<_, i64>(5)? as u64,
-                    failure_count: row.get::<_, i64>(6)? as u64,
-                    first_call: row.get(7)?,
-                    last_call: row.get(8)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut statement = self
-            .connection
-            .prepare("SELECT event FROM alarm_samples WHERE alarm_id = ?1 ORDER BY seq")?;
-        let samples = statement
-            .query_map([id], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
-            .collect();
-        let history = crate::alarm::workflow::history(&self.connection, id)?;
-        Ok(Some(AlarmDetail {
-            alarm,
-            calls,
-            samples,
-            history,
-        }))
+        self.with_db(|db| get_alarm(db, id))
     }
+
     pub fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>, StoreError> {
-        let mut statement = self.connection.prepare(
-            "SELECT id, received_at, origin, line, byte_offset, record_index, reason, excerpt, topic, partition, \
-             kafka_offset FROM dead_letters ORDER BY id LIMIT ?1",
-        )?;
-        let rows = statement.query_map([limit], |row| {
-            Ok(DeadLetterRow {
-                id: row.get(0)?,
-                received_at: row.get(1)?,
-                origin: row.get(2)?,
-                line: row.get(3)?,
-                byte_offset: row.get(4)?,
-                record_index: row.get(5)?,
-                reason: row.get(6)?,
-                excerpt: row.get(7)?,
-                topic: row.get(8)?,
-                partition: row.get(9)?,
-                kafka_offset: row.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.with_db(|db| list_dead_letters(db, limit))
     }
 }
 
+fn text_params(values: &[String]) -> Vec<Value<'_>> {
+    values.iter().map(|value| Value::Text(value)).collect()
+}
+
+pub(crate) fn list_alarms<D: Db + ?Sized>(db: &mut D, filter: &AlarmFilter) -> DbResult<Vec<AlarmRow>> {
+    let (conditions, values) = alarm_conditions(filter, db.dialect());
+    let direction = if filter.ascending { "ASC" } else { "DESC" };
+    let order = match filter.sort {
+        AlarmSort::Time => format!("last_seen {direction}, id {direction}"),
+        AlarmSort::Level => format!(
+            "CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END {direction}, \
+             last_seen {direction}, id {direction}"
+        ),
+        AlarmSort::Count => format!("count {direction}, last_seen {direction}, id {direction}"),
+    };
+    let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE {conditions} ORDER BY {order}");
+    let unlimited = match db.dialect() {
+        Dialect::Sqlite => "-1",
+        Dialect::Postgres => "ALL",
+    };
+    match (filter.limit, filter.offset) {
+        (Some(limit), offset) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", offset.unwrap_or(0))),
+        (None, Some(offset)) => sql.push_str(&format!(" LIMIT {unlimited} OFFSET {offset}")),
+        (None, None) => {}
+    }
+    db.query_all(&sql, &text_params(&values), alarm_row)
+}
+
+pub(crate) fn count_alarms<D: Db + ?Sized>(db: &mut D, filter: &AlarmFilter) -> DbResult<u64> {
+    let (conditions, values) = alarm_conditions(filter, db.dialect());
+    let count: i64 = db
+        .query_opt(
+            &format!("SELECT COUNT(*) FROM alarms WHERE {conditions}"),
+            &text_params(&values),
+            |row| get(row, 0),
+        )?
+        .unwrap_or(0);
+    Ok(count.max(0) as u64)
+}
+
+pub(crate) fn get_alarm<D: Db + ?Sized>(db: &mut D, id: i64) -> DbResult<Option<AlarmDetail>> {
+    let Some(alarm) = db.query_opt(
+        ALARM_BY_ID.get_or_init(|| format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1")),
+        db_params![id],
+        alarm_row,
+    )?
+    else {
+        return Ok(None);
+    };
+    let calls = db.query_all(
+        "SELECT source_ip, ip_kind, call_method, service, action, success_count, failure_count, first_call, last_call \
+         FROM alarm_calls WHERE alarm_id = ?1 ORDER BY last_call DESC, source_ip",
+        db_params![id],
+        |row| {
+            Ok(CallRecord {
+                source_ip: get(row, 0)?,
+                ip_kind: get(row, 1)?,
+                call_method: get(row, 2)?,
+                service: get(row, 3)?,
+                action: get(row, 4)?,
+                success_count: get::<i64>(row, 5)?.max(0) as u64,
+                failure_count: get::<i64>(row, 6)?.max(0) as u64,
+                first_call: get(row, 7)?,
+                last_call: get(row, 8)?,
+            })
+        },
+    )?;
+    let samples = db
+        .query_all(
+            "SELECT event FROM alarm_samples WHERE alarm_id = ?1 ORDER BY seq",
+            db_params![id],
+            |row| get::<String>(row, 0),
+        )?
+        .into_iter()
+        .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        .collect();
+    let history = crate::alarm::workflow::history_in(db, id)?;
+    Ok(Some(AlarmDetail {
+        alarm,
+        calls,
+        samples,
+        history,
+    }))
+}
+
+pub(crate) fn list_dead_letters<D: Db + ?Sized>(db: &mut D, limit: u32) -> DbResult<Vec<DeadLetterRow>> {
+    db.query_all(
+        "SELECT id, received_at, origin, line, byte_offset, record_index, reason, excerpt, topic, partition, \
+         kafka_offset FROM dead_letters ORDER BY id LIMIT ?1",
+        db_params![limit],
+        |row| {
+            Ok(DeadLetterRow {
+                id: get(row, 0)?,
+                received_at: get(row, 1)?,
+                origin: get(row, 2)?,
+                line: get(row, 3)?,
+                byte_offset: get(row, 4)?,
+                record_index: get(row, 5)?,
+                reason: get(row, 6)?,
+                excerpt: get(row, 7)?,
+                topic: get(row, 8)?,
+                partition: get::<Option<i64>>(row, 9)?.and_then(|partition| i32::try_from(partition).ok()),
+                kafka_offset: get(row, 10)?,
+            })
+        },
+    )
+}
+
+static ALARM_BY_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The WHERE clause of `filter` (`1 = 1` when empty) and its parameters.
-fn alarm_conditions(filter: &AlarmFilter) -> (String, Vec<String>) {
+fn alarm_conditions(filter: &AlarmFilter, dialect: Dialect) -> (String, Vec<String>) {
     let mut sql = String::from("1 = 1");
     let mut values: Vec<String> = Vec::new();
     if let Some(status) = &filter.status {
@@ -229,12 +255,20 @@ fn alarm_conditions(filter: &AlarmFilter) -> (String, Vec<String>) {
                 values.push(head.to_string());
                 let head_index = values.len();
                 values.push(tail.to_string());
-                sql.push_str(&format!(
-                    " AND substr(access_key_id, 1, length(?{head_index})) = ?{head_index} \
-                     AND substr(access_key_id, -length(?{0})) = ?{0} \
-                     AND length(access_key_id) >= length(?{head_index}) + length(?{0}) + 4",
-                    values.len()
-                ));
+                let tail_index = values.len();
+                sql.push_str(&match dialect {
+                    Dialect::Sqlite => format!(
+                        " AND substr(access_key_id, 1, length(?{head_index})) = ?{head_index} \
+                         AND substr(access_key_id, -length(?{tail_index})) = ?{tail_index} \
+                         AND length(access_key_id) >= length(?{head_index}) + length(?{tail_index}) + 4"
+                    ),
+                    Dialect::Postgres => format!(
+                        " AND left(access_key_id, length(CAST(?{head_index} AS TEXT))) = ?{head_index} \
+                         AND right(access_key_id, length(CAST(?{tail_index} AS TEXT))) = ?{tail_index} \
+                         AND length(access_key_id) >= length(CAST(?{head_index} AS TEXT)) \
+                         + length(CAST(?{tail_index} AS TEXT)) + 4"
+                    ),
+                });
             }
             None => {
                 values.push(key.clone());
@@ -262,42 +296,48 @@ fn alarm_conditions(filter: &AlarmFilter) -> (String, Vec<String>) {
         // Case-insensitive (ASCII) substring search; `%`, `_` and `\` are literal.
         let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         values.push(format!("%{escaped}%"));
+        // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE does.
+        let like = match dialect {
+            Dialect::Sqlite => "LIKE",
+            Dialect::Postgres => "ILIKE",
+        };
         sql.push_str(&format!(
-            " AND (rule_id LIKE ?{0} ESCAPE '\\' OR title LIKE ?{0} ESCAPE '\\' OR account_id LIKE ?{0} ESCAPE '\\' \
-             OR account_name LIKE ?{0} ESCAPE '\\' OR principal_name LIKE ?{0} ESCAPE '\\' \
-             OR principal_id LIKE ?{0} ESCAPE '\\' OR principal_arn LIKE ?{0} ESCAPE '\\')",
+            " AND (rule_id {like} ?{0} ESCAPE '\\' OR title {like} ?{0} ESCAPE '\\' \
+             OR account_id {like} ?{0} ESCAPE '\\' OR account_name {like} ?{0} ESCAPE '\\' \
+             OR principal_name {like} ?{0} ESCAPE '\\' OR principal_id {like} ?{0} ESCAPE '\\' \
+             OR principal_arn {like} ?{0} ESCAPE '\\')",
             values.len()
         ));
     }
     (sql, values)
 }
 
-fn alarm_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
+fn alarm_row(row: &dyn Row) -> DbResult<AlarmRow> {
     Ok(AlarmRow {
-        id: row.get(0)?,
-        rule: row.get(1)?,
-        rule_hash: row.get(2)?,
-        level: row.get(3)?,
-        title: row.get(4)?,
-        status: row.get(5)?,
-        group_key: row.get(6)?,
+        id: get(row, 0)?,
+        rule: get(row, 1)?,
+        rule_hash: get(row, 2)?,
+        level: get(row, 3)?,
+        title: get(row, 4)?,
+        status: get(row, 5)?,
+        group_key: get(row, 6)?,
         identity: AlarmIdentity {
-            provider: row.get(7)?,
-            account_id: row.get(8)?,
-            account_name: row.get(9)?,
-            account_identity: row.get(10)?,
-            principal_kind: row.get(11)?,
-            principal_id: row.get(12)?,
-            principal_name: row.get(13)?,
-            principal_arn: row.get(14)?,
-            access_key_id: row.get(15)?,
-            access_key_temporary: row.get(16)?,
+            provider: get(row, 7)?,
+            account_id: get(row, 8)?,
+            account_name: get(row, 9)?,
+            account_identity: get(row, 10)?,
+            principal_kind: get(row, 11)?,
+            principal_id: get(row, 12)?,
+            principal_name: get(row, 13)?,
+            principal_arn: get(row, 14)?,
+            access_key_id: get(row, 15)?,
+            access_key_temporary: get(row, 16)?,
         },
-        first_seen: row.get(17)?,
-        last_seen: row.get(18)?,
-        count: row.get::<_, i64>(19)? as u64,
-        output: row.get(20)?,
-        created_at: row.get(21)?,
-        updated_at: row.get(22)?,
+        first_seen: get(row, 17)?,
+        last_seen: get(row, 18)?,
+        count: get::<i64>(row, 19)?.max(0) as u64,
+        output: get(row, 20)?,
+        created_at: get(row, 21)?,
+        updated_at: get(row, 22)?,
     })
 }

@@ -1,7 +1,8 @@
 //! The engine's persisted state: stateful-predicate tables and the events
 //! waiting in the reorder buffer, loaded at start and written with each batch.
 
-use rusqlite::{Transaction, params};
+use crate::db::{Db, DbExt, DbResult, get};
+use crate::db_params;
 
 use super::{PendingRow, Store, StoreError};
 use crate::rules::state::{DistinctWindow, EngineState, KeySeen, Window};
@@ -80,58 +81,7 @@ fn decode_distinct(bytes: &[u8]) -> std::collections::VecDeque<(u64, i64)> {
 impl Store {
     /// Load the persisted engine state into `state` (without marking it dirty).
     pub fn load_state(&self, state: &mut EngineState) -> Result<(), StoreError> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT key, first_ms, last_ms, touched_ms, from_inventory FROM state_keys")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let seen = KeySeen {
-                first_ms: row.get(1)?,
-                last_ms: row.get(2)?,
-                from_inventory: row.get(4)?,
-            };
-            state.keys.restore(key_from_sql(row.get(0)?), seen, row.get(3)?);
-        }
-        for (table, target) in [
-            (
-                "SELECT key, created_ms, touched_ms FROM state_principals",
-                &mut state.principals,
-            ),
-            (
-                "SELECT key, first_ms, touched_ms FROM state_first_seen",
-                &mut state.first_seen,
-            ),
-            (
-                "SELECT key, first_ms, touched_ms FROM state_addresses",
-                &mut state.addresses,
-            ),
-        ] {
-            let mut statement = self.connection.prepare(table)?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                target.restore(key_from_sql(row.get(0)?), row.get(1)?, row.get(2)?);
-            }
-        }
-        let mut statement = self
-            .connection
-            .prepare("SELECT key, times, touched_ms FROM state_windows")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let window = Window {
-                times: decode_times(&row.get::<_, Vec<u8>>(1)?),
-            };
-            state.windows.restore(key_from_sql(row.get(0)?), window, row.get(2)?);
-        }
-        let mut statement = self
-            .connection
-            .prepare("SELECT key, entries, touched_ms FROM state_distinct")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let window = DistinctWindow {
-                values: decode_distinct(&row.get::<_, Vec<u8>>(1)?),
-            };
-            state.distinct.restore(key_from_sql(row.get(0)?), window, row.get(2)?);
-        }
+        self.with_db(|db| load_state_in(db, state))?;
         if let Some(high_water) = self.meta("high_water_ms")? {
             state.high_water_ms = high_water;
         }
@@ -140,94 +90,162 @@ impl Store {
 
     /// Events that were waiting in the reorder buffer at the last commit.
     pub fn load_pending(&self) -> Result<Vec<PendingRow>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT seq, provider, time_ms, time_source, origin, raw FROM pending_events ORDER BY seq")?;
-        let rows = statement.query_map([], |row| {
-            Ok(PendingRow {
-                seq: row.get(0)?,
-                provider: row.get(1)?,
-                time_ms: row.get(2)?,
-                time_source: row.get(3)?,
-                origin: row.get(4)?,
-                raw: row.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.with_db(|db| {
+            db.query_all(
+                "SELECT seq, provider, time_ms, time_source, origin, raw FROM pending_events ORDER BY seq",
+                &[],
+                |row| {
+                    Ok(PendingRow {
+                        seq: get(row, 0)?,
+                        provider: get(row, 1)?,
+                        time_ms: get(row, 2)?,
+                        time_source: get(row, 3)?,
+                        origin: get(row, 4)?,
+                        raw: get(row, 5)?,
+                    })
+                },
+            )
+        })
     }
 }
 
-pub(super) fn write_state(transaction: &Transaction<'_>, changes: &StateChanges) -> rusqlite::Result<()> {
-    {
-        let mut upsert = transaction.prepare_cached(
-            "INSERT OR REPLACE INTO state_keys (key, first_ms, last_ms, touched_ms, from_inventory) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut delete = transaction.prepare_cached("DELETE FROM state_keys WHERE key = ?1")?;
-        for (key, change) in &changes.keys {
-            match change {
-                Some((seen, touched)) => {
-                    upsert.execute(params![
+fn load_state_in(db: &mut dyn Db, state: &mut EngineState) -> DbResult<()> {
+    db.query_each(
+        "SELECT key, first_ms, last_ms, touched_ms, from_inventory FROM state_keys",
+        &[],
+        &mut |row| {
+            let seen = KeySeen {
+                first_ms: get(row, 1)?,
+                last_ms: get(row, 2)?,
+                from_inventory: get(row, 4)?,
+            };
+            state.keys.restore(key_from_sql(get(row, 0)?), seen, get(row, 3)?);
+            Ok(())
+        },
+    )?;
+    for (table, target) in [
+        (
+            "SELECT key, created_ms, touched_ms FROM state_principals",
+            &mut state.principals,
+        ),
+        (
+            "SELECT key, first_ms, touched_ms FROM state_first_seen",
+            &mut state.first_seen,
+        ),
+        (
+            "SELECT key, first_ms, touched_ms FROM state_addresses",
+            &mut state.addresses,
+        ),
+    ] {
+        db.query_each(table, &[], &mut |row| {
+            target.restore(key_from_sql(get(row, 0)?), get(row, 1)?, get(row, 2)?);
+            Ok(())
+        })?;
+    }
+    db.query_each("SELECT key, times, touched_ms FROM state_windows", &[], &mut |row| {
+        let window = Window {
+            times: decode_times(&get::<Vec<u8>>(row, 1)?),
+        };
+        state.windows.restore(key_from_sql(get(row, 0)?), window, get(row, 2)?);
+        Ok(())
+    })?;
+    db.query_each("SELECT key, entries, touched_ms FROM state_distinct", &[], &mut |row| {
+        let window = DistinctWindow {
+            values: decode_distinct(&get::<Vec<u8>>(row, 1)?),
+        };
+        state.distinct.restore(key_from_sql(get(row, 0)?), window, get(row, 2)?);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Upserts of one state table: `(key, value columns…, touched_ms)`.
+fn upsert_sql(table: &str, columns: &str) -> String {
+    let names: Vec<&str> = columns.split(", ").collect();
+    let placeholders: Vec<String> = (1..=names.len() + 2).map(|at| format!("?{at}")).collect();
+    let updates: Vec<String> = names
+        .iter()
+        .chain(std::iter::once(&"touched_ms"))
+        .map(|name| format!("{name} = excluded.{name}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} (key, {columns}, touched_ms) VALUES ({}) ON CONFLICT (key) DO UPDATE SET {}",
+        placeholders.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// The statements of each state table, built once: (upsert, delete).
+fn statements() -> &'static [(String, String); 6] {
+    static STATEMENTS: std::sync::OnceLock<[(String, String); 6]> = std::sync::OnceLock::new();
+    STATEMENTS.get_or_init(|| {
+        let pair = |table: &str, columns: &str| {
+            (
+                upsert_sql(table, columns),
+                format!("DELETE FROM {table} WHERE key = ?1"),
+            )
+        };
+        [
+            pair("state_keys", "first_ms, last_ms, from_inventory"),
+            pair("state_principals", "created_ms"),
+            pair("state_first_seen", "first_ms"),
+            pair("state_addresses", "first_ms"),
+            pair("state_windows", "times"),
+            pair("state_distinct", "entries"),
+        ]
+    })
+}
+
+pub(super) fn write_state<D: Db + ?Sized>(db: &mut D, changes: &StateChanges) -> DbResult<()> {
+    let [keys, principals, first_seen, addresses, windows, distinct] = statements();
+    for (key, change) in &changes.keys {
+        match change {
+            Some((seen, touched)) => {
+                db.execute(
+                    &keys.0,
+                    db_params![
                         key_to_sql(*key),
                         seen.first_ms,
                         seen.last_ms,
-                        touched,
-                        seen.from_inventory
-                    ])?;
-                }
-                None => {
-                    delete.execute([key_to_sql(*key)])?;
-                }
+                        seen.from_inventory,
+                        *touched
+                    ],
+                )?;
+            }
+            None => {
+                db.execute(&keys.1, db_params![key_to_sql(*key)])?;
             }
         }
     }
-    for (table, column, changes) in [
-        ("state_principals", "created_ms", &changes.principals),
-        ("state_first_seen", "first_ms", &changes.first_seen),
-        ("state_addresses", "first_ms", &changes.addresses),
+    for (statements, changes) in [
+        (principals, &changes.principals),
+        (first_seen, &changes.first_seen),
+        (addresses, &changes.addresses),
     ] {
-        let mut upsert = transaction.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO {table} (key, {column}, touched_ms) VALUES (?1, ?2, ?3)"
-        ))?;
-        let mut delete = transaction.prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))?;
         for (key, change) in changes {
             match change {
-                Some((value, touched)) => {
-                    upsert.execute(params![key_to_sql(*key), value, touched])?;
-                }
-                None => {
-                    delete.execute([key_to_sql(*key)])?;
-                }
-            }
+                Some((value, touched)) => db.execute(&statements.0, db_params![key_to_sql(*key), *value, *touched])?,
+                None => db.execute(&statements.1, db_params![key_to_sql(*key)])?,
+            };
         }
     }
-    {
-        let mut upsert = transaction
-            .prepare_cached("INSERT OR REPLACE INTO state_windows (key, times, touched_ms) VALUES (?1, ?2, ?3)")?;
-        let mut delete = transaction.prepare_cached("DELETE FROM state_windows WHERE key = ?1")?;
-        for (key, change) in &changes.windows {
-            match change {
-                Some((window, touched)) => {
-                    upsert.execute(params![key_to_sql(*key), encode_times(&window.times), touched])?;
-                }
-                None => {
-                    delete.execute([key_to_sql(*key)])?;
-                }
+    for (key, change) in &changes.windows {
+        match change {
+            Some((window, touched)) => {
+                let times = encode_times(&window.times);
+                db.execute(&windows.0, db_params![key_to_sql(*key), times.as_slice(), *touched])?
             }
-        }
+            None => db.execute(&windows.1, db_params![key_to_sql(*key)])?,
+        };
     }
-    let mut upsert = transaction
-        .prepare_cached("INSERT OR REPLACE INTO state_distinct (key, entries, touched_ms) VALUES (?1, ?2, ?3)")?;
-    let mut delete = transaction.prepare_cached("DELETE FROM state_distinct WHERE key = ?1")?;
     for (key, change) in &changes.distinct {
         match change {
             Some((window, touched)) => {
-                upsert.execute(params![key_to_sql(*key), encode_distinct(&window.values), touched])?;
+                let entries = encode_distinct(&window.values);
+                db.execute(&distinct.0, db_params![key_to_sql(*key), entries.as_slice(), *touched])?
             }
-            None => {
-                delete.execute([key_to_sql(*key)])?;
-            }
-        }
+            None => db.execute(&distinct.1, db_params![key_to_sql(*key)])?,
+        };
     }
     Ok(())
 }

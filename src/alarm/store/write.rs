@@ -1,13 +1,19 @@
 //! Writing a batch: alarms opened or merged with their call records and
 //! samples, dead letters, source progress, state and rollups, one transaction.
+//!
+//! `write_in` is written against [`Db`], so the SQLite store and the
+//! PostgreSQL one write the same rows and seal them into the chain alike.
 
 use chrono::Utc;
 use rusqlite::types::ValueRef;
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::state::{StateChanges, write_state};
 use super::{AlarmUpdate, PendingRow, Store, StoreError, timestamp};
 use crate::alarm::chain::{self, LinkKind};
+use crate::alarm::observer::AlarmFacts;
+use crate::alarm::seal;
+use crate::db::{Db, DbExt, DbResult, Dialect, SqliteDb, get};
+use crate::db_params;
 use crate::event::decode::DeadLetter;
 use crate::event::origin::Position;
 use crate::rules::Level;
@@ -59,116 +65,176 @@ pub struct WriteOutcome {
     pub dead_letters: u64,
 }
 
+/// An alarm change a notification observer is told of, inside the write.
+pub(crate) enum AlarmChange<'a> {
+    Opened(&'a AlarmFacts<'a>),
+    Updated {
+        facts: &'a AlarmFacts<'a>,
+        old_level: Option<Level>,
+        old_count: u64,
+        new_count: u64,
+    },
+    Operations {
+        facts: &'a AlarmFacts<'a>,
+        outputs: &'a [String],
+    },
+}
+
+/// Receives the alarm changes of a write (the notification router).
+pub(crate) type ChangeSink<'s> = &'s mut dyn FnMut(AlarmChange<'_>) -> DbResult<()>;
+
 impl Store {
     /// Write a batch in one transaction.
     pub fn write(&mut self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
         let now = timestamp(Utc::now());
         let samples_per_alarm = i64::from(self.options.samples_per_alarm);
+        let connection = match &mut self.backend {
+            super::Backend::Sqlite(connection) => connection,
+            super::Backend::Postgres(shared) => {
+                return super::pg::write(
+                    shared.get_mut(),
+                    batch,
+                    &now,
+                    samples_per_alarm,
+                    self.options.count_on_ignored,
+                );
+            }
+        };
         // IMMEDIATE: the chain head is read and extended in the same write lock,
         // also when the CLI changes an alarm's status at the same time.
-        let transaction = self
-            .connection
+        let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::Write)?;
-        let outcome = write_in(
-            &transaction,
+        let notify = self.options.notify.as_deref();
+        let mut tell = |change: AlarmChange<'_>| -> DbResult<()> {
+            let Some(router) = notify else { return Ok(()) };
+            match change {
+                AlarmChange::Opened(facts) => router.opened(&transaction, facts)?,
+                AlarmChange::Updated {
+                    facts,
+                    old_level,
+                    old_count,
+                    new_count,
+                } => router.updated(&transaction, facts, old_level, old_count, new_count)?,
+                AlarmChange::Operations { facts, outputs } => router.operations(&transaction, facts, outputs)?,
+            };
+            Ok(())
+        };
+        let sink: Option<ChangeSink<'_>> = if notify.is_some() { Some(&mut tell) } else { None };
+        let written = write_in(
+            &mut SqliteDb(&transaction),
             batch,
             &now,
             samples_per_alarm,
             self.options.count_on_ignored,
-            self.options.notify.as_deref(),
+            sink,
         )
-        .map_err(StoreError::Write)?;
+        .and_then(|outcome| {
+            crate::alarm::allowlist::write_hits(&mut SqliteDb(&transaction), &batch.allowlist_hits)?;
+            crate::alarm::rollup::write(&transaction, &batch.activity)?;
+            Ok(outcome)
+        });
+        let outcome = written.map_err(|error| StoreError::Write(error.into()))?;
         transaction.commit().map_err(StoreError::Write)?;
         Ok(outcome)
     }
 }
 
-fn write_in(
-    transaction: &Transaction<'_>,
+/// The open alarm of a rule and group key (by the partial unique index).
+const FIND_OPEN: &str = "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 \
+     AND group_key = ?2 AND status = 'unprocessed'";
+/// The newest ignored alarm of a rule and group key.
+const FIND_IGNORED: &str = "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 \
+     AND group_key = ?2 AND status = 'ignored' ORDER BY id DESC LIMIT 1";
+const INSERT_ALARM: &str = "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, \
+     account_id, account_name, account_identity, principal_kind, principal_id, principal_name, principal_arn, \
+     access_key_id, access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, \
+     updated_at, tags) VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+     ?16, ?17, ?21, ?22, ?18, ?19, ?19, ?20)";
+/// Scalar minimum and maximum: `min`/`max` in SQLite, `LEAST`/`GREATEST` in PostgreSQL.
+const UPDATE_ALARM: [&str; 2] = [
+    "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
+     last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
+    "UPDATE alarms SET count = count + ?2, first_seen = LEAST(first_seen, ?3), last_seen = GREATEST(last_seen, ?4), \
+     last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
+];
+const UPSERT_CALL: [&str; 2] = [
+    "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
+     failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
+     success_count = alarm_calls.success_count + excluded.success_count, \
+     failure_count = alarm_calls.failure_count + excluded.failure_count, \
+     first_call = min(alarm_calls.first_call, excluded.first_call), \
+     last_call = max(alarm_calls.last_call, excluded.last_call)",
+    "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
+     failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
+     success_count = alarm_calls.success_count + excluded.success_count, \
+     failure_count = alarm_calls.failure_count + excluded.failure_count, \
+     first_call = LEAST(alarm_calls.first_call, excluded.first_call), \
+     last_call = GREATEST(alarm_calls.last_call, excluded.last_call)",
+];
+const INSERT_SAMPLE: &str =
+    "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// The statement of `forms` for this connection's dialect.
+pub(crate) fn dialect_sql(db: &(impl Db + ?Sized), forms: &[&'static str; 2]) -> &'static str {
+    match db.dialect() {
+        Dialect::Sqlite => forms[0],
+        Dialect::Postgres => forms[1],
+    }
+}
+
+/// PostgreSQL's call-record upsert, returning the row's sealed columns.
+fn returning_sealed(kind: LinkKind) -> &'static str {
+    static FORMS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    debug_assert_eq!(kind, LinkKind::Call);
+    FORMS.get_or_init(|| format!("{} RETURNING {}", UPSERT_CALL[1], chain::sealed_columns(kind)))
+}
+
+pub(crate) fn write_in<D: Db + ?Sized>(
+    db: &mut D,
     batch: &WriteBatch,
     now: &str,
     samples_per_alarm: i64,
     count_on_ignored: bool,
-    notify: Option<&dyn crate::alarm::observer::AlarmObserver>,
-) -> rusqlite::Result<WriteOutcome> {
+    mut tell: Option<ChangeSink<'_>>,
+) -> DbResult<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
+    let postgres = db.dialect() == Dialect::Postgres;
     // The alarm a match counts on: the open (unprocessed) one, else — when
     // configured — an ignored one (counted there, not raised again); a
     // processed alarm never takes new matches: they open a new alarm.
     // The open alarm first, by the partial unique index; an ignored one only
     // when there is none (most matches find an open alarm).
-    let mut find_open = transaction.prepare_cached(
-        "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
-         AND status = 'unprocessed'",
-    )?;
-    let mut find_ignored = transaction.prepare_cached(
-        "SELECT id, sample_count, status, level, count FROM alarms WHERE rule_id = ?1 AND group_key = ?2 \
-         AND status = 'ignored' ORDER BY id DESC LIMIT 1",
-    )?;
+    //
     // Every row written here is sealed in this transaction, as it is once the
     // batch is written. A row inserted is hashed from the values bound
-    // (`chain::hash_values`); a row SQLite updated (count, first and last
-    // seen computed in SQL) is read back (a `RETURNING` clause costs more:
-    // an ephemeral table per statement), an alarm when sealed, since its
-    // last write in the batch is its final state.
+    // (`chain::hash_values`); a row the database updated (count, first and
+    // last seen computed in SQL) is read back (in SQLite a `RETURNING` clause
+    // costs more: an ephemeral table per statement), an alarm when sealed,
+    // since its last write in the batch is its final state.
     // Alarms in first-touch order, with the hash of a row inserted here
     // (`None`: updated, read back when sealed).
     let mut touched: Vec<(i64, Option<String>)> = Vec::with_capacity(batch.alarms.len());
-    let mut insert_alarm = transaction.prepare_cached(
-        "INSERT INTO alarms (rule_id, rule_hash, level, title, status, group_key, provider, account_id, account_name, \
-         account_identity, principal_kind, principal_id, principal_name, principal_arn, access_key_id, \
-         access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, updated_at, tags) \
-         VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?21, ?22, \
-         ?18, ?19, ?19, ?20)",
-    )?;
-    let mut update_alarm = transaction.prepare_cached(
-        "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
-         last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
-    )?;
-    let mut upsert_call = transaction.prepare_cached(
-        "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
-         failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
-         success_count = success_count + excluded.success_count, failure_count = failure_count + excluded.failure_count, \
-         first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call)",
-    )?;
-    // A call record the upsert updated: read back by its key, sealed columns.
-    let mut find_call = transaction.prepare_cached(&format!(
-        "SELECT {} FROM alarm_calls WHERE alarm_id = ?1 AND source_ip = ?2 AND call_method = ?3 AND service = ?4 \
-         AND action = ?5",
-        chain::sealed_columns(LinkKind::Call)
-    ))?;
     // Call records and samples written here are sealed with the alarms; call
     // records by id (the last write of one wins), samples as inserted.
     let mut touched_calls: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
     let mut new_samples: Vec<(i64, String)> = Vec::new();
-    let mut insert_sample = transaction.prepare_cached(
-        "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for update in &batch.alarms {
-        let read = |row: &rusqlite::Row<'_>| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-            ))
+        let read = |row: &dyn crate::db::Row| -> DbResult<(i64, i64, String, String, i64)> {
+            Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?, get(row, 3)?, get(row, 4)?))
         };
-        let mut existing: Option<(i64, i64, String, String, i64)> = find_open
-            .query_row(params![update.rule_id, update.group_key], read)
-            .optional()?;
+        let key = db_params![update.rule_id.as_str(), update.group_key.as_str()];
+        let mut existing = db.query_opt(FIND_OPEN, key, read)?;
         if existing.is_none() && count_on_ignored {
-            existing = find_ignored
-                .query_row(params![update.rule_id, update.group_key], read)
-                .optional()?;
+            existing = db.query_opt(FIND_IGNORED, key, read)?;
         }
         // The level: the rule's, or the highest `escalate:` mark the
         // alarm's total count has reached.
         let total = existing.as_ref().map_or(0, |(.., count)| (*count).max(0) as u64) + update.count;
         let level = crate::rules::escalate::level_at(&update.escalate, update.level, total);
-        let facts = |alarm_id| crate::alarm::observer::AlarmFacts {
+        let facts = |alarm_id| AlarmFacts {
             alarm_id,
             rule_id: &update.rule_id,
             level,
@@ -187,30 +253,32 @@ fn write_in(
                     outcome.counted_on_ignored += 1;
                 } else {
                     outcome.alarms_updated += 1;
-                    if let Some(router) = notify {
+                    if let Some(tell) = tell.as_mut() {
                         let old_count = count.max(0) as u64;
-                        router.updated(
-                            transaction,
-                            &facts(id),
-                            Level::parse(&old_level),
+                        tell(AlarmChange::Updated {
+                            facts: &facts(id),
+                            old_level: Level::parse(&old_level),
                             old_count,
-                            old_count + update.count,
-                        )?;
+                            new_count: old_count + update.count,
+                        })?;
                     }
                 }
-                update_alarm.execute(params![
-                    id,
-                    update.count as i64,
-                    update.first_seen,
-                    update.last_seen,
-                    update.last_output,
-                    level.as_str(),
-                    update.rule_hash,
-                    update.title,
-                    now,
-                    samples_after,
-                ])?;
-                // Read back when sealed: SQLite computed the row.
+                db.execute(
+                    dialect_sql(db, &UPDATE_ALARM),
+                    db_params![
+                        id,
+                        update.count as i64,
+                        update.first_seen.as_str(),
+                        update.last_seen.as_str(),
+                        update.last_output.as_str(),
+                        level.as_str(),
+                        update.rule_hash.as_str(),
+                        update.title.as_str(),
+                        now,
+                        samples_after,
+                    ],
+                )?;
+                // Read back when sealed: the database computed the row.
                 (id, None)
             }
             None => {
@@ -218,31 +286,33 @@ fn write_in(
                 // of an existing alarm would leave.
                 let identity = &update.identity;
                 let tags = update.tags.join(",");
-                insert_alarm.execute(params![
-                    update.rule_id,
-                    update.rule_hash,
-                    level.as_str(),
-                    update.title,
-                    update.group_key,
-                    identity.provider,
-                    identity.account_id,
-                    identity.account_name,
-                    identity.account_identity,
-                    identity.principal_kind,
-                    identity.principal_id,
-                    identity.principal_name,
-                    identity.principal_arn,
-                    identity.access_key_id,
-                    identity.access_key_temporary,
-                    update.first_seen,
-                    update.last_seen,
-                    update.last_output,
-                    now,
-                    tags,
-                    update.count as i64,
-                    samples_after,
-                ])?;
-                let id = transaction.last_insert_rowid();
+                let id = db.insert_id(
+                    INSERT_ALARM,
+                    db_params![
+                        update.rule_id.as_str(),
+                        update.rule_hash.as_str(),
+                        level.as_str(),
+                        update.title.as_str(),
+                        update.group_key.as_str(),
+                        identity.provider.as_str(),
+                        identity.account_id.as_deref(),
+                        identity.account_name.as_deref(),
+                        identity.account_identity.as_str(),
+                        identity.principal_kind.as_str(),
+                        identity.principal_id.as_deref(),
+                        identity.principal_name.as_deref(),
+                        identity.principal_arn.as_deref(),
+                        identity.access_key_id.as_deref(),
+                        identity.access_key_temporary,
+                        update.first_seen.as_str(),
+                        update.last_seen.as_str(),
+                        update.last_output.as_str(),
+                        now,
+                        tags.as_str(),
+                        update.count as i64,
+                        samples_after,
+                    ],
+                )?;
                 // The row as inserted, in `ALARM_SEALED` order: every
                 // value is bound with the type its column keeps.
                 fn text(value: &str) -> ValueRef<'_> {
@@ -286,13 +356,13 @@ fn write_in(
                 if let Some(at) = Level::ALL.iter().position(|level| *level == update.level) {
                     outcome.created_by_level[at] += 1;
                 }
-                if let Some(router) = notify {
-                    router.opened(transaction, &facts(inserted.0))?;
+                if let Some(tell) = tell.as_mut() {
+                    tell(AlarmChange::Opened(&facts(inserted.0)))?;
                 }
                 inserted
             }
         };
-        if let Some(router) = notify
+        if let Some(tell) = tell.as_mut()
             && !update.operations.is_empty()
         {
             let key = update.identity.access_key_id.as_deref().unwrap_or("");
@@ -307,62 +377,90 @@ fn write_in(
                     }
                 })
                 .collect();
-            router.operations(transaction, &facts(alarm_id), &outputs)?;
+            tell(AlarmChange::Operations {
+                facts: &facts(alarm_id),
+                outputs: &outputs,
+            })?;
         }
         for call in &update.calls {
-            let before = transaction.last_insert_rowid();
-            upsert_call.execute(params![
+            let params = db_params![
                 alarm_id,
-                call.source_ip,
-                call.ip_kind,
-                call.call_method,
-                call.service,
-                call.action,
+                call.source_ip.as_str(),
+                call.ip_kind.as_str(),
+                call.call_method.as_str(),
+                call.service.as_str(),
+                call.action.as_str(),
                 call.success_count as i64,
                 call.failure_count as i64,
-                call.first_call,
-                call.last_call,
-            ])?;
-            let id = transaction.last_insert_rowid();
-            // Only an insert moves the last rowid: the row is then the values
-            // bound (in `CALL_SEALED` order). Otherwise (an update, or an
-            // insert that happened to get the rowid the last insert into
-            // another table got) the row is read back.
-            let (call_id, call_hash) = if id != before {
-                (
-                    id,
-                    chain::hash_values(&[
-                        ValueRef::Integer(id),
-                        ValueRef::Integer(alarm_id),
-                        ValueRef::Text(call.source_ip.as_bytes()),
-                        ValueRef::Text(call.ip_kind.as_bytes()),
-                        ValueRef::Text(call.call_method.as_bytes()),
-                        ValueRef::Text(call.service.as_bytes()),
-                        ValueRef::Text(call.action.as_bytes()),
-                        ValueRef::Integer(call.success_count as i64),
-                        ValueRef::Integer(call.failure_count as i64),
-                        ValueRef::Text(call.first_call.as_bytes()),
-                        ValueRef::Text(call.last_call.as_bytes()),
-                    ]),
-                )
+                call.first_call.as_str(),
+                call.last_call.as_str(),
+            ];
+            let (call_id, call_hash) = if postgres {
+                // The row as written, returned by the upsert.
+                db.query_opt(returning_sealed(LinkKind::Call), params, |row| {
+                    seal::hash_returned(row, LinkKind::Call)
+                })?
+                .ok_or_else(|| crate::db::DbError::Unsupported("an upsert returned no row".into()))?
             } else {
-                find_call.query_row(
-                    params![alarm_id, call.source_ip, call.call_method, call.service, call.action],
-                    |row| chain::hash_returned(row, LinkKind::Call),
-                )?
+                let before = db.last_insert_rowid();
+                db.execute(UPSERT_CALL[0], params)?;
+                let id = db.last_insert_rowid();
+                // Only an insert moves the last rowid: the row is then the
+                // values bound (in `CALL_SEALED` order). Otherwise (an update,
+                // or an insert that happened to get the rowid the last insert
+                // into another table got) the row is read back.
+                if id != before {
+                    (
+                        id,
+                        chain::hash_values(&[
+                            ValueRef::Integer(id),
+                            ValueRef::Integer(alarm_id),
+                            ValueRef::Text(call.source_ip.as_bytes()),
+                            ValueRef::Text(call.ip_kind.as_bytes()),
+                            ValueRef::Text(call.call_method.as_bytes()),
+                            ValueRef::Text(call.service.as_bytes()),
+                            ValueRef::Text(call.action.as_bytes()),
+                            ValueRef::Integer(call.success_count as i64),
+                            ValueRef::Integer(call.failure_count as i64),
+                            ValueRef::Text(call.first_call.as_bytes()),
+                            ValueRef::Text(call.last_call.as_bytes()),
+                        ]),
+                    )
+                } else {
+                    db.query_opt(
+                        FIND_CALL.get_or_init(|| {
+                            format!(
+                                "SELECT {} FROM alarm_calls WHERE alarm_id = ?1 AND source_ip = ?2 \
+                                 AND call_method = ?3 AND service = ?4 AND action = ?5",
+                                chain::sealed_columns(LinkKind::Call)
+                            )
+                        }),
+                        db_params![
+                            alarm_id,
+                            call.source_ip.as_str(),
+                            call.call_method.as_str(),
+                            call.service.as_str(),
+                            call.action.as_str()
+                        ],
+                        |row| seal::hash_returned(row, LinkKind::Call),
+                    )?
+                    .ok_or_else(|| crate::db::DbError::Unsupported("a call record upserted is gone".into()))?
+                }
             };
             touched_calls.insert(call_id, call_hash);
         }
         for (seq, sample) in (samples_before..).zip(update.samples.iter().take(new_sample_count)) {
-            insert_sample.execute(params![
-                alarm_id,
-                seq,
-                sample.event_id,
-                sample.event_time,
-                sample.origin,
-                sample.event,
-            ])?;
-            let id = transaction.last_insert_rowid();
+            let id = db.insert_id(
+                INSERT_SAMPLE,
+                db_params![
+                    alarm_id,
+                    seq,
+                    sample.event_id.as_str(),
+                    sample.event_time.as_str(),
+                    sample.origin.as_str(),
+                    sample.event.as_str(),
+                ],
+            )?;
             // The row as inserted, in `SAMPLE_SEALED` order.
             new_samples.push((
                 id,
@@ -387,20 +485,16 @@ fn write_in(
     for (id, hash) in touched {
         let hash = match hash {
             Some(hash) => Some(hash),
-            None => chain::row_hash(transaction, LinkKind::Alarm, id)?,
+            None => seal::row_hash(db, LinkKind::Alarm, id)?,
         };
         if let Some(hash) = hash {
             alarm_links.push((id, hash));
         }
     }
-    chain::append_hashed(transaction, LinkKind::Alarm, &alarm_links, now)?;
+    seal::append_hashed(db, LinkKind::Alarm, &alarm_links, now)?;
     let touched_calls: Vec<(i64, String)> = touched_calls.into_iter().collect();
-    chain::append_hashed(transaction, LinkKind::Call, &touched_calls, now)?;
-    chain::append_hashed(transaction, LinkKind::Sample, &new_samples, now)?;
-    let mut insert_dead = transaction.prepare_cached(
-        "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
-         topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
+    seal::append_hashed(db, LinkKind::Call, &touched_calls, now)?;
+    seal::append_hashed(db, LinkKind::Sample, &new_samples, now)?;
     for letter in &batch.dead_letters {
         let (mut line, mut offset, mut topic, mut partition, mut kafka_offset) = (None, None, None, None, None);
         match letter.origin.position {
@@ -412,91 +506,99 @@ fn write_in(
                 offset: message,
                 ..
             } => {
-                topic = Some(letter.origin.source.as_ref());
+                topic = Some(&*letter.origin.source);
                 partition = Some(number);
                 kafka_offset = Some(message);
             }
         }
-        insert_dead.execute(params![
-            now,
-            letter.origin.source.as_ref(),
-            line,
-            offset,
-            letter.origin.index.map(i64::from),
-            letter.origin.to_string(),
-            letter.reason,
-            letter.excerpt,
-            topic,
-            partition,
-            kafka_offset,
-        ])?;
+        let origin = letter.origin.to_string();
+        db.execute(
+            "INSERT INTO dead_letters (received_at, source, line, byte_offset, record_index, origin, reason, excerpt, \
+             topic, partition, kafka_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            db_params![
+                now,
+                &*letter.origin.source,
+                line,
+                offset,
+                letter.origin.index.map(i64::from),
+                origin.as_str(),
+                letter.reason.as_str(),
+                letter.excerpt.as_str(),
+                topic,
+                partition,
+                kafka_offset,
+            ],
+        )?;
         outcome.dead_letters += 1;
     }
-    let mut upsert_file = transaction.prepare_cached(
-        "INSERT INTO source_files (path, size, mtime_ms, offset, line, completed, updated_at, container_depth, \
-         container_line, container_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, offset = excluded.offset, \
-         line = excluded.line, completed = excluded.completed, updated_at = excluded.updated_at, \
-         container_depth = excluded.container_depth, container_line = excluded.container_line, \
-         container_index = excluded.container_index",
-    )?;
     for checkpoint in &batch.checkpoints {
         let container = checkpoint.container.unwrap_or_default();
-        upsert_file.execute(params![
-            checkpoint.path,
-            checkpoint.size as i64,
-            checkpoint.mtime_ms,
-            checkpoint.offset as i64,
-            checkpoint.line as i64,
-            checkpoint.completed,
-            now,
-            i64::from(container.depth),
-            container.doc_line as i64,
-            i64::from(container.next_index),
-        ])?;
+        db.execute(
+            "INSERT INTO source_files (path, size, mtime_ms, \"offset\", line, completed, updated_at, \
+             container_depth, container_line, container_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, \
+             \"offset\" = excluded.\"offset\", line = excluded.line, completed = excluded.completed, \
+             updated_at = excluded.updated_at, container_depth = excluded.container_depth, \
+             container_line = excluded.container_line, container_index = excluded.container_index",
+            db_params![
+                checkpoint.path.as_str(),
+                checkpoint.size as i64,
+                checkpoint.mtime_ms,
+                checkpoint.offset as i64,
+                checkpoint.line as i64,
+                checkpoint.completed,
+                now,
+                i64::from(container.depth),
+                container.doc_line as i64,
+                i64::from(container.next_index),
+            ],
+        )?;
     }
-    let mut upsert_offset = transaction.prepare_cached(
-        "INSERT INTO kafka_offsets (group_id, topic, partition, next_offset, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, \
-         updated_at = excluded.updated_at",
-    )?;
     for position in &batch.kafka_offsets {
-        upsert_offset.execute(params![
-            position.group.as_ref(),
-            position.topic.as_ref(),
-            position.partition,
-            position.next_offset,
-            now,
-        ])?;
+        db.execute(
+            "INSERT INTO kafka_offsets (group_id, topic, partition, next_offset, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
+             next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+            db_params![
+                &*position.group,
+                &*position.topic,
+                position.partition,
+                position.next_offset,
+                now,
+            ],
+        )?;
     }
-    write_state(transaction, &batch.state)?;
-    let mut insert_pending = transaction.prepare_cached(
-        "INSERT OR REPLACE INTO pending_events (seq, provider, time_ms, time_source, origin, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+    write_state(db, &batch.state)?;
     for row in &batch.pending_insert {
-        insert_pending.execute(params![
-            row.seq,
-            row.provider,
-            row.time_ms,
-            row.time_source,
-            row.origin,
-            row.raw
-        ])?;
+        db.execute(
+            "INSERT INTO pending_events (seq, provider, time_ms, time_source, origin, raw) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (seq) DO UPDATE SET provider = excluded.provider, \
+             time_ms = excluded.time_ms, time_source = excluded.time_source, origin = excluded.origin, \
+             raw = excluded.raw",
+            db_params![
+                row.seq,
+                row.provider.as_str(),
+                row.time_ms,
+                row.time_source.as_str(),
+                row.origin.as_str(),
+                row.raw.as_str()
+            ],
+        )?;
     }
-    let mut delete_pending = transaction.prepare_cached("DELETE FROM pending_events WHERE seq = ?1")?;
     for seq in &batch.pending_delete {
-        delete_pending.execute([seq])?;
+        db.execute("DELETE FROM pending_events WHERE seq = ?1", db_params![*seq])?;
     }
-    let mut upsert_meta = transaction.prepare_cached(
-        "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    )?;
     for (name, value) in &batch.meta {
-        upsert_meta.execute(params![name, value])?;
+        db.execute(
+            "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            db_params![*name, *value],
+        )?;
     }
-    crate::alarm::allowlist::write_hits(transaction, &batch.allowlist_hits)?;
-    crate::alarm::rollup::write(transaction, &batch.activity)?;
     Ok(outcome)
 }
+
+/// The select of a call record's sealed columns by its key.
+static FIND_CALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[cfg(test)]
 mod tests {
@@ -506,7 +608,7 @@ mod tests {
 
     /// Every link a write appends holds the hash of its row as stored.
     fn assert_links_match_rows(store: &Store, after_seq: i64) -> i64 {
-        let connection = store.connection();
+        let connection = store.connection().unwrap();
         let links: Vec<(i64, String, i64, String)> = connection
             .prepare("SELECT seq, kind, ref_id, row_hash FROM chain WHERE seq > ?1 ORDER BY seq")
             .unwrap()
@@ -567,7 +669,7 @@ mod tests {
         let outcome = store.write(&second).unwrap();
         assert_eq!((outcome.alarms_created, outcome.alarms_updated), (0, 3));
         assert_links_match_rows(&store, seq);
-        let connection = store.connection();
+        let connection = store.connection().unwrap();
         let kinds: Vec<(String, i64)> = connection
             .prepare("SELECT kind, ref_id FROM chain WHERE seq > ?1 ORDER BY seq")
             .unwrap()

@@ -1,0 +1,95 @@
+//! The hash chain's writing side over either backend ([`Db`]): row hashes
+//! and new links. `chain` keeps the canonical hashing and verification; its
+//! SQLite entry points call these.
+//!
+//! On PostgreSQL several daemons extend one chain: a transaction takes an
+//! advisory lock before reading the head, so links are appended one
+//! transaction at a time and the sequence has no gaps or forks.
+
+use super::chain::{self, GENESIS, LinkKind};
+use crate::db::{Db, DbExt, DbResult, Dialect, Row, get};
+
+/// The advisory lock key of the chain's head ("tw-chain" in ASCII).
+const CHAIN_LOCK: i64 = 0x7477_2d63_6861_696e;
+
+/// `chain::hash_row` of a row read through [`Db`].
+pub fn hash_row(row: &dyn Row, columns: usize) -> DbResult<String> {
+    let mut values = Vec::with_capacity(columns);
+    for index in 0..columns {
+        values.push(row.value(index)?.as_sqlite());
+    }
+    Ok(chain::hash_values(&values))
+}
+
+/// The id and the row hash of a row returned with `chain::sealed_columns(kind)`.
+pub fn hash_returned(row: &dyn Row, kind: LinkKind) -> DbResult<(i64, String)> {
+    Ok((get(row, 0)?, hash_row(row, kind.sealed_column_count())?))
+}
+
+/// The current hash of a row, if it exists.
+pub fn row_hash<D: Db + ?Sized>(db: &mut D, kind: LinkKind, id: i64) -> DbResult<Option<String>> {
+    let columns = kind.sealed_column_count();
+    db.query_opt(chain::select_sealed(kind), crate::db_params![id], |row| {
+        hash_row(row, columns)
+    })
+}
+
+/// The last link: (seq, hash); when retention has cut every link, the last
+/// cut one (its checkpoint), so the chain goes on from there.
+pub fn head<D: Db + ?Sized>(db: &mut D) -> DbResult<Option<(i64, String)>> {
+    let last = db.query_opt("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1", &[], |row| {
+        Ok((get(row, 0)?, get(row, 1)?))
+    })?;
+    match last {
+        Some(last) => Ok(Some(last)),
+        None => checkpoint(db),
+    }
+}
+
+/// The last checkpoint: the (seq, hash) of the newest link retention cut.
+pub fn checkpoint<D: Db + ?Sized>(db: &mut D) -> DbResult<Option<(i64, String)>> {
+    // SQLite migrations older than retention seal rows before the table
+    // exists; PostgreSQL's schema starts with it.
+    if db.dialect() == Dialect::Sqlite
+        && db
+            .query_opt(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'chain_checkpoints'",
+                &[],
+                |_| Ok(()),
+            )?
+            .is_none()
+    {
+        return Ok(None);
+    }
+    db.query_opt(
+        "SELECT seq, hash FROM chain_checkpoints ORDER BY seq DESC LIMIT 1",
+        &[],
+        |row| Ok((get(row, 0)?, get(row, 1)?)),
+    )
+}
+
+/// Seal rows whose hashes the caller already has: one link each, in order.
+pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, String)], at: &str) -> DbResult<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    if db.dialect() == Dialect::Postgres {
+        // Held to the transaction's end: the next writer reads this head.
+        db.query_opt(
+            "SELECT pg_advisory_xact_lock(?1)",
+            crate::db_params![CHAIN_LOCK],
+            |_| Ok(()),
+        )?;
+    }
+    let (mut seq, mut prev) = head(db)?.unwrap_or((0, GENESIS.to_string()));
+    for (id, row_hash) in links {
+        seq += 1;
+        let hash = chain::link_hash(&prev, seq, kind.as_str(), *id, row_hash, at);
+        db.execute(
+            "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            crate::db_params![seq, at, kind.as_str(), *id, row_hash, prev.as_str(), hash.as_str()],
+        )?;
+        prev = hash;
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The PostgreSQL store: several daemons share it.
+//!
+//! A batch commits in one PostgreSQL transaction with the same rows the
+//! SQLite store writes (`write::write_in`), sealed into one chain. Kafka
+//! offsets are fenced: a daemon claims each partition it is assigned
+//! (`claim_partition`, which bumps the partition's generation), and every
+//! batch that moves a partition's offset checks, under a share lock on the
+//! partition's row, that the generation is still the one it claimed. A
+//! daemon that lost the partition in a rebalance (a zombie) fails that check
+//! and commits nothing; the claim itself waits for a batch in flight, so the
+//! new owner reads the offsets that batch committed.
+//!
+//! A lost connection is opened again on the next call, so a PostgreSQL
+//! restart pauses the pipeline (the store stage retries the same batch)
+//! instead of stopping it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::write::{WriteBatch, WriteOutcome, write_in};
+use super::{Backend, Store, StoreError, StoreOptions};
+use crate::db::{DbError, DbExt, DbResult, PgConnection, get};
+use crate::db_params;
+
+/// What a PostgreSQL-backed store keeps besides its options.
+pub(super) struct Shared {
+    url: String,
+    connection: Option<PgConnection>,
+    /// The generation this store claimed, per (group, topic, partition).
+    fences: HashMap<(String, String, i32), i64>,
+}
+
+impl Shared {
+    /// The connection, opened again if it was lost.
+    pub(super) fn connection(&mut self) -> DbResult<&mut PgConnection> {
+        if self.connection.as_ref().is_none_or(PgConnection::is_closed) {
+            self.connection = None;
+            self.connection = Some(PgConnection::connect(&self.url)?);
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| DbError::Unsupported("no PostgreSQL connection".into()))
+    }
+
+    /// Run `job`; a connection failure drops the connection so the next
+    /// call opens a new one.
+    fn run<T>(&mut self, job: impl FnOnce(&mut PgConnection) -> DbResult<T>) -> DbResult<T> {
+        let result = job(self.connection()?);
+        if let Err(error) = &result
+            && error.is_transient()
+        {
+            self.connection = None;
+        }
+        result
+    }
+}
+
+/// Connect and migrate.
+pub(super) fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+    let shown = crate::db::postgres::redact(url);
+    let connect = |source| StoreError::Connect {
+        url: shown.clone(),
+        source,
+    };
+    let mut connection = PgConnection::connect(url).map_err(connect)?;
+    let (found, now) = crate::alarm::schema_pg::migrate(&mut connection).map_err(connect)?;
+    if found < now {
+        tracing::info!(url = %shown, from = found, to = now, "PostgreSQL store migrated");
+    }
+    Ok(Store {
+        backend: Backend::Postgres(Box::new(std::cell::RefCell::new(Shared {
+            url: url.to_string(),
+            connection: Some(connection),
+            fences: HashMap::new(),
+        }))),
+        options,
+        path: PathBuf::from(url),
+    })
+}
+
+/// `Store::write` on PostgreSQL: fenced, one transaction.
+pub(super) fn write(
+    shared: &mut Shared,
+    batch: &WriteBatch,
+    now: &str,
+    samples_per_alarm: i64,
+    count_on_ignored: bool,
+) -> Result<WriteOutcome, StoreError> {
+    if !batch.activity.is_empty() {
+        return Err(StoreError::Unsupported("the activity view and the event store"));
+    }
+    let fences = std::mem::take(&mut shared.fences);
+    let result = shared.run(|connection| {
+        let mut transaction = connection.transaction()?;
+        for offset in &batch.kafka_offsets {
+            let key = (offset.group.to_string(), offset.topic.to_string(), offset.partition);
+            let claimed = fences.get(&key).copied();
+            let current: Option<i64> = transaction.query_opt(
+                "SELECT generation FROM kafka_partition_owners WHERE group_id = ?1 AND topic = ?2 \
+                 AND partition = ?3 FOR SHARE",
+                db_params![&*offset.group, &*offset.topic, offset.partition],
+                |row| get(row, 0),
+            )?;
+            if claimed.is_none() || current != claimed {
+                return Err(DbError::Fenced(format!(
+                    "partition {} of {} (group {}) is owned by generation {} but this instance holds {}; \
+                     it was reassigned, and this batch is not committed",
+                    offset.partition,
+                    offset.topic,
+                    offset.group,
+                    current.map_or("none".to_string(), |generation| generation.to_string()),
+                    claimed.map_or("none".to_string(), |generation| generation.to_string()),
+                )));
+            }
+        }
+        let outcome = write_in(&mut transaction, batch, now, samples_per_alarm, count_on_ignored, None)?;
+        crate::alarm::allowlist::write_hits(&mut transaction, &batch.allowlist_hits)?;
+        transaction.commit()?;
+        Ok(outcome)
+    });
+    shared.fences = fences;
+    Ok(result?)
+}
+
+impl Store {
+    /// Claim a Kafka partition for this store's writes: its generation goes
+    /// up by one, which fences out any earlier owner. Returns the new
+    /// generation. Waits for a batch of the earlier owner that is committing.
+    pub fn claim_partition(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        owner: &str,
+    ) -> Result<i64, StoreError> {
+        let Backend::Postgres(shared) = &mut self.backend else {
+            // One process owns a SQLite store: nothing to fence.
+            return Ok(0);
+        };
+        let shared = shared.get_mut();
+        let at = super::timestamp(chrono::Utc::now());
+        let generation = shared.run(|connection| {
+            let mut transaction = connection.transaction()?;
+            let generation: i64 = transaction
+                .query_opt(
+                    "INSERT INTO kafka_partition_owners (group_id, topic, partition, generation, owner, claimed_at) \
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5) ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
+                     generation = kafka_partition_owners.generation + 1, owner = excluded.owner, \
+                     claimed_at = excluded.claimed_at RETURNING generation",
+                    db_params![group, topic, partition, owner, at.as_str()],
+                    |row| get(row, 0),
+                )?
+                .ok_or_else(|| DbError::Unsupported("a partition claim returned no generation".into()))?;
+            transaction.commit()?;
+            Ok(generation)
+        })?;
+        shared
+            .fences
+            .insert((group.to_string(), topic.to_string(), partition), generation);
+        Ok(generation)
+    }
+
+    /// Forget a partition this store was revoked: its batches no longer commit.
+    pub fn release_partition(&mut self, group: &str, topic: &str, partition: i32) {
+        if let Backend::Postgres(shared) = &mut self.backend {
+            shared
+                .get_mut()
+                .fences
+                .remove(&(group.to_string(), topic.to_string(), partition));
+        }
+    }
+
+    /// The stored next offset of each partition of `group` (either backend).
+    pub fn kafka_offsets(&self, group: &str) -> Result<Vec<crate::source::KafkaOffset>, StoreError> {
+        let shared_group: std::sync::Arc<str> = std::sync::Arc::from(group);
+        self.with_db(|db| {
+            db.query_all(
+                "SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = ?1 ORDER BY topic, partition",
+                db_params![group],
+                |row| {
+                    Ok(crate::source::KafkaOffset {
+                        group: shared_group.clone(),
+                        topic: std::sync::Arc::from(get::<String>(row, 0)?.as_str()),
+                        partition: i32::try_from(get::<i64>(row, 1)?).unwrap_or(-1),
+                        next_offset: get(row, 2)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// Bring the schema up to date; returns (the version found, the version now).
+    /// Opening already migrates: this reports it (`trailwarden store migrate`).
+    pub fn schema_versions(&self) -> Result<(usize, usize), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(connection) => {
+                let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+                Ok((version.max(0) as usize, crate::alarm::schema::MIGRATIONS.len()))
+            }
+            Backend::Postgres(_) => {
+                let version: i64 = self.with_db(|db| {
+                    Ok(db
+                        .query_opt("SELECT COALESCE(max(version), 0) FROM schema_migrations", &[], |row| {
+                            get(row, 0)
+                        })?
+                        .unwrap_or(0))
+                })?;
+                Ok((version.max(0) as usize, crate::alarm::schema_pg::MIGRATIONS.len()))
+            }
+        }
+    }
+}
