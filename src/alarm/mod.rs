@@ -6,6 +6,7 @@ pub mod allowlist;
 pub mod assets;
 pub mod chain;
 pub mod changes;
+pub mod copy;
 pub mod events;
 pub mod inventory;
 pub mod investigate;

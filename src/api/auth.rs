@@ -98,6 +98,11 @@ pub fn token_snippet(name: &str, role: Role, token: &str) -> String {
 
 /// Where `run` keeps its generated admin token when no token is configured.
 pub fn console_token_path(store_path: &Path) -> PathBuf {
+    // A PostgreSQL store has no directory: the working directory's `data/`
+    // (several daemons should share `api.tokens` instead).
+    if crate::db::StoreLocation::from_path(store_path).is_postgres() {
+        return Path::new("data").join("console-token");
+    }
     store_path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())

@@ -30,10 +30,16 @@ pub enum StoreCommand {
     /// Create the store, or bring its schema up to date, and print its
     /// version: a SQLite file or a PostgreSQL URL (`postgres://…`). Every
     /// command migrates on opening; this does only that (run it once before
-    /// starting several daemons on a new PostgreSQL database).
+    /// starting several daemons on a new PostgreSQL database). With `--from`,
+    /// then copy every row of that store into it (it must be empty): moving a
+    /// SQLite store to PostgreSQL, or back. Ids are kept, so the hash chain
+    /// verifies on the copy.
     Migrate {
         #[arg(long, value_name = "FILE|URL")]
         db: Option<PathBuf>,
+        /// A store to copy into the (empty) store at `--db`.
+        #[arg(long, value_name = "FILE|URL")]
+        from: Option<PathBuf>,
     },
     /// Print the chain's head (`SEQ:HASH`), to anchor it elsewhere.
     Head {
@@ -104,9 +110,22 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
             println!("({}; head {head})", report.summary());
             Ok(ExitCode::from(1))
         }
-        StoreCommand::Migrate { db } => {
+        StoreCommand::Migrate { db, from } => {
             let path = db.unwrap_or_else(|| settings.store.path.clone());
             let before = trailwarden::db::StoreLocation::from_path(&path);
+            if let Some(from) = from {
+                let shown = trailwarden::db::StoreLocation::from_path(&from).display();
+                if !trailwarden::db::StoreLocation::from_path(&from).is_postgres() && !from.is_file() {
+                    anyhow::bail!("no store at {}", show(&shown));
+                }
+                let report =
+                    trailwarden::alarm::copy::copy_store(&from, &path, trailwarden::options::store_options(settings))
+                        .with_context(|| format!("copying {shown} into {}", before.display()))?;
+                for (table, rows) in &report.tables {
+                    println!("{table:<20} {rows:>10} rows");
+                }
+                println!("copied {} rows from {shown} into {}", report.rows(), before.display());
+            }
             let store = trailwarden::alarm::store::Store::open(&path, trailwarden::options::store_options(settings))?;
             let (version, latest) = store.schema_versions()?;
             let kind = if store.is_postgres() { "PostgreSQL" } else { "SQLite" };

@@ -274,7 +274,10 @@ fn transactions_grow_to_four_times_batch_events_unless_set() {
 fn a_store_url_takes_the_files_place_and_must_be_postgresql() {
     let text = "[store]\nurl = \"postgres://tw:secret@db.example/tw\"\n";
     let settings = Settings::from_toml("n.toml", text, false).unwrap();
-    assert_eq!(settings.store.path, std::path::PathBuf::from("postgres://tw:secret@db.example/tw"));
+    assert_eq!(
+        settings.store.path,
+        std::path::PathBuf::from("postgres://tw:secret@db.example/tw")
+    );
     assert!(settings.store.backup.is_none(), "no file backups of a PostgreSQL store");
     let error = Settings::from_toml("n.toml", "[store]\nurl = \"mysql://tw:secret@db/tw\"\n", false)
         .unwrap_err()

@@ -62,6 +62,14 @@ impl Periodic {
 /// The daemon's housekeeping jobs, as configured.
 pub fn start(settings: &Settings, store_path: &Path, metrics: &Arc<Metrics>) -> Result<Vec<Periodic>, AppError> {
     let mut jobs = Vec::new();
+    if crate::db::StoreLocation::from_path(store_path).is_postgres() {
+        // Backups and retention of a shared store are PostgreSQL's (pg_dump,
+        // base backups) and not trailwarden's yet (docs/postgresql.md).
+        if settings.retention.enabled {
+            tracing::warn!("`[retention]` does not run on a PostgreSQL store yet; nothing is pruned");
+        }
+        return Ok(jobs);
+    }
     if let Some(backup) = &settings.store.backup {
         jobs.push(backups(
             store_path.to_path_buf(),

@@ -50,6 +50,41 @@ enum DaemonSource {
     Kafka(crate::source::kafka::KafkaSource),
 }
 
+/// Reads file checkpoints through a connection of its own (the pipeline's
+/// store stage owns the store's): read-only SQLite, or PostgreSQL.
+fn file_checkpoint_reader(
+    store_path: &Path,
+) -> Result<Box<dyn Fn(&str) -> Option<FileCheckpoint> + Send + Sync>, AppError> {
+    if let crate::db::StoreLocation::Postgres(url) = crate::db::StoreLocation::from_path(store_path) {
+        let connection = crate::db::PgConnection::connect(&url).map_err(|source| StoreError::Connect {
+            url: crate::db::postgres::redact(&url),
+            source,
+        })?;
+        let connection = std::sync::Mutex::new(connection);
+        return Ok(Box::new(move |path: &str| -> Option<FileCheckpoint> {
+            let mut connection = connection.lock().ok()?;
+            crate::alarm::store::file_checkpoint_in(&mut *connection, path)
+                .ok()
+                .flatten()
+        }));
+    }
+    let reader = rusqlite::Connection::open_with_flags(
+        store_path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: store_path.to_path_buf(),
+        source,
+    })?;
+    let reader = std::sync::Mutex::new(reader);
+    Ok(Box::new(move |path: &str| -> Option<FileCheckpoint> {
+        let connection = reader.lock().ok()?;
+        crate::alarm::store::read_file_checkpoint(&connection, path)
+            .ok()
+            .flatten()
+    }))
+}
+
 impl Daemon {
     /// Start the daemon. With `once`, the file source reads what is there
     /// and stops; the Kafka source stops when every partition is read to its end.
@@ -83,21 +118,7 @@ impl Daemon {
             daemon.housekeeping = housekeeping;
             return Ok(daemon);
         }
-        let reader = rusqlite::Connection::open_with_flags(
-            &store_path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: store_path.clone(),
-            source,
-        })?;
-        let reader = std::sync::Mutex::new(reader);
-        let checkpoints = Box::new(move |path: &str| -> Option<FileCheckpoint> {
-            let connection = reader.lock().ok()?;
-            crate::alarm::store::read_file_checkpoint(&connection, path)
-                .ok()
-                .flatten()
-        });
+        let checkpoints = file_checkpoint_reader(&store_path)?;
         let hooks = PipelineHooks {
             metrics: Some(metrics),
             ..PipelineHooks::default()
@@ -200,6 +221,9 @@ impl Daemon {
             committed_offsets: Some(committed_sender),
             on_dead_letters,
         };
+        // A shared (PostgreSQL) store: partitions are claimed on assignment,
+        // and the offsets read through the claims' own connection.
+        let claims = store.partition_claims();
         let pipeline = Pipeline::start(
             rules.clone(),
             store,
@@ -207,8 +231,19 @@ impl Daemon {
             Box::new(LogSink),
             hooks,
         );
-        let stored_offsets = match crate::alarm::store::kafka_offset_reader(store_path) {
-            Ok(reader) => Box::new(reader) as crate::source::kafka::StoredOffsets,
+        let reader = match claims {
+            Some(mut claims) => {
+                Ok(
+                    Box::new(move |group: &str, assigned: &[(Arc<str>, i32)]| claims.claim_and_read(group, assigned))
+                        as crate::source::kafka::StoredOffsets,
+                )
+            }
+            None => crate::alarm::store::kafka_offset_reader(store_path).map(|mut reader| {
+                Box::new(move |group: &str, _: &[(Arc<str>, i32)]| reader(group)) as crate::source::kafka::StoredOffsets
+            }),
+        };
+        let stored_offsets = match reader {
+            Ok(reader) => reader,
             Err(error) => {
                 reloader.stop();
                 pipeline.finish();
@@ -246,6 +281,13 @@ impl Daemon {
     pub fn start_notifier(&self, settings: &Settings) -> Result<Option<crate::notify::worker::Notifier>, AppError> {
         if !settings.notify.active() {
             return Ok(None);
+        }
+        if crate::db::StoreLocation::from_path(&self.store_path).is_postgres() {
+            return Err(AppError::Usage(
+                "notifications (`[notify]` topics) need a SQLite store for now: their outbox is not kept on \
+                 PostgreSQL yet (docs/postgresql.md)"
+                    .into(),
+            ));
         }
         let subscriptions: usize = settings
             .notify

@@ -58,6 +58,14 @@ pub(super) fn write_with_retry(
                 }
                 return Ok(outcome);
             }
+            Err(error @ StoreError::Fenced(_)) => {
+                // Another instance owns a partition this batch consumed: a
+                // retry cannot pass, and stopping lets this instance rejoin
+                // the group with what it owns now.
+                metrics.store_write_failures.inc();
+                tracing::error!(%error, "the batch is fenced off (a rebalance gave its partitions to another instance); stopping without committing it");
+                return Err(error);
+            }
             Err(error) if is_resource_failure(&error) => {
                 metrics.store_write_failures.inc();
                 let (since, tries) = stalled.get_or_insert_with(|| {

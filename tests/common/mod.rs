@@ -8,6 +8,7 @@
 //! - `kafka`: the Kafka tests' corpus, producer and store fingerprints
 //!   (`use common::kafka::*`; not re-exported here);
 //! - `mmdb`: a small MaxMind DB writer and the test GeoIP databases;
+//! - `tansu`: a Kafka-protocol broker (`use common::tansu::Broker`);
 //! - `pg_cluster`: a throw-away PostgreSQL cluster (`use common::pg_cluster::Postgres`).
 //!
 //! Each test file has `mod common;` and uses what it needs.
@@ -23,6 +24,7 @@ pub mod net;
 pub mod paths;
 pub mod pg_cluster;
 pub mod records;
+pub mod tansu;
 
 pub use binary::*;
 pub use mmdb::*;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, Transaction};
 
 use crate::db::{Db, DbError, DbExt, DbResult, SqliteDb, StoreLocation, get};
 use serde::Serialize;
@@ -83,6 +83,7 @@ mod state;
 mod write;
 
 pub use crate::time::timestamp;
+pub use pg::PartitionClaims;
 pub use query::{AlarmDetail, AlarmFilter, AlarmRow, AlarmSort, DeadLetterRow};
 pub use state::StateChanges;
 pub use write::{WriteBatch, WriteOutcome};
@@ -373,7 +374,7 @@ impl Store {
 
     /// Progress recorded for a file, if any.
     pub fn file_checkpoint(&self, path: &str) -> Result<Option<FileCheckpoint>, StoreError> {
-        Ok(read_file_checkpoint(self.sqlite("file checkpoints")?, path)?)
+        self.with_db(|db| file_checkpoint_in(db, path))
     }
 
     /// Change an alarm's status (processed, ignored, back to unprocessed),
@@ -573,29 +574,32 @@ pub fn read_kafka_offsets(connection: &Connection, group: &str) -> rusqlite::Res
 /// The checkpoint of a file, read from any connection to the store (the
 /// daemon's file source reads through its own read-only connection).
 pub fn read_file_checkpoint(connection: &Connection, path: &str) -> rusqlite::Result<Option<FileCheckpoint>> {
-    connection
-        .query_row(
-            "SELECT path, size, mtime_ms, offset, line, completed, container_depth, container_line, container_index \
-             FROM source_files WHERE path = ?1",
-            [path],
-            |row| {
-                let depth: i64 = row.get(6)?;
-                Ok(FileCheckpoint {
-                    path: row.get(0)?,
-                    size: row.get::<_, i64>(1)? as u64,
-                    mtime_ms: row.get(2)?,
-                    offset: row.get::<_, i64>(3)? as u64,
-                    line: row.get::<_, i64>(4)? as u64,
-                    completed: row.get(5)?,
-                    container: (depth > 0).then(|| crate::source::framer::ContainerAt {
-                        depth: u32::try_from(depth).unwrap_or(0),
-                        doc_line: u64::try_from(row.get::<_, i64>(7).unwrap_or(0)).unwrap_or(0),
-                        next_index: u32::try_from(row.get::<_, i64>(8).unwrap_or(0)).unwrap_or(0),
-                    }),
-                })
-            },
-        )
-        .optional()
+    Ok(file_checkpoint_in(&mut SqliteDb(connection), path)?)
+}
+
+/// `read_file_checkpoint` on either backend.
+pub fn file_checkpoint_in<D: Db + ?Sized>(db: &mut D, path: &str) -> DbResult<Option<FileCheckpoint>> {
+    db.query_opt(
+        "SELECT path, size, mtime_ms, \"offset\", line, completed, container_depth, container_line, \
+         container_index FROM source_files WHERE path = ?1",
+        crate::db_params![path],
+        |row| {
+            let depth: i64 = get(row, 6)?;
+            Ok(FileCheckpoint {
+                path: get(row, 0)?,
+                size: get::<i64>(row, 1)?.max(0) as u64,
+                mtime_ms: get(row, 2)?,
+                offset: get::<i64>(row, 3)?.max(0) as u64,
+                line: get::<i64>(row, 4)?.max(0) as u64,
+                completed: get(row, 5)?,
+                container: (depth > 0).then(|| crate::source::framer::ContainerAt {
+                    depth: u32::try_from(depth).unwrap_or(0),
+                    doc_line: u64::try_from(get::<i64>(row, 7).unwrap_or(0)).unwrap_or(0),
+                    next_index: u32::try_from(get::<i64>(row, 8).unwrap_or(0)).unwrap_or(0),
+                }),
+            })
+        },
+    )
 }
 
 /// `path` with `suffix` appended to its file name (`store.db` → `store.db-wal`).

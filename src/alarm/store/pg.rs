@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use super::write::{WriteBatch, WriteOutcome, write_in};
 use super::{Backend, Store, StoreError, StoreOptions};
@@ -26,8 +27,111 @@ use crate::db_params;
 pub(super) struct Shared {
     url: String,
     connection: Option<PgConnection>,
-    /// The generation this store claimed, per (group, topic, partition).
-    fences: HashMap<(String, String, i32), i64>,
+    /// The generation this store claimed, per partition; shared with the
+    /// Kafka consumer's `PartitionClaims`, which claims on assignment.
+    fences: Fences,
+}
+
+/// Generations claimed, per (group, topic, partition).
+type Fences = Arc<Mutex<HashMap<(String, String, i32), i64>>>;
+
+fn fences_of(fences: &Fences) -> std::sync::MutexGuard<'_, HashMap<(String, String, i32), i64>> {
+    // A poisoned lock still holds valid generations.
+    fences.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Raise a partition's generation to claim it; the new generation.
+fn claim(connection: &mut PgConnection, group: &str, topic: &str, partition: i32, owner: &str) -> DbResult<i64> {
+    let at = super::timestamp(chrono::Utc::now());
+    let mut transaction = connection.transaction()?;
+    let generation: i64 = transaction
+        .query_opt(
+            "INSERT INTO kafka_partition_owners (group_id, topic, partition, generation, owner, claimed_at) \
+             VALUES (?1, ?2, ?3, 1, ?4, ?5) ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
+             generation = kafka_partition_owners.generation + 1, owner = excluded.owner, \
+             claimed_at = excluded.claimed_at RETURNING generation",
+            db_params![group, topic, partition, owner, at.as_str()],
+            |row| get(row, 0),
+        )?
+        .ok_or_else(|| DbError::Unsupported("a partition claim returned no generation".into()))?;
+    transaction.commit()?;
+    Ok(generation)
+}
+
+fn read_offsets<D: crate::db::Db + ?Sized>(db: &mut D, group: &str) -> DbResult<Vec<crate::source::KafkaOffset>> {
+    let shared_group: Arc<str> = Arc::from(group);
+    db.query_all(
+        "SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = ?1 ORDER BY topic, partition",
+        db_params![group],
+        |row| {
+            Ok(crate::source::KafkaOffset {
+                group: shared_group.clone(),
+                topic: Arc::from(get::<String>(row, 0)?.as_str()),
+                partition: i32::try_from(get::<i64>(row, 1)?).unwrap_or(-1),
+                next_offset: get(row, 2)?,
+            })
+        },
+    )
+}
+
+/// What this process is called in `kafka_partition_owners.owner`.
+fn owner_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// The Kafka consumer's side of fencing: on each assignment it claims the
+/// partitions (waiting for a batch of their earlier owner that is
+/// committing), then reads where to start. Its own connection.
+pub struct PartitionClaims {
+    url: String,
+    connection: Option<PgConnection>,
+    fences: Fences,
+    owner: String,
+}
+
+impl PartitionClaims {
+    /// Claim `partitions` of `group`, then read the group's stored offsets.
+    /// A server that is down is waited for (up to a minute): consuming
+    /// without a claim would only produce batches the store refuses.
+    pub fn claim_and_read(
+        &mut self,
+        group: &str,
+        partitions: &[(Arc<str>, i32)],
+    ) -> Result<Vec<crate::source::KafkaOffset>, String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match self.try_claim_and_read(group, partitions) {
+                Ok(offsets) => return Ok(offsets),
+                Err(error) if error.is_transient() && std::time::Instant::now() < deadline => {
+                    self.connection = None;
+                    tracing::warn!(%error, "claiming kafka partitions in the PostgreSQL store; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+
+    fn try_claim_and_read(
+        &mut self,
+        group: &str,
+        partitions: &[(Arc<str>, i32)],
+    ) -> DbResult<Vec<crate::source::KafkaOffset>> {
+        if self.connection.as_ref().is_none_or(PgConnection::is_closed) {
+            self.connection = Some(PgConnection::connect(&self.url)?);
+        }
+        let connection = self
+            .connection
+            .as_mut()
+            .ok_or_else(|| DbError::Unsupported("no PostgreSQL connection".into()))?;
+        for (topic, partition) in partitions {
+            let generation = claim(connection, group, topic, *partition, &self.owner)?;
+            fences_of(&self.fences).insert((group.to_string(), topic.to_string(), *partition), generation);
+            tracing::info!(topic = %topic, partition, generation, "kafka partition claimed in the store");
+        }
+        read_offsets(connection, group)
+    }
 }
 
 impl Shared {
@@ -71,7 +175,7 @@ pub(super) fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError
         backend: Backend::Postgres(Box::new(std::cell::RefCell::new(Shared {
             url: url.to_string(),
             connection: Some(connection),
-            fences: HashMap::new(),
+            fences: Fences::default(),
         }))),
         options,
         path: PathBuf::from(url),
@@ -89,7 +193,7 @@ pub(super) fn write(
     if !batch.activity.is_empty() {
         return Err(StoreError::Unsupported("the activity view and the event store"));
     }
-    let fences = std::mem::take(&mut shared.fences);
+    let fences = fences_of(&shared.fences).clone();
     let result = shared.run(|connection| {
         let mut transaction = connection.transaction()?;
         for offset in &batch.kafka_offsets {
@@ -118,7 +222,6 @@ pub(super) fn write(
         transaction.commit()?;
         Ok(outcome)
     });
-    shared.fences = fences;
     Ok(result?)
 }
 
@@ -138,55 +241,28 @@ impl Store {
             return Ok(0);
         };
         let shared = shared.get_mut();
-        let at = super::timestamp(chrono::Utc::now());
-        let generation = shared.run(|connection| {
-            let mut transaction = connection.transaction()?;
-            let generation: i64 = transaction
-                .query_opt(
-                    "INSERT INTO kafka_partition_owners (group_id, topic, partition, generation, owner, claimed_at) \
-                     VALUES (?1, ?2, ?3, 1, ?4, ?5) ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
-                     generation = kafka_partition_owners.generation + 1, owner = excluded.owner, \
-                     claimed_at = excluded.claimed_at RETURNING generation",
-                    db_params![group, topic, partition, owner, at.as_str()],
-                    |row| get(row, 0),
-                )?
-                .ok_or_else(|| DbError::Unsupported("a partition claim returned no generation".into()))?;
-            transaction.commit()?;
-            Ok(generation)
-        })?;
-        shared
-            .fences
-            .insert((group.to_string(), topic.to_string(), partition), generation);
+        let generation = shared.run(|connection| claim(connection, group, topic, partition, owner))?;
+        fences_of(&shared.fences).insert((group.to_string(), topic.to_string(), partition), generation);
         Ok(generation)
     }
 
-    /// Forget a partition this store was revoked: its batches no longer commit.
-    pub fn release_partition(&mut self, group: &str, topic: &str, partition: i32) {
-        if let Backend::Postgres(shared) = &mut self.backend {
-            shared
-                .get_mut()
-                .fences
-                .remove(&(group.to_string(), topic.to_string(), partition));
-        }
+    /// The claims the Kafka consumer makes for this store (PostgreSQL only).
+    pub fn partition_claims(&self) -> Option<PartitionClaims> {
+        let Backend::Postgres(shared) = &self.backend else {
+            return None;
+        };
+        let shared = shared.borrow();
+        Some(PartitionClaims {
+            url: shared.url.clone(),
+            connection: None,
+            fences: shared.fences.clone(),
+            owner: owner_name(),
+        })
     }
 
     /// The stored next offset of each partition of `group` (either backend).
     pub fn kafka_offsets(&self, group: &str) -> Result<Vec<crate::source::KafkaOffset>, StoreError> {
-        let shared_group: std::sync::Arc<str> = std::sync::Arc::from(group);
-        self.with_db(|db| {
-            db.query_all(
-                "SELECT topic, partition, next_offset FROM kafka_offsets WHERE group_id = ?1 ORDER BY topic, partition",
-                db_params![group],
-                |row| {
-                    Ok(crate::source::KafkaOffset {
-                        group: shared_group.clone(),
-                        topic: std::sync::Arc::from(get::<String>(row, 0)?.as_str()),
-                        partition: i32::try_from(get::<i64>(row, 1)?).unwrap_or(-1),
-                        next_offset: get(row, 2)?,
-                    })
-                },
-            )
-        })
+        self.with_db(|db| read_offsets(db, group))
     }
 
     /// Bring the schema up to date; returns (the version found, the version now).

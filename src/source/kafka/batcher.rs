@@ -237,9 +237,9 @@ impl Batcher {
             .collect()
     }
 
-    /// Offsets in the store for this group.
-    pub(super) fn stored_offsets(&mut self) -> HashMap<PartitionKey, i64> {
-        match (self.stored_offsets)(&self.group) {
+    /// Offsets in the store for this group, once `assigned` is claimed.
+    pub(super) fn stored_offsets(&mut self, assigned: &[PartitionKey]) -> HashMap<PartitionKey, i64> {
+        match (self.stored_offsets)(&self.group, assigned) {
             Ok(offsets) => offsets
                 .into_iter()
                 .map(|position| ((position.topic, position.partition), position.next_offset))

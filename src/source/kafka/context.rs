@@ -90,7 +90,12 @@ impl SourceContext {
             }
         };
         let mut batcher = self.lock();
-        let stored = batcher.stored_offsets();
+        let keys: Vec<PartitionKey> = assignment
+            .elements()
+            .iter()
+            .map(|element| (batcher.intern(element.topic()), element.partition()))
+            .collect();
+        let stored = batcher.stored_offsets(&keys);
         let mut starts = Vec::new();
         for element in assignment.elements() {
             let topic = batcher.intern(element.topic());

@@ -100,7 +100,9 @@ pub struct KafkaSettings {
 
 /// Reads the offsets the store committed for a consumer group; handed to the
 /// source by the daemon, which owns the store (the source never opens it).
-pub type StoredOffsets = Box<dyn FnMut(&str) -> Result<Vec<KafkaOffset>, String> + Send>;
+/// Called on each assignment with the partitions newly assigned: a shared
+/// (PostgreSQL) store claims them first, fencing out their earlier owner.
+pub type StoredOffsets = Box<dyn FnMut(&str, &[(Arc<str>, i32)]) -> Result<Vec<KafkaOffset>, String> + Send>;
 
 /// A partition, as a map key.
 type PartitionKey = (Arc<str>, i32);
