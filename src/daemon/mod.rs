@@ -54,7 +54,7 @@ enum DaemonSource {
 /// store stage owns the store's): read-only SQLite, or PostgreSQL.
 fn file_checkpoint_reader(
     store_path: &Path,
-) -> Result<Box<dyn Fn(&str) -> Option<FileCheckpoint> + Send + Sync>, AppError> {
+) -> Result<crate::source::watch::CheckpointLookup, AppError> {
     if let crate::db::StoreLocation::Postgres(url) = crate::db::StoreLocation::from_path(store_path) {
         let connection = crate::db::PgConnection::connect(&url).map_err(|source| StoreError::Connect {
             url: crate::db::postgres::redact(&url),
