@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::Trailwarden;
 use common::kafka::*;
 use common::tansu::Broker;
-use common::{Daemon, Log, Trailwarden};
 
 const TOPIC: &str = "audit";
 
@@ -27,39 +27,6 @@ fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, db: &Path) -
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, kafka_config(brokers, TOPIC, group, db, extra)).expect("writing a config");
     path
-}
-
-/// The daemon with its log appended to `log` (kept across restarts).
-fn daemon(config: &Path, once: bool, log: &Path) -> Daemon {
-    let args: &[&str] = if once { &["run", "--once"] } else { &["run"] };
-    Trailwarden::new()
-        .config(config)
-        // The API on a free port: tests run daemons side by side.
-        .api_on_any_port()
-        .env("TRAILWARDEN_LOG", "info")
-        .start(args, Log::File(log.to_path_buf()))
-}
-
-fn run_to_end(config: &Path, log: &Path) {
-    let mut child = daemon(config, true, log);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Some(status) = child.exited() {
-            assert!(status.success(), "run --once failed: {status}\n{}", tail(log));
-            return;
-        }
-        if Instant::now() > deadline {
-            child.kill();
-            panic!("run --once did not finish\n{}", tail(log));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// Messages the store has marked consumed (sum of stored next offsets).
@@ -77,18 +44,6 @@ fn progress(db: &Path, group: &str) -> i64 {
             |row| row.get(0),
         )
         .unwrap_or(0)
-}
-
-/// A small deterministic generator for kill moments (seed printed on failure).
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn stream() -> (Vec<Message>, usize) {

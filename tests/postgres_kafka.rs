@@ -12,10 +12,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::Trailwarden;
 use common::kafka::*;
 use common::pg_cluster::Postgres;
 use common::tansu::Broker;
-use common::{Daemon, Log, Trailwarden};
 
 const TOPIC: &str = "audit";
 
@@ -25,37 +25,6 @@ fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, store: &str)
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, kafka_config(brokers, TOPIC, group, Path::new(store), extra)).expect("writing a config");
     path
-}
-
-fn daemon(config: &Path, once: bool, log: &Path) -> Daemon {
-    let args: &[&str] = if once { &["run", "--once"] } else { &["run"] };
-    Trailwarden::new()
-        .config(config)
-        .api_on_any_port()
-        .env("TRAILWARDEN_LOG", "info")
-        .start(args, Log::File(log.to_path_buf()))
-}
-
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn run_to_end(config: &Path, log: &Path) {
-    let mut child = daemon(config, true, log);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Some(status) = child.exited() {
-            assert!(status.success(), "run --once failed: {status}\n{}", tail(log));
-            return;
-        }
-        if Instant::now() > deadline {
-            child.kill();
-            panic!("run --once did not finish\n{}", tail(log));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Messages the PostgreSQL store has marked consumed for `group`.
@@ -78,17 +47,6 @@ fn copy_to_sqlite(url: &str, dir: &Path, name: &str) -> std::path::PathBuf {
     let copy = dir.join(format!("{name}.db"));
     Trailwarden::new().ok(&["store", "migrate", "--from", url, "--db", copy.to_str().unwrap()]);
     copy
-}
-
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

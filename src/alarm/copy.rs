@@ -43,26 +43,6 @@ const TABLES: &[&str] = &[
     "event_block_data",
 ];
 
-/// Tables whose `id` is an identity column on PostgreSQL: its sequence
-/// continues after the ids copied.
-const IDENTITY_TABLES: &[&str] = &[
-    "alarms",
-    "alarm_transitions",
-    "alarm_calls",
-    "alarm_samples",
-    "dead_letters",
-    "allowlist",
-    "remarks",
-    "assets",
-    "changes",
-    "activity_key_ips",
-    "key_traces",
-    "notify_messages",
-    "notify_deliveries",
-    "event_blocks",
-    "event_block_data",
-];
-
 /// Rows copied, per table (tables with none left out).
 #[derive(Debug, Default)]
 pub struct CopyReport {
@@ -204,7 +184,14 @@ pub fn copy_store(from: &Path, to: &Path, options: StoreOptions) -> Result<CopyR
             let mut connection = PgConnection::connect(&url)?;
             let mut transaction = connection.transaction()?;
             copy_all(source, &mut transaction, &mut report)?;
-            for table in IDENTITY_TABLES {
+            // Identity columns continue after the ids copied.
+            let identities: Vec<String> = transaction.query_all(
+                "SELECT table_name::text FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND column_name = 'id' AND is_identity = 'YES' ORDER BY table_name",
+                &[],
+                |row| get(row, 0),
+            )?;
+            for table in &identities {
                 transaction.query_opt(
                     &format!(
                         "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \

@@ -52,9 +52,7 @@ enum DaemonSource {
 
 /// Reads file checkpoints through a connection of its own (the pipeline's
 /// store stage owns the store's): read-only SQLite, or PostgreSQL.
-fn file_checkpoint_reader(
-    store_path: &Path,
-) -> Result<crate::source::watch::CheckpointLookup, AppError> {
+fn file_checkpoint_reader(store_path: &Path) -> Result<crate::source::watch::CheckpointLookup, AppError> {
     if let crate::db::StoreLocation::Postgres(url) = crate::db::StoreLocation::from_path(store_path) {
         let connection = crate::db::PgConnection::connect(&url).map_err(|source| StoreError::Connect {
             url: crate::db::postgres::redact(&url),

@@ -311,7 +311,7 @@ fn query_each<C: postgres::GenericClient>(
 /// A connection to PostgreSQL with its prepared statements.
 pub struct PgConnection {
     client: Client,
-    statements: Statements,
+    statements: Box<Statements>,
     /// The URL without its password.
     url: String,
 }
@@ -334,7 +334,7 @@ impl PgConnection {
         let client = config.connect(tls)?;
         Ok(PgConnection {
             client,
-            statements: Statements::default(),
+            statements: Box::default(),
             url: redact(url),
         })
     }
@@ -371,59 +371,41 @@ impl PgTransaction<'_> {
     }
 }
 
-impl Db for PgConnection {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
+/// `Db` for a connection and a transaction alike: `$client` is the field
+/// holding the `postgres` client or transaction.
+macro_rules! postgres_db {
+    ($type:ty, $client:ident) => {
+        impl Db for $type {
+            fn dialect(&self) -> Dialect {
+                Dialect::Postgres
+            }
 
-    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<u64> {
-        execute(&mut self.client, &mut self.statements, sql, params)
-    }
+            fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<u64> {
+                execute(&mut self.$client, &mut *self.statements, sql, params)
+            }
 
-    fn insert_id(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
-        insert_id(&mut self.client, &mut self.statements, sql, params)
-    }
+            fn insert_id(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
+                insert_id(&mut self.$client, &mut *self.statements, sql, params)
+            }
 
-    fn query_each(
-        &mut self,
-        sql: &str,
-        params: &[Value<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> DbResult<()>,
-    ) -> DbResult<()> {
-        query_each(&mut self.client, &mut self.statements, sql, params, each)
-    }
+            fn query_each(
+                &mut self,
+                sql: &str,
+                params: &[Value<'_>],
+                each: &mut dyn FnMut(&dyn Row) -> DbResult<()>,
+            ) -> DbResult<()> {
+                query_each(&mut self.$client, &mut *self.statements, sql, params, each)
+            }
 
-    fn batch(&mut self, sql: &str) -> DbResult<()> {
-        Ok(self.client.batch_execute(sql)?)
-    }
+            fn batch(&mut self, sql: &str) -> DbResult<()> {
+                Ok(self.$client.batch_execute(sql)?)
+            }
+        }
+    };
 }
 
-impl Db for PgTransaction<'_> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<u64> {
-        execute(&mut self.transaction, self.statements, sql, params)
-    }
-
-    fn insert_id(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
-        insert_id(&mut self.transaction, self.statements, sql, params)
-    }
-
-    fn query_each(
-        &mut self,
-        sql: &str,
-        params: &[Value<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> DbResult<()>,
-    ) -> DbResult<()> {
-        query_each(&mut self.transaction, self.statements, sql, params, each)
-    }
-
-    fn batch(&mut self, sql: &str) -> DbResult<()> {
-        Ok(self.transaction.batch_execute(sql)?)
-    }
-}
+postgres_db!(PgConnection, client);
+postgres_db!(PgTransaction<'_>, transaction);
 
 #[cfg(test)]
 mod tests {

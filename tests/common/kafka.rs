@@ -4,13 +4,14 @@
 //! row ids, wall-clock times).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde_json::Value;
 use trailwarden::synth::{SynthOptions, generate};
 
+use super::binary::{Daemon, Log, Trailwarden};
 use super::paths::rules_dir;
 
 /// One message to produce.
@@ -225,4 +226,49 @@ pub fn kafka_config(brokers: &str, topic: &str, group: &str, db: &Path, extra: &
         db = db.display(),
         rules = rules_dir().display(),
     )
+}
+
+/// The daemon with its log appended to `log` (kept across restarts).
+pub fn daemon(config: &Path, once: bool, log: &Path) -> Daemon {
+    let args: &[&str] = if once { &["run", "--once"] } else { &["run"] };
+    Trailwarden::new()
+        .config(config)
+        // The API on a free port: tests run daemons side by side.
+        .api_on_any_port()
+        .env("TRAILWARDEN_LOG", "info")
+        .start(args, Log::File(log.to_path_buf()))
+}
+
+pub fn run_to_end(config: &Path, log: &Path) {
+    let mut child = daemon(config, true, log);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.exited() {
+            assert!(status.success(), "run --once failed: {status}\n{}", tail(log));
+            return;
+        }
+        if Instant::now() > deadline {
+            child.kill();
+            panic!("run --once did not finish\n{}", tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A small deterministic generator for kill moments (seed printed on failure).
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }

@@ -151,45 +151,42 @@ const INSERT_ALARM: &str = "INSERT INTO alarms (rule_id, rule_hash, level, title
      access_key_id, access_key_temporary, first_seen, last_seen, count, sample_count, last_output, created_at, \
      updated_at, tags) VALUES (?1, ?2, ?3, ?4, 'unprocessed', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
      ?16, ?17, ?21, ?22, ?18, ?19, ?19, ?20)";
-/// Scalar minimum and maximum: `min`/`max` in SQLite, `LEAST`/`GREATEST` in PostgreSQL.
-const UPDATE_ALARM: [&str; 2] = [
-    "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4), \
-     last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
-    "UPDATE alarms SET count = count + ?2, first_seen = LEAST(first_seen, ?3), last_seen = GREATEST(last_seen, ?4), \
-     last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, sample_count = ?10 WHERE id = ?1",
-];
-const UPSERT_CALL: [&str; 2] = [
-    "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
-     failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+const UPDATE_ALARM: &str = "UPDATE alarms SET count = count + ?2, first_seen = min(first_seen, ?3), \
+     last_seen = max(last_seen, ?4), last_output = ?5, level = ?6, rule_hash = ?7, title = ?8, updated_at = ?9, \
+     sample_count = ?10 WHERE id = ?1";
+const UPSERT_CALL: &str = "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, \
+     success_count, failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
      ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
      success_count = alarm_calls.success_count + excluded.success_count, \
      failure_count = alarm_calls.failure_count + excluded.failure_count, \
      first_call = min(alarm_calls.first_call, excluded.first_call), \
-     last_call = max(alarm_calls.last_call, excluded.last_call)",
-    "INSERT INTO alarm_calls (alarm_id, source_ip, ip_kind, call_method, service, action, success_count, \
-     failure_count, first_call, last_call) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-     ON CONFLICT (alarm_id, source_ip, call_method, service, action) DO UPDATE SET \
-     success_count = alarm_calls.success_count + excluded.success_count, \
-     failure_count = alarm_calls.failure_count + excluded.failure_count, \
-     first_call = LEAST(alarm_calls.first_call, excluded.first_call), \
-     last_call = GREATEST(alarm_calls.last_call, excluded.last_call)",
-];
+     last_call = max(alarm_calls.last_call, excluded.last_call)";
 const INSERT_SAMPLE: &str =
     "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// The statement of `forms` for this connection's dialect.
-pub(crate) fn dialect_sql(db: &(impl Db + ?Sized), forms: &[&'static str; 2]) -> &'static str {
-    match db.dialect() {
-        Dialect::Sqlite => forms[0],
-        Dialect::Postgres => forms[1],
-    }
+/// The two-argument `min`/`max` of SQLite as PostgreSQL's `LEAST`/`GREATEST`
+/// (for statements that use no aggregate `min`/`max`).
+fn scalar_min_max(sql: &str) -> String {
+    sql.replace("min(", "LEAST(").replace("max(", "GREATEST(")
 }
 
-/// PostgreSQL's call-record upsert, returning the row's sealed columns.
-fn returning_sealed(kind: LinkKind) -> &'static str {
-    static FORMS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    debug_assert_eq!(kind, LinkKind::Call);
-    FORMS.get_or_init(|| format!("{} RETURNING {}", UPSERT_CALL[1], chain::sealed_columns(kind)))
+/// PostgreSQL's forms of the statements whose SQLite text uses scalar
+/// `min`/`max`; the call-record upsert also returns the row's sealed columns.
+struct PostgresForms {
+    update_alarm: String,
+    upsert_call_returning: String,
+}
+
+fn postgres_forms() -> &'static PostgresForms {
+    static FORMS: std::sync::OnceLock<PostgresForms> = std::sync::OnceLock::new();
+    FORMS.get_or_init(|| PostgresForms {
+        update_alarm: scalar_min_max(UPDATE_ALARM),
+        upsert_call_returning: format!(
+            "{} RETURNING {}",
+            scalar_min_max(UPSERT_CALL),
+            chain::sealed_columns(LinkKind::Call)
+        ),
+    })
 }
 
 pub(crate) fn write_in<D: Db + ?Sized>(
@@ -264,7 +261,11 @@ pub(crate) fn write_in<D: Db + ?Sized>(
                     }
                 }
                 db.execute(
-                    dialect_sql(db, &UPDATE_ALARM),
+                    if postgres {
+                        &postgres_forms().update_alarm
+                    } else {
+                        UPDATE_ALARM
+                    },
                     db_params![
                         id,
                         update.count as i64,
@@ -397,13 +398,13 @@ pub(crate) fn write_in<D: Db + ?Sized>(
             ];
             let (call_id, call_hash) = if postgres {
                 // The row as written, returned by the upsert.
-                db.query_opt(returning_sealed(LinkKind::Call), params, |row| {
+                db.query_opt(&postgres_forms().upsert_call_returning, params, |row| {
                     seal::hash_returned(row, LinkKind::Call)
                 })?
                 .ok_or_else(|| crate::db::DbError::Unsupported("an upsert returned no row".into()))?
             } else {
                 let before = db.last_insert_rowid();
-                db.execute(UPSERT_CALL[0], params)?;
+                db.execute(UPSERT_CALL, params)?;
                 let id = db.last_insert_rowid();
                 // Only an insert moves the last rowid: the row is then the
                 // values bound (in `CALL_SEALED` order). Otherwise (an update,
