@@ -7,10 +7,10 @@
 //! processed alarm takes no more matches (they open a new alarm); an ignored
 //! one keeps counting them without being raised again (`alarms.count_on_ignored`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Serialize;
 
-use super::chain::{self, LinkKind};
+use super::chain::LinkKind;
 use super::store::StoreError;
 
 /// An alarm's processing status.
@@ -63,6 +63,20 @@ pub fn set_status(
     reason: &str,
     now: &str,
 ) -> Result<Transition, StoreError> {
+    set_status_in(&mut crate::db::SqliteDb(connection), alarm_id, to, actor, reason, now)
+}
+
+/// `set_status` on either backend, inside the caller's transaction.
+pub fn set_status_in<D: crate::db::Db + ?Sized>(
+    db: &mut D,
+    alarm_id: i64,
+    to: Status,
+    actor: &str,
+    reason: &str,
+    now: &str,
+) -> Result<Transition, StoreError> {
+    use crate::db::{DbExt, get};
+    use crate::db_params;
     let actor = actor.trim();
     let reason = reason.trim();
     if actor.is_empty() || actor.chars().count() > MAX_ACTOR {
@@ -75,13 +89,11 @@ pub fn set_status(
             "a reason of 1 to {MAX_REASON} characters is required for every status change"
         )));
     }
-    let found: Option<(String, String, String)> = connection
-        .query_row(
-            "SELECT status, rule_id, group_key FROM alarms WHERE id = ?1",
-            [alarm_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()?;
+    let found: Option<(String, String, String)> = db.query_opt(
+        "SELECT status, rule_id, group_key FROM alarms WHERE id = ?1",
+        db_params![alarm_id],
+        |row| Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?)),
+    )?;
     let Some((from, rule_id, group_key)) = found else {
         return Err(StoreError::AlarmNotFound(alarm_id));
     };
@@ -90,31 +102,31 @@ pub fn set_status(
     }
     if to == Status::Unprocessed {
         // One open alarm per rule and key: reopening must not make a second.
-        let open: Option<i64> = connection
-            .query_row(
-                "SELECT id FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed' AND id != ?3",
-                params![rule_id, group_key, alarm_id],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let open: Option<i64> = db.query_opt(
+            "SELECT id FROM alarms WHERE rule_id = ?1 AND group_key = ?2 AND status = 'unprocessed' AND id != ?3",
+            db_params![rule_id.as_str(), group_key.as_str(), alarm_id],
+            |row| get(row, 0),
+        )?;
         if let Some(open) = open {
             return Err(StoreError::Workflow(format!(
                 "alarm {open} is already open for the same rule and key; process or ignore it before reopening {alarm_id}"
             )));
         }
     }
-    connection.execute(
+    db.execute(
         "UPDATE alarms SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        params![alarm_id, to.as_str(), now],
+        db_params![alarm_id, to.as_str(), now],
     )?;
-    connection.execute(
+    let transition_id = db.insert_id(
         "INSERT INTO alarm_transitions (alarm_id, from_status, to_status, actor, reason, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![alarm_id, from, to.as_str(), actor, reason, now],
+        db_params![alarm_id, from.as_str(), to.as_str(), actor, reason, now],
     )?;
-    let transition_id = connection.last_insert_rowid();
-    chain::append(connection, LinkKind::Transition, &[transition_id], now)?;
-    chain::append(connection, LinkKind::Alarm, &[alarm_id], now)?;
+    for (kind, id) in [(LinkKind::Transition, transition_id), (LinkKind::Alarm, alarm_id)] {
+        if let Some(hash) = crate::alarm::seal::row_hash(db, kind, id)? {
+            crate::alarm::seal::append_hashed(db, kind, &[(id, hash)], now)?;
+        }
+    }
     Ok(Transition {
         id: transition_id,
         alarm_id,

@@ -76,6 +76,7 @@ pub fn code_of(status: StatusCode) -> &'static str {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::NOT_IMPLEMENTED => "not_implemented",
         status if status.is_server_error() => "internal",
         _ => "error",
     }
@@ -101,6 +102,10 @@ impl From<AppError> for ApiError {
                 ApiError::not_found(format!("id: alarm {id} not found"))
             }
             AppError::Store(StoreError::Workflow(message)) => ApiError::conflict(message),
+            // A feature the PostgreSQL store does not have yet: said as it is.
+            AppError::Store(error @ StoreError::Unsupported(_)) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, error.to_string())
+            }
             AppError::Allowlist(error) => allowlist_error(error),
             AppError::Assets(error) => assets_error(error),
             AppError::Usage(message) => ApiError::bad_request(message),

@@ -41,7 +41,9 @@ pub fn run(settings: Settings, db: Option<&Path>, once: bool) -> Result<Stopped,
     let result = runtime.block_on(async move {
         tracing::info!(config = %settings.origin, "trailwarden starting");
         let mut signals = Signals::install();
-        let daemon = Daemon::start(&settings, db, once)?;
+        // Outside the async context: opening a PostgreSQL store runs that
+        // client's own blocking calls, which refuse to run on a runtime thread.
+        let daemon = tokio::task::block_in_place(|| Daemon::start(&settings, db, once))?;
         let api = if settings.api.enabled {
             match crate::api::ApiServer::start(&settings, daemon.api_handle()).await {
                 Ok(api) => {
@@ -184,12 +186,24 @@ impl Signals {
         Signals {}
     }
 
-    /// Wait for Ctrl-C or SIGTERM; SIGHUP reloads the rules and keeps waiting.
+    /// Wait for Ctrl-C or SIGTERM, or for the pipeline to stop by itself (a
+    /// store failure past its retries, a batch fenced off by another
+    /// instance): then the daemon shuts down and exits with the error.
+    /// SIGHUP reloads the rules and keeps waiting.
     async fn wait(&mut self, daemon: &Daemon) {
+        let alive = daemon.api_handle().engine_alive.clone();
+        let stopped = async move {
+            while alive.load(std::sync::atomic::Ordering::Acquire) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            tracing::error!("the pipeline stopped; shutting down");
+        };
+        tokio::pin!(stopped);
         #[cfg(unix)]
         if let Some((terminate, hangup, interrupt)) = &mut self.streams {
             loop {
                 tokio::select! {
+                    _ = &mut stopped => return,
                     _ = interrupt.recv() => return,
                     _ = terminate.recv() => return,
                     _ = hangup.recv() => {
@@ -200,6 +214,9 @@ impl Signals {
             }
         }
         let _ = daemon;
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = &mut stopped => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
 }

@@ -386,6 +386,10 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<super::workflow::Transition, StoreError> {
+        if let Backend::Postgres(shared) = &mut self.backend {
+            // No notification outbox on PostgreSQL yet: the change alone.
+            return pg::set_status(shared.get_mut(), id, to, actor, reason);
+        }
         let notify = self.options.notify.clone();
         let transaction = self
             .sqlite_mut("changing an alarm's status")?

@@ -225,6 +225,23 @@ pub(super) fn write(
     Ok(result?)
 }
 
+/// `Store::set_status` on PostgreSQL: the change, its transition and their
+/// chain links in one transaction.
+pub(super) fn set_status(
+    shared: &mut Shared,
+    id: i64,
+    to: crate::alarm::workflow::Status,
+    actor: &str,
+    reason: &str,
+) -> Result<crate::alarm::workflow::Transition, StoreError> {
+    let now = super::timestamp(chrono::Utc::now());
+    let connection = shared.connection()?;
+    let mut transaction = connection.transaction()?;
+    let transition = crate::alarm::workflow::set_status_in(&mut transaction, id, to, actor, reason, &now)?;
+    transaction.commit()?;
+    Ok(transition)
+}
+
 impl Store {
     /// Claim a Kafka partition for this store's writes: its generation goes
     /// up by one, which fences out any earlier owner. Returns the new
