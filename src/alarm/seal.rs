@@ -12,6 +12,45 @@ use crate::db::{Db, DbExt, DbResult, Dialect, Row, get};
 /// The advisory lock key of the chain's head ("tw-chain" in ASCII).
 const CHAIN_LOCK: i64 = 0x7477_2d63_6861_696e;
 
+/// Links per `INSERT` statement, largest first.
+const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// The `INSERT` of `size` links.
+fn insert_links(size: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        INSERT_SIZES
+            .iter()
+            .map(|size| {
+                let rows: Vec<String> = (0..*size)
+                    .map(|row| {
+                        let at = row * 7;
+                        format!(
+                            "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                            at + 1,
+                            at + 2,
+                            at + 3,
+                            at + 4,
+                            at + 5,
+                            at + 6,
+                            at + 7
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES {}",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    let index = INSERT_SIZES
+        .iter()
+        .position(|each| *each == size)
+        .unwrap_or(INSERT_SIZES.len() - 1);
+    &statements[index]
+}
+
 /// `chain::hash_row` of a row read through [`Db`].
 pub fn hash_row(row: &dyn Row, columns: usize) -> DbResult<String> {
     let mut values = Vec::with_capacity(columns);
@@ -82,14 +121,36 @@ pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, 
         )?;
     }
     let (mut seq, mut prev) = head(db)?.unwrap_or((0, GENESIS.to_string()));
+    let mut rows: Vec<(i64, i64, &str, String, String)> = Vec::with_capacity(links.len());
     for (id, row_hash) in links {
         seq += 1;
         let hash = chain::link_hash(&prev, seq, kind.as_str(), *id, row_hash, at);
-        db.execute(
-            "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            crate::db_params![seq, at, kind.as_str(), *id, row_hash, prev.as_str(), hash.as_str()],
-        )?;
-        prev = hash;
+        rows.push((seq, *id, row_hash, std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    // Several links per statement: one round trip for up to 64 on
+    // PostgreSQL (a few statement sizes, each prepared once).
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let size = INSERT_SIZES
+            .iter()
+            .copied()
+            .find(|size| *size <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(size);
+        let mut values = Vec::with_capacity(7 * size);
+        for (seq, id, row_hash, prev, hash) in chunk {
+            values.extend_from_slice(crate::db_params![
+                *seq,
+                at,
+                kind.as_str(),
+                *id,
+                *row_hash,
+                prev.as_str(),
+                hash.as_str()
+            ]);
+        }
+        db.execute(insert_links(size), &values)?;
+        rest = after;
     }
     Ok(())
 }

@@ -1,8 +1,7 @@
 //! The engine's persisted state: stateful-predicate tables and the events
 //! waiting in the reorder buffer, loaded at start and written with each batch.
 
-use crate::db::{Db, DbExt, DbResult, get};
-use crate::db_params;
+use crate::db::{Db, DbExt, DbResult, Value, get};
 
 use super::{PendingRow, Store, StoreError};
 use crate::rules::state::{DistinctWindow, EngineState, KeySeen, Window};
@@ -159,93 +158,151 @@ fn load_state_in(db: &mut dyn Db, state: &mut EngineState) -> DbResult<()> {
     Ok(())
 }
 
-/// Upserts of one state table: `(key, value columns…, touched_ms)`.
-fn upsert_sql(table: &str, columns: &str) -> String {
-    let names: Vec<&str> = columns.split(", ").collect();
-    let placeholders: Vec<String> = (1..=names.len() + 2).map(|at| format!("?{at}")).collect();
-    let updates: Vec<String> = names
+/// The state tables and their value columns (each row is `key`, these,
+/// `touched_ms`).
+const TABLES: [(&str, &[&str]); 6] = [
+    ("state_keys", &["first_ms", "last_ms", "from_inventory"]),
+    ("state_principals", &["created_ms"]),
+    ("state_first_seen", &["first_ms"]),
+    ("state_addresses", &["first_ms"]),
+    ("state_windows", &["times"]),
+    ("state_distinct", &["entries"]),
+];
+
+/// Rows per statement, largest first: one round trip for up to 64 rows on
+/// PostgreSQL, a few statement sizes per table, each prepared once.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// `(upsert, delete)` of `table` for each of `CHUNKS`.
+fn statements(table: usize, chunk: usize) -> (&'static str, &'static str) {
+    static STATEMENTS: std::sync::OnceLock<Vec<Vec<(String, String)>>> = std::sync::OnceLock::new();
+    let all = STATEMENTS.get_or_init(|| {
+        TABLES
+            .iter()
+            .map(|(name, columns)| {
+                let width = columns.len() + 2;
+                CHUNKS
+                    .iter()
+                    .map(|rows| {
+                        let tuples: Vec<String> = (0..*rows)
+                            .map(|row| {
+                                let places: Vec<String> =
+                                    (1..=width).map(|at| format!("?{}", row * width + at)).collect();
+                                format!("({})", places.join(", "))
+                            })
+                            .collect();
+                        let updates: Vec<String> = columns
+                            .iter()
+                            .chain(std::iter::once(&"touched_ms"))
+                            .map(|column| format!("{column} = excluded.{column}"))
+                            .collect();
+                        let keys: Vec<String> = (1..=*rows).map(|at| format!("?{at}")).collect();
+                        (
+                            format!(
+                                "INSERT INTO {name} (key, {}, touched_ms) VALUES {} ON CONFLICT (key) DO UPDATE SET {}",
+                                columns.join(", "),
+                                tuples.join(", "),
+                                updates.join(", ")
+                            ),
+                            format!("DELETE FROM {name} WHERE key IN ({})", keys.join(", ")),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let at = CHUNKS
         .iter()
-        .chain(std::iter::once(&"touched_ms"))
-        .map(|name| format!("{name} = excluded.{name}"))
-        .collect();
-    format!(
-        "INSERT INTO {table} (key, {columns}, touched_ms) VALUES ({}) ON CONFLICT (key) DO UPDATE SET {}",
-        placeholders.join(", "),
-        updates.join(", ")
-    )
+        .position(|each| *each == chunk)
+        .unwrap_or(CHUNKS.len() - 1);
+    let (upsert, delete) = &all[table][at];
+    (upsert, delete)
 }
 
-/// The statements of each state table, built once: (upsert, delete).
-fn statements() -> &'static [(String, String); 6] {
-    static STATEMENTS: std::sync::OnceLock<[(String, String); 6]> = std::sync::OnceLock::new();
-    STATEMENTS.get_or_init(|| {
-        let pair = |table: &str, columns: &str| {
-            (
-                upsert_sql(table, columns),
-                format!("DELETE FROM {table} WHERE key = ?1"),
-            )
-        };
-        [
-            pair("state_keys", "first_ms, last_ms, from_inventory"),
-            pair("state_principals", "created_ms"),
-            pair("state_first_seen", "first_ms"),
-            pair("state_addresses", "first_ms"),
-            pair("state_windows", "times"),
-            pair("state_distinct", "entries"),
-        ]
-    })
-}
-
-pub(super) fn write_state<D: Db + ?Sized>(db: &mut D, changes: &StateChanges) -> DbResult<()> {
-    let [keys, principals, first_seen, addresses, windows, distinct] = statements();
-    for (key, change) in &changes.keys {
-        match change {
-            Some((seen, touched)) => {
-                db.execute(
-                    &keys.0,
-                    db_params![
-                        key_to_sql(*key),
-                        seen.first_ms,
-                        seen.last_ms,
-                        seen.from_inventory,
-                        *touched
-                    ],
-                )?;
-            }
-            None => {
-                db.execute(&keys.1, db_params![key_to_sql(*key)])?;
-            }
-        }
-    }
-    for (statements, changes) in [
-        (principals, &changes.principals),
-        (first_seen, &changes.first_seen),
-        (addresses, &changes.addresses),
-    ] {
-        for (key, change) in changes {
-            match change {
-                Some((value, touched)) => db.execute(&statements.0, db_params![key_to_sql(*key), *value, *touched])?,
-                None => db.execute(&statements.1, db_params![key_to_sql(*key)])?,
-            };
-        }
-    }
-    for (key, change) in &changes.windows {
-        match change {
-            Some((window, touched)) => {
-                let times = encode_times(&window.times);
-                db.execute(&windows.0, db_params![key_to_sql(*key), times.as_slice(), *touched])?
-            }
-            None => db.execute(&windows.1, db_params![key_to_sql(*key)])?,
-        };
-    }
-    for (key, change) in &changes.distinct {
-        match change {
-            Some((window, touched)) => {
-                let entries = encode_distinct(&window.values);
-                db.execute(&distinct.0, db_params![key_to_sql(*key), entries.as_slice(), *touched])?
-            }
-            None => db.execute(&distinct.1, db_params![key_to_sql(*key)])?,
-        };
+/// Write `values` (`width` per row) to `table`: upserts, or with `delete`
+/// the keys (`width` 1) removed.
+fn write_chunked<D: Db + ?Sized>(
+    db: &mut D,
+    table: usize,
+    width: usize,
+    values: &[Value<'_>],
+    delete: bool,
+) -> DbResult<()> {
+    let mut rest = values;
+    while !rest.is_empty() {
+        let rows = rest.len() / width;
+        let chunk = CHUNKS.iter().copied().find(|chunk| *chunk <= rows).unwrap_or(1);
+        let (now, after) = rest.split_at(chunk * width);
+        let (upsert, remove) = statements(table, chunk);
+        db.execute(if delete { remove } else { upsert }, now)?;
+        rest = after;
     }
     Ok(())
+}
+
+/// One table's changes: rows to upsert (flattened) and keys to delete.
+fn write_table<'v, V>(
+    db: &mut (impl Db + ?Sized),
+    table: usize,
+    changes: &'v [(u64, Option<(V, i64)>)],
+    row: impl Fn(&'v V) -> Vec<Value<'v>>,
+) -> DbResult<()> {
+    let width = TABLES[table].1.len() + 2;
+    let mut upserts: Vec<Value<'v>> = Vec::new();
+    let mut deletes: Vec<Value<'v>> = Vec::new();
+    for (key, change) in changes {
+        match change {
+            Some((value, touched)) => {
+                upserts.push(Value::Int(key_to_sql(*key)));
+                upserts.extend(row(value));
+                upserts.push(Value::Int(*touched));
+            }
+            None => deletes.push(Value::Int(key_to_sql(*key))),
+        }
+    }
+    write_chunked(db, table, width, &upserts, false)?;
+    write_chunked(db, table, 1, &deletes, true)
+}
+
+/// A blob-valued table's changes, encoded.
+type EncodedChanges = Vec<(u64, Option<(Vec<u8>, i64)>)>;
+
+pub(super) fn write_state<D: Db + ?Sized>(db: &mut D, changes: &StateChanges) -> DbResult<()> {
+    write_table(db, 0, &changes.keys, |seen| {
+        vec![
+            Value::Int(seen.first_ms),
+            Value::Int(seen.last_ms),
+            Value::from(seen.from_inventory),
+        ]
+    })?;
+    write_table(db, 1, &changes.principals, |value| vec![Value::Int(*value)])?;
+    write_table(db, 2, &changes.first_seen, |value| vec![Value::Int(*value)])?;
+    write_table(db, 3, &changes.addresses, |value| vec![Value::Int(*value)])?;
+    // Blobs are encoded first, then bound by reference.
+    let times: EncodedChanges = changes
+        .windows
+        .iter()
+        .map(|(key, change)| {
+            (
+                *key,
+                change
+                    .as_ref()
+                    .map(|(window, touched)| (encode_times(&window.times), *touched)),
+            )
+        })
+        .collect();
+    write_table(db, 4, &times, |blob| vec![Value::Blob(blob)])?;
+    let entries: EncodedChanges = changes
+        .distinct
+        .iter()
+        .map(|(key, change)| {
+            (
+                *key,
+                change
+                    .as_ref()
+                    .map(|(window, touched)| (encode_distinct(&window.values), *touched)),
+            )
+        })
+        .collect();
+    write_table(db, 5, &entries, |blob| vec![Value::Blob(blob)])
 }
