@@ -258,6 +258,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_instance(None)
+    }
+
+    /// Every series labelled `instance="NAME"`: daemons sharing a
+    /// PostgreSQL store are told apart in one Prometheus query.
+    pub fn with_instance(instance: Option<String>) -> Metrics {
         let stats = Arc::new(Stats::default());
         let kafka = Arc::new(KafkaMetrics::default());
         let notify = Arc::new(NotifyMetrics::default());
@@ -279,7 +285,13 @@ impl Metrics {
         let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let append_to_commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
-        let mut registry = Registry::with_prefix("trailwarden");
+        let mut registry = match instance {
+            Some(name) => Registry::with_prefix_and_labels(
+                "trailwarden",
+                [(std::borrow::Cow::Borrowed("instance"), std::borrow::Cow::Owned(name))].into_iter(),
+            ),
+            None => Registry::with_prefix("trailwarden"),
+        };
         registry.register_collector(Box::new(StatsCollector(stats.clone())));
         registry.register(
             "batch_seconds",
@@ -603,6 +615,22 @@ impl LagRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_name_labels_every_series_including_the_collected_ones() {
+        let metrics = Metrics::with_instance(Some("tw-a".into()));
+        metrics.stats.events.fetch_add(3, Ordering::Relaxed);
+        let text = metrics.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .collect();
+        assert!(series.len() > 10, "{text}");
+        for line in series {
+            assert!(line.contains("instance=\"tw-a\""), "{line}");
+        }
+        assert!(!Metrics::new().render().contains("instance="));
+    }
 
     #[test]
     fn pipeline_counters_and_kafka_metrics_are_rendered_with_their_values() {

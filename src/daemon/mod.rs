@@ -105,7 +105,17 @@ impl Daemon {
         crate::alarm::rule_changes::record_logged(&mut store, &rules, &started);
         let rules = shared_rules(rules);
         let reloader = crate::reload::Reloader::start(settings.clone(), rules.clone(), Some(store_path.clone()));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        // On a shared store, series carry the host they come from.
+        let instance = store
+            .is_postgres()
+            .then(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .filter(|name| !name.is_empty());
+        let metrics = Arc::new(crate::metrics::Metrics::with_instance(instance));
         let housekeeping = if once {
             Vec::new()
         } else {
