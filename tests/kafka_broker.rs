@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::Trailwarden;
 use common::kafka::*;
+use common::pg_cluster::{Postgres, kafka_progress};
 use common::tansu::Broker;
 
 const TOPIC: &str = "audit";
@@ -223,6 +224,7 @@ fn bench_messages(events: usize) -> Vec<Message> {
 /// answers every fetch only after `fetch.wait.max.ms` (500 ms by default),
 /// which caps a consumer at about 20 000 events/s; with
 /// `"fetch.wait.max.ms" = "5"` the figure is trailwarden's own.
+/// `TW_BENCH_STORE=postgres` writes into a throw-away PostgreSQL cluster.
 #[test]
 #[ignore]
 fn throughput() {
@@ -236,7 +238,12 @@ fn throughput() {
     let messages = bench_messages(events);
     let bytes: usize = messages.iter().map(|message| message.payload.len()).sum();
     produce_with(&broker.address(), TOPIC, &messages, 1000);
-    let db = dir.path().join("bench.db");
+    // `TW_BENCH_STORE=postgres`: into a throw-away PostgreSQL cluster instead.
+    let cluster = (std::env::var("TW_BENCH_STORE").as_deref() == Ok("postgres")).then(Postgres::start);
+    let db = match &cluster {
+        Some(cluster) => PathBuf::from(cluster.database("bench")),
+        None => dir.path().join("bench.db"),
+    };
     let config = write_config(dir.path(), "bench", &broker.address(), "bench", &db);
     std::fs::write(
         &config,
@@ -256,7 +263,11 @@ fn throughput() {
     let started = Instant::now();
     run_to_end(&config, &log);
     let wall = started.elapsed().as_secs_f64();
-    assert_eq!(progress(&db, "bench"), events as i64);
+    let done = match &cluster {
+        Some(_) => kafka_progress(db.to_str().unwrap_or_default(), "bench"),
+        None => progress(&db, "bench"),
+    };
+    assert_eq!(done, events as i64);
     // Consumption proper: from the partition assignment to the last stored batch
     // (the group join before, and --once's 3 s of quiet after, are not work).
     let text = std::fs::read_to_string(&log).unwrap();

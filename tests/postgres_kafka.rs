@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::Trailwarden;
 use common::kafka::*;
-use common::pg_cluster::Postgres;
+use common::pg_cluster::{Postgres, kafka_progress as progress};
 use common::tansu::Broker;
 
 const TOPIC: &str = "audit";
@@ -25,20 +25,6 @@ fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, store: &str)
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, kafka_config(brokers, TOPIC, group, Path::new(store), extra)).expect("writing a config");
     path
-}
-
-/// Messages the PostgreSQL store has marked consumed for `group`.
-fn progress(url: &str, group: &str) -> i64 {
-    let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) else {
-        return 0;
-    };
-    client
-        .query_one(
-            "SELECT COALESCE(SUM(next_offset), 0)::bigint FROM kafka_offsets WHERE group_id = $1",
-            &[&group],
-        )
-        .map(|row| row.get::<_, i64>(0))
-        .unwrap_or(0)
 }
 
 /// The PostgreSQL store copied into a SQLite file (`store migrate --from`),

@@ -183,6 +183,21 @@ impl Postgres {
     }
 }
 
+/// Messages a PostgreSQL store has marked consumed for `group` (the sum of
+/// its stored next offsets; 0 while the server cannot be reached).
+pub fn kafka_progress(url: &str, group: &str) -> i64 {
+    let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) else {
+        return 0;
+    };
+    client
+        .query_one(
+            "SELECT COALESCE(SUM(next_offset), 0)::bigint FROM kafka_offsets WHERE group_id = $1",
+            &[&group],
+        )
+        .map(|row| row.get::<_, i64>(0))
+        .unwrap_or(0)
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop_immediately()));
