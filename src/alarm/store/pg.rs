@@ -159,6 +159,148 @@ impl Shared {
     }
 }
 
+/// Rows per sample `INSERT`, largest first.
+const SAMPLE_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Insert samples `(alarm id, seq, sample)`, several per statement; their
+/// new ids, in the order given (matched by the `(alarm_id, seq)` key the
+/// statement returns, whatever order PostgreSQL returns rows in).
+pub(super) fn insert_samples<D: crate::db::Db + ?Sized>(
+    db: &mut D,
+    rows: &[(i64, i64, &super::Sample)],
+) -> DbResult<Vec<i64>> {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        SAMPLE_CHUNKS
+            .iter()
+            .map(|size| {
+                let tuples: Vec<String> = (0..*size)
+                    .map(|row| {
+                        let places: Vec<String> = (1..=6).map(|at| format!("?{}", row * 6 + at)).collect();
+                        format!("({})", places.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES {} \
+                     RETURNING id, alarm_id, seq",
+                    tuples.join(", ")
+                )
+            })
+            .collect()
+    });
+    let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let at = SAMPLE_CHUNKS
+            .iter()
+            .position(|size| *size <= rest.len())
+            .unwrap_or(SAMPLE_CHUNKS.len() - 1);
+        let (chunk, after) = rest.split_at(SAMPLE_CHUNKS[at]);
+        let mut values = Vec::with_capacity(6 * chunk.len());
+        for (alarm_id, seq, sample) in chunk {
+            values.extend_from_slice(db_params![
+                *alarm_id,
+                *seq,
+                sample.event_id.as_str(),
+                sample.event_time.as_str(),
+                sample.origin.as_str(),
+                sample.event.as_str()
+            ]);
+        }
+        db.query_each(&statements[at], &values, &mut |row| {
+            ids.insert((get(row, 1)?, get(row, 2)?), get(row, 0)?);
+            Ok(())
+        })?;
+        rest = after;
+    }
+    rows.iter()
+        .map(|(alarm_id, seq, _)| {
+            ids.get(&(*alarm_id, *seq))
+                .copied()
+                .ok_or_else(|| DbError::Unsupported(format!("sample {seq} of alarm {alarm_id} was not inserted")))
+        })
+        .collect()
+}
+
+/// Upsert call records `(alarm id, record)` several per statement, from
+/// `single` (the one-row upsert returning the sealed columns); the id and
+/// row hash of each row as written. A key met twice goes in separate
+/// statements (one statement may not update a row twice).
+pub(super) fn upsert_calls<D: crate::db::Db + ?Sized>(
+    db: &mut D,
+    rows: &[(i64, &super::CallRecord)],
+    single: &str,
+) -> DbResult<Vec<(i64, String)>> {
+    const ONE_ROW: &str = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        SAMPLE_CHUNKS
+            .iter()
+            .map(|size| {
+                let tuples: Vec<String> = (0..*size)
+                    .map(|row| {
+                        let places: Vec<String> = (1..=10).map(|at| format!("?{}", row * 10 + at)).collect();
+                        format!("({})", places.join(", "))
+                    })
+                    .collect();
+                single.replacen(ONE_ROW, &format!("VALUES {}", tuples.join(", ")), 1)
+            })
+            .collect()
+    });
+    let mut written = Vec::with_capacity(rows.len());
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let mut size = SAMPLE_CHUNKS
+            .iter()
+            .copied()
+            .find(|size| *size <= rest.len())
+            .unwrap_or(1);
+        // Stop a chunk before a key it already holds.
+        let key = |(alarm, call): &(i64, &super::CallRecord)| {
+            (
+                *alarm,
+                call.source_ip.clone(),
+                call.call_method.clone(),
+                call.service.clone(),
+                call.action.clone(),
+            )
+        };
+        let mut seen = std::collections::HashSet::new();
+        if let Some(repeat) = rest[..size].iter().position(|row| !seen.insert(key(row))) {
+            size = SAMPLE_CHUNKS.iter().copied().find(|each| *each <= repeat).unwrap_or(1);
+        }
+        let at = SAMPLE_CHUNKS
+            .iter()
+            .position(|each| *each == size)
+            .unwrap_or(SAMPLE_CHUNKS.len() - 1);
+        let (chunk, after) = rest.split_at(size);
+        let mut values = Vec::with_capacity(10 * chunk.len());
+        for (alarm_id, call) in chunk {
+            values.extend_from_slice(db_params![
+                *alarm_id,
+                call.source_ip.as_str(),
+                call.ip_kind.as_str(),
+                call.call_method.as_str(),
+                call.service.as_str(),
+                call.action.as_str(),
+                call.success_count as i64,
+                call.failure_count as i64,
+                call.first_call.as_str(),
+                call.last_call.as_str()
+            ]);
+        }
+        db.query_each(&statements[at], &values, &mut |row| {
+            written.push(crate::alarm::seal::hash_returned(
+                row,
+                crate::alarm::chain::LinkKind::Call,
+            )?);
+            Ok(())
+        })?;
+        rest = after;
+    }
+    Ok(written)
+}
+
 /// Connect and migrate.
 pub(super) fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
     let shown = crate::db::postgres::redact(url);
