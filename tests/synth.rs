@@ -731,13 +731,15 @@ fn replay_fills_transactions_to_the_largest_size_and_alarms_do_not_depend_on_it(
     assert!(!small_alarms.is_empty(), "the planted attacks raise alarms");
     assert_eq!(small_alarms, large_alarms);
     // 6 000 events: 20 transactions of 300 (or a few more where the
-    // source's batches end short), 5 of 1 200.
+    // source's batches end short); of 1 200, at least 5, and each at least a
+    // quarter full but the last (a replay commits past a quarter when the
+    // store is idle, so how many depends on how fast the store is).
     assert!(
         small_transactions >= 20,
         "{small_transactions} transactions of at most 300 events"
     );
     assert!(
-        (5..=7).contains(&large_transactions),
-        "{large_transactions} transactions of up to 1 200 events"
+        (5..=21).contains(&large_transactions) && large_transactions < small_transactions,
+        "{large_transactions} transactions of up to 1 200 events (against {small_transactions} of 300)"
     );
 }

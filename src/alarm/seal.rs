@@ -7,48 +7,26 @@
 //! transaction at a time and the sequence has no gaps or forks.
 
 use super::chain::{self, GENESIS, LinkKind};
-use crate::db::{Db, DbExt, DbResult, Dialect, Row, get};
+use crate::db::{CHUNKS, Db, DbExt, DbResult, Dialect, Row, chunk_for, get, placeholder_rows};
 
 /// The advisory lock key of the chain's head ("tw-chain" in ASCII).
 const CHAIN_LOCK: i64 = 0x7477_2d63_6861_696e;
 
-/// Links per `INSERT` statement, largest first.
-const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
-
-/// The `INSERT` of `size` links.
-fn insert_links(size: usize) -> &'static str {
+/// The `INSERT` of `CHUNKS[at]` links.
+fn insert_links(at: usize) -> &'static str {
     static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let statements = STATEMENTS.get_or_init(|| {
-        INSERT_SIZES
+        CHUNKS
             .iter()
             .map(|size| {
-                let rows: Vec<String> = (0..*size)
-                    .map(|row| {
-                        let at = row * 7;
-                        format!(
-                            "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                            at + 1,
-                            at + 2,
-                            at + 3,
-                            at + 4,
-                            at + 5,
-                            at + 6,
-                            at + 7
-                        )
-                    })
-                    .collect();
                 format!(
                     "INSERT INTO chain (seq, at, kind, ref_id, row_hash, prev_hash, hash) VALUES {}",
-                    rows.join(", ")
+                    placeholder_rows(*size, 7)
                 )
             })
             .collect()
     });
-    let index = INSERT_SIZES
-        .iter()
-        .position(|each| *each == size)
-        .unwrap_or(INSERT_SIZES.len() - 1);
-    &statements[index]
+    &statements[at]
 }
 
 /// `chain::hash_row` of a row read through [`Db`].
@@ -131,11 +109,7 @@ pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, 
     // PostgreSQL (a few statement sizes, each prepared once).
     let mut rest = &rows[..];
     while !rest.is_empty() {
-        let size = INSERT_SIZES
-            .iter()
-            .copied()
-            .find(|size| *size <= rest.len())
-            .unwrap_or(1);
+        let (size, statement) = chunk_for(rest.len());
         let (chunk, after) = rest.split_at(size);
         let mut values = Vec::with_capacity(7 * size);
         for (seq, id, row_hash, prev, hash) in chunk {
@@ -149,7 +123,7 @@ pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, 
                 hash.as_str()
             ]);
         }
-        db.execute(insert_links(size), &values)?;
+        db.execute(insert_links(statement), &values)?;
         rest = after;
     }
     Ok(())

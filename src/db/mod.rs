@@ -20,6 +20,31 @@ pub use location::StoreLocation;
 pub use postgres::{PgConnection, PgTransaction};
 pub use sqlite::SqliteDb;
 
+/// Rows per multi-row statement, largest first: one round trip for up to
+/// 64 rows on PostgreSQL, and a few statement texts, each prepared once.
+pub const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// The chunk for `available` rows (the largest of `CHUNKS` not above it, at
+/// least 1) and its index in `CHUNKS`.
+pub fn chunk_for(available: usize) -> (usize, usize) {
+    let at = CHUNKS
+        .iter()
+        .position(|size| *size <= available)
+        .unwrap_or(CHUNKS.len() - 1);
+    (CHUNKS[at], at)
+}
+
+/// `rows` tuples of `width` numbered parameters: `(?1, ?2), (?3, ?4)`.
+pub fn placeholder_rows(rows: usize, width: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let places: Vec<String> = (1..=width).map(|at| format!("?{}", row * width + at)).collect();
+            format!("({})", places.join(", "))
+        })
+        .collect();
+    tuples.join(", ")
+}
+
 /// Which SQL the connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

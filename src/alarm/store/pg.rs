@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use super::write::{WriteBatch, WriteOutcome, write_in};
 use super::{Backend, Store, StoreError, StoreOptions};
-use crate::db::{DbError, DbExt, DbResult, PgConnection, get};
+use crate::db::{CHUNKS, DbError, DbExt, DbResult, PgConnection, chunk_for, get, placeholder_rows};
 use crate::db_params;
 
 /// What a PostgreSQL-backed store keeps besides its options.
@@ -159,9 +159,6 @@ impl Shared {
     }
 }
 
-/// Rows per sample `INSERT`, largest first.
-const SAMPLE_CHUNKS: [usize; 4] = [64, 16, 4, 1];
-
 /// Insert samples `(alarm id, seq, sample)`, several per statement; their
 /// new ids, in the order given (matched by the `(alarm_id, seq)` key the
 /// statement returns, whatever order PostgreSQL returns rows in).
@@ -171,19 +168,13 @@ pub(super) fn insert_samples<D: crate::db::Db + ?Sized>(
 ) -> DbResult<Vec<i64>> {
     static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let statements = STATEMENTS.get_or_init(|| {
-        SAMPLE_CHUNKS
+        CHUNKS
             .iter()
             .map(|size| {
-                let tuples: Vec<String> = (0..*size)
-                    .map(|row| {
-                        let places: Vec<String> = (1..=6).map(|at| format!("?{}", row * 6 + at)).collect();
-                        format!("({})", places.join(", "))
-                    })
-                    .collect();
                 format!(
                     "INSERT INTO alarm_samples (alarm_id, seq, event_id, event_time, origin, event) VALUES {} \
                      RETURNING id, alarm_id, seq",
-                    tuples.join(", ")
+                    placeholder_rows(*size, 6)
                 )
             })
             .collect()
@@ -191,11 +182,8 @@ pub(super) fn insert_samples<D: crate::db::Db + ?Sized>(
     let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
     let mut rest = rows;
     while !rest.is_empty() {
-        let at = SAMPLE_CHUNKS
-            .iter()
-            .position(|size| *size <= rest.len())
-            .unwrap_or(SAMPLE_CHUNKS.len() - 1);
-        let (chunk, after) = rest.split_at(SAMPLE_CHUNKS[at]);
+        let (size, at) = chunk_for(rest.len());
+        let (chunk, after) = rest.split_at(size);
         let mut values = Vec::with_capacity(6 * chunk.len());
         for (alarm_id, seq, sample) in chunk {
             values.extend_from_slice(db_params![
@@ -234,27 +222,15 @@ pub(super) fn upsert_calls<D: crate::db::Db + ?Sized>(
     const ONE_ROW: &str = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
     static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let statements = STATEMENTS.get_or_init(|| {
-        SAMPLE_CHUNKS
+        CHUNKS
             .iter()
-            .map(|size| {
-                let tuples: Vec<String> = (0..*size)
-                    .map(|row| {
-                        let places: Vec<String> = (1..=10).map(|at| format!("?{}", row * 10 + at)).collect();
-                        format!("({})", places.join(", "))
-                    })
-                    .collect();
-                single.replacen(ONE_ROW, &format!("VALUES {}", tuples.join(", ")), 1)
-            })
+            .map(|size| single.replacen(ONE_ROW, &format!("VALUES {}", placeholder_rows(*size, 10)), 1))
             .collect()
     });
     let mut written = Vec::with_capacity(rows.len());
     let mut rest = rows;
     while !rest.is_empty() {
-        let mut size = SAMPLE_CHUNKS
-            .iter()
-            .copied()
-            .find(|size| *size <= rest.len())
-            .unwrap_or(1);
+        let (mut size, mut at) = chunk_for(rest.len());
         // Stop a chunk before a key it already holds.
         let key = |(alarm, call): &(i64, &super::CallRecord)| {
             (
@@ -267,27 +243,12 @@ pub(super) fn upsert_calls<D: crate::db::Db + ?Sized>(
         };
         let mut seen = std::collections::HashSet::new();
         if let Some(repeat) = rest[..size].iter().position(|row| !seen.insert(key(row))) {
-            size = SAMPLE_CHUNKS.iter().copied().find(|each| *each <= repeat).unwrap_or(1);
+            (size, at) = chunk_for(repeat);
         }
-        let at = SAMPLE_CHUNKS
-            .iter()
-            .position(|each| *each == size)
-            .unwrap_or(SAMPLE_CHUNKS.len() - 1);
         let (chunk, after) = rest.split_at(size);
         let mut values = Vec::with_capacity(10 * chunk.len());
         for (alarm_id, call) in chunk {
-            values.extend_from_slice(db_params![
-                *alarm_id,
-                call.source_ip.as_str(),
-                call.ip_kind.as_str(),
-                call.call_method.as_str(),
-                call.service.as_str(),
-                call.action.as_str(),
-                call.success_count as i64,
-                call.failure_count as i64,
-                call.first_call.as_str(),
-                call.last_call.as_str()
-            ]);
+            values.extend_from_slice(&super::write::call_values(*alarm_id, call));
         }
         db.query_each(&statements[at], &values, &mut |row| {
             written.push(crate::alarm::seal::hash_returned(

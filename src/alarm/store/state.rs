@@ -1,7 +1,7 @@
 //! The engine's persisted state: stateful-predicate tables and the events
 //! waiting in the reorder buffer, loaded at start and written with each batch.
 
-use crate::db::{Db, DbExt, DbResult, Value, get};
+use crate::db::{CHUNKS, Db, DbExt, DbResult, Value, chunk_for, get, placeholder_rows};
 
 use super::{PendingRow, Store, StoreError};
 use crate::rules::state::{DistinctWindow, EngineState, KeySeen, Window};
@@ -169,12 +169,8 @@ const TABLES: [(&str, &[&str]); 6] = [
     ("state_distinct", &["entries"]),
 ];
 
-/// Rows per statement, largest first: one round trip for up to 64 rows on
-/// PostgreSQL, a few statement sizes per table, each prepared once.
-const CHUNKS: [usize; 4] = [64, 16, 4, 1];
-
-/// `(upsert, delete)` of `table` for each of `CHUNKS`.
-fn statements(table: usize, chunk: usize) -> (&'static str, &'static str) {
+/// `(upsert, delete)` of `table` for `CHUNKS[at]` rows.
+fn statements(table: usize, at: usize) -> (&'static str, &'static str) {
     static STATEMENTS: std::sync::OnceLock<Vec<Vec<(String, String)>>> = std::sync::OnceLock::new();
     let all = STATEMENTS.get_or_init(|| {
         TABLES
@@ -184,13 +180,6 @@ fn statements(table: usize, chunk: usize) -> (&'static str, &'static str) {
                 CHUNKS
                     .iter()
                     .map(|rows| {
-                        let tuples: Vec<String> = (0..*rows)
-                            .map(|row| {
-                                let places: Vec<String> =
-                                    (1..=width).map(|at| format!("?{}", row * width + at)).collect();
-                                format!("({})", places.join(", "))
-                            })
-                            .collect();
                         let updates: Vec<String> = columns
                             .iter()
                             .chain(std::iter::once(&"touched_ms"))
@@ -201,7 +190,7 @@ fn statements(table: usize, chunk: usize) -> (&'static str, &'static str) {
                             format!(
                                 "INSERT INTO {name} (key, {}, touched_ms) VALUES {} ON CONFLICT (key) DO UPDATE SET {}",
                                 columns.join(", "),
-                                tuples.join(", "),
+                                placeholder_rows(*rows, width),
                                 updates.join(", ")
                             ),
                             format!("DELETE FROM {name} WHERE key IN ({})", keys.join(", ")),
@@ -211,10 +200,6 @@ fn statements(table: usize, chunk: usize) -> (&'static str, &'static str) {
             })
             .collect()
     });
-    let at = CHUNKS
-        .iter()
-        .position(|each| *each == chunk)
-        .unwrap_or(CHUNKS.len() - 1);
     let (upsert, delete) = &all[table][at];
     (upsert, delete)
 }
@@ -230,10 +215,9 @@ fn write_chunked<D: Db + ?Sized>(
 ) -> DbResult<()> {
     let mut rest = values;
     while !rest.is_empty() {
-        let rows = rest.len() / width;
-        let chunk = CHUNKS.iter().copied().find(|chunk| *chunk <= rows).unwrap_or(1);
+        let (chunk, at) = chunk_for(rest.len() / width);
         let (now, after) = rest.split_at(chunk * width);
-        let (upsert, remove) = statements(table, chunk);
+        let (upsert, remove) = statements(table, at);
         db.execute(if delete { remove } else { upsert }, now)?;
         rest = after;
     }

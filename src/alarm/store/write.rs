@@ -391,18 +391,7 @@ pub(crate) fn write_in<D: Db + ?Sized>(
                 call_rows.push((alarm_id, call));
                 continue;
             }
-            let params = db_params![
-                alarm_id,
-                call.source_ip.as_str(),
-                call.ip_kind.as_str(),
-                call.call_method.as_str(),
-                call.service.as_str(),
-                call.action.as_str(),
-                call.success_count as i64,
-                call.failure_count as i64,
-                call.first_call.as_str(),
-                call.last_call.as_str(),
-            ];
+            let params = &call_values(alarm_id, call);
             let (call_id, call_hash) = {
                 let before = db.last_insert_rowid();
                 db.execute(UPSERT_CALL, params)?;
@@ -601,6 +590,22 @@ pub(crate) fn write_in<D: Db + ?Sized>(
         )?;
     }
     Ok(outcome)
+}
+
+/// The parameters of the call-record upsert.
+pub(super) fn call_values(alarm_id: i64, call: &super::CallRecord) -> [crate::db::Value<'_>; 10] {
+    [
+        alarm_id.into(),
+        call.source_ip.as_str().into(),
+        call.ip_kind.as_str().into(),
+        call.call_method.as_str().into(),
+        call.service.as_str().into(),
+        call.action.as_str().into(),
+        (call.success_count as i64).into(),
+        (call.failure_count as i64).into(),
+        call.first_call.as_str().into(),
+        call.last_call.as_str().into(),
+    ]
 }
 
 /// The hash of a sample row as inserted, in `SAMPLE_SEALED` order.
