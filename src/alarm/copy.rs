@@ -136,27 +136,21 @@ fn copy_table(source: &mut dyn Db, destination: &mut dyn Db, table: &str, later:
     let later_at = later.and_then(|column| names.iter().position(|name| name == column));
     let mut deferred: Vec<(Owned, Owned)> = Vec::new();
     let mut copied = 0u64;
-    let mut failure = None;
-    source
-        .query_each(&select, &[], &mut |row| {
-            let mut values: Vec<Owned> = (0..names.len())
-                .map(|index| row.value(index).map(Owned::of))
-                .collect::<DbResult<_>>()?;
-            if let Some(at) = later_at
-                && !matches!(values[at], Owned::Null)
-            {
-                let id = values.first().cloned().unwrap_or(Owned::Null);
-                deferred.push((id, std::mem::replace(&mut values[at], Owned::Null)));
-            }
-            let bound: Vec<Value<'_>> = values.iter().map(Owned::value).collect();
-            if let Err(error) = destination.execute(&insert, &bound) {
-                failure = Some(error);
-                return Err(crate::db::DbError::Unsupported(format!("copying {table} stopped")));
-            }
-            copied += 1;
-            Ok(())
-        })
-        .map_err(|error| failure.take().unwrap_or(error))?;
+    source.query_each(&select, &[], &mut |row| {
+        let mut values: Vec<Owned> = (0..names.len())
+            .map(|index| row.value(index).map(Owned::of))
+            .collect::<DbResult<_>>()?;
+        if let Some(at) = later_at
+            && !matches!(values[at], Owned::Null)
+        {
+            let id = values.first().cloned().unwrap_or(Owned::Null);
+            deferred.push((id, std::mem::replace(&mut values[at], Owned::Null)));
+        }
+        let bound: Vec<Value<'_>> = values.iter().map(Owned::value).collect();
+        destination.execute(&insert, &bound)?;
+        copied += 1;
+        Ok(())
+    })?;
     if let Some(column) = later {
         let update = format!("UPDATE {table} SET {} = ?2 WHERE id = ?1", quoted(column));
         for (id, value) in &deferred {

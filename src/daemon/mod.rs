@@ -108,12 +108,7 @@ impl Daemon {
         // On a shared store, series carry the host they come from.
         let instance = store
             .is_postgres()
-            .then(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            })
+            .then(crate::alarm::store::host_name)
             .filter(|name| !name.is_empty());
         let metrics = Arc::new(crate::metrics::Metrics::with_instance(instance));
         let housekeeping = if once {

@@ -83,7 +83,7 @@ mod state;
 mod write;
 
 pub use crate::time::timestamp;
-pub use pg::PartitionClaims;
+pub use pg::{PartitionClaims, host_name};
 pub use query::{AlarmDetail, AlarmFilter, AlarmRow, AlarmSort, DeadLetterRow};
 pub use state::StateChanges;
 pub use write::{WriteBatch, WriteOutcome};

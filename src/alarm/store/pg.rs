@@ -74,10 +74,18 @@ fn read_offsets<D: crate::db::Db + ?Sized>(db: &mut D, group: &str) -> DbResult<
     )
 }
 
+/// This machine's host name ("" when it cannot be read): the `instance`
+/// of metrics on a shared store, and part of a partition owner's name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// What this process is called in `kafka_partition_owners.owner`.
 fn owner_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}:{}", host.trim(), std::process::id())
+    format!("{}:{}", host_name(), std::process::id())
 }
 
 /// The Kafka consumer's side of fencing: on each assignment it claims the
@@ -214,9 +222,9 @@ pub(super) fn insert_samples<D: crate::db::Db + ?Sized>(
 /// `single` (the one-row upsert returning the sealed columns); the id and
 /// row hash of each row as written. A key met twice goes in separate
 /// statements (one statement may not update a row twice).
-pub(super) fn upsert_calls<D: crate::db::Db + ?Sized>(
+pub(super) fn upsert_calls<'r, D: crate::db::Db + ?Sized>(
     db: &mut D,
-    rows: &[(i64, &super::CallRecord)],
+    rows: &[(i64, &'r super::CallRecord)],
     single: &str,
 ) -> DbResult<Vec<(i64, String)>> {
     const ONE_ROW: &str = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -232,13 +240,13 @@ pub(super) fn upsert_calls<D: crate::db::Db + ?Sized>(
     while !rest.is_empty() {
         let (mut size, mut at) = chunk_for(rest.len());
         // Stop a chunk before a key it already holds.
-        let key = |(alarm, call): &(i64, &super::CallRecord)| {
+        let key = |(alarm, call): &(i64, &'r super::CallRecord)| {
             (
                 *alarm,
-                call.source_ip.clone(),
-                call.call_method.clone(),
-                call.service.clone(),
-                call.action.clone(),
+                call.source_ip.as_str(),
+                call.call_method.as_str(),
+                call.service.as_str(),
+                call.action.as_str(),
             )
         };
         let mut seen = std::collections::HashSet::new();
