@@ -239,6 +239,23 @@ impl ReorderBuffer {
         held
     }
 
+    /// Take out the held events `leaving` picks (a revoked partition's, on a
+    /// shared store; they stay persisted for the partition's next owner).
+    pub fn remove_where(&mut self, mut leaving: impl FnMut(&Held) -> bool) -> usize {
+        let before = self.entries.len();
+        let mut freed = 0usize;
+        self.entries.retain(|_, held| {
+            let gone = leaving(held);
+            if gone {
+                freed += held.bytes as usize;
+            }
+            !gone
+        });
+        // `arrivals` forgets keys no longer held as it is read.
+        self.held_bytes = self.held_bytes.saturating_sub(freed);
+        before - self.entries.len()
+    }
+
     /// Held events not yet persisted; marks them persisted.
     pub fn unpersisted(&mut self) -> impl Iterator<Item = &Held> {
         self.entries.values_mut().filter(|held| !held.persisted).map(|held| {

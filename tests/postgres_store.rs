@@ -15,9 +15,11 @@ use common::pg_cluster::Postgres;
 use common::*;
 use serde_json::{Value, json};
 use trailwarden::alarm::chain::LinkKind;
+use trailwarden::alarm::store::StateChanges;
 use trailwarden::alarm::store::{AlarmIdentity, AlarmUpdate, CallRecord, Store, StoreError, StoreOptions, WriteBatch};
 use trailwarden::rules::Level;
-use trailwarden::source::KafkaOffset;
+use trailwarden::rules::state::{EngineState, StateLimits};
+use trailwarden::source::{KafkaOffset, PartitionScope};
 
 fn options() -> StoreOptions {
     StoreOptions {
@@ -194,10 +196,10 @@ fn migrate_creates_the_schema_once_when_daemons_open_a_new_database_together() {
     }
     let out = Trailwarden::new().stdout(&["store", "migrate", "--db", &url]);
     assert!(out.contains("PostgreSQL store"), "{out}");
-    assert!(out.contains("schema version 1 of 1"), "{out}");
+    assert!(out.contains("schema version 2 of 2"), "{out}");
     assert_eq!(
         cluster.query_texts(&url, "SELECT count(*) FROM schema_migrations"),
-        vec!["1"]
+        vec!["2"]
     );
     // The URL's password never reaches the output.
     let bad = Trailwarden::new().run(&[
@@ -253,6 +255,76 @@ fn an_earlier_owner_of_a_partition_commits_nothing() {
     // A store that never claimed the partition cannot move it either.
     let mut stranger = Store::open(path, options()).unwrap();
     assert!(matches!(stranger.write(&next), Err(StoreError::Fenced(_))));
+}
+
+/// One state change under a partition's scope (a first-seen tuple).
+fn scoped_state(scope: &PartitionScope, key: u64, first_ms: i64) -> StateChanges {
+    StateChanges {
+        scope: Arc::from(scope.name()),
+        first_seen: vec![(key, Some((first_ms, first_ms)))],
+        ..StateChanges::default()
+    }
+}
+
+#[test]
+fn engine_state_is_kept_per_partition_and_an_earlier_owner_cannot_change_it() {
+    let cluster = Postgres::start();
+    let url = cluster.database("scopes");
+    let path = std::path::Path::new(&url);
+    let partition = |number: i32| PartitionScope {
+        group: Arc::from("tw"),
+        topic: Arc::from("audit"),
+        partition: number,
+    };
+    let mut old_owner = Store::open(path, options()).unwrap();
+    let mut new_owner = Store::open(path, options()).unwrap();
+    old_owner.claim_partition("tw", "audit", 0, "a").unwrap();
+    old_owner.claim_partition("tw", "audit", 1, "a").unwrap();
+    // The same key in two partitions is two rows, each loaded with its own.
+    old_owner
+        .write(&WriteBatch {
+            state: vec![
+                scoped_state(&partition(0), 7, 1_000),
+                scoped_state(&partition(1), 7, 2_000),
+            ],
+            fenced_scopes: vec![partition(0), partition(1)],
+            kafka_offsets: vec![offset(0, 5), offset(1, 5)],
+            ..WriteBatch::default()
+        })
+        .unwrap();
+    let loaded = |store: &Store, scope: &str| {
+        let mut state = EngineState::new(StateLimits::default());
+        store.load_state(&mut state, Some(scope)).unwrap();
+        state.first_seen.get(7).copied()
+    };
+    assert_eq!(loaded(&new_owner, &partition(0).name()), Some(1_000));
+    assert_eq!(loaded(&new_owner, &partition(1).name()), Some(2_000));
+    assert_eq!(loaded(&new_owner, ""), None, "nothing unscoped was written");
+    // Partition 0 moves. A batch of the old owner that changes only its
+    // state (events held across commits, released later) moves no offset
+    // of it, and is fenced all the same.
+    new_owner.claim_partition("tw", "audit", 0, "b").unwrap();
+    let zombie = WriteBatch {
+        state: vec![scoped_state(&partition(0), 7, 500)],
+        fenced_scopes: vec![partition(0)],
+        kafka_offsets: vec![offset(1, 9)],
+        ..WriteBatch::default()
+    };
+    match old_owner.write(&zombie) {
+        Err(StoreError::Fenced(message)) => assert!(message.contains("partition 0 of audit"), "{message}"),
+        other => panic!("a change to a partition's state by its earlier owner must fail: {other:?}"),
+    }
+    assert_eq!(loaded(&new_owner, &partition(0).name()), Some(1_000));
+    assert_eq!(
+        new_owner
+            .kafka_offsets("tw")
+            .unwrap()
+            .iter()
+            .find(|stored| stored.partition == 1)
+            .map(|stored| stored.next_offset),
+        Some(5),
+        "the fenced batch's other offsets are not committed either"
+    );
 }
 
 #[test]
@@ -354,7 +426,7 @@ fn a_sqlite_store_moves_to_postgresql_and_back_with_every_row_and_a_chain_that_v
     ]);
     let out = bin.stdout(&["store", "migrate", "--from", original.to_str().unwrap(), "--db", &url]);
     assert!(out.contains("copied"), "{out}");
-    assert!(out.contains("schema version 1 of 1"), "{out}");
+    assert!(out.contains("schema version 2 of 2"), "{out}");
     // The moved store answers like the original.
     assert_eq!(fingerprint(&bin, &url), fingerprint(&bin, original.to_str().unwrap()));
     // New alarms get new ids after the copied ones.

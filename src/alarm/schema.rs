@@ -543,6 +543,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX notify_messages_digest ON notify_messages (digest_id);
     CREATE INDEX dead_letters_received ON dead_letters (received_at);
     "#,
+    // 16: the scope of each engine-state row and buffered event: '' here
+    //     (one daemon per SQLite store); on a shared PostgreSQL store the
+    //     Kafka partition the state moves with (`source::PartitionScope`).
+    r#"
+    ALTER TABLE state_keys ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE state_principals ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE state_first_seen ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE state_addresses ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE state_windows ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE state_distinct ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE pending_events ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The migration that adds the hash chain: rows older than it are sealed

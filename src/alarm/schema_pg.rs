@@ -15,7 +15,7 @@ use crate::db::{Db, DbExt, DbResult, PgConnection};
 const MIGRATION_LOCK: i64 = 0x0074_772d_6d69_6772;
 
 /// The SQLite migration the PostgreSQL schema's step 1 corresponds to.
-pub const SQLITE_EQUIVALENT: usize = 15;
+pub const SQLITE_EQUIVALENT: usize = 16;
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: the store as SQLite's migrations 1–15 leave it, and partition
@@ -335,6 +335,24 @@ CREATE TABLE kafka_partition_owners (
     claimed_at TEXT NOT NULL,
     PRIMARY KEY (group_id, topic, partition)
 );
+"#,
+    // 2 (SQLite's 16): engine state and buffered events by scope, each Kafka
+    // partition's apart, so state moves with its partition between daemons.
+    r#"
+ALTER TABLE state_keys ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE state_keys DROP CONSTRAINT state_keys_pkey, ADD PRIMARY KEY (scope, key);
+ALTER TABLE state_principals ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE state_principals DROP CONSTRAINT state_principals_pkey, ADD PRIMARY KEY (scope, key);
+ALTER TABLE state_first_seen ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE state_first_seen DROP CONSTRAINT state_first_seen_pkey, ADD PRIMARY KEY (scope, key);
+ALTER TABLE state_addresses ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE state_addresses DROP CONSTRAINT state_addresses_pkey, ADD PRIMARY KEY (scope, key);
+ALTER TABLE state_windows ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE state_windows DROP CONSTRAINT state_windows_pkey, ADD PRIMARY KEY (scope, key);
+ALTER TABLE state_distinct ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE state_distinct DROP CONSTRAINT state_distinct_pkey, ADD PRIMARY KEY (scope, key);
+ALTER TABLE pending_events ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE pending_events DROP CONSTRAINT pending_events_pkey, ADD PRIMARY KEY (scope, seq);
 "#,
 ];
 

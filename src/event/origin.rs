@@ -60,6 +60,39 @@ impl Origin {
         }
     }
 
+    /// An origin read back from its text (a buffered event's row): a Kafka
+    /// message's comes back with its topic, partition and offset; any
+    /// other is kept whole as the source, and displays as it was.
+    pub fn from_display(text: &str) -> Origin {
+        Origin::parse_message(text).unwrap_or_else(|| Origin::new(Arc::from(text), Position::Whole))
+    }
+
+    /// `kafka:TOPIC/PARTITION#OFFSET` with an optional `[INDEX]`.
+    fn parse_message(text: &str) -> Option<Origin> {
+        let rest = text.strip_prefix("kafka:")?;
+        let (rest, index) = match rest.strip_suffix(']') {
+            Some(inner) => {
+                let (rest, index) = inner.rsplit_once('[')?;
+                (rest, Some(index.parse::<u32>().ok()?))
+            }
+            None => (rest, None),
+        };
+        let (rest, offset) = rest.rsplit_once('#')?;
+        let (topic, partition) = rest.rsplit_once('/')?;
+        if topic.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            source: Arc::from(topic),
+            position: Position::Message {
+                partition: partition.parse().ok()?,
+                offset: offset.parse().ok()?,
+                appended_ms: None,
+            },
+            index,
+        })
+    }
+
     /// The 1-based line, when the record came from a JSON-lines input.
     pub fn line(&self) -> Option<u64> {
         match self.position {
@@ -95,5 +128,39 @@ impl fmt::Display for Origin {
 impl Serialize for Origin {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kafka_origin_reads_back_from_its_text_and_others_stay_whole() {
+        let message = Origin::new(
+            Arc::from("cloud.audit-1"),
+            Position::Message {
+                partition: 4,
+                offset: 1207,
+                appended_ms: None,
+            },
+        )
+        .with_index(3);
+        let back = Origin::from_display(&message.to_string());
+        assert_eq!(back, message);
+        let plain = Origin::new(
+            Arc::from("cloud.audit-1"),
+            Position::Message {
+                partition: 0,
+                offset: 9,
+                appended_ms: None,
+            },
+        );
+        assert_eq!(Origin::from_display(&plain.to_string()), plain);
+        for text in ["logs/a.jsonl:17", "kafka:/1#2", "kafka:t/x#2", "stdin"] {
+            let kept = Origin::from_display(text);
+            assert_eq!(kept.position, Position::Whole, "{text}");
+            assert_eq!(kept.to_string(), text);
+        }
     }
 }

@@ -11,31 +11,28 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::{
-    Evaluated, EventBatch, MatchSink, PipelineOptions, RETURN_EVALUATED, TRANSACTION_LINGER, memory_estimate, timed,
-};
+use super::scopes::{ScopedStates, pending_row};
+use super::{Evaluated, EventBatch, MatchSink, PipelineOptions, RETURN_EVALUATED, TRANSACTION_LINGER, timed};
 use crate::alarm::Aggregator;
 use crate::alarm::allowlist::{Allowlist, HitCounter};
 use crate::alarm::assets::AssetNetworks;
 use crate::alarm::rollup::Activity;
-use crate::alarm::store::{PendingRow, StateChanges, Store, StoreError, WriteBatch};
-use crate::event::normalize::{NormalizeContext, normalize};
+use crate::alarm::store::{Store, StoreError, WriteBatch};
 use crate::memory::{COLLECT_EVERY, Reclaimer};
 use crate::metrics::Metrics;
 use crate::reorder::{Held, ReorderBuffer};
-use crate::rules::state::EngineState;
 use crate::rules::{EvalScratch, RuleMatch, RuleSet};
-use crate::source::KafkaOffset;
+use crate::source::{KafkaOffset, PartitionChange, PartitionScope};
 
 /// Everything the engine stage needs to evaluate released events.
 struct Evaluator<'a> {
     rule_set: &'a RuleSet,
-    state: &'a mut EngineState,
+    states: &'a mut ScopedStates,
     scratch: &'a mut EvalScratch,
     matches: &'a mut Vec<RuleMatch>,
     sink: &'a mut dyn MatchSink,
     aggregator: &'a mut Aggregator,
-    pending_delete: &'a mut Vec<i64>,
+    pending_delete: &'a mut Vec<(Arc<str>, i64)>,
     allowlist: &'a Allowlist,
     assets: &'a AssetNetworks,
     /// Backfill: count matches, raise nothing.
@@ -61,7 +58,8 @@ impl Evaluator<'_> {
             ..
         } = held;
         if persisted {
-            self.pending_delete.push(seq as i64);
+            self.pending_delete
+                .push((self.states.scope_of(&event.origin), seq as i64));
         }
         if let crate::event::origin::Position::Message {
             appended_ms: Some(appended_ms),
@@ -72,8 +70,9 @@ impl Evaluator<'_> {
         }
         self.matches.clear();
         self.assets.mark(&mut event);
+        let state = self.states.state_for(&event);
         self.rule_set
-            .evaluate_with_state(&mut event, self.state, self.scratch, self.matches);
+            .evaluate_with_state(&mut event, state, self.scratch, self.matches);
         if self.learn_only {
             *self.learned += self.matches.len() as u64;
             self.matches.clear();
@@ -109,49 +108,6 @@ impl Evaluator<'_> {
     }
 }
 
-/// Rebuild buffered events persisted by an earlier run.
-fn restore_pending(
-    store: &Store,
-    buffer: &mut ReorderBuffer,
-    offset: chrono::FixedOffset,
-) -> Result<usize, StoreError> {
-    let rows = store.load_pending()?;
-    let count = rows.len();
-    for row in rows {
-        let record = match serde_json::from_str::<serde_json::Value>(&row.raw) {
-            Ok(serde_json::Value::Object(record)) => record,
-            _ => {
-                tracing::error!(seq = row.seq, origin = %row.origin, "a persisted buffered event is unreadable; dropped");
-                continue;
-            }
-        };
-        let Some(provider) = crate::event::model::Provider::parse(&row.provider) else {
-            continue;
-        };
-        let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(row.time_ms).unwrap_or_default();
-        let mut context = NormalizeContext::new(time);
-        context.naive_time_offset = offset;
-        let candidate = crate::event::decode::Candidate {
-            provider,
-            record,
-            origin: crate::event::origin::Origin::new(Arc::from(row.origin.as_str()), Default::default()),
-            envelope_time: None,
-        };
-        match normalize(candidate, &context) {
-            Ok(mut event) => {
-                event.time = time;
-                event.time_source = crate::event::model::TimeSource::parse(&row.time_source).unwrap_or_default();
-                let size = memory_estimate(row.raw.as_bytes(), None);
-                buffer.push(event, size, Some(row.seq as u64));
-            }
-            Err(error) => {
-                tracing::error!(seq = row.seq, %error, "a persisted buffered event no longer normalizes; dropped")
-            }
-        }
-    }
-    Ok(count)
-}
-
 #[allow(clippy::too_many_arguments)]
 pub(super) fn engine_stage(
     mut receiver: super::ordered::OrderedReceiver<EventBatch>,
@@ -184,8 +140,6 @@ pub(super) fn engine_stage(
     if options.activity.rollups {
         store.load_activity(&mut activity)?;
     }
-    let mut state = EngineState::new(options.state_limits.clone());
-    store.load_state(&mut state)?;
     let mut buffer = ReorderBuffer::new(
         options.allowed_lateness,
         options.max_hold,
@@ -198,14 +152,13 @@ pub(super) fn engine_stage(
     if let Some(last) = store.meta("last_released_ms")? {
         buffer.last_released_ms = last;
     }
-    let restored = restore_pending(&store, &mut buffer, options.naive_time_offset)?;
-    if restored > 0 || state.entries() > 0 {
-        tracing::info!(
-            state_entries = state.entries(),
-            buffered = restored,
-            "engine state restored"
-        );
-    }
+    let mut states = ScopedStates::open(
+        &store,
+        options.state_limits.clone(),
+        &mut buffer,
+        options.naive_time_offset,
+    )?;
+    let store_path = store.path().to_path_buf();
     // The version is read before the policies, so a change committed in
     // between is picked up at the next batch rather than missed.
     let data_version = store.data_version()?;
@@ -315,6 +268,7 @@ pub(super) fn engine_stage(
         let mut write = WriteBatch::default();
         let mut events_in_transaction = 0usize;
         let mut flush_acks: Vec<SyncSender<()>> = Vec::new();
+        let mut revoked: Vec<PartitionScope> = Vec::new();
         let mut oldest_batch: Option<Instant> = None;
         let mut next = first;
         let mut evaluated: Evaluated = Vec::with_capacity(RETURN_EVALUATED);
@@ -331,7 +285,7 @@ pub(super) fn engine_stage(
             // The evaluator borrows the state and the write batch until the releases are done.
             let mut evaluator = Evaluator {
                 rule_set: &rule_set,
-                state: &mut state,
+                states: &mut states,
                 scratch: &mut scratch,
                 matches: &mut matches,
                 sink: sink.as_mut(),
@@ -385,6 +339,27 @@ pub(super) fn engine_stage(
                 }
                 if let Some(started) = batch.started {
                     oldest_batch = Some(oldest_batch.map_or(started, |oldest| oldest.min(started)));
+                }
+                match batch.partitions.take() {
+                    Some(PartitionChange::Assigned(scopes)) => {
+                        // What the store stage is writing must be in before
+                        // the partitions' rows are read.
+                        while store_busy.load(Ordering::Acquire) > 0 && !store_thread.is_finished() {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        if let Err(error) =
+                            evaluator
+                                .states
+                                .assign(&scopes, &store_path, &mut buffer, options.naive_time_offset)
+                        {
+                            tracing::error!(%error, "cannot load the engine state of the assigned partitions; stopping");
+                            drop(job_sender);
+                            let _ = stopped(store_thread);
+                            return Err(error);
+                        }
+                    }
+                    Some(PartitionChange::Revoked(scopes)) => revoked.extend(scopes),
+                    None => {}
                 }
                 if let Some(ack) = batch.flush.take() {
                     // A barrier: commit now, acknowledge after the commit.
@@ -453,23 +428,24 @@ pub(super) fn engine_stage(
         if options.persist_pending {
             for held in buffer.unpersisted() {
                 pending_written += 1;
-                write.pending_insert.push(PendingRow {
-                    seq: held.seq as i64,
-                    provider: held.event.provider.as_str().to_string(),
-                    time_ms: held.event.time.timestamp_millis(),
-                    time_source: held.event.time_source.as_str().to_string(),
-                    origin: held.event.origin.to_string(),
-                    raw: held.event.raw.to_json_string(),
-                });
+                write
+                    .pending_insert
+                    .push(pending_row(held, states.scope_of(&held.event.origin)));
             }
         }
-        write.state = StateChanges::take(&mut state);
+        states.take_changes(&mut write);
         if !write.state.is_empty() || !write.pending_insert.is_empty() || !write.pending_delete.is_empty() {
             write.meta = vec![
                 ("max_time_ms", buffer.max_time_ms),
                 ("last_released_ms", buffer.last_released_ms),
-                ("high_water_ms", state.high_water_ms),
+                ("high_water_ms", states.high_water_ms()),
             ];
+        }
+        if !revoked.is_empty() {
+            // Their changes and held events are in this transaction, the
+            // revocation's barrier: the partitions' next owner loads them.
+            states.revoke(&revoked, &mut buffer);
+            revoked.clear();
         }
         stats.matches.fetch_add(aggregator.match_count(), Ordering::Relaxed);
         stats.learned.fetch_add(std::mem::take(&mut learned), Ordering::Relaxed);
@@ -494,8 +470,8 @@ pub(super) fn engine_stage(
         stats.late_events.store(buffer.late, Ordering::Relaxed);
         stats.forced_releases.store(buffer.forced, Ordering::Relaxed);
         stats.buffered.store(buffer.len() as u64, Ordering::Relaxed);
-        stats.state_entries.store(state.entries() as u64, Ordering::Relaxed);
-        stats.state_evictions.store(state.evictions(), Ordering::Relaxed);
+        stats.state_entries.store(states.entries() as u64, Ordering::Relaxed);
+        stats.state_evictions.store(states.evictions(), Ordering::Relaxed);
         write.alarms = aggregator.drain();
         write.activity = activity.take(closed);
         if write.is_empty() && flush_acks.is_empty() && appended.is_empty() {

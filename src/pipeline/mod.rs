@@ -42,6 +42,7 @@ mod engine;
 mod normalize;
 mod ordered;
 mod retry;
+mod scopes;
 
 use engine::engine_stage;
 use normalize::normalize_stage;
@@ -214,6 +215,7 @@ struct EventBatch {
     checkpoints: Vec<FileCheckpoint>,
     kafka_offsets: Vec<KafkaOffset>,
     flush: Option<SyncSender<()>>,
+    partitions: Option<crate::source::PartitionChange>,
     started: Option<Instant>,
 }
 

@@ -96,6 +96,7 @@ pub(super) fn normalize_stage(shared: Shared) {
             checkpoints: batch.checkpoints,
             kafka_offsets: batch.kafka_offsets,
             flush: batch.flush,
+            partitions: batch.partitions,
             started: batch.started,
         };
         let mut bytes = 0u64;

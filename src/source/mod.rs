@@ -70,6 +70,31 @@ pub struct KafkaOffset {
     pub next_offset: i64,
 }
 
+/// A Kafka partition of a consumer group: on a shared (PostgreSQL) store the
+/// scope engine state is placed by, so it moves with the partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PartitionScope {
+    pub group: Arc<str>,
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl PartitionScope {
+    /// The scope's name in the store's state tables (`''` is unscoped).
+    pub fn name(&self) -> String {
+        format!("kafka/{}/{}/{}", self.group, self.topic, self.partition)
+    }
+}
+
+/// Partitions this consumer was given or lost, in stream order: everything
+/// before a revocation belongs to the old assignment, everything after an
+/// assignment may come from the new partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartitionChange {
+    Assigned(Vec<PartitionScope>),
+    Revoked(Vec<PartitionScope>),
+}
+
 /// A batch of chunks from one source.
 #[derive(Debug, Default)]
 pub struct ChunkBatch {
@@ -87,6 +112,9 @@ pub struct ChunkBatch {
     /// A barrier: the engine commits everything up to and including this
     /// batch, then sends `()` here (rebalances and shutdown wait for it).
     pub flush: Option<SyncSender<()>>,
+    /// Kafka: partitions assigned (sent before their first message) or
+    /// revoked (with the flush barrier of the revocation).
+    pub partitions: Option<PartitionChange>,
     /// When the source started the batch (for the batch latency metric).
     pub started: Option<Instant>,
     /// A source merging several streams by event time: `(n, floor)` says

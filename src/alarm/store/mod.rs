@@ -164,6 +164,8 @@ pub struct PendingRow {
     pub origin: String,
     /// The raw record (JSON), re-normalized on restore.
     pub raw: String,
+    /// The scope of the event's state (`StateChanges::scope`).
+    pub scope: std::sync::Arc<str>,
 }
 
 /// Store settings.

@@ -307,22 +307,34 @@ pub(super) fn write(
     let fences = fences_of(&shared.fences).clone();
     let result = shared.run(|connection| {
         let mut transaction = connection.transaction()?;
-        for offset in &batch.kafka_offsets {
-            let key = (offset.group.to_string(), offset.topic.to_string(), offset.partition);
+        // Every partition whose offset, state or buffered rows the batch
+        // moves must still be this instance's.
+        let mut partitions: Vec<(&str, &str, i32)> = batch
+            .kafka_offsets
+            .iter()
+            .map(|offset| (&*offset.group, &*offset.topic, offset.partition))
+            .chain(
+                batch
+                    .fenced_scopes
+                    .iter()
+                    .map(|scope| (&*scope.group, &*scope.topic, scope.partition)),
+            )
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        for (group, topic, partition) in partitions {
+            let key = (group.to_string(), topic.to_string(), partition);
             let claimed = fences.get(&key).copied();
             let current: Option<i64> = transaction.query_opt(
                 "SELECT generation FROM kafka_partition_owners WHERE group_id = ?1 AND topic = ?2 \
                  AND partition = ?3 FOR SHARE",
-                db_params![&*offset.group, &*offset.topic, offset.partition],
+                db_params![group, topic, partition],
                 |row| get(row, 0),
             )?;
             if claimed.is_none() || current != claimed {
                 return Err(DbError::Fenced(format!(
-                    "partition {} of {} (group {}) is owned by generation {} but this instance holds {}; \
-                     it was reassigned, and this batch is not committed",
-                    offset.partition,
-                    offset.topic,
-                    offset.group,
+                    "partition {partition} of {topic} (group {group}) is owned by generation {} but this instance \
+                     holds {}; it was reassigned, and this batch is not committed",
                     current.map_or("none".to_string(), |generation| generation.to_string()),
                     claimed.map_or("none".to_string(), |generation| generation.to_string()),
                 )));

@@ -27,9 +27,14 @@ pub struct WriteBatch {
     pub checkpoints: Vec<FileCheckpoint>,
     /// Next offsets of the Kafka partitions whose messages this batch holds.
     pub kafka_offsets: Vec<KafkaOffset>,
-    pub state: StateChanges,
+    /// Engine state changes, one entry per scope.
+    pub state: Vec<StateChanges>,
     pub pending_insert: Vec<PendingRow>,
-    pub pending_delete: Vec<i64>,
+    /// Reorder-buffer rows released: (scope, seq).
+    pub pending_delete: Vec<(std::sync::Arc<str>, i64)>,
+    /// Partitions whose engine state or buffered rows this batch changes:
+    /// on a shared store their claims are checked like those of the offsets.
+    pub fenced_scopes: Vec<crate::source::PartitionScope>,
     /// Engine counters that must survive restarts (high-water event time …).
     pub meta: Vec<(&'static str, i64)>,
     /// Allowlist policy hits of this batch, one entry per policy.
@@ -44,7 +49,7 @@ impl WriteBatch {
             && self.dead_letters.is_empty()
             && self.checkpoints.is_empty()
             && self.kafka_offsets.is_empty()
-            && self.state.is_empty()
+            && self.state.iter().all(StateChanges::is_empty)
             && self.pending_insert.is_empty()
             && self.pending_delete.is_empty()
             && self.meta.is_empty()
@@ -563,14 +568,25 @@ pub(crate) fn write_in<D: Db + ?Sized>(
             ],
         )?;
     }
-    write_state(db, &batch.state)?;
+    for changes in &batch.state {
+        write_state(db, changes)?;
+    }
+    let postgres = db.dialect() == crate::db::Dialect::Postgres;
     for row in &batch.pending_insert {
         db.execute(
-            "INSERT INTO pending_events (seq, provider, time_ms, time_source, origin, raw) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (seq) DO UPDATE SET provider = excluded.provider, \
-             time_ms = excluded.time_ms, time_source = excluded.time_source, origin = excluded.origin, \
-             raw = excluded.raw",
+            if postgres {
+                "INSERT INTO pending_events (scope, seq, provider, time_ms, time_source, origin, raw) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (scope, seq) DO UPDATE SET provider = excluded.provider, \
+                 time_ms = excluded.time_ms, time_source = excluded.time_source, origin = excluded.origin, \
+                 raw = excluded.raw"
+            } else {
+                "INSERT INTO pending_events (scope, seq, provider, time_ms, time_source, origin, raw) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (seq) DO UPDATE SET scope = excluded.scope, \
+                 provider = excluded.provider, time_ms = excluded.time_ms, time_source = excluded.time_source, \
+                 origin = excluded.origin, raw = excluded.raw"
+            },
             db_params![
+                &*row.scope,
                 row.seq,
                 row.provider.as_str(),
                 row.time_ms,
@@ -580,12 +596,22 @@ pub(crate) fn write_in<D: Db + ?Sized>(
             ],
         )?;
     }
-    for seq in &batch.pending_delete {
-        db.execute("DELETE FROM pending_events WHERE seq = ?1", db_params![*seq])?;
+    for (scope, seq) in &batch.pending_delete {
+        db.execute(
+            "DELETE FROM pending_events WHERE scope = ?1 AND seq = ?2",
+            db_params![&**scope, *seq],
+        )?;
     }
     for (name, value) in &batch.meta {
+        // The engine's clocks only go forward; several daemons sharing a
+        // store each write theirs, and a daemon starting takes the latest.
         db.execute(
-            "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            if postgres {
+                "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET \
+                 value = GREATEST(engine_meta.value, excluded.value)"
+            } else {
+                "INSERT INTO engine_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            },
             db_params![*name, *value],
         )?;
     }

@@ -13,7 +13,7 @@ use super::{OVERSIZED_EXCERPT, PartitionKey, StoredOffsets};
 use crate::event::decode::DeadLetter;
 use crate::event::origin::{Origin, Position};
 use crate::metrics::KafkaMetrics;
-use crate::source::{Chunk, ChunkBatch, KafkaOffset};
+use crate::source::{Chunk, ChunkBatch, KafkaOffset, PartitionChange, PartitionScope};
 
 /// Builds micro-batches; shared by the poll loop and the rebalance callback
 /// (both run on the consumer thread, so the lock is never contended).
@@ -201,15 +201,43 @@ impl Batcher {
         })
     }
 
-    /// Send the batch being built and a barrier; wait until the store has
-    /// committed both. Returns whether everything sent is now durable.
-    pub(super) fn flush(&mut self, timeout: Duration) -> bool {
+    /// The partitions `keys` of this consumer's group, as state scopes.
+    pub(super) fn scopes(&self, keys: &[PartitionKey]) -> Vec<PartitionScope> {
+        keys.iter()
+            .map(|(topic, partition)| PartitionScope {
+                group: self.group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            })
+            .collect()
+    }
+
+    /// Tell the pipeline that partitions were assigned, before any of their
+    /// messages (the engine loads their state on a shared store).
+    pub(super) fn announce(&mut self, change: PartitionChange) -> Result<(), PipelineGone> {
+        self.send()?;
+        let control = ChunkBatch {
+            partitions: Some(change),
+            started: Some(Instant::now()),
+            ..ChunkBatch::default()
+        };
+        self.sender.send(control).map_err(|_| {
+            self.stopped = true;
+            PipelineGone
+        })
+    }
+
+    /// Send the batch being built and a barrier (carrying `revoked`, the
+    /// partitions being let go); wait until the store has committed both.
+    /// Returns whether everything sent is now durable.
+    pub(super) fn flush(&mut self, timeout: Duration, revoked: Option<PartitionChange>) -> bool {
         if self.send().is_err() {
             return false;
         }
         let (ack, acknowledged) = sync_channel(1);
         let barrier = ChunkBatch {
             flush: Some(ack),
+            partitions: revoked,
             ..ChunkBatch::default()
         };
         if self.sender.send(barrier).is_err() {

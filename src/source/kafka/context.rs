@@ -17,6 +17,7 @@ use rdkafka::types::RDKafkaRespErr;
 use super::batcher::Batcher;
 use super::{PartitionKey, commit_to_kafka};
 use crate::metrics::{KafkaMetrics, PartitionLabels};
+use crate::source::PartitionChange;
 
 /// Connection state, logged once per change.
 pub(super) struct Link {
@@ -127,6 +128,10 @@ impl SourceContext {
             batcher.assigned.insert(key);
         }
         batcher.last_activity = Instant::now();
+        let scopes = batcher.scopes(&keys);
+        if batcher.announce(PartitionChange::Assigned(scopes)).is_err() {
+            tracing::error!("the pipeline stopped; the assignment is not taken up");
+        }
         drop(batcher);
         tracing::info!(partitions = %starts.join(" "), "kafka partitions assigned");
         let result = if self.cooperative {
@@ -148,7 +153,12 @@ impl SourceContext {
             .iter()
             .map(|element| (batcher.intern(element.topic()), element.partition()))
             .collect();
-        let flushed = batcher.flush(self.rebalance_timeout);
+        let revoked_keys: Vec<PartitionKey> = keys.iter().cloned().collect();
+        let scopes = batcher.scopes(&revoked_keys);
+        // Closing is not a handover: the engine releases what it holds as
+        // the input ends, as it does with one daemon.
+        let change = (!self.closing.load(Ordering::SeqCst)).then_some(PartitionChange::Revoked(scopes));
+        let flushed = batcher.flush(self.rebalance_timeout, change);
         let offsets = if flushed {
             batcher.sent_offsets(Some(&keys))
         } else {

@@ -268,7 +268,7 @@ fn consume(
     }
     // Shutdown: commit what was consumed, tell Kafka, leave the group.
     context.lock().read_lags.log("kafka append to read");
-    let flushed = context.lock().flush(context.rebalance_timeout);
+    let flushed = context.lock().flush(context.rebalance_timeout, None);
     if flushed {
         let offsets = context.lock().sent_offsets(None);
         commit_to_kafka(&consumer, &offsets, CommitMode::Sync, &context);
