@@ -37,6 +37,7 @@ pub fn pipeline_options(settings: &Settings, daemon: bool) -> PipelineOptions {
         allowed_lateness: settings.pipeline.allowed_lateness,
         max_hold: (daemon && !max_hold.is_zero()).then_some(max_hold),
         persist_pending: daemon,
+        hand_over_at_close: false,
         fill_transactions: !daemon,
         max_buffered_events: settings.pipeline.max_buffered_events,
         max_buffered_bytes: settings.pipeline.max_buffered_bytes,

@@ -1,8 +1,10 @@
 //! The daemon on a PostgreSQL store, consuming a real Kafka-protocol broker
 //! (tansu): killed with SIGKILL at random moments, with a PostgreSQL restart
 //! in the middle, it ends with the alarms, counts and dead letters of an
-//! uninterrupted run on SQLite; and once another instance claims its
-//! partitions, it commits nothing more and stops.
+//! uninterrupted run on SQLite; once another instance claims its
+//! partitions, it commits nothing more and stops; and three daemons in one
+//! consumer group (killed, restarted, joined by a fourth, left by one) end
+//! with the alarms of one SQLite run, their state moving with the partitions.
 //!
 //! A throw-away PostgreSQL cluster (`common::pg_cluster`) and a tansu broker
 //! (`common::tansu`) are started here; `scripts/test` installs both.
@@ -20,10 +22,24 @@ use common::tansu::Broker;
 const TOPIC: &str = "audit";
 
 fn write_config(dir: &Path, name: &str, brokers: &str, group: &str, store: &str) -> std::path::PathBuf {
-    let extra = "batch_messages = 200\n\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
-                 \"heartbeat.interval.ms\" = \"1000\"\n";
+    write_config_with(dir, name, brokers, group, store, "")
+}
+
+/// `write_config` with more settings after the Kafka ones (whole sections).
+fn write_config_with(
+    dir: &Path,
+    name: &str,
+    brokers: &str,
+    group: &str,
+    store: &str,
+    more: &str,
+) -> std::path::PathBuf {
+    let extra = format!(
+        "batch_messages = 200\n\n[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+         \"heartbeat.interval.ms\" = \"1000\"\n{more}"
+    );
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, kafka_config(brokers, TOPIC, group, Path::new(store), extra)).expect("writing a config");
+    std::fs::write(&path, kafka_config(brokers, TOPIC, group, Path::new(store), &extra)).expect("writing a config");
     path
 }
 
@@ -189,4 +205,419 @@ fn once_another_instance_claims_its_partitions_the_daemon_commits_nothing_more_a
         cluster.query_texts(&url, "SELECT COALESCE(SUM(count), 0) FROM alarms"),
         alarms_before
     );
+}
+
+/// Rows of the PostgreSQL store's reorder buffer (events held for ordering).
+fn pending(cluster: &Postgres, url: &str) -> i64 {
+    cluster
+        .query_texts(url, "SELECT count(*) FROM pending_events")
+        .first()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Like a supervisor (systemd's `Restart=on-failure`): until `until`,
+/// start again every member that exited by itself (a daemon whose batch is
+/// fenced off exits, and rejoins the group when started again). Returns
+/// how many were started again.
+fn supervise(
+    members: &mut [Option<common::Daemon>],
+    config: &Path,
+    logs: &[std::path::PathBuf],
+    until: Instant,
+) -> usize {
+    let mut restarted = 0;
+    loop {
+        for (index, member) in members.iter_mut().enumerate() {
+            if let Some(status) = member.as_mut().and_then(|child| child.exited()) {
+                eprintln!("member {index} exited by itself ({status}); started again");
+                *member = Some(daemon(config, false, &logs[index]));
+                restarted += 1;
+            }
+        }
+        if Instant::now() >= until {
+            return restarted;
+        }
+        std::thread::sleep(Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+#[test]
+fn three_daemons_in_one_group_killed_joined_and_left_end_with_the_alarms_of_one_sqlite_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Postgres::start();
+    let url = cluster.database("three");
+    let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
+    broker.create_topic(TOPIC, 6);
+    let mut messages = corpus(43, 24_000);
+    let poison: Vec<Message> = poison(65_536).into_iter().map(|(message, _)| message).collect();
+    let poison_count = poison.len();
+    for (index, message) in poison.into_iter().enumerate() {
+        messages.insert(1_000 + index * 3_000, message);
+    }
+    let total = messages.len() as i64;
+    // The stream arrives over about 50 seconds while the group changes:
+    // members killed (SIGKILL) and started again, one joining, one leaving.
+    let producer = {
+        let brokers = broker.address();
+        let messages = messages.clone();
+        std::thread::spawn(move || {
+            for part in messages.chunks(500) {
+                produce(&brokers, TOPIC, part);
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        })
+    };
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+        | 1;
+    eprintln!("seed: {seed}");
+    let mut random = Random(seed);
+    // Events leave the reorder buffer by event time only (the watermark),
+    // not after a wall-clock wait: with the stream arriving over a minute,
+    // a wall-clock release would make the order depend on arrival times.
+    // A member killed while the group re-forms is waited for up to the
+    // rebalance timeout (max.poll.interval.ms, 5 minutes by default).
+    let pipeline = "\"max.poll.interval.ms\" = \"15000\"\n\n[pipeline]\nmax_hold = \"1h\"\n";
+    let config = write_config_with(dir.path(), "member", &broker.address(), "cluster", &url, pipeline);
+    let logs: Vec<std::path::PathBuf> = (0..4)
+        .map(|index| dir.path().join(format!("member-{index}.log")))
+        .collect();
+    let started = Instant::now();
+    let at = |seconds: u64| started + Duration::from_secs(seconds);
+    let mut members: Vec<Option<common::Daemon>> =
+        (0..3).map(|index| Some(daemon(&config, false, &logs[index]))).collect();
+    let alive = |members: &Vec<Option<common::Daemon>>| -> Vec<usize> {
+        (0..members.len()).filter(|index| members[*index].is_some()).collect()
+    };
+    let mut mid_stream = Vec::new();
+    let mut restarts = 0;
+
+    // A kill at a random moment; its supervisor starts it again once the
+    // group has noticed (the session timeout is 6 s).
+    restarts += supervise(&mut members, &config, &logs, at(6 + random.next() % 6));
+    let victim = *alive(&members).get((random.next() % 3) as usize).unwrap();
+    if let Some(mut child) = members[victim].take() {
+        child.kill();
+    }
+    mid_stream.push(progress(&url, "cluster"));
+    eprintln!("member {victim} killed at {} of {total}", progress(&url, "cluster"));
+    restarts += supervise(&mut members, &config, &logs, at(22));
+    members[victim] = Some(daemon(&config, false, &logs[victim]));
+    // A fourth joins.
+    restarts += supervise(&mut members, &config, &logs, at(30));
+    members.push(Some(daemon(&config, false, &logs[3])));
+    // One leaves (SIGTERM: it commits and hands its held events over).
+    restarts += supervise(&mut members, &config, &logs, at(38));
+    let living = alive(&members);
+    let leaving = living[(random.next() % living.len() as u64) as usize];
+    if let Some(mut child) = members[leaving].take() {
+        child.terminate();
+        let status = child.wait_timeout(Duration::from_secs(60));
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "a member leaving on SIGTERM exits cleanly: {status:?}\n{}",
+            tail(&logs[leaving])
+        );
+    }
+    mid_stream.push(progress(&url, "cluster"));
+    eprintln!("member {leaving} left at {} of {total}", progress(&url, "cluster"));
+    // Another kill, and its restart.
+    restarts += supervise(&mut members, &config, &logs, at(44 + random.next() % 4));
+    let living = alive(&members);
+    let victim = living[(random.next() % living.len() as u64) as usize];
+    if let Some(mut child) = members[victim].take() {
+        child.kill();
+    }
+    mid_stream.push(progress(&url, "cluster"));
+    eprintln!("member {victim} killed at {} of {total}", progress(&url, "cluster"));
+    restarts += supervise(&mut members, &config, &logs, at(60));
+    members[victim] = Some(daemon(&config, false, &logs[victim]));
+    producer.join().expect("the producer finished");
+    assert!(
+        mid_stream.iter().all(|done| *done < total),
+        "every change came while the stream was still being read: {mid_stream:?} of {total}"
+    );
+
+    // The group reads everything.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while progress(&url, "cluster") < total && Instant::now() < deadline {
+        restarts += supervise(
+            &mut members,
+            &config,
+            &logs,
+            Instant::now() + Duration::from_millis(200),
+        );
+    }
+    let logs_tail = || {
+        let owners = cluster.query_texts(
+            &url,
+            "SELECT partition || ' gen ' || generation || ' ' || owner FROM kafka_partition_owners ORDER BY partition",
+        );
+        let offsets = cluster.query_texts(
+            &url,
+            "SELECT partition || '@' || next_offset FROM kafka_offsets ORDER BY partition",
+        );
+        format!(
+            "owners {owners:?}\noffsets {offsets:?}\n{}",
+            logs.iter()
+                .map(|log| tail(log))
+                .collect::<Vec<String>>()
+                .join("\n----\n")
+        )
+    };
+    assert_eq!(progress(&url, "cluster"), total, "{}", logs_tail());
+    // Let the group settle (the last restart's rebalance, the killed
+    // member's session expiring): tansu 0.6 can leave a group that loses
+    // members in the middle of re-forming without a rebalance that ends.
+    restarts += supervise(&mut members, &config, &logs, Instant::now() + Duration::from_secs(10));
+    eprintln!("members that exited by themselves (fenced) and were started again: {restarts}");
+    // All stop together, handing over the events they hold for ordering.
+    for child in members.iter().flatten() {
+        child.terminate();
+    }
+    for (index, member) in members.iter_mut().enumerate() {
+        if let Some(child) = member.as_mut() {
+            let status = child.wait_timeout(Duration::from_secs(60));
+            assert!(
+                status.is_some_and(|status| status.success()),
+                "member {index} stops cleanly: {status:?}\n{}",
+                tail(&logs[index])
+            );
+        }
+    }
+    assert!(pending(&cluster, &url) > 0, "the members handed held events over");
+    // The input has ended: one more member takes every partition with its
+    // state and held events, finds nothing new, and releases them.
+    // tansu 0.6 sometimes leaves a lone member joining a group that just
+    // emptied without an assignment; another member joining gets the
+    // group formed. So a second `--once` member is started when the first
+    // has had nothing for 45 s; they share the partitions, and each
+    // releases what it holds at its end.
+    let final_logs: Vec<std::path::PathBuf> = (0..3)
+        .map(|index| dir.path().join(format!("member-last-{index}.log")))
+        .collect();
+    let mut finals = vec![daemon(&config, true, &final_logs[0])];
+    let mut last_start = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut statuses;
+    loop {
+        statuses = finals.iter_mut().map(|child| child.exited()).collect::<Vec<_>>();
+        if statuses.iter().all(Option::is_some) || Instant::now() > deadline {
+            break;
+        }
+        if last_start.elapsed() > Duration::from_secs(45) && finals.len() < final_logs.len() {
+            eprintln!("the final member has no partitions after 45 s; another joins");
+            finals.push(daemon(&config, true, &final_logs[finals.len()]));
+            last_start = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let final_tail = || {
+        final_logs
+            .iter()
+            .map(|log| tail(log))
+            .collect::<Vec<String>>()
+            .join("\n----\n")
+    };
+    assert!(
+        statuses
+            .iter()
+            .all(|status| status.is_some_and(|status| status.success())),
+        "the final members end cleanly: {statuses:?}\n{}",
+        final_tail()
+    );
+    assert_eq!(pending(&cluster, &url), 0, "events still held\n{}", final_tail());
+    // State went with the partitions: every member loaded some, and
+    // partitions changed hands with state in them.
+    let mut moved_with_state = 0;
+    for (index, log) in logs.iter().enumerate() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            text.contains("engine state of the assigned partitions loaded"),
+            "member {index} never took partitions\n{}",
+            tail(log)
+        );
+        moved_with_state += text
+            .lines()
+            .filter(|line| line.contains("partitions loaded") && !line.contains("state_entries=0 "))
+            .count();
+    }
+    assert!(moved_with_state > 0, "no partition came with state\n{}", logs_tail());
+
+    // The same records replayed from a file into SQLite by one process.
+    // (Not one daemon on the topic: reading six partitions unevenly, one
+    // daemon's single state expires windows by the furthest partition's
+    // event time; each partition's own state does not.)
+    let corpus_file = dir.path().join("reference.jsonl");
+    write_jsonl(&corpus_file, &messages);
+    let reference_db = dir.path().join("reference.db");
+    let output = Trailwarden::new()
+        .config(&config)
+        .command(&["replay", "--format", "jsonl", "--db"])
+        .arg(&reference_db)
+        .arg(&corpus_file)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("replay");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(match_total(&reference_db) > 100, "the stream plants attacks");
+
+    let copy = copy_to_sqlite(&url, dir.path(), "three-copy");
+    let expected = alarm_fingerprint(&reference_db);
+    let got = alarm_fingerprint(&copy);
+    let missing: Vec<&String> = expected.iter().filter(|row| !got.contains(row)).take(5).collect();
+    let extra: Vec<&String> = got.iter().filter(|row| !expected.contains(row)).take(5).collect();
+    assert!(
+        expected == got,
+        "seed {seed}: the cluster's alarms differ from one SQLite run\nmissing: {missing:#?}\nextra: {extra:#?}"
+    );
+    assert_eq!(match_total(&copy), match_total(&reference_db));
+    assert_eq!(
+        kafka_dead_letters(&copy).len(),
+        poison_count,
+        "each poison message once"
+    );
+    let verify = Trailwarden::new().stdout(&["store", "verify", "--db", copy.to_str().unwrap()]);
+    assert!(verify.starts_with("chain ok"), "{verify}");
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second.max(1.0)
+}
+
+/// CPU seconds of the PostgreSQL server's processes (the postmaster's children included).
+fn server_cpu_seconds(postmaster: u32) -> f64 {
+    let mut total = cpu_seconds(postmaster);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|field| field.parse::<u32>().ok());
+        if parent == Some(postmaster) {
+            total += cpu_seconds(pid);
+        }
+    }
+    total
+}
+
+/// Benchmark, not a test (`--ignored`): 1, 2 and 3 daemons
+/// (`TW_BENCH_INSTANCES`, default "1,2,3") in one consumer group draining
+/// `TW_BENCH_EVENTS` (200 000) generated events from 6 partitions of a tansu
+/// broker into one PostgreSQL store. Messages are keyed by account and
+/// access key, so the generator's nine accounts spread over the partitions
+/// (real organisations have many more accounts than partitions). Prints
+/// events/s from the first stored batch to the last, and the CPU seconds of
+/// the daemons and of PostgreSQL.
+#[test]
+#[ignore]
+fn instances() {
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let events: usize = env("TW_BENCH_EVENTS", "200000").parse().expect("TW_BENCH_EVENTS");
+    let counts: Vec<usize> = env("TW_BENCH_INSTANCES", "1,2,3")
+        .split(',')
+        .map(|count| count.trim().parse().expect("TW_BENCH_INSTANCES"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start("memory://tansu/", &dir.path().join("tansu.log"));
+    broker.create_topic(TOPIC, 6);
+    let options = trailwarden::synth::SynthOptions {
+        events,
+        distinct_keys: 2000,
+        distinct_ips: 3000,
+        ..trailwarden::synth::SynthOptions::default()
+    };
+    let messages: Vec<Message> = trailwarden::synth::generate(options)
+        .map(|record| {
+            let key = record
+                .record
+                .pointer("/userIdentity/accessKeyId")
+                .or_else(|| record.record.pointer("/user/access_key_id"))
+                .or_else(|| record.record.pointer("/accessKeyId"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            Message {
+                key: format!("{}/{key}", account_of(&record.record)),
+                payload: serde_json::to_vec(&record.record).expect("serializes"),
+            }
+        })
+        .collect();
+    produce_with(&broker.address(), TOPIC, &messages, 1000);
+    let cluster = Postgres::start();
+    let postmaster: u32 = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next().and_then(|line| line.trim().parse().ok()))
+        .unwrap_or(0);
+    let total = events as i64;
+    for count in counts {
+        let group = format!("bench-{count}");
+        let url = cluster.database(&group);
+        let more = format!("\"fetch.wait.max.ms\" = \"5\"\n{}", env("TW_BENCH_PROPERTIES", ""));
+        let config = write_config_with(dir.path(), &group, &broker.address(), &group, &url, &more);
+        std::fs::write(
+            &config,
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("batch_messages = 200", "batch_messages = 2000"),
+        )
+        .unwrap();
+        let server_before = server_cpu_seconds(postmaster);
+        let mut members: Vec<common::Daemon> = (0..count)
+            .map(|index| daemon(&config, false, &dir.path().join(format!("{group}-{index}.log"))))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut first: Option<(Instant, i64)> = None;
+        loop {
+            let done = progress(&url, &group);
+            if first.is_none() && done > 0 {
+                first = Some((Instant::now(), done));
+            }
+            if done >= total || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ended = Instant::now();
+        let daemons_cpu: f64 = members.iter().map(|member| cpu_seconds(member.id())).sum();
+        let server_cpu = server_cpu_seconds(postmaster) - server_before;
+        for member in &members {
+            member.terminate();
+        }
+        for member in &mut members {
+            member.wait_timeout(Duration::from_secs(60));
+        }
+        assert_eq!(
+            progress(&url, &group),
+            total,
+            "{count} instances did not read everything"
+        );
+        let (started, at_start) = first.expect("some progress");
+        let seconds = ended.duration_since(started).as_secs_f64();
+        let rate = (total - at_start) as f64 / seconds;
+        eprintln!(
+            "{count} instance(s): {rate:.0} events/s ({seconds:.2} s from the first stored batch); \
+             daemons {daemons_cpu:.1} CPU-s, PostgreSQL {server_cpu:.1} CPU-s: {:.0} events per CPU-second of both",
+            total as f64 / (daemons_cpu + server_cpu).max(0.001)
+        );
+    }
 }

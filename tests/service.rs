@@ -156,6 +156,31 @@ fn the_packaged_and_container_configurations_load_with_the_compose_overrides() {
         PathBuf::from("/var/lib/trailwarden/trailwarden.db")
     );
     assert_eq!(container.api.bind.to_string(), "0.0.0.0:8080");
+    // The three-member cluster: every member reads the group from Kafka into
+    // the shared PostgreSQL store, with the image's configuration.
+    let cluster: serde_json::Value = serde_saphyr::from_str(&read("packaging/compose/cluster.yaml")).unwrap();
+    for member in ["tw-1", "tw-2", "tw-3"] {
+        let variables: Vec<(String, String)> = cluster["services"][member]["environment"]
+            .as_object()
+            .unwrap_or_else(|| panic!("services.{member}.environment"))
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let settings = Settings::from_sources(
+            "packaging/container/trailwarden.toml",
+            &read("packaging/container/trailwarden.toml"),
+            &variables,
+        )
+        .unwrap_or_else(|error| panic!("{member}: {error}"));
+        assert_eq!(settings.source, SourceKind::Kafka, "{member}");
+        assert_eq!(settings.kafka.group_id, "trailwarden", "{member}");
+        assert!(
+            settings.store.path.to_string_lossy().starts_with("postgres://"),
+            "{member}: {:?}",
+            settings.store.path
+        );
+        assert_eq!(cluster["services"][member]["restart"], "on-failure", "{member}");
+    }
     // What the Dockerfile copies is in the repository and let through by .dockerignore.
     let dockerfile = read("Dockerfile");
     let ignore = read(".dockerignore");

@@ -227,13 +227,12 @@ impl Daemon {
         // A shared (PostgreSQL) store: partitions are claimed on assignment,
         // and the offsets read through the claims' own connection.
         let claims = store.partition_claims();
-        let pipeline = Pipeline::start(
-            rules.clone(),
-            store,
-            pipeline_options(settings, true),
-            Box::new(LogSink),
-            hooks,
-        );
+        let mut options = pipeline_options(settings, true);
+        // A daemon of a cluster that stops hands its partitions' held events
+        // over (they are in the store) instead of releasing them early;
+        // `--once` ends its input, so it releases them.
+        options.hand_over_at_close = claims.is_some() && !once;
+        let pipeline = Pipeline::start(rules.clone(), store, options, Box::new(LogSink), hooks);
         let reader = match claims {
             Some(mut claims) => {
                 Ok(

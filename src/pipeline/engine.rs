@@ -411,7 +411,7 @@ pub(super) fn engine_stage(
             while let Some((held, _)) = buffer.pop_ready(Instant::now()) {
                 evaluator.release(held);
             }
-            if closed {
+            if closed && !options.hand_over_at_close {
                 for held in buffer.drain_all() {
                     evaluator.release(held);
                 }

@@ -95,6 +95,10 @@ pub struct PipelineOptions {
     /// Daemon: events waiting in the reorder buffer are written with each
     /// transaction, so a restart resumes them. Replay: not needed.
     pub persist_pending: bool,
+    /// A daemon on a shared store that stops leaves the events it holds
+    /// for reordering persisted, for its partitions' next owner, instead of
+    /// releasing them at once.
+    pub hand_over_at_close: bool,
     /// Replay: a transaction waits for `batch_events` events (or the end of
     /// input) instead of committing whatever has arrived.
     pub fill_transactions: bool,
@@ -129,6 +133,7 @@ impl Default for PipelineOptions {
             allowed_lateness: Duration::from_secs(300),
             max_hold: None,
             persist_pending: true,
+            hand_over_at_close: false,
             fill_transactions: false,
             max_buffered_events: 100_000,
             max_buffered_bytes: 256 << 20,
