@@ -154,7 +154,12 @@ pub fn allowlist_add(
             now,
         )?;
         if let Some(router) = router {
-            router.policy_changed(transaction, &policy_notice(&policy, "added", actor, now))?;
+            router
+                .policy_changed(
+                    &mut crate::db::SqliteDb(transaction),
+                    &policy_notice(&policy, "added", actor, now),
+                )
+                .map_err(rusqlite::Error::from)?;
         }
         Ok(policy)
     })?;
@@ -267,7 +272,12 @@ pub fn allowlist_remove(store: &mut Store, id: i64, actor: &Actor) -> Result<Pol
     store.change(|transaction, router| -> Result<Policy, AppError> {
         let policy = allowlist::remove(transaction, id, actor, now)?;
         if let Some(router) = router {
-            router.policy_changed(transaction, &policy_notice(&policy, "removed", actor, now))?;
+            router
+                .policy_changed(
+                    &mut crate::db::SqliteDb(transaction),
+                    &policy_notice(&policy, "removed", actor, now),
+                )
+                .map_err(rusqlite::Error::from)?;
         }
         Ok(policy)
     })
@@ -294,7 +304,12 @@ pub fn allowlist_set_expiry(
     let policy = store.change(|transaction, router| -> Result<Policy, AppError> {
         let policy = allowlist::set_expiry(transaction, id, expires_at, actor, now)?;
         if let Some(router) = router {
-            router.policy_changed(transaction, &policy_notice(&policy, "changed", actor, now))?;
+            router
+                .policy_changed(
+                    &mut crate::db::SqliteDb(transaction),
+                    &policy_notice(&policy, "changed", actor, now),
+                )
+                .map_err(rusqlite::Error::from)?;
         }
         Ok(policy)
     })?;
@@ -492,7 +507,7 @@ pub use crate::notify::outbox::{DeliveryFilter, DeliveryRow, STATUSES as DELIVER
 
 /// Notification deliveries, newest first.
 pub fn list_deliveries(store: &Store, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, AppError> {
-    Ok(crate::notify::outbox::list(store.connection()?, filter)?)
+    Ok(store.with_db(|db| crate::notify::outbox::list(db, filter))?)
 }
 
 /// What became of one delivery a resend asked for.
@@ -511,13 +526,15 @@ pub type Resend = (Vec<i64>, Vec<(i64, Resent)>);
 /// Queue failed deliveries again (the ids given, and with `all_failed`
 /// every failed one). Returns what became of each id given.
 pub fn resend_deliveries(store: &mut Store, ids: &[i64], all_failed: bool) -> Result<Resend, AppError> {
-    let requeued = crate::notify::outbox::resend(store.connection_mut()?, ids, all_failed)?;
+    let requeued = store.transact(Some(crate::notify::outbox::OUTBOX_LOCK), |db| {
+        Ok(crate::notify::outbox::resend(db, ids, all_failed)?)
+    })?;
     let mut outcomes = Vec::with_capacity(ids.len());
     for &id in ids {
         let outcome = if requeued.contains(&id) {
             Resent::Queued
         } else {
-            match crate::notify::outbox::status_of(store.connection()?, id)? {
+            match store.with_db(|db| crate::notify::outbox::status_of(db, id))? {
                 Some(status) => Resent::NotFailed(status),
                 None => Resent::Missing,
             }

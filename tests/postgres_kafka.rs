@@ -18,6 +18,7 @@ use common::Trailwarden;
 use common::kafka::*;
 use common::pg_cluster::{Postgres, kafka_progress as progress};
 use common::tansu::Broker;
+use common::webhook::Receiver;
 
 const TOPIC: &str = "audit";
 
@@ -280,8 +281,20 @@ fn three_daemons_in_one_group_killed_joined_and_left_end_with_the_alarms_of_one_
     // a wall-clock release would make the order depend on arrival times.
     // A member killed while the group re-forms is waited for up to the
     // rebalance timeout (max.poll.interval.ms, 5 minutes by default).
-    let pipeline = "\"max.poll.interval.ms\" = \"15000\"\n\n[pipeline]\nmax_hold = \"1h\"\n";
-    let config = write_config_with(dir.path(), "member", &broker.address(), "cluster", &url, pipeline);
+    // Every medium-or-higher alarm opened is sent to a webhook: the members
+    // share the outbox and each delivery goes out from one of them. A
+    // member killed while sending leaves its claimed deliveries to the
+    // others after the lease (5 s here).
+    let hook = Receiver::start(0);
+    let more = format!(
+        "\"max.poll.interval.ms\" = \"15000\"\n\n[pipeline]\nmax_hold = \"1h\"\n\n\
+         [notify]\npoll_interval = \"200ms\"\nbackoff_initial = \"200ms\"\nbackoff_max = \"1s\"\n\
+         timeout = \"2s\"\nclaim_lease = \"5s\"\n\n[[notify.topics]]\nname = \"medium\"\n\
+         min_level = \"medium\"\non = [\"opened\"]\n\n[[notify.topics.subscriptions]]\nname = \"hook\"\n\
+         webhook = \"{}\"\n",
+        hook.url("/hook")
+    );
+    let config = write_config_with(dir.path(), "member", &broker.address(), "cluster", &url, &more);
     let logs: Vec<std::path::PathBuf> = (0..4)
         .map(|index| dir.path().join(format!("member-{index}.log")))
         .collect();
@@ -430,6 +443,20 @@ fn three_daemons_in_one_group_killed_joined_and_left_end_with_the_alarms_of_one_
         final_tail()
     );
     assert_eq!(pending(&cluster, &url), 0, "events still held\n{}", final_tail());
+    // Every notification was delivered (a killed member's claims went to
+    // another member after their lease).
+    let undelivered = || {
+        cluster.query_texts(
+            &url,
+            "SELECT status || ' ' || count(*) FROM notify_deliveries WHERE status <> 'delivered' GROUP BY status",
+        )
+    };
+    assert!(
+        undelivered().is_empty(),
+        "deliveries not delivered: {:?}\n{}",
+        undelivered(),
+        final_tail()
+    );
     // State went with the partitions: every member loaded some, and
     // partitions changed hands with state in them.
     let mut moved_with_state = 0;
@@ -482,6 +509,104 @@ fn three_daemons_in_one_group_killed_joined_and_left_end_with_the_alarms_of_one_
     );
     let verify = Trailwarden::new().stdout(&["store", "verify", "--db", copy.to_str().unwrap()]);
     assert!(verify.starts_with("chain ok"), "{verify}");
+
+    // One notification per medium-or-higher alarm of the SQLite run (a
+    // replay queues none: it is a backtest), queued once, each delivery
+    // received by the webhook. A delivery a killed member sent but could not
+    // record is sent again with its delivery id (at least once; receivers
+    // tell repeats by the id).
+    let expected = medium_alarms(&reference_db);
+    assert!(!expected.is_empty(), "the stream opens medium alarms");
+    assert_eq!(
+        notifications(&copy),
+        expected,
+        "one notification per medium-or-higher alarm"
+    );
+    let delivered: std::collections::BTreeSet<String> = delivery_ids(&copy).into_iter().collect();
+    let mut received: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for request in hook.on("/hook") {
+        *received
+            .entry(request.header("X-Trailwarden-Delivery").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        received.keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+        delivered,
+        "the webhook got every delivery"
+    );
+    let repeats: usize = received.values().map(|count| count - 1).sum();
+    eprintln!("{} deliveries, {repeats} sent again after a kill", delivered.len());
+    assert!(
+        repeats <= 2 * 200,
+        "repeats come only from the deliveries the two killed members had claimed: {repeats}"
+    );
+}
+
+/// The notifications a store queued: rule and group key of each alarm, sorted.
+fn notifications(db: &Path) -> Vec<String> {
+    texts(
+        db,
+        "SELECT a.rule_id || ' [' || a.group_key || '] ' || m.kind FROM notify_messages m \
+         JOIN alarms a ON a.id = m.alarm_id",
+    )
+}
+
+/// What `notifications` would list for a store's medium-or-higher alarms:
+/// those of rules with a fixed level (a rule with `escalate:` opens its
+/// alarm lower and raises it with its count, which is an escalation).
+fn medium_alarms(db: &Path) -> Vec<String> {
+    let mut escalating: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(common::rules_dir())
+        .expect("the rules directory")
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let mut rule: Option<&str> = None;
+        for line in text.lines() {
+            if let Some(id) = line.trim_start().strip_prefix("- id: ") {
+                rule = Some(id.trim());
+            } else if line.trim_start().starts_with("escalate:")
+                && let Some(id) = rule
+            {
+                escalating.push(format!("'{id}'"));
+            }
+        }
+    }
+    assert!(!escalating.is_empty(), "the pack has a rule that escalates");
+    texts(
+        db,
+        &format!(
+            "SELECT rule_id || ' [' || group_key || '] opened' FROM alarms \
+             WHERE level IN ('medium', 'high') AND rule_id NOT IN ({})",
+            escalating.join(", ")
+        ),
+    )
+}
+
+/// The first column of every row of `sql`, sorted.
+fn texts(db: &Path, sql: &str) -> Vec<String> {
+    let connection = rusqlite::Connection::open(db).expect("opening the store");
+    let mut rows: Vec<String> = connection
+        .prepare(sql)
+        .expect("the query")
+        .query_map([], |row| row.get(0))
+        .expect("reading rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    rows.sort();
+    rows
+}
+
+/// The delivery ids a store recorded as delivered.
+fn delivery_ids(db: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(db).expect("opening the store");
+    connection
+        .prepare("SELECT delivery_id FROM notify_deliveries WHERE status = 'delivered'")
+        .expect("the delivery query")
+        .query_map([], |row| row.get(0))
+        .expect("reading deliveries")
+        .collect::<Result<_, _>>()
+        .expect("delivery rows")
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -521,7 +646,8 @@ fn server_cpu_seconds(postmaster: u32) -> f64 {
 }
 
 /// Benchmark, not a test (`--ignored`): 1, 2 and 3 daemons
-/// (`TW_BENCH_INSTANCES`, default "1,2,3") in one consumer group draining
+/// (`TW_BENCH_INSTANCES`, default "1,2,3"; "1,2,3,1,2,3,1,2,3" for three
+/// alternating rounds) in one consumer group draining
 /// `TW_BENCH_EVENTS` (200 000) generated events from 6 partitions of a tansu
 /// broker into one PostgreSQL store. Messages are keyed by account and
 /// access key, so the generator's nine accounts spread over the partitions
@@ -569,8 +695,9 @@ fn instances() {
         .and_then(|text| text.lines().next().and_then(|line| line.trim().parse().ok()))
         .unwrap_or(0);
     let total = events as i64;
-    for count in counts {
-        let group = format!("bench-{count}");
+    // A count may repeat ("1,2,3,1,2,3"): each run has its own group and database.
+    for (run, count) in counts.into_iter().enumerate() {
+        let group = format!("bench-{run}-{count}");
         let url = cluster.database(&group);
         let more = format!("\"fetch.wait.max.ms\" = \"5\"\n{}", env("TW_BENCH_PROPERTIES", ""));
         let config = write_config_with(dir.path(), &group, &broker.address(), &group, &url, &more);

@@ -12,6 +12,7 @@ mod common;
 use std::sync::Arc;
 
 use common::pg_cluster::Postgres;
+use common::webhook::Receiver;
 use common::*;
 use serde_json::{Value, json};
 use trailwarden::alarm::chain::LinkKind;
@@ -465,8 +466,9 @@ fn a_sqlite_store_moves_to_postgresql_and_back_with_every_row_and_a_chain_that_v
 
 const ADMIN_TOKEN: &str = "tw_test_admin_token_0123456789abcdef0123456789a";
 
-/// A daemon on the PostgreSQL store at `url` with its API; `(daemon, base URL)`.
-fn daemon_with_api(url: &str) -> (Sandbox, Daemon, Http) {
+/// A daemon on the PostgreSQL store at `url` with its API and `more`
+/// configuration; `(daemon, base URL)`.
+fn daemon_with_api(url: &str, more: &str) -> (Sandbox, Daemon, Http) {
     let sandbox = Sandbox::new();
     let watch = sandbox.path("watch");
     std::fs::create_dir_all(&watch).unwrap();
@@ -477,7 +479,7 @@ fn daemon_with_api(url: &str) -> (Sandbox, Daemon, Http) {
             .files(&[&watch])
             .set("source.files", "poll_interval", "100ms")
             .append(&format!(
-                "\n[[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{token}\"\n"
+                "\n[[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{token}\"\n{more}"
             )),
     );
     let daemon = sandbox.start(&["run"], Log::Collect);
@@ -501,8 +503,15 @@ fn two_daemons_on_one_postgresql_store_serve_the_same_alarms_and_see_each_others
     let cluster = Postgres::start();
     let url = cluster.database("view");
     Trailwarden::new().ok(&["replay", "--format", "jsonl", "--db", &url, "examples"]);
-    let (_a_box, _a, a) = daemon_with_api(&url);
-    let (_b_box, _b, b) = daemon_with_api(&url);
+    // Both send status notifications to one webhook from the shared outbox.
+    let hook = Receiver::start(0);
+    let notify = format!(
+        "\n[notify]\npoll_interval = \"50ms\"\n\n[[notify.topics]]\nname = \"triage\"\nmin_level = \"info\"\non = [\"status\"]\n\n\
+         [[notify.topics.subscriptions]]\nname = \"hook\"\nwebhook = \"{}\"\n",
+        hook.url("/hook")
+    );
+    let (_a_box, a_daemon, a) = daemon_with_api(&url, &notify);
+    let (_b_box, b_daemon, b) = daemon_with_api(&url, &notify);
     let list = |http: &Http| -> Value {
         let reply = http
             .get("/api/v1/alarms?status=unprocessed", Some(ADMIN_TOKEN))
@@ -540,6 +549,60 @@ fn two_daemons_on_one_postgresql_store_serve_the_same_alarms_and_see_each_others
     assert_eq!(shown["status"], "processed", "{shown}");
     assert_eq!(shown["history"][0]["reason"], "handled in the ticket", "{shown}");
     assert!(!ids(&list(&b)).contains(&id));
+    // More changes, through both: each is notified once, by one of the two
+    // daemons whose workers poll the same outbox.
+    for (index, other) in from_a.iter().skip(1).take(8).enumerate() {
+        let through = if index % 2 == 0 { &a } else { &b };
+        let body = json!({"status": "ignored", "reason": format!("noise {index}")}).to_string();
+        let reply = through
+            .request(
+                "POST",
+                &format!("/api/v1/alarms/{other}/status"),
+                Some(ADMIN_TOKEN),
+                Some(("application/json", body.as_bytes())),
+            )
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let changes = 1 + (from_a.len() - 1).min(8);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while hook.on("/hook").len() < changes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {changes} status notifications\n{}\n{}\n----\n{}",
+            hook.on("/hook").len(),
+            b.get("/api/v1/notifications/deliveries", Some(ADMIN_TOKEN))
+                .unwrap()
+                .body,
+            a_daemon.stderr(),
+            b_daemon.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let received: Vec<String> = hook
+        .on("/hook")
+        .iter()
+        .map(|request| request.header("X-Trailwarden-Delivery").to_string())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = received.iter().collect();
+    assert_eq!(
+        received.len(),
+        changes,
+        "one delivery per change, cluster-wide: {received:?}"
+    );
+    assert_eq!(distinct.len(), changes, "each delivery once: {received:?}");
+    // The API lists them as delivered, from either daemon.
+    let deliveries = b
+        .get("/api/v1/notifications/deliveries?status=delivered", Some(ADMIN_TOKEN))
+        .unwrap();
+    assert_eq!(deliveries.status, 200, "{}", deliveries.body);
+    assert_eq!(
+        deliveries.json().as_array().map(Vec::len),
+        Some(changes),
+        "{}",
+        deliveries.body
+    );
     // What is not kept on PostgreSQL yet says so (501), it does not fail blind.
     let reply = b.get("/api/v1/allowlist", Some(ADMIN_TOKEN)).unwrap();
     assert_eq!(reply.status, 501, "{}", reply.body);

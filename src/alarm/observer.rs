@@ -7,7 +7,7 @@
 //! observer writes (the notification outbox) commits or rolls back with the
 //! change. The store knows only this trait; `notify::Router` implements it.
 
-use rusqlite::Connection;
+use crate::db::{Db, DbResult};
 
 use super::workflow::Transition;
 use crate::rules::Level;
@@ -23,47 +23,33 @@ pub struct AlarmFacts<'a> {
     pub account_name: Option<&'a str>,
 }
 
-/// Told of alarm changes inside the store's write transaction (`connection`).
+/// Told of alarm changes inside the store's write transaction (`db`).
 /// Each call returns how many messages it queued.
 pub trait AlarmObserver: Send + Sync + std::fmt::Debug {
     /// A new alarm.
-    fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize>;
+    fn opened(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>) -> DbResult<usize>;
 
     /// New matches on an open alarm: its level may have risen, its count did.
     fn updated(
         &self,
-        connection: &Connection,
+        db: &mut dyn Db,
         facts: &AlarmFacts<'_>,
         old_level: Option<Level>,
         old_count: u64,
         new_count: u64,
-    ) -> rusqlite::Result<usize>;
+    ) -> DbResult<usize>;
 
     /// An operator changed the alarm's status.
-    fn status_changed(
-        &self,
-        connection: &Connection,
-        facts: &AlarmFacts<'_>,
-        transition: &Transition,
-    ) -> rusqlite::Result<usize>;
+    fn status_changed(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>, transition: &Transition) -> DbResult<usize>;
 
     /// An allowlist policy was added or removed (`detail` describes it, keys masked).
-    fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize>;
+    fn policy_changed(&self, db: &mut dyn Db, detail: &serde_json::Value) -> DbResult<usize>;
 
     /// Protected configuration changed (policies, remarks, assets, the rule
     /// set): the change-log entries one operation recorded, oldest first.
-    fn config_changed(
-        &self,
-        connection: &Connection,
-        changes: &[crate::alarm::changes::Change],
-    ) -> rusqlite::Result<usize>;
+    fn config_changed(&self, db: &mut dyn Db, changes: &[crate::alarm::changes::Change]) -> DbResult<usize>;
 
     /// The matches a batch added to an alarm, one output text each (keys
     /// masked), for topics that want each operation.
-    fn operations(
-        &self,
-        connection: &Connection,
-        facts: &AlarmFacts<'_>,
-        outputs: &[String],
-    ) -> rusqlite::Result<usize>;
+    fn operations(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>, outputs: &[String]) -> DbResult<usize>;
 }

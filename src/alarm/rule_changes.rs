@@ -73,7 +73,10 @@ pub fn record(
     let at = crate::time::timestamp(chrono::Utc::now());
     let id = changes::record(&transaction, actor, Subject::Rules, 0, action, &detail, &at)?;
     if let Some(observer) = observer {
-        observer.config_changed(&transaction, &changes::since(&transaction, id - 1)?)?;
+        observer.config_changed(
+            &mut crate::db::SqliteDb(&transaction),
+            &changes::since(&transaction, id - 1)?,
+        )?;
     }
     transaction.commit()?;
     Ok(Some(id))

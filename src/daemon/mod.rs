@@ -284,13 +284,6 @@ impl Daemon {
         if !settings.notify.active() {
             return Ok(None);
         }
-        if crate::db::StoreLocation::from_path(&self.store_path).is_postgres() {
-            return Err(AppError::Usage(
-                "notifications (`[notify]` topics) need a SQLite store for now: their outbox is not kept on \
-                 PostgreSQL yet (docs/postgresql.md)"
-                    .into(),
-            ));
-        }
         let subscriptions: usize = settings
             .notify
             .topics

@@ -23,6 +23,7 @@ pub struct RawNotify {
     backoff_max: Option<String>,
     timeout: Option<String>,
     drain_timeout: Option<String>,
+    claim_lease: Option<String>,
     templates_dir: Option<String>,
     smtp: Option<RawSmtp>,
     #[serde(default)]
@@ -90,6 +91,10 @@ pub struct NotifySettings {
     pub timeout: Duration,
     /// How long a stopping daemon keeps sending what is due.
     pub drain_timeout: Duration,
+    /// On a PostgreSQL store, how long the daemon that claimed a delivery
+    /// holds it: when it dies while sending, another daemon sends it again
+    /// after this (same delivery id).
+    pub claim_lease: Duration,
     /// Operator overrides of the email templates (`email.subject`, `email.txt`, `email.html`,
     /// `digest.subject`, `digest.txt`, `digest.html`).
     pub templates_dir: Option<PathBuf>,
@@ -108,6 +113,7 @@ impl Default for NotifySettings {
             backoff_max: Duration::from_secs(600),
             timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            claim_lease: Duration::from_secs(120),
             templates_dir: None,
             smtp: None,
             topics: Vec::new(),
@@ -348,6 +354,7 @@ pub fn validate(raw: RawNotify, duration: &DurationParser<'_>) -> Result<NotifyS
         backoff_max: duration("notify.backoff_max", raw.backoff_max, "10m")?,
         timeout,
         drain_timeout: duration("notify.drain_timeout", raw.drain_timeout, "10s")?,
+        claim_lease: duration("notify.claim_lease", raw.claim_lease, "2m")?,
         templates_dir: raw
             .templates_dir
             .map(|dir| dir.trim().to_string())
@@ -358,6 +365,13 @@ pub fn validate(raw: RawNotify, duration: &DurationParser<'_>) -> Result<NotifyS
     };
     if settings.poll_interval.is_zero() || settings.backoff_initial.is_zero() {
         return Err("`notify.poll_interval` and `notify.backoff_initial` must be more than 0".into());
+    }
+    if settings.claim_lease < settings.timeout {
+        return Err(format!(
+            "`notify.claim_lease` ({:?}) must be at least `notify.timeout` ({:?}): a delivery still being sent \
+             would be claimed again",
+            settings.claim_lease, settings.timeout
+        ));
     }
     if settings.backoff_max < settings.backoff_initial {
         return Err("`notify.backoff_max` must be at least `notify.backoff_initial`".into());

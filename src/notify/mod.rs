@@ -18,7 +18,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::db::{Db, DbResult};
 use serde_json::json;
 
 pub use config::{NoticeKind, NotifySettings, SmtpSecurity, Subscription, Target, TopicSettings, WebhookFormat};
@@ -60,13 +60,13 @@ impl Router {
     }
 
     /// A new alarm: queue it for every topic that wants new alarms.
-    pub fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize> {
+    pub fn opened(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>) -> DbResult<usize> {
         let mut queued = 0;
         for topic in self
             .matching(facts)
             .filter(|topic| topic.on_opened && !topic.on_operation)
         {
-            outbox::enqueue(connection, topic, Some(facts.alarm_id), NoticeKind::Opened, &json!({}))?;
+            outbox::enqueue(db, topic, Some(facts.alarm_id), NoticeKind::Opened, &json!({}))?;
             queued += 1;
         }
         Ok(queued)
@@ -76,12 +76,12 @@ impl Router {
     /// or the count crossed one of the topic's marks.
     pub fn updated(
         &self,
-        connection: &Connection,
+        db: &mut dyn Db,
         facts: &AlarmFacts<'_>,
         old_level: Option<Level>,
         old_count: u64,
         new_count: u64,
-    ) -> rusqlite::Result<usize> {
+    ) -> DbResult<usize> {
         let mut queued = 0;
         for topic in self
             .matching(facts)
@@ -98,7 +98,7 @@ impl Router {
             };
             if let Some(reason) = reason {
                 outbox::enqueue(
-                    connection,
+                    db,
                     topic,
                     Some(facts.alarm_id),
                     NoticeKind::Escalated,
@@ -113,16 +113,10 @@ impl Router {
     /// An allowlist policy was added or removed: queue it for every topic
     /// that lists `policy` in `on` (whatever its alarm filters: a policy can
     /// silence any alarm). `detail` is the change (`notify::render::PolicyNotice`).
-    pub fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize> {
+    pub fn policy_changed(&self, db: &mut dyn Db, detail: &serde_json::Value) -> DbResult<usize> {
         let mut queued = 0;
         for topic in self.settings.topics.iter().filter(|topic| topic.on_policy) {
-            outbox::enqueue(
-                connection,
-                topic,
-                None,
-                NoticeKind::Policy,
-                &json!({ "policy": detail }),
-            )?;
+            outbox::enqueue(db, topic, None, NoticeKind::Policy, &json!({ "policy": detail }))?;
             queued += 1;
         }
         Ok(queued)
@@ -132,7 +126,7 @@ impl Router {
     /// change-log entries, at most `CONFIG_LISTED` listed) for every topic
     /// with `config` in `on`, whatever its alarm filters. A policy change
     /// goes to a topic that lists `policy` as a `policy` message instead.
-    pub fn config_changed(&self, connection: &Connection, changes: &[Change]) -> rusqlite::Result<usize> {
+    pub fn config_changed(&self, db: &mut dyn Db, changes: &[Change]) -> DbResult<usize> {
         let Some(first) = changes.first() else {
             return Ok(0);
         };
@@ -145,7 +139,7 @@ impl Router {
             .iter()
             .filter(|topic| topic.on_config && !(only_policies && topic.on_policy))
         {
-            outbox::enqueue(connection, topic, None, NoticeKind::Config, &detail)?;
+            outbox::enqueue(db, topic, None, NoticeKind::Config, &detail)?;
             queued += 1;
         }
         Ok(queued)
@@ -153,17 +147,12 @@ impl Router {
 
     /// Each match a batch added to an alarm, for topics that want every
     /// operation: one message each, rate limited and digested like others.
-    pub fn operations(
-        &self,
-        connection: &Connection,
-        facts: &AlarmFacts<'_>,
-        outputs: &[String],
-    ) -> rusqlite::Result<usize> {
+    pub fn operations(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>, outputs: &[String]) -> DbResult<usize> {
         let mut queued = 0;
         for topic in self.matching(facts).filter(|topic| topic.on_operation) {
             for output in outputs {
                 outbox::enqueue(
-                    connection,
+                    db,
                     topic,
                     Some(facts.alarm_id),
                     NoticeKind::Operation,
@@ -176,16 +165,11 @@ impl Router {
     }
 
     /// An operator changed the alarm's status.
-    pub fn status_changed(
-        &self,
-        connection: &Connection,
-        facts: &AlarmFacts<'_>,
-        transition: &Transition,
-    ) -> rusqlite::Result<usize> {
+    pub fn status_changed(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>, transition: &Transition) -> DbResult<usize> {
         let mut queued = 0;
         for topic in self.matching(facts).filter(|topic| topic.on_status) {
             outbox::enqueue(
-                connection,
+                db,
                 topic,
                 Some(facts.alarm_id),
                 NoticeKind::Status,
@@ -200,45 +184,35 @@ impl Router {
 /// The store raises alarm changes through this trait; the router turns them
 /// into outbox rows in the same transaction.
 impl AlarmObserver for Router {
-    fn opened(&self, connection: &Connection, facts: &AlarmFacts<'_>) -> rusqlite::Result<usize> {
-        Router::opened(self, connection, facts)
+    fn opened(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>) -> DbResult<usize> {
+        Router::opened(self, db, facts)
     }
 
     fn updated(
         &self,
-        connection: &Connection,
+        db: &mut dyn Db,
         facts: &AlarmFacts<'_>,
         old_level: Option<Level>,
         old_count: u64,
         new_count: u64,
-    ) -> rusqlite::Result<usize> {
-        Router::updated(self, connection, facts, old_level, old_count, new_count)
+    ) -> DbResult<usize> {
+        Router::updated(self, db, facts, old_level, old_count, new_count)
     }
 
-    fn status_changed(
-        &self,
-        connection: &Connection,
-        facts: &AlarmFacts<'_>,
-        transition: &Transition,
-    ) -> rusqlite::Result<usize> {
-        Router::status_changed(self, connection, facts, transition)
+    fn status_changed(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>, transition: &Transition) -> DbResult<usize> {
+        Router::status_changed(self, db, facts, transition)
     }
 
-    fn policy_changed(&self, connection: &Connection, detail: &serde_json::Value) -> rusqlite::Result<usize> {
-        Router::policy_changed(self, connection, detail)
+    fn policy_changed(&self, db: &mut dyn Db, detail: &serde_json::Value) -> DbResult<usize> {
+        Router::policy_changed(self, db, detail)
     }
 
-    fn config_changed(&self, connection: &Connection, changes: &[Change]) -> rusqlite::Result<usize> {
-        Router::config_changed(self, connection, changes)
+    fn config_changed(&self, db: &mut dyn Db, changes: &[Change]) -> DbResult<usize> {
+        Router::config_changed(self, db, changes)
     }
 
-    fn operations(
-        &self,
-        connection: &Connection,
-        facts: &AlarmFacts<'_>,
-        outputs: &[String],
-    ) -> rusqlite::Result<usize> {
-        Router::operations(self, connection, facts, outputs)
+    fn operations(&self, db: &mut dyn Db, facts: &AlarmFacts<'_>, outputs: &[String]) -> DbResult<usize> {
+        Router::operations(self, db, facts, outputs)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The delivery worker: a task on the daemon's runtime that, every
 //! `notify.poll_interval`, admits queued messages (rate limits, digests),
 //! sends what is due — subscriptions in parallel, each subscription's
-//! deliveries in order — and records the results. SQLite work runs on the
-//! blocking pool. A transient failure reschedules the delivery with backoff
+//! deliveries in order — and records the results. Store work runs on the
+//! blocking pool; on PostgreSQL, daemons sharing the store claim what they
+//! send (`outbox::due`), so each delivery goes out once cluster-wide. A transient failure reschedules the delivery with backoff
 //! and defers the rest of that subscription's queue for this round; a
 //! stopping daemon drains what is due for at most `notify.drain_timeout`.
 
@@ -78,7 +79,11 @@ impl Channels {
 
 struct Context {
     settings: Arc<NotifySettings>,
-    store: Arc<Mutex<Store>>,
+    /// The worker's own store connection, opened on the blocking pool at
+    /// the first round (a PostgreSQL client must not be made on the runtime).
+    store: Mutex<Option<Store>>,
+    store_path: PathBuf,
+    store_options: StoreOptions,
     rules: Option<SharedRules>,
     channels: Channels,
     metrics: Arc<Metrics>,
@@ -100,10 +105,11 @@ impl Notifier {
         metrics: Arc<Metrics>,
     ) -> Result<Notifier, NotifyError> {
         let channels = Channels::new(&settings)?;
-        let store = Store::open(&store_path, store_options).map_err(|error| NotifyError::Setup(error.to_string()))?;
         let context = Arc::new(Context {
             settings,
-            store: Arc::new(Mutex::new(store)),
+            store: Mutex::new(None),
+            store_path,
+            store_options,
             rules,
             channels,
             metrics,
@@ -207,11 +213,33 @@ async fn round(context: &Arc<Context>, flush: bool) -> Result<usize, NotifyError
 
 /// Admit and digest, then load the due deliveries with their notices.
 fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError> {
-    let mut store = context
+    with_store(context, |store| prepare_in(context, store, flush))
+}
+
+/// Run `job` on the worker's store connection, opening it first if needed.
+fn with_store<T>(context: &Context, job: impl FnOnce(&mut Store) -> Result<T, NotifyError>) -> Result<T, NotifyError> {
+    let mut slot = context
         .store
         .lock()
         .map_err(|_| NotifyError::Setup("the notification store lock is poisoned".into()))?;
-    let admission = outbox::admit(store.connection_mut()?, &context.settings, flush)?;
+    let store = match slot.as_mut() {
+        Some(store) => store,
+        None => slot.insert(
+            Store::open(&context.store_path, context.store_options.clone())
+                .map_err(|error| NotifyError::Setup(error.to_string()))?,
+        ),
+    };
+    job(store)
+}
+
+fn prepare_in(context: &Context, store: &mut Store, flush: bool) -> Result<Vec<Prepared>, NotifyError> {
+    let admission = if store.with_db(outbox::admission_due)? {
+        store.transact(Some(outbox::OUTBOX_LOCK), |db| {
+            Ok(outbox::admit(db, &context.settings, flush)?)
+        })?
+    } else {
+        outbox::Admission::default()
+    };
     context.metrics.notify.folded.inc_by(admission.folded);
     context.metrics.notify.digests.inc_by(admission.digests);
     if admission.folded > 0 || admission.digests > 0 {
@@ -222,12 +250,26 @@ fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError>
             "notifications over a topic's rate limit are folded into digests"
         );
     }
-    let due = outbox::due(store.connection()?, ROUND_LIMIT)?;
+    // On PostgreSQL, daemons share the outbox: what is due is claimed, under
+    // the outbox lock, so each delivery goes out from one daemon.
+    let lease_ms = i64::try_from(context.settings.claim_lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let due = if store.is_postgres() {
+        store.transact(Some(outbox::OUTBOX_LOCK), |db| {
+            Ok(outbox::due(db, ROUND_LIMIT, lease_ms)?)
+        })?
+    } else {
+        store.with_db(|db| outbox::due(db, ROUND_LIMIT, lease_ms))?
+    };
     if due.is_empty() {
         return Ok(Vec::new());
     }
     let rules = context.rules.as_ref().map(|rules| rules.load_full());
-    let directory = Directory::load(store.connection()?).map_err(|error| NotifyError::Setup(error.to_string()))?;
+    // Assets and remarks are kept on SQLite stores only, so far.
+    let directory = if store.is_postgres() {
+        Directory::default()
+    } else {
+        Directory::load(store.connection()?).map_err(|error| NotifyError::Setup(error.to_string()))?
+    };
     // A message goes to every subscription of its topic: build its notice once.
     let mut notices: HashMap<i64, Result<Notice, String>> = HashMap::new();
     Ok(due
@@ -236,7 +278,7 @@ fn prepare(context: &Context, flush: bool) -> Result<Vec<Prepared>, NotifyError>
             let notice = notices
                 .entry(due.message_id)
                 .or_insert_with(|| {
-                    load_notice(&store, &directory, &due, &context.settings, rules.as_deref())
+                    load_notice(store, &directory, &due, &context.settings, rules.as_deref())
                         .map_err(|error| error.to_string())
                 })
                 .clone()
@@ -320,12 +362,12 @@ async fn send_group(context: &Context, topic: &str, subscription: &str, items: V
 }
 
 fn record(context: &Context, results: Vec<(Due, Outcome)>) -> Result<(), NotifyError> {
-    let mut store = context
-        .store
-        .lock()
-        .map_err(|_| NotifyError::Setup("the notification store lock is poisoned".into()))?;
-    outbox::record(store.connection_mut()?, &context.settings, &results)?;
-    let counts = outbox::counts(store.connection()?)?;
+    with_store(context, |store| record_in(context, store, &results))
+}
+
+fn record_in(context: &Context, store: &mut Store, results: &[(Due, Outcome)]) -> Result<(), NotifyError> {
+    store.transact(None, |db| Ok(outbox::record(db, &context.settings, results)?))?;
+    let counts = store.with_db(outbox::counts)?;
     let count = |status: &str| {
         counts
             .iter()

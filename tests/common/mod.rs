@@ -9,7 +9,8 @@
 //!   (`use common::kafka::*`; not re-exported here);
 //! - `mmdb`: a small MaxMind DB writer and the test GeoIP databases;
 //! - `tansu`: a Kafka-protocol broker (`use common::tansu::Broker`);
-//! - `pg_cluster`: a throw-away PostgreSQL cluster (`use common::pg_cluster::Postgres`).
+//! - `pg_cluster`: a throw-away PostgreSQL cluster (`use common::pg_cluster::Postgres`);
+//! - `webhook`: a real HTTP server recording webhook deliveries (`use common::webhook::Receiver`).
 //!
 //! Each test file has `mod common;` and uses what it needs.
 
@@ -25,6 +26,7 @@ pub mod paths;
 pub mod pg_cluster;
 pub mod records;
 pub mod tansu;
+pub mod webhook;
 
 pub use binary::*;
 pub use mmdb::*;

@@ -336,6 +336,26 @@ impl Store {
         }
     }
 
+    /// Run `job` in one write transaction, whichever the store: SQLite's
+    /// immediate transaction; on PostgreSQL a transaction that first takes
+    /// the advisory lock `lock` (when given), so daemons sharing the store
+    /// take turns, and that a lost connection lets the next call reopen.
+    pub(crate) fn transact<T>(
+        &mut self,
+        lock: Option<i64>,
+        job: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(connection) => {
+                let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let value = job(&mut SqliteDb(&transaction))?;
+                transaction.commit()?;
+                Ok(value)
+            }
+            Backend::Postgres(shared) => pg::transact(shared.get_mut(), lock, job),
+        }
+    }
+
     /// Record the rule set in the change log unless it is the last one
     /// recorded (`rule_changes::record`), with its `config` notifications.
     pub fn record_rules(
@@ -388,42 +408,40 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<super::workflow::Transition, StoreError> {
-        if let Backend::Postgres(shared) = &mut self.backend {
-            // No notification outbox on PostgreSQL yet: the change alone.
-            return pg::set_status(shared.get_mut(), id, to, actor, reason);
-        }
         let notify = self.options.notify.clone();
-        let transaction = self
-            .sqlite_mut("changing an alarm's status")?
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let transition = super::workflow::set_status(&transaction, id, to, actor, reason, &timestamp(Utc::now()))?;
-        if let Some(router) = &notify {
-            let facts: (String, String, String, Option<String>, Option<String>) = transaction.query_row(
-                "SELECT rule_id, level, tags, account_id, account_name FROM alarms WHERE id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
-            )?;
-            let tags: Vec<String> = facts
-                .2
-                .split(',')
-                .filter(|tag| !tag.is_empty())
-                .map(str::to_string)
-                .collect();
-            router.status_changed(
-                &transaction,
-                &super::observer::AlarmFacts {
-                    alarm_id: id,
-                    rule_id: &facts.0,
-                    level: Level::parse(&facts.1).unwrap_or(Level::Info),
-                    tags: &tags,
-                    account_id: facts.3.as_deref(),
-                    account_name: facts.4.as_deref(),
-                },
-                &transition,
-            )?;
-        }
-        transaction.commit()?;
-        Ok(transition)
+        let now = timestamp(Utc::now());
+        self.transact(None, |db| {
+            let transition = super::workflow::set_status_in(db, id, to, actor, reason, &now)?;
+            if let Some(router) = &notify {
+                type Facts = (String, String, String, Option<String>, Option<String>);
+                let facts: Option<Facts> = db.query_opt(
+                    "SELECT rule_id, level, tags, account_id, account_name FROM alarms WHERE id = ?1",
+                    crate::db_params![id],
+                    |row| Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?, get(row, 3)?, get(row, 4)?)),
+                )?;
+                if let Some(facts) = facts {
+                    let tags: Vec<String> = facts
+                        .2
+                        .split(',')
+                        .filter(|tag| !tag.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    router.status_changed(
+                        db,
+                        &super::observer::AlarmFacts {
+                            alarm_id: id,
+                            rule_id: &facts.0,
+                            level: Level::parse(&facts.1).unwrap_or(Level::Info),
+                            tags: &tags,
+                            account_id: facts.3.as_deref(),
+                            account_name: facts.4.as_deref(),
+                        },
+                        &transition,
+                    )?;
+                }
+            }
+            Ok(transition)
+        })
     }
 
     /// Run an operator's change (a policy, remark or asset) in one immediate
@@ -445,7 +463,9 @@ impl Store {
         if let (Some(observer), Some(before)) = (observer, before) {
             let recorded = super::changes::since(&transaction, before)?;
             if !recorded.is_empty() {
-                observer.config_changed(&transaction, &recorded)?;
+                observer
+                    .config_changed(&mut SqliteDb(&transaction), &recorded)
+                    .map_err(rusqlite::Error::from)?;
             }
         }
         transaction.commit()?;

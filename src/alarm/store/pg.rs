@@ -167,6 +167,30 @@ impl Shared {
     }
 }
 
+/// `Store::transact` on PostgreSQL.
+pub(super) fn transact<T>(
+    shared: &mut Shared,
+    lock: Option<i64>,
+    job: impl FnOnce(&mut dyn crate::db::Db) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let run = || -> Result<T, StoreError> {
+        let mut transaction = shared.connection()?.transaction()?;
+        if let Some(lock) = lock {
+            transaction.query_opt("SELECT pg_advisory_xact_lock(?1)", db_params![lock], |_| Ok(()))?;
+        }
+        let value = job(&mut transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    };
+    let result = run();
+    if let Err(error) = &result
+        && error.is_transient_database()
+    {
+        shared.connection = None;
+    }
+    result
+}
+
 /// Insert samples `(alarm id, seq, sample)`, several per statement; their
 /// new ids, in the order given (matched by the `(alarm_id, seq)` key the
 /// statement returns, whatever order PostgreSQL returns rows in).
@@ -300,6 +324,7 @@ pub(super) fn write(
     now: &str,
     samples_per_alarm: i64,
     count_on_ignored: bool,
+    observer: Option<&dyn crate::alarm::observer::AlarmObserver>,
 ) -> Result<WriteOutcome, StoreError> {
     if !batch.activity.is_empty() {
         return Err(StoreError::Unsupported("the activity view and the event store"));
@@ -340,29 +365,19 @@ pub(super) fn write(
                 )));
             }
         }
-        let outcome = write_in(&mut transaction, batch, now, samples_per_alarm, count_on_ignored, None)?;
+        let outcome = write_in(
+            &mut transaction,
+            batch,
+            now,
+            samples_per_alarm,
+            count_on_ignored,
+            observer,
+        )?;
         crate::alarm::allowlist::write_hits(&mut transaction, &batch.allowlist_hits)?;
         transaction.commit()?;
         Ok(outcome)
     });
     Ok(result?)
-}
-
-/// `Store::set_status` on PostgreSQL: the change, its transition and their
-/// chain links in one transaction.
-pub(super) fn set_status(
-    shared: &mut Shared,
-    id: i64,
-    to: crate::alarm::workflow::Status,
-    actor: &str,
-    reason: &str,
-) -> Result<crate::alarm::workflow::Transition, StoreError> {
-    let now = super::timestamp(chrono::Utc::now());
-    let connection = shared.connection()?;
-    let mut transaction = connection.transaction()?;
-    let transition = crate::alarm::workflow::set_status_in(&mut transaction, id, to, actor, reason, &now)?;
-    transaction.commit()?;
-    Ok(transition)
 }
 
 impl Store {

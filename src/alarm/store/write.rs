@@ -10,7 +10,7 @@ use rusqlite::types::ValueRef;
 use super::state::{StateChanges, write_state};
 use super::{AlarmUpdate, PendingRow, Store, StoreError, timestamp};
 use crate::alarm::chain::{self, LinkKind};
-use crate::alarm::observer::AlarmFacts;
+use crate::alarm::observer::{AlarmFacts, AlarmObserver};
 use crate::alarm::seal;
 use crate::db::{Db, DbExt, DbResult, Dialect, SqliteDb, get};
 use crate::db_params;
@@ -70,24 +70,6 @@ pub struct WriteOutcome {
     pub dead_letters: u64,
 }
 
-/// An alarm change a notification observer is told of, inside the write.
-pub(crate) enum AlarmChange<'a> {
-    Opened(&'a AlarmFacts<'a>),
-    Updated {
-        facts: &'a AlarmFacts<'a>,
-        old_level: Option<Level>,
-        old_count: u64,
-        new_count: u64,
-    },
-    Operations {
-        facts: &'a AlarmFacts<'a>,
-        outputs: &'a [String],
-    },
-}
-
-/// Receives the alarm changes of a write (the notification router).
-pub(crate) type ChangeSink<'s> = &'s mut dyn FnMut(AlarmChange<'_>) -> DbResult<()>;
-
 impl Store {
     /// Write a batch in one transaction.
     pub fn write(&mut self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
@@ -102,6 +84,7 @@ impl Store {
                     &now,
                     samples_per_alarm,
                     self.options.count_on_ignored,
+                    self.options.notify.as_deref(),
                 );
             }
         };
@@ -110,29 +93,14 @@ impl Store {
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::Write)?;
-        let notify = self.options.notify.as_deref();
-        let mut tell = |change: AlarmChange<'_>| -> DbResult<()> {
-            let Some(router) = notify else { return Ok(()) };
-            match change {
-                AlarmChange::Opened(facts) => router.opened(&transaction, facts)?,
-                AlarmChange::Updated {
-                    facts,
-                    old_level,
-                    old_count,
-                    new_count,
-                } => router.updated(&transaction, facts, old_level, old_count, new_count)?,
-                AlarmChange::Operations { facts, outputs } => router.operations(&transaction, facts, outputs)?,
-            };
-            Ok(())
-        };
-        let sink: Option<ChangeSink<'_>> = if notify.is_some() { Some(&mut tell) } else { None };
+        let observer = self.options.notify.as_deref();
         let written = write_in(
             &mut SqliteDb(&transaction),
             batch,
             &now,
             samples_per_alarm,
             self.options.count_on_ignored,
-            sink,
+            observer,
         )
         .and_then(|outcome| {
             crate::alarm::allowlist::write_hits(&mut SqliteDb(&transaction), &batch.allowlist_hits)?;
@@ -194,13 +162,13 @@ fn postgres_forms() -> &'static PostgresForms {
     })
 }
 
-pub(crate) fn write_in<D: Db + ?Sized>(
-    db: &mut D,
+pub(crate) fn write_in(
+    db: &mut dyn Db,
     batch: &WriteBatch,
     now: &str,
     samples_per_alarm: i64,
     count_on_ignored: bool,
-    mut tell: Option<ChangeSink<'_>>,
+    observer: Option<&dyn AlarmObserver>,
 ) -> DbResult<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
     let postgres = db.dialect() == Dialect::Postgres;
@@ -257,14 +225,15 @@ pub(crate) fn write_in<D: Db + ?Sized>(
                     outcome.counted_on_ignored += 1;
                 } else {
                     outcome.alarms_updated += 1;
-                    if let Some(tell) = tell.as_mut() {
+                    if let Some(observer) = observer {
                         let old_count = count.max(0) as u64;
-                        tell(AlarmChange::Updated {
-                            facts: &facts(id),
-                            old_level: Level::parse(&old_level),
+                        observer.updated(
+                            db,
+                            &facts(id),
+                            Level::parse(&old_level),
                             old_count,
-                            new_count: old_count + update.count,
-                        })?;
+                            old_count + update.count,
+                        )?;
                     }
                 }
                 db.execute(
@@ -364,13 +333,13 @@ pub(crate) fn write_in<D: Db + ?Sized>(
                 if let Some(at) = Level::ALL.iter().position(|level| *level == update.level) {
                     outcome.created_by_level[at] += 1;
                 }
-                if let Some(tell) = tell.as_mut() {
-                    tell(AlarmChange::Opened(&facts(inserted.0)))?;
+                if let Some(observer) = observer {
+                    observer.opened(db, &facts(inserted.0))?;
                 }
                 inserted
             }
         };
-        if let Some(tell) = tell.as_mut()
+        if let Some(observer) = observer
             && !update.operations.is_empty()
         {
             let key = update.identity.access_key_id.as_deref().unwrap_or("");
@@ -385,10 +354,7 @@ pub(crate) fn write_in<D: Db + ?Sized>(
                     }
                 })
                 .collect();
-            tell(AlarmChange::Operations {
-                facts: &facts(alarm_id),
-                outputs: &outputs,
-            })?;
+            observer.operations(db, &facts(alarm_id), &outputs)?;
         }
         for call in &update.calls {
             if postgres {
