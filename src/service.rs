@@ -51,12 +51,9 @@ pub fn list_alarms(store: &Store, filter: &AlarmFilter) -> Result<Vec<AlarmView>
         .collect())
 }
 
-/// Remarks and assets for output; none on a PostgreSQL store (not kept there yet).
+/// Remarks and assets for output.
 fn directory(store: &Store) -> Result<Directory, AppError> {
-    match store.sqlite("remarks and assets") {
-        Ok(connection) => Ok(Directory::load(connection)?),
-        Err(_) => Ok(Directory::default()),
-    }
+    store.read(|db| -> Result<Directory, AppError> { Ok(Directory::load(db)?) })
 }
 
 /// One alarm for output: keys masked, call records with their IP types.
@@ -141,9 +138,9 @@ pub fn allowlist_add(
             crate::alarm::store::timestamp(expires)
         )
     });
-    let policy = store.change(|transaction, router| -> Result<Policy, AppError> {
+    let policy = store.change(|db, router| -> Result<Policy, AppError> {
         let policy = allowlist::add(
-            transaction,
+            db,
             NewPolicy {
                 matches,
                 reason: request.reason,
@@ -155,11 +152,8 @@ pub fn allowlist_add(
         )?;
         if let Some(router) = router {
             router
-                .policy_changed(
-                    &mut crate::db::SqliteDb(transaction),
-                    &policy_notice(&policy, "added", actor, now),
-                )
-                .map_err(rusqlite::Error::from)?;
+                .policy_changed(db, &policy_notice(&policy, "added", actor, now))
+                .map_err(crate::alarm::store::StoreError::from)?;
         }
         Ok(policy)
     })?;
@@ -230,15 +224,18 @@ pub fn policy_view(mut policy: Policy, now: chrono::DateTime<chrono::Utc>) -> Po
 pub fn allowlist_list(store: &Store) -> Result<Vec<PolicyView>, AppError> {
     let now = chrono::Utc::now();
     let mut views = Vec::new();
-    for policy in allowlist::list(store.connection()?)? {
-        let sealed = crate::alarm::chain::policy_is_sealed(store.connection()?, policy.id)?;
-        let mut view = policy_view(policy, now);
-        if !sealed {
-            view.state = "unsealed";
+    store.read(|db| -> Result<Vec<PolicyView>, AppError> {
+        for policy in allowlist::list(db)? {
+            let sealed =
+                crate::alarm::seal::policy_is_sealed(db, policy.id).map_err(crate::alarm::store::StoreError::from)?;
+            let mut view = policy_view(policy, now);
+            if !sealed {
+                view.state = "unsealed";
+            }
+            views.push(view);
         }
-        views.push(view);
-    }
-    Ok(views)
+        Ok(views)
+    })
 }
 
 /// `allowlist report`: policies never hit, and policies expired.
@@ -254,7 +251,7 @@ pub fn allowlist_report(store: &Store) -> Result<AllowlistReport, AppError> {
         never_hit: Vec::new(),
         expired: Vec::new(),
     };
-    for policy in allowlist::list(store.connection()?)? {
+    for policy in store.read(|db| -> Result<_, AppError> { Ok(allowlist::list(db)?) })? {
         if policy.expired_at(now) {
             report.expired.push(policy_view(policy.clone(), now));
         }
@@ -269,15 +266,12 @@ pub fn allowlist_report(store: &Store) -> Result<AllowlistReport, AppError> {
 /// notifications in the same transaction). Returns it as it was.
 pub fn allowlist_remove(store: &mut Store, id: i64, actor: &Actor) -> Result<Policy, AppError> {
     let now = chrono::Utc::now();
-    store.change(|transaction, router| -> Result<Policy, AppError> {
-        let policy = allowlist::remove(transaction, id, actor, now)?;
+    store.change(|db, router| -> Result<Policy, AppError> {
+        let policy = allowlist::remove(db, id, actor, now)?;
         if let Some(router) = router {
             router
-                .policy_changed(
-                    &mut crate::db::SqliteDb(transaction),
-                    &policy_notice(&policy, "removed", actor, now),
-                )
-                .map_err(rusqlite::Error::from)?;
+                .policy_changed(db, &policy_notice(&policy, "removed", actor, now))
+                .map_err(crate::alarm::store::StoreError::from)?;
         }
         Ok(policy)
     })
@@ -301,15 +295,12 @@ pub fn allowlist_set_expiry(
     let warning = expires_at
         .filter(|expires| *expires <= now)
         .map(|_| "the policy has expired: it no longer matches anything".to_string());
-    let policy = store.change(|transaction, router| -> Result<Policy, AppError> {
-        let policy = allowlist::set_expiry(transaction, id, expires_at, actor, now)?;
+    let policy = store.change(|db, router| -> Result<Policy, AppError> {
+        let policy = allowlist::set_expiry(db, id, expires_at, actor, now)?;
         if let Some(router) = router {
             router
-                .policy_changed(
-                    &mut crate::db::SqliteDb(transaction),
-                    &policy_notice(&policy, "changed", actor, now),
-                )
-                .map_err(rusqlite::Error::from)?;
+                .policy_changed(db, &policy_notice(&policy, "changed", actor, now))
+                .map_err(crate::alarm::store::StoreError::from)?;
         }
         Ok(policy)
     })?;
@@ -324,53 +315,41 @@ pub fn remark_set(
     text: &str,
     actor: &Actor,
 ) -> Result<assets::Remark, AppError> {
-    store.change(|transaction, _| -> Result<assets::Remark, AppError> {
-        Ok(assets::set_remark(
-            transaction,
-            kind,
-            value,
-            text,
-            actor,
-            chrono::Utc::now(),
-        )?)
+    store.change(|db, _| -> Result<assets::Remark, AppError> {
+        Ok(assets::set_remark(db, kind, value, text, actor, chrono::Utc::now())?)
     })
 }
 
 /// Remove a remark as `actor`.
 pub fn remark_remove(store: &mut Store, kind: assets::RemarkKind, value: &str, actor: &Actor) -> Result<(), AppError> {
-    store.change(|transaction, _| -> Result<(), AppError> {
-        Ok(assets::remove_remark(
-            transaction,
-            kind,
-            value,
-            actor,
-            chrono::Utc::now(),
-        )?)
+    store.change(|db, _| -> Result<(), AppError> {
+        Ok(assets::remove_remark(db, kind, value, actor, chrono::Utc::now())?)
     })
 }
 
 /// Add (or rename) an asset as `actor`.
 pub fn asset_add(store: &mut Store, cidr: &str, name: &str, actor: &Actor) -> Result<assets::Asset, AppError> {
-    store.change(|transaction, _| -> Result<assets::Asset, AppError> {
-        Ok(assets::add_asset(transaction, cidr, name, actor, chrono::Utc::now())?)
+    store.change(|db, _| -> Result<assets::Asset, AppError> {
+        Ok(assets::add_asset(db, cidr, name, actor, chrono::Utc::now())?)
     })
 }
 
 /// Import assets from a file as `actor` (one transaction for the good lines).
 pub fn assets_import(store: &mut Store, path: &Path, actor: &Actor) -> Result<assets::ImportReport, AppError> {
-    store.change(|transaction, _| -> Result<assets::ImportReport, AppError> {
-        Ok(assets::import_assets(transaction, path, actor, chrono::Utc::now())?)
+    store.change(|db, _| -> Result<assets::ImportReport, AppError> {
+        Ok(assets::import_assets(db, path, actor, chrono::Utc::now())?)
     })
 }
 
 /// The change log, most recent first.
 pub fn list_changes(store: &Store, filter: &ChangeFilter) -> Result<Vec<Change>, AppError> {
-    Ok(crate::alarm::changes::list(store.connection()?, filter)?)
+    Ok(store.with_db(|db| crate::alarm::changes::list(db, filter))?)
 }
 
 /// A remark for output (access keys masked).
 pub fn remark_list(store: &Store) -> Result<Vec<assets::Remark>, AppError> {
-    Ok(assets::list_remarks(store.connection()?)?
+    Ok(store
+        .read(|db| -> Result<_, AppError> { Ok(assets::list_remarks(db)?) })?
         .into_iter()
         .map(|mut remark| {
             if remark.kind == assets::RemarkKind::Key {
@@ -500,7 +479,7 @@ pub fn mask_traces(traces: &mut [Trace]) {
 
 /// Every asset, most specific last (`assets list`, `GET /api/v1/assets`).
 pub fn asset_list(store: &Store) -> Result<Vec<assets::Asset>, AppError> {
-    Ok(assets::list_assets(store.connection()?)?)
+    store.read(|db| -> Result<_, AppError> { Ok(assets::list_assets(db)?) })
 }
 
 pub use crate::notify::outbox::{DeliveryFilter, DeliveryRow, STATUSES as DELIVERY_STATUSES};
@@ -527,7 +506,7 @@ pub type Resend = (Vec<i64>, Vec<(i64, Resent)>);
 /// every failed one). Returns what became of each id given.
 pub fn resend_deliveries(store: &mut Store, ids: &[i64], all_failed: bool) -> Result<Resend, AppError> {
     let requeued = store.transact(Some(crate::notify::outbox::OUTBOX_LOCK), |db| {
-        Ok(crate::notify::outbox::resend(db, ids, all_failed)?)
+        crate::notify::outbox::resend(db, ids, all_failed).map_err(crate::alarm::store::StoreError::from)
     })?;
     let mut outcomes = Vec::with_capacity(ids.len());
     for &id in ids {

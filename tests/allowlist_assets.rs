@@ -24,33 +24,6 @@ struct Fixture {
     db: PathBuf,
 }
 
-fn tencent_create_key(id: &str, at: i64, key: &str, ip: &str) -> Value {
-    json!({
-        "eventVersion": 2,
-        "eventID": id,
-        "requestID": format!("req-{id}"),
-        "eventTime": at,
-        "eventName": "CreateAccessKey",
-        "eventSource": "cam.tencentcloudapi.com",
-        "resourceType": "cam",
-        "eventType": "ApiCall",
-        "eventRegion": "ap-guangzhou",
-        "actionType": "Write",
-        "errorCode": 0,
-        "errorMessage": "permission verify",
-        "sourceIPAddress": ip,
-        "userAgent": "SDK_GO_1.0.374",
-        "requestParameters": json!({"TargetUin": 100023456789_i64}).to_string(),
-        "userIdentity": {
-            "type": "CAMUser",
-            "principalId": "100023456789",
-            "accountId": 100012345678_i64,
-            "secretId": key,
-            "userName": "ops-sync",
-        },
-    })
-}
-
 impl Fixture {
     /// Key A creates keys three times from one public IP; key B twice, from a
     /// LAN address and from an address of the organisation.

@@ -478,6 +478,8 @@ fn daemon_with_api(url: &str, more: &str) -> (Sandbox, Daemon, Http) {
             .set("store", "url", url)
             .files(&[&watch])
             .set("source.files", "poll_interval", "100ms")
+            .set("source.files", "settle", "0s")
+            .set("pipeline", "max_hold", "100ms")
             .append(&format!(
                 "\n[[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{token}\"\n{more}"
             )),
@@ -510,7 +512,7 @@ fn two_daemons_on_one_postgresql_store_serve_the_same_alarms_and_see_each_others
          [[notify.topics.subscriptions]]\nname = \"hook\"\nwebhook = \"{}\"\n",
         hook.url("/hook")
     );
-    let (_a_box, a_daemon, a) = daemon_with_api(&url, &notify);
+    let (a_box, a_daemon, a) = daemon_with_api(&url, &notify);
     let (_b_box, b_daemon, b) = daemon_with_api(&url, &notify);
     let list = |http: &Http| -> Value {
         let reply = http
@@ -603,10 +605,114 @@ fn two_daemons_on_one_postgresql_store_serve_the_same_alarms_and_see_each_others
         "{}",
         deliveries.body
     );
-    // What is not kept on PostgreSQL yet says so (501), it does not fail blind.
-    let reply = b.get("/api/v1/allowlist", Some(ADMIN_TOKEN)).unwrap();
-    assert_eq!(reply.status, 501, "{}", reply.body);
-    assert!(reply.body.contains("PostgreSQL"), "{}", reply.body);
+    // Operator data is shared too. A policy, a remark and an asset added
+    // through B are what A lists, and A's engine applies the policy at once
+    // (the change log's last id tells it another daemon changed them).
+    const KEY: &str = "AKIDpg0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5";
+    let send = |http: &Http, method: &str, path: &str, body: Value| {
+        let body = body.to_string();
+        let reply = http
+            .request(
+                method,
+                path,
+                Some(ADMIN_TOKEN),
+                Some(("application/json", body.as_bytes())),
+            )
+            .unwrap();
+        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.body);
+        reply.json()
+    };
+    let write_events = |name: &str, first: i64, count: i64| {
+        let records: Vec<Value> = (0..count)
+            .map(|index| tencent_create_key(&format!("{name}-{index}"), first + index * 60, KEY, "45.76.218.92"))
+            .collect();
+        let temporary = a_box.path(name);
+        write_jsonl(&temporary, &records);
+        std::fs::rename(&temporary, a_box.path("watch").join(name)).unwrap();
+    };
+    let key_alarms = || -> i64 {
+        a.get("/api/v1/alarms?limit=500", Some(ADMIN_TOKEN)).unwrap().json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|alarm| {
+                alarm["rule"] == "access-key-created"
+                    && alarm["access_key_id"] == trailwarden::mask::mask_access_key(KEY).as_str()
+            })
+            .map(|alarm| alarm["count"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    write_events("before.jsonl", 1_772_416_800, 2);
+    let explain = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}\nkey alarm count {}; policies {}\n{}\n----\n{}",
+                key_alarms(),
+                a.get("/api/v1/allowlist", Some(ADMIN_TOKEN)).unwrap().body,
+                a_daemon.stderr(),
+                b_daemon.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    explain("A counts the key's first calls", &|| key_alarms() == 2);
+    let policy = send(
+        &b,
+        "POST",
+        "/api/v1/allowlist",
+        json!({"key": KEY, "rule": "access-key-created", "reason": "the rotation job"}),
+    );
+    send(
+        &b,
+        "PUT",
+        "/api/v1/remarks",
+        json!({"kind": "ip", "value": "45.76.218.92", "remark": "rotation host"}),
+    );
+    send(
+        &b,
+        "POST",
+        "/api/v1/assets",
+        json!({"cidr": "45.76.218.0/24", "name": "build network"}),
+    );
+    let listed = a.get("/api/v1/allowlist", Some(ADMIN_TOKEN)).unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed = listed.json();
+    let shown = listed
+        .as_array()
+        .and_then(|policies| policies.iter().find(|each| each["id"] == policy["id"]))
+        .unwrap_or_else(|| panic!("A lists the policy added through B: {listed}"));
+    assert_eq!(shown["state"], "active", "sealed on PostgreSQL: {shown}");
+    let remarks = a.get("/api/v1/remarks", Some(ADMIN_TOKEN)).unwrap().body;
+    assert!(remarks.contains("rotation host"), "{remarks}");
+    let assets = a.get("/api/v1/assets", Some(ADMIN_TOKEN)).unwrap().body;
+    assert!(assets.contains("build network"), "{assets}");
+    let changes = a.get("/api/v1/changes", Some(ADMIN_TOKEN)).unwrap().json();
+    let subjects: Vec<&str> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|change| change["subject"].as_str())
+        .collect();
+    for subject in ["policy", "remark", "asset"] {
+        assert!(
+            subjects.contains(&subject),
+            "the change log has the {subject}: {changes}"
+        );
+    }
+    // A's store stage looks at the change log's last id after each batch
+    // and every second while idle; the engine applies what it reloaded from
+    // its next batch on.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    write_events("after.jsonl", 1_772_416_800 + 600, 3);
+    let hits_now = || -> i64 {
+        a.get("/api/v1/allowlist", Some(ADMIN_TOKEN)).unwrap().json()[0]["hit_count"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    explain("A's engine applies the policy added through B", &|| hits_now() == 3);
+    assert_eq!(key_alarms(), 2, "the allowed calls are not counted on the alarm");
     // The chain sealed the change: a copy verifies.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");

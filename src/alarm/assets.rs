@@ -20,9 +20,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::db::{Db, DbError, DbExt, get};
+use crate::db_params;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::changes::{self, Actor, Subject};
@@ -53,6 +54,8 @@ pub enum AssetsError {
     Io { path: String, source: std::io::Error },
     #[error("remarks / assets tables: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("remarks and assets: {0}")]
+    Db(#[from] DbError),
 }
 
 /// What a remark is attached to.
@@ -140,7 +143,7 @@ fn target(kind: RemarkKind, value: &str) -> Result<String, AssetsError> {
 
 /// Set (or replace) a remark, in the caller's transaction, with its change-log entry.
 pub fn set_remark(
-    connection: &Connection,
+    db: &mut dyn Db,
     kind: RemarkKind,
     value: &str,
     text: &str,
@@ -150,13 +153,15 @@ pub fn set_remark(
     let remark = check_remark(text)?;
     let value = target(kind, value)?;
     let updated_at = timestamp(now);
-    let id: i64 = connection.query_row(
-        "INSERT INTO remarks (kind, value, remark, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (kind, value) DO UPDATE SET remark = excluded.remark, updated_at = excluded.updated_at, \
-         updated_by = excluded.updated_by RETURNING id",
-        params![kind.as_str(), value, remark, updated_at, actor.name],
-        |row| row.get(0),
-    )?;
+    let id: i64 = db
+        .query_opt(
+            "INSERT INTO remarks (kind, value, remark, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (kind, value) DO UPDATE SET remark = excluded.remark, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by RETURNING id",
+            db_params![kind.as_str(), &value, &remark, &updated_at, &actor.name],
+            |row| get(row, 0),
+        )?
+        .ok_or_else(|| DbError::Unsupported("a remark upsert returned no id".into()))?;
     let remark = Remark {
         kind,
         value,
@@ -165,7 +170,7 @@ pub fn set_remark(
         updated_by: actor.name.clone(),
     };
     changes::record(
-        connection,
+        db,
         actor,
         Subject::Remark,
         id,
@@ -187,27 +192,25 @@ fn remark_detail(remark: &Remark) -> serde_json::Value {
 
 /// Remove a remark, in the caller's transaction, with its change-log entry.
 pub fn remove_remark(
-    connection: &Connection,
+    db: &mut dyn Db,
     kind: RemarkKind,
     value: &str,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), AssetsError> {
     let value = target(kind, value)?;
-    let found: Option<(i64, String, String, String)> = connection
-        .query_row(
-            "SELECT id, remark, updated_at, updated_by FROM remarks WHERE kind = ?1 AND value = ?2",
-            params![kind.as_str(), value],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .optional()?;
+    let found: Option<(i64, String, String, String)> = db.query_opt(
+        "SELECT id, remark, updated_at, updated_by FROM remarks WHERE kind = ?1 AND value = ?2",
+        db_params![kind.as_str(), &value],
+        |row| Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?, get(row, 3)?)),
+    )?;
     let Some((id, remark, updated_at, updated_by)) = found else {
         return Err(AssetsError::NoRemark {
             kind: kind.as_str(),
             value,
         });
     };
-    connection.execute("DELETE FROM remarks WHERE id = ?1", [id])?;
+    db.execute("DELETE FROM remarks WHERE id = ?1", db_params![id])?;
     let removed = Remark {
         kind,
         value,
@@ -216,7 +219,7 @@ pub fn remove_remark(
         updated_by,
     };
     changes::record(
-        connection,
+        db,
         actor,
         Subject::Remark,
         id,
@@ -227,20 +230,21 @@ pub fn remove_remark(
     Ok(())
 }
 
-pub fn list_remarks(connection: &Connection) -> Result<Vec<Remark>, AssetsError> {
-    let mut statement =
-        connection.prepare("SELECT kind, value, remark, updated_at, updated_by FROM remarks ORDER BY kind, value")?;
-    let rows = statement.query_map([], |row| {
-        let kind: String = row.get(0)?;
-        Ok(Remark {
-            kind: RemarkKind::parse(&kind).unwrap_or(RemarkKind::Key),
-            value: row.get(1)?,
-            remark: row.get(2)?,
-            updated_at: row.get(3)?,
-            updated_by: row.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+pub fn list_remarks(db: &mut dyn Db) -> Result<Vec<Remark>, AssetsError> {
+    Ok(db.query_all(
+        "SELECT kind, value, remark, updated_at, updated_by FROM remarks ORDER BY kind, value",
+        &[],
+        |row| {
+            let kind: String = get(row, 0)?;
+            Ok(Remark {
+                kind: RemarkKind::parse(&kind).unwrap_or(RemarkKind::Key),
+                value: get(row, 1)?,
+                remark: get(row, 2)?,
+                updated_at: get(row, 3)?,
+                updated_by: get(row, 4)?,
+            })
+        },
+    )?)
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, AssetsError> {
@@ -256,7 +260,7 @@ fn parse_cidr(text: &str) -> Result<IpNet, AssetsError> {
 /// Add (or rename) an asset range, in the caller's transaction, with its
 /// change-log entry.
 pub fn add_asset(
-    connection: &Connection,
+    db: &mut dyn Db,
     cidr: &str,
     name: &str,
     actor: &Actor,
@@ -273,15 +277,17 @@ pub fn add_asset(
         updated_at: timestamp(now),
         updated_by: actor.name.clone(),
     };
-    let id: i64 = connection.query_row(
-        "INSERT INTO assets (cidr, name, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (cidr) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at, \
-         updated_by = excluded.updated_by RETURNING id",
-        params![asset.cidr, asset.name, asset.updated_at, asset.updated_by],
-        |row| row.get(0),
-    )?;
+    let id: i64 = db
+        .query_opt(
+            "INSERT INTO assets (cidr, name, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (cidr) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by RETURNING id",
+            db_params![&asset.cidr, &asset.name, &asset.updated_at, &asset.updated_by],
+            |row| get(row, 0),
+        )?
+        .ok_or_else(|| DbError::Unsupported("an asset upsert returned no id".into()))?;
     changes::record(
-        connection,
+        db,
         actor,
         Subject::Asset,
         id,
@@ -292,17 +298,19 @@ pub fn add_asset(
     Ok(asset)
 }
 
-pub fn list_assets(connection: &Connection) -> Result<Vec<Asset>, AssetsError> {
-    let mut statement = connection.prepare("SELECT cidr, name, updated_at, updated_by FROM assets ORDER BY cidr")?;
-    let rows = statement.query_map([], |row| {
-        Ok(Asset {
-            cidr: row.get(0)?,
-            name: row.get(1)?,
-            updated_at: row.get(2)?,
-            updated_by: row.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+pub fn list_assets(db: &mut dyn Db) -> Result<Vec<Asset>, AssetsError> {
+    Ok(db.query_all(
+        "SELECT cidr, name, updated_at, updated_by FROM assets ORDER BY cidr",
+        &[],
+        |row| {
+            Ok(Asset {
+                cidr: get(row, 0)?,
+                name: get(row, 1)?,
+                updated_at: get(row, 2)?,
+                updated_by: get(row, 3)?,
+            })
+        },
+    )?)
 }
 
 /// What an import did: assets written, and one `file:line: problem` per bad line.
@@ -318,7 +326,7 @@ pub struct ImportReport {
 /// `file:line` and skipped; the good ones are written in the caller's
 /// transaction (one change-log entry each).
 pub fn import_assets(
-    connection: &Connection,
+    db: &mut dyn Db,
     path: &Path,
     actor: &Actor,
     now: DateTime<Utc>,
@@ -341,9 +349,10 @@ pub fn import_assets(
                 .push(format!("{location}: expected `cidr,name`, found {line:?}"));
             continue;
         };
-        match add_asset(connection, cidr, name, actor, now) {
+        match add_asset(db, cidr, name, actor, now) {
             Ok(_) => report.imported += 1,
             Err(AssetsError::Sql(error)) => return Err(AssetsError::Sql(error)),
+            Err(AssetsError::Db(error)) => return Err(AssetsError::Db(error)),
             Err(error) => report.problems.push(format!("{location}: {error}")),
         }
     }
@@ -407,8 +416,8 @@ pub struct AssetNetworks {
 }
 
 impl AssetNetworks {
-    pub fn load(connection: &Connection) -> Result<AssetNetworks, AssetsError> {
-        let mut networks: Vec<IpNet> = list_assets(connection)?
+    pub fn load(db: &mut dyn Db) -> Result<AssetNetworks, AssetsError> {
+        let mut networks: Vec<IpNet> = list_assets(db)?
             .iter()
             .filter_map(|asset| parse_cidr(&asset.cidr).ok())
             .collect();
@@ -447,9 +456,9 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn load(connection: &Connection) -> Result<Directory, AssetsError> {
+    pub fn load(db: &mut dyn Db) -> Result<Directory, AssetsError> {
         let mut directory = Directory::default();
-        for asset in list_assets(connection)? {
+        for asset in list_assets(db)? {
             if let Ok(net) = parse_cidr(&asset.cidr) {
                 directory.assets.push((net, asset.name));
             }
@@ -457,7 +466,7 @@ impl Directory {
         directory
             .assets
             .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
-        for remark in list_remarks(connection)? {
+        for remark in list_remarks(db)? {
             match remark.kind {
                 RemarkKind::Ip => directory.ip_remarks.insert(remark.value, remark.remark),
                 RemarkKind::Key => directory.key_remarks.insert(remark.value, remark.remark),
@@ -516,6 +525,8 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::SqliteDb;
+    use rusqlite::Connection;
 
     fn store() -> Connection {
         let mut connection = Connection::open_in_memory().unwrap();
@@ -543,13 +554,54 @@ mod tests {
     fn ip_types_with_and_without_remarks() {
         let connection = store();
         let now = Utc::now();
-        add_asset(&connection, "203.0.113.0/24", "office egress", &actor(), now).unwrap();
-        add_asset(&connection, "203.0.113.7", "build server", &actor(), now).unwrap();
-        set_remark(&connection, RemarkKind::Ip, "198.51.100.9", "partner", &actor(), now).unwrap();
-        set_remark(&connection, RemarkKind::Ip, "10.1.1.1", "jump host", &actor(), now).unwrap();
-        set_remark(&connection, RemarkKind::Key, "AKIDx", "Department 1 AK", &actor(), now).unwrap();
-        assert!(set_remark(&connection, RemarkKind::Ip, "not-an-ip", "x", &actor(), now).is_err());
-        let directory = Directory::load(&connection).unwrap();
+        add_asset(
+            &mut SqliteDb(&connection),
+            "203.0.113.0/24",
+            "office egress",
+            &actor(),
+            now,
+        )
+        .unwrap();
+        add_asset(&mut SqliteDb(&connection), "203.0.113.7", "build server", &actor(), now).unwrap();
+        set_remark(
+            &mut SqliteDb(&connection),
+            RemarkKind::Ip,
+            "198.51.100.9",
+            "partner",
+            &actor(),
+            now,
+        )
+        .unwrap();
+        set_remark(
+            &mut SqliteDb(&connection),
+            RemarkKind::Ip,
+            "10.1.1.1",
+            "jump host",
+            &actor(),
+            now,
+        )
+        .unwrap();
+        set_remark(
+            &mut SqliteDb(&connection),
+            RemarkKind::Key,
+            "AKIDx",
+            "Department 1 AK",
+            &actor(),
+            now,
+        )
+        .unwrap();
+        assert!(
+            set_remark(
+                &mut SqliteDb(&connection),
+                RemarkKind::Ip,
+                "not-an-ip",
+                "x",
+                &actor(),
+                now
+            )
+            .is_err()
+        );
+        let directory = Directory::load(&mut SqliteDb(&connection)).unwrap();
         let within = directory.classify("203.0.113.7");
         assert_eq!(within.ip_type, IpType::WithinAccount);
         assert_eq!(within.asset.as_deref(), Some("build server"));
@@ -587,8 +639,24 @@ mod tests {
             IpType::WithinAccount
         );
         assert_eq!(directory.key_remark("AKIDx"), Some("Department 1 AK"));
-        remove_remark(&connection, RemarkKind::Key, "AKIDx", &actor(), Utc::now()).unwrap();
-        assert!(remove_remark(&connection, RemarkKind::Key, "AKIDx", &actor(), Utc::now()).is_err());
+        remove_remark(
+            &mut SqliteDb(&connection),
+            RemarkKind::Key,
+            "AKIDx",
+            &actor(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert!(
+            remove_remark(
+                &mut SqliteDb(&connection),
+                RemarkKind::Key,
+                "AKIDx",
+                &actor(),
+                Utc::now()
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -601,12 +669,12 @@ mod tests {
             "# our ranges\n10.0.0.0/8,datacenter\n\nnot-a-cidr,broken\n203.0.113.5,bastion, eu\nno comma here\n",
         )
         .unwrap();
-        let report = import_assets(&connection, &path, &actor(), Utc::now()).unwrap();
+        let report = import_assets(&mut SqliteDb(&connection), &path, &actor(), Utc::now()).unwrap();
         assert_eq!(report.imported, 2);
         assert_eq!(report.problems.len(), 2);
         assert!(report.problems[0].ends_with("assets.csv:4: asset \"not-a-cidr\": not an IP address or CIDR"));
         assert!(report.problems[1].contains("assets.csv:6:"), "{:?}", report.problems);
-        let assets = list_assets(&connection).unwrap();
+        let assets = list_assets(&mut SqliteDb(&connection)).unwrap();
         assert_eq!(assets[1].cidr, "203.0.113.5/32");
         assert_eq!(assets[1].name, "bastion, eu");
     }

@@ -338,16 +338,7 @@ pub fn checkpoint(connection: &Connection) -> rusqlite::Result<Option<(i64, Stri
 
 /// Seal the current state of rows in a write transaction (one link each).
 pub fn append(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) -> rusqlite::Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let mut links = Vec::with_capacity(ids.len());
-    for &id in ids {
-        if let Some(row_hash) = row_hash(connection, kind, id)? {
-            links.push((id, row_hash));
-        }
-    }
-    append_hashed(connection, kind, &links, at)
+    Ok(super::seal::append_rows(&mut SqliteDb(connection), kind, ids, at)?)
 }
 
 /// Seal rows whose hashes the caller already has (`hash_returned` on the
@@ -361,19 +352,6 @@ pub(crate) fn append_hashed(
     Ok(super::seal::append_hashed(&mut SqliteDb(connection), kind, links, at)?)
 }
 
-/// Whether a policy's row is what the chain last sealed (its definition was
-/// not edited, nor the row inserted, behind trailwarden's back).
-pub fn policy_is_sealed(connection: &Connection, id: i64) -> rusqlite::Result<bool> {
-    let sealed: Option<String> = connection
-        .prepare_cached("SELECT row_hash FROM chain WHERE kind = 'policy' AND ref_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?;
-    let Some(sealed) = sealed else {
-        return Ok(false);
-    };
-    Ok(row_hash(connection, LinkKind::Policy, id)?.is_some_and(|current| current == sealed))
-}
-
 /// Record, in a write transaction, that a row was removed through
 /// trailwarden (after the `DELETE`): its last link then says `removed`, and
 /// `verify` expects it gone.
@@ -383,8 +361,7 @@ pub fn append_removal(connection: &Connection, kind: LinkKind, id: i64, at: &str
 
 /// `append_removal` for several rows of one kind, one link each, in order.
 pub fn append_removals(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) -> rusqlite::Result<()> {
-    let links: Vec<(i64, String)> = ids.iter().map(|&id| (id, REMOVED.to_string())).collect();
-    append_hashed(connection, kind, &links, at)
+    Ok(super::seal::append_removals(&mut SqliteDb(connection), kind, ids, at)?)
 }
 
 /// Seal rows of `kinds` that predate their sealing (a store created before

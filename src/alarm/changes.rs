@@ -9,10 +9,17 @@
 //! the change itself. Access keys in a change's detail are masked: the log
 //! says who did what without spreading keys.
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::chain::{self, LinkKind};
+use super::chain::LinkKind;
+use super::seal;
+use crate::db::{Db, DbExt, DbResult, Row, Value, get};
+use crate::db_params;
+
+/// The advisory lock key of operator changes and rule-set records on
+/// PostgreSQL ("tw-chngs" in ASCII): daemons sharing a store record and
+/// notify them one at a time.
+pub const CHANGES_LOCK: i64 = 0x7477_2d63_686e_6773;
 
 /// The longest actor name accepted (as for status changes).
 pub const MAX_ACTOR: usize = 64;
@@ -158,35 +165,34 @@ pub struct Change {
 /// concerns was written (or deleted): the row is sealed (or its removal
 /// recorded) and the log entry is written and sealed.
 pub fn record(
-    connection: &Connection,
+    db: &mut dyn Db,
     actor: &Actor,
     subject: Subject,
     subject_id: i64,
     action: &str,
     detail: &serde_json::Value,
     at: &str,
-) -> rusqlite::Result<i64> {
+) -> DbResult<i64> {
     match subject.link_kind() {
-        Some(kind) if action == "removed" => chain::append_removal(connection, kind, subject_id, at)?,
-        Some(kind) => chain::append(connection, kind, &[subject_id], at)?,
+        Some(kind) if action == "removed" => seal::append_removals(db, kind, &[subject_id], at)?,
+        Some(kind) => seal::append_rows(db, kind, &[subject_id], at)?,
         None => {}
     }
-    connection
-        .prepare_cached(
-            "INSERT INTO changes (at, actor, via, subject, subject_id, action, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
+    let detail = detail.to_string();
+    let id = db.insert_id(
+        "INSERT INTO changes (at, actor, via, subject, subject_id, action, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        db_params![
             at,
-            actor.name,
-            actor.via,
+            &actor.name,
+            &actor.via,
             subject.as_str(),
             subject_id,
             action,
-            detail.to_string()
-        ])?;
-    let id = connection.last_insert_rowid();
-    chain::append(connection, LinkKind::Change, &[id], at)?;
+            &detail
+        ],
+    )?;
+    seal::append_rows(db, LinkKind::Change, &[id], at)?;
     Ok(id)
 }
 
@@ -199,18 +205,22 @@ pub struct ChangeFilter {
     pub limit: u32,
 }
 
-/// The id of the last change recorded (0 when none).
-pub fn last_id(connection: &Connection) -> rusqlite::Result<i64> {
-    connection.query_row("SELECT COALESCE(MAX(id), 0) FROM changes", [], |row| row.get(0))
+/// The id of the last change recorded (0 when none). Every change to
+/// policies, remarks, assets and the rule set records one, so on a shared
+/// store it tells a daemon that another one changed what it applies.
+pub fn last_id(db: &mut dyn Db) -> DbResult<i64> {
+    Ok(db
+        .query_opt("SELECT COALESCE(MAX(id), 0) FROM changes", &[], |row| get(row, 0))?
+        .unwrap_or(0))
 }
 
+const CHANGE_COLUMNS: &str = "SELECT id, at, actor, via, subject, subject_id, action, detail FROM changes";
+
 /// The changes recorded after `after`, oldest first.
-pub fn since(connection: &Connection, after: i64) -> rusqlite::Result<Vec<Change>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT id, at, actor, via, subject, subject_id, action, detail FROM changes WHERE id > ?1 ORDER BY id",
-    )?;
-    let rows = statement.query_map([after], change_row)?;
-    rows.collect()
+pub fn since(db: &mut dyn Db, after: i64) -> DbResult<Vec<Change>> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| format!("{CHANGE_COLUMNS} WHERE id > ?1 ORDER BY id"));
+    db.query_all(sql, db_params![after], change_row)
 }
 
 impl Change {
@@ -273,37 +283,38 @@ impl Change {
 }
 
 /// Changes, most recent first.
-pub fn list(connection: &Connection, filter: &ChangeFilter) -> rusqlite::Result<Vec<Change>> {
-    let mut statement = connection.prepare(
-        "SELECT id, at, actor, via, subject, subject_id, action, detail FROM changes \
-         WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR subject_id = ?2) AND (?3 IS NULL OR actor = ?3) \
-         ORDER BY id DESC LIMIT ?4",
-    )?;
-    let limit = if filter.limit == 0 { 100 } else { filter.limit };
-    let rows = statement.query_map(
-        params![
-            filter.subject.map(Subject::as_str),
-            filter.subject_id,
-            filter.actor,
-            i64::from(limit)
-        ],
-        change_row,
-    )?;
-    rows.collect()
+pub fn list(db: &mut dyn Db, filter: &ChangeFilter) -> DbResult<Vec<Change>> {
+    let mut sql = format!("{CHANGE_COLUMNS} WHERE 1 = 1");
+    let mut values: Vec<Value<'_>> = Vec::new();
+    if let Some(subject) = filter.subject {
+        values.push(subject.as_str().into());
+        sql.push_str(&format!(" AND subject = ?{}", values.len()));
+    }
+    if let Some(id) = filter.subject_id {
+        values.push(id.into());
+        sql.push_str(&format!(" AND subject_id = ?{}", values.len()));
+    }
+    if let Some(actor) = &filter.actor {
+        values.push(actor.into());
+        sql.push_str(&format!(" AND actor = ?{}", values.len()));
+    }
+    values.push(if filter.limit == 0 { 100 } else { filter.limit }.into());
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", values.len()));
+    db.query_all(&sql, &values, change_row)
 }
 
 /// A `changes` row (id, at, actor, via, subject, subject_id, action, detail).
-fn change_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
-    let subject: String = row.get(4)?;
-    let detail: String = row.get(7)?;
+fn change_row(row: &dyn Row) -> DbResult<Change> {
+    let subject: String = get(row, 4)?;
+    let detail: String = get(row, 7)?;
     Ok(Change {
-        id: row.get(0)?,
-        at: row.get(1)?,
-        actor: row.get(2)?,
-        via: row.get(3)?,
+        id: get(row, 0)?,
+        at: get(row, 1)?,
+        actor: get(row, 2)?,
+        via: get(row, 3)?,
         subject: Subject::parse(&subject).unwrap_or(Subject::Policy),
-        subject_id: row.get(5)?,
-        action: row.get(6)?,
+        subject_id: get(row, 5)?,
+        action: get(row, 6)?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
     })
 }

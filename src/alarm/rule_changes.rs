@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use super::changes::{self, Actor, Subject};
+use crate::db::{Db, DbExt, DbResult, get};
 use crate::rules::RuleSet;
 
 /// Each rule's hash, with `disabled` appended when it is switched off.
@@ -25,15 +25,12 @@ fn fingerprints(rules: &RuleSet) -> BTreeMap<String, String> {
 }
 
 /// The rules of the last recorded rule-set change.
-fn last_recorded(connection: &Connection) -> rusqlite::Result<Option<BTreeMap<String, String>>> {
-    let detail: Option<String> = connection
-        .prepare_cached("SELECT detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1")?
-        .query_row([], |row| row.get(0))
-        .map(Some)
-        .or_else(|error| match error {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            other => Err(other),
-        })?;
+fn last_recorded(db: &mut dyn Db) -> DbResult<Option<BTreeMap<String, String>>> {
+    let detail: Option<String> = db.query_opt(
+        "SELECT detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1",
+        &[],
+        |row| get(row, 0),
+    )?;
     Ok(detail
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
         .and_then(|detail| serde_json::from_value(detail["rules"].clone()).ok()))
@@ -41,15 +38,16 @@ fn last_recorded(connection: &Connection) -> rusqlite::Result<Option<BTreeMap<St
 
 /// Record `rules` unless it is what the log last recorded; returns the
 /// change's id. `actor` says what loaded it (start, file watch, SIGHUP, API).
+/// Runs in the caller's write transaction (on PostgreSQL under
+/// `changes::CHANGES_LOCK`, so daemons starting together record a rule set once).
 pub fn record(
-    connection: &mut Connection,
+    db: &mut dyn Db,
     rules: &RuleSet,
     actor: &Actor,
     observer: Option<&dyn super::observer::AlarmObserver>,
-) -> rusqlite::Result<Option<i64>> {
-    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+) -> DbResult<Option<i64>> {
     let current = fingerprints(rules);
-    let previous = last_recorded(&transaction)?;
+    let previous = last_recorded(db)?;
     if previous.as_ref() == Some(&current) {
         return Ok(None);
     }
@@ -71,14 +69,11 @@ pub fn record(
     });
     let action = if previous.is_some() { "changed" } else { "loaded" };
     let at = crate::time::timestamp(chrono::Utc::now());
-    let id = changes::record(&transaction, actor, Subject::Rules, 0, action, &detail, &at)?;
+    let id = changes::record(db, actor, Subject::Rules, 0, action, &detail, &at)?;
     if let Some(observer) = observer {
-        observer.config_changed(
-            &mut crate::db::SqliteDb(&transaction),
-            &changes::since(&transaction, id - 1)?,
-        )?;
+        let recorded = changes::since(db, id - 1)?;
+        observer.config_changed(db, &recorded)?;
     }
-    transaction.commit()?;
     Ok(Some(id))
 }
 

@@ -85,6 +85,39 @@ pub fn checkpoint<D: Db + ?Sized>(db: &mut D) -> DbResult<Option<(i64, String)>>
     )
 }
 
+/// Seal the current state of rows (one link each, in order), in the
+/// caller's write transaction.
+pub fn append_rows<D: Db + ?Sized>(db: &mut D, kind: LinkKind, ids: &[i64], at: &str) -> DbResult<()> {
+    let mut links = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if let Some(row_hash) = row_hash(db, kind, id)? {
+            links.push((id, row_hash));
+        }
+    }
+    append_hashed(db, kind, &links, at)
+}
+
+/// Record that rows were removed through trailwarden (after the `DELETE`):
+/// their last links then say `removed`, and `verify` expects them gone.
+pub fn append_removals<D: Db + ?Sized>(db: &mut D, kind: LinkKind, ids: &[i64], at: &str) -> DbResult<()> {
+    let links: Vec<(i64, String)> = ids.iter().map(|&id| (id, chain::REMOVED.to_string())).collect();
+    append_hashed(db, kind, &links, at)
+}
+
+/// Whether a policy's row is what the chain last sealed (its definition was
+/// not edited, nor the row inserted, behind trailwarden's back).
+pub fn policy_is_sealed<D: Db + ?Sized>(db: &mut D, id: i64) -> DbResult<bool> {
+    let sealed: Option<String> = db.query_opt(
+        "SELECT row_hash FROM chain WHERE kind = 'policy' AND ref_id = ?1 ORDER BY seq DESC LIMIT 1",
+        crate::db_params![id],
+        |row| get(row, 0),
+    )?;
+    let Some(sealed) = sealed else {
+        return Ok(false);
+    };
+    Ok(row_hash(db, LinkKind::Policy, id)?.is_some_and(|current| current == sealed))
+}
+
 /// Seal rows whose hashes the caller already has: one link each, in order.
 pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, String)], at: &str) -> DbResult<()> {
     if links.is_empty() {

@@ -6,11 +6,12 @@
 //! form it was shown (`AKIDz8****LPx3gnPhESA`); it is resolved against the
 //! keys the store knows, and must name exactly one.
 
+use crate::alarm::store::Store;
+use crate::db::DbExt;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use super::ApiState;
@@ -106,7 +107,7 @@ pub async fn allowlist_add(
         .store
         .run(move |store| {
             let access_key = match key {
-                Some(key) => Some(resolve_key(store.connection()?, "key", &key)?),
+                Some(key) => Some(resolve_key(store, "key", &key)?),
                 None => None,
             };
             if let Some(id) = from_alarm
@@ -208,7 +209,7 @@ pub async fn remark_set(
         .store
         .run(move |store| {
             let value = match kind {
-                RemarkKind::Key => resolve_key(store.connection()?, "value", &value)?,
+                RemarkKind::Key => resolve_key(store, "value", &value)?,
                 RemarkKind::Ip => value,
             };
             Ok(crate::service::remark_set(store, kind, &value, &text, &actor)?)
@@ -241,7 +242,7 @@ pub async fn remark_remove(
         .store
         .run(move |store| {
             let value = match kind {
-                RemarkKind::Key => resolve_key(store.connection()?, "value", &value)?,
+                RemarkKind::Key => resolve_key(store, "value", &value)?,
                 RemarkKind::Ip => value,
             };
             Ok(crate::service::remark_remove(store, kind, &value, &actor)?)
@@ -307,34 +308,27 @@ pub async fn change_list(
 
 /// A key as given, or the one stored key a masked form stands for. `field`
 /// names the request field in errors; the full key never appears in them.
-pub fn resolve_key(connection: &Connection, field: &str, text: &str) -> Result<String, ApiError> {
+pub fn resolve_key(store: &Store, field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     let Some((head, tail)) = text.split_once(MASK) else {
         return Ok(text.to_string());
     };
-    let query = |sql: &str| -> rusqlite::Result<Vec<String>> {
-        let mut statement = connection.prepare(sql)?;
-        let rows = statement.query_map(
-            [format!("{}%", like_escape(head)), format!("%{}", like_escape(tail))],
-            |row| row.get::<_, String>(0),
-        )?;
-        rows.collect()
-    };
-    let mut candidates = query(
-        "SELECT DISTINCT access_key_id FROM alarms WHERE access_key_id LIKE ?1 ESCAPE '\\' \
-         AND access_key_id LIKE ?2 ESCAPE '\\'",
-    )
-    .and_then(|mut keys| {
-        keys.extend(query(
-            "SELECT value FROM remarks WHERE kind = 'key' AND value LIKE ?1 ESCAPE '\\' AND value LIKE ?2 ESCAPE '\\'",
-        )?);
-        keys.extend(query(
-            "SELECT DISTINCT access_key FROM allowlist WHERE access_key LIKE ?1 ESCAPE '\\' \
-             AND access_key LIKE ?2 ESCAPE '\\'",
-        )?);
-        Ok(keys)
-    })
-    .map_err(|error| ApiError::internal("looking up a masked key", error))?;
+    let (head, tail) = (format!("{}%", like_escape(head)), format!("%{}", like_escape(tail)));
+    let mut candidates = store
+        .with_db(|db| {
+            let mut keys: Vec<String> = Vec::new();
+            for sql in [
+                "SELECT DISTINCT access_key_id FROM alarms WHERE access_key_id LIKE ?1 ESCAPE '\\' \
+                 AND access_key_id LIKE ?2 ESCAPE '\\'",
+                "SELECT value FROM remarks WHERE kind = 'key' AND value LIKE ?1 ESCAPE '\\' AND value LIKE ?2 ESCAPE '\\'",
+                "SELECT DISTINCT access_key FROM allowlist WHERE access_key LIKE ?1 ESCAPE '\\' \
+                 AND access_key LIKE ?2 ESCAPE '\\'",
+            ] {
+                keys.extend(db.query_all(sql, crate::db_params![&head, &tail], |row| crate::db::get::<String>(row, 0))?);
+            }
+            Ok(keys)
+        })
+        .map_err(|error| ApiError::internal("looking up a masked key", error))?;
     candidates.retain(|key| mask_access_key(key) == text);
     candidates.sort();
     candidates.dedup();

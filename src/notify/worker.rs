@@ -21,7 +21,7 @@ use super::outbox::{self, Due, Outcome};
 use super::render::{Notice, Templates, load_notice};
 use super::webhook::WebhookSender;
 use crate::alarm::assets::Directory;
-use crate::alarm::store::{Store, StoreOptions};
+use crate::alarm::store::{Store, StoreError, StoreOptions};
 use crate::metrics::{DeliveryLabels, Metrics};
 use crate::rules::SharedRules;
 
@@ -235,7 +235,7 @@ fn with_store<T>(context: &Context, job: impl FnOnce(&mut Store) -> Result<T, No
 fn prepare_in(context: &Context, store: &mut Store, flush: bool) -> Result<Vec<Prepared>, NotifyError> {
     let admission = if store.with_db(outbox::admission_due)? {
         store.transact(Some(outbox::OUTBOX_LOCK), |db| {
-            Ok(outbox::admit(db, &context.settings, flush)?)
+            outbox::admit(db, &context.settings, flush).map_err(StoreError::from)
         })?
     } else {
         outbox::Admission::default()
@@ -255,7 +255,7 @@ fn prepare_in(context: &Context, store: &mut Store, flush: bool) -> Result<Vec<P
     let lease_ms = i64::try_from(context.settings.claim_lease.as_millis()).unwrap_or(i64::MAX / 2);
     let due = if store.is_postgres() {
         store.transact(Some(outbox::OUTBOX_LOCK), |db| {
-            Ok(outbox::due(db, ROUND_LIMIT, lease_ms)?)
+            outbox::due(db, ROUND_LIMIT, lease_ms).map_err(StoreError::from)
         })?
     } else {
         store.with_db(|db| outbox::due(db, ROUND_LIMIT, lease_ms))?
@@ -264,12 +264,7 @@ fn prepare_in(context: &Context, store: &mut Store, flush: bool) -> Result<Vec<P
         return Ok(Vec::new());
     }
     let rules = context.rules.as_ref().map(|rules| rules.load_full());
-    // Assets and remarks are kept on SQLite stores only, so far.
-    let directory = if store.is_postgres() {
-        Directory::default()
-    } else {
-        Directory::load(store.connection()?).map_err(|error| NotifyError::Setup(error.to_string()))?
-    };
+    let directory = store.read(|db| Directory::load(db).map_err(|error| NotifyError::Setup(error.to_string())))?;
     // A message goes to every subscription of its topic: build its notice once.
     let mut notices: HashMap<i64, Result<Notice, String>> = HashMap::new();
     Ok(due
@@ -366,7 +361,9 @@ fn record(context: &Context, results: Vec<(Due, Outcome)>) -> Result<(), NotifyE
 }
 
 fn record_in(context: &Context, store: &mut Store, results: &[(Due, Outcome)]) -> Result<(), NotifyError> {
-    store.transact(None, |db| Ok(outbox::record(db, &context.settings, results)?))?;
+    store.transact(None, |db| {
+        outbox::record(db, &context.settings, results).map_err(StoreError::from)
+    })?;
     let counts = store.with_db(outbox::counts)?;
     let count = |status: &str| {
         counts

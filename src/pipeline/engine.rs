@@ -709,15 +709,22 @@ fn load_logged<T, E: std::fmt::Display>(what: &str, loaded: Result<T, E>, size: 
 }
 
 fn load_assets(store: &Store) -> Option<AssetNetworks> {
-    // The PostgreSQL store keeps no assets yet (`store.sqlite` says so).
-    let connection = store.sqlite("assets").ok()?;
-    load_logged("assets", AssetNetworks::load(connection), AssetNetworks::len)
+    load_logged("assets", read_with(store, AssetNetworks::load), AssetNetworks::len)
 }
 
 fn load_allowlist(store: &Store) -> Option<Allowlist> {
-    // The PostgreSQL store keeps no allowlist yet.
-    let connection = store.sqlite("the allowlist").ok()?;
-    load_logged("allowlist policies", Allowlist::load(connection), Allowlist::len)
+    load_logged("allowlist policies", read_with(store, Allowlist::load), Allowlist::len)
+}
+
+/// Read through `load` on the store's database; either failure as text.
+fn read_with<T, E: std::fmt::Display>(
+    store: &Store,
+    load: impl FnOnce(&mut dyn crate::db::Db) -> Result<T, E>,
+) -> Result<T, String> {
+    store
+        .read(|db| Ok::<_, crate::alarm::store::StoreError>(load(db).map_err(|error| error.to_string())))
+        .map_err(|error| error.to_string())
+        .and_then(|loaded| loaded)
 }
 
 /// Keep the furthest offset per group, topic and partition.

@@ -15,8 +15,10 @@
 //! the engine acknowledges once everything before it is committed.
 //! The engine loads the current rule set once per batch (hot reload swaps it
 //! between batches, so no event is evaluated twice or skipped). It also checks
-//! once per batch whether another connection changed the store (`PRAGMA
-//! data_version`) and then reloads the allowlist policies; a match an active
+//! once per batch (and every second while idle) whether another connection
+//! changed the store (`PRAGMA data_version`; on PostgreSQL the change log's
+//! last id, which every policy, remark and asset change moves) and then
+//! reloads the allowlist policies and assets; a match an active
 //! policy allows is counted on the policy (in the same transaction) instead
 //! of reaching the aggregator or the sink.
 

@@ -1,9 +1,9 @@
 //! Records as the tests write and read them: JSON lines in and out, and the
-//! fixed offset the fixtures' local times are in.
+//! fixed offset the fixtures' local times are in, and a record builder.
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Write `records` as JSON lines, one record a line.
 pub fn write_jsonl(path: &Path, records: &[Value]) {
@@ -34,4 +34,33 @@ pub fn store_dead_letters(db: &Path) -> Vec<(String, String)> {
         .expect("reading dead letters")
         .map(Result::unwrap)
         .collect()
+}
+
+/// A Tencent CloudAudit `CreateAccessKey` record by `key` from `ip` at
+/// `at` (epoch seconds): one match of `access-key-created`.
+pub fn tencent_create_key(id: &str, at: i64, key: &str, ip: &str) -> Value {
+    json!({
+        "eventVersion": 2,
+        "eventID": id,
+        "requestID": format!("req-{id}"),
+        "eventTime": at,
+        "eventName": "CreateAccessKey",
+        "eventSource": "cam.tencentcloudapi.com",
+        "resourceType": "cam",
+        "eventType": "ApiCall",
+        "eventRegion": "ap-guangzhou",
+        "actionType": "Write",
+        "errorCode": 0,
+        "errorMessage": "permission verify",
+        "sourceIPAddress": ip,
+        "userAgent": "SDK_GO_1.0.374",
+        "requestParameters": json!({"TargetUin": 100023456789_i64}).to_string(),
+        "userIdentity": {
+            "type": "CAMUser",
+            "principalId": "100023456789",
+            "accountId": 100012345678_i64,
+            "secretId": key,
+            "userName": "ops-sync",
+        },
+    })
 }

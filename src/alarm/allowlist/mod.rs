@@ -8,7 +8,8 @@
 //! least one field must be present. Policies live in the store (table
 //! `allowlist`); the CLI writes them while the daemon runs, and the engine
 //! reloads them when the store's `PRAGMA data_version` says another
-//! connection committed (checked once per batch).
+//! connection committed (checked once per batch); on a PostgreSQL store,
+//! shared by several daemons, when the change log's last id moved.
 //!
 //! Expiry is by **wall clock**: a policy whose `expires_at` has passed no
 //! longer matches anything, whatever the event's own time (a replay of last
@@ -29,10 +30,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::db::{Db, DbError, DbExt, Row, get as column};
+use crate::db_params;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use globset::{GlobBuilder, GlobMatcher};
 use ipnet::IpNet;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::changes::{self, Actor, Subject};
@@ -69,6 +71,8 @@ pub enum AllowlistError {
     Stored { id: i64, reason: String },
     #[error("allowlist table: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("allowlist table: {0}")]
+    Db(#[from] DbError),
 }
 
 /// What a policy matches (every absent field matches anything).
@@ -337,29 +341,29 @@ pub fn parse_expiry(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, All
 const POLICY_COLUMNS: &str = "id, access_key, source_ip, api, operation, call_method, error_code, rule_id, created_by, \
      via, reason, created_at, expires_at, broad, approved_by, hit_count, last_hit, high_hits, last_high_hit";
 
-fn policy_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Policy> {
+fn policy_row(row: &dyn Row) -> Result<Policy, DbError> {
     Ok(Policy {
-        id: row.get(0)?,
+        id: column(row, 0)?,
         matches: PolicyMatch {
-            access_key: row.get(1)?,
-            source_ip: row.get(2)?,
-            api: row.get(3)?,
-            operation: row.get(4)?,
-            call_method: row.get(5)?,
-            error_code: row.get(6)?,
-            rule_id: row.get(7)?,
+            access_key: column(row, 1)?,
+            source_ip: column(row, 2)?,
+            api: column(row, 3)?,
+            operation: column(row, 4)?,
+            call_method: column(row, 5)?,
+            error_code: column(row, 6)?,
+            rule_id: column(row, 7)?,
         },
-        created_by: row.get(8)?,
-        via: row.get(9)?,
-        reason: row.get(10)?,
-        created_at: row.get(11)?,
-        expires_at: row.get(12)?,
-        broad: row.get(13)?,
-        approved_by: row.get(14)?,
-        hit_count: row.get::<_, i64>(15)?.max(0) as u64,
-        last_hit: row.get(16)?,
-        high_hits: row.get::<_, i64>(17)?.max(0) as u64,
-        last_high_hit: row.get(18)?,
+        created_by: column(row, 8)?,
+        via: column(row, 9)?,
+        reason: column(row, 10)?,
+        created_at: column(row, 11)?,
+        expires_at: column(row, 12)?,
+        broad: column(row, 13)?,
+        approved_by: column(row, 14)?,
+        hit_count: column::<i64>(row, 15)?.max(0) as u64,
+        last_hit: column(row, 16)?,
+        high_hits: column::<i64>(row, 17)?.max(0) as u64,
+        last_high_hit: column(row, 18)?,
     })
 }
 
@@ -380,7 +384,7 @@ pub fn policy_detail(policy: &Policy) -> serde_json::Value {
 /// log entry and chain links; returns it as stored. A broad policy needs
 /// `allow_broad` (the caller checks the actor may give it).
 pub fn add(
-    connection: &Connection,
+    db: &mut dyn Db,
     mut policy: NewPolicy,
     actor: &Actor,
     now: DateTime<Utc>,
@@ -397,65 +401,53 @@ pub fn add(
     };
     let matches = &policy.matches;
     let at = timestamp(now);
-    connection.execute(
+    let expires_at = policy.expires_at.map(timestamp);
+    let id = db.insert_id(
         "INSERT INTO allowlist (access_key, source_ip, api, operation, call_method, error_code, rule_id, created_by, \
          via, reason, created_at, expires_at, broad, approved_by) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
-            matches.access_key,
-            matches.source_ip,
-            matches.api,
-            matches.operation,
-            matches.call_method,
-            matches.error_code,
-            matches.rule_id,
-            actor.name,
-            actor.via,
-            policy.reason,
-            at,
-            policy.expires_at.map(timestamp),
-            broad,
-            approved_by,
+        db_params![
+            matches.access_key.as_deref(),
+            matches.source_ip.as_deref(),
+            matches.api.as_deref(),
+            matches.operation.as_deref(),
+            matches.call_method.as_deref(),
+            matches.error_code.as_deref(),
+            matches.rule_id.as_deref(),
+            &actor.name,
+            &actor.via,
+            &policy.reason,
+            &at,
+            expires_at.as_deref(),
+            broad.as_deref(),
+            approved_by.as_deref(),
         ],
     )?;
-    let id = connection.last_insert_rowid();
-    let stored = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
-    changes::record(
-        connection,
-        actor,
-        Subject::Policy,
-        id,
-        "added",
-        &policy_detail(&stored),
-        &at,
-    )?;
+    let stored = get(db, id)?.ok_or(AllowlistError::NotFound(id))?;
+    changes::record(db, actor, Subject::Policy, id, "added", &policy_detail(&stored), &at)?;
     Ok(stored)
 }
 
-pub fn get(connection: &Connection, id: i64) -> Result<Option<Policy>, AllowlistError> {
-    Ok(connection
-        .query_row(
-            &format!("SELECT {POLICY_COLUMNS} FROM allowlist WHERE id = ?1"),
-            [id],
-            policy_row,
-        )
-        .optional()?)
+pub fn get(db: &mut dyn Db, id: i64) -> Result<Option<Policy>, AllowlistError> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| format!("SELECT {POLICY_COLUMNS} FROM allowlist WHERE id = ?1"));
+    Ok(db.query_opt(sql, db_params![id], policy_row)?)
 }
 
 /// Every policy, oldest first.
-pub fn list(connection: &Connection) -> Result<Vec<Policy>, AllowlistError> {
-    let mut statement = connection.prepare(&format!("SELECT {POLICY_COLUMNS} FROM allowlist ORDER BY id"))?;
-    let rows = statement.query_map([], policy_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+pub fn list(db: &mut dyn Db) -> Result<Vec<Policy>, AllowlistError> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| format!("SELECT {POLICY_COLUMNS} FROM allowlist ORDER BY id"));
+    Ok(db.query_all(sql, &[], policy_row)?)
 }
 
 /// Remove a policy in the caller's transaction, with its change-log entry
 /// and removal link; returns the policy as it was.
-pub fn remove(connection: &Connection, id: i64, actor: &Actor, now: DateTime<Utc>) -> Result<Policy, AllowlistError> {
-    let policy = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
-    connection.execute("DELETE FROM allowlist WHERE id = ?1", [id])?;
+pub fn remove(db: &mut dyn Db, id: i64, actor: &Actor, now: DateTime<Utc>) -> Result<Policy, AllowlistError> {
+    let policy = get(db, id)?.ok_or(AllowlistError::NotFound(id))?;
+    db.execute("DELETE FROM allowlist WHERE id = ?1", db_params![id])?;
     changes::record(
-        connection,
+        db,
         actor,
         Subject::Policy,
         id,
@@ -469,29 +461,22 @@ pub fn remove(connection: &Connection, id: i64, actor: &Actor, now: DateTime<Utc
 /// Change a policy's expiry (`None`: never) in the caller's transaction, with
 /// its change-log entry and a new seal; returns the policy as it is now.
 pub fn set_expiry(
-    connection: &Connection,
+    db: &mut dyn Db,
     id: i64,
     expires_at: Option<DateTime<Utc>>,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Policy, AllowlistError> {
-    let before = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
-    connection.execute(
+    let before = get(db, id)?.ok_or(AllowlistError::NotFound(id))?;
+    let expires = expires_at.map(timestamp);
+    db.execute(
         "UPDATE allowlist SET expires_at = ?2 WHERE id = ?1",
-        params![id, expires_at.map(timestamp)],
+        db_params![id, expires.as_deref()],
     )?;
-    let policy = get(connection, id)?.ok_or(AllowlistError::NotFound(id))?;
+    let policy = get(db, id)?.ok_or(AllowlistError::NotFound(id))?;
     let mut detail = policy_detail(&policy);
     detail["previous_expires_at"] = serde_json::json!(before.expires_at);
-    changes::record(
-        connection,
-        actor,
-        Subject::Policy,
-        id,
-        "changed",
-        &detail,
-        &timestamp(now),
-    )?;
+    changes::record(db, actor, Subject::Policy, id, "changed", &detail, &timestamp(now))?;
     Ok(policy)
 }
 
@@ -634,11 +619,11 @@ impl Allowlist {
     /// Load and compile the store's policies (problems are logged, not
     /// fatal). A policy whose row is not what the hash chain last sealed —
     /// inserted or edited behind trailwarden's back — is not applied.
-    pub fn load(connection: &Connection) -> Result<Allowlist, AllowlistError> {
-        let mut policies = list(connection)?;
+    pub fn load(db: &mut dyn Db) -> Result<Allowlist, AllowlistError> {
+        let mut policies = list(db)?;
         let mut unsealed = Vec::new();
         for policy in &policies {
-            if !super::chain::policy_is_sealed(connection, policy.id)? {
+            if !super::seal::policy_is_sealed(db, policy.id)? {
                 unsealed.push(policy.id);
             }
         }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 
 use crate::db::{Db, DbError, DbExt, DbResult, SqliteDb, StoreLocation, get};
 use serde::Serialize;
@@ -336,20 +336,33 @@ impl Store {
         }
     }
 
+    /// `with_db` for jobs with their own error type (allowlist, assets …).
+    pub(crate) fn read<T, E: From<StoreError>>(&self, job: impl FnOnce(&mut dyn Db) -> Result<T, E>) -> Result<T, E> {
+        match &self.backend {
+            Backend::Sqlite(connection) => job(&mut SqliteDb(connection)),
+            Backend::Postgres(shared) => {
+                let mut shared = shared.borrow_mut();
+                job(shared.connection().map_err(|error| E::from(error.into()))?)
+            }
+        }
+    }
+
     /// Run `job` in one write transaction, whichever the store: SQLite's
     /// immediate transaction; on PostgreSQL a transaction that first takes
     /// the advisory lock `lock` (when given), so daemons sharing the store
-    /// take turns, and that a lost connection lets the next call reopen.
-    pub(crate) fn transact<T>(
+    /// take turns. A lost PostgreSQL connection is opened again next time.
+    pub(crate) fn transact<T, E: From<StoreError>>(
         &mut self,
         lock: Option<i64>,
-        job: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        job: impl FnOnce(&mut dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
         match &mut self.backend {
             Backend::Sqlite(connection) => {
-                let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let transaction = connection
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|error| E::from(error.into()))?;
                 let value = job(&mut SqliteDb(&transaction))?;
-                transaction.commit()?;
+                transaction.commit().map_err(|error| E::from(error.into()))?;
                 Ok(value)
             }
             Backend::Postgres(shared) => pg::transact(shared.get_mut(), lock, job),
@@ -362,12 +375,11 @@ impl Store {
         &mut self,
         rules: &crate::rules::RuleSet,
         actor: &super::changes::Actor,
-    ) -> rusqlite::Result<Option<i64>> {
-        let Backend::Sqlite(connection) = &mut self.backend else {
-            // The PostgreSQL store has no change log yet.
-            return Ok(None);
-        };
-        super::rule_changes::record(connection, rules, actor, self.options.notify.as_deref())
+    ) -> Result<Option<i64>, StoreError> {
+        let observer = self.options.notify.clone();
+        self.transact(Some(super::changes::CHANGES_LOCK), |db| {
+            Ok(super::rule_changes::record(db, rules, actor, observer.as_deref())?)
+        })
     }
 
     /// `PRAGMA data_version`: changes when another connection (the CLI) has
@@ -377,9 +389,9 @@ impl Store {
             Backend::Sqlite(connection) => Ok(connection
                 .prepare_cached("PRAGMA data_version")?
                 .query_row([], |row| row.get(0))?),
-            // Policies and assets are not kept on PostgreSQL yet: nothing
-            // to reload.
-            Backend::Postgres(_) => Ok(0),
+            // Every change to policies, remarks and assets (by any daemon or
+            // the CLI) records a change-log row: its last id is the version.
+            Backend::Postgres(_) => self.with_db(super::changes::last_id),
         }
     }
 
@@ -449,27 +461,26 @@ impl Store {
     /// change-log entry, its chain links and its notifications (the
     /// `config` ones of every change-log entry it recorded included) commit
     /// together.
-    pub fn change<T, E: From<rusqlite::Error> + From<StoreError>>(
+    pub fn change<T, E: From<StoreError>>(
         &mut self,
-        change: impl FnOnce(&Transaction<'_>, Option<&dyn super::observer::AlarmObserver>) -> Result<T, E>,
+        change: impl FnOnce(&mut dyn Db, Option<&dyn super::observer::AlarmObserver>) -> Result<T, E>,
     ) -> Result<T, E> {
         let observer = self.options.notify.clone();
-        let transaction = self
-            .sqlite_mut("changing policies, remarks and assets")?
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let observer = observer.as_deref();
-        let before = observer.map(|_| super::changes::last_id(&transaction)).transpose()?;
-        let value = change(&transaction, observer)?;
-        if let (Some(observer), Some(before)) = (observer, before) {
-            let recorded = super::changes::since(&transaction, before)?;
-            if !recorded.is_empty() {
-                observer
-                    .config_changed(&mut SqliteDb(&transaction), &recorded)
-                    .map_err(rusqlite::Error::from)?;
+        self.transact(Some(super::changes::CHANGES_LOCK), |db| {
+            let observer = observer.as_deref();
+            let before = match observer {
+                Some(_) => Some(super::changes::last_id(db).map_err(StoreError::from)?),
+                None => None,
+            };
+            let value = change(db, observer)?;
+            if let (Some(observer), Some(before)) = (observer, before) {
+                let recorded = super::changes::since(db, before).map_err(StoreError::from)?;
+                if !recorded.is_empty() {
+                    observer.config_changed(db, &recorded).map_err(StoreError::from)?;
+                }
             }
-        }
-        transaction.commit()?;
-        Ok(value)
+            Ok(value)
+        })
     }
 
     /// Check the hash chain and every sealed row (see `chain::verify`).

@@ -168,27 +168,22 @@ impl Shared {
 }
 
 /// `Store::transact` on PostgreSQL.
-pub(super) fn transact<T>(
+pub(super) fn transact<T, E: From<StoreError>>(
     shared: &mut Shared,
     lock: Option<i64>,
-    job: impl FnOnce(&mut dyn crate::db::Db) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let run = || -> Result<T, StoreError> {
-        let mut transaction = shared.connection()?.transaction()?;
-        if let Some(lock) = lock {
-            transaction.query_opt("SELECT pg_advisory_xact_lock(?1)", db_params![lock], |_| Ok(()))?;
-        }
-        let value = job(&mut transaction)?;
-        transaction.commit()?;
-        Ok(value)
-    };
-    let result = run();
-    if let Err(error) = &result
-        && error.is_transient_database()
-    {
-        shared.connection = None;
+    job: impl FnOnce(&mut dyn crate::db::Db) -> Result<T, E>,
+) -> Result<T, E> {
+    let failed = |error: DbError| E::from(StoreError::from(error));
+    let connection = shared.connection().map_err(failed)?;
+    let mut transaction = connection.transaction().map_err(failed)?;
+    if let Some(lock) = lock {
+        transaction
+            .query_opt("SELECT pg_advisory_xact_lock(?1)", db_params![lock], |_| Ok(()))
+            .map_err(failed)?;
     }
-    result
+    let value = job(&mut transaction)?;
+    transaction.commit().map_err(failed)?;
+    Ok(value)
 }
 
 /// Insert samples `(alarm id, seq, sample)`, several per statement; their
