@@ -125,15 +125,9 @@ pub(super) fn engine_stage(
     let mut aggregator = Aggregator::new(options.samples_per_alarm, options.max_sample_bytes);
     aggregator.keep_operations(options.keep_operations);
     let mut options = options;
-    if store.is_postgres() && (options.activity.rollups || options.activity.traces || options.activity.events.enabled) {
-        // Step 1 of the shared store: rollups, key traces and the event
-        // store stay on SQLite (docs/postgresql.md).
-        tracing::warn!(
-            "the activity view, key traces and the event store are not available on a PostgreSQL store yet; \
-             they are off for this run"
-        );
-        options.activity.rollups = false;
-        options.activity.traces = false;
+    if store.is_postgres() && options.activity.events.enabled {
+        // The event store stays on SQLite for now (docs/postgresql.md).
+        tracing::warn!("the event store is not available on a PostgreSQL store yet; it is off for this run");
         options.activity.events.enabled = false;
     }
     let mut activity = Activity::new(options.activity.clone());

@@ -18,10 +18,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::Transaction;
 use serde::Serialize;
 
 use crate::alarm::store::timestamp;
+use crate::db::{Db, DbExt, DbResult, Dialect, get};
+use crate::db_params;
 use crate::event::model::{AuditEvent, CallMethod, OutcomeResult, Provider};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -316,7 +318,7 @@ impl PairTracker {
 }
 
 /// Keys tried for one hourly row before giving up (collisions need one).
-const MAX_PROBES: u32 = 1024;
+pub(super) const MAX_PROBES: u32 = 1024;
 
 /// The first key of the hour holding `time_ms`.
 pub(super) fn hour_key(time_ms: i64) -> i64 {
@@ -482,7 +484,7 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqlite::Result<ActivityReport> {
+pub fn activity_report(db: &mut dyn Db, query: &ActivityQuery) -> DbResult<ActivityReport> {
     // Hours that start before `until` and end after the start of `since`'s hour.
     let key_low = query.since.map_or(i64::MIN, |since| hour_key(since.timestamp_millis()));
     let key_high = query
@@ -491,91 +493,90 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
     let since = query.since.map(timestamp);
     let until = query.until.map(timestamp);
     let top = i64::from(query.top);
-    let (events, failures) = connection.query_row(
-        "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(failures), 0) FROM activity_hourly \
-         WHERE key >= ?1 AND key < ?2",
-        params![key_low, key_high],
-        |row| Ok((count(row.get(0)?), count(row.get(1)?))),
-    )?;
-    let mut statement = connection.prepare(
+    let range = db_params![key_low, key_high];
+    let ranked = db_params![key_low, key_high, top];
+    let (events, failures) = db
+        .query_opt(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(failures), 0) FROM activity_hourly \
+             WHERE key >= ?1 AND key < ?2",
+            range,
+            |row| Ok((count(get(row, 0)?), count(get(row, 1)?))),
+        )?
+        .unwrap_or_default();
+    let hourly = db.query_all(
         "SELECT hour_ms, SUM(count), SUM(failures) FROM activity_hourly WHERE key >= ?1 AND key < ?2 \
          GROUP BY hour_ms ORDER BY hour_ms",
-    )?;
-    let hourly = statement
-        .query_map(params![key_low, key_high], |row| {
-            let hour_ms: i64 = row.get(0)?;
+        range,
+        |row| {
+            let hour_ms: i64 = get(row, 0)?;
             Ok(HourActivity {
                 hour: timestamp(DateTime::from_timestamp_millis(hour_ms).unwrap_or_default()),
-                events: count(row.get(1)?),
-                failures: count(row.get(2)?),
+                events: count(get(row, 1)?),
+                failures: count(get(row, 2)?),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut statement = connection.prepare(
+        },
+    )?;
+    let busiest_principals = db.query_all(
         "SELECT provider, account_id, principal, SUM(count) AS events, SUM(failures) FROM activity_hourly \
          WHERE key >= ?1 AND key < ?2 GROUP BY provider, account_id, principal \
          ORDER BY events DESC, provider, account_id, principal LIMIT ?3",
-    )?;
-    let busiest_principals = statement
-        .query_map(params![key_low, key_high, top], |row| {
+        ranked,
+        |row| {
             Ok(PrincipalActivity {
-                provider: row.get(0)?,
-                account_id: row.get(1)?,
-                principal: row.get(2)?,
-                events: count(row.get(3)?),
-                failures: count(row.get(4)?),
+                provider: get(row, 0)?,
+                account_id: get(row, 1)?,
+                principal: get(row, 2)?,
+                events: count(get(row, 3)?),
+                failures: count(get(row, 4)?),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut statement = connection.prepare(
+        },
+    )?;
+    let mut busiest_source_ips = db.query_all(
         "SELECT source_ip, SUM(count) AS events, SUM(failures), COUNT(DISTINCT provider || '/' || account_id || '/' || principal) \
          FROM activity_hourly WHERE key >= ?1 AND key < ?2 AND source_ip != '' GROUP BY source_ip \
          ORDER BY events DESC, source_ip LIMIT ?3",
-    )?;
-    let busiest_source_ips = statement
-        .query_map(params![key_low, key_high, top], |row| {
+        ranked,
+        |row| {
             Ok(SourceIpActivity {
-                source_ip: row.get(0)?,
-                events: count(row.get(1)?),
-                failures: count(row.get(2)?),
-                principals: count(row.get(3)?),
+                source_ip: get(row, 0)?,
+                events: count(get(row, 1)?),
+                failures: count(get(row, 2)?),
+                principals: count(get(row, 3)?),
                 region: String::new(),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut busiest_source_ips = busiest_source_ips;
+        },
+    )?;
     for row in &mut busiest_source_ips {
         row.region = crate::geoip::region_of(&row.source_ip).label;
     }
-    let mut statement = connection.prepare(
+    let busiest_apis = db.query_all(
         "SELECT provider, service, action, SUM(count) AS events, SUM(failures), \
          COUNT(DISTINCT account_id || '/' || principal) FROM activity_hourly WHERE key >= ?1 AND key < ?2 \
          GROUP BY provider, service, action ORDER BY events DESC, provider, service, action LIMIT ?3",
-    )?;
-    let busiest_apis = statement
-        .query_map(params![key_low, key_high, top], |row| {
+        ranked,
+        |row| {
             Ok(ApiActivity {
-                provider: row.get(0)?,
-                service: row.get(1)?,
-                action: row.get(2)?,
-                events: count(row.get(3)?),
-                failures: count(row.get(4)?),
-                principals: count(row.get(5)?),
+                provider: get(row, 0)?,
+                service: get(row, 1)?,
+                action: get(row, 2)?,
+                events: count(get(row, 3)?),
+                failures: count(get(row, 4)?),
+                principals: count(get(row, 5)?),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut statement = connection.prepare(
+        },
+    )?;
+    let failure_rates = db.query_all(
         "SELECT provider, account_id, SUM(count) AS events, SUM(failures) AS failed FROM activity_hourly \
          WHERE key >= ?1 AND key < ?2 GROUP BY provider, account_id \
-         ORDER BY CAST(failed AS REAL) / events DESC, events DESC, provider, account_id LIMIT ?3",
-    )?;
-    let failure_rates = statement
-        .query_map(params![key_low, key_high, top], |row| {
-            let events = count(row.get(2)?);
-            let failures = count(row.get(3)?);
+         ORDER BY CAST(SUM(failures) AS REAL) / CAST(SUM(count) AS REAL) DESC, events DESC, provider, account_id \
+         LIMIT ?3",
+        ranked,
+        |row| {
+            let events = count(get(row, 2)?);
+            let failures = count(get(row, 3)?);
             Ok(AccountFailures {
-                provider: row.get(0)?,
-                account_id: row.get(1)?,
+                provider: get(row, 0)?,
+                account_id: get(row, 1)?,
                 events,
                 failures,
                 failure_rate: if events == 0 {
@@ -584,40 +585,48 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
                     failures as f64 / events as f64
                 },
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     let low = query.since.map_or(i64::MIN, |since| since.timestamp_millis());
     let high = query.until.map_or(i64::MAX, |until| until.timestamp_millis());
-    // A pair is new in the range when its earliest sighting is; SQLite takes
-    // the other columns from the row holding MIN(first_ms).
-    let earliest = "SELECT access_key_id, source_ip, provider, account_id, principal, MIN(first_ms) AS first_at \
-                    FROM activity_key_ips WHERE first_ms < ?2 GROUP BY access_key_id, source_ip \
-                    HAVING first_at >= ?1";
-    let new_key_ips_total = connection.query_row(
-        &format!("SELECT COUNT(*) FROM ({earliest})"),
-        params![low, high],
-        |row| Ok(count(row.get(0)?)),
-    )?;
-    let mut statement = connection.prepare(&format!(
-        "{earliest} ORDER BY first_at, access_key_id, source_ip LIMIT ?3"
-    ))?;
-    let new_key_ips = statement
-        .query_map(params![low, high, top], |row| {
+    // A pair is new in the range when its earliest sighting is. SQLite takes
+    // the other columns from the row holding MIN(first_ms); PostgreSQL's
+    // DISTINCT ON takes the first row in that order.
+    let earliest = match db.dialect() {
+        Dialect::Sqlite => {
+            "SELECT access_key_id, source_ip, provider, account_id, principal, MIN(first_ms) AS first_at \
+             FROM activity_key_ips WHERE first_ms < ?2 GROUP BY access_key_id, source_ip \
+             HAVING first_at >= ?1"
+        }
+        Dialect::Postgres => {
+            "SELECT * FROM (SELECT DISTINCT ON (access_key_id, source_ip) access_key_id, source_ip, provider, \
+             account_id, principal, first_ms AS first_at FROM activity_key_ips WHERE first_ms < ?2 \
+             ORDER BY access_key_id, source_ip, first_ms, id) AS earliest WHERE first_at >= ?1"
+        }
+    };
+    let new_key_ips_total = db
+        .query_opt(
+            &format!("SELECT COUNT(*) FROM ({earliest}) AS pairs"),
+            db_params![low, high],
+            |row| Ok(count(get(row, 0)?)),
+        )?
+        .unwrap_or(0);
+    let new_key_ips = db.query_all(
+        &format!("{earliest} ORDER BY first_at, access_key_id, source_ip LIMIT ?3"),
+        db_params![low, high, top],
+        |row| {
+            let first_ms: i64 = get(row, 5)?;
             Ok(KeyIpPair {
-                access_key_id: row.get(0)?,
-                source_ip: row.get(1)?,
-                provider: row.get(2)?,
-                account_id: row.get(3)?,
-                principal: row.get(4)?,
-                first_seen: String::new(),
-                first_ms: row.get(5)?,
+                access_key_id: get(row, 0)?,
+                source_ip: get(row, 1)?,
+                provider: get(row, 2)?,
+                account_id: get(row, 3)?,
+                principal: get(row, 4)?,
+                first_seen: timestamp(DateTime::from_timestamp_millis(first_ms).unwrap_or_default()),
+                first_ms,
             })
-            .map(|mut pair| {
-                pair.first_seen = timestamp(DateTime::from_timestamp_millis(pair.first_ms).unwrap_or_default());
-                pair
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     Ok(ActivityReport {
         since,
         until,
@@ -635,16 +644,18 @@ pub fn activity_report(connection: &Connection, query: &ActivityQuery) -> rusqli
 
 /// Feed the pairs already stored (the most recent first, up to the memory's
 /// size) to `remember`, so a restarted engine does not write them again.
-pub fn load_pairs(connection: &Connection, remember: &mut dyn FnMut(&str, &str, i64)) -> rusqlite::Result<usize> {
-    let mut statement = connection
-        .prepare("SELECT access_key_id, source_ip, first_ms FROM activity_key_ips ORDER BY id DESC LIMIT ?1")?;
-    let mut rows = statement.query([i64::try_from(MAX_KNOWN_PAIRS).unwrap_or(i64::MAX)])?;
+pub fn load_pairs(db: &mut dyn Db, remember: &mut dyn FnMut(&str, &str, i64)) -> DbResult<usize> {
     let mut loaded = 0;
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let ip: String = row.get(1)?;
-        remember(&key, &ip, row.get(2)?);
-        loaded += 1;
-    }
+    db.query_each(
+        "SELECT access_key_id, source_ip, first_ms FROM activity_key_ips ORDER BY id DESC LIMIT ?1",
+        db_params![i64::try_from(MAX_KNOWN_PAIRS).unwrap_or(i64::MAX)],
+        &mut |row| {
+            let key: String = get(row, 0)?;
+            let ip: String = get(row, 1)?;
+            remember(&key, &ip, get(row, 2)?);
+            loaded += 1;
+            Ok(())
+        },
+    )?;
     Ok(loaded)
 }

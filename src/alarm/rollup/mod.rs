@@ -12,6 +12,7 @@
 //! and written and pruned with the rest.
 
 mod activity;
+mod pg;
 #[cfg(test)]
 mod tests;
 mod traces;
@@ -241,6 +242,23 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
     }
     if let Some(cutoff) = batch.prune_events_before_ms {
         events::prune(transaction, cutoff)?;
+    }
+    Ok(())
+}
+
+/// `write` on a PostgreSQL store (the same rows, several per statement);
+/// the event store is not kept there yet.
+pub(crate) fn write_db(db: &mut dyn crate::db::Db, batch: &ActivityBatch) -> crate::db::DbResult<()> {
+    if batch.events.iter().any(|block| !block.is_empty()) {
+        return Err(crate::db::DbError::Unsupported(
+            "the event store is not available on a PostgreSQL store yet".into(),
+        ));
+    }
+    pg::write_hourly(db, &batch.hourly)?;
+    pg::write_key_ips(db, &batch.key_ips)?;
+    pg::write_traces(db, &batch.traces)?;
+    if let Some(cutoff) = batch.prune_before_ms {
+        db.execute("DELETE FROM key_traces WHERE time_ms < ?1", crate::db_params![cutoff])?;
     }
     Ok(())
 }

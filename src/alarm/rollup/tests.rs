@@ -379,7 +379,7 @@ fn hourly_rows_with_colliding_hashes_stay_apart() {
         .unwrap();
     assert_eq!(rows, vec![(7, "ops".to_string(), 2), (8, "dev".to_string(), 4)]);
     let report = activity_report(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &ActivityQuery {
             since: Some(Utc.timestamp_opt(START + 1800, 0).unwrap()),
             until: Some(Utc.timestamp_opt(START + 1, 0).unwrap() + chrono::Duration::hours(1)),
@@ -392,7 +392,7 @@ fn hourly_rows_with_colliding_hashes_stay_apart() {
         "the hour holding --since counts whole; until 01:00:01 includes 01:00's hour"
     );
     let report = activity_report(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &ActivityQuery {
             until: Some(Utc.timestamp_opt(START, 0).unwrap()),
             top: 10,
@@ -429,7 +429,7 @@ fn writes_upsert_and_queries_read_back() {
         transaction.commit().unwrap();
     }
     let report = activity_report(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &ActivityQuery {
             top: 10,
             ..ActivityQuery::default()
@@ -444,7 +444,7 @@ fn writes_upsert_and_queries_read_back() {
     assert!((report.failure_rates[0].failure_rate - 2.0 / 6.0).abs() < 1e-9);
     assert_eq!(report.new_key_ips_total, 2);
     let later = activity_report(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &ActivityQuery {
             since: Some(Utc.timestamp_opt(START + 3600, 0).unwrap()),
             top: 10,
@@ -455,7 +455,7 @@ fn writes_upsert_and_queries_read_back() {
     assert_eq!((later.events, later.new_key_ips_total), (0, 0));
     // The same trace twice (a replayed event id) is stored once.
     let traces = list_traces(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &TraceFilter {
             limit: 10,
             ..TraceFilter::default()
@@ -479,7 +479,7 @@ fn writes_upsert_and_queries_read_back() {
     .unwrap();
     transaction.commit().unwrap();
     let left = list_traces(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &TraceFilter {
             limit: 10,
             ..TraceFilter::default()
@@ -492,7 +492,7 @@ fn writes_upsert_and_queries_read_back() {
     // A restarted engine knows the stored pairs and does not append them again.
     let mut restarted = Activity::new(ActivityOptions::default());
     restarted.use_rules(&rules);
-    let loaded = load_pairs(&connection, &mut |key, ip, first_ms| {
+    let loaded = load_pairs(&mut crate::db::SqliteDb(&connection), &mut |key, ip, first_ms| {
         restarted.remember_pair(key, ip, first_ms)
     })
     .unwrap();
@@ -513,7 +513,7 @@ fn writes_upsert_and_queries_read_back() {
         .unwrap();
     assert_eq!(rows, 3);
     let report = activity_report(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &ActivityQuery {
             top: 10,
             ..ActivityQuery::default()
@@ -531,7 +531,7 @@ fn writes_upsert_and_queries_read_back() {
         ("1.2.3.4", "early-bird", "2026-03-02T00:00:05.000Z")
     );
     let after_early = activity_report(
-        &connection,
+        &mut crate::db::SqliteDb(&connection),
         &ActivityQuery {
             since: Some(Utc.timestamp_opt(START + 6, 0).unwrap()),
             top: 10,

@@ -8,8 +8,9 @@
 //! in `rollup` decides when.
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Transaction, params};
+
+use crate::db::{Db, DbExt, DbResult, Dialect, Value as SqlValue, get};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -237,92 +238,84 @@ pub struct TraceFilter {
 }
 
 /// Key-operation traces matching `filter`, most recent first.
-pub fn list_traces(connection: &Connection, filter: &TraceFilter) -> rusqlite::Result<Vec<Trace>> {
+pub fn list_traces(db: &mut dyn Db, filter: &TraceFilter) -> DbResult<Vec<Trace>> {
     let mut sql = String::from(
         "SELECT id, provider, event_id, time, time_ms, account_id, operator, principal_id, principal_kind, \
          access_key_id, call_method, trace_type, service, resource_type, resource_names, action, operations, status, \
          error_code, source_ip, raw FROM key_traces WHERE 1 = 1",
     );
-    let mut values: Vec<SqlValue> = Vec::new();
-    let mut push = |sql: &mut String, clause: &str, value: SqlValue| {
-        values.push(value);
-        sql.push_str(&clause.replace("?N", &format!("?{}", values.len())));
-    };
-    let text_filters: [(Option<&String>, &str); 4] = [
-        (
-            filter.call_method.as_ref(),
-            " AND (call_method = ?N COLLATE NOCASE OR trace_type = ?N COLLATE NOCASE)",
-        ),
-        (filter.service.as_ref(), " AND service = ?N COLLATE NOCASE"),
-        (filter.resource_type.as_ref(), " AND resource_type = ?N COLLATE NOCASE"),
-        (
-            filter.operator.as_ref(),
-            " AND (operator = ?N COLLATE NOCASE OR principal_id = ?N)",
-        ),
-    ];
-    for (value, clause) in text_filters {
-        if let Some(value) = value {
-            push(&mut sql, clause, SqlValue::Text(value.clone()));
+    // Case-insensitive equality (ASCII, as SQLite's NOCASE) on either store.
+    let postgres = db.dialect() == Dialect::Postgres;
+    let same = |column: &str| {
+        if postgres {
+            format!("lower({column}) = lower(?N)")
+        } else {
+            format!("{column} = ?N COLLATE NOCASE")
         }
+    };
+    let mut clauses: Vec<(String, SqlValue<'_>)> = Vec::new();
+    if let Some(value) = filter.call_method.as_deref() {
+        let clause = format!(" AND ({} OR {})", same("call_method"), same("trace_type"));
+        clauses.push((clause, SqlValue::Text(value)));
+    }
+    if let Some(value) = filter.service.as_deref() {
+        clauses.push((format!(" AND {}", same("service")), SqlValue::Text(value)));
+    }
+    if let Some(value) = filter.resource_type.as_deref() {
+        clauses.push((format!(" AND {}", same("resource_type")), SqlValue::Text(value)));
+    }
+    if let Some(value) = filter.operator.as_deref() {
+        let clause = format!(" AND ({} OR principal_id = ?N)", same("operator"));
+        clauses.push((clause, SqlValue::Text(value)));
     }
     if let Some(status) = filter.status {
-        push(
-            &mut sql,
-            " AND status = ?N",
-            SqlValue::Text(status.as_str().to_string()),
-        );
+        clauses.push((" AND status = ?N".into(), SqlValue::Text(status.as_str())));
     }
     if let Some(since) = filter.since {
-        push(
-            &mut sql,
-            " AND time_ms >= ?N",
-            SqlValue::Integer(since.timestamp_millis()),
-        );
+        clauses.push((" AND time_ms >= ?N".into(), SqlValue::Int(since.timestamp_millis())));
     }
     if let Some(until) = filter.until {
-        push(
-            &mut sql,
-            " AND time_ms < ?N",
-            SqlValue::Integer(until.timestamp_millis()),
-        );
+        clauses.push((" AND time_ms < ?N".into(), SqlValue::Int(until.timestamp_millis())));
     }
-    push(
-        &mut sql,
-        " ORDER BY time_ms DESC, id DESC LIMIT ?N",
-        SqlValue::Integer(i64::from(filter.limit)),
-    );
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), |row| {
-        let names: String = row.get(14)?;
-        let operations: String = row.get(16)?;
-        let raw: String = row.get(20)?;
+    clauses.push((
+        " ORDER BY time_ms DESC, id DESC LIMIT ?N".into(),
+        SqlValue::Int(i64::from(filter.limit)),
+    ));
+    let mut values: Vec<SqlValue<'_>> = Vec::with_capacity(clauses.len());
+    for (clause, value) in clauses {
+        values.push(value);
+        sql.push_str(&clause.replace("?N", &format!("?{}", values.len())));
+    }
+    db.query_all(&sql, &values, |row| {
+        let names: String = get(row, 14)?;
+        let operations: String = get(row, 16)?;
+        let raw: String = get(row, 20)?;
         Ok(Trace {
-            id: row.get(0)?,
-            provider: row.get(1)?,
-            event_id: row.get(2)?,
-            time: row.get(3)?,
-            time_ms: row.get(4)?,
-            account_id: row.get(5)?,
-            operator: row.get(6)?,
-            principal_id: row.get(7)?,
-            principal_kind: row.get(8)?,
-            access_key_id: row.get(9)?,
-            call_method: row.get(10)?,
-            trace_type: row.get(11)?,
-            service: row.get(12)?,
-            resource_type: row.get(13)?,
+            id: get(row, 0)?,
+            provider: get(row, 1)?,
+            event_id: get(row, 2)?,
+            time: get(row, 3)?,
+            time_ms: get(row, 4)?,
+            account_id: get(row, 5)?,
+            operator: get(row, 6)?,
+            principal_id: get(row, 7)?,
+            principal_kind: get(row, 8)?,
+            access_key_id: get(row, 9)?,
+            call_method: get(row, 10)?,
+            trace_type: get(row, 11)?,
+            service: get(row, 12)?,
+            resource_type: get(row, 13)?,
             resource_names: serde_json::from_str(&names).unwrap_or_default(),
-            action: row.get(15)?,
+            action: get(row, 15)?,
             operations: operations
                 .split(',')
                 .filter(|name| !name.is_empty())
                 .map(str::to_string)
                 .collect(),
-            status: row.get(17)?,
-            error_code: row.get(18)?,
-            source_ip: row.get(19)?,
+            status: get(row, 17)?,
+            error_code: get(row, 18)?,
+            source_ip: get(row, 19)?,
             raw: serde_json::from_str(&raw).unwrap_or(Value::String(raw)),
         })
-    })?;
-    rows.collect()
+    })
 }

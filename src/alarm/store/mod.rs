@@ -531,10 +531,9 @@ impl Store {
 
     /// Give the engine's activity accumulator the (key, IP) pairs already stored.
     pub fn load_activity(&self, activity: &mut super::rollup::Activity) -> Result<usize, StoreError> {
-        Ok(super::rollup::load_pairs(
-            self.sqlite("the activity view")?,
-            &mut |key, ip, first_ms| activity.remember_pair(key, ip, first_ms),
-        )?)
+        self.with_db(|db| {
+            super::rollup::load_pairs(db, &mut |key, ip, first_ms| activity.remember_pair(key, ip, first_ms))
+        })
     }
 
     /// The god view over a time range (`trailwarden activity`).
@@ -542,15 +541,12 @@ impl Store {
         &self,
         query: &super::rollup::ActivityQuery,
     ) -> Result<super::rollup::ActivityReport, StoreError> {
-        Ok(super::rollup::activity_report(
-            self.sqlite("the activity view")?,
-            query,
-        )?)
+        self.with_db(|db| super::rollup::activity_report(db, query))
     }
 
     /// Key-operation traces, most recent first (`trailwarden traces`).
     pub fn list_traces(&self, filter: &super::rollup::TraceFilter) -> Result<Vec<super::rollup::Trace>, StoreError> {
-        Ok(super::rollup::list_traces(self.sqlite("key traces")?, filter)?)
+        self.with_db(|db| super::rollup::list_traces(db, filter))
     }
 
     /// Row counts, for summaries and health output.

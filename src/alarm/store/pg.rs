@@ -321,9 +321,6 @@ pub(super) fn write(
     count_on_ignored: bool,
     observer: Option<&dyn crate::alarm::observer::AlarmObserver>,
 ) -> Result<WriteOutcome, StoreError> {
-    if !batch.activity.is_empty() {
-        return Err(StoreError::Unsupported("the activity view and the event store"));
-    }
     let fences = fences_of(&shared.fences).clone();
     let result = shared.run(|connection| {
         let mut transaction = connection.transaction()?;
@@ -369,6 +366,7 @@ pub(super) fn write(
             observer,
         )?;
         crate::alarm::allowlist::write_hits(&mut transaction, &batch.allowlist_hits)?;
+        crate::alarm::rollup::write_db(&mut transaction, &batch.activity)?;
         transaction.commit()?;
         Ok(outcome)
     });
