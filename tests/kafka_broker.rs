@@ -224,7 +224,7 @@ fn bench_messages(events: usize) -> Vec<Message> {
 /// answers every fetch only after `fetch.wait.max.ms` (500 ms by default),
 /// which caps a consumer at about 20 000 events/s; with
 /// `"fetch.wait.max.ms" = "5"` the figure is trailwarden's own.
-/// `TW_BENCH_STORE=postgres` writes into a throw-away PostgreSQL cluster.
+/// `TW_BENCH_STORE=postgres` writes into a throw-away, durable (fsync on) PostgreSQL cluster.
 #[test]
 #[ignore]
 fn throughput() {
@@ -239,7 +239,7 @@ fn throughput() {
     let bytes: usize = messages.iter().map(|message| message.payload.len()).sum();
     produce_with(&broker.address(), TOPIC, &messages, 1000);
     // `TW_BENCH_STORE=postgres`: into a throw-away PostgreSQL cluster instead.
-    let cluster = (std::env::var("TW_BENCH_STORE").as_deref() == Ok("postgres")).then(Postgres::start);
+    let cluster = (std::env::var("TW_BENCH_STORE").as_deref() == Ok("postgres")).then(Postgres::start_durable);
     let db = match &cluster {
         Some(cluster) => PathBuf::from(cluster.database("bench")),
         None => dir.path().join("bench.db"),

@@ -649,7 +649,8 @@ fn server_cpu_seconds(postmaster: u32) -> f64 {
 /// (`TW_BENCH_INSTANCES`, default "1,2,3"; "1,2,3,1,2,3,1,2,3" for three
 /// alternating rounds) in one consumer group draining
 /// `TW_BENCH_EVENTS` (200 000) generated events from 6 partitions of a tansu
-/// broker into one PostgreSQL store. Messages are keyed by account and
+/// broker into one PostgreSQL store (a durable server: fsync on), with the
+/// default configuration. Messages are keyed by account and
 /// access key, so the generator's nine accounts spread over the partitions
 /// (real organisations have many more accounts than partitions). Prints
 /// events/s from the first stored batch to the last, and the CPU seconds of
@@ -689,7 +690,7 @@ fn instances() {
         })
         .collect();
     produce_with(&broker.address(), TOPIC, &messages, 1000);
-    let cluster = Postgres::start();
+    let cluster = Postgres::start_durable();
     let postmaster: u32 = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid"))
         .ok()
         .and_then(|text| text.lines().next().and_then(|line| line.trim().parse().ok()))

@@ -199,6 +199,18 @@ fn a_replay_into_postgresql_keeps_what_a_replay_into_sqlite_keeps() {
     let again = fingerprint(&bin, &url);
     assert!(again != from_postgres, "the second replay counted");
     assert_eq!(again, fingerprint(&bin, sqlite.to_str().unwrap()));
+    // `store verify` checks the chain and every sealed row on PostgreSQL,
+    // and an edit behind trailwarden's back is caught there.
+    let verify = bin.stdout(&["store", "verify", "--db", &url]);
+    assert!(verify.starts_with("chain ok"), "{verify}");
+    cluster.query_texts(
+        &url,
+        "UPDATE alarms SET count = count + 1 WHERE id = (SELECT min(id) FROM alarms)",
+    );
+    let tampered = bin.run(&["store", "verify", "--db", &url]);
+    let report = String::from_utf8_lossy(&tampered.stdout);
+    assert!(!tampered.status.success(), "{report}");
+    assert!(report.contains("was changed after this link sealed it"), "{report}");
 }
 
 #[test]

@@ -22,8 +22,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::db::SqliteDb;
-use rusqlite::{Connection, OptionalExtension};
+use crate::db::{Db, DbExt, DbResult, SqliteDb, get};
+use rusqlite::Connection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -199,18 +199,9 @@ const REMARK_SEALED: &[&str] = &["id", "kind", "value", "remark", "updated_at", 
 const ASSET_SEALED: &[&str] = &["id", "cidr", "name", "updated_at", "updated_by"];
 const CHANGE_SEALED: &[&str] = &["id", "at", "actor", "via", "subject", "subject_id", "action", "detail"];
 
-/// Canonical hash of one row: each value tagged with its type and length, so
-/// no two different rows hash alike.
-pub(crate) fn hash_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut digits = Digits::default();
-    for index in 0..columns {
-        feed(&mut hasher, &mut digits, row.get_ref(index)?);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// `hash_row` of a row with these values: for a row just inserted with them
+/// Canonical hash of one row, from its values: each tagged with its type
+/// and length, so no two different rows hash alike (`seal::hash_row` reads
+/// them from a row); for a row just inserted with them
 /// (each bound with the type its column's affinity keeps), without reading
 /// it back.
 pub(crate) fn hash_values(values: &[rusqlite::types::ValueRef<'_>]) -> String {
@@ -463,16 +454,12 @@ impl Verification {
 
 /// An anchored head at or before the last checkpoint: its link is cut, so
 /// it can only be compared with a checkpoint of the same link.
-fn check_cut_anchor(
-    connection: &Connection,
-    anchor_seq: i64,
-    anchor_hash: &str,
-    report: &mut Verification,
-) -> rusqlite::Result<()> {
-    let cut: Option<String> = connection
-        .prepare_cached("SELECT hash FROM chain_checkpoints WHERE seq = ?1")?
-        .query_row([anchor_seq], |row| row.get(0))
-        .optional()?;
+fn check_cut_anchor(db: &mut dyn Db, anchor_seq: i64, anchor_hash: &str, report: &mut Verification) -> DbResult<()> {
+    let cut: Option<String> = db.query_opt(
+        "SELECT hash FROM chain_checkpoints WHERE seq = ?1",
+        crate::db_params![anchor_seq],
+        |row| get(row, 0),
+    )?;
     match cut {
         Some(hash) if hash == anchor_hash => {}
         Some(hash) => report.problems.push(Problem {
@@ -491,10 +478,10 @@ fn check_cut_anchor(
 }
 
 /// Check the whole chain and every sealed row; with `anchor` (seq, hash),
-/// also that the chain still contains that head.
-pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite::Result<Verification> {
+/// also that the chain still contains that head. Either store.
+pub fn verify(db: &mut dyn Db, anchor: Option<(i64, &str)>) -> DbResult<Verification> {
     let mut report = Verification {
-        checkpoint: checkpoint(connection)?,
+        checkpoint: super::seal::checkpoint(db)?,
         ..Verification::default()
     };
     let mut latest: HashMap<(LinkKind, i64), (i64, String)> = HashMap::new();
@@ -507,21 +494,20 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
         && let Some((cut_seq, _)) = &report.checkpoint
         && anchor_seq <= *cut_seq
     {
-        check_cut_anchor(connection, anchor_seq, anchor_hash, &mut report)?;
+        check_cut_anchor(db, anchor_seq, anchor_hash, &mut report)?;
     }
     let mut chain_broken = false;
-    {
-        let mut statement =
-            connection.prepare("SELECT seq, at, kind, ref_id, row_hash, prev_hash, hash FROM chain ORDER BY seq")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let seq: i64 = row.get(0)?;
-            let at: String = row.get(1)?;
-            let kind_text: String = row.get(2)?;
-            let ref_id: i64 = row.get(3)?;
-            let row_hash: String = row.get(4)?;
-            let prev_hash: String = row.get(5)?;
-            let hash: String = row.get(6)?;
+    db.query_each(
+        "SELECT seq, at, kind, ref_id, row_hash, prev_hash, hash FROM chain ORDER BY seq",
+        &[],
+        &mut |row| {
+            let seq: i64 = get(row, 0)?;
+            let at: String = get(row, 1)?;
+            let kind_text: String = get(row, 2)?;
+            let ref_id: i64 = get(row, 3)?;
+            let row_hash: String = get(row, 4)?;
+            let prev_hash: String = get(row, 5)?;
+            let hash: String = get(row, 6)?;
             report.links += 1;
             let kind = LinkKind::parse(&kind_text);
             if !chain_broken {
@@ -558,7 +544,7 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
                     message: format!("the anchored head {anchor_hash} is not this link's hash {hash}"),
                 });
             }
-            prev = hash.clone();
+            prev = hash;
             expected_seq = seq + 1;
             match kind {
                 Some(kind) => {
@@ -571,9 +557,10 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
                     message: format!("unknown link kind \"{kind_text}\""),
                 }),
             }
-        }
-    }
-    report.head = head(connection)?;
+            Ok(())
+        },
+    )?;
+    report.head = super::seal::head(db)?;
     if let Some((anchor_seq, _)) = anchor
         && report.head.as_ref().is_none_or(|(seq, _)| *seq < anchor_seq)
     {
@@ -587,12 +574,11 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
     // Every row against the last link that sealed it.
     for kind in LinkKind::ALL {
         let (table, columns) = kind.sealed();
-        let mut statement = connection.prepare(&format!("SELECT {} FROM {table} ORDER BY id", columns.join(", ")))?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
+        let sql = format!("SELECT {} FROM {table} ORDER BY id", columns.join(", "));
+        db.query_each(&sql, &[], &mut |row| {
+            let id: i64 = get(row, 0)?;
             *report.count_of(kind) += 1;
-            let current = hash_row(row, columns.len())?;
+            let current = super::seal::hash_row(row, columns.len())?;
             let noun = kind.noun();
             let problem = match latest.remove(&(kind, id)) {
                 None => Some((
@@ -618,7 +604,8 @@ pub fn verify(connection: &Connection, anchor: Option<(i64, &str)>) -> rusqlite:
                     message,
                 });
             }
-        }
+            Ok(())
+        })?;
     }
     for ((kind, id), (seq, sealed_hash)) in latest {
         if sealed_hash == REMOVED {
@@ -674,8 +661,11 @@ mod tests {
     #[test]
     fn a_row_hash_tags_each_value_with_its_type_and_length() {
         let connection = Connection::open_in_memory().unwrap();
-        let hash = connection
-            .query_row("SELECT NULL, -12, 'héllo', x'0102', 1.5", [], |row| hash_row(row, 5))
+        let hash = SqliteDb(&connection)
+            .query_opt("SELECT NULL, -12, 'héllo', x'0102', 1.5", &[], |row| {
+                super::super::seal::hash_row(row, 5)
+            })
+            .unwrap()
             .unwrap();
         let mut expected = Sha256::new();
         expected.update(b"N;I-12;T6:h\xc3\xa9llo;B2:\x01\x02;R1.5;");

@@ -29,7 +29,7 @@ fn insert_links(at: usize) -> &'static str {
     &statements[at]
 }
 
-/// `chain::hash_row` of a row read through [`Db`].
+/// The canonical hash (`chain::hash_values`) of a row read through [`Db`].
 pub fn hash_row(row: &dyn Row, columns: usize) -> DbResult<String> {
     let mut values = Vec::with_capacity(columns);
     for index in 0..columns {

@@ -18,6 +18,8 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// `fsync` on (a benchmark's durable server) or off (tests).
+    fsync: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -42,8 +44,19 @@ fn is_root() -> bool {
 }
 
 impl Postgres {
-    /// A new, running cluster.
+    /// A new, running cluster; without fsync (tests that kill it need no
+    /// durability beyond the server process, and run faster).
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A new, running cluster with PostgreSQL's durable defaults (fsync on),
+    /// as a deployment runs it: for benchmarks.
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(fsync: bool) -> Postgres {
         let bin = bin_dir();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("tw-pg").tempdir().expect("temp dir");
@@ -65,6 +78,7 @@ impl Postgres {
             bin,
             port: crate::common::free_port(),
             as_postgres,
+            fsync,
         };
         cluster.run(
             "initdb",
@@ -110,10 +124,11 @@ impl Postgres {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync={} \
              -c max_connections=60",
             self.port,
-            self.data.display()
+            self.data.display(),
+            if self.fsync { "on" } else { "off" }
         );
         let log = self.data.join("server.log").display().to_string();
         self.run(

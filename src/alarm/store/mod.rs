@@ -485,7 +485,7 @@ impl Store {
 
     /// Check the hash chain and every sealed row (see `chain::verify`).
     pub fn verify_chain(&self, anchor: Option<(i64, &str)>) -> Result<chain::Verification, StoreError> {
-        Ok(chain::verify(self.sqlite("verifying the chain")?, anchor)?)
+        self.with_db(|db| chain::verify(db, anchor))
     }
 
     /// The chain's last link: (seq, hash).
