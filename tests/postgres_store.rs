@@ -199,6 +199,24 @@ fn a_replay_into_postgresql_keeps_what_a_replay_into_sqlite_keeps() {
     let again = fingerprint(&bin, &url);
     assert!(again != from_postgres, "the second replay counted");
     assert_eq!(again, fingerprint(&bin, sqlite.to_str().unwrap()));
+    // `store stats` reads the database's and each table's size.
+    let stats = bin.json(&["store", "stats", "--db", &url, "--format", "json"]);
+    assert!(stats["file_bytes"].as_u64() > Some(0), "{stats}");
+    assert!(stats["path"].as_str().unwrap().starts_with("postgres://"), "{stats}");
+    let alarms = stats["tables"]
+        .as_array()
+        .and_then(|tables| tables.iter().find(|table| table["table"] == "alarms"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(alarms["rows"].as_u64(), Some(again.len() as u64), "{stats}");
+    assert!(alarms["bytes"].as_u64() > Some(0), "{stats}");
+    assert!(
+        stats["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|table| table["table"] == "activity_hourly" && table["oldest"].is_string()),
+        "{stats}"
+    );
     // `store verify` checks the chain and every sealed row on PostgreSQL,
     // and an edit behind trailwarden's back is caught there.
     let verify = bin.stdout(&["store", "verify", "--db", &url]);

@@ -193,8 +193,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
         }
         StoreCommand::Stats { db, format } => {
             let store = service::open_existing_store(settings, db.as_deref())?;
-            let stats =
-                retention::stats::stats(store.connection()?, store.path()).context("reading store statistics")?;
+            let stats = store.stats().context("reading store statistics")?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string(&stats)?);
                 return Ok(ExitCode::SUCCESS);

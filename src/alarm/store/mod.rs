@@ -549,6 +549,12 @@ impl Store {
         self.with_db(|db| super::rollup::list_traces(db, filter))
     }
 
+    /// `store stats`: what the store holds, table by table, on either backend.
+    pub fn stats(&self) -> Result<super::retention::stats::StoreStats, StoreError> {
+        let location = self.location();
+        self.with_db(|db| super::retention::stats::stats(db, &self.path, &location))
+    }
+
     /// Row counts, for summaries and health output.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         self.with_db(|db| {
