@@ -131,28 +131,92 @@ fn killed_at_random_moments_with_a_postgresql_restart_it_ends_with_the_alarms_of
         }
         eprintln!("round {round}: killed at {} of {total} stored", progress(&url, "chaos"));
     }
-    run_to_end(&chaos, &log);
+    let _tails = run_once_members(&chaos, &log);
     assert!(restarted, "PostgreSQL was restarted mid-stream");
     assert!(kills >= 2, "the daemon was killed mid-stream {kills} times");
     assert_eq!(progress(&url, "chaos"), total);
 
+    // The chain the daemon built on PostgreSQL, across kills and the
+    // server's restart, verifies.
     let copy = copy_to_sqlite(&url, dir.path(), "chaos-copy");
-    let expected = alarm_fingerprint(&reference_db);
-    let got = alarm_fingerprint(&copy);
+    assert_same_as(
+        &copy,
+        &reference_db,
+        poison_count,
+        &format!("seed {seed}: the uninterrupted run"),
+    );
+}
+
+/// Run `run --once` members of `config`'s group on its PostgreSQL store
+/// until every one has ended cleanly; the tails of their logs (`log`, then
+/// `log` with `-2`, `-3` appended). tansu 0.6 can leave a member that joins
+/// a group which just lost members (killed, or all stopped) without an
+/// assignment, and a `--once` member without partitions never ends; another
+/// member joining gets the group formed. So another member is started each
+/// time 45 s pass without every member ended (up to three); they share the
+/// partitions, fenced in the store, and each releases what it holds at its
+/// end.
+fn run_once_members(config: &Path, log: &Path) -> impl Fn() -> String + use<> {
+    let logs: Vec<std::path::PathBuf> = (1..=3)
+        .map(|index| match index {
+            1 => log.to_path_buf(),
+            _ => std::path::PathBuf::from(format!("{}-{index}", log.display())),
+        })
+        .collect();
+    let tails = {
+        let logs = logs.clone();
+        move || {
+            logs.iter()
+                .map(|log| tail(log))
+                .collect::<Vec<String>>()
+                .join("\n----\n")
+        }
+    };
+    let mut members = vec![daemon(config, true, &logs[0])];
+    let mut last_start = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let statuses: Vec<Option<std::process::ExitStatus>> =
+            members.iter_mut().map(|member| member.exited()).collect();
+        if statuses.iter().all(Option::is_some) {
+            assert!(
+                statuses
+                    .iter()
+                    .all(|status| status.is_some_and(|status| status.success())),
+                "the --once members end cleanly: {statuses:?}\n{}",
+                tails()
+            );
+            return tails;
+        }
+        if Instant::now() > deadline {
+            for member in &mut members {
+                member.kill();
+            }
+            panic!("the --once members did not finish: {statuses:?}\n{}", tails());
+        }
+        if last_start.elapsed() > Duration::from_secs(45) && members.len() < logs.len() {
+            eprintln!("a --once member has not ended after 45 s; another joins");
+            members.push(daemon(config, true, &logs[members.len()]));
+            last_start = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A store copied from PostgreSQL holds the alarms (with their call
+/// records) and match total of `reference`, each poison message once as a
+/// dead letter, and a chain that verifies.
+fn assert_same_as(copy: &Path, reference: &Path, poison_count: usize, what: &str) {
+    let expected = alarm_fingerprint(reference);
+    let got = alarm_fingerprint(copy);
     let missing: Vec<&String> = expected.iter().filter(|row| !got.contains(row)).take(5).collect();
     let extra: Vec<&String> = got.iter().filter(|row| !expected.contains(row)).take(5).collect();
     assert!(
         expected == got,
-        "seed {seed}: alarms differ from the uninterrupted run\nmissing: {missing:#?}\nextra: {extra:#?}"
+        "the alarms differ from {what}\nmissing: {missing:#?}\nextra: {extra:#?}"
     );
-    assert_eq!(match_total(&copy), match_total(&reference_db));
-    assert_eq!(
-        kafka_dead_letters(&copy).len(),
-        poison_count,
-        "each poison message once"
-    );
-    // The chain the daemon built on PostgreSQL, across kills and the
-    // server's restart, verifies.
+    assert_eq!(match_total(copy), match_total(reference));
+    assert_eq!(kafka_dead_letters(copy).len(), poison_count, "each poison message once");
     let verify = Trailwarden::new().stdout(&["store", "verify", "--db", copy.to_str().unwrap()]);
     assert!(verify.starts_with("chain ok"), "{verify}");
 }
@@ -404,44 +468,7 @@ fn three_daemons_in_one_group_killed_joined_and_left_end_with_the_alarms_of_one_
     assert!(pending(&cluster, &url) > 0, "the members handed held events over");
     // The input has ended: one more member takes every partition with its
     // state and held events, finds nothing new, and releases them.
-    // tansu 0.6 sometimes leaves a lone member joining a group that just
-    // emptied without an assignment; another member joining gets the
-    // group formed. So a second `--once` member is started when the first
-    // has had nothing for 45 s; they share the partitions, and each
-    // releases what it holds at its end.
-    let final_logs: Vec<std::path::PathBuf> = (0..3)
-        .map(|index| dir.path().join(format!("member-last-{index}.log")))
-        .collect();
-    let mut finals = vec![daemon(&config, true, &final_logs[0])];
-    let mut last_start = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut statuses;
-    loop {
-        statuses = finals.iter_mut().map(|child| child.exited()).collect::<Vec<_>>();
-        if statuses.iter().all(Option::is_some) || Instant::now() > deadline {
-            break;
-        }
-        if last_start.elapsed() > Duration::from_secs(45) && finals.len() < final_logs.len() {
-            eprintln!("the final member has no partitions after 45 s; another joins");
-            finals.push(daemon(&config, true, &final_logs[finals.len()]));
-            last_start = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let final_tail = || {
-        final_logs
-            .iter()
-            .map(|log| tail(log))
-            .collect::<Vec<String>>()
-            .join("\n----\n")
-    };
-    assert!(
-        statuses
-            .iter()
-            .all(|status| status.is_some_and(|status| status.success())),
-        "the final members end cleanly: {statuses:?}\n{}",
-        final_tail()
-    );
+    let final_tail = run_once_members(&config, &dir.path().join("member-last.log"));
     assert_eq!(pending(&cluster, &url), 0, "events still held\n{}", final_tail());
     // Every notification was delivered (a killed member's claims went to
     // another member after their lease).
@@ -493,21 +520,14 @@ fn three_daemons_in_one_group_killed_joined_and_left_end_with_the_alarms_of_one_
     assert!(match_total(&reference_db) > 100, "the stream plants attacks");
 
     let copy = copy_to_sqlite(&url, dir.path(), "three-copy");
-    let expected = alarm_fingerprint(&reference_db);
-    let got = alarm_fingerprint(&copy);
-    let missing: Vec<&String> = expected.iter().filter(|row| !got.contains(row)).take(5).collect();
-    let extra: Vec<&String> = got.iter().filter(|row| !expected.contains(row)).take(5).collect();
-    assert!(
-        expected == got,
-        "seed {seed}: the cluster's alarms differ from one SQLite run\nmissing: {missing:#?}\nextra: {extra:#?}"
-    );
-    assert_eq!(match_total(&copy), match_total(&reference_db));
-    assert_eq!(
-        kafka_dead_letters(&copy).len(),
+    assert_same_as(
+        &copy,
+        &reference_db,
         poison_count,
-        "each poison message once"
+        &format!("seed {seed}: one SQLite run"),
     );
-    let verify = Trailwarden::new().stdout(&["store", "verify", "--db", copy.to_str().unwrap()]);
+    // And the chain verifies on PostgreSQL itself.
+    let verify = Trailwarden::new().stdout(&["store", "verify", "--db", &url]);
     assert!(verify.starts_with("chain ok"), "{verify}");
 
     // One notification per medium-or-higher alarm of the SQLite run (a
