@@ -407,7 +407,7 @@ pub fn search_events(
             filter.until = Some(filter.until.map_or(end, |until| until.min(end)));
         }
     }
-    let mut page = search(store.connection()?, &filter).map_err(|error| match error {
+    let mut page = search(store.sqlite("the event store")?, &filter).map_err(|error| match error {
         SearchError::BadCursor(_) => AppError::Usage(error.to_string()),
         SearchError::Store(error) => AppError::from(error),
         SearchError::Damaged { .. } => AppError::Store(crate::alarm::store::StoreError::Corrupt(error.to_string())),

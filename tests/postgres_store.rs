@@ -217,6 +217,29 @@ fn a_replay_into_postgresql_keeps_what_a_replay_into_sqlite_keeps() {
             .any(|table| table["table"] == "activity_hourly" && table["oldest"].is_string()),
         "{stats}"
     );
+    // What is not on PostgreSQL yet says so, naming it, and leaves no file.
+    let backup = dir.path().join("backup.db");
+    for (args, what) in [
+        (&["store", "prune"][..], "retention (`store prune`)"),
+        (&["store", "backup", backup.to_str().unwrap()][..], "store backup"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--db", url.as_str()]);
+        let output = bin.run(&args);
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            message.contains(&format!("{what} is not available on a PostgreSQL store yet")),
+            "{args:?}: {message}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name.to_string_lossy().starts_with("backup"))
+        .collect();
+    assert!(left.is_empty(), "no backup file is made: {left:?}");
     // `store verify` checks the chain and every sealed row on PostgreSQL,
     // and an edit behind trailwarden's back is caught there.
     let verify = bin.stdout(&["store", "verify", "--db", &url]);

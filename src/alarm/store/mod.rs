@@ -496,6 +496,8 @@ impl Store {
     /// An online copy of the whole store (SQLite's backup API), consistent
     /// even while the daemon writes.
     pub fn backup_to(&self, destination: &Path) -> Result<(), StoreError> {
+        // Before any file is made: a PostgreSQL store has none to copy.
+        let source = self.sqlite("store backup")?;
         let failed = |source| StoreError::Backup {
             path: destination.to_path_buf(),
             source,
@@ -520,7 +522,7 @@ impl Store {
         }
         {
             let mut target = Connection::open(&partial).map_err(failed)?;
-            let backup = rusqlite::backup::Backup::new(self.sqlite("store backup")?, &mut target).map_err(failed)?;
+            let backup = rusqlite::backup::Backup::new(source, &mut target).map_err(failed)?;
             backup
                 .run_to_completion(1024, std::time::Duration::from_millis(5), None)
                 .map_err(failed)?;
