@@ -33,3 +33,4 @@ pub mod synth;
 pub mod terminal;
 pub mod text;
 pub mod time;
+pub mod tls;

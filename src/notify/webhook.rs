@@ -105,6 +105,7 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub fn new() -> Result<WebhookSender, super::NotifyError> {
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("trailwarden/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())

@@ -34,7 +34,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
-use object_store::{Attribute, ObjectStore};
+use object_store::{Attribute, ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 

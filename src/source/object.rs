@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::integrity::{self, PublicKeys, Trail};
 use super::watch::{CheckpointLookup, Plan, WatchMessage, WatchOptions, plan, scan};
@@ -75,6 +75,7 @@ pub struct Bucket {
 impl Bucket {
     /// A client for `settings`: explicit values first, then `AWS_*` from the environment.
     pub fn connect(settings: &BucketSettings) -> Result<Bucket, String> {
+        crate::tls::install_crypto_provider();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&settings.bucket);
         if let Some(endpoint) = &settings.endpoint {
             builder = builder

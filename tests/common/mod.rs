@@ -10,6 +10,7 @@
 //! - `mmdb`: a small MaxMind DB writer and the test GeoIP databases;
 //! - `tansu`: a Kafka-protocol broker (`use common::tansu::Broker`);
 //! - `pg_cluster`: a throw-away PostgreSQL cluster (`use common::pg_cluster::Postgres`);
+//! - `smtp`: a real SMTP server writing what it accepts to a directory (`use common::smtp::SmtpSink`);
 //! - `webhook`: a real HTTP server recording webhook deliveries (`use common::webhook::Receiver`).
 //!
 //! Each test file has `mod common;` and uses what it needs.
@@ -25,6 +26,7 @@ pub mod net;
 pub mod paths;
 pub mod pg_cluster;
 pub mod records;
+pub mod smtp;
 pub mod tansu;
 pub mod webhook;
 

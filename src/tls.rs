@@ -1,0 +1,29 @@
+//! TLS for the HTTPS clients (webhooks, S3-compatible endpoints): rustls with
+//! the ring provider, one process-wide default installed before the first
+//! client is built. Certificates are checked against the system's trust store
+//! (reqwest's platform verifier: `ca-certificates` on Debian, which the
+//! package depends on). PostgreSQL connections build their own configuration
+//! (`db::postgres`).
+
+use std::sync::Once;
+
+/// Make ring the process's default rustls provider; idempotent, and a
+/// provider some other code installed first is kept.
+pub fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // An error means a default is already installed, which is what is wanted.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_default_provider_is_installed_and_a_second_call_keeps_it() {
+        super::install_crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        super::install_crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+}
