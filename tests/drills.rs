@@ -1,5 +1,6 @@
 //! Outage drills against the real binary: the store's disk fills up while
-//! records keep coming. Intake pauses with an error in the log and
+//! records keep coming (and its filesystem is read-only when the daemon
+//! starts: the daemon waits for it). Intake pauses with an error in the log and
 //! `trailwarden_store_stalled` at 1, nothing is checkpointed, and once space
 //! returns the daemon goes on by itself and ends with the alarms of a run
 //! that never saw the outage.
@@ -52,6 +53,22 @@ impl SmallDisk {
             dir.display()
         );
         Some(SmallDisk { dir: dir.to_path_buf() })
+    }
+
+    /// Remount it read-only (`ro`) or writable (`rw`). Linux refuses a
+    /// read-only remount while a process has files open for writing on it.
+    fn remount(&self, mode: &str) {
+        let output = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            output.status.success(),
+            "remount {mode} of {}: {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Fill what is left with a file; returns it.
@@ -234,6 +251,75 @@ fn corpus(sandbox: &Sandbox, name: &str, seed: &str, start: &str, events: &str) 
         path.to_str().unwrap(),
     ]);
     path
+}
+
+#[test]
+fn a_store_on_a_read_only_filesystem_waits_at_start_and_goes_on_once_it_takes_writes() {
+    let sandbox = Sandbox::named("unused.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    let Some(disk) = SmallDisk::mount(&sandbox.path("volume"), "64m") else {
+        return;
+    };
+    let store = disk.dir.join("store.db");
+    let watch = sandbox.path("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let first = corpus(&sandbox, "first.jsonl", "5", "2026-03-02", "3000");
+    let second = corpus(&sandbox, "second.jsonl", "6", "2026-03-04", "3000");
+    let config = Config::standard(&store)
+        .files(&[&watch])
+        .set("source.files", "poll_interval", "100ms")
+        .set("source.files", "settle", "0s")
+        .set("store.backup", "dir", "")
+        .set("log", "level", "info");
+    sandbox.write_config(&config);
+    // The first corpus goes into the store while the volume is writable.
+    let first_in = watch.join("first.jsonl");
+    std::fs::rename(&first, &first_in).unwrap();
+    sandbox.ok(&["run", "--once"]);
+    assert!(completed(&store, &first_in));
+
+    // The volume comes back read-only (as after the kernel remounted it on an
+    // error); the second corpus is waiting to be read.
+    disk.remount("ro");
+    let second_in = watch.join("second.jsonl");
+    std::fs::rename(&second, &second_in).unwrap();
+    let once = sandbox.run(&["run", "--once"]);
+    assert!(!once.status.success(), "a one-shot run does not wait");
+    assert!(
+        stderr(&once).contains("its filesystem is read-only"),
+        "and says why: {}",
+        stderr(&once)
+    );
+    let mut daemon = sandbox.start(&["run"], Log::Collect);
+    wait_until(
+        "the daemon to report the read-only store",
+        Duration::from_secs(60),
+        || daemon.stderr().contains("the store's filesystem is read-only"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon.exited().is_none(),
+        "it waits, it does not stop: {}",
+        daemon.stderr()
+    );
+    assert!(
+        !daemon.stderr().contains("alarm store open"),
+        "nothing starts before the store can be written"
+    );
+    // Writable again: it starts by itself and reads the second corpus.
+    disk.remount("rw");
+    wait_until("the second corpus once writable", Duration::from_secs(120), || {
+        completed(&store, &second_in)
+    });
+    assert!(
+        daemon
+            .stderr()
+            .contains("the store's filesystem is writable again; starting"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(daemon.terminate());
+    assert!(daemon.wait().success(), "{}", daemon.stderr());
+    assert_alarms_of_a_replay(&sandbox, &store, &[&first_in, &second_in]);
 }
 
 #[test]

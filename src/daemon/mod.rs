@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod housekeeping;
 pub mod lifecycle;
+mod store_open;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -96,7 +97,7 @@ impl Daemon {
             "rules loaded"
         );
         let store_path = db.unwrap_or(&settings.store.path).to_path_buf();
-        let mut store = Store::open(&store_path, store_options(settings))?;
+        let mut store = store_open::open_waiting(&store_path, &store_options(settings), !once)?;
         tracing::info!(path = %store_path.display(), "alarm store open");
         let started = crate::alarm::changes::Actor {
             name: "daemon start".into(),

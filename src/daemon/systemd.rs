@@ -1,6 +1,7 @@
 //! systemd's notify protocol (`Type=notify`): `READY=1` once the store is
 //! open, the source started and the API listening; `WATCHDOG=1` every half
-//! `WatchdogSec` while the engine runs (a stuck or dead engine stops the
+//! `WatchdogSec` while the engine runs; `EXTEND_TIMEOUT_USEC` while the start
+//! waits for a read-only or full store filesystem (a stuck or dead engine stops the
 //! pings and systemd restarts the service); `STOPPING=1` when a stop
 //! begins. Outside systemd (no `NOTIFY_SOCKET`) nothing is sent.
 
@@ -19,6 +20,13 @@ fn send(states: &[NotifyState<'_>]) {
 /// The daemon is up: store open, source started, API listening.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// Still starting, waiting for `status`: systemd gives the start another
+/// `extend` before its start timeout would stop the service.
+pub fn still_starting(status: &str, extend: Duration) {
+    let usec = u32::try_from(extend.as_micros()).unwrap_or(u32::MAX);
+    send(&[NotifyState::Status(status), NotifyState::ExtendTimeoutUsec(usec)]);
 }
 
 /// A stop has begun (intake stops, the pipeline drains and commits).

@@ -24,6 +24,8 @@ use crate::source::{FileCheckpoint, KafkaOffset};
 pub enum StoreError {
     #[error("cannot open the store at {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot open the store at {path}: its filesystem is {reason}")]
+    Unwritable { path: PathBuf, reason: &'static str },
     #[error("cannot create the store's directory {path}: {source}")]
     Directory { path: PathBuf, source: std::io::Error },
     #[error("cannot migrate the store at {path}: {source}")]
