@@ -89,6 +89,65 @@ impl Drop for SmallDisk {
     }
 }
 
+/// tests/support/flipfs.py mounted for the test: a pass-through FUSE
+/// filesystem that answers every write with EROFS while told to, as a
+/// filesystem the kernel remounted read-only would (a real one cannot be
+/// remounted read-only while the daemon has files open for writing).
+/// Unmounted when dropped.
+struct FlipFs {
+    dir: PathBuf,
+    control: PathBuf,
+    child: std::process::Child,
+}
+
+impl FlipFs {
+    fn mount(backing: &Path, dir: &Path, control: &Path) -> FlipFs {
+        let python = std::env::var("TW_FLIPFS_PYTHON").unwrap_or_else(|_| {
+            let cache = std::env::var("XDG_CACHE_HOME")
+                .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap_or_default()));
+            format!("{cache}/trailwarden-test/flipfs/bin/python")
+        });
+        let mut child = Command::new(&python)
+            .arg(repo().join("tests/support/flipfs.py"))
+            .args([backing, dir, control])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("{python} runs tests/support/flipfs.py (scripts/test installs mfusepy): {error}")
+            });
+        let mut said = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut said).unwrap();
+        assert_eq!(
+            said.trim(),
+            "ready",
+            "flipfs did not mount {} (as root, with /dev/fuse and mfusepy; scripts/test installs it)",
+            dir.display()
+        );
+        FlipFs {
+            dir: dir.to_path_buf(),
+            control: control.to_path_buf(),
+            child,
+        }
+    }
+
+    fn read_only(&self, on: bool) {
+        if on {
+            std::fs::write(&self.control, b"").unwrap();
+        } else {
+            std::fs::remove_file(&self.control).unwrap();
+        }
+    }
+}
+
+impl Drop for FlipFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The alarms in `store` are what a replay of `files` into a fresh store raises.
 fn assert_alarms_of_a_replay(sandbox: &Sandbox, store: &Path, files: &[&Path]) {
     let reference = sandbox.path("reference.db");
@@ -117,11 +176,40 @@ fn a_full_disk_pauses_intake_and_it_resumes_by_itself_when_space_returns() {
         return;
     };
     let store = disk.dir.join("store.db");
+    stall_drill(
+        &sandbox,
+        &store,
+        || {
+            disk.fill();
+        },
+        || std::fs::remove_file(disk.dir.join("filler")).unwrap(),
+    );
+}
+
+#[test]
+fn a_filesystem_turning_read_only_under_the_daemon_pauses_intake_until_it_takes_writes_again() {
+    let sandbox = Sandbox::named("unused.db", "drill.toml").with_bin(Trailwarden::api_on_any_port);
+    let volume = FlipFs::mount(
+        &sandbox.path("backing"),
+        &sandbox.path("volume"),
+        &sandbox.path("read-only"),
+    );
+    let store = volume.dir.join("store.db");
+    stall_drill(&sandbox, &store, || volume.read_only(true), || volume.read_only(false));
+}
+
+/// The course of a drill where the store's filesystem stops taking writes
+/// mid-stream: a first corpus is read, `fault` breaks the filesystem and a
+/// second corpus arrives. Intake pauses (the log says so, the stall metric is
+/// 1, nothing of the second corpus is checkpointed, the daemon keeps
+/// running); after `mend` it goes on by itself and ends with the alarms of a
+/// replay that never saw the fault, its chain verified.
+fn stall_drill(sandbox: &Sandbox, store: &Path, fault: impl FnOnce(), mend: impl FnOnce()) {
     let watch = sandbox.path("watch");
     std::fs::create_dir_all(&watch).unwrap();
     let hash = hex::encode(trailwarden::api::auth::hash_token(TOKEN));
     sandbox.write_config(
-        &Config::standard(&store)
+        &Config::standard(store)
             .files(&[&watch])
             .set("source.files", "poll_interval", "100ms")
             .set("source.files", "settle", "0s")
@@ -171,30 +259,32 @@ fn a_full_disk_pauses_intake_and_it_resumes_by_itself_when_space_returns() {
             .unwrap_or_else(|| panic!("no trailwarden_store_stalled in {metrics}"))
     };
     wait_until("the first corpus", Duration::from_secs(120), || {
-        completed(&store, &first)
+        completed(store, &first)
     });
     assert!(!stalled());
-    // The disk fills up; the second corpus arrives.
-    let filler = disk.fill();
+    // The filesystem stops taking writes; the second corpus arrives.
+    fault();
     std::fs::rename(sandbox.path("staged-2.jsonl"), &second).unwrap();
-    wait_until("the store to report the full disk", Duration::from_secs(120), || {
-        daemon.stderr().contains("the store cannot be written")
-    });
+    wait_until(
+        "the store to report it cannot be written",
+        Duration::from_secs(120),
+        || daemon.stderr().contains("the store cannot be written"),
+    );
     wait_until("the stall to show in /metrics", Duration::from_secs(30), stalled);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        !completed(&store, &second),
-        "nothing of the second corpus is checkpointed while the disk is full"
+        !completed(store, &second),
+        "nothing of the second corpus is checkpointed while the store cannot be written"
     );
     assert!(
         daemon.exited().is_none(),
         "the daemon waits, it does not stop: {}",
         daemon.stderr()
     );
-    // Space returns: it goes on by itself.
-    std::fs::remove_file(filler).unwrap();
+    // Writes are taken again: it goes on by itself.
+    mend();
     wait_until("the second corpus after the outage", Duration::from_secs(120), || {
-        completed(&store, &second)
+        completed(store, &second)
     });
     assert!(!stalled());
     assert!(
@@ -205,7 +295,7 @@ fn a_full_disk_pauses_intake_and_it_resumes_by_itself_when_space_returns() {
     assert!(daemon.terminate());
     assert!(daemon.wait().success(), "{}", daemon.stderr());
     // The same alarms as a replay of both corpora that never saw the outage.
-    assert_alarms_of_a_replay(&sandbox, &store, &[&first, &second]);
+    assert_alarms_of_a_replay(sandbox, store, &[&first, &second]);
     let verify = sandbox.run(&["store", "verify", "--db", store.to_str().unwrap()]);
     assert!(verify.status.success(), "{}", stdout(&verify));
 }
