@@ -332,17 +332,6 @@ pub fn append(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) ->
     Ok(super::seal::append_rows(&mut SqliteDb(connection), kind, ids, at)?)
 }
 
-/// Seal rows whose hashes the caller already has (`hash_returned` on the
-/// row as written in this transaction): one link each, in order.
-pub(crate) fn append_hashed(
-    connection: &Connection,
-    kind: LinkKind,
-    links: &[(i64, String)],
-    at: &str,
-) -> rusqlite::Result<()> {
-    Ok(super::seal::append_hashed(&mut SqliteDb(connection), kind, links, at)?)
-}
-
 /// Record, in a write transaction, that a row was removed through
 /// trailwarden (after the `DELETE`): its last link then says `removed`, and
 /// `verify` expects it gone.

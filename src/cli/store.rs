@@ -174,7 +174,7 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
         StoreCommand::Prune { db, format } => {
             let mut store = service::open_existing_store(settings, db.as_deref())?;
             let report = retention::prune(
-                store.sqlite_mut("retention (`store prune`)")?,
+                &mut store,
                 &settings.retention.policy,
                 chrono::Utc::now(),
                 &|| false,

@@ -62,15 +62,10 @@ impl Periodic {
 /// The daemon's housekeeping jobs, as configured.
 pub fn start(settings: &Settings, store_path: &Path, metrics: &Arc<Metrics>) -> Result<Vec<Periodic>, AppError> {
     let mut jobs = Vec::new();
-    if crate::db::StoreLocation::from_path(store_path).is_postgres() {
-        // Backups and retention of a shared store are PostgreSQL's (pg_dump,
-        // base backups) and not trailwarden's yet (docs/postgresql.md).
-        if settings.retention.enabled {
-            tracing::warn!("`[retention]` does not run on a PostgreSQL store yet; nothing is pruned");
-        }
-        return Ok(jobs);
-    }
-    if let Some(backup) = &settings.store.backup {
+    // Backups of a shared store are PostgreSQL's (pg_dump, base backups;
+    // docs/postgresql.md); retention runs on either backend.
+    let postgres = crate::db::StoreLocation::from_path(store_path).is_postgres();
+    if let Some(backup) = settings.store.backup.as_ref().filter(|_| !postgres) {
         jobs.push(backups(
             store_path.to_path_buf(),
             store_options(settings),
@@ -113,8 +108,7 @@ fn prune_once(path: &Path, options: StoreOptions, settings: &RetentionSettings, 
     let outcome = Store::open(path, options)
         .map_err(|error| error.to_string())
         .and_then(|mut store| {
-            let connection = store.connection_mut().map_err(|error| error.to_string())?;
-            retention::prune(connection, &settings.policy, chrono::Utc::now(), &|| {
+            retention::prune(&mut store, &settings.policy, chrono::Utc::now(), &|| {
                 stop.load(Ordering::SeqCst)
             })
             .map_err(|error| error.to_string())

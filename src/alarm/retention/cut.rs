@@ -8,13 +8,14 @@
 //! so a row edited behind trailwarden's back stays caught); rows the run
 //! says were removed need nothing. Then the run is deleted and a checkpoint
 //! records its last link's seq and hash, from which `verify` walks the rest.
-//! All of it in the caller's transaction.
+//! All of it in the caller's transaction, on either backend.
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::alarm::chain::{self, GENESIS, LinkKind, REMOVED};
+use crate::alarm::seal;
+use crate::db::{Db, DbError, DbExt, get};
+use crate::db_params;
 
 /// What one cut did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub enum CutError {
     #[error("the chain is broken at link {seq} ({reason}); nothing is cut until `store verify` is clean")]
     Broken { seq: i64, reason: &'static str },
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
 }
 
 struct Link {
@@ -44,24 +45,23 @@ struct Link {
 
 /// Cut at most `limit` of the oldest links whose time (`at`, RFC 3339 as
 /// stored) is before `cutoff`. `None` when no link is old enough.
-pub fn cut_oldest(connection: &Connection, cutoff: &str, limit: usize, now: &str) -> Result<Option<Cut>, CutError> {
-    let (start_seq, start_hash) = chain::checkpoint(connection)?.unwrap_or((0, GENESIS.to_string()));
-    let links: Vec<Link> = connection
-        .prepare_cached(
-            "SELECT seq, at, kind, ref_id, row_hash, prev_hash, hash FROM chain WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?
-        .query_map(params![start_seq, limit as i64], |row| {
+pub fn cut_oldest(db: &mut dyn Db, cutoff: &str, limit: usize, now: &str) -> Result<Option<Cut>, CutError> {
+    let (start_seq, start_hash) = seal::checkpoint(db)?.unwrap_or((0, GENESIS.to_string()));
+    let links: Vec<Link> = db.query_all(
+        "SELECT seq, at, kind, ref_id, row_hash, prev_hash, hash FROM chain WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        db_params![start_seq, limit as i64],
+        |row| {
             Ok(Link {
-                seq: row.get(0)?,
-                at: row.get(1)?,
-                kind: row.get(2)?,
-                ref_id: row.get(3)?,
-                row_hash: row.get(4)?,
-                prev_hash: row.get(5)?,
-                hash: row.get(6)?,
+                seq: get(row, 0)?,
+                at: get(row, 1)?,
+                kind: get(row, 2)?,
+                ref_id: get(row, 3)?,
+                row_hash: get(row, 4)?,
+                prev_hash: get(row, 5)?,
+                hash: get(row, 6)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     // Links are appended in time order: the run is the prefix older than the cutoff.
     let run = links.iter().take_while(|link| link.at.as_str() < cutoff).count();
     if run == 0 {
@@ -102,16 +102,17 @@ pub fn cut_oldest(connection: &Connection, cutoff: &str, limit: usize, now: &str
         last_in_run.insert((link.kind.as_str(), link.ref_id), index);
     }
     let mut carried: Vec<&Link> = Vec::new();
-    let mut later =
-        connection.prepare_cached("SELECT 1 FROM chain WHERE kind = ?1 AND ref_id = ?2 AND seq > ?3 LIMIT 1")?;
     for (&(kind, ref_id), &index) in &last_in_run {
         let link = &links[index];
         if link.row_hash == REMOVED {
             continue;
         }
-        let sealed_later = later
-            .query_row(params![kind, ref_id, last], |_| Ok(()))
-            .optional()?
+        let sealed_later = db
+            .query_opt(
+                "SELECT 1 FROM chain WHERE kind = ?1 AND ref_id = ?2 AND seq > ?3 LIMIT 1",
+                db_params![kind, ref_id, last],
+                |_| Ok(()),
+            )?
             .is_some();
         if !sealed_later {
             carried.push(link);
@@ -120,20 +121,17 @@ pub fn cut_oldest(connection: &Connection, cutoff: &str, limit: usize, now: &str
     carried.sort_by_key(|link| link.seq);
     for link in &carried {
         if let Some(kind) = LinkKind::parse(&link.kind) {
-            chain::append_hashed(connection, kind, &[(link.ref_id, link.row_hash.clone())], now)?;
+            seal::append_hashed(db, kind, &[(link.ref_id, link.row_hash.clone())], now)?;
         }
     }
-    connection
-        .prepare_cached("DELETE FROM chain WHERE seq <= ?1")?
-        .execute([last])?;
+    db.execute("DELETE FROM chain WHERE seq <= ?1", db_params![last])?;
     let cut = Cut {
         links_cut: run as u64,
         links_carried: carried.len() as u64,
     };
-    connection
-        .prepare_cached(
-            "INSERT INTO chain_checkpoints (seq, hash, at, links_cut, links_carried) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![last, prev, now, cut.links_cut as i64, cut.links_carried as i64])?;
+    db.execute(
+        "INSERT INTO chain_checkpoints (seq, hash, at, links_cut, links_carried) VALUES (?1, ?2, ?3, ?4, ?5)",
+        db_params![last, &prev, now, cut.links_cut as i64, cut.links_carried as i64],
+    )?;
     Ok(Some(cut))
 }

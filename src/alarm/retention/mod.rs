@@ -20,7 +20,9 @@
 //! `verify` expects it gone. Each transaction removes at most `batch_rows`
 //! rows (a tenth as many alarms, with their evidence), then lets the
 //! writer in: the daemon runs this on its own
-//! connection beside ingestion, and `store prune` on demand.
+//! connection beside ingestion, and `store prune` on demand. On a shared
+//! PostgreSQL store each transaction takes `RETENTION_LOCK`, so daemons
+//! prune in turns; removal links take the chain's lock as every writer does.
 
 pub mod cut;
 pub mod stats;
@@ -29,9 +31,12 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use super::chain::{self, LinkKind};
+use super::chain::LinkKind;
+use super::seal;
+use super::store::{Store, StoreError};
+use crate::db::{Db, DbExt, DbResult, Value, get};
+use crate::db_params;
 use crate::time::timestamp;
 
 /// How long each kind of row is kept (`[retention]`).
@@ -123,14 +128,20 @@ impl fmt::Display for PruneReport {
 const SETTLED: &str = "m.state != 'queued' AND NOT (m.state = 'folded' AND m.digest_id IS NULL) \
      AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.message_id = m.id AND d.status = 'pending')";
 
+/// The advisory lock key retention's transactions take on PostgreSQL
+/// ("tw-retn" in ASCII): daemons sharing a store prune in turns, so no two
+/// remove the same rows or cut the same links.
+pub const RETENTION_LOCK: i64 = 0x7477_2d72_6574_6e;
+
 /// Run every retention step until nothing is past its time, or `stop()`
-/// says to stop (checked between transactions).
+/// says to stop (checked between transactions). On either backend; each
+/// step in transactions of at most `batch_rows` rows.
 pub fn prune(
-    connection: &mut Connection,
+    store: &mut Store,
     policy: &RetentionPolicy,
     now: DateTime<Utc>,
     stop: &dyn Fn() -> bool,
-) -> rusqlite::Result<PruneReport> {
+) -> Result<PruneReport, StoreError> {
     let mut report = PruneReport::default();
     let limit = policy.batch_rows.max(1);
     let at = timestamp(now);
@@ -142,59 +153,58 @@ pub fn prune(
     };
     if let Some(cutoff) = before(policy.processed_alarms) {
         let cutoff = timestamp(cutoff);
-        batches(connection, &mut report, stop, |tx, report| {
-            processed_alarms(tx, &cutoff, limit, &at, report)
+        batches(store, &mut report, stop, |db, report| {
+            processed_alarms(db, &cutoff, limit, &at, report)
         })?;
     }
     if let Some(cutoff) = before(policy.samples) {
         let cutoff = timestamp(cutoff);
-        batches(connection, &mut report, stop, |tx, report| {
-            let removed = evidence(tx, LinkKind::Sample, &cutoff, limit, &at)?;
+        batches(store, &mut report, stop, |db, report| {
+            let removed = evidence(db, LinkKind::Sample, &cutoff, limit, &at)?;
             report.samples += removed;
             Ok(removed)
         })?;
     }
     if let Some(cutoff) = before(policy.call_records) {
         let cutoff = timestamp(cutoff);
-        batches(connection, &mut report, stop, |tx, report| {
-            let removed = evidence(tx, LinkKind::Call, &cutoff, limit, &at)?;
+        batches(store, &mut report, stop, |db, report| {
+            let removed = evidence(db, LinkKind::Call, &cutoff, limit, &at)?;
             report.calls += removed;
             Ok(removed)
         })?;
     }
     if let Some(cutoff) = before(policy.dead_letters) {
         let cutoff = timestamp(cutoff);
-        batches(connection, &mut report, stop, |tx, report| {
-            let removed = tx
-                .prepare_cached(
-                    "DELETE FROM dead_letters WHERE id IN \
-                     (SELECT id FROM dead_letters WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-                )?
-                .execute(params![cutoff, limit as i64])? as u64;
+        batches(store, &mut report, stop, |db, report| {
+            let removed = db.execute(
+                "DELETE FROM dead_letters WHERE id IN \
+                 (SELECT id FROM dead_letters WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
+                db_params![&cutoff, limit as i64],
+            )?;
             report.dead_letters += removed;
             Ok(removed)
         })?;
     }
     if let Some(cutoff) = before(policy.notifications) {
         let cutoff_ms = cutoff.timestamp_millis();
-        batches(connection, &mut report, stop, |tx, report| {
-            notifications(tx, cutoff_ms, limit, report)
+        batches(store, &mut report, stop, |db, report| {
+            notifications(db, cutoff_ms, limit, report)
         })?;
     }
     if let Some(retention) = policy.rollups {
-        rollups(connection, retention, limit, &mut report, stop)?;
+        rollups(store, retention, limit, &mut report, stop)?;
     }
     if let Some(cutoff) = before(policy.chain) {
         let cutoff = timestamp(cutoff);
-        batches(connection, &mut report, stop, |tx, report| {
-            match cut::cut_oldest(tx, &cutoff, limit, &at) {
+        batches(store, &mut report, stop, |db, report| {
+            match cut::cut_oldest(db, &cutoff, limit, &at) {
                 Ok(Some(cut)) => {
                     report.links_cut += cut.links_cut;
                     report.links_carried += cut.links_carried;
                     Ok(cut.links_cut)
                 }
                 Ok(None) => Ok(0),
-                Err(cut::CutError::Sqlite(error)) => Err(error),
+                Err(cut::CutError::Db(error)) => Err(error),
                 Err(error @ cut::CutError::Broken { .. }) => {
                     report.chain_error = Some(error.to_string());
                     Ok(0)
@@ -205,20 +215,20 @@ pub fn prune(
     Ok(report)
 }
 
-/// Run `step` in immediate transactions until it removes nothing.
+/// Run `step` in write transactions until it removes nothing.
 fn batches(
-    connection: &mut Connection,
+    store: &mut Store,
     report: &mut PruneReport,
     stop: &dyn Fn() -> bool,
-    mut step: impl FnMut(&Transaction<'_>, &mut PruneReport) -> rusqlite::Result<u64>,
-) -> rusqlite::Result<()> {
+    mut step: impl FnMut(&mut dyn Db, &mut PruneReport) -> DbResult<u64>,
+) -> Result<(), StoreError> {
     while !stop() {
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let removed = step(&transaction, report)?;
+        let removed = store.transact(Some(RETENTION_LOCK), |db| -> Result<u64, StoreError> {
+            Ok(step(db, report)?)
+        })?;
         if removed == 0 {
             return Ok(());
         }
-        transaction.commit()?;
         report.transactions += 1;
         // Let the daemon's writer take the lock between two batches.
         std::thread::yield_now();
@@ -226,54 +236,51 @@ fn batches(
     Ok(())
 }
 
-fn ids(connection: &Connection, sql: &str, values: impl rusqlite::Params) -> rusqlite::Result<Vec<i64>> {
-    connection
-        .prepare_cached(sql)?
-        .query_map(values, |row| row.get(0))?
-        .collect()
+fn ids(db: &mut dyn Db, sql: &str, values: &[Value<'_>]) -> DbResult<Vec<i64>> {
+    db.query_all(sql, values, |row| get(row, 0))
 }
 
 /// Delete rows of `kind` by id and seal their removal.
-fn remove(connection: &Connection, kind: LinkKind, ids: &[i64], at: &str) -> rusqlite::Result<u64> {
-    let mut delete = connection.prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", kind.table()))?;
+fn remove(db: &mut dyn Db, kind: LinkKind, ids: &[i64], at: &str) -> DbResult<u64> {
+    let delete = format!("DELETE FROM {} WHERE id = ?1", kind.table());
     for id in ids {
-        delete.execute([id])?;
+        db.execute(&delete, db_params![*id])?;
     }
-    chain::append_removals(connection, kind, ids, at)?;
+    seal::append_removals(db, kind, ids, at)?;
     Ok(ids.len() as u64)
 }
 
 fn processed_alarms(
-    connection: &Connection,
+    db: &mut dyn Db,
     cutoff: &str,
     limit: usize,
     at: &str,
     report: &mut PruneReport,
-) -> rusqlite::Result<u64> {
+) -> DbResult<u64> {
     let alarms = ids(
-        connection,
+        db,
         &format!(
             "SELECT id FROM alarms a WHERE status = 'processed' AND updated_at < ?1 AND NOT EXISTS \
              (SELECT 1 FROM notify_messages m WHERE m.alarm_id = a.id AND NOT ({SETTLED})) ORDER BY id LIMIT ?2"
         ),
         // An alarm goes with some ten rows of evidence.
-        params![cutoff, (limit / 10).max(1) as i64],
+        db_params![cutoff, (limit / 10).max(1) as i64],
     )?;
     for &alarm in &alarms {
         for message in ids(
-            connection,
+            db,
             "SELECT id FROM notify_messages WHERE alarm_id = ?1",
-            [alarm],
+            db_params![alarm],
         )? {
-            remove_message(connection, message, report)?;
+            remove_message(db, message, report)?;
         }
         for kind in [LinkKind::Transition, LinkKind::Call, LinkKind::Sample] {
             let rows = ids(
-                connection,
+                db,
                 &format!("SELECT id FROM {} WHERE alarm_id = ?1 ORDER BY id", kind.table()),
-                [alarm],
+                db_params![alarm],
             )?;
-            let removed = remove(connection, kind, &rows, at)?;
+            let removed = remove(db, kind, &rows, at)?;
             match kind {
                 LinkKind::Transition => report.transitions += removed,
                 LinkKind::Call => report.calls += removed,
@@ -281,13 +288,13 @@ fn processed_alarms(
             }
         }
     }
-    report.alarms += remove(connection, LinkKind::Alarm, &alarms, at)?;
+    report.alarms += remove(db, LinkKind::Alarm, &alarms, at)?;
     Ok(alarms.len() as u64)
 }
 
 /// Samples (by event time) or call records (by last call) of alarms not
 /// waiting for triage.
-fn evidence(connection: &Connection, kind: LinkKind, cutoff: &str, limit: usize, at: &str) -> rusqlite::Result<u64> {
+fn evidence(db: &mut dyn Db, kind: LinkKind, cutoff: &str, limit: usize, at: &str) -> DbResult<u64> {
     let table = kind.table();
     let time = if kind == LinkKind::Sample {
         "event_time"
@@ -295,46 +302,40 @@ fn evidence(connection: &Connection, kind: LinkKind, cutoff: &str, limit: usize,
         "last_call"
     };
     let rows = ids(
-        connection,
+        db,
         &format!(
             "SELECT e.id FROM alarms a JOIN {table} e ON e.alarm_id = a.id \
              WHERE a.status IN ('processed', 'ignored') AND e.{time} < ?1 ORDER BY e.id LIMIT ?2"
         ),
-        params![cutoff, limit as i64],
+        db_params![cutoff, limit as i64],
     )?;
-    remove(connection, kind, &rows, at)
+    remove(db, kind, &rows, at)
 }
 
 /// Settled messages queued before the cutoff, with their deliveries; a
 /// digest only once no message names it.
-fn notifications(
-    connection: &Connection,
-    cutoff_ms: i64,
-    limit: usize,
-    report: &mut PruneReport,
-) -> rusqlite::Result<u64> {
+fn notifications(db: &mut dyn Db, cutoff_ms: i64, limit: usize, report: &mut PruneReport) -> DbResult<u64> {
     let messages = ids(
-        connection,
+        db,
         &format!(
             "SELECT id FROM notify_messages m WHERE created_ms < ?1 AND {SETTLED} \
              AND NOT EXISTS (SELECT 1 FROM notify_messages f WHERE f.digest_id = m.id) ORDER BY id LIMIT ?2"
         ),
-        params![cutoff_ms, limit as i64],
+        db_params![cutoff_ms, limit as i64],
     )?;
     for &message in &messages {
-        remove_message(connection, message, report)?;
+        remove_message(db, message, report)?;
     }
     Ok(messages.len() as u64)
 }
 
 /// A notification message and its deliveries.
-fn remove_message(connection: &Connection, message: i64, report: &mut PruneReport) -> rusqlite::Result<()> {
-    report.notify_deliveries += connection
-        .prepare_cached("DELETE FROM notify_deliveries WHERE message_id = ?1")?
-        .execute([message])? as u64;
-    report.notify_messages += connection
-        .prepare_cached("DELETE FROM notify_messages WHERE id = ?1")?
-        .execute([message])? as u64;
+fn remove_message(db: &mut dyn Db, message: i64, report: &mut PruneReport) -> DbResult<()> {
+    report.notify_deliveries += db.execute(
+        "DELETE FROM notify_deliveries WHERE message_id = ?1",
+        db_params![message],
+    )?;
+    report.notify_messages += db.execute("DELETE FROM notify_messages WHERE id = ?1", db_params![message])?;
     Ok(())
 }
 
@@ -343,13 +344,15 @@ const HOUR_MS: i64 = 3_600_000;
 /// Hourly rollups and first-seen pairs older than `retention` behind the
 /// newest hour rolled up (a replay of old records keeps its god view).
 fn rollups(
-    connection: &mut Connection,
+    store: &mut Store,
     retention: Duration,
     limit: usize,
     report: &mut PruneReport,
     stop: &dyn Fn() -> bool,
-) -> rusqlite::Result<()> {
-    let newest: Option<i64> = connection.query_row("SELECT max(key) FROM activity_hourly", [], |row| row.get(0))?;
+) -> Result<(), StoreError> {
+    let newest: Option<i64> = store
+        .with_db(|db| db.query_opt("SELECT max(key) FROM activity_hourly", &[], |row| get(row, 0)))?
+        .flatten();
     let Some(newest) = newest else {
         return Ok(());
     };
@@ -358,23 +361,21 @@ fn rollups(
     let first_kept_hour = newest_hour.saturating_sub(hours);
     let key_cutoff = first_kept_hour.checked_mul(1 << 32).unwrap_or(i64::MIN);
     let ms_cutoff = first_kept_hour.saturating_mul(HOUR_MS);
-    batches(connection, report, stop, |tx, report| {
-        let removed = tx
-            .prepare_cached(
-                "DELETE FROM activity_hourly WHERE key IN \
-                 (SELECT key FROM activity_hourly WHERE key < ?1 ORDER BY key LIMIT ?2)",
-            )?
-            .execute(params![key_cutoff, limit as i64])? as u64;
+    batches(store, report, stop, |db, report| {
+        let removed = db.execute(
+            "DELETE FROM activity_hourly WHERE key IN \
+             (SELECT key FROM activity_hourly WHERE key < ?1 ORDER BY key LIMIT ?2)",
+            db_params![key_cutoff, limit as i64],
+        )?;
         report.rollup_rows += removed;
         Ok(removed)
     })?;
-    batches(connection, report, stop, |tx, report| {
-        let removed = tx
-            .prepare_cached(
-                "DELETE FROM activity_key_ips WHERE id IN \
-                 (SELECT id FROM activity_key_ips WHERE first_ms < ?1 ORDER BY id LIMIT ?2)",
-            )?
-            .execute(params![ms_cutoff, limit as i64])? as u64;
+    batches(store, report, stop, |db, report| {
+        let removed = db.execute(
+            "DELETE FROM activity_key_ips WHERE id IN \
+             (SELECT id FROM activity_key_ips WHERE first_ms < ?1 ORDER BY id LIMIT ?2)",
+            db_params![ms_cutoff, limit as i64],
+        )?;
         report.key_ip_rows += removed;
         Ok(removed)
     })

@@ -62,7 +62,7 @@ fn only(policy: impl FnOnce(&mut RetentionPolicy)) -> RetentionPolicy {
 }
 
 fn prune_at(store: &mut Store, policy: &RetentionPolicy, now: DateTime<Utc>) -> PruneReport {
-    prune(store.connection_mut().unwrap(), policy, now, &|| false).unwrap()
+    prune(store, policy, now, &|| false).unwrap()
 }
 
 #[test]
@@ -371,7 +371,7 @@ fn a_stop_request_ends_the_run_between_transactions() {
         runs.set(runs.get() + 1);
         runs.get() > 2
     };
-    let report = prune(store.connection_mut().unwrap(), &policy, Utc::now(), &stop).unwrap();
+    let report = prune(&mut store, &policy, Utc::now(), &stop).unwrap();
     assert_eq!((report.dead_letters, report.transactions), (6, 2));
     assert_eq!(count(&store, "SELECT count(*) FROM dead_letters"), 4);
 }
