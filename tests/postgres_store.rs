@@ -834,15 +834,23 @@ fn retention_prunes_a_postgresql_store_as_it_prunes_sqlite_and_both_chains_still
         for alarm in alarms.as_array().unwrap() {
             if alarm["level"] == "medium" {
                 let id = alarm["id"].as_i64().unwrap();
-                store.set_status(id, Status::Processed, "retention-test", "handled").unwrap();
+                store
+                    .set_status(id, Status::Processed, "retention-test", "handled")
+                    .unwrap();
             }
         }
         reports.push(prune(&mut store, &policy, later, &|| false).unwrap());
     }
     let (on_sqlite, on_postgres) = (&reports[0], &reports[1]);
     eprintln!("retention: SQLite {on_sqlite}; PostgreSQL {on_postgres}");
-    assert!(on_postgres.alarms > 0 && on_postgres.samples > 0 && on_postgres.calls > 0, "{on_postgres}");
-    assert!(on_postgres.rollup_rows > 0 && on_postgres.links_cut > 0, "{on_postgres}");
+    assert!(
+        on_postgres.alarms > 0 && on_postgres.samples > 0 && on_postgres.calls > 0,
+        "{on_postgres}"
+    );
+    assert!(
+        on_postgres.rollup_rows > 0 && on_postgres.links_cut > 0,
+        "{on_postgres}"
+    );
     assert!(on_postgres.transactions > 1, "in small transactions: {on_postgres}");
     assert_eq!(on_postgres.chain_error, None);
     // The same rows go from both; how many links the chain had depends on how

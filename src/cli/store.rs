@@ -173,13 +173,8 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
         }
         StoreCommand::Prune { db, format } => {
             let mut store = service::open_existing_store(settings, db.as_deref())?;
-            let report = retention::prune(
-                &mut store,
-                &settings.retention.policy,
-                chrono::Utc::now(),
-                &|| false,
-            )
-            .context("pruning the store")?;
+            let report = retention::prune(&mut store, &settings.retention.policy, chrono::Utc::now(), &|| false)
+                .context("pruning the store")?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -250,13 +250,7 @@ fn remove(db: &mut dyn Db, kind: LinkKind, ids: &[i64], at: &str) -> DbResult<u6
     Ok(ids.len() as u64)
 }
 
-fn processed_alarms(
-    db: &mut dyn Db,
-    cutoff: &str,
-    limit: usize,
-    at: &str,
-    report: &mut PruneReport,
-) -> DbResult<u64> {
+fn processed_alarms(db: &mut dyn Db, cutoff: &str, limit: usize, at: &str, report: &mut PruneReport) -> DbResult<u64> {
     let alarms = ids(
         db,
         &format!(
