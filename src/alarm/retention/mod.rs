@@ -129,9 +129,9 @@ const SETTLED: &str = "m.state != 'queued' AND NOT (m.state = 'folded' AND m.dig
      AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.message_id = m.id AND d.status = 'pending')";
 
 /// The advisory lock key retention's transactions take on PostgreSQL
-/// ("tw-retn" in ASCII): daemons sharing a store prune in turns, so no two
+/// ("tw-prune" in ASCII): daemons sharing a store prune in turns, so no two
 /// remove the same rows or cut the same links.
-pub const RETENTION_LOCK: i64 = 0x7477_2d72_6574_6e;
+pub const RETENTION_LOCK: i64 = 0x7477_2d70_7275_6e65;
 
 /// Run every retention step until nothing is past its time, or `stop()`
 /// says to stop (checked between transactions). On either backend; each
