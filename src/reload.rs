@@ -7,6 +7,12 @@
 //! (`ArcSwap`); otherwise the running set stays and the error is logged and
 //! kept in `ReloadStatus` for the API. The engine takes the current set once
 //! per transaction, so every event is evaluated exactly once, by one version.
+//!
+//! On a shared PostgreSQL store every member also follows the change log: when
+//! another member records a rule set other than the one running here (it
+//! reloaded after a file change, SIGHUP or the API), this member reloads its
+//! own rule files too, so one request reaches the whole cluster. A member whose
+//! files still give another version says so once per recorded set.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -27,6 +33,11 @@ pub enum Trigger {
     Signal,
     /// `POST /api/v1/rules/reload`, by the token of this name.
     Api(String),
+    /// On a shared PostgreSQL store: another member recorded a rule set
+    /// (change `change` of the change log) other than the one running here.
+    Cluster {
+        change: i64,
+    },
     Shutdown,
 }
 
@@ -151,7 +162,25 @@ fn reload_loop(
     status: Arc<Mutex<ReloadStatus>>,
     store: Option<std::path::PathBuf>,
 ) {
-    while let Ok(trigger) = receiver.recv() {
+    let mut cluster = store
+        .as_ref()
+        .filter(|path| crate::db::StoreLocation::from_path(path).is_postgres())
+        .map(|path| ClusterRules::new(path.clone(), crate::options::store_options(&settings)));
+    loop {
+        let trigger = match &mut cluster {
+            None => match receiver.recv() {
+                Ok(trigger) => trigger,
+                Err(_) => return,
+            },
+            Some(cluster) => match receiver.recv_timeout(CLUSTER_POLL) {
+                Ok(trigger) => trigger,
+                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => match cluster.recorded_elsewhere(&rules.load().version) {
+                    Some(change) => Trigger::Cluster { change },
+                    None => continue,
+                },
+            },
+        };
         if trigger == Trigger::Shutdown {
             return;
         }
@@ -163,13 +192,20 @@ fn reload_loop(
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }
-        if reload_once(&settings, &rules, &status, &trigger)
-            && let Some(path) = &store
-        {
+        let installed = reload_once(&settings, &rules, &status, &trigger);
+        if let (Trigger::Cluster { change }, Some(cluster)) = (&trigger, &mut cluster) {
+            cluster.reloaded(*change, &rules.load().version);
+        }
+        if installed && let Some(path) = &store {
+            let cluster_name;
             let (name, via) = match &trigger {
                 Trigger::FileChange => ("rules directory", "reload (file change)"),
                 Trigger::Signal => ("SIGHUP", "reload (signal)"),
                 Trigger::Api(token) => (token.as_str(), "api (POST /api/v1/rules/reload)"),
+                Trigger::Cluster { change } => {
+                    cluster_name = format!("change {change}");
+                    (cluster_name.as_str(), "reload (another member's rule set)")
+                }
                 Trigger::Shutdown => ("shutdown", "reload"),
             };
             let actor = crate::alarm::changes::Actor {
@@ -187,6 +223,82 @@ fn reload_loop(
         // the API answers a reload when this moves.
         if let Ok(mut status) = status.lock() {
             status.attempts += 1;
+        }
+    }
+}
+
+/// How often a member of a shared store looks for rule sets recorded by the others.
+const CLUSTER_POLL: Duration = Duration::from_secs(2);
+
+/// The rule sets other members of a shared PostgreSQL store record in the
+/// change log, as this member's reloader follows them.
+struct ClusterRules {
+    path: PathBuf,
+    options: crate::alarm::store::StoreOptions,
+    /// Opened on the reloader's thread when first needed (the PostgreSQL
+    /// client must not be made on the async runtime); dropped on an error and
+    /// opened again at the next look.
+    store: Option<crate::alarm::store::Store>,
+    /// The last rule-set change looked at.
+    seen: Option<i64>,
+}
+
+impl ClusterRules {
+    fn new(path: PathBuf, options: crate::alarm::store::StoreOptions) -> ClusterRules {
+        ClusterRules {
+            path,
+            options,
+            store: None,
+            seen: None,
+        }
+    }
+
+    /// The newest rule-set change recorded since the last look, if it names a
+    /// version other than `running`. The first look only notes where the log is.
+    fn recorded_elsewhere(&mut self, running: &str) -> Option<i64> {
+        if self.store.is_none() {
+            match crate::alarm::store::Store::open(&self.path, self.options.clone()) {
+                Ok(store) => self.store = Some(store),
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the shared change log for rule sets; trying again");
+                    return None;
+                }
+            }
+        }
+        let store = self.store.as_ref()?;
+        let last = match crate::alarm::rule_changes::last_recorded_version(store) {
+            Ok(last) => last,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the shared change log for rule sets; trying again");
+                self.store = None;
+                return None;
+            }
+        };
+        let (change, version) = last?;
+        let first_look = self.seen.is_none();
+        if self.seen == Some(change) {
+            return None;
+        }
+        self.seen = Some(change);
+        (!first_look && version != running).then_some(change)
+    }
+
+    /// After a reload for `change`: whether this member now runs its version.
+    fn reloaded(&mut self, change: i64, running: &str) {
+        let recorded = self
+            .store
+            .as_ref()
+            .and_then(|store| crate::alarm::rule_changes::last_recorded_version(store).ok().flatten());
+        if let Some((last, version)) = recorded
+            && last == change
+            && version != running
+        {
+            tracing::warn!(
+                change,
+                recorded = %version,
+                running = %running,
+                "another member runs a rule set this member's rule files do not give: give every member the same files"
+            );
         }
     }
 }

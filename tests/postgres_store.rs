@@ -6,7 +6,8 @@
 //! - `store migrate` and concurrent opens of a new database;
 //! - a Kafka partition's earlier owner is fenced: its batch commits nothing;
 //! - a server restart between batches loses nothing: the store reconnects;
-//! - retention prunes PostgreSQL as it prunes SQLite, and both chains verify.
+//! - retention prunes PostgreSQL as it prunes SQLite, and both chains verify;
+//! - a rule set one member reloads reaches every member.
 
 mod common;
 
@@ -535,20 +536,27 @@ const ADMIN_TOKEN: &str = "tw_test_admin_token_0123456789abcdef0123456789a";
 /// A daemon on the PostgreSQL store at `url` with its API and `more`
 /// configuration; `(daemon, base URL)`.
 fn daemon_with_api(url: &str, more: &str) -> (Sandbox, Daemon, Http) {
+    daemon_with_config(url, more, |config| config)
+}
+
+/// `daemon_with_api` with more of its configuration set by `adjust`.
+fn daemon_with_config(url: &str, more: &str, adjust: impl FnOnce(Config) -> Config) -> (Sandbox, Daemon, Http) {
     let sandbox = Sandbox::new();
     let watch = sandbox.path("watch");
     std::fs::create_dir_all(&watch).unwrap();
     let token = hex::encode(trailwarden::api::auth::hash_token(ADMIN_TOKEN));
     sandbox.write_config(
-        &Config::standard(&sandbox.store)
-            .set("store", "url", url)
-            .files(&[&watch])
-            .set("source.files", "poll_interval", "100ms")
-            .set("source.files", "settle", "0s")
-            .set("pipeline", "max_hold", "100ms")
-            .append(&format!(
-                "\n[[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{token}\"\n{more}"
-            )),
+        &adjust(
+            Config::standard(&sandbox.store)
+                .set("store", "url", url)
+                .files(&[&watch])
+                .set("source.files", "poll_interval", "100ms")
+                .set("source.files", "settle", "0s")
+                .set("pipeline", "max_hold", "100ms"),
+        )
+        .append(&format!(
+            "\n[[api.tokens]]\nname = \"ada\"\nrole = \"admin\"\nsha256 = \"{token}\"\n{more}"
+        )),
     );
     let daemon = sandbox.start(&["run"], Log::Collect);
     let printed = daemon.read_lines_until(std::time::Duration::from_secs(60), |line| {
@@ -871,4 +879,73 @@ fn retention_prunes_a_postgresql_store_as_it_prunes_sqlite_and_both_chains_still
     assert!(verify.starts_with("chain ok"), "{verify}");
     let pruned = bin.stdout(&["store", "prune", "--db", &url]);
     assert!(pruned.starts_with("removed: alarms 0"), "{pruned}");
+}
+
+/// A copy of the rule pack in its own directory.
+fn rules_copy() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(rules_dir()).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        }
+    }
+    copy
+}
+
+/// Give the first rule of tampering.yaml another title (a new rule set).
+fn retitle(rules: &std::path::Path, title: &str) {
+    let path = rules.join("tampering.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (before, after) = text.split_once("    title: ").unwrap();
+    let rest = after.split_once('\n').unwrap().1;
+    std::fs::write(&path, format!("{before}    title: {title}\n{rest}")).unwrap();
+}
+
+#[test]
+fn a_rule_set_one_member_reloads_reaches_every_member_and_different_files_are_named() {
+    let cluster = Postgres::start();
+    let url = cluster.database("reload");
+    let copies = [rules_copy(), rules_copy()];
+    let start = |rules: &std::path::Path| daemon_with_config(&url, "", |config| config.set("rules", "dir", rules));
+    let (_a_dir, mut a, http_a) = start(copies[0].path());
+    let (_b_dir, mut b, http_b) = start(copies[1].path());
+    let version = |http: &Http| {
+        let reply = http.get("/api/v1/rules", Some(ADMIN_TOKEN)).expect("/api/v1/rules");
+        reply.json()["version"].as_str().expect("a version").to_string()
+    };
+    let before = version(&http_a);
+    assert_eq!(version(&http_b), before);
+    // The same edit in both members' files (as a shared volume or
+    // configuration management gives), reloaded through A's API only.
+    for copy in &copies {
+        retitle(copy.path(), "Audit logging stopped (cluster reload drill)");
+    }
+    let reply = http_a
+        .request("POST", "/api/v1/rules/reload", Some(ADMIN_TOKEN), None)
+        .expect("reload");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let after = version(&http_a);
+    assert_ne!(after, before, "A runs the new rule set");
+    wait_until(
+        "B to reload the rule set A recorded",
+        std::time::Duration::from_secs(30),
+        || version(&http_b) == after,
+    );
+    // Files that differ: only A's change. B reloads, keeps its own set and says so.
+    retitle(copies[0].path(), "Audit logging stopped (only on A)");
+    let reply = http_a
+        .request("POST", "/api/v1/rules/reload", Some(ADMIN_TOKEN), None)
+        .expect("reload");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let on_a = version(&http_a);
+    assert_ne!(on_a, after);
+    wait_until("B to name the difference", std::time::Duration::from_secs(30), || {
+        b.stderr()
+            .contains("another member runs a rule set this member's rule files do not give")
+    });
+    assert_eq!(version(&http_b), after, "B keeps the set its files give");
+    for daemon in [&mut a, &mut b] {
+        assert!(daemon.terminate());
+        assert!(daemon.wait().success(), "{}", daemon.stderr());
+    }
 }

@@ -36,6 +36,22 @@ fn last_recorded(db: &mut dyn Db) -> DbResult<Option<BTreeMap<String, String>>> 
         .and_then(|detail| serde_json::from_value(detail["rules"].clone()).ok()))
 }
 
+/// The last rule set recorded: its change's id and its version. On a shared
+/// store the reloader of every member follows it (`reload`).
+pub fn last_recorded_version(store: &super::store::Store) -> Result<Option<(i64, String)>, super::store::StoreError> {
+    let last: Option<(i64, String)> = store.with_db(|db| {
+        db.query_opt(
+            "SELECT id, detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1",
+            &[],
+            |row| Ok((get(row, 0)?, get(row, 1)?)),
+        )
+    })?;
+    Ok(last.and_then(|(id, detail)| {
+        let detail: Value = serde_json::from_str(&detail).ok()?;
+        Some((id, detail["version"].as_str()?.to_string()))
+    }))
+}
+
 /// Record `rules` unless it is what the log last recorded; returns the
 /// change's id. `actor` says what loaded it (start, file watch, SIGHUP, API).
 /// Runs in the caller's write transaction (on PostgreSQL under
