@@ -7,7 +7,9 @@
 //! - a Kafka partition's earlier owner is fenced: its batch commits nothing;
 //! - a server restart between batches loses nothing: the store reconnects;
 //! - retention prunes PostgreSQL as it prunes SQLite, and both chains verify;
-//! - a rule set one member reloads reaches every member.
+//! - a rule set one member reloads reaches every member;
+//! - `store backup` of a PostgreSQL store is a verified SQLite file, and
+//!   `store restore` puts it into an empty database.
 
 mod common;
 
@@ -219,22 +221,6 @@ fn a_replay_into_postgresql_keeps_what_a_replay_into_sqlite_keeps() {
             .any(|table| table["table"] == "activity_hourly" && table["oldest"].is_string()),
         "{stats}"
     );
-    // What is not on PostgreSQL yet says so, naming itself, and leaves no file.
-    let backup = dir.path().join("backup.db");
-    let output = bin.run(&["store", "backup", backup.to_str().unwrap(), "--db", url.as_str()]);
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "store backup on PostgreSQL");
-    assert!(
-        message.contains("store backup is not available on a PostgreSQL store yet"),
-        "{message}"
-    );
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.file_name())
-        .filter(|name| name.to_string_lossy().starts_with("backup"))
-        .collect();
-    assert!(left.is_empty(), "no backup file is made: {left:?}");
     // `store verify` checks the chain and every sealed row on PostgreSQL,
     // and an edit behind trailwarden's back is caught there.
     let verify = bin.stdout(&["store", "verify", "--db", &url]);
@@ -947,5 +933,76 @@ fn a_rule_set_one_member_reloads_reaches_every_member_and_different_files_are_na
     for daemon in [&mut a, &mut b] {
         assert!(daemon.terminate());
         assert!(daemon.wait().success(), "{}", daemon.stderr());
+    }
+}
+
+#[test]
+fn a_postgresql_store_backs_up_to_a_verified_file_and_restores_into_an_empty_database() {
+    let cluster = Postgres::start();
+    let url = cluster.database("live");
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    let bin = Trailwarden::new();
+    bin.ok(&[
+        "generate",
+        "--events",
+        "2000",
+        "--seed",
+        "29",
+        "--out",
+        corpus.to_str().unwrap(),
+    ]);
+    bin.ok(&["replay", "--format", "jsonl", "--db", &url, corpus.to_str().unwrap()]);
+    let backup = dir.path().join("backup.db");
+    let backup_arg = backup.to_str().unwrap();
+    let said = bin.stdout(&["store", "backup", backup_arg, "--db", &url]);
+    assert!(said.starts_with("backup written to"), "{said}");
+    assert!(!dir.path().join("backup.db.partial").exists());
+    // A SQLite file: every command reads it, its chain verifies, it holds the store.
+    let verify = bin.stdout(&["store", "verify", "--db", backup_arg]);
+    assert!(verify.starts_with("chain ok"), "{verify}");
+    let live = fingerprint(&bin, &url);
+    assert!(!live.is_empty());
+    assert_eq!(fingerprint(&bin, backup_arg), live);
+    // A backup never overwrites a file.
+    let again = bin.run(&["store", "backup", backup_arg, "--db", &url]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // Restored into a new database: the same alarms, a chain that verifies,
+    // and the password of the URL is not printed.
+    let fresh = cluster.database("restored");
+    let said = bin.stdout(&["store", "restore", backup_arg, "--db", &fresh]);
+    assert!(said.starts_with("backup verified: chain ok"), "{said}");
+    assert!(said.contains("restored into postgres://"), "{said}");
+    assert_eq!(fingerprint(&bin, &fresh), live);
+    let verify = bin.stdout(&["store", "verify", "--db", &fresh]);
+    assert!(verify.starts_with("chain ok"), "{verify}");
+    // The store goes on there: ids continue after the restored ones.
+    bin.ok(&["replay", "--format", "jsonl", "--db", &fresh, corpus.to_str().unwrap()]);
+    let verify = bin.stdout(&["store", "verify", "--db", &fresh]);
+    assert!(verify.starts_with("chain ok"), "{verify}");
+
+    // A database that holds a store is never replaced: refused, unchanged.
+    let refused = bin.run(&["store", "restore", backup_arg, "--db", &url]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("the destination is not empty"), "{message}");
+    assert_eq!(fingerprint(&bin, &url), live);
+    // A backup edited behind trailwarden's back is refused before anything is written.
+    let edited = std::process::Command::new("sqlite3")
+        .arg(&backup)
+        .arg("UPDATE alarms SET count = count + 1 WHERE id = (SELECT min(id) FROM alarms)")
+        .status()
+        .unwrap();
+    assert!(edited.success());
+    let other = cluster.database("tampered");
+    let refused = bin.run(&["store", "restore", backup_arg, "--db", &other]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("fails verification"), "{message}");
+    let rows = cluster.query_texts(&other, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alarms'");
+    if rows == vec!["1"] {
+        assert_eq!(cluster.query_texts(&other, "SELECT count(*) FROM alarms"), vec!["0"]);
     }
 }

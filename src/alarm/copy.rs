@@ -173,11 +173,32 @@ pub fn copy_store(from: &Path, to: &Path, options: StoreOptions) -> Result<CopyR
     let source = Store::open(from, options.clone())?;
     drop(Store::open(to, options)?);
     let mut report = CopyReport::default();
-    source.with_db(|source| match StoreLocation::from_path(to) {
+    source.with_db(|source| {
+        // A store in use keeps changing: read a PostgreSQL source in one
+        // snapshot, so the copy is the store as it was at one moment and its
+        // chain verifies.
+        let postgres = source.dialect() == Dialect::Postgres;
+        if postgres {
+            source.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        }
+        let copied = copy_into(source, to, &mut report);
+        if postgres {
+            let ended = source.batch(if copied.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            copied?;
+            return ended;
+        }
+        copied
+    })?;
+    Ok(report)
+}
+
+/// Copy `source` into the empty store at `to`, in one transaction there.
+fn copy_into(source: &mut dyn Db, to: &Path, report: &mut CopyReport) -> DbResult<()> {
+    match StoreLocation::from_path(to) {
         StoreLocation::Postgres(url) => {
             let mut connection = PgConnection::connect(&url)?;
             let mut transaction = connection.transaction()?;
-            copy_all(source, &mut transaction, &mut report)?;
+            copy_all(source, &mut transaction, report)?;
             // Identity columns continue after the ids copied.
             let identities: Vec<String> = transaction.query_all(
                 "SELECT table_name::text FROM information_schema.columns WHERE table_schema = current_schema() \
@@ -201,11 +222,10 @@ pub fn copy_store(from: &Path, to: &Path, options: StoreOptions) -> Result<CopyR
         StoreLocation::Sqlite(path) => {
             let mut connection = rusqlite::Connection::open(&path)?;
             let transaction = connection.transaction()?;
-            copy_all(source, &mut SqliteDb(&transaction), &mut report)?;
+            copy_all(source, &mut SqliteDb(&transaction), report)?;
             Ok(transaction.commit()?)
         }
-    })?;
-    Ok(report)
+    }
 }
 
 fn copy_all(source: &mut dyn Db, destination: &mut dyn Db, report: &mut CopyReport) -> DbResult<()> {

@@ -10,6 +10,11 @@
 //! store as it was is kept beside it (`<store>.before-restore-<time>.db`),
 //! then the backup's pages are written into it with SQLite's backup API,
 //! under that lock, through the store's own journal.
+//!
+//! A PostgreSQL target is restored into an empty database only (create one,
+//! restore, then point the daemons at it): the verified copy is written into
+//! it in one transaction, and a database that already holds a store is
+//! refused, so a shared store is never replaced under running daemons.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,8 +103,21 @@ pub fn restore(backup: &Path, target: &Path, options: StoreOptions) -> Result<Re
             known: MIGRATIONS.len(),
         });
     }
-    // A working copy beside the store, migrated and verified.
-    let staging = sibling(target, ".restoring");
+    let postgres = crate::db::StoreLocation::from_path(target).is_postgres();
+    // A working copy beside the store (for a PostgreSQL store, in a
+    // temporary directory), migrated and verified.
+    let scratch = if postgres {
+        Some(tempfile::tempdir().map_err(|source| RestoreError::Io {
+            context: "creating a temporary directory for the restore".into(),
+            source,
+        })?)
+    } else {
+        None
+    };
+    let staging = match &scratch {
+        Some(dir) => dir.path().join("restoring.db"),
+        None => sibling(target, ".restoring"),
+    };
     remove_store_files(&staging)?;
     {
         let mut copy = Connection::open(&staging).map_err(sqlite(format!("creating {}", staging.display())))?;
@@ -119,6 +137,18 @@ pub fn restore(backup: &Path, target: &Path, options: StoreOptions) -> Result<Re
             path: backup.to_path_buf(),
             problems: verification.problems.len(),
             first: verification.problems[0].to_string(),
+        });
+    }
+    if postgres {
+        // Into an empty database only: a shared store in use is not
+        // replaced under its daemons (`copy` refuses a database with rows).
+        let copied = super::copy::copy_store(&staging, target, options);
+        remove_store_files(&staging)?;
+        copied?;
+        return Ok(Restored {
+            verification,
+            backup_version,
+            previous: None,
         });
     }
     let previous = if target.exists() {

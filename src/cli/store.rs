@@ -161,13 +161,14 @@ pub fn store_command(settings: &Settings, command: StoreCommand) -> Result<ExitC
                 restored.verification.summary(),
                 restored.backup_version
             );
+            // A URL without its password.
+            let shown = trailwarden::db::StoreLocation::from_path(&target).display();
             match &restored.previous {
                 Some(previous) => println!(
-                    "restored into {}; the store as it was is kept at {}",
-                    target.display(),
+                    "restored into {shown}; the store as it was is kept at {}",
                     previous.display()
                 ),
-                None => println!("restored into {}", target.display()),
+                None => println!("restored into {shown}"),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -495,15 +495,11 @@ impl Store {
         self.with_db(|db| super::seal::head(db))
     }
 
-    /// An online copy of the whole store (SQLite's backup API), consistent
-    /// even while the daemon writes.
+    /// An online copy of the whole store, consistent even while daemons
+    /// write: SQLite's backup API; from PostgreSQL, a SQLite file copied in
+    /// one snapshot (`copy::copy_store`) whose chain is verified before the
+    /// backup takes its name.
     pub fn backup_to(&self, destination: &Path) -> Result<(), StoreError> {
-        // Before any file is made: a PostgreSQL store has none to copy.
-        let source = self.sqlite("store backup")?;
-        let failed = |source| StoreError::Backup {
-            path: destination.to_path_buf(),
-            source,
-        };
         if destination.exists() {
             return Err(StoreError::Workflow(format!(
                 "{} already exists; a backup never overwrites a file",
@@ -518,10 +514,41 @@ impl Store {
             path: destination.to_path_buf(),
             source,
         };
-        match std::fs::remove_file(&partial) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(moved(error)),
-            _ => {}
-        }
+        let remove_partial = || {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                match std::fs::remove_file(sibling(&partial, suffix)) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(moved(error)),
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        remove_partial()?;
+        let Backend::Sqlite(source) = &self.backend else {
+            let copied = super::copy::copy_store(&self.path, &partial, self.options.clone())
+                .and_then(|_| Store::open(&partial, self.options.clone())?.verify_chain(None));
+            match copied {
+                Ok(verification) if verification.ok() => {}
+                Ok(verification) => {
+                    remove_partial()?;
+                    return Err(StoreError::Workflow(format!(
+                        "the copy of {} does not verify ({}); no backup was written",
+                        self.location(),
+                        verification.summary()
+                    )));
+                }
+                Err(error) => {
+                    remove_partial()?;
+                    return Err(error);
+                }
+            }
+            // The copy's own WAL is folded in by closing it; only the file moves.
+            return std::fs::rename(&partial, destination).map_err(moved);
+        };
+        let failed = |source| StoreError::Backup {
+            path: destination.to_path_buf(),
+            source,
+        };
         {
             let mut target = Connection::open(&partial).map_err(failed)?;
             let backup = rusqlite::backup::Backup::new(source, &mut target).map_err(failed)?;
