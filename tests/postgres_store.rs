@@ -1001,7 +1001,10 @@ fn a_postgresql_store_backs_up_to_a_verified_file_and_restores_into_an_empty_dat
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("fails verification"), "{message}");
-    let rows = cluster.query_texts(&other, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alarms'");
+    let rows = cluster.query_texts(
+        &other,
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alarms'",
+    );
     if rows == vec!["1"] {
         assert_eq!(cluster.query_texts(&other, "SELECT count(*) FROM alarms"), vec!["0"]);
     }
