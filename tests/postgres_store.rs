@@ -78,6 +78,16 @@ fn offset(partition: i32, next: i64) -> KafkaOffset {
     }
 }
 
+/// A generated corpus of `events` records from `seed` (with `more` of the
+/// generator's arguments) in `dir`.
+fn generated(bin: &Trailwarden, dir: &std::path::Path, events: &str, seed: &str, more: &[&str]) -> std::path::PathBuf {
+    let corpus = dir.join("corpus.jsonl");
+    let mut args = vec!["generate", "--events", events, "--seed", seed, "--out", corpus.to_str().unwrap()];
+    args.extend(more);
+    bin.ok(&args);
+    corpus
+}
+
 /// The alarms a store holds, without what differs between two stores
 /// (ids, creation times), each with its call records and sample count.
 fn fingerprint(bin: &Trailwarden, db: &str) -> Vec<Value> {
@@ -108,18 +118,9 @@ fn a_replay_into_postgresql_keeps_what_a_replay_into_sqlite_keeps() {
     let cluster = Postgres::start();
     let url = cluster.database("replay");
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus.jsonl");
     let sqlite = dir.path().join("store.db");
     let bin = Trailwarden::new();
-    bin.ok(&[
-        "generate",
-        "--events",
-        "4000",
-        "--seed",
-        "19",
-        "--out",
-        corpus.to_str().unwrap(),
-    ]);
+    let corpus = generated(&bin, dir.path(), "4000", "19", &[]);
     let corpus = corpus.to_str().unwrap();
     // The event store is SQLite's alone for now (PostgreSQL turns it off);
     // rollups and key-operation traces are kept by both.
@@ -443,19 +444,10 @@ fn a_sqlite_store_moves_to_postgresql_and_back_with_every_row_and_a_chain_that_v
     let cluster = Postgres::start();
     let url = cluster.database("moved");
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus.jsonl");
     let original = dir.path().join("original.db");
     let back = dir.path().join("back.db");
     let bin = Trailwarden::new();
-    bin.ok(&[
-        "generate",
-        "--events",
-        "3000",
-        "--seed",
-        "5",
-        "--out",
-        corpus.to_str().unwrap(),
-    ]);
+    let corpus = generated(&bin, dir.path(), "3000", "5", &[]);
     // A SQLite store with everything in it: alarms, rollups, traces, the
     // event store, state, and an operator's status change.
     bin.ok(&[
@@ -789,20 +781,9 @@ fn retention_prunes_a_postgresql_store_as_it_prunes_sqlite_and_both_chains_still
     let cluster = Postgres::start();
     let url = cluster.database("retention");
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus.jsonl");
     let sqlite = dir.path().join("store.db");
     let bin = Trailwarden::new();
-    bin.ok(&[
-        "generate",
-        "--events",
-        "3000",
-        "--seed",
-        "23",
-        "--days",
-        "3",
-        "--out",
-        corpus.to_str().unwrap(),
-    ]);
+    let corpus = generated(&bin, dir.path(), "3000", "23", &["--days", "3"]);
     let stores = [sqlite.to_str().unwrap(), url.as_str()];
     for db in stores {
         bin.ok(&["replay", "--format", "jsonl", "--db", db, corpus.to_str().unwrap()]);
@@ -941,17 +922,8 @@ fn a_postgresql_store_backs_up_to_a_verified_file_and_restores_into_an_empty_dat
     let cluster = Postgres::start();
     let url = cluster.database("live");
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus.jsonl");
     let bin = Trailwarden::new();
-    bin.ok(&[
-        "generate",
-        "--events",
-        "2000",
-        "--seed",
-        "29",
-        "--out",
-        corpus.to_str().unwrap(),
-    ]);
+    let corpus = generated(&bin, dir.path(), "2000", "29", &[]);
     bin.ok(&["replay", "--format", "jsonl", "--db", &url, corpus.to_str().unwrap()]);
     let backup = dir.path().join("backup.db");
     let backup_arg = backup.to_str().unwrap();

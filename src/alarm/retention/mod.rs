@@ -355,24 +355,24 @@ fn rollups(
     let first_kept_hour = newest_hour.saturating_sub(hours);
     let key_cutoff = first_kept_hour.checked_mul(1 << 32).unwrap_or(i64::MIN);
     let ms_cutoff = first_kept_hour.saturating_mul(HOUR_MS);
-    batches(store, report, stop, |db, report| {
-        let removed = db.execute(
-            "DELETE FROM activity_hourly WHERE key IN \
-             (SELECT key FROM activity_hourly WHERE key < ?1 ORDER BY key LIMIT ?2)",
-            db_params![key_cutoff, limit as i64],
-        )?;
-        report.rollup_rows += removed;
-        Ok(removed)
-    })?;
-    batches(store, report, stop, |db, report| {
-        let removed = db.execute(
-            "DELETE FROM activity_key_ips WHERE id IN \
-             (SELECT id FROM activity_key_ips WHERE first_ms < ?1 ORDER BY id LIMIT ?2)",
-            db_params![ms_cutoff, limit as i64],
-        )?;
-        report.key_ip_rows += removed;
-        Ok(removed)
-    })
+    // (table, its key, the column compared, the cutoff, the report's count)
+    type Counted = fn(&mut PruneReport) -> &mut u64;
+    let steps: [(&str, &str, &str, i64, Counted); 2] = [
+        ("activity_hourly", "key", "key", key_cutoff, |report| &mut report.rollup_rows),
+        ("activity_key_ips", "id", "first_ms", ms_cutoff, |report| &mut report.key_ip_rows),
+    ];
+    for (table, key, column, cutoff, counted) in steps {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {key} FROM {table} WHERE {column} < ?1 ORDER BY {key} LIMIT ?2)"
+        );
+        batches(store, report, stop, |db, report| {
+            let removed = db.execute(&sql, db_params![cutoff, limit as i64])?;
+            *counted(report) += removed;
+            Ok(removed)
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
