@@ -82,7 +82,15 @@ fn offset(partition: i32, next: i64) -> KafkaOffset {
 /// generator's arguments) in `dir`.
 fn generated(bin: &Trailwarden, dir: &std::path::Path, events: &str, seed: &str, more: &[&str]) -> std::path::PathBuf {
     let corpus = dir.join("corpus.jsonl");
-    let mut args = vec!["generate", "--events", events, "--seed", seed, "--out", corpus.to_str().unwrap()];
+    let mut args = vec![
+        "generate",
+        "--events",
+        events,
+        "--seed",
+        seed,
+        "--out",
+        corpus.to_str().unwrap(),
+    ];
     args.extend(more);
     bin.ok(&args);
     corpus

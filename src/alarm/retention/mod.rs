@@ -358,8 +358,12 @@ fn rollups(
     // (table, its key, the column compared, the cutoff, the report's count)
     type Counted = fn(&mut PruneReport) -> &mut u64;
     let steps: [(&str, &str, &str, i64, Counted); 2] = [
-        ("activity_hourly", "key", "key", key_cutoff, |report| &mut report.rollup_rows),
-        ("activity_key_ips", "id", "first_ms", ms_cutoff, |report| &mut report.key_ip_rows),
+        ("activity_hourly", "key", "key", key_cutoff, |report| {
+            &mut report.rollup_rows
+        }),
+        ("activity_key_ips", "id", "first_ms", ms_cutoff, |report| {
+            &mut report.key_ip_rows
+        }),
     ];
     for (table, key, column, cutoff, counted) in steps {
         let sql = format!(
