@@ -22,8 +22,12 @@ mod tests {
     #[test]
     fn a_default_provider_is_installed_and_a_second_call_keeps_it() {
         super::install_crypto_provider();
-        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        let first = rustls::crypto::CryptoProvider::get_default().expect("a default provider");
         super::install_crypto_provider();
-        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        let second = rustls::crypto::CryptoProvider::get_default().expect("still a default provider");
+        assert!(
+            std::sync::Arc::ptr_eq(first, second),
+            "the second call keeps the first provider"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! transaction at a time and the sequence has no gaps or forks.
 
 use super::chain::{self, GENESIS, LinkKind};
-use crate::db::{CHUNKS, Db, DbExt, DbResult, Dialect, Row, chunk_for, get, placeholder_rows};
+use crate::db::{CHUNKS, Db, DbExt, DbResult, Dialect, Row, for_chunks, get, placeholder_rows};
 
 /// The advisory lock key of the chain's head ("tw-chain" in ASCII).
 const CHAIN_LOCK: i64 = 0x7477_2d63_6861_696e;
@@ -140,12 +140,10 @@ pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, 
     }
     // Several links per statement: one round trip for up to 64 on
     // PostgreSQL (a few statement sizes, each prepared once).
-    let mut rest = &rows[..];
-    while !rest.is_empty() {
-        let (size, statement) = chunk_for(rest.len());
-        let (chunk, after) = rest.split_at(size);
-        let mut values = Vec::with_capacity(7 * size);
-        for (seq, id, row_hash, prev, hash) in chunk {
+    for_chunks(
+        &rows,
+        7,
+        |(seq, id, row_hash, prev, hash), values| {
             values.extend_from_slice(crate::db_params![
                 *seq,
                 at,
@@ -155,9 +153,8 @@ pub fn append_hashed<D: Db + ?Sized>(db: &mut D, kind: LinkKind, links: &[(i64, 
                 prev.as_str(),
                 hash.as_str()
             ]);
-        }
-        db.execute(insert_links(statement), &values)?;
-        rest = after;
-    }
+        },
+        |statement, values| db.execute(insert_links(statement), values).map(drop),
+    )?;
     Ok(())
 }

@@ -34,6 +34,30 @@ pub fn chunk_for(available: usize) -> (usize, usize) {
     (CHUNKS[at], at)
 }
 
+/// Run a statement of several rows over `rows`, a chunk at a time: for each
+/// chunk (its size one of `CHUNKS`), `push` adds every row's `width`
+/// parameters and `run(at, values)` runs the statement made for `CHUNKS[at]`
+/// rows. One round trip per chunk instead of per row.
+pub fn for_chunks<'a, T>(
+    rows: &'a [T],
+    width: usize,
+    mut push: impl FnMut(&'a T, &mut Vec<Value<'a>>),
+    mut run: impl FnMut(usize, &[Value<'a>]) -> DbResult<()>,
+) -> DbResult<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (size, at) = chunk_for(rest.len());
+        let (chunk, after) = rest.split_at(size);
+        let mut values = Vec::with_capacity(width * size);
+        for row in chunk {
+            push(row, &mut values);
+        }
+        run(at, &values)?;
+        rest = after;
+    }
+    Ok(())
+}
+
 /// `rows` tuples of `width` numbered parameters: `(?1, ?2), (?3, ?4)`.
 pub fn placeholder_rows(rows: usize, width: usize) -> String {
     let tuples: Vec<String> = (0..rows)

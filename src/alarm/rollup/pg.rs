@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use super::activity::{HourlyCount, KeyIpPair, MAX_PROBES, hour_key};
 use super::traces::NewTrace;
-use crate::db::{CHUNKS, Db, DbExt, DbResult, Value, chunk_for, get, placeholder_rows};
+use crate::db::{CHUNKS, Db, DbExt, DbResult, for_chunks, get, placeholder_rows};
 
 /// Statements of `size` rows, one per size in `CHUNKS`, built once.
 fn statements(cache: &'static std::sync::OnceLock<Vec<String>>, build: impl Fn(usize) -> String) -> &'static [String] {
@@ -62,12 +62,10 @@ pub(super) fn write_hourly(db: &mut dyn Db, hourly: &[HourlyCount]) -> DbResult<
             .copied()
             .partition(|(index, tries)| keys.insert(key(&hourly[*index], *tries)));
         let mut written: HashSet<i64> = HashSet::with_capacity(now.len());
-        let mut rest = &now[..];
-        while !rest.is_empty() {
-            let (size, statement) = chunk_for(rest.len());
-            let (chunk, after) = rest.split_at(size);
-            let mut values: Vec<Value<'_>> = Vec::with_capacity(HOURLY_WIDTH * size);
-            for (index, tries) in chunk {
+        for_chunks(
+            &now,
+            HOURLY_WIDTH,
+            |(index, tries), values| {
                 let row = &hourly[*index];
                 values.extend_from_slice(crate::db_params![
                     key(row, *tries),
@@ -84,12 +82,12 @@ pub(super) fn write_hourly(db: &mut dyn Db, hourly: &[HourlyCount]) -> DbResult<
                     row.count as i64,
                     row.failures as i64,
                 ]);
-            }
-            for returned in db.query_all(&upserts[statement], &values, |row| get::<i64>(row, 0))? {
-                written.insert(returned);
-            }
-            rest = after;
-        }
+            },
+            |statement, values| {
+                written.extend(db.query_all(&upserts[statement], values, |row| get::<i64>(row, 0))?);
+                Ok(())
+            },
+        )?;
         let mut next = later;
         for (index, tries) in now {
             let row = &hourly[index];
@@ -119,12 +117,10 @@ pub(super) fn write_key_ips(db: &mut dyn Db, key_ips: &[KeyIpPair]) -> DbResult<
             placeholder_rows(rows, PAIR_WIDTH)
         )
     });
-    let mut rest = key_ips;
-    while !rest.is_empty() {
-        let (size, statement) = chunk_for(rest.len());
-        let (chunk, after) = rest.split_at(size);
-        let mut values: Vec<Value<'_>> = Vec::with_capacity(PAIR_WIDTH * size);
-        for pair in chunk {
+    for_chunks(
+        key_ips,
+        PAIR_WIDTH,
+        |pair, values| {
             values.extend_from_slice(crate::db_params![
                 &pair.access_key_id,
                 &pair.source_ip,
@@ -133,11 +129,9 @@ pub(super) fn write_key_ips(db: &mut dyn Db, key_ips: &[KeyIpPair]) -> DbResult<
                 &pair.principal,
                 pair.first_ms,
             ]);
-        }
-        db.execute(&inserts[statement], &values)?;
-        rest = after;
-    }
-    Ok(())
+        },
+        |statement, values| db.execute(&inserts[statement], values).map(drop),
+    )
 }
 
 const TRACE_WIDTH: usize = 20;
@@ -164,12 +158,10 @@ pub(super) fn write_traces(db: &mut dyn Db, traces: &[NewTrace]) -> DbResult<()>
         })
         .collect();
     let rows: Vec<(&NewTrace, &(String, String))> = traces.iter().zip(&texts).collect();
-    let mut rest = &rows[..];
-    while !rest.is_empty() {
-        let (size, statement) = chunk_for(rest.len());
-        let (chunk, after) = rest.split_at(size);
-        let mut values: Vec<Value<'_>> = Vec::with_capacity(TRACE_WIDTH * size);
-        for (NewTrace { trace, raw }, (names, operations)) in chunk {
+    for_chunks(
+        &rows,
+        TRACE_WIDTH,
+        |(NewTrace { trace, raw }, (names, operations)), values| {
             values.extend_from_slice(crate::db_params![
                 &trace.provider,
                 &trace.event_id,
@@ -192,9 +184,7 @@ pub(super) fn write_traces(db: &mut dyn Db, traces: &[NewTrace]) -> DbResult<()>
                 trace.source_ip.as_deref(),
                 raw.as_str(),
             ]);
-        }
-        db.execute(&inserts[statement], &values)?;
-        rest = after;
-    }
-    Ok(())
+        },
+        |statement, values| db.execute(&inserts[statement], values).map(drop),
+    )
 }

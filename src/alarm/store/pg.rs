@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use super::write::{WriteBatch, WriteOutcome, write_in};
 use super::{Backend, Store, StoreError, StoreOptions};
-use crate::db::{CHUNKS, DbError, DbExt, DbResult, PgConnection, chunk_for, get, placeholder_rows};
+use crate::db::{CHUNKS, DbError, DbExt, DbResult, PgConnection, chunk_for, for_chunks, get, placeholder_rows};
 use crate::db_params;
 
 /// What a PostgreSQL-backed store keeps besides its options.
@@ -207,12 +207,10 @@ pub(super) fn insert_samples<D: crate::db::Db + ?Sized>(
             .collect()
     });
     let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (size, at) = chunk_for(rest.len());
-        let (chunk, after) = rest.split_at(size);
-        let mut values = Vec::with_capacity(6 * chunk.len());
-        for (alarm_id, seq, sample) in chunk {
+    for_chunks(
+        rows,
+        6,
+        |(alarm_id, seq, sample), values| {
             values.extend_from_slice(db_params![
                 *alarm_id,
                 *seq,
@@ -221,13 +219,14 @@ pub(super) fn insert_samples<D: crate::db::Db + ?Sized>(
                 sample.origin.as_str(),
                 sample.event.as_str()
             ]);
-        }
-        db.query_each(&statements[at], &values, &mut |row| {
-            ids.insert((get(row, 1)?, get(row, 2)?), get(row, 0)?);
-            Ok(())
-        })?;
-        rest = after;
-    }
+        },
+        |at, values| {
+            db.query_each(&statements[at], values, &mut |row| {
+                ids.insert((get(row, 1)?, get(row, 2)?), get(row, 0)?);
+                Ok(())
+            })
+        },
+    )?;
     rows.iter()
         .map(|(alarm_id, seq, _)| {
             ids.get(&(*alarm_id, *seq))
