@@ -40,7 +40,10 @@ pub fn push_timestamp(out: &mut String, time: DateTime<Utc>) {
     put(14, 2, time.minute());
     put(17, 2, time.second());
     put(20, 3, nanos / 1_000_000);
-    out.extend(text.iter().map(|byte| char::from(*byte)));
+    // Digits and ASCII punctuation only: always UTF-8.
+    if let Ok(text) = std::str::from_utf8(&text) {
+        out.push_str(text);
+    }
 }
 
 /// A duration in whole milliseconds, saturating.

@@ -13,8 +13,8 @@ use std::io;
 
 use serde_json::{Map, Value};
 
-use crate::event::event_json;
 use crate::event::model::AuditEvent;
+use crate::event::{EventHead, event_json};
 use crate::rules::OperationCatalog;
 
 /// (longest string in bytes, most array items) tried in turn.
@@ -22,15 +22,19 @@ const STEPS: [(usize, usize); 5] = [(4096, 256), (1024, 64), (256, 16), (64, 4),
 
 /// The event as a sample: `event_json` with the raw record, at most `max_bytes` of JSON.
 pub fn event_sample(event: &AuditEvent, catalog: &OperationCatalog, max_bytes: usize) -> String {
-    let head = event_json(event, catalog, false);
-    // The usual case, in one pass and without copying the record: the
-    // normalized fields, then `"raw"` spliced in before the closing brace;
-    // writing stops as soon as it outgrows the cap.
+    // The usual case, in one pass, without a JSON tree and without copying
+    // the record: the normalized fields (written to a plain buffer: they are
+    // no bigger than the record, and serde's many small writes are cheaper
+    // there), then `"raw"` spliced in before the closing brace; writing the
+    // record stops as soon as it outgrows the cap.
     let mut out = Capped {
         text: Vec::with_capacity(4096.min(max_bytes)),
         max_bytes,
     };
-    if serde_json::to_writer(&mut out, &head).is_ok() && out.text.pop() == Some(b'}') {
+    if serde_json::to_writer(&mut out.text, &EventHead::new(event, catalog)).is_ok()
+        && out.text.len() <= max_bytes
+        && out.text.pop() == Some(b'}')
+    {
         let separator: &[u8] = if out.text == b"{" { br#""raw":"# } else { br#","raw":"# };
         // A record read as it is (nothing inside it to expand) is spliced in
         // as its own text: parsing and printing it again cost more than
@@ -47,6 +51,7 @@ pub fn event_sample(event: &AuditEvent, catalog: &OperationCatalog, max_bytes: u
         }
     }
     // Cut without cloning the big parts first: `truncated` copies only what it keeps.
+    let head = event_json(event, catalog, false);
     for (strings, items) in STEPS {
         let sample = with_raw(
             truncated(&head, strings, items),
@@ -192,6 +197,7 @@ fn fewer_fields(value: &Value, max_bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::model::AuditEvent;
     use serde_json::json;
 
     #[test]
@@ -268,6 +274,37 @@ mod tests {
         let small: Value = serde_json::from_str(&small).unwrap();
         assert_eq!(small["action"], "AttachUserPolicy");
         assert!(small["raw"].is_object());
+    }
+
+    /// Samples are written from the borrowed fields, not from a JSON tree:
+    /// the text is the tree's, key for key in the same order, with and
+    /// without the fields only some events have.
+    #[test]
+    fn the_sample_head_is_written_exactly_as_the_json_tree_prints() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/records/aws_single_record.json"
+        ))
+        .unwrap();
+        let mut decoded = crate::event::decode::Decoded::default();
+        let origin = crate::event::origin::Origin::new(std::sync::Arc::from("t"), Default::default());
+        crate::event::decode::decode_chunk(text.as_bytes(), &origin, &mut decoded);
+        let mut event = crate::event::normalize::normalize(
+            decoded.candidates.pop().unwrap(),
+            &crate::event::normalize::NormalizeContext::new(chrono::Utc::now()),
+        )
+        .unwrap();
+        let catalog = OperationCatalog::default();
+        let direct = |event: &AuditEvent| serde_json::to_string(&EventHead::new(event, &catalog)).unwrap();
+        let tree = |event: &AuditEvent| event_json(event, &catalog, false).to_string();
+        assert_eq!(direct(&event), tree(&event));
+        event.degraded = Some("no event time".to_string());
+        event.platform_source = event.source.clone();
+        event.principal.arn = Some("arn:aws:iam::111122223333:user/ops".to_string());
+        event.outcome.error_code = Some("AccessDenied".to_string());
+        event.resource.names.push("ops".to_string());
+        assert!(direct(&event).contains(r#""degraded":"no event time""#));
+        assert_eq!(direct(&event), tree(&event));
     }
 
     /// Events read from their own bytes: a record with nothing to expand is

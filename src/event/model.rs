@@ -193,15 +193,19 @@ impl IpKind {
 }
 
 /// The identity that made the call.
+///
+/// The nested parts of an event (this, `Outcome`, `Resource`) declare their
+/// fields in alphabetical order: alarm samples are written from them
+/// directly (`event::EventHead`), and keep the key order of a JSON tree.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Principal {
-    pub kind: PrincipalKind,
-    /// The cloud's stable id for the identity (AWS principalId, Tencent sub-uin, Huawei user id).
-    pub id: Option<String>,
-    /// The human-readable name (user name, `role/session`, `root`).
-    pub name: Option<String>,
     /// ARN / URN where the cloud gives one.
     pub arn: Option<String>,
+    /// The cloud's stable id for the identity (AWS principalId, Tencent sub-uin, Huawei user id).
+    pub id: Option<String>,
+    pub kind: PrincipalKind,
+    /// The human-readable name (user name, `role/session`, `root`).
+    pub name: Option<String>,
 }
 
 /// The access key the call was signed with, if any.
@@ -229,17 +233,17 @@ pub struct SourceAddress {
 /// The call's result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Outcome {
-    pub result: OutcomeResult,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    pub result: OutcomeResult,
 }
 
 /// What the call acted on.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Resource {
+    pub names: Vec<String>,
     #[serde(rename = "type")]
     pub resource_type: Option<String>,
-    pub names: Vec<String>,
 }
 
 /// One audit event from any cloud.
