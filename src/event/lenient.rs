@@ -85,13 +85,25 @@ impl<'a> From<&'a Map<String, Value>> for JsonObject<'a> {
 pub fn text_of<'a>(value: impl Into<Json<'a>>) -> Option<Cow<'a, str>> {
     let value = value.into();
     if let Some(text) = value.as_str() {
-        let trimmed = text.trim();
+        let trimmed = trim(text);
         return (!trimmed.is_empty()).then_some(Cow::Borrowed(trimmed));
     }
     if let Some(flag) = value.as_bool() {
         return Some(Cow::Borrowed(if flag { "true" } else { "false" }));
     }
     value.number_text().map(Cow::Owned)
+}
+
+/// `str::trim`, answered from the two end bytes for the usual text that
+/// starts and ends with a printable ASCII character (no whitespace there).
+fn trim(text: &str) -> &str {
+    let printable = |byte: &u8| (b'!'..0x80).contains(byte);
+    let bytes = text.as_bytes();
+    if bytes.first().is_some_and(printable) && bytes.last().is_some_and(printable) {
+        text
+    } else {
+        text.trim()
+    }
 }
 
 /// A boolean from `true`, `"true"`, `"True"`, `1`, `"1"`, `"yes"` (and the negatives).
@@ -389,6 +401,14 @@ pub fn source_address(text: Option<Cow<'_, str>>) -> Option<SourceAddress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The end-byte shortcut trims exactly what `str::trim` does.
+        #[test]
+        fn trimming_answers_as_str_trim(text in "[ \t\n\u{a0}\u{2003}a-z!~\u{7f}é]{0,12}") {
+            proptest::prop_assert_eq!(trim(&text), text.trim());
+        }
+    }
     use serde_json::json;
 
     fn utc8() -> FixedOffset {

@@ -635,7 +635,9 @@ fn compile_rule(ctx: &mut FileCtx<'_>, env: &mut CompileEnv<'_>, node: &Node) ->
         .and_then(|value| ctx.boolean(value, "`enabled`"))
         .unwrap_or(true);
     env.used.clear();
-    let condition = map.required(ctx, "match").map(|value| env.compile(ctx, value));
+    let condition = map
+        .required(ctx, "match")
+        .map(|value| env.compile(ctx, value).cheapest_first());
     let state = map
         .get("state")
         .and_then(|value| super::stateful::compile_state(ctx, value));

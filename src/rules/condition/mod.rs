@@ -163,18 +163,36 @@ fn star_match(text: &str, pieces: &[String]) -> bool {
     }
     let mut middle = &text[first.len()..text.len() - last.len()];
     for piece in &rest[..rest.len() - 1] {
-        let piece = piece.as_bytes();
-        match middle
-            .windows(piece.len().max(1))
-            .position(|window| piece.is_empty() || window.eq_ignore_ascii_case(piece))
-        {
-            Some(at) if !piece.is_empty() => middle = &middle[at + piece.len()..],
-            Some(_) => {}
-            None if piece.is_empty() => {}
+        match find_ignore_ascii_case(middle, piece.as_bytes()) {
+            Some(end) => middle = &middle[end..],
             None => return false,
         }
     }
     true
+}
+
+/// Where the first occurrence of `needle` in `haystack` ends, ASCII letters
+/// compared without case (an empty needle is found at 0): candidates are
+/// found by the needle's first byte in either case, then compared.
+fn find_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some(&first) = needle.first() else {
+        return Some(0);
+    };
+    let last_start = haystack.len().checked_sub(needle.len())?;
+    let mut from = 0;
+    while from <= last_start {
+        let found = memchr::memchr2(
+            first.to_ascii_lowercase(),
+            first.to_ascii_uppercase(),
+            &haystack[from..=last_start],
+        )?;
+        let at = from + found;
+        if haystack[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(at + needle.len());
+        }
+        from = at + 1;
+    }
+    None
 }
 
 impl GlobTest {
@@ -220,6 +238,60 @@ impl GlobTest {
 }
 
 impl Cond {
+    /// The same condition with the parts of every `all` and `any` in order
+    /// of what they cost to evaluate, cheapest first (stable, so parts of one
+    /// cost keep the rule's order): a part that settles the answer skips the
+    /// rest, and the comparisons of a field the event already holds settle it
+    /// more often, for less, than a glob, a substring search or a `raw.` path.
+    /// Parts are pure tests, so the order changes no answer.
+    pub fn cheapest_first(self) -> Cond {
+        match self {
+            Cond::All(items) => Cond::All(Self::sorted(items)),
+            Cond::Any(items) => Cond::Any(Self::sorted(items)),
+            Cond::Not(inner) => Cond::Not(Box::new(inner.cheapest_first())),
+            other => other,
+        }
+    }
+
+    fn sorted(items: Vec<Cond>) -> Vec<Cond> {
+        let mut items: Vec<Cond> = items.into_iter().map(Cond::cheapest_first).collect();
+        items.sort_by_key(Cond::cost_class);
+        items
+    }
+
+    /// A rough cost class: 0 compares values the event holds (or reads its
+    /// time in a zone), 1 searches text, 2 runs a Sigma item, 3 reads the raw
+    /// record. Tests of class 0 keep the rule's order: how much of the
+    /// stream each lets through weighs as much as its cost, and the rule's
+    /// author knows that better (measured: `off_hours` first is twice as
+    /// fast on CloudTrail as behind the `call_method` and outcome tests).
+    fn cost_class(&self) -> u8 {
+        match self {
+            Cond::Const(_) | Cond::Time(_) => 0,
+            Cond::Test { field, .. } if field.is_raw() => 3,
+            Cond::Test { test, .. } => match test {
+                Test::In { .. }
+                | Test::Exists(_)
+                | Test::Compare(..)
+                | Test::Operations(_)
+                | Test::StartsWith(_)
+                | Test::EndsWith(_)
+                | Test::Cidr(_) => 0,
+                Test::Contains(_) | Test::Glob(_) | Test::Regex(_) => 1,
+                Test::OtherAccount { owner, .. } => {
+                    if owner.is_raw() {
+                        3
+                    } else {
+                        1
+                    }
+                }
+            },
+            Cond::Sigma(_) => 2,
+            Cond::Not(inner) => inner.cost_class(),
+            Cond::All(items) | Cond::Any(items) => items.iter().map(Cond::cost_class).max().unwrap_or(0),
+        }
+    }
+
     /// Whether evaluating it can read a `raw.` path (a Sigma item may:
     /// its fields map to the record's).
     pub fn reads_raw(&self) -> bool {
@@ -545,6 +617,19 @@ mod glob_tests {
             builder.build().unwrap()
         };
         (build(), GlobTest::new(build(), patterns))
+    }
+
+    proptest::proptest! {
+        /// Star patterns matched by hand answer as the glob library does,
+        /// letter case aside, on texts full of near-misses.
+        #[test]
+        fn star_patterns_answer_as_the_globs_do(
+            pattern in "[aAb:/*]{0,8}",
+            text in "[aAbB:/]{0,16}",
+        ) {
+            let (set, test) = both(&[pattern.as_str()]);
+            proptest::prop_assert_eq!(test.is_match(&text), set.is_match(&text));
+        }
     }
 
     #[test]
