@@ -61,30 +61,30 @@ pub fn show_alarm(store: &Store, id: i64) -> Result<AlarmDetailView, AppError> {
     use crate::alarm::investigate;
     let detail = store.get_alarm(id)?.ok_or(AppError::AlarmNotFound(id))?;
     let directory = directory(store)?;
-    let Ok(connection) = store.sqlite("key associations and permissions") else {
-        // A PostgreSQL store keeps no key traces or rollups yet: the alarm
-        // as stored.
-        return Ok(detail_view(detail, &directory));
-    };
     let identity = detail.alarm.identity.clone();
-    let stored = |error: rusqlite::Error| AppError::Store(error.into());
-    let key_association = identity
-        .access_key_id
-        .as_deref()
-        .map(|key| investigate::key_association(connection, key, id))
-        .transpose()
-        .map_err(stored)?;
     let last_seen_ms = chrono::DateTime::parse_from_rfc3339(&detail.alarm.last_seen)
         .map(|time| time.timestamp_millis())
         .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
     let principal = identity.principal_name.as_deref().or(identity.principal_id.as_deref());
-    let permissions = match (identity.account_id.as_deref(), principal) {
-        (Some(account), Some(principal)) => Some(
-            investigate::permissions(connection, &identity.provider, account, principal, last_seen_ms)
-                .map_err(stored)?,
-        ),
-        _ => None,
-    };
+    // From the alarms and the god view's rollups, on either backend.
+    let (key_association, permissions) = store.with_db(|db| {
+        let key_association = identity
+            .access_key_id
+            .as_deref()
+            .map(|key| investigate::key_association(db, key, id))
+            .transpose()?;
+        let permissions = match (identity.account_id.as_deref(), principal) {
+            (Some(account), Some(principal)) => Some(investigate::permissions(
+                db,
+                &identity.provider,
+                account,
+                principal,
+                last_seen_ms,
+            )?),
+            _ => None,
+        };
+        Ok((key_association, permissions))
+    })?;
     let mut view = detail_view(detail, &directory);
     view.key_association = key_association;
     view.permissions = permissions;

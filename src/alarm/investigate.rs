@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use crate::db::{Db, DbExt, DbResult, get};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -85,38 +85,37 @@ pub struct Permissions {
 }
 
 /// Other alarms, addresses and accounts of `access_key` (stored in full).
-pub fn key_association(connection: &Connection, access_key: &str, alarm_id: i64) -> rusqlite::Result<KeyAssociation> {
-    let mut statement = connection.prepare_cached(
+pub fn key_association(db: &mut dyn Db, access_key: &str, alarm_id: i64) -> DbResult<KeyAssociation> {
+    let other_alarms = db.query_all(
         "SELECT id, rule_id, level, status, count, last_seen FROM alarms \
          WHERE access_key_id = ?1 AND id != ?2 ORDER BY id DESC LIMIT 50",
-    )?;
-    let other_alarms = statement
-        .query_map(params![access_key, alarm_id], |row| {
+        crate::db_params![access_key, alarm_id],
+        |row| {
             Ok(RelatedAlarm {
-                id: row.get(0)?,
-                rule: row.get(1)?,
-                level: row.get(2)?,
-                status: row.get(3)?,
-                count: row.get(4)?,
-                last_seen: row.get(5)?,
+                id: get(row, 0)?,
+                rule: get(row, 1)?,
+                level: get(row, 2)?,
+                status: get(row, 3)?,
+                count: get(row, 4)?,
+                last_seen: get(row, 5)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut statement = connection.prepare_cached(
-        "SELECT source_ip, account_id, MIN(first_ms) FROM activity_key_ips WHERE access_key_id = ?1 \
-         GROUP BY source_ip, account_id ORDER BY MIN(first_ms) LIMIT 100",
+        },
     )?;
-    let source_ips = statement
-        .query_map(params![access_key], |row| {
+    // Ordered by the pair as well, so both backends list ties alike.
+    let source_ips = db.query_all(
+        "SELECT source_ip, account_id, MIN(first_ms) FROM activity_key_ips WHERE access_key_id = ?1 \
+         GROUP BY source_ip, account_id ORDER BY MIN(first_ms), source_ip, account_id LIMIT 100",
+        crate::db_params![access_key],
+        |row| {
             Ok(KeyAddress {
-                source_ip: row.get(0)?,
-                account_id: row.get(1)?,
+                source_ip: get(row, 0)?,
+                account_id: get(row, 1)?,
                 first_seen: crate::time::timestamp(
-                    chrono::DateTime::from_timestamp_millis(row.get(2)?).unwrap_or_default(),
+                    chrono::DateTime::from_timestamp_millis(get(row, 2)?).unwrap_or_default(),
                 ),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     let mut accounts: Vec<String> = source_ips
         .iter()
         .map(|address| address.account_id.clone())
@@ -133,32 +132,26 @@ pub fn key_association(connection: &Connection, access_key: &str, alarm_id: i64)
 
 /// What `principal` (a name, else id, as the rollups keep it) of `account`
 /// on `provider` called in the `PERMISSION_WINDOW_DAYS` before `until_ms`.
-pub fn permissions(
-    connection: &Connection,
-    provider: &str,
-    account: &str,
-    principal: &str,
-    until_ms: i64,
-) -> rusqlite::Result<Permissions> {
+pub fn permissions(db: &mut dyn Db, provider: &str, account: &str, principal: &str, until_ms: i64) -> DbResult<Permissions> {
     let since_ms = until_ms - PERMISSION_WINDOW_DAYS * 86_400_000;
-    let mut statement = connection.prepare_cached(
+    let mut used: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut denied = Vec::new();
+    let rows = db.query_all(
         "SELECT service, action, error_code, SUM(count), SUM(failures) FROM activity_hourly \
          WHERE provider = ?1 AND account_id = ?2 AND principal = ?3 AND hour_ms >= ?4 AND hour_ms <= ?5 \
          GROUP BY service, action, error_code",
+        crate::db_params![provider, account, principal, since_ms, until_ms],
+        |row| {
+            Ok((
+                get::<String>(row, 0)?,
+                get::<String>(row, 1)?,
+                get::<String>(row, 2)?,
+                get::<i64>(row, 3)?,
+                get::<i64>(row, 4)?,
+            ))
+        },
     )?;
-    let mut used: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let mut denied = Vec::new();
-    let rows = statement.query_map(params![provider, account, principal, since_ms, until_ms], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, i64>(3)?,
-            row.get::<_, i64>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (service, action, error_code, count, failures) = row?;
+    for (service, action, error_code, count, failures) in rows {
         let successes = count - failures;
         if successes > 0 {
             *used.entry((service.clone(), action.clone())).or_default() += successes;
