@@ -407,10 +407,12 @@ pub fn search_events(
             filter.until = Some(filter.until.map_or(end, |until| until.min(end)));
         }
     }
-    let mut page = search(store.sqlite("the event store")?, &filter).map_err(|error| match error {
-        SearchError::BadCursor(_) => AppError::Usage(error.to_string()),
-        SearchError::Store(error) => AppError::from(error),
-        SearchError::Damaged { .. } => AppError::Store(crate::alarm::store::StoreError::Corrupt(error.to_string())),
+    let mut page = store.read(|db| {
+        search(db, &filter).map_err(|error| match error {
+            SearchError::BadCursor(_) => AppError::Usage(error.to_string()),
+            SearchError::Store(error) => AppError::Store(error.into()),
+            SearchError::Damaged { .. } => AppError::Store(crate::alarm::store::StoreError::Corrupt(error.to_string())),
+        })
     })?;
     for event in &mut page.events {
         if let Some(key) = event.access_key_id.take() {

@@ -114,6 +114,17 @@ fn fingerprint(bin: &Trailwarden, db: &str) -> Vec<Value> {
             }
             kept["calls"] = detail["calls"].clone();
             kept["samples"] = Value::from(detail["samples"].as_array().map_or(0, Vec::len));
+            // What the key did elsewhere and the principal's permissions,
+            // read from the alarms and the rollups (other alarms by content).
+            let mut association = detail["key_association"].clone();
+            if let Some(others) = association["other_alarms"].as_array_mut() {
+                for other in others.iter_mut() {
+                    other.as_object_mut().unwrap().remove("id");
+                }
+                others.sort_by_key(|other| other.to_string());
+            }
+            kept["key_association"] = association;
+            kept["permissions"] = detail["permissions"].clone();
             kept
         })
         .collect();
@@ -130,11 +141,52 @@ fn a_replay_into_postgresql_keeps_what_a_replay_into_sqlite_keeps() {
     let bin = Trailwarden::new();
     let corpus = generated(&bin, dir.path(), "4000", "19", &[]);
     let corpus = corpus.to_str().unwrap();
-    // The event store is SQLite's alone for now (PostgreSQL turns it off);
-    // rollups and key-operation traces are kept by both.
+    // Rollups, key-operation traces and the event store are kept by both.
     for db in [sqlite.to_str().unwrap(), url.as_str()] {
         bin.ok(&["replay", "--format", "jsonl", "--db", db, corpus]);
     }
+    // The event store answers the same searches alike: every event, a
+    // key's, an address's, a failed call's, page by page.
+    let events = |db: &str, filter: &[&str]| -> Vec<Value> {
+        let mut args = vec!["events", "--db", db, "--format", "jsonl", "--limit", "1000"];
+        args.extend(filter);
+        let mut events = bin.jsonl(&args);
+        for event in &mut events {
+            // Where each is kept differs with how the batches fell.
+            event.as_object_mut().unwrap().remove("position");
+        }
+        events
+    };
+    let everything = events(sqlite.to_str().unwrap(), &[]);
+    assert_eq!(everything.len(), 1000, "a page of events");
+    let ip = everything
+        .iter()
+        .find_map(|event| event["source_ip"].as_str())
+        .expect("an event with an address")
+        .to_string();
+    let failure = ["--outcome", "failure"];
+    for filter in [
+        &[][..],
+        &["--ip", ip.as_str()][..],
+        &failure[..],
+        &["--cloud", "tencent"][..],
+    ] {
+        let on_sqlite = events(sqlite.to_str().unwrap(), filter);
+        assert!(!on_sqlite.is_empty(), "{filter:?} finds events");
+        assert_eq!(events(&url, filter), on_sqlite, "events {filter:?}");
+    }
+    // A masked key (as the output shows it) is no search term; the key
+    // comes from the store's own rows.
+    let full_key = cluster.query_texts(
+        &url,
+        "SELECT access_key_id FROM activity_key_ips ORDER BY access_key_id LIMIT 1",
+    );
+    let by_key = events(&url, &["--key", full_key[0].as_str()]);
+    assert!(!by_key.is_empty(), "a key's events");
+    assert_eq!(
+        by_key,
+        events(sqlite.to_str().unwrap(), &["--key", full_key[0].as_str()])
+    );
     // The god view and the traces read the same from both.
     let activity = |db: &str| bin.json(&["activity", "--db", db, "--format", "json", "--top", "50"]);
     let on_sqlite = activity(sqlite.to_str().unwrap());

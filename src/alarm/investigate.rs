@@ -132,7 +132,13 @@ pub fn key_association(db: &mut dyn Db, access_key: &str, alarm_id: i64) -> DbRe
 
 /// What `principal` (a name, else id, as the rollups keep it) of `account`
 /// on `provider` called in the `PERMISSION_WINDOW_DAYS` before `until_ms`.
-pub fn permissions(db: &mut dyn Db, provider: &str, account: &str, principal: &str, until_ms: i64) -> DbResult<Permissions> {
+pub fn permissions(
+    db: &mut dyn Db,
+    provider: &str,
+    account: &str,
+    principal: &str,
+    until_ms: i64,
+) -> DbResult<Permissions> {
     let since_ms = until_ms - PERMISSION_WINDOW_DAYS * 86_400_000;
     let mut used: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut denied = Vec::new();

@@ -124,12 +124,6 @@ pub(super) fn engine_stage(
     let mut matches: Vec<RuleMatch> = Vec::new();
     let mut aggregator = Aggregator::new(options.samples_per_alarm, options.max_sample_bytes);
     aggregator.keep_operations(options.keep_operations);
-    let mut options = options;
-    if store.is_postgres() && options.activity.events.enabled {
-        // The event store stays on SQLite for now (docs/postgresql.md).
-        tracing::warn!("the event store is not available on a PostgreSQL store yet; it is off for this run");
-        options.activity.events.enabled = false;
-    }
     let mut activity = Activity::new(options.activity.clone());
     if options.activity.rollups {
         store.load_activity(&mut activity)?;

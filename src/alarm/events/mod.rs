@@ -22,7 +22,7 @@ mod tests;
 
 use std::time::Duration;
 
-use rusqlite::{Transaction, params};
+use crate::db::{Db, DbError, DbExt, DbResult, get};
 
 use crate::event::model::AuditEvent;
 
@@ -196,8 +196,8 @@ impl BlockBuilder {
     }
 }
 
-/// Write a block inside `transaction`.
-pub(crate) fn write(transaction: &Transaction<'_>, block: &EventBlock) -> rusqlite::Result<()> {
+/// Write a block in the caller's transaction, on either backend.
+pub(crate) fn write(db: &mut dyn Db, block: &EventBlock) -> DbResult<()> {
     if block.is_empty() {
         return Ok(());
     }
@@ -207,44 +207,45 @@ pub(crate) fn write(transaction: &Transaction<'_>, block: &EventBlock) -> rusqli
         None => {
             made = Sealed {
                 data: zstd::bulk::compress(&block.bytes, block.level)
-                    .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?,
+                    .map_err(|error| DbError::Unsupported(format!("compressing an event block: {error}")))?,
                 bloom: codec::bloom(&block.terms),
                 raw_len: block.bytes.len(),
             };
             (&made.data, &made.bloom)
         }
     };
-    transaction
-        .prepare_cached(
-            "INSERT INTO event_blocks (min_time_ms, max_time_ms, events, raw_bytes, stored_bytes, bloom) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
+    let raw_len = block.sealed.as_ref().map_or(block.bytes.len(), |sealed| sealed.raw_len) as i64;
+    let id = db.insert_id(
+        "INSERT INTO event_blocks (min_time_ms, max_time_ms, events, raw_bytes, stored_bytes, bloom) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        crate::db_params![
             block.min_ms,
             block.max_ms,
             block.count,
-            block.sealed.as_ref().map_or(block.bytes.len(), |sealed| sealed.raw_len) as i64,
+            raw_len,
             data.len() as i64,
-            filter
-        ])?;
-    let id = transaction.last_insert_rowid();
-    transaction
-        .prepare_cached("INSERT INTO event_block_data (id, data) VALUES (?1, ?2)")?
-        .execute(params![id, data])?;
+            filter.as_slice()
+        ],
+    )?;
+    db.execute(
+        "INSERT INTO event_block_data (id, data) VALUES (?1, ?2)",
+        crate::db_params![id, data.as_slice()],
+    )?;
     Ok(())
 }
 
-/// Delete the blocks whose newest event is older than `cutoff` (Unix ms), inside `transaction`.
-pub(crate) fn prune(transaction: &Transaction<'_>, cutoff: i64) -> rusqlite::Result<()> {
-    let removed = transaction
-        .prepare_cached(
-            "DELETE FROM event_block_data WHERE id IN (SELECT id FROM event_blocks WHERE max_time_ms < ?1)",
-        )?
-        .execute([cutoff])?;
+/// Delete the blocks whose newest event is older than `cutoff` (Unix ms), in
+/// the caller's transaction.
+pub(crate) fn prune(db: &mut dyn Db, cutoff: i64) -> DbResult<()> {
+    let removed = db.execute(
+        "DELETE FROM event_block_data WHERE id IN (SELECT id FROM event_blocks WHERE max_time_ms < ?1)",
+        crate::db_params![cutoff],
+    )?;
     if removed > 0 {
-        transaction
-            .prepare_cached("DELETE FROM event_blocks WHERE max_time_ms < ?1")?
-            .execute([cutoff])?;
+        db.execute(
+            "DELETE FROM event_blocks WHERE max_time_ms < ?1",
+            crate::db_params![cutoff],
+        )?;
         tracing::debug!(blocks = removed, cutoff, "event blocks past retention pruned");
     }
     Ok(())
@@ -263,20 +264,21 @@ pub struct EventStoreSize {
     pub newest_ms: Option<i64>,
 }
 
-pub fn size(connection: &rusqlite::Connection) -> rusqlite::Result<EventStoreSize> {
-    connection.query_row(
+pub fn size(db: &mut dyn Db) -> DbResult<EventStoreSize> {
+    let size = db.query_opt(
         "SELECT COUNT(*), COALESCE(SUM(events), 0), COALESCE(SUM(raw_bytes), 0), COALESCE(SUM(stored_bytes), 0), \
          MIN(min_time_ms), MAX(max_time_ms) FROM event_blocks",
-        [],
+        &[],
         |row| {
             Ok(EventStoreSize {
-                blocks: row.get::<_, i64>(0)? as u64,
-                events: row.get::<_, i64>(1)? as u64,
-                raw_bytes: row.get::<_, i64>(2)? as u64,
-                stored_bytes: row.get::<_, i64>(3)? as u64,
-                oldest_ms: row.get(4)?,
-                newest_ms: row.get(5)?,
+                blocks: get::<i64>(row, 0)?.max(0) as u64,
+                events: get::<i64>(row, 1)?.max(0) as u64,
+                raw_bytes: get::<i64>(row, 2)?.max(0) as u64,
+                stored_bytes: get::<i64>(row, 3)?.max(0) as u64,
+                oldest_ms: get(row, 4)?,
+                newest_ms: get(row, 5)?,
             })
         },
-    )
+    )?;
+    Ok(size.unwrap_or_default())
 }

@@ -11,8 +11,8 @@
 
 use std::net::IpAddr;
 
+use crate::db::{Db, DbError, DbExt, Value, get};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::codec::{self, Entry, Field};
@@ -148,7 +148,7 @@ pub enum SearchError {
     #[error("bad cursor {0:?}: expected BLOCK.ENTRY as a page's `next` gives it")]
     BadCursor(String),
     #[error("reading the event store: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(#[from] DbError),
     #[error("event block {block}: {detail}")]
     Damaged { block: i64, detail: String },
 }
@@ -223,8 +223,12 @@ impl EventFilter {
     }
 }
 
-/// One page of the events matching `filter`, newest first.
-pub fn search(connection: &Connection, filter: &EventFilter) -> Result<EventPage, SearchError> {
+/// Blocks whose filters are read per query, newest first: a page that
+/// fills from the newest blocks reads no further.
+const BLOCKS_PER_QUERY: i64 = 64;
+
+/// One page of the events matching `filter`, newest first, on either backend.
+pub fn search(db: &mut dyn Db, filter: &EventFilter) -> Result<EventPage, SearchError> {
     let limit = filter.limit.clamp(1, MAX_LIMIT) as usize;
     let max_blocks = if filter.max_blocks == 0 {
         DEFAULT_MAX_BLOCKS
@@ -233,62 +237,101 @@ pub fn search(connection: &Connection, filter: &EventFilter) -> Result<EventPage
     };
     let terms = filter.terms();
     let mut page = EventPage::default();
-    let mut blocks = connection.prepare(
-        "SELECT id, raw_bytes, bloom FROM event_blocks \
-         WHERE max_time_ms >= ?1 AND min_time_ms < ?2 AND id <= ?3 ORDER BY id DESC",
-    )?;
-    let mut data = connection.prepare("SELECT data FROM event_block_data WHERE id = ?1")?;
     let since = filter.since.map_or(i64::MIN, |since| since.timestamp_millis());
     let until = filter.until.map_or(i64::MAX, |until| until.timestamp_millis());
-    let start_block = filter.cursor.map_or(i64::MAX, |cursor| cursor.block);
-    let mut rows = blocks.query(rusqlite::params![since, until, start_block])?;
-    while let Some(row) = rows.next()? {
-        let block: i64 = row.get(0)?;
-        page.blocks_checked += 1;
-        let bloom = row.get_ref(2)?.as_blob().unwrap_or_default();
-        if !terms.iter().all(|term| codec::may_hold(bloom, *term)) {
-            continue;
-        }
-        if page.blocks_opened >= u64::from(max_blocks) {
-            // Out of budget: the next page starts at this block's end.
-            page.next = Some(Cursor { block, entry: u32::MAX }.to_string());
-            return Ok(page);
-        }
-        page.blocks_opened += 1;
-        let raw_bytes: i64 = row.get(1)?;
-        let Some(compressed) = data.query_row([block], |row| row.get::<_, Vec<u8>>(0)).optional()? else {
-            continue;
+    let mut start_block = filter.cursor.map_or(i64::MAX, |cursor| cursor.block);
+    loop {
+        // (block, uncompressed size, whether its filter may hold every term)
+        let blocks: Vec<(i64, i64, bool)> = db.query_all(
+            "SELECT id, raw_bytes, bloom FROM event_blocks \
+             WHERE max_time_ms >= ?1 AND min_time_ms < ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4",
+            crate::db_params![since, until, start_block, BLOCKS_PER_QUERY],
+            |row| {
+                let bloom = match row.value(2)? {
+                    Value::Blob(bloom) => bloom,
+                    _ => &[],
+                };
+                Ok((
+                    get(row, 0)?,
+                    get(row, 1)?,
+                    terms.iter().all(|term| codec::may_hold(bloom, *term)),
+                ))
+            },
+        )?;
+        let Some(&(oldest, _, _)) = blocks.last() else {
+            break;
         };
-        let damaged = |detail: String| SearchError::Damaged { block, detail };
-        let bytes = zstd::bulk::decompress(&compressed, usize::try_from(raw_bytes).unwrap_or(0))
-            .map_err(|error| damaged(error.to_string()))?;
-        let entries = codec::decode(&bytes).map_err(|error| damaged(error.to_string()))?;
-        let first = match filter.cursor {
-            Some(cursor) if cursor.block == block => (cursor.entry as usize).min(entries.len().saturating_sub(1)),
-            _ => entries.len().saturating_sub(1),
-        };
-        if entries.is_empty() {
-            continue;
-        }
-        for index in (0..=first).rev() {
-            let entry = &entries[index];
-            if !filter.matches(entry) {
+        let complete = blocks.len() < BLOCKS_PER_QUERY as usize;
+        for (block, raw_bytes, candidate) in blocks {
+            page.blocks_checked += 1;
+            if !candidate {
                 continue;
             }
-            if page.events.len() == limit {
-                page.next = Some(
-                    Cursor {
-                        block,
-                        entry: index as u32,
-                    }
-                    .to_string(),
-                );
+            if page.blocks_opened >= u64::from(max_blocks) {
+                // Out of budget: the next page starts at this block's end.
+                page.next = Some(Cursor { block, entry: u32::MAX }.to_string());
                 return Ok(page);
             }
-            page.events.push(stored(entry, block, index));
+            page.blocks_opened += 1;
+            if open_block(db, filter, block, raw_bytes, limit, &mut page)? {
+                return Ok(page);
+            }
         }
+        if complete || oldest <= i64::MIN + 1 {
+            break;
+        }
+        start_block = oldest - 1;
     }
     Ok(page)
+}
+
+/// Add the matching events of `block` to `page`, newest first; true when
+/// the page is full (its `next` then says where the next one starts).
+fn open_block(
+    db: &mut dyn Db,
+    filter: &EventFilter,
+    block: i64,
+    raw_bytes: i64,
+    limit: usize,
+    page: &mut EventPage,
+) -> Result<bool, SearchError> {
+    let Some(compressed) = db.query_opt(
+        "SELECT data FROM event_block_data WHERE id = ?1",
+        crate::db_params![block],
+        |row| get::<Vec<u8>>(row, 0),
+    )?
+    else {
+        return Ok(false);
+    };
+    let damaged = |detail: String| SearchError::Damaged { block, detail };
+    let bytes = zstd::bulk::decompress(&compressed, usize::try_from(raw_bytes).unwrap_or(0))
+        .map_err(|error| damaged(error.to_string()))?;
+    let entries = codec::decode(&bytes).map_err(|error| damaged(error.to_string()))?;
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let first = match filter.cursor {
+        Some(cursor) if cursor.block == block => (cursor.entry as usize).min(entries.len() - 1),
+        _ => entries.len() - 1,
+    };
+    for index in (0..=first).rev() {
+        let entry = &entries[index];
+        if !filter.matches(entry) {
+            continue;
+        }
+        if page.events.len() == limit {
+            page.next = Some(
+                Cursor {
+                    block,
+                    entry: index as u32,
+                }
+                .to_string(),
+            );
+            return Ok(true);
+        }
+        page.events.push(stored(entry, block, index));
+    }
+    Ok(false)
 }
 
 fn stored(entry: &Entry<'_>, block: i64, index: usize) -> StoredEvent {

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::db::SqliteDb;
+
 use super::codec::tests::events_of;
 use super::*;
 use crate::event::model::OutcomeResult;
@@ -67,7 +69,7 @@ fn filled() -> (Connection, Vec<String>) {
         }
         let transaction = connection.transaction().unwrap();
         for block in &blocks {
-            write(&transaction, block).unwrap();
+            write(&mut SqliteDb(&transaction), block).unwrap();
         }
         transaction.commit().unwrap();
         builder.recycle(blocks);
@@ -91,7 +93,7 @@ fn expected(keep: impl Fn(usize) -> bool) -> Vec<String> {
 #[test]
 fn every_filter_finds_exactly_its_events_newest_first() {
     let (connection, _) = filled();
-    let all = |filter: EventFilter| search(&connection, &EventFilter { limit: 1000, ..filter }).unwrap();
+    let all = |filter: EventFilter| search(&mut SqliteDb(&connection), &EventFilter { limit: 1000, ..filter }).unwrap();
     let page = all(EventFilter {
         key: Some(KEYS[1].to_lowercase()),
         ..EventFilter::default()
@@ -146,7 +148,7 @@ fn pages_follow_their_cursors_to_the_same_results() {
         ..EventFilter::default()
     };
     let whole = search(
-        &connection,
+        &mut SqliteDb(&connection),
         &EventFilter {
             limit: 1000,
             ..filter.clone()
@@ -158,7 +160,7 @@ fn pages_follow_their_cursors_to_the_same_results() {
     let mut pages = 0;
     loop {
         let page = search(
-            &connection,
+            &mut SqliteDb(&connection),
             &EventFilter {
                 limit: 7,
                 cursor,
@@ -181,7 +183,7 @@ fn pages_follow_their_cursors_to_the_same_results() {
     let mut cursor = None;
     loop {
         let page = search(
-            &connection,
+            &mut SqliteDb(&connection),
             &EventFilter {
                 limit: 1000,
                 max_blocks: 1,
@@ -205,14 +207,14 @@ fn pages_follow_their_cursors_to_the_same_results() {
 #[test]
 fn pruning_deletes_whole_blocks_past_the_cutoff() {
     let (mut connection, _) = filled();
-    let before = size(&connection).unwrap();
+    let before = size(&mut SqliteDb(&connection)).unwrap();
     assert_eq!((before.blocks, before.events), (8, 300));
     assert!(before.stored_bytes < before.raw_bytes / 3, "{before:?}");
     // Blocks end at minutes 39, 79, 119 …: a cutoff at minute 100 drops two.
     let transaction = connection.transaction().unwrap();
-    prune(&transaction, (START + 60 * 100) * 1000).unwrap();
+    prune(&mut SqliteDb(&transaction), (START + 60 * 100) * 1000).unwrap();
     transaction.commit().unwrap();
-    let after = size(&connection).unwrap();
+    let after = size(&mut SqliteDb(&connection)).unwrap();
     assert_eq!((after.blocks, after.events), (6, 220));
     assert_eq!(after.oldest_ms, Some((START + 60 * 80) * 1000));
     let left: i64 = connection
@@ -228,7 +230,7 @@ fn a_damaged_block_is_an_error_naming_it() {
         .execute("UPDATE event_block_data SET data = x'00112233' WHERE id = 3", [])
         .unwrap();
     let error = search(
-        &connection,
+        &mut SqliteDb(&connection),
         &EventFilter {
             limit: 1000,
             ..EventFilter::default()
@@ -324,7 +326,7 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
         }
         let mut connection = store();
         let transaction = connection.transaction().unwrap();
-        write(&transaction, &block).unwrap();
+        write(&mut SqliteDb(&transaction), &block).unwrap();
         transaction.commit().unwrap();
         builder.recycle(vec![block]);
         connection
@@ -351,4 +353,77 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
     builder.add(&events[0]);
     let block = builder.take().remove(0);
     assert!(block.sealed.is_none() && block.count == 1);
+}
+
+/// Block filters are read 64 blocks at a time, newest first: a search
+/// reaches past the first query's blocks to the oldest one, and a page
+/// filled by the newest blocks reads no further.
+#[test]
+fn a_search_reads_block_filters_a_query_at_a_time_down_to_the_oldest() {
+    let records: Vec<String> = (0..300)
+        .map(|index| {
+            call(
+                index,
+                START + 60 * index as i64,
+                KEYS[index % 3],
+                "10.0.0.1",
+                "DescribeInstances",
+                false,
+            )
+        })
+        .collect();
+    let mut connection = store();
+    let mut builder = BlockBuilder::new(&EventStoreOptions::default());
+    for pair in events_of(records.iter().cloned()).chunks(2) {
+        for event in pair {
+            builder.add(event);
+        }
+        let transaction = connection.transaction().unwrap();
+        for block in &builder.take() {
+            write(&mut SqliteDb(&transaction), block).unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+    let oldest = search(
+        &mut SqliteDb(&connection),
+        &EventFilter {
+            id: Some("ev-0".to_string()),
+            limit: 10,
+            ..EventFilter::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ids(&oldest), ["ev-0"]);
+    assert_eq!(oldest.blocks_checked, 150, "every block's filter was read");
+    assert!(oldest.blocks_opened < 10, "{} blocks opened", oldest.blocks_opened);
+    assert_eq!(oldest.next, None);
+    let newest = search(
+        &mut SqliteDb(&connection),
+        &EventFilter {
+            limit: 3,
+            ..EventFilter::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ids(&newest), ["ev-299", "ev-298", "ev-297"]);
+    assert_eq!(newest.blocks_checked, 2, "the page filled from the two newest blocks");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = search(
+            &mut SqliteDb(&connection),
+            &EventFilter {
+                limit: 7,
+                cursor,
+                ..EventFilter::default()
+            },
+        )
+        .unwrap();
+        seen.extend(ids(&page));
+        match page.next {
+            Some(next) => cursor = Some(next.parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected(|_| true), "paging visits every event once, newest first");
 }

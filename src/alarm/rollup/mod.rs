@@ -237,23 +237,24 @@ pub(crate) fn write(transaction: &Transaction<'_>, batch: &ActivityBatch) -> rus
     if let Some(cutoff) = batch.prune_before_ms {
         traces::prune(transaction, cutoff)?;
     }
+    write_events(&mut crate::db::SqliteDb(transaction), batch)?;
+    Ok(())
+}
+
+/// The batch's event blocks, and the event store's pruning when due.
+fn write_events(db: &mut dyn crate::db::Db, batch: &ActivityBatch) -> crate::db::DbResult<()> {
     for block in &batch.events {
-        events::write(transaction, block)?;
+        events::write(db, block)?;
     }
     if let Some(cutoff) = batch.prune_events_before_ms {
-        events::prune(transaction, cutoff)?;
+        events::prune(db, cutoff)?;
     }
     Ok(())
 }
 
-/// `write` on a PostgreSQL store (the same rows, several per statement);
-/// the event store is not kept there yet.
+/// `write` on a PostgreSQL store (the same rows, several per statement).
 pub(crate) fn write_db(db: &mut dyn crate::db::Db, batch: &ActivityBatch) -> crate::db::DbResult<()> {
-    if batch.events.iter().any(|block| !block.is_empty()) {
-        return Err(crate::db::DbError::Unsupported(
-            "the event store is not available on a PostgreSQL store yet".into(),
-        ));
-    }
+    write_events(db, batch)?;
     pg::write_hourly(db, &batch.hourly)?;
     pg::write_key_ips(db, &batch.key_ips)?;
     pg::write_traces(db, &batch.traces)?;
