@@ -5,6 +5,7 @@
 //!   samples and chain links a replay into SQLite keeps;
 //! - `store migrate` and concurrent opens of a new database;
 //! - a Kafka partition's earlier owner is fenced: its batch commits nothing;
+//! - a key inventory imported reaches every partition, merged with its state;
 //! - a server restart between batches loses nothing: the store reconnects;
 //! - retention prunes PostgreSQL as it prunes SQLite, and both chains verify;
 //! - a rule set one member reloads reaches every member;
@@ -439,6 +440,114 @@ fn engine_state_is_kept_per_partition_and_an_earlier_owner_cannot_change_it() {
             .map(|stored| stored.next_offset),
         Some(5),
         "the fenced batch's other offsets are not committed either"
+    );
+}
+
+/// `state import` on PostgreSQL: the inventory is read by every partition
+/// with its own state, the earlier first use and the later last use kept,
+/// and `from_inventory` only where the inventory's last use is the later.
+#[test]
+fn a_key_inventory_imported_into_postgresql_reaches_every_partition_merged_with_its_state() {
+    use trailwarden::rules::state::{KeySeen, state_key};
+    let cluster = Postgres::start();
+    let url = cluster.database("inventory");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("keys.csv");
+    std::fs::write(
+        &csv,
+        "provider,key_id,created,last_used\n\
+         aws,AKIAINVENTORYKEY0001,2025-01-01,2025-06-01\n\
+         aws,AKIAINVENTORYKEY0002,2025-01-01,2025-06-01\n",
+    )
+    .unwrap();
+    let bin = Trailwarden::new();
+    let out = bin.stdout(&["state", "import", csv.to_str().unwrap(), "--db", &url]);
+    assert!(out.contains("2 keys imported"), "{out}");
+    let ms = |day: &str| {
+        chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    };
+    let key = |id: &str| state_key(&["aws", id]);
+    let partition = |number: i32| PartitionScope {
+        group: Arc::from("tw"),
+        topic: Arc::from("audit"),
+        partition: number,
+    };
+    // Partition 0 saw the second key after the inventory's last use;
+    // partition 1 saw it before, and first earlier than the inventory.
+    let mut store = Store::open(std::path::Path::new(&url), options()).unwrap();
+    store.claim_partition("tw", "audit", 0, "a").unwrap();
+    store.claim_partition("tw", "audit", 1, "a").unwrap();
+    let seen = |scope: &PartitionScope, first: &str, last: &str| StateChanges {
+        scope: Arc::from(scope.name()),
+        keys: vec![(
+            key("AKIAINVENTORYKEY0002"),
+            Some((
+                KeySeen {
+                    first_ms: ms(first),
+                    last_ms: ms(last),
+                    from_inventory: false,
+                },
+                ms(last),
+            )),
+        )],
+        ..StateChanges::default()
+    };
+    store
+        .write(&WriteBatch {
+            state: vec![
+                seen(&partition(0), "2025-02-01", "2025-09-01"),
+                seen(&partition(1), "2024-12-01", "2025-03-01"),
+            ],
+            fenced_scopes: vec![partition(0), partition(1)],
+            kafka_offsets: vec![offset(0, 5), offset(1, 5)],
+            ..WriteBatch::default()
+        })
+        .unwrap();
+    let loaded = |scope: &str, id: &str| {
+        let mut state = EngineState::new(StateLimits::default());
+        store.load_state(&mut state, Some(scope)).unwrap();
+        state.keys.get(key(id)).copied()
+    };
+    for number in [0, 1, 2] {
+        assert_eq!(
+            loaded(&partition(number).name(), "AKIAINVENTORYKEY0001"),
+            Some(KeySeen {
+                first_ms: ms("2025-01-01"),
+                last_ms: ms("2025-06-01"),
+                from_inventory: true,
+            }),
+            "partition {number} reads the inventory"
+        );
+    }
+    assert_eq!(
+        loaded(&partition(0).name(), "AKIAINVENTORYKEY0002"),
+        Some(KeySeen {
+            first_ms: ms("2025-01-01"),
+            last_ms: ms("2025-09-01"),
+            from_inventory: false,
+        }),
+        "the partition saw the key last"
+    );
+    assert_eq!(
+        loaded(&partition(1).name(), "AKIAINVENTORYKEY0002"),
+        Some(KeySeen {
+            first_ms: ms("2024-12-01"),
+            last_ms: ms("2025-06-01"),
+            from_inventory: true,
+        }),
+        "the inventory saw the key last"
+    );
+    // Importing again merges, as on SQLite: the later last use stays.
+    std::fs::write(&csv, "provider,key_id,last_used\naws,AKIAINVENTORYKEY0001,2025-04-01\n").unwrap();
+    bin.ok(&["state", "import", csv.to_str().unwrap(), "--db", &url]);
+    assert_eq!(
+        loaded(&partition(2).name(), "AKIAINVENTORYKEY0001").map(|seen| seen.last_ms),
+        Some(ms("2025-06-01"))
     );
 }
 

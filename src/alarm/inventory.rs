@@ -13,8 +13,8 @@
 //! key needs at least one of the two times. Bad lines are reported with
 //! their number and skipped.
 
+use crate::db::{Db, DbResult, Dialect};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::event::model::Provider;
@@ -154,25 +154,35 @@ fn parse_time(text: &str) -> Result<Option<i64>, String> {
     Err(text.to_string())
 }
 
-/// Merge the keys into the engine's key table in one transaction: a key
-/// already known keeps the earlier first and the later last time. The
-/// daemon reads the table when it starts: import before starting it (or
-/// restart it after).
-pub fn import(connection: &mut Connection, keys: &[InventoryKey], now_ms: i64) -> rusqlite::Result<usize> {
-    let transaction = connection.transaction()?;
-    {
-        let mut upsert = transaction.prepare_cached(
+/// Merge the keys into the engine's key table, in the caller's transaction
+/// (`Store::transact`): a key already known keeps the earlier first and the
+/// later last time. The daemon reads the table when it starts: import before
+/// starting it (or restart it after).
+///
+/// The rows go to the scope `''`: a SQLite store's only one; on a PostgreSQL
+/// store, where each Kafka partition keeps its engine state apart, every
+/// partition reads them with its own when it is assigned (`store::state`).
+pub fn import(db: &mut dyn Db, keys: &[InventoryKey], now_ms: i64) -> DbResult<usize> {
+    let upsert = match db.dialect() {
+        Dialect::Sqlite => {
             "INSERT INTO state_keys (key, first_ms, last_ms, touched_ms, from_inventory) VALUES (?1, ?2, ?3, ?4, 1) \
              ON CONFLICT (key) DO UPDATE SET first_ms = min(first_ms, excluded.first_ms), \
              last_ms = max(last_ms, excluded.last_ms), touched_ms = max(touched_ms, excluded.touched_ms), \
-             from_inventory = CASE WHEN excluded.last_ms > last_ms THEN 1 ELSE from_inventory END",
-        )?;
-        for key in keys {
-            let id = state_key(&[key.provider.as_str(), &key.key_id]) as i64;
-            upsert.execute(params![id, key.first_ms, key.last_ms, now_ms])?;
+             from_inventory = CASE WHEN excluded.last_ms > last_ms THEN 1 ELSE from_inventory END"
         }
+        Dialect::Postgres => {
+            "INSERT INTO state_keys AS known (scope, key, first_ms, last_ms, touched_ms, from_inventory) \
+             VALUES ('', ?1, ?2, ?3, ?4, 1) \
+             ON CONFLICT (scope, key) DO UPDATE SET first_ms = LEAST(known.first_ms, excluded.first_ms), \
+             last_ms = GREATEST(known.last_ms, excluded.last_ms), \
+             touched_ms = GREATEST(known.touched_ms, excluded.touched_ms), \
+             from_inventory = CASE WHEN excluded.last_ms > known.last_ms THEN 1 ELSE known.from_inventory END"
+        }
+    };
+    for key in keys {
+        let id = state_key(&[key.provider.as_str(), &key.key_id]) as i64;
+        db.execute(upsert, crate::db_params![id, key.first_ms, key.last_ms, now_ms])?;
     }
-    transaction.commit()?;
     Ok(keys.len())
 }
 

@@ -40,8 +40,7 @@ pub fn state_command(settings: &Settings, command: StateCommand) -> Result<ExitC
             }
             let mut store = service::open_store(settings, db.as_deref())?;
             let now = chrono::Utc::now().timestamp_millis();
-            let imported = inventory::import(store.sqlite_mut("the key inventory")?, &keys, now)
-                .map_err(|error| AppError::Store(error.into()))?;
+            let imported = store.import_key_inventory(&keys, now).map_err(AppError::Store)?;
             println!(
                 "state import: {imported} keys imported, {} bad line{}",
                 problems.len(),

@@ -84,6 +84,16 @@ fn decode_distinct(bytes: &[u8]) -> std::collections::VecDeque<(u64, i64)> {
 }
 
 impl Store {
+    /// `state import`: merge an access-key inventory into the engine's key
+    /// table in one transaction, on either backend (`inventory::import`).
+    pub fn import_key_inventory(
+        &mut self,
+        keys: &[crate::alarm::inventory::InventoryKey],
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.transact(None, |db| Ok(crate::alarm::inventory::import(db, keys, now_ms)?))
+    }
+
     /// Load the persisted engine state of `scope` (every scope when None)
     /// into `state`, without marking it dirty.
     pub fn load_state(&self, state: &mut EngineState, scope: Option<&str>) -> Result<(), StoreError> {
@@ -132,24 +142,32 @@ fn scoped(sql: &str, scope: Option<&str>) -> String {
     }
 }
 
+/// A partition's keys on PostgreSQL, with the key inventory's (scope `''`,
+/// `state import`) merged in: the earlier first use, the later last use and
+/// whether that last use is the inventory's (the partition's own row wins a
+/// tie).
+const PARTITION_KEYS: &str = "SELECT DISTINCT ON (key) key, min(first_ms) OVER (PARTITION BY key), last_ms, \
+     max(touched_ms) OVER (PARTITION BY key), from_inventory FROM state_keys WHERE scope = ?1 OR scope = '' \
+     ORDER BY key, last_ms DESC, scope = '' ASC";
+
 fn load_state_in(db: &mut dyn Db, state: &mut EngineState, scope: Option<&str>) -> DbResult<()> {
     let params: Vec<Value<'_>> = scope.map(Value::Text).into_iter().collect();
-    db.query_each(
-        &scoped(
+    let keys = match scope {
+        Some(scope) if !scope.is_empty() && db.dialect() == Dialect::Postgres => PARTITION_KEYS.to_string(),
+        _ => scoped(
             "SELECT key, first_ms, last_ms, touched_ms, from_inventory FROM state_keys",
             scope,
         ),
-        &params,
-        &mut |row| {
-            let seen = KeySeen {
-                first_ms: get(row, 1)?,
-                last_ms: get(row, 2)?,
-                from_inventory: get(row, 4)?,
-            };
-            state.keys.restore(key_from_sql(get(row, 0)?), seen, get(row, 3)?);
-            Ok(())
-        },
-    )?;
+    };
+    db.query_each(&keys, &params, &mut |row| {
+        let seen = KeySeen {
+            first_ms: get(row, 1)?,
+            last_ms: get(row, 2)?,
+            from_inventory: get(row, 4)?,
+        };
+        state.keys.restore(key_from_sql(get(row, 0)?), seen, get(row, 3)?);
+        Ok(())
+    })?;
     for (table, target) in [
         (
             "SELECT key, created_ms, touched_ms FROM state_principals",
