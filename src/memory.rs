@@ -37,12 +37,37 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 /// threads still return everything (`Reclaimer`).
 const PURGE_DELAY_MS: std::ffi::c_long = 500;
 
+/// `mi_option_allow_thp` in mimalloc's `mi_option_t`.
+const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
+
 /// Set the allocator's options, unless the environment sets them
-/// (`MIMALLOC_PURGE_DELAY`). Call once at start.
+/// (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ALLOW_THP`). Call once at start,
+/// before the pipeline allocates.
+///
+/// Transparent huge pages are turned off for the process: the pipeline's
+/// memory comes and goes in batches, and each first touch of a fresh 2 MiB
+/// page clears and keeps all of it. Measured on the 500 000-record CloudTrail
+/// replay (10 alternating runs each way): peak RSS 200 → 167 MB, kernel time
+/// 0.94 → 0.60 s, user time about as much higher (the TLB), CPU and wall the
+/// same within the machine's noise; on 2 M events with a million distinct
+/// keys and addresses (`replay --db`), 436 → 396 MB.
 pub fn configure_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set takes two integers and may be called at any time.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: as above. mimalloc then stops asking for huge pages
+        // (`madvise`) for the memory it maps from now on.
+        unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+        // Where the system gives huge pages without being asked (`always`),
+        // this process asks not to get them, as mimalloc does when the
+        // environment sets the option before it starts.
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl with PR_SET_THP_DISABLE takes integers only.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
     }
 }
 
