@@ -382,37 +382,48 @@ fn scoped_state(scope: &PartitionScope, key: u64, first_ms: i64) -> StateChanges
     }
 }
 
+fn partition(number: i32) -> PartitionScope {
+    PartitionScope {
+        group: Arc::from("tw"),
+        topic: Arc::from("audit"),
+        partition: number,
+    }
+}
+
+/// State changes of partitions 0 and 1 with an offset of each, as one batch.
+fn two_partitions(state: Vec<StateChanges>) -> WriteBatch {
+    WriteBatch {
+        state,
+        fenced_scopes: vec![partition(0), partition(1)],
+        kafka_offsets: vec![offset(0, 5), offset(1, 5)],
+        ..WriteBatch::default()
+    }
+}
+
+/// The engine state a store holds for `scope`.
+fn loaded(store: &Store, scope: &str) -> EngineState {
+    let mut state = EngineState::new(StateLimits::default());
+    store.load_state(&mut state, Some(scope)).unwrap();
+    state
+}
+
 #[test]
 fn engine_state_is_kept_per_partition_and_an_earlier_owner_cannot_change_it() {
     let cluster = Postgres::start();
     let url = cluster.database("scopes");
     let path = std::path::Path::new(&url);
-    let partition = |number: i32| PartitionScope {
-        group: Arc::from("tw"),
-        topic: Arc::from("audit"),
-        partition: number,
-    };
     let mut old_owner = Store::open(path, options()).unwrap();
     let mut new_owner = Store::open(path, options()).unwrap();
     old_owner.claim_partition("tw", "audit", 0, "a").unwrap();
     old_owner.claim_partition("tw", "audit", 1, "a").unwrap();
     // The same key in two partitions is two rows, each loaded with its own.
     old_owner
-        .write(&WriteBatch {
-            state: vec![
-                scoped_state(&partition(0), 7, 1_000),
-                scoped_state(&partition(1), 7, 2_000),
-            ],
-            fenced_scopes: vec![partition(0), partition(1)],
-            kafka_offsets: vec![offset(0, 5), offset(1, 5)],
-            ..WriteBatch::default()
-        })
+        .write(&two_partitions(vec![
+            scoped_state(&partition(0), 7, 1_000),
+            scoped_state(&partition(1), 7, 2_000),
+        ]))
         .unwrap();
-    let loaded = |store: &Store, scope: &str| {
-        let mut state = EngineState::new(StateLimits::default());
-        store.load_state(&mut state, Some(scope)).unwrap();
-        state.first_seen.get(7).copied()
-    };
+    let loaded = |store: &Store, scope: &str| loaded(store, scope).first_seen.get(7).copied();
     assert_eq!(loaded(&new_owner, &partition(0).name()), Some(1_000));
     assert_eq!(loaded(&new_owner, &partition(1).name()), Some(2_000));
     assert_eq!(loaded(&new_owner, ""), None, "nothing unscoped was written");
@@ -472,11 +483,6 @@ fn a_key_inventory_imported_into_postgresql_reaches_every_partition_merged_with_
             .timestamp_millis()
     };
     let key = |id: &str| state_key(&["aws", id]);
-    let partition = |number: i32| PartitionScope {
-        group: Arc::from("tw"),
-        topic: Arc::from("audit"),
-        partition: number,
-    };
     // Partition 0 saw the second key after the inventory's last use;
     // partition 1 saw it before, and first earlier than the inventory.
     let mut store = Store::open(std::path::Path::new(&url), options()).unwrap();
@@ -498,21 +504,12 @@ fn a_key_inventory_imported_into_postgresql_reaches_every_partition_merged_with_
         ..StateChanges::default()
     };
     store
-        .write(&WriteBatch {
-            state: vec![
-                seen(&partition(0), "2025-02-01", "2025-09-01"),
-                seen(&partition(1), "2024-12-01", "2025-03-01"),
-            ],
-            fenced_scopes: vec![partition(0), partition(1)],
-            kafka_offsets: vec![offset(0, 5), offset(1, 5)],
-            ..WriteBatch::default()
-        })
+        .write(&two_partitions(vec![
+            seen(&partition(0), "2025-02-01", "2025-09-01"),
+            seen(&partition(1), "2024-12-01", "2025-03-01"),
+        ]))
         .unwrap();
-    let loaded = |scope: &str, id: &str| {
-        let mut state = EngineState::new(StateLimits::default());
-        store.load_state(&mut state, Some(scope)).unwrap();
-        state.keys.get(key(id)).copied()
-    };
+    let loaded = |scope: &str, id: &str| loaded(&store, scope).keys.get(key(id)).copied();
     for number in [0, 1, 2] {
         assert_eq!(
             loaded(&partition(number).name(), "AKIAINVENTORYKEY0001"),

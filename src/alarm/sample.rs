@@ -249,8 +249,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_sample_is_the_event_json_with_its_raw_record() {
+    /// The normalized event of the single-record AWS fixture.
+    fn fixture_event() -> AuditEvent {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/records/aws_single_record.json"
@@ -259,12 +259,16 @@ mod tests {
         let mut decoded = crate::event::decode::Decoded::default();
         let origin = crate::event::origin::Origin::new(std::sync::Arc::from("t"), Default::default());
         crate::event::decode::decode_chunk(text.as_bytes(), &origin, &mut decoded);
-        let candidate = decoded.candidates.pop().unwrap();
-        let event = crate::event::normalize::normalize(
-            candidate,
+        crate::event::normalize::normalize(
+            decoded.candidates.pop().unwrap(),
             &crate::event::normalize::NormalizeContext::new(chrono::Utc::now()),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sample_is_the_event_json_with_its_raw_record() {
+        let event = fixture_event();
         let catalog = OperationCatalog::default();
         let sample: Value = serde_json::from_str(&event_sample(&event, &catalog, 32 << 10)).unwrap();
         assert_eq!(sample, event_json(&event, &catalog, true));
@@ -281,19 +285,7 @@ mod tests {
     /// without the fields only some events have.
     #[test]
     fn the_sample_head_is_written_exactly_as_the_json_tree_prints() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/records/aws_single_record.json"
-        ))
-        .unwrap();
-        let mut decoded = crate::event::decode::Decoded::default();
-        let origin = crate::event::origin::Origin::new(std::sync::Arc::from("t"), Default::default());
-        crate::event::decode::decode_chunk(text.as_bytes(), &origin, &mut decoded);
-        let mut event = crate::event::normalize::normalize(
-            decoded.candidates.pop().unwrap(),
-            &crate::event::normalize::NormalizeContext::new(chrono::Utc::now()),
-        )
-        .unwrap();
+        let mut event = fixture_event();
         let catalog = OperationCatalog::default();
         let direct = |event: &AuditEvent| serde_json::to_string(&EventHead::new(event, &catalog)).unwrap();
         let tree = |event: &AuditEvent| event_json(event, &catalog, false).to_string();

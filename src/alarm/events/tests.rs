@@ -34,15 +34,18 @@ fn call(id: usize, at: i64, key: &str, ip: &str, action: &str, failed: bool) -> 
 const START: i64 = 1_767_578_400;
 const KEYS: [&str; 3] = ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2", "AKIAAAAAAAAAAAAAAAA3"];
 
+/// The `index`th call of a stream: a minute apart, the keys in turn.
+fn nth_call(index: usize, ip: &str, action: &str, failed: bool) -> String {
+    call(index, START + 60 * index as i64, KEYS[index % 3], ip, action, failed)
+}
+
 /// 300 calls a minute apart, written in blocks of 40 (every other one
 /// sealed beforehand, as the pipeline's sealing stage does).
 fn filled() -> (Connection, Vec<String>) {
     let records: Vec<String> = (0..300)
         .map(|index| {
-            call(
+            nth_call(
                 index,
-                START + 60 * index as i64,
-                KEYS[index % 3],
                 &format!("10.0.{}.{}", index % 4, index % 7),
                 if index % 5 == 0 {
                     "TerminateInstances"
@@ -361,16 +364,7 @@ fn a_block_sealed_off_the_store_thread_is_written_as_the_store_would_write_it() 
 #[test]
 fn a_search_reads_block_filters_a_query_at_a_time_down_to_the_oldest() {
     let records: Vec<String> = (0..300)
-        .map(|index| {
-            call(
-                index,
-                START + 60 * index as i64,
-                KEYS[index % 3],
-                "10.0.0.1",
-                "DescribeInstances",
-                false,
-            )
-        })
+        .map(|index| nth_call(index, "10.0.0.1", "DescribeInstances", false))
         .collect();
     let mut connection = store();
     let mut builder = BlockBuilder::new(&EventStoreOptions::default());
@@ -384,43 +378,32 @@ fn a_search_reads_block_filters_a_query_at_a_time_down_to_the_oldest() {
         }
         transaction.commit().unwrap();
     }
-    let oldest = search(
-        &mut SqliteDb(&connection),
-        &EventFilter {
-            id: Some("ev-0".to_string()),
-            limit: 10,
-            ..EventFilter::default()
-        },
-    )
-    .unwrap();
+    let page = |filter: EventFilter| search(&mut SqliteDb(&connection), &filter).unwrap();
+    let oldest = page(EventFilter {
+        id: Some("ev-0".to_string()),
+        limit: 10,
+        ..EventFilter::default()
+    });
     assert_eq!(ids(&oldest), ["ev-0"]);
     assert_eq!(oldest.blocks_checked, 150, "every block's filter was read");
     assert!(oldest.blocks_opened < 10, "{} blocks opened", oldest.blocks_opened);
     assert_eq!(oldest.next, None);
-    let newest = search(
-        &mut SqliteDb(&connection),
-        &EventFilter {
-            limit: 3,
-            ..EventFilter::default()
-        },
-    )
-    .unwrap();
+    let newest = page(EventFilter {
+        limit: 3,
+        ..EventFilter::default()
+    });
     assert_eq!(ids(&newest), ["ev-299", "ev-298", "ev-297"]);
     assert_eq!(newest.blocks_checked, 2, "the page filled from the two newest blocks");
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = search(
-            &mut SqliteDb(&connection),
-            &EventFilter {
-                limit: 7,
-                cursor,
-                ..EventFilter::default()
-            },
-        )
-        .unwrap();
-        seen.extend(ids(&page));
-        match page.next {
+        let next = page(EventFilter {
+            limit: 7,
+            cursor,
+            ..EventFilter::default()
+        });
+        seen.extend(ids(&next));
+        match next.next {
             Some(next) => cursor = Some(next.parse().unwrap()),
             None => break,
         }
