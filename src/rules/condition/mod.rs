@@ -205,9 +205,11 @@ impl GlobTest {
             })
             .collect();
         let usable = prefixes.iter().all(|prefix| !prefix.is_empty() && prefix.is_ascii());
-        let simple = patterns
-            .iter()
-            .all(|pattern| pattern.is_ascii() && !pattern.contains(['?', '[', ']', '{', '}', '\\']));
+        // `**` is the glob library's recursive wildcard (`**/` matches an
+        // empty prefix), not two stars: such lists run the globs.
+        let simple = patterns.iter().all(|pattern| {
+            pattern.is_ascii() && !pattern.contains(['?', '[', ']', '{', '}', '\\']) && !pattern.contains("**")
+        });
         let pieces = simple.then(|| {
             patterns
                 .iter()
