@@ -73,40 +73,38 @@ pub fn mask_access_key(key: &str) -> String {
 /// templates and raw records quote the key). Keys shorter than 4 characters
 /// are left alone: replacing them would mangle ordinary words.
 pub fn mask_key_in_text(text: &str, key: &str) -> String {
-    if key.chars().count() < 4 || !holds(text, key) {
+    if key.chars().count() < 4 {
         return text.to_string();
     }
-    // `str::replace` sets up a substring searcher per call, which costs more
-    // than these short texts: candidates are found by the key's first byte.
+    let Some(mut at) = find(text, key, 0) else {
+        return text.to_string();
+    };
     let masked = mask_access_key(key);
-    let (bytes, needle) = (text.as_bytes(), key.as_bytes());
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
-    let mut from = 0;
-    while let Some(found) = memchr::memchr(needle[0], &bytes[from..]) {
-        let at = from + found;
-        if bytes[at..].starts_with(needle) {
-            out.push_str(&text[copied..at]);
-            out.push_str(&masked);
-            copied = at + needle.len();
-            from = copied;
-        } else {
-            from = at + 1;
+    loop {
+        out.push_str(&text[copied..at]);
+        out.push_str(&masked);
+        copied = at + key.len();
+        match find(text, key, copied) {
+            Some(next) => at = next,
+            None => break,
         }
     }
     out.push_str(&text[copied..]);
     out
 }
 
-/// Whether `text` holds `needle` (at least one byte long): texts here are
-/// a line or two, so candidates found by the first byte are compared, with
-/// nothing built per call as a substring searcher would.
-fn holds(text: &str, needle: &str) -> bool {
+/// Where `needle` (at least one byte long) next occurs in `text` from byte
+/// `from` on: texts here are a line or two, so candidates found by the first
+/// byte are compared, with nothing built per call as a substring searcher
+/// (`str::replace`, `str::find`) would.
+fn find(text: &str, needle: &str, from: usize) -> Option<usize> {
     let (text, needle) = (text.as_bytes(), needle.as_bytes());
-    let Some(first) = needle.first() else {
-        return true;
-    };
-    memchr::memchr_iter(*first, text).any(|at| text[at..].starts_with(needle))
+    let first = *needle.first()?;
+    memchr::memchr_iter(first, text.get(from..)?)
+        .map(|at| from + at)
+        .find(|at| text[*at..].starts_with(needle))
 }
 
 /// A group key (`field=v1,v2|field=…`) with the values of its

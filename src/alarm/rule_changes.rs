@@ -24,32 +24,26 @@ fn fingerprints(rules: &RuleSet) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The last recorded rule-set change: its id and its detail.
+fn last_change(db: &mut dyn Db) -> DbResult<Option<(i64, Value)>> {
+    let last: Option<(i64, String)> = db.query_opt(
+        "SELECT id, detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1",
+        &[],
+        |row| Ok((get(row, 0)?, get(row, 1)?)),
+    )?;
+    Ok(last.and_then(|(id, detail)| Some((id, serde_json::from_str(&detail).ok()?))))
+}
+
 /// The rules of the last recorded rule-set change.
 fn last_recorded(db: &mut dyn Db) -> DbResult<Option<BTreeMap<String, String>>> {
-    let detail: Option<String> = db.query_opt(
-        "SELECT detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1",
-        &[],
-        |row| get(row, 0),
-    )?;
-    Ok(detail
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|detail| serde_json::from_value(detail["rules"].clone()).ok()))
+    Ok(last_change(db)?.and_then(|(_, detail)| serde_json::from_value(detail["rules"].clone()).ok()))
 }
 
 /// The last rule set recorded: its change's id and its version. On a shared
 /// store the reloader of every member follows it (`reload`).
 pub fn last_recorded_version(store: &super::store::Store) -> Result<Option<(i64, String)>, super::store::StoreError> {
-    let last: Option<(i64, String)> = store.with_db(|db| {
-        db.query_opt(
-            "SELECT id, detail FROM changes WHERE subject = 'rules' ORDER BY id DESC LIMIT 1",
-            &[],
-            |row| Ok((get(row, 0)?, get(row, 1)?)),
-        )
-    })?;
-    Ok(last.and_then(|(id, detail)| {
-        let detail: Value = serde_json::from_str(&detail).ok()?;
-        Some((id, detail["version"].as_str()?.to_string()))
-    }))
+    let last = store.with_db(last_change)?;
+    Ok(last.and_then(|(id, detail)| Some((id, detail["version"].as_str()?.to_string()))))
 }
 
 /// Record `rules` unless it is what the log last recorded; returns the
