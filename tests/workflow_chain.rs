@@ -231,6 +231,48 @@ fn counting_on_ignored_alarms_can_be_switched_off() {
         .filter(|other| other["group_key"] == alarm["group_key"])
         .count();
     assert_eq!(same_key, 2, "a new alarm opened beside the ignored one");
+
+    // Both ignored, and counting on ignored alarms switched back on: the
+    // newest of the two takes the matches, the older keeps its count.
+    let second = env
+        .alarms(&["--rule", alarm["rule"].as_str().unwrap()])
+        .into_iter()
+        .find(|other| other["group_key"] == alarm["group_key"] && id_of(other) != id)
+        .expect("the second alarm");
+    let second_id = id_of(&second);
+    assert!(second_id > id);
+    env.ok(&[
+        "alarms",
+        "set-status",
+        &second_id.to_string(),
+        "ignored",
+        "--actor",
+        "bob",
+        "--reason",
+        "noise again",
+    ]);
+    env.sandbox.write_config(
+        &Config::standard(&env.sandbox.store)
+            .files(&[])
+            .append("\n[alarms]\ncount_on_ignored = true\n"),
+    );
+    env.replay();
+    assert_eq!(
+        env.alarm(id)["count"],
+        alarm["count"],
+        "the older ignored alarm is left alone"
+    );
+    assert_eq!(
+        env.alarm(second_id)["count"].as_i64().unwrap(),
+        second["count"].as_i64().unwrap() * 2,
+        "the newest ignored alarm counts the matches"
+    );
+    let same_key = env
+        .alarms(&["--rule", alarm["rule"].as_str().unwrap()])
+        .into_iter()
+        .filter(|other| other["group_key"] == alarm["group_key"])
+        .count();
+    assert_eq!(same_key, 2, "no third alarm");
 }
 
 #[test]
