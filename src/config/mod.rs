@@ -454,7 +454,7 @@ impl Settings {
             )?,
             channel_batches: at_least(
                 "pipeline.channel_batches",
-                raw.pipeline.channel_batches.unwrap_or(8),
+                raw.pipeline.channel_batches.unwrap_or(2),
                 1,
                 "batches queued between stages",
             )?,
@@ -488,7 +488,9 @@ impl Settings {
         let state = StateSettings {
             max_entries: at_least(
                 "state.max_entries",
-                raw.state.max_entries.unwrap_or(500_000),
+                raw.state
+                    .max_entries
+                    .unwrap_or(crate::rules::state::DEFAULT_MAX_ENTRIES),
                 100,
                 "entries per state table; fewer would forget keys and principals within minutes",
             )?,

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::scopes::{ScopedStates, pending_row};
-use super::{Evaluated, EventBatch, MatchSink, PipelineOptions, RETURN_EVALUATED, TRANSACTION_LINGER, timed};
+use super::seal::Outbox;
+use super::{Evaluated, EventBatch, MatchSink, PipelineOptions, RETURN_EVALUATED, StoreJob, TRANSACTION_LINGER, timed};
 use crate::alarm::Aggregator;
 use crate::alarm::allowlist::{Allowlist, HitCounter};
 use crate::alarm::assets::AssetNetworks;
@@ -167,19 +168,17 @@ pub(super) fn engine_stage(
     // written, so a slow disk holds the engine back rather than memory growing.
     let (job_sender, job_receiver) = std::sync::mpsc::sync_channel::<StoreJob>(1);
     // With the event store on, a sealing stage between the two compresses
-    // each transaction's event block, so the store's thread spends its time
-    // in SQLite and on the disk (and the compression of one transaction
-    // overlaps the commit of the one before).
-    let (job_receiver, sealer_thread) = if options.activity.events.enabled {
-        let (sealed_sender, sealed_receiver) = std::sync::mpsc::sync_channel::<StoreJob>(1);
-        let thread = std::thread::Builder::new()
-            .name("tw-seal".into())
-            .spawn(move || seal_stage(job_receiver, sealed_sender))
-            .expect("spawning a thread");
-        (sealed_receiver, Some(thread))
+    // each event block as it fills (`seal.rs`), so the store's thread spends
+    // its time in SQLite and on the disk.
+    let (outbox, sealer_thread) = if options.activity.events.enabled {
+        let (outbox, thread) = super::seal::spawn(job_sender);
+        (outbox, Some(thread))
     } else {
-        (job_receiver, None)
+        (Outbox::Direct(job_sender), None)
     };
+    if let Some(outlet) = outbox.block_outlet() {
+        activity.set_block_outlet(outlet);
+    }
     let (reply_sender, replies) = std::sync::mpsc::channel::<StoreReply>();
     // Transactions handed to the store stage and not yet written: while it
     // is busy, the engine lingers for more events (group commit).
@@ -341,7 +340,7 @@ pub(super) fn engine_stage(
                                 .assign(&scopes, &store_path, &mut buffer, options.naive_time_offset)
                         {
                             tracing::error!(%error, "cannot load the engine state of the assigned partitions; stopping");
-                            drop(job_sender);
+                            outbox.close();
                             let _ = stopped(store_thread);
                             return Err(error);
                         }
@@ -474,14 +473,14 @@ pub(super) fn engine_stage(
             appended,
         };
         store_busy.fetch_add(1, Ordering::AcqRel);
-        if job_sender.send(job).is_err() {
+        if !outbox.send(job) {
             // The store stage stopped on an error it has logged.
-            drop(job_sender);
+            outbox.close();
             return stopped(store_thread);
         }
         sink.on_commit();
     }
-    drop(job_sender);
+    outbox.close();
     stopped(store_thread)?;
     tracing::debug!(
         transactions = stats.transactions.load(Ordering::Relaxed),
@@ -515,36 +514,6 @@ fn linger(
                 *closed = true;
                 return None;
             }
-        }
-    }
-}
-
-/// One transaction for the store stage.
-struct StoreJob {
-    write: WriteBatch,
-    /// Flush barriers to acknowledge once it is committed.
-    flush_acks: Vec<SyncSender<()>>,
-    /// When the oldest batch in it was read.
-    oldest_batch: Option<Instant>,
-    /// Timestamps (Unix ms) of the Kafka messages whose events it evaluated.
-    appended: Vec<i64>,
-}
-
-/// The sealing stage: compresses each job's event block and passes the job
-/// on, in order. A block it cannot compress goes on as it is: the store
-/// stage's write compresses it again and reports the error in its own
-/// retry path, so nothing is written without its events.
-fn seal_stage(jobs: std::sync::mpsc::Receiver<StoreJob>, store: SyncSender<StoreJob>) {
-    let mut sealer = crate::alarm::events::Sealer::default();
-    for mut job in jobs {
-        for block in &mut job.write.activity.events {
-            if let Err(error) = sealer.seal(block) {
-                tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
-            }
-        }
-        if store.send(job).is_err() {
-            // The store stage stopped on an error it has logged.
-            return;
         }
     }
 }

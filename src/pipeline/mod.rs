@@ -45,11 +45,24 @@ mod normalize;
 mod ordered;
 mod retry;
 mod scopes;
+mod seal;
 
 use engine::engine_stage;
 use normalize::normalize_stage;
 
 pub use crate::metrics::{Stats, StatsSnapshot};
+
+/// One transaction for the store stage (from the engine, through the
+/// sealing stage when the event store is on).
+struct StoreJob {
+    write: crate::alarm::store::WriteBatch,
+    /// Flush barriers to acknowledge once it is committed.
+    flush_acks: Vec<SyncSender<()>>,
+    /// When the oldest batch in it was read.
+    oldest_batch: Option<Instant>,
+    /// Timestamps (Unix ms) of the Kafka messages whose events it evaluated.
+    appended: Vec<i64>,
+}
 
 /// Receives every match as it is found (replay prints them; the daemon logs).
 pub trait MatchSink: Send {
@@ -125,7 +138,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             batch_events: 2000,
             max_transaction_events: 8000,
-            channel_batches: 8,
+            channel_batches: 2,
             normalizers: 2,
             samples_per_alarm: 10,
             max_sample_bytes: 32 << 10,

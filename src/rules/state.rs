@@ -61,6 +61,12 @@ pub fn mix_key(base: u64, value: u128) -> u64 {
     hash
 }
 
+/// Default most entries per state table (`state.max_entries`): a full table
+/// fits a hash table of 2^19 slots (which holds up to 458 752); the earlier
+/// 500 000 took one of 2^20, twice the memory (about 20 MB more per full
+/// table of access keys).
+pub const DEFAULT_MAX_ENTRIES: usize = 450_000;
+
 /// Limits of the state tables.
 #[derive(Clone, Debug)]
 pub struct StateLimits {
@@ -78,7 +84,7 @@ impl Default for StateLimits {
     fn default() -> StateLimits {
         const DAY: i64 = 86_400_000;
         StateLimits {
-            max_entries: 500_000,
+            max_entries: DEFAULT_MAX_ENTRIES,
             key_ttl_ms: 400 * DAY,
             principal_ttl_ms: 30 * DAY,
             first_seen_ttl_ms: 90 * DAY,
@@ -145,20 +151,29 @@ impl<V: Clone> BoundedTable<V> {
     /// Insert or replace; `touched_ms` orders eviction and expiry.
     pub fn put(&mut self, key: u64, value: V, touched_ms: i64) {
         self.dirty.insert(key);
-        let touched = self
-            .entries
-            .get(&key)
-            .map_or(touched_ms, |(_, old)| (*old).max(touched_ms));
+        let touched = match self.entries.get(&key) {
+            Some((_, old)) => (*old).max(touched_ms),
+            None => {
+                self.make_room();
+                touched_ms
+            }
+        };
         self.entries.insert(key, (value, touched));
-        if self.entries.len() > self.cap {
-            self.evict();
-        }
     }
 
     /// Load without marking dirty (restoring from the store).
     pub fn restore(&mut self, key: u64, value: V, touched_ms: i64) {
+        if !self.entries.contains_key(&key) {
+            self.make_room();
+        }
         self.entries.insert(key, (value, touched_ms));
-        if self.entries.len() > self.cap {
+    }
+
+    /// Evict before a new key would take the table past its cap: the table
+    /// never holds more than `cap` entries, so a cap just under a power of
+    /// two's 7/8 (the hash table's load) never doubles its memory.
+    fn make_room(&mut self) {
+        if self.entries.len() >= self.cap {
             self.evict();
         }
     }

@@ -139,8 +139,9 @@ impl Sealer {
 mod spare {
     use std::sync::Mutex;
 
-    /// Most buffers kept (a transaction's blocks, and one more).
-    const KEEP: usize = 5;
+    /// Most buffers kept: blocks go to the sealing stage as they fill and
+    /// give their buffers back once compressed, so at most a few are out.
+    const KEEP: usize = 2;
 
     static SPARE: Mutex<Vec<(Vec<u8>, Vec<u64>)>> = Mutex::new(Vec::new());
 
@@ -162,15 +163,35 @@ mod spare {
     }
 }
 
+/// Where a builder hands each block as soon as it is full (the pipeline's
+/// sealing stage), instead of keeping it for the transaction.
+pub type BlockOutlet = Box<dyn FnMut(EventBlock) + Send>;
+
 /// The engine stage's side: encodes each evaluated event into the
 /// transaction's blocks (of at most `block_events` events each).
-#[derive(Debug)]
 pub struct BlockBuilder {
     block: EventBlock,
-    /// Blocks of this transaction that reached `block_events`.
+    /// Blocks of this transaction that reached `block_events` (without an outlet).
     full: Vec<EventBlock>,
     level: i32,
     block_events: u32,
+    /// With an outlet, full blocks leave at once: a transaction's events are
+    /// not all held uncompressed until it ends (tens of MB at a replay's
+    /// `max_transaction_events`, three transactions deep in the pipeline).
+    outlet: Option<BlockOutlet>,
+    /// Blocks handed to the outlet since the last `take`.
+    sent: usize,
+}
+
+impl std::fmt::Debug for BlockBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockBuilder")
+            .field("block", &self.block)
+            .field("full", &self.full)
+            .field("outlet", &self.outlet.is_some())
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BlockBuilder {
@@ -182,7 +203,16 @@ impl BlockBuilder {
             full: Vec::new(),
             level: options.compression_level,
             block_events: options.block_events.max(1),
+            outlet: None,
+            sent: 0,
         }
+    }
+
+    /// Hand each block to `outlet` once it is full, and the last one at
+    /// `take`, which then returns none: the receiver joins them to their
+    /// transaction (`take` says how many left for it).
+    pub fn set_outlet(&mut self, outlet: BlockOutlet) {
+        self.outlet = Some(outlet);
     }
 
     pub fn add(&mut self, event: &AuditEvent) {
@@ -193,7 +223,17 @@ impl BlockBuilder {
         self.block.max_ms = self.block.max_ms.max(time);
         if self.block.count >= self.block_events {
             let block = self.next_block();
-            self.full.push(block);
+            self.ship(block);
+        }
+    }
+
+    fn ship(&mut self, block: EventBlock) {
+        match &mut self.outlet {
+            Some(outlet) => {
+                self.sent += 1;
+                outlet(block);
+            }
+            None => self.full.push(block),
         }
     }
 
@@ -215,13 +255,18 @@ impl BlockBuilder {
     }
 
     /// The blocks of the events added since the last call, in order (none
-    /// when no event was).
+    /// when no event was, or when they went to the outlet: `take_sent`).
     pub fn take(&mut self) -> Vec<EventBlock> {
-        let mut blocks = std::mem::take(&mut self.full);
         if !self.block.is_empty() {
-            blocks.push(self.next_block());
+            let block = self.next_block();
+            self.ship(block);
         }
-        blocks
+        std::mem::take(&mut self.full)
+    }
+
+    /// How many blocks went to the outlet since the last call.
+    pub fn take_sent(&mut self) -> usize {
+        std::mem::take(&mut self.sent)
     }
 
     /// Keep written blocks' buffers for later blocks (a sealed block gave

@@ -284,6 +284,7 @@ fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
         builder.add(event);
     }
     let blocks = builder.take();
+    assert_eq!(builder.take_sent(), 0, "no outlet: the transaction keeps its blocks");
     let counts: Vec<u32> = blocks.iter().map(|block| block.count).collect();
     assert_eq!(counts, [2, 2, 1]);
     let spans: Vec<(i64, i64)> = blocks.iter().map(|block| (block.min_ms, block.max_ms)).collect();
@@ -409,4 +410,49 @@ fn a_search_reads_block_filters_a_query_at_a_time_down_to_the_oldest() {
         }
     }
     assert_eq!(seen, expected(|_| true), "paging visits every event once, newest first");
+}
+
+#[test]
+fn with_an_outlet_each_block_leaves_as_soon_as_it_is_full() {
+    let events = events_of((0..5).map(|index| {
+        call(
+            index,
+            START + index as i64,
+            KEYS[0],
+            "1.2.3.4",
+            "DescribeInstances",
+            false,
+        )
+    }));
+    let shipped = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let mut builder = BlockBuilder::new(&EventStoreOptions {
+        block_events: 2,
+        ..EventStoreOptions::default()
+    });
+    let outlet = shipped.clone();
+    builder.set_outlet(Box::new(move |block: EventBlock| {
+        outlet.lock().unwrap().push(block.count)
+    }));
+    builder.add(&events[0]);
+    assert!(shipped.lock().unwrap().is_empty(), "a block still filling stays");
+    builder.add(&events[1]);
+    assert_eq!(*shipped.lock().unwrap(), [2], "a full block leaves at once");
+    for event in &events[2..] {
+        builder.add(event);
+    }
+    assert_eq!(*shipped.lock().unwrap(), [2, 2]);
+    assert!(builder.take().is_empty(), "the transaction keeps none");
+    assert_eq!(
+        *shipped.lock().unwrap(),
+        [2, 2, 1],
+        "the last, partial block leaves at the end"
+    );
+    assert_eq!(
+        builder.take_sent(),
+        3,
+        "and the transaction is told how many went ahead"
+    );
+    assert_eq!(builder.take_sent(), 0);
+    assert!(builder.take().is_empty());
+    assert_eq!(builder.take_sent(), 0, "an empty transaction sends nothing");
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::Transaction;
 
-use crate::alarm::events::{self, BlockBuilder, EventBlock, EventStoreOptions};
+use crate::alarm::events::{self, BlockBuilder, BlockOutlet, EventBlock, EventStoreOptions};
 use crate::event::model::AuditEvent;
 use crate::rules::RuleSet;
 use activity::{HourlyCounts, PairTracker};
@@ -77,6 +77,9 @@ pub struct ActivityBatch {
     pub prune_before_ms: Option<i64>,
     /// The batch's events, for the event store.
     pub events: Vec<EventBlock>,
+    /// Blocks of the batch's events that went ahead to the sealing stage
+    /// (`BlockBuilder::set_outlet`), which adds them to `events`.
+    pub events_ahead: usize,
     /// Delete event blocks older than this (epoch milliseconds of event time).
     pub prune_events_before_ms: Option<i64>,
 }
@@ -88,6 +91,7 @@ impl ActivityBatch {
             && self.traces.is_empty()
             && self.prune_before_ms.is_none()
             && self.events.iter().all(EventBlock::is_empty)
+            && self.events_ahead == 0
             && self.prune_events_before_ms.is_none()
     }
 }
@@ -177,13 +181,26 @@ impl Activity {
     /// Everything observed since the last call; `last` forces a prune.
     pub fn take(&mut self, last: bool) -> ActivityBatch {
         let (prune_before_ms, prune_events_before_ms) = self.prune_due(last, Utc::now().timestamp_millis());
+        let (events, events_ahead) = match &mut self.events {
+            Some(builder) => (builder.take(), builder.take_sent()),
+            None => (Vec::new(), 0),
+        };
         ActivityBatch {
             hourly: self.hourly.take(),
             key_ips: self.pairs.take(),
             traces: std::mem::take(&mut self.traces),
             prune_before_ms,
-            events: self.events.as_mut().map(BlockBuilder::take).unwrap_or_default(),
+            events,
+            events_ahead,
             prune_events_before_ms,
+        }
+    }
+
+    /// Send the event store's blocks to `outlet` as they fill (see
+    /// `BlockBuilder::set_outlet`); nothing when the event store is off.
+    pub fn set_block_outlet(&mut self, outlet: BlockOutlet) {
+        if let Some(events) = &mut self.events {
+            events.set_outlet(outlet);
         }
     }
 
