@@ -277,6 +277,41 @@ impl<'a> JsonObject<'a> {
         }
     }
 
+    /// The values under each of `keys`, as `get` reads them one by one; a
+    /// tape object's members are walked once for all of them (`get` walks
+    /// them all for each key, since the last of equal keys wins).
+    pub fn pick<const N: usize>(self, keys: [&str; N]) -> [Option<Json<'a>>; N] {
+        let mut found: [Option<Json<'a>>; N] = [None; N];
+        match self {
+            JsonObject::Tape(nodes) => {
+                let len = match nodes.first() {
+                    Some(Node::Object { len, .. }) => *len,
+                    _ => return found,
+                };
+                let mut at = 1;
+                for _ in 0..len {
+                    let (Some(Node::String(candidate)), Some(value)) = (nodes.get(at), nodes.get(at + 1)) else {
+                        break;
+                    };
+                    let end = at + 1 + span(value);
+                    if let Some(slot) = keys
+                        .iter()
+                        .position(|key| key.len() == candidate.len() && key == candidate)
+                    {
+                        found[slot] = nodes.get(at + 1..end).map(Json::Tape);
+                    }
+                    at = end;
+                }
+            }
+            JsonObject::Tree(_) | JsonObject::Indexed { .. } => {
+                for (slot, key) in found.iter_mut().zip(keys) {
+                    *slot = self.get(key);
+                }
+            }
+        }
+        found
+    }
+
     /// The value under `key` in any letter case (the first such key).
     pub fn get_ignore_case(self, key: &str) -> Option<Json<'a>> {
         self.members()
@@ -315,10 +350,16 @@ fn key_before<'a>(nodes: &[Node<'a>], position: u32) -> &'a str {
 /// different keys nearly always different.
 fn fingerprint(key: &str) -> u64 {
     let bytes = key.as_bytes();
-    let mut word = [0u8; 8];
-    let head = bytes.len().min(7);
-    word[..head].copy_from_slice(&bytes[..head]);
-    u64::from_le_bytes(word) | ((bytes.len().min(255) as u64) << 56)
+    // One load for a key of eight bytes or more; shorter keys byte by byte
+    // (a copy of a variable length was a call to `memcpy` per lookup).
+    let head = match bytes.first_chunk::<8>() {
+        Some(word) => u64::from_le_bytes(*word) & 0x00ff_ffff_ffff_ffff,
+        None => bytes
+            .iter()
+            .enumerate()
+            .fold(0u64, |word, (at, byte)| word | (u64::from(*byte) << (8 * at))),
+    };
+    head | ((bytes.len().min(255) as u64) << 56)
 }
 
 /// Index the members of the object at the start of `nodes` (see
@@ -391,6 +432,27 @@ mod tests {
     fn tape_of(text: &str) -> simd_json::Tape<'static> {
         let bytes: &'static mut [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
         simd_json::to_tape(bytes).expect("valid JSON")
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_length_and_the_first_seven_bytes() {
+        for key in [
+            "",
+            "a",
+            "type",
+            "eventID",
+            "eventNam",
+            "eventName",
+            "userIdentity",
+            "é€x",
+        ] {
+            let bytes = key.as_bytes();
+            let mut word = [0u8; 8];
+            word[..bytes.len().min(7)].copy_from_slice(&bytes[..bytes.len().min(7)]);
+            let expected = u64::from_le_bytes(word) | ((bytes.len() as u64) << 56);
+            assert_eq!(fingerprint(key), expected, "{key}");
+        }
+        assert_ne!(fingerprint("eventNamX"), fingerprint("eventNameX"));
     }
 
     #[test]

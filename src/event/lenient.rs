@@ -51,8 +51,21 @@ impl<'a> Obj<'a> {
 
     /// A nested object.
     pub fn obj(&self, key: &str) -> Option<Obj<'a>> {
-        let map = self.get(key)?.as_object()?;
-        Some(Obj::with_case_insensitive(map, self.case_insensitive))
+        self.child(self.get(key)?)
+    }
+
+    /// The values under each of `keys`, as `get` reads them (`null` absent),
+    /// the members walked once (`JsonObject::pick`).
+    pub fn pick<const N: usize>(&self, keys: [&str; N]) -> [Option<Json<'a>>; N] {
+        if self.case_insensitive {
+            return keys.map(|key| self.get(key));
+        }
+        self.map.pick(keys).map(|found| found.filter(|value| !value.is_null()))
+    }
+
+    /// `value` as a nested object read as this one is.
+    pub fn child(&self, value: Json<'a>) -> Option<Obj<'a>> {
+        Some(Obj::with_case_insensitive(value.as_object()?, self.case_insensitive))
     }
 
     /// A scalar as text: strings trimmed, numbers and booleans printed;

@@ -4,12 +4,14 @@
 //! case-insensitively when a pipeline has lower-cased them; `eventTime` falls
 //! back to `@timestamp`, then Panther's `p_event_time`, then the envelope.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 
 use super::{NormalizeContext, NormalizeError, required_text, resolve_time, synthetic_event_id};
 use crate::event::json::{Json, JsonObject};
-use crate::event::lenient::{Obj, expand_json_fields, source_address};
+use crate::event::lenient::{Obj, expand_json_fields, source_address, text_of};
 use crate::event::model::{
     AccessKey, AuditEvent, CallMethod, Outcome, OutcomeResult, Principal, PrincipalKind, Provider, Raw, Resource,
     TimeSource,
@@ -72,8 +74,33 @@ pub(super) fn read(
         .unwrap_or_default();
 
     let identity = obj.obj("userIdentity");
-    let identity_type = identity.and_then(|identity| identity.text("type"));
-    let session = identity.and_then(|identity| identity.obj("sessionContext"));
+    // The identity's members, walked once (`Obj::pick`).
+    let [
+        identity_type,
+        arn,
+        user_name,
+        principal_id,
+        access_key_id,
+        identity_account,
+        invoked_by,
+        session,
+    ] = identity
+        .map(|identity| {
+            identity.pick([
+                "type",
+                "arn",
+                "userName",
+                "principalId",
+                "accessKeyId",
+                "accountId",
+                "invokedBy",
+                "sessionContext",
+            ])
+        })
+        .unwrap_or_default();
+    let string = |value: Option<Json<'_>>| value.and_then(text_of).map(Cow::into_owned);
+    let identity_type = identity_type.and_then(text_of);
+    let session = session.and_then(|session| identity.and_then(|identity| identity.child(session)));
     let kind = match identity_type.as_deref() {
         Some("Root") => PrincipalKind::Root,
         Some("IAMUser") => PrincipalKind::User,
@@ -82,33 +109,27 @@ pub(super) fn read(
         Some("AWSService") => PrincipalKind::Service,
         _ => PrincipalKind::Unknown,
     };
-    let arn = identity.and_then(|identity| identity.string("arn"));
-    let name = identity
-        .and_then(|identity| identity.string("userName"))
-        .or_else(|| match kind {
-            // `arn:aws:sts::123:assumed-role/Role/session` → `Role/session`.
-            PrincipalKind::AssumedRole | PrincipalKind::Federated => arn.as_deref().and_then(arn_resource_name),
-            PrincipalKind::Root => Some("root".to_string()),
-            PrincipalKind::Service => identity.and_then(|identity| identity.string("invokedBy")),
-            _ => None,
-        });
+    let arn = string(arn);
+    let name = string(user_name).or_else(|| match kind {
+        // `arn:aws:sts::123:assumed-role/Role/session` → `Role/session`.
+        PrincipalKind::AssumedRole | PrincipalKind::Federated => arn.as_deref().and_then(arn_resource_name),
+        PrincipalKind::Root => Some("root".to_string()),
+        PrincipalKind::Service => string(invoked_by),
+        _ => None,
+    });
     let principal = Principal {
         kind,
-        id: identity.and_then(|identity| identity.string("principalId")),
+        id: string(principal_id),
         name,
         arn,
     };
 
-    let access_key = identity
-        .and_then(|identity| identity.string("accessKeyId"))
-        .map(|id| AccessKey {
-            temporary: id.starts_with("ASIA") || matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
-            id,
-        });
+    let access_key = string(access_key_id).map(|id| AccessKey {
+        temporary: id.starts_with("ASIA") || matches!(kind, PrincipalKind::AssumedRole | PrincipalKind::Federated),
+        id,
+    });
 
-    let account_id = identity
-        .and_then(|identity| identity.string("accountId"))
-        .or_else(|| obj.string("recipientAccountId"));
+    let account_id = string(identity_account).or_else(|| obj.string("recipientAccountId"));
 
     let user_agent = obj.string("userAgent");
     let event_type = obj.text("eventType");
