@@ -243,9 +243,9 @@ fn a_damaged_block_is_an_error_naming_it() {
     assert!(matches!(error, SearchError::Damaged { block: 3, .. }), "{error}");
 }
 
-#[test]
-fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
-    let records = (0..5).map(|index| {
+/// Five calls of one key, a second apart.
+fn five_calls() -> Vec<AuditEvent> {
+    events_of((0..5).map(|index| {
         call(
             index,
             START + index as i64,
@@ -254,8 +254,12 @@ fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
             "DescribeInstances",
             false,
         )
-    });
-    let events = events_of(records);
+    }))
+}
+
+#[test]
+fn the_accumulator_keeps_a_block_per_take_and_none_when_off() {
+    let events = five_calls();
     let mut builder = BlockBuilder::new(&EventStoreOptions {
         compression_level: 3,
         retention: Duration::from_secs(3600),
@@ -414,16 +418,7 @@ fn a_search_reads_block_filters_a_query_at_a_time_down_to_the_oldest() {
 
 #[test]
 fn with_an_outlet_each_block_leaves_as_soon_as_it_is_full() {
-    let events = events_of((0..5).map(|index| {
-        call(
-            index,
-            START + index as i64,
-            KEYS[0],
-            "1.2.3.4",
-            "DescribeInstances",
-            false,
-        )
-    }));
+    let events = five_calls();
     let shipped = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
     let mut builder = BlockBuilder::new(&EventStoreOptions {
         block_events: 2,
