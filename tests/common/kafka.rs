@@ -273,7 +273,7 @@ pub fn run_to_end(config: &Path, log: &Path) {
 }
 
 /// Whether the last assignment `log` records is empty.
-fn assigned_nothing(log: &Path) -> bool {
+pub fn assigned_nothing(log: &Path) -> bool {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .rev()
