@@ -98,20 +98,12 @@ fn seal_stage(input: Receiver<Outbound>, store: SyncSender<StoreJob>) {
     let mut blocks: Vec<EventBlock> = Vec::new();
     for message in input {
         match message {
-            Outbound::Block(mut block) => {
-                if let Err(error) = sealer.seal(&mut block) {
-                    tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
-                }
-                blocks.push(block);
-            }
+            Outbound::Block(block) => seal_into(&mut sealer, block, &mut blocks),
             Outbound::Job(mut job) => {
                 // Blocks a transaction kept itself (none with the outlet on)
                 // come after those sent ahead of it.
-                for mut block in std::mem::take(&mut job.write.activity.events) {
-                    if let Err(error) = sealer.seal(&mut block) {
-                        tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
-                    }
-                    blocks.push(block);
+                for block in std::mem::take(&mut job.write.activity.events) {
+                    seal_into(&mut sealer, block, &mut blocks);
                 }
                 debug_assert!(blocks.len() >= job.write.activity.events_ahead);
                 job.write.activity.events = std::mem::take(&mut blocks);
@@ -123,4 +115,12 @@ fn seal_stage(input: Receiver<Outbound>, store: SyncSender<StoreJob>) {
             }
         }
     }
+}
+
+/// Seal `block` (or leave it for the store stage to compress) and keep it.
+fn seal_into(sealer: &mut Sealer, mut block: EventBlock, blocks: &mut Vec<EventBlock>) {
+    if let Err(error) = sealer.seal(&mut block) {
+        tracing::warn!(%error, "cannot compress an event block here; the store stage will try");
+    }
+    blocks.push(block);
 }

@@ -260,20 +260,30 @@ pub fn run_to_end(config: &Path, log: &Path) {
             child.kill();
             panic!("run --once did not finish\n{}", tail(log));
         }
-        if restarts < 3 && started.elapsed() > Duration::from_secs(20) && assigned_nothing(log) {
-            eprintln!("run --once was assigned no partitions for 20 s; starting another member");
-            child.kill();
-            std::thread::sleep(Duration::from_secs(8));
+        if restarts < 3 && replace_if_unassigned(&mut child, &mut started, config, true, log) {
             restarts += 1;
-            child = daemon(config, true, log);
-            started = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+/// Replace `child` (started at `started`) with another member when its
+/// assignment has been empty for 20 s, once the lost members' sessions have
+/// expired (tansu 0.6's quirk, see `run_to_end`); whether it did.
+pub fn replace_if_unassigned(child: &mut Daemon, started: &mut Instant, config: &Path, once: bool, log: &Path) -> bool {
+    if started.elapsed() <= Duration::from_secs(20) || !assigned_nothing(log) {
+        return false;
+    }
+    eprintln!("a member was assigned no partitions for 20 s; another member joins");
+    child.kill();
+    std::thread::sleep(Duration::from_secs(8));
+    *child = daemon(config, once, log);
+    *started = Instant::now();
+    true
+}
+
 /// Whether the last assignment `log` records is empty.
-pub fn assigned_nothing(log: &Path) -> bool {
+fn assigned_nothing(log: &Path) -> bool {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .rev()
