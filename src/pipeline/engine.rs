@@ -183,6 +183,10 @@ pub(super) fn engine_stage(
     // Transactions handed to the store stage and not yet written: while it
     // is busy, the engine lingers for more events (group commit).
     let store_busy = Arc::new(AtomicUsize::new(0));
+    let mut store = store;
+    if let Err(error) = store.checkpoint_in_background() {
+        tracing::warn!(%error, "the store's checkpoints stay on its writer (no background checkpointer)");
+    }
     let store_thread = {
         let stage = StoreStage {
             store,

@@ -79,6 +79,7 @@ impl StoreError {
     }
 }
 
+mod checkpoint;
 mod pg;
 mod query;
 mod state;
@@ -209,6 +210,10 @@ pub struct Store {
     options: StoreOptions,
     /// The file, or the PostgreSQL URL as given (`location()` redacts it).
     path: PathBuf,
+    /// The pipeline writer's WAL checkpoints, on their own thread
+    /// (`checkpoint_in_background`). After `backend`: dropped once the
+    /// writer's connection is closed.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// The database behind a store.
@@ -281,7 +286,27 @@ impl Store {
             backend: Backend::Sqlite(connection),
             options,
             path: path.to_path_buf(),
+            checkpointer: None,
         })
+    }
+
+    /// Run this connection's WAL checkpoints on a thread of their own
+    /// (`checkpoint.rs`): for the pipeline's writer, whose commits then no
+    /// longer copy the log into the database file. Nothing to do on
+    /// PostgreSQL or on a throw-away store (no log); called twice, once.
+    pub fn checkpoint_in_background(&mut self) -> Result<(), StoreError> {
+        if self.checkpointer.is_some() || !self.options.durable {
+            return Ok(());
+        }
+        if let Backend::Sqlite(connection) = &mut self.backend {
+            let checkpointer =
+                checkpoint::Checkpointer::start(connection, &self.path).map_err(|source| StoreError::Open {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            self.checkpointer = Some(checkpointer);
+        }
+        Ok(())
     }
 
     /// The file, or the PostgreSQL URL as given (with its password: use

@@ -308,6 +308,7 @@ pub(super) fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError
         }))),
         options,
         path: PathBuf::from(url),
+        checkpointer: None,
     })
 }
 
