@@ -114,7 +114,10 @@ impl Drop for Checkpointer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        tracing::debug!(runs = self.runs.load(Ordering::Relaxed), "the background checkpointer stopped");
+        tracing::debug!(
+            runs = self.runs.load(Ordering::Relaxed),
+            "the background checkpointer stopped"
+        );
     }
 }
 
