@@ -35,6 +35,10 @@ pub const NUDGE_PAGES: i32 = 1000;
 /// log starts over (16 MB with 4 KiB pages).
 pub const INLINE_PAGES: i32 = 4000;
 
+/// What the log's file is cut back to when the log starts over: about what
+/// SQLite's own checkpoints let it reach (`NUDGE_PAGES` pages of 4 KiB).
+const LOG_LIMIT_BYTES: i64 = 4 << 20;
+
 /// The background checkpointer of one writer connection. Dropping it stops
 /// the thread (after the checkpoint under way, if any).
 pub struct Checkpointer {
@@ -57,6 +61,11 @@ impl Checkpointer {
         // checkpoint finds no log and does nothing.
         connection.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         let (nudge, nudged) = sync_channel::<()>(1);
+        // The log grows to INLINE_PAGES and more before it starts over; its
+        // file is cut back to SQLite's usual size when it does, so that the
+        // room it took is not kept (on a full disk, commits overwriting it
+        // would go on while nothing else can be written).
+        writer.pragma_update(None, "journal_size_limit", LOG_LIMIT_BYTES)?;
         install_hook(writer, nudge.clone())?;
         let location = path.display().to_string();
         let stop = Arc::new(AtomicBool::new(false));
