@@ -179,15 +179,21 @@ mod tests {
         transaction.commit().unwrap();
     }
 
+    /// A temporary directory, its store's path and a writer on it.
+    fn store() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let connection = writer(&path);
+        (dir, path, connection)
+    }
+
     fn size(path: &Path) -> u64 {
         std::fs::metadata(path).map_or(0, |metadata| metadata.len())
     }
 
     #[test]
     fn a_commit_past_the_nudge_is_copied_by_the_background_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let mut connection = writer(&path);
+        let (_dir, path, mut connection) = store();
         let checkpointer = Checkpointer::start(&mut connection, &path).unwrap();
         // Past NUDGE_PAGES, short of INLINE_PAGES: only the thread copies.
         write_pages(&mut connection, 1500);
@@ -209,9 +215,7 @@ mod tests {
 
     #[test]
     fn a_short_log_is_left_to_grow() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let mut connection = writer(&path);
+        let (_dir, path, mut connection) = store();
         let checkpointer = Checkpointer::start(&mut connection, &path).unwrap();
         write_pages(&mut connection, 200);
         std::thread::sleep(Duration::from_millis(300));
@@ -225,9 +229,7 @@ mod tests {
 
     #[test]
     fn the_log_starts_over_once_it_passes_the_inline_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let mut connection = writer(&path);
+        let (dir, path, mut connection) = store();
         // The hook alone, its nudges unanswered: a background thread that
         // never catches up.
         let (nudge, _nudged) = sync_channel::<()>(1);
@@ -251,9 +253,7 @@ mod tests {
 
     #[test]
     fn dropping_it_stops_the_thread_and_the_store_stays_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let mut connection = writer(&path);
+        let (_dir, path, mut connection) = store();
         let checkpointer = Checkpointer::start(&mut connection, &path).unwrap();
         write_pages(&mut connection, 1200);
         drop(connection);
