@@ -114,7 +114,7 @@ pub(super) fn engine_stage(
     mut receiver: super::ordered::OrderedReceiver<EventBatch>,
     evaluated_sender: std::sync::mpsc::Sender<Evaluated>,
     rules: Arc<ArcSwap<RuleSet>>,
-    store: Store,
+    mut store: Store,
     options: PipelineOptions,
     mut sink: Box<dyn MatchSink>,
     metrics: Arc<Metrics>,
@@ -183,7 +183,6 @@ pub(super) fn engine_stage(
     // Transactions handed to the store stage and not yet written: while it
     // is busy, the engine lingers for more events (group commit).
     let store_busy = Arc::new(AtomicUsize::new(0));
-    let mut store = store;
     if let Err(error) = store.checkpoint_in_background() {
         tracing::warn!(%error, "the store's checkpoints stay on its writer (no background checkpointer)");
     }
