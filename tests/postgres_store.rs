@@ -7,6 +7,7 @@
 //! - a Kafka partition's earlier owner is fenced: its batch commits nothing;
 //! - a key inventory imported reaches every partition, merged with its state;
 //! - a server restart between batches loses nothing: the store reconnects;
+//!   an idle daemon goes on through one;
 //! - retention prunes PostgreSQL as it prunes SQLite, and both chains verify;
 //! - a rule set one member reloads reaches every member;
 //! - `store backup` of a PostgreSQL store is a verified SQLite file, and
@@ -582,6 +583,60 @@ fn a_server_restart_between_batches_loses_nothing() {
         cluster.query_texts(&url, "SELECT count(*) FROM chain WHERE kind = 'alarm'"),
         vec!["2"]
     );
+}
+
+#[test]
+fn an_idle_daemon_goes_on_after_its_postgresql_server_restarts() {
+    const KEY: &str = "AKIDpg0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p6";
+    let cluster = Postgres::start();
+    let url = cluster.database("idle_restart");
+    let (sandbox, mut daemon, _http) = daemon_with_api(&url, "");
+    // No events come: the store stage still asks the server every second
+    // whether another connection changed the policies. The first question
+    // after the restart meets the dead connection.
+    cluster.restart_immediately();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        daemon.exited().is_none(),
+        "the daemon stopped on the restart:\n{}",
+        daemon.stderr()
+    );
+    let records: Vec<Value> = (0..2)
+        .map(|index| {
+            tencent_create_key(
+                &format!("after-{index}"),
+                1_772_416_800 + index * 60,
+                KEY,
+                "45.76.218.92",
+            )
+        })
+        .collect();
+    let temporary = sandbox.path("after.jsonl");
+    write_jsonl(&temporary, &records);
+    std::fs::rename(&temporary, sandbox.path("watch").join("after.jsonl")).unwrap();
+    let stored = || {
+        cluster.query_texts(
+            &url,
+            "SELECT coalesce(sum(count), 0) FROM alarms WHERE rule_id = 'access-key-created'",
+        ) == vec!["2"]
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !stored() {
+        assert!(
+            std::time::Instant::now() < deadline && daemon.exited().is_none(),
+            "the events after the restart were not stored:\n{}",
+            daemon.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // It stops cleanly: its API's PostgreSQL connections, dropped on the
+    // async runtime's threads, close without a panic.
+    assert!(daemon.terminate(), "SIGTERM");
+    let status = daemon
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .expect("the daemon stops on SIGTERM");
+    let stderr = daemon.stderr();
+    assert!(status.success() && !stderr.contains("panicked"), "{status}\n{stderr}");
 }
 
 /// Rows per table of a SQLite store, as `table rows` lines.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::mem::ManuallyDrop;
 
 use bytes::BytesMut;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
@@ -310,7 +311,8 @@ fn query_each<C: postgres::GenericClient>(
 
 /// A connection to PostgreSQL with its prepared statements.
 pub struct PgConnection {
-    client: Client,
+    /// Closed by `Drop`, off any tokio worker thread.
+    client: ManuallyDrop<Client>,
     statements: Box<Statements>,
     /// The URL without its password.
     url: String,
@@ -333,7 +335,7 @@ impl PgConnection {
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
         let client = config.connect(tls)?;
         Ok(PgConnection {
-            client,
+            client: ManuallyDrop::new(client),
             statements: Box::default(),
             url: redact(url),
         })
@@ -359,6 +361,51 @@ impl PgConnection {
     }
 }
 
+impl Drop for PgConnection {
+    /// `postgres::Client` closes by blocking on a runtime of its own, which
+    /// panics on a tokio worker thread: the API's and the notifier's stores
+    /// are dropped on one when the daemon stops. There the client is closed
+    /// on a short-lived thread instead.
+    fn drop(&mut self) {
+        // SAFETY: `client` is taken once, here, and not used after.
+        let client = unsafe { ManuallyDrop::take(&mut self.client) };
+        if tokio::runtime::Handle::try_current().is_err() {
+            drop(client);
+            return;
+        }
+        match std::thread::Builder::new()
+            .name("tw-pg-close".into())
+            .spawn(move || drop(client))
+        {
+            Ok(closing) => {
+                let _ = closing.join();
+            }
+            Err(error) => tracing::warn!(%error, "cannot start a thread to close a PostgreSQL connection"),
+        }
+    }
+}
+
+/// The client a `Db` implementation runs its statements on: a connection's
+/// own client, or a transaction.
+trait AsClient {
+    type Client: postgres::GenericClient;
+    fn as_client(&mut self) -> &mut Self::Client;
+}
+
+impl AsClient for ManuallyDrop<Client> {
+    type Client = Client;
+    fn as_client(&mut self) -> &mut Client {
+        self
+    }
+}
+
+impl<'a> AsClient for postgres::Transaction<'a> {
+    type Client = postgres::Transaction<'a>;
+    fn as_client(&mut self) -> &mut Self::Client {
+        self
+    }
+}
+
 /// A transaction on a [`PgConnection`].
 pub struct PgTransaction<'a> {
     transaction: postgres::Transaction<'a>,
@@ -381,11 +428,11 @@ macro_rules! postgres_db {
             }
 
             fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<u64> {
-                execute(&mut self.$client, &mut *self.statements, sql, params)
+                execute(self.$client.as_client(), &mut *self.statements, sql, params)
             }
 
             fn insert_id(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
-                insert_id(&mut self.$client, &mut *self.statements, sql, params)
+                insert_id(self.$client.as_client(), &mut *self.statements, sql, params)
             }
 
             fn query_each(
@@ -394,11 +441,11 @@ macro_rules! postgres_db {
                 params: &[Value<'_>],
                 each: &mut dyn FnMut(&dyn Row) -> DbResult<()>,
             ) -> DbResult<()> {
-                query_each(&mut self.$client, &mut *self.statements, sql, params, each)
+                query_each(self.$client.as_client(), &mut *self.statements, sql, params, each)
             }
 
             fn batch(&mut self, sql: &str) -> DbResult<()> {
-                Ok(self.$client.batch_execute(sql)?)
+                Ok(self.$client.as_client().batch_execute(sql)?)
             }
         }
     };

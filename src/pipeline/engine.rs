@@ -552,6 +552,7 @@ impl StoreStage {
         let mut chain_logged = Instant::now();
         let mut lags = crate::metrics::LagRecorder::default();
         let mut writes = crate::metrics::LagRecorder::default();
+        let mut unreachable_logged: Option<Instant> = None;
         loop {
             // Woken at least every COLLECT_EVERY, to notice other connections'
             // commits while no events come.
@@ -622,7 +623,20 @@ impl StoreStage {
                 }
                 self.busy.fetch_sub(1, Ordering::AcqRel);
             }
-            let version = self.store.data_version()?;
+            // Another connection's changes. A shared server restarting or out
+            // of reach is not a reason to stop: it is asked again next round
+            // (the write above waits for it the same way).
+            let version = match self.store.data_version() {
+                Ok(version) => version,
+                Err(error) if error.is_transient_database() => {
+                    if unreachable_logged.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(30)) {
+                        unreachable_logged = Some(Instant::now());
+                        tracing::warn!(%error, "cannot check the store for other connections' changes; trying again");
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             if version != self.data_version {
                 self.data_version = version;
                 let _ = self.replies.send(StoreReply::Changed(

@@ -356,10 +356,8 @@ impl Store {
     pub(crate) fn with_db<T>(&self, job: impl FnOnce(&mut dyn Db) -> DbResult<T>) -> Result<T, StoreError> {
         match &self.backend {
             Backend::Sqlite(connection) => Ok(job(&mut SqliteDb(connection))?),
-            Backend::Postgres(shared) => {
-                let mut shared = shared.borrow_mut();
-                Ok(job(shared.connection()?)?)
-            }
+            // A lost connection is dropped, to be opened again next time.
+            Backend::Postgres(shared) => Ok(shared.borrow_mut().run(|connection| job(connection))?),
         }
     }
 

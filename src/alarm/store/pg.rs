@@ -156,7 +156,7 @@ impl Shared {
 
     /// Run `job`; a connection failure drops the connection so the next
     /// call opens a new one.
-    fn run<T>(&mut self, job: impl FnOnce(&mut PgConnection) -> DbResult<T>) -> DbResult<T> {
+    pub(super) fn run<T>(&mut self, job: impl FnOnce(&mut PgConnection) -> DbResult<T>) -> DbResult<T> {
         let result = job(self.connection()?);
         if let Err(error) = &result
             && error.is_transient()
