@@ -373,14 +373,21 @@ impl Drop for PgConnection {
             drop(client);
             return;
         }
+        // Handed over once the thread runs: a thread that cannot start would
+        // otherwise drop the client here, with the closure.
+        let (hand_over, handed) = std::sync::mpsc::channel::<Client>();
         match std::thread::Builder::new()
             .name("tw-pg-close".into())
-            .spawn(move || drop(client))
+            .spawn(move || drop(handed.recv()))
         {
             Ok(closing) => {
+                let _ = hand_over.send(client);
                 let _ = closing.join();
             }
-            Err(error) => tracing::warn!(%error, "cannot start a thread to close a PostgreSQL connection"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start a thread to close a PostgreSQL connection; it closes at exit");
+                std::mem::forget(client);
+            }
         }
     }
 }
